@@ -1,0 +1,392 @@
+// The code that runs between clone and exec.
+//
+// Rules (DESIGN.md §3): only raw system calls (sys.h), no allocation, no locks, no C++
+// exceptions, no libc functions that touch errno or global state. Everything the child reads
+// was decoded into `Plan` before clone. Any failure is sent to the parent on the error pipe as
+// {step, syscall, errno, path} and the child exits; EOF on that pipe (it is close-on-exec)
+// means execve succeeded.
+#include "plan.h"
+#include "sys.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>  // ST_* flag values (statfs.f_flags uses the same bits)
+#include <sys/wait.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+namespace nsbox {
+
+// Assembly entry for clone3 with a caller-supplied stack (clone3 cannot return into a C
+// frame on a new stack). Defined in spawn.cc.
+extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
+
+namespace {
+
+using sys::call;
+
+struct KSigaction { void* handler; unsigned long flags; void* restorer; unsigned long mask; };
+struct MountAttr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4, kAttrNoexec = 0x8;
+
+size_t Len(const char* s) { size_t n = 0; while (s && s[n]) n++; return n; }
+
+// Sends the failure to the parent and exits. Never returns.
+[[noreturn]] void Die(ChildCtx* ctx, const Err& e) {
+  ChildMsg m;
+  m.kind = 1;
+  m.pid = 0;
+  m.err = e;
+  call(SYS_write, ctx->errFd, &m, sizeof m);
+  call(SYS_exit_group, 127);
+  __builtin_unreachable();
+}
+
+[[noreturn]] void DieSys(ChildCtx* ctx, long r, const char* step, const char* syscall, const char* path = nullptr) {
+  Err e;
+  Fail(&e, (int)-r, step, syscall, path);
+  Die(ctx, e);
+}
+
+// mkdir -p; the path is absolute.
+long MkdirP(const char* path, unsigned mode) {
+  char buf[4096];
+  size_t n = Len(path);
+  if (n == 0 || n >= sizeof buf) return -ENAMETOOLONG;
+  for (size_t i = 0; i <= n; i++) {
+    buf[i] = path[i];
+    if ((path[i] == '/' && i > 0) || path[i] == 0) {
+      buf[i] = 0;
+      long r = call(SYS_mkdirat, AT_FDCWD, buf, mode);
+      if (r < 0 && r != -EEXIST) return r;
+      buf[i] = path[i];
+    }
+  }
+  return 0;
+}
+
+long ParentDir(const char* path, unsigned mode) {
+  char buf[4096];
+  size_t n = Len(path);
+  if (n >= sizeof buf) return -ENAMETOOLONG;
+  size_t cut = 0;
+  for (size_t i = 0; i < n; i++) { buf[i] = path[i]; if (path[i] == '/') cut = i; }
+  if (cut == 0) return 0;
+  buf[cut] = 0;
+  return MkdirP(buf, mode);
+}
+
+long TouchFile(const char* path) {
+  long r = ParentDir(path, 0755);
+  if (r < 0) return r;
+  long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd == -EEXIST || fd == -EISDIR) return 0;
+  if (fd < 0) {
+    // an existing file on a read-only mount is fine as a bind target
+    struct stat st;
+    if (call(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0) return 0;
+    return fd;
+  }
+  call(SYS_close, fd);
+  return 0;
+}
+
+// Flags the kernel locks on a mount made in a less privileged namespace: a remount must
+// carry them or it fails with EPERM.
+unsigned long LockedFlags(const char* target) {
+  struct statfs s;
+  if (call(SYS_statfs, target, &s) < 0) return 0;
+  unsigned long f = 0;
+  if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (s.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (s.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (s.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (s.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+// Adds read-only / nosuid / nodev / noexec to a mount (recursively where the kernel can).
+long Restrict(const char* target, bool readonly, unsigned long extra, bool recursive) {
+  MountAttr a{};
+  if (readonly) a.attr_set |= kAttrRdonly;
+  if (extra & MS_NOSUID) a.attr_set |= kAttrNosuid;
+  if (extra & MS_NODEV) a.attr_set |= kAttrNodev;
+  if (extra & MS_NOEXEC) a.attr_set |= kAttrNoexec;
+  if (a.attr_set == 0) return 0;
+  long r = call(SYS_mount_setattr, AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, &a, sizeof a);
+  if (r != -ENOSYS) return r;
+  unsigned long f = MS_BIND | MS_REMOUNT | LockedFlags(target) | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  if (readonly) f |= MS_RDONLY;
+  return call(SYS_mount, nullptr, target, nullptr, f, nullptr);
+}
+
+void RunOp(ChildCtx* ctx, const Op& op) {
+  long r = 0;
+  switch (op.kind) {
+    case OpKind::kMkdir:
+      if ((r = MkdirP(op.a, op.mode)) < 0) DieSys(ctx, r, "mkdir", "mkdir", op.a);
+      break;
+    case OpKind::kMount:
+      if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
+      if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
+      break;
+    case OpKind::kBind:
+      r = op.file ? TouchFile(op.b) : MkdirP(op.b, 0755);
+      if (r < 0) DieSys(ctx, r, "bind", op.file ? "open" : "mkdir", op.b);
+      if ((r = call(SYS_mount, op.a, op.b, nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr)) < 0)
+        DieSys(ctx, r, "bind", "mount", op.a);
+      if ((r = Restrict(op.b, op.readonly, op.flags, op.recursive)) < 0) DieSys(ctx, r, "bind", "mount_setattr", op.b);
+      break;
+    case OpKind::kSymlink:
+      if ((r = ParentDir(op.b, 0755)) < 0) DieSys(ctx, r, "symlink", "mkdir", op.b);
+      if ((r = call(SYS_symlinkat, op.a, AT_FDCWD, op.b)) < 0 && r != -EEXIST) DieSys(ctx, r, "symlink", "symlink", op.b);
+      break;
+    case OpKind::kWriteFile: {
+      if ((r = ParentDir(op.a, 0755)) < 0) DieSys(ctx, r, "write-file", "mkdir", op.a);
+      long fd = call(SYS_openat, AT_FDCWD, op.a, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, op.mode);
+      if (fd < 0) DieSys(ctx, fd, "write-file", "open", op.a);
+      size_t off = 0;
+      while (off < op.dlen) {
+        r = call(SYS_write, fd, op.d + off, op.dlen - off);
+        if (r == -EINTR) continue;
+        if (r < 0) DieSys(ctx, r, "write-file", "write", op.a);
+        off += (size_t)r;
+      }
+      call(SYS_close, fd);
+      break;
+    }
+    case OpKind::kPropagation:
+      if ((r = call(SYS_mount, nullptr, op.b, nullptr, op.flags, nullptr)) < 0) DieSys(ctx, r, "propagation", "mount", op.b);
+      break;
+    case OpKind::kRemountRo:
+      if ((r = Restrict(op.b, true, op.flags, op.recursive)) < 0) DieSys(ctx, r, "remount", "mount_setattr", op.b);
+      break;
+    case OpKind::kPivotRoot:
+      if ((r = call(SYS_chdir, op.a)) < 0) DieSys(ctx, r, "pivot", "chdir", op.a);
+      if (op.b) {
+        if ((r = call(SYS_pivot_root, ".", op.b)) < 0) DieSys(ctx, r, "pivot", "pivot_root", op.a);
+      } else {
+        // pivot onto itself, then detach the old root stacked underneath
+        if ((r = call(SYS_pivot_root, ".", ".")) < 0) DieSys(ctx, r, "pivot", "pivot_root", op.a);
+        if ((r = call(SYS_umount2, ".", MNT_DETACH)) < 0) DieSys(ctx, r, "pivot", "umount2", op.a);
+      }
+      if ((r = call(SYS_chdir, "/")) < 0) DieSys(ctx, r, "pivot", "chdir", "/");
+      break;
+    case OpKind::kChmod:
+      if ((r = call(SYS_fchmodat, AT_FDCWD, op.a, op.mode)) < 0) DieSys(ctx, r, "chmod", "chmod", op.a);
+      break;
+    case OpKind::kUmount:
+      if ((r = call(SYS_umount2, op.b, MNT_DETACH)) < 0) DieSys(ctx, r, "umount", "umount2", op.b);
+      break;
+    default:
+      DieSys(ctx, -EINVAL, "plan", "none");
+  }
+}
+
+void WaitGo(ChildCtx* ctx) {
+  char c;
+  for (;;) {
+    long r = call(SYS_read, ctx->goFd, &c, 1);
+    if (r == -EINTR) continue;
+    if (r == 1) return;
+    call(SYS_exit_group, 127);  // parent gone or gave up: nothing to report to
+  }
+}
+
+void PlaceStdio(ChildCtx* ctx) {
+  int src[3];
+  for (int i = 0; i < 3; i++) {
+    src[i] = ctx->stdio[i];
+    // a source sitting on 0..2 could be overwritten by an earlier dup: move it up first
+    if (src[i] >= 0 && src[i] < 3 && src[i] != i) {
+      long r = call(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3);
+      if (r < 0) DieSys(ctx, r, "stdio", "fcntl");
+      src[i] = (int)r;
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    if (src[i] < 0) continue;
+    long r = src[i] == i ? call(SYS_fcntl, i, F_SETFD, 0) : call(SYS_dup3, src[i], i, 0);
+    if (r < 0) DieSys(ctx, r, "stdio", "dup3");
+  }
+}
+
+void SetCredentials(ChildCtx* ctx, const Plan& p) {
+  long r;
+  if (p.dropCaps) {
+    // bounding set: drop every capability not kept (needs CAP_SETPCAP, held until setuid)
+    for (int c = 0; c <= p.lastCap; c++) {
+      if (c < 64 && (p.capsKeep >> c) & 1) continue;
+      r = call(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0);
+      if (r < 0 && r != -EINVAL) DieSys(ctx, r, "capabilities", "prctl(PR_CAPBSET_DROP)");
+    }
+    if ((r = call(SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0)) < 0) DieSys(ctx, r, "capabilities", "prctl(PR_SET_KEEPCAPS)");
+  }
+  if (p.setIds) {
+    if (p.setGroups && (r = call(SYS_setgroups, p.groups.size(), p.groups.data())) < 0) DieSys(ctx, r, "credentials", "setgroups");
+    if ((r = call(SYS_setresgid, p.gid, p.gid, p.gid)) < 0) DieSys(ctx, r, "credentials", "setresgid");
+    if ((r = call(SYS_setresuid, p.uid, p.uid, p.uid)) < 0) DieSys(ctx, r, "credentials", "setresuid");
+  }
+  if (p.dropCaps) {
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2]{};
+    d[0].effective = d[0].permitted = d[0].inheritable = (uint32_t)p.capsKeep;
+    d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(p.capsKeep >> 32);
+    if ((r = call(SYS_capset, &h, d)) < 0) DieSys(ctx, r, "capabilities", "capset");
+    call(SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  }
+  r = call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (r < 0 && r != -EINVAL) DieSys(ctx, r, "capabilities", "prctl(PR_CAP_AMBIENT)");
+  if (p.ambient) {
+    for (int c = 0; c < 64 && c <= p.lastCap; c++) {
+      if (!((p.capsKeep >> c) & 1)) continue;
+      if ((r = call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0)) < 0) DieSys(ctx, r, "capabilities", "prctl(PR_CAP_AMBIENT_RAISE)");
+    }
+  }
+}
+
+// Writes a whole small file (e.g. /proc/self/timens_offsets).
+long WriteSmall(const char* path, const char* data) {
+  long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fd;
+  long r = call(SYS_write, fd, data, Len(data));
+  call(SYS_close, fd);
+  return r < 0 ? r : 0;
+}
+
+[[noreturn]] void Setup(ChildCtx* ctx) {
+  const Plan& p = *ctx->plan;
+  long r;
+  if ((r = call(SYS_setsid)) < 0) DieSys(ctx, r, "setsid", "setsid");
+  // not dumpable (no ptrace, /proc/pid owned by root) until execve resets it
+  call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+  PlaceStdio(ctx);
+  for (const Op& op : p.ops) RunOp(ctx, op);
+  if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
+  if (p.domainname && (r = call(SYS_setdomainname, p.domainname, Len(p.domainname))) < 0) DieSys(ctx, r, "hostname", "setdomainname");
+  if (p.timeOffsets) {
+    if ((r = call(SYS_unshare, CLONE_NEWTIME)) < 0) DieSys(ctx, r, "time", "unshare(CLONE_NEWTIME)");
+    if ((r = WriteSmall("/proc/self/timens_offsets", p.timeOffsets)) < 0) DieSys(ctx, r, "time", "write", "/proc/self/timens_offsets");
+  }
+  for (const Rlimit& rl : p.rlimits) {
+    struct { unsigned long long cur, max; } v{rl.soft, rl.hard};
+    if ((r = call(SYS_prlimit64, 0, rl.resource, &v, nullptr)) < 0) DieSys(ctx, r, "rlimit", "prlimit64");
+  }
+  SetCredentials(ctx, p);
+  // after the last credential change (which clears it): die with the parent thread
+  if (p.pdeathsig > 0) {
+    call(SYS_prctl, PR_SET_PDEATHSIG, p.pdeathsig, 0, 0, 0);
+    // the parent holds the write end of "go" until it has seen exec; a hangup means it died
+    // before PDEATHSIG was armed (getppid() says nothing inside a new pid namespace)
+    struct pollfd pf{ctx->goFd, POLLIN, 0};
+    struct timespec zero{0, 0};
+    if (call(SYS_ppoll, &pf, 1, &zero, nullptr, 0) > 0 && (pf.revents & POLLHUP)) call(SYS_exit_group, 127);
+  }
+  if ((r = call(SYS_chdir, p.cwd)) < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
+  if (p.noNewPrivs && (r = call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0) DieSys(ctx, r, "no_new_privs", "prctl");
+  // every fd beyond stdio closes at exec (the error pipe too, which is how the parent learns
+  // that exec succeeded)
+  r = call(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r < 0) {
+    // kernels before 5.11: mark them one by one
+    for (int fd = 3; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+  }
+  // signals: dispositions were reset at entry; unblock now
+  unsigned long none = 0;
+  call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  if (!p.seccomp.empty()) {
+    struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
+    if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
+  }
+  // execve over the candidates from PATH (computed before clone), execvp's error rules:
+  // ENOENT/ENOTDIR/EACCES move on, EACCES is what is reported if nothing ran
+  long best = -ENOENT;
+  const char* bestPath = p.exec[0];
+  for (size_t i = 0; p.exec[i]; i++) {
+    r = call(SYS_execve, p.exec[i], p.argv.data(), p.envp.data());
+    if (r == -ENOENT || r == -ENOTDIR || r == -ESTALE || r == -ENODEV || r == -ETIMEDOUT) continue;
+    if (r == -EACCES) { if (best != -EACCES) { best = r; bestPath = p.exec[i]; } continue; }
+    best = r;
+    bestPath = p.exec[i];
+    break;
+  }
+  DieSys(ctx, best, "exec", "execve", bestPath);
+}
+
+int Stage2Entry(void* arg) {
+  ChildCtx* ctx = static_cast<ChildCtx*>(arg);
+  ctx->stage1 = false;  // this is a copy of stage 1's memory
+  Setup(ctx);
+}
+
+// Stage 1 of a spawn that joins namespaces: join while still holding the caller's
+// privileges, create the new namespaces (a new user namespace last-but-owning the rest),
+// get "go" once the parent has written the id maps, then fork the sandbox process as a
+// sibling (CLONE_PARENT) so that a new pid namespace is owned by the new user namespace and
+// the parent can wait for it. Reports the sandbox's pid and exits.
+[[noreturn]] void Stage1(ChildCtx* ctx) {
+  const Plan& p = *ctx->plan;
+  long r;
+  for (const Join& j : p.joins) {
+    if ((r = call(SYS_setns, j.fd, j.nstype)) < 0) {
+      const char* t = j.nstype == CLONE_NEWUSER ? "user" : j.nstype == CLONE_NEWNET ? "net" : j.nstype == CLONE_NEWNS ? "mnt"
+                    : j.nstype == CLONE_NEWPID ? "pid" : j.nstype == CLONE_NEWUTS ? "uts" : j.nstype == CLONE_NEWIPC ? "ipc"
+                    : j.nstype == CLONE_NEWCGROUP ? "cgroup" : "time";
+      DieSys(ctx, r, "join", "setns", t);
+    }
+  }
+  if (p.unshareFlags && (r = call(SYS_unshare, p.unshareFlags)) < 0) DieSys(ctx, r, "unshare", "unshare");
+  WaitGo(ctx);
+  struct clone_args a{};
+  a.flags = CLONE_PARENT | (p.newPidAtStage2 ? CLONE_NEWPID : 0);
+  a.exit_signal = 0;
+  long pid = nsbox_clone3(&a, sizeof a, Stage2Entry, ctx);
+  if (pid < 0) DieSys(ctx, pid, "clone", "clone3");
+  ChildMsg m;
+  m.kind = 2;
+  m.pid = (int)pid;
+  call(SYS_write, ctx->errFd, &m, sizeof m);
+  call(SYS_exit_group, 0);
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+int ChildMain(void* arg) {
+  ChildCtx* ctx = static_cast<ChildCtx*>(arg);
+  // handlers installed by Node must never run here: back to defaults (the mask, blocked by
+  // the parent around clone, stays blocked until just before exec)
+  KSigaction dfl{};
+  for (int s = 1; s <= 64; s++) {
+    if (s == SIGKILL || s == SIGSTOP) continue;
+    call(SYS_rt_sigaction, s, &dfl, nullptr, sizeof(unsigned long));
+  }
+  for (int fd : ctx->closeFds) if (fd >= 0) call(SYS_close, fd);
+  if (ctx->stage1) Stage1(ctx);
+  WaitGo(ctx);
+  Setup(ctx);
+}
+
+}  // namespace nsbox

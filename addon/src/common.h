@@ -1,0 +1,88 @@
+// Shared by every part of the addon: the error struct carried up with context, the RAII fd,
+// and per-environment data. C++ exceptions are off (NAPI_DISABLE_CPP_EXCEPTIONS): functions
+// return -errno and fill an Err; it becomes a JS NsboxError exactly once, at the N-API edge.
+#pragma once
+#include <napi.h>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
+namespace nsbox {
+
+// Filled where a kernel call fails; context (step, path) is added on the way up.
+// Plain data with fixed buffers so the child can fill it without allocating and send it
+// through a pipe as is.
+struct Err {
+  int err = 0;              // positive errno
+  char step[32] = {0};      // plan step, e.g. "mount", "exec", "uid_map"
+  char syscall[32] = {0};   // e.g. "pivot_root"
+  char path[256] = {0};     // the path involved, if any
+  char message[256] = {0};  // extra words, e.g. netlink extended ack
+};
+
+// Async-signal-safe string copy (no libc locale, no allocation).
+inline void CopyStr(char* dst, size_t cap, const char* src) {
+  size_t i = 0;
+  if (src) for (; i + 1 < cap && src[i]; i++) dst[i] = src[i];
+  dst[i] = 0;
+}
+
+// Records a failure and returns -err (so `return Fail(...)` reads naturally).
+inline int Fail(Err* e, int err, const char* step, const char* syscall, const char* path = nullptr) {
+  if (e) {
+    e->err = err;
+    CopyStr(e->step, sizeof e->step, step);
+    CopyStr(e->syscall, sizeof e->syscall, syscall);
+    CopyStr(e->path, sizeof e->path, path);
+  }
+  return -err;
+}
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept { reset(o.release()); return *this; }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { int f = fd_; fd_ = -1; return f; }
+  void reset(int fd = -1) { if (fd_ >= 0) { int s = errno; ::close(fd_); errno = s; } fd_ = fd; }
+ private:
+  int fd_ = -1;
+};
+
+// Per-environment state (the addon works in worker threads: no static mutable state).
+struct Watch;
+struct AddonData {
+  Napi::FunctionReference errorClass;  // NsboxError, handed over from JS at init
+  void* childStack = nullptr;          // spawn.cc: reused stack for CLONE_VM children
+  size_t childStackSize = 0;
+  Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
+  ~AddonData();
+};
+
+// Builds an NsboxError (or a plain Error before setErrorClass was called).
+Napi::Value MakeError(Napi::Env env, const Err& e);
+// Throws it as a pending JS exception; returns undefined for `return ThrowErr(...)`.
+Napi::Value ThrowErr(Napi::Env env, const Err& e);
+// Shortcut for a failed call with errno already saved.
+Napi::Value ThrowErrno(Napi::Env env, int err, const char* step, const char* syscall, const char* path = nullptr);
+// Name of an errno value, "ENOENT" etc.
+const char* ErrnoName(int err);
+
+// One per kernel area; module.cc calls them all.
+void InitErrors(Napi::Env env, Napi::Object exports);
+void InitSpawn(Napi::Env env, Napi::Object exports);
+void InitExitWatch(Napi::Env env, Napi::Object exports);
+void InitNs(Napi::Env env, Napi::Object exports);
+void InitCaps(Napi::Env env, Napi::Object exports);
+void InitCgroup(Napi::Env env, Napi::Object exports);
+void InitMount(Napi::Env env, Napi::Object exports);
+void InitNetlink(Napi::Env env, Napi::Object exports);
+void InitSeccomp(Napi::Env env, Napi::Object exports);
+
+}  // namespace nsbox

@@ -1,0 +1,27 @@
+// Registers every part of the addon; nothing else lives here.
+#include "common.h"
+
+#include <sys/mman.h>
+
+namespace nsbox {
+AddonData::~AddonData() {
+  if (childStack) munmap(childStack, childStackSize);
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData<AddonData>(new AddonData());
+  InitErrors(env, exports);
+  InitSpawn(env, exports);
+  InitExitWatch(env, exports);
+  InitNs(env, exports);
+  InitCaps(env, exports);
+  InitCgroup(env, exports);
+  InitMount(env, exports);
+  InitNetlink(env, exports);
+  InitSeccomp(env, exports);
+  return exports;
+}
+}  // namespace nsbox
+
+static Napi::Object InitNsbox(Napi::Env env, Napi::Object exports) { return nsbox::Init(env, exports); }
+NODE_API_MODULE(nsbox, InitNsbox)

@@ -1,0 +1,6 @@
+// Placeholder: filled by the issue that owns this kernel area.
+#include "common.h"
+
+namespace nsbox {
+void InitNetlink(Napi::Env env, Napi::Object exports) {}
+}  // namespace nsbox

@@ -1,0 +1,156 @@
+// Decodes the JS plan object (built and validated by lib/spawn/plan.ts) into a Plan.
+// Shape errors here mean a bug in the planner, so they are TypeErrors, not NsboxErrors.
+#include "plan.h"
+
+namespace nsbox {
+
+namespace {
+struct Reader {
+  Napi::Env env;
+  bool ok = true;
+  std::string bad;
+
+  void Fail(const std::string& what) {
+    if (ok) { ok = false; bad = what; }
+  }
+  bool Has(Napi::Object o, const char* k) {
+    Napi::Value v = o.Get(k);
+    return !v.IsUndefined() && !v.IsNull();
+  }
+  double Num(Napi::Object o, const char* k, double def) {
+    Napi::Value v = o.Get(k);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsNumber()) { Fail(std::string("plan.") + k + " must be a number"); return def; }
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  bool Bool(Napi::Object o, const char* k, bool def) {
+    Napi::Value v = o.Get(k);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsBoolean()) { Fail(std::string("plan.") + k + " must be a boolean"); return def; }
+    return v.As<Napi::Boolean>().Value();
+  }
+  // Returns nullptr when absent.
+  const char* Str(Plan* p, Napi::Object o, const char* k) {
+    Napi::Value v = o.Get(k);
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    if (!v.IsString()) { Fail(std::string("plan.") + k + " must be a string"); return nullptr; }
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.find('\0') != std::string::npos) { Fail(std::string("plan.") + k + " contains a NUL byte"); return nullptr; }
+    return p->Keep(std::move(s));
+  }
+  Napi::Array Arr(Napi::Object o, const char* k) {
+    Napi::Value v = o.Get(k);
+    if (v.IsUndefined() || v.IsNull()) return Napi::Array::New(env, 0);
+    if (!v.IsArray()) { Fail(std::string("plan.") + k + " must be an array"); return Napi::Array::New(env, 0); }
+    return v.As<Napi::Array>();
+  }
+  void Strings(Plan* p, Napi::Object o, const char* k, std::vector<const char*>* out) {
+    Napi::Array a = Arr(o, k);
+    for (uint32_t i = 0; i < a.Length() && ok; i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsString()) { Fail(std::string("plan.") + k + " must hold strings"); return; }
+      std::string s = v.As<Napi::String>().Utf8Value();
+      if (s.find('\0') != std::string::npos) { Fail(std::string("plan.") + k + " holds a NUL byte"); return; }
+      out->push_back(p->Keep(std::move(s)));
+    }
+    out->push_back(nullptr);
+  }
+};
+}  // namespace
+
+bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
+  Reader r{env};
+  p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
+  p->unshareFlags = (unsigned long long)r.Num(o, "unshareFlags", 0);
+  p->twoStage = r.Bool(o, "twoStage", false);
+  p->newPidAtStage2 = r.Bool(o, "newPidAtStage2", false);
+  Napi::Array joins = r.Arr(o, "joins");
+  for (uint32_t i = 0; i < joins.Length() && r.ok; i++) {
+    Napi::Object j = joins.Get(i).As<Napi::Object>();
+    p->joins.push_back({(int)r.Num(j, "fd", -1), (int)r.Num(j, "nstype", 0)});
+  }
+  if (const char* s = r.Str(p, o, "uidMap")) p->uidMap = s;
+  if (const char* s = r.Str(p, o, "gidMap")) p->gidMap = s;
+  p->setgroupsDeny = r.Bool(o, "setgroupsDeny", false);
+  p->cgroupFd = (int)r.Num(o, "cgroupFd", -1);
+  std::vector<const char*> procs;
+  r.Strings(p, o, "cgroupProcs", &procs);
+  for (const char* s : procs) if (s) p->cgroupProcs.emplace_back(s);
+
+  Napi::Array stdio = r.Arr(o, "stdio");
+  for (uint32_t i = 0; i < 3 && i < stdio.Length() && r.ok; i++) {
+    Napi::Object s = stdio.Get(i).As<Napi::Object>();
+    p->stdioKind[i] = (StdioKind)(int)r.Num(s, "kind", 0);
+    p->stdioFd[i] = (int)r.Num(s, "fd", -1);
+  }
+
+  Napi::Array ops = r.Arr(o, "ops");
+  for (uint32_t i = 0; i < ops.Length() && r.ok; i++) {
+    Napi::Value ov = ops.Get(i);
+    if (!ov.IsObject()) { r.Fail("plan.ops must hold objects"); break; }
+    Napi::Object so = ov.As<Napi::Object>();
+    Op op{(OpKind)(int)r.Num(so, "op", 0)};
+    op.a = r.Str(p, so, "a");
+    op.b = r.Str(p, so, "b");
+    op.c = r.Str(p, so, "c");
+    Napi::Value dv = so.Get("d");
+    if (dv.IsBuffer()) {
+      Napi::Buffer<char> b = dv.As<Napi::Buffer<char>>();
+      op.d = p->Keep(std::string(b.Data(), b.Length()));
+      op.dlen = b.Length();
+    } else if (dv.IsString()) {
+      op.d = p->Keep(dv.As<Napi::String>().Utf8Value());
+      op.dlen = std::strlen(op.d);
+    }
+    op.flags = (unsigned long)r.Num(so, "flags", 0);
+    op.mode = (unsigned)r.Num(so, "mode", 0755);
+    op.readonly = r.Bool(so, "readonly", false);
+    op.file = r.Bool(so, "file", false);
+    op.recursive = r.Bool(so, "recursive", true);
+    p->ops.push_back(op);
+  }
+  p->hostname = r.Str(p, o, "hostname");
+  p->domainname = r.Str(p, o, "domainname");
+  p->timeOffsets = r.Str(p, o, "timeOffsets");
+  Napi::Array rl = r.Arr(o, "rlimits");
+  for (uint32_t i = 0; i < rl.Length() && r.ok; i++) {
+    Napi::Object x = rl.Get(i).As<Napi::Object>();
+    double soft = r.Num(x, "soft", -1), hard = r.Num(x, "hard", -1);
+    p->rlimits.push_back({(int)r.Num(x, "resource", -1),
+                          soft < 0 ? ~0ULL : (unsigned long long)soft,
+                          hard < 0 ? ~0ULL : (unsigned long long)hard});
+  }
+  p->setIds = r.Bool(o, "setIds", true);
+  p->uid = (unsigned)r.Num(o, "uid", 0);
+  p->gid = (unsigned)r.Num(o, "gid", 0);
+  p->setGroups = r.Bool(o, "setGroups", true);
+  Napi::Array groups = r.Arr(o, "groups");
+  for (uint32_t i = 0; i < groups.Length(); i++) p->groups.push_back(groups.Get(i).As<Napi::Number>().Uint32Value());
+  p->dropCaps = r.Bool(o, "dropCaps", true);
+  p->lastCap = (int)r.Num(o, "lastCap", 40);
+  p->capsKeep = (unsigned long long)r.Num(o, "capsKeepLo", 0) | ((unsigned long long)r.Num(o, "capsKeepHi", 0) << 32);
+  p->ambient = r.Bool(o, "ambient", false);
+  p->noNewPrivs = r.Bool(o, "noNewPrivs", true);
+  Napi::Value sc = o.Get("seccomp");
+  if (sc.IsBuffer()) {
+    Napi::Buffer<uint8_t> b = sc.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() % sizeof(sock_filter) != 0 || b.Length() == 0) r.Fail("plan.seccomp must be a non-empty array of sock_filter (8 bytes each)");
+    else {
+      p->seccomp.resize(b.Length() / sizeof(sock_filter));
+      std::memcpy(p->seccomp.data(), b.Data(), b.Length());
+    }
+  }
+  p->pdeathsig = (int)r.Num(o, "pdeathsig", 9);
+  if (const char* c = r.Str(p, o, "cwd")) p->cwd = c;
+  r.Strings(p, o, "argv", &p->argv);
+  r.Strings(p, o, "envp", &p->envp);
+  r.Strings(p, o, "exec", &p->exec);
+  if (r.ok && (p->argv.size() < 2 || p->exec.size() < 2)) r.Fail("plan.argv and plan.exec must not be empty");
+  if (!r.ok) {
+    Napi::TypeError::New(env, "nsbox internal: bad plan: " + r.bad).ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace nsbox

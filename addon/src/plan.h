@@ -1,0 +1,105 @@
+// A spawn plan decoded from JS into plain memory before clone. The TypeScript planner
+// (lib/spawn/plan.ts) decides everything; the child only executes these steps in order.
+#pragma once
+#include <deque>
+#include <string>
+#include <vector>
+#include <linux/filter.h>
+#include "common.h"
+
+namespace nsbox {
+
+// Child-side setup operations (bubblewrap's SetupOp list is the model).
+enum class OpKind : int {
+  kMkdir = 1,        // a = path, mode; creates parents too
+  kMount = 2,        // a = source, b = target, c = fstype, flags, d = data; creates target dir
+  kBind = 3,         // a = source, b = target; flags: extra MS_*; readonly; file => target is a file
+  kSymlink = 4,      // a = link content, b = link path
+  kWriteFile = 5,    // a = path, d = contents, mode
+  kPropagation = 6,  // b = target, flags = MS_SHARED|MS_SLAVE|MS_PRIVATE|MS_UNBINDABLE (+MS_REC)
+  kRemountRo = 7,    // b = target (keeps the flags the kernel has locked)
+  kPivotRoot = 8,    // a = new root (the old root is detached); chdir("/") after
+  kChmod = 9,        // a = path, mode
+  kUmount = 10,      // b = target (MNT_DETACH)
+};
+
+struct Op {
+  OpKind kind;
+  const char* a = nullptr;
+  const char* b = nullptr;
+  const char* c = nullptr;
+  const char* d = nullptr;
+  size_t dlen = 0;
+  unsigned long flags = 0;
+  unsigned mode = 0;
+  bool readonly = false;
+  bool file = false;
+  bool recursive = false;
+};
+
+struct Join { int fd; int nstype; };
+struct Rlimit { int resource; unsigned long long soft, hard; };
+
+enum class StdioKind : int { kPipe = 0, kInherit = 1, kIgnore = 2, kFd = 3 };
+
+struct Plan {
+  // --- namespaces
+  unsigned long long cloneFlags = 0;   // CLONE_NEW* created at clone time
+  unsigned long long unshareFlags = 0; // two-stage: created by unshare() after the joins
+  bool twoStage = false;               // joins present: stage 1 joins, stage 2 is the sandbox
+  bool newPidAtStage2 = false;
+  std::vector<Join> joins;             // user first, mount last
+  // --- parent side, before "go"
+  std::string uidMap, gidMap;          // empty = do not write
+  bool setgroupsDeny = false;
+  int cgroupFd = -1;                   // CLONE_INTO_CGROUP (cgroup v2)
+  std::vector<std::string> cgroupProcs;// cgroup.procs files to write the pid into (v1)
+  // --- stdio, as the child will see them on 0..2
+  StdioKind stdioKind[3] = {StdioKind::kPipe, StdioKind::kPipe, StdioKind::kPipe};
+  int stdioFd[3] = {-1, -1, -1};
+  // --- child steps
+  std::vector<Op> ops;
+  const char* hostname = nullptr;
+  const char* domainname = nullptr;
+  const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
+  std::vector<Rlimit> rlimits;
+  bool setIds = true;
+  unsigned uid = 0, gid = 0;
+  std::vector<unsigned> groups;        // gid_t
+  bool setGroups = true;
+  bool dropCaps = true;
+  int lastCap = 40;
+  unsigned long long capsKeep = 0;
+  bool ambient = false;
+  bool noNewPrivs = true;
+  std::vector<sock_filter> seccomp;    // empty = none
+  int pdeathsig = 9;
+  const char* cwd = "/";
+  std::vector<const char*> argv, envp, exec;  // null-terminated arrays
+  // storage for every string above; a deque never moves its elements
+  std::deque<std::string> strings;
+  const char* Keep(std::string s) { strings.push_back(std::move(s)); return strings.back().c_str(); }
+};
+
+// Fills `plan` from a JS object; on a malformed object throws a TypeError and returns false.
+bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan);
+
+// What the child reports back on the error pipe.
+struct ChildMsg {
+  int kind;    // 1 = error, 2 = stage-2 pid
+  int pid;
+  Err err;
+};
+
+// Runs in the child (async-signal-safe). Never returns on success (execve).
+struct ChildCtx {
+  const Plan* plan;
+  int goFd;     // read end of "go"
+  int errFd;    // write end of the error pipe (close-on-exec)
+  int closeFds[2]; // parent ends the child must close (go write end, error read end)
+  int stdio[3]; // fds to place on 0..2 (or -1 for "leave as is")
+  bool stage1;  // two-stage: this is the joining stage
+};
+int ChildMain(void* arg);
+
+}  // namespace nsbox

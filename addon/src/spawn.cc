@@ -1,0 +1,302 @@
+// Parent side of a spawn: stdio, pipes, clone3 (CLONE_VM on a private stack), id maps and
+// cgroup placement before "go", then wait for exec (EOF) or a reported failure.
+#include "plan.h"
+#include "sys.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+// clone3 with a new stack: the child starts on `args->stack` and must not return into a C
+// frame of the parent, so it calls fn(arg) and exits with its result.
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl nsbox_clone3\n"
+    ".type nsbox_clone3,@function\n"
+    "nsbox_clone3:\n"           // rdi=args rsi=size rdx=fn rcx=arg
+    "  mov %rcx, %r8\n"          // syscall clobbers rcx and r11
+    "  mov $435, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"         // child: outermost frame
+    "  and $-16, %rsp\n"
+    "  mov %r8, %rdi\n"
+    "  call *%rdx\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n"          // exit (this thread only; fn normally never returns)
+    "  syscall\n"
+    "  hlt\n"
+    "1: ret\n"
+    ".size nsbox_clone3, .-nsbox_clone3\n");
+#elif defined(__aarch64__)
+__asm__(
+    ".text\n"
+    ".globl nsbox_clone3\n"
+    ".type nsbox_clone3,%function\n"
+    "nsbox_clone3:\n"           // x0=args x1=size x2=fn x3=arg
+    "  mov x9, x2\n"
+    "  mov x10, x3\n"
+    "  mov x8, #435\n"
+    "  svc #0\n"
+    "  cbnz x0, 1f\n"
+    "  mov x29, xzr\n"
+    "  mov x30, xzr\n"
+    "  mov x0, x10\n"
+    "  blr x9\n"
+    "  mov x8, #93\n"
+    "  svc #0\n"
+    "  brk #0\n"
+    "1: ret\n"
+    ".size nsbox_clone3, .-nsbox_clone3\n");
+#endif
+
+namespace nsbox {
+extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
+
+namespace {
+
+using sys::call;
+constexpr size_t kStackSize = 256 * 1024;
+
+// One child stack per environment, reused: a spawn returns only after its child has exec'd
+// or died, so the stack is free again by then. Freed with the environment (~AddonData).
+void* ChildStack(Napi::Env env) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (!d->childStack) {
+    void* s = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (s == MAP_FAILED) return nullptr;
+    mprotect(s, 4096, PROT_NONE);  // guard page
+    d->childStack = s;
+    d->childStackSize = kStackSize;
+  }
+  return d->childStack;
+}
+
+int WriteFile(const char* path, const std::string& data, Err* e, const char* step) {
+  UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Fail(e, errno, step, "open", path);
+  ssize_t n = write(fd.get(), data.data(), data.size());
+  if (n < 0) return Fail(e, errno, step, "write", path);
+  if ((size_t)n != data.size()) return Fail(e, EIO, step, "write", path);
+  return 0;
+}
+
+// Before "go": id maps for the child's new user namespace, then cgroup placement.
+int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
+  char path[64];
+  if (!p.uidMap.empty() || !p.gidMap.empty()) {
+    if (p.setgroupsDeny) {
+      snprintf(path, sizeof path, "/proc/%d/setgroups", pid);
+      if (int r = WriteFile(path, "deny", e, "gid_map"); r < 0) return r;
+    }
+    snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+    if (int r = WriteFile(path, p.uidMap, e, "uid_map"); r < 0) return r;
+    snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+    if (int r = WriteFile(path, p.gidMap, e, "gid_map"); r < 0) return r;
+  }
+  if (!placedInCgroup) {
+    std::string s = std::to_string(pid);
+    for (const std::string& procs : p.cgroupProcs)
+      if (int r = WriteFile(procs.c_str(), s, e, "cgroup"); r < 0) return r;
+  }
+  return 0;
+}
+
+void Reap(int pidfd) {
+  siginfo_t si;
+  for (;;) {
+    long r = call(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED, nullptr);
+    if (r != -EINTR) return;
+  }
+}
+
+struct Fds {
+  int parent[3] = {-1, -1, -1};   // our ends of stdio pipes
+  int child[3] = {-1, -1, -1};    // what the child puts on 0..2
+  bool ownChild[3] = {false, false, false};
+  int go[2] = {-1, -1}, err[2] = {-1, -1};
+  void CloseChildSide() {
+    for (int i = 0; i < 3; i++) if (ownChild[i] && child[i] >= 0) { close(child[i]); child[i] = -1; }
+    if (go[0] >= 0) { close(go[0]); go[0] = -1; }
+    if (err[1] >= 0) { close(err[1]); err[1] = -1; }
+  }
+  void CloseAll() {
+    CloseChildSide();
+    for (int& f : parent) if (f >= 0) { close(f); f = -1; }
+    for (int* f : {&go[1], &err[0]}) if (*f >= 0) { close(*f); *f = -1; }
+  }
+};
+
+int MakeStdio(const Plan& p, Fds* f, Err* e) {
+  for (int i = 0; i < 3; i++) {
+    switch (p.stdioKind[i]) {
+      case StdioKind::kPipe: {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return Fail(e, errno, "stdio", "socketpair");
+        f->parent[i] = sv[0];
+        f->child[i] = sv[1];
+        f->ownChild[i] = true;
+        // one direction each, as a pipe would be
+        shutdown(sv[1], i == 0 ? SHUT_WR : SHUT_RD);
+        break;
+      }
+      case StdioKind::kInherit: f->child[i] = i; break;
+      case StdioKind::kIgnore: {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0) return Fail(e, errno, "stdio", "open", "/dev/null");
+        f->child[i] = fd;
+        f->ownChild[i] = true;
+        break;
+      }
+      case StdioKind::kFd: f->child[i] = p.stdioFd[i]; break;
+    }
+  }
+  return 0;
+}
+
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, "spawn(plan): plan must be an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Plan plan;
+  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan)) return env.Undefined();
+
+  Err e;
+  Fds f;
+  if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
+  if (pipe2(f.go, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
+    int er = errno;
+    f.CloseAll();
+    return ThrowErrno(env, er, "clone", "pipe2");
+  }
+  void* stack = ChildStack(env);
+  if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
+
+  ChildCtx ctx{};
+  ctx.plan = &plan;
+  ctx.goFd = f.go[0];
+  ctx.errFd = f.err[1];
+  ctx.closeFds[0] = f.go[1];
+  ctx.closeFds[1] = f.err[0];
+  for (int i = 0; i < 3; i++) ctx.stdio[i] = f.child[i];
+  ctx.stage1 = plan.twoStage;
+
+  int pidfd = -1;
+  struct clone_args args{};
+  args.flags = CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM);
+  args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  args.exit_signal = SIGCHLD;
+  args.stack = (uint64_t)(uintptr_t)stack;
+  args.stack_size = kStackSize;
+  bool intoCgroup = plan.cgroupFd >= 0;
+  if (intoCgroup) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = (uint64_t)plan.cgroupFd;
+  }
+
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
+  if (pid == -ENOSYS || (pid == -EINVAL && intoCgroup)) {
+    // no clone3 (or no CLONE_INTO_CGROUP): clone(2), and the cgroup is joined by pid below
+    intoCgroup = false;
+    unsigned long fl = (unsigned long)(CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM) | SIGCHLD);
+    int r = clone(ChildMain, (char*)stack + kStackSize, (int)fl, &ctx, &pidfd);
+    pid = r < 0 ? -errno : r;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  f.CloseChildSide();
+  if (pid < 0) {
+    f.CloseAll();
+    return ThrowErrno(env, (int)-pid, "clone", "clone3");
+  }
+
+  bool failed = false;
+  if (ParentSteps(plan, (pid_t)pid, intoCgroup, &e) < 0) {
+    failed = true;
+    call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  } else {
+    char g = 'g';
+    while (write(f.go[1], &g, 1) < 0 && errno == EINTR) {}
+  }
+  // Wait for exec (EOF) or a failure report. Stage 1 of a two-stage spawn reports the pid
+  // of the real sandbox process first, then exits.
+  for (;;) {
+    ChildMsg m;
+    ssize_t n = read(f.err[0], &m, sizeof m);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (n != (ssize_t)sizeof m) { if (!failed) { failed = true; Fail(&e, EPROTO, "handshake", "read"); } break; }
+    if (m.kind == 2) {
+      int fd2 = (int)call(SYS_pidfd_open, m.pid, 0);
+      Reap(pidfd);
+      close(pidfd);
+      pidfd = fd2;
+      pid = m.pid;
+      if (fd2 < 0) { failed = true; Fail(&e, -fd2, "clone", "pidfd_open"); break; }
+    } else if (!failed) {
+      failed = true;
+      e = m.err;
+    }
+  }
+  close(f.go[1]); f.go[1] = -1;
+  close(f.err[0]); f.err[0] = -1;
+  if (failed) {
+    if (pidfd >= 0) {
+      call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+      Reap(pidfd);
+      close(pidfd);
+    }
+    f.CloseAll();
+    return ThrowErr(env, e);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", (double)pid);
+  out.Set("pidfd", pidfd);
+  Napi::Array stdio = Napi::Array::New(env, 3);
+  for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
+  out.Set("stdio", stdio);
+  return out;
+}
+
+Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
+  int pidfd = info[0].As<Napi::Number>().Int32Value();
+  int sig = info[1].As<Napi::Number>().Int32Value();
+  long r = call(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  return Napi::Number::New(info.Env(), r < 0 ? (double)-r : 0);
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  close(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitSpawn(Napi::Env env, Napi::Object exports) {
+  exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+}
+
+}  // namespace nsbox
