@@ -1,0 +1,3 @@
+// Public API: re-exports only.
+export { NsboxError } from './errors.js';
+export type { NsboxErrorInfo } from './errors.js';

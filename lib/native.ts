@@ -1,0 +1,92 @@
+// Loads the addon and types its raw functions. Everything here is internal: the public API
+// validates arguments before it calls any of these.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NsboxError } from './errors.js';
+
+export interface ExitInfo {
+  exitCode?: number;
+  signal?: number;
+  coreDumped?: boolean;
+  error?: number;
+  utimeUs: number;
+  stimeUs: number;
+  maxRssKb: number;
+}
+
+export interface SpawnOutput {
+  pid: number;
+  pidfd: number;
+  /** our ends of stdio socketpairs, -1 where not piped */
+  stdio: [number, number, number];
+}
+
+export interface NsInfo {
+  nstype: number;
+  inode: number;
+  dev: number;
+  ownerInode?: number;
+}
+
+export interface NativeAddon {
+  setErrorClass(cls: typeof NsboxError): void;
+  spawn(plan: object): SpawnOutput;
+  pidfdSignal(pidfd: number, sig: number): number;
+  closeFd(fd: number): void;
+  watchExit(pidfd: number, cb: (info: ExitInfo) => void): void;
+  refWatch(pidfd: number, ref: boolean): void;
+  nsOpen(path: string): number;
+  nsInfo(fd: number): NsInfo;
+  nsOwner(fd: number): number;
+  nsPersist(fd: number, target: string): void;
+  nsRemove(path: string): void;
+  // other kernel areas add theirs (caps.cc, cgroup.cc, mount.cc, netlink.cc, seccomp.cc)
+  [name: string]: unknown;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('nsbox: cannot find the package root (package.json next to binding.gyp)');
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded once. `NSBOX_ADDON=/path/to/nsbox.node` overrides the search. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  if (process.platform !== 'linux') throw new Error(`nsbox runs on Linux only (this is ${process.platform})`);
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  let addon: NativeAddon | undefined;
+  const override = process.env.NSBOX_ADDON;
+  try {
+    if (override) {
+      tried.push(override);
+      addon = require(override) as NativeAddon;
+    } else {
+      const root = packageRoot();
+      tried.push(`${root}/build/Release/nsbox.node`, `${root}/prebuilds/${process.platform}-${process.arch}/*.node`);
+      const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+      addon = load(root);
+    }
+  } catch (err) {
+    const e = new Error(
+      `nsbox: the native addon did not load (${(err as Error).message.split('\n')[0]}).\n` +
+        `Tried: ${tried.join(', ')}.\n` +
+        'No prebuilt binary matched this platform, or it failed to load. Build it from source with\n' +
+        '  npm rebuild nsbox        (needs python3, make and g++: apt-get install python3 make g++)\n' +
+        'or, in a clone of nsbox: npm run build:addon',
+    );
+    (e as Error & { cause?: unknown }).cause = err;
+    throw e;
+  }
+  addon.setErrorClass(NsboxError);
+  cached = addon;
+  return addon;
+}
