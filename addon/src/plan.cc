@@ -77,6 +77,20 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
   r.Strings(p, o, "cgroupProcs", &procs);
   for (const char* s : procs) if (s) p->cgroupProcs.emplace_back(s);
 
+  Napi::Array net = r.Arr(o, "net");
+  for (uint32_t i = 0; i < net.Length() && r.ok; i++) {
+    Napi::Object n = net.Get(i).As<Napi::Object>();
+    NetHandoffSpec h;
+    h.ifindex = (int)r.Num(n, "ifindex", 0);
+    if (const char* s = r.Str(p, n, "name")) h.name = s;
+    h.mtu = (unsigned)r.Num(n, "mtu", 0);
+    std::vector<const char*> addrs;
+    r.Strings(p, n, "addresses", &addrs);
+    for (const char* a : addrs) if (a) h.addresses.emplace_back(a);
+    if (const char* s = r.Str(p, n, "gateway4")) h.gateway4 = s;
+    if (const char* s = r.Str(p, n, "gateway6")) h.gateway6 = s;
+    p->net.push_back(std::move(h));
+  }
   Napi::Array stdio = r.Arr(o, "stdio");
   for (uint32_t i = 0; i < 3 && i < stdio.Length() && r.ok; i++) {
     Napi::Object s = stdio.Get(i).As<Napi::Object>();

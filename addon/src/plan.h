@@ -21,6 +21,7 @@ enum class OpKind : int {
   kPivotRoot = 8,    // a = new root (the old root is detached); chdir("/") after
   kChmod = 9,        // a = path, mode
   kUmount = 10,      // b = target (MNT_DETACH)
+  kLoopbackUp = 11,  // bring `lo` up in the (new) network namespace
 };
 
 struct Op {
@@ -38,6 +39,19 @@ struct Op {
 };
 
 struct Join { int fd; int nstype; };
+
+// Network hand-off done by the parent between clone and "go" (netlink.cc implements it):
+// move host link `ifindex` into the child's network namespace, then inside that namespace
+// rename it to `name`, set `mtu`, add `addresses` (CIDR, v4 or v6), bring it up and add a
+// default route via `gateway4` / `gateway6` when given.
+struct NetHandoffSpec {
+  int ifindex = 0;
+  std::string name = "eth0";
+  unsigned mtu = 0;
+  std::vector<std::string> addresses;
+  std::string gateway4, gateway6;
+};
+int NetHandoff(const NetHandoffSpec& spec, pid_t childPid, Err* e);
 struct Rlimit { int resource; unsigned long long soft, hard; };
 
 enum class StdioKind : int { kPipe = 0, kInherit = 1, kIgnore = 2, kFd = 3 };
@@ -54,6 +68,7 @@ struct Plan {
   bool setgroupsDeny = false;
   int cgroupFd = -1;                   // CLONE_INTO_CGROUP (cgroup v2)
   std::vector<std::string> cgroupProcs;// cgroup.procs files to write the pid into (v1)
+  std::vector<NetHandoffSpec> net;     // links handed to the child before "go"
   // --- stdio, as the child will see them on 0..2
   StdioKind stdioKind[3] = {StdioKind::kPipe, StdioKind::kPipe, StdioKind::kPipe};
   int stdioFd[3] = {-1, -1, -1};
