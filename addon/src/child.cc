@@ -299,6 +299,13 @@ long WriteSmall(const char* path, const char* data) {
   if ((r = call(SYS_setsid)) < 0) DieSys(ctx, r, "setsid", "setsid");
   // not dumpable (no ptrace, /proc/pid owned by root) until execve resets it
   call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // In a new user namespace the child still carries the caller's host ids, which map to
+  // nothing there: it could not create an inode (EOVERFLOW). Become the namespace's root
+  // first; capabilities stay full (an unmapped euid becoming ns-root gains, not loses).
+  if (p.earlyIds) {
+    if ((r = call(SYS_setresgid, p.earlyGid, p.earlyGid, p.earlyGid)) < 0) DieSys(ctx, r, "credentials", "setresgid");
+    if ((r = call(SYS_setresuid, p.earlyUid, p.earlyUid, p.earlyUid)) < 0) DieSys(ctx, r, "credentials", "setresuid");
+  }
   PlaceStdio(ctx);
   for (const Op& op : p.ops) RunOp(ctx, op);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
@@ -375,6 +382,11 @@ int Stage2Entry(void* arg) {
     }
   }
   if (p.unshareFlags && (r = call(SYS_unshare, p.unshareFlags)) < 0) DieSys(ctx, r, "unshare", "unshare");
+  // tell the parent that the user namespace exists: now it can write the id maps
+  ChildMsg ready;
+  ready.kind = 3;
+  ready.pid = 0;
+  call(SYS_write, ctx->errFd, &ready, sizeof ready);
   WaitGo(ctx);
   struct clone_args a{};
   a.flags = CLONE_PARENT | (p.newPidAtStage2 ? CLONE_NEWPID : 0);

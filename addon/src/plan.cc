@@ -134,6 +134,9 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
                           soft < 0 ? ~0ULL : (unsigned long long)soft,
                           hard < 0 ? ~0ULL : (unsigned long long)hard});
   }
+  p->earlyIds = r.Bool(o, "earlyIds", false);
+  p->earlyUid = (unsigned)r.Num(o, "earlyUid", 0);
+  p->earlyGid = (unsigned)r.Num(o, "earlyGid", 0);
   p->setIds = r.Bool(o, "setIds", true);
   p->uid = (unsigned)r.Num(o, "uid", 0);
   p->gid = (unsigned)r.Num(o, "gid", 0);

@@ -78,6 +78,8 @@ struct Plan {
   const char* domainname = nullptr;
   const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
   std::vector<Rlimit> rlimits;
+  bool earlyIds = false;               // become root of the new user namespace before the mounts
+  unsigned earlyUid = 0, earlyGid = 0;
   bool setIds = true;
   unsigned uid = 0, gid = 0;
   std::vector<unsigned> groups;        // gid_t
@@ -101,7 +103,7 @@ bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan);
 
 // What the child reports back on the error pipe.
 struct ChildMsg {
-  int kind;    // 1 = error, 2 = stage-2 pid
+  int kind;    // 1 = error, 2 = stage-2 pid, 3 = stage 1 has unshared (write maps now)
   int pid;
   Err err;
 };

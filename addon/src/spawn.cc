@@ -234,7 +234,17 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
 
   bool failed = false;
-  if (ParentSteps(plan, (pid_t)pid, intoCgroup, &e) < 0) {
+  if (plan.twoStage) {
+    // stage 1 joins and unshares first; its id maps can only be written after that
+    ChildMsg m;
+    ssize_t n;
+    while ((n = read(f.err[0], &m, sizeof m)) < 0 && errno == EINTR) {}
+    if (n != (ssize_t)sizeof m) { failed = true; Fail(&e, EPROTO, "handshake", "read"); }
+    else if (m.kind == 1) { failed = true; e = m.err; }
+  }
+  if (failed) {
+    call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  } else if (ParentSteps(plan, (pid_t)pid, intoCgroup, &e) < 0) {
     failed = true;
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   } else {

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// `nsbox` command line: a thin layer over the public API.
+import { spawnIsolated, explain, NsboxError, type SpawnIsolatedOptions, type Mount } from './index.js';
+import { constants as osConstants } from 'node:os';
+
+const USAGE = `usage:
+  nsbox run [options] -- CMD [ARGS...]      run CMD in a new sandbox; exit status = CMD's (128+N if killed by signal N)
+  nsbox explain [options] -- CMD [ARGS...]  print the plan instead of running it
+
+options:
+  --rootfs DIR          root filesystem (default: the host's system dirs read-only, fresh /tmp, /home, /root, /run)
+  --rw-rootfs           make --rootfs writable
+  --hostname H          hostname inside (default nsbox)
+  --bind SRC:DST[:ro]   bind-mount a host path (repeatable)
+  --tmpfs DST[:OPTS]    mount a tmpfs, e.g. --tmpfs /scratch:size=64m (repeatable)
+  --cap-add CAP         keep a capability, e.g. CAP_NET_BIND_SERVICE (repeatable)
+  --uid N / --gid N     ids inside (default 0, mapped to an unprivileged host id)
+  --env K=V             set a variable (repeatable; the default environment is PATH and HOME)
+  --cwd DIR             working directory inside (default /)
+  --timeout MS          kill the sandbox after MS milliseconds
+  --no-user             no user namespace (sandbox root is host root; weaker)
+  --share NS            do not create namespace NS (pid, mount, uts, ipc, net, cgroup, user)
+  -h, --help            this text
+`;
+
+function die(msg: string, code = 2): never {
+  process.stderr.write(`nsbox: ${msg}\n`);
+  process.exit(code);
+}
+
+export function parseArgs(argv: string[]): { cmd: string; file: string; args: string[]; options: SpawnIsolatedOptions } {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help') { process.stdout.write(USAGE); process.exit(cmd ? 0 : 2); }
+  if (cmd !== 'run' && cmd !== 'explain') die(`unknown command '${cmd}'\n${USAGE}`);
+  const o: SpawnIsolatedOptions = {};
+  const mounts: Mount[] = [];
+  const env: Record<string, string> = {};
+  const caps: string[] = [];
+  let i = 0;
+  const value = (flag: string) => {
+    const v = rest[++i];
+    if (v === undefined) die(`${flag} needs a value`);
+    return v;
+  };
+  for (; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--') { i++; break; }
+    if (!a.startsWith('-')) break;
+    switch (a) {
+      case '--rootfs': o.rootfs = value(a); break;
+      case '--rw-rootfs': o.rootfs = { path: typeof o.rootfs === 'string' ? o.rootfs : die('--rw-rootfs goes after --rootfs'), readonly: false }; break;
+      case '--hostname': o.hostname = value(a); break;
+      case '--bind': {
+        const [src, dst, ro, ...more] = value(a).split(':');
+        if (!src || !dst || more.length || (ro !== undefined && ro !== 'ro' && ro !== 'rw')) die(`--bind takes SRC:DST[:ro] (got ${rest[i]})`);
+        mounts.push({ type: 'bind', source: src, target: dst, readonly: ro === 'ro' });
+        break;
+      }
+      case '--tmpfs': {
+        const v = value(a);
+        const c = v.indexOf(':');
+        mounts.push({ type: 'tmpfs', target: c < 0 ? v : v.slice(0, c), options: c < 0 ? undefined : v.slice(c + 1) });
+        break;
+      }
+      case '--cap-add': caps.push(value(a)); break;
+      case '--uid': o.uid = Number(value(a)); break;
+      case '--gid': o.gid = Number(value(a)); break;
+      case '--cwd': o.cwd = value(a); break;
+      case '--env': {
+        const v = value(a);
+        const eq = v.indexOf('=');
+        if (eq <= 0) die(`--env takes K=V (got ${v})`);
+        env[v.slice(0, eq)] = v.slice(eq + 1);
+        break;
+      }
+      case '--timeout': o.timeout = Number(value(a)); break;
+      case '--no-user': o.user = false; break;
+      case '--share': {
+        const t = value(a);
+        o.namespaces = { ...o.namespaces, [t]: false };
+        break;
+      }
+      case '-h': case '--help': process.stdout.write(USAGE); process.exit(0);
+      default: die(`unknown option ${a}\n${USAGE}`);
+    }
+  }
+  const [file, ...args] = rest.slice(i);
+  if (!file) die(`no command given\n${USAGE}`);
+  if (mounts.length) o.mounts = mounts;
+  if (caps.length) o.capabilities = caps;
+  if (Object.keys(env).length) o.env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...env };
+  return { cmd, file, args, options: o };
+}
+
+async function main(): Promise<void> {
+  const { cmd, file, args, options } = parseArgs(process.argv.slice(2));
+  try {
+    if (cmd === 'explain') {
+      process.stdout.write(`${JSON.stringify(explain(file, args, options), null, 2)}\n`);
+      return;
+    }
+    const interactive = process.stdin.isTTY === true;
+    const p = spawnIsolated(file, args, { ...options, stdio: [interactive ? 'inherit' : 'pipe', 'inherit', 'inherit'], buffer: false });
+    if (!interactive && p.stdin) process.stdin.pipe(p.stdin);
+    // forward termination signals to the sandbox
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => p.kill(s));
+    const r = await p;
+    process.stdin.unpipe();
+    process.stdin.destroy();
+    if (r.timedOut) process.stderr.write(`nsbox: timed out after ${options.timeout} ms\n`);
+    const code = r.exitCode ?? 128 + ((osConstants.signals as Record<string, number>)[r.signal ?? 'SIGKILL'] ?? 9);
+    process.exitCode = code;
+  } catch (e) {
+    if (e instanceof NsboxError) die(`${e.message} [${e.code}, step ${e.step ?? '?'}]`, 125);
+    if (e instanceof TypeError || e instanceof RangeError) die(e.message, 2);
+    throw e;
+  }
+}
+
+main().catch((e) => die(String(e?.stack ?? e), 125));

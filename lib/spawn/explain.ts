@@ -1,0 +1,49 @@
+import { buildPlan, Op, type Plan } from './plan.js';
+import type { SpawnIsolatedOptions } from './options.js';
+
+const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k]));
+
+/** A readable form of a plan (what `nsbox explain` prints). */
+export interface ExplainedPlan {
+  argv: string[];
+  execCandidates: string[];
+  env: string[];
+  namespaces: { created: string[]; joined: string[] };
+  uidMap: string | null;
+  gidMap: string | null;
+  uid: number;
+  gid: number;
+  capabilities: string[];
+  noNewPrivs: boolean;
+  hostname: string | null;
+  cwd: string;
+  rlimits: Plan['rlimits'];
+  steps: string[];
+}
+
+/** Builds the plan `spawnIsolated(file, args, options)` would run, and describes it. Creates nothing. */
+export function explain(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): ExplainedPlan {
+  const p = buildPlan({ file, args, options });
+  return {
+    argv: p.argv,
+    execCandidates: p.exec,
+    env: p.envp,
+    namespaces: { created: p.summary.namespaces, joined: p.summary.joined },
+    uidMap: p.uidMap?.trim() ?? null,
+    gidMap: p.gidMap?.trim() ?? null,
+    uid: p.uid,
+    gid: p.gid,
+    capabilities: p.summary.capabilities,
+    noNewPrivs: p.noNewPrivs,
+    hostname: p.hostname ?? null,
+    cwd: p.cwd,
+    rlimits: p.rlimits,
+    steps: p.ops.map((o) => {
+      const parts = [OP_NAMES[o.op] ?? `op${o.op}`];
+      for (const k of ['a', 'b', 'c'] as const) if (o[k] !== undefined) parts.push(String(o[k]));
+      if (typeof o.d === 'string' && o.d) parts.push(`(${o.d})`);
+      if (o.readonly) parts.push('ro');
+      return parts.join(' ');
+    }),
+  };
+}

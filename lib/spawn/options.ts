@@ -1,0 +1,162 @@
+import type { Namespace } from '../ns/namespace.js';
+
+/** Namespace kinds nsbox can create or join. */
+export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
+
+/** One line of a uid_map / gid_map: `count` ids from `inside` map to `outside` on the host. */
+export interface IdMap {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+/** Mount propagation of a mount inside the sandbox. */
+export type Propagation = 'private' | 'shared' | 'slave' | 'unbindable';
+
+/** A mount made inside the sandbox, in the order given, after the base view. */
+export interface Mount {
+  /** `'bind'` (a host path), `'tmpfs'`, `'proc'`, `'mqueue'`, or any other filesystem type. */
+  type: 'bind' | 'tmpfs' | 'proc' | 'mqueue' | (string & {});
+  /** Host path for `'bind'` (absolute); the device/source string for other types. */
+  source?: string;
+  /** Absolute path inside the sandbox. May not contain `..`. */
+  target: string;
+  /** Read-only mount. Default: `false` for bind and tmpfs. */
+  readonly?: boolean;
+  /** Propagation type of the new mount. Default `'private'`. */
+  propagation?: Propagation;
+  /** Filesystem data options, e.g. `'size=64m,mode=1777'` for tmpfs. */
+  options?: string;
+  /** Bind: the source is a file (the target is created as an empty file). Detected when omitted. */
+  file?: boolean;
+  /** Extra restrictions. Default: nosuid and nodev are always set; noexec only when asked. */
+  noexec?: boolean;
+}
+
+/** Resource limits (setrlimit). A number sets soft and hard; `{ soft, hard }` sets both apart. */
+export type RlimitValue = number | { soft: number; hard: number };
+export interface Rlimits {
+  /** RLIMIT_AS, bytes */
+  as?: RlimitValue;
+  /** RLIMIT_CORE, bytes. Default 0 (no core dumps inside the sandbox). */
+  core?: RlimitValue;
+  /** RLIMIT_CPU, seconds */
+  cpu?: RlimitValue;
+  /** RLIMIT_DATA, bytes */
+  data?: RlimitValue;
+  /** RLIMIT_FSIZE, bytes */
+  fsize?: RlimitValue;
+  /** RLIMIT_LOCKS */
+  locks?: RlimitValue;
+  /** RLIMIT_MEMLOCK, bytes */
+  memlock?: RlimitValue;
+  /** RLIMIT_MSGQUEUE, bytes */
+  msgqueue?: RlimitValue;
+  /** RLIMIT_NICE */
+  nice?: RlimitValue;
+  /** RLIMIT_NOFILE */
+  nofile?: RlimitValue;
+  /** RLIMIT_NPROC (counted per real uid of the host: with the default id map, per sandbox range) */
+  nproc?: RlimitValue;
+  /** RLIMIT_RSS */
+  rss?: RlimitValue;
+  /** RLIMIT_RTPRIO */
+  rtprio?: RlimitValue;
+  /** RLIMIT_RTTIME, microseconds */
+  rttime?: RlimitValue;
+  /** RLIMIT_SIGPENDING */
+  sigpending?: RlimitValue;
+  /** RLIMIT_STACK, bytes */
+  stack?: RlimitValue;
+}
+
+/** What to do with one of the sandbox's stdin/stdout/stderr. */
+export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
+
+/** Options of {@link spawnIsolated}. Every field is optional; the defaults are the strongest isolation that works without configuration. */
+export interface SpawnIsolatedOptions {
+  /**
+   * Root filesystem: an absolute host directory, bind-mounted as `/`. Default: none, and the
+   * sandbox sees the host's `/usr`, `/bin`, `/sbin`, `/lib*`, `/etc` read-only plus fresh empty
+   * `/tmp`, `/home`, `/root`, `/run`, `/var/tmp` (see README "The default view").
+   */
+  rootfs?: string | { path: string; readonly?: boolean };
+  /** Hostname inside (new uts namespace). Default `'nsbox'`. */
+  hostname?: string;
+  /** NIS domain name inside. Default: unset (`(none)`). */
+  domainname?: string;
+  /** Working directory inside the sandbox. Default `'/'`. */
+  cwd?: string;
+  /** The whole environment of the program. Default: `PATH` (a standard list) and `HOME` only. */
+  env?: Record<string, string>;
+  /** uid inside the sandbox. Default 0 (mapped to an unprivileged host uid, see `user`). */
+  uid?: number;
+  /** gid inside the sandbox. Default: `uid`'s value. */
+  gid?: number;
+  /** Supplementary groups inside. Default none. */
+  groups?: number[];
+  /** Which namespaces to create. Defaults: all true except `time`. */
+  namespaces?: Partial<Record<NamespaceType, boolean>>;
+  /**
+   * User namespace id maps. Default: as root, sandbox ids 0..65535 map to the subordinate range
+   * of `remapUser` in /etc/subuid and /etc/subgid, or to 0x6FFF0000.. (65536 ids) when it has
+   * none; as another user, sandbox root maps to the caller. `false`: no user namespace (host ids).
+   */
+  user?: false | { uidMap: IdMap[]; gidMap: IdMap[] };
+  /** The /etc/subuid and /etc/subgid user whose range root's sandboxes use. Default `'nsbox'`. */
+  remapUser?: string;
+  /** Propagation of the sandbox's copy of the host mount tree before anything is mounted. Default `'private'`. */
+  rootPropagation?: 'private' | 'slave';
+  /** Extra mounts, in order, after the base view. */
+  mounts?: Mount[];
+  /** Existing namespaces to enter instead of creating new ones. */
+  join?: Partial<Record<NamespaceType, Namespace>>;
+  /** Capabilities kept (all others are dropped from every set, bounding included). Default none. */
+  capabilities?: string[];
+  /** Keep `no_new_privs` off. Default `false` (no_new_privs is set). */
+  allowNewPrivileges?: boolean;
+  /** setrlimit values. Default: `{ core: 0 }`. */
+  rlimits?: Rlimits;
+  /** Time namespace offsets in seconds (needs `namespaces.time` or implies it). */
+  timeOffsets?: { monotonic?: number; boottime?: number };
+  /** stdin/stdout/stderr: one value for all three, or one each. Default `'pipe'`. */
+  stdio?: StdioOption | [StdioOption, StdioOption, StdioOption];
+  /** Written to stdin, which is then closed (needs stdin `'pipe'`). */
+  input?: string | Uint8Array;
+  /** Encoding of `stdout`/`stderr` in the result: a Buffer encoding, or `'buffer'` for Buffers. Default `'utf8'`. */
+  encoding?: BufferEncoding | 'buffer';
+  /** Collect stdout/stderr into the result. Default `true` for piped streams. */
+  buffer?: boolean;
+  /** Kill the sandbox after this many milliseconds (`timedOut` is then true). Default: none. */
+  timeout?: number;
+  /** Kill the sandbox when this signal aborts (`isCanceled` is then true). */
+  signal?: AbortSignal;
+  /** Signal sent on timeout, abort and `kill()` without an argument. Default `'SIGKILL'`. */
+  killSignal?: NodeJS.Signals | number;
+  /** When `killSignal` is not SIGKILL, send SIGKILL this many ms later if still alive. Default 2000. */
+  forceKillAfterMs?: number;
+  /** Signal the sandbox gets if the Node thread that spawned it dies. Default `'SIGKILL'`. */
+  parentDeathSignal?: NodeJS.Signals | number | false;
+}
+
+/** Resource usage of the sandbox's process tree as the kernel reports it at reap time. */
+export interface IsolatedUsage {
+  cpuUserMs: number;
+  cpuSystemMs: number;
+  maxRssBytes: number;
+}
+
+/** What a finished sandbox returns. A non-zero exit resolves; only setup failures reject. */
+export interface IsolatedResult<T = string> {
+  pid: number;
+  /** Exit code, or null when a signal ended it. */
+  exitCode: number | null;
+  /** Signal name that ended it, or null. */
+  signal: NodeJS.Signals | null;
+  stdout: T;
+  stderr: T;
+  durationMs: number;
+  timedOut: boolean;
+  isCanceled: boolean;
+  usage: IsolatedUsage;
+}

@@ -1,0 +1,597 @@
+// Options -> a validated, fully resolved, serialisable Plan (DESIGN.md §1). Nothing here
+// touches the kernel except reading host facts (ids, /etc/subuid, which system dirs exist);
+// those reads go through `HostFacts` so unit tests can plan for any host.
+import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { isAbsolute, posix } from 'node:path';
+import { Capabilities } from '../security/capabilities.js';
+import { CLONE_FLAGS } from '../ns/namespace.js';
+import type { Namespace } from '../ns/namespace.js';
+import type { IdMap, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
+
+// ---- kernel constants --------------------------------------------------------------------
+const MS = {
+  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, REMOUNT: 32, BIND: 4096, REC: 16384,
+  UNBINDABLE: 1 << 17, PRIVATE: 1 << 18, SLAVE: 1 << 19, SHARED: 1 << 20,
+} as const;
+
+/** Op codes shared with addon/src/plan.h (OpKind). */
+export const Op = {
+  Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, Propagation: 6, RemountRo: 7,
+  PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11,
+} as const;
+
+const RLIMIT: Record<keyof Rlimits, number> = {
+  cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9,
+  locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
+};
+
+const NS_TYPES: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
+/** Joined namespaces are entered in this order: user first (it grants the rights for the rest), mount last. */
+const JOIN_ORDER: NamespaceType[] = ['user', 'net', 'uts', 'ipc', 'cgroup', 'time', 'pid', 'mount'];
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Sandbox root's host uid/gid when root has no /etc/subuid range for `remapUser`: the last 64Ki block of systemd's container id range. */
+export const FALLBACK_RANGE_START = 0x6fff0000;
+export const RANGE_SIZE = 65536;
+/** Host system directories the default view shows read-only (missing ones are skipped, symlinks copied). */
+export const DEFAULT_RO_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
+/** Fresh, empty tmpfs directories of the default view. */
+export const DEFAULT_TMPFS: Array<[string, string]> = [
+  ['/tmp', 'mode=1777'], ['/home', 'mode=0755'], ['/root', 'mode=0700'], ['/run', 'mode=0755'], ['/var/tmp', 'mode=1777'],
+];
+const DEV_NODES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+
+// ---- the plan the addon executes -----------------------------------------------------------
+export interface PlanOp {
+  op: number;
+  a?: string;
+  b?: string;
+  c?: string;
+  d?: string | Uint8Array;
+  flags?: number;
+  mode?: number;
+  readonly?: boolean;
+  file?: boolean;
+  recursive?: boolean;
+}
+
+export interface Plan {
+  cloneFlags: number;
+  unshareFlags: number;
+  twoStage: boolean;
+  newPidAtStage2: boolean;
+  joins: Array<{ fd: number; nstype: number; type: NamespaceType }>;
+  uidMap?: string;
+  gidMap?: string;
+  setgroupsDeny: boolean;
+  cgroupFd: number;
+  cgroupProcs: string[];
+  net: Array<{ ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string }>;
+  stdio: Array<{ kind: number; fd: number }>;
+  ops: PlanOp[];
+  hostname?: string;
+  domainname?: string;
+  timeOffsets?: string;
+  rlimits: Array<{ resource: number; soft: number; hard: number }>;
+  earlyIds: boolean;
+  earlyUid: number;
+  earlyGid: number;
+  setIds: boolean;
+  uid: number;
+  gid: number;
+  groups: number[];
+  setGroups: boolean;
+  dropCaps: boolean;
+  lastCap: number;
+  capsKeepLo: number;
+  capsKeepHi: number;
+  ambient: boolean;
+  noNewPrivs: boolean;
+  seccomp?: Buffer;
+  pdeathsig: number;
+  cwd: string;
+  argv: string[];
+  envp: string[];
+  exec: string[];
+  /** For people and `nsbox explain`: what the plan means, not read by the addon. */
+  summary: PlanSummary;
+}
+
+export interface PlanSummary {
+  namespaces: NamespaceType[];
+  joined: NamespaceType[];
+  uidMap: IdMap[] | null;
+  gidMap: IdMap[] | null;
+  rootfs: string | null;
+  capabilities: string[];
+  noNewPrivs: boolean;
+}
+
+/** Host facts the planner reads; replaceable in unit tests. */
+export interface HostFacts {
+  euid: number;
+  egid: number;
+  lastCap: number;
+  /** subordinate ranges of a user from /etc/subuid or /etc/subgid */
+  subordinate(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null;
+  /** what a host path is: missing, a directory, a file, or a symlink (with its content) */
+  pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
+}
+
+export const realHost: HostFacts = {
+  euid: process.geteuid?.() ?? 0,
+  egid: process.getegid?.() ?? 0,
+  get lastCap() { return Capabilities.lastCap(); },
+  subordinate(file, user) {
+    let text: string;
+    try { text = readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; }
+    let uidName: string | undefined;
+    for (const line of text.split('\n')) {
+      const [name, start, count] = line.trim().split(':');
+      if (!name || start === undefined || count === undefined) continue;
+      if (name === user || (uidName !== undefined && name === uidName)) {
+        const s = Number(start), c = Number(count);
+        if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: Math.min(c, RANGE_SIZE) };
+      }
+    }
+    return null;
+  },
+  pathKind(path) {
+    try {
+      const st = lstatSync(path);
+      if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
+      if (st.isDirectory()) return { kind: 'dir' };
+      if (st.isFile()) return { kind: 'file' };
+      return { kind: 'other' };
+    } catch {
+      return { kind: 'missing' };
+    }
+  },
+};
+
+// ---- validation helpers ---------------------------------------------------------------------
+function fail(option: string, what: string, Err: typeof TypeError = TypeError): never {
+  throw new Err(`${option} ${what}`);
+}
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function checkKeys(option: string, v: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(option, `has an unknown key '${k}' (allowed: ${allowed.join(', ')})`);
+}
+function str(option: string, v: unknown, { nonEmpty = false } = {}): string {
+  if (typeof v !== 'string') fail(option, `must be a string (got ${typeof v})`);
+  if (v.includes('\0')) fail(option, 'must not contain a NUL byte');
+  if (nonEmpty && v.length === 0) fail(option, 'must not be empty');
+  return v;
+}
+function uint(option: string, v: unknown, max = 0xffffffff): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) fail(option, `must be an integer (got ${String(v)})`);
+  if (v < 0 || v > max) fail(option, `must be between 0 and ${max} (got ${v})`, RangeError);
+  return v;
+}
+/** An absolute path that stays where it says: no `..` component, normalised. */
+function absPath(option: string, v: unknown): string {
+  const s = str(option, v, { nonEmpty: true });
+  if (!isAbsolute(s)) fail(option, `must be an absolute path (got '${s}')`);
+  if (s.split('/').includes('..')) fail(option, `must not contain '..' (got '${s}')`);
+  return posix.normalize(s).replace(/(.)\/$/, '$1');
+}
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+export function signalNumber(option: string, v: unknown): number {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 1 || v > 64) fail(option, `must be a signal number 1-64 (got ${v})`, RangeError);
+    return v;
+  }
+  if (typeof v === 'string' && SIGNALS[v] !== undefined) return SIGNALS[v]!;
+  return fail(option, `must be a signal name like 'SIGTERM' or a number (got ${String(v)})`);
+}
+
+function parseIdMaps(option: string, v: unknown): IdMap[] {
+  if (!Array.isArray(v) || v.length === 0) fail(option, 'must be a non-empty array of { inside, outside, count }');
+  if (v.length > 340) fail(option, 'may have at most 340 entries (kernel limit)', RangeError);
+  const maps = v.map((m, i) => {
+    if (!isPlainObject(m)) fail(`${option}[${i}]`, 'must be an object { inside, outside, count }');
+    checkKeys(`${option}[${i}]`, m, ['inside', 'outside', 'count']);
+    const count = uint(`${option}[${i}].count`, m.count);
+    if (count === 0) fail(`${option}[${i}].count`, 'must be at least 1', RangeError);
+    const inside = uint(`${option}[${i}].inside`, m.inside);
+    const outside = uint(`${option}[${i}].outside`, m.outside);
+    if (inside + count > 0x100000000 || outside + count > 0x100000000) fail(`${option}[${i}]`, 'range runs past 2^32', RangeError);
+    return { inside, outside, count };
+  });
+  for (const key of ['inside', 'outside'] as const) {
+    const sorted = [...maps].sort((a, b) => a[key] - b[key]);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]!, cur = sorted[i]!;
+      if (prev[key] + prev.count > cur[key]) {
+        fail(option, `has overlapping ${key} ranges (${prev[key]}+${prev.count} and ${cur[key]}+${cur.count})`, RangeError);
+      }
+    }
+  }
+  return maps;
+}
+
+/** In a new or joined user namespace the child first becomes its root (or the target ids when 0 is not mapped). */
+function earlyIds(userNs: boolean, uidMaps: IdMap[] | null, gidMaps: IdMap[] | null, uid: number, gid: number) {
+  if (!userNs) return { earlyIds: false, earlyUid: 0, earlyGid: 0 };
+  const u = !uidMaps || mapped(uidMaps, 0) ? 0 : uid;
+  const g = !gidMaps || mapped(gidMaps, 0) ? 0 : gid;
+  return { earlyIds: true, earlyUid: u, earlyGid: g };
+}
+
+function mapped(maps: IdMap[], id: number): boolean {
+  return maps.some((m) => id >= m.inside && id < m.inside + m.count);
+}
+
+function formatMaps(maps: IdMap[]): string {
+  return maps.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
+}
+
+const OPTION_KEYS = [
+  'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
+  'rootPropagation', 'mounts', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
+  'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal',
+  // filled by later layers (cgroups, networking, images, seccomp); validated there
+  'limits', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
+] as const;
+
+export interface PlanInput {
+  file: string;
+  args: string[];
+  options: SpawnIsolatedOptions;
+}
+
+/** Validated stdio, as the spawn layer needs it. */
+export function parseStdio(v: SpawnIsolatedOptions['stdio']): [StdioOption, StdioOption, StdioOption] {
+  const one = (o: string, x: unknown): StdioOption => {
+    if (x === 'pipe' || x === 'inherit' || x === 'ignore') return x;
+    if (typeof x === 'number') return uint(o, x, 0x7fffffff);
+    return fail(o, `must be 'pipe', 'inherit', 'ignore' or an fd number (got ${String(x)})`);
+  };
+  if (v === undefined) return ['pipe', 'pipe', 'pipe'];
+  if (Array.isArray(v)) {
+    if (v.length !== 3) fail('options.stdio', 'as an array must have exactly 3 entries');
+    return [one('options.stdio[0]', v[0]), one('options.stdio[1]', v[1]), one('options.stdio[2]', v[2])];
+  }
+  const s = one('options.stdio', v);
+  return [s, s, s];
+}
+
+/**
+ * Builds the plan for one sandbox. Throws TypeError/RangeError naming the option for any
+ * mistake; creates nothing.
+ */
+export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
+  const { file, args } = input;
+  const o = input.options ?? {};
+  if (!isPlainObject(o)) fail('options', 'must be an object');
+  checkKeys('options', o as Record<string, unknown>, OPTION_KEYS);
+  str('file', file, { nonEmpty: true });
+  if (!Array.isArray(args)) fail('args', 'must be an array of strings');
+  const argv = [file, ...args.map((a, i) => str(`args[${i}]`, a))];
+
+  // --- namespaces
+  const ns = new Set<NamespaceType>(['pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'user']);
+  if (o.namespaces !== undefined) {
+    if (!isPlainObject(o.namespaces)) fail('options.namespaces', 'must be an object of booleans');
+    checkKeys('options.namespaces', o.namespaces, NS_TYPES);
+    for (const [k, v] of Object.entries(o.namespaces)) {
+      if (typeof v !== 'boolean') fail(`options.namespaces.${k}`, 'must be a boolean');
+      if (v) ns.add(k as NamespaceType); else ns.delete(k as NamespaceType);
+    }
+  }
+  if (o.user === false) ns.delete('user');
+  else if (o.user !== undefined && !isPlainObject(o.user)) fail('options.user', 'must be false or { uidMap, gidMap }');
+  if (o.timeOffsets !== undefined) ns.add('time');
+
+  const joins: Plan['joins'] = [];
+  const joined: NamespaceType[] = [];
+  if (o.join !== undefined) {
+    if (!isPlainObject(o.join)) fail('options.join', 'must be an object { type: Namespace }');
+    checkKeys('options.join', o.join, NS_TYPES);
+    for (const t of JOIN_ORDER) {
+      const n = (o.join as Record<string, Namespace | undefined>)[t];
+      if (n === undefined) continue;
+      if (typeof n !== 'object' || n === null || typeof (n as Namespace).fd !== 'number' || (n as Namespace).type === undefined) {
+        fail(`options.join.${t}`, 'must be a Namespace (Namespace.ofProcess / Namespace.open)');
+      }
+      if (n.type !== t) fail(`options.join.${t}`, `is a ${n.type} namespace, not ${t}`);
+      joins.push({ fd: n.fd, nstype: CLONE_FLAGS[t], type: t });
+      joined.push(t);
+      ns.delete(t);
+    }
+  }
+  if (joined.includes('user') && o.user !== undefined && o.user !== false) fail('options.user', 'cannot set id maps while joining a user namespace');
+
+  const privileged = host.euid === 0 || ns.has('user') || joined.includes('user');
+  const mountNs = ns.has('mount') || joined.includes('mount');
+
+  // --- ids and maps
+  let uidMaps: IdMap[] | null = null, gidMaps: IdMap[] | null = null, setgroupsDeny = false;
+  if (ns.has('user')) {
+    if (isPlainObject(o.user)) {
+      checkKeys('options.user', o.user, ['uidMap', 'gidMap']);
+      uidMaps = parseIdMaps('options.user.uidMap', o.user.uidMap);
+      gidMaps = parseIdMaps('options.user.gidMap', o.user.gidMap);
+      if (host.euid !== 0) setgroupsDeny = true;
+    } else if (host.euid === 0) {
+      const remap = o.remapUser === undefined ? 'nsbox' : str('options.remapUser', o.remapUser, { nonEmpty: true });
+      const su = host.subordinate('subuid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
+      const sg = host.subordinate('subgid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
+      uidMaps = [{ inside: 0, outside: su.start, count: su.count }];
+      gidMaps = [{ inside: 0, outside: sg.start, count: sg.count }];
+    } else {
+      uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
+      gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];
+      setgroupsDeny = true;
+    }
+  }
+  const uid = o.uid === undefined ? 0 : uint('options.uid', o.uid, 0xfffffffe);
+  const gid = o.gid === undefined ? uid : uint('options.gid', o.gid, 0xfffffffe);
+  const groups = o.groups === undefined ? [] : (Array.isArray(o.groups) ? o.groups : fail('options.groups', 'must be an array of gids'))
+    .map((g, i) => uint(`options.groups[${i}]`, g, 0xfffffffe));
+  if (uidMaps && !mapped(uidMaps, uid)) fail('options.uid', `${uid} is not mapped by the user namespace's uid map`, RangeError);
+  if (gidMaps && !mapped(gidMaps, gid)) fail('options.gid', `${gid} is not mapped by the user namespace's gid map`, RangeError);
+  for (const g of groups) if (gidMaps && !mapped(gidMaps, g)) fail('options.groups', `gid ${g} is not mapped by the gid map`, RangeError);
+  if (setgroupsDeny && groups.length > 0) fail('options.groups', 'cannot be set by an unprivileged caller (setgroups is denied in its user namespace)');
+  if (!privileged && (o.uid !== undefined || o.gid !== undefined)) {
+    if (uid !== host.euid || gid !== host.egid) fail('options.uid', 'can only be changed with a user namespace or as root');
+  }
+
+  // --- capabilities
+  const capsList = o.capabilities === undefined ? [] : Array.isArray(o.capabilities) ? o.capabilities : fail('options.capabilities', 'must be an array of capability names');
+  const capNames = capsList.map((c, i) => {
+    try { return Capabilities.normalize(str(`options.capabilities[${i}]`, c)); } catch (e) { throw new TypeError(`options.capabilities[${i}]: ${(e as Error).message}`); }
+  });
+  const mask = Capabilities.toMask(capNames);
+  const lastCap = host.lastCap;
+
+  // --- environment and exec candidates
+  let env: Record<string, string>;
+  if (o.env !== undefined) {
+    if (!isPlainObject(o.env)) fail('options.env', 'must be an object of strings');
+    env = {};
+    for (const [k, v] of Object.entries(o.env)) {
+      if (k === '' || k.includes('=') || k.includes('\0')) fail('options.env', `has an invalid name '${k}'`);
+      env[k] = str(`options.env.${k}`, v);
+    }
+  } else {
+    env = { PATH: DEFAULT_PATH, HOME: uid === 0 ? '/root' : '/' };
+  }
+  const envp = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const exec = file.includes('/') ? [file] : (env.PATH ?? DEFAULT_PATH).split(':').map((d) => `${d === '' ? '.' : d}/${file}`);
+
+  // --- rlimits
+  const rl: Rlimits = { core: 0, ...(o.rlimits === undefined ? {} : isPlainObject(o.rlimits) ? o.rlimits : fail('options.rlimits', 'must be an object')) };
+  checkKeys('options.rlimits', rl as Record<string, unknown>, Object.keys(RLIMIT));
+  const rlimits = Object.entries(rl).map(([k, v]) => {
+    const opt = `options.rlimits.${k}`;
+    const lim = (x: unknown, o2: string) => (x === Infinity ? -1 : uint(o2, x, Number.MAX_SAFE_INTEGER));
+    if (typeof v === 'number') return { resource: RLIMIT[k as keyof Rlimits], soft: lim(v, opt), hard: lim(v, opt) };
+    if (!isPlainObject(v)) fail(opt, 'must be a number or { soft, hard }');
+    const soft = lim(v.soft, `${opt}.soft`), hard = lim(v.hard, `${opt}.hard`);
+    if (hard !== -1 && (soft === -1 || soft > hard)) fail(opt, 'soft must not exceed hard', RangeError);
+    return { resource: RLIMIT[k as keyof Rlimits], soft, hard };
+  });
+
+  // --- time namespace
+  let timeOffsets: string | undefined;
+  if (o.timeOffsets !== undefined) {
+    if (!isPlainObject(o.timeOffsets)) fail('options.timeOffsets', 'must be { monotonic?, boottime? } in seconds');
+    checkKeys('options.timeOffsets', o.timeOffsets, ['monotonic', 'boottime']);
+    const lines: string[] = [];
+    for (const k of ['monotonic', 'boottime'] as const) {
+      const v = o.timeOffsets[k];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(`options.timeOffsets.${k}`, 'must be an integer number of seconds');
+      lines.push(`${k} ${v} 0\n`);
+    }
+    timeOffsets = lines.join('') || undefined;
+  }
+
+  // --- hostname
+  let hostname: string | undefined, domainname: string | undefined;
+  if (o.hostname !== undefined || o.domainname !== undefined) {
+    if (!ns.has('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a new uts namespace');
+  }
+  if (ns.has('uts')) {
+    hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
+    if (Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
+    if (o.domainname !== undefined) {
+      domainname = str('options.domainname', o.domainname);
+      if (Buffer.byteLength(domainname) > 64) fail('options.domainname', 'may be at most 64 bytes', RangeError);
+    }
+  }
+
+  // --- filesystem view
+  const ops: PlanOp[] = [];
+  let rootfsPath: string | null = null;
+  let rootfsReadonly = true;
+  if (o.rootfs !== undefined) {
+    if (typeof o.rootfs === 'string') rootfsPath = absPath('options.rootfs', o.rootfs);
+    else if (isPlainObject(o.rootfs)) {
+      checkKeys('options.rootfs', o.rootfs, ['path', 'readonly']);
+      rootfsPath = absPath('options.rootfs.path', o.rootfs.path);
+      if (o.rootfs.readonly !== undefined) {
+        if (typeof o.rootfs.readonly !== 'boolean') fail('options.rootfs.readonly', 'must be a boolean');
+        rootfsReadonly = o.rootfs.readonly;
+      }
+    } else fail('options.rootfs', 'must be an absolute path or { path, readonly? }');
+    if (rootfsPath === '/') fail('options.rootfs', "must not be '/' (use the default view instead)");
+    const k = host.pathKind(rootfsPath);
+    if (k.kind !== 'dir') fail('options.rootfs', `must be an existing directory (${rootfsPath} is ${k.kind === 'missing' ? 'missing' : `a ${k.kind}`})`);
+  }
+  const mounts = o.mounts === undefined ? [] : Array.isArray(o.mounts) ? o.mounts : fail('options.mounts', 'must be an array');
+  const cwd = o.cwd === undefined ? '/' : absPath('options.cwd', o.cwd);
+  const rootProp = o.rootPropagation ?? 'private';
+  if (rootProp !== 'private' && rootProp !== 'slave') fail('options.rootPropagation', "must be 'private' or 'slave'");
+  if (!mountNs) {
+    if (rootfsPath) fail('options.rootfs', 'needs a new mount namespace');
+    if (mounts.length) fail('options.mounts', 'need a new mount namespace');
+  }
+  const parsedMounts = mounts.map((m, i) => parseMount(`options.mounts[${i}]`, m, host));
+
+  if (ns.has('mount')) {
+    const N = '/newroot', OLD = '/oldroot';
+    ops.push({ op: Op.Propagation, b: '/', flags: MS.REC | (rootProp === 'slave' ? MS.SLAVE : MS.PRIVATE) });
+    // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
+    ops.push({ op: Op.Mount, a: 'nsbox-base', b: '/tmp', c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755,size=64k' });
+    ops.push({ op: Op.Mkdir, a: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, a: `/tmp${OLD}`, mode: 0o755 });
+    ops.push({ op: Op.PivotRoot, a: '/tmp', b: OLD.slice(1) });
+    if (rootfsPath) {
+      ops.push({ op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
+    } else {
+      ops.push({ op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755' });
+      for (const dir of DEFAULT_RO_DIRS) {
+        const k = host.pathKind(dir);
+        if (k.kind === 'symlink') ops.push({ op: Op.Symlink, a: k.target, b: N + dir });
+        else if (k.kind === 'dir') ops.push({ op: Op.Bind, a: OLD + dir, b: N + dir, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV });
+      }
+      for (const [dir, mode] of DEFAULT_TMPFS) {
+        ops.push({ op: Op.Mount, a: 'tmpfs', b: N + dir, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: mode });
+      }
+    }
+    // /proc: a fresh one for a new pid namespace
+    if (ns.has('pid') || joined.includes('pid')) {
+      ops.push({ op: Op.Mount, a: 'proc', b: `${N}/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    } else {
+      ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    }
+    // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
+    ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k' });
+    for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: MS.NOSUID | MS.NOEXEC });
+    ops.push({ op: Op.Mount, a: 'devpts', b: `${N}/dev/pts`, c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' });
+    ops.push({ op: Op.Symlink, a: 'pts/ptmx', b: `${N}/dev/ptmx` });
+    ops.push({ op: Op.Mount, a: 'shm', b: `${N}/dev/shm`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' });
+    for (const [l, t] of [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
+      ops.push({ op: Op.Symlink, a: t, b: `${N}/dev/${l}` });
+    }
+    // /sys: read-only; a fresh sysfs needs a network namespace of our own
+    if (ns.has('net')) {
+      ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    } else {
+      ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    }
+    if (rootfsPath) ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777' });
+    // the caller's mounts
+    for (const m of parsedMounts) {
+      if (m.type === 'bind') {
+        ops.push({ op: Op.Bind, a: OLD + m.source, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) });
+      } else {
+        ops.push({ op: Op.Mount, a: m.source ?? m.type, b: N + m.target, c: m.type, d: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
+      }
+      if (m.propagation !== 'private') {
+        const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
+        ops.push({ op: Op.Propagation, b: N + m.target, flags: pf });
+      }
+    }
+    // the root itself read-only (its submounts keep their own flags)
+    if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
+    ops.push({ op: Op.Umount, b: OLD });
+    ops.push({ op: Op.PivotRoot, a: N });
+  }
+  if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
+
+  // --- stdio
+  const stdio = parseStdio(o.stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
+
+  // --- flags
+  let cloneFlags = 0, unshareFlags = 0;
+  const newFlags = [...ns].reduce((f, t) => (t === 'time' ? f : f | CLONE_FLAGS[t]), 0);
+  const twoStage = joins.length > 0;
+  if (twoStage) unshareFlags = newFlags & ~CLONE_FLAGS.pid;
+  else cloneFlags = newFlags;
+
+  const pdeathsig = o.parentDeathSignal === false ? 0 : signalNumber('options.parentDeathSignal', o.parentDeathSignal ?? 'SIGKILL');
+  if (o.allowNewPrivileges !== undefined && typeof o.allowNewPrivileges !== 'boolean') fail('options.allowNewPrivileges', 'must be a boolean');
+
+  return {
+    cloneFlags,
+    unshareFlags,
+    twoStage,
+    newPidAtStage2: twoStage && ns.has('pid'),
+    joins,
+    uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
+    gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
+    setgroupsDeny,
+    cgroupFd: -1,
+    cgroupProcs: [],
+    net: [],
+    stdio,
+    ops,
+    hostname,
+    domainname,
+    timeOffsets,
+    rlimits,
+    ...earlyIds(ns.has('user') || joined.includes('user'), uidMaps, gidMaps, uid, gid),
+    setIds: privileged,
+    uid,
+    gid,
+    groups,
+    setGroups: privileged && !setgroupsDeny,
+    dropCaps: privileged,
+    lastCap,
+    capsKeepLo: Number(mask & 0xffffffffn),
+    capsKeepHi: Number(mask >> 32n),
+    ambient: uid !== 0 && mask !== 0n,
+    noNewPrivs: o.allowNewPrivileges !== true,
+    pdeathsig,
+    cwd,
+    argv,
+    envp,
+    exec,
+    summary: {
+      namespaces: NS_TYPES.filter((t) => ns.has(t)),
+      joined,
+      uidMap: uidMaps,
+      gidMap: gidMaps,
+      rootfs: rootfsPath,
+      capabilities: capNames,
+      noNewPrivs: o.allowNewPrivileges !== true,
+    },
+  };
+}
+
+interface ParsedMount {
+  type: string;
+  source?: string;
+  target: string;
+  readonly: boolean;
+  propagation: 'private' | 'shared' | 'slave' | 'unbindable';
+  options?: string;
+  file: boolean;
+  noexec: boolean;
+}
+
+function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
+  if (!isPlainObject(m)) fail(option, 'must be an object { type, source?, target, ... }');
+  checkKeys(option, m, ['type', 'source', 'target', 'readonly', 'propagation', 'options', 'file', 'noexec']);
+  const type = str(`${option}.type`, m.type, { nonEmpty: true });
+  if (!/^[a-z0-9_.-]+$/.test(type)) fail(`${option}.type`, `is not a filesystem type name (got '${type}')`);
+  const target = absPath(`${option}.target`, m.target);
+  if (target === '/') fail(`${option}.target`, "must not be '/' (use rootfs)");
+  const readonly = m.readonly === undefined ? false : typeof m.readonly === 'boolean' ? m.readonly : fail(`${option}.readonly`, 'must be a boolean');
+  const noexec = m.noexec === undefined ? false : typeof m.noexec === 'boolean' ? m.noexec : fail(`${option}.noexec`, 'must be a boolean');
+  const propagation = (m.propagation ?? 'private') as ParsedMount['propagation'];
+  if (!['private', 'shared', 'slave', 'unbindable'].includes(propagation)) fail(`${option}.propagation`, "must be 'private', 'shared', 'slave' or 'unbindable'");
+  const options = m.options === undefined ? undefined : str(`${option}.options`, m.options);
+  let source: string | undefined;
+  let file = false;
+  if (type === 'bind') {
+    source = absPath(`${option}.source`, m.source);
+    const k = host.pathKind(source);
+    if (k.kind === 'missing') fail(`${option}.source`, `does not exist (${source})`);
+    file = m.file === undefined ? (k.kind === 'file' || k.kind === 'other' || (k.kind === 'symlink' && isFileTarget(source))) : typeof m.file === 'boolean' ? m.file : fail(`${option}.file`, 'must be a boolean');
+    if (options !== undefined) fail(`${option}.options`, 'does not apply to bind mounts');
+  } else if (m.source !== undefined) {
+    source = str(`${option}.source`, m.source);
+  }
+  return { type, source, target, readonly, propagation, options, file, noexec };
+}
+
+function isFileTarget(p: string): boolean {
+  try { return !statSync(p).isDirectory(); } catch { return false; }
+}

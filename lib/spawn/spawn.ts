@@ -1,0 +1,237 @@
+import { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { EventEmitter } from 'node:events';
+import { native, type ExitInfo } from '../native.js';
+import { NsboxError } from '../errors.js';
+import { buildPlan, parseStdio, signalNumber, type Plan } from './plan.js';
+import type { IsolatedResult, SpawnIsolatedOptions } from './options.js';
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
+);
+
+/** Hooks later layers (cgroups, network, images) use to add to a plan and clean up after. */
+export interface SpawnExtension {
+  /** Runs after the base plan is built, before the addon spawns. May add to the plan. */
+  prepare?(plan: Plan, options: SpawnIsolatedOptions): Promise<void> | void;
+  /** Runs once the sandbox exited (or failed to start). Must not throw. */
+  release?(): Promise<void> | void;
+}
+
+/**
+ * A running sandbox. Await it (it is a PromiseLike) for the {@link IsolatedResult}.
+ * Emits `'spawn'` once the program runs and `'exit'` (code, signal) when pid 1 is reaped.
+ */
+export class IsolatedProcess<T extends string | Buffer = string> extends EventEmitter implements PromiseLike<IsolatedResult<T>> {
+  /** Host pid of the sandbox's first process; undefined if setup failed. */
+  pid: number | undefined;
+  /** Writable stdin when stdio[0] is 'pipe'. */
+  stdin: Socket | null = null;
+  /** Readable stdout when stdio[1] is 'pipe'. */
+  stdout: Socket | null = null;
+  /** Readable stderr when stdio[2] is 'pipe'. */
+  stderr: Socket | null = null;
+  /** Exit code once exited, else null. */
+  exitCode: number | null = null;
+  /** Signal that ended it once exited, else null. */
+  signalCode: NodeJS.Signals | null = null;
+
+  #pidfd = -1;
+  #exited = false;
+  #timedOut = false;
+  #canceled = false;
+  #killSignal: number;
+  #forceKillAfterMs: number;
+  #timers: NodeJS.Timeout[] = [];
+  #promise: Promise<IsolatedResult<T>>;
+  #cleanup: Array<() => void> = [];
+
+  /** @internal use {@link spawnIsolated} */
+  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[]) {
+    super();
+    this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
+    this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
+    this.#promise = this.#run(plan, options, extensions);
+    // an unobserved setup failure must not crash the process before the caller awaits
+    this.#promise.catch(() => {});
+  }
+
+  async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[]): Promise<IsolatedResult<T>> {
+    const started = performance.now();
+    const release = async () => {
+      for (const ext of extensions) {
+        try { await ext.release?.(); } catch { /* release must not mask the result */ }
+      }
+    };
+    if (o.signal?.aborted) {
+      await release();
+      throw abortError(o.signal);
+    }
+    let out;
+    try {
+      for (const ext of extensions) await ext.prepare?.(plan, o);
+      if (o.signal?.aborted) throw abortError(o.signal);
+      out = native().spawn(plan);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+    this.pid = out.pid;
+    this.#pidfd = out.pidfd;
+    const encoding = o.encoding ?? 'utf8';
+    const collect = o.buffer !== false;
+    const chunks: [Buffer[], Buffer[]] = [[], []];
+    const streamsDone: Promise<void>[] = [];
+    const [in0, out1, err2] = out.stdio;
+    if (in0 >= 0) {
+      this.stdin = new Socket({ fd: in0, readable: false, writable: true });
+      this.stdin.on('error', () => {}); // EPIPE when the program does not read: not our failure
+      if (o.input !== undefined) this.stdin.end(o.input);
+    }
+    const reader = (fd: number, i: 0 | 1) => {
+      const s = new Socket({ fd, readable: true, writable: false });
+      if (collect) s.on('data', (c: Buffer) => chunks[i].push(c));
+      streamsDone.push(new Promise((res) => s.once('close', () => res())));
+      s.on('error', () => {});
+      return s;
+    };
+    if (out1 >= 0) this.stdout = reader(out1, 0);
+    if (err2 >= 0) this.stderr = reader(err2, 1);
+
+    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, resolve));
+    if (o.timeout !== undefined && o.timeout > 0) {
+      this.#timers.push(setTimeout(() => { this.#timedOut = true; this.kill(); }, o.timeout));
+    }
+    if (o.signal) {
+      const onAbort = () => { this.#canceled = true; this.kill(); };
+      o.signal.addEventListener('abort', onAbort, { once: true });
+      this.#cleanup.push(() => o.signal!.removeEventListener('abort', onAbort));
+    }
+    queueMicrotask(() => this.emit('spawn'));
+
+    const info = await exited;
+    this.#exited = true;
+    this.#pidfd = -1; // closed by the addon after the reap
+    for (const t of this.#timers) clearTimeout(t);
+    for (const c of this.#cleanup) c();
+    this.exitCode = info.exitCode ?? null;
+    this.signalCode = info.signal !== undefined ? SIGNAL_NAMES.get(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
+    this.emit('exit', this.exitCode, this.signalCode);
+    this.stdin?.destroy();
+    await Promise.all(streamsDone);
+    await release();
+    const decode = (b: Buffer[]) => {
+      const buf = Buffer.concat(b);
+      return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
+    };
+    return {
+      pid: out.pid,
+      exitCode: this.exitCode,
+      signal: this.signalCode,
+      stdout: decode(chunks[0]),
+      stderr: decode(chunks[1]),
+      durationMs: performance.now() - started,
+      timedOut: this.#timedOut,
+      isCanceled: this.#canceled,
+      usage: {
+        cpuUserMs: info.utimeUs / 1000,
+        cpuSystemMs: info.stimeUs / 1000,
+        maxRssBytes: info.maxRssKb * 1024,
+      },
+    };
+  }
+
+  /**
+   * Sends a signal to the sandbox's first process (through its pidfd: never a recycled pid).
+   * Default: the `killSignal` option (SIGKILL unless set). A signal other than SIGKILL is
+   * followed by SIGKILL after `forceKillAfterMs` if the sandbox is still alive. Returns false
+   * when the sandbox has already exited.
+   */
+  kill(signal?: NodeJS.Signals | number): boolean {
+    if (this.#exited || this.#pidfd < 0) return false;
+    const sig = signal === undefined ? this.#killSignal : signalNumber('signal', signal);
+    const r = native().pidfdSignal(this.#pidfd, sig);
+    if (r !== 0) return false;
+    if (sig !== 9 && this.#forceKillAfterMs >= 0) {
+      const t = setTimeout(() => { if (!this.#exited && this.#pidfd >= 0) native().pidfdSignal(this.#pidfd, 9); }, this.#forceKillAfterMs);
+      t.unref();
+      this.#timers.push(t);
+    }
+    return true;
+  }
+
+  /** Lets the event loop exit while the sandbox runs (like ChildProcess.unref). */
+  unref(): this {
+    if (!this.#exited && this.#pidfd >= 0) native().refWatch(this.#pidfd, false);
+    return this;
+  }
+
+  /** Undoes {@link IsolatedProcess.unref}. */
+  ref(): this {
+    if (!this.#exited && this.#pidfd >= 0) native().refWatch(this.#pidfd, true);
+    return this;
+  }
+
+  then<A = IsolatedResult<T>, B = never>(
+    onfulfilled?: ((value: IsolatedResult<T>) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.#promise.then(onfulfilled, onrejected);
+  }
+
+  catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<IsolatedResult<T> | B> {
+    return this.#promise.catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<IsolatedResult<T>> {
+    return this.#promise.finally(onfinally);
+  }
+}
+
+function abortError(signal: AbortSignal): Error {
+  const e = new Error('The sandbox was aborted before it started', { cause: signal.reason });
+  e.name = 'AbortError';
+  (e as Error & { code: string }).code = 'ABORT_ERR';
+  return e;
+}
+
+/** Layers that extend spawnIsolated (cgroups, networking, images) register here. */
+const extensionFactories: Array<(o: SpawnIsolatedOptions) => SpawnExtension | undefined> = [];
+
+/** @internal */
+export function registerSpawnExtension(f: (o: SpawnIsolatedOptions) => SpawnExtension | undefined): void {
+  extensionFactories.push(f);
+}
+
+/**
+ * Runs `file` with `args` in a new sandbox. Argument mistakes throw TypeError/RangeError
+ * synchronously and create nothing; kernel failures during setup reject the returned
+ * process with an {@link NsboxError} (with `step`, e.g. `'exec'` for a missing program).
+ */
+export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string> {
+  const plan = buildPlan({ file, args, options });
+  validateRuntimeOptions(options);
+  const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
+  return new IsolatedProcess(plan, options, extensions);
+}
+
+function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
+  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || !(o.timeout >= 0) || !Number.isFinite(o.timeout))) {
+    throw new RangeError(`options.timeout must be a non-negative number of milliseconds (got ${String(o.timeout)})`);
+  }
+  if (o.forceKillAfterMs !== undefined && (typeof o.forceKillAfterMs !== 'number' || !(o.forceKillAfterMs >= 0))) {
+    throw new RangeError(`options.forceKillAfterMs must be a non-negative number (got ${String(o.forceKillAfterMs)})`);
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
+  if (o.killSignal !== undefined) signalNumber('options.killSignal', o.killSignal);
+  if (o.encoding !== undefined && o.encoding !== 'buffer' && !Buffer.isEncoding(o.encoding)) {
+    throw new TypeError(`options.encoding must be a Buffer encoding or 'buffer' (got ${String(o.encoding)})`);
+  }
+  if (o.buffer !== undefined && typeof o.buffer !== 'boolean') throw new TypeError('options.buffer must be a boolean');
+  if (o.input !== undefined) {
+    if (typeof o.input !== 'string' && !(o.input instanceof Uint8Array)) throw new TypeError('options.input must be a string or a Uint8Array');
+    if (parseStdio(o.stdio)[0] !== 'pipe') throw new TypeError("options.input needs stdin to be 'pipe'");
+  }
+}
+
+export { NsboxError };
