@@ -1,0 +1,265 @@
+// Issue 2, items 1-3 and 5-6: the spawn core against the real kernel (root).
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn as cpSpawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { hostname as hostHostname } from 'node:os';
+import { spawnIsolated, Namespace, NsboxError } from '../../lib/index.js';
+import { FALLBACK_RANGE_START } from '../../lib/spawn/plan.js';
+import { isRoot, skipReason, mountTable, fdCount, sleep } from '../helpers/host.js';
+
+/** Waits for 'ready' on stdout; fails if the sandbox ends first. */
+async function ready(p: ReturnType<typeof spawnIsolated>): Promise<void> {
+  await new Promise<void>((res, rej) => {
+    let seen = '';
+    p.stdout!.on('data', (c: Buffer) => { seen += c.toString(); if (seen.includes('ready')) res(); });
+    p.then((r) => rej(new Error(`sandbox ended before ready: ${JSON.stringify(r)}`)), rej);
+  });
+}
+
+const sh = (script: string, o: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], o);
+
+describe.skipIf(skipReason(!isRoot, 'spawn integration tests need root'))('spawnIsolated: what the sandbox sees', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync('/tmp/nsbox-test-spawn-');
+    chmodSync(dir, 0o777);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs the program as pid 1 and ps sees only the sandbox', async () => {
+    const r = await sh('echo $$; ps -e -o pid= | wc -l; ls /proc | grep -c "^[0-9]"');
+    const [pid, psCount, procCount] = r.stdout.trim().split('\n').map(Number);
+    expect(r.exitCode).toBe(0);
+    expect(pid).toBe(1);
+    expect(psCount).toBeLessThanOrEqual(3); // sh, ps (and its pipe partner)
+    expect(procCount).toBeLessThanOrEqual(3);
+  });
+
+  it('sets the hostname inside and leaves the host one alone', async () => {
+    const before = hostHostname();
+    const r = await sh('hostname', { hostname: 'box-a' });
+    expect(r.stdout.trim()).toBe('box-a');
+    expect(hostHostname()).toBe(before);
+    expect((await sh('hostname')).stdout.trim()).toBe('nsbox');
+  });
+
+  it('has only lo in its network namespace, and lo is up', async () => {
+    const r = await sh('cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " "; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('lo');
+    expect(lines).toHaveLength(3);
+    expect(Number(lines[2]) & 1).toBe(1); // IFF_UP
+  });
+
+  it('leaves the host mount table untouched', async () => {
+    const before = mountTable();
+    const r = await sh('grep -c . /proc/self/mountinfo', { mounts: [{ type: 'tmpfs', target: '/scratch' }] });
+    expect(r.exitCode).toBe(0);
+    expect(mountTable()).toEqual(before);
+  });
+
+  it('isolates System V IPC', async () => {
+    const mk = cpSpawn('ipcmk', ['-M', '4096']);
+    const out: Buffer[] = [];
+    mk.stdout.on('data', (c) => out.push(c));
+    await new Promise((r) => mk.on('close', r));
+    const id = /(\d+)/.exec(Buffer.concat(out).toString())![1]!;
+    try {
+      expect(readFileSync('/proc/sysvipc/shm', 'utf8')).toContain(` ${id} `);
+      const r = await sh('cat /proc/sysvipc/shm | tail -n +2 | wc -l');
+      expect(r.stdout.trim()).toBe('0');
+    } finally {
+      await new Promise((r) => cpSpawn('ipcrm', ['-m', id]).on('close', r));
+    }
+  });
+
+  it('maps root inside to the unprivileged host range (a file it creates is owned by that uid)', async () => {
+    const r = await sh('id -u; id -g; touch /data/made-inside; cat /proc/self/uid_map', {
+      mounts: [{ type: 'bind', source: dir, target: '/data' }],
+    });
+    expect(r.stderr).toBe('');
+    const [u, g, map] = r.stdout.trim().split('\n');
+    expect([u, g]).toEqual(['0', '0']);
+    expect(map!.trim().split(/\s+/).map(Number)).toEqual([0, FALLBACK_RANGE_START, 65536]);
+    const st = statSync(`${dir}/made-inside`);
+    expect(st.uid).toBe(FALLBACK_RANGE_START);
+    expect(st.gid).toBe(FALLBACK_RANGE_START);
+  });
+
+  it('runs with no capabilities, no_new_privs, and only fds 0-2', async () => {
+    const r = await sh('grep -E "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)" /proc/$$/status; ls /proc/$$/fd');
+    const lines = r.stdout.trim().split('\n');
+    for (const l of lines.slice(0, 5)) expect(l).toMatch(/:\s+0000000000000000$/);
+    expect(lines[5]).toMatch(/NoNewPrivs:\s+1/);
+    expect(lines.slice(6).sort()).toEqual(['0', '1', '2']);
+  });
+
+  it('keeps a requested capability and nothing else', async () => {
+    const r = await sh('grep -E "^(CapEff|CapBnd)" /proc/$$/status', { capabilities: ['CAP_NET_BIND_SERVICE'] });
+    expect(r.stdout).toMatch(/CapEff:\s+0000000000000400/);
+    expect(r.stdout).toMatch(/CapBnd:\s+0000000000000400/);
+  });
+
+  it('shows the default view: host system dirs read-only, fresh empty /tmp /home /root /run', async () => {
+    writeFileSync(`${dir}/host-marker`, 'x');
+    const r = await sh('touch /usr/x 2>&1; touch /etc/x 2>&1; ls -A /tmp /home /root /run /var/tmp; touch /tmp/ok && echo tmp-writable; touch /x 2>&1');
+    expect(r.stdout).toMatch(/\/usr\/x'?: Read-only file system/);
+    expect(r.stdout).toMatch(/\/etc\/x'?: Read-only file system/);
+    expect(r.stdout).toMatch(/'\/x'?: Read-only file system/);
+    expect(r.stdout).toContain('tmp-writable');
+    expect(r.stdout).not.toContain('host-marker');
+    expect(r.stdout).not.toContain('nsbox-test-spawn');
+  });
+
+  it('uses a rootfs (read-only by default, with its own /tmp)', async () => {
+    const root = `${dir}/rootfs`;
+    for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${root}/${d}`, { recursive: true });
+    writeFileSync(`${root}/etc/marker`, 'rootfs-marker\n');
+    const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => { try { return statSync(p).isFile(); } catch { return false; } });
+    if (skipReason(!busybox, 'no static busybox on this host (apt-get install busybox-static)')) return;
+    writeFileSync(`${root}/bin/busybox`, readFileSync(busybox!));
+    chmodSync(`${root}/bin/busybox`, 0o755);
+    const r = await spawnIsolated('/bin/busybox', ['sh', '-c', 'cat /etc/marker; busybox touch /etc/x 2>&1; busybox touch /tmp/y && echo tmp-ok'], { rootfs: root });
+    expect(r.stdout).toContain('rootfs-marker');
+    expect(r.stdout).toMatch(/Read-only file system/);
+    expect(r.stdout).toContain('tmp-ok');
+  });
+});
+
+describe.skipIf(!isRoot)('spawnIsolated: exits, errors, signals', () => {
+  it('returns every exit code 0-255 exactly', async () => {
+    const codes = Array.from({ length: 256 }, (_, i) => i);
+    const results = await Promise.all(codes.map((c) => sh(`exit ${c}`)));
+    expect(results.map((r) => r.exitCode)).toEqual(codes);
+    expect(results.every((r) => r.signal === null)).toBe(true);
+  });
+
+  it('reports death by signal', async () => {
+    // pid 1 of a pid namespace cannot signal itself, so this one shares the pid namespace
+    const r = await sh('kill -USR1 $$', { namespaces: { pid: false } });
+    expect(r.exitCode).toBeNull();
+    expect(r.signal).toBe('SIGUSR1');
+    const p = sh('sleep 30');
+    await new Promise((res) => p.once('spawn', res));
+    p.kill('SIGKILL');
+    expect((await p).signal).toBe('SIGKILL');
+  });
+
+  it('rejects a missing program, a directory and a non-executable file with step exec', async () => {
+    const missing = await spawnIsolated('/no/such/program').catch((e) => e);
+    expect(missing).toBeInstanceOf(NsboxError);
+    expect(missing).toMatchObject({ code: 'ENOENT', step: 'exec', syscall: 'execve', path: '/no/such/program' });
+    const onPath = await spawnIsolated('no-such-program-on-path').catch((e) => e);
+    expect(onPath).toMatchObject({ code: 'ENOENT', step: 'exec' });
+    const directory = await spawnIsolated('/usr').catch((e) => e);
+    expect(directory).toMatchObject({ code: 'EACCES', step: 'exec' });
+    const dir = mkdtempSync('/tmp/nsbox-test-exec-');
+    writeFileSync(`${dir}/plain`, 'not a program\n', { mode: 0o644 });
+    const notExec = await spawnIsolated('/d/plain', [], { mounts: [{ type: 'bind', source: dir, target: '/d' }] }).catch((e) => e);
+    rmSync(dir, { recursive: true });
+    expect(notExec).toMatchObject({ code: 'EACCES', step: 'exec', path: '/d/plain' });
+    // ...and a program that exits 127 resolves
+    const r = await sh('exit 127');
+    expect(r.exitCode).toBe(127);
+  });
+
+  it('rejects a kernel failure in a mount step with its path', async () => {
+    const e = await sh('true', { mounts: [{ type: 'nosuchfs', target: '/x' }] }).catch((x) => x);
+    expect(e).toBeInstanceOf(NsboxError);
+    expect(e).toMatchObject({ code: 'ENODEV', step: 'mount', syscall: 'mount', path: '/newroot/x' });
+  });
+});
+
+describe.skipIf(!isRoot)('spawnIsolated: timeouts, streams, concurrency', () => {
+  it('kills on timeout, also a pid 1 that ignores SIGTERM', async () => {
+    const t0 = Date.now();
+    const r = await sh('trap "" TERM; sleep 30', { timeout: 200, killSignal: 'SIGTERM', forceKillAfterMs: 300 });
+    expect(r.timedOut).toBe(true);
+    expect(r.signal).toBe('SIGKILL');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const r2 = await sh('sleep 30', { timeout: 100 });
+    expect(r2).toMatchObject({ timedOut: true, signal: 'SIGKILL', isCanceled: false });
+  });
+
+  it('kills on AbortSignal and rejects an already aborted one without spawning', async () => {
+    const ac = new AbortController();
+    const p = sh('sleep 30', { signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    const r = await p;
+    expect(r).toMatchObject({ isCanceled: true, timedOut: false, signal: 'SIGKILL' });
+    const e = await sh('true', { signal: AbortSignal.abort() }).catch((x) => x);
+    expect(e.name).toBe('AbortError');
+  });
+
+  it('delivers 50 MB of stdout intact and feeds stdin', async () => {
+    const size = 50 * 1024 * 1024;
+    const r = await spawnIsolated('/bin/sh', ['-c', `head -c ${size} /dev/zero | tr '\\0' 'x'`], { encoding: 'buffer' } as never) as unknown as { stdout: Buffer };
+    expect(r.stdout.length).toBe(size);
+    expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(createHash('sha256').update(Buffer.alloc(size, 'x')).digest('hex'));
+    const echo = await spawnIsolated('/bin/cat', [], { input: 'hello from stdin\n' });
+    expect(echo.stdout).toBe('hello from stdin\n');
+  });
+
+  it('lets child_process keep working while sandboxes run', async () => {
+    const cp = (code: number) => new Promise<number | null>((res) => cpSpawn('/bin/sh', ['-c', `sleep 0.05; exit ${code}`]).on('exit', res));
+    const [a, b, c, d] = await Promise.all([cp(3), sh('sleep 0.1; exit 4'), cp(5), sh('exit 6')]);
+    expect(a).toBe(3);
+    expect(b.exitCode).toBe(4);
+    expect(c).toBe(5);
+    expect(d.exitCode).toBe(6);
+  });
+
+  it('runs 200 concurrent sandboxes with correct results and returns to the fd baseline', async () => {
+    await sleep(100);
+    const base = fdCount();
+    const all = await Promise.all(Array.from({ length: 200 }, (_, i) => sh(`echo ${i}; exit ${i % 7}`)));
+    all.forEach((r, i) => {
+      expect(r.stdout).toBe(`${i}\n`);
+      expect(r.exitCode).toBe(i % 7);
+    });
+    await sleep(100);
+    expect(fdCount()).toBeLessThanOrEqual(base);
+  });
+});
+
+describe.skipIf(!isRoot)('Namespace: persist and join', () => {
+  it('lets a second sandbox enter the first one\'s network namespace', async () => {
+    const path = `/run/nsbox-test-netns-${process.pid}`;
+    const first = sh('ip addr add 10.211.0.7/32 dev lo && echo ready && exec sleep 30', { capabilities: ['CAP_NET_ADMIN'] });
+    await ready(first);
+    const ns = Namespace.ofProcess(first.pid!, 'net');
+    try {
+      ns.persist(path);
+      first.kill();
+      await first;
+      using joined = Namespace.open(path);
+      expect(joined.inode).toBe(ns.inode);
+      const r = await sh('ip -o -4 addr show dev lo | grep -o "10.211.0.7"; readlink /proc/self/ns/net', { join: { net: joined } });
+      expect(r.stderr).toBe('');
+      const lines = r.stdout.trim().split('\n');
+      expect(lines[0]).toBe('10.211.0.7');
+      expect(lines.at(-1)).toBe(`net:[${ns.inode}]`);
+    } finally {
+      Namespace.remove(path);
+      ns.close();
+    }
+    expect(() => statSync(path)).toThrow();
+  });
+
+  it('joins a user and pid namespace too (a second process inside the first sandbox)', async () => {
+    const first = sh('echo ready; exec sleep 30');
+    await ready(first);
+    using user = Namespace.ofProcess(first.pid!, 'user');
+    using pid = Namespace.ofProcess(first.pid!, 'pid');
+    using mnt = Namespace.ofProcess(first.pid!, 'mount');
+    const r = await sh('ps -o comm= -p 1; id -u; echo $$', { join: { user, pid, mount: mnt } });
+    first.kill();
+    await first;
+    expect(r.stderr).toBe('');
+    const [pid1, uid, self] = r.stdout.trim().split('\n');
+    expect(pid1).toBe('sleep');
+    expect(uid).toBe('0');
+    expect(Number(self)).toBeGreaterThan(1);
+  });
+});
