@@ -1,0 +1,92 @@
+// Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
+// the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
+import { describe, it, expect } from 'vitest';
+import { buildPlan, Op, FALLBACK_RANGE_START, type HostFacts } from '../../lib/spawn/plan.js';
+
+const host = (over: Partial<HostFacts> = {}): HostFacts => ({
+  euid: 0,
+  egid: 0,
+  lastCap: 40,
+  subordinate: () => null,
+  pathKind: (p) => (p === '/bin' ? { kind: 'symlink', target: 'usr/bin' } : p.startsWith('/missing') || p === '/libx32' || p === '/lib32' ? { kind: 'missing' } : p.endsWith('.txt') ? { kind: 'file' } : { kind: 'dir' }),
+  ...over,
+});
+const plan = (options: object, file = '/bin/true', args: string[] = []) => buildPlan({ file, args, options }, host());
+
+describe('buildPlan: bad input', () => {
+  it.each([
+    ['an empty program', () => buildPlan({ file: '', args: [], options: {} }, host()), TypeError, /file must not be empty/],
+    ['a relative rootfs', () => plan({ rootfs: 'rootfs' }), TypeError, /options.rootfs must be an absolute path/],
+    ['a rootfs that is not a directory', () => plan({ rootfs: '/missing/x' }), TypeError, /options.rootfs must be an existing directory/],
+    ['a mount target escaping with ..', () => plan({ mounts: [{ type: 'tmpfs', target: '/tmp/../../etc' }] }), TypeError, /options.mounts\[0\].target must not contain '..'/],
+    ['a bind source that does not exist', () => plan({ mounts: [{ type: 'bind', source: '/missing/src', target: '/x' }] }), TypeError, /options.mounts\[0\].source does not exist/],
+    ['overlapping id maps', () => plan({ user: { uidMap: [{ inside: 0, outside: 100000, count: 10 }, { inside: 5, outside: 200000, count: 10 }], gidMap: [{ inside: 0, outside: 100000, count: 1 }] } }), RangeError, /options.user.uidMap has overlapping inside ranges/],
+    ['overlapping outside ranges', () => plan({ user: { uidMap: [{ inside: 0, outside: 100000, count: 10 }, { inside: 10, outside: 100005, count: 10 }], gidMap: [{ inside: 0, outside: 100000, count: 1 }] } }), RangeError, /overlapping outside ranges/],
+    ['an unknown capability', () => plan({ capabilities: ['CAP_FLY'] }), TypeError, /options.capabilities\[0\]/],
+    ['an unknown option', () => plan({ rootFS: '/x' }), TypeError, /options has an unknown key 'rootFS'/],
+    ['an unmapped uid', () => plan({ uid: 70000 }), RangeError, /options.uid 70000 is not mapped/],
+    ['a hostname without a uts namespace', () => plan({ hostname: 'x', namespaces: { uts: false } }), TypeError, /options.hostname needs a new uts namespace/],
+    ['a bad rlimit', () => plan({ rlimits: { nofile: { soft: 10, hard: 5 } } }), RangeError, /options.rlimits.nofile soft must not exceed hard/],
+    ['a NUL in an argument', () => buildPlan({ file: '/bin/echo', args: ['a\0b'], options: {} }, host()), TypeError, /args\[0\] must not contain a NUL/],
+    ['a bad stdio', () => plan({ stdio: 'pipes' }), TypeError, /options.stdio must be/],
+    ['an env name with =', () => plan({ env: { 'A=B': 'x' } }), TypeError, /options.env has an invalid name/],
+  ])('rejects %s', (_what, f, Err, msg) => {
+    expect(f).toThrow(Err);
+    expect(f).toThrow(msg);
+  });
+});
+
+describe('buildPlan: defaults', () => {
+  it('creates every namespace but time, maps root to the fallback range, keeps no capability', () => {
+    const p = plan({});
+    expect(p.summary.namespaces).toEqual(['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup']);
+    expect(p.uidMap).toBe(`0 ${FALLBACK_RANGE_START} 65536\n`);
+    expect(p.capsKeepLo).toBe(0);
+    expect(p.capsKeepHi).toBe(0);
+    expect(p.noNewPrivs).toBe(true);
+    expect(p.envp).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root']);
+    expect(p.hostname).toBe('nsbox');
+    expect(p.rlimits).toEqual([{ resource: 4, soft: 0, hard: 0 }]);
+  });
+
+  it('uses the /etc/subuid range of remapUser when there is one', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: { remapUser: 'svc' } }, host({
+      subordinate: (f, u) => (u === 'svc' ? { start: f === 'subuid' ? 300000 : 400000, count: 65536 } : null),
+    }));
+    expect(p.uidMap).toBe('0 300000 65536\n');
+    expect(p.gidMap).toBe('0 400000 65536\n');
+  });
+
+  it('maps a non-root caller to itself and denies setgroups', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: {} }, host({ euid: 1000, egid: 1000 }));
+    expect(p.uidMap).toBe('0 1000 1\n');
+    expect(p.setgroupsDeny).toBe(true);
+    expect(p.setGroups).toBe(false);
+  });
+
+  it('shows host system dirs read-only, copies symlinks, and gives fresh tmpfs dirs', () => {
+    const p = plan({});
+    const binds = p.ops.filter((o) => o.op === Op.Bind && o.readonly).map((o) => o.b);
+    expect(binds).toEqual(expect.arrayContaining(['/newroot/usr', '/newroot/etc', '/newroot/lib', '/newroot/sbin']));
+    expect(p.ops).toContainEqual(expect.objectContaining({ op: Op.Symlink, a: 'usr/bin', b: '/newroot/bin' }));
+    const tmpfs = p.ops.filter((o) => o.op === Op.Mount && o.c === 'tmpfs').map((o) => o.b);
+    expect(tmpfs).toEqual(expect.arrayContaining(['/newroot/tmp', '/newroot/home', '/newroot/root', '/newroot/run', '/newroot/var/tmp']));
+    expect(binds).not.toContain('/newroot/home');
+    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+  });
+
+  it('builds exec candidates from the sandbox PATH', () => {
+    const p = buildPlan({ file: 'ls', args: ['-l'], options: { env: { PATH: '/a:/b' } } }, host());
+    expect(p.exec).toEqual(['/a/ls', '/b/ls']);
+    expect(p.argv).toEqual(['ls', '-l']);
+  });
+
+  it('joins in order user first, mount last, in two stages', () => {
+    const fake = (type: string, fd: number) => ({ type, fd }) as never;
+    const p = plan({ join: { mount: fake('mount', 7), net: fake('net', 5), user: fake('user', 4) } });
+    expect(p.joins.map((j) => j.type)).toEqual(['user', 'net', 'mount']);
+    expect(p.twoStage).toBe(true);
+    expect(p.cloneFlags).toBe(0);
+    expect(p.newPidAtStage2).toBe(true);
+  });
+});
