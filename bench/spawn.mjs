@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// bench/spawn: latency of starting /bin/true in a sandbox, nsbox beside its peers, all
+// spawned from this one Node process and measured in the same run (interleaved, so load
+// affects all alike). Run as root:  node bench/spawn.mjs [--n 200] [--spaced 30] [--heap-mb 300]
+//
+//   child_process   child_process.spawn('/bin/true') (no isolation: the floor)
+//   nsbox           spawnIsolated('/bin/true') with the default isolation (user, pid, mount,
+//                   uts, ipc, net, cgroup namespaces; pivot_root into the default view; no caps)
+//   bwrap           bwrap --unshare-all with an equivalent read-only view of /usr
+//   unshare+chroot  unshare -fpmuin (no user ns) + chroot into a busybox rootfs
+//   crun            crun run of an OCI bundle (busybox rootfs, no cgroups: --cgroup-manager=disabled)
+//
+// Scenarios: back-to-back, spaced 50 ms apart (cold caches; cgroup/RCU effects show here),
+// and with a large Node heap (--heap-mb; page-table copying shows here for fork-style spawners).
+import { spawn as cpSpawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, copyFileSync, symlinkSync, writeFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { spawnIsolated } from '../dist/index.js';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const N = arg('n', 200);
+const SPACED = arg('spaced', 30);
+const HEAP_MB = arg('heap-mb', 300);
+const has = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
+
+function run(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const p = cpSpawn(cmd, args, { stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`))));
+  });
+}
+
+// a busybox rootfs for crun and chroot
+const dir = mkdtempSync('/tmp/nsbox-bench-');
+const rootfs = `${dir}/rootfs`;
+for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${rootfs}/${d}`, { recursive: true });
+copyFileSync('/bin/busybox', `${rootfs}/bin/busybox`);
+chmodSync(`${rootfs}/bin/busybox`, 0o755);
+for (const a of ['true', 'sh']) symlinkSync('busybox', `${rootfs}/bin/${a}`);
+if (has('crun')) {
+  execFileSync('crun', ['spec'], { cwd: dir });
+  const spec = JSON.parse(execFileSync('cat', [`${dir}/config.json`]).toString());
+  spec.process.terminal = false;
+  spec.process.args = ['/bin/true'];
+  spec.root = { path: 'rootfs', readonly: true };
+  writeFileSync(`${dir}/config.json`, JSON.stringify(spec));
+}
+let crunId = 0;
+
+const runners = {
+  child_process: () => run('/bin/true', []),
+  nsbox: async () => { const r = await spawnIsolated('/bin/true'); if (r.exitCode !== 0) throw new Error('nsbox: exit ' + r.exitCode); },
+  bwrap: has('bwrap') ? () => run('bwrap', ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin',
+    '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin', '--ro-bind', '/etc', '/etc',
+    '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--', '/bin/true']) : null,
+  'unshare+chroot': has('unshare') ? () => run('unshare', ['-fpmuin', '--mount-proc=' + rootfs + '/proc', '--', 'chroot', rootfs, '/bin/true']) : null,
+  crun: has('crun') ? () => run('crun', ['--cgroup-manager=disabled', 'run', '--bundle', dir, `nsbox-bench-${process.pid}-${crunId++}`]) : null,
+};
+const active = Object.entries(runners).filter(([, f]) => f);
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function scenario(name, n, gapMs) {
+  const samples = Object.fromEntries(active.map(([k]) => [k, []]));
+  for (const [, f] of active) await f(); // warm-up
+  for (let i = 0; i < n; i++) {
+    for (const [k, f] of active) {
+      const t0 = process.hrtime.bigint();
+      await f();
+      samples[k].push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (gapMs) await sleep(gapMs);
+    }
+  }
+  return { name, n, rows: active.map(([k]) => ({ runner: k, p50: pct(samples[k], 50), p99: pct(samples[k], 99) })) };
+}
+
+function table(s) {
+  const ref = s.rows.find((r) => r.runner === 'bwrap') ?? s.rows[0];
+  const lines = [`### ${s.name} (n=${s.n} each)`, '', '| runner | p50 ms | p99 ms | p50 / bwrap |', '|---|---:|---:|---:|'];
+  for (const r of s.rows) lines.push(`| ${r.runner} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / ref.p50).toFixed(2)} |`);
+  return lines.join('\n');
+}
+
+const results = [];
+try {
+  results.push(await scenario('back-to-back', N, 0));
+  results.push(await scenario('spaced 50 ms apart', SPACED, 50));
+  if (HEAP_MB > 0) {
+    const keep = [];
+    for (let i = 0; i < HEAP_MB; i++) keep.push(new Array(1 << 17).fill(i + 0.5)); // ~1 MB of doubles each
+    results.push(await scenario(`with a ${HEAP_MB} MB Node heap`, Math.max(20, Math.floor(N / 2)), 0));
+    if (keep.length < 0) console.log(keep);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+const info = `node ${process.version}, kernel ${execFileSync('uname', ['-r']).toString().trim()}, ${(await import('node:os')).cpus().length} cpus`;
+console.log(`## bench/spawn — ${new Date().toISOString()} — ${info}\n`);
+for (const s of results) console.log(`${table(s)}\n`);
+if (process.argv.includes('--json')) console.log(JSON.stringify(results));
