@@ -1,6 +1,209 @@
-// Placeholder: filled by the issue that owns this kernel area.
+// cgroup events on the event loop. Everything else about cgroups (mkdir, limits, stats) is
+// plain file I/O done in TypeScript; the addon supplies what Node's fs cannot:
+//  - v1: an eventfd registered through cgroup.event_control for memory.oom_control
+//  - v2: an inotify descriptor on memory.events / cgroup.events (kernfs_notify -> IN_MODIFY)
+//  - CgroupWatch: a uv_poll on such a descriptor that drains it and calls back
+// No static mutable state: each watch is owned by its JS object and an env cleanup hook.
 #include "common.h"
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <uv.h>
+
+#include <string>
+
 namespace nsbox {
-void InitCgroup(Napi::Env env, Napi::Object exports) {}
+namespace {
+
+// cgroupPageSize(): the page size, the smallest meaningful memory limit.
+Napi::Value PageSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)sysconf(_SC_PAGESIZE));
+}
+
+// cgroupEventfd(controlPath, targetPath, args): v1 notification registration.
+// Writes "<eventfd> <fd of targetPath> [args]" to controlPath (cgroup.event_control) and
+// returns the non-blocking, close-on-exec eventfd. The target fd is only needed while
+// registering; the kernel keeps its own reference.
+Napi::Value Eventfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "cgroupEventfd(controlPath, targetPath, args?)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string control = info[0].As<Napi::String>().Utf8Value();
+  std::string target = info[1].As<Napi::String>().Utf8Value();
+  std::string args = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  UniqueFd efd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!efd.valid()) return ThrowErrno(env, errno, "cgroup-event", "eventfd");
+  UniqueFd tfd(open(target.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!tfd.valid()) return ThrowErrno(env, errno, "cgroup-event", "open", target.c_str());
+  UniqueFd cfd(open(control.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!cfd.valid()) return ThrowErrno(env, errno, "cgroup-event", "open", control.c_str());
+  std::string line = std::to_string(efd.get()) + " " + std::to_string(tfd.get());
+  if (!args.empty()) line += " " + args;
+  ssize_t n;
+  do n = write(cfd.get(), line.data(), line.size()); while (n < 0 && errno == EINTR);
+  if (n < 0) return ThrowErrno(env, errno, "cgroup-event", "write", control.c_str());
+  return Napi::Number::New(env, efd.release());
+}
+
+// cgroupInotify(paths): an inotify fd (non-blocking, close-on-exec) watching each path
+// for IN_MODIFY (cgroup v2 notifies memory.events, cgroup.events, pids.events this way).
+Napi::Value Inotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    Napi::TypeError::New(env, "cgroupInotify(paths: string[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array paths = info[0].As<Napi::Array>();
+  UniqueFd fd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!fd.valid()) return ThrowErrno(env, errno, "cgroup-event", "inotify_init1");
+  for (uint32_t i = 0; i < paths.Length(); i++) {
+    std::string p = paths.Get(i).ToString().Utf8Value();
+    if (inotify_add_watch(fd.get(), p.c_str(), IN_MODIFY) < 0) {
+      return ThrowErrno(env, errno, "cgroup-event", "inotify_add_watch", p.c_str());
+    }
+  }
+  return Napi::Number::New(env, fd.release());
+}
+
+// The poll state lives apart from the JS wrapper: uv_close finishes asynchronously, and
+// the wrapper may be collected first.
+struct PollState {
+  uv_poll_t poll;
+  int fd = -1;
+  napi_env env = nullptr;
+  Napi::FunctionReference cb;
+  Napi::AsyncContext* async = nullptr;
+  bool closing = false;
+  bool hooked = false;
+  PollState** ownerSlot = nullptr;  // the wrapper's pointer to us, cleared when we stop
+};
+
+void OnPollClosed(uv_handle_t* h) {
+  PollState* s = static_cast<PollState*>(h->data);
+  if (s->fd >= 0) close(s->fd);
+  delete s;
+}
+
+void CleanupHook(void* arg);
+
+// Stops the poll and releases JS references; safe to call more than once.
+void StopPoll(PollState* s, bool fromHook) {
+  if (!s || s->closing) return;
+  s->closing = true;
+  if (s->ownerSlot) *s->ownerSlot = nullptr;
+  s->ownerSlot = nullptr;
+  if (s->hooked && !fromHook) napi_remove_env_cleanup_hook(s->env, CleanupHook, s);
+  s->hooked = false;
+  s->cb.Reset();
+  delete s->async;
+  s->async = nullptr;
+  uv_poll_stop(&s->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
+}
+
+void CleanupHook(void* arg) { StopPoll(static_cast<PollState*>(arg), true); }
+
+void OnPollReadable(uv_poll_t* h, int status, int events) {
+  PollState* s = static_cast<PollState*>(h->data);
+  if (s->closing) return;
+  // drain: eventfd gives 8 bytes, inotify a batch of events; the callback re-reads files
+  char buf[4096];
+  ssize_t n;
+  int rerr = 0;
+  for (;;) {
+    n = read(s->fd, buf, sizeof buf);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) rerr = errno;
+    break;
+  }
+  Napi::Env env(s->env);
+  Napi::HandleScope scope(env);
+  Napi::Value arg = status < 0 ? Napi::Value(Napi::Number::New(env, -status))
+                    : rerr ? Napi::Value(Napi::Number::New(env, rerr))
+                           : env.Null();
+  if (!s->cb.IsEmpty() && s->async) s->cb.MakeCallback(env.Global(), {arg}, *s->async);
+  // a read error other than EAGAIN will repeat forever: stop after reporting it
+  if ((status < 0 || rerr) && !s->closing) StopPoll(s, false);
+}
+
+class CgroupWatch : public Napi::ObjectWrap<CgroupWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CgroupWatch",
+                       {InstanceMethod("close", &CgroupWatch::Close), InstanceMethod("ref", &CgroupWatch::Ref)});
+  }
+
+  // new CgroupWatch(fd, callback(errnoOrNull)): takes ownership of fd; unref'd by default
+  // (a forgotten cgroup must not keep the process alive).
+  explicit CgroupWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CgroupWatch>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "new CgroupWatch(fd, callback)").ThrowAsJavaScriptException();
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    PollState* s = new PollState();
+    s->fd = fd;
+    s->env = env;
+    s->poll.data = s;
+    int r = uv_poll_init(loop, &s->poll, fd);
+    if (r != 0) {
+      close(fd);
+      delete s;
+      ThrowErrno(env, -r, "cgroup-event", "uv_poll_init");
+      return;
+    }
+    r = uv_poll_start(&s->poll, UV_READABLE, OnPollReadable);
+    if (r != 0) {
+      s->closing = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
+      ThrowErrno(env, -r, "cgroup-event", "uv_poll_start");
+      return;
+    }
+    s->cb = Napi::Persistent(info[1].As<Napi::Function>());
+    s->async = new Napi::AsyncContext(env, "nsbox:cgroup-event");
+    uv_unref(reinterpret_cast<uv_handle_t*>(&s->poll));
+    napi_add_env_cleanup_hook(env, CleanupHook, s);
+    s->hooked = true;
+    state_ = s;
+    s->ownerSlot = &state_;
+  }
+
+  ~CgroupWatch() override {
+    // collected without close(): stop polling (the callback reference dies with us)
+    StopPoll(state_, false);
+  }
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    StopPoll(state_, false);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (state_ && !state_->closing) {
+      uv_handle_t* h = reinterpret_cast<uv_handle_t*>(&state_->poll);
+      if (info.Length() > 0 && info[0].ToBoolean()) uv_ref(h); else uv_unref(h);
+    }
+    return info.Env().Undefined();
+  }
+
+  PollState* state_ = nullptr;
+};
+
+}  // namespace
+
+void InitCgroup(Napi::Env env, Napi::Object exports) {
+  exports.Set("cgroupPageSize", Napi::Function::New(env, PageSize, "cgroupPageSize"));
+  exports.Set("cgroupEventfd", Napi::Function::New(env, Eventfd, "cgroupEventfd"));
+  exports.Set("cgroupInotify", Napi::Function::New(env, Inotify, "cgroupInotify"));
+  exports.Set("CgroupWatch", CgroupWatch::Define(env));
+}
+
 }  // namespace nsbox

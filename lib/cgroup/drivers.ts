@@ -1,0 +1,590 @@
+// Two drivers behind one interface: cgroup v2 (one directory) and v1 (one directory per
+// hierarchy). Plain file I/O on cgroupfs (synchronous: each call is a few microseconds and
+// never blocks on disk); only the waits are asynchronous.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NsboxError, errnoError, fromNodeError } from '../errors.js';
+import type { ResolvedLimits } from './limits.js';
+import { weightToShares } from './limits.js';
+import { cgNative, type NativeCgroupWatch } from './native.js';
+
+/** Resource usage of a cgroup; the same shape on both versions, null where one lacks a figure. */
+export interface CgroupStats {
+  /** CPU time in user mode, ms. */
+  cpuUserMs: number | null;
+  /** CPU time in kernel mode, ms. */
+  cpuSystemMs: number | null;
+  /** Total CPU time, ms. */
+  cpuUsageMs: number | null;
+  /** Memory charged now, bytes. */
+  memoryCurrent: number | null;
+  /** Highest memory charge seen by the kernel, bytes (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`). */
+  memoryPeak: number | null;
+  /** Swap in use, bytes. */
+  swap: number | null;
+  /** Tasks now. */
+  pidsCurrent: number | null;
+  /** Most tasks at once (`pids.peak` where the kernel has it, else the most this object saw). */
+  pidsPeak: number | null;
+  /** Times the memory limit was hit and the OOM path ran (v2 `memory.events oom`; v1: null). */
+  oom: number | null;
+  /** Processes killed by the OOM killer in this cgroup. */
+  oomKill: number | null;
+  /** Bytes read from block devices. */
+  ioReadBytes: number | null;
+  /** Bytes written to block devices. */
+  ioWriteBytes: number | null;
+}
+
+/** Counters used to tell which limit fired. */
+export interface LimitCounters {
+  oomKill: number;
+  pidsMax: number;
+}
+
+/** What both drivers do. */
+export interface Driver {
+  readonly version: 1 | 2;
+  /** controller name -> directory (v2: every controller maps to the one directory) */
+  readonly dirs: Record<string, string>;
+  procsPaths(): string[];
+  apply(r: ResolvedLimits): void;
+  pids(): number[];
+  populated(): boolean;
+  stats(): CgroupStats;
+  counters(): LimitCounters;
+  cpuUsageUs(): number | null;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  /** Kills every task; resolves when the cgroup is empty. */
+  kill(timeoutMs: number): Promise<void>;
+  /** Starts change notifications (oom counters; v2 also populated). Returns a stop function. */
+  watch(onChange: () => void): () => void;
+  /** Removes the directories; ENOENT is success. */
+  remove(): Promise<void>;
+}
+
+// ------------------------------------------------------------------ file helpers
+
+/** Reads a cgroup file, null when it does not exist. */
+export function readOpt(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENODEV') return null;
+    throw fromNodeError(e, 'cgroup-read');
+  }
+}
+
+function num(text: string | null): number | null {
+  if (text === null) return null;
+  const t = text.trim();
+  if (t === 'max') return Infinity;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : null;
+}
+
+/** Parses "key value" lines (memory.events, cpu.stat, pids.events, cgroup.events). */
+export function kv(text: string | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (text === null) return out;
+  for (const line of text.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && Number.isFinite(Number(v))) out[k] = Number(v);
+  }
+  return out;
+}
+
+function missingController(controller: string, file: string, why: string): NsboxError {
+  const e = errnoError(19, `cgroup-${controller}`, 'open', file, `the ${controller} controller is not available here (${why})`);
+  e.message = `cgroup controller '${controller}' cannot apply this limit: ${why} (${file})`;
+  return e;
+}
+
+/** Writes a limit file; a missing file or a kernel refusal becomes an NsboxError naming the controller. */
+function writeLimit(dir: string, file: string, value: string, controller: string): void {
+  const path = `${dir}/${file}`;
+  try {
+    writeFileSync(path, value);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw missingController(controller, path, `${file} does not exist: controller missing, not enabled or not delegated`);
+    const x = errnoError(Math.abs(err.errno ?? 5), `cgroup-${controller}`, 'write', path, `controller ${controller}: writing '${value}' to ${file} was refused`);
+    throw x;
+  }
+}
+
+function writeProcs(paths: string[], pid: number): void {
+  for (const p of paths) {
+    try {
+      writeFileSync(p, String(pid));
+    } catch (e) {
+      throw fromNodeError(e, 'cgroup-attach');
+    }
+  }
+}
+
+function readPids(procs: string): number[] {
+  const t = readOpt(procs);
+  if (t === null) return [];
+  return t.split('\n').filter(Boolean).map(Number);
+}
+
+function killPid(pid: number): void {
+  if (pid === process.pid) throw new NsboxError('nsbox: the calling process is inside the cgroup being killed; refusing to kill itself', { code: 'EPERM', errno: 1, step: 'cgroup-kill' });
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone already */
+  }
+}
+
+async function rmdirRetry(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      // v1 can report EBUSY for a moment after the last task left
+      if (code === 'EBUSY' && i < 100) {
+        await sleep(i < 10 ? 2 : 20);
+        continue;
+      }
+      throw fromNodeError(e, 'cgroup-remove');
+    }
+  }
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number, what: string, path: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let i = 0; !cond(); i++) {
+    if (Date.now() > end) throw errnoError(16, 'cgroup-wait', 'poll', path, `timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(i < 20 ? 1 : 10);
+  }
+}
+
+function ioBytesV2(text: string | null): [number | null, number | null] {
+  if (text === null) return [null, null];
+  let r = 0;
+  let w = 0;
+  for (const line of text.split('\n')) {
+    const m = /rbytes=(\d+).*wbytes=(\d+)/.exec(line);
+    if (m) {
+      r += Number(m[1]);
+      w += Number(m[2]);
+    }
+  }
+  return [r, w];
+}
+
+function ioBytesV1(text: string | null): [number | null, number | null] {
+  if (text === null) return [null, null];
+  let r = 0;
+  let w = 0;
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length !== 3) continue;
+    if (f[1] === 'Read') r += Number(f[2]);
+    else if (f[1] === 'Write') w += Number(f[2]);
+  }
+  return [r, w];
+}
+
+const CFS_PERIOD = 100000;
+
+// ------------------------------------------------------------------ v2
+
+/** Controllers a v2 limit needs. */
+export function v2ControllersFor(r: ResolvedLimits): string[] {
+  const c = new Set<string>();
+  if (r.memory !== undefined || r.memorySwap !== undefined || r.memoryReservation !== undefined) c.add('memory');
+  if (r.cpus !== undefined || r.cpuWeight !== undefined) c.add('cpu');
+  if (r.cpuset !== undefined || r.cpusetMems !== undefined) c.add('cpuset');
+  if (r.pids !== undefined) c.add('pids');
+  if (r.ioWeight !== undefined || r.ioMax !== undefined) c.add('io');
+  return [...c];
+}
+
+/** Controllers nsbox enables for stats even when no limit needs them. */
+export const V2_WANTED = ['cpu', 'memory', 'pids', 'io'];
+
+function words(text: string | null): string[] {
+  return text === null ? [] : text.trim().split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Makes sure `dir`'s children can use `ctrls` (enabling them in ancestors as needed).
+ * Returns the controllers that could not be enabled, with the reason.
+ */
+export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<string, string> {
+  const failed = new Map<string, string>();
+  for (const c of ctrls) {
+    if (words(readOpt(`${dir}/cgroup.subtree_control`)).includes(c)) continue;
+    if (!words(readOpt(`${dir}/cgroup.controllers`)).includes(c)) {
+      if (dir === mount) {
+        failed.set(c, `the kernel has no ${c} controller in this cgroup2 hierarchy`);
+        continue;
+      }
+      const up = v2Enable(dirname(dir), mount, [c]);
+      if (up.size) {
+        failed.set(c, up.get(c) ?? 'not available');
+        continue;
+      }
+    }
+    try {
+      writeFileSync(`${dir}/cgroup.subtree_control`, `+${c}`);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      failed.set(c, code === 'EBUSY'
+        ? `cannot enable it in ${dir}/cgroup.subtree_control: EBUSY (that cgroup holds processes)`
+        : `cannot enable it in ${dir}/cgroup.subtree_control: ${code}`);
+    }
+  }
+  return failed;
+}
+
+/** The cgroup v2 driver: one directory. */
+export class V2Driver implements Driver {
+  readonly version = 2 as const;
+  readonly dirs: Record<string, string>;
+  private pidsPeakSeen = 0;
+
+  constructor(readonly dir: string) {
+    this.dirs = { unified: dir };
+  }
+
+  procsPaths(): string[] {
+    return [`${this.dir}/cgroup.procs`];
+  }
+
+  apply(r: ResolvedLimits): void {
+    const d = this.dir;
+    const bytes = (v: number | 'max') => String(v);
+    if (r.memory !== undefined) writeLimit(d, 'memory.max', bytes(r.memory), 'memory');
+    if (r.memorySwap !== undefined) writeLimit(d, 'memory.swap.max', bytes(r.memorySwap), 'memory');
+    if (r.memoryReservation !== undefined) writeLimit(d, 'memory.low', bytes(r.memoryReservation), 'memory');
+    if (r.cpus !== undefined) writeLimit(d, 'cpu.max', `${Math.max(1000, Math.round(r.cpus * CFS_PERIOD))} ${CFS_PERIOD}`, 'cpu');
+    if (r.cpuWeight !== undefined) writeLimit(d, 'cpu.weight', String(r.cpuWeight), 'cpu');
+    if (r.cpuset !== undefined) writeLimit(d, 'cpuset.cpus', r.cpuset, 'cpuset');
+    if (r.cpusetMems !== undefined) writeLimit(d, 'cpuset.mems', r.cpusetMems, 'cpuset');
+    if (r.pids !== undefined) writeLimit(d, 'pids.max', String(r.pids), 'pids');
+    if (r.ioWeight !== undefined) {
+      if (existsSync(`${d}/io.weight`)) writeLimit(d, 'io.weight', `default ${r.ioWeight}`, 'io');
+      else if (existsSync(`${d}/io.bfq.weight`)) writeLimit(d, 'io.bfq.weight', `default ${Math.min(1000, Math.max(1, Math.round(r.ioWeight / 10)))}`, 'io');
+      else throw missingController('io', `${d}/io.weight`, 'neither io.weight (iocost) nor io.bfq.weight (BFQ) exists');
+    }
+    for (const e of r.ioMax ?? []) {
+      const parts = (['rbps', 'wbps', 'riops', 'wiops'] as const).filter((k) => e[k] !== undefined).map((k) => `${k}=${e[k]}`);
+      writeLimit(d, 'io.max', `${e.device} ${parts.join(' ')}`, 'io');
+    }
+  }
+
+  pids(): number[] {
+    return readPids(`${this.dir}/cgroup.procs`);
+  }
+
+  populated(): boolean {
+    const ev = readOpt(`${this.dir}/cgroup.events`);
+    if (ev === null) return false; // removed
+    return kv(ev).populated === 1;
+  }
+
+  cpuUsageUs(): number | null {
+    const s = kv(readOpt(`${this.dir}/cpu.stat`));
+    return s.usage_usec ?? null;
+  }
+
+  stats(): CgroupStats {
+    const d = this.dir;
+    const cpu = kv(readOpt(`${d}/cpu.stat`));
+    const mev = readOpt(`${d}/memory.events`);
+    const me = kv(mev);
+    const pidsCurrent = num(readOpt(`${d}/pids.current`));
+    const kernelPeak = num(readOpt(`${d}/pids.peak`));
+    if (pidsCurrent !== null) this.pidsPeakSeen = Math.max(this.pidsPeakSeen, pidsCurrent);
+    const [ioR, ioW] = ioBytesV2(readOpt(`${d}/io.stat`));
+    return {
+      cpuUserMs: cpu.user_usec !== undefined ? cpu.user_usec / 1000 : null,
+      cpuSystemMs: cpu.system_usec !== undefined ? cpu.system_usec / 1000 : null,
+      cpuUsageMs: cpu.usage_usec !== undefined ? cpu.usage_usec / 1000 : null,
+      memoryCurrent: num(readOpt(`${d}/memory.current`)),
+      memoryPeak: num(readOpt(`${d}/memory.peak`)),
+      swap: num(readOpt(`${d}/memory.swap.current`)),
+      pidsCurrent,
+      pidsPeak: kernelPeak ?? (pidsCurrent === null ? null : this.pidsPeakSeen),
+      oom: mev === null ? null : (me.oom ?? 0),
+      oomKill: mev === null ? null : (me.oom_kill ?? 0),
+      ioReadBytes: ioR,
+      ioWriteBytes: ioW,
+    };
+  }
+
+  counters(): LimitCounters {
+    return {
+      oomKill: kv(readOpt(`${this.dir}/memory.events`)).oom_kill ?? 0,
+      pidsMax: kv(readOpt(`${this.dir}/pids.events`)).max ?? 0,
+    };
+  }
+
+  async freeze(): Promise<void> {
+    writeLimit(this.dir, 'cgroup.freeze', '1', 'freezer');
+    await waitFor(() => kv(readOpt(`${this.dir}/cgroup.events`)).frozen === 1 || !this.populated(), 10000, 'the cgroup to freeze', this.dir);
+  }
+
+  async thaw(): Promise<void> {
+    writeLimit(this.dir, 'cgroup.freeze', '0', 'freezer');
+    await waitFor(() => kv(readOpt(`${this.dir}/cgroup.events`)).frozen !== 1, 10000, 'the cgroup to thaw', this.dir);
+  }
+
+  async kill(timeoutMs: number): Promise<void> {
+    if (!existsSync(this.dir)) return;
+    if (this.pids().includes(process.pid)) killPid(process.pid); // throws: never kill ourselves
+    if (existsSync(`${this.dir}/cgroup.kill`)) {
+      try {
+        writeFileSync(`${this.dir}/cgroup.kill`, '1');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromNodeError(e, 'cgroup-kill');
+        return;
+      }
+    } else {
+      // before Linux 5.14: freeze, signal, thaw until empty
+      await killLoop(this, timeoutMs);
+    }
+    await waitFor(() => !this.populated(), timeoutMs, 'the cgroup to become empty', this.dir);
+  }
+
+  watch(onChange: () => void): () => void {
+    const files = ['cgroup.events', 'memory.events', 'pids.events'].map((f) => `${this.dir}/${f}`).filter((f) => existsSync(f));
+    const n = cgNative();
+    const fd = n.cgroupInotify(files);
+    const w: NativeCgroupWatch = new n.CgroupWatch(fd, () => onChange());
+    return () => w.close();
+  }
+
+  async remove(): Promise<void> {
+    await rmdirRetry(this.dir);
+  }
+}
+
+// ------------------------------------------------------------------ v1
+
+async function killLoop(d: Driver, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    const pids = d.pids();
+    if (pids.length === 0 && !d.populated()) return;
+    if (Date.now() > end) throw errnoError(16, 'cgroup-kill', 'kill', Object.values(d.dirs)[0], `timed out after ${timeoutMs} ms; still inside: ${pids.join(',')}`);
+    let frozen = false;
+    try {
+      await d.freeze();
+      frozen = true;
+    } catch (e) {
+      if (!(e instanceof NsboxError) || (e.code !== 'ENODEV' && e.code !== 'ENOENT')) throw e;
+    }
+    for (const p of d.pids()) killPid(p);
+    if (frozen) await d.thaw();
+    await sleep(i < 10 ? 1 : 10);
+  }
+}
+
+/** The cgroup v1 driver: one directory per hierarchy (memory, cpu[,cpuacct], pids, ...). */
+export class V1Driver implements Driver {
+  readonly version = 1 as const;
+  private pidsPeakSeen = 0;
+
+  /** @param dirs controller name -> directory (co-mounted controllers share one) */
+  constructor(readonly dirs: Record<string, string>) {}
+
+  private uniqueDirs(): string[] {
+    return [...new Set(Object.values(this.dirs))];
+  }
+
+  private d(controller: string): string | undefined {
+    return this.dirs[controller];
+  }
+
+  private need(controller: string, file: string): string {
+    const d = this.d(controller);
+    if (!d) throw missingController(controller, file, `no cgroup v1 hierarchy with the ${controller} controller is mounted`);
+    return d;
+  }
+
+  procsPaths(): string[] {
+    return this.uniqueDirs().map((d) => `${d}/cgroup.procs`);
+  }
+
+  apply(r: ResolvedLimits): void {
+    const unl = (v: number | 'max') => (v === 'max' ? '-1' : String(v));
+    if (r.memory !== undefined || r.memorySwap !== undefined) {
+      const d = this.need('memory', 'memory.limit_in_bytes');
+      if (r.memorySwap !== undefined) {
+        if (!existsSync(`${d}/memory.memsw.limit_in_bytes`)) {
+          throw missingController('memory', `${d}/memory.memsw.limit_in_bytes`, 'swap accounting is off (boot with swapaccount=1)');
+        }
+        const mem = r.memory ?? num(readOpt(`${d}/memory.limit_in_bytes`)) ?? Infinity;
+        const memsw = r.memorySwap === 'max' || mem === 'max' || mem >= 2 ** 62 ? '-1' : String(mem + r.memorySwap);
+        // memsw must stay >= limit at every moment: order the two writes accordingly
+        try {
+          if (r.memory !== undefined) writeLimit(d, 'memory.limit_in_bytes', unl(r.memory), 'memory');
+          writeLimit(d, 'memory.memsw.limit_in_bytes', memsw, 'memory');
+        } catch {
+          writeLimit(d, 'memory.memsw.limit_in_bytes', memsw, 'memory');
+          if (r.memory !== undefined) writeLimit(d, 'memory.limit_in_bytes', unl(r.memory), 'memory');
+        }
+      } else if (r.memory !== undefined) {
+        // without a swap limit, keep memsw unlimited so it never blocks the new memory limit
+        if (existsSync(`${d}/memory.memsw.limit_in_bytes`) && r.memory !== 'max') {
+          const cur = num(readOpt(`${d}/memory.memsw.limit_in_bytes`)) ?? Infinity;
+          if (cur < r.memory) writeLimit(d, 'memory.memsw.limit_in_bytes', '-1', 'memory');
+        }
+        writeLimit(d, 'memory.limit_in_bytes', unl(r.memory), 'memory');
+      }
+    }
+    if (r.memoryReservation !== undefined) writeLimit(this.need('memory', 'memory.soft_limit_in_bytes'), 'memory.soft_limit_in_bytes', unl(r.memoryReservation), 'memory');
+    if (r.cpus !== undefined) {
+      const d = this.need('cpu', 'cpu.cfs_quota_us');
+      writeLimit(d, 'cpu.cfs_period_us', String(CFS_PERIOD), 'cpu');
+      writeLimit(d, 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(r.cpus * CFS_PERIOD))), 'cpu');
+    }
+    if (r.cpuWeight !== undefined) writeLimit(this.need('cpu', 'cpu.shares'), 'cpu.shares', String(weightToShares(r.cpuWeight)), 'cpu');
+    if (r.cpuset !== undefined) writeLimit(this.need('cpuset', 'cpuset.cpus'), 'cpuset.cpus', r.cpuset, 'cpuset');
+    if (r.cpusetMems !== undefined) writeLimit(this.need('cpuset', 'cpuset.mems'), 'cpuset.mems', r.cpusetMems, 'cpuset');
+    if (r.pids !== undefined) writeLimit(this.need('pids', 'pids.max'), 'pids.max', String(r.pids), 'pids');
+    if (r.ioWeight !== undefined) {
+      const d = this.need('blkio', 'blkio.weight');
+      if (existsSync(`${d}/blkio.weight`)) writeLimit(d, 'blkio.weight', String(Math.min(1000, Math.max(10, Math.round(r.ioWeight / 10)))), 'blkio');
+      else if (existsSync(`${d}/blkio.bfq.weight`)) writeLimit(d, 'blkio.bfq.weight', String(Math.min(1000, Math.max(1, Math.round(r.ioWeight / 10)))), 'blkio');
+      else throw missingController('blkio', `${d}/blkio.weight`, 'neither blkio.weight (CFQ) nor blkio.bfq.weight (BFQ) exists');
+    }
+    for (const e of r.ioMax ?? []) {
+      const d = this.need('blkio', 'blkio.throttle.read_bps_device');
+      const files = { rbps: 'read_bps_device', wbps: 'write_bps_device', riops: 'read_iops_device', wiops: 'write_iops_device' } as const;
+      for (const k of ['rbps', 'wbps', 'riops', 'wiops'] as const) {
+        if (e[k] !== undefined) writeLimit(d, `blkio.throttle.${files[k]}`, `${e.device} ${e[k]}`, 'blkio');
+      }
+    }
+  }
+
+  pids(): number[] {
+    const all = new Set<number>();
+    for (const d of this.uniqueDirs()) for (const p of readPids(`${d}/cgroup.procs`)) all.add(p);
+    return [...all];
+  }
+
+  populated(): boolean {
+    return this.pids().length > 0;
+  }
+
+  cpuUsageUs(): number | null {
+    const d = this.d('cpuacct');
+    if (!d) return null;
+    const ns = num(readOpt(`${d}/cpuacct.usage`));
+    return ns === null ? null : ns / 1000;
+  }
+
+  stats(): CgroupStats {
+    const acct = this.d('cpuacct');
+    const mem = this.d('memory');
+    const pids = this.d('pids');
+    const blk = this.d('blkio');
+    const usr = acct ? num(readOpt(`${acct}/cpuacct.usage_user`)) : null;
+    const sys = acct ? num(readOpt(`${acct}/cpuacct.usage_sys`)) : null;
+    const tot = acct ? num(readOpt(`${acct}/cpuacct.usage`)) : null;
+    let swap: number | null = null;
+    let oomKill: number | null = null;
+    if (mem) {
+      const ms = kv(readOpt(`${mem}/memory.stat`));
+      swap = ms.swap ?? null;
+      const oc = readOpt(`${mem}/memory.oom_control`);
+      oomKill = oc === null ? null : (kv(oc).oom_kill ?? 0);
+    }
+    const pidsCurrent = pids ? num(readOpt(`${pids}/pids.current`)) : null;
+    if (pidsCurrent !== null) this.pidsPeakSeen = Math.max(this.pidsPeakSeen, pidsCurrent);
+    const kernelPeak = pids ? num(readOpt(`${pids}/pids.peak`)) : null;
+    const [ioR, ioW] = blk ? ioBytesV1(readOpt(`${blk}/blkio.throttle.io_service_bytes_recursive`) ?? readOpt(`${blk}/blkio.throttle.io_service_bytes`)) : [null, null];
+    return {
+      cpuUserMs: usr === null ? null : usr / 1e6,
+      cpuSystemMs: sys === null ? null : sys / 1e6,
+      cpuUsageMs: tot === null ? null : tot / 1e6,
+      memoryCurrent: mem ? num(readOpt(`${mem}/memory.usage_in_bytes`)) : null,
+      memoryPeak: mem ? num(readOpt(`${mem}/memory.max_usage_in_bytes`)) : null,
+      swap,
+      pidsCurrent,
+      pidsPeak: kernelPeak ?? (pidsCurrent === null ? null : this.pidsPeakSeen),
+      oom: null,
+      oomKill,
+      ioReadBytes: ioR,
+      ioWriteBytes: ioW,
+    };
+  }
+
+  counters(): LimitCounters {
+    const mem = this.d('memory');
+    const pids = this.d('pids');
+    return {
+      oomKill: mem ? (kv(readOpt(`${mem}/memory.oom_control`)).oom_kill ?? 0) : 0,
+      pidsMax: pids ? (kv(readOpt(`${pids}/pids.events`)).max ?? 0) : 0,
+    };
+  }
+
+  async freeze(): Promise<void> {
+    const d = this.need('freezer', 'freezer.state');
+    writeLimit(d, 'freezer.state', 'FROZEN', 'freezer');
+    await waitFor(() => (readOpt(`${d}/freezer.state`) ?? 'FROZEN').trim() === 'FROZEN', 10000, 'the cgroup to freeze', d);
+  }
+
+  async thaw(): Promise<void> {
+    const d = this.need('freezer', 'freezer.state');
+    writeLimit(d, 'freezer.state', 'THAWED', 'freezer');
+    await waitFor(() => (readOpt(`${d}/freezer.state`) ?? 'THAWED').trim() === 'THAWED', 10000, 'the cgroup to thaw', d);
+  }
+
+  async kill(timeoutMs: number): Promise<void> {
+    if (this.pids().includes(process.pid)) killPid(process.pid); // throws: never kill ourselves
+    await killLoop(this, timeoutMs);
+  }
+
+  watch(onChange: () => void): () => void {
+    // OOM: an eventfd registered on memory.oom_control. Emptiness: v1 has no notification
+    // short of the host-wide release_agent, so it is polled (every 50 ms, unref'd).
+    const stops: (() => void)[] = [];
+    const mem = this.d('memory');
+    if (mem && existsSync(`${mem}/cgroup.event_control`)) {
+      const n = cgNative();
+      const fd = n.cgroupEventfd(`${mem}/cgroup.event_control`, `${mem}/memory.oom_control`);
+      const w = new n.CgroupWatch(fd, () => {
+        onChange();
+        // the kill is counted once the victim is chosen; look again shortly after
+        setTimeout(onChange, 20).unref();
+        setTimeout(onChange, 200).unref();
+      });
+      stops.push(() => w.close());
+    }
+    const t = setInterval(onChange, 50);
+    t.unref();
+    stops.push(() => clearInterval(t));
+    return () => stops.forEach((s) => s());
+  }
+
+  async remove(): Promise<void> {
+    for (const d of this.uniqueDirs()) await rmdirRetry(d);
+  }
+}
+
+/** Creates a directory; EEXIST and every other failure become NsboxError. */
+export function mkdirCg(dir: string): void {
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    throw fromNodeError(e, 'cgroup-create');
+  }
+}
+
+/** Writes pid into every procs file (the caller made sure it is not this process). */
+export function attach(paths: string[], pid: number): void {
+  writeProcs(paths, pid);
+}

@@ -1,0 +1,282 @@
+// One limits vocabulary for cgroup v1 and v2, validated in TypeScript before anything is
+// created. validateLimits() reads only sysfs facts (online CPUs and memory nodes, device
+// numbers); it creates nothing.
+import { statSync, readFileSync } from 'node:fs';
+import { pageSize } from './native.js';
+
+/** A byte count: a number, or a string such as `'256M'`, `'1.5G'`, `'4096'`, `'64KiB'`. */
+export type ByteSize = number | string;
+
+/** A per-device I/O cap (cgroup v2 `io.max`, v1 `blkio.throttle.*`). */
+export interface IoMaxEntry {
+  /** The block device: `'8:0'` (major:minor) or a path such as `'/dev/vda'`. */
+  device: string;
+  /** Read bytes per second. */
+  rbps?: number;
+  /** Write bytes per second. */
+  wbps?: number;
+  /** Read operations per second. */
+  riops?: number;
+  /** Write operations per second. */
+  wiops?: number;
+}
+
+/** Limits a cgroup applies, the same words on cgroup v1 and v2. */
+export interface Limits {
+  /** Memory cap (v2 `memory.max`, v1 `memory.limit_in_bytes`); `'max'` removes it. At least one page. */
+  memory?: ByteSize | 'max';
+  /**
+   * Swap allowed on top of `memory` (v2 `memory.swap.max`; v1 `memory.memsw.limit_in_bytes`
+   * = memory + memorySwap, so v1 needs `memory` too). `0` forbids swap.
+   */
+  memorySwap?: ByteSize | 'max';
+  /** Memory protected from reclaim / soft limit (v2 `memory.low`, v1 `memory.soft_limit_in_bytes`). */
+  memoryReservation?: ByteSize | 'max';
+  /** CPU bandwidth in cores, e.g. `0.5` (v2 `cpu.max`, v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`). */
+  cpus?: number;
+  /** Relative CPU weight 1..10000, default 100 (v2 `cpu.weight`; v1 `cpu.shares`, mapped). */
+  cpuWeight?: number;
+  /** CPUs allowed, e.g. `'0-1'` or `'0,2'` (`cpuset.cpus`); each must be online. */
+  cpuset?: string;
+  /** Memory nodes allowed, e.g. `'0'` (`cpuset.mems`); each must be online. */
+  cpusetMems?: string;
+  /** Maximum number of tasks (processes and threads), `pids.max`; `'max'` removes it. */
+  pids?: number | 'max';
+  /** Relative I/O weight 1..10000 (v2 `io.weight`/`io.bfq.weight`; v1 `blkio.bfq.weight`/`blkio.weight`, scaled). */
+  ioWeight?: number;
+  /** Per-device bandwidth and IOPS caps. */
+  ioMax?: IoMaxEntry[];
+}
+
+/** The limits `spawnIsolated` accepts: cgroup limits plus the ones it enforces itself. */
+export interface SandboxLimits extends Limits {
+  /** Wall-clock time limit in milliseconds (enforced by spawnIsolated). */
+  wallTimeMs?: number;
+  /** CPU time limit in milliseconds, measured from the cgroup (enforced by spawnIsolated). */
+  cpuTimeMs?: number;
+  /** Cap on captured stdout+stderr bytes (enforced by spawnIsolated). */
+  outputBytes?: ByteSize;
+}
+
+/** An `ioMax` entry with the device resolved to `major:minor`. */
+export interface ResolvedIoMax {
+  device: string;
+  rbps?: number;
+  wbps?: number;
+  riops?: number;
+  wiops?: number;
+}
+
+/** Validated limits: sizes in bytes, `'max'` for "no limit", devices as `major:minor`. */
+export interface ResolvedLimits {
+  memory?: number | 'max';
+  memorySwap?: number | 'max';
+  memoryReservation?: number | 'max';
+  cpus?: number;
+  cpuWeight?: number;
+  cpuset?: string;
+  cpusetMems?: string;
+  pids?: number | 'max';
+  ioWeight?: number;
+  ioMax?: ResolvedIoMax[];
+  wallTimeMs?: number;
+  cpuTimeMs?: number;
+  outputBytes?: number;
+}
+
+const CGROUP_KEYS = [
+  'memory', 'memorySwap', 'memoryReservation', 'cpus', 'cpuWeight', 'cpuset', 'cpusetMems', 'pids',
+  'ioWeight', 'ioMax',
+] as const;
+const SPAWN_KEYS = ['wallTimeMs', 'cpuTimeMs', 'outputBytes'] as const;
+
+/** The limit names a cgroup understands. */
+export const cgroupLimitKeys: readonly string[] = CGROUP_KEYS;
+/** The limit names only spawnIsolated enforces. */
+export const spawnLimitKeys: readonly string[] = SPAWN_KEYS;
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * Parses a byte size: a non-negative integer, or a string with an optional binary unit
+ * (`K`, `M`, `G`, `T`, `P`, optionally followed by `i`/`iB`/`B`; all powers of 1024).
+ * Throws TypeError/RangeError naming `name`.
+ */
+export function parseByteSize(value: unknown, name: string): number {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || !Number.isInteger(value)) throw new RangeError(`${name} must be a whole number of bytes, got ${value}`);
+    if (value < 0) throw new RangeError(`${name} must not be negative, got ${value}`);
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${name} is too large: ${value}`);
+    return value;
+  }
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a number of bytes or a string like '256M', got ${typeof value}`);
+  const m = /^\s*(-?\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$/i.exec(value);
+  if (!m) throw new TypeError(`${name}: cannot read '${value}' as a size (use bytes or e.g. '256M', '1G')`);
+  const n = Number(m[1]);
+  if (n < 0) throw new RangeError(`${name} must not be negative, got '${value}'`);
+  const bytes = Math.floor(n * UNITS[m[2].toLowerCase()]);
+  if (!Number.isSafeInteger(bytes)) throw new RangeError(`${name} is too large: '${value}'`);
+  return bytes;
+}
+
+function sizeOrMax(value: unknown, name: string, min: number, minWhy: string): number | 'max' {
+  if (value === 'max' || value === Infinity) return 'max';
+  const n = parseByteSize(value, name);
+  if (n < min) throw new RangeError(`${name} must be at least ${min} bytes (${minWhy}), got ${n}`);
+  return n;
+}
+
+function intIn(value: unknown, name: string, lo: number, hi: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isInteger(value)) throw new RangeError(`${name} must be an integer, got ${value}`);
+  if (value < lo || value > hi) throw new RangeError(`${name} must be between ${lo} and ${hi}, got ${value}`);
+  return value;
+}
+
+function positiveMs(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number of milliseconds, got ${typeof value}`);
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number of milliseconds, got ${value}`);
+  return value;
+}
+
+/** Parses a kernel CPU/node list such as `'0-3,5'` into its members; null when malformed. */
+export function parseIdList(text: string): number[] | null {
+  const out: number[] = [];
+  const t = text.trim();
+  if (t === '') return out;
+  for (const part of t.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) return null;
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a || b - a > 65536) return null;
+    for (let i = a; i <= b; i++) out.push(i);
+  }
+  return out;
+}
+
+function readList(path: string, fallback: string): number[] {
+  let text = fallback;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    /* absent (e.g. no NUMA sysfs): the fallback */
+  }
+  return parseIdList(text) ?? [];
+}
+
+/** CPUs online now (`/sys/devices/system/cpu/online`). */
+export function onlineCpus(): number[] {
+  return readList('/sys/devices/system/cpu/online', '0');
+}
+
+/** Memory nodes online now (`/sys/devices/system/node/online`, `'0'` without NUMA sysfs). */
+export function onlineMemoryNodes(): number[] {
+  return readList('/sys/devices/system/node/online', '0');
+}
+
+function idList(value: unknown, name: string, online: number[], what: string): string {
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string like '0-1', got ${typeof value}`);
+  const ids = parseIdList(value);
+  if (ids === null || ids.length === 0) throw new TypeError(`${name}: cannot read '${value}' as a ${what} list like '0-1' or '0,2'`);
+  const bad = ids.filter((i) => !online.includes(i));
+  if (bad.length) throw new RangeError(`${name}: ${what} ${bad.join(',')} not online (online: ${online.join(',')})`);
+  return value.replace(/\s+/g, '');
+}
+
+function resolveDevice(device: unknown, name: string): string {
+  if (typeof device !== 'string' || device === '') throw new TypeError(`${name} must be 'major:minor' or a device path`);
+  if (/^\d+:\d+$/.test(device)) return device;
+  if (!device.startsWith('/')) throw new TypeError(`${name} must be 'major:minor' or an absolute device path, got '${device}'`);
+  let st;
+  try {
+    st = statSync(device);
+  } catch {
+    throw new RangeError(`${name}: no such device '${device}'`);
+  }
+  if (!st.isBlockDevice()) throw new RangeError(`${name}: '${device}' is not a block device`);
+  const rdev = st.rdev;
+  const hi = Math.floor(rdev / 2 ** 32);
+  const lo = rdev >>> 0;
+  const major = ((lo >>> 8) & 0xfff) | (hi & 0xfffff000);
+  const minor = (lo & 0xff) | ((lo >>> 12) & 0xfff00);
+  return `${major}:${minor}`;
+}
+
+/** Options of {@link validateLimits}. */
+export interface ValidateOptions {
+  /** Reject wallTimeMs/cpuTimeMs/outputBytes (a bare CGroup does not enforce them). Default false. */
+  cgroupOnly?: boolean;
+}
+
+/**
+ * Checks limits and returns them resolved (bytes, `major:minor`). Throws TypeError for a
+ * wrong type or an unknown key and RangeError for a value out of range, naming the option
+ * (`limits.memory` ...). Creates nothing; reads only sysfs facts (online CPUs and nodes)
+ * and stats device paths given in `ioMax`.
+ */
+export function validateLimits(limits: unknown, options: ValidateOptions = {}): ResolvedLimits {
+  if (limits === undefined || limits === null) return {};
+  if (typeof limits !== 'object' || Array.isArray(limits)) throw new TypeError(`limits must be an object, got ${Array.isArray(limits) ? 'an array' : typeof limits}`);
+  const l = limits as Record<string, unknown>;
+  const allowed: readonly string[] = options.cgroupOnly ? CGROUP_KEYS : [...CGROUP_KEYS, ...SPAWN_KEYS];
+  for (const k of Object.keys(l)) {
+    if (!allowed.includes(k)) {
+      if ((SPAWN_KEYS as readonly string[]).includes(k)) throw new TypeError(`limits.${k} is enforced by spawnIsolated, not by a cgroup`);
+      throw new TypeError(`limits.${k} is not a known limit (known: ${allowed.join(', ')})`);
+    }
+  }
+  const r: ResolvedLimits = {};
+  const page = pageSize();
+  const has = (k: string) => l[k] !== undefined;
+  if (has('memory')) r.memory = sizeOrMax(l.memory, 'limits.memory', page, 'one page');
+  if (has('memorySwap')) r.memorySwap = sizeOrMax(l.memorySwap, 'limits.memorySwap', 0, 'zero');
+  if (has('memoryReservation')) r.memoryReservation = sizeOrMax(l.memoryReservation, 'limits.memoryReservation', 0, 'zero');
+  if (has('cpus')) {
+    const c = l.cpus;
+    if (typeof c !== 'number') throw new TypeError(`limits.cpus must be a number of cores, got ${typeof c}`);
+    const n = onlineCpus().length || 1;
+    if (!Number.isFinite(c) || c < 0.01 || c > n) throw new RangeError(`limits.cpus must be between 0.01 and ${n} (online CPUs), got ${c}`);
+    r.cpus = c;
+  }
+  if (has('cpuWeight')) r.cpuWeight = intIn(l.cpuWeight, 'limits.cpuWeight', 1, 10000);
+  if (has('cpuset')) r.cpuset = idList(l.cpuset, 'limits.cpuset', onlineCpus(), 'CPU');
+  if (has('cpusetMems')) r.cpusetMems = idList(l.cpusetMems, 'limits.cpusetMems', onlineMemoryNodes(), 'memory node');
+  if (has('pids')) r.pids = l.pids === 'max' || l.pids === Infinity ? 'max' : intIn(l.pids, 'limits.pids', 1, 4194304);
+  if (has('ioWeight')) r.ioWeight = intIn(l.ioWeight, 'limits.ioWeight', 1, 10000);
+  if (has('ioMax')) {
+    if (!Array.isArray(l.ioMax)) throw new TypeError('limits.ioMax must be an array of { device, rbps?, wbps?, riops?, wiops? }');
+    r.ioMax = l.ioMax.map((e: unknown, i: number) => {
+      const name = `limits.ioMax[${i}]`;
+      if (typeof e !== 'object' || e === null) throw new TypeError(`${name} must be an object`);
+      const o = e as Record<string, unknown>;
+      const out: ResolvedIoMax = { device: resolveDevice(o.device, `${name}.device`) };
+      let any = false;
+      for (const k of Object.keys(o)) {
+        if (k === 'device') continue;
+        if (k !== 'rbps' && k !== 'wbps' && k !== 'riops' && k !== 'wiops') throw new TypeError(`${name}.${k} is not known (rbps, wbps, riops, wiops)`);
+        if (o[k] === undefined) continue;
+        out[k] = intIn(o[k], `${name}.${k}`, 1, Number.MAX_SAFE_INTEGER);
+        any = true;
+      }
+      if (!any) throw new TypeError(`${name} needs at least one of rbps, wbps, riops, wiops`);
+      return out;
+    });
+  }
+  if (!options.cgroupOnly) {
+    if (has('wallTimeMs')) r.wallTimeMs = positiveMs(l.wallTimeMs, 'limits.wallTimeMs');
+    if (has('cpuTimeMs')) r.cpuTimeMs = positiveMs(l.cpuTimeMs, 'limits.cpuTimeMs');
+    if (has('outputBytes')) r.outputBytes = parseByteSize(l.outputBytes, 'limits.outputBytes');
+  }
+  return r;
+}
+
+/** True when some cgroup-enforced limit is present (spawn-only keys do not count). */
+export function hasCgroupLimits(r: ResolvedLimits): boolean {
+  return CGROUP_KEYS.some((k) => r[k] !== undefined);
+}
+
+/** v2 `cpu.weight` (1..10000) to v1 `cpu.shares` (2..262144), the OCI runtimes' mapping inverted. */
+export function weightToShares(weight: number): number {
+  return Math.round(2 + ((weight - 1) * 262142) / 9999);
+}

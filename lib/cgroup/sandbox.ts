@@ -1,0 +1,117 @@
+// The cgroup step of spawnIsolated: make the sandbox's cgroup, hand the spawner what it
+// needs to put the child inside before exec, and answer "which limit fired, what was used".
+import { closeSync, constants, openSync } from 'node:fs';
+import { CGroup } from './cgroup.js';
+import { validateLimits, type SandboxLimits } from './limits.js';
+
+/** Options of {@link prepareSandboxCgroup}. */
+export interface PrepareSandboxCgroupOptions {
+  /** Limits (spawn-only keys wallTimeMs/cpuTimeMs/outputBytes are validated and ignored here). */
+  limits: SandboxLimits;
+  /** Parent cgroup (path or CGroup); default: the caller's own cgroup. */
+  parent?: string | CGroup;
+  /** Name; default `nsbox-<pid>-<counter>`. Always contains `nsbox`. */
+  name?: string;
+}
+
+/** Usage of a finished (or running) sandbox, from its cgroup. */
+export interface SandboxUsage {
+  cpuUserMs: number | null;
+  cpuSystemMs: number | null;
+  peakMemoryBytes: number | null;
+  pidsPeak: number | null;
+  oomKills: number | null;
+}
+
+/** A sandbox's cgroup, ready for the spawner. */
+export interface SandboxCgroup {
+  /** The cgroup itself (owned: killAndRemove() removes it). */
+  readonly cgroup: CGroup;
+  /**
+   * v2: an O_RDONLY|O_DIRECTORY|O_CLOEXEC fd of the cgroup for `clone3(CLONE_INTO_CGROUP)`; close it
+   * with closeCloneFd() once the child exists. undefined on v1.
+   */
+  readonly cloneIntoFd: number | undefined;
+  /** cgroup.procs files the parent writes the child's pid into (v1; v2 fallback without CLONE_INTO_CGROUP). */
+  readonly procsPaths: string[];
+  /** Closes cloneIntoFd (idempotent). */
+  closeCloneFd(): void;
+  /** Which cgroup limit fired: `'memory'` when the OOM killer killed, else `'pids'` when a fork was refused, else null. */
+  verdict(): Promise<'memory' | 'pids' | null>;
+  /** Usage figures for the result. */
+  usage(): Promise<SandboxUsage>;
+  /** Total CPU time so far, ms (one file read; for cpuTimeMs polling). 0 when unknown. */
+  cpuUsageMs(): Promise<number>;
+  /** Kills everything inside, waits until empty, removes the cgroup. Idempotent; never throws for a group already removed. */
+  killAndRemove(): Promise<void>;
+}
+
+let counter = 0;
+
+/**
+ * Creates a sandbox's cgroup with `limits`. Validation errors (TypeError/RangeError) come
+ * before anything exists; a limit the host cannot apply is an NsboxError naming the
+ * controller, and nothing is left behind.
+ */
+export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): Promise<SandboxCgroup> {
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
+  const all = validateLimits(opts.limits);
+  const { wallTimeMs: _w, cpuTimeMs: _c, outputBytes: _o, ...cgLimits } = (opts.limits ?? {}) as SandboxLimits;
+  void _w; void _c; void _o;
+  void all;
+  const name = opts.name ?? `nsbox-${process.pid}-${++counter}`;
+  const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits });
+  let fd: number | undefined;
+  if (cg.version === 2) {
+    try {
+      fd = openSync(cg.path, constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch (e) {
+      await cg.destroy({ kill: true }).catch(() => {});
+      throw e;
+    }
+  }
+  let removed: Promise<void> | undefined;
+  const sb: SandboxCgroup = {
+    cgroup: cg,
+    get cloneIntoFd() {
+      return fd;
+    },
+    procsPaths: cg.procsPaths,
+    closeCloneFd() {
+      if (fd !== undefined) {
+        const f = fd;
+        fd = undefined;
+        try {
+          closeSync(f);
+        } catch {
+          /* already closed */
+        }
+      }
+    },
+    async verdict() {
+      if (cg.destroyed) return null;
+      const c = await cg.counters();
+      if (c.oomKill > 0) return 'memory';
+      if (c.pidsMax > 0) return 'pids';
+      return null;
+    },
+    async usage() {
+      const s = await cg.stats();
+      return { cpuUserMs: s.cpuUserMs, cpuSystemMs: s.cpuSystemMs, peakMemoryBytes: s.memoryPeak, pidsPeak: s.pidsPeak, oomKills: s.oomKill };
+    },
+    async cpuUsageMs() {
+      if (cg.destroyed) return 0;
+      return (await cg.cpuUsageMs()) ?? 0;
+    },
+    killAndRemove() {
+      sb.closeCloneFd();
+      removed ??= cg.destroy({ kill: true }).catch((e: NodeJS.ErrnoException) => {
+        removed = undefined; // let a later call try again
+        if (e.code === 'ENOENT') return;
+        throw e;
+      });
+      return removed;
+    },
+  };
+  return sb;
+}
