@@ -2,7 +2,8 @@
 // needs to put the child inside before exec, and answer "which limit fired, what was used".
 import { closeSync, constants, openSync } from 'node:fs';
 import { CGroup } from './cgroup.js';
-import { validateLimits, type SandboxLimits } from './limits.js';
+import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from './limits.js';
+import type { CgroupStats, LimitCounters } from './drivers.js';
 
 /** Options of {@link prepareSandboxCgroup}. */
 export interface PrepareSandboxCgroupOptions {
@@ -36,9 +37,9 @@ export interface SandboxCgroup {
   readonly procsPaths: string[];
   /** Closes cloneIntoFd (idempotent). */
   closeCloneFd(): void;
-  /** Which cgroup limit fired: `'memory'` when the OOM killer killed, else `'pids'` when a fork was refused, else null. */
+  /** Which cgroup limit fired (still answers after killAndRemove(), from the last figures): `'memory'` when the OOM killer killed, else `'pids'` when a fork was refused, else null. */
   verdict(): Promise<'memory' | 'pids' | null>;
-  /** Usage figures for the result. */
+  /** Usage figures for the result (after killAndRemove(): the figures read just before rmdir). */
   usage(): Promise<SandboxUsage>;
   /** Total CPU time so far, ms (one file read; for cpuTimeMs polling). 0 when unknown. */
   cpuUsageMs(): Promise<number>;
@@ -55,12 +56,11 @@ let counter = 0;
  */
 export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): Promise<SandboxCgroup> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
-  const all = validateLimits(opts.limits);
-  const { wallTimeMs: _w, cpuTimeMs: _c, outputBytes: _o, ...cgLimits } = (opts.limits ?? {}) as SandboxLimits;
-  void _w; void _c; void _o;
-  void all;
+  validateLimits(opts.limits);
+  const cgLimits: Record<string, unknown> = { ...(opts.limits ?? {}) };
+  for (const k of spawnLimitKeys) delete cgLimits[k];
   const name = opts.name ?? `nsbox-${process.pid}-${++counter}`;
-  const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits });
+  const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits as Limits });
   let fd: number | undefined;
   if (cg.version === 2) {
     try {
@@ -71,6 +71,13 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
     }
   }
   let removed: Promise<void> | undefined;
+  // figures taken after the kill and before rmdir, so verdict()/usage() still answer afterwards
+  let last: { stats: CgroupStats; counters: LimitCounters } | undefined;
+  const snapshot = async () => {
+    if (!cg.destroyed) last = { stats: await cg.stats(), counters: await cg.counters() };
+    if (!last) throw new Error('nsbox: the sandbox cgroup was removed before its usage was read');
+    return last;
+  };
   const sb: SandboxCgroup = {
     cgroup: cg,
     get cloneIntoFd() {
@@ -89,23 +96,27 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
       }
     },
     async verdict() {
-      if (cg.destroyed) return null;
-      const c = await cg.counters();
+      const c = (await snapshot()).counters;
       if (c.oomKill > 0) return 'memory';
       if (c.pidsMax > 0) return 'pids';
       return null;
     },
     async usage() {
-      const s = await cg.stats();
+      const s = (await snapshot()).stats;
       return { cpuUserMs: s.cpuUserMs, cpuSystemMs: s.cpuSystemMs, peakMemoryBytes: s.memoryPeak, pidsPeak: s.pidsPeak, oomKills: s.oomKill };
     },
     async cpuUsageMs() {
-      if (cg.destroyed) return 0;
+      if (cg.destroyed) return last?.stats.cpuUsageMs ?? 0;
       return (await cg.cpuUsageMs()) ?? 0;
     },
     killAndRemove() {
       sb.closeCloneFd();
-      removed ??= cg.destroy({ kill: true }).catch((e: NodeJS.ErrnoException) => {
+      removed ??= (async () => {
+        if (cg.destroyed) return;
+        await cg.kill();
+        await snapshot().catch(() => {});
+        await cg.destroy({ kill: true });
+      })().catch((e: NodeJS.ErrnoException) => {
         removed = undefined; // let a later call try again
         if (e.code === 'ENOENT') return;
         throw e;

@@ -164,6 +164,10 @@ describe.skipIf(skip)('CGroup on this kernel', () => {
       await sb.killAndRemove(); // idempotent
     }
     expect(existsSync(sb.cgroup.path)).toBe(false);
+    // the answers survive the removal (read just before rmdir)
+    expect(await sb.verdict()).toBe('memory');
+    expect((await sb.usage()).oomKills).toBeGreaterThanOrEqual(1);
+    expect(await sb.cpuUsageMs()).toBeGreaterThan(0);
   });
 
   it('gives verdict pids when forks are refused', async () => {
