@@ -1,6 +1,6 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { errnoError } from '../errors.js';
 import { detectLayout, type CgroupMode, type CgroupLayout } from './detect.js';
@@ -423,9 +423,4 @@ async function removeQuiet(dir: string): Promise<void> {
   } catch {
     /* best effort on the failure path */
   }
-}
-
-/** @internal for tests: the caller's cgroup directories, to check nothing moved. */
-export function ownCgroupText(): string {
-  return readFileSync('/proc/self/cgroup', 'utf8');
 }
