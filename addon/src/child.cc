@@ -306,6 +306,7 @@ long WriteSmall(const char* path, const char* data) {
     if ((r = call(SYS_setresgid, p.earlyGid, p.earlyGid, p.earlyGid)) < 0) DieSys(ctx, r, "credentials", "setresgid");
     if ((r = call(SYS_setresuid, p.earlyUid, p.earlyUid, p.earlyUid)) < 0) DieSys(ctx, r, "credentials", "setresuid");
   }
+  if (p.lateUnshare && (r = call(SYS_unshare, p.lateUnshare)) < 0) DieSys(ctx, r, "unshare", "unshare");
   PlaceStdio(ctx);
   for (const Op& op : p.ops) RunOp(ctx, op);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");

@@ -62,6 +62,7 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
   p->unshareFlags = (unsigned long long)r.Num(o, "unshareFlags", 0);
+  p->lateUnshare = (unsigned long long)r.Num(o, "lateUnshare", 0);
   p->twoStage = r.Bool(o, "twoStage", false);
   p->newPidAtStage2 = r.Bool(o, "newPidAtStage2", false);
   Napi::Array joins = r.Arr(o, "joins");

@@ -60,6 +60,8 @@ struct Plan {
   // --- namespaces
   unsigned long long cloneFlags = 0;   // CLONE_NEW* created at clone time
   unsigned long long unshareFlags = 0; // two-stage: created by unshare() after the joins
+  unsigned long long lateUnshare = 0;  // unshare()d by the sandbox process after "go" (a cgroup
+                                       // namespace rooted at the cgroup the parent placed it in)
   bool twoStage = false;               // joins present: stage 1 joins, stage 2 is the sandbox
   bool newPidAtStage2 = false;
   std::vector<Join> joins;             // user first, mount last

@@ -1,4 +1,6 @@
 import type { Namespace } from '../ns/namespace.js';
+import type { CGroup } from '../cgroup/cgroup.js';
+import type { SandboxLimits } from '../cgroup/limits.js';
 
 /** Namespace kinds nsbox can create or join. */
 export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
@@ -137,13 +139,41 @@ export interface SpawnIsolatedOptions {
   forceKillAfterMs?: number;
   /** Signal the sandbox gets if the Node thread that spawned it dies. Default `'SIGKILL'`. */
   parentDeathSignal?: NodeJS.Signals | number | false;
+  /**
+   * Resource limits. Cgroup limits (`memory`, `memorySwap`, `memoryReservation`, `cpus`,
+   * `cpuWeight`, `cpuset`, `cpusetMems`, `pids`, `ioWeight`, `ioMax`) give the sandbox a cgroup
+   * of its own (named `nsbox-...`, removed after exit); `cpuTimeMs` (from cgroup cpu usage, so
+   * children count), `wallTimeMs` and `outputBytes` are enforced by nsbox. The result's
+   * `verdict` says which limit stopped the program first.
+   */
+  limits?: SandboxLimits;
+  /** What exceeding `limits.outputBytes` does: `'kill'` the sandbox (default) or `'truncate'` (keep running, discard the rest). */
+  onOutputLimit?: 'kill' | 'truncate';
+  /** Run in this existing cgroup instead of a new one (it is not removed afterwards). */
+  cgroup?: CGroup;
+  /** Where the sandbox's own cgroup is created: a cgroup path or CGroup. Default: under the caller's own cgroup. */
+  cgroupParent?: string | CGroup;
 }
+
+/** Which limit stopped the program first, or how it ended when none did. */
+export type Verdict = 'exited' | 'signaled' | 'timeout' | 'cpu-time' | 'memory' | 'pids' | 'output' | 'canceled';
 
 /** Resource usage of the sandbox's process tree as the kernel reports it at reap time. */
 export interface IsolatedUsage {
+  /** user CPU time of the whole sandbox (cgroup when it has one, else rusage of pid 1 and its reaped children) */
   cpuUserMs: number;
+  /** system CPU time, likewise */
   cpuSystemMs: number;
+  /** wall-clock time from spawn to exit */
+  wallMs: number;
+  /** the kernel's ru_maxrss (see README: includes the spawner's resident size as a floor) */
   maxRssBytes: number;
+  /** peak memory of the sandbox's cgroup; null without a cgroup or where the kernel lacks it */
+  peakMemoryBytes: number | null;
+  /** peak task count of the sandbox's cgroup; null without a cgroup */
+  pidsPeak: number | null;
+  /** OOM kills in the sandbox's cgroup; null without a cgroup */
+  oomKills: number | null;
 }
 
 /** What a finished sandbox returns. A non-zero exit resolves; only setup failures reject. */
@@ -158,5 +188,9 @@ export interface IsolatedResult<T = string> {
   durationMs: number;
   timedOut: boolean;
   isCanceled: boolean;
+  /** Which limit stopped it first (`'timeout'`, `'cpu-time'`, `'memory'`, `'pids'`, `'output'`, `'canceled'`), else `'exited'` or `'signaled'`. */
+  verdict: Verdict;
+  /** Output past `limits.outputBytes` was dropped. */
+  truncated: boolean;
   usage: IsolatedUsage;
 }

@@ -6,6 +6,8 @@ import { constants as osConstants } from 'node:os';
 import { isAbsolute, posix } from 'node:path';
 import { Capabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS } from '../ns/namespace.js';
+import { detectLayout } from '../cgroup/detect.js';
+import { validateLimits } from '../cgroup/limits.js';
 import type { Namespace } from '../ns/namespace.js';
 import type { IdMap, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
 
@@ -59,6 +61,7 @@ export interface PlanOp {
 export interface Plan {
   cloneFlags: number;
   unshareFlags: number;
+  lateUnshare: number;
   twoStage: boolean;
   newPidAtStage2: boolean;
   joins: Array<{ fd: number; nstype: number; type: NamespaceType }>;
@@ -115,6 +118,8 @@ export interface HostFacts {
   lastCap: number;
   /** subordinate ranges of a user from /etc/subuid or /etc/subgid */
   subordinate(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null;
+  /** cgroup version in use and, for v1, the controller sets of the hierarchies nsbox uses */
+  cgroups(): { version: 1 | 2; v1: string[][] };
   /** what a host path is: missing, a directory, a file, or a symlink (with its content) */
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
 }
@@ -136,6 +141,10 @@ export const realHost: HostFacts = {
       }
     }
     return null;
+  },
+  cgroups() {
+    const l = detectLayout();
+    return l.mode === 'v2' ? { version: 2, v1: [] } : { version: 1, v1: l.v1.map((h) => h.controllers) };
   },
   pathKind(path) {
     try {
@@ -235,7 +244,7 @@ const OPTION_KEYS = [
   'rootPropagation', 'mounts', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
   'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
-  'limits', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
+  'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
 
 export interface PlanInput {
@@ -307,6 +316,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (joined.includes('user') && o.user !== undefined && o.user !== false) fail('options.user', 'cannot set id maps while joining a user namespace');
 
   const privileged = host.euid === 0 || ns.has('user') || joined.includes('user');
+  const ownCgroup = needsCgroup(o);
   const mountNs = ns.has('mount') || joined.includes('mount');
 
   // --- ids and maps
@@ -475,6 +485,20 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     } else {
       ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
     }
+    // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
+    if (ownCgroup && ns.has('cgroup')) {
+      const cg = host.cgroups();
+      const CG = `${N}/sys/fs/cgroup`;
+      if (cg.version === 2) {
+        ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      } else {
+        ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
+        for (const ctrls of cg.v1) {
+          ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
+        }
+        ops.push({ op: Op.RemountRo, b: CG, recursive: false });
+      }
+    }
     if (rootfsPath) ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777' });
     // the caller's mounts
     for (const m of parsedMounts) {
@@ -496,11 +520,16 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
 
   // --- stdio
-  const stdio = parseStdio(o.stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
+  const stdio = parseStdio((o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
 
   // --- flags
-  let cloneFlags = 0, unshareFlags = 0;
-  const newFlags = [...ns].reduce((f, t) => (t === 'time' ? f : f | CLONE_FLAGS[t]), 0);
+  let cloneFlags = 0, unshareFlags = 0, lateUnshare = 0;
+  let newFlags = [...ns].reduce((f, t) => (t === 'time' ? f : f | CLONE_FLAGS[t]), 0);
+  if (ownCgroup && ns.has('cgroup')) {
+    // created once the parent has placed the process, so its root is the sandbox's cgroup
+    newFlags &= ~CLONE_FLAGS.cgroup;
+    lateUnshare = CLONE_FLAGS.cgroup;
+  }
   const twoStage = joins.length > 0;
   if (twoStage) unshareFlags = newFlags & ~CLONE_FLAGS.pid;
   else cloneFlags = newFlags;
@@ -511,6 +540,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   return {
     cloneFlags,
     unshareFlags,
+    lateUnshare,
     twoStage,
     newPidAtStage2: twoStage && ns.has('pid'),
     joins,
@@ -553,6 +583,14 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       noNewPrivs: o.allowNewPrivileges !== true,
     },
   };
+}
+
+/** Whether the options give the sandbox a cgroup (limits the cgroup enforces, cpuTimeMs, or an explicit cgroup). */
+export function needsCgroup(o: SpawnIsolatedOptions): boolean {
+  if (o.cgroup !== undefined) return true;
+  if (o.limits === undefined) return false;
+  validateLimits(o.limits);
+  return Object.keys(o.limits).some((k) => k !== 'wallTimeMs' && k !== 'outputBytes' && (o.limits as Record<string, unknown>)[k] !== undefined);
 }
 
 interface ParsedMount {

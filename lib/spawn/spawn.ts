@@ -3,8 +3,10 @@ import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo } from '../native.js';
 import { NsboxError } from '../errors.js';
-import { buildPlan, parseStdio, signalNumber, type Plan } from './plan.js';
-import type { IsolatedResult, SpawnIsolatedOptions } from './options.js';
+import { buildPlan, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
+import type { IsolatedResult, SpawnIsolatedOptions, Verdict } from './options.js';
+import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
+import { parseByteSize } from '../cgroup/limits.js';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
@@ -40,6 +42,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #exited = false;
   #timedOut = false;
   #canceled = false;
+  /** the first limit (or cancellation) that made nsbox stop the sandbox */
+  #fired: Verdict | undefined;
+  #cgroup: SandboxCgroup | undefined;
   #killSignal: number;
   #forceKillAfterMs: number;
   #timers: NodeJS.Timeout[] = [];
@@ -68,11 +73,25 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       throw abortError(o.signal);
     }
     let out;
+    let cg: SandboxCgroup | undefined;
     try {
+      if (o.cgroup) {
+        plan.cgroupProcs = o.cgroup.procsPaths;
+      } else if (needsCgroup(o)) {
+        cg = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
+        this.#cgroup = cg;
+        plan.cgroupFd = cg.cloneIntoFd ?? -1;
+        plan.cgroupProcs = cg.procsPaths;
+      }
       for (const ext of extensions) await ext.prepare?.(plan, o);
       if (o.signal?.aborted) throw abortError(o.signal);
-      out = native().spawn(plan);
+      try {
+        out = native().spawn(plan);
+      } finally {
+        cg?.closeCloneFd();
+      }
     } catch (err) {
+      await cg?.killAndRemove().catch(() => {});
       await release();
       throw err;
     }
@@ -88,9 +107,27 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.stdin.on('error', () => {}); // EPIPE when the program does not read: not our failure
       if (o.input !== undefined) this.stdin.end(o.input);
     }
+    const cap = o.limits?.outputBytes === undefined ? Infinity : parseByteSize(o.limits.outputBytes, 'limits.outputBytes');
+    let outputSeen = 0;
+    let truncated = false;
     const reader = (fd: number, i: 0 | 1) => {
       const s = new Socket({ fd, readable: true, writable: false });
-      if (collect) s.on('data', (c: Buffer) => chunks[i].push(c));
+      s.on('data', (c: Buffer) => {
+        const room = cap - outputSeen;
+        outputSeen += c.length;
+        if (room >= c.length) {
+          if (collect) chunks[i].push(c);
+          return;
+        }
+        if (collect && room > 0) chunks[i].push(c.subarray(0, room));
+        truncated = true;
+        if (o.onOutputLimit !== 'truncate') {
+          // stop reading at once; the sandbox dies with its output cut at the cap
+          this.#limit('output');
+          this.stdout?.pause();
+          this.stderr?.pause();
+        }
+      });
       streamsDone.push(new Promise((res) => s.once('close', () => res())));
       s.on('error', () => {});
       return s;
@@ -98,12 +135,26 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     if (out1 >= 0) this.stdout = reader(out1, 0);
     if (err2 >= 0) this.stderr = reader(err2, 1);
 
-    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, resolve));
-    if (o.timeout !== undefined && o.timeout > 0) {
-      this.#timers.push(setTimeout(() => { this.#timedOut = true; this.kill(); }, o.timeout));
+    let done = false;
+    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => { done = true; resolve(info); }));
+    const wall = Math.min(o.timeout || Infinity, o.limits?.wallTimeMs ?? Infinity);
+    if (wall < Infinity) {
+      this.#timers.push(setTimeout(() => { this.#timedOut = true; this.#limit('timeout'); }, wall));
+    }
+    const cpuMax = o.limits?.cpuTimeMs;
+    if (cpuMax !== undefined && cg) {
+      // poll the cgroup's cpu usage (children count, unlike RLIMIT_CPU), sooner as it nears the cap
+      const tick = async () => {
+        if (done) return;
+        const used = await cg!.cpuUsageMs().catch(() => 0);
+        if (done) return;
+        if (used >= cpuMax) this.#limit('cpu-time');
+        else this.#timers.push(setTimeout(tick, Math.min(100, Math.max(5, (cpuMax - used) / 2))));
+      };
+      this.#timers.push(setTimeout(tick, Math.min(100, Math.max(5, cpuMax / 2))));
     }
     if (o.signal) {
-      const onAbort = () => { this.#canceled = true; this.kill(); };
+      const onAbort = () => { this.#canceled = true; this.#limit('canceled'); };
       o.signal.addEventListener('abort', onAbort, { once: true });
       this.#cleanup.push(() => o.signal!.removeEventListener('abort', onAbort));
     }
@@ -118,7 +169,18 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.signalCode = info.signal !== undefined ? SIGNAL_NAMES.get(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
     this.emit('exit', this.exitCode, this.signalCode);
     this.stdin?.destroy();
+    // output paused at the cap is not read further
+    if (truncated && o.onOutputLimit !== 'truncate') { this.stdout?.destroy(); this.stderr?.destroy(); }
     await Promise.all(streamsDone);
+    let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
+    let cgUsage;
+    if (cg) {
+      await cg.killAndRemove().catch(() => {});
+      const v = await cg.verdict().catch(() => null);
+      if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
+      else if (!this.#fired && v === 'pids' && this.exitCode !== 0) verdict = 'pids';
+      cgUsage = await cg.usage().catch(() => undefined);
+    }
     await release();
     const decode = (b: Buffer[]) => {
       const buf = Buffer.concat(b);
@@ -133,12 +195,25 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       durationMs: performance.now() - started,
       timedOut: this.#timedOut,
       isCanceled: this.#canceled,
+      verdict,
+      truncated,
       usage: {
-        cpuUserMs: info.utimeUs / 1000,
-        cpuSystemMs: info.stimeUs / 1000,
+        cpuUserMs: cgUsage?.cpuUserMs ?? info.utimeUs / 1000,
+        cpuSystemMs: cgUsage?.cpuSystemMs ?? info.stimeUs / 1000,
+        wallMs: performance.now() - started,
         maxRssBytes: info.maxRssKb * 1024,
+        peakMemoryBytes: cgUsage?.peakMemoryBytes ?? null,
+        pidsPeak: cgUsage?.pidsPeak ?? null,
+        oomKills: cgUsage?.oomKills ?? null,
       },
     };
+  }
+
+  /** A limit fired (or the caller cancelled): remember the first, kill the whole sandbox. */
+  #limit(why: Verdict): void {
+    this.#fired ??= why;
+    this.kill();
+    if (this.#killSignal === 9) this.#cgroup?.cgroup.kill().catch(() => {});
   }
 
   /**

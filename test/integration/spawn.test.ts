@@ -188,7 +188,7 @@ describe.skipIf(!isRoot)('spawnIsolated: timeouts, streams, concurrency', () => 
     setTimeout(() => ac.abort(), 100);
     const r = await p;
     expect(r).toMatchObject({ isCanceled: true, timedOut: false, signal: 'SIGKILL' });
-    const e = await sh('true', { signal: AbortSignal.abort() }).catch((x) => x);
+    const e = (await sh('true', { signal: AbortSignal.abort() }).catch((x) => x)) as Error;
     expect(e.name).toBe('AbortError');
   });
 

@@ -8,6 +8,7 @@ const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   egid: 0,
   lastCap: 40,
   subordinate: () => null,
+  cgroups: () => ({ version: 1, v1: [['memory'], ['pids']] }),
   pathKind: (p) => (p === '/bin' ? { kind: 'symlink', target: 'usr/bin' } : p.startsWith('/missing') || p === '/libx32' || p === '/lib32' ? { kind: 'missing' } : p.endsWith('.txt') ? { kind: 'file' } : { kind: 'dir' }),
   ...over,
 });

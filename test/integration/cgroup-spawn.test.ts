@@ -1,0 +1,119 @@
+// Issue 3 through spawnIsolated: limits, verdicts, usage, and no cgroup left behind. Runs on
+// cgroup v1 here and on cgroup v2 in the VM (npm run test:vm).
+import { describe, it, expect } from 'vitest';
+import { readdirSync, existsSync } from 'node:fs';
+import { spawnIsolated } from '../../lib/index.js';
+import { CGroup } from '../../lib/cgroup/index.js';
+import { isRoot, skipReason } from '../helpers/host.js';
+
+const sh = (script: string, o: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], o);
+const MiB = 1024 * 1024;
+
+/** nsbox cgroup directories of this process (names carry our pid) anywhere under /sys/fs/cgroup. */
+function ourCgroups(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 6) return;
+    let entries: import('node:fs').Dirent[];
+    try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = `${dir}/${e.name}`;
+      if (e.name.includes(`nsbox-${process.pid}-`)) found.push(p);
+      else walk(p, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return found;
+}
+
+describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsolated limits (cgroup ${CGroup.mode()})`, () => {
+  it('kills a program touching 256 MiB under a 64 MiB limit: verdict memory, peak near the limit', async () => {
+    const r = await spawnIsolated('/usr/bin/python3', ['-c', 'b = bytearray(256 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1'], {
+      limits: { memory: '64M', memorySwap: '64M' },
+    });
+    expect(r.verdict).toBe('memory');
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.usage.oomKills).toBeGreaterThanOrEqual(1);
+    expect(r.usage.peakMemoryBytes).toBeGreaterThan(48 * MiB);
+    expect(r.usage.peakMemoryBytes).toBeLessThanOrEqual(66 * MiB);
+    // Node is fine and can spawn again
+    expect((await sh('echo ok')).stdout).toBe('ok\n');
+  });
+
+  it('contains a fork bomb under pids: 32 with verdict pids, and nothing is left', async () => {
+    const r = await sh('i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait', { limits: { pids: 32, wallTimeMs: 20_000 } });
+    expect(r.verdict).toBe('pids');
+    expect(r.usage.pidsPeak).toBeLessThanOrEqual(32);
+    expect(r.usage.pidsPeak).toBeGreaterThanOrEqual(30);
+    expect(ourCgroups()).toEqual([]);
+    expect((await sh('echo again')).stdout).toBe('again\n');
+  });
+
+  it('gives cpus: 0.5 about half a core', async () => {
+    const r = await sh('end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done', { limits: { cpus: 0.5 } });
+    const share = (r.usage.cpuUserMs + r.usage.cpuSystemMs) / r.usage.wallMs;
+    expect(share).toBeGreaterThan(0.5 * 0.85);
+    expect(share).toBeLessThan(0.5 * 1.15);
+  });
+
+  it('enforces wallTimeMs and cpuTimeMs with their own verdicts', async () => {
+    const wall = await sh('sleep 30', { limits: { wallTimeMs: 300 } });
+    expect(wall.verdict).toBe('timeout');
+    expect(wall.timedOut).toBe(true);
+    // cpu time counts children too (RLIMIT_CPU would not: each child starts afresh)
+    const cpu = await sh('(while :; do :; done) & (while :; do :; done) & wait', { limits: { cpuTimeMs: 500, wallTimeMs: 20_000 } });
+    expect(cpu.verdict).toBe('cpu-time');
+    expect(cpu.usage.cpuUserMs + cpu.usage.cpuSystemMs).toBeGreaterThanOrEqual(500);
+    expect(cpu.usage.wallMs).toBeLessThan(5_000);
+  });
+
+  it('caps output: a 10 GB writer is stopped with verdict output, and Node memory stays flat', async () => {
+    const rss0 = process.memoryUsage().rss;
+    const r = await sh('head -c 10000000000 /dev/zero', { limits: { outputBytes: '1M' }, encoding: 'buffer' } as never) as unknown as { verdict: string; truncated: boolean; stdout: Buffer; usage: { wallMs: number } };
+    expect(r.verdict).toBe('output');
+    expect(r.truncated).toBe(true);
+    expect(r.stdout.length).toBe(MiB);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(64 * MiB);
+    const t = await sh('head -c 3000000 /dev/zero; echo done >&2', { limits: { outputBytes: 1000 }, onOutputLimit: 'truncate' });
+    expect(t.verdict).toBe('exited');
+    expect(t.truncated).toBe(true);
+    expect(t.stdout.length + t.stderr.length).toBe(1000);
+  });
+
+  it('shows the sandbox its own cgroup, read-only, at /sys/fs/cgroup', async () => {
+    const r = await sh('cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1; ls /sys/fs/cgroup | head -50', { limits: { pids: 64 } });
+    const lines = r.stdout.trim().split('\n');
+    // every hierarchy's path is the namespace root
+    for (const l of lines.filter((x) => /^\d+:/.test(x))) expect(l).toMatch(/:\/$/);
+    expect(r.stdout).toMatch(/Read-only file system/);
+    if (CGroup.mode() === 'v2') expect(lines).toContain('pids.max');
+    else expect(lines).toContain('pids');
+  });
+
+  it('rejects bad limits before any cgroup exists', () => {
+    for (const limits of [{ memory: -1 }, { memory: 100 }, { pids: 0 }, { cpuset: '0-999' }, { bogus: 1 }] as object[]) {
+      expect(() => sh('true', { limits } as never)).toThrow(/limits\./);
+    }
+    expect(ourCgroups()).toEqual([]);
+  });
+
+  it('leaves no nsbox cgroup after 1,000 sandboxes with limits', async () => {
+    for (let i = 0; i < 1000; i += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, () => spawnIsolated('/bin/true', [], { limits: { pids: 16, memory: '32M' } })));
+      expect(batch.every((r) => r.exitCode === 0)).toBe(true);
+    }
+    expect(ourCgroups()).toEqual([]);
+  }, 300_000);
+
+  it('runs in an existing cgroup and leaves it in place', async () => {
+    const cg = await CGroup.create(`nsbox-${process.pid}-existing`, { limits: { pids: 8 } });
+    try {
+      const r = await sh('cat /proc/self/cgroup', { cgroup: cg, namespaces: { cgroup: false } });
+      expect(r.stdout).toContain(`nsbox-${process.pid}-existing`);
+      expect(existsSync(cg.path)).toBe(true);
+    } finally {
+      await cg.destroy({ kill: true });
+    }
+  });
+});
