@@ -203,6 +203,8 @@ describe('seccomp compiler against the meaning of the profile', () => {
       d.nr = SYSCALL_TABLES.x86_64[nr]!; d.arch = AUDIT_ARCH.x86_64;
       expect(evaluate(prog, d)).toBe(model(n, d));
     }
+    // far targets went through `ja` trampolines
+    expect(decode(prog).some((ins) => ins.code === 0x05)).toBe(true);
     // every jump lands inside the program
     decode(prog).forEach((ins, pc) => {
       if ((ins.code & 7) === 5) expect(pc + 1 + Math.max(ins.jt, ins.jf, (ins.code & 0xf0) === 0 ? ins.k : 0)).toBeLessThan(prog.length / 8);

@@ -59,12 +59,6 @@ function aarch64() {
     const n = resolve(v);
     if (n !== undefined) out[k] = n;
   }
-  // the __NR3264_* names are exported under their 64-bit spelling (fcntl, statfs, lseek, mmap, ...)
-  for (const [k, v] of Object.entries(raw)) {
-    if (!k.startsWith('3264')) continue;
-    const n = resolve(v);
-    if (n !== undefined && !(k.slice(4) in out)) out[k.slice(4)] = n;
-  }
   return out;
 }
 
