@@ -1,0 +1,265 @@
+// `doctor()`: what this host lets nsbox do, and what a user can change when it does not.
+// `selfTest()`: the seccomp attack battery, run on this host under a profile.
+// Every probe runs in a forked child of the addon (addon/src/seccomp.cc), so the Node process
+// changes nothing about itself; nothing here spawns a command.
+import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
+import { errnoError } from '../errors.js';
+import { native } from '../native.js';
+import { compileSeccomp } from './seccomp/compile.js';
+import { defaultProfile } from './seccomp/default-profile.js';
+import type { SeccompProfile } from './seccomp/profile.js';
+
+interface ProbeOut { ok: boolean; errno: number; value: number }
+interface DoctorNative {
+  hostProbe(name: string, arg?: string): ProbeOut;
+  seccompSelfTest(filter: Buffer | null): { id: number; errno: number; ret: number; signal: number }[];
+}
+const addon = () => native() as unknown as DoctorNative;
+
+/** Outcome of one host check. */
+export type DoctorStatus = 'ok' | 'warn' | 'fail' | 'unknown';
+
+/** One thing the host allows or not. */
+export interface DoctorCheck {
+  /** stable id, e.g. `'userns'`, `'landlock'`. */
+  id: string;
+  /** short title. */
+  title: string;
+  /** `ok`: usable; `warn`: usable with a limit, or usable by root only; `fail`: not available; `unknown`: could not tell. */
+  status: DoctorStatus;
+  /** what was found, in words. */
+  detail: string;
+  /** what a user can do about it (set unless `ok`). */
+  fix?: string;
+}
+
+/** What `doctor()` found. */
+export interface DoctorReport {
+  /** `uname -r`. */
+  kernel: string;
+  /** whether this process runs as root. */
+  root: boolean;
+  checks: DoctorCheck[];
+  /** no check failed. */
+  ok: boolean;
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 9: 'EBADF', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL',
+  25: 'ENOTTY', 28: 'ENOSPC', 38: 'ENOSYS', 93: 'EPROTONOSUPPORT', 95: 'EOPNOTSUPP', 97: 'EAFNOSUPPORT',
+};
+const en = (e: number) => ERRNO_NAMES[e] ?? `errno ${e}`;
+
+function sysctl(path: string): string | undefined {
+  try { return readFileSync(path, 'utf8').trim(); } catch { return undefined; }
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release());
+  if (!m) return false;
+  const a = Number(m[1]), b = Number(m[2]);
+  return a > major || (a === major && b >= minor);
+}
+
+function probe(name: string, arg?: string): ProbeOut {
+  return addon().hostProbe(name, arg);
+}
+
+function checkUserns(root: boolean): DoctorCheck {
+  const p = probe('userns');
+  const max = sysctl('/proc/sys/user/max_user_namespaces');
+  const debian = sysctl('/proc/sys/kernel/unprivileged_userns_clone');
+  const apparmor = sysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns');
+  const limits: string[] = [];
+  const fixes: string[] = [];
+  if (max === '0') { limits.push('user.max_user_namespaces is 0'); fixes.push('sysctl -w user.max_user_namespaces=15000'); }
+  if (debian === '0') { limits.push('kernel.unprivileged_userns_clone is 0 (users other than root cannot create user namespaces)'); fixes.push('sysctl -w kernel.unprivileged_userns_clone=1'); }
+  if (apparmor === '1') {
+    limits.push('kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 24.04+: unconfined programs get a user namespace without capabilities)');
+    fixes.push('give node an AppArmor profile with the "userns," rule (/etc/apparmor.d/), or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0');
+  }
+  if (!p.ok) {
+    return {
+      id: 'userns', title: 'user namespaces', status: 'fail',
+      detail: `unshare(CLONE_NEWUSER) failed: ${en(p.errno)}${limits.length ? `; ${limits.join('; ')}` : ''}`,
+      fix: fixes.join('; ') || 'use a kernel built with CONFIG_USER_NS=y',
+    };
+  }
+  if (limits.length) {
+    return {
+      id: 'userns', title: 'user namespaces', status: 'warn',
+      detail: `available to this process${root ? ' (root)' : ''}, but ${limits.join('; ')}`, fix: fixes.join('; '),
+    };
+  }
+  return { id: 'userns', title: 'user namespaces', status: 'ok', detail: `available${max ? ` (max ${max})` : ''}` };
+}
+
+function checkCgroups(layout: CgroupLayout | undefined, err: unknown): DoctorCheck {
+  if (!layout) return { id: 'cgroup', title: 'cgroups', status: 'fail', detail: `no cgroup hierarchy found (${(err as Error)?.message})`, fix: 'mount cgroup2 at /sys/fs/cgroup' };
+  if (layout.mode === 'v2') {
+    let controllers = '';
+    try { controllers = readFileSync(`${layout.v2OwnDir}/cgroup.controllers`, 'utf8').trim(); } catch { /* */ }
+    const missing = ['memory', 'cpu', 'pids'].filter((c) => !controllers.split(' ').includes(c));
+    if (missing.length) {
+      return {
+        id: 'cgroup', title: 'cgroups', status: 'warn', detail: `cgroup v2 at ${layout.v2Mount}; own cgroup ${layout.v2OwnDir} lacks ${missing.join(', ')}`,
+        fix: 'ask for delegation: run under `systemd-run --user --scope -p Delegate=yes`, or as root enable the controllers in the parent\'s cgroup.subtree_control',
+      };
+    }
+    return { id: 'cgroup', title: 'cgroups', status: 'ok', detail: `cgroup v2 at ${layout.v2Mount}, controllers: ${controllers}` };
+  }
+  const names = layout.v1.flatMap((h) => h.controllers).join(', ');
+  return {
+    id: 'cgroup', title: 'cgroups', status: 'warn',
+    detail: `${layout.mode === 'hybrid' ? 'hybrid (v1 controllers, cgroup2 without controllers)' : 'cgroup v1'}: ${names}. Attaching to v1 cgroups can wait an RCU grace period; CLONE_INTO_CGROUP does not apply`,
+    fix: 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2) for CLONE_INTO_CGROUP and delegation',
+  };
+}
+
+function checkCloneIntoCgroup(layout: CgroupLayout | undefined): DoctorCheck {
+  const title = 'CLONE_INTO_CGROUP';
+  if (!layout?.v2OwnDir) return { id: 'clone-into-cgroup', title, status: 'fail', detail: 'no cgroup2 hierarchy mounted', fix: 'mount cgroup2 (boot with systemd.unified_cgroup_hierarchy=1)' };
+  const p = probe('clone-into-cgroup', layout.v2OwnDir);
+  if (!p.ok) return { id: 'clone-into-cgroup', title, status: 'fail', detail: `clone3(CLONE_INTO_CGROUP) into ${layout.v2OwnDir} failed: ${en(p.errno)}`, fix: 'Linux 5.7 or later, with cgroup v2' };
+  if (layout.mode !== 'v2') return { id: 'clone-into-cgroup', title, status: 'warn', detail: 'works, but the cgroup2 hierarchy has no controllers on this host, so nsbox attaches through v1', fix: 'boot with systemd.unified_cgroup_hierarchy=1' };
+  return { id: 'clone-into-cgroup', title, status: 'ok', detail: 'clone3 can start a child directly in its cgroup' };
+}
+
+function simple(id: string, title: string, p: ProbeOut, okDetail: string, fix: string): DoctorCheck {
+  return p.ok ? { id, title, status: 'ok', detail: okDetail } : { id, title, status: 'fail', detail: `${title}: ${en(p.errno)}`, fix };
+}
+
+/**
+ * Checks what this host allows nsbox to do: user namespaces (incl. Debian's and Ubuntu's
+ * sysctl/AppArmor restrictions), cgroup mode and delegation, overlay in a user namespace,
+ * idmapped mounts, clone3, CLONE_INTO_CGROUP, pidfd, seccomp, nftables and the Landlock ABI,
+ * each with a fix a user can apply. Probes run in forked children; nothing is left behind.
+ */
+export function doctor(): DoctorReport {
+  const root = process.geteuid?.() === 0;
+  const checks: DoctorCheck[] = [];
+  checks.push(checkUserns(root));
+  let layout: CgroupLayout | undefined;
+  let lerr: unknown;
+  try { layout = detectLayout(); } catch (e) { lerr = e; }
+  checks.push(checkCgroups(layout, lerr));
+
+  const ov = probe('overlay-userns');
+  checks.push(ov.ok
+    ? { id: 'overlay-userns', title: 'overlayfs in a user namespace', status: 'ok', detail: 'mounts with userxattr' }
+    : { id: 'overlay-userns', title: 'overlayfs in a user namespace', status: 'fail', detail: `overlay mount in a user namespace failed: ${en(ov.errno)}`, fix: 'Linux 5.11 or later (overlay with userxattr); otherwise give nsbox a writable copy of the rootfs instead of layers' });
+
+  const mapi = probe('mount-api');
+  checks.push(!mapi.ok
+    ? { id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'fail', detail: `fsopen: ${en(mapi.errno)}`, fix: 'Linux 5.2+ for the new mount API, 5.12+ for idmapped mounts; nsbox falls back to mount(2) and chown' }
+    : mapi.value === 2 && kernelAtLeast(5, 12)
+      ? { id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'ok', detail: 'fsopen and mount_setattr present (idmapping support also depends on the filesystem: ext4/xfs/btrfs 5.12-5.15+, tmpfs 6.3+, overlay 5.19+)' }
+      : { id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'warn', detail: 'new mount API present, mount_setattr missing', fix: 'Linux 5.12 or later for idmapped mounts' });
+
+  checks.push(simple('clone3', 'clone3', probe('clone3'), 'present', 'Linux 5.3 or later; nsbox falls back to clone()'));
+  checks.push(checkCloneIntoCgroup(layout));
+  checks.push(simple('pidfd', 'pidfd', probe('pidfd'), 'pidfd_open works: exits are watched without SIGCHLD', 'Linux 5.3 or later'));
+
+  const sc = probe('seccomp-actions');
+  const ACTS = ['kill-process', 'kill-thread', 'trap', 'errno', 'user-notif', 'trace', 'log', 'allow'];
+  const have = ACTS.filter((_, i) => sc.value & (1 << i));
+  const status = /^Seccomp:\s*(\d)/m.exec(sysctl('/proc/self/status') ?? '')?.[1];
+  if (!sc.ok || !['kill-process', 'errno', 'allow'].every((a) => have.includes(a))) {
+    checks.push({ id: 'seccomp', title: 'seccomp filters', status: 'fail', detail: sc.ok ? `actions available: ${have.join(', ')}` : `SECCOMP_GET_ACTION_AVAIL: ${en(sc.errno)}`, fix: 'a kernel with CONFIG_SECCOMP_FILTER=y, Linux 4.14 or later' });
+  } else {
+    checks.push({
+      id: 'seccomp', title: 'seccomp filters', status: status === '2' ? 'warn' : 'ok',
+      detail: `actions: ${have.join(', ')}${status === '2' ? '; this Node process already runs under a filter (a container?): its rules apply inside every sandbox too' : ''}`,
+      ...(status === '2' ? { fix: 'if sandboxes fail with EPERM where nsbox allows a call, relax the outer runtime\'s profile' } : {}),
+    });
+  }
+
+  const nft = probe('nftables');
+  checks.push(nft.ok
+    ? { id: 'nftables', title: 'nftables', status: 'ok', detail: 'nf_tables answers over netlink' }
+    : nft.errno === 1 && !root
+      ? { id: 'nftables', title: 'nftables', status: 'unknown', detail: 'needs CAP_NET_ADMIN to ask', fix: 'run doctor as root to check' }
+      : { id: 'nftables', title: 'nftables', status: 'fail', detail: `nf_tables over netlink: ${en(nft.errno)}`, fix: 'load the nf_tables module (modprobe nf_tables) or use a kernel with CONFIG_NF_TABLES' });
+
+  const ll = probe('landlock');
+  checks.push(ll.ok
+    ? { id: 'landlock', title: 'Landlock', status: 'ok', detail: `ABI version ${ll.value}` }
+    : ll.errno === 95
+      ? { id: 'landlock', title: 'Landlock', status: 'fail', detail: 'built in but not enabled', fix: 'add landlock to the lsm= kernel parameter (e.g. lsm=landlock,lockdown,yama,apparmor,bpf)' }
+      : { id: 'landlock', title: 'Landlock', status: 'fail', detail: `landlock_create_ruleset: ${en(ll.errno)}`, fix: 'Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK=y' });
+
+  if (!existsSync('/proc/self/ns/cgroup')) {
+    checks.push({ id: 'cgroupns', title: 'cgroup namespaces', status: 'fail', detail: '/proc/self/ns/cgroup missing', fix: 'Linux 4.6 or later with CONFIG_CGROUPS' });
+  }
+  return { kernel: release(), root, checks, ok: checks.every((c) => c.status !== 'fail') };
+}
+
+/** One attack of the self-test battery and what the kernel answered. */
+export interface SelfTestAttack {
+  /** stable id, e.g. `'unshare-user'`. */
+  id: string;
+  /** what the attack tries. */
+  title: string;
+  /** the answer that means "denied": an errno name, or `'SIGSYS'` for a kill. */
+  expect: string;
+  /** what it got: an errno name, `'ok'` (the call succeeded), `'SIGSYS'`/`'signal N'`, or `'n/a'`. */
+  got: string;
+  /** got === expect. */
+  denied: boolean;
+}
+
+const ATTACKS: [string, string, string][] = [
+  ['unshare-user', 'unshare(CLONE_NEWUSER)', 'EPERM'],
+  ['unshare-mount', 'unshare(CLONE_NEWNS)', 'EPERM'],
+  ['setns', 'setns()', 'EPERM'],
+  ['clone-newuser', 'clone(CLONE_NEWUSER)', 'EPERM'],
+  ['clone3', 'clone3 (flags out of the filter\'s sight)', 'ENOSYS'],
+  ['mount', 'mount(tmpfs)', 'EPERM'],
+  ['fsopen', 'fsopen()', 'EPERM'],
+  ['open-tree', 'open_tree()', 'EPERM'],
+  ['bpf', 'bpf(BPF_PROG_LOAD)', 'EPERM'],
+  ['perf-event-open', 'perf_event_open()', 'EPERM'],
+  ['keyctl', 'keyctl()', 'EPERM'],
+  ['userfaultfd', 'userfaultfd()', 'EPERM'],
+  ['io-uring', 'io_uring_setup()', 'EPERM'],
+  ['af-alg', 'socket(AF_ALG)', 'EAFNOSUPPORT'],
+  ['af-vsock', 'socket(AF_VSOCK)', 'EAFNOSUPPORT'],
+  ['tiocsti', 'ioctl(TIOCSTI) on a pty', 'EPERM'],
+  ['tiocsti-high-bits', 'ioctl(TIOCSTI | 1<<32) on a pty', 'EPERM'],
+  ['tioclinux', 'ioctl(TIOCLINUX)', 'EPERM'],
+  ['open-by-handle-at', 'open_by_handle_at()', 'EPERM'],
+  ['ptrace', 'ptrace()', 'EPERM'],
+  ['kexec-load', 'kexec_load()', 'EPERM'],
+  ['init-module', 'init_module()', 'EPERM'],
+  ['int80', 'i386 syscall through int 0x80', 'SIGSYS'],
+  ['x32', 'x32 syscall (bit 30)', 'SIGSYS'],
+];
+
+/**
+ * Runs the seccomp attack battery on this host in a forked child under `profile` (default:
+ * nsbox's default profile), or under no filter with `null` (to see what the host alone allows).
+ * Each attack runs in a process of its own with arguments that change nothing even if the call
+ * gets through. `nsbox doctor --self-test` prints this.
+ */
+export function selfTest(profile: SeccompProfile | null = defaultProfile): SelfTestAttack[] {
+  const filter = profile === null ? null : compileSeccomp(profile);
+  const raw = addon().seccompSelfTest(filter);
+  return ATTACKS.map(([id, title, expect], i) => {
+    const r = raw.find((x) => x.id === i + 1);
+    let got: string;
+    if (!r) got = 'n/a';
+    else if (r.signal) got = r.signal === 31 ? 'SIGSYS' : `signal ${r.signal}`;
+    else if (r.errno === -1) got = 'n/a';
+    else if (r.ret >= 0 && r.errno === 0) got = 'ok';
+    else got = en(r.errno);
+    return { id, title, expect, got, denied: got === expect };
+  });
+}
+
+/** Throws an NsboxError naming the first attack the profile let through (for CLIs and CI). */
+export function assertSelfTest(profile: SeccompProfile = defaultProfile): void {
+  const bad = selfTest(profile).find((a) => !a.denied);
+  if (bad) throw errnoError(1, 'self-test', bad.id, undefined, `${bad.title}: expected ${bad.expect}, got ${bad.got}`);
+}
