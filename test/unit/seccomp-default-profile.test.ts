@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   AUDIT_ARCH, CLONE_NAMESPACE_FLAGS, SYSCALL_TABLES, Seccomp, X32_SYSCALL_BIT, compileSeccomp, defaultProfile,
-  describeVerdict, evaluate, expandGroups, normalizeProfile, type SeccompArch,
+  describeVerdict, evaluate, expandGroups, normalizeProfile, resolveSeccompOption, summarizeSeccompOption,
+  type SeccompArch, type SeccompProfile,
 } from '../../lib/security/seccomp/index.js';
 
 const DENIED = ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount',
@@ -124,5 +125,29 @@ describe('Seccomp builder', () => {
     }
     expect(Seccomp.disassemble(prog)[0]).toMatch(/ld \[4\]/);
     expect(() => Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: 'read', action: Seccomp.trace(70000) }] })).toThrow(/trace/);
+  });
+});
+
+describe('the seccomp option of spawnIsolated', () => {
+  it('resolves default, none and profiles; compiles frozen profiles once', () => {
+    const d = resolveSeccompOption(undefined)!;
+    expect(d.equals(compileSeccomp(defaultProfile))).toBe(true);
+    expect(resolveSeccompOption('default')).toBe(d); // cached
+    expect(resolveSeccompOption('none')).toBeUndefined();
+    const frozen = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: 'bpf', action: { errno: 1 } }] });
+    expect(resolveSeccompOption(frozen)).toBe(resolveSeccompOption(frozen));
+    const loose: SeccompProfile = { defaultAction: 'allow', rules: [{ syscalls: 'bpf', action: { errno: 1 } }] };
+    const a = resolveSeccompOption(loose)!;
+    (loose.rules as { syscalls: string; action: unknown }[])[0]!.action = 'kill-process';
+    expect(resolveSeccompOption(loose)!.equals(a)).toBe(false); // a mutable profile is compiled again
+    expect(summarizeSeccompOption('none')).toEqual({ profile: 'none', instructions: 0 });
+    expect(summarizeSeccompOption(undefined)).toEqual({ profile: 'default', instructions: d.length / 8 });
+  });
+
+  it('rejects bad values by option name', () => {
+    expect(() => resolveSeccompOption('strict' as 'none')).toThrow(TypeError);
+    expect(() => resolveSeccompOption('strict' as 'none')).toThrow(/seccomp/);
+    expect(() => resolveSeccompOption(null as unknown as 'none')).toThrow(/seccomp: must be/);
+    expect(() => resolveSeccompOption({ defaultAction: 'allow', rules: [{ syscalls: 'nope', action: 'allow' }] })).toThrow(/seccomp.rules\[0\].syscalls/);
   });
 });

@@ -261,6 +261,23 @@ describe.skipIf(!!noLibseccomp)('seccomp compiler against libseccomp', () => {
     });
   }
 
+  it('has the same syscall numbers as libseccomp\'s tables, for every name both know', () => {
+    const arches = ['x86_64', 'x32', 'i386', 'aarch64'] as const;
+    const input = arches.flatMap((a) => Object.keys(SYSCALL_TABLES[a]).map((n) => `${a} ${n}`)).join('\n') + '\n';
+    const out = execFileSync(buildC('libseccomp-names', { libs: ['-lseccomp'] }), { input, encoding: 'utf8', maxBuffer: 1 << 24 });
+    let compared = 0;
+    const wrong: string[] = [];
+    for (const line of out.trim().split('\n')) {
+      const [a, n, v] = line.split(' ') as [keyof typeof SYSCALL_TABLES, string, string];
+      const theirs = Number(v);
+      if (theirs < 0) continue; // libseccomp 2.5 predates it, or a pseudo-number
+      compared++;
+      if (SYSCALL_TABLES[a][n] !== theirs) wrong.push(`${a} ${n}: nsbox ${SYSCALL_TABLES[a][n]} libseccomp ${theirs}`);
+    }
+    expect(wrong).toEqual([]);
+    expect(compared).toBeGreaterThan(1200);
+  });
+
   it('matches libseccomp on a low-32 TIOCSTI deny including the high-bits trick', () => {
     const prof: SeccompProfile = { defaultAction: 'allow', architectures: ['x86_64'], rules: [{ syscalls: 'ioctl', action: { errno: 1 }, args: [{ index: 1, op: 'eq', value: 0x5412, low32: true }] }] };
     const ours = compileSeccomp(prof), theirs = libseccomp(prof);

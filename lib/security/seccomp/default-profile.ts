@@ -220,5 +220,10 @@ const rules: SeccompRule[] = [
 export const defaultProfile: SeccompProfile = Object.freeze({
   defaultAction: Object.freeze({ errno: 'EPERM' as const }),
   badArchAction: 'kill-process' as const,
-  rules: Object.freeze(rules.map((r) => Object.freeze(r))),
+  rules: Object.freeze(rules.map((r) => Object.freeze({
+    ...r,
+    syscalls: typeof r.syscalls === 'string' ? r.syscalls : Object.freeze([...r.syscalls]),
+    ...(typeof r.action === 'object' ? { action: Object.freeze({ ...r.action }) } : {}),
+    ...(r.args ? { args: Object.freeze(r.args.map((a) => Object.freeze({ ...a }))) } : {}),
+  }))),
 });

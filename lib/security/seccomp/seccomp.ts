@@ -25,9 +25,17 @@ export const Seccomp = Object.freeze({
    */
   profile(p: SeccompProfile): SeccompProfile {
     normalizeProfile(p);
+    const act = <T>(a: T): T => (a !== null && typeof a === 'object' ? Object.freeze({ ...a }) : a);
     return Object.freeze({
       ...p,
-      rules: Object.freeze(p.rules.map((r) => Object.freeze({ ...r, ...(r.args ? { args: Object.freeze(r.args.map((a) => Object.freeze({ ...a }))) } : {}) }))),
+      defaultAction: act(p.defaultAction),
+      ...(p.badArchAction !== undefined ? { badArchAction: act(p.badArchAction) } : {}),
+      rules: Object.freeze(p.rules.map((r) => Object.freeze({
+        ...r,
+        action: act(r.action),
+        syscalls: typeof r.syscalls === 'string' ? r.syscalls : Object.freeze([...r.syscalls]),
+        ...(r.args ? { args: Object.freeze(r.args.map((a) => Object.freeze({ ...a }))) } : {}),
+      }))),
       ...(p.architectures ? { architectures: Object.freeze([...p.architectures]) } : {}),
     });
   },
