@@ -1,0 +1,133 @@
+// rtnetlink through the addon against the kernel, checked with `ip -j` as the reference.
+import { describe, it, expect, afterAll } from 'vitest';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { VethPair } from '../../lib/net/veth.js';
+import { Bridge } from '../../lib/net/bridge.js';
+import { listLinks, addRoute, listRoutes, setLink, deleteLink, getLink } from '../../lib/net/link.js';
+import { netNative } from '../../lib/net/native.js';
+import { NsboxError } from '../../lib/errors.js';
+import { isRoot, skipReason } from '../helpers/host.js';
+
+const pid = process.pid;
+let n = 0;
+const uniq = () => `${pid.toString(36)}${(n++).toString(36)}`;
+const netnsMade: string[] = [];
+const children: ChildProcess[] = [];
+
+/** A test network namespace (test setup through `ip netns`, removed in afterAll). */
+function makeNetns(): string {
+  const name = `nsbox-test-${pid}-${n++}`;
+  execFileSync('ip', ['netns', 'add', name]);
+  netnsMade.push(name);
+  return name;
+}
+const ipj = (args: string[], ns?: string): any[] => JSON.parse(execFileSync('ip', [...(ns ? ['-n', ns] : []), '-j', ...args], { encoding: 'utf8' }) || '[]');
+const ourLinks = () => ipj(['link', 'show']).map((l) => l.ifname as string).filter((x) => x.includes(`nsbox`) && (x.includes(pid.toString(36)) || x.includes(String(pid))));
+
+/** A process alone in a new network namespace (test setup through `unshare`). */
+async function sleeper(): Promise<number> {
+  const c = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
+  children.push(c);
+  // wait until it is in its own netns
+  const me = execFileSync('readlink', ['/proc/self/ns/net'], { encoding: 'utf8' });
+  for (let i = 0; i < 200; i++) {
+    try { if (execFileSync('readlink', [`/proc/${c.pid}/ns/net`], { encoding: 'utf8' }) !== me) break; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return c.pid!; // unshare without -f execs the program in place
+}
+
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const ns of netnsMade) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } }
+});
+
+describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in the addon', () => {
+  it('creates a veth pair, moves the peer into a netns renamed, addresses and brings it up', async () => {
+    const ns = makeNetns();
+    const v = VethPair.create({ mtu: 1400 });
+    expect(v.host).toMatch(/^nsbox/);
+    const host = ipj(['link', 'show', 'dev', v.host])[0];
+    expect(host.mtu).toBe(1400);
+    expect(host.link).toBe(v.peer);
+    v.moveToNamespace({ path: `/run/netns/${ns}` }, { name: 'eth0' }).setAddress('10.77.0.2/24').setAddress('fd77::2/64');
+    v.setAddress('10.77.0.1/24', 'host').up();
+    const inside = ipj(['addr', 'show', 'dev', 'eth0'], ns)[0];
+    expect(inside.mtu).toBe(1400);
+    expect(inside.flags).toContain('UP');
+    const addrs = inside.addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
+    expect(addrs).toEqual(expect.arrayContaining(['10.77.0.2/24', 'fd77::2/64']));
+    expect(ipj(['link', 'show'], ns).some((l) => l.ifname === v.host)).toBe(false);
+    // the route to the gateway works: a ping from inside goes over the veth
+    addRoute({ gateway: '10.77.0.1' }, { path: `/run/netns/${ns}` });
+    expect(ipj(['route', 'show', 'default'], ns)[0]).toMatchObject({ gateway: '10.77.0.1', dev: 'eth0' });
+    expect(listRoutes({ path: `/run/netns/${ns}` }).some((r) => r.dst === 'default' && r.gateway === '10.77.0.1')).toBe(true);
+    await v.destroy();
+    expect(ipj(['link', 'show'], ns).some((l) => l.ifname === 'eth0')).toBe(false);
+    expect(ourLinks()).not.toContain(v.host);
+  });
+
+  it('creates a bridge, attaches a veth, and lists links like ip does', async () => {
+    const br = Bridge.create(`nsbox${uniq()}b`, { address: '10.78.0.1/24' });
+    const v = VethPair.create();
+    br.attach(v);
+    const l = ipj(['link', 'show', 'dev', v.host])[0];
+    expect(l.master).toBe(br.name);
+    expect(l.flags).toContain('UP');
+    const ours = listLinks().find((x) => x.name === br.name)!;
+    expect(ours).toMatchObject({ kind: 'bridge', up: true, ifindex: ipj(['link', 'show', 'dev', br.name])[0].ifindex });
+    expect(ipj(['addr', 'show', 'dev', br.name])[0].addr_info.map((a: any) => a.local)).toContain('10.78.0.1');
+    expect(Bridge.open(br.name).ipv4).toMatchObject({ address: '10.78.0.1', prefix: 24 });
+    setLink(v.host, { mac: '02:00:00:00:00:42', mtu: 1300 });
+    expect(ipj(['link', 'show', 'dev', v.host])[0]).toMatchObject({ address: '02:00:00:00:00:42', mtu: 1300 });
+    br.detach(v);
+    expect(ipj(['link', 'show', 'dev', v.host])[0].master).toBeUndefined();
+    await v.destroy();
+    await br.destroy();
+    expect(getLink(br.name)).toBeUndefined();
+    expect(await deleteLink(br.name)).toBe(false);
+  });
+
+  it('turns kernel refusals into NsboxError with errno and the extended ack text; nothing half-made', async () => {
+    const name = `nsbox${uniq()}c`;
+    const br = Bridge.create(name);
+    try {
+      let err: unknown;
+      try { Bridge.create(name, { address: '10.79.0.1/24' }); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(NsboxError);
+      expect(err).toMatchObject({ code: 'EEXIST', errno: 17, step: 'network', syscall: 'RTM_NEWLINK' });
+      // mtu below the device minimum: the kernel explains in the extended ack
+      try { netNative().netlinkLinkSet(br.ifindex, { mtu: 60 }); } catch (e) { err = e; }
+      expect(err).toMatchObject({ code: 'EINVAL' });
+      expect((err as NsboxError).detail).toMatch(/mtu/i);
+      expect(() => VethPair.create({ host: 'nsbox-very-long-name' })).toThrow(RangeError);
+      expect(() => Bridge.create(`nsbox${uniq()}d`, { address: '10.0.0.1' })).toThrow(/address must be in CIDR form/);
+      expect(ourLinks().filter((x) => x !== name)).toEqual([]);
+    } finally {
+      await br.destroy();
+    }
+  });
+
+  it('NetHandoff moves a link into a process netns as eth0 with address and default route', async () => {
+    const target = await sleeper();
+    const br = Bridge.create(`nsbox${uniq()}e`, { address: ['10.80.0.1/24', 'fd80::1/64'] });
+    const v = VethPair.create({ master: br.ifindex, up: true });
+    try {
+      netNative().netlinkHandoff({ ifindex: v.peerIndex, name: 'eth0', mtu: 1450, addresses: ['10.80.0.2/24', 'fd80::2/64'], gateway4: '10.80.0.1', gateway6: 'fd80::1' }, target);
+      const sh = (cmd: string[]) => JSON.parse(execFileSync('nsenter', ['-t', String(target), '-n', 'ip', '-j', ...cmd], { encoding: 'utf8' }));
+      const eth0 = sh(['addr', 'show', 'dev', 'eth0'])[0];
+      expect(eth0.mtu).toBe(1450);
+      expect(eth0.flags).toContain('UP');
+      expect(eth0.addr_info.map((a: any) => `${a.local}/${a.prefixlen}`)).toEqual(expect.arrayContaining(['10.80.0.2/24', 'fd80::2/64']));
+      expect(sh(['route', 'show', 'default'])[0]).toMatchObject({ gateway: '10.80.0.1', dev: 'eth0' });
+      expect(sh(['-6', 'route', 'show', 'default'])[0]).toMatchObject({ gateway: 'fd80::1', dev: 'eth0' });
+      // bad pid: a clear error
+      let err: unknown;
+      try { netNative().netlinkHandoff({ ifindex: v.peerIndex, name: 'eth0', addresses: [] }, 0x3fffff); } catch (e) { err = e; }
+      expect(err).toMatchObject({ code: 'ENOENT', step: 'network', syscall: 'open' });
+    } finally {
+      await v.destroy();
+      await br.destroy();
+    }
+  });
+});
