@@ -2,7 +2,7 @@
 // (named nsbox-seccomp-<pid>-*), never committed. Hostile programs are linked statically so they
 // run in any rootfs. `cleanupBuilds()` removes the directory.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,11 @@ export function buildC(name: string, opts: { static?: boolean; libs?: string[] }
   const key = `${name}:${opts.static ? 's' : 'd'}`;
   const have = built.get(key);
   if (have) return have;
-  dir ??= mkdtempSync(join(tmpdir(), `nsbox-seccomp-${process.pid}-`));
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), `nsbox-seccomp-${process.pid}-`));
+    // sandbox root is an unprivileged host uid: it must be able to reach the binaries
+    chmodSync(dir, 0o755);
+  }
   const out = join(dir, `${name}${opts.static ? '.static' : ''}`);
   execFileSync('gcc', ['-O1', '-Wall', ...(opts.static ? ['-static'] : []), '-o', out, join(here, `${name}.c`), ...(opts.libs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   built.set(key, out);

@@ -12,3 +12,4 @@ export { SYSCALL_GROUPS, expandGroups } from './groups.js';
 export { evaluate, decode, encode, disassemble, describeVerdict, type BpfInsn, type SeccompData } from './bpf.js';
 export { seccompTestRun, type SeccompTestResult } from './test-run.js';
 export { resolveSeccompOption, summarizeSeccompOption, type SeccompOption, type SeccompSummary } from './option.js';
+export { enableSeccompForSpawn } from './spawn.js';
