@@ -43,11 +43,13 @@ export function buildC(name: string, opts: { static?: boolean; libs?: string[] }
   return out;
 }
 
-/** Removes everything buildC made. */
+/** Removes everything buildC made, and fails if anything of it is left (leak check). */
 export function cleanupBuilds(): void {
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  const d = dir;
+  if (d) rmSync(d, { recursive: true, force: true });
   dir = undefined;
   built.clear();
+  if (d && existsSync(d)) throw new Error(`test build directory ${d} was not removed`);
 }
 
 /** The private build directory, if one was made (for leak checks). */
