@@ -3,8 +3,9 @@
 // nsbox's own compiler on the same inputs. Spec lines:
 //   default <u32 action>
 //   badarch <u32 action>
+//   optimize <1|2>                        (SCMP_FLTATR_CTL_OPTIMIZE: 2 = binary tree)
 //   arch <x86_64|x32|i386|aarch64>        (one or more; replaces the native default)
-//   rule <u32 action> <syscall name> <n> {<index> <op> <u64 value> <u64 mask>}*n
+//   rule <u32 action> <syscall name or native number> <n> {<index> <op> <u64 value> <u64 mask>}*n
 //     op: ne lt le eq ge gt masked-eq
 // Exit status: 0 ok, 2 bad spec, 3 a libseccomp call failed (message on stderr).
 #include <seccomp.h>
@@ -34,7 +35,7 @@ static int op_token(const char* s) {
 
 int main(void) {
   char word[64];
-  unsigned long def = 0, bad = SCMP_ACT_KILL_PROCESS;
+  unsigned long def = 0, bad = SCMP_ACT_KILL_PROCESS, optimize = 0;
   uint32_t arches[8];
   int narch = 0;
   // first pass: read everything (the context needs the default action at init)
@@ -45,6 +46,7 @@ int main(void) {
   while (fscanf(in, "%63s", word) == 1) {
     if (!strcmp(word, "default")) { if (fscanf(in, "%lu", &def) != 1) return 2; }
     else if (!strcmp(word, "badarch")) { if (fscanf(in, "%lu", &bad) != 1) return 2; }
+    else if (!strcmp(word, "optimize")) { if (fscanf(in, "%lu", &optimize) != 1) return 2; }
     else if (!strcmp(word, "arch")) {
       if (fscanf(in, "%63s", word) != 1 || narch == 8) return 2;
       if (!(arches[narch++] = arch_token(word))) return 2;
@@ -56,6 +58,7 @@ int main(void) {
   if (!ctx) { fprintf(stderr, "seccomp_init failed\n"); return 3; }
   int r;
   if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, (uint32_t)bad)) < 0) { fprintf(stderr, "badarch: %s\n", strerror(-r)); return 3; }
+  if (optimize && (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, (uint32_t)optimize)) < 0) { fprintf(stderr, "optimize: %s\n", strerror(-r)); return 3; }
   if (narch) {
     int keepNative = 0;
     for (int i = 0; i < narch; i++) {
@@ -80,7 +83,8 @@ int main(void) {
       if (o == SCMP_CMP_MASKED_EQ) { cmp[i].datum_a = m; cmp[i].datum_b = v; }
       else { cmp[i].datum_a = v; cmp[i].datum_b = 0; }
     }
-    int nr = seccomp_syscall_resolve_name(name);
+    // a number stands for itself (native arch): for syscalls newer than libseccomp's tables
+    int nr = (name[0] >= '0' && name[0] <= '9') ? atoi(name) : seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR) { fprintf(stderr, "unknown syscall %s\n", name); return 3; }
     r = seccomp_rule_add_array(ctx, (uint32_t)action, nr, (unsigned)n, cmp);
     if (r == -EACCES) continue;  // same action as the default: nothing to add
