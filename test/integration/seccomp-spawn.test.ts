@@ -4,7 +4,8 @@
 import { dirname } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
-import { enableSeccompForSpawn, Seccomp } from '../../lib/security/seccomp/index.js';
+import { Seccomp } from '../../lib/security/seccomp/index.js';
+import { enableSeccompForSpawn } from '../../lib/security/seccomp/spawn.js';
 import { isRoot, mountTable, skipReason } from '../helpers/host.js';
 import { buildC, cannotBuild, cleanupBuilds } from '../security/build.js';
 

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { dirname } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
-import { enableSeccompForSpawn, seccompTestRun } from '../../lib/security/seccomp/index.js';
+import { seccompTestRun } from '../../lib/security/seccomp/index.js';
+import { enableSeccompForSpawn } from '../../lib/security/seccomp/spawn.js';
 import { alive, isRoot, skipReason } from '../helpers/host.js';
 import { buildC, cannotBuild, cleanupBuilds } from './build.js';
 
