@@ -956,8 +956,11 @@ Napi::Value NftRunJs(const Napi::CallbackInfo& info) {
   n.buffer_error(ctx);
   n.set_flags(ctx, flags);
   int r = n.run(ctx, cmds.c_str());
-  std::string out = n.get_output(ctx) ? n.get_output(ctx) : "";
-  std::string err = n.get_error(ctx) ? n.get_error(ctx) : "";
+  // each get_*_buffer call hands over the text and empties the buffer: call once
+  const char* o = n.get_output(ctx);
+  const char* er = n.get_error(ctx);
+  std::string out = o ? o : "";
+  std::string err = er ? er : "";
   n.ctx_free(ctx);
   if (r != 0) {
     Err e;

@@ -1,4 +1,5 @@
 // Address, name and number checks done in TypeScript before anything reaches the kernel.
+import { errnoError } from '../errors.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** A parsed CIDR: `10.88.0.2/16` or `fd00::2/64`. */
@@ -126,4 +127,16 @@ export function contains(c: Cidr, ip: string, family: 4 | 6): boolean {
 /** `10.88.0.0/16` for `10.88.0.1/16`. */
 export function networkCidr(c: Cidr): string {
   return `${formatIp(network(c).base, c.family)}/${c.prefix}`;
+}
+
+const CODES: Record<number, string> = { 98: 'EADDRINUSE', 28: 'ENOSPC', 95: 'EOPNOTSUPP', 19: 'ENODEV', 17: 'EEXIST' };
+/** An NsboxError for a failure nsbox detects itself in the network layer (errno names beyond errors.ts's table). */
+export function netError(errno: number, step: string, syscall: string, path?: string, detail?: string): import('../errors.js').NsboxError {
+  const e = errnoError(errno, step, syscall, path, detail);
+  const code = CODES[errno];
+  if (code) {
+    e.code = code;
+    e.message = e.message.replace(`: E${errno}`, `: ${code}`);
+  }
+  return e;
 }

@@ -1,0 +1,15 @@
+// Networking: rtnetlink links, bridges, addressing, NAT and published ports.
+export { VethPair, type VethOptions } from './veth.js';
+export { Bridge, type BridgeOptions } from './bridge.js';
+export {
+  listLinks, getLink, setLink, deleteLink, listAddresses, addAddress, removeAddress, addRoute, deleteRoute, listRoutes,
+  type NetnsRef, type LinkInfo, type AddressInfo, type RouteInfo, type LinkChanges, type RouteSpec,
+} from './link.js';
+export {
+  validateNetworkOption, prepareSandboxNetwork, DEFAULT_BRIDGE, DEFAULT_SUBNET,
+  type NetworkOption, type BridgeNetworkOption, type PublishSpec, type PreparedNetwork, type NetHandoff,
+} from './network.js';
+export { TcpProxy } from './proxy.js';
+export { enableNetworkForSpawn } from './spawn.js';
+export { nftUnavailableReason, nftListPublished, NFT_TABLE } from './nft.js';
+export { listIpam, ipamDir } from './ipam.js';

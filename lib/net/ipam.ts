@@ -1,0 +1,179 @@
+// IP address management for bridge networks: one JSON state file per bridge under a state
+// directory, changed under an flock(2) on a sibling lock file, so allocations are unique
+// across concurrent processes. Entries name their owner (pid + process start time): an entry
+// whose owner is gone is reclaimed by the next allocation or by the sweep.
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { netError, contains, formatIp, ipToBigInt, network, type Cidr } from './addr.js';
+import { netNative } from './native.js';
+
+/** Default state directory (NSBOX_STATE_DIR overrides its parent /run/nsbox). */
+export function ipamDir(): string {
+  return join(process.env.NSBOX_STATE_DIR ?? '/run/nsbox', 'ipam');
+}
+
+/** Who holds an address. */
+export interface IpamOwner {
+  pid: number;
+  /** start time of the pid (clock ticks since boot, /proc/<pid>/stat field 22) */
+  start: number;
+  /** caller's id for the sandbox */
+  id: string;
+  /** host end of the sandbox's veth, for the sweep */
+  link?: string;
+}
+
+interface State {
+  subnet: string;
+  next?: string;
+  entries: Record<string, IpamOwner>;
+}
+
+/** Start time of a process, or undefined when it does not exist. */
+export function processStart(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    if (f[0] === 'Z' || f[0] === 'X') return undefined;
+    return Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the owner of an entry still runs. */
+export function ownerAlive(o: { pid: number; start: number }): boolean {
+  return processStart(o.pid) === o.start;
+}
+
+let myStart: number | undefined;
+/** This process as an owner. */
+export function selfOwner(id: string, link?: string): IpamOwner {
+  myStart ??= processStart(process.pid) ?? 0;
+  return { pid: process.pid, start: myStart, id, ...(link ? { link } : {}) };
+}
+
+function checkKey(key: string): string {
+  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(key) || key.startsWith('.')) throw new RangeError(`ipam key must be a plain name (got '${key}')`);
+  return key;
+}
+
+/** Runs `fn` holding the exclusive lock of `key` (a bridge name). Keep `fn` short and sync. */
+export function withIpamLock<T>(key: string, fn: () => T): T {
+  const dir = ipamDir();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const fd = openSync(join(dir, `${checkKey(key)}.lock`), 'a', 0o600);
+  try {
+    netNative().fileLock(fd, true, true);
+    return fn();
+  } finally {
+    closeSync(fd); // releases the lock
+  }
+}
+
+function readState(key: string): State | undefined {
+  try {
+    return JSON.parse(readFileSync(join(ipamDir(), `${key}.json`), 'utf8')) as State;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(key: string, s: State): void {
+  const p = join(ipamDir(), `${key}.json`);
+  const tmp = `${p}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
+  renameSync(tmp, p);
+}
+
+function sweepState(s: State): IpamOwner[] {
+  const gone: IpamOwner[] = [];
+  for (const [ip, o] of Object.entries(s.entries)) {
+    if (!ownerAlive(o)) { gone.push(o); delete s.entries[ip]; }
+  }
+  return gone;
+}
+
+/**
+ * Allocates an address of `subnet` (the bridge's gateway CIDR, e.g. `10.88.0.1/16`) for
+ * `owner`. `want` asks for a given address: outside the subnet is a RangeError, taken is an
+ * EADDRINUSE NsboxError. Must be called inside {@link withIpamLock} for `key`.
+ * Returns the address and the dead owners whose entries were reclaimed.
+ */
+export function allocateLocked(key: string, gateway: Cidr, owner: IpamOwner, want?: string): { address: string; reclaimed: IpamOwner[] } {
+  const { base, size } = network(gateway);
+  const subnet = `${formatIp(base, gateway.family)}/${gateway.prefix}`;
+  const s = readState(key) ?? { subnet, entries: {} };
+  if (s.subnet !== subnet) { s.subnet = subnet; }
+  const reclaimed = sweepState(s);
+  const gw = ipToBigInt(gateway.address, gateway.family);
+  const last = gateway.family === 4 ? base + size - 1n : base + size;
+  const usable = (v: bigint) => v > base && v < last && v !== gw;
+  let address: string | undefined;
+  if (want !== undefined) {
+    if (!contains(gateway, want, gateway.family)) throw new RangeError(`network.address ${want} is outside the bridge subnet ${subnet}`);
+    const v = ipToBigInt(want, gateway.family);
+    if (!usable(v)) throw new RangeError(`network.address ${want} is the network, broadcast or gateway address of ${subnet}`);
+    const w = formatIp(v, gateway.family);
+    if (s.entries[w]) throw netError(98, 'ipam', 'allocate', join(ipamDir(), `${key}.json`), `${w} is taken by pid ${s.entries[w]!.pid} (${s.entries[w]!.id})`);
+    address = w;
+  } else {
+    // round robin from after the last allocation, so a freed address is not reused at once
+    let v = s.next && contains(gateway, s.next, gateway.family) ? ipToBigInt(s.next, gateway.family) : gw + 1n;
+    const limit = size < 1_000_000n ? size : 1_000_000n;
+    for (let i = 0n; i < limit; i++, v++) {
+      if (v >= last) v = base + 1n;
+      if (!usable(v)) continue;
+      const c = formatIp(v, gateway.family);
+      if (!s.entries[c]) { address = c; s.next = formatIp(v + 1n, gateway.family); break; }
+    }
+    if (!address) throw netError(28, 'ipam', 'allocate', join(ipamDir(), `${key}.json`), `no free address left in ${subnet}`);
+  }
+  s.entries[address] = owner;
+  writeState(key, s);
+  return { address, reclaimed };
+}
+
+/** Frees `address` of `key` if `id` holds it. Missing is fine. */
+export function releaseAddress(key: string, address: string, id: string): void {
+  withIpamLock(key, () => {
+    const s = readState(key);
+    if (!s) return;
+    const o = s.entries[address];
+    if (o && o.id === id && o.pid === process.pid) {
+      delete s.entries[address];
+      writeState(key, s);
+    }
+  });
+}
+
+/** Every entry of every bridge (for tests and `nsbox gc`). */
+export function listIpam(): Array<{ key: string; address: string; owner: IpamOwner }> {
+  const out: Array<{ key: string; address: string; owner: IpamOwner }> = [];
+  let names: string[] = [];
+  try { names = readdirSync(ipamDir()); } catch { return out; }
+  for (const n of names) {
+    if (!n.endsWith('.json')) continue;
+    const key = n.slice(0, -5);
+    const s = readState(key);
+    if (s) for (const [address, owner] of Object.entries(s.entries)) out.push({ key, address, owner });
+  }
+  return out;
+}
+
+/** Removes entries whose owner is gone; returns them. */
+export function sweepIpam(): Array<{ key: string; address: string; owner: IpamOwner }> {
+  const out: Array<{ key: string; address: string; owner: IpamOwner }> = [];
+  const keys = new Set(listIpam().filter((e) => !ownerAlive(e.owner)).map((e) => e.key));
+  for (const key of keys) {
+    withIpamLock(key, () => {
+      const s = readState(key);
+      if (!s) return;
+      const before = { ...s.entries };
+      const gone = sweepState(s);
+      if (gone.length) writeState(key, s);
+      for (const [address, owner] of Object.entries(before)) if (!s.entries[address]) out.push({ key, address, owner });
+    });
+  }
+  return out;
+}

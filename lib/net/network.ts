@@ -1,0 +1,301 @@
+// The `network` option of spawnIsolated: validation (pure) and, for bridge mode, everything
+// made on the host before spawn (veth, address, NAT/publish entries) and removed after exit.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createTcpServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { NsboxError } from '../errors.js';
+import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, type Cidr } from './addr.js';
+import { Bridge } from './bridge.js';
+import { netNative } from './native.js';
+import { allocateLocked, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
+import { ensureNftBase, nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
+import { TcpProxy } from './proxy.js';
+import { VethPair } from './veth.js';
+import { ownedLinkName } from './link.js';
+
+/** A port of the sandbox made reachable on the host. */
+export interface PublishSpec {
+  /** Host port (1..65535). */
+  host: number;
+  /** Port inside the sandbox (1..65535). */
+  container: number;
+  /** Default 'tcp'. */
+  protocol?: 'tcp' | 'udp';
+  /** Host address to bind; default every local address (0.0.0.0), IPv4 only. */
+  hostIp?: string;
+}
+
+/** Bridge networking: a veth into the sandbox, its host end on a bridge, NAT to the outside. */
+export interface BridgeNetworkOption {
+  /** Bridge name (created if missing, as `nsbox0` is by default) or a {@link Bridge}. */
+  bridge?: string | Bridge;
+  /** Subnet for a bridge nsbox has to create, default `10.88.0.0/16` (gateway: first address). */
+  subnet?: string;
+  /** Fixed sandbox address inside the bridge subnet; default: allocated by IPAM. */
+  address?: string;
+  /** Default gateway; default: the bridge's address. */
+  gateway?: string;
+  /** Name servers for /etc/resolv.conf; default: the host's non-loopback ones. */
+  dns?: string[];
+  /** Published ports. */
+  publish?: PublishSpec[];
+  /** MTU of the veth. */
+  mtu?: number;
+  /** Name of the link inside the sandbox, default `eth0`. */
+  interfaceName?: string;
+  /** Host name written to /etc/hosts with the sandbox address. */
+  hostname?: string;
+}
+
+/**
+ * `'none'` (default): own network namespace with only `lo`. `'loopback'`: the same, said
+ * explicitly. `'host'`: the host's network. A {@link BridgeNetworkOption} object: bridge
+ * networking. `{ join }`: an existing network namespace (anything with an `fd`).
+ */
+export type NetworkOption = 'none' | 'host' | 'loopback' | BridgeNetworkOption | { join: { readonly fd: number } };
+
+/** The default bridge and subnet. */
+export const DEFAULT_BRIDGE = 'nsbox0';
+export const DEFAULT_SUBNET = '10.88.0.0/16';
+
+function checkPort(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${what} must be an integer (got ${String(v)})`);
+  if (v < 1 || v > 65535) throw new RangeError(`${what} must be in 1..65535 (got ${v})`);
+  return v;
+}
+
+/**
+ * Checks a network option without touching the system. Throws TypeError/RangeError naming
+ * the option (`options.network.publish[0].host`, ...).
+ */
+export function validateNetworkOption(opt: unknown, what = 'options.network'): NetworkOption {
+  if (opt === undefined) return 'none';
+  if (opt === 'none' || opt === 'host' || opt === 'loopback') return opt;
+  if (typeof opt === 'string') throw new RangeError(`${what} must be 'none', 'host', 'loopback', { join } or a bridge network object (got '${opt}')`);
+  if (opt === null || typeof opt !== 'object') throw new TypeError(`${what} must be a string or an object (got ${opt === null ? 'null' : typeof opt})`);
+  const o = opt as Record<string, unknown>;
+  if ('join' in o) {
+    const j = o.join as { fd?: unknown } | undefined;
+    if (!j || typeof j !== 'object' || typeof j.fd !== 'number') throw new TypeError(`${what}.join must be a Namespace (an object with an fd)`);
+    const extra = Object.keys(o).filter((k) => k !== 'join');
+    if (extra.length) throw new TypeError(`${what}.join cannot be combined with ${extra.join(', ')}`);
+    if ('type' in j && (j as { type?: unknown }).type !== 'net') throw new RangeError(`${what}.join must be a network namespace (got a ${String((j as { type?: unknown }).type)} namespace)`);
+    return o as { join: { fd: number } };
+  }
+  const known = new Set(['bridge', 'subnet', 'address', 'gateway', 'dns', 'publish', 'mtu', 'interfaceName', 'hostname']);
+  for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`${what}.${k} is not a network option (known: ${[...known].join(', ')}, join)`);
+  if (o.bridge !== undefined && !(o.bridge instanceof Bridge)) checkLinkName(o.bridge, `${what}.bridge`);
+  let subnet: Cidr | undefined;
+  if (o.subnet !== undefined) {
+    subnet = parseCidr(o.subnet, `${what}.subnet`);
+    if (subnet.family !== 4) throw new RangeError(`${what}.subnet must be IPv4`);
+    if (subnet.prefix > 30) throw new RangeError(`${what}.subnet must have room for a gateway and a sandbox (prefix <= 30, got /${subnet.prefix})`);
+  }
+  if (o.address !== undefined) {
+    const a = checkIp(o.address, `${what}.address`, 4);
+    if (subnet && !contains(subnet, a.address, 4)) throw new RangeError(`${what}.address ${a.address} is outside ${what}.subnet ${networkCidr(subnet)}`);
+    if (o.bridge instanceof Bridge && o.bridge.ipv4 && !contains(o.bridge.ipv4, a.address, 4)) {
+      throw new RangeError(`${what}.address ${a.address} is outside the bridge subnet ${networkCidr(o.bridge.ipv4)}`);
+    }
+  }
+  if (o.gateway !== undefined) checkIp(o.gateway, `${what}.gateway`, 4);
+  if (o.dns !== undefined) {
+    if (!Array.isArray(o.dns)) throw new TypeError(`${what}.dns must be an array of addresses`);
+    o.dns.forEach((d, i) => checkIp(d, `${what}.dns[${i}]`));
+  }
+  if (o.mtu !== undefined) checkMtu(o.mtu, `${what}.mtu`);
+  if (o.interfaceName !== undefined) checkLinkName(o.interfaceName, `${what}.interfaceName`);
+  if (o.hostname !== undefined && (typeof o.hostname !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(o.hostname))) {
+    throw new RangeError(`${what}.hostname must be a host name (got ${String(o.hostname)})`);
+  }
+  if (o.publish !== undefined) {
+    if (!Array.isArray(o.publish)) throw new TypeError(`${what}.publish must be an array`);
+    const seen = new Set<string>();
+    o.publish.forEach((p: unknown, i) => {
+      const w = `${what}.publish[${i}]`;
+      if (!p || typeof p !== 'object') throw new TypeError(`${w} must be an object { host, container, protocol?, hostIp? }`);
+      const q = p as Record<string, unknown>;
+      for (const k of Object.keys(q)) if (!['host', 'container', 'protocol', 'hostIp'].includes(k)) throw new TypeError(`${w}.${k} is not a publish option`);
+      checkPort(q.host, `${w}.host`);
+      checkPort(q.container, `${w}.container`);
+      if (q.protocol !== undefined && q.protocol !== 'tcp' && q.protocol !== 'udp') throw new RangeError(`${w}.protocol must be 'tcp' or 'udp'`);
+      if (q.hostIp !== undefined) checkIp(q.hostIp, `${w}.hostIp`, 4);
+      const k = `${q.hostIp ?? '0.0.0.0'}:${q.host}/${q.protocol ?? 'tcp'}`;
+      if (seen.has(k)) throw new RangeError(`${w} publishes ${k} twice`);
+      seen.add(k);
+    });
+  }
+  return o as BridgeNetworkOption;
+}
+
+/** What the spawn planner puts into plan.net for one link. */
+export interface NetHandoff {
+  /** ifindex of the link in the host namespace. */
+  ifindex: number;
+  /** Its name inside the sandbox. */
+  name: string;
+  mtu?: number;
+  addresses: string[];
+  gateway4?: string;
+  gateway6?: string;
+}
+
+/** Result of {@link prepareSandboxNetwork}. */
+export interface PreparedNetwork {
+  /** Links to hand to the child before "go" (plan.net). */
+  handoff: NetHandoff[];
+  /** Contents for /etc/hosts and /etc/resolv.conf inside the sandbox. */
+  files: { hosts: string; resolvConf: string };
+  /** The sandbox's address, in bridge mode. */
+  address?: string;
+  /** The host end of the veth, in bridge mode. */
+  hostLink?: string;
+  /** How ports are published: 'nftables', 'proxy', or undefined when none are. */
+  publishMode?: 'nftables' | 'proxy';
+  /** Removes everything prepared here. Idempotent; never throws. */
+  release(): Promise<void>;
+}
+
+const BASE_HOSTS = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+
+function hostNameservers(): string[] {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((x): x is string => !!x);
+  } catch {
+    return [];
+  }
+}
+
+function enableSysctl(path: string): void {
+  try {
+    if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
+  } catch (e) {
+    throw netError((e as NodeJS.ErrnoException).errno ? Math.abs((e as NodeJS.ErrnoException).errno!) : 5, 'network', 'write', path);
+  }
+}
+
+/** Fails with EADDRINUSE when something on the host already listens on / binds the port. */
+async function checkHostPortFree(p: PublishSpec): Promise<void> {
+  const host = p.hostIp ?? '0.0.0.0';
+  await new Promise<void>((resolve, reject) => {
+    const fail = (e: NodeJS.ErrnoException) =>
+      reject(e.code === "EADDRINUSE" ? netError(98, 'publish', 'bind', undefined, `host port ${host}:${p.host}/${p.protocol ?? 'tcp'} is already in use`) : e);
+    if ((p.protocol ?? 'tcp') === 'udp') {
+      const s = createSocket('udp4');
+      s.once('error', fail);
+      s.bind({ address: host, port: p.host, exclusive: true }, () => s.close(() => resolve()));
+    } else {
+      const s = createTcpServer();
+      s.once('error', fail);
+      s.listen({ host, port: p.host, exclusive: true }, () => s.close(() => resolve()));
+    }
+  });
+}
+
+/**
+ * Makes what a sandbox needs for its `network` option, before spawn. For bridge mode: the
+ * bridge (made if missing), an address from IPAM, a veth pair (host end `nsbox…h` on the
+ * bridge and up, peer handed to the child as `eth0`), masquerade and DNAT entries (or a
+ * userland proxy when nftables cannot be used). Any failure removes what was made and
+ * rethrows. Call `release()` after the sandbox exits (or failed to start).
+ */
+export async function prepareSandboxNetwork(network: NetworkOption | undefined, ctx: { id: string }): Promise<PreparedNetwork> {
+  const opt = validateNetworkOption(network);
+  if (typeof opt === 'string' || 'join' in opt) {
+    const resolvConf = opt === 'host' || typeof opt === 'object' ? readHostResolv() : '';
+    return { handoff: [], files: { hosts: BASE_HOSTS, resolvConf }, release: async () => {} };
+  }
+  const o = opt as BridgeNetworkOption;
+  const undo: Array<() => Promise<void> | void> = [];
+  const release = async () => {
+    while (undo.length) {
+      try { await undo.pop()!(); } catch { /* release never throws */ }
+    }
+  };
+  try {
+    const publish: PublishSpec[] = (o.publish ?? []).map((p) => ({ ...p, protocol: p.protocol ?? 'tcp' }));
+    for (const p of publish) await checkHostPortFree(p);
+    const nftReason = nftUnavailableReason();
+    if (nftReason && publish.some((p) => p.protocol === 'udp')) {
+      throw netError(95, 'publish', 'dlopen', 'libnftables.so.1', `publishing UDP ports needs nftables (${nftReason}); the userland fallback proxies TCP only`);
+    }
+    const id = ctx.id;
+    const owner = `nsbox:${process.pid}:${selfOwner(id).start}:${id}`;
+    const veth = VethPair.create({ mtu: o.mtu, host: ownedLinkName('h') });
+    undo.push(() => veth.destroy());
+    const bridgeName = o.bridge instanceof Bridge ? o.bridge.name : o.bridge ?? DEFAULT_BRIDGE;
+    let bridge: Bridge;
+    let address: string;
+    // bridge lookup/creation and the allocation happen under one lock: two processes never
+    // create the same bridge nor take the same address
+    ({ bridge, address } = withIpamLock(bridgeName, () => {
+      let br: Bridge;
+      if (o.bridge instanceof Bridge) br = o.bridge;
+      else if (netNative().netlinkLinkIndex(bridgeName)) br = Bridge.open(bridgeName);
+      else {
+        const sub = parseCidr(o.subnet ?? DEFAULT_SUBNET, 'options.network.subnet');
+        const base = networkCidr(sub).split('/')[0]!;
+        const gw = base.replace(/\d+$/, (x) => String(Number(x) + 1));
+        br = Bridge.create(bridgeName, { address: `${gw}/${sub.prefix}` });
+      }
+      const gw4 = br.ipv4;
+      if (!gw4) throw new RangeError(`options.network.bridge '${bridgeName}' has no IPv4 address to take a subnet from`);
+      if (o.address && !contains(gw4, o.address, 4)) throw new RangeError(`options.network.address ${o.address} is outside the bridge subnet ${networkCidr(gw4)}`);
+      const a = allocateLocked(bridgeName, gw4, selfOwner(id, veth.host), o.address);
+      return { bridge: br, address: a.address };
+    }));
+    undo.push(() => releaseAddress(bridgeName, address, id));
+    const gw4 = bridge.ipv4!;
+    netNative().netlinkLinkSet(veth.hostIndex, { master: bridge.ifindex, up: true });
+    const gateway = o.gateway ?? gw4.address;
+    // NAT and isolation for the bridge, 127.0.0.1 publishing needs route_localnet on it
+    let publishMode: 'nftables' | 'proxy' | undefined;
+    if (!nftReason) {
+      ensureNftBase();
+      nftAddBridge(bridge.name, networkCidr(gw4));
+      enableSysctl('/proc/sys/net/ipv4/ip_forward');
+      if (publish.length) enableSysctl(`/proc/sys/net/ipv4/conf/${bridge.name}/route_localnet`);
+    }
+    if (publish.length) {
+      if (!nftReason) {
+        const entries: NftPublish[] = publish.map((p) => ({ protocol: p.protocol!, hostIp: p.hostIp, hostPort: p.host, containerIp: address, containerPort: p.container }));
+        nftPublish(entries, owner);
+        undo.push(() => nftUnpublish(entries));
+        publishMode = 'nftables';
+      } else {
+        for (const p of publish) {
+          const px = await TcpProxy.listen(p.hostIp ?? '0.0.0.0', p.host, address, p.container);
+          undo.push(() => px.close());
+        }
+        publishMode = 'proxy';
+      }
+    }
+    const dns = o.dns ?? hostNameservers().filter((d) => !d.startsWith('127.') && d !== '::1');
+    const files = {
+      hosts: BASE_HOSTS + `${address}\t${o.hostname ?? 'sandbox'}\n`,
+      resolvConf: dns.map((d) => `nameserver ${d}\n`).join(''),
+    };
+    let released = false;
+    return {
+      handoff: [{ ifindex: veth.peerIndex, name: o.interfaceName ?? 'eth0', ...(o.mtu ? { mtu: o.mtu } : {}), addresses: [`${address}/${gw4.prefix}`], gateway4: gateway }],
+      files,
+      address,
+      hostLink: veth.host,
+      publishMode,
+      async release() {
+        if (released) return;
+        released = true;
+        await release();
+      },
+    };
+  } catch (e) {
+    await release();
+    throw e;
+  }
+}
+
+function readHostResolv(): string {
+  try { return readFileSync('/etc/resolv.conf', 'utf8'); } catch { return ''; }
+}
+
+export { NsboxError };
