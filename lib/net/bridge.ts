@@ -2,6 +2,17 @@
 import { checkLinkName, checkMtu, parseCidr, type Cidr } from './addr.js';
 import { netNative } from './native.js';
 import { VethPair } from './veth.js';
+import { dropIpamKey } from './ipam.js';
+import { nftRemoveBridge, nftUnavailableReason } from './nft.js';
+import { networkCidr } from './addr.js';
+
+/** Removes what nsbox keeps about a bridge: nftables elements and IPAM state. Never throws. */
+export function forgetBridge(name: string, ipv4?: Cidr): void {
+  try {
+    if (!nftUnavailableReason()) nftRemoveBridge(name, ipv4 ? networkCidr(ipv4) : undefined);
+  } catch { /* best effort */ }
+  try { dropIpamKey(name); } catch { /* best effort */ }
+}
 
 /** Options of {@link Bridge.create}. */
 export interface BridgeOptions {
@@ -88,6 +99,7 @@ export class Bridge implements Disposable, AsyncDisposable {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await netNative().netlinkLinkDelAsync(this.ifindex, undefined, true);
+    forgetBridge(this.name, this.ipv4);
   }
 
   /** Synchronous delete (blocks; prefer {@link destroy}). */
@@ -95,6 +107,7 @@ export class Bridge implements Disposable, AsyncDisposable {
     if (!this.#owned || this.#destroyed) return;
     this.#destroyed = true;
     try { netNative().netlinkLinkDel(this.ifindex); } catch (e) { if ((e as { code?: string }).code !== 'ENODEV') throw e; }
+    forgetBridge(this.name, this.ipv4);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -13,3 +13,4 @@ export { TcpProxy } from './proxy.js';
 export { enableNetworkForSpawn } from './spawn.js';
 export { nftUnavailableReason, nftListPublished, NFT_TABLE } from './nft.js';
 export { listIpam, ipamDir } from './ipam.js';
+export { sweepNetwork, type NetworkSweepReport, type NetworkSweepOptions } from './gc.js';

@@ -2,7 +2,7 @@
 // directory, changed under an flock(2) on a sibling lock file, so allocations are unique
 // across concurrent processes. Entries name their owner (pid + process start time): an entry
 // whose owner is gone is reclaimed by the next allocation or by the sweep.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, readdirSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { netError, contains, formatIp, ipToBigInt, network, type Cidr } from './addr.js';
 import { netNative } from './native.js';
@@ -62,13 +62,44 @@ function checkKey(key: string): string {
 export function withIpamLock<T>(key: string, fn: () => T): T {
   const dir = ipamDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const fd = openSync(join(dir, `${checkKey(key)}.lock`), 'a', 0o600);
-  try {
-    netNative().fileLock(fd, true, true);
-    return fn();
-  } finally {
-    closeSync(fd); // releases the lock
+  const path = join(dir, `${checkKey(key)}.lock`);
+  for (;;) {
+    const fd = openSync(path, 'a', 0o600);
+    try {
+      netNative().fileLock(fd, true, true);
+      // the lock file may have been removed (dropIpamKey) while we waited: lock the new one
+      let same = false;
+      try { same = statSync(path).ino === fstatSync(fd).ino; } catch { same = false; }
+      if (!same) continue;
+      return fn();
+    } finally {
+      closeSync(fd); // releases the lock
+    }
   }
+}
+
+/**
+ * Forgets a bridge's state (its JSON and lock file) when no live owner holds an address in
+ * it. Returns true when removed.
+ */
+export function dropIpamKey(key: string): boolean {
+  checkKey(key);
+  try { statSync(join(ipamDir(), `${key}.lock`)); } catch { return false; }
+  return withIpamLock(key, () => {
+    const s = readState(key);
+    if (s) {
+      sweepState(s);
+      if (Object.keys(s.entries).length) return false;
+    }
+    try { unlinkSync(join(ipamDir(), `${key}.json`)); } catch { /* none */ }
+    unlinkSync(join(ipamDir(), `${key}.lock`)); // while holding it: waiters re-check the inode
+    return true;
+  });
+}
+
+/** Bridge names that have IPAM state. */
+export function ipamKeys(): string[] {
+  try { return readdirSync(ipamDir()).filter((n) => n.endsWith('.lock')).map((n) => n.slice(0, -5)); } catch { return []; }
 }
 
 function readState(key: string): State | undefined {

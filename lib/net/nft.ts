@@ -88,9 +88,10 @@ export function nftAddBridge(bridge: string, subnet: string): void {
 }
 
 /** Removes a bridge's elements (missing ones are fine). */
-export function nftRemoveBridge(bridge: string, subnet: string): void {
+export function nftRemoveBridge(bridge: string, subnet?: string): void {
+  subnet ??= nftListBridges().find((b) => b.bridge === bridge)?.subnet;
   for (const c of [
-    `delete element ip nsbox masq { ${subnet} }`,
+    ...(subnet ? [`delete element ip nsbox masq { ${subnet} }`] : []),
     `delete element ip nsbox same { ${q(bridge)} . ${q(bridge)} }`,
     `delete element ip nsbox bridges { ${q(bridge)} }`,
   ]) {

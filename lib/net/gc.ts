@@ -1,0 +1,85 @@
+// The sweep (`nsbox gc`): removes what nsbox processes that died without cleaning up left in
+// the network layer. Only things that carry nsbox's marks are touched: links named by
+// ownedLinkName (nsbox + owner pid), IPAM entries and nftables elements naming their owner,
+// and bridges registered in the nsbox table.
+import { netNative } from './native.js';
+import { parseOwnedName } from './link.js';
+import { ipamKeys, ownerAlive, processStart, sweepIpam, listIpam, dropIpamKey } from './ipam.js';
+import { nftListBridges, nftListPublished, nftRemoveBridge, nftUnavailableReason, nftUnpublish } from './nft.js';
+import { DEFAULT_BRIDGE } from './network.js';
+
+/** What {@link sweepNetwork} removed. */
+export interface NetworkSweepReport {
+  /** Links deleted (host veth ends of dead owners, idle bridges when asked). */
+  links: string[];
+  /** IPAM entries freed, as `bridge:address`. */
+  ipam: string[];
+  /** nftables DNAT entries removed, as `hostIp:port/proto`. */
+  published: string[];
+  /** Bridges forgotten in nftables/IPAM because their link is gone (or was removed). */
+  bridges: string[];
+}
+
+/** Options of {@link sweepNetwork}. */
+export interface NetworkSweepOptions {
+  /**
+   * Also delete nsbox's default bridge (`nsbox0`) when no live sandbox holds an address on
+   * it. Default false: like docker0 it is kept between runs.
+   */
+  idleDefaultBridge?: boolean;
+}
+
+/** Parses `nsbox:<pid>:<start>:<id>`; undefined for other comments. */
+function ownerOfComment(c: string | undefined): { pid: number; start: number } | undefined {
+  const m = /^nsbox:(\d+):(\d+):/.exec(c ?? '');
+  return m ? { pid: Number(m[1]), start: Number(m[2]) } : undefined;
+}
+
+/**
+ * Removes leftovers of dead nsbox processes: IPAM entries, their veths, DNAT entries, and the
+ * nftables/IPAM records of bridges that no longer exist. Safe to run at any time, alongside
+ * live nsbox processes (their entries are kept).
+ */
+export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<NetworkSweepReport> {
+  const n = netNative();
+  const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [] };
+  // 1. IPAM entries of dead owners, and their links
+  const linkNames = new Set<string>();
+  for (const e of sweepIpam()) {
+    report.ipam.push(`${e.key}:${e.address}`);
+    if (e.owner.link) linkNames.add(e.owner.link);
+  }
+  // 2. links named by a dead pid (the name carries the pid; a reused pid only delays removal)
+  const links = n.netlinkLinks();
+  for (const l of links) {
+    const pid = parseOwnedName(l.name);
+    if (pid !== undefined && processStart(pid) === undefined) linkNames.add(l.name);
+  }
+  for (const name of linkNames) {
+    if (!links.some((l) => l.name === name)) continue;
+    if (await n.netlinkLinkDelAsync(name, undefined, true)) report.links.push(name);
+  }
+  // 3. nftables: DNAT entries of dead owners; bridges whose link is gone
+  if (!nftUnavailableReason()) {
+    const dead = nftListPublished().filter((p) => {
+      const o = ownerOfComment(p.comment);
+      return o !== undefined && !ownerAlive(o);
+    });
+    nftUnpublish(dead);
+    report.published.push(...dead.map((p) => `${p.hostIp ?? '0.0.0.0'}:${p.hostPort}/${p.protocol}`));
+  }
+  const live = new Set(n.netlinkLinks().map((l) => l.name));
+  const busy = new Set(listIpam().filter((e) => ownerAlive(e.owner)).map((e) => e.key));
+  if (opts.idleDefaultBridge && live.has(DEFAULT_BRIDGE) && !busy.has(DEFAULT_BRIDGE)) {
+    if (await n.netlinkLinkDelAsync(DEFAULT_BRIDGE, undefined, true)) report.links.push(DEFAULT_BRIDGE);
+    live.delete(DEFAULT_BRIDGE);
+  }
+  const known = new Set<string>([...ipamKeys(), ...(nftUnavailableReason() ? [] : nftListBridges().map((b) => b.bridge))]);
+  for (const b of known) {
+    if (live.has(b) || busy.has(b)) continue;
+    if (!nftUnavailableReason()) nftRemoveBridge(b);
+    dropIpamKey(b);
+    report.bridges.push(b);
+  }
+  return report;
+}
