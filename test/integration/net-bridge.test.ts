@@ -100,6 +100,28 @@ describe.skipIf(skipReason(!isRoot, 'bridge networking needs root'))('bridge net
       await expect(hostGet('127.0.0.1', port, 0)).rejects.toThrow();
     });
 
+  it('without nftables, a published TCP port is served by the userland proxy; it stops after exit', async () => {
+    const a = Bridge.create(`nsbox${uniq()}q`, { address: '10.83.1.1/24' });
+    bridges.push(a);
+    const port = 21000 + (pid % 20000);
+    process.env.NSBOX_NO_NFTABLES = '1';
+    let server;
+    try {
+      server = await runSandboxed(SERVER, { bridge: a, publish: [{ host: port, container: 8000, hostIp: '127.0.0.1' }] });
+    } finally {
+      delete process.env.NSBOX_NO_NFTABLES;
+    }
+    try {
+      expect(server.prepared.publishMode).toBe('proxy');
+      expect(await hostGet('127.0.0.1', port)).toMatch(/^hello from 10\.83\.1\.1$/);
+      expect(nftListPublished().filter((p) => p.hostPort === port)).toEqual([]);
+    } finally {
+      server.kill();
+      await server.result;
+    }
+    await expect(hostGet('127.0.0.1', port, 0)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
   it('bad input: clear errors, nothing created', async () => {
     const before = ourLinks();
     expect(() => validateNetworkOption({ bridge: 'nsbox-much-too-long' })).toThrow(/options.network.bridge must be at most 15 bytes/);
