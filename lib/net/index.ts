@@ -7,7 +7,7 @@ export {
 } from './link.js';
 export {
   validateNetworkOption, prepareSandboxNetwork, DEFAULT_BRIDGE, DEFAULT_SUBNET,
-  type NetworkOption, type BridgeNetworkOption, type PublishSpec, type PreparedNetwork, type NetHandoff,
+  type NetworkOption, type BridgeNetworkOption, type PublishSpec, type PreparedNetwork, type NetHandoff, type PrepareContext,
 } from './network.js';
 export { TcpProxy } from './proxy.js';
 export { enableNetworkForSpawn } from './spawn.js';

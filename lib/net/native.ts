@@ -63,7 +63,7 @@ export interface NetNative {
   netlinkAddrs(ns?: RawNetns): RawAddr[];
   netlinkRoute(add: boolean, spec: { dst?: string; gateway?: string; link?: number | string; table?: number; metric?: number }, ns?: RawNetns): void;
   netlinkRoutes(ns?: RawNetns): RawRoute[];
-  netlinkHandoff(spec: { ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string }, pid: number): void;
+  netlinkHandoff(spec: { ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string; hostName?: string; master?: number }, pid: number): void;
   fileLock(fd: number, exclusive: boolean, wait: boolean): boolean;
   nftAvailable(): string | null;
   nftRun(commands: string, opts?: { json?: boolean; handles?: boolean; echo?: boolean }): string;

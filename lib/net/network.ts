@@ -138,6 +138,25 @@ export interface NetHandoff {
   addresses: string[];
   gateway4?: string;
   gateway6?: string;
+  /**
+   * Set in `'create'` hand-off mode (ifindex is then 0): the veth is made during the hand-off,
+   * host end `hostName` on bridge ifindex `master`, peer born inside the child's namespace.
+   */
+  hostName?: string;
+  master?: number;
+}
+
+/** Context of {@link prepareSandboxNetwork}. */
+export interface PrepareContext {
+  /** The sandbox's id (recorded with its IPAM entry and nftables elements). */
+  id: string;
+  /**
+   * `'move'` (default, the current plan.h contract): the veth is made here and the hand-off
+   * moves its peer into the child's namespace; the kernel waits an RCU grace period for that
+   * (15-50 ms measured). `'create'`: the hand-off makes the pair with the peer born inside
+   * the child's namespace (~0.5 ms); needs NetHandoffSpec to carry hostName/master.
+   */
+  handoff?: 'move' | 'create';
 }
 
 /** Result of {@link prepareSandboxNetwork}. */
@@ -199,7 +218,10 @@ async function checkHostPortFree(p: PublishSpec): Promise<void> {
  * userland proxy when nftables cannot be used). Any failure removes what was made and
  * rethrows. Call `release()` after the sandbox exits (or failed to start).
  */
-export async function prepareSandboxNetwork(network: NetworkOption | undefined, ctx: { id: string }): Promise<PreparedNetwork> {
+export async function prepareSandboxNetwork(network: NetworkOption | undefined, ctx: PrepareContext): Promise<PreparedNetwork> {
+  if (!ctx || typeof ctx.id !== 'string' || !ctx.id) throw new TypeError('ctx.id must be a non-empty string');
+  if (ctx.handoff !== undefined && ctx.handoff !== 'move' && ctx.handoff !== 'create') throw new RangeError(`ctx.handoff must be 'move' or 'create'`);
+  const create = ctx.handoff === 'create';
   const opt = validateNetworkOption(network);
   if (typeof opt === 'string' || 'join' in opt) {
     const resolvConf = opt === 'host' || typeof opt === 'object' ? readHostResolv() : '';
@@ -221,8 +243,10 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     }
     const id = ctx.id;
     const owner = `nsbox:${process.pid}:${selfOwner(id).start}:${id}`;
-    const veth = VethPair.create({ mtu: o.mtu, host: ownedLinkName('h') });
-    undo.push(() => veth.destroy());
+    const hostName = ownedLinkName('h');
+    // in 'create' mode the pair appears during the hand-off; release removes it if it exists
+    const veth = create ? undefined : VethPair.create({ mtu: o.mtu, host: hostName });
+    undo.push(() => (veth ? veth.destroy() : netNative().netlinkLinkDelAsync(hostName, undefined, true).then(() => {})));
     const bridgeName = o.bridge instanceof Bridge ? o.bridge.name : o.bridge ?? DEFAULT_BRIDGE;
     let bridge: Bridge;
     let address: string;
@@ -241,12 +265,12 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
       const gw4 = br.ipv4;
       if (!gw4) throw new RangeError(`options.network.bridge '${bridgeName}' has no IPv4 address to take a subnet from`);
       if (o.address && !contains(gw4, o.address, 4)) throw new RangeError(`options.network.address ${o.address} is outside the bridge subnet ${networkCidr(gw4)}`);
-      const a = allocateLocked(bridgeName, gw4, selfOwner(id, veth.host), o.address);
+      const a = allocateLocked(bridgeName, gw4, selfOwner(id, hostName), o.address);
       return { bridge: br, address: a.address };
     }));
     undo.push(() => releaseAddress(bridgeName, address, id));
     const gw4 = bridge.ipv4!;
-    netNative().netlinkLinkSet(veth.hostIndex, { master: bridge.ifindex, up: true });
+    if (veth) netNative().netlinkLinkSet(veth.hostIndex, { master: bridge.ifindex, up: true });
     const gateway = o.gateway ?? gw4.address;
     // NAT and isolation for the bridge, 127.0.0.1 publishing needs route_localnet on it
     let publishMode: 'nftables' | 'proxy' | undefined;
@@ -277,10 +301,14 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     };
     let released = false;
     return {
-      handoff: [{ ifindex: veth.peerIndex, name: o.interfaceName ?? 'eth0', ...(o.mtu ? { mtu: o.mtu } : {}), addresses: [`${address}/${gw4.prefix}`], gateway4: gateway }],
+      handoff: [{
+        ifindex: veth ? veth.peerIndex : 0, name: o.interfaceName ?? 'eth0', ...(o.mtu ? { mtu: o.mtu } : {}),
+        addresses: [`${address}/${gw4.prefix}`], gateway4: gateway,
+        ...(veth ? {} : { hostName, master: bridge.ifindex }),
+      }],
       files,
       address,
-      hostLink: veth.host,
+      hostLink: hostName,
       publishMode,
       async release() {
         if (released) return;

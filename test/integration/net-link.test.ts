@@ -108,6 +108,31 @@ describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in th
     }
   });
 
+  it("NetHandoff 'create' makes the pair with the peer born in the process netns; a failure leaves no pair", async () => {
+    const target = await sleeper();
+    const br = Bridge.create(`nsbox${uniq()}f`, { address: '10.80.1.1/24' });
+    const host = `nsbox${uniq()}fh`;
+    try {
+      netNative().netlinkHandoff({ ifindex: 0, hostName: host, master: br.ifindex, name: 'eth0', mtu: 1400, addresses: ['10.80.1.2/24'], gateway4: '10.80.1.1' }, target);
+      const h = ipj(['link', 'show', 'dev', host])[0];
+      expect(h).toMatchObject({ master: br.name, mtu: 1400 });
+      expect(h.flags).toContain('UP');
+      const sh = (cmd: string[]) => JSON.parse(execFileSync('nsenter', ['-t', String(target), '-n', 'ip', '-j', ...cmd], { encoding: 'utf8' }));
+      expect(sh(['addr', 'show', 'dev', 'eth0'])[0]).toMatchObject({ mtu: 1400, operstate: 'UP' });
+      expect(sh(['route', 'show', 'default'])[0]).toMatchObject({ gateway: '10.80.1.1', dev: 'eth0' });
+      await deleteLink(host);
+      // a gateway off the link: the kernel refuses the route, and the new pair is removed
+      let err: unknown;
+      try { netNative().netlinkHandoff({ ifindex: 0, hostName: host, master: br.ifindex, name: 'eth1', addresses: ['10.80.1.3/24'], gateway4: '192.0.2.1' }, target); } catch (e) { err = e; }
+      expect(err).toMatchObject({ step: 'network', syscall: 'RTM_NEWROUTE', path: '192.0.2.1' });
+      expect(getLink(host)).toBeUndefined();
+      expect(sh(['link', 'show']).some((l: any) => l.ifname === 'eth1')).toBe(false);
+    } finally {
+      await deleteLink(host);
+      await br.destroy();
+    }
+  });
+
   it('NetHandoff moves a link into a process netns as eth0 with address and default route', async () => {
     const target = await sleeper();
     const br = Bridge.create(`nsbox${uniq()}e`, { address: ['10.80.0.1/24', 'fd80::1/64'] });

@@ -14,8 +14,8 @@ export interface Sandboxed {
 }
 
 let n = 0;
-export async function runSandboxed(script: string, network: NetworkOption, program = 'python3'): Promise<Sandboxed> {
-  const prepared = await prepareSandboxNetwork(network, { id: `t${process.pid}-${n++}` });
+export async function runSandboxed(script: string, network: NetworkOption, handoff: 'move' | 'create' = 'create', program = 'python3'): Promise<Sandboxed> {
+  const prepared = await prepareSandboxNetwork(network, { id: `t${process.pid}-${n++}`, handoff });
   const c = spawn('unshare', ['-n', 'sh', '-c', `read go; ip link set lo up; exec ${program} -c "$0"`, script], { stdio: ['pipe', 'pipe', 'pipe'] });
   const me = readlinkSync('/proc/self/ns/net');
   for (let i = 0; i < 400; i++) {
