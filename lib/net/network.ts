@@ -175,6 +175,9 @@ export interface PreparedNetwork {
   release(): Promise<void>;
 }
 
+/** Bridges this process registered in nftables (name@ifindex: a re-made bridge registers again). */
+const nftBridgesDone = new Set<string>();
+
 const BASE_HOSTS = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
 
 function hostNameservers(): string[] {
@@ -276,7 +279,11 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     let publishMode: 'nftables' | 'proxy' | undefined;
     if (!nftReason) {
       ensureNftBase();
-      nftAddBridge(bridge.name, networkCidr(gw4));
+      const key = `${bridge.name}@${bridge.ifindex}`;
+      if (!nftBridgesDone.has(key)) {
+        nftAddBridge(bridge.name, networkCidr(gw4));
+        nftBridgesDone.add(key);
+      }
       enableSysctl('/proc/sys/net/ipv4/ip_forward');
       if (publish.length) enableSysctl(`/proc/sys/net/ipv4/conf/${bridge.name}/route_localnet`);
     }
