@@ -14,3 +14,4 @@ export { enableNetworkForSpawn } from './spawn.js';
 export { nftUnavailableReason, nftListPublished, NFT_TABLE } from './nft.js';
 export { listIpam, ipamDir } from './ipam.js';
 export { sweepNetwork, type NetworkSweepReport, type NetworkSweepOptions } from './gc.js';
+export { Vxlan, type VxlanOptions } from './vxlan.js';
