@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { build } from 'esbuild';
 import { Bridge } from '../../lib/net/bridge.js';
 import { sweepNetwork } from '../../lib/net/gc.js';
+import { prepareSandboxNetwork, DEFAULT_BRIDGE } from '../../lib/net/network.js';
 import { listIpam } from '../../lib/net/ipam.js';
 import { nftListPublished, nftListBridges, nftUnavailableReason } from '../../lib/net/nft.js';
 import { getLink } from '../../lib/net/link.js';
@@ -70,6 +71,29 @@ describe.skipIf(skipReason(!isRoot, 'network sweep tests need root'))('network l
     expect(getLink(br.name)).toBeDefined();
     await br.destroy();
     expect(nftListBridges().some((b) => b.bridge === br.name)).toBe(false);
+  });
+
+  it('without a bridge option the default bridge nsbox0 (10.88.0.0/16) is made on demand and kept; the sweep removes it when idle', async () => {
+    const existed = getLink(DEFAULT_BRIDGE) !== undefined;
+    const p = await prepareSandboxNetwork({}, { id: 'default' });
+    try {
+      expect(p.address).toMatch(/^10\.88\.\d+\.\d+$/);
+      expect(p.handoff[0]).toMatchObject({ name: 'eth0', gateway4: '10.88.0.1', addresses: [`${p.address}/16`] });
+      expect(getLink(DEFAULT_BRIDGE)).toMatchObject({ kind: 'bridge', up: true });
+      expect(getLink(p.hostLink!)!.master).toBe(getLink(DEFAULT_BRIDGE)!.ifindex);
+    } finally {
+      await p.release();
+    }
+    expect(getLink(p.hostLink!)).toBeUndefined();
+    expect(getLink(DEFAULT_BRIDGE)).toBeDefined(); // kept between sandboxes, like docker0
+    if (existed) {
+      console.warn(`SKIPPED (part): ${DEFAULT_BRIDGE} existed before this test; not sweeping it`);
+      return;
+    }
+    const report = await sweepNetwork({ idleDefaultBridge: true });
+    expect(report.links).toContain(DEFAULT_BRIDGE);
+    expect(getLink(DEFAULT_BRIDGE)).toBeUndefined();
+    expect(nftListBridges().some((b) => b.bridge === DEFAULT_BRIDGE)).toBe(false);
   });
 
   it('IPAM hands out unique addresses to 4 processes allocating at once', async () => {
