@@ -220,6 +220,11 @@ async function checkHostPortFree(p: PublishSpec): Promise<void> {
  * bridge and up, peer handed to the child as `eth0`), masquerade and DNAT entries (or a
  * userland proxy when nftables cannot be used). Any failure removes what was made and
  * rethrows. Call `release()` after the sandbox exits (or failed to start).
+ *
+ * Host-wide effects, as docker's bridge driver has: with nftables, `net.ipv4.ip_forward` is
+ * set to 1 (outbound NAT needs it) and `route_localnet` on the bridge when ports are published
+ * (for 127.0.0.1 DNAT); the bridge (default `nsbox0`) stays until `sweepNetwork({
+ * idleDefaultBridge: true })` or its owner's `Bridge.destroy()`.
  */
 export async function prepareSandboxNetwork(network: NetworkOption | undefined, ctx: PrepareContext): Promise<PreparedNetwork> {
   if (!ctx || typeof ctx.id !== 'string' || !ctx.id) throw new TypeError('ctx.id must be a non-empty string');
