@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // `nsbox` command line: a thin layer over the public API.
-import { spawnIsolated, explain, NsboxError, type SpawnIsolatedOptions, type Mount } from './index.js';
+import { spawnIsolated, explain, NsboxError, doctor, selfTest, sweepNetwork, type SpawnIsolatedOptions, type Mount } from './index.js';
 import { constants as osConstants } from 'node:os';
 
 const USAGE = `usage:
   nsbox run [options] -- CMD [ARGS...]      run CMD in a new sandbox; exit status = CMD's (128+N if killed by signal N)
   nsbox explain [options] -- CMD [ARGS...]  print the plan instead of running it
+  nsbox doctor [--self-test] [--json]       what this host allows, each with a fix; --self-test runs the
+                                            seccomp attack battery (exit 1 if anything gets through)
+  nsbox gc                                  remove what crashed nsbox processes left (links, IPAM, rules)
 
 options:
   --rootfs DIR          root filesystem (default: the host's system dirs read-only, fresh /tmp, /home, /root, /run)
@@ -31,6 +34,7 @@ function die(msg: string, code = 2): never {
 export function parseArgs(argv: string[]): { cmd: string; file: string; args: string[]; options: SpawnIsolatedOptions } {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help') { process.stdout.write(USAGE); process.exit(cmd ? 0 : 2); }
+  if (cmd === 'doctor' || cmd === 'gc') return { cmd, file: '', args: rest, options: {} };
   if (cmd !== 'run' && cmd !== 'explain') die(`unknown command '${cmd}'\n${USAGE}`);
   const o: SpawnIsolatedOptions = {};
   const mounts: Mount[] = [];
@@ -95,6 +99,27 @@ export function parseArgs(argv: string[]): { cmd: string; file: string; args: st
 async function main(): Promise<void> {
   const { cmd, file, args, options } = parseArgs(process.argv.slice(2));
   try {
+    if (cmd === 'doctor') {
+      const report = doctor();
+      const attacks = args.includes('--self-test') ? selfTest() : undefined;
+      if (args.includes('--json')) {
+        process.stdout.write(`${JSON.stringify({ ...report, selfTest: attacks }, null, 2)}\n`);
+      } else {
+        process.stdout.write(`nsbox doctor: kernel ${report.kernel}, ${report.root ? 'root' : 'not root'}\n`);
+        for (const c of report.checks) {
+          process.stdout.write(`  [${c.status.padEnd(7)}] ${c.title}: ${c.detail}\n`);
+          if (c.fix) process.stdout.write(`            fix: ${c.fix}\n`);
+        }
+        for (const a of attacks ?? []) process.stdout.write(`  [${a.denied ? 'denied ' : 'ALLOWED'}] ${a.title}: ${a.got} (want ${a.expect})\n`);
+      }
+      process.exitCode = report.ok && (attacks ?? []).every((a) => a.denied) ? 0 : 1;
+      return;
+    }
+    if (cmd === 'gc') {
+      const r = await sweepNetwork();
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      return;
+    }
     if (cmd === 'explain') {
       process.stdout.write(`${JSON.stringify(explain(file, args, options), null, 2)}\n`);
       return;

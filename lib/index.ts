@@ -1,10 +1,24 @@
-// Public API: re-exports only.
+// Public API: re-exports only (plus switching on the spawn options that other layers handle).
+import { enableSeccompForSpawn } from './security/seccomp/spawn.js';
+import { enableNetworkForSpawn } from './net/spawn.js';
+
 export { NsboxError } from './errors.js';
 export type { NsboxErrorInfo } from './errors.js';
 export { spawnIsolated, IsolatedProcess } from './spawn/spawn.js';
 export type {
   SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, NamespaceType, Propagation, Rlimits,
-  RlimitValue, StdioOption,
+  RlimitValue, StdioOption, Verdict,
 } from './spawn/options.js';
-export { Namespace } from './ns/namespace.js';
 export { explain } from './spawn/explain.js';
+export type { ExplainedPlan } from './spawn/explain.js';
+export { Namespace } from './ns/namespace.js';
+export { Capabilities, CAPABILITY_NAMES } from './security/capabilities.js';
+export type { CapabilityName, CapabilitySets, FileCapabilities, ProcessCapabilities } from './security/capabilities.js';
+export * from './cgroup/index.js';
+export * from './net/index.js';
+export * from './security/seccomp/index.js';
+export * from './security/doctor.js';
+
+// `seccomp` (default profile unless 'none') and bridge `network` options of spawnIsolated
+enableSeccompForSpawn();
+enableNetworkForSpawn();

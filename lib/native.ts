@@ -42,6 +42,9 @@ export interface NativeAddon {
   nsOwner(fd: number): number;
   nsPersist(fd: number, target: string): void;
   nsRemove(path: string): void;
+  getxattr(path: string, name: string): Buffer | null;
+  setxattr(path: string, name: string, value: Buffer): void;
+  removexattr(path: string, name: string): void;
   // other kernel areas add theirs (caps.cc, cgroup.cc, mount.cc, netlink.cc, seccomp.cc)
   [name: string]: unknown;
 }

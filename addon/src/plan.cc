@@ -90,6 +90,8 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
     for (const char* a : addrs) if (a) h.addresses.emplace_back(a);
     if (const char* s = r.Str(p, n, "gateway4")) h.gateway4 = s;
     if (const char* s = r.Str(p, n, "gateway6")) h.gateway6 = s;
+    if (const char* s = r.Str(p, n, "hostName")) h.hostName = s;
+    h.master = (int)r.Num(n, "master", 0);
     p->net.push_back(std::move(h));
   }
   Napi::Array stdio = r.Arr(o, "stdio");

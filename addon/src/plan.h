@@ -50,8 +50,14 @@ struct NetHandoffSpec {
   unsigned mtu = 0;
   std::vector<std::string> addresses;
   std::string gateway4, gateway6;
+  // 'create' mode (faster: no namespace move, which waits an RCU grace period): the veth pair
+  // is made during the hand-off, host end `hostName` enslaved to bridge ifindex `master`, the
+  // peer born inside the child's namespace; ifindex is then 0
+  std::string hostName;
+  int master = 0;
 };
 int NetHandoff(const NetHandoffSpec& spec, pid_t childPid, Err* e);
+int NetHandoffCreate(const NetHandoffSpec& spec, const std::string& hostName, int master, pid_t childPid, Err* e);
 struct Rlimit { int resource; unsigned long long soft, hard; };
 
 enum class StdioKind : int { kPipe = 0, kInherit = 1, kIgnore = 2, kFd = 3 };

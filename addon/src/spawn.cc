@@ -111,8 +111,10 @@ int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
     snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
     if (int r = WriteFile(path, p.gidMap, e, "gid_map"); r < 0) return r;
   }
-  for (const NetHandoffSpec& n : p.net)
-    if (int r = NetHandoff(n, pid, e); r < 0) return r;
+  for (const NetHandoffSpec& n : p.net) {
+    int r = n.hostName.empty() ? NetHandoff(n, pid, e) : NetHandoffCreate(n, n.hostName, n.master, pid, e);
+    if (r < 0) return r;
+  }
   if (!placedInCgroup) {
     std::string s = std::to_string(pid);
     for (const std::string& procs : p.cgroupProcs)

@@ -4,6 +4,7 @@
 // and release runs after exit.
 import { randomBytes } from 'node:crypto';
 import { registerSpawnExtension } from '../spawn/spawn.js';
+import { provideEtcFiles } from '../spawn/plan.js';
 import { prepareSandboxNetwork, validateNetworkOption, type NetworkOption, type PreparedNetwork } from './network.js';
 
 let registered = false;
@@ -22,8 +23,9 @@ export function enableNetworkForSpawn(): void {
     let prepared: PreparedNetwork | undefined;
     return {
       async prepare(plan) {
-        prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex') });
+        prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
         (plan as { net: PreparedNetwork['handoff'] }).net.push(...prepared.handoff);
+        provideEtcFiles(plan, { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf });
       },
       async release() {
         await prepared?.release();

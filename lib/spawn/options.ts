@@ -1,6 +1,8 @@
 import type { Namespace } from '../ns/namespace.js';
 import type { CGroup } from '../cgroup/cgroup.js';
 import type { SandboxLimits } from '../cgroup/limits.js';
+import type { NetworkOption } from '../net/network.js';
+import type { SeccompOption } from '../security/seccomp/option.js';
 
 /** Namespace kinds nsbox can create or join. */
 export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
@@ -151,6 +153,15 @@ export interface SpawnIsolatedOptions {
   onOutputLimit?: 'kill' | 'truncate';
   /** Run in this existing cgroup instead of a new one (it is not removed afterwards). */
   cgroup?: CGroup;
+  /**
+   * Network: `'none'` (default: a new namespace with only `lo`, up), `'loopback'` (the same),
+   * `'host'` (the host's network namespace), `{ join: Namespace }`, or bridge mode
+   * `{ bridge?, address?, gateway?, dns?, publish?, mtu? }` (a veth on a bridge, NAT, published
+   * ports; see README "Networking").
+   */
+  network?: NetworkOption;
+  /** System call filter: `'default'` (nsbox's allowlist, see SECURITY.md), `'none'`, or a profile from `Seccomp.profile()`. */
+  seccomp?: SeccompOption;
   /** Where the sandbox's own cgroup is created: a cgroup path or CGroup. Default: under the caller's own cgroup. */
   cgroupParent?: string | CGroup;
 }

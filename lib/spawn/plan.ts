@@ -275,7 +275,7 @@ export function parseStdio(v: SpawnIsolatedOptions['stdio']): [StdioOption, Stdi
  */
 export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const { file, args } = input;
-  const o = input.options ?? {};
+  let o = input.options ?? {};
   if (!isPlainObject(o)) fail('options', 'must be an object');
   checkKeys('options', o as Record<string, unknown>, OPTION_KEYS);
   str('file', file, { nonEmpty: true });
@@ -295,9 +295,19 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.user === false) ns.delete('user');
   else if (o.user !== undefined && !isPlainObject(o.user)) fail('options.user', 'must be false or { uidMap, gidMap }');
   if (o.timeOffsets !== undefined) ns.add('time');
+  // network: 'none' and 'loopback' keep the new namespace (lo up); 'host' shares the host's;
+  // { join } enters one; bridge mode is prepared by lib/net (a spawn extension)
+  const network = (o as SpawnIsolatedOptions).network;
+  if (network === 'host') ns.delete('net');
+  let joinNet: Namespace | undefined;
+  if (typeof network === 'object' && network !== null && 'join' in network) joinNet = (network as { join: Namespace }).join;
 
   const joins: Plan['joins'] = [];
   const joined: NamespaceType[] = [];
+  if (joinNet) {
+    if ((o.join as Record<string, unknown> | undefined)?.net !== undefined) fail('options.network', 'cannot be { join } together with options.join.net');
+    o = { ...o, join: { ...(o.join as object), net: joinNet } };
+  }
   if (o.join !== undefined) {
     if (!isPlainObject(o.join)) fail('options.join', 'must be an object { type: Namespace }');
     checkKeys('options.join', o.join, NS_TYPES);
@@ -353,10 +363,10 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   // --- capabilities
   const capsList = o.capabilities === undefined ? [] : Array.isArray(o.capabilities) ? o.capabilities : fail('options.capabilities', 'must be an array of capability names');
-  const capNames = capsList.map((c, i) => {
-    try { return Capabilities.normalize(str(`options.capabilities[${i}]`, c)); } catch (e) { throw new TypeError(`options.capabilities[${i}]: ${(e as Error).message}`); }
-  });
-  const mask = Capabilities.toMask(capNames);
+  capsList.forEach((c, i) => str(`options.capabilities[${i}]`, c));
+  let mask: bigint;
+  try { mask = Capabilities.toMask(capsList as string[]); } catch (e) { throw new TypeError(`options.capabilities: ${(e as Error).message}`); }
+  const capNames = Capabilities.fromMask(mask);
   const lastCap = host.lastCap;
 
   // --- environment and exec candidates
@@ -583,6 +593,25 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       noNewPrivs: o.allowNewPrivileges !== true,
     },
   };
+}
+
+/**
+ * Puts files over /etc/<name> inside the sandbox (read-only binds of files written into the
+ * scratch root, which live on after it is detached). Used for /etc/hosts and /etc/resolv.conf.
+ * Does nothing when the sandbox has no mount namespace of its own.
+ */
+export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
+  const at = plan.ops.findIndex((op) => op.op === Op.Umount && op.b === '/oldroot');
+  if (at < 0) return;
+  const ops: PlanOp[] = [];
+  for (const [name, text] of Object.entries(files)) {
+    if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
+    ops.push({ op: Op.WriteFile, a: `/nsbox-etc/${name}`, d: text, mode: 0o644 });
+    ops.push({ op: Op.Bind, a: `/nsbox-etc/${name}`, b: `/newroot/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  }
+  // before the root is made read-only (a missing /etc/<name> must still be creatable)
+  const ro = plan.ops.findIndex((op) => op.op === Op.RemountRo && op.b === '/newroot');
+  plan.ops.splice(ro >= 0 && ro < at ? ro : at, 0, ...ops);
 }
 
 /** Whether the options give the sandbox a cgroup (limits the cgroup enforces, cpuTimeMs, or an explicit cgroup). */
