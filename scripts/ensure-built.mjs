@@ -21,7 +21,11 @@ const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit'
 
 if (!process.env.NSBOX_ADDON && built('build/Release/nsbox.node') < newest(['addon', 'binding.gyp'])) {
   console.log('ensure-built: building the addon (node-gyp rebuild)');
-  run(join(root, 'node_modules/.bin/node-gyp'), ['rebuild']);
+  // never download headers (only the npm and Debian registries are reachable): use the
+  // ones installed with node when npm has no nodedir configured
+  const args = ['rebuild'];
+  if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
+  run(join(root, 'node_modules/.bin/node-gyp'), args);
 }
 if (built('dist/index.js') < newest(['lib', 'tsup.config.ts', 'package.json'])) {
   console.log('ensure-built: building dist/ (tsup)');

@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo } from '../native.js';
@@ -27,12 +28,12 @@ export interface SpawnExtension {
 export class IsolatedProcess<T extends string | Buffer = string> extends EventEmitter implements PromiseLike<IsolatedResult<T>> {
   /** Host pid of the sandbox's first process; undefined if setup failed. */
   pid: number | undefined;
-  /** Writable stdin when stdio[0] is 'pipe'. */
-  stdin: Socket | null = null;
+  /** Writable stdin when stdio[0] is 'pipe' (usable at once; written through once the sandbox runs). */
+  readonly stdin: Writable | null;
   /** Readable stdout when stdio[1] is 'pipe'. */
-  stdout: Socket | null = null;
+  readonly stdout: Readable | null;
   /** Readable stderr when stdio[2] is 'pipe'. */
-  stderr: Socket | null = null;
+  readonly stderr: Readable | null;
   /** Exit code once exited, else null. */
   exitCode: number | null = null;
   /** Signal that ended it once exited, else null. */
@@ -56,6 +57,18 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     super();
     this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
     this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
+    // the streams exist from the start, as with child_process; the sandbox's sockets are
+    // piped into them once it runs (setup may await a cgroup or a network first)
+    const [s0, s1, s2] = parseStdio(options.stdio);
+    this.stdin = s0 === 'pipe' ? new PassThrough() : null;
+    this.stdout = s1 === 'pipe' ? new PassThrough() : null;
+    this.stderr = s2 === 'pipe' ? new PassThrough() : null;
+    if (this.stdin && options.input !== undefined) this.stdin.end(options.input);
+    if (options.buffer !== false) {
+      // the result collects the output: never let an unread stream stall the program
+      this.stdout?.resume();
+      this.stderr?.resume();
+    }
     this.#promise = this.#run(plan, options, extensions);
     // an unobserved setup failure must not crash the process before the caller awaits
     this.#promise.catch(() => {});
@@ -93,6 +106,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     } catch (err) {
       await cg?.killAndRemove().catch(() => {});
       await release();
+      this.stdin?.destroy();
+      (this.stdout as PassThrough | null)?.end();
+      (this.stderr as PassThrough | null)?.end();
       throw err;
     }
     this.pid = out.pid;
@@ -102,38 +118,42 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const chunks: [Buffer[], Buffer[]] = [[], []];
     const streamsDone: Promise<void>[] = [];
     const [in0, out1, err2] = out.stdio;
+    let stdinSocket: Socket | undefined;
     if (in0 >= 0) {
-      this.stdin = new Socket({ fd: in0, readable: false, writable: true });
-      this.stdin.on('error', () => {}); // EPIPE when the program does not read: not our failure
-      if (o.input !== undefined) this.stdin.end(o.input);
+      stdinSocket = new Socket({ fd: in0, readable: false, writable: true });
+      stdinSocket.on('error', () => {}); // EPIPE when the program does not read: not our failure
+      (this.stdin as PassThrough).pipe(stdinSocket);
     }
+    const sockets: Socket[] = [];
     const cap = o.limits?.outputBytes === undefined ? Infinity : parseByteSize(o.limits.outputBytes, 'limits.outputBytes');
     let outputSeen = 0;
     let truncated = false;
-    const reader = (fd: number, i: 0 | 1) => {
+    const reader = (fd: number, i: 0 | 1, pt: PassThrough) => {
       const s = new Socket({ fd, readable: true, writable: false });
+      sockets.push(s);
+      const pass = (c: Buffer) => {
+        if (collect) chunks[i].push(c);
+        // backpressure from a slow reader of p.stdout pauses the program, not Node's memory
+        if (!pt.write(c) && !collect) { s.pause(); pt.once('drain', () => s.resume()); }
+      };
       s.on('data', (c: Buffer) => {
         const room = cap - outputSeen;
         outputSeen += c.length;
-        if (room >= c.length) {
-          if (collect) chunks[i].push(c);
-          return;
-        }
-        if (collect && room > 0) chunks[i].push(c.subarray(0, room));
+        if (room >= c.length) return pass(c);
+        if (room > 0) pass(c.subarray(0, room));
         truncated = true;
         if (o.onOutputLimit !== 'truncate') {
           // stop reading at once; the sandbox dies with its output cut at the cap
           this.#limit('output');
-          this.stdout?.pause();
-          this.stderr?.pause();
+          for (const x of sockets) x.pause();
         }
       });
-      streamsDone.push(new Promise((res) => s.once('close', () => res())));
+      s.once('end', () => pt.end());
+      streamsDone.push(new Promise((res) => s.once('close', () => { pt.end(); res(); })));
       s.on('error', () => {});
-      return s;
     };
-    if (out1 >= 0) this.stdout = reader(out1, 0);
-    if (err2 >= 0) this.stderr = reader(err2, 1);
+    if (out1 >= 0) reader(out1, 0, this.stdout as PassThrough);
+    if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
 
     let done = false;
     const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => { done = true; resolve(info); }));
@@ -168,9 +188,10 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.exitCode = info.exitCode ?? null;
     this.signalCode = info.signal !== undefined ? SIGNAL_NAMES.get(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
     this.emit('exit', this.exitCode, this.signalCode);
+    stdinSocket?.destroy();
     this.stdin?.destroy();
     // output paused at the cap is not read further
-    if (truncated && o.onOutputLimit !== 'truncate') { this.stdout?.destroy(); this.stderr?.destroy(); }
+    if (truncated && o.onOutputLimit !== 'truncate') for (const x of sockets) x.destroy();
     await Promise.all(streamsDone);
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
     let cgUsage;

@@ -15,7 +15,8 @@ import { runSandboxed } from './net-sandbox-helper.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const pid = process.pid;
-const bundle = `/tmp/nsbox-net-test-${pid}.mjs`;
+// inside the package (git-ignored build-test/), so the addon loader finds the package root
+const bundle = `${process.cwd()}/build-test/nsbox-net-test-${pid}.mjs`;
 const bridges: Bridge[] = [];
 let n = 0;
 const uniq = () => `${pid.toString(36)}${(n++).toString(36)}`;
