@@ -85,6 +85,12 @@ export interface SpawnIsolatedOptions {
    * `/tmp`, `/home`, `/root`, `/run`, `/var/tmp` (see README "The default view").
    */
   rootfs?: string | { path: string; readonly?: boolean };
+  /**
+   * Run an image from a layer store instead of a rootfs (see `LayerStore`): the image's config
+   * (env, entrypoint/cmd, working dir, user) applies and these options override it. Needs the
+   * filesystem layer (`import 'nsbox'` registers it).
+   */
+  image?: ImageSpec;
   /** Hostname inside (new uts namespace). Default `'nsbox'`. */
   hostname?: string;
   /** NIS domain name inside. Default: unset (`(none)`). */
@@ -204,4 +210,16 @@ export interface IsolatedResult<T = string> {
   /** Output past `limits.outputBytes` was dropped. */
   truncated: boolean;
   usage: IsolatedUsage;
+}
+
+/** Which image to run, from which store (see `LayerStore`). */
+export interface ImageSpec {
+  /** The layer store holding the image. */
+  store: unknown;
+  /** Image reference (name:tag or id) in that store. */
+  ref: string;
+  /** Keep the container's writable layer afterwards. Default false. */
+  keep?: boolean;
+  /** Writable layer on a tmpfs of this size (bytes or '64M') instead of on disk. */
+  tmpfsSize?: number | string;
 }

@@ -428,6 +428,9 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   // --- filesystem view
   const ops: PlanOp[] = [];
+  if (o.image !== undefined) {
+    fail('options.image', o.rootfs !== undefined ? 'and options.rootfs exclude each other' : "needs nsbox's filesystem layer, which the package's main entry registers");
+  }
   let rootfsPath: string | null = null;
   let rootfsReadonly = true;
   if (o.rootfs !== undefined) {

@@ -13,8 +13,21 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
 );
 
+/** What spawnIsolated was called with. */
+export interface SpawnInput {
+  file: string;
+  args: string[];
+  options: SpawnIsolatedOptions;
+}
+
 /** Hooks later layers (cgroups, network, images) use to add to a plan and clean up after. */
 export interface SpawnExtension {
+  /**
+   * Runs first, before any cgroup or network exists: may return the inputs to build the plan
+   * from instead (an image layer resolves `options.image` to a mounted rootfs and the image's
+   * config here). Whatever it made must be undone by {@link SpawnExtension.release}.
+   */
+  resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
   /** Runs after the base plan is built, before the addon spawns. May add to the plan. */
   prepare?(plan: Plan, options: SpawnIsolatedOptions): Promise<void> | void;
   /** Runs once the sandbox exited (or failed to start). Must not throw. */
@@ -53,7 +66,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #cleanup: Array<() => void> = [];
 
   /** @internal use {@link spawnIsolated} */
-  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[]) {
+  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput) {
     super();
     this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
     this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
@@ -69,12 +82,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.stdout?.resume();
       this.stderr?.resume();
     }
-    this.#promise = this.#run(plan, options, extensions);
+    this.#promise = this.#run(plan, options, extensions, input);
     // an unobserved setup failure must not crash the process before the caller awaits
     this.#promise.catch(() => {});
   }
 
-  async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[]): Promise<IsolatedResult<T>> {
+  async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput): Promise<IsolatedResult<T>> {
     const started = performance.now();
     const release = async () => {
       for (const ext of extensions) {
@@ -88,6 +101,18 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     let out;
     let cg: SandboxCgroup | undefined;
     try {
+      if (input) {
+        let cur = input;
+        for (const ext of extensions) {
+          if (!ext.resolve) continue;
+          const next = await ext.resolve(cur);
+          if (next) cur = next;
+        }
+        if (cur !== input) {
+          plan = buildPlan(cur);
+          o = cur.options;
+        }
+      }
       if (o.cgroup) {
         plan.cgroupProcs = o.cgroup.procsPaths;
       } else if (needsCgroup(o)) {
@@ -305,10 +330,14 @@ export function registerSpawnExtension(f: (o: SpawnIsolatedOptions) => SpawnExte
  * process with an {@link NsboxError} (with `step`, e.g. `'exec'` for a missing program).
  */
 export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string> {
-  const plan = buildPlan({ file, args, options });
-  validateRuntimeOptions(options);
   const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
-  return new IsolatedProcess(plan, options, extensions);
+  // an image's rootfs exists only once its extension resolved it: check the rest now, against
+  // a stand-in root, so mistakes still throw before anything is made
+  const resolving = extensions.some((e) => e.resolve);
+  if (options.image !== undefined && options.rootfs !== undefined) throw new TypeError('options.image and options.rootfs exclude each other');
+  const plan = buildPlan({ file, args, options: resolving && options.image !== undefined ? { ...options, image: undefined } : options });
+  validateRuntimeOptions(options);
+  return new IsolatedProcess(plan, options, extensions, resolving ? { file, args, options } : undefined);
 }
 
 function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
