@@ -485,7 +485,9 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
     // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
     ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k' });
-    for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: MS.NOSUID | MS.NOEXEC });
+    // no nosuid/noexec remount on these: they are character devices, which nothing can exec
+    // and which carry no set-id bits (it would cost a syscall each per spawn)
+    for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
     ops.push({ op: Op.Mount, a: 'devpts', b: `${N}/dev/pts`, c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' });
     ops.push({ op: Op.Symlink, a: 'pts/ptmx', b: `${N}/dev/ptmx` });
     ops.push({ op: Op.Mount, a: 'shm', b: `${N}/dev/shm`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' });
