@@ -16,7 +16,8 @@
         "addon/src/cgroup.cc",
         "addon/src/mount.cc",
         "addon/src/netlink.cc",
-        "addon/src/seccomp.cc"
+        "addon/src/seccomp.cc",
+        "addon/src/fs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -19,6 +19,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMount(env, exports);
   InitNetlink(env, exports);
   InitSeccomp(env, exports);
+  InitFs(env, exports);
   return exports;
 }
 }  // namespace nsbox

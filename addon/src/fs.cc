@@ -1,0 +1,446 @@
+// Filesystem layer: overlay mounts (new mount API with one `lowerdir+` per layer, and the
+// mount(2) fallback with short relative links), safe path resolution inside a root
+// (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), the primitives the layer importer needs
+// to create entries through directory fds, and flock for the layer store.
+//
+// All of this runs on the Node main thread (never between clone and exec), so ordinary code is
+// fine; kernel calls go through syscall(2) where glibc has no wrapper. Errors follow
+// common.h: an Err is filled where the call fails and becomes an NsboxError at the edge.
+#include "common.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <string>
+#include <vector>
+
+namespace nsbox {
+namespace {
+
+constexpr unsigned long long kResolveSafe = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+int Openat2(int dirfd, const char* path, int flags, int mode, unsigned long long resolve) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) ? static_cast<unsigned long long>(mode) : 0;
+  how.resolve = resolve;
+  long r;
+  do r = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  while (r < 0 && errno == EAGAIN);  // RESOLVE_IN_ROOT may ask to retry after a racing rename
+  return static_cast<int>(r);
+}
+
+// Reads what the kernel logged on an fs context fd ("e overlayfs: ...") into e->message.
+void ReadFsLog(int fsfd, Err* e) {
+  std::string all;
+  char buf[512];
+  for (int i = 0; i < 8; i++) {
+    ssize_t n = read(fsfd, buf, sizeof buf - 1);
+    if (n <= 0) break;
+    buf[n] = 0;
+    if (!all.empty()) all += "; ";
+    all += buf;
+  }
+  if (!all.empty() && e) CopyStr(e->message, sizeof e->message, all.c_str());
+}
+
+std::string Str(const Napi::Value& v) { return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); }
+
+// ---- overlay, new mount API -------------------------------------------------------------
+// opts: { lower: string[] (top first), upper?, work?, target, readonly?, userxattr?,
+//         source?, params?: [key, value][] }
+// Returns true on success, false when this kernel has no fsopen/lowerdir+ (the caller falls
+// back to mount(2)); throws NsboxError for every other failure.
+Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Array lower = o.Get("lower").As<Napi::Array>();
+  std::string upper = Str(o.Get("upper")), work = Str(o.Get("work")), target = Str(o.Get("target"));
+  std::string source = o.Has("source") ? Str(o.Get("source")) : "nsbox-overlay";
+  bool readonly = o.Get("readonly").ToBoolean();
+  bool userxattr = o.Get("userxattr").ToBoolean();
+  Err e;
+  UniqueFd fs(static_cast<int>(syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC)));
+  if (!fs.valid()) {
+    if (errno == ENOSYS) return Napi::Boolean::New(env, false);
+    return ThrowErrno(env, errno, "overlay", "fsopen", target.c_str());
+  }
+  auto set = [&](const char* key, const char* val) -> int {
+    if (syscall(SYS_fsconfig, fs.get(), val ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, key, val, 0) < 0) return -errno;
+    return 0;
+  };
+  int r = set("source", source.c_str());
+  if (r < 0) { Fail(&e, -r, "overlay", "fsconfig", "source"); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+  for (uint32_t i = 0; i < lower.Length(); i++) {
+    std::string p = Str(lower.Get(i));
+    r = set("lowerdir+", p.c_str());
+    if (r < 0) {
+      // no lowerdir+ on this kernel: "unknown parameter" is EINVAL on the very first layer
+      if (i == 0 && r == -EINVAL) {
+        Err probe;
+        ReadFsLog(fs.get(), &probe);
+        if (strstr(probe.message, "nknown parameter") || strstr(probe.message, "lowerdir+")) return Napi::Boolean::New(env, false);
+        CopyStr(e.message, sizeof e.message, probe.message);
+        Fail(&e, -r, "overlay", "fsconfig", p.c_str());
+        return ThrowErr(env, e);
+      }
+      Fail(&e, -r, "overlay", "fsconfig", p.c_str());
+      ReadFsLog(fs.get(), &e);
+      return ThrowErr(env, e);
+    }
+  }
+  if (!upper.empty()) {
+    if ((r = set("upperdir", upper.c_str())) < 0) { Fail(&e, -r, "overlay", "fsconfig", upper.c_str()); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+    if ((r = set("workdir", work.c_str())) < 0) { Fail(&e, -r, "overlay", "fsconfig", work.c_str()); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+  }
+  if (userxattr && (r = set("userxattr", nullptr)) < 0) { Fail(&e, -r, "overlay", "fsconfig", "userxattr"); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+  if (o.Has("params")) {
+    Napi::Array ps = o.Get("params").As<Napi::Array>();
+    for (uint32_t i = 0; i < ps.Length(); i++) {
+      Napi::Array kv = ps.Get(i).As<Napi::Array>();
+      std::string k = Str(kv.Get(0u)), v = Str(kv.Get(1u));
+      if ((r = set(k.c_str(), v.c_str())) < 0) { Fail(&e, -r, "overlay", "fsconfig", k.c_str()); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+    }
+  }
+  if (syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
+    Fail(&e, errno, "overlay", "fsconfig", target.c_str());
+    ReadFsLog(fs.get(), &e);
+    return ThrowErr(env, e);
+  }
+  unsigned attrs = MOUNT_ATTR_NODEV | (readonly ? MOUNT_ATTR_RDONLY : 0);
+  if (o.Get("nosuid").ToBoolean()) attrs |= MOUNT_ATTR_NOSUID;
+  UniqueFd mnt(static_cast<int>(syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, attrs)));
+  if (!mnt.valid()) return ThrowErrno(env, errno, "overlay", "fsmount", target.c_str());
+  // the target is opened first and the mount moved onto the fd: no second path walk
+  UniqueFd t(Openat2(AT_FDCWD, target.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_MAGICLINKS));
+  if (!t.valid()) return ThrowErrno(env, errno, "overlay", "open", target.c_str());
+  if (syscall(SYS_move_mount, mnt.get(), "", t.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+    return ThrowErrno(env, errno, "overlay", "move_mount", target.c_str());
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// ---- overlay, mount(2) fallback ------------------------------------------------------------
+// (dir, data, target, flags): mounts with relative layer paths resolved from `dir` (the
+// overlay2 `l/` short links keep the option string under one page). The chdir happens in a
+// vfork child (its own cwd: no CLONE_FS), so the Node process's cwd never changes.
+Napi::Value OverlayMountLegacy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = Str(info[0]), data = Str(info[1]), target = Str(info[2]);
+  unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  if (data.size() >= static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
+    Err e;
+    Fail(&e, E2BIG, "overlay", "mount", target.c_str());
+    CopyStr(e.message, sizeof e.message, "the mount(2) option string is longer than a page: too many layers for the fallback");
+    return ThrowErr(env, e);
+  }
+  volatile int childErr = 0;
+  volatile int childStep = 0;
+  const char* d = dir.c_str();
+  const char* dt = data.c_str();
+  const char* tg = target.c_str();
+  pid_t pid = vfork();
+  if (pid == 0) {
+    if (syscall(SYS_chdir, d) < 0) { childErr = errno; childStep = 1; _exit(1); }
+    if (syscall(SYS_mount, "nsbox-overlay", tg, "overlay", flags, dt) < 0) { childErr = errno; childStep = 2; _exit(1); }
+    _exit(0);
+  }
+  if (pid < 0) return ThrowErrno(env, errno, "overlay", "vfork", target.c_str());
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  if (childErr) return ThrowErrno(env, childErr, "overlay", childStep == 1 ? "chdir" : "mount", childStep == 1 ? dir.c_str() : target.c_str());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return ThrowErrno(env, EIO, "overlay", "mount", target.c_str());
+  return env.Undefined();
+}
+
+// (target, detach?) umount2 with UMOUNT_NOFOLLOW.
+Napi::Value Umount(const Napi::CallbackInfo& info) {
+  std::string target = Str(info[0]);
+  int flags = UMOUNT_NOFOLLOW | (info[1].ToBoolean() ? MNT_DETACH : 0);
+  if (syscall(SYS_umount2, target.c_str(), flags) < 0) return ThrowErrno(info.Env(), errno, "umount", "umount2", target.c_str());
+  return info.Env().Undefined();
+}
+
+// (source, target, fstype, flags, data) plain mount(2), for a container's tmpfs layer.
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  std::string src = Str(info[0]), target = Str(info[1]), type = Str(info[2]), data = Str(info[4]);
+  unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  if (syscall(SYS_mount, src.c_str(), target.c_str(), type.c_str(), flags, data.empty() ? nullptr : data.c_str()) < 0) {
+    return ThrowErrno(info.Env(), errno, "mount", "mount", target.c_str());
+  }
+  return info.Env().Undefined();
+}
+
+// ---- safe paths ------------------------------------------------------------------------------
+// (dirfd, path, flags, mode, resolve) -> fd. resolve: RESOLVE_* bits (default: IN_ROOT|NO_MAGICLINKS).
+Napi::Value Openat2Js(const Napi::CallbackInfo& info) {
+  int dirfd = info[0].As<Napi::Number>().Int32Value();
+  std::string path = Str(info[1]);
+  int flags = info[2].As<Napi::Number>().Int32Value();
+  int mode = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  unsigned long long resolve = info[4].IsNumber() ? static_cast<unsigned long long>(info[4].As<Napi::Number>().Int64Value()) : kResolveSafe;
+  int fd = Openat2(dirfd, path.c_str(), flags, mode, resolve);
+  if (fd < 0) return ThrowErrno(info.Env(), errno, info[5].IsString() ? Str(info[5]).c_str() : "resolve", "openat2", path.c_str());
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// Splits a normalised relative path ("a/b/c") into components.
+std::vector<std::string> Components(const std::string& rel) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < rel.size()) {
+    size_t j = rel.find('/', i);
+    if (j == std::string::npos) j = rel.size();
+    if (j > i) out.push_back(rel.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+// Opens (creating missing directories, mode 0755, owned by the caller) the directory `rel`
+// inside rootFd. Every prefix is resolved from the root with RESOLVE_IN_ROOT, so a symlink in
+// the tree can never lead outside it.
+int OpenDirIn(int rootFd, const std::vector<std::string>& comps, size_t n, bool create, Err* e) {
+  std::string prefix;
+  UniqueFd cur(fcntl(rootFd, F_DUPFD_CLOEXEC, 0));
+  if (!cur.valid()) return Fail(e, errno, "resolve", "fcntl");
+  for (size_t i = 0; i < n; i++) {
+    if (!prefix.empty()) prefix += '/';
+    prefix += comps[i];
+    int fd = Openat2(rootFd, prefix.c_str(), O_PATH | O_DIRECTORY, 0, kResolveSafe);
+    if (fd < 0 && errno == ENOENT && create) {
+      if (mkdirat(cur.get(), comps[i].c_str(), 0755) < 0 && errno != EEXIST) return Fail(e, errno, "resolve", "mkdirat", prefix.c_str());
+      fd = Openat2(rootFd, prefix.c_str(), O_PATH | O_DIRECTORY, 0, kResolveSafe);
+    }
+    if (fd < 0) return Fail(e, errno, "resolve", "openat2", prefix.c_str());
+    cur.reset(fd);
+  }
+  return cur.release();
+}
+
+// (rootFd, rel, create) -> fd of the parent directory of `rel` (O_PATH), created if asked.
+Napi::Value OpenParentIn(const Napi::CallbackInfo& info) {
+  int rootFd = info[0].As<Napi::Number>().Int32Value();
+  std::vector<std::string> c = Components(Str(info[1]));
+  Err e;
+  int fd = OpenDirIn(rootFd, c, c.empty() ? 0 : c.size() - 1, info[2].ToBoolean(), &e);
+  if (fd < 0) return ThrowErr(info.Env(), e);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// Entry kinds of layerCreate, shared with lib/fs/native.ts.
+enum Kind { kFile = 0, kDir = 1, kSymlink = 2, kHardlink = 3, kChar = 4, kBlock = 5, kFifo = 6, kWhiteout = 7, kOpaque = 8 };
+
+// Removes `name` in `dirfd` (recursively for a directory) so an entry can replace it.
+int RemoveAt(int dirfd, const char* name, int depth, Err* e) {
+  if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 0;
+  if (errno != EISDIR) return Fail(e, errno, "import", "unlinkat", name);
+  if (depth > 256) return Fail(e, ELOOP, "import", "unlinkat", name);
+  UniqueFd d(openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.valid()) return Fail(e, errno, "import", "openat", name);
+  int dup = fcntl(d.get(), F_DUPFD_CLOEXEC, 0);
+  DIR* dir = fdopendir(dup);
+  if (!dir) { close(dup); return Fail(e, errno, "import", "fdopendir", name); }
+  std::vector<std::string> names;
+  while (struct dirent* de = readdir(dir)) {
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) names.push_back(de->d_name);
+  }
+  closedir(dir);
+  for (auto& n : names) if (int r = RemoveAt(d.get(), n.c_str(), depth + 1, e); r < 0) return r;
+  if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0) return Fail(e, errno, "import", "unlinkat", name);
+  return 0;
+}
+
+// (rootFd, rel, kind, mode, uid, gid, link, major, minor, mtimeSec, opaqueXattr)
+// Creates one layer entry inside rootFd; returns an fd open for writing for regular files,
+// else -1. Parents are resolved with RESOLVE_IN_ROOT (created when missing); the final
+// component is created with *at calls on the parent fd and never followed. A hardlink's
+// target is resolved inside the root as well. Ownership and mode of a regular file are set
+// by the caller once its data is written (chown clears set-id bits).
+Napi::Value LayerCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int rootFd = info[0].As<Napi::Number>().Int32Value();
+  std::string rel = Str(info[1]);
+  int kind = info[2].As<Napi::Number>().Int32Value();
+  mode_t mode = static_cast<mode_t>(info[3].As<Napi::Number>().Uint32Value()) & 07777;
+  uid_t uid = info[4].As<Napi::Number>().Uint32Value();
+  gid_t gid = info[5].As<Napi::Number>().Uint32Value();
+  std::string link = Str(info[6]);
+  unsigned maj = info[7].As<Napi::Number>().Uint32Value(), mnr = info[8].As<Napi::Number>().Uint32Value();
+  double mtime = info[9].As<Napi::Number>().DoubleValue();
+  std::string opaqueXattr = Str(info[10]);
+  Err e;
+  std::vector<std::string> c = Components(rel);
+  if (kind == kOpaque) {
+    // rel names the directory itself
+    UniqueFd p(OpenDirIn(rootFd, c, c.size(), true, &e));
+    if (!p.valid()) return ThrowErr(env, e);
+    UniqueFd d(openat(p.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d.valid()) return ThrowErrno(env, errno, "import", "openat", rel.c_str());
+    if (fsetxattr(d.get(), opaqueXattr.c_str(), "y", 1, 0) < 0) return ThrowErrno(env, errno, "import", "fsetxattr", rel.c_str());
+    return Napi::Number::New(env, -1);
+  }
+  if (c.empty()) {
+    // the layer root itself (an entry "./"): take its mode and owner
+    if (kind != kDir) return ThrowErrno(env, EINVAL, "import", "openat2", "/");
+    if (fchownat(rootFd, "", uid, gid, AT_EMPTY_PATH) < 0) return ThrowErrno(env, errno, "import", "fchownat", rel.c_str());
+    UniqueFd d(openat(rootFd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d.valid() && fchmod(d.get(), mode) < 0) return ThrowErrno(env, errno, "import", "fchmod", rel.c_str());
+    return Napi::Number::New(env, -1);
+  }
+  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, true, &e));
+  if (!parent.valid()) return ThrowErr(env, e);
+  const char* name = c.back().c_str();
+  struct stat st;
+  bool exists = fstatat(parent.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (exists && !(kind == kDir && S_ISDIR(st.st_mode))) {
+    if (RemoveAt(parent.get(), name, 0, &e) < 0) return ThrowErr(env, e);
+    exists = false;
+  }
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(mtime);
+  ts[0].tv_nsec = ts[1].tv_nsec = 0;
+  switch (kind) {
+    case kFile: {
+      int fd = openat(parent.get(), name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) return ThrowErrno(env, errno, "import", "openat", rel.c_str());
+      return Napi::Number::New(env, fd);
+    }
+    case kDir: {
+      if (!exists && mkdirat(parent.get(), name, 0700) < 0) return ThrowErrno(env, errno, "import", "mkdirat", rel.c_str());
+      UniqueFd d(openat(parent.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!d.valid()) return ThrowErrno(env, errno, "import", "openat", rel.c_str());
+      if (fchown(d.get(), uid, gid) < 0) return ThrowErrno(env, errno, "import", "fchown", rel.c_str());
+      if (fchmod(d.get(), mode) < 0) return ThrowErrno(env, errno, "import", "fchmod", rel.c_str());
+      return Napi::Number::New(env, -1);
+    }
+    case kSymlink:
+      if (symlinkat(link.c_str(), parent.get(), name) < 0) return ThrowErrno(env, errno, "import", "symlinkat", rel.c_str());
+      break;
+    case kHardlink: {
+      // the target is found inside the root (a "../../etc/passwd" stays in it) and must not be a directory
+      UniqueFd t(Openat2(rootFd, link.c_str(), O_PATH | O_NOFOLLOW, 0, kResolveSafe));
+      if (!t.valid()) return ThrowErrno(env, errno, "import", "openat2", link.c_str());
+      if (linkat(t.get(), "", parent.get(), name, AT_EMPTY_PATH) < 0) return ThrowErrno(env, errno, "import", "linkat", rel.c_str());
+      return Napi::Number::New(env, -1);  // shares the target's inode: no metadata of its own
+    }
+    case kChar: case kBlock: case kFifo: case kWhiteout: {
+      mode_t type = kind == kBlock ? S_IFBLK : kind == kFifo ? S_IFIFO : S_IFCHR;
+      dev_t dev = kind == kWhiteout ? makedev(0, 0) : makedev(maj, mnr);
+      if (mknodat(parent.get(), name, type | (kind == kWhiteout ? 0 : mode), dev) < 0) return ThrowErrno(env, errno, "import", "mknodat", rel.c_str());
+      break;
+    }
+    default:
+      return ThrowErrno(env, EINVAL, "import", "layerCreate", rel.c_str());
+  }
+  if (fchownat(parent.get(), name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) return ThrowErrno(env, errno, "import", "fchownat", rel.c_str());
+  if (kind != kSymlink && kind != kWhiteout && fchmodat(parent.get(), name, mode, 0) < 0) return ThrowErrno(env, errno, "import", "fchmodat", rel.c_str());
+  if (utimensat(parent.get(), name, ts, AT_SYMLINK_NOFOLLOW) < 0) return ThrowErrno(env, errno, "import", "utimensat", rel.c_str());
+  return Napi::Number::New(env, -1);
+}
+
+// (rootFd, rel, mtimeSec): sets a directory's times once its children exist.
+Napi::Value SetTimesIn(const Napi::CallbackInfo& info) {
+  int rootFd = info[0].As<Napi::Number>().Int32Value();
+  std::string rel = Str(info[1]);
+  double mtime = info[2].As<Napi::Number>().DoubleValue();
+  std::vector<std::string> c = Components(rel);
+  Err e;
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(mtime);
+  ts[0].tv_nsec = ts[1].tv_nsec = 0;
+  if (c.empty()) {
+    if (utimensat(rootFd, "", ts, AT_EMPTY_PATH) < 0) return ThrowErrno(info.Env(), errno, "import", "utimensat", "/");
+    return info.Env().Undefined();
+  }
+  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, false, &e));
+  if (!parent.valid()) return ThrowErr(info.Env(), e);
+  if (utimensat(parent.get(), c.back().c_str(), ts, AT_SYMLINK_NOFOLLOW) < 0) return ThrowErrno(info.Env(), errno, "import", "utimensat", rel.c_str());
+  return info.Env().Undefined();
+}
+
+// (parentFd, name, flags, mode) -> fd: openat on a directory fd, the last component never
+// followed (O_NOFOLLOW is added).
+Napi::Value OpenatJs(const Napi::CallbackInfo& info) {
+  int dirfd = info[0].As<Napi::Number>().Int32Value();
+  std::string name = Str(info[1]);
+  int flags = info[2].As<Napi::Number>().Int32Value();
+  int mode = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  int fd = openat(dirfd, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return ThrowErrno(info.Env(), errno, info[4].IsString() ? Str(info[4]).c_str() : "files", "openat", name.c_str());
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// (fd, name) -> Buffer | null: an xattr of an open file (null when absent or unsupported).
+Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string name = Str(info[1]);
+  char buf[4096];
+  ssize_t n = fgetxattr(fd, name.c_str(), buf, sizeof buf);
+  if (n < 0) {
+    if (errno == ENODATA || errno == ENOTSUP) return info.Env().Null();
+    return ThrowErrno(info.Env(), errno, "changes", "fgetxattr", name.c_str());
+  }
+  return Napi::Buffer<char>::Copy(info.Env(), buf, static_cast<size_t>(n));
+}
+
+// (path, name) -> Buffer | null: an xattr of a path, not following a final symlink.
+Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
+  std::string path = Str(info[0]), name = Str(info[1]);
+  char buf[4096];
+  ssize_t n = lgetxattr(path.c_str(), name.c_str(), buf, sizeof buf);
+  if (n < 0) {
+    if (errno == ENODATA || errno == ENOTSUP) return info.Env().Null();
+    return ThrowErrno(info.Env(), errno, "changes", "lgetxattr", path.c_str());
+  }
+  return Napi::Buffer<char>::Copy(info.Env(), buf, static_cast<size_t>(n));
+}
+
+// (path, name, value) lsetxattr.
+Napi::Value Lsetxattr(const Napi::CallbackInfo& info) {
+  std::string path = Str(info[0]), name = Str(info[1]);
+  Napi::Buffer<char> v = info[2].As<Napi::Buffer<char>>();
+  if (lsetxattr(path.c_str(), name.c_str(), v.Data(), v.Length(), 0) < 0) return ThrowErrno(info.Env(), errno, "overlay", "lsetxattr", path.c_str());
+  return info.Env().Undefined();
+}
+
+// (fd, exclusive, wait=false) -> true when locked, false when it would block.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int op = (info[1].ToBoolean() ? LOCK_EX : LOCK_SH) | (info[2].ToBoolean() ? 0 : LOCK_NB);
+  if (info[1].IsNull()) op = LOCK_UN;
+  while (flock(fd, op) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    return ThrowErrno(info.Env(), errno, "lock", "flock");
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+}  // namespace
+
+void InitFs(Napi::Env env, Napi::Object exports) {
+  exports.Set("fsOverlayMount", Napi::Function::New(env, OverlayMountNew, "fsOverlayMount"));
+  exports.Set("fsOverlayMountLegacy", Napi::Function::New(env, OverlayMountLegacy, "fsOverlayMountLegacy"));
+  exports.Set("fsUmount", Napi::Function::New(env, Umount, "fsUmount"));
+  exports.Set("fsMount", Napi::Function::New(env, Mount, "fsMount"));
+  exports.Set("fsOpenat2", Napi::Function::New(env, Openat2Js, "fsOpenat2"));
+  exports.Set("fsOpenParentIn", Napi::Function::New(env, OpenParentIn, "fsOpenParentIn"));
+  exports.Set("fsOpenat", Napi::Function::New(env, OpenatJs, "fsOpenat"));
+  exports.Set("fsLayerCreate", Napi::Function::New(env, LayerCreate, "fsLayerCreate"));
+  exports.Set("fsSetTimesIn", Napi::Function::New(env, SetTimesIn, "fsSetTimesIn"));
+  exports.Set("fsFgetxattr", Napi::Function::New(env, Fgetxattr, "fsFgetxattr"));
+  exports.Set("fsLgetxattr", Napi::Function::New(env, Lgetxattr, "fsLgetxattr"));
+  exports.Set("fsLsetxattr", Napi::Function::New(env, Lsetxattr, "fsLsetxattr"));
+  exports.Set("fsFlock", Napi::Function::New(env, Flock, "fsFlock"));
+}
+
+}  // namespace nsbox

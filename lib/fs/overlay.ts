@@ -1,0 +1,377 @@
+// OverlayMount: an overlayfs mount made with the new mount API (fsopen('overlay'), one
+// `lowerdir+` per layer, fsmount, move_mount onto the opened target), or with mount(2) and
+// short relative links when the kernel lacks `lowerdir+` (or when asked, to test it).
+// Also reads an upper dir back: changes() and exportDiff() (an OCI/Docker layer tar).
+import { closeSync, fstatSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createReadStream } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { pack as tarPack, type Header } from 'tar-stream';
+
+type Hdr = Partial<Header> & { name: string };
+import { errnoError } from '../errors.js';
+import { fsNative, O, RESOLVE } from './native.js';
+import { bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
+
+const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4;
+
+/** Options of {@link OverlayMount.mount}. */
+export interface OverlayMountOptions {
+  /** Read-only layers, **top first** (like `lowerdir=` and Docker's `lower` file). At least one. */
+  lower: string[];
+  /** The writable layer (needs `work` on the same filesystem). Without it the mount is read-only. */
+  upper?: string;
+  /** overlayfs's work directory: empty, same filesystem as `upper`. */
+  work?: string;
+  /** Existing directory the merged view is mounted on. */
+  target: string;
+  /** Mount read-only. Default: `true` without `upper`, else `false`. */
+  readonly?: boolean;
+  /** Keep overlay metadata in `user.overlay.*` xattrs instead of `trusted.overlay.*` (the `userxattr` option; needed in a user namespace). Default `false`. */
+  userxattr?: boolean;
+  /** Add `nosuid` to the mount. Default `false` (`nodev` is always set). */
+  nosuid?: boolean;
+  /**
+   * `'auto'` (default): the new mount API with `lowerdir+`, falling back to mount(2) when the
+   * kernel lacks it; `'fsopen'`: the new API only; `'mount'`: mount(2) with short links only.
+   */
+  driver?: 'auto' | 'fsopen' | 'mount';
+}
+
+/** One change in an upper dir relative to its lower layers. */
+export interface OverlayChange {
+  /** Absolute path inside the merged view, e.g. `/etc/hosts`. */
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+}
+
+/** Internal: how the store mounts with its own overlay2 `l/` links in the fallback. */
+export interface LegacyLinks {
+  /** directory the relative paths below are resolved from (the store root) */
+  dir: string;
+  lower: string[];
+  upper?: string;
+  work?: string;
+}
+
+interface Parsed {
+  lower: string[];
+  upper?: string;
+  work?: string;
+  target: string;
+  readonly: boolean;
+  userxattr: boolean;
+  nosuid: boolean;
+  driver: 'auto' | 'fsopen' | 'mount';
+}
+
+function parseOptions(o: unknown): Parsed {
+  if (!isPlainObject(o)) fail('options', 'must be an object { lower, upper?, work?, target, ... }');
+  checkKeys('options', o, ['lower', 'upper', 'work', 'target', 'readonly', 'userxattr', 'nosuid', 'driver']);
+  if (!Array.isArray(o.lower) || o.lower.length === 0) fail('options.lower', 'must be a non-empty array of directories (top first)');
+  if (o.lower.length > 500) fail('options.lower', `has ${o.lower.length} layers; overlayfs stacks at most 500`, RangeError);
+  const lower = o.lower.map((l, i) => existingDir(`options.lower[${i}]`, l));
+  const upper = o.upper === undefined ? undefined : existingDir('options.upper', o.upper);
+  const work = o.work === undefined ? undefined : existingDir('options.work', o.work);
+  if ((upper === undefined) !== (work === undefined)) fail(upper === undefined ? 'options.work' : 'options.work', 'and options.upper go together');
+  if (upper !== undefined && lstatSync(upper).dev !== lstatSync(work!).dev) fail('options.work', 'must be on the same filesystem as options.upper');
+  const target = existingDir('options.target', o.target);
+  const readonly = bool('options.readonly', o.readonly, upper === undefined);
+  if (!readonly && upper === undefined) fail('options.readonly', 'can only be false with options.upper');
+  const driver = (o.driver ?? 'auto') as Parsed['driver'];
+  if (!['auto', 'fsopen', 'mount'].includes(driver)) fail('options.driver', "must be 'auto', 'fsopen' or 'mount'");
+  return { lower, upper, work, target, readonly, userxattr: bool('options.userxattr', o.userxattr, false), nosuid: bool('options.nosuid', o.nosuid, false), driver };
+}
+
+// redirect_dir and metacopy off: a renamed lower directory is copied (EXDEV to the program,
+// which `mv` handles), so an upper dir is always a plain layer that changes()/exportDiff read.
+const PARAMS: Array<[string, string]> = [['redirect_dir', 'off'], ['metacopy', 'off'], ['index', 'off']];
+
+/**
+ * An overlayfs mount. Make one with {@link OverlayMount.mount}; {@link OverlayMount.unmount}
+ * (or `await using`) removes it. The object owns the mount only, never the layer directories.
+ */
+export class OverlayMount {
+  /** The merged view. */
+  readonly target: string;
+  /** Layers, top first. */
+  readonly lower: readonly string[];
+  readonly upper: string | undefined;
+  readonly work: string | undefined;
+  readonly readonly: boolean;
+  readonly userxattr: boolean;
+  /** Which mechanism made the mount: `'fsopen'` (new mount API, `lowerdir+`) or `'mount'` (mount(2) with short links). */
+  readonly driver: 'fsopen' | 'mount';
+  #mounted = true;
+
+  private constructor(p: Parsed, driver: 'fsopen' | 'mount') {
+    this.target = p.target;
+    this.lower = Object.freeze([...p.lower]);
+    this.upper = p.upper;
+    this.work = p.work;
+    this.readonly = p.readonly;
+    this.userxattr = p.userxattr;
+    this.driver = driver;
+  }
+
+  /**
+   * Mounts `lower` (top first) with optional `upper`/`work` on `target`. Argument mistakes
+   * throw TypeError/RangeError; kernel failures throw NsboxError (`step: 'overlay'`, with the
+   * kernel's own message in `detail`). Nothing is left mounted when it throws.
+   */
+  static mount(options: OverlayMountOptions): OverlayMount {
+    return OverlayMount.mountWith(parseOptions(options));
+  }
+
+  /** @internal the store's entry: its own `l/` short links serve the fallback. */
+  static mountWith(p: Parsed, links?: LegacyLinks): OverlayMount {
+    const nat = fsNative();
+    if (p.driver !== 'mount') {
+      const ok = nat.fsOverlayMount({
+        lower: p.lower, upper: p.upper, work: p.work, target: p.target, readonly: p.readonly, userxattr: p.userxattr,
+        nosuid: p.nosuid, source: 'nsbox-overlay', params: PARAMS,
+      });
+      if (ok) return new OverlayMount(p, 'fsopen');
+      if (p.driver === 'fsopen') throw errnoError(22, 'overlay', 'fsconfig', p.target, "this kernel's overlayfs has no lowerdir+ (needs Linux 6.8)");
+    }
+    legacyMount(p, links);
+    return new OverlayMount(p, 'mount');
+  }
+
+  /** @internal */
+  static parse(options: unknown): Parsed {
+    return parseOptions(options);
+  }
+
+  /** Whether it is still mounted (by this object). */
+  get mounted(): boolean {
+    return this.#mounted;
+  }
+
+  /** Unmounts (idempotent). `detach` uses MNT_DETACH when something still holds the mount busy. */
+  unmount(opts: { detach?: boolean } = {}): void {
+    if (!this.#mounted) return;
+    fsNative().fsUmount(this.target, opts.detach === true);
+    this.#mounted = false;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.unmount();
+  }
+
+  /** Changes in the upper dir relative to the lower layers (see {@link upperChanges}). */
+  changes(): OverlayChange[] {
+    if (!this.upper) return [];
+    return upperChanges(this.upper, this.lower, this.userxattr);
+  }
+
+  /** Writes the upper dir to `dest` as a layer tar (see {@link exportUpper}); resolves once `dest` finished. */
+  async exportDiff(dest: Writable): Promise<void> {
+    if (!this.upper) throw new TypeError('exportDiff needs a mount with an upper dir');
+    await exportUpper(this.upper, dest, { userxattr: this.userxattr });
+  }
+}
+
+function legacyMount(p: Parsed, links?: LegacyLinks): void {
+  const nat = fsNative();
+  const flags = MS_NODEV | (p.readonly ? MS_RDONLY : 0) | (p.nosuid ? MS_NOSUID : 0);
+  const opts = (l: LegacyLinks) => {
+    let s = `lowerdir=${l.lower.join(':')}`;
+    if (l.upper) s += `,upperdir=${l.upper},workdir=${l.work}`;
+    for (const [k, v] of PARAMS) s += `,${k}=${v}`;
+    if (p.userxattr) s += ',userxattr';
+    return s;
+  };
+  if (links) {
+    nat.fsOverlayMountLegacy(links.dir, opts(links), p.target, flags);
+    return;
+  }
+  // short links 0, 1, 2, ... in a private temporary dir, removed right after the mount
+  // (overlayfs resolves the layer paths when mounting)
+  const dir = mkdtempSync(join(tmpdir(), `nsbox-ovl-${process.pid}-`));
+  try {
+    const l: LegacyLinks = { dir, lower: [] };
+    p.lower.forEach((d, i) => { const n = i.toString(36); symlinkSync(d, join(dir, n)); l.lower.push(n); });
+    if (p.upper) { symlinkSync(p.upper, join(dir, 'u')); symlinkSync(p.work!, join(dir, 'w')); l.upper = 'u'; l.work = 'w'; }
+    nat.fsOverlayMountLegacy(dir, opts(l), p.target, flags);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- reading an upper dir ---------------------------------------------------------------------
+
+function xattr(userx: boolean, name: string): string {
+  return `${userx ? 'user' : 'trusted'}.overlay.${name}`;
+}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+function lstatOrNull(p: string): Stats | null {
+  try { return lstatSync(p); } catch { return null; }
+}
+
+function isOpaque(path: string, userx: boolean): boolean {
+  const v = fsNative().fsLgetxattr(path, xattr(userx, 'opaque'));
+  return v !== null && v.toString() === 'y';
+}
+
+/** Refuses what a plain layer cannot express (redirect dirs, metacopy files). */
+function refuseSpecial(path: string, rel: string, userx: boolean): void {
+  for (const n of ['redirect', 'metacopy']) {
+    if (fsNative().fsLgetxattr(path, xattr(userx, n)) !== null) {
+      throw errnoError(95, 'changes', 'getxattr', `/${rel}`, `overlayfs ${n} entry: mount with ${n === 'redirect' ? 'redirect_dir' : 'metacopy'}=off (as OverlayMount does) to read it as a layer`);
+    }
+  }
+}
+
+/** Whether `rel` exists in the stack of lower layers (top first), honouring whiteouts and opaque dirs. */
+export function lowerHas(lower: readonly string[], rel: string, userx: boolean): Stats | null {
+  const parts = rel.split('/');
+  for (const layer of lower) {
+    let hidden = false;
+    let cur = layer;
+    for (let i = 0; i < parts.length; i++) {
+      cur = join(cur, parts[i]);
+      const st = lstatOrNull(cur);
+      if (!st) break; // not in this layer: look below, unless an opaque parent stops it
+      if (isWhiteout(st)) return null;
+      if (i === parts.length - 1) return st;
+      if (!st.isDirectory()) return null;
+      if (isOpaque(cur, userx)) hidden = true;
+    }
+    if (hidden) return null;
+    // an opaque parent in this layer hides what lies below even when the path is missing here
+    let p = layer;
+    for (let i = 0; i < parts.length - 1; i++) {
+      p = join(p, parts[i]);
+      const st = lstatOrNull(p);
+      if (!st || !st.isDirectory()) break;
+      if (isOpaque(p, userx)) return null;
+    }
+  }
+  return null;
+}
+
+/**
+ * Changes of `upper` over `lower` (top first): a whiteout is `deleted`; an opaque directory
+ * that replaced a lower one lists the lower children it hides as `deleted`; a path also
+ * present below is `modified`, else `added`. Directories copied up only to hold changed
+ * children are not listed. Sorted by path. Refuses (NsboxError EOPNOTSUPP) redirect and
+ * metacopy entries, which OverlayMount never creates.
+ */
+export function upperChanges(upper: string, lower: readonly string[], userx = false): OverlayChange[] {
+  const out: OverlayChange[] = [];
+  const walk = (rel: string) => {
+    const names = readdirSync(rel ? join(upper, rel) : upper).sort();
+    for (const name of names) {
+      const r = rel ? `${rel}/${name}` : name;
+      const abs = join(upper, r);
+      const st = lstatSync(abs);
+      if (isWhiteout(st)) {
+        if (lowerHas(lower, r, userx)) out.push({ path: `/${r}`, kind: 'deleted' });
+        continue;
+      }
+      refuseSpecial(abs, r, userx);
+      const below = lowerHas(lower, r, userx);
+      if (st.isDirectory()) {
+        const opaque = isOpaque(abs, userx);
+        if (!below || !below.isDirectory()) out.push({ path: `/${r}`, kind: below ? 'modified' : 'added' });
+        else if (opaque) {
+          // the lower children not recreated here are gone
+          const mine = new Set(readdirSync(abs));
+          for (const l of lower) {
+            for (const c of lstatOrNull(join(l, r))?.isDirectory() ? readdirSync(join(l, r)) : []) {
+              if (!mine.has(c) && lowerHas(lower, `${r}/${c}`, userx) && !out.some((x) => x.path === `/${r}/${c}`)) out.push({ path: `/${r}/${c}`, kind: 'deleted' });
+            }
+          }
+        }
+        walk(r);
+        continue;
+      }
+      out.push({ path: `/${r}`, kind: below ? 'modified' : 'added' });
+    }
+  };
+  walk('');
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * Writes `upper` as a layer tar to `dest` (ends it): whiteouts become `.wh.<name>` files,
+ * opaque directories get a `.wh..wh..opq` entry, hardlinks inside the layer stay hardlinks.
+ * Entries are sorted, names are relative (`etc/hosts`), owners and modes as on disk, mtimes in
+ * whole seconds. File contents are opened beneath `upper` without following any symlink.
+ */
+export async function exportUpper(upper: string, dest: Writable, opts: { userxattr?: boolean } = {}): Promise<void> {
+  const userx = opts.userxattr === true;
+  const nat = fsNative();
+  const pk = tarPack();
+  const done = pipeline(pk, dest);
+  const rootFd = nat.fsOpenat2(-100, upper, O.PATH | O.DIRECTORY, 0, RESOLVE.NO_MAGICLINKS, 'export');
+  const inodes = new Map<string, string>();
+  const add = (h: Hdr, body?: Buffer) => new Promise<void>((res, rej) => { pk.entry(h, body ?? Buffer.alloc(0), (e) => (e ? rej(e) : res())); });
+  const base = (st: Stats, name: string): Hdr => ({
+    name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: new Date(Math.floor(st.mtimeMs / 1000) * 1000),
+  });
+  try {
+    const walk = async (rel: string) => {
+      const names = readdirSync(rel ? join(upper, rel) : upper).sort();
+      for (const name of names) {
+        const r = rel ? `${rel}/${name}` : name;
+        const abs = join(upper, r);
+        const st = lstatSync(abs);
+        if (isWhiteout(st)) {
+          await add({ ...base(st, rel ? `${rel}/.wh.${name}` : `.wh.${name}`), mode: 0o644, type: 'file', size: 0 });
+          continue;
+        }
+        refuseSpecial(abs, r, userx);
+        if (st.isDirectory()) {
+          await add({ ...base(st, `${r}/`), type: 'directory' });
+          if (isOpaque(abs, userx)) await add({ ...base(st, `${r}/.wh..wh..opq`), mode: 0o644, type: 'file', size: 0 });
+          await walk(r);
+        } else if (st.isSymbolicLink()) {
+          await add({ ...base(st, r), type: 'symlink', linkname: readlinkSync(abs) });
+        } else if (st.isFile()) {
+          const key = `${st.dev}:${st.ino}`;
+          if (st.nlink > 1 && inodes.has(key)) {
+            await add({ ...base(st, r), type: 'link', linkname: inodes.get(key)! });
+            continue;
+          }
+          if (st.nlink > 1) inodes.set(key, r);
+          const fd = nat.fsOpenat2(rootFd, r, O.RDONLY | O.NOFOLLOW, 0, RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS | RESOLVE.NO_MAGICLINKS, 'export');
+          const size = fstatSync(fd).size;
+          if (size === 0) {
+            closeSync(fd);
+            await add({ ...base(st, r), type: 'file', size: 0 });
+            continue;
+          }
+          await new Promise<void>((res, rej) => {
+            const w = pk.entry({ ...base(st, r), type: 'file', size }, (e) => (e ? rej(e) : res()));
+            pipeline(createReadStream('', { fd, autoClose: true, start: 0, end: size - 1 }), w).catch(rej);
+          });
+        } else if (st.isFIFO()) {
+          await add({ ...base(st, r), type: 'fifo' });
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const devmajor = Math.floor(st.rdev / 256) & 0xfff, devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+          await add({ ...base(st, r), type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor, devminor });
+        }
+        // sockets are not layer content
+      }
+    };
+    await walk('');
+    pk.finalize();
+  } catch (e) {
+    pk.destroy(e as Error);
+    await done.catch(() => {});
+    throw e;
+  } finally {
+    nat.closeFd(rootFd);
+  }
+  await done;
+}
+
+export type { Parsed as OverlayParsed };
