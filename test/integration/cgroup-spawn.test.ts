@@ -82,7 +82,7 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
   });
 
   it('shows the sandbox its own cgroup, read-only, at /sys/fs/cgroup', async () => {
-    const r = await sh('cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1; ls /sys/fs/cgroup | head -50', { limits: { pids: 64 } });
+    const r = await sh('cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1; ls /sys/fs/cgroup', { limits: { pids: 64 } });
     const lines = r.stdout.trim().split('\n');
     // every hierarchy's path is the namespace root
     for (const l of lines.filter((x) => /^\d+:/.test(x))) expect(l).toMatch(/:\/$/);
