@@ -121,7 +121,7 @@ describe.skipIf(skipReason(!isRoot, 'network sweep tests need root'))('network l
     try {
       const script = `
 import socket
-s = socket.create_connection(('10.89.1.1', 9999), timeout=5)
+s = socket.create_connection(('10.89.1.1', 9999), timeout=60)
 print(s.recv(10).decode(), open('/proc/net/fib_trie').read().count('eth0') >= 0)
 `;
       const boxes = await Promise.all(Array.from({ length: 100 }, () => runSandboxed(script, { bridge: br })));
