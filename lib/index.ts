@@ -1,6 +1,7 @@
 // Public API: re-exports only (plus switching on the spawn options that other layers handle).
 import { enableSeccompForSpawn } from './security/seccomp/spawn.js';
 import { enableNetworkForSpawn } from './net/spawn.js';
+import { enableImageForSpawn } from './fs/spawn.js';
 
 export { NsboxError } from './errors.js';
 export type { NsboxErrorInfo } from './errors.js';
@@ -18,7 +19,9 @@ export * from './cgroup/index.js';
 export * from './net/index.js';
 export * from './security/seccomp/index.js';
 export * from './security/doctor.js';
+export * from './fs/index.js';
 
 // `seccomp` (default profile unless 'none') and bridge `network` options of spawnIsolated
 enableSeccompForSpawn();
 enableNetworkForSpawn();
+enableImageForSpawn();

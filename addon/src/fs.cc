@@ -208,19 +208,19 @@ std::vector<std::string> Components(const std::string& rel) {
 // Opens (creating missing directories, mode 0755, owned by the caller) the directory `rel`
 // inside rootFd. Every prefix is resolved from the root with RESOLVE_IN_ROOT, so a symlink in
 // the tree can never lead outside it.
-int OpenDirIn(int rootFd, const std::vector<std::string>& comps, size_t n, bool create, Err* e) {
+int OpenDirIn(int rootFd, const std::vector<std::string>& comps, size_t n, bool create, Err* e, const char* step) {
   std::string prefix;
   UniqueFd cur(fcntl(rootFd, F_DUPFD_CLOEXEC, 0));
-  if (!cur.valid()) return Fail(e, errno, "resolve", "fcntl");
+  if (!cur.valid()) return Fail(e, errno, step, "fcntl");
   for (size_t i = 0; i < n; i++) {
     if (!prefix.empty()) prefix += '/';
     prefix += comps[i];
     int fd = Openat2(rootFd, prefix.c_str(), O_PATH | O_DIRECTORY, 0, kResolveSafe);
     if (fd < 0 && errno == ENOENT && create) {
-      if (mkdirat(cur.get(), comps[i].c_str(), 0755) < 0 && errno != EEXIST) return Fail(e, errno, "resolve", "mkdirat", prefix.c_str());
+      if (mkdirat(cur.get(), comps[i].c_str(), 0755) < 0 && errno != EEXIST) return Fail(e, errno, step, "mkdirat", prefix.c_str());
       fd = Openat2(rootFd, prefix.c_str(), O_PATH | O_DIRECTORY, 0, kResolveSafe);
     }
-    if (fd < 0) return Fail(e, errno, "resolve", "openat2", prefix.c_str());
+    if (fd < 0) return Fail(e, errno, step, "openat2", prefix.c_str());
     cur.reset(fd);
   }
   return cur.release();
@@ -231,7 +231,7 @@ Napi::Value OpenParentIn(const Napi::CallbackInfo& info) {
   int rootFd = info[0].As<Napi::Number>().Int32Value();
   std::vector<std::string> c = Components(Str(info[1]));
   Err e;
-  int fd = OpenDirIn(rootFd, c, c.empty() ? 0 : c.size() - 1, info[2].ToBoolean(), &e);
+  int fd = OpenDirIn(rootFd, c, c.empty() ? 0 : c.size() - 1, info[2].ToBoolean(), &e, "files");
   if (fd < 0) return ThrowErr(info.Env(), e);
   return Napi::Number::New(info.Env(), fd);
 }
@@ -281,7 +281,7 @@ Napi::Value LayerCreate(const Napi::CallbackInfo& info) {
   std::vector<std::string> c = Components(rel);
   if (kind == kOpaque) {
     // rel names the directory itself
-    UniqueFd p(OpenDirIn(rootFd, c, c.size(), true, &e));
+    UniqueFd p(OpenDirIn(rootFd, c, c.size(), true, &e, "import"));
     if (!p.valid()) return ThrowErr(env, e);
     UniqueFd d(openat(p.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!d.valid()) return ThrowErrno(env, errno, "import", "openat", rel.c_str());
@@ -296,7 +296,7 @@ Napi::Value LayerCreate(const Napi::CallbackInfo& info) {
     if (d.valid() && fchmod(d.get(), mode) < 0) return ThrowErrno(env, errno, "import", "fchmod", rel.c_str());
     return Napi::Number::New(env, -1);
   }
-  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, true, &e));
+  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, true, &e, "import"));
   if (!parent.valid()) return ThrowErr(env, e);
   const char* name = c.back().c_str();
   struct stat st;
@@ -361,7 +361,7 @@ Napi::Value SetTimesIn(const Napi::CallbackInfo& info) {
     if (utimensat(rootFd, "", ts, AT_EMPTY_PATH) < 0) return ThrowErrno(info.Env(), errno, "import", "utimensat", "/");
     return info.Env().Undefined();
   }
-  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, false, &e));
+  UniqueFd parent(OpenDirIn(rootFd, c, c.size() - 1, false, &e, "import"));
   if (!parent.valid()) return ThrowErr(info.Env(), e);
   if (utimensat(parent.get(), c.back().c_str(), ts, AT_SYMLINK_NOFOLLOW) < 0) return ThrowErrno(info.Env(), errno, "import", "utimensat", rel.c_str());
   return info.Env().Undefined();

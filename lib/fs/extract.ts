@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { close, fchmod, fchown, futimes, write } from 'node:fs';
 import { posix } from 'node:path';
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
@@ -15,7 +15,7 @@ import { extract as tarExtract, type Header } from 'tar-stream';
 import { errnoError } from '../errors.js';
 import { fsNative, Kind, O, RESOLVE } from './native.js';
 
-const writeP = promisify(write) as (fd: number, b: Buffer) => Promise<number>;
+const writeP = (fd: number, b: Buffer) => new Promise<number>((res, rej) => write(fd, b, (e, n) => (e ? rej(e) : res(n))));
 const fchownP = promisify(fchown), fchmodP = promisify(fchmod), futimesP = promisify(futimes), closeP = promisify(close);
 
 /** Progress of a layer import. */
@@ -57,36 +57,40 @@ export function layerPath(name: string): string {
   return n.slice(1).replace(/\/+$/, '');
 }
 
-/** Peeks at the first bytes and returns the decompressing stream for gzip / zstd, or the input. */
+/** Looks at the first bytes and returns the decompressed stream for gzip / zstd, or the input. */
 async function decompress(src: Readable): Promise<Readable> {
-  const first: Buffer = await new Promise((res, rej) => {
-    const onReadable = () => {
-      const c = src.read(4) as Buffer | null ?? src.read() as Buffer | null;
-      if (c === null && !src.readableEnded) return;
-      cleanup();
-      res(c ?? Buffer.alloc(0));
-    };
-    const onEnd = () => { cleanup(); res(Buffer.alloc(0)); };
-    const onErr = (e: Error) => { cleanup(); rej(e); };
-    const cleanup = () => { src.off('readable', onReadable); src.off('end', onEnd); src.off('error', onErr); };
-    src.on('readable', onReadable);
-    src.once('end', onEnd);
-    src.once('error', onErr);
-  });
-  if (first.length) src.unshift(first);
-  const pt = new PassThrough({ highWaterMark: 1 << 20 });
+  const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const head: Buffer[] = [];
+  let n = 0;
+  while (n < 4) {
+    const r = await it.next();
+    if (r.done) break;
+    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    head.push(b);
+    n += b.length;
+  }
+  const first = Buffer.concat(head);
+  const rest = Readable.from((async function* () {
+    if (first.length) yield first;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    }
+  })(), { objectMode: false, highWaterMark: 1 << 20 });
   if (first[0] === 0x1f && first[1] === 0x8b) {
-    pipeline(src, zlib.createGunzip(), pt).catch((e) => pt.destroy(e));
+    const pt = new PassThrough({ highWaterMark: 1 << 20 });
+    pipeline(rest, zlib.createGunzip(), pt).catch((e) => pt.destroy(e));
     return pt;
   }
-  if (first.readUInt32LE(0) === 0xfd2fb528) {
+  if (first.length >= 4 && first.readUInt32LE(0) === 0xfd2fb528) {
     const mk = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
     if (!mk) throw errnoError(95, 'import', 'zstd', undefined, `zstd-compressed layers need Node's zlib zstd support (Node >= 22.15; this is ${process.version})`);
-    pipeline(src, mk(), pt).catch((e) => pt.destroy(e));
+    const pt = new PassThrough({ highWaterMark: 1 << 20 });
+    pipeline(rest, mk(), pt).catch((e) => pt.destroy(e));
     return pt;
   }
-  pipeline(src, pt).catch((e) => pt.destroy(e));
-  return pt;
+  return rest;
 }
 
 /**
@@ -178,8 +182,8 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
           body.resume();
       }
     };
-    ex.on('entry', (h: Header, body: Readable, next: (e?: Error | null) => void) => {
-      handle(h, body).then(() => { entries++; next(); }, (e) => { body.resume(); next(e as Error); });
+    ex.on('entry', (h, body, next) => {
+      handle(h, body as unknown as Readable).then(() => { entries++; next(); }, (e) => { body.resume(); next(e as Error); });
     });
     await pipeline(input, counter, ex as unknown as NodeJS.WritableStream);
     // directories' times last: creating their children changed them

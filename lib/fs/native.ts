@@ -1,6 +1,7 @@
 // Types of the filesystem layer's raw addon functions (addon/src/fs.cc). Internal: callers
 // validate their arguments first.
 import { native } from '../native.js';
+import { NsboxError } from '../errors.js';
 
 /** Entry kinds of fsLayerCreate (addon/src/fs.cc `Kind`). */
 export const Kind = { File: 0, Dir: 1, Symlink: 2, Hardlink: 3, Char: 4, Block: 5, Fifo: 6, Whiteout: 7, Opaque: 8 } as const;
@@ -49,4 +50,9 @@ export interface FsNative {
 
 export function fsNative(): FsNative {
   return native() as unknown as FsNative;
+}
+
+/** An NsboxError for a failure found in TypeScript, with any errno name (errors.ts maps only common ones). */
+export function fsError(code: string, errno: number, step: string, syscall: string, path: string | undefined, detail: string): NsboxError {
+  return new NsboxError(`${syscall} failed at step '${step}'${path ? ` (${path})` : ''}: ${code}: ${detail}`, { code, errno, syscall, path, step, detail });
 }

@@ -58,3 +58,9 @@ export function byteSize(option: string, v: unknown): number {
   if (!(n > 0) || !Number.isSafeInteger(n)) fail(option, `is out of range (got '${v}')`, RangeError);
   return n;
 }
+
+/** Checks that `v` is a plain object with only the allowed keys (without narrowing its type). */
+export function checkOptions(option: string, v: unknown, allowed: string[]): void {
+  if (!isPlainObject(v)) fail(option, 'must be an object');
+  checkKeys(option, v, allowed);
+}

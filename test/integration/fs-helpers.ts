@@ -20,6 +20,7 @@ export function fsSkip(): boolean {
 const made: string[] = [];
 export function scratch(tag = 'x'): string {
   const d = mkdtempSync(`/tmp/${PREFIX}${tag}-`);
+  chmodSync(d, 0o711); // a sandbox's unprivileged host uid must be able to reach a rootfs below
   made.push(d);
   return d;
 }
@@ -72,8 +73,8 @@ export type TarEntry = Partial<Header> & { name: string; body?: string | Buffer 
 export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
   const pk = tarPack();
   const chunks: Buffer[] = [];
-  pk.on('data', (c: Buffer) => chunks.push(c));
-  const end = new Promise((r) => pk.on('end', r));
+  pk.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+  const end = new Promise<void>((r) => pk.on('end', () => r()));
   for (const e of entries) {
     const { body, ...h } = e;
     await new Promise<void>((res, rej) => pk.entry({ mode: h.type === 'directory' ? 0o755 : 0o644, mtime: new Date(1700000000000), ...h }, body ?? '', (err) => (err ? rej(err) : res())));

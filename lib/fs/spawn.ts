@@ -1,0 +1,135 @@
+// Wires `options.image` into spawnIsolated through the spawn extension hook. The option is
+// validated when spawnIsolated is called (a bad value throws before anything is made); in
+// `resolve` (before cgroups and network) an ephemeral container of the image is created and
+// mounted, and the inputs are rebuilt: rootfs = its merged dir (writable), the image config's
+// Env / WorkingDir / User applied under the caller's options, and the command taken from
+// Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts and removes the container
+// (unless `keep`), after exit or failed setup.
+import { registerSpawnExtension, type SpawnInput } from '../spawn/spawn.js';
+import { DEFAULT_PATH } from '../spawn/plan.js';
+import type { ImageSpec, SpawnIsolatedOptions } from '../spawn/options.js';
+import { readFile } from './files.js';
+import { Container, LayerStore } from './store.js';
+import type { ImageConfig } from './image.js';
+import { byteSize, checkOptions, fail } from './validate.js';
+
+/**
+ * Pass as `file` to run the image's own command: Entrypoint followed by `args` (or by the
+ * image's Cmd when `args` is empty), as `docker run IMAGE [ARGS...]` does.
+ */
+export const IMAGE_COMMAND = '@image';
+
+let registered = false;
+
+function validateSpec(v: unknown): Required<Pick<ImageSpec, 'ref' | 'keep'>> & { store: LayerStore; tmpfsSize?: number } {
+  checkOptions('options.image', v, ['store', 'ref', 'keep', 'tmpfsSize']);
+  const s = v as ImageSpec;
+  if (!(s.store instanceof LayerStore)) fail('options.image.store', 'must be a LayerStore (LayerStore.open(root))');
+  if (typeof s.ref !== 'string' || s.ref === '') fail('options.image.ref', 'must be an image reference (name[:tag] or id)');
+  if (s.keep !== undefined && typeof s.keep !== 'boolean') fail('options.image.keep', 'must be a boolean');
+  const tmpfsSize = s.tmpfsSize === undefined ? undefined : byteSize('options.image.tmpfsSize', s.tmpfsSize);
+  try {
+    s.store.image(s.ref);
+  } catch (e) {
+    if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${s.ref}' in the store at ${s.store.root}`);
+    throw e;
+  }
+  return { store: s.store, ref: s.ref, keep: s.keep ?? false, tmpfsSize };
+}
+
+/** `user[:group]` of an image config to ids, names looked up in the image's own /etc/passwd and /etc/group. */
+async function resolveUser(root: string, user: string): Promise<{ uid: number; gid?: number; home?: string }> {
+  const [u, g] = user.split(':', 2);
+  const table = async (f: string) => {
+    try {
+      return (await readFile(root, f, { maxBytes: 4 << 20 })).toString('utf8').split('\n').map((l) => l.split(':'));
+    } catch {
+      return [];
+    }
+  };
+  let uid: number, gid: number | undefined, home: string | undefined;
+  const passwd = await table('etc/passwd');
+  if (/^\d+$/.test(u)) {
+    uid = Number(u);
+    const e = passwd.find((x) => x[2] === u);
+    if (e) { gid = Number(e[3]); home = e[5]; }
+  } else {
+    const e = passwd.find((x) => x[0] === u);
+    if (!e) throw new RangeError(`options.image: the image's User '${user}' is not in its /etc/passwd`);
+    uid = Number(e[2]); gid = Number(e[3]); home = e[5];
+  }
+  if (g !== undefined && g !== '') {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const e = (await table('etc/group')).find((x) => x[0] === g);
+      if (!e) throw new RangeError(`options.image: the image's group '${g}' is not in its /etc/group`);
+      gid = Number(e[2]);
+    }
+  }
+  return { uid, gid, home };
+}
+
+/** The inputs spawnIsolated runs with, given a mounted image root and its config. */
+export async function applyImageConfig(input: SpawnInput, root: string, config: ImageConfig): Promise<SpawnInput> {
+  const o: SpawnIsolatedOptions = { ...input.options, image: undefined, rootfs: { path: root, readonly: false } };
+  let file = input.file, args = input.args;
+  if (file === IMAGE_COMMAND) {
+    const argv = [...(config.Entrypoint ?? []), ...(args.length ? args : config.Cmd ?? [])];
+    if (argv.length === 0) throw new TypeError('file: the image has no Entrypoint or Cmd to run (give a program instead of IMAGE_COMMAND)');
+    [file, ...args] = argv;
+  }
+  let ids: { uid: number; gid?: number; home?: string } | undefined;
+  if (o.uid === undefined && config.User) ids = await resolveUser(root, config.User);
+  if (ids) {
+    o.uid = ids.uid;
+    if (o.gid === undefined && ids.gid !== undefined) o.gid = ids.gid;
+  }
+  const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: ids?.home || ((o.uid ?? 0) === 0 ? '/root' : '/') };
+  for (const kv of config.Env ?? []) {
+    const i = kv.indexOf('=');
+    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  o.env = { ...env, ...(input.options.env ?? {}) };
+  if (o.cwd === undefined && config.WorkingDir) o.cwd = config.WorkingDir;
+  return { file, args, options: o };
+}
+
+/**
+ * Makes spawnIsolated honour `options.image` (`{ store, ref, keep?, tmpfsSize? }`). Idempotent.
+ * The image's config applies, the caller's options override it: `env` is merged over the
+ * image's Env (PATH and HOME defaults below both), `cwd` over WorkingDir, `uid`/`gid` over
+ * User; `hostname` also goes into the container's /etc/hostname and /etc/hosts.
+ */
+export function enableImageForSpawn(): void {
+  if (registered) return;
+  registered = true;
+  registerSpawnExtension((opts) => {
+    if (opts.image === undefined) return undefined;
+    const spec = validateSpec(opts.image);
+    let container: Container | undefined;
+    return {
+      async resolve(input) {
+        const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
+        const config = spec.store.image(spec.ref).config;
+        container = await spec.store.createContainer(spec.ref, {
+          name: `nsbox-run-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+          hostname, tmpfsSize: spec.tmpfsSize, ephemeral: !spec.keep,
+        });
+        const root = container.mount();
+        return applyImageConfig(input, root, config);
+      },
+      async release() {
+        if (!container) return;
+        const c = container;
+        container = undefined;
+        try {
+          c.unmount();
+        } catch {
+          try { c.store._mounted().get(c.id)?.unmount({ detach: true }); } catch { /* gone */ }
+          c.store._mounted().delete(c.id);
+        }
+        if (!spec.keep) await c.remove().catch(() => {});
+      },
+    };
+  });
+}
