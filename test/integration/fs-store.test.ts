@@ -203,6 +203,25 @@ describe.skipIf(skip)('LayerStore', () => {
     expect(readdirSync(join(store.root, 'l'))).toEqual([]);
   });
 
+  it('mounts containers with mount(2) and the l/ short links when told to (the fallback driver)', async () => {
+    const dir = scratch('legacy');
+    const file = join(dir, 'image.tar');
+    await dockerSaveTar(file);
+    const store = LayerStore.open(join(dir, 'store'), { driver: 'mount' });
+    await store.importImage(file);
+    const c = await store.createContainer('bb:docker');
+    const merged = c.mount();
+    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.includes(merged))!;
+    expect(line).toMatch(/lowerdir=l\/[A-Z2-7]{12}:l\/[A-Z2-7]{12},upperdir=[0-9a-f]{64}\/diff,workdir=[0-9a-f]{64}\/work/);
+    expect(readFileSync(join(merged, 'etc/passwd'), 'utf8')).toContain('root:x:0:0');
+    writeFileSync(join(merged, 'etc/x'), 'x');
+    expect(c.changes()).toEqual([{ path: '/etc/x', kind: 'added' }]);
+    const r = await spawnIsolated('/bin/cat', ['/etc/passwd'], { image: { store, ref: 'bb:docker' }, timeout: 10_000 });
+    expect(r.stdout).toContain('root:x:0:0');
+    await c.remove();
+    expect(store.containers()).toEqual([]);
+  });
+
   it('refuses or neutralises hostile layers; nothing outside the store is written', async () => {
     const dir = scratch('hostile');
     const outside = join(dir, 'outside');
