@@ -4,8 +4,8 @@
 // and bridges registered in the nsbox table.
 import { netNative } from './native.js';
 import { parseOwnedName } from './link.js';
-import { ipamKeys, ownerAlive, processStart, sweepIpam, listIpam, dropIpamKey } from './ipam.js';
-import { nftListBridges, nftListPublished, nftRemoveBridge, nftUnavailableReason, nftUnpublish } from './nft.js';
+import { ipamKeys, ownerAlive, processStart, sweepIpam, listIpam, dropIpamKey, removeEmptyStateDirs } from './ipam.js';
+import { NFT_TABLE, nftDropTableIfUnused, nftListBridges, nftListPublished, nftRemoveBridge, nftUnavailableReason, nftUnpublish } from './nft.js';
 import { DEFAULT_BRIDGE } from './network.js';
 
 /** What {@link sweepNetwork} removed. */
@@ -18,6 +18,8 @@ export interface NetworkSweepReport {
   published: string[];
   /** Bridges forgotten in nftables/IPAM because their link is gone (or was removed). */
   bridges: string[];
+  /** nftables tables deleted because nothing used them any more (`ip nsbox`). */
+  tables: string[];
 }
 
 /** Options of {@link sweepNetwork}. */
@@ -42,7 +44,7 @@ function ownerOfComment(c: string | undefined): { pid: number; start: number } |
  */
 export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<NetworkSweepReport> {
   const n = netNative();
-  const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [] };
+  const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [], tables: [] };
   // 1. IPAM entries of dead owners, and their links
   const linkNames = new Set<string>();
   for (const e of sweepIpam()) {
@@ -81,5 +83,8 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
     dropIpamKey(b);
     report.bridges.push(b);
   }
+  // the table goes once no bridge and no published port uses it
+  if (!nftUnavailableReason() && nftDropTableIfUnused()) report.tables.push(`ip ${NFT_TABLE}`);
+  removeEmptyStateDirs();
   return report;
 }

@@ -2,8 +2,8 @@
 // directory, changed under an flock(2) on a sibling lock file, so allocations are unique
 // across concurrent processes. Entries name their owner (pid + process start time): an entry
 // whose owner is gone is reclaimed by the next allocation or by the sweep.
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { netError, contains, formatIp, ipToBigInt, network, type Cidr } from './addr.js';
 import { netNative } from './native.js';
 
@@ -60,14 +60,26 @@ function checkKey(key: string): string {
 
 /** Runs `fn` holding the exclusive lock of `key` (a bridge name). Keep `fn` short and sync. */
 export function withIpamLock<T>(key: string, fn: () => T): T {
-  const dir = ipamDir();
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const path = join(dir, `${checkKey(key)}.lock`);
+  return withFileLock(join(ipamDir(), `${checkKey(key)}.lock`), fn);
+}
+
+/**
+ * Runs `fn` holding an flock(2) on the file `path` (made, with its directory, if missing).
+ * A holder may unlink the file to retire it (dropIpamKey does): waiters notice the inode
+ * changed and lock the new file; a directory removed meanwhile is made again.
+ */
+export function withFileLock<T>(path: string, fn: () => T): T {
   for (;;) {
-    const fd = openSync(path, 'a', 0o600);
+    let fd: number;
+    try {
+      fd = openSync(path, 'a', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      continue;
+    }
     try {
       netNative().fileLock(fd, true, true);
-      // the lock file may have been removed (dropIpamKey) while we waited: lock the new one
       let same = false;
       try { same = statSync(path).ino === fstatSync(fd).ino; } catch { same = false; }
       if (!same) continue;
@@ -93,8 +105,16 @@ export function dropIpamKey(key: string): boolean {
     }
     try { unlinkSync(join(ipamDir(), `${key}.json`)); } catch { /* none */ }
     unlinkSync(join(ipamDir(), `${key}.lock`)); // while holding it: waiters re-check the inode
+    removeEmptyStateDirs();
     return true;
   });
+}
+
+/** Removes the IPAM directory and the state directory when nothing is left in them. */
+export function removeEmptyStateDirs(): void {
+  for (const d of [ipamDir(), dirname(ipamDir())]) {
+    try { rmdirSync(d); } catch { return; /* not empty (or in use): a lock taker makes it again if needed */ }
+  }
 }
 
 /** Bridge names that have IPAM state. */

@@ -8,7 +8,7 @@ import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, con
 import { Bridge } from './bridge.js';
 import { netNative } from './native.js';
 import { allocateLocked, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
-import { ensureNftBase, nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
+import { nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
 import { TcpProxy } from './proxy.js';
 import { VethPair } from './veth.js';
 import { ownedLinkName } from './link.js';
@@ -283,7 +283,6 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     // NAT and isolation for the bridge, 127.0.0.1 publishing needs route_localnet on it
     let publishMode: 'nftables' | 'proxy' | undefined;
     if (!nftReason) {
-      ensureNftBase();
       const key = `${bridge.name}@${bridge.ifindex}`;
       if (!nftBridgesDone.has(key)) {
         nftAddBridge(bridge.name, networkCidr(gw4));

@@ -1,7 +1,8 @@
 // NAT and published ports with nftables, through libnftables (loaded by the addon with
 // dlopen at run time) and its command API: never the `nft` CLI.
 //
-// One table `ip nsbox`, made once and shared by every nsbox process. Per-sandbox and
+// One table `ip nsbox`, made on first use, shared by every nsbox process and deleted when the
+// last bridge and published port in it are gone (under a lock file beside the IPAM state). Per-sandbox and
 // per-bridge state lives in sets and maps, so adding or removing a sandbox is one atomic
 // element operation and never rewrites rules:
 //   masq     bridge subnets       -> masquerade outbound traffic
@@ -12,7 +13,10 @@
 // Element comments carry `nsbox:<pid>:<start>:<id>` so a sweep can remove a dead owner's.
 import type { NsboxError } from '../errors.js';
 import { netError } from './addr.js';
+import { dirname, join } from 'node:path';
 import { netNative } from './native.js';
+import { unlinkSync } from 'node:fs';
+import { ipamDir, removeEmptyStateDirs, withFileLock } from './ipam.js';
 
 /** The nftables table nsbox uses (family ip). */
 export const NFT_TABLE = 'nsbox';
@@ -55,25 +59,54 @@ export function nftRun(commands: string, opts?: { json?: boolean; handles?: bool
   return netNative().nftRun(commands, opts);
 }
 
-let baseDone = false;
-
-/** Creates (or refreshes) the `nsbox` table, its sets, maps, chains and rules. Idempotent. */
-export function ensureNftBase(force = false): void {
-  if (baseDone && !force) return;
-  nftRun(BASE);
-  baseDone = true;
+/** The lock that orders table creation, element changes and table removal across processes. */
+const nftLockPath = () => join(dirname(ipamDir()), 'nftables.lock');
+function withNftLock<T>(fn: () => T): T {
+  return withFileLock(nftLockPath(), fn);
 }
 
-/** Runs `cmds`, creating the base table first if it is missing (someone may have removed it). */
+/** Creates (or refreshes) the `nsbox` table, its sets, maps, chains and rules. Idempotent. */
+export function ensureNftBase(): void {
+  withNftLock(() => nftRun(BASE));
+}
+
+/** Runs `cmds` under the lock, creating the base table in the same batch if it is missing. */
 function runWithBase(cmds: string): void {
-  ensureNftBase();
-  try {
-    nftRun(cmds);
-  } catch (e) {
-    if ((e as NsboxError).code !== 'ENOENT') throw e;
-    ensureNftBase(true);
-    nftRun(cmds);
+  withNftLock(() => {
+    try {
+      nftRun(cmds);
+    } catch (e) {
+      if ((e as NsboxError).code !== 'ENOENT') throw e;
+      nftRun(BASE + cmds);
+    }
+  });
+}
+
+/**
+ * Deletes the `nsbox` table when no set or map in it holds an element (no bridge is
+ * registered, no port published): nothing nsbox made outlives its last user. Caller holds
+ * the lock. Returns true when the table was deleted.
+ */
+function dropTableIfUnusedLocked(): boolean {
+  let out: string | undefined;
+  try { out = nftRun('list table ip nsbox', { json: true }); } catch { /* no table */ }
+  let deleted = false;
+  if (out !== undefined) {
+    const doc = JSON.parse(out) as { nftables: Array<Record<string, any>> };
+    const used = doc.nftables.some((i) => (i.set?.elem?.length ?? 0) > 0 || (i.map?.elem?.length ?? 0) > 0);
+    if (used) return false;
+    try { nftRun('delete table ip nsbox'); } catch { return false; }
+    deleted = true;
   }
+  // no table: retire the lock file while holding it (waiters see the inode change and take a new one)
+  try { unlinkSync(nftLockPath()); } catch { /* gone */ }
+  removeEmptyStateDirs();
+  return deleted;
+}
+
+/** Deletes the `nsbox` table if nothing uses it (see dropTableIfUnusedLocked). */
+export function nftDropTableIfUnused(): boolean {
+  return withNftLock(dropTableIfUnusedLocked);
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -89,14 +122,17 @@ export function nftAddBridge(bridge: string, subnet: string): void {
 
 /** Removes a bridge's elements (missing ones are fine). */
 export function nftRemoveBridge(bridge: string, subnet?: string): void {
-  subnet ??= nftListBridges().find((b) => b.bridge === bridge)?.subnet;
-  for (const c of [
-    ...(subnet ? [`delete element ip nsbox masq { ${subnet} }`] : []),
-    `delete element ip nsbox same { ${q(bridge)} . ${q(bridge)} }`,
-    `delete element ip nsbox bridges { ${q(bridge)} }`,
-  ]) {
-    try { nftRun(c); } catch { /* already gone */ }
-  }
+  withNftLock(() => {
+    subnet ??= nftListBridges().find((b) => b.bridge === bridge)?.subnet;
+    for (const c of [
+      ...(subnet ? [`delete element ip nsbox masq { ${subnet} }`] : []),
+      `delete element ip nsbox same { ${q(bridge)} . ${q(bridge)} }`,
+      `delete element ip nsbox bridges { ${q(bridge)} }`,
+    ]) {
+      try { nftRun(c); } catch { /* already gone */ }
+    }
+    dropTableIfUnusedLocked();
+  });
 }
 
 /** One published port, resolved. */
@@ -138,9 +174,13 @@ export function nftPublish(ports: NftPublish[], owner: string): void {
 
 /** Removes DNAT entries (missing ones are fine). */
 export function nftUnpublish(ports: NftPublish[]): void {
-  for (const p of ports) {
-    try { nftRun(`delete element ip nsbox ${key(p)}`); } catch { /* already gone */ }
-  }
+  if (ports.length === 0) return;
+  withNftLock(() => {
+    for (const p of ports) {
+      try { nftRun(`delete element ip nsbox ${key(p)}`); } catch { /* already gone */ }
+    }
+    dropTableIfUnusedLocked();
+  });
 }
 
 /** A DNAT entry as listed, with its owner comment. */

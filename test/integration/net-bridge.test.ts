@@ -9,6 +9,7 @@ import { prepareSandboxNetwork, validateNetworkOption } from '../../lib/net/netw
 import { nftListPublished, nftUnavailableReason } from '../../lib/net/nft.js';
 import { listIpam } from '../../lib/net/ipam.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
 const pid = process.pid;
 let n = 0;
@@ -51,6 +52,8 @@ async function hostGet(ip: string, port: number, tries = 100): Promise<string> {
     }
   }
 }
+
+const before = isRoot ? netState() : undefined;
 
 describe.skipIf(skipReason(!isRoot, 'bridge networking needs root'))('bridge networking', () => {
   it('two sandboxes on one bridge exchange TCP data; a sandbox on another bridge cannot reach them', async () => {
@@ -140,5 +143,9 @@ describe.skipIf(skipReason(!isRoot, 'bridge networking needs root'))('bridge net
     srv.close();
     expect(ourLinks().filter((l) => l !== a.name)).toEqual(before);
     expect(listIpam().filter((e) => e.owner.pid === pid)).toEqual([]);
+  });
+  it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', async () => {
+    for (const b of bridges.splice(0)) await b.destroy();
+    expectNoNetLeftovers(before!);
   });
 });

@@ -9,10 +9,11 @@ import { Bridge } from '../../lib/net/bridge.js';
 import { sweepNetwork } from '../../lib/net/gc.js';
 import { prepareSandboxNetwork, DEFAULT_BRIDGE } from '../../lib/net/network.js';
 import { listIpam } from '../../lib/net/ipam.js';
-import { nftListPublished, nftListBridges, nftUnavailableReason } from '../../lib/net/nft.js';
+import { nftListPublished, nftListBridges, nftUnavailableReason, ensureNftBase } from '../../lib/net/nft.js';
 import { getLink } from '../../lib/net/link.js';
 import { runSandboxed } from './net-sandbox-helper.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
 const pid = process.pid;
 // inside the package (git-ignored build-test/), so the addon loader finds the package root
@@ -42,6 +43,8 @@ function child(body: string): { proc: ReturnType<typeof cpSpawn>; line: Promise<
   });
   return { proc, line };
 }
+
+const before = isRoot ? netState() : undefined;
 
 describe.skipIf(skipReason(!isRoot, 'network sweep tests need root'))('network leftovers and IPAM', () => {
   it('a Node process killed mid-run leaves a veth, an IPAM entry and a DNAT entry; sweepNetwork removes them', async () => {
@@ -139,5 +142,28 @@ print(s.recv(10).decode(), open('/proc/net/fib_trie').read().count('eth0') >= 0)
     } finally {
       server.close();
     }
+  });
+  it('the nsbox table goes with the last bridge using it; sweepNetwork (nsbox gc) deletes an unused one', async () => {
+    if (nftUnavailableReason()) { console.warn(`SKIPPED (part): nftables: ${nftUnavailableReason()}`); return; }
+    for (const b of bridges.splice(0)) await b.destroy(); // the earlier tests' bridges
+    if (netState().tables.length) { console.warn('SKIPPED (part): table ip nsbox is in use by another nsbox user on this host'); return; }
+    const br = Bridge.create(`nsbox${uniq()}t`, { address: '10.85.0.1/24' });
+    const p = await prepareSandboxNetwork({ bridge: br }, { id: 'table' });
+    expect(netState().tables).toEqual(['ip nsbox']);
+    await p.release();
+    expect(netState().tables).toEqual(['ip nsbox']); // the bridge is still registered
+    await br.destroy();
+    expect(netState().tables).toEqual([]);
+    // a table left empty (e.g. by an older nsbox): the sweep removes it, and reports it
+    ensureNftBase();
+    expect(netState().tables).toEqual(['ip nsbox']);
+    const report = await sweepNetwork();
+    expect(report.tables).toEqual(['ip nsbox']);
+    expect(netState().tables).toEqual([]);
+  });
+
+  it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', async () => {
+    for (const b of bridges.splice(0)) await b.destroy();
+    expectNoNetLeftovers(before!);
   });
 });

@@ -3,10 +3,11 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { VethPair } from '../../lib/net/veth.js';
 import { Bridge } from '../../lib/net/bridge.js';
-import { listLinks, addRoute, listRoutes, setLink, deleteLink, getLink } from '../../lib/net/link.js';
+import { listLinks, addRoute, deleteRoute, listRoutes, setLink, deleteLink, getLink, addAddress, removeAddress, listAddresses } from '../../lib/net/link.js';
 import { netNative } from '../../lib/net/native.js';
 import { NsboxError } from '../../lib/errors.js';
 import { isRoot, skipReason } from '../helpers/host.js';
+import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
 const pid = process.pid;
 let n = 0;
@@ -37,10 +38,12 @@ async function sleeper(): Promise<number> {
   return c.pid!; // unshare without -f execs the program in place
 }
 
-afterAll(() => {
-  for (const c of children) c.kill('SIGKILL');
-  for (const ns of netnsMade) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } }
-});
+function cleanup(): void {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  for (const ns of netnsMade.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } }
+}
+afterAll(cleanup);
+const before = isRoot ? netState() : undefined;
 
 describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in the addon', () => {
   it('creates a veth pair, moves the peer into a netns renamed, addresses and brings it up', async () => {
@@ -154,5 +157,39 @@ describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in th
       await v.destroy();
       await br.destroy();
     }
+  });
+  it('IPv6: addresses and routes (default via a gateway, a prefix via a link) are set, listed and removed', () => {
+    const ns = makeNetns();
+    const ref = { path: `/run/netns/${ns}` };
+    netNative().netlinkLinkAdd({ kind: 'veth', name: 'v6a', up: true, peer: { name: 'v6b' } }, ref);
+    setLink('v6b', { up: true }, ref);
+    setLink('lo', { up: true }, ref);
+    addAddress('v6a', 'fd81::1/64', ref);
+    addAddress('v6a', '2001:db8:81::1/48', ref);
+    const mine = () => listAddresses(ref).filter((a) => a.family === 6 && a.scope === 0).map((a) => `${a.address}/${a.prefixlen}`).sort();
+    expect(mine()).toEqual(['2001:db8:81::1/48', 'fd81::1/64']);
+    expect(ipj(['-6', 'addr', 'show', 'dev', 'v6a'], ns)[0].addr_info.filter((a: any) => a.scope === 'global').map((a: any) => `${a.local}/${a.prefixlen}`).sort())
+      .toEqual(['2001:db8:81::1/48', 'fd81::1/64']);
+    // nodad: the gateway is usable at once
+    addRoute({ gateway: 'fd81::fe', link: 'v6a' }, ref);
+    addRoute({ dst: 'fd99::/64', link: 'v6b' }, ref);
+    const r6 = ipj(['-6', 'route', 'show'], ns);
+    expect(r6.find((r) => r.dst === 'default')).toMatchObject({ gateway: 'fd81::fe', dev: 'v6a' });
+    expect(r6.find((r) => r.dst === 'fd99::/64')).toMatchObject({ dev: 'v6b' });
+    expect(listRoutes(ref).filter((r) => r.family === 6 && (r.dst === 'default' || r.dst === 'fd99::/64')).map((r) => [r.dst, r.gateway ?? null]).sort())
+      .toEqual([['default', 'fd81::fe'], ['fd99::/64', null]]);
+    deleteRoute({ dst: 'fd99::/64', link: 'v6b' }, ref);
+    deleteRoute({ gateway: 'fd81::fe', link: 'v6a' }, ref);
+    expect(ipj(['-6', 'route', 'show'], ns).some((r) => r.dst === 'default' || r.dst === 'fd99::/64')).toBe(false);
+    removeAddress('v6a', 'fd81::1/64', ref);
+    expect(mine()).toEqual(['2001:db8:81::1/48']);
+    // a v6 gateway for a v4 destination, or a bad address: clear errors before the kernel
+    expect(() => addRoute({ dst: '10.0.0.0/8', gateway: 'fd81::fe' }, ref)).toThrow(RangeError);
+    expect(() => addAddress('v6a', 'fd81::zz/64', ref)).toThrow(RangeError);
+  });
+
+  it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', () => {
+    cleanup();
+    expectNoNetLeftovers(before!);
   });
 });

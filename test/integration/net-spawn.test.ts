@@ -3,6 +3,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { Bridge } from '../../lib/net/bridge.js';
 import { listIpam } from '../../lib/net/ipam.js';
 import { isRoot, skipReason } from '../helpers/host.js';
+import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
 type Spawn = (file: string, args?: string[], o?: object) => PromiseLike<{ exitCode: number | null; stdout: string; stderr: string }> & { kill(s?: string): boolean; catch(f: () => void): Promise<unknown> };
 let spawnIsolated: Spawn | undefined;
@@ -16,6 +17,8 @@ try {
 }
 const bridges: Bridge[] = [];
 afterAll(async () => { for (const b of bridges) await b.destroy().catch(() => {}); });
+
+const before = isRoot ? netState() : undefined;
 
 describe.skipIf(skipReason(!!reason, reason))('network option of spawnIsolated', () => {
   it("default 'none': only lo, and the host's listening ports are unreachable", async () => {
@@ -61,5 +64,9 @@ print(socket.create_connection(('10.92.0.10', 8000), timeout=2).recv(100).decode
       await server.catch(() => {});
     }
     expect(listIpam().filter((e) => e.key === br.name)).toEqual([]);
+  });
+  it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', async () => {
+    for (const b of bridges.splice(0)) await b.destroy();
+    expectNoNetLeftovers(before!);
   });
 });

@@ -6,10 +6,13 @@ import { Vxlan } from '../../lib/net/vxlan.js';
 import { setLink, addAddress, listLinks } from '../../lib/net/link.js';
 import { netNative } from '../../lib/net/native.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
 const pid = process.pid;
 const made: string[] = [];
-afterAll(() => { for (const ns of made) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } } });
+const cleanup = () => { for (const ns of made.splice(0)) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } } };
+afterAll(cleanup);
+const before = isRoot ? netState() : undefined;
 
 describe.skipIf(skipReason(!isRoot, 'vxlan tests need root'))('VXLAN overlay', () => {
   it('two "hosts" share one overlay subnet over VXLAN', async () => {
@@ -55,5 +58,10 @@ print(socket.create_connection(('10.99.0.2', 7000), timeout=2).recv(100).decode(
     expect(() => Vxlan.create('nsboxvx', { id: 1, remote: '10.0.0.1', group: '239.1.1.1' })).toThrow(TypeError);
     expect(() => Vxlan.create('nsboxvx', { id: 1, group: '239.1.1.1' })).toThrow(/dev is required/);
     expect(() => Vxlan.create('nsbox-vxlan-too-long', { id: 1 })).toThrow(RangeError);
+  });
+
+  it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', () => {
+    cleanup();
+    expectNoNetLeftovers(before!);
   });
 });
