@@ -259,9 +259,9 @@ int RemoveAt(int dirfd, const char* name, int depth, Err* e) {
   return 0;
 }
 
-// (rootFd, rel, kind, mode, uid, gid, link, major, minor, mtimeSec, opaqueXattr)
-// Creates one layer entry inside rootFd; returns an fd open for writing for regular files,
-// else -1. Parents are resolved with RESOLVE_IN_ROOT (created when missing); the final
+// (rootFd, rel, kind, mode, uid, gid, link, major, minor, mtimeSec, opaqueXattr, data?)
+// Creates one layer entry inside rootFd; returns an fd open for writing for regular files
+// (or -1 when `data` was given: then the file is written and finished here), else -1. Parents are resolved with RESOLVE_IN_ROOT (created when missing); the final
 // component is created with *at calls on the parent fd and never followed. A hardlink's
 // target is resolved inside the root as well. Ownership and mode of a regular file are set
 // by the caller once its data is written (chown clears set-id bits).
@@ -312,7 +312,20 @@ Napi::Value LayerCreate(const Napi::CallbackInfo& info) {
     case kFile: {
       int fd = openat(parent.get(), name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd < 0) return ThrowErrno(env, errno, "import", "openat", rel.c_str());
-      return Napi::Number::New(env, fd);
+      if (!info[11].IsBuffer()) return Napi::Number::New(env, fd);
+      // a small file whose data the caller already has: written, owned and closed here, in one call
+      UniqueFd f(fd);
+      Napi::Buffer<char> data = info[11].As<Napi::Buffer<char>>();
+      for (size_t off = 0; off < data.Length();) {
+        ssize_t n = write(f.get(), data.Data() + off, data.Length() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ThrowErrno(env, errno, "import", "write", rel.c_str());
+        off += static_cast<size_t>(n);
+      }
+      if (fchown(f.get(), uid, gid) < 0) return ThrowErrno(env, errno, "import", "fchown", rel.c_str());
+      if (fchmod(f.get(), mode) < 0) return ThrowErrno(env, errno, "import", "fchmod", rel.c_str());
+      if (futimens(f.get(), ts) < 0) return ThrowErrno(env, errno, "import", "futimens", rel.c_str());
+      return Napi::Number::New(env, -1);
     }
     case kDir: {
       if (!exists && mkdirat(parent.get(), name, 0700) < 0) return ThrowErrno(env, errno, "import", "mkdirat", rel.c_str());

@@ -16,6 +16,8 @@ import { errnoError } from '../errors.js';
 import { fsNative, Kind, O, RESOLVE } from './native.js';
 
 const writeP = (fd: number, b: Buffer) => new Promise<number>((res, rej) => write(fd, b, (e, n) => (e ? rej(e) : res(n))));
+/** Files up to this size are written synchronously in one native call. */
+const SMALL_FILE = 256 << 10;
 const fchownP = promisify(fchown), fchmodP = promisify(fchmod), futimesP = promisify(futimes), closeP = promisify(close);
 
 /** Progress of a layer import. */
@@ -138,6 +140,14 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
       switch (h.type) {
         case 'file': case 'contiguous-file': {
           if (rel === '') throw refused(h.name, 'a file cannot replace the layer root');
+          if ((h.size ?? 0) <= SMALL_FILE) {
+            // small files in one native call (create, write, chown, chmod, times, close): the
+            // thread-pool round trips of async writes would cost more than the write itself
+            const parts: Buffer[] = [];
+            for await (const chunk of body) parts.push(chunk as Buffer);
+            nat.fsLayerCreate(rootFd, rel, Kind.File, mode & 0o7777, uid, gid, '', 0, 0, mtime, opaqueXattr, Buffer.concat(parts));
+            return;
+          }
           const fd = create(rel, Kind.File);
           try {
             for await (const chunk of body) {

@@ -38,7 +38,7 @@ export interface FsNative {
   fsOpenParentIn(rootFd: number, rel: string, create: boolean): number;
   fsOpenat(dirfd: number, name: string, flags: number, mode?: number, step?: string): number;
   fsLayerCreate(rootFd: number, rel: string, kind: number, mode: number, uid: number, gid: number, link: string,
-    major: number, minor: number, mtimeSec: number, opaqueXattr: string): number;
+    major: number, minor: number, mtimeSec: number, opaqueXattr: string, data?: Buffer): number;
   fsSetTimesIn(rootFd: number, rel: string, mtimeSec: number): void;
   fsFgetxattr(fd: number, name: string): Buffer | null;
   fsLgetxattr(path: string, name: string): Buffer | null;
