@@ -12,6 +12,7 @@ import { nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftP
 import { TcpProxy } from './proxy.js';
 import { VethPair } from './veth.js';
 import { ownedLinkName } from './link.js';
+import { USER_NET_KEYS, validateUserNetwork, type UserNetworkOption } from './usernet.js';
 
 /** A port of the sandbox made reachable on the host. */
 export interface PublishSpec {
@@ -27,6 +28,8 @@ export interface PublishSpec {
 
 /** Bridge networking: a veth into the sandbox, its host end on a bridge, NAT to the outside. */
 export interface BridgeNetworkOption {
+  /** Optional, says what the object means; bridge mode is the default for an object. */
+  mode?: 'bridge';
   /** Bridge name (created if missing, as `nsbox0` is by default) or a {@link Bridge}. */
   bridge?: string | Bridge;
   /** Subnet for a bridge nsbox has to create, default `10.88.0.0/16` (gateway: first address). */
@@ -50,9 +53,11 @@ export interface BridgeNetworkOption {
 /**
  * `'none'` (default): own network namespace with only `lo`. `'loopback'`: the same, said
  * explicitly. `'host'`: the host's network. A {@link BridgeNetworkOption} object: bridge
- * networking. `{ join }`: an existing network namespace (anything with an `fd`).
+ * networking (root). `'user'` or a {@link UserNetworkOption} (`{ mode: 'user' }`): user-mode
+ * networking through pasta or slirp4netns (no privilege needed). `{ join }`: an existing
+ * network namespace (anything with an `fd`).
  */
-export type NetworkOption = 'none' | 'host' | 'loopback' | BridgeNetworkOption | { join: { readonly fd: number } };
+export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetworkOption | UserNetworkOption | { join: { readonly fd: number } };
 
 /** The default bridge and subnet. */
 export const DEFAULT_BRIDGE = 'nsbox0';
@@ -71,7 +76,8 @@ function checkPort(v: unknown, what: string): number {
 export function validateNetworkOption(opt: unknown, what = 'options.network'): NetworkOption {
   if (opt === undefined) return 'none';
   if (opt === 'none' || opt === 'host' || opt === 'loopback') return opt;
-  if (typeof opt === 'string') throw new RangeError(`${what} must be 'none', 'host', 'loopback', { join } or a bridge network object (got '${opt}')`);
+  if (opt === 'user') return { mode: 'user' };
+  if (typeof opt === 'string') throw new RangeError(`${what} must be 'none', 'host', 'loopback', 'user', { join }, { mode: 'user', ... } or a bridge network object (got '${opt}')`);
   if (opt === null || typeof opt !== 'object') throw new TypeError(`${what} must be a string or an object (got ${opt === null ? 'null' : typeof opt})`);
   const o = opt as Record<string, unknown>;
   if ('join' in o) {
@@ -82,8 +88,11 @@ export function validateNetworkOption(opt: unknown, what = 'options.network'): N
     if ('type' in j && (j as { type?: unknown }).type !== 'net') throw new RangeError(`${what}.join must be a network namespace (got a ${String((j as { type?: unknown }).type)} namespace)`);
     return o as { join: { fd: number } };
   }
-  const known = new Set(['bridge', 'subnet', 'address', 'gateway', 'dns', 'publish', 'mtu', 'interfaceName', 'hostname']);
-  for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`${what}.${k} is not a network option (known: ${[...known].join(', ')}, join)`);
+  if (o.mode !== undefined && o.mode !== 'bridge' && o.mode !== 'user') throw new RangeError(`${what}.mode must be 'bridge' or 'user' (got ${String(o.mode)})`);
+  const user = o.mode === 'user';
+  const known = new Set(user ? USER_NET_KEYS : ['mode', 'bridge', 'subnet', 'address', 'gateway', 'dns', 'publish', 'mtu', 'interfaceName', 'hostname']);
+  for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`${what}.${k} is not a${user ? " user-mode ('user')" : ' bridge'} network option (known: ${[...known].join(', ')}${user ? '' : ', join'})`);
+  if (user) validateUserNetwork(o, what);
   if (o.bridge !== undefined && !(o.bridge instanceof Bridge)) checkLinkName(o.bridge, `${what}.bridge`);
   let subnet: Cidr | undefined;
   if (o.subnet !== undefined) {
@@ -119,13 +128,22 @@ export function validateNetworkOption(opt: unknown, what = 'options.network'): N
       checkPort(q.host, `${w}.host`);
       checkPort(q.container, `${w}.container`);
       if (q.protocol !== undefined && q.protocol !== 'tcp' && q.protocol !== 'udp') throw new RangeError(`${w}.protocol must be 'tcp' or 'udp'`);
-      if (q.hostIp !== undefined) checkIp(q.hostIp, `${w}.hostIp`, 4);
+      if (q.hostIp !== undefined) checkIp(q.hostIp, `${w}.hostIp`, user ? undefined : 4);
       const k = `${q.hostIp ?? '0.0.0.0'}:${q.host}/${q.protocol ?? 'tcp'}`;
       if (seen.has(k)) throw new RangeError(`${w} publishes ${k} twice`);
       seen.add(k);
     });
   }
-  return o as BridgeNetworkOption;
+  return o as BridgeNetworkOption | UserNetworkOption;
+}
+
+/** /etc/hosts and /etc/resolv.conf for a user-mode sandbox. */
+export function userNetworkFiles(o: UserNetworkOption, helper: { address?: string; dns: string[] }): { hosts: string; resolvConf: string } {
+  const name = o.hostname ?? 'sandbox';
+  return {
+    hosts: BASE_HOSTS + (helper.address ? `${helper.address}\t${name}\n` : `127.0.1.1\t${name}\n`),
+    resolvConf: (o.dns ?? helper.dns).map((d) => `nameserver ${d}\n`).join(''),
+  };
 }
 
 /** What the spawn planner puts into plan.net for one link. */
@@ -231,11 +249,17 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
   if (ctx.handoff !== undefined && ctx.handoff !== 'move' && ctx.handoff !== 'create') throw new RangeError(`ctx.handoff must be 'move' or 'create'`);
   const create = ctx.handoff === 'create';
   const opt = validateNetworkOption(network);
+  if (typeof opt === 'object' && 'mode' in opt && opt.mode === 'user') {
+    throw new TypeError("prepareSandboxNetwork: user-mode networking ({ mode: 'user' }) is set up by spawnIsolated (it needs the sandbox's namespaces)");
+  }
   if (typeof opt === 'string' || 'join' in opt) {
     const resolvConf = opt === 'host' || typeof opt === 'object' ? readHostResolv() : '';
     return { handoff: [], files: { hosts: BASE_HOSTS, resolvConf }, release: async () => {} };
   }
   const o = opt as BridgeNetworkOption;
+  if (process.geteuid?.() !== 0) {
+    throw netError(1, 'network', 'RTM_NEWLINK', undefined, "bridge networking needs root (veths, a bridge and NAT in the host's network namespace); without privileges use network: 'user' (pasta or slirp4netns)");
+  }
   const undo: Array<() => Promise<void> | void> = [];
   const release = async () => {
     while (undo.length) {
