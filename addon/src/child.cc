@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>  // ST_* flag values (statfs.f_flags uses the same bits)
 #include <sys/wait.h>
@@ -149,30 +150,224 @@ long Restrict(const char* target, bool readonly, unsigned long extra, bool recur
   return call(SYS_mount, nullptr, target, nullptr, f, nullptr);
 }
 
+// --- paths inside the new root -----------------------------------------------------------
+// Every op path under kJail ("/newroot", the N of lib/spawn/plan.ts) lies in the sandbox's
+// root, which may be an untrusted rootfs: a symlink there must never lead a mkdir, a file or a
+// mount outside it (CVE-2021-30465 and kin). Such paths are resolved with
+// openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) relative to the root, created one
+// component at a time with *at() calls, and mounts are placed through the resolved fd
+// (move_mount, or a mount on "." after fchdir), never by name.
+constexpr char kJail[] = "/newroot";
+constexpr size_t kJailLen = sizeof kJail - 1;
+struct OpenHow { uint64_t flags, mode, resolve; };
+constexpr uint64_t kResolveNoMagiclinks = 0x02, kResolveNoSymlinks = 0x04, kResolveInRoot = 0x10;
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+
+// The part of `path` below the jail ("" for the jail's own children's parent), or nullptr.
+const char* JailRel(const char* path) {
+  for (size_t i = 0; i < kJailLen; i++) if (path[i] != kJail[i]) return nullptr;
+  if (path[kJailLen] != '/') return nullptr;
+  const char* r = path + kJailLen;
+  while (*r == '/') r++;
+  return r;
+}
+
+long RootFd(ChildCtx* ctx) {
+  if (ctx->rootFd < 0) {
+    long fd = call(SYS_openat, AT_FDCWD, kJail, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return fd;
+    ctx->rootFd = (int)fd;
+  }
+  return ctx->rootFd;
+}
+
+// openat2 inside the root; `rel` is relative to it ("" = the root itself).
+long OpenRel(ChildCtx* ctx, const char* rel, long flags, bool real) {
+  long root = RootFd(ctx);
+  if (root < 0) return root;
+  OpenHow how{(uint64_t)(flags | O_CLOEXEC), 0, kResolveInRoot | kResolveNoMagiclinks | (real ? kResolveNoSymlinks : 0)};
+  return call(SYS_openat2, root, *rel ? rel : ".", &how, sizeof how);
+}
+
+// Opens `path`, resolving it inside the root when it lies there.
+long OpenIn(ChildCtx* ctx, const char* path, long flags, bool real) {
+  const char* rel = JailRel(path);
+  if (!rel) return call(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC);
+  return OpenRel(ctx, rel, flags, real);
+}
+
+// mkdir -p inside the root: each component is made in its parent's fd, each prefix resolved
+// in the root, so a symlinked component can only lead somewhere inside the root.
+long MkdirIn(ChildCtx* ctx, const char* path, unsigned mode, bool real) {
+  const char* rel = JailRel(path);
+  if (!rel) return MkdirP(path, mode);
+  long fd = OpenRel(ctx, rel, O_PATH | O_DIRECTORY, real);
+  if (fd >= 0) { call(SYS_close, fd); return 0; }
+  if (fd != -ENOENT) return fd;
+  char buf[4096];
+  size_t n = Len(rel);
+  if (n >= sizeof buf) return -ENAMETOOLONG;
+  long parent = OpenRel(ctx, "", O_PATH | O_DIRECTORY, false);
+  if (parent < 0) return parent;
+  size_t start = 0;
+  for (size_t i = 0; i <= n; i++) {
+    buf[i] = rel[i];
+    if (rel[i] != '/' && rel[i] != 0) continue;
+    if (i == start) { start = i + 1; continue; }
+    buf[i] = 0;
+    long r = call(SYS_mkdirat, parent, buf + start, mode);
+    if (r < 0 && r != -EEXIST) { call(SYS_close, parent); return r; }
+    long next = OpenRel(ctx, buf, O_PATH | O_DIRECTORY, real);
+    call(SYS_close, parent);
+    if (next < 0) return next;
+    parent = next;
+    buf[i] = rel[i];
+    start = i + 1;
+  }
+  call(SYS_close, parent);
+  return 0;
+}
+
+// The parent directory of `path` (made if missing), opened; *base = the last component.
+long ParentIn(ChildCtx* ctx, const char* path, const char** base, bool real) {
+  char buf[4096];
+  size_t n = Len(path), cut = 0;
+  if (n >= sizeof buf) return -ENAMETOOLONG;
+  for (size_t i = 0; i < n; i++) { buf[i] = path[i]; if (path[i] == '/') cut = i; }
+  *base = path + cut + 1;
+  if (cut == 0) { buf[0] = '/'; buf[1] = 0; } else buf[cut] = 0;
+  long r = MkdirIn(ctx, buf, 0755, real);
+  if (r < 0) return r;
+  return OpenIn(ctx, buf, O_PATH | O_DIRECTORY, real);
+}
+
+// The target of a bind: a directory, or for `file` a file (an empty one is made if missing).
+long BindTarget(ChildCtx* ctx, const Op& op) {
+  if (!op.file) {
+    long r = MkdirIn(ctx, op.b, 0755, op.real);
+    return r < 0 ? r : OpenIn(ctx, op.b, O_PATH | O_DIRECTORY, op.real);
+  }
+  const char* base;
+  long pfd = ParentIn(ctx, op.b, &base, op.real);
+  if (pfd < 0) return pfd;
+  long fd = call(SYS_openat, pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd == -ENOENT) {
+    // missing: an empty file to mount on (never opened for writing when it exists)
+    long w = call(SYS_openat, pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (w >= 0) call(SYS_close, w);
+    fd = w >= 0 || w == -EEXIST ? call(SYS_openat, pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC) : w;
+  }
+  struct stat st;
+  if (fd >= 0 && call(SYS_fstat, fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+    call(SYS_close, fd);
+    // a symlink where a file must be (the /dev/null swap of CVE-2025-31133) is refused;
+    // elsewhere it is followed, inside the root
+    fd = op.real ? -ELOOP : OpenIn(ctx, op.b, O_PATH, false);
+  }
+  call(SYS_close, pfd);
+  return fd;
+}
+
+long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsigned long propagation) {
+  MountAttr a{};
+  if (readonly) a.attr_set |= kAttrRdonly;
+  if (extra & MS_NOSUID) a.attr_set |= kAttrNosuid;
+  if (extra & MS_NODEV) a.attr_set |= kAttrNodev;
+  if (extra & MS_NOEXEC) a.attr_set |= kAttrNoexec;
+  a.propagation = propagation;
+  if (a.attr_set == 0 && propagation == 0) return 0;
+  return call(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);
+}
+
+// bind op.a onto op.b: the source tree is cloned (open_tree), restricted while detached, then
+// moved onto the resolved target fd
+constexpr char kOpenTree[] = "open_tree";
+long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
+  *failedCall = kOpenTree;
+  long tree = call(SYS_open_tree, AT_FDCWD, op.a, OPEN_TREE_CLONE | O_CLOEXEC | (op.recursive ? AT_RECURSIVE : 0));
+  if (tree < 0) return tree;
+  *failedCall = "mount_setattr";
+  long r = SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
+  if (r < 0) { call(SYS_close, tree); return r; }
+  *failedCall = op.file ? "open" : "mkdir";
+  long t = BindTarget(ctx, op);
+  if (t < 0) { call(SYS_close, tree); return t; }
+  *failedCall = "move_mount";
+  r = call(SYS_move_mount, tree, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+  call(SYS_close, t);
+  call(SYS_close, tree);
+  return r;
+}
+
+// a filesystem mount onto the resolved directory: mount(2) on "." after fchdir to it
+long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
+  *failedCall = "mkdir";
+  long r = MkdirIn(ctx, op.b, 0755, op.real);
+  if (r < 0) return r;
+  *failedCall = "open";
+  long t = OpenIn(ctx, op.b, O_PATH | O_DIRECTORY, op.real);
+  if (t < 0) return t;
+  *failedCall = "mount";
+  r = call(SYS_fchdir, t);
+  if (r == 0) r = call(SYS_mount, op.a, ".", op.c, op.flags, op.d);
+  call(SYS_chdir, "/");
+  call(SYS_close, t);
+  return r;
+}
+
 void RunOp(ChildCtx* ctx, const Op& op) {
   long r = 0;
   switch (op.kind) {
     case OpKind::kMkdir:
-      if ((r = MkdirP(op.a, op.mode)) < 0) DieSys(ctx, r, "mkdir", "mkdir", op.a);
+      if ((r = MkdirIn(ctx, op.a, op.mode, op.real)) < 0) DieSys(ctx, r, "mkdir", "mkdir", op.a);
       break;
-    case OpKind::kMount:
-      if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
-      if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
+    case OpKind::kMount: {
+      if (!JailRel(op.b)) {
+        if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
+        if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
+        break;
+      }
+      const char* what;
+      if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, "mount", what, op.b);
       break;
-    case OpKind::kBind:
+    }
+    case OpKind::kBind: {
+      const char* what = kOpenTree;
+      const bool inRoot = JailRel(op.b) != nullptr;
+      if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;
+      if (inRoot && !(r == -ENOSYS && what == kOpenTree)) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
+      // outside the root, or no open_tree (kernels before 5.2): by name
       r = op.file ? TouchFile(op.b) : MkdirP(op.b, 0755);
       if (r < 0) DieSys(ctx, r, "bind", op.file ? "open" : "mkdir", op.b);
       if ((r = call(SYS_mount, op.a, op.b, nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr)) < 0)
         DieSys(ctx, r, "bind", "mount", op.a);
       if ((r = Restrict(op.b, op.readonly, op.flags, op.recursive)) < 0) DieSys(ctx, r, "bind", "mount_setattr", op.b);
       break;
-    case OpKind::kSymlink:
-      if ((r = ParentDir(op.b, 0755)) < 0) DieSys(ctx, r, "symlink", "mkdir", op.b);
-      if ((r = call(SYS_symlinkat, op.a, AT_FDCWD, op.b)) < 0 && r != -EEXIST) DieSys(ctx, r, "symlink", "symlink", op.b);
+    }
+    case OpKind::kSymlink: {
+      const char* base;
+      long pfd = ParentIn(ctx, op.b, &base, op.real);
+      if (pfd < 0) DieSys(ctx, pfd, "symlink", "mkdir", op.b);
+      r = call(SYS_symlinkat, op.a, pfd, base);
+      call(SYS_close, pfd);
+      if (r < 0 && r != -EEXIST) DieSys(ctx, r, "symlink", "symlink", op.b);
       break;
+    }
     case OpKind::kWriteFile: {
-      if ((r = ParentDir(op.a, 0755)) < 0) DieSys(ctx, r, "write-file", "mkdir", op.a);
-      long fd = call(SYS_openat, AT_FDCWD, op.a, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, op.mode);
+      const char* base;
+      long pfd = ParentIn(ctx, op.a, &base, op.real);
+      if (pfd < 0) DieSys(ctx, pfd, "write-file", "mkdir", op.a);
+      long fd = call(SYS_openat, pfd, base, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, op.mode);
+      call(SYS_close, pfd);
       if (fd < 0) DieSys(ctx, fd, "write-file", "open", op.a);
       size_t off = 0;
       while (off < op.dlen) {
@@ -185,11 +380,26 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       break;
     }
     case OpKind::kPropagation:
-      if ((r = call(SYS_mount, nullptr, op.b, nullptr, op.flags, nullptr)) < 0) DieSys(ctx, r, "propagation", "mount", op.b);
+    case OpKind::kRemountRo: {
+      const bool prop = op.kind == OpKind::kPropagation;
+      const char* step = prop ? "propagation" : "remount";
+      if (JailRel(op.b)) {
+        long fd = OpenIn(ctx, op.b, O_PATH, op.real);
+        if (fd < 0) DieSys(ctx, fd, step, "open", op.b);
+        r = prop ? SetAttrFd(fd, false, 0, op.flags & MS_REC, op.flags & ~MS_REC) : SetAttrFd(fd, true, op.flags, op.recursive, 0);
+        call(SYS_close, fd);
+        if (r != -ENOSYS) {
+          if (r < 0) DieSys(ctx, r, step, "mount_setattr", op.b);
+          break;
+        }
+      }
+      if (prop) {
+        if ((r = call(SYS_mount, nullptr, op.b, nullptr, op.flags, nullptr)) < 0) DieSys(ctx, r, step, "mount", op.b);
+      } else if ((r = Restrict(op.b, true, op.flags, op.recursive)) < 0) {
+        DieSys(ctx, r, step, "mount_setattr", op.b);
+      }
       break;
-    case OpKind::kRemountRo:
-      if ((r = Restrict(op.b, true, op.flags, op.recursive)) < 0) DieSys(ctx, r, "remount", "mount_setattr", op.b);
-      break;
+    }
     case OpKind::kPivotRoot:
       if ((r = call(SYS_chdir, op.a)) < 0) DieSys(ctx, r, "pivot", "chdir", op.a);
       if (op.b) {
@@ -201,9 +411,14 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       }
       if ((r = call(SYS_chdir, "/")) < 0) DieSys(ctx, r, "pivot", "chdir", "/");
       break;
-    case OpKind::kChmod:
-      if ((r = call(SYS_fchmodat, AT_FDCWD, op.a, op.mode)) < 0) DieSys(ctx, r, "chmod", "chmod", op.a);
+    case OpKind::kChmod: {
+      long fd = OpenIn(ctx, op.a, O_RDONLY | O_NOFOLLOW, op.real);
+      if (fd < 0) DieSys(ctx, fd, "chmod", "open", op.a);
+      r = call(SYS_fchmod, fd, op.mode);
+      call(SYS_close, fd);
+      if (r < 0) DieSys(ctx, r, "chmod", "chmod", op.a);
       break;
+    }
     case OpKind::kUmount:
       if ((r = call(SYS_umount2, op.b, MNT_DETACH)) < 0) DieSys(ctx, r, "umount", "umount2", op.b);
       break;
@@ -333,7 +548,21 @@ long WriteSmall(const char* path, const char* data) {
     struct timespec zero{0, 0};
     if (call(SYS_ppoll, &pf, 1, &zero, nullptr, 0) > 0 && (pf.revents & POLLHUP)) call(SYS_exit_group, 127);
   }
-  if ((r = call(SYS_chdir, p.cwd)) < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
+  {
+    // the working directory is looked up in the sandbox's own root with no magic links, so
+    // /proc/self/fd/N cannot lead to a directory of the host through an fd still open here
+    // (CVE-2024-21626)
+    OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolveNoMagiclinks};
+    long fd = call(SYS_openat2, AT_FDCWD, p.cwd, &how, sizeof how);
+    if (fd == -ENOSYS) {
+      if ((r = call(SYS_chdir, p.cwd)) < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
+    } else {
+      if (fd < 0) DieSys(ctx, fd, "cwd", "openat2", p.cwd);
+      r = call(SYS_fchdir, fd);
+      call(SYS_close, fd);
+      if (r < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
+    }
+  }
   if (p.noNewPrivs && (r = call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0) DieSys(ctx, r, "no_new_privs", "prctl");
   // every fd beyond stdio closes at exec (the error pipe too, which is how the parent learns
   // that exec succeeded)

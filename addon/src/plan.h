@@ -36,6 +36,7 @@ struct Op {
   bool readonly = false;
   bool file = false;
   bool recursive = false;
+  bool real = false;  // the target and every component on its way must not be a symlink
 };
 
 struct Join { int fd; int nstype; };
@@ -124,6 +125,7 @@ struct ChildCtx {
   int closeFds[2]; // parent ends the child must close (go write end, error read end)
   int stdio[3]; // fds to place on 0..2 (or -1 for "leave as is")
   bool stage1;  // two-stage: this is the joining stage
+  int rootFd;   // O_PATH fd of the new root (/newroot) once it is mounted, else -1
 };
 int ChildMain(void* arg);
 

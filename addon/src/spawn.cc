@@ -203,6 +203,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.closeFds[1] = f.err[0];
   for (int i = 0; i < 3; i++) ctx.stdio[i] = f.child[i];
   ctx.stage1 = plan.twoStage;
+  ctx.rootFd = -1;
 
   int pidfd = -1;
   struct clone_args args{};

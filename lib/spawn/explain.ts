@@ -1,5 +1,5 @@
 import { buildPlan, Op, type Plan } from './plan.js';
-import type { SpawnIsolatedOptions } from './options.js';
+import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
 
 const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k]));
 
@@ -18,6 +18,8 @@ export interface ExplainedPlan {
   hostname: string | null;
   cwd: string;
   rlimits: Plan['rlimits'];
+  /** What the sandbox would get (as IsolatedResult.isolation, before it runs). */
+  isolation: IsolationReport;
   steps: string[];
 }
 
@@ -38,6 +40,12 @@ export function explain(file: string, args: string[] = [], options: SpawnIsolate
     hostname: p.hostname ?? null,
     cwd: p.cwd,
     rlimits: p.rlimits,
+    isolation: {
+      ...p.summary,
+      seccomp: options.seccomp === 'none' ? 'none' : options.seccomp === undefined || options.seccomp === 'default' ? 'default' : 'custom',
+      network: options.network === undefined ? p.summary.network : typeof options.network === 'string' ? options.network : 'join' in options.network ? 'joined' : 'bridge',
+      limits: options.limits ? { ...options.limits } : null,
+    },
     steps: p.ops.map((o) => {
       const parts = [OP_NAMES[o.op] ?? `op${o.op}`];
       for (const k of ['a', 'b', 'c'] as const) if (o[k] !== undefined) parts.push(String(o[k]));

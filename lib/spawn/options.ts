@@ -119,6 +119,21 @@ export interface SpawnIsolatedOptions {
   rootPropagation?: 'private' | 'slave';
   /** Extra mounts, in order, after the base view. */
   mounts?: Mount[];
+  /**
+   * Paths masked with an empty read-only file or directory owned by nsbox (never a path of the
+   * rootfs). Default: Docker's list (`/proc/kcore`, `/proc/keys`, `/proc/timer_list`,
+   * `/proc/sched_debug`, `/proc/acpi`, `/proc/scsi`, `/sys/firmware`, ...; see
+   * `DEFAULT_MASKED_PATHS`). `[]` masks nothing. Paths missing on this kernel are skipped.
+   */
+  maskedPaths?: string[];
+  /** Paths made read-only. Default `/proc/{bus,fs,irq,sys,sysrq-trigger}`; `[]` for none. */
+  readonlyPaths?: string[];
+  /**
+   * Host device nodes to add to the sandbox's `/dev` (bind mounts; nosuid, noexec), e.g.
+   * `'/dev/fuse'` or `{ path: '/dev/net/tun', readonly: false }`. Default: none beyond null,
+   * zero, full, random, urandom, tty and a private devpts.
+   */
+  devices?: Array<string | { path: string; target?: string; readonly?: boolean }>;
   /** Existing namespaces to enter instead of creating new ones. */
   join?: Partial<Record<NamespaceType, Namespace>>;
   /** Capabilities kept (all others are dropped from every set, bounding included). Default none. */
@@ -210,6 +225,38 @@ export interface IsolatedResult<T = string> {
   /** Output past `limits.outputBytes` was dropped. */
   truncated: boolean;
   usage: IsolatedUsage;
+  /** What was actually applied: namespaces, id maps, capabilities, seccomp, masked paths, limits. */
+  isolation: IsolationReport;
+}
+
+/** The isolation a sandbox actually got (also what `nsbox explain` prints). */
+export interface IsolationReport {
+  /** Namespaces created for the sandbox. */
+  namespaces: NamespaceType[];
+  /** Namespaces joined (`join`). */
+  joined: NamespaceType[];
+  /** User namespace maps, or null without a user namespace (sandbox root is host root). */
+  uidMap: IdMap[] | null;
+  gidMap: IdMap[] | null;
+  /** The rootfs directory, or null for the default view. */
+  rootfs: string | null;
+  /** Capabilities the program keeps (empty by default). */
+  capabilities: string[];
+  noNewPrivs: boolean;
+  uid: number;
+  gid: number;
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  /** Host devices added to /dev. */
+  devices: string[];
+  /** `'default'` (nsbox's profile), `'custom'` (a caller's profile) or `'none'`. */
+  seccomp: 'none' | 'default' | 'custom';
+  /** `'none'` (own netns, loopback only), `'host'`, `'joined'`, `'bridge'`, or a user-mode network's mode. */
+  network: string;
+  /** The sandbox's cgroup directory, or null. */
+  cgroup: string | null;
+  /** The limits asked for, or null. */
+  limits: Record<string, unknown> | null;
 }
 
 /** Which image to run, from which store (see `LayerStore`). */

@@ -9,7 +9,7 @@ import { CLONE_FLAGS } from '../ns/namespace.js';
 import { detectLayout } from '../cgroup/detect.js';
 import { validateLimits } from '../cgroup/limits.js';
 import type { Namespace } from '../ns/namespace.js';
-import type { IdMap, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
+import type { IdMap, IsolationReport, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
 
 // ---- kernel constants --------------------------------------------------------------------
 const MS = {
@@ -43,6 +43,15 @@ export const DEFAULT_TMPFS: Array<[string, string]> = [
   ['/tmp', 'mode=1777'], ['/home', 'mode=0755'], ['/root', 'mode=0700'], ['/run', 'mode=0755'], ['/var/tmp', 'mode=1777'],
 ];
 const DEV_NODES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+/** Masked by default: host kernel state (Docker's list). Each becomes an empty read-only file or directory. */
+export const DEFAULT_MASKED_PATHS = [
+  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+/** Read-only by default (they would be writable through the sandbox's own procfs). */
+export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+/** The runtime-owned empty file masks are bound from: on the scratch root, never in the rootfs. */
+const MASK_FILE = '/nsbox-mask';
 
 // ---- the plan the addon executes -----------------------------------------------------------
 export interface PlanOp {
@@ -56,6 +65,8 @@ export interface PlanOp {
   readonly?: boolean;
   file?: boolean;
   recursive?: boolean;
+  /** the target and every component on its way must not be a symlink */
+  real?: boolean;
 }
 
 export interface Plan {
@@ -101,15 +112,8 @@ export interface Plan {
   summary: PlanSummary;
 }
 
-export interface PlanSummary {
-  namespaces: NamespaceType[];
-  joined: NamespaceType[];
-  uidMap: IdMap[] | null;
-  gidMap: IdMap[] | null;
-  rootfs: string | null;
-  capabilities: string[];
-  noNewPrivs: boolean;
-}
+/** What the plan means for people (see IsolationReport); later layers fill seccomp, network, cgroup. */
+export type PlanSummary = Omit<IsolationReport, 'limits'>;
 
 /** Host facts the planner reads; replaceable in unit tests. */
 export interface HostFacts {
@@ -241,7 +245,7 @@ function formatMaps(maps: IdMap[]): string {
 
 const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
-  'rootPropagation', 'mounts', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
+  'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
   'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
@@ -456,6 +460,16 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     if (mounts.length) fail('options.mounts', 'need a new mount namespace');
   }
   const parsedMounts = mounts.map((m, i) => parseMount(`options.mounts[${i}]`, m, host));
+  const maskedPaths = pathList('options.maskedPaths', o.maskedPaths, DEFAULT_MASKED_PATHS);
+  const readonlyPaths = pathList('options.readonlyPaths', o.readonlyPaths, DEFAULT_READONLY_PATHS);
+  const devices = parseDevices(o.devices, host);
+  if (!ns.has('mount')) {
+    if (o.maskedPaths !== undefined && maskedPaths.length) fail('options.maskedPaths', 'need a new mount namespace');
+    if (o.readonlyPaths !== undefined && readonlyPaths.length) fail('options.readonlyPaths', 'need a new mount namespace');
+    if (devices.length) fail('options.devices', 'need a new mount namespace');
+  }
+  const summaryMasked: string[] = [];
+  const summaryReadonly: string[] = [];
 
   if (ns.has('mount')) {
     const N = '/newroot', OLD = '/oldroot';
@@ -479,15 +493,20 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
     // /proc: a fresh one for a new pid namespace
     if (ns.has('pid') || joined.includes('pid')) {
-      ops.push({ op: Op.Mount, a: 'proc', b: `${N}/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      ops.push({ op: Op.Mount, a: 'proc', b: `${N}/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
     } else {
-      ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
     }
     // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
-    ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k' });
+    // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
+    // (the child resolves every target inside the root, with no symlinks at all for these)
+    ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k', real: true });
     // no nosuid/noexec remount on these: they are character devices, which nothing can exec
     // and which carry no set-id bits (it would cost a syscall each per spawn)
     for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+    for (const d of devices) {
+      ops.push({ op: Op.Bind, a: `${OLD}${d.path}`, b: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
+    }
     ops.push({ op: Op.Mount, a: 'devpts', b: `${N}/dev/pts`, c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' });
     ops.push({ op: Op.Symlink, a: 'pts/ptmx', b: `${N}/dev/ptmx` });
     ops.push({ op: Op.Mount, a: 'shm', b: `${N}/dev/shm`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' });
@@ -496,9 +515,9 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
     // /sys: read-only; a fresh sysfs needs a network namespace of our own
     if (ns.has('net')) {
-      ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
     } else {
-      ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
     }
     // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
     if (ownCgroup && ns.has('cgroup')) {
@@ -526,6 +545,24 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
         const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
         ops.push({ op: Op.Propagation, b: N + m.target, flags: pf });
       }
+    }
+    // kernel state the sandbox has no business reading (masked: an empty read-only file or
+    // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
+    if (maskedPaths.length) {
+      ops.push({ op: Op.WriteFile, a: MASK_FILE, d: '', mode: 0o444 });
+      for (const m of maskedPaths) {
+        const k = host.pathKind(m);
+        if (k.kind === 'dir') ops.push({ op: Op.Mount, a: 'nsbox-mask', b: N + m, c: 'tmpfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=1' });
+        else if (k.kind !== 'missing') ops.push({ op: Op.Bind, a: MASK_FILE, b: N + m, file: true, recursive: false, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+        else continue;
+        summaryMasked.push(m);
+      }
+    }
+    for (const m of readonlyPaths) {
+      const k = host.pathKind(m);
+      if (k.kind === 'missing' || k.kind === 'symlink') continue;
+      ops.push({ op: Op.Bind, a: N + m, b: N + m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      summaryReadonly.push(m);
     }
     // the root itself read-only (its submounts keep their own flags)
     if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
@@ -596,6 +633,14 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       rootfs: rootfsPath,
       capabilities: capNames,
       noNewPrivs: o.allowNewPrivileges !== true,
+      uid,
+      gid,
+      maskedPaths: summaryMasked,
+      readonlyPaths: summaryReadonly,
+      devices: devices.map((d) => d.path),
+      seccomp: 'none',
+      network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
+      cgroup: null,
     },
   };
 }
@@ -666,4 +711,39 @@ function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
 
 function isFileTarget(p: string): boolean {
   try { return !statSync(p).isDirectory(); } catch { return false; }
+}
+
+function pathList(option: string, v: unknown, def: string[]): string[] {
+  if (v === undefined) return def;
+  if (!Array.isArray(v)) fail(option, 'must be an array of absolute paths');
+  return v.map((p, i) => {
+    const a = absPath(`${option}[${i}]`, p);
+    if (a === '/') fail(`${option}[${i}]`, "must not be '/'");
+    return a;
+  });
+}
+
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean }> {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
+  return v.map((d, i) => {
+    const opt = `options.devices[${i}]`;
+    let path: string, target: string | undefined, readonly = false;
+    if (typeof d === 'string') path = absPath(opt, d);
+    else if (isPlainObject(d)) {
+      checkKeys(opt, d, ['path', 'target', 'readonly']);
+      path = absPath(`${opt}.path`, d.path);
+      if (d.target !== undefined) target = absPath(`${opt}.target`, d.target);
+      if (d.readonly !== undefined) {
+        if (typeof d.readonly !== 'boolean') fail(`${opt}.readonly`, 'must be a boolean');
+        readonly = d.readonly;
+      }
+    } else fail(opt, 'must be a host device path or { path, target?, readonly? }');
+    if (!path.startsWith('/dev/')) fail(opt, `must be a device under /dev (got ${path})`);
+    const k = host.pathKind(path);
+    if (k.kind !== 'other') fail(opt, `must be an existing device node (${path} is ${k.kind === 'missing' ? 'missing' : `a ${k.kind}`})`);
+    target ??= path;
+    if (!target.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${target})`);
+    return { path, target, readonly };
+  });
 }

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { native, type ExitInfo } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { buildPlan, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
-import type { IsolatedResult, SpawnIsolatedOptions, Verdict } from './options.js';
+import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize } from '../cgroup/limits.js';
 
@@ -100,6 +100,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     }
     let out;
     let cg: SandboxCgroup | undefined;
+    let isolation!: IsolationReport;
     try {
       if (input) {
         let cur = input;
@@ -122,6 +123,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         plan.cgroupProcs = cg.procsPaths;
       }
       for (const ext of extensions) await ext.prepare?.(plan, o);
+      isolation = isolationReport(plan, o, cg);
       if (o.signal?.aborted) throw abortError(o.signal);
       try {
         out = native().spawn(plan);
@@ -243,6 +245,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       isCanceled: this.#canceled,
       verdict,
       truncated,
+      isolation,
       usage: {
         cpuUserMs: cgUsage?.cpuUserMs ?? info.utimeUs / 1000,
         cpuSystemMs: cgUsage?.cpuSystemMs ?? info.stimeUs / 1000,
@@ -307,6 +310,27 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   finally(onfinally?: (() => void) | null): Promise<IsolatedResult<T>> {
     return this.#promise.finally(onfinally);
   }
+}
+
+/** What the sandbox actually got (nothing weaker goes unsaid). */
+function isolationReport(plan: Plan, o: SpawnIsolatedOptions, cg: SandboxCgroup | undefined): IsolationReport {
+  const s = plan.summary;
+  const net = o.network;
+  const network = typeof net === 'string' ? net
+    : net && typeof net === 'object' && 'join' in net ? 'joined'
+    : net && typeof net === 'object' && 'mode' in net ? String((net as { mode: unknown }).mode)
+    : net && typeof net === 'object' ? 'bridge'
+    : s.network;
+  const seccomp = plan.seccomp && plan.seccomp.length > 0
+    ? (o.seccomp === undefined || o.seccomp === 'default' ? 'default' : 'custom')
+    : 'none';
+  return {
+    ...s,
+    seccomp,
+    network,
+    cgroup: cg?.cgroup.path ?? (o.cgroup ? o.cgroup.path : null),
+    limits: o.limits ? { ...o.limits } : null,
+  };
 }
 
 function abortError(signal: AbortSignal): Error {
