@@ -2,6 +2,10 @@
 // bench/net: what bridge networking adds to a spawn, and TCP throughput over the veth.
 // Run as root:  node bench/net.mjs [--n 100] [--mb 400]
 //
+// Whole spawns (p50, same run, interleaved): spawnIsolated('/bin/true') with network 'none'
+// (the default: new netns, lo up), bridge mode (veth on a bridge, IPAM, nftables), and
+// user mode with pasta and with slirp4netns when installed (holder + helper per sandbox).
+//
 // Per sandbox, host side (p50, same run, interleaved):
 //   nsbox handoff     NetHandoff (move) alone: move the peer into the child's netns as eth0, mtu,
 //                     address, up, default route (what runs between clone and "go")
@@ -13,7 +17,8 @@
 //                     tooling) do: the public peer
 //   (release/teardown is not timed: the veth goes with the sandbox's netns)
 // Throughput: python3 sends --mb MiB to a Node receiver on the host, from inside a netns over
-// the veth and bridge, and from the host over loopback.
+// the veth and bridge, from a user-mode sandbox through pasta / slirp4netns (to the host's
+// loopback via the gateway, hostLoopback: true), and from the host over loopback.
 import { spawn as cpSpawn, execFileSync } from 'node:child_process';
 import { readlinkSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -26,6 +31,15 @@ const bundle = `/tmp/nsbox-bench-net-${process.pid}.mjs`;
 await build({ stdin: { contents: "export * from './lib/net/network.js'; export * from './lib/net/bridge.js'; export * from './lib/net/native.js';", resolveDir: new URL('..', import.meta.url).pathname, loader: 'ts' }, bundle: true, platform: 'node', format: 'esm', outfile: bundle, logLevel: 'silent' });
 const net = await import(bundle);
 rmSync(bundle);
+// the public API (spawnIsolated with every layer), bundled inside the package so the addon is found
+const root = new URL('..', import.meta.url).pathname;
+const apiBundle = `${root}build-test/nsbox-bench-net-api-${process.pid}.mjs`;
+await build({ entryPoints: [`${root}lib/index.ts`], bundle: true, platform: 'node', format: 'esm', outfile: apiBundle, logLevel: 'silent',
+  banner: { js: "import { createRequire as __nsboxCreateRequire } from 'node:module'; const require = __nsboxCreateRequire(import.meta.url);" } });
+const api = await import(apiBundle);
+rmSync(apiBundle);
+const which = (name) => (process.env.PATH ?? '').split(':').some((d) => { try { execFileSync('test', ['-x', `${d}/${name}`]); return true; } catch { return false; } });
+const userHelpers = ['pasta', 'slirp4netns'].filter(which);
 
 const me = readlinkSync('/proc/self/ns/net');
 async function netnsProcess() {
@@ -39,6 +53,25 @@ const p50 = (a) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor
 const br = net.Bridge.create(`nsboxbench${process.pid % 1000}`, { address: '10.90.0.1/24' });
 const res = { handoff: [], createHandoff: [], bridge: [], create: [], ipcli: [] };
 try {
+  // whole spawns
+  {
+    const variants = [['none', 'none'], ['bridge', { bridge: br.name }], ...userHelpers.map((h) => [`user (${h})`, { mode: 'user', helper: h }])];
+    const times = Object.fromEntries(variants.map(([k]) => [k, []]));
+    for (let i = 0; i < 5; i++) for (const [, network] of variants) await api.spawnIsolated('/bin/true', [], { network }); // warm-up
+    for (let i = 0; i < N; i++) {
+      for (const [k, network] of variants) {
+        const t0 = process.hrtime.bigint();
+        const r = await api.spawnIsolated('/bin/true', [], { network });
+        times[k].push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (r.exitCode !== 0) throw new Error(`${k}: exit ${r.exitCode} ${r.stderr}`);
+      }
+    }
+    console.log(`spawnIsolated('/bin/true') to exit, n=${N} each, interleaved`);
+    for (const [k] of variants) console.log(`  network ${k.padEnd(20)} p50 ${p50(times[k]).toFixed(2)} ms`);
+    console.log(`  bridge costs +${(p50(times.bridge) - p50(times.none)).toFixed(2)} ms per spawn over 'none' (${(p50(times.bridge) / p50(times.none)).toFixed(2)}x)`);
+    if (!userHelpers.length) console.log('  (user mode not measured: neither pasta nor slirp4netns is installed)');
+  }
+
   for (let i = 0; i < N; i++) {
     // nsbox handoff only (veth made beforehand)
     {
@@ -136,6 +169,18 @@ s.close()`;
     c.stdin.end('go\n');
     return async () => { await new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))); await p.release(); };
   });
+  const userTp = {};
+  for (const h of userHelpers) {
+    userTp[h] = await measure(async (port) => {
+      const script = `
+import socket
+gw = [l.split() for l in open('/proc/net/route').read().splitlines()[1:] if l.split()[1] == '00000000'][0][2]
+gw = socket.inet_ntoa(bytes.fromhex(gw)[::-1])
+` + sender('GW', port).replace("('GW',", '(gw,');
+      const p = api.spawnIsolated('python3', ['-c', script], { network: { mode: 'user', helper: h, hostLoopback: true }, stdio: ['ignore', 'inherit', 'inherit'] });
+      return async () => { await p; };
+    });
+  }
   const lo = await measure(async (port) => {
     const c = cpSpawn('python3', ['-c', sender('127.0.0.1', port)], { stdio: 'inherit' });
     return async () => { await new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))); };
@@ -143,6 +188,7 @@ s.close()`;
   console.log(`TCP throughput, ${MB} MiB, python3 sender -> Node receiver`);
   console.log(`sandbox -> host over veth+bridge  ${veth.toFixed(0)} MiB/s`);
   console.log(`host loopback                     ${lo.toFixed(0)} MiB/s`);
+  for (const h of userHelpers) console.log(`sandbox -> host through ${h.padEnd(12)}  ${userTp[h].toFixed(0)} MiB/s`);
   console.log(`ratio veth / loopback: ${(veth / lo).toFixed(2)}`);
 } finally {
   await br.destroy();

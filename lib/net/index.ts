@@ -6,7 +6,7 @@ export {
   type NetnsRef, type LinkInfo, type AddressInfo, type RouteInfo, type LinkChanges, type RouteSpec,
 } from './link.js';
 export {
-  validateNetworkOption, prepareSandboxNetwork, DEFAULT_BRIDGE, DEFAULT_SUBNET,
+  validateNetworkOption, prepareSandboxNetwork, networkSettled, userNetworkFiles, DEFAULT_BRIDGE, DEFAULT_SUBNET,
   type NetworkOption, type BridgeNetworkOption, type PublishSpec, type PreparedNetwork, type NetHandoff, type PrepareContext,
 } from './network.js';
 export { TcpProxy } from './proxy.js';

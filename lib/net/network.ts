@@ -189,8 +189,24 @@ export interface PreparedNetwork {
   hostLink?: string;
   /** How ports are published: 'nftables', 'proxy', or undefined when none are. */
   publishMode?: 'nftables' | 'proxy';
-  /** Removes everything prepared here. Idempotent; never throws. */
-  release(): Promise<void>;
+  /**
+   * Removes everything prepared here. Idempotent; never throws. With `waitForLinks: false`
+   * (what spawnIsolated uses) it does not wait for the kernel to finish deleting the veth
+   * (~20 ms); {@link networkSettled} waits for such deletions.
+   */
+  release(opts?: { waitForLinks?: boolean }): Promise<void>;
+}
+
+const pendingDeletions = new Set<Promise<void>>();
+function trackDeletion(p: Promise<void>): Promise<void> {
+  const q = p.catch(() => {}).finally(() => pendingDeletions.delete(q));
+  pendingDeletions.add(q);
+  return q;
+}
+
+/** Resolves once every veth deletion started by a sandbox's release has finished. */
+export async function networkSettled(): Promise<void> {
+  while (pendingDeletions.size) await Promise.all([...pendingDeletions]);
 }
 
 /** Bridges this process registered in nftables (name@ifindex: a re-made bridge registers again). */
@@ -261,6 +277,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     throw netError(1, 'network', 'RTM_NEWLINK', undefined, "bridge networking needs root (veths, a bridge and NAT in the host's network namespace); without privileges use network: 'user' (pasta or slirp4netns)");
   }
   const undo: Array<() => Promise<void> | void> = [];
+  let waitForLinks = true;
   const release = async () => {
     while (undo.length) {
       try { await undo.pop()!(); } catch { /* release never throws */ }
@@ -278,7 +295,12 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     const hostName = ownedLinkName('h');
     // in 'create' mode the pair appears during the hand-off; release removes it if it exists
     const veth = create ? undefined : VethPair.create({ mtu: o.mtu, host: hostName });
-    undo.push(() => (veth ? veth.destroy() : netNative().netlinkLinkDelAsync(hostName, undefined, true).then(() => {})));
+    undo.push(() => {
+      // deleting a link waits on the kernel (an RCU grace period, ~20 ms); a sandbox's exit
+      // need not wait for it, the veth goes with the sandbox's netns anyway
+      const del = trackDeletion(veth ? veth.destroy() : netNative().netlinkLinkDelAsync(hostName, undefined, true).then(() => {}));
+      return waitForLinks ? del : undefined;
+    });
     const bridgeName = o.bridge instanceof Bridge ? o.bridge.name : o.bridge ?? DEFAULT_BRIDGE;
     let bridge: Bridge;
     let address: string;
@@ -345,9 +367,10 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
       address,
       hostLink: hostName,
       publishMode,
-      async release() {
+      async release(opts?: { waitForLinks?: boolean }) {
         if (released) return;
         released = true;
+        waitForLinks = opts?.waitForLinks !== false;
         await release();
       },
     };

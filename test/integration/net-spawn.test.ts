@@ -2,6 +2,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { Bridge } from '../../lib/net/bridge.js';
 import { listIpam } from '../../lib/net/ipam.js';
+import { networkSettled } from '../../lib/net/network.js';
 import { isRoot, skipReason } from '../helpers/host.js';
 import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
@@ -67,6 +68,7 @@ print(socket.create_connection(('10.92.0.10', 8000), timeout=2).recv(100).decode
   });
   it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', async () => {
     for (const b of bridges.splice(0)) await b.destroy();
+    await networkSettled();
     expectNoNetLeftovers(before!);
   });
 });
