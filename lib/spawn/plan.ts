@@ -533,7 +533,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
         ops.push({ op: Op.RemountRo, b: CG, recursive: false });
       }
     }
-    if (rootfsPath) ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777' });
+    // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
+    // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
+    // that turned into a symlink since this look.
+    if (rootfsPath && host.pathKind(`${rootfsPath}/tmp`).kind !== 'symlink') {
+      ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777', real: true });
+    }
     // the caller's mounts
     for (const m of parsedMounts) {
       if (m.type === 'bind') {

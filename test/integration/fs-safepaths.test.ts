@@ -97,19 +97,14 @@ function bbRoot(dir: string): string {
   return root;
 }
 
-// These check the spawn core (addon/src/child.cc RunOp Bind/Mount), not lib/fs. At commit
-// de02f7d the core mounted by path string under /newroot, following symlinks of the rootfs:
-//  - /tmp -> / in the rootfs: the spawn succeeded but the /tmp tmpfs and the bind for /tmp/x
-//    landed on the scratch root, not in the rootfs (`cat /x/hello` printed nothing);
-//  - rename race: in 55 of 200 spawns the bind was missing from the sandbox's mount table (it
-//    went through the symlink onto /oldroot/..., the host tree in the child's namespace).
-// The core's owner is moving the steps to openat2(RESOLVE_IN_ROOT) + open_tree/move_mount
-// (uncommitted in the shared checkout at the time of writing): with that working tree the race
-// test passes (200/200 inside or refused), while the /tmp -> / case still fails, now with
-// `open_tree failed at step 'bind' (/newroot/proc/bus): ENOENT`, so it stays `.fails` until
-// the fix lands; then the marker must go.
+// These check the spawn core (addon/src/child.cc RunOp Bind/Mount), not lib/fs. Before the
+// core resolved targets inside the root, it mounted by path string under /newroot and followed
+// the rootfs' symlinks: with /tmp -> / the bind for /tmp/x landed on the scratch root, and in
+// the rename race 55 of 200 binds went through the symlink onto the host tree. Now every target
+// is opened with openat2(RESOLVE_IN_ROOT) and mounted through the fd; a rootfs /tmp that is a
+// symlink gets no tmpfs of nsbox's (it resolves inside the rootfs like any other path).
 describe.skipIf(skip)('spawn core mount targets inside a rootfs (issue 4 test 6)', () => {
-  it.fails('a bind target through /tmp -> / lands inside the rootfs', async () => {
+  it('a bind target through /tmp -> / lands inside the rootfs', async () => {
     const dir = scratch('tmplink');
     const root = bbRoot(dir);
     symlinkSync('/', join(root, 'tmp'));
