@@ -7,7 +7,7 @@ import { NsboxError } from '../errors.js';
 import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, type Cidr } from './addr.js';
 import { Bridge } from './bridge.js';
 import { netNative } from './native.js';
-import { allocateLocked, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
+import { allocateLocked, dropIpamKey, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
 import { nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
 import { TcpProxy } from './proxy.js';
 import { VethPair } from './veth.js';
@@ -306,7 +306,15 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     let address: string;
     // bridge lookup/creation and the allocation happen under one lock: two processes never
     // create the same bridge nor take the same address
-    ({ bridge, address } = withIpamLock(bridgeName, () => {
+    const locked = <T>(fn: () => T): T => {
+      try {
+        return withIpamLock(bridgeName, fn);
+      } catch (e) {
+        dropIpamKey(bridgeName); // no bridge or no address came of it: no state file either (kept while entries live)
+        throw e;
+      }
+    };
+    ({ bridge, address } = locked(() => {
       let br: Bridge;
       if (o.bridge instanceof Bridge) br = o.bridge;
       else if (netNative().netlinkLinkIndex(bridgeName)) br = Bridge.open(bridgeName);
