@@ -26,6 +26,55 @@ const before = isRoot ? netState() : undefined;
 describe.skipIf(skipReason(!!reason, reason))('network option of spawnIsolated', () => {
   it("default 'none': only lo, and the host's listening ports are unreachable", async () => {
     const { createServer } = await import('node:net');
+    const { networkInterfaces } = await import('node:os');
+    const hostIp = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1';
+    const srv = createServer((c) => c.end('x'));
+    await new Promise<void>((r) => srv.listen(0, '0.0.0.0', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const r = await spawnIsolated!('/usr/bin/python3', ['-c', `
+import socket, os
+print(sorted(os.listdir('/sys/class/net')))
+for ip in ('${hostIp}', '127.0.0.1'):
+    try:
+        socket.create_connection((ip, ${port}), timeout=1); print('connected')
+    except OSError as e: print('failed', e.errno)
+`]);
+      expect(r.stdout).toMatch(/^\['lo'\]\nfailed \d+\nfailed \d+\n$/);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('two sandboxes on one bridge exchange TCP data; eth0 is ready when the program starts', async () => {
+    const br = Bridge.create(`nsbox${process.pid.toString(36)}s`, { address: '10.92.0.1/24' });
+    bridges.push(br);
+    const server = spawnIsolated!('/usr/bin/python3', ['-c', `
+import socket
+s = socket.socket(); s.bind(('0.0.0.0', 8000)); s.listen(4)
+c, a = s.accept(); c.sendall(b'hi ' + a[0].encode()); c.close()`], { network: { bridge: br, address: '10.92.0.10' } });
+    try {
+      let r;
+      for (let i = 0; i < 40; i++) {
+        r = await spawnIsolated!('/usr/bin/python3', ['-c', `
+import socket
+print(socket.create_connection(('10.92.0.10', 8000), timeout=2).recv(100).decode())`], { network: { bridge: br } });
+        if (r.exitCode === 0) break;
+      }
+      expect(r!.stdout.trim()).toMatch(/^hi 10\.92\.0\.\d+$/);
+    } finally {
+      server.kill('SIGKILL');
+      await server.catch(() => {});
+    }
+    expect(listIpam().filter((e) => e.key === br.name)).toEqual([]);
+  });
+  it("/etc/resolv.conf and /etc/hosts follow the options; 'host' shares the host's network; { join } enters another sandbox's", async () => {
+    const br = Bridge.create(`nsbox${process.pid.toString(36)}r`, { address: '10.93.0.1/24' });
+    bridges.push(br);
+    const r = await spawnIsolated!('/bin/sh', ['-c', 'cat /etc/resolv.conf /etc/hosts'], { network: { bridge: br, address: '10.93.0.7', dns: ['192.0.2.53', '2001:db8::53'], hostname: 'web' } });
+    expect(r.stdout).toContain('nameserver 192.0.2.53\nnameserver 2001:db8::53\n');
+    expect(r.stdout).toMatch(/^10\.93\.0\.7\tweb$/m);
+    expect(r.stdout).toMatch(/^127\.0\.0\.1\tlocalhost$/m);
     const { readlinkSync } = await import('node:fs');
     const h = await spawnIsolated!('/bin/sh', ['-c', 'readlink /proc/self/ns/net'], { network: 'host' });
     expect(h.stdout.trim()).toBe(readlinkSync('/proc/self/ns/net'));
