@@ -20,6 +20,7 @@ export * from './net/index.js';
 export * from './security/seccomp/index.js';
 export * from './security/doctor.js';
 export * from './fs/index.js';
+export * from './runner/index.js';
 
 // `seccomp` (default profile unless 'none') and bridge `network` options of spawnIsolated
 enableSeccompForSpawn();

@@ -1,0 +1,3 @@
+// Public surface of the runner area: long-lived sandboxes and single-use pools.
+export { Sandbox, DEFAULT_HOLDER, DEFAULT_STATE_DIR } from './sandbox.js';
+export type { SandboxOptions, SandboxTemplate, ExecOptions, SandboxInfo, SandboxState, SandboxProcess } from './sandbox.js';

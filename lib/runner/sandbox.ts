@@ -1,0 +1,652 @@
+// A long-lived sandbox: one holder process (pid 1 of the sandbox) keeps its namespaces,
+// cgroup, root filesystem and network alive; exec() runs more programs inside it by joining
+// the holder's namespaces and cgroup through spawnIsolated's `join` and `cgroup` options.
+// The Sandbox owns its cgroup, its container (image sandboxes) and its state file; the
+// holder's spawnIsolated owns the network (released when the holder exits).
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
+import { spawnIsolated, IsolatedProcess } from '../spawn/spawn.js';
+import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../spawn/options.js';
+import { Namespace } from '../ns/namespace.js';
+import { CGroup } from '../cgroup/cgroup.js';
+import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
+import type { CgroupStats } from '../cgroup/drivers.js';
+import { LayerStore, type Container } from '../fs/store.js';
+import { applyImageConfig } from '../fs/spawn.js';
+import { errnoError, NsboxError } from '../errors.js';
+
+/** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
+export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';
+
+/**
+ * The program that holds a sandbox open: a shell loop as pid 1 that exits on SIGTERM and reaps
+ * whatever is reparented to it (`wait`). A built-in init (issue 7) will replace it.
+ */
+export const DEFAULT_HOLDER = { file: '/bin/sh', args: ['-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done'] };
+
+const JOINABLE: NamespaceType[] = ['user', 'mount', 'pid', 'net', 'ipc', 'uts', 'cgroup'];
+const PROC_NS: Record<string, string> = { user: 'user', mount: 'mnt', pid: 'pid', net: 'net', ipc: 'ipc', uts: 'uts', cgroup: 'cgroup' };
+
+/** Spawn options a sandbox is made with; they apply to the holder and (where they make sense) to every exec. */
+export type SandboxTemplate = Omit<SpawnIsolatedOptions,
+  'stdio' | 'input' | 'encoding' | 'buffer' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'join' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
+
+/** Options of {@link Sandbox.create}. */
+export interface SandboxOptions extends SandboxTemplate {
+  /** Name of the sandbox (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64). Default `nsbox-<12 hex>`. */
+  id?: string;
+  /** The holder program (pid 1). Default {@link DEFAULT_HOLDER}. `stdio` defaults to `'ignore'`. */
+  holder?: { file: string; args?: string[]; stdio?: SpawnIsolatedOptions['stdio'] };
+  /**
+   * Let the sandbox outlive this process (no parent-death signal on the holder; its exit
+   * watch does not keep the event loop alive). Another process finds it with
+   * {@link Sandbox.list} and takes it over with {@link Sandbox.attach}. Default `false`.
+   */
+  keepAlive?: boolean;
+  /** Directory of the state files. Default {@link DEFAULT_STATE_DIR}. */
+  stateDir?: string;
+}
+
+/** Options of {@link Sandbox.exec}: what may differ between the processes of one sandbox. */
+export interface ExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+  stdio?: SpawnIsolatedOptions['stdio'];
+  input?: SpawnIsolatedOptions['input'];
+  encoding?: SpawnIsolatedOptions['encoding'];
+  buffer?: boolean;
+  timeout?: number;
+  signal?: AbortSignal;
+  killSignal?: NodeJS.Signals | number;
+  forceKillAfterMs?: number;
+  parentDeathSignal?: NodeJS.Signals | number | false;
+  /** Per-process limits: `wallTimeMs`, `cpuTimeMs` (the sandbox cgroup's CPU time since this exec started), `outputBytes`. Cgroup limits belong to the sandbox. */
+  limits?: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
+  onOutputLimit?: 'kill' | 'truncate';
+}
+
+const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'timeout', 'signal', 'killSignal',
+  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit'];
+/** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd). */
+const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp'] as const;
+
+/** What a state file holds (JSON). */
+export interface SandboxState {
+  id: string;
+  holderPid: number;
+  /** start time of the holder (field 22 of /proc/<pid>/stat): a reused pid has another */
+  holderStart: number;
+  creatorPid: number;
+  created: string;
+  keepAlive: boolean;
+  /** the cgroup: v2 `{ unified: dir }`, v1 controller -> dir */
+  cgroup: Record<string, string>;
+  /** the image container, when made from an image */
+  image: { store: string; container: string; ref: string } | null;
+  /** exec defaults (serialisable part of the template) */
+  exec: Record<string, unknown>;
+}
+
+/** One entry of {@link Sandbox.list}. */
+export interface SandboxInfo {
+  id: string;
+  /** `'running'` while the holder lives, else `'exited'` (its resources stay until destroy). */
+  status: 'running' | 'exited';
+  holderPid: number;
+  creatorPid: number;
+  created: string;
+  keepAlive: boolean;
+  image: string | null;
+  cgroup: string;
+}
+
+function fail(option: string, what: string, Err: typeof TypeError = TypeError): never {
+  throw new Err(`${option} ${what}`);
+}
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+/** The same test without narrowing the caller's type. */
+function plain(v: unknown): boolean {
+  return isPlainObject(v);
+}
+function checkId(option: string, id: unknown): string {
+  if (typeof id !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(id)) fail(option, `must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 64 characters) (got ${String(id)})`);
+  return id;
+}
+function checkStateDir(v: unknown): string {
+  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0') || v.split('/').includes('..')) fail('options.stateDir', 'must be an absolute path without ..');
+  return v.replace(/\/+$/, '');
+}
+
+/** Start time of a live (non-zombie) process, or undefined. */
+export function processStartTime(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    if (f[0] === 'Z' || f[0] === 'X') return undefined;
+    return Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+function selfNsInodes(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of JOINABLE) {
+    const ns = Namespace.open(`/proc/self/ns/${PROC_NS[t]}`);
+    out[t] = ns.inode;
+    ns.close();
+  }
+  return out;
+}
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+/** The process an exec started: an IsolatedProcess whose result also carries the sandbox's verdicts (cpu-time, memory, pids). */
+export type SandboxProcess = IsolatedProcess<string | Buffer> & PromiseLike<IsolatedResult<string | Buffer>>;
+
+/**
+ * A long-lived sandbox (like a container): `Sandbox.create(options)`, then `exec()` as often
+ * as needed, then `destroy()` (or `await using`). Emits `'exit'` (code, signal) when the
+ * holder ends, after which exec fails with ESRCH until destroy() removes what is left.
+ */
+export class Sandbox extends EventEmitter {
+  /** The sandbox's name. */
+  readonly id: string;
+  /** The sandbox's cgroup. */
+  readonly cgroup: CGroup;
+  /** The image container (image sandboxes), else null. */
+  readonly container: Container | null;
+  #state: SandboxState;
+  #stateFile: string;
+  #holder: IsolatedProcess | undefined;
+  #ns: Partial<Record<NamespaceType, Namespace>> = {};
+  #execDefaults: Record<string, unknown>;
+  #active = new Set<Promise<unknown>>();
+  #exited: Promise<void>;
+  #exitedFlag = false;
+  #destroying: Promise<void> | undefined;
+  #spawnLimits: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
+
+  private constructor(p: {
+    id: string; cgroup: CGroup; container: Container | null; state: SandboxState; stateFile: string; holder?: IsolatedProcess;
+    ns: Partial<Record<NamespaceType, Namespace>>; execDefaults: Record<string, unknown>; exited: Promise<void>;
+    spawnLimits: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
+  }) {
+    super();
+    this.id = p.id;
+    this.cgroup = p.cgroup;
+    this.container = p.container;
+    this.#state = p.state;
+    this.#stateFile = p.stateFile;
+    this.#holder = p.holder;
+    this.#ns = p.ns;
+    this.#execDefaults = p.execDefaults;
+    this.#spawnLimits = p.spawnLimits;
+    this.#exited = p.exited.then(() => { this.#exitedFlag = true; });
+  }
+
+  /** Host pid of the holder (pid 1 inside). */
+  get pid(): number {
+    return this.#state.holderPid;
+  }
+
+  /** Whether the holder still runs. */
+  get running(): boolean {
+    return !this.#exitedFlag && processStartTime(this.#state.holderPid) === this.#state.holderStart;
+  }
+
+  /** Whether destroy() was called. */
+  get destroyed(): boolean {
+    return this.#destroying !== undefined;
+  }
+
+  /** Resolves when the holder has exited. */
+  wait(): Promise<void> {
+    return this.#exited;
+  }
+
+  /**
+   * Makes the sandbox: its cgroup (cgroup limits of `options.limits`), its container when
+   * `options.image` is given, then the holder with the other options (network included).
+   * Argument mistakes throw TypeError/RangeError before anything is made; kernel failures
+   * reject with NsboxError and leave nothing behind.
+   */
+  static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+    if (!plain(options)) fail('options', 'must be an object');
+    const o = { ...options };
+    const id = o.id === undefined ? `nsbox-${randomBytes(6).toString('hex')}` : checkId('options.id', o.id);
+    const stateDir = o.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(o.stateDir);
+    if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') fail('options.keepAlive', 'must be a boolean');
+    const keepAlive = o.keepAlive ?? false;
+    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
+      if ((o as Record<string, unknown>)[k] !== undefined) fail(`options.${k}`, k === 'stdio' ? 'is per process: give it to exec() (or holder.stdio)' : 'does not apply to a sandbox (give it to exec() where it applies)');
+    }
+    let holderFile = DEFAULT_HOLDER.file, holderArgs = DEFAULT_HOLDER.args;
+    let holderStdio: SpawnIsolatedOptions['stdio'] = 'ignore';
+    if (o.holder !== undefined) {
+      if (!plain(o.holder)) fail('options.holder', 'must be { file, args?, stdio? }');
+      for (const k of Object.keys(o.holder)) if (!['file', 'args', 'stdio'].includes(k)) fail('options.holder', `has an unknown key '${k}'`);
+      if (typeof o.holder.file !== 'string' || o.holder.file === '') fail('options.holder.file', 'must be a non-empty string');
+      if (o.holder.args !== undefined && (!Array.isArray(o.holder.args) || o.holder.args.some((a) => typeof a !== 'string'))) fail('options.holder.args', 'must be an array of strings');
+      holderFile = o.holder.file;
+      holderArgs = o.holder.args ?? [];
+      if (options.holder?.stdio !== undefined) holderStdio = options.holder.stdio;
+    }
+    // limits: cgroup keys go on the sandbox's cgroup, per-process keys become exec defaults
+    validateLimits(o.limits ?? {});
+    const cgLimits: Record<string, unknown> = {};
+    const spawnLimits: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(o.limits ?? {})) {
+      if (v === undefined) continue;
+      if (spawnLimitKeys.includes(k)) spawnLimits[k] = v; else cgLimits[k] = v;
+    }
+    let store: LayerStore | undefined;
+    let ref: string | undefined;
+    if (o.image !== undefined) {
+      if (o.rootfs !== undefined) fail('options.image', 'and options.rootfs exclude each other');
+      if (!plain(o.image)) fail('options.image', 'must be { store, ref, tmpfsSize? }');
+      for (const k of Object.keys(o.image)) if (!['store', 'ref', 'tmpfsSize'].includes(k)) fail('options.image', `has an unknown key '${k}' (a sandbox's container is kept until destroy)`);
+      if (!(o.image.store instanceof LayerStore)) fail('options.image.store', 'must be a LayerStore');
+      if (typeof o.image.ref !== 'string' || o.image.ref === '') fail('options.image.ref', 'must be an image reference');
+      store = o.image.store;
+      ref = o.image.ref;
+      try { store.image(ref); } catch (e) {
+        if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${ref}' in the store at ${store.root}`);
+        throw e;
+      }
+    }
+    const base: SpawnIsolatedOptions = { ...o };
+    for (const k of ['id', 'holder', 'keepAlive', 'stateDir', 'image', 'limits']) delete (base as Record<string, unknown>)[k];
+    // check everything else now (spawnIsolated validates synchronously), against a stand-in root
+    // and with no process made: a plan with a bad option throws here
+    const probeOpts: SpawnIsolatedOptions = { ...base, ...(store ? { rootfs: '/usr' } : {}) };
+    if (store && probeOpts.cwd !== undefined) delete probeOpts.cwd;
+    const { buildPlan } = await import('../spawn/plan.js');
+    buildPlan({ file: holderFile, args: holderArgs, options: probeOpts });
+    if (Object.keys(spawnLimits).length) validateLimits(spawnLimits as SandboxLimits);
+    const stateFile = `${stateDir}/${id}.json`;
+    try {
+      readFileSync(stateFile);
+      throw errnoError(17, 'sandbox', 'create', stateFile, `a sandbox named '${id}' exists`);
+    } catch (e) {
+      if (e instanceof NsboxError) throw e;
+    }
+
+    // --- make things; undo in reverse on failure
+    const undo: Array<() => Promise<void> | void> = [];
+    const rollback = async () => { for (const u of undo.reverse()) { try { await u(); } catch { /* best effort */ } } };
+    try {
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      // reserve the name
+      writeFileSync(stateFile, '{}', { flag: 'wx', mode: 0o600 });
+      undo.push(() => rmSync(stateFile, { force: true }));
+      const cg = await CGroup.create(`nsbox-sbx-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
+      undo.push(() => cg.destroy({ kill: true }));
+      let container: Container | null = null;
+      let spawnOpts: SpawnIsolatedOptions = { ...base };
+      let file = holderFile, args = holderArgs;
+      if (store) {
+        const c = await store.createContainer(ref!, { name: id, hostname: typeof base.hostname === 'string' ? base.hostname : undefined, tmpfsSize: options.image!.tmpfsSize as number | string | undefined });
+        container = c;
+        undo.push(() => c.remove());
+        const root = c.mount();
+        undo.push(() => c.unmount());
+        const resolved = await applyImageConfig({ file, args, options: spawnOpts }, root, store.image(ref!).config);
+        spawnOpts = resolved.options;
+        file = resolved.file; args = resolved.args;
+      }
+      delete spawnOpts.cgroupParent;
+      const holder = spawnIsolated(file, args, {
+        ...spawnOpts, cgroup: cg, stdio: holderStdio, buffer: false,
+        parentDeathSignal: keepAlive ? false : 'SIGKILL',
+      });
+      holder.catch(() => {});
+      await new Promise<void>((resolve, reject) => {
+        holder.once('spawn', () => resolve());
+        holder.then(() => reject(errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once')), reject);
+      });
+      undo.push(async () => { holder.kill('SIGKILL'); await holder.catch(() => {}); });
+      const pid = holder.pid!;
+      // the holder's namespaces, opened once (from our own child: no pid reuse possible)
+      const self = selfNsInodes();
+      const ns: Partial<Record<NamespaceType, Namespace>> = {};
+      undo.push(() => { for (const n of Object.values(ns)) n.close(); });
+      for (const t of JOINABLE) {
+        const n = Namespace.ofProcess(pid, t);
+        if (n.inode === self[t]) n.close(); else ns[t] = n;
+      }
+      // the host's view of the merged dir is not needed: the holder's mount namespace has its
+      // own copy of the overlay mount, so nothing of the sandbox stays in the host mount table
+      if (container) container.unmount();
+      const holderStart = processStartTime(pid);
+      if (holderStart === undefined) throw errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once');
+      const execDefaults: Record<string, unknown> = {};
+      for (const k of INHERITED) if (spawnOpts[k] !== undefined) execDefaults[k] = spawnOpts[k];
+      const state: SandboxState = {
+        id, holderPid: pid, holderStart, creatorPid: process.pid, created: new Date().toISOString(), keepAlive,
+        cgroup: cg.paths as Record<string, string>,
+        image: store ? { store: store.root, container: id, ref: ref! } : null,
+        exec: serialisable(execDefaults),
+      };
+      writeState(stateFile, state);
+      if (keepAlive) holder.unref();
+      const exited = holder.then(() => undefined, () => undefined);
+      const box = new Sandbox({ id, cgroup: cg, container, state, stateFile, holder, ns, execDefaults, exited, spawnLimits });
+      holder.on('exit', (code, signal) => box.emit('exit', code, signal));
+      return box;
+    } catch (e) {
+      await rollback();
+      throw e;
+    }
+  }
+
+  /** The sandboxes recorded in `stateDir` (this host's), with their status. */
+  static list(options: { stateDir?: string } = {}): SandboxInfo[] {
+    const dir = options.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(options.stateDir);
+    let names: string[];
+    try { names = readdirSync(dir); } catch { return []; }
+    const out: SandboxInfo[] = [];
+    for (const n of names.sort()) {
+      if (!n.endsWith('.json')) continue;
+      let s: SandboxState;
+      try { s = JSON.parse(readFileSync(`${dir}/${n}`, 'utf8')) as SandboxState; } catch { continue; }
+      if (!s.id) continue; // a name being reserved
+      out.push({
+        id: s.id, status: processStartTime(s.holderPid) === s.holderStart ? 'running' : 'exited', holderPid: s.holderPid,
+        creatorPid: s.creatorPid, created: s.created, keepAlive: s.keepAlive, image: s.image?.ref ?? null,
+        cgroup: s.cgroup.unified ?? s.cgroup.memory ?? Object.values(s.cgroup)[0] ?? '',
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Takes over a recorded sandbox (made by this or another process, e.g. before a restart):
+   * exec, stats, pause, kill and destroy work as on the original object. A sandbox whose
+   * holder has exited can still be destroyed (that removes what it left).
+   */
+  static async attach(id: string, options: { stateDir?: string } = {}): Promise<Sandbox> {
+    checkId('id', id);
+    const dir = options.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(options.stateDir);
+    const stateFile = `${dir}/${id}.json`;
+    let s: SandboxState;
+    try { s = JSON.parse(readFileSync(stateFile, 'utf8')) as SandboxState; } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw errnoError(2, 'sandbox', 'attach', stateFile, `no sandbox named '${id}'`);
+      throw errnoError(5, 'sandbox', 'attach', stateFile, (e as Error).message);
+    }
+    if (!s.id) throw errnoError(2, 'sandbox', 'attach', stateFile, `sandbox '${id}' is still being made`);
+    const cg = await CGroup.open(s.cgroup.unified ?? s.cgroup).catch(() => null);
+    const ns: Partial<Record<NamespaceType, Namespace>> = {};
+    let alive = processStartTime(s.holderPid) === s.holderStart;
+    if (alive) {
+      const self = selfNsInodes();
+      try {
+        for (const t of JOINABLE) {
+          const n = Namespace.ofProcess(s.holderPid, t);
+          if (n.inode === self[t]) n.close(); else ns[t] = n;
+        }
+      } catch { alive = false; }
+      // opened, then checked: the pid still names the same holder, so the fds are its namespaces
+      if (processStartTime(s.holderPid) !== s.holderStart) alive = false;
+      if (!alive) for (const n of Object.values(ns)) n.close();
+    }
+    let container: Container | null = null;
+    if (s.image) {
+      try { container = LayerStore.open(s.image.store).container(s.image.container); } catch { container = null; }
+    }
+    const exited = alive ? pollExit(s.holderPid, s.holderStart) : Promise.resolve();
+    const box = new Sandbox({
+      id: s.id, cgroup: cg ?? (null as unknown as CGroup), container, state: s, stateFile, ns: alive ? ns : {},
+      execDefaults: s.exec ?? {}, exited, spawnLimits: {},
+    });
+    exited.then(() => box.emit('exit', null, null));
+    return box;
+  }
+
+  /**
+   * Runs a program inside the sandbox (like `docker exec`): it joins the holder's user, mount,
+   * pid, net, ipc, uts and cgroup namespaces and the sandbox's cgroup, with the sandbox's
+   * uid/gid, capabilities, seccomp filter, rlimits, env and cwd unless `options` overrides
+   * env, cwd or ids. Argument mistakes throw synchronously; a sandbox that is not running
+   * rejects with NsboxError ESRCH.
+   */
+  exec(file: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess {
+    if (!isPlainObject(options)) fail('options', 'must be an object');
+    for (const k of Object.keys(options)) if (!EXEC_KEYS.includes(k)) fail('options', `has an unknown key '${k}' (allowed: ${EXEC_KEYS.join(', ')})`);
+    let limits: Record<string, unknown> | undefined;
+    if (options.limits !== undefined) {
+      if (!isPlainObject(options.limits)) fail('options.limits', 'must be an object');
+      for (const k of Object.keys(options.limits)) if (!spawnLimitKeys.includes(k)) fail(`options.limits.${k}`, 'is a limit of the whole sandbox: give it to Sandbox.create');
+      limits = { ...options.limits };
+    }
+    limits = { ...this.#spawnLimits, ...(limits ?? {}) };
+    const cpuTimeMs = limits.cpuTimeMs as number | undefined;
+    delete limits.cpuTimeMs;
+    const spawnOpts: SpawnIsolatedOptions = { ...(this.#execDefaults as SpawnIsolatedOptions), ...options, limits: Object.keys(limits).length ? limits as SandboxLimits : undefined };
+    if (options.uid !== undefined && options.gid === undefined) delete spawnOpts.gid;
+    const namespaces: Partial<Record<NamespaceType, boolean>> = {};
+    for (const t of JOINABLE) if (!this.#ns[t]) namespaces[t] = false;
+    spawnOpts.namespaces = namespaces;
+    spawnOpts.join = { ...this.#ns };
+    if (!this.#ns.user) spawnOpts.user = false;
+    if (!this.#ns.net) spawnOpts.network = 'host';
+    if (cpuTimeMs !== undefined) {
+      if (typeof cpuTimeMs !== 'number' || !(cpuTimeMs > 0)) fail('options.limits.cpuTimeMs', 'must be a positive number of milliseconds', RangeError);
+    }
+    if (this.#destroying || !this.running || !this.cgroup) {
+      const e = errnoError(3, 'sandbox', 'exec', this.id, this.#destroying ? 'the sandbox was destroyed' : 'the sandbox is not running');
+      // the same shape as a failed spawn: a rejected process object
+      const p = spawnIsolated('/nonexistent', [], { signal: AbortSignal.abort() }) as unknown as SandboxProcess;
+      patchResult(p, Promise.reject(e));
+      return p;
+    }
+    spawnOpts.cgroup = this.cgroup;
+    const p = spawnIsolated(file, args, spawnOpts) as unknown as SandboxProcess;
+    const result = this.#watch(p, cpuTimeMs);
+    patchResult(p, result);
+    const tracked = result.catch(() => {});
+    this.#active.add(tracked);
+    tracked.finally(() => this.#active.delete(tracked));
+    return p;
+  }
+
+  /** Adds the sandbox's own verdicts (cpu-time, memory, pids) and cgroup figures to a process's result. */
+  async #watch(p: IsolatedProcess<string | Buffer>, cpuTimeMs: number | undefined): Promise<IsolatedResult<string | Buffer>> {
+    const cg = this.cgroup;
+    const before = await cg.counters().catch(() => ({ oomKill: 0, pidsMax: 0 }));
+    const cpu0 = await cg.stats().catch(() => null);
+    let cpuFired = false;
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    if (cpuTimeMs !== undefined) {
+      const start = cpu0?.cpuUsageMs ?? 0;
+      const tick = async () => {
+        if (done) return;
+        const used = ((await cg.cpuUsageMs().catch(() => null)) ?? 0) - start;
+        if (done) return;
+        if (used >= cpuTimeMs) { cpuFired = true; p.kill('SIGKILL'); }
+        else timer = setTimeout(tick, Math.min(100, Math.max(5, (cpuTimeMs - used) / 2)));
+      };
+      timer = setTimeout(tick, Math.min(100, Math.max(5, cpuTimeMs / 2)));
+    }
+    let r: IsolatedResult<string | Buffer>;
+    try {
+      r = await IsolatedResultOf(p);
+    } finally {
+      done = true;
+      if (timer) clearTimeout(timer);
+    }
+    const after = await cg.counters().catch(() => before);
+    const stats: CgroupStats | null = await cg.stats().catch(() => null);
+    let verdict: Verdict = r.verdict;
+    if (verdict === 'exited' || verdict === 'signaled') {
+      if (cpuFired) verdict = 'cpu-time';
+      else if (after.oomKill > before.oomKill && r.signal === 'SIGKILL') verdict = 'memory';
+      else if (after.pidsMax > before.pidsMax && r.exitCode !== 0) verdict = 'pids';
+    }
+    const usage = { ...r.usage };
+    if (stats && cpu0) {
+      if (stats.cpuUserMs !== null && cpu0.cpuUserMs !== null) usage.cpuUserMs = stats.cpuUserMs - cpu0.cpuUserMs;
+      if (stats.cpuSystemMs !== null && cpu0.cpuSystemMs !== null) usage.cpuSystemMs = stats.cpuSystemMs - cpu0.cpuSystemMs;
+      usage.peakMemoryBytes = stats.memoryPeak;
+      usage.pidsPeak = stats.pidsPeak;
+      usage.oomKills = after.oomKill - before.oomKill;
+    }
+    return { ...r, verdict, usage };
+  }
+
+  /** Usage figures of the whole sandbox (its cgroup). */
+  async stats(): Promise<CgroupStats> {
+    this.#alive('stats');
+    return this.cgroup.stats();
+  }
+
+  /** Freezes every process of the sandbox (cgroup freezer); resolves once frozen. */
+  async pause(): Promise<void> {
+    this.#alive('pause');
+    await this.cgroup.freeze();
+  }
+
+  /** Lets a paused sandbox run again. */
+  async resume(): Promise<void> {
+    this.#alive('resume');
+    await this.cgroup.thaw();
+  }
+
+  /**
+   * Stops the sandbox (like `docker stop`): `signal` (default SIGTERM) to the holder, SIGKILL to
+   * everything left after `timeoutMs` (default 10000; SIGKILL itself goes to the whole cgroup at
+   * once). Resolves when the holder has exited. The cgroup, container and state file stay
+   * until destroy(). Does nothing when the sandbox is not running.
+   */
+  async kill(signal: NodeJS.Signals | number = 'SIGTERM', options: { timeoutMs?: number } = {}): Promise<void> {
+    const sig = typeof signal === 'number' ? signal : SIGNALS[signal];
+    if (sig === undefined || !Number.isInteger(sig) || sig < 1 || sig > 64) fail('signal', `must be a signal name or number (got ${String(signal)})`);
+    const timeoutMs = options.timeoutMs ?? 10000;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) fail('options.timeoutMs', 'must be a non-negative number', RangeError);
+    if (!this.running) return;
+    if (sig === 9) {
+      await this.cgroup?.kill().catch(() => {});
+    } else {
+      if (this.#holder) this.#holder.kill(sig);
+      else if (processStartTime(this.#state.holderPid) === this.#state.holderStart) {
+        // an attached sandbox: checked by start time just before (the addon has no pidfd_open yet)
+        try { process.kill(this.#state.holderPid, sig); } catch { /* gone */ }
+      }
+      let t: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((r) => { t = setTimeout(r, timeoutMs); });
+      await Promise.race([this.#exited, late]);
+      clearTimeout(t);
+      if (!this.#exitedFlag) await this.cgroup?.kill().catch(() => {});
+    }
+    await this.#exited;
+  }
+
+  /**
+   * Removes the sandbox: kills every process, waits for them, removes the cgroup, the
+   * container (image sandboxes), the network (with the holder) and the state file.
+   * Idempotent; concurrent calls share one removal.
+   */
+  destroy(): Promise<void> {
+    this.#destroying ??= (async () => {
+      if (this.cgroup && !this.cgroup.destroyed) {
+        try { await this.cgroup.thaw(); } catch { /* not frozen, or gone */ }
+        await this.cgroup.kill().catch(() => {});
+      }
+      await this.#exited;
+      await Promise.all([...this.#active]);
+      for (const n of Object.values(this.#ns)) n.close();
+      this.#ns = {};
+      let err: unknown;
+      if (this.cgroup) {
+        try {
+          if (this.cgroup.owned) await this.cgroup.destroy({ kill: true });
+          else await removeOpenedCgroup(this.cgroup);
+        } catch (e) { err ??= e; }
+      }
+      if (this.container) {
+        try { await this.container.remove(); } catch (e) { err ??= e; }
+      }
+      rmSync(this.#stateFile, { force: true });
+      if (err) throw err;
+    })();
+    return this.#destroying;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+
+  #alive(what: string): void {
+    if (this.#destroying) throw errnoError(3, 'sandbox', what, this.id, 'the sandbox was destroyed');
+    if (!this.cgroup) throw errnoError(2, 'sandbox', what, this.id, 'the sandbox has no cgroup any more');
+  }
+}
+
+/** An opened (not owned) cgroup of an attached sandbox: nsbox made it, so remove it. */
+async function removeOpenedCgroup(cg: CGroup): Promise<void> {
+  await cg.kill().catch(() => {});
+  for (const dir of new Set(Object.values(cg.paths))) {
+    if (!/nsbox/.test(dir)) continue;
+    for (let i = 0; ; i++) {
+      try { rmSync(dir, { recursive: false }); break; } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        if (code === 'EISDIR' || code === 'ERR_FS_EISDIR') {
+          try { (await import('node:fs')).rmdirSync(dir); break; } catch (e2) {
+            const c2 = (e2 as NodeJS.ErrnoException).code;
+            if (c2 === 'ENOENT') break;
+            if (c2 !== 'EBUSY' || i > 200) throw e2;
+          }
+        } else if (code !== 'EBUSY' || i > 200) throw e;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+}
+
+function pollExit(pid: number, start: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      if (processStartTime(pid) !== start) { clearInterval(t); resolve(); }
+    }, 50);
+    t.unref();
+  });
+}
+
+/** The process's own result (the prototype's then(), which patchResult shadows on the instance). */
+function IsolatedResultOf(p: IsolatedProcess<string | Buffer>): Promise<IsolatedResult<string | Buffer>> {
+  return IsolatedProcess.prototype.then.call(p, (r) => r) as Promise<IsolatedResult<string | Buffer>>;
+}
+
+/** Makes an IsolatedProcess resolve to `result` (same object: streams, pid, kill stay). */
+function patchResult(p: SandboxProcess, result: Promise<IsolatedResult<string | Buffer>>): void {
+  result.catch(() => {});
+  Object.defineProperties(p, {
+    then: { value: (a?: (v: IsolatedResult<string | Buffer>) => unknown, b?: (e: unknown) => unknown) => result.then(a, b) },
+    catch: { value: (b?: (e: unknown) => unknown) => result.catch(b) },
+    finally: { value: (f?: () => void) => result.finally(f) },
+  });
+}
+
+function serialisable(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (k === 'seccomp' && typeof v !== 'string') continue; // a custom profile object is not recorded
+    out[k] = v;
+  }
+  return out;
+}
+
+function writeState(file: string, s: SandboxState): void {
+  const tmp = `${file}.nsbox-tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
+  renameSync(tmp, file);
+}
