@@ -2,6 +2,9 @@
 // the network layer. Only things that carry nsbox's marks are touched: links named by
 // ownedLinkName (nsbox + owner pid), IPAM entries and nftables elements naming their owner,
 // and bridges registered in the nsbox table.
+import { readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { netNative } from './native.js';
 import { parseOwnedName } from './link.js';
 import { ipamKeys, ownerAlive, processStart, sweepIpam, listIpam, dropIpamKey, removeEmptyStateDirs } from './ipam.js';
@@ -20,6 +23,8 @@ export interface NetworkSweepReport {
   bridges: string[];
   /** nftables tables deleted because nothing used them any more (`ip nsbox`). */
   tables: string[];
+  /** Temporary directories of user-mode helper start-ups whose process died meanwhile. */
+  files: string[];
 }
 
 /** Options of {@link sweepNetwork}. */
@@ -44,7 +49,7 @@ function ownerOfComment(c: string | undefined): { pid: number; start: number } |
  */
 export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<NetworkSweepReport> {
   const n = netNative();
-  const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [], tables: [] };
+  const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [], tables: [], files: [] };
   // 1. IPAM entries of dead owners, and their links
   const linkNames = new Set<string>();
   for (const e of sweepIpam()) {
@@ -86,5 +91,15 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
   // the table goes once no bridge and no published port uses it
   if (!nftUnavailableReason() && nftDropTableIfUnused()) report.tables.push(`ip ${NFT_TABLE}`);
   removeEmptyStateDirs();
+  // 4. a user-mode helper's start-up directory (pid file / API socket) of a process that died
+  // during the start-up (it is removed as soon as the helper is ready)
+  try {
+    for (const name of readdirSync(tmpdir())) {
+      const m = /^nsbox-usernet-(\d+)-/.exec(name);
+      if (!m || processStart(Number(m[1])) !== undefined) continue;
+      rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      report.files.push(join(tmpdir(), name));
+    }
+  } catch { /* no tmpdir listing */ }
   return report;
 }

@@ -151,7 +151,7 @@ export async function startUserNetHelper(
   const publish = (o.publish ?? []).map((p) => ({ ...p, protocol: p.protocol ?? 'tcp' }));
   // a private directory for pasta's pid file or slirp4netns's API socket, removed as soon as
   // the helper is set up (neither needs it afterwards), so a killed Node process leaves none
-  const dir = mkdtempSync(join(tmpdir(), 'nsbox-usernet-'));
+  const dir = mkdtempSync(join(tmpdir(), `nsbox-usernet-${process.pid}-`)); // the pid: for the sweep
   const cleanupDir = () => { try { rmSync(dir, { recursive: true, force: true }); } catch { /* gone */ } };
   let child: ChildProcess | undefined;
   let pastaProc: LaunchedHelper | undefined;

@@ -2,7 +2,8 @@
 // concurrent bridge sandboxes get unique names/addresses, reach the gateway and leave nothing.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { spawn as cpSpawn, execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:net';
 import { build } from 'esbuild';
 import { Bridge } from '../../lib/net/bridge.js';
@@ -157,8 +158,15 @@ print(s.recv(10).decode(), open('/proc/net/fib_trie').read().count('eth0') >= 0)
     // a table left empty (e.g. by an older nsbox): the sweep removes it, and reports it
     ensureNftBase();
     expect(netState().tables).toEqual(['ip nsbox']);
+    // and a user-mode start-up directory of a process that died mid start-up
+    const dead = cpSpawn('true');
+    await new Promise((r) => dead.once('exit', r));
+    const dir = `${tmpdir()}/nsbox-usernet-${dead.pid}-test`;
+    mkdirSync(dir);
     const report = await sweepNetwork();
     expect(report.tables).toEqual(['ip nsbox']);
+    expect(report.files).toEqual([dir]);
+    expect(existsSync(dir)).toBe(false);
     expect(netState().tables).toEqual([]);
   });
 
