@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createTcpServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { NsboxError } from '../errors.js';
-import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, type Cidr } from './addr.js';
+import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, formatIp, ipToBigInt, network as cidrRange, type Cidr } from './addr.js';
 import { Bridge } from './bridge.js';
 import { netNative } from './native.js';
 import { allocateLocked, dropIpamKey, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
@@ -185,6 +185,8 @@ export interface PreparedNetwork {
   files: { hosts: string; resolvConf: string };
   /** The sandbox's address, in bridge mode. */
   address?: string;
+  /** Its IPv6 address, when the bridge has an IPv6 address (dual stack). */
+  address6?: string;
   /** The host end of the veth, in bridge mode. */
   hostLink?: string;
   /** How ports are published: 'nftables', 'proxy', or undefined when none are. */
@@ -334,6 +336,18 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     const gw4 = bridge.ipv4!;
     if (veth) netNative().netlinkLinkSet(veth.hostIndex, { master: bridge.ifindex, up: true });
     const gateway = o.gateway ?? gw4.address;
+    // dual stack: a bridge with an IPv6 address gives each sandbox the address with the same
+    // host part as its IPv4 one (unique because the IPv4 one is), and a v6 default route
+    const gw6 = bridge.ipv6;
+    let address6: string | undefined;
+    if (gw6 && gw6.prefix <= 112) {
+      const v4 = cidrRange(gw4), v6 = cidrRange(gw6);
+      const a6 = formatIp(v6.base + (ipToBigInt(address, 4) - v4.base), 6);
+      if (ipToBigInt(a6, 6) === ipToBigInt(gw6.address, 6)) {
+        throw new RangeError(`options.network: the sandbox's IPv6 address ${a6} (the host part of ${address} in ${networkCidr(gw6)}) is the bridge's own; give the bridge the same host part in both families (e.g. .1 and ::1)`);
+      }
+      address6 = a6;
+    }
     // NAT and isolation for the bridge, 127.0.0.1 publishing needs route_localnet on it
     let publishMode: 'nftables' | 'proxy' | undefined;
     if (!nftReason) {
@@ -361,18 +375,20 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     }
     const dns = o.dns ?? hostNameservers().filter((d) => !d.startsWith('127.') && d !== '::1');
     const files = {
-      hosts: BASE_HOSTS + `${address}\t${o.hostname ?? 'sandbox'}\n`,
+      hosts: BASE_HOSTS + `${address}\t${o.hostname ?? 'sandbox'}\n` + (address6 ? `${address6}\t${o.hostname ?? 'sandbox'}\n` : ''),
       resolvConf: dns.map((d) => `nameserver ${d}\n`).join(''),
     };
     let released = false;
     return {
       handoff: [{
         ifindex: veth ? veth.peerIndex : 0, name: o.interfaceName ?? 'eth0', ...(o.mtu ? { mtu: o.mtu } : {}),
-        addresses: [`${address}/${gw4.prefix}`], gateway4: gateway,
+        addresses: [`${address}/${gw4.prefix}`, ...(address6 ? [`${address6}/${gw6!.prefix}`] : [])], gateway4: gateway,
+        ...(address6 ? { gateway6: gw6!.address } : {}),
         ...(veth ? {} : { hostName, master: bridge.ifindex }),
       }],
       files,
       address,
+      ...(address6 ? { address6 } : {}),
       hostLink: hostName,
       publishMode,
       async release(opts?: { waitForLinks?: boolean }) {

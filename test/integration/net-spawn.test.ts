@@ -106,6 +106,29 @@ print(socket.create_connection(('10.92.0.10', 8000), timeout=2).recv(100).decode
     }
   });
 
+  it('dual stack: a bridge with an IPv6 address gives eth0 an IPv6 address (same host part) and a v6 default route; TCP over v6 to the host', async () => {
+    const br = Bridge.create(`nsbox${process.pid.toString(36)}6`, { address: ['10.96.0.1/24', 'fd96::1/64'] });
+    bridges.push(br);
+    const { createServer } = await import('node:net');
+    const srv = createServer((c) => c.end('v6 ok'));
+    await new Promise<void>((r) => srv.listen(0, 'fd96::1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const r = await spawnIsolated!('/usr/bin/python3', ['-c', `
+import socket
+print([l.split()[0] for l in open('/proc/net/if_inet6') if l.split()[5] == 'eth0' and not l.startswith('fe80')])
+print([l.split()[4] for l in open('/proc/net/ipv6_route') if l.startswith('00000000000000000000000000000000 00') and l.split()[9] == 'eth0'])
+print(socket.create_connection(('fd96::1', ${port}), timeout=5).recv(10).decode())
+print(open('/etc/hosts').read().splitlines()[-1])`], { network: { bridge: br, address: '10.96.0.23' } });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').slice(0, 4)).toEqual([
+        "['fd960000000000000000000000000017']", "['fd960000000000000000000000000001']", 'v6 ok', 'fd96::17\tsandbox',
+      ]);
+    } finally {
+      srv.close();
+    }
+  });
+
   it('leaves no nsbox nftables table, link, netns, IPAM entry or state file behind', async () => {
     for (const b of bridges.splice(0)) await b.destroy();
     await networkSettled();
