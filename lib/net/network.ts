@@ -200,13 +200,17 @@ export interface PreparedNetwork {
 }
 
 const pendingDeletions = new Set<Promise<void>>();
-function trackDeletion(p: Promise<void>): Promise<void> {
+/** @internal Registers a teardown (link deletion, helper exit) {@link networkSettled} waits for. */
+export function trackDeletion(p: Promise<void>): Promise<void> {
   const q = p.catch(() => {}).finally(() => pendingDeletions.delete(q));
   pendingDeletions.add(q);
   return q;
 }
 
-/** Resolves once every veth deletion started by a sandbox's release has finished. */
+/**
+ * Resolves once every teardown a sandbox's exit started without waiting has finished: veth
+ * deletions (bridge mode) and user-mode helpers' exits.
+ */
 export async function networkSettled(): Promise<void> {
   while (pendingDeletions.size) await Promise.all([...pendingDeletions]);
 }

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, rmSync, mkdirSync, chmodSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { build } from 'esbuild';
 import { findExecutable } from '../../lib/net/usernet.js';
+import { networkSettled } from '../../lib/net/network.js';
 import { isRoot, skipReason, alive, sleep } from '../helpers/host.js';
 import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
@@ -92,6 +93,7 @@ describe.skipIf(skipReason(!!reason, reason))("user-mode networking (network: { 
         expect(r.stderr).toBe('');
         const dns = helper === 'pasta' ? '169.254.1.1' : '10.0.2.3';
         expect(r.stdout.trim()).toBe(`['eth0', 'lo'] 0 True ['nameserver', '${dns}']`);
+        await networkSettled();
         expect(children().filter((c) => isHelper(c.comm) || c.comm === 'sleep')).toEqual([]);
       });
 
@@ -140,6 +142,7 @@ while True:
           const r = await box;
           expect(r.stderr).toBe('');
         }
+        await networkSettled();
         await expect(get()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
         expect(children().filter((c) => isHelper(c.comm) || c.comm === 'sleep')).toEqual([]);
       });
@@ -242,7 +245,8 @@ while True:
     });
   });
 
-  it('leaves no helper, holder, temp dir, nsbox table, link, netns or IPAM entry behind', () => {
+  it('leaves no helper, holder, temp dir, nsbox table, link, netns or IPAM entry behind', async () => {
+    await networkSettled();
     expect(children().filter((c) => isHelper(c.comm) || c.comm === 'sleep')).toEqual([]);
     expect(readdirSync(tmpdir()).filter((n) => n.startsWith('nsbox-usernet-') && !tmpBefore.has(n))).toEqual([]);
     expectNoNetLeftovers(before!);
