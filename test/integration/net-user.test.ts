@@ -88,11 +88,16 @@ function child(body: string, opts: { uid?: number; env?: Record<string, string>;
 describe.skipIf(skipReason(!!reason, reason))("user-mode networking (network: { mode: 'user' })", () => {
   for (const helper of ['pasta', 'slirp4netns'] as const) {
     describe.skipIf(!helpers.includes(helper))(helper, () => {
-      it('the tap is configured when the program starts: eth0, a default route, the helper as DNS; sandbox root is uid 0', async () => {
+      it('the tap is configured when the program starts: eth0, a default route, the helper as DNS; sandbox root is uid 0; mtu, interfaceName, hostname apply', async () => {
         const r = await spawnIsolated!('/usr/bin/python3', ['-c', PROBE], { network: { mode: 'user', helper, hostname: 'box' } });
         expect(r.stderr).toBe('');
         const dns = helper === 'pasta' ? '169.254.1.1' : '10.0.2.3';
         expect(r.stdout.trim()).toBe(`['eth0', 'lo'] 0 True ['nameserver', '${dns}']`);
+        const m = await spawnIsolated!('/usr/bin/python3', ['-c', `
+import socket, fcntl, struct
+print(struct.unpack('16si', fcntl.ioctl(socket.socket(), 0x8921, struct.pack('16si', b'tap7', 0)))[1], open('/etc/hosts').read().splitlines()[-1].split()[-1])`],
+        { network: { mode: 'user', helper, mtu: 1400, interfaceName: 'tap7', hostname: 'box', dns: ['192.0.2.53'] } });
+        expect(m.stdout.trim()).toBe('1400 box');
         await networkSettled();
         expect(children().filter((c) => isHelper(c.comm) || c.comm === 'sleep')).toEqual([]);
       });
