@@ -17,14 +17,30 @@
         "addon/src/mount.cc",
         "addon/src/netlink.cc",
         "addon/src/seccomp.cc",
-        "addon/src/fs.cc"
+        "addon/src/fs.cc",
+        "addon/src/init_blob.cc"
       ],
+      "dependencies": ["nsbox-init"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NSBOX_INIT_PATH=\"nsbox-init\"", "NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fexceptions"],
       "cflags_cc!": ["-fexceptions", "-std=gnu++17"],
+      "cflags": ["-Wa,-I<(PRODUCT_DIR)"],
       "cflags_cc": ["-std=c++20", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "ldflags": ["-ldl"]
+    },
+    {
+      # pid 1 of a sandbox (addon/init/init.cc): static, no libc; embedded in the addon by
+      # addon/src/init_blob.cc (.incbin), never installed as a file
+      "target_name": "nsbox-init",
+      "type": "executable",
+      "sources": ["addon/init/init.cc"],
+      "cflags!": ["-fPIC", "-pthread", "-fexceptions"],
+      "cflags_cc!": ["-fPIC", "-pthread", "-fexceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-O2", "-fno-exceptions", "-fno-rtti", "-fno-asynchronous-unwind-tables", "-fno-stack-protector", "-ffreestanding", "-fno-pie", "-Wall", "-Wextra"],
+      "ldflags!": ["-pthread", "-rdynamic"],
+      "ldflags": ["-static", "-nostdlib", "-nostartfiles", "-no-pie", "-Wl,--build-id=none", "-s"],
+      "libraries!": ["-lpthread"]
     }
   ]
 }

@@ -578,6 +578,15 @@ long WriteSmall(const char* path, const char* data) {
     struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
     if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
   }
+  if (p.init) {
+    // pid 1 is nsbox-init (from its sealed memfd); it forks the program and reports a failed
+    // exec on the error pipe, so that pipe stays open across this exec
+    if ((r = call(SYS_fcntl, ctx->errFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
+    if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
+    r = call(SYS_execveat, p.initFd, "", p.initArgv.data(), p.envp.data(), AT_EMPTY_PATH);
+    call(SYS_fcntl, ctx->errFd, F_SETFD, FD_CLOEXEC);
+    DieSys(ctx, r, "init", "execveat", "nsbox-init");
+  }
   // execve over the candidates from PATH (computed before clone), execvp's error rules:
   // ENOENT/ENOTDIR/EACCES move on, EACCES is what is reported if nothing ran
   long best = -ENOENT;

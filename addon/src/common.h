@@ -7,25 +7,9 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "msg.h"
+
 namespace nsbox {
-
-// Filled where a kernel call fails; context (step, path) is added on the way up.
-// Plain data with fixed buffers so the child can fill it without allocating and send it
-// through a pipe as is.
-struct Err {
-  int err = 0;              // positive errno
-  char step[32] = {0};      // plan step, e.g. "mount", "exec", "uid_map"
-  char syscall[32] = {0};   // e.g. "pivot_root"
-  char path[256] = {0};     // the path involved, if any
-  char message[256] = {0};  // extra words, e.g. netlink extended ack
-};
-
-// Async-signal-safe string copy (no libc locale, no allocation).
-inline void CopyStr(char* dst, size_t cap, const char* src) {
-  size_t i = 0;
-  if (src) for (; i + 1 < cap && src[i]; i++) dst[i] = src[i];
-  dst[i] = 0;
-}
 
 // Records a failure and returns -err (so `return Fail(...)` reads naturally).
 inline int Fail(Err* e, int err, const char* step, const char* syscall, const char* path = nullptr) {
@@ -62,8 +46,12 @@ struct AddonData {
   void* childStack = nullptr;          // spawn.cc: reused stack for CLONE_VM children
   size_t childStackSize = 0;
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
+  int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
   ~AddonData();
 };
+
+// The sealed memfd of nsbox-init (made on first use), or -errno with `e` filled.
+int InitProgramFd(Napi::Env env, Err* e);
 
 // Builds an NsboxError (or a plain Error before setErrorClass was called).
 Napi::Value MakeError(Napi::Env env, const Err& e);

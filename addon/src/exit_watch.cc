@@ -17,6 +17,7 @@ namespace nsbox {
 struct Watch {
   uv_poll_t poll;
   int pidfd;
+  int statusFd = -1;  // nsbox-init writes the program's wait status here before it exits
   napi_env env;
   Napi::FunctionReference cb;
   Napi::AsyncContext* async;
@@ -37,6 +38,7 @@ void Unlink(Watch* w) {
 void OnClosed(uv_handle_t* h) {
   Watch* w = static_cast<Watch*>(h->data);
   close(w->pidfd);
+  if (w->statusFd >= 0) close(w->statusFd);
   delete w->async;
   delete w;
 }
@@ -47,6 +49,13 @@ void Stop(Watch* w) {
   Unlink(w);
   uv_poll_stop(&w->poll);
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnClosed);
+}
+
+// The status nsbox-init wrote (it does so before it exits, so it is there by now), if any.
+bool ReadStatus(int fd, int* st) {
+  long n;
+  do { n = sys::call(SYS_read, fd, st, sizeof *st); } while (n == -EINTR);
+  return n == (long)sizeof *st;
 }
 
 void OnReadable(uv_poll_t* h, int status, int events) {
@@ -63,6 +72,13 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   Napi::Object res = Napi::Object::New(env);
   if (r < 0) {
     res.Set("error", (double)-r);
+  } else if (int st; w->statusFd >= 0 && ReadStatus(w->statusFd, &st)) {
+    // pid 1 was nsbox-init: report the program's own end (init exits 128+N after signal N)
+    if (WIFEXITED(st)) res.Set("exitCode", WEXITSTATUS(st));
+    else {
+      res.Set("signal", WTERMSIG(st));
+      res.Set("coreDumped", (bool)WCOREDUMP(st));
+    }
   } else if (si.si_code == CLD_EXITED) {
     res.Set("exitCode", si.si_status);
   } else {
@@ -80,7 +96,8 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   delete async;
 }
 
-// watchExit(pidfd, callback): takes ownership of the pidfd (closed after the reap).
+// watchExit(pidfd, callback, statusFd?): takes ownership of the pidfd and of statusFd (the
+// read end of nsbox-init's status pipe), both closed after the reap.
 Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   AddonData* d = env.GetInstanceData<AddonData>();
@@ -90,12 +107,14 @@ Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   w->pidfd = info[0].As<Napi::Number>().Int32Value();
   w->env = env;
   w->cb = Napi::Persistent(info[1].As<Napi::Function>());
+  if (info.Length() > 2 && info[2].IsNumber()) w->statusFd = info[2].As<Napi::Number>().Int32Value();
   w->async = new Napi::AsyncContext(env, "nsbox:exit");
   w->data = d;
   w->poll.data = w;
   int r = uv_poll_init(loop, &w->poll, w->pidfd);
   if (r == 0) r = uv_poll_start(&w->poll, UV_READABLE, OnReadable);
   if (r != 0) {
+    if (w->statusFd >= 0) close(w->statusFd);
     delete w->async;
     delete w;
     return ThrowErrno(env, -r, "watch", "uv_poll");

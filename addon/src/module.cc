@@ -6,6 +6,7 @@
 namespace nsbox {
 AddonData::~AddonData() {
   if (childStack) munmap(childStack, childStackSize);
+  if (initFd >= 0) close(initFd);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -166,6 +166,7 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
   r.Strings(p, o, "argv", &p->argv);
   r.Strings(p, o, "envp", &p->envp);
   r.Strings(p, o, "exec", &p->exec);
+  p->init = r.Bool(o, "init", false);
   if (r.ok && (p->argv.size() < 2 || p->exec.size() < 2)) r.Fail("plan.argv and plan.exec must not be empty");
   if (!r.ok) {
     Napi::TypeError::New(env, "nsbox internal: bad plan: " + r.bad).ThrowAsJavaScriptException();

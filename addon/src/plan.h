@@ -102,6 +102,10 @@ struct Plan {
   int pdeathsig = 9;
   const char* cwd = "/";
   std::vector<const char*> argv, envp, exec;  // null-terminated arrays
+  // --- nsbox-init as pid 1 (spawn.cc fills these when `init` is set)
+  bool init = false;
+  int initFd = -1;                      // sealed memfd of nsbox-init
+  std::vector<const char*> initArgv;    // nsbox-init ERRFD N CANDIDATES... ARGV..., null-terminated
   // storage for every string above; a deque never moves its elements
   std::deque<std::string> strings;
   const char* Keep(std::string s) { strings.push_back(std::move(s)); return strings.back().c_str(); }
@@ -111,11 +115,6 @@ struct Plan {
 bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan);
 
 // What the child reports back on the error pipe.
-struct ChildMsg {
-  int kind;    // 1 = error, 2 = stage-2 pid, 3 = stage 1 has unshared (write maps now)
-  int pid;
-  Err err;
-};
 
 // Runs in the child (async-signal-safe). Never returns on success (execve).
 struct ChildCtx {
@@ -126,6 +125,7 @@ struct ChildCtx {
   int stdio[3]; // fds to place on 0..2 (or -1 for "leave as is")
   bool stage1;  // two-stage: this is the joining stage
   int rootFd;   // O_PATH fd of the new root (/newroot) once it is mounted, else -1
+  int statusFd; // write end of nsbox-init's status pipe, or -1
 };
 int ChildMain(void* arg);
 

@@ -136,15 +136,17 @@ struct Fds {
   int child[3] = {-1, -1, -1};    // what the child puts on 0..2
   bool ownChild[3] = {false, false, false};
   int go[2] = {-1, -1}, err[2] = {-1, -1};
+  int status[2] = {-1, -1};       // nsbox-init's report of the program's wait status
   void CloseChildSide() {
     for (int i = 0; i < 3; i++) if (ownChild[i] && child[i] >= 0) { close(child[i]); child[i] = -1; }
     if (go[0] >= 0) { close(go[0]); go[0] = -1; }
     if (err[1] >= 0) { close(err[1]); err[1] = -1; }
+    if (status[1] >= 0) { close(status[1]); status[1] = -1; }
   }
   void CloseAll() {
     CloseChildSide();
     for (int& f : parent) if (f >= 0) { close(f); f = -1; }
-    for (int* f : {&go[1], &err[0]}) if (*f >= 0) { close(*f); *f = -1; }
+    for (int* f : {&go[1], &err[0], &status[0]}) if (*f >= 0) { close(*f); *f = -1; }
   }
 };
 
@@ -192,6 +194,21 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     f.CloseAll();
     return ThrowErrno(env, er, "clone", "pipe2");
   }
+  if (plan.init) {
+    // pid 1 runs nsbox-init, which forks the program: argv tells it where to report a failed
+    // exec (the error pipe, kept open across this one exec) and which paths to try
+    int ifd = InitProgramFd(env, &e);
+    if (ifd < 0) { f.CloseAll(); return ThrowErr(env, e); }
+    plan.initFd = ifd;
+    size_t n = plan.exec.size() - 1;  // without the terminating null
+    plan.initArgv.push_back("nsbox-init");
+    if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "pipe2"); }
+    plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
+    plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
+    plan.initArgv.push_back(plan.Keep(std::to_string(n)));
+    for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
+    for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
+  }
   void* stack = ChildStack(env);
   if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
 
@@ -204,6 +221,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   for (int i = 0; i < 3; i++) ctx.stdio[i] = f.child[i];
   ctx.stage1 = plan.twoStage;
   ctx.rootFd = -1;
+  ctx.statusFd = f.status[1];
 
   int pidfd = -1;
   struct clone_args args{};
@@ -288,6 +306,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("pid", (double)pid);
   out.Set("pidfd", pidfd);
+  out.Set("statusFd", f.status[0]);
+  f.status[0] = -1;
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
   out.Set("stdio", stdio);

@@ -163,6 +163,13 @@ export interface SpawnIsolatedOptions {
   /** Signal the sandbox gets if the Node thread that spawned it dies. Default `'SIGKILL'`. */
   parentDeathSignal?: NodeJS.Signals | number | false;
   /**
+   * Run nsbox's own minimal init as pid 1 (a static program embedded in the addon, exec'd from
+   * a sealed memfd): it forwards signals to the program, reaps every zombie (orphans
+   * included), and ends when the program ends; the result still carries the program's own
+   * exit code or signal. Default: true when the sandbox has a new pid namespace.
+   */
+  init?: boolean;
+  /**
    * Resource limits. Cgroup limits (`memory`, `memorySwap`, `memoryReservation`, `cpus`,
    * `cpuWeight`, `cpuset`, `cpusetMems`, `pids`, `ioWeight`, `ioMax`) give the sandbox a cgroup
    * of its own (named `nsbox-...`, removed after exit); `cpuTimeMs` (from cgroup cpu usage, so
@@ -257,6 +264,8 @@ export interface IsolationReport {
   cgroup: string | null;
   /** The limits asked for, or null. */
   limits: Record<string, unknown> | null;
+  /** pid 1 is nsbox-init (signals forwarded, zombies reaped). */
+  init: boolean;
 }
 
 /** Which image to run, from which store (see `LayerStore`). */

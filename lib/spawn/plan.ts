@@ -104,6 +104,8 @@ export interface Plan {
   noNewPrivs: boolean;
   seccomp?: Buffer;
   pdeathsig: number;
+  /** pid 1 is nsbox-init, which forks the program */
+  init: boolean;
   cwd: string;
   argv: string[];
   envp: string[];
@@ -246,7 +248,7 @@ function formatMaps(maps: IdMap[]): string {
 const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
-  'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal',
+  'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -593,6 +595,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   const pdeathsig = o.parentDeathSignal === false ? 0 : signalNumber('options.parentDeathSignal', o.parentDeathSignal ?? 'SIGKILL');
   if (o.allowNewPrivileges !== undefined && typeof o.allowNewPrivileges !== 'boolean') fail('options.allowNewPrivileges', 'must be a boolean');
+  if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
+  const init = o.init ?? ns.has('pid');
 
   return {
     cloneFlags,
@@ -626,6 +630,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ambient: uid !== 0 && mask !== 0n,
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
+    init,
     cwd,
     argv,
     envp,
@@ -646,6 +651,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
       cgroup: null,
+      init,
     },
   };
 }

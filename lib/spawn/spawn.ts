@@ -183,7 +183,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
 
     let done = false;
-    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => { done = true; resolve(info); }));
+    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => { done = true; resolve(info); }, out.statusFd));
     const wall = Math.min(o.timeout || Infinity, o.limits?.wallTimeMs ?? Infinity);
     if (wall < Infinity) {
       this.#timers.push(setTimeout(() => { this.#timedOut = true; this.#limit('timeout'); }, wall));

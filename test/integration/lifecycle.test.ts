@@ -35,7 +35,7 @@ describe.skipIf(skipReason(!isRoot, 'lifecycle tests need root'))('a killed Node
     const pid = await new Promise<number>((res) => node.stdout!.once('data', (c) => res(Number(String(c).trim()))));
     const ino = readlinkSync(`/proc/${pid}/ns/pid`);
     const before = pidsInNamespace(ino);
-    expect(before.length).toBe(3); // sh and two sleeps
+    expect(before.length).toBe(4); // nsbox-init, sh and two sleeps
     node.kill('SIGKILL');
     const t0 = Date.now();
     while (pidsInNamespace(ino).length > 0 && Date.now() - t0 < 2000) await sleep(20);

@@ -27,13 +27,22 @@ describe.skipIf(skipReason(!isRoot, 'spawn integration tests need root'))('spawn
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('runs the program as pid 1 and ps sees only the sandbox', async () => {
-    const r = await sh('echo $$; ps -e -o pid= | wc -l; ls /proc | grep -c "^[0-9]"');
-    const [pid, psCount, procCount] = r.stdout.trim().split('\n').map(Number);
+  it('runs nsbox-init as pid 1 by default and ps sees only the sandbox', async () => {
+    const r = await sh('echo $$; cat /proc/1/comm; ps -e -o pid= | wc -l; ls /proc | grep -c "^[0-9]"');
+    const [pid, comm, psCount, procCount] = r.stdout.trim().split('\n');
     expect(r.exitCode).toBe(0);
+    expect(Number(pid)).toBe(2);
+    expect(comm).toBe('nsbox-init');
+    expect(Number(psCount)).toBeLessThanOrEqual(4); // init, sh, ps (and its pipe partner)
+    expect(Number(procCount)).toBeLessThanOrEqual(4);
+    expect(r.isolation.init).toBe(true);
+  });
+
+  it('runs the program itself as pid 1 with init: false', async () => {
+    const r = await sh('echo $$; ps -e -o pid= | wc -l', { init: false });
+    const [pid, psCount] = r.stdout.trim().split('\n').map(Number);
     expect(pid).toBe(1);
-    expect(psCount).toBeLessThanOrEqual(3); // sh, ps (and its pipe partner)
-    expect(procCount).toBeLessThanOrEqual(3);
+    expect(psCount).toBeLessThanOrEqual(3);
   });
 
   it('sets the hostname inside and leaves the host one alone', async () => {
@@ -248,7 +257,7 @@ describe.skipIf(!isRoot)('Namespace: persist and join', () => {
   });
 
   it('joins a user and pid namespace too (a second process inside the first sandbox)', async () => {
-    const first = sh('echo ready; exec sleep 30');
+    const first = sh('echo ready; exec sleep 30', { init: false });
     await ready(first);
     using user = Namespace.ofProcess(first.pid!, 'user');
     using pid = Namespace.ofProcess(first.pid!, 'pid');

@@ -22,8 +22,8 @@ describe.skipIf(skipReason(!isRoot, 'needs root'))('worker threads', () => {
       w.once('error', rej);
     });
     const [a, b, main] = await Promise.all([run(), run(), spawnIsolated('/bin/echo', ['main'])]);
-    expect(a).toEqual(['1 1', '1 2', '1 3']);
-    expect(b).toEqual(['1 1', '1 2', '1 3']);
+    expect(a).toEqual(['2 1', '2 2', '2 3']); // pid 2: nsbox-init is pid 1
+    expect(b).toEqual(['2 1', '2 2', '2 3']);
     expect(main.stdout).toBe('main\n');
   });
 });
