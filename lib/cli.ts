@@ -23,6 +23,8 @@ options:
   --timeout MS          kill the sandbox after MS milliseconds
   --no-user             no user namespace (sandbox root is host root; weaker)
   --share NS            do not create namespace NS (pid, mount, uts, ipc, net, cgroup, user)
+  -t, --tty             give CMD a terminal (a pty of the sandbox's own devpts), sized as this one
+  -i, --interactive     keep stdin open (with -t: this terminal in raw mode, as docker run -it)
   -h, --help            this text
 `;
 
@@ -31,10 +33,11 @@ function die(msg: string, code = 2): never {
   process.exit(code);
 }
 
-export function parseArgs(argv: string[]): { cmd: string; file: string; args: string[]; options: SpawnIsolatedOptions } {
+export function parseArgs(argv: string[]): { cmd: string; file: string; args: string[]; options: SpawnIsolatedOptions; interactive: boolean } {
   const [cmd, ...rest] = argv;
+  let interactiveFlag = false;
   if (!cmd || cmd === '-h' || cmd === '--help') { process.stdout.write(USAGE); process.exit(cmd ? 0 : 2); }
-  if (cmd === 'doctor' || cmd === 'gc') return { cmd, file: '', args: rest, options: {} };
+  if (cmd === 'doctor' || cmd === 'gc') return { cmd, file: '', args: rest, options: {}, interactive: false };
   if (cmd !== 'run' && cmd !== 'explain') die(`unknown command '${cmd}'\n${USAGE}`);
   const o: SpawnIsolatedOptions = {};
   const mounts: Mount[] = [];
@@ -85,6 +88,9 @@ export function parseArgs(argv: string[]): { cmd: string; file: string; args: st
         break;
       }
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0);
+      case '-t': case '--tty': o.tty = true; break;
+      case '-i': case '--interactive': interactiveFlag = true; break;
+      case '-it': case '-ti': o.tty = true; interactiveFlag = true; break;
       default: die(`unknown option ${a}\n${USAGE}`);
     }
   }
@@ -93,11 +99,11 @@ export function parseArgs(argv: string[]): { cmd: string; file: string; args: st
   if (mounts.length) o.mounts = mounts;
   if (caps.length) o.capabilities = caps;
   if (Object.keys(env).length) o.env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...env };
-  return { cmd, file, args, options: o };
+  return { cmd, file, args, options: o, interactive: interactiveFlag };
 }
 
 async function main(): Promise<void> {
-  const { cmd, file, args, options } = parseArgs(process.argv.slice(2));
+  const { cmd, file, args, options, interactive: keepStdin } = parseArgs(process.argv.slice(2));
   try {
     if (cmd === 'doctor') {
       const report = doctor();
@@ -122,6 +128,27 @@ async function main(): Promise<void> {
     }
     if (cmd === 'explain') {
       process.stdout.write(`${JSON.stringify(explain(file, args, options), null, 2)}\n`);
+      return;
+    }
+    if (options.tty) {
+      // docker run -it: the sandbox's own pty, this terminal raw, sizes followed
+      const out = process.stdout;
+      if (out.isTTY) options.tty = { rows: out.rows, cols: out.columns };
+      const p = spawnIsolated(file, args, { ...options, buffer: false });
+      p.stdout!.pipe(out);
+      const raw = keepStdin && process.stdin.isTTY === true;
+      if (raw) process.stdin.setRawMode(true);
+      if (keepStdin) process.stdin.pipe(p.stdin!);
+      const onResize = () => { try { p.resize(out.rows, out.columns); } catch { /* ended */ } };
+      if (out.isTTY) out.on('resize', onResize);
+      for (const s of ['SIGTERM', 'SIGHUP'] as const) process.on(s, () => p.kill(s));
+      const r = await p;
+      out.off('resize', onResize);
+      if (raw) process.stdin.setRawMode(false);
+      process.stdin.unpipe();
+      process.stdin.destroy();
+      if (r.timedOut) process.stderr.write(`nsbox: timed out after ${options.timeout} ms\n`);
+      process.exitCode = r.exitCode ?? 128 + ((osConstants.signals as Record<string, number>)[r.signal ?? 'SIGKILL'] ?? 9);
       return;
     }
     const interactive = process.stdin.isTTY === true;

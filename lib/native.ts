@@ -19,6 +19,8 @@ export interface ExitInfo {
 export interface SpawnOutput {
   /** Read end of nsbox-init's status pipe, or -1 without init. */
   statusFd: number;
+  /** The terminal's master with `tty`, else -1. */
+  ttyFd: number;
   pid: number;
   pidfd: number;
   /** our ends of stdio socketpairs, -1 where not piped */
@@ -37,6 +39,7 @@ export interface NativeAddon {
   spawn(plan: object): SpawnOutput;
   pidfdSignal(pidfd: number, sig: number): number;
   closeFd(fd: number): void;
+  ttyResize(fd: number, rows: number, cols: number): void;
   /** Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status). */
   watchExit(pidfd: number, cb: (info: ExitInfo) => void, statusFd?: number): void;
   refWatch(pidfd: number, ref: boolean): void;

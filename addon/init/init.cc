@@ -4,7 +4,8 @@
 // embedded in it; the child execs it from a sealed memfd, so no file of the host or of the
 // rootfs is involved and /proc/1/exe cannot be written (CVE-2019-5736).
 //
-//   argv: nsbox-init ERRFD STATUSFD N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
+//   argv: nsbox-init ERRFD STATUSFD TTY N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
+//   (TTY 1: fd 0 is a terminal the program takes as its controlling terminal)
 //
 // It forks the program (execve over the PATH candidates with execvp's rules; a failure goes
 // to ERRFD exactly as the spawn core reports it, so the caller still gets an NsboxError with
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -54,11 +56,12 @@ long ParseNum(const char* s) {
   __builtin_unreachable();
 }
 
-[[noreturn]] void ExecProgram(int errFd, char** cand, long n, char** argv, char** envp) {
+[[noreturn]] void ExecProgram(int errFd, bool tty, char** cand, long n, char** argv, char** envp) {
   unsigned long none = 0;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
   // its own session and process group, as pid 1's program had before init existed
   call(SYS_setsid);
+  if (tty) call(SYS_ioctl, 0, TIOCSCTTY, 0);
   long best = -ENOENT;
   const char* bestPath = n > 0 ? cand[0] : "";
   for (long i = 0; i < n; i++) {
@@ -86,13 +89,14 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   long argc = sp[0];
   char** argv = reinterpret_cast<char**>(sp + 1);
   char** envp = argv + argc + 1;
-  if (argc < 5) Exit(127);
+  if (argc < 6) Exit(127);
   long errFd = ParseNum(argv[1]);
   long statusFd = ParseNum(argv[2]);
-  long n = ParseNum(argv[3]);
-  if (errFd < 0 || statusFd < 0 || n < 1 || 4 + n >= argc) Exit(127);
-  char** cand = argv + 4;
-  char** progArgv = argv + 4 + n;
+  long tty = ParseNum(argv[3]);
+  long n = ParseNum(argv[4]);
+  if (errFd < 0 || statusFd < 0 || tty < 0 || n < 1 || 5 + n >= argc) Exit(127);
+  char** cand = argv + 5;
+  char** progArgv = argv + 5 + n;
 
   call(SYS_prctl, PR_SET_NAME, "nsbox-init", 0, 0, 0);
   call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -105,7 +109,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   if (prog == 0) {
     call(SYS_fcntl, errFd, F_SETFD, FD_CLOEXEC);
     call(SYS_close, statusFd);
-    ExecProgram((int)errFd, cand, n, progArgv, envp);
+    ExecProgram((int)errFd, tty == 1, cand, n, progArgv, envp);
   }
   call(SYS_close, errFd);
   if (prog < 0) Exit(127);

@@ -15,6 +15,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
@@ -512,6 +513,36 @@ long WriteSmall(const char* path, const char* data) {
   return r < 0 ? r : 0;
 }
 
+// A terminal from the sandbox's own devpts (mounted by the ops above): the slave becomes
+// stdin, stdout and stderr; the parent takes the master with pidfd_getfd while this process
+// waits for a second "go" (the master is close-on-exec here). The program becomes the
+// session leader with the slave as controlling terminal (here without init, in nsbox-init's
+// child with it).
+void OpenTerminal(ChildCtx* ctx, const Plan& p) {
+  long master = call(SYS_openat, AT_FDCWD, "/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) DieSys(ctx, master, "tty", "open", "/dev/ptmx");
+  int unlock = 0;
+  long r = call(SYS_ioctl, master, TIOCSPTLCK, &unlock);
+  if (r < 0) DieSys(ctx, r, "tty", "ioctl(TIOCSPTLCK)");
+  struct winsize ws{};
+  ws.ws_row = (unsigned short)p.ttyRows;
+  ws.ws_col = (unsigned short)p.ttyCols;
+  if ((r = call(SYS_ioctl, master, TIOCSWINSZ, &ws)) < 0) DieSys(ctx, r, "tty", "ioctl(TIOCSWINSZ)");
+  long slave = call(SYS_ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0) DieSys(ctx, slave, "tty", "ioctl(TIOCGPTPEER)");
+  for (int i = 0; i < 3; i++) {
+    if ((r = call(SYS_dup3, slave, i, 0)) < 0) DieSys(ctx, r, "tty", "dup3");
+  }
+  if (slave > 2) call(SYS_close, slave);
+  ChildMsg m;
+  m.kind = 4;
+  m.pid = (int)master;
+  call(SYS_write, ctx->errFd, &m, sizeof m);
+  WaitGo(ctx);
+  call(SYS_close, master);
+  if (!p.init && (r = call(SYS_ioctl, 0, TIOCSCTTY, 0)) < 0) DieSys(ctx, r, "tty", "ioctl(TIOCSCTTY)");
+}
+
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
@@ -528,6 +559,7 @@ long WriteSmall(const char* path, const char* data) {
   if (p.lateUnshare && (r = call(SYS_unshare, p.lateUnshare)) < 0) DieSys(ctx, r, "unshare", "unshare");
   PlaceStdio(ctx);
   for (const Op& op : p.ops) RunOp(ctx, op);
+  if (p.tty) OpenTerminal(ctx, p);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
   if (p.domainname && (r = call(SYS_setdomainname, p.domainname, Len(p.domainname))) < 0) DieSys(ctx, r, "hostname", "setdomainname");
   if (p.timeOffsets) {

@@ -23,7 +23,8 @@ inline void CopyStr(char* dst, size_t cap, const char* src) {
 }
 
 struct ChildMsg {
-  int kind;    // 1 = error, 2 = stage-2 pid, 3 = stage 1 has unshared (write maps now)
+  int kind;    // 1 = error, 2 = stage-2 pid, 3 = stage 1 has unshared (write maps now),
+               // 4 = tty master is open as fd `pid` in the child (take it, then "go" again)
   int pid;
   Err err;
 };

@@ -167,6 +167,9 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
   r.Strings(p, o, "envp", &p->envp);
   r.Strings(p, o, "exec", &p->exec);
   p->init = r.Bool(o, "init", false);
+  p->tty = r.Bool(o, "tty", false);
+  p->ttyRows = (unsigned)r.Num(o, "ttyRows", 24);
+  p->ttyCols = (unsigned)r.Num(o, "ttyCols", 80);
   if (r.ok && (p->argv.size() < 2 || p->exec.size() < 2)) r.Fail("plan.argv and plan.exec must not be empty");
   if (!r.ok) {
     Napi::TypeError::New(env, "nsbox internal: bad plan: " + r.bad).ThrowAsJavaScriptException();

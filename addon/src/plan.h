@@ -104,6 +104,8 @@ struct Plan {
   std::vector<const char*> argv, envp, exec;  // null-terminated arrays
   // --- nsbox-init as pid 1 (spawn.cc fills these when `init` is set)
   bool init = false;
+  bool tty = false;                     // a pty from the sandbox's devpts on 0..2
+  unsigned ttyRows = 24, ttyCols = 80;
   int initFd = -1;                      // sealed memfd of nsbox-init
   std::vector<const char*> initArgv;    // nsbox-init ERRFD N CANDIDATES... ARGV..., null-terminated
   // storage for every string above; a deque never moves its elements

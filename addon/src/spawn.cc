@@ -9,7 +9,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <sys/wait.h>
 
 #ifndef CLONE_PIDFD
@@ -205,6 +207,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "pipe2"); }
     plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
     plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
+    plan.initArgv.push_back(plan.tty ? "1" : "0");  // the program takes fd 0 as its terminal
     plan.initArgv.push_back(plan.Keep(std::to_string(n)));
     for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
     for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
@@ -272,6 +275,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     char g = 'g';
     while (write(f.go[1], &g, 1) < 0 && errno == EINTR) {}
   }
+  int ttyMaster = -1;
   // Wait for exec (EOF) or a failure report. Stage 1 of a two-stage spawn reports the pid
   // of the real sandbox process first, then exits.
   for (;;) {
@@ -280,6 +284,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     if (n != (ssize_t)sizeof m) { if (!failed) { failed = true; Fail(&e, EPROTO, "handshake", "read"); } break; }
+    if (m.kind == 4 && !failed) {
+      // the terminal's master, open in the child: take a copy, then let it go on
+      long fd = call(SYS_pidfd_getfd, pidfd, m.pid, 0);
+      if (fd < 0) { failed = true; Fail(&e, (int)-fd, "tty", "pidfd_getfd"); call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0); continue; }
+      fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+      ttyMaster = (int)fd;
+      char g = 'g';
+      while (write(f.go[1], &g, 1) < 0 && errno == EINTR) {}
+      continue;
+    }
     if (m.kind == 2) {
       int fd2 = (int)call(SYS_pidfd_open, m.pid, 0);
       Reap(pidfd);
@@ -294,6 +308,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
+  if (failed && ttyMaster >= 0) { close(ttyMaster); ttyMaster = -1; }
   if (failed) {
     if (pidfd >= 0) {
       call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
@@ -307,6 +322,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   out.Set("pid", (double)pid);
   out.Set("pidfd", pidfd);
   out.Set("statusFd", f.status[0]);
+  out.Set("ttyFd", ttyMaster);
   f.status[0] = -1;
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
@@ -321,6 +337,16 @@ Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r < 0 ? (double)-r : 0);
 }
 
+// ttyResize(masterFd, rows, cols): the terminal's size (the program gets SIGWINCH).
+Napi::Value TtyResize(const Napi::CallbackInfo& info) {
+  struct winsize ws{};
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  ws.ws_row = (unsigned short)info[1].As<Napi::Number>().Uint32Value();
+  ws.ws_col = (unsigned short)info[2].As<Napi::Number>().Uint32Value();
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0) return ThrowErrno(info.Env(), errno, "tty", "ioctl(TIOCSWINSZ)");
+  return info.Env().Undefined();
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   close(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -332,6 +358,7 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("ttyResize", Napi::Function::New(env, TtyResize, "ttyResize"));
 }
 
 }  // namespace nsbox

@@ -170,6 +170,13 @@ export interface SpawnIsolatedOptions {
    */
   init?: boolean;
   /**
+   * Give the program a terminal: a pty from the sandbox's own devpts instance, the program as
+   * session leader with it as controlling terminal (stdin, stdout and stderr are the pty;
+   * `stdout` carries everything, `stderr` is null; `resize()` changes its size). Needs a new
+   * mount namespace. Default false.
+   */
+  tty?: boolean | { rows?: number; cols?: number };
+  /**
    * Resource limits. Cgroup limits (`memory`, `memorySwap`, `memoryReservation`, `cpus`,
    * `cpuWeight`, `cpuset`, `cpusetMems`, `pids`, `ioWeight`, `ioMax`) give the sandbox a cgroup
    * of its own (named `nsbox-...`, removed after exit); `cpuTimeMs` (from cgroup cpu usage, so

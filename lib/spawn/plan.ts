@@ -106,6 +106,10 @@ export interface Plan {
   pdeathsig: number;
   /** pid 1 is nsbox-init, which forks the program */
   init: boolean;
+  /** a pty from the sandbox's devpts on 0..2 (the addon hands back its master) */
+  tty: boolean;
+  ttyRows: number;
+  ttyCols: number;
   cwd: string;
   argv: string[];
   envp: string[];
@@ -248,7 +252,7 @@ function formatMaps(maps: IdMap[]): string {
 const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
-  'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init',
+  'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -579,7 +583,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
 
   // --- stdio
-  const stdio = parseStdio((o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
+  const stdio = parseStdio(o.tty ? 'ignore' : (o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
 
   // --- flags
   let cloneFlags = 0, unshareFlags = 0, lateUnshare = 0;
@@ -597,6 +601,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.allowNewPrivileges !== undefined && typeof o.allowNewPrivileges !== 'boolean') fail('options.allowNewPrivileges', 'must be a boolean');
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
+  const tty = parseTty(o.tty);
+  if (tty && !ns.has('mount')) fail('options.tty', 'needs a new mount namespace (its devpts instance)');
 
   return {
     cloneFlags,
@@ -631,6 +637,9 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
     init,
+    tty: tty !== null,
+    ttyRows: tty?.rows ?? 24,
+    ttyCols: tty?.cols ?? 80,
     cwd,
     argv,
     envp,
@@ -757,4 +766,18 @@ function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target
     if (!target.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${target})`);
     return { path, target, readonly };
   });
+}
+
+function parseTty(v: unknown): { rows: number; cols: number } | null {
+  if (v === undefined || v === false) return null;
+  if (v === true) return { rows: 24, cols: 80 };
+  if (!isPlainObject(v)) fail('options.tty', 'must be a boolean or { rows?, cols? }');
+  checkKeys('options.tty', v, ['rows', 'cols']);
+  const dim = (k: 'rows' | 'cols', def: number) => {
+    const x = v[k];
+    if (x === undefined) return def;
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) fail(`options.tty.${k}`, 'must be an integer 1..65535', RangeError);
+    return x;
+  };
+  return { rows: dim('rows', 24), cols: dim('cols', 80) };
 }

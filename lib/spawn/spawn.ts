@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
@@ -64,6 +65,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #timers: NodeJS.Timeout[] = [];
   #promise: Promise<IsolatedResult<T>>;
   #cleanup: Array<() => void> = [];
+  #tty: Socket | undefined;
 
   /** @internal use {@link spawnIsolated} */
   constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput) {
@@ -72,7 +74,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
     // the streams exist from the start, as with child_process; the sandbox's sockets are
     // piped into them once it runs (setup may await a cgroup or a network first)
-    const [s0, s1, s2] = parseStdio(options.stdio);
+    const [s0, s1, s2] = options.tty ? (['pipe', 'pipe', 'ignore'] as const) : parseStdio(options.stdio);
     this.stdin = s0 === 'pipe' ? new PassThrough() : null;
     this.stdout = s1 === 'pipe' ? new PassThrough() : null;
     this.stderr = s2 === 'pipe' ? new PassThrough() : null;
@@ -155,8 +157,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const cap = o.limits?.outputBytes === undefined ? Infinity : parseByteSize(o.limits.outputBytes, 'limits.outputBytes');
     let outputSeen = 0;
     let truncated = false;
-    const reader = (fd: number, i: 0 | 1, pt: PassThrough) => {
-      const s = new Socket({ fd, readable: true, writable: false });
+    const reader = (fd: number | Socket, i: 0 | 1, pt: PassThrough) => {
+      const s = typeof fd === 'number' ? new Socket({ fd, readable: true, writable: false }) : fd;
       sockets.push(s);
       const pass = (c: Buffer) => {
         if (collect) chunks[i].push(c);
@@ -179,6 +181,17 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       streamsDone.push(new Promise((res) => s.once('close', () => { pt.end(); res(); })));
       s.on('error', () => {});
     };
+    if (out.ttyFd >= 0) {
+      // one pty master for both directions; EIO once the last slave is gone means the end
+      // (net.Socket refuses a tty fd; tty.ReadStream is a Socket over libuv's tty handle, which
+      // writes too)
+      const t: Socket = new ReadStream(out.ttyFd);
+      this.#tty = t;
+      t.on('error', () => t.destroy());
+      t.once('close', () => { this.#tty = undefined; });
+      (this.stdin as PassThrough).pipe(t, { end: false });
+      reader(t, 0, this.stdout as PassThrough);
+    }
     if (out1 >= 0) reader(out1, 0, this.stdout as PassThrough);
     if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
 
@@ -263,6 +276,16 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#fired ??= why;
     this.kill();
     if (this.#killSignal === 9) this.#cgroup?.cgroup.kill().catch(() => {});
+  }
+
+  /** With `tty`: sets the terminal's size (the program gets SIGWINCH). */
+  resize(rows: number, cols: number): void {
+    for (const [k, v] of [['rows', rows], ['cols', cols]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > 65535) throw new RangeError(`${k} must be an integer 1..65535 (got ${String(v)})`);
+    }
+    const fd = (this.#tty as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
+    if (fd === undefined || fd < 0) throw new Error('resize() needs a running sandbox spawned with tty');
+    native().ttyResize(fd, rows, cols);
   }
 
   /**
