@@ -152,6 +152,11 @@ export interface SpawnIsolatedOptions {
   encoding?: BufferEncoding | 'buffer';
   /** Collect stdout/stderr into the result. Default `true` for piped streams. */
   buffer?: boolean;
+  /**
+   * Also give stdout and stderr merged in the order their chunks arrived: `p.all` (a stream)
+   * and `result.all`. Default false.
+   */
+  all?: boolean;
   /** Kill the sandbox after this many milliseconds (`timedOut` is then true). Default: none. */
   timeout?: number;
   /** Kill the sandbox when this signal aborts (`isCanceled` is then true). */
@@ -231,6 +236,8 @@ export interface IsolatedResult<T = string> {
   signal: NodeJS.Signals | null;
   stdout: T;
   stderr: T;
+  /** stdout and stderr interleaved as they arrived (with `all: true`), else undefined. */
+  all?: T;
   durationMs: number;
   timedOut: boolean;
   isCanceled: boolean;

@@ -48,6 +48,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   readonly stdout: Readable | null;
   /** Readable stderr when stdio[2] is 'pipe'. */
   readonly stderr: Readable | null;
+  /** stdout and stderr merged in arrival order, with `all: true` (else null). */
+  readonly all: Readable | null;
   /** Exit code once exited, else null. */
   exitCode: number | null = null;
   /** Signal that ended it once exited, else null. */
@@ -78,6 +80,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.stdin = s0 === 'pipe' ? new PassThrough() : null;
     this.stdout = s1 === 'pipe' ? new PassThrough() : null;
     this.stderr = s2 === 'pipe' ? new PassThrough() : null;
+    this.all = options.all === true && (this.stdout || this.stderr) ? new PassThrough() : null;
+    if (this.all && options.buffer !== false) this.all.resume();
     if (this.stdin && options.input !== undefined) this.stdin.end(options.input);
     if (options.buffer !== false) {
       // the result collects the output: never let an unread stream stall the program
@@ -147,6 +151,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const chunks: [Buffer[], Buffer[]] = [[], []];
     const streamsDone: Promise<void>[] = [];
     const [in0, out1, err2] = out.stdio;
+    const allChunks: Buffer[] = [];
+    const all = this.all as PassThrough | null;
+    let allOpen = (out1 >= 0 ? 1 : 0) + (err2 >= 0 ? 1 : 0) + (out.ttyFd >= 0 ? 1 : 0);
+    if (all && allOpen === 0) all.end();
+
     let stdinSocket: Socket | undefined;
     if (in0 >= 0) {
       stdinSocket = new Socket({ fd: in0, readable: false, writable: true });
@@ -162,6 +171,10 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       sockets.push(s);
       const pass = (c: Buffer) => {
         if (collect) chunks[i].push(c);
+        if (all) {
+          if (collect) allChunks.push(c);
+          all.write(c);
+        }
         // backpressure from a slow reader of p.stdout pauses the program, not Node's memory
         if (!pt.write(c) && !collect) { s.pause(); pt.once('drain', () => s.resume()); }
       };
@@ -177,8 +190,14 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
           for (const x of sockets) x.pause();
         }
       });
-      s.once('end', () => pt.end());
-      streamsDone.push(new Promise((res) => s.once('close', () => { pt.end(); res(); })));
+      let ended = false;
+      const end = () => {
+        pt.end();
+        if (!ended && all && --allOpen === 0) all.end();
+        ended = true;
+      };
+      s.once('end', end);
+      streamsDone.push(new Promise((res) => s.once('close', () => { end(); res(); })));
       s.on('error', () => {});
     };
     if (out.ttyFd >= 0) {
@@ -253,6 +272,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       signal: this.signalCode,
       stdout: decode(chunks[0]),
       stderr: decode(chunks[1]),
+      ...(all ? { all: decode(allChunks) } : {}),
       durationMs: performance.now() - started,
       timedOut: this.#timedOut,
       isCanceled: this.#canceled,
@@ -400,6 +420,7 @@ function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
     throw new TypeError(`options.encoding must be a Buffer encoding or 'buffer' (got ${String(o.encoding)})`);
   }
   if (o.buffer !== undefined && typeof o.buffer !== 'boolean') throw new TypeError('options.buffer must be a boolean');
+  if (o.all !== undefined && typeof o.all !== 'boolean') throw new TypeError('options.all must be a boolean');
   if (o.input !== undefined) {
     if (typeof o.input !== 'string' && !(o.input instanceof Uint8Array)) throw new TypeError('options.input must be a string or a Uint8Array');
     if (parseStdio(o.stdio)[0] !== 'pipe') throw new TypeError("options.input needs stdin to be 'pipe'");
