@@ -140,6 +140,12 @@ export interface SpawnIsolatedOptions {
   capabilities?: string[];
   /** Keep `no_new_privs` off. Default `false` (no_new_privs is set). */
   allowNewPrivileges?: boolean;
+  /**
+   * Allow user namespaces inside the sandbox (the default seccomp profile still denies them;
+   * pair with `seccomp: 'none'` or a profile that allows them). Default false: the sandbox's
+   * own `user.max_user_namespaces` is 0.
+   */
+  nestedUserNamespaces?: boolean;
   /** setrlimit values. Default: `{ core: 0 }`. */
   rlimits?: Rlimits;
   /** Time namespace offsets in seconds (needs `namespaces.time` or implies it). */

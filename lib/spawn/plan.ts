@@ -252,7 +252,7 @@ function formatMaps(maps: IdMap[]): string {
 const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
-  'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty',
+  'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty', 'nestedUserNamespaces',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -503,6 +503,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     } else {
       ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
     }
+    // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
+    // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
+    if (ns.has('user') && o.nestedUserNamespaces !== true) {
+      ops.push({ op: Op.WriteFile, a: `${N}/proc/sys/user/max_user_namespaces`, d: '0\n', mode: 0o644 });
+    }
     // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
     // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
     // (the child resolves every target inside the root, with no symlinks at all for these)
@@ -600,6 +605,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const pdeathsig = o.parentDeathSignal === false ? 0 : signalNumber('options.parentDeathSignal', o.parentDeathSignal ?? 'SIGKILL');
   if (o.allowNewPrivileges !== undefined && typeof o.allowNewPrivileges !== 'boolean') fail('options.allowNewPrivileges', 'must be a boolean');
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
+  if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
   const tty = parseTty(o.tty);
   if (tty && !ns.has('mount')) fail('options.tty', 'needs a new mount namespace (its devpts instance)');

@@ -167,3 +167,14 @@ describe.skipIf(skipReason(!isRoot, 'path attack tests need root') || skipReason
     expect(weak.isolation).toMatchObject({ seccomp: 'none', uidMap: null, network: 'host', capabilities: ['CAP_NET_RAW'] });
   });
 });
+
+describe.skipIf(skipReason(!isRoot, 'nested user namespace tests need root'))('nested user namespaces', () => {
+  it("are refused by the sandbox's own max_user_namespaces = 0, even without seccomp; the host's limit is untouched", async () => {
+    const host = readFileSync('/proc/sys/user/max_user_namespaces', 'utf8');
+    const r = await spawnIsolated('/bin/sh', ['-c', 'cat /proc/sys/user/max_user_namespaces; unshare -U true && echo NESTED || echo refused'], { seccomp: 'none' });
+    expect(r.stdout.split('\n').slice(0, 2)).toEqual(['0', 'refused']);
+    expect(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')).toBe(host);
+    const open = await spawnIsolated('/bin/sh', ['-c', 'unshare -U true && echo NESTED'], { seccomp: 'none', nestedUserNamespaces: true });
+    expect(open.stdout).toBe('NESTED\n');
+  });
+});
