@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `nsbox` command line: a thin layer over the public API.
-import { spawnIsolated, explain, NsboxError, doctor, selfTest, sweepNetwork, type SpawnIsolatedOptions, type Mount } from './index.js';
+import { spawnIsolated, explain, NsboxError, doctor, selfTest, sandboxSelfTest, sweepNetwork, type SpawnIsolatedOptions, type Mount } from './index.js';
 import { constants as osConstants } from 'node:os';
 
 const USAGE = `usage:
@@ -108,8 +108,9 @@ async function main(): Promise<void> {
     if (cmd === 'doctor') {
       const report = doctor();
       const attacks = args.includes('--self-test') ? selfTest() : undefined;
+      const sandbox = args.includes('--self-test') && report.root ? await sandboxSelfTest() : undefined;
       if (args.includes('--json')) {
-        process.stdout.write(`${JSON.stringify({ ...report, selfTest: attacks }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ ...report, selfTest: attacks, sandboxSelfTest: sandbox }, null, 2)}\n`);
       } else {
         process.stdout.write(`nsbox doctor: kernel ${report.kernel}, ${report.root ? 'root' : 'not root'}\n`);
         for (const c of report.checks) {
@@ -117,8 +118,9 @@ async function main(): Promise<void> {
           if (c.fix) process.stdout.write(`            fix: ${c.fix}\n`);
         }
         for (const a of attacks ?? []) process.stdout.write(`  [${a.denied ? 'denied ' : 'ALLOWED'}] ${a.title}: ${a.got} (want ${a.expect})\n`);
+        for (const a of sandbox ?? []) process.stdout.write(`  [${a.denied ? 'held   ' : 'ESCAPED'}] in a sandbox: ${a.title}: ${a.got}\n`);
       }
-      process.exitCode = report.ok && (attacks ?? []).every((a) => a.denied) ? 0 : 1;
+      process.exitCode = report.ok && (attacks ?? []).every((a) => a.denied) && (sandbox ?? []).every((a) => a.denied) ? 0 : 1;
       return;
     }
     if (cmd === 'gc') {

@@ -19,6 +19,7 @@ export * from './cgroup/index.js';
 export * from './net/index.js';
 export * from './security/seccomp/index.js';
 export * from './security/doctor.js';
+export { sandboxSelfTest, type SandboxAttack } from './security/sandbox-selftest.js';
 export * from './fs/index.js';
 export * from './runner/index.js';
 
