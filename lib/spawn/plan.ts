@@ -157,17 +157,30 @@ export const realHost: HostFacts = {
     return l.mode === 'v2' ? { version: 2, v1: [] } : { version: 1, v1: l.v1.map((h) => h.controllers) };
   },
   pathKind(path) {
-    try {
-      const st = lstatSync(path);
-      if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
-      if (st.isDirectory()) return { kind: 'dir' };
-      if (st.isFile()) return { kind: 'file' };
-      return { kind: 'other' };
-    } catch {
-      return { kind: 'missing' };
+    // /proc and /sys entries (the masked and read-only paths) are the kernel's: the same for
+    // the life of the process, so they are looked at once
+    if (path.startsWith('/proc/') || path.startsWith('/sys/')) {
+      let k = kernelPathKinds.get(path);
+      if (!k) kernelPathKinds.set(path, (k = lstatKind(path)));
+      return k;
     }
+    return lstatKind(path);
   },
 };
+
+const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
+
+function lstatKind(path: string): ReturnType<HostFacts['pathKind']> {
+  try {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
+    if (st.isDirectory()) return { kind: 'dir' };
+    if (st.isFile()) return { kind: 'file' };
+    return { kind: 'other' };
+  } catch {
+    return { kind: 'missing' };
+  }
+}
 
 // ---- validation helpers ---------------------------------------------------------------------
 function fail(option: string, what: string, Err: typeof TypeError = TypeError): never {
