@@ -91,3 +91,50 @@ describe('buildPlan: defaults', () => {
     expect(p.newPidAtStage2).toBe(true);
   });
 });
+
+describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
+  const kinds = (p: string) => (p === '/proc/acpi' || p === '/sys/firmware' ? { kind: 'dir' as const } : p === '/proc/kcore' || p === '/proc/sched_debug' ? { kind: 'missing' as const } : p.startsWith('/proc/') ? { kind: 'file' as const } : p === '/bin' ? { kind: 'symlink' as const, target: 'usr/bin' } : { kind: 'dir' as const });
+  const h = host({ pathKind: (p) => (p === '/dev/fuse' ? { kind: 'other' } : p === '/dev/nope' ? { kind: 'missing' } : kinds(p)) });
+
+  it('masks files with the runtime-owned empty file and directories with a read-only tmpfs; skips what this kernel lacks', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
+    const keys = p.ops.find((o) => o.b === '/newroot/proc/keys');
+    expect(keys).toMatchObject({ op: Op.Bind, a: '/nsbox-mask', file: true, readonly: true });
+    expect(p.ops.find((o) => o.b === '/newroot/proc/acpi')).toMatchObject({ op: Op.Mount, c: 'tmpfs', a: 'nsbox-mask' });
+    expect(p.ops.some((o) => o.b === '/newroot/proc/kcore')).toBe(false);
+    expect(p.summary.maskedPaths).not.toContain('/proc/kcore');
+    expect(p.summary.readonlyPaths).toEqual(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']);
+    // the mask file is written on the scratch root, never inside the new root
+    expect(p.ops.find((o) => o.op === Op.WriteFile && o.a === '/nsbox-mask')).toBeTruthy();
+  });
+
+  it('plans devices, tty, init and the nested user namespace limit', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: { devices: ['/dev/fuse'], tty: { rows: 10, cols: 20 } } }, h);
+    expect(p.ops.find((o) => o.b === '/newroot/dev/fuse')).toMatchObject({ op: Op.Bind, a: '/oldroot/dev/fuse', file: true });
+    expect([p.tty, p.ttyRows, p.ttyCols, p.init]).toEqual([true, 10, 20, true]);
+    expect(p.stdio.map((s) => s.kind)).toEqual([2, 2, 2]);
+    expect(p.ops.find((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toMatchObject({ op: Op.WriteFile, d: '0\n' });
+    const q = buildPlan({ file: '/bin/true', args: [], options: { nestedUserNamespaces: true, namespaces: { pid: false } } }, h);
+    expect(q.init).toBe(false);
+    expect(q.ops.some((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
+    // never the host's limit: without a user namespace of its own nothing is written
+    const r = buildPlan({ file: '/bin/true', args: [], options: { user: false } }, h);
+    expect(r.ops.some((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
+  });
+
+  it('marks /proc, /dev and /sys of a rootfs as targets that must not be symlinks', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: { rootfs: '/srv/root' } }, h);
+    for (const t of ['/newroot/proc', '/newroot/dev', '/newroot/sys']) expect(p.ops.find((o) => o.b === t)?.real, t).toBe(true);
+  });
+
+  it.each([
+    ['a device that is not a device node', { devices: ['/dev/nope'] }, /options\.devices\[0\] must be an existing device node/],
+    ['a device outside /dev', { devices: ['/etc/passwd'] }, /options\.devices\[0\] must be a device under \/dev/],
+    ['a tty of 0 rows', { tty: { rows: 0 } }, /options\.tty\.rows must be an integer/],
+    ['a tty without a mount namespace', { tty: true, namespaces: { mount: false } }, /options\.tty needs a new mount namespace/],
+    ['a relative masked path', { maskedPaths: ['proc/x'] }, /options\.maskedPaths\[0\]/],
+    ['a non-boolean init', { init: 'yes' }, /options\.init must be a boolean/],
+  ])('rejects %s', (_w, options, msg) => {
+    expect(() => buildPlan({ file: '/bin/true', args: [], options }, h)).toThrow(msg);
+  });
+});
