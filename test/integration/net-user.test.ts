@@ -167,14 +167,18 @@ while True:
             console.log(JSON.stringify(kids));
           });
           setInterval(() => {}, 1000);`);
-        const kids = JSON.parse(await c.firstLine) as Array<{ pid: number; comm: string }>;
-        // the helper, the holder (sleep) and the sandbox's first process (sleep, or the spawn
-        // core's init when it runs one as pid 1)
-        expect(kids.filter((k) => isHelper(k.comm))).toHaveLength(1);
-        expect(kids.filter((k) => k.comm === 'sleep').length).toBeGreaterThanOrEqual(1);
-        expect(kids).toHaveLength(3);
-        c.proc.kill('SIGKILL');
-        await c.done;
+        let kids: Array<{ pid: number; comm: string }> = [];
+        try {
+          kids = JSON.parse(await c.firstLine) as Array<{ pid: number; comm: string }>;
+          // the helper, the holder (sleep) and the sandbox's first process (sleep, or the spawn
+          // core's init when it runs one as pid 1)
+          expect(kids.filter((k) => isHelper(k.comm))).toHaveLength(1);
+          expect(kids.filter((k) => k.comm === 'sleep').length).toBeGreaterThanOrEqual(1);
+          expect(kids).toHaveLength(3);
+        } finally {
+          c.proc.kill('SIGKILL'); // also when an expectation failed: the child must not outlive the test
+          await c.done;
+        }
         for (let i = 0; i < 100 && kids.some((k) => alive(k.pid)); i++) await sleep(50);
         expect(kids.filter((k) => alive(k.pid))).toEqual([]);
       });
