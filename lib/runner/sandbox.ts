@@ -16,13 +16,16 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../fs/spawn.js';
 import { errnoError, NsboxError } from '../errors.js';
+import { buildPlan } from '../spawn/plan.js';
 
 /** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
 export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';
 
 /**
- * The program that holds a sandbox open: a shell loop as pid 1 that exits on SIGTERM and reaps
- * whatever is reparented to it (`wait`). A built-in init (issue 7) will replace it.
+ * The program that holds a sandbox open: a shell loop that sleeps. With a new pid namespace
+ * nsbox-init is pid 1 above it (the spawn core's `init`, default on): it reaps the orphans of
+ * exec'd processes and forwards SIGTERM, which ends the loop. With `init: false` the loop is
+ * pid 1 itself: the trap makes it exit on SIGTERM and `wait` reaps what is reparented to it.
  */
 export const DEFAULT_HOLDER = { file: '/bin/sh', args: ['-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done'] };
 
@@ -31,7 +34,7 @@ const PROC_NS: Record<string, string> = { user: 'user', mount: 'mnt', pid: 'pid'
 
 /** Spawn options a sandbox is made with; they apply to the holder and (where they make sense) to every exec. */
 export type SandboxTemplate = Omit<SpawnIsolatedOptions,
-  'stdio' | 'input' | 'encoding' | 'buffer' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'join' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
+  'stdio' | 'input' | 'encoding' | 'buffer' | 'all' | 'tty' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'join' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends SandboxTemplate {
@@ -60,6 +63,10 @@ export interface ExecOptions {
   input?: SpawnIsolatedOptions['input'];
   encoding?: SpawnIsolatedOptions['encoding'];
   buffer?: boolean;
+  /** passed through to spawnIsolated (the spawn core's merged output stream) */
+  all?: SpawnIsolatedOptions['all'];
+  /** passed through to spawnIsolated (a pty from the sandbox's devpts; see its docs) */
+  tty?: SpawnIsolatedOptions['tty'];
   timeout?: number;
   signal?: AbortSignal;
   killSignal?: NodeJS.Signals | number;
@@ -70,7 +77,7 @@ export interface ExecOptions {
   onOutputLimit?: 'kill' | 'truncate';
 }
 
-const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'timeout', 'signal', 'killSignal',
+const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal',
   'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit'];
 /** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd). */
 const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp'] as const;
@@ -149,7 +156,7 @@ function selfNsInodes(): Record<string, number> {
 const SIGNALS = osConstants.signals as Record<string, number>;
 
 /** The process an exec started: an IsolatedProcess whose result also carries the sandbox's verdicts (cpu-time, memory, pids). */
-export type SandboxProcess = IsolatedProcess<string | Buffer> & PromiseLike<IsolatedResult<string | Buffer>>;
+export type SandboxProcess<T extends string | Buffer = string> = IsolatedProcess<T>;
 
 /**
  * A long-lived sandbox (like a container): `Sandbox.create(options)`, then `exec()` as often
@@ -218,14 +225,18 @@ export class Sandbox extends EventEmitter {
    * Argument mistakes throw TypeError/RangeError before anything is made; kernel failures
    * reject with NsboxError and leave nothing behind.
    */
-  static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+  /**
+   * Checks sandbox options the way {@link Sandbox.create} does, synchronously, making nothing
+   * (createPool checks its template with it). Throws TypeError/RangeError naming the option.
+   */
+  static validate(options: SandboxOptions) {
     if (!plain(options)) fail('options', 'must be an object');
     const o = { ...options };
     const id = o.id === undefined ? `nsbox-${randomBytes(6).toString('hex')}` : checkId('options.id', o.id);
     const stateDir = o.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(o.stateDir);
     if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') fail('options.keepAlive', 'must be a boolean');
     const keepAlive = o.keepAlive ?? false;
-    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
+    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
       if ((o as Record<string, unknown>)[k] !== undefined) fail(`options.${k}`, k === 'stdio' ? 'is per process: give it to exec() (or holder.stdio)' : 'does not apply to a sandbox (give it to exec() where it applies)');
     }
     let holderFile = DEFAULT_HOLDER.file, holderArgs = DEFAULT_HOLDER.args;
@@ -268,9 +279,13 @@ export class Sandbox extends EventEmitter {
     // and with no process made: a plan with a bad option throws here
     const probeOpts: SpawnIsolatedOptions = { ...base, ...(store ? { rootfs: '/usr' } : {}) };
     if (store && probeOpts.cwd !== undefined) delete probeOpts.cwd;
-    const { buildPlan } = await import('../spawn/plan.js');
     buildPlan({ file: holderFile, args: holderArgs, options: probeOpts });
     if (Object.keys(spawnLimits).length) validateLimits(spawnLimits as SandboxLimits);
+    return { id, stateDir, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base };
+  }
+
+  static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+    const { id, stateDir, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base } = Sandbox.validate(options);
     const stateFile = `${stateDir}/${id}.json`;
     try {
       readFileSync(stateFile);
@@ -417,7 +432,7 @@ export class Sandbox extends EventEmitter {
    * env, cwd or ids. Argument mistakes throw synchronously; a sandbox that is not running
    * rejects with NsboxError ESRCH.
    */
-  exec(file: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess {
+  exec<T extends string | Buffer = string>(file: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess<T> {
     if (!isPlainObject(options)) fail('options', 'must be an object');
     for (const k of Object.keys(options)) if (!EXEC_KEYS.includes(k)) fail('options', `has an unknown key '${k}' (allowed: ${EXEC_KEYS.join(', ')})`);
     let limits: Record<string, unknown> | undefined;
@@ -443,13 +458,13 @@ export class Sandbox extends EventEmitter {
     if (this.#destroying || !this.running || !this.cgroup) {
       const e = errnoError(3, 'sandbox', 'exec', this.id, this.#destroying ? 'the sandbox was destroyed' : 'the sandbox is not running');
       // the same shape as a failed spawn: a rejected process object
-      const p = spawnIsolated('/nonexistent', [], { signal: AbortSignal.abort() }) as unknown as SandboxProcess;
+      const p = spawnIsolated('/nonexistent', [], { signal: AbortSignal.abort() }) as unknown as SandboxProcess<T>;
       patchResult(p, Promise.reject(e));
       return p;
     }
     spawnOpts.cgroup = this.cgroup;
-    const p = spawnIsolated(file, args, spawnOpts) as unknown as SandboxProcess;
-    const result = this.#watch(p, cpuTimeMs);
+    const p = spawnIsolated(file, args, spawnOpts) as unknown as SandboxProcess<T>;
+    const result = this.#watch(p as unknown as IsolatedProcess<string | Buffer>, cpuTimeMs) as Promise<IsolatedResult<T>>;
     patchResult(p, result);
     const tracked = result.catch(() => {});
     this.#active.add(tracked);
@@ -627,10 +642,10 @@ function IsolatedResultOf(p: IsolatedProcess<string | Buffer>): Promise<Isolated
 }
 
 /** Makes an IsolatedProcess resolve to `result` (same object: streams, pid, kill stay). */
-function patchResult(p: SandboxProcess, result: Promise<IsolatedResult<string | Buffer>>): void {
+function patchResult<T extends string | Buffer>(p: SandboxProcess<T>, result: Promise<IsolatedResult<T>>): void {
   result.catch(() => {});
   Object.defineProperties(p, {
-    then: { value: (a?: (v: IsolatedResult<string | Buffer>) => unknown, b?: (e: unknown) => unknown) => result.then(a, b) },
+    then: { value: (a?: (v: IsolatedResult<T>) => unknown, b?: (e: unknown) => unknown) => result.then(a, b) },
     catch: { value: (b?: (e: unknown) => unknown) => result.catch(b) },
     finally: { value: (f?: () => void) => result.finally(f) },
   });

@@ -1,0 +1,188 @@
+// A pool of single-use warm sandboxes: each run() takes a sandbox whose namespaces, cgroup,
+// mounts and network already exist, execs the program in it, and destroys it afterwards
+// (never reused, so nothing passes from one run to the next). The pool refills in the background.
+import { EventEmitter } from 'node:events';
+import { Sandbox, type ExecOptions, type SandboxOptions } from './sandbox.js';
+import type { IsolatedResult } from '../spawn/options.js';
+
+/** Options of {@link createPool}. */
+export interface PoolOptions {
+  /** How many sandboxes to keep ready (1–256). */
+  size: number;
+  /** Options every sandbox is made with (as {@link Sandbox.create}; `id` and `keepAlive` are not allowed). */
+  template?: Omit<SandboxOptions, 'id' | 'keepAlive'>;
+  /** How many sandboxes are made at once while refilling. Default 1 (the refill should not starve the runs). */
+  refillConcurrency?: number;
+}
+
+/** Counters of a pool. */
+export interface PoolStats {
+  /** sandboxes ready now */
+  ready: number;
+  /** being made now */
+  creating: number;
+  /** runs in progress */
+  running: number;
+  /** runs that found no ready sandbox and waited for one */
+  misses: number;
+  /** runs finished */
+  runs: number;
+  /** sandboxes that failed to be made */
+  createErrors: number;
+}
+
+/**
+ * The pool returned by {@link createPool}. Emits `'error'` (only when listened to) for a
+ * sandbox that could not be made in the background; run() then rejects with that error if it
+ * has nothing else to give.
+ */
+export class Pool extends EventEmitter {
+  readonly size: number;
+  #template: SandboxOptions;
+  #ready: Sandbox[] = [];
+  #waiters: Array<{ resolve: (b: Sandbox) => void; reject: (e: unknown) => void }> = [];
+  #creating = 0;
+  #refillConcurrency: number;
+  #closed: Promise<void> | undefined;
+  #pending = new Set<Promise<unknown>>();
+  #stats = { running: 0, misses: 0, runs: 0, createErrors: 0 };
+  #failures = 0;
+  #retry: NodeJS.Timeout | undefined;
+
+  /** @internal use {@link createPool} */
+  constructor(size: number, template: SandboxOptions, refillConcurrency: number) {
+    super();
+    this.size = size;
+    this.#template = template;
+    this.#refillConcurrency = refillConcurrency;
+    this.#fill();
+  }
+
+  /** Counters: ready, creating, running, misses, runs, createErrors. */
+  get stats(): PoolStats {
+    return { ready: this.#ready.length, creating: this.#creating, ...this.#stats };
+  }
+
+  /** Resolves once `size` sandboxes are ready (or at once after close()). */
+  async warm(): Promise<void> {
+    while (!this.#closed && this.#ready.length < this.size) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    const t = p.catch(() => {});
+    this.#pending.add(t);
+    t.finally(() => this.#pending.delete(t));
+    return p;
+  }
+
+  #fill(): void {
+    if (this.#closed || this.#retry) return;
+    while (this.#creating < this.#refillConcurrency && this.#ready.length + this.#creating < this.size + this.#waiters.length) {
+      this.#creating++;
+      this.#track(Sandbox.create(this.#template)).then((box) => {
+        this.#creating--;
+        this.#failures = 0;
+        if (this.#closed) {
+          this.#track(box.destroy());
+          return;
+        }
+        const w = this.#waiters.shift();
+        if (w) w.resolve(box); else this.#ready.push(box);
+        this.#fill();
+      }, (err) => {
+        this.#creating--;
+        this.#stats.createErrors++;
+        this.#failures++;
+        // the waiters get the error; the pool backs off before trying again
+        for (const w of this.#waiters.splice(0)) w.reject(err);
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+        const delay = Math.min(5000, 50 * 2 ** Math.min(this.#failures, 7));
+        this.#retry = setTimeout(() => { this.#retry = undefined; this.#fill(); }, delay);
+        this.#retry.unref();
+      });
+    }
+  }
+
+  #take(): Promise<Sandbox> {
+    for (;;) {
+      const box = this.#ready.shift();
+      if (!box) break;
+      if (box.running) return Promise.resolve(box);
+      this.#track(box.destroy()); // its holder died while waiting: never hand it out
+    }
+    this.#stats.misses++;
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#fill();
+    });
+  }
+
+  /**
+   * Runs a program in a fresh sandbox of the pool and resolves with its result (as
+   * `Sandbox.exec`). The sandbox is destroyed afterwards, in the background; `close()` waits
+   * for that. Options are checked before a sandbox is taken.
+   */
+  async run<T extends string | Buffer = string>(file: string, args: string[] = [], options: ExecOptions = {}): Promise<IsolatedResult<T>> {
+    if (this.#closed) throw new Error('the pool is closed');
+    if (typeof file !== 'string' || file === '') throw new TypeError('file must be a non-empty string');
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('args must be an array of strings');
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    const box = await this.#take();
+    this.#stats.running++;
+    try {
+      // refill once this run's setup is done: a sandbox being made on the same event loop
+      // (and, here, the same 2 CPUs) would otherwise slow the setup it is meant to save
+      const p = box.exec<T>(file, args, options);
+      let refilled = false;
+      const refill = () => { if (!refilled) { refilled = true; this.#fill(); } };
+      p.once('spawn', refill);
+      try {
+        return await p;
+      } finally {
+        refill();
+      }
+    } finally {
+      this.#stats.running--;
+      this.#stats.runs++;
+      this.#track(box.destroy());
+    }
+  }
+
+  /** Destroys the ready sandboxes and waits for every run's sandbox to be removed. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      if (this.#retry) clearTimeout(this.#retry);
+      for (const w of this.#waiters.splice(0)) w.reject(new Error('the pool was closed'));
+      const ready = this.#ready.splice(0);
+      await Promise.all(ready.map((b) => b.destroy().catch(() => {})));
+      while (this.#pending.size) await Promise.all([...this.#pending]);
+    })();
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Makes a pool of `size` single-use sandboxes made with `template`. Bad options throw
+ * TypeError/RangeError at once, the template included (as Sandbox.create would), before any
+ * sandbox is made.
+ */
+export function createPool(options: PoolOptions): Pool {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { size, template }');
+  for (const k of Object.keys(options)) if (!['size', 'template', 'refillConcurrency'].includes(k)) throw new TypeError(`options has an unknown key '${k}'`);
+  const { size } = options;
+  if (typeof size !== 'number' || !Number.isInteger(size)) throw new TypeError(`options.size must be an integer (got ${String(size)})`);
+  if (size < 1 || size > 256) throw new RangeError(`options.size must be between 1 and 256 (got ${size})`);
+  const rc = options.refillConcurrency ?? 1;
+  if (typeof rc !== 'number' || !Number.isInteger(rc) || rc < 1 || rc > 64) throw new RangeError(`options.refillConcurrency must be an integer 1-64 (got ${String(rc)})`);
+  const template = options.template ?? {};
+  if (typeof template !== 'object' || template === null || Array.isArray(template)) throw new TypeError('options.template must be an object');
+  for (const k of ['id', 'keepAlive']) {
+    if ((template as Record<string, unknown>)[k] !== undefined) throw new TypeError(`options.template.${k} does not apply to pooled sandboxes`);
+  }
+  Sandbox.validate(template);
+  return new Pool(size, { ...template }, rc);
+}
