@@ -547,8 +547,16 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   const Plan& p = *ctx->plan;
   long r;
   if ((r = call(SYS_setsid)) < 0) DieSys(ctx, r, "setsid", "setsid");
-  // not dumpable (no ptrace, /proc/pid owned by root) until execve resets it
-  call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // Not dumpable (no ptrace, /proc/pid owned by root) until execve resets it, where it
+  // matters: a process joining existing namespaces meets processes of the sandbox there, which
+  // must not attach to it before exec. Dumpability belongs to the mm, so a CLONE_VM child
+  // (a sandbox of its own: nobody else inside yet) leaves it alone: it would be Node's. (Its
+  // uid change still resets the shared flag; spawn.cc restores Node's after exec.)
+  if (ctx->ownMm) call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // cgroup v1: move into the sandbox's groups ("0" = this thread, which is the whole process)
+  for (int fd : p.cgroupTaskFds) {
+    if ((r = call(SYS_write, fd, "0", 1)) < 0) DieSys(ctx, r, "cgroup", "write", "tasks");
+  }
   // In a new user namespace the child still carries the caller's host ids, which map to
   // nothing there: it could not create an inode (EOVERFLOW). Become the namespace's root
   // first; capabilities stay full (an unmapped euid becoming ns-root gains, not loses).

@@ -77,6 +77,8 @@ struct Plan {
   bool setgroupsDeny = false;
   int cgroupFd = -1;                   // CLONE_INTO_CGROUP (cgroup v2)
   std::vector<std::string> cgroupProcs;// cgroup.procs files to write the pid into (v1)
+  std::vector<int> cgroupTaskFds;      // v1 `tasks` files opened by the parent: the child
+                                       // writes "0" to each (see spawn.cc)
   std::vector<NetHandoffSpec> net;     // links handed to the child before "go"
   // --- stdio, as the child will see them on 0..2
   StdioKind stdioKind[3] = {StdioKind::kPipe, StdioKind::kPipe, StdioKind::kPipe};
@@ -128,6 +130,7 @@ struct ChildCtx {
   bool stage1;  // two-stage: this is the joining stage
   int rootFd;   // O_PATH fd of the new root (/newroot) once it is mounted, else -1
   int statusFd; // write end of nsbox-init's status pipe, or -1
+  bool ownMm;   // not CLONE_VM (two-stage spawns): the child's mm is its own
 };
 int ChildMain(void* arg);
 

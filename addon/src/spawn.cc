@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <pthread.h>
+#include <sys/prctl.h>
+#include <atomic>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -117,12 +119,19 @@ int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
     int r = n.hostName.empty() ? NetHandoff(n, pid, e) : NetHandoffCreate(n, n.hostName, n.master, pid, e);
     if (r < 0) return r;
   }
-  if (!placedInCgroup) {
+  if (!placedInCgroup && p.cgroupTaskFds.empty()) {
     std::string s = std::to_string(pid);
     for (const std::string& procs : p.cgroupProcs)
       if (int r = WriteFile(procs.c_str(), s, e, "cgroup"); r < 0) return r;
   }
   return 0;
+}
+
+// Node's dumpable setting as it was when the addon loaded (process-wide, like the mm).
+std::atomic<int> initialDumpable{-1};
+void RestoreDumpable() {
+  int d = initialDumpable.load();
+  if (d >= 0 && prctl(PR_GET_DUMPABLE) != d) prctl(PR_SET_DUMPABLE, d);
 }
 
 void Reap(int pidfd) {
@@ -212,6 +221,21 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
     for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
   }
+  // cgroup v1: the child moves itself by writing "0" to each hierarchy's `tasks` file (opened
+  // here, so the kernel checks our credentials). A single thread moving itself skips the
+  // global threadgroup rwsem that a write of another pid to cgroup.procs takes, and that
+  // waits for an RCU grace period (10-20 ms here) on every spaced-out spawn.
+  std::vector<UniqueFd> taskFds;
+  if (plan.cgroupFd < 0) {
+    for (const std::string& procs : plan.cgroupProcs) {
+      size_t slash = procs.rfind('/');
+      std::string tasks = procs.substr(0, slash + 1) + "tasks";
+      UniqueFd fd(open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!fd.valid()) { taskFds.clear(); break; }  // no tasks file (v2): the parent writes the pid
+      taskFds.push_back(std::move(fd));
+    }
+    for (const UniqueFd& fd : taskFds) plan.cgroupTaskFds.push_back(fd.get());
+  }
   void* stack = ChildStack(env);
   if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
 
@@ -225,6 +249,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.stage1 = plan.twoStage;
   ctx.rootFd = -1;
   ctx.statusFd = f.status[1];
+  ctx.ownMm = plan.twoStage;
 
   int pidfd = -1;
   struct clone_args args{};
@@ -308,6 +333,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
+  // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
+  // set the mm's dumpable flag to fs.suid_dumpable. Put Node's back (as it was at load).
+  if (!plan.twoStage) RestoreDumpable();
   if (failed && ttyMaster >= 0) { close(ttyMaster); ttyMaster = -1; }
   if (failed) {
     if (pidfd >= 0) {
@@ -355,6 +383,8 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitSpawn(Napi::Env env, Napi::Object exports) {
+  int expected = -1;
+  initialDumpable.compare_exchange_strong(expected, prctl(PR_GET_DUMPABLE));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));

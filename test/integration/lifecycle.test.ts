@@ -1,6 +1,6 @@
 // Issue 2, items 4 and 8: a sandbox never outlives a killed Node process; the nsbox CLI.
 import { describe, it, expect } from 'vitest';
-import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
+import { spawn as cpSpawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isRoot, skipReason, alive, sleep } from '../helpers/host.js';
@@ -82,5 +82,20 @@ describe.skipIf(!isRoot)('nsbox CLI', () => {
     expect(plan.capabilities).toEqual(['CAP_NET_RAW']);
     expect(plan.namespaces.created).toContain('user');
     expect(plan.steps.at(-1)).toBe('PivotRoot /newroot');
+  });
+});
+
+describe.skipIf(skipReason(!isRoot, 'needs root to start an unprivileged Node'))('an unprivileged caller', () => {
+  it("spawns again and again: the CLONE_VM child's uid change does not leave Node non-dumpable", () => {
+    // dumpability belongs to the mm, which the child shares until exec; were Node left
+    // non-dumpable, /proc/<child>/setgroups would be root's and the second spawn would fail
+    const script = `
+      const { spawnIsolated } = await import(${JSON.stringify(`${root}/dist/index.js`)});
+      for (let i = 0; i < 3; i++) {
+        const r = await spawnIsolated('/bin/sh', ['-c', 'id -u'], { uid: 0 }).catch((e) => ({ stdout: 'ERR ' + e.message + '\\n' }));
+        process.stdout.write(r.stdout);
+      }`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8' });
+    expect(r.stdout, r.stderr).toBe('0\n0\n0\n');
   });
 });
