@@ -2,4 +2,4 @@
 export { Sandbox, DEFAULT_HOLDER, DEFAULT_STATE_DIR } from './sandbox.js';
 export type { SandboxOptions, SandboxTemplate, ExecOptions, SandboxInfo, SandboxState, SandboxProcess } from './sandbox.js';
 export { createPool, Pool } from './pool.js';
-export type { PoolOptions, PoolStats } from './pool.js';
+export type { PoolOptions, PoolStats, PoolRunOptions } from './pool.js';

@@ -4,6 +4,10 @@
 import { EventEmitter } from 'node:events';
 import { Sandbox, type ExecOptions, type SandboxOptions } from './sandbox.js';
 import type { IsolatedResult } from '../spawn/options.js';
+import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
+
+/** Options of {@link Pool.run}: as exec's, and `limits` may also hold cgroup limits (set on the run's own sandbox before the program starts). */
+export type PoolRunOptions = Omit<ExecOptions, 'limits'> & { limits?: SandboxLimits };
 
 /** Options of {@link createPool}. */
 export interface PoolOptions {
@@ -122,20 +126,42 @@ export class Pool extends EventEmitter {
    * `Sandbox.exec`). The sandbox is destroyed afterwards, in the background; `close()` waits
    * for that. Options are checked before a sandbox is taken.
    */
-  async run<T extends string | Buffer = string>(file: string, args: string[] = [], options: ExecOptions = {}): Promise<IsolatedResult<T>> {
+  async run<T extends string | Buffer = string>(file: string, args: string[] = [], options: PoolRunOptions = {}): Promise<IsolatedResult<T>> {
     if (this.#closed) throw new Error('the pool is closed');
     if (typeof file !== 'string' || file === '') throw new TypeError('file must be a non-empty string');
     if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('args must be an array of strings');
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    // cgroup limits of this one run: the sandbox is used once, so its own cgroup can take them
+    let cgLimits: Limits | undefined;
+    let execOptions: ExecOptions = options as ExecOptions;
+    if (options.limits !== undefined) {
+      validateLimits(options.limits);
+      const spawnPart: Record<string, unknown> = {}, cgPart: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(options.limits)) if (v !== undefined) (spawnLimitKeys.includes(k) ? spawnPart : cgPart)[k] = v;
+      if (Object.keys(cgPart).length) cgLimits = cgPart as Limits;
+      execOptions = { ...options, limits: Object.keys(spawnPart).length ? spawnPart : undefined } as ExecOptions;
+    }
     const box = await this.#take();
+    if (cgLimits) {
+      try {
+        await box.cgroup.update(cgLimits);
+      } catch (e) {
+        this.#track(box.destroy());
+        this.#fill();
+        throw e;
+      }
+    }
     this.#stats.running++;
     try {
       // refill once this run's setup is done: a sandbox being made on the same event loop
       // (and, here, the same 2 CPUs) would otherwise slow the setup it is meant to save
-      const p = box.exec<T>(file, args, options);
+      const p = box.exec<T>(file, args, execOptions);
       let refilled = false;
       const refill = () => { if (!refilled) { refilled = true; this.#fill(); } };
       p.once('spawn', refill);
+      // single use: the run ends with its program, so whatever it left behind dies at once
+      // (background children holding its stdout would otherwise keep the result open)
+      p.once('exit', () => { box.kill('SIGKILL').catch(() => {}); });
       try {
         return await p;
       } finally {

@@ -180,6 +180,7 @@ export class Sandbox extends EventEmitter {
   #exitedFlag = false;
   #destroying: Promise<void> | undefined;
   #spawnLimits: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
+  #killing: Promise<void> | undefined;
 
   private constructor(p: {
     id: string; cgroup: CGroup; container: Container | null; state: SandboxState; stateFile: string; holder?: IsolatedProcess;
@@ -491,6 +492,11 @@ export class Sandbox extends EventEmitter {
       };
       timer = setTimeout(tick, Math.min(100, Math.max(5, cpuTimeMs / 2)));
     }
+    // a process stopped with SIGKILL (a limit, the caller, the OOM killer) takes the rest of its
+    // session with it: children still holding its stdout would otherwise keep the result open
+    p.once('exit', (_code: number | null, signal: NodeJS.Signals | null) => {
+      if (signal === 'SIGKILL' && p.pid !== undefined) killSession(cg, p.pid).catch(() => {});
+    });
     let r: IsolatedResult<string | Buffer>;
     try {
       r = await IsolatedResultOf(p);
@@ -504,7 +510,8 @@ export class Sandbox extends EventEmitter {
     if (verdict === 'exited' || verdict === 'signaled') {
       if (cpuFired) verdict = 'cpu-time';
       else if (after.oomKill > before.oomKill && r.signal === 'SIGKILL') verdict = 'memory';
-      else if (after.pidsMax > before.pidsMax && r.exitCode !== 0) verdict = 'pids';
+      // a fork refused by pids.max while it ran (a fork bomb's first process may well exit 0)
+      else if (after.pidsMax > before.pidsMax) verdict = 'pids';
     }
     const usage = { ...r.usage };
     if (stats && cpu0) {
@@ -515,6 +522,13 @@ export class Sandbox extends EventEmitter {
       usage.oomKills = after.oomKill - before.oomKill;
     }
     return { ...r, verdict, usage };
+  }
+
+  /** SIGKILL to the whole cgroup; concurrent callers share one kill (the v1 driver freezes and thaws). */
+  #killAll(): Promise<void> {
+    if (!this.cgroup || this.cgroup.destroyed) return Promise.resolve();
+    this.#killing ??= this.cgroup.kill().catch(() => {}).finally(() => { this.#killing = undefined; });
+    return this.#killing;
   }
 
   /** Usage figures of the whole sandbox (its cgroup). */
@@ -548,7 +562,7 @@ export class Sandbox extends EventEmitter {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) fail('options.timeoutMs', 'must be a non-negative number', RangeError);
     if (!this.running) return;
     if (sig === 9) {
-      await this.cgroup?.kill().catch(() => {});
+      await this.#killAll();
     } else {
       if (this.#holder) this.#holder.kill(sig);
       else if (processStartTime(this.#state.holderPid) === this.#state.holderStart) {
@@ -559,7 +573,7 @@ export class Sandbox extends EventEmitter {
       const late = new Promise<void>((r) => { t = setTimeout(r, timeoutMs); });
       await Promise.race([this.#exited, late]);
       clearTimeout(t);
-      if (!this.#exitedFlag) await this.cgroup?.kill().catch(() => {});
+      if (!this.#exitedFlag) await this.#killAll();
     }
     await this.#exited;
   }
@@ -572,8 +586,9 @@ export class Sandbox extends EventEmitter {
   destroy(): Promise<void> {
     this.#destroying ??= (async () => {
       if (this.cgroup && !this.cgroup.destroyed) {
+        await this.#killing;
         try { await this.cgroup.thaw(); } catch { /* not frozen, or gone */ }
-        await this.cgroup.kill().catch(() => {});
+        await this.#killAll();
       }
       await this.#exited;
       await Promise.all([...this.#active]);
@@ -624,6 +639,28 @@ async function removeOpenedCgroup(cg: CGroup): Promise<void> {
         await new Promise((r) => setTimeout(r, 10));
       }
     }
+  }
+}
+
+/**
+ * SIGKILLs the processes of the sandbox's cgroup whose session is `sid` (an exec'd process is a
+ * session leader; its descendants stay in its session unless they make their own). Only pids
+ * listed in the cgroup are signalled, each after its session was read from /proc.
+ */
+async function killSession(cg: CGroup, sid: number): Promise<void> {
+  for (let round = 0; round < 10; round++) {
+    let found = false;
+    for (const pid of await cg.pids()) {
+      try {
+        const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        if (Number(f[3]) !== sid) continue;
+        found = true;
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
+    if (!found) return;
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
