@@ -524,6 +524,12 @@ export class Sandbox extends EventEmitter {
     return { ...r, verdict, usage };
   }
 
+  /** Waits for the holder's exit, keeping the event loop alive meanwhile (an attached sandbox polls /proc on an unref'd timer). */
+  async #awaitExit(): Promise<void> {
+    const keep = setInterval(() => {}, 1000);
+    try { await this.#exited; } finally { clearInterval(keep); }
+  }
+
   /** SIGKILL to the whole cgroup; concurrent callers share one kill (the v1 driver freezes and thaws). */
   #killAll(): Promise<void> {
     if (!this.cgroup || this.cgroup.destroyed) return Promise.resolve();
@@ -571,11 +577,11 @@ export class Sandbox extends EventEmitter {
       }
       let t: NodeJS.Timeout | undefined;
       const late = new Promise<void>((r) => { t = setTimeout(r, timeoutMs); });
-      await Promise.race([this.#exited, late]);
+      await Promise.race([this.#awaitExit(), late]);
       clearTimeout(t);
       if (!this.#exitedFlag) await this.#killAll();
     }
-    await this.#exited;
+    await this.#awaitExit();
   }
 
   /**
@@ -590,7 +596,7 @@ export class Sandbox extends EventEmitter {
         try { await this.cgroup.thaw(); } catch { /* not frozen, or gone */ }
         await this.#killAll();
       }
-      await this.#exited;
+      await this.#awaitExit();
       await Promise.all([...this.#active]);
       for (const n of Object.values(this.#ns)) n.close();
       this.#ns = {};

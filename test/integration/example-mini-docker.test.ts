@@ -1,0 +1,102 @@
+// examples/mini-docker: the README's walk-through, end to end, with a busybox image the test builds.
+import { describe, it, expect, afterAll } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { isRoot, skipReason } from '../helpers/host.js';
+import { nftUnavailableReason, sweepNetwork } from '../../lib/index.js';
+
+const dist = new URL('../../dist/index.js', import.meta.url).pathname;
+const cli = new URL('../../examples/mini-docker/mini-docker.mjs', import.meta.url).pathname;
+const mkimage = new URL('../../examples/mini-docker/make-busybox-image.sh', import.meta.url).pathname;
+const skip = skipReason(!isRoot, 'example-mini-docker: needs root')
+  || skipReason(!existsSync(dist) || !readFileSync(dist, 'utf8').includes('DEFAULT_HOLDER'), 'example-mini-docker: the CLI imports the built package (dist/ missing or older than Sandbox: npm run build:ts)')
+  || skipReason(spawnSync('sh', ['-c', 'command -v busybox']).status !== 0, 'example-mini-docker: needs busybox on the host to build the image');
+
+const root = `/tmp/nsbox-mdtest-${process.pid}`;
+const state = `/run/nsbox-mdtest-${process.pid}`;
+const env = { ...process.env, MINI_DOCKER_ROOT: root, MINI_DOCKER_STATE: state };
+
+function md(...args: string[]): { out: string; err: string; code: number | null } {
+  const r = spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8', timeout: 30_000 });
+  return { out: r.stdout, err: r.stderr, code: r.status };
+}
+
+afterAll(async () => {
+  for (const n of existsSync(state) ? readdirSync(state) : []) if (n.endsWith('.json')) md('rm', '-f', n.slice(0, -5));
+  rmSync(state, { recursive: true, force: true });
+  rmSync(root, { recursive: true, force: true });
+  rmSync(`${root}.tar`, { force: true });
+});
+
+describe.skipIf(skip)('examples/mini-docker', () => {
+  it('walk-through: import, run, see the layers, write a file, see it in the upper dir, commit, run the new image', () => {
+    execFileSync('sh', [mkimage, `${root}.tar`]);
+    const imp = md('import', `${root}.tar`);
+    expect(imp.code).toBe(0);
+    expect(imp.out).toMatch(/^busybox:latest +sha256:[0-9a-f]{64} +\(1 layer\)/);
+    expect(md('images').out).toMatch(/busybox:latest/);
+
+    const run = md('run', '--name', 'demo', '-m', '64M', '--cpus', '0.5', 'busybox', 'sh', '-c',
+      'echo hello > /data/hello.txt; hostname; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; exit 3');
+    expect(run.err).toBe('');
+    expect(run.code).toBe(3);
+    expect(run.out.split('\n')[0]).toBe('demo');
+    expect(run.out).toContain('67108864');
+    expect(md('ps').out.trim().split('\n').length).toBe(1); // stopped with its command
+    expect(md('ps', '-a').out).toMatch(/demo +busybox +Exited/);
+
+    const info = JSON.parse(md('inspect', 'demo').out);
+    expect(info.layers).toHaveLength(1);
+    expect(existsSync(`${info.layers[0].path}/bin/busybox`)).toBe(true);
+    expect(readFileSync(`${info.upperDir}/data/hello.txt`, 'utf8')).toBe('hello\n');
+    expect(existsSync(`${info.layers[0].path}/data/hello.txt`)).toBe(false);
+    expect(md('diff', 'demo').out).toBe('A /data/hello.txt\n');
+
+    const commit = md('commit', 'demo', 'mine:v1');
+    expect(commit.code).toBe(0);
+    expect(md('images').out).toMatch(/mine:v1 +[0-9a-f]{12} +[0-9a-f]{12} [0-9a-f]{12}/);
+    const again = md('run', '--name', 'demo2', 'mine:v1', 'cat', '/data/hello.txt');
+    expect(again.out).toBe('hello\n');
+    expect(md('rm', 'demo', 'demo2').code).toBe(0);
+    expect(md('ps', '-a').out.trim().split('\n').length).toBe(1);
+  });
+
+  it('run -d, exec, ps, stop, rm', () => {
+    const d = md('run', '-d', '--name', 'bg', 'busybox', 'sleep', '1000');
+    expect(d.out).toBe('bg\n');
+    expect(md('ps').out).toMatch(/bg +busybox +Up +\d+/);
+    const ex = md('exec', 'bg', 'sh', '-c', 'ps -o comm | grep -c sleep; echo $$; hostname');
+    expect(ex.err).toBe('');
+    const [sleeps, pid, host] = ex.out.trim().split('\n');
+    expect(Number(sleeps)).toBeGreaterThanOrEqual(1);
+    expect(Number(pid)).toBeGreaterThan(1);
+    expect(host).toBe('bg');
+    expect(md('rm', 'bg').code).toBe(2); // running: refused without -f
+    expect(md('stop', '-t', '2', 'bg').code).toBe(0);
+    expect(md('ps', '-a').out).toMatch(/bg +busybox +Exited/);
+    expect(md('rm', 'bg').code).toBe(0);
+  });
+
+  it('run -p publishes a port', async () => {
+    if (skipReason(nftUnavailableReason() !== undefined, `example-mini-docker -p: ${nftUnavailableReason()}`)) return;
+    const ip = execFileSync('sh', ['-c', "ip -o -4 route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'"], { encoding: 'utf8' }).trim();
+    if (skipReason(!ip, 'example-mini-docker -p: no host address to connect to')) return;
+    expect(md('run', '-d', '--name', 'web', '-p', '18089:80', 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www').code).toBe(0);
+    let body = '';
+    for (let i = 0; i < 50 && !body; i++) {
+      body = await fetch(`http://${ip}:18089/index.html`).then((r) => r.text(), () => '');
+      if (!body) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(body).toBe('hello from the busybox image\n');
+    expect(md('rm', '-f', 'web').code).toBe(0);
+  });
+
+  it('leaves no mount, cgroup, link or state file', async () => {
+    await sweepNetwork({ idleDefaultBridge: true });
+    expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(root))).toEqual([]);
+    expect(execFileSync('find', ['/sys/fs/cgroup', '-name', '*nsbox-sbx*'], { encoding: 'utf8' }).trim()).toBe('');
+    expect(readdirSync(state).filter((n) => n.endsWith('.json'))).toEqual([]);
+    const links = execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' }).split('\n').filter((l) => /nsbox/.test(l));
+    if (links.length) console.warn(`links named nsbox still present (other suites may own them): ${links.join('; ')}`);
+  });
+});
