@@ -153,12 +153,12 @@ export class Pool extends EventEmitter {
     }
     this.#stats.running++;
     try {
-      // refill once this run's setup is done: a sandbox being made on the same event loop
-      // (and, here, the same 2 CPUs) would otherwise slow the setup it is meant to save
+      // refill once this run is over: making a sandbox blocks the event loop for a while (the
+      // spawn core's synchronous handshake, which on cgroup v1 includes the attach's RCU wait)
+      // and would delay this run's own result by that much
       const p = box.exec<T>(file, args, execOptions);
       let refilled = false;
-      const refill = () => { if (!refilled) { refilled = true; this.#fill(); } };
-      p.once('spawn', refill);
+      const refill = () => { if (!refilled) { refilled = true; setImmediate(() => this.#fill()); } };
       // single use: the run ends with its program, so whatever it left behind dies at once
       // (background children holding its stdout would otherwise keep the result open)
       p.once('exit', () => { box.kill('SIGKILL').catch(() => {}); });
