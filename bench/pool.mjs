@@ -7,9 +7,7 @@
 // Same isolation on the nsbox sides: user, pid, mount, uts, ipc, net, cgroup namespaces, the
 // default view, no caps, the default seccomp filter, nsbox-init as pid 1. A pool sandbox always
 // has a cgroup ({ memory: 256M, pids: 64 } here), so cold spawnIsolated is measured with the same
-// limits and without any. On cgroup v1 every attach to a cgroup after an idle spell waits an RCU
-// grace period (DESIGN.md); exec into a warm sandbox still attaches the new process, so the
-// spaced scenario shows that cost on both sides.
+// limits and without any. The spaced scenario is the one a service sees (see docs/runner.md).
 import { spawn as cpSpawn, execFileSync } from 'node:child_process';
 import { createPool, spawnIsolated } from '../dist/index.js';
 
