@@ -135,6 +135,6 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
     ['a relative masked path', { maskedPaths: ['proc/x'] }, /options\.maskedPaths\[0\]/],
     ['a non-boolean init', { init: 'yes' }, /options\.init must be a boolean/],
   ])('rejects %s', (_w, options, msg) => {
-    expect(() => buildPlan({ file: '/bin/true', args: [], options }, h)).toThrow(msg);
+    expect(() => buildPlan({ file: '/bin/true', args: [], options: options as object }, h)).toThrow(msg);
   });
 });
