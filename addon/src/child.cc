@@ -107,6 +107,9 @@ long ParentDir(const char* path, unsigned mode) {
 }
 
 long TouchFile(const char* path) {
+  struct stat st;
+  // an existing file is used as it is (never opened: it may be /proc/sysrq-trigger)
+  if (call(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) return 0;
   long r = ParentDir(path, 0755);
   if (r < 0) return r;
   long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -173,8 +176,9 @@ constexpr uint64_t kResolveNoMagiclinks = 0x02, kResolveNoSymlinks = 0x04, kReso
 #define AT_EMPTY_PATH 0x1000
 #endif
 
-// The part of `path` below the jail ("" for the jail's own children's parent), or nullptr.
-const char* JailRel(const char* path) {
+// The part of `path` below the jail, or nullptr when it is not there or the op is trusted.
+const char* JailRel(ChildCtx* ctx, const char* path) {
+  if (ctx->trusted) return nullptr;  // a path nsbox itself made (see Op::trusted): by name
   for (size_t i = 0; i < kJailLen; i++) if (path[i] != kJail[i]) return nullptr;
   if (path[kJailLen] != '/') return nullptr;
   const char* r = path + kJailLen;
@@ -201,7 +205,7 @@ long OpenRel(ChildCtx* ctx, const char* rel, long flags, bool real) {
 
 // Opens `path`, resolving it inside the root when it lies there.
 long OpenIn(ChildCtx* ctx, const char* path, long flags, bool real) {
-  const char* rel = JailRel(path);
+  const char* rel = JailRel(ctx, path);
   if (!rel) return call(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC);
   return OpenRel(ctx, rel, flags, real);
 }
@@ -209,7 +213,7 @@ long OpenIn(ChildCtx* ctx, const char* path, long flags, bool real) {
 // mkdir -p inside the root: each component is made in its parent's fd, each prefix resolved
 // in the root, so a symlinked component can only lead somewhere inside the root.
 long MkdirIn(ChildCtx* ctx, const char* path, unsigned mode, bool real) {
-  const char* rel = JailRel(path);
+  const char* rel = JailRel(ctx, path);
   if (!rel) return MkdirP(path, mode);
   long fd = OpenRel(ctx, rel, O_PATH | O_DIRECTORY, real);
   if (fd >= 0) { call(SYS_close, fd); return 0; }
@@ -327,12 +331,13 @@ long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
 
 void RunOp(ChildCtx* ctx, const Op& op) {
   long r = 0;
+  ctx->trusted = op.trusted;
   switch (op.kind) {
     case OpKind::kMkdir:
       if ((r = MkdirIn(ctx, op.a, op.mode, op.real)) < 0) DieSys(ctx, r, "mkdir", "mkdir", op.a);
       break;
     case OpKind::kMount: {
-      if (!JailRel(op.b)) {
+      if (!JailRel(ctx, op.b)) {
         if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
         if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
         break;
@@ -343,7 +348,7 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     }
     case OpKind::kBind: {
       const char* what = kOpenTree;
-      const bool inRoot = JailRel(op.b) != nullptr;
+      const bool inRoot = JailRel(ctx, op.b) != nullptr;
       if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;
       if (inRoot && !(r == -ENOSYS && what == kOpenTree)) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
       // outside the root, or no open_tree (kernels before 5.2): by name
@@ -384,7 +389,7 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     case OpKind::kRemountRo: {
       const bool prop = op.kind == OpKind::kPropagation;
       const char* step = prop ? "propagation" : "remount";
-      if (JailRel(op.b)) {
+      if (JailRel(ctx, op.b)) {
         long fd = OpenIn(ctx, op.b, O_PATH, op.real);
         if (fd < 0) DieSys(ctx, fd, step, "open", op.b);
         r = prop ? SetAttrFd(fd, false, 0, op.flags & MS_REC, op.flags & ~MS_REC) : SetAttrFd(fd, true, op.flags, op.recursive, 0);

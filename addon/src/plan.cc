@@ -125,6 +125,7 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
     op.file = r.Bool(so, "file", false);
     op.recursive = r.Bool(so, "recursive", true);
     op.real = r.Bool(so, "real", false);
+    op.trusted = r.Bool(so, "trusted", false);
     p->ops.push_back(op);
   }
   p->hostname = r.Str(p, o, "hostname");

@@ -37,6 +37,8 @@ struct Op {
   bool file = false;
   bool recursive = false;
   bool real = false;  // the target and every component on its way must not be a symlink
+  bool trusted = false;  // the target lies in what nsbox itself made (its tmpfs root, its /dev,
+                         // a fresh proc or sysfs): by name, no resolution in the root needed
 };
 
 struct Join { int fd; int nstype; };
@@ -131,6 +133,7 @@ struct ChildCtx {
   int rootFd;   // O_PATH fd of the new root (/newroot) once it is mounted, else -1
   int statusFd; // write end of nsbox-init's status pipe, or -1
   bool ownMm;   // not CLONE_VM (two-stage spawns): the child's mm is its own
+  bool trusted; // the op being run is trusted (RunOp sets it)
 };
 int ChildMain(void* arg);
 

@@ -50,8 +50,9 @@ export const DEFAULT_MASKED_PATHS = [
 ];
 /** Read-only by default (they would be writable through the sandbox's own procfs). */
 export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
-/** The runtime-owned empty file masks are bound from: on the scratch root, never in the rootfs. */
-const MASK_FILE = '/nsbox-mask';
+/** Where the runtime-owned empty file and directory masks are bound from: a read-only tmpfs on
+ * the scratch root (detached with it), never a path of the rootfs. */
+const MASK_DIR = '/nsbox-mask';
 
 // ---- the plan the addon executes -----------------------------------------------------------
 export interface PlanOp {
@@ -67,6 +68,8 @@ export interface PlanOp {
   recursive?: boolean;
   /** the target and every component on its way must not be a symlink */
   real?: boolean;
+  /** the target lies in what nsbox made itself: mounted by name, not resolved in the root */
+  trusted?: boolean;
 }
 
 export interface Plan {
@@ -563,6 +566,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     if (rootfsPath && host.pathKind(`${rootfsPath}/tmp`).kind !== 'symlink') {
       ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777', real: true });
     }
+    const callerStart = ops.length;
     // the caller's mounts
     for (const m of parsedMounts) {
       if (m.type === 'bind') {
@@ -578,12 +582,17 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     // kernel state the sandbox has no business reading (masked: an empty read-only file or
     // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
     if (maskedPaths.length) {
-      ops.push({ op: Op.WriteFile, a: MASK_FILE, d: '', mode: 0o444 });
+      // one small read-only tmpfs on the scratch root holds an empty file and an empty
+      // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
+      ops.push({ op: Op.Mount, a: 'nsbox-mask', b: MASK_DIR, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' });
+      ops.push({ op: Op.WriteFile, a: `${MASK_DIR}/file`, d: '', mode: 0o444 });
+      ops.push({ op: Op.Mkdir, a: `${MASK_DIR}/dir`, mode: 0o555 });
+      ops.push({ op: Op.RemountRo, b: MASK_DIR, recursive: false });
       for (const m of maskedPaths) {
         const k = host.pathKind(m);
-        if (k.kind === 'dir') ops.push({ op: Op.Mount, a: 'nsbox-mask', b: N + m, c: 'tmpfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=1' });
-        else if (k.kind !== 'missing') ops.push({ op: Op.Bind, a: MASK_FILE, b: N + m, file: true, recursive: false, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
-        else continue;
+        if (k.kind === 'missing' || k.kind === 'symlink') continue;
+        const dir = k.kind === 'dir';
+        ops.push({ op: Op.Bind, a: `${MASK_DIR}/${dir ? 'dir' : 'file'}`, b: N + m, file: !dir, recursive: false, flags: 0 });
         summaryMasked.push(m);
       }
     }
@@ -595,6 +604,15 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
     // the root itself read-only (its submounts keep their own flags)
     if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
+    // Targets inside what nsbox itself made (its tmpfs root and the host's system dirs of the
+    // default view, its /dev, a fresh proc or sysfs) are trusted: the child mounts on them by
+    // name. Everything else (a rootfs, the caller's mounts elsewhere) is resolved inside the
+    // root, through fds, since a symlink there may have been planted by an earlier sandbox.
+    for (let i = 0; i < ops.length; i++) {
+      const t = ops[i].op === Op.Mkdir || ops[i].op === Op.WriteFile || ops[i].op === Op.Chmod ? ops[i].a : ops[i].b;
+      if (t === undefined || !t.startsWith(`${N}/`)) continue;
+      if ((!rootfsPath && i < callerStart) || ['/dev/', '/proc/', '/sys/'].some((d) => t.startsWith(N + d))) ops[i].trusted = true;
+    }
     ops.push({ op: Op.Umount, b: OLD });
     ops.push({ op: Op.PivotRoot, a: N });
   }

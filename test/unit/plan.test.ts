@@ -99,13 +99,17 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
   it('masks files with the runtime-owned empty file and directories with a read-only tmpfs; skips what this kernel lacks', () => {
     const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
     const keys = p.ops.find((o) => o.b === '/newroot/proc/keys');
-    expect(keys).toMatchObject({ op: Op.Bind, a: '/nsbox-mask', file: true, readonly: true });
-    expect(p.ops.find((o) => o.b === '/newroot/proc/acpi')).toMatchObject({ op: Op.Mount, c: 'tmpfs', a: 'nsbox-mask' });
+    expect(keys).toMatchObject({ op: Op.Bind, a: '/nsbox-mask/file', file: true, trusted: true });
+    expect(p.ops.find((o) => o.b === '/newroot/proc/acpi')).toMatchObject({ op: Op.Bind, a: '/nsbox-mask/dir' });
+    // the source tmpfs is read-only before anything is bound from it (the binds inherit that)
+    const ro = p.ops.findIndex((o) => o.op === Op.RemountRo && o.b === '/nsbox-mask');
+    expect(ro).toBeGreaterThan(-1);
+    expect(ro).toBeLessThan(p.ops.indexOf(keys!));
     expect(p.ops.some((o) => o.b === '/newroot/proc/kcore')).toBe(false);
     expect(p.summary.maskedPaths).not.toContain('/proc/kcore');
     expect(p.summary.readonlyPaths).toEqual(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']);
     // the mask file is written on the scratch root, never inside the new root
-    expect(p.ops.find((o) => o.op === Op.WriteFile && o.a === '/nsbox-mask')).toBeTruthy();
+    expect(p.ops.find((o) => o.op === Op.WriteFile && o.a === '/nsbox-mask/file')).toBeTruthy();
   });
 
   it('plans devices, tty, init and the nested user namespace limit', () => {
@@ -125,6 +129,20 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
   it('marks /proc, /dev and /sys of a rootfs as targets that must not be symlinks', () => {
     const p = buildPlan({ file: '/bin/true', args: [], options: { rootfs: '/srv/root' } }, h);
     for (const t of ['/newroot/proc', '/newroot/dev', '/newroot/sys']) expect(p.ops.find((o) => o.b === t)?.real, t).toBe(true);
+  });
+
+  it("trusts (mounts by name) only what nsbox made; a rootfs and the caller's mounts are resolved in the root", () => {
+    const mounts = [{ type: 'tmpfs', target: '/data' }];
+    const view = buildPlan({ file: '/bin/true', args: [], options: { mounts } }, h);
+    expect(view.ops.find((o) => o.b === '/newroot/usr')?.trusted).toBe(true);
+    expect(view.ops.find((o) => o.b === '/newroot/tmp')?.trusted).toBe(true);
+    expect(view.ops.find((o) => o.b === '/newroot/data')?.trusted).toBeFalsy();
+    const rootfs = buildPlan({ file: '/bin/true', args: [], options: { rootfs: '/srv/root', mounts } }, h);
+    expect(rootfs.ops.find((o) => o.b === '/newroot/proc')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.b === '/newroot/tmp')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.b === '/newroot/data')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.b === '/newroot/dev/null')?.trusted).toBe(true);
+    expect(rootfs.ops.find((o) => o.b === '/newroot/proc/keys')?.trusted).toBe(true);
   });
 
   it.each([
