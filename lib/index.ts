@@ -5,7 +5,7 @@ import { enableImageForSpawn } from './fs/spawn.js';
 
 export { NsboxError } from './errors.js';
 export type { NsboxErrorInfo } from './errors.js';
-export { spawnIsolated, IsolatedProcess } from './spawn/spawn.js';
+export { spawnIsolated, IsolatedProcess, prepareIsolated, PreparedSandbox, type PreparedRunOptions } from './spawn/spawn.js';
 export type {
   SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, NamespaceType, Propagation, Rlimits,
   RlimitValue, StdioOption, Verdict,

@@ -21,6 +21,8 @@ export interface SpawnOutput {
   statusFd: number;
   /** The terminal's master with `tty`, else -1. */
   ttyFd: number;
+  /** A prepared sandbox's run socket (plan.serve), else -1. */
+  ctlFd: number;
   pid: number;
   pidfd: number;
   /** our ends of stdio socketpairs, -1 where not piped */
@@ -40,6 +42,7 @@ export interface NativeAddon {
   pidfdSignal(pidfd: number, sig: number): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;
+  serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };
   /** Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status). */
   watchExit(pidfd: number, cb: (info: ExitInfo) => void, statusFd?: number): void;
   refWatch(pidfd: number, ref: boolean): void;

@@ -6,6 +6,13 @@
 //
 //   argv: nsbox-init ERRFD STATUSFD TTY N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
 //   (TTY 1: fd 0 is a terminal the program takes as its controlling terminal)
+//   or:   nsbox-init ERRFD STATUSFD 0 0 CTLFD        (serve: a prepared sandbox)
+//
+// Serve mode holds the sandbox until one run request arrives on CTLFD (a SOCK_SEQPACKET
+// socket): a message of counts and strings (see ServeRequest) with four fds (the error pipe
+// of this run, stdin, stdout, stderr). The program is then forked and exec'd as above and the
+// sandbox ends with it: single use, as a pool wants. If the socket's peer goes away first,
+// init exits.
 //
 // It forks the program (execve over the PATH candidates with execvp's rules; a failure goes
 // to ERRFD exactly as the spawn core reports it, so the caller still gets an NsboxError with
@@ -22,6 +29,8 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 using nsbox::sys::call;
@@ -83,6 +92,57 @@ long ParseNum(const char* s) {
   Exit(127);
 }
 
+// A run request: u32 nCand, argc, envc; then cwd, the candidates, argv and env, each
+// NUL-terminated, back to back.
+constexpr size_t kReqMax = 1 << 20;
+char gReq[kReqMax];
+constexpr long kMaxStrings = 32768;
+char* gPtrs[kMaxStrings + 3];
+
+struct OpenHow { unsigned long long flags, mode, resolve; };
+
+long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** argv, char*** envp) {
+  struct iovec iov{gReq, kReqMax - 1};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  long got;
+  do { got = call(SYS_recvmsg, ctl, &msg, MSG_CMSG_CLOEXEC); } while (got == -EINTR);
+  if (got <= 12) return -1;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(4 * sizeof(int))) return -1;
+  memcpy(fds, CMSG_DATA(c), 4 * sizeof(int));
+  gReq[got] = 0;
+  unsigned* h = reinterpret_cast<unsigned*>(gReq);
+  long nc = h[0], ac = h[1], ec = h[2];
+  if (nc < 1 || ac < 1 || nc + ac + ec + 3 > kMaxStrings) return -1;
+  char* p = gReq + 12;
+  char* end = gReq + got;
+  auto next = [&]() -> char* {
+    char* s = p;
+    while (p < end && *p) p++;
+    if (p >= end) return nullptr;
+    p++;
+    return s;
+  };
+  if (!(*cwd = next())) return -1;
+  long k = 0;
+  *cand = gPtrs;
+  for (long i = 0; i < nc; i++) if (!(gPtrs[k++] = next())) return -1;
+  gPtrs[k++] = nullptr;
+  *argv = gPtrs + k;
+  for (long i = 0; i < ac; i++) if (!(gPtrs[k++] = next())) return -1;
+  gPtrs[k++] = nullptr;
+  *envp = gPtrs + k;
+  for (long i = 0; i < ec; i++) if (!(gPtrs[k++] = next())) return -1;
+  gPtrs[k++] = nullptr;
+  *n = nc;
+  return 0;
+}
+
 }  // namespace
 
 extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
@@ -94,9 +154,12 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   long statusFd = ParseNum(argv[2]);
   long tty = ParseNum(argv[3]);
   long n = ParseNum(argv[4]);
-  if (errFd < 0 || statusFd < 0 || tty < 0 || n < 1 || 5 + n >= argc) Exit(127);
+  long ctl = n == 0 ? ParseNum(argv[5]) : -1;
+  if (errFd < 0 || statusFd < 0 || tty < 0 || (n < 1 && ctl < 0) || (n >= 1 && 5 + n >= argc)) Exit(127);
   char** cand = argv + 5;
   char** progArgv = argv + 5 + n;
+  const char* cwd = nullptr;
+  int runFds[4] = {-1, -1, -1, -1};
 
   call(SYS_prctl, PR_SET_NAME, "nsbox-init", 0, 0, 0);
   call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -105,13 +168,42 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   unsigned long all = ~0UL;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, sizeof all);
 
+  if (ctl >= 0) {
+    // prepared: the spawn is complete once this is closed; then wait for the one run
+    call(SYS_close, errFd);
+    char* c;
+    if (ReceiveRun((int)ctl, runFds, &c, &cand, &n, &progArgv, &envp) < 0) Exit(0);
+    call(SYS_close, ctl);
+    cwd = c;
+    errFd = runFds[0];
+  }
   long prog = call(SYS_clone, SIGCHLD, 0, 0, 0, 0);
   if (prog == 0) {
     call(SYS_fcntl, errFd, F_SETFD, FD_CLOEXEC);
     call(SYS_close, statusFd);
+    if (cwd) {
+      for (int i = 0; i < 3; i++) call(SYS_dup3, runFds[i + 1], i, 0);
+      for (int i = 1; i < 4; i++) if (runFds[i] > 2) call(SYS_close, runFds[i]);
+      // the working directory, looked up without magic links (as the spawn core does)
+      OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0x02};
+      long d = call(SYS_openat2, AT_FDCWD, cwd, &how, sizeof how);
+      long r = d < 0 ? d : call(SYS_fchdir, d);
+      if (r < 0) {
+        nsbox::ChildMsg m;
+        m.kind = 1;
+        m.pid = 0;
+        m.err.err = (int)-r;
+        nsbox::CopyStr(m.err.step, sizeof m.err.step, "cwd");
+        nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, d < 0 ? "openat2" : "chdir");
+        nsbox::CopyStr(m.err.path, sizeof m.err.path, cwd);
+        call(SYS_write, errFd, &m, sizeof m);
+        Exit(127);
+      }
+    }
     ExecProgram((int)errFd, tty == 1, cand, n, progArgv, envp);
   }
   call(SYS_close, errFd);
+  for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
   if (prog < 0) Exit(127);
 
   for (;;) {

@@ -628,6 +628,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     // exec on the error pipe, so that pipe stays open across this exec
     if ((r = call(SYS_fcntl, ctx->errFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
+    if (ctx->ctlFd >= 0 && (r = call(SYS_fcntl, ctx->ctlFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     r = call(SYS_execveat, p.initFd, "", p.initArgv.data(), p.envp.data(), AT_EMPTY_PATH);
     call(SYS_fcntl, ctx->errFd, F_SETFD, FD_CLOEXEC);
     DieSys(ctx, r, "init", "execveat", "nsbox-init");

@@ -169,6 +169,7 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
   r.Strings(p, o, "exec", &p->exec);
   p->init = r.Bool(o, "init", false);
   p->tty = r.Bool(o, "tty", false);
+  p->serve = r.Bool(o, "serve", false);
   p->ttyRows = (unsigned)r.Num(o, "ttyRows", 24);
   p->ttyCols = (unsigned)r.Num(o, "ttyCols", 80);
   if (r.ok && (p->argv.size() < 2 || p->exec.size() < 2)) r.Fail("plan.argv and plan.exec must not be empty");

@@ -109,6 +109,7 @@ struct Plan {
   // --- nsbox-init as pid 1 (spawn.cc fills these when `init` is set)
   bool init = false;
   bool tty = false;                     // a pty from the sandbox's devpts on 0..2
+  bool serve = false;                   // prepared: nsbox-init waits for one run on a socket
   unsigned ttyRows = 24, ttyCols = 80;
   int initFd = -1;                      // sealed memfd of nsbox-init
   std::vector<const char*> initArgv;    // nsbox-init ERRFD N CANDIDATES... ARGV..., null-terminated
@@ -134,6 +135,7 @@ struct ChildCtx {
   int statusFd; // write end of nsbox-init's status pipe, or -1
   bool ownMm;   // not CLONE_VM (two-stage spawns): the child's mm is its own
   bool trusted; // the op being run is trusted (RunOp sets it)
+  int ctlFd;    // serve: the child's end of the run socket, or -1
 };
 int ChildMain(void* arg);
 

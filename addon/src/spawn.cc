@@ -148,16 +148,18 @@ struct Fds {
   bool ownChild[3] = {false, false, false};
   int go[2] = {-1, -1}, err[2] = {-1, -1};
   int status[2] = {-1, -1};       // nsbox-init's report of the program's wait status
+  int ctl[2] = {-1, -1};          // serve: the run socket (ours, the child's)
   void CloseChildSide() {
     for (int i = 0; i < 3; i++) if (ownChild[i] && child[i] >= 0) { close(child[i]); child[i] = -1; }
     if (go[0] >= 0) { close(go[0]); go[0] = -1; }
     if (err[1] >= 0) { close(err[1]); err[1] = -1; }
     if (status[1] >= 0) { close(status[1]); status[1] = -1; }
+    if (ctl[1] >= 0) { close(ctl[1]); ctl[1] = -1; }
   }
   void CloseAll() {
     CloseChildSide();
     for (int& f : parent) if (f >= 0) { close(f); f = -1; }
-    for (int* f : {&go[1], &err[0], &status[0]}) if (*f >= 0) { close(*f); *f = -1; }
+    for (int* f : {&go[1], &err[0], &status[0], &ctl[0]}) if (*f >= 0) { close(*f); *f = -1; }
   }
 };
 
@@ -212,14 +214,22 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     if (ifd < 0) { f.CloseAll(); return ThrowErr(env, e); }
     plan.initFd = ifd;
     size_t n = plan.exec.size() - 1;  // without the terminating null
-    plan.initArgv.push_back("nsbox-init");
     if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "pipe2"); }
+    plan.initArgv.push_back("nsbox-init");
     plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
     plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
     plan.initArgv.push_back(plan.tty ? "1" : "0");  // the program takes fd 0 as its terminal
-    plan.initArgv.push_back(plan.Keep(std::to_string(n)));
-    for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
-    for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
+    if (plan.serve) {
+      // prepared: no program yet; it comes later as one message on this socket (ServeRun)
+      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.ctl) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "socketpair"); }
+      plan.initArgv.push_back("0");
+      plan.initArgv.push_back(plan.Keep(std::to_string(f.ctl[1])));
+      plan.initArgv.push_back(nullptr);
+    } else {
+      plan.initArgv.push_back(plan.Keep(std::to_string(n)));
+      for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
+      for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
+    }
   }
   // cgroup v1: the child moves itself by writing "0" to each hierarchy's `tasks` file (opened
   // here, so the kernel checks our credentials). A single thread moving itself skips the
@@ -250,6 +260,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.rootFd = -1;
   ctx.statusFd = f.status[1];
   ctx.ownMm = plan.twoStage;
+  ctx.ctlFd = f.ctl[1];
 
   int pidfd = -1;
   struct clone_args args{};
@@ -351,6 +362,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   out.Set("pidfd", pidfd);
   out.Set("statusFd", f.status[0]);
   out.Set("ttyFd", ttyMaster);
+  out.Set("ctlFd", f.ctl[0]);
+  f.ctl[0] = -1;
   f.status[0] = -1;
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
@@ -363,6 +376,74 @@ Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
   int sig = info[1].As<Napi::Number>().Int32Value();
   long r = call(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
   return Napi::Number::New(info.Env(), r < 0 ? (double)-r : 0);
+}
+
+// serveRun(ctlFd, { cwd, exec, argv, envp, stdio: [{kind, fd}] x3 }): starts the program of a
+// prepared sandbox (nsbox-init in serve mode): stdio made as for a spawn, one message with
+// the strings and four fds (this run's error pipe, stdin, stdout, stderr), then wait for exec
+// (EOF) or a failure report. Returns { stdio: [our ends] }. Takes ownership of nothing.
+Napi::Value ServeRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int ctl = info[0].As<Napi::Number>().Int32Value();
+  Napi::Object o = info[1].As<Napi::Object>();
+  Plan p;  // only stdio is used
+  Napi::Array st = o.Get("stdio").As<Napi::Array>();
+  for (uint32_t i = 0; i < 3; i++) {
+    Napi::Object x = st.Get(i).As<Napi::Object>();
+    p.stdioKind[i] = (StdioKind)x.Get("kind").As<Napi::Number>().Int32Value();
+    p.stdioFd[i] = x.Get("fd").As<Napi::Number>().Int32Value();
+  }
+  std::string req(12, '\0');
+  auto strings = [&](const char* key) -> uint32_t {
+    Napi::Array a = o.Get(key).As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) { req += a.Get(i).As<Napi::String>().Utf8Value(); req.push_back('\0'); }
+    return a.Length();
+  };
+  req += o.Get("cwd").As<Napi::String>().Utf8Value();
+  req.push_back('\0');
+  uint32_t counts[3];
+  counts[0] = strings("exec");
+  counts[1] = strings("argv");
+  counts[2] = strings("envp");
+  std::memcpy(req.data(), counts, sizeof counts);
+  Err e;
+  Fds f;
+  if (MakeStdio(p, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
+  if (pipe2(f.err, O_CLOEXEC) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "run", "pipe2"); }
+  int fds[4] = {f.err[1], f.child[0], f.child[1], f.child[2]};
+  struct iovec iov{req.data(), req.size()};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof fds);
+  std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+  ssize_t n;
+  while ((n = sendmsg(ctl, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+  int sendErr = n < 0 ? errno : 0;
+  f.CloseChildSide();
+  if (sendErr) { f.CloseAll(); return ThrowErrno(env, sendErr, "run", "sendmsg"); }
+  bool failed = false;
+  for (;;) {
+    ChildMsg m;
+    ssize_t k = read(f.err[0], &m, sizeof m);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    if (k != (ssize_t)sizeof m) { failed = true; Fail(&e, EPROTO, "run", "read"); break; }
+    if (!failed) { failed = true; e = m.err; }
+  }
+  close(f.err[0]); f.err[0] = -1;
+  if (failed) { f.CloseAll(); return ThrowErr(env, e); }
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array stdio = Napi::Array::New(env, 3);
+  for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
+  out.Set("stdio", stdio);
+  return out;
 }
 
 // ttyResize(masterFd, rows, cols): the terminal's size (the program gets SIGWINCH).
@@ -389,6 +470,7 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize, "ttyResize"));
+  exports.Set("serveRun", Napi::Function::New(env, ServeRun, "serveRun"));
 }
 
 }  // namespace nsbox

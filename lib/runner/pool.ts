@@ -3,6 +3,12 @@
 // (never reused, so nothing passes from one run to the next). The pool refills in the background.
 import { EventEmitter } from 'node:events';
 import { Sandbox, type ExecOptions, type SandboxOptions } from './sandbox.js';
+import { prepareIsolated, type PreparedSandbox, type PreparedRunOptions } from '../spawn/spawn.js';
+import type { SpawnIsolatedOptions } from '../spawn/options.js';
+
+/** Run options a prepared sandbox takes; any other sends that run down the Sandbox path. */
+const PREPARED_RUN_KEYS = new Set(['env', 'cwd', 'input', 'timeout', 'signal', 'killSignal', 'limits', 'onOutputLimit']);
+type Ready = Sandbox | PreparedSandbox;
 import type { IsolatedResult } from '../spawn/options.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
 
@@ -43,8 +49,10 @@ export interface PoolStats {
 export class Pool extends EventEmitter {
   readonly size: number;
   #template: SandboxOptions;
-  #ready: Sandbox[] = [];
-  #waiters: Array<{ resolve: (b: Sandbox) => void; reject: (e: unknown) => void }> = [];
+  #ready: Ready[] = [];
+  #waiters: Array<{ resolve: (b: Ready) => void; reject: (e: unknown) => void }> = [];
+  /** spawn options of prepared sandboxes, or undefined when the template needs Sandbox (a holder) */
+  #prepared: SpawnIsolatedOptions | undefined;
   #creating = 0;
   #refillConcurrency: number;
   #closed: Promise<void> | undefined;
@@ -59,6 +67,13 @@ export class Pool extends EventEmitter {
     this.size = size;
     this.#template = template;
     this.#refillConcurrency = refillConcurrency;
+    // A pooled sandbox is used once, so it can be a prepared one (nsbox-init waiting as pid 1,
+    // the program a fork and exec away) rather than a Sandbox whose run joins its namespaces.
+    // It always gets a cgroup, so that a run's cgroup limits have a place to go.
+    if (template.holder === undefined && template.image === undefined) {
+      const { stateDir: _s, holder: _h, ...spawn } = template;
+      this.#prepared = { ...spawn, limits: { pids: 'max', ...spawn.limits } } as SpawnIsolatedOptions;
+    }
     this.#fill();
   }
 
@@ -83,7 +98,8 @@ export class Pool extends EventEmitter {
     if (this.#closed || this.#retry) return;
     while (this.#creating < this.#refillConcurrency && this.#ready.length + this.#creating < this.size + this.#waiters.length) {
       this.#creating++;
-      this.#track(Sandbox.create(this.#template)).then((box) => {
+      const make: Promise<Ready> = this.#prepared ? prepareIsolated(this.#prepared) : Sandbox.create(this.#template);
+      this.#track(make).then((box) => {
         this.#creating--;
         this.#failures = 0;
         if (this.#closed) {
@@ -107,11 +123,11 @@ export class Pool extends EventEmitter {
     }
   }
 
-  #take(): Promise<Sandbox> {
+  #take(): Promise<Ready> {
     for (;;) {
       const box = this.#ready.shift();
       if (!box) break;
-      if (box.running) return Promise.resolve(box);
+      if (box instanceof Sandbox ? box.running : box.process.exitCode === null && box.process.signalCode === null) return Promise.resolve(box);
       this.#track(box.destroy()); // its holder died while waiting: never hand it out
     }
     this.#stats.misses++;
@@ -141,7 +157,10 @@ export class Pool extends EventEmitter {
       if (Object.keys(cgPart).length) cgLimits = cgPart as Limits;
       execOptions = { ...options, limits: Object.keys(spawnPart).length ? spawnPart : undefined } as ExecOptions;
     }
-    const box = await this.#take();
+    // options a prepared sandbox cannot take (another uid, stdio, a tty...): a Sandbox of its own
+    const preparedOk = Object.keys(options).every((k) => PREPARED_RUN_KEYS.has(k) || (options as Record<string, unknown>)[k] === undefined);
+    const box: Ready = preparedOk || !this.#prepared ? await this.#take() : await Sandbox.create(this.#template);
+    if (!(box instanceof Sandbox)) return this.#runPrepared<T>(box, file, args, execOptions as PreparedRunOptions, cgLimits);
     if (cgLimits) {
       try {
         await box.cgroup.update(cgLimits);
@@ -171,6 +190,26 @@ export class Pool extends EventEmitter {
       this.#stats.running--;
       this.#stats.runs++;
       this.#track(box.destroy());
+    }
+  }
+
+  async #runPrepared<T extends string | Buffer>(box: PreparedSandbox, file: string, args: string[], options: PreparedRunOptions, cgLimits: Limits | undefined): Promise<IsolatedResult<T>> {
+    this.#stats.running++;
+    try {
+      if (cgLimits) await box.cgroup!.update(cgLimits);
+      const p = box.run(file, args, options);
+      try {
+        return (await p) as unknown as IsolatedResult<T>;
+      } finally {
+        setImmediate(() => this.#fill());
+      }
+    } catch (e) {
+      this.#track(box.destroy());
+      setImmediate(() => this.#fill());
+      throw e;
+    } finally {
+      this.#stats.running--;
+      this.#stats.runs++;
     }
   }
 

@@ -111,6 +111,8 @@ export interface Plan {
   init: boolean;
   /** a pty from the sandbox's devpts on 0..2 (the addon hands back its master) */
   tty: boolean;
+  /** prepared: nsbox-init waits for one run on a socket (prepareIsolated) */
+  serve?: boolean;
   ttyRows: number;
   ttyCols: number;
   cwd: string;

@@ -8,11 +8,15 @@ import { NsboxError } from '../errors.js';
 import { buildPlan, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
-import { parseByteSize } from '../cgroup/limits.js';
+import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
+import type { CGroup } from '../cgroup/cgroup.js';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
 );
+
+/** @internal a run handed to a prepared sandbox (or the failure of starting it) */
+type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
 
 /** What spawnIsolated was called with. */
 export interface SpawnInput {
@@ -68,10 +72,13 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #promise: Promise<IsolatedResult<T>>;
   #cleanup: Array<() => void> = [];
   #tty: Socket | undefined;
+  #serveError: { error: unknown } | undefined;
+  #serve: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> } | undefined;
 
   /** @internal use {@link spawnIsolated} */
-  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput) {
+  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
     super();
+    this.#serve = serve;
     this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
     this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
     // the streams exist from the start, as with child_process; the sandbox's sockets are
@@ -94,7 +101,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   }
 
   async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput): Promise<IsolatedResult<T>> {
-    const started = performance.now();
+    let started = performance.now();
     const release = async () => {
       for (const ext of extensions) {
         try { await ext.release?.(); } catch { /* release must not mask the result */ }
@@ -146,6 +153,29 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     }
     this.pid = out.pid;
     this.#pidfd = out.pidfd;
+    if (this.#serve) {
+      // prepared: everything is made; the program comes with run() (or never, on destroy)
+      this.#serve.ready(out.ctlFd);
+      const req = await this.#serve.request;
+      native().closeFd(out.ctlFd);
+      if (req && 'error' in req) {
+        this.#serveError = req;
+        native().pidfdSignal(out.pidfd, 9);
+      }
+      if (req && !('error' in req)) {
+        out = { ...out, stdio: req.stdio };
+        o = { ...o, ...req.options };
+        started = performance.now();
+      } else {
+        this.#canceled = true;
+        this.#fired ??= 'canceled';
+        out = { ...out, stdio: [-1, -1, -1] as [number, number, number] };
+        this.stdin?.destroy();
+        (this.stdout as PassThrough | null)?.end();
+        (this.stderr as PassThrough | null)?.end();
+        (this.all as PassThrough | null)?.end();
+      }
+    }
     const encoding = o.encoding ?? 'utf8';
     const collect = o.buffer !== false;
     const chunks: [Buffer[], Buffer[]] = [[], []];
@@ -266,6 +296,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       const buf = Buffer.concat(b);
       return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
     };
+    if (this.#serveError) throw this.#serveError.error;
     return {
       pid: out.pid,
       exitCode: this.exitCode,
@@ -296,6 +327,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#fired ??= why;
     this.kill();
     if (this.#killSignal === 9) this.#cgroup?.cgroup.kill().catch(() => {});
+  }
+
+  /** The sandbox's own cgroup (made for its cgroup limits), while it runs; else undefined. */
+  get cgroup(): CGroup | undefined {
+    return this.#cgroup?.cgroup;
   }
 
   /** With `tty`: sets the terminal's size (the program gets SIGWINCH). */
@@ -428,3 +464,117 @@ function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
 }
 
 export { NsboxError };
+
+/** Options of {@link PreparedSandbox.run}: what may differ between the runs of one template. */
+export interface PreparedRunOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  input?: string | Uint8Array;
+  timeout?: number;
+  signal?: AbortSignal;
+  killSignal?: NodeJS.Signals | number;
+  /** Only the limits nsbox enforces itself (`wallTimeMs`, `cpuTimeMs`, `outputBytes`); cgroup limits come with the template (or `sandbox.cgroup`). */
+  limits?: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
+  onOutputLimit?: 'kill' | 'truncate';
+}
+
+const RUN_KEYS = ['env', 'cwd', 'input', 'timeout', 'signal', 'killSignal', 'limits', 'onOutputLimit'];
+
+/**
+ * A sandbox made ahead of its program (see {@link prepareIsolated}): namespaces, cgroup, root
+ * filesystem, network, credentials and seccomp all exist, and nsbox-init waits as pid 1. One
+ * `run()` starts the program (a fork and exec inside, about a millisecond); the sandbox then
+ * ends with it. Single use: nothing passes from one program to the next.
+ */
+export class PreparedSandbox {
+  /** Host pid of the sandbox's pid 1 (nsbox-init). */
+  readonly pid: number;
+  /** The running program's process (after run()), whose result is the run's. */
+  readonly process: IsolatedProcess<string>;
+  #ctlFd: number;
+  #give: (r: ServeRequest | null) => void;
+  #template: { file: string; options: SpawnIsolatedOptions };
+  #used = false;
+
+  /** @internal */
+  constructor(p: IsolatedProcess<string>, ctlFd: number, give: (r: ServeRequest | null) => void, options: SpawnIsolatedOptions) {
+    this.process = p;
+    this.pid = p.pid!;
+    this.#ctlFd = ctlFd;
+    this.#give = give;
+    this.#template = { file: '', options };
+  }
+
+  /** The sandbox's own cgroup when the template had cgroup limits (to change them before run()). */
+  get cgroup(): CGroup | undefined {
+    return this.process.cgroup;
+  }
+
+  /**
+   * Starts `file` in the sandbox; returns its IsolatedProcess (awaitable for the result).
+   * Rejects like spawnIsolated (e.g. NsboxError step 'exec' for a missing program). Once only.
+   */
+  run(file: string, args: string[] = [], options: PreparedRunOptions = {}): IsolatedProcess<string> {
+    if (this.#used) throw new Error('a prepared sandbox runs one program only');
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    for (const k of Object.keys(options)) if (!RUN_KEYS.includes(k)) throw new TypeError(`options has an unknown key '${k}' (a prepared sandbox takes ${RUN_KEYS.join(', ')})`);
+    const merged = { ...this.#template.options, ...options } as SpawnIsolatedOptions;
+    // the same checks and PATH lookup as a spawn of this template (nothing is created here)
+    const p = buildPlan({ file, args, options: { ...merged, stdio: 'pipe' } });
+    validateRuntimeOptions(merged);
+    this.#used = true;
+    const stdio = p.stdio.map((x) => ({ kind: x.kind, fd: x.fd }));
+    let got: { stdio: [number, number, number] };
+    try {
+      got = native().serveRun(this.#ctlFd, { cwd: p.cwd, exec: p.exec, argv: p.argv, envp: p.envp, stdio });
+    } catch (e) {
+      // the sandbox goes with the failed start; its process rejects with the failure
+      this.#give({ error: e });
+      return this.process;
+    }
+    const run: Partial<SpawnIsolatedOptions> = {};
+    for (const k of RUN_KEYS) if ((options as Record<string, unknown>)[k] !== undefined) (run as Record<string, unknown>)[k] = (options as Record<string, unknown>)[k];
+    if (options.input !== undefined) this.process.stdin?.end(options.input);
+    this.#give({ stdio: got.stdio, options: run });
+    return this.process;
+  }
+
+  /** Ends the sandbox without running anything (or kills the run). Idempotent. */
+  async destroy(): Promise<void> {
+    if (!this.#used) {
+      this.#used = true;
+      this.#give(null);
+    }
+    this.process.kill('SIGKILL');
+    await this.process.then(() => undefined, () => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+}
+
+/**
+ * Makes a sandbox ahead of its program: everything spawnIsolated would make (namespaces,
+ * cgroup, root filesystem, network, credentials, seccomp), with nsbox-init waiting as pid 1.
+ * `prepared.run(file, args)` then starts the program at the cost of a fork and exec. For pools
+ * of single-use sandboxes. stdio is always piped; `tty` is not available here.
+ */
+export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promise<PreparedSandbox> {
+  if (options.tty) throw new TypeError('options.tty is not available for a prepared sandbox');
+  if (options.stdio !== undefined && options.stdio !== 'pipe') throw new TypeError("options.stdio of a prepared sandbox must be 'pipe'");
+  if (options.input !== undefined) throw new TypeError('options.input goes to run(), not to prepareIsolated()');
+  const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
+  const resolving = extensions.some((e) => e.resolve);
+  if (resolving && options.image !== undefined) throw new TypeError('options.image is not available for a prepared sandbox yet');
+  const plan = buildPlan({ file: '/nsbox-prepared', args: [], options: { ...options, init: true } });
+  plan.serve = true;
+  validateRuntimeOptions(options);
+  let give!: (r: ServeRequest | null) => void;
+  const request = new Promise<ServeRequest | null>((r) => { give = r; });
+  let ready!: (fd: number) => void;
+  const readyP = new Promise<number>((r) => { ready = r; });
+  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, extensions, undefined, { ready, request });
+  const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
+  return new PreparedSandbox(p, ctlFd, give, options);
+}
