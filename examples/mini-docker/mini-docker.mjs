@@ -22,6 +22,32 @@ const LOGS = `${ROOT}/nsbox-logs`;
 class Usage extends Error {}
 
 /** Splits argv into flags (with values where listed) and the rest, stopping at the first operand. */
+// -i keeps stdin, -t gives the command a terminal (the sandbox's own pty), as docker run -it
+const TTY_FLAGS = {
+  '-i': { key: 'i', bool: true }, '--interactive': { key: 'i', bool: true }, '-t': { key: 'tty', bool: true }, '--tty': { key: 'tty', bool: true },
+  '-it': { key: 'tty', bool: true, also: 'i' }, '-ti': { key: 'tty', bool: true, also: 'i' },
+};
+
+/** Runs argv in the box on a pty sized as this terminal, raw mode while it runs. */
+async function terminal(box, argv, opts, keepStdin) {
+  const out = process.stdout;
+  const p = box.exec(argv[0], argv.slice(1), { ...opts, tty: out.isTTY ? { rows: out.rows, cols: out.columns } : true, buffer: false });
+  p.stdout.pipe(out);
+  const raw = keepStdin && process.stdin.isTTY;
+  if (raw) process.stdin.setRawMode(true);
+  if (keepStdin) process.stdin.pipe(p.stdin);
+  const onResize = () => { try { p.resize(out.rows, out.columns); } catch { /* ended */ } };
+  if (out.isTTY) out.on('resize', onResize);
+  try {
+    return await p;
+  } finally {
+    out.off('resize', onResize);
+    if (raw) process.stdin.setRawMode(false);
+    process.stdin.unpipe();
+    process.stdin.pause();
+  }
+}
+
 function parseFlags(argv, spec) {
   const flags = {};
   let i = 0;
@@ -33,7 +59,7 @@ function parseFlags(argv, spec) {
     const kind = spec[name];
     if (!kind) throw new Usage(`unknown flag ${name}`);
     const key = kind.key;
-    if (kind.bool) { flags[key] = true; continue; }
+    if (kind.bool) { flags[key] = true; if (kind.also) flags[kind.also] = true; continue; }
     const v = inline ?? argv[++i];
     if (v === undefined) throw new Usage(`${name} needs a value`);
     if (kind.many) (flags[key] ??= []).push(v); else flags[key] = v;
@@ -95,6 +121,7 @@ const commands = {
       '-p': { key: 'publish', many: true }, '--publish': { key: 'publish', many: true }, '-m': { key: 'memory' }, '--memory': { key: 'memory' },
       '--cpus': { key: 'cpus' }, '-e': { key: 'env', many: true }, '--env': { key: 'env', many: true }, '-w': { key: 'cwd' }, '--workdir': { key: 'cwd' },
       '-h': { key: 'hostname' }, '--hostname': { key: 'hostname' }, '--cap-add': { key: 'caps', many: true },
+      ...TTY_FLAGS,
     });
     const [ref, ...cmd] = rest;
     if (!ref) throw new Usage('run [-d] [--name N] [-p H:C] [-m 64M] [--cpus 0.5] [-e K=V] IMAGE [CMD...]');
@@ -126,19 +153,23 @@ const commands = {
       console.log(box.id);
       process.exit(0);
     }
-    const p = box.exec(argvToRun[0], argvToRun.slice(1), { env, cwd: flags.cwd, stdio: 'inherit' });
-    const r = await p;
+    const r = flags.tty
+      ? await terminal(box, argvToRun, { env, cwd: flags.cwd }, flags.i)
+      : await box.exec(argvToRun[0], argvToRun.slice(1), { env, cwd: flags.cwd, stdio: 'inherit' });
     // like docker: the container stops with its command and stays until rm (commit works)
     await box.kill('SIGTERM', { timeoutMs: 2000 });
     process.exitCode = r.exitCode ?? 128 + (r.signal ? ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2 }[r.signal] ?? 1) : 1);
   },
 
   async exec(argv) {
-    const { flags, rest } = parseFlags(argv, { '-e': { key: 'env', many: true }, '--env': { key: 'env', many: true }, '-w': { key: 'cwd' }, '--workdir': { key: 'cwd' }, '-i': { key: 'i', bool: true } });
+    const { flags, rest } = parseFlags(argv, { '-e': { key: 'env', many: true }, '--env': { key: 'env', many: true }, '-w': { key: 'cwd' }, '--workdir': { key: 'cwd' }, ...TTY_FLAGS });
     const [name, file, ...args] = rest;
-    if (!name || !file) throw new Usage('exec [-e K=V] [-w DIR] NAME CMD...');
+    if (!name || !file) throw new Usage('exec [-i] [-t] [-e K=V] [-w DIR] NAME CMD...');
     const box = await Sandbox.attach(name, { stateDir: STATE });
-    const r = await box.exec(file, args, { env: await execEnv(box, parseEnv(flags.env)), cwd: flags.cwd, stdio: flags.i ? 'inherit' : ['ignore', 'inherit', 'inherit'] });
+    const env = await execEnv(box, parseEnv(flags.env));
+    const r = flags.tty
+      ? await terminal(box, [file, ...args], { env, cwd: flags.cwd }, flags.i)
+      : await box.exec(file, args, { env, cwd: flags.cwd, stdio: flags.i ? 'inherit' : ['ignore', 'inherit', 'inherit'] });
     process.exitCode = r.exitCode ?? 137;
   },
 

@@ -641,7 +641,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
   const tty = parseTty(o.tty);
-  if (tty && !ns.has('mount')) fail('options.tty', 'needs a new mount namespace (its devpts instance)');
+  if (tty && !ns.has('mount') && !joined.includes('mount')) fail('options.tty', "needs a mount namespace of the sandbox's own, new or joined (its devpts instance)");
 
   return {
     cloneFlags,

@@ -1,6 +1,6 @@
 // examples/mini-docker: the README's walk-through, end to end, with a busybox image the test builds.
 import { describe, it, expect, afterAll } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { isRoot, skipReason } from '../helpers/host.js';
 import { nftUnavailableReason, sweepNetwork } from '../../lib/index.js';
@@ -89,6 +89,24 @@ describe.skipIf(skip)('examples/mini-docker', () => {
     }
     expect(body).toBe('hello from the busybox image\n');
     expect(md('rm', '-f', 'web').code).toBe(0);
+  });
+
+  it.skipIf(skipReason(!existsSync('/usr/bin/script'), 'no script(1) (util-linux) for a terminal'))('run -it gives the command a terminal, as docker run -it', async () => {
+    // (the image was imported by the walk-through above)
+    const cmd = `stty cols 77 rows 22; exec ${process.execPath} ${cli} run -it --name ttydemo busybox sh -c 'stty size; tty; echo ready; read x; echo you:$x'`;
+    const s = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    s.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ready') && !out.includes('[typed]')) { out += '[typed]'; s.stdin.write('hello\r'); }
+    });
+    const code = await new Promise<number | null>((res) => s.on('exit', res));
+    const rm = md('rm', '-f', 'ttydemo');
+    expect(out).toContain('22 77');
+    expect(out).toMatch(/\/dev\/pts\/\d+/);
+    expect(out).toContain('you:hello');
+    expect(code).toBe(0);
+    expect(rm.code).toBe(0);
   });
 
   it('leaves no mount, cgroup, link or state file', async () => {

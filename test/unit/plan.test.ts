@@ -149,7 +149,7 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
     ['a device that is not a device node', { devices: ['/dev/nope'] }, /options\.devices\[0\] must be an existing device node/],
     ['a device outside /dev', { devices: ['/etc/passwd'] }, /options\.devices\[0\] must be a device under \/dev/],
     ['a tty of 0 rows', { tty: { rows: 0 } }, /options\.tty\.rows must be an integer/],
-    ['a tty without a mount namespace', { tty: true, namespaces: { mount: false } }, /options\.tty needs a new mount namespace/],
+    ['a tty without a mount namespace', { tty: true, namespaces: { mount: false } }, /options\.tty needs a mount namespace of the sandbox's own/],
     ['a relative masked path', { maskedPaths: ['proc/x'] }, /options\.maskedPaths\[0\]/],
     ['a non-boolean init', { init: 'yes' }, /options\.init must be a boolean/],
   ])('rejects %s', (_w, options, msg) => {
