@@ -3,6 +3,7 @@
 // the holder's namespaces and cgroup through spawnIsolated's `join` and `cgroup` options.
 // The Sandbox owns its cgroup, its container (image sandboxes) and its state file; the
 // holder's spawnIsolated owns the network (released when the holder exits).
+import { processStart } from '../net/ipam.js';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -131,17 +132,6 @@ function checkStateDir(v: unknown): string {
   return v.replace(/\/+$/, '');
 }
 
-/** Start time of a live (non-zombie) process, or undefined. */
-export function processStartTime(pid: number): number | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    if (f[0] === 'Z' || f[0] === 'X') return undefined;
-    return Number(f[19]);
-  } catch {
-    return undefined;
-  }
-}
 
 function selfNsInodes(): Record<string, number> {
   const out: Record<string, number> = {};
@@ -207,7 +197,7 @@ export class Sandbox extends EventEmitter {
 
   /** Whether the holder still runs. */
   get running(): boolean {
-    return !this.#exitedFlag && processStartTime(this.#state.holderPid) === this.#state.holderStart;
+    return !this.#exitedFlag && processStart(this.#state.holderPid) === this.#state.holderStart;
   }
 
   /** Whether destroy() was called. */
@@ -341,7 +331,7 @@ export class Sandbox extends EventEmitter {
       // the host's view of the merged dir is not needed: the holder's mount namespace has its
       // own copy of the overlay mount, so nothing of the sandbox stays in the host mount table
       if (container) container.unmount();
-      const holderStart = processStartTime(pid);
+      const holderStart = processStart(pid);
       if (holderStart === undefined) throw errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once');
       const execDefaults: Record<string, unknown> = {};
       for (const k of INHERITED) if (spawnOpts[k] !== undefined) execDefaults[k] = spawnOpts[k];
@@ -375,7 +365,7 @@ export class Sandbox extends EventEmitter {
       try { s = JSON.parse(readFileSync(`${dir}/${n}`, 'utf8')) as SandboxState; } catch { continue; }
       if (!s.id) continue; // a name being reserved
       out.push({
-        id: s.id, status: processStartTime(s.holderPid) === s.holderStart ? 'running' : 'exited', holderPid: s.holderPid,
+        id: s.id, status: processStart(s.holderPid) === s.holderStart ? 'running' : 'exited', holderPid: s.holderPid,
         creatorPid: s.creatorPid, created: s.created, keepAlive: s.keepAlive, image: s.image?.ref ?? null,
         cgroup: s.cgroup.unified ?? s.cgroup.memory ?? Object.values(s.cgroup)[0] ?? '',
       });
@@ -400,7 +390,7 @@ export class Sandbox extends EventEmitter {
     if (!s.id) throw errnoError(2, 'sandbox', 'attach', stateFile, `sandbox '${id}' is still being made`);
     const cg = await CGroup.open(s.cgroup.unified ?? s.cgroup).catch(() => null);
     const ns: Partial<Record<NamespaceType, Namespace>> = {};
-    let alive = processStartTime(s.holderPid) === s.holderStart;
+    let alive = processStart(s.holderPid) === s.holderStart;
     if (alive) {
       const self = selfNsInodes();
       try {
@@ -410,7 +400,7 @@ export class Sandbox extends EventEmitter {
         }
       } catch { alive = false; }
       // opened, then checked: the pid still names the same holder, so the fds are its namespaces
-      if (processStartTime(s.holderPid) !== s.holderStart) alive = false;
+      if (processStart(s.holderPid) !== s.holderStart) alive = false;
       if (!alive) for (const n of Object.values(ns)) n.close();
     }
     let container: Container | null = null;
@@ -571,7 +561,7 @@ export class Sandbox extends EventEmitter {
       await this.#killAll();
     } else {
       if (this.#holder) this.#holder.kill(sig);
-      else if (processStartTime(this.#state.holderPid) === this.#state.holderStart) {
+      else if (processStart(this.#state.holderPid) === this.#state.holderStart) {
         // an attached sandbox: checked by start time just before (the addon has no pidfd_open yet)
         try { process.kill(this.#state.holderPid, sig); } catch { /* gone */ }
       }
@@ -673,7 +663,7 @@ async function killSession(cg: CGroup, sid: number): Promise<void> {
 function pollExit(pid: number, start: number): Promise<void> {
   return new Promise((resolve) => {
     const t = setInterval(() => {
-      if (processStartTime(pid) !== start) { clearInterval(t); resolve(); }
+      if (processStart(pid) !== start) { clearInterval(t); resolve(); }
     }, 50);
     t.unref();
   });
