@@ -144,8 +144,8 @@ export const realHost: HostFacts = {
   egid: process.getegid?.() ?? 0,
   get lastCap() { return Capabilities.lastCap(); },
   subordinate(file, user) {
-    let text: string;
-    try { text = readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; }
+    const text = recent(`/etc/${file}`, () => { try { return readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; } });
+    if (text === null) return null;
     let uidName: string | undefined;
     for (const line of text.split('\n')) {
       const [name, start, count] = line.trim().split(':');
@@ -164,6 +164,8 @@ export const realHost: HostFacts = {
   pathKind(path) {
     // /proc and /sys entries (the masked and read-only paths) are the kernel's: the same for
     // the life of the process, so they are looked at once
+    // the host's system directories of the default view: looked at again after a second
+    if (DEFAULT_RO_DIRS.includes(path)) return recent(`kind:${path}`, () => lstatKind(path));
     if (path.startsWith('/proc/') || path.startsWith('/sys/')) {
       let k = kernelPathKinds.get(path);
       if (!k) kernelPathKinds.set(path, (k = lstatKind(path)));
@@ -174,6 +176,18 @@ export const realHost: HostFacts = {
 };
 
 const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
+
+// Host facts that change rarely (/etc/subuid, the layout of /usr, /bin...) are read at most
+// once a second: a spawn costs no file reads for them in between.
+const recentCache = new Map<string, { at: number; v: unknown }>();
+function recent<V>(key: string, read: () => V): V {
+  const now = performance.now();
+  const c = recentCache.get(key);
+  if (c && now - c.at < 1000) return c.v as V;
+  const v = read();
+  recentCache.set(key, { at: now, v });
+  return v;
+}
 
 function lstatKind(path: string): ReturnType<HostFacts['pathKind']> {
   try {
