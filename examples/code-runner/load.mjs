@@ -18,7 +18,9 @@ const normal = [
   { language: 'node', source: 'let d="";process.stdin.on("data",c=>d+=c).on("end",()=>console.log("js:"+d.trim()))', stdin: 'hi\n', expect: 'js:hi\n' },
 ];
 const hostile = [
-  { language: 'sh', source: 'f() { f | f & }; f', limits: { wallTimeMs: 2000 }, verdicts: ['process-limit', 'time-limit', 'runtime-error'] },
+  // the submitted shell stays while its bomb grows (a sandbox ends with its program, so a bomb
+  // whose shell returns at once is killed with it before reaching the limit: simply 'ok')
+  { language: 'sh', source: 'f() { f | f & }; f; sleep 5', limits: { wallTimeMs: 2000 }, verdicts: ['process-limit', 'time-limit', 'runtime-error'] },
   { language: 'python', source: 'x = bytearray(1 << 30)', limits: { memoryMB: 64 }, verdicts: ['memory-limit'] },
   { language: 'python', source: 'while True: pass', limits: { cpuTimeMs: 300 }, verdicts: ['time-limit'] },
   { language: 'sh', source: 'yes flood', limits: { outputBytes: 4096 }, verdicts: ['output-limit'] },

@@ -288,7 +288,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       await cg.killAndRemove().catch(() => {});
       const v = await cg.verdict().catch(() => null);
       if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
-      else if (!this.#fired && v === 'pids' && this.exitCode !== 0) verdict = 'pids';
+      // forks were refused at the pids limit while it ran: that limit shaped the run, even when
+      // the program then exited 0 (a fork bomb's first shell does)
+      else if (!this.#fired && v === 'pids') verdict = 'pids';
       cgUsage = await cg.usage().catch(() => undefined);
     }
     await release();
