@@ -9,7 +9,8 @@ import { buildPlan, needsCgroup, parseStdio, signalNumber, type Plan } from './p
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
-import type { CGroup } from '../cgroup/cgroup.js';
+import { CGroup } from '../cgroup/cgroup.js';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
@@ -114,6 +115,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     let out;
     let cg: SandboxCgroup | undefined;
     let isolation!: IsolationReport;
+    let givenCgroupFd = -1;
     try {
       if (input) {
         let cur = input;
@@ -129,6 +131,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       }
       if (o.cgroup) {
         plan.cgroupProcs = o.cgroup.procsPaths;
+        // cgroup v2: born in it (CLONE_INTO_CGROUP), as for a cgroup of its own
+        if (CGroup.mode() === 'v2') plan.cgroupFd = givenCgroupFd = openSync(o.cgroup.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
       } else if (needsCgroup(o)) {
         cg = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
         this.#cgroup = cg;
@@ -142,8 +146,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         out = native().spawn(plan);
       } finally {
         cg?.closeCloneFd();
+        if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
+        givenCgroupFd = -1;
       }
     } catch (err) {
+      if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
       await cg?.killAndRemove().catch(() => {});
       await release();
       this.stdin?.destroy();
