@@ -629,7 +629,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       if (t === undefined || !t.startsWith(`${N}/`)) continue;
       if ((!rootfsPath && i < callerStart) || ['/dev/', '/proc/', '/sys/'].some((d) => t.startsWith(N + d))) ops[i].trusted = true;
     }
-    ops.push({ op: Op.Umount, b: OLD });
+    // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
+    // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
     ops.push({ op: Op.PivotRoot, a: N });
   }
   if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
