@@ -23,6 +23,8 @@ export interface SpawnOutput {
   ttyFd: number;
   /** A prepared sandbox's run socket (plan.serve), else -1. */
   ctlFd: number;
+  /** The sandbox's mount namespace, held so its exit is reported before the teardown; -1 if none. */
+  mntNsFd: number;
   pid: number;
   pidfd: number;
   /** our ends of stdio socketpairs, -1 where not piped */

@@ -357,7 +357,18 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     f.CloseAll();
     return ThrowErr(env, e);
   }
+  // Hold the sandbox's mount namespace: when its last process exits, the kernel would tear it
+  // down inside that exit (an RCU grace period, ~0.3 ms here) before it reports the exit.
+  // With this fd open the exit is reported at once; nsbox closes the fd afterwards off the
+  // event loop, where the teardown happens instead.
+  int mntNs = -1;
+  if ((plan.cloneFlags | plan.unshareFlags) & CLONE_NEWNS) {
+    char nsPath[64];
+    snprintf(nsPath, sizeof nsPath, "/proc/%d/ns/mnt", (int)pid);
+    mntNs = open(nsPath, O_RDONLY | O_CLOEXEC);
+  }
   Napi::Object out = Napi::Object::New(env);
+  out.Set("mntNsFd", mntNs);
   out.Set("pid", (double)pid);
   out.Set("pidfd", pidfd);
   out.Set("statusFd", f.status[0]);

@@ -10,7 +10,7 @@ import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } f
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
 import { CGroup } from '../cgroup/cgroup.js';
-import { closeSync, constants as fsConstants, openSync } from 'node:fs';
+import { close, closeSync, constants as fsConstants, openSync } from 'node:fs';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
@@ -305,6 +305,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       const buf = Buffer.concat(b);
       return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
     };
+    // the mount namespace goes now, its teardown on the thread pool (see spawn.cc)
+    if (out.mntNsFd >= 0) close(out.mntNsFd, () => {});
     if (this.#serveError) throw this.#serveError.error;
     return {
       pid: out.pid,
