@@ -140,12 +140,18 @@ unsigned long LockedFlags(const char* target) {
 }
 
 // Adds read-only / nosuid / nodev / noexec to a mount (recursively where the kernel can).
-long Restrict(const char* target, bool readonly, unsigned long extra, bool recursive) {
+// mount_setattr flags for read-only and the MS_NOSUID/NODEV/NOEXEC bits of `extra`
+MountAttr AttrsOf(bool readonly, unsigned long extra) {
   MountAttr a{};
   if (readonly) a.attr_set |= kAttrRdonly;
   if (extra & MS_NOSUID) a.attr_set |= kAttrNosuid;
   if (extra & MS_NODEV) a.attr_set |= kAttrNodev;
   if (extra & MS_NOEXEC) a.attr_set |= kAttrNoexec;
+  return a;
+}
+
+long Restrict(const char* target, bool readonly, unsigned long extra, bool recursive) {
+  MountAttr a = AttrsOf(readonly, extra);
   if (a.attr_set == 0) return 0;
   long r = call(SYS_mount_setattr, AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, &a, sizeof a);
   if (r != -ENOSYS) return r;
@@ -283,11 +289,7 @@ long BindTarget(ChildCtx* ctx, const Op& op) {
 }
 
 long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsigned long propagation) {
-  MountAttr a{};
-  if (readonly) a.attr_set |= kAttrRdonly;
-  if (extra & MS_NOSUID) a.attr_set |= kAttrNosuid;
-  if (extra & MS_NODEV) a.attr_set |= kAttrNodev;
-  if (extra & MS_NOEXEC) a.attr_set |= kAttrNoexec;
+  MountAttr a = AttrsOf(readonly, extra);
   a.propagation = propagation;
   if (a.attr_set == 0 && propagation == 0) return 0;
   return call(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);

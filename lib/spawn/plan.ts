@@ -725,7 +725,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
  * Does nothing when the sandbox has no mount namespace of its own.
  */
 export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
-  const at = plan.ops.findIndex((op) => op.op === Op.Umount && op.b === '/oldroot');
+  // before the final pivot into the new root (the host tree is reachable until then)
+  const at = plan.ops.findIndex((op) => op.op === Op.PivotRoot && op.a === '/newroot');
   if (at < 0) return;
   const ops: PlanOp[] = [];
   for (const [name, text] of Object.entries(files)) {
