@@ -504,7 +504,7 @@ export class PreparedSandbox {
   readonly process: IsolatedProcess<string>;
   #ctlFd: number;
   #give: (r: ServeRequest | null) => void;
-  #template: { file: string; options: SpawnIsolatedOptions };
+  #options: SpawnIsolatedOptions;
   #used = false;
 
   /** @internal */
@@ -513,7 +513,7 @@ export class PreparedSandbox {
     this.pid = p.pid!;
     this.#ctlFd = ctlFd;
     this.#give = give;
-    this.#template = { file: '', options };
+    this.#options = options;
   }
 
   /** The sandbox's own cgroup when the template had cgroup limits (to change them before run()). */
@@ -529,7 +529,7 @@ export class PreparedSandbox {
     if (this.#used) throw new Error('a prepared sandbox runs one program only');
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     for (const k of Object.keys(options)) if (!RUN_KEYS.includes(k)) throw new TypeError(`options has an unknown key '${k}' (a prepared sandbox takes ${RUN_KEYS.join(', ')})`);
-    const merged = { ...this.#template.options, ...options } as SpawnIsolatedOptions;
+    const merged = { ...this.#options, ...options } as SpawnIsolatedOptions;
     // the same checks and PATH lookup as a spawn of this template (nothing is created here)
     const p = buildPlan({ file, args, options: { ...merged, stdio: 'pipe' } });
     validateRuntimeOptions(merged);
