@@ -165,8 +165,13 @@ function removeFile(path: string): void {
 }
 
 /** Highest capability number of this kernel (/proc/sys/kernel/cap_last_cap). */
+let lastCapCache: number | undefined;
 function lastCap(): number {
-  try { return Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')); } catch { return CAPABILITY_NAMES.length - 1; }
+  // a constant of the running kernel: read once
+  if (lastCapCache === undefined) {
+    try { lastCapCache = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')); } catch { lastCapCache = CAPABILITY_NAMES.length - 1; }
+  }
+  return lastCapCache;
 }
 
 /**

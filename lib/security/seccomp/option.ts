@@ -37,9 +37,11 @@ export function resolveSeccompOption(opt: SeccompOption | undefined, option = 's
   if (profile === null || typeof profile !== 'object' || Array.isArray(profile)) {
     throw new TypeError(`${option}: must be 'default', 'none' or a seccomp profile object`);
   }
-  const cacheable = deepFrozen(profile);
-  const have = cacheable ? compiled.get(profile) : undefined;
+  // a cached program belongs to a profile that was deep-frozen when it was compiled, and
+  // frozen objects stay frozen
+  const have = compiled.get(profile);
   if (have) return have;
+  const cacheable = deepFrozen(profile);
   const prog = compileSeccomp(profile);
   if (cacheable) compiled.set(profile, prog);
   return prog;
