@@ -40,7 +40,8 @@ export interface NsInfo {
 
 export interface NativeAddon {
   setErrorClass(cls: typeof NsboxError): void;
-  spawn(plan: object): SpawnOutput;
+  /** `ops`: plan.ops in the binary form of encodeOps (else they are read from plan.ops) */
+  spawn(plan: object, ops?: Buffer): SpawnOutput;
   pidfdSignal(pidfd: number, sig: number): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;

@@ -331,8 +331,52 @@ long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   return r;
 }
 
+const char* const kNetStepCall[] = {"clone3", "setns(CLONE_NEWUSER)", "unshare(CLONE_NEWNET)", "ioctl(SIOCSIFFLAGS)", "open", "sendmsg"};
+
+// The network namespace the parent makes beside this child (asyncNet) arrives on "go" in two
+// messages: first its fd (or the errno of the step that failed), then whether lo came up.
+int RecvNetReady(ChildCtx* ctx) {
+  NetReadyMsg m{};
+  struct iovec iov{&m, sizeof m};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  long r;
+  do { r = call(SYS_recvmsg, ctx->goFd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL); } while (r == -EINTR);
+  int fd = -1;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+    __builtin_memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  }
+  if (r == 0) call(SYS_exit_group, 127);  // parent gone: nothing to report to
+  if (r != (long)sizeof m) DieSys(ctx, r < 0 ? r : -EPROTO, "network", "recvmsg");
+  if (m.err) DieSys(ctx, -m.err, "network", m.which >= 0 && m.which <= kNetSend ? kNetStepCall[m.which] : "?");
+  return fd;
+}
+
+void JoinNet(ChildCtx* ctx) {
+  PROBE(22);
+  int fd = RecvNetReady(ctx);
+  if (fd < 0) DieSys(ctx, -EPROTO, "network", "recvmsg");
+  long r = call(SYS_setns, fd, CLONE_NEWNET);
+  call(SYS_close, fd);
+  if (r < 0) DieSys(ctx, r, "network", "setns(CLONE_NEWNET)");
+  ctx->netJoined = true;
+  PROBE(23);
+}
+
+bool IsSysfs(const char* t) { return t && t[0] == 's' && t[1] == 'y' && t[2] == 's' && t[3] == 'f' && t[4] == 's' && !t[5]; }
+
 void RunOp(ChildCtx* ctx, const Op& op) {
   long r = 0;
+  if (ctx->asyncNet) {
+    // the namespace's maker brought lo up; a fresh sysfs shows the namespace it is mounted in
+    if (op.kind == OpKind::kLoopbackUp) return;
+    if (!ctx->netJoined && op.kind == OpKind::kMount && IsSysfs(op.c)) JoinNet(ctx);
+  }
   ctx->trusted = op.trusted;
   switch (op.kind) {
     case OpKind::kMkdir:
@@ -553,7 +597,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
-  if ((r = call(SYS_setsid)) < 0) DieSys(ctx, r, "setsid", "setsid");
+  PROBE(24);
   // Not dumpable (no ptrace, /proc/pid owned by root) until execve resets it, where it
   // matters: a process joining existing namespaces meets processes of the sandbox there, which
   // must not attach to it before exec. Dumpability belongs to the mm, so a CLONE_VM child
@@ -571,9 +615,23 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     if ((r = call(SYS_setresgid, p.earlyGid, p.earlyGid, p.earlyGid)) < 0) DieSys(ctx, r, "credentials", "setresgid");
     if ((r = call(SYS_setresuid, p.earlyUid, p.earlyUid, p.earlyUid)) < 0) DieSys(ctx, r, "credentials", "setresuid");
   }
+  PROBE(25);
   if (p.lateUnshare && (r = call(SYS_unshare, p.lateUnshare)) < 0) DieSys(ctx, r, "unshare", "unshare");
   PlaceStdio(ctx);
-  for (const Op& op : p.ops) RunOp(ctx, op);
+  PROBE(3);
+  for (const Op& op : p.ops) {
+    RunOp(ctx, op);
+    PROBE_OP((size_t)(&op - p.ops.data()));
+  }
+  PROBE(8);
+  if (ctx->asyncNet && !ctx->netJoined) JoinNet(ctx);
+  // A session of its own. Not earlier: with autogroup scheduling setsid allocates per-CPU
+  // data, and would wait for the allocator's lock while the network namespace is being made.
+  if ((r = call(SYS_setsid)) < 0) DieSys(ctx, r, "setsid", "setsid");
+  // lo is up in the namespace made beside us (or the program does not run). Read here when a
+  // terminal's handshake follows on "go", else as late as possible (just before exec).
+  bool loUp = !ctx->asyncNet;
+  if (!loUp && p.tty) { RecvNetReady(ctx); loUp = true; }
   if (p.tty) OpenTerminal(ctx, p);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
   if (p.domainname && (r = call(SYS_setdomainname, p.domainname, Len(p.domainname))) < 0) DieSys(ctx, r, "hostname", "setdomainname");
@@ -611,6 +669,10 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     }
   }
   if (p.noNewPrivs && (r = call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0) DieSys(ctx, r, "no_new_privs", "prctl");
+  if (!loUp) RecvNetReady(ctx);
+  if (ctx->restoreAffinity && (r = call(SYS_sched_setaffinity, 0, sizeof(cpu_set_t), ctx->affinity)) < 0) {
+    DieSys(ctx, r, "affinity", "sched_setaffinity");
+  }
   // every fd beyond stdio closes at exec (the error pipe too, which is how the parent learns
   // that exec succeeded)
   r = call(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -625,6 +687,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
     if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
   }
+  PROBE(9);
   if (p.init) {
     // pid 1 is nsbox-init (from its sealed memfd); it forks the program and reports a failed
     // exec on the error pipe, so that pipe stays open across this exec
@@ -696,6 +759,7 @@ int Stage2Entry(void* arg) {
 
 int ChildMain(void* arg) {
   ChildCtx* ctx = static_cast<ChildCtx*>(arg);
+  PROBE(1);
   // handlers installed by Node must never run here: back to defaults (the mask, blocked by
   // the parent around clone, stays blocked until just before exec)
   KSigaction dfl{};
@@ -706,6 +770,8 @@ int ChildMain(void* arg) {
   for (int fd : ctx->closeFds) if (fd >= 0) call(SYS_close, fd);
   if (ctx->stage1) Stage1(ctx);
   WaitGo(ctx);
+  PROBE(2);
+  PROBECPU(27);
   Setup(ctx);
 }
 

@@ -9,7 +9,22 @@
 
 #include "msg.h"
 
+#include <time.h>
 namespace nsbox {
+// Timing probes for bench/breakdown.mjs, compiled in only with -DNSBOX_TRACE (see
+// `npm run build:trace`): CLOCK_MONOTONIC stamps in a table shared with the CLONE_VM child.
+#ifdef NSBOX_TRACE
+inline unsigned long long g_probe[32];
+inline unsigned long long g_ops[80];
+inline void PROBE(int i) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); g_probe[i] = t.tv_sec * 1000000000ULL + t.tv_nsec; }
+inline void PROBECPU(int i) { unsigned c = 0; syscall(309, &c, nullptr, nullptr); g_probe[i] = c; }
+inline void PROBE_OP(size_t i) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); if (i < 80) g_ops[i] = t.tv_sec * 1000000000ULL + t.tv_nsec; }
+#else
+#define PROBE_OP(i) ((void)0)
+#define PROBE(i) ((void)0)
+#define PROBECPU(i) ((void)0)
+#endif
+
 
 // Records a failure and returns -err (so `return Fail(...)` reads naturally).
 inline int Fail(Err* e, int err, const char* step, const char* syscall, const char* path = nullptr) {
@@ -45,6 +60,7 @@ struct AddonData {
   Napi::FunctionReference errorClass;  // NsboxError, handed over from JS at init
   void* childStack = nullptr;          // spawn.cc: reused stack for CLONE_VM children
   size_t childStackSize = 0;
+  void* netStack = nullptr;            // spawn.cc: stack of the helper that makes a network namespace
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
   ~AddonData();

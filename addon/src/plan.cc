@@ -58,7 +58,53 @@ struct Reader {
 };
 }  // namespace
 
-bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
+namespace {
+// The binary ops of encodeOps (lib/spawn/plan.ts). False on a malformed buffer.
+bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::string* bad) {
+  size_t off = 0;
+  auto u32 = [&](uint32_t* v) {
+    if (n - off < 4) return false;
+    std::memcpy(v, b + off, 4);
+    off += 4;
+    return true;
+  };
+  auto str = [&](const char** out, size_t* len, bool binary) {
+    uint32_t l;
+    if (!u32(&l)) return false;
+    if ((int32_t)l == -1) { *out = nullptr; if (len) *len = 0; return true; }
+    if (l > n - off) return false;
+    if (!binary && std::memchr(b + off, 0, l)) { *bad = "plan.ops holds a NUL byte"; return false; }
+    *out = p->Keep(std::string(reinterpret_cast<const char*>(b + off), l));
+    if (len) *len = l;
+    off += l;
+    return true;
+  };
+  uint32_t count;
+  if (!u32(&count)) return false;
+  p->ops.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    if (n - off < 12) return false;
+    uint8_t kind = b[off], bits = b[off + 1];
+    off += 4;
+    uint32_t flags = 0, mode = 0;
+    u32(&flags);  // room checked above
+    u32(&mode);
+    Op op{(OpKind)kind};
+    op.flags = flags;
+    op.mode = mode;
+    op.readonly = bits & 1;
+    op.file = bits & 2;
+    op.recursive = bits & 4;
+    op.real = bits & 8;
+    op.trusted = bits & 16;
+    if (!str(&op.a, nullptr, false) || !str(&op.b, nullptr, false) || !str(&op.c, nullptr, false) || !str(&op.d, &op.dlen, true)) return false;
+    p->ops.push_back(op);
+  }
+  return off == n;
+}
+}  // namespace
+
+bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf) {
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
   p->unshareFlags = (unsigned long long)r.Num(o, "unshareFlags", 0);
@@ -101,7 +147,12 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p) {
     p->stdioFd[i] = (int)r.Num(s, "fd", -1);
   }
 
-  Napi::Array ops = r.Arr(o, "ops");
+  if (opsBuf.IsBuffer()) {
+    Napi::Buffer<uint8_t> b = opsBuf.As<Napi::Buffer<uint8_t>>();
+    std::string bad;
+    if (!DecodeOps(b.Data(), b.Length(), p, &bad)) r.Fail(bad.empty() ? "plan.ops buffer is malformed" : bad);
+  }
+  Napi::Array ops = opsBuf.IsBuffer() ? Napi::Array::New(env, 0) : r.Arr(o, "ops");
   for (uint32_t i = 0; i < ops.Length() && r.ok; i++) {
     Napi::Value ov = ops.Get(i);
     if (!ov.IsObject()) { r.Fail("plan.ops must hold objects"); break; }

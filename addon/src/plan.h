@@ -1,6 +1,7 @@
 // A spawn plan decoded from JS into plain memory before clone. The TypeScript planner
 // (lib/spawn/plan.ts) decides everything; the child only executes these steps in order.
 #pragma once
+#include <sched.h>
 #include <deque>
 #include <string>
 #include <vector>
@@ -119,7 +120,7 @@ struct Plan {
 };
 
 // Fills `plan` from a JS object; on a malformed object throws a TypeError and returns false.
-bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan);
+bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf);
 
 // What the child reports back on the error pipe.
 
@@ -136,7 +137,19 @@ struct ChildCtx {
   bool ownMm;   // not CLONE_VM (two-stage spawns): the child's mm is its own
   bool trusted; // the op being run is trusted (RunOp sets it)
   int ctlFd;    // serve: the child's end of the run socket, or -1
+  bool asyncNet;  // the network namespace comes later, made beside the child (NetReady)
+  bool netJoined; // ... and the child has entered it
+  bool restoreAffinity;       // the parent narrowed our CPU set for the setup: put this back
+  const cpu_set_t* affinity;  // the caller's CPU set
 };
+
+// What the parent sends on "go" once the network namespace made beside the child exists:
+// its fd rides along (SCM_RIGHTS); without one, err/which say what failed.
+struct NetReadyMsg {
+  int err;    // 0, or the errno of the failed step
+  int which;  // NetStep
+};
+enum NetStep : int { kNetClone = 0, kNetSetnsUser = 1, kNetUnshare = 2, kNetLoopback = 3, kNetOpen = 4, kNetSend = 5 };
 int ChildMain(void* arg);
 
 }  // namespace nsbox

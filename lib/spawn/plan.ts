@@ -556,26 +556,36 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     for (const [l, t] of [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
       ops.push({ op: Op.Symlink, a: t, b: `${N}/dev/${l}` });
     }
-    // /sys: read-only; a fresh sysfs needs a network namespace of our own
-    if (ns.has('net')) {
-      ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
-    } else {
-      ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
-    }
-    // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
-    if (ownCgroup && ns.has('cgroup')) {
-      const cg = host.cgroups();
-      const CG = `${N}/sys/fs/cgroup`;
-      if (cg.version === 2) {
-        ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    // /sys: read-only; a fresh sysfs needs a network namespace of our own. The addon makes
+    // that namespace beside the child while it builds the rest of the view, so with no
+    // caller mounts (which may go under /sys) /sys comes as late as it can: after the masks
+    // and read-only paths outside it.
+    const sysOps = () => {
+      const from = ops.length;
+      if (ns.has('net')) {
+        ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
       } else {
-        ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
-        for (const ctrls of cg.v1) {
-          ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
-        }
-        ops.push({ op: Op.RemountRo, b: CG, recursive: false });
+        ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
       }
-    }
+      // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
+      if (ownCgroup && ns.has('cgroup')) {
+        const cg = host.cgroups();
+        const CG = `${N}/sys/fs/cgroup`;
+        if (cg.version === 2) {
+          ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+        } else {
+          ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
+          for (const ctrls of cg.v1) {
+            ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
+          }
+          ops.push({ op: Op.RemountRo, b: CG, recursive: false });
+        }
+      }
+      // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
+      if (!rootfsPath) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
+    };
+    const sysLate = parsedMounts.length === 0;
+    if (!sysLate) sysOps();
     // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
     // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
     // that turned into a symlink since this look.
@@ -597,27 +607,37 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
     // kernel state the sandbox has no business reading (masked: an empty read-only file or
     // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
-    if (maskedPaths.length) {
-      // one small read-only tmpfs on the scratch root holds an empty file and an empty
-      // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
-      ops.push({ op: Op.Mount, a: 'nsbox-mask', b: MASK_DIR, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' });
-      ops.push({ op: Op.WriteFile, a: `${MASK_DIR}/file`, d: '', mode: 0o444 });
-      ops.push({ op: Op.Mkdir, a: `${MASK_DIR}/dir`, mode: 0o555 });
-      ops.push({ op: Op.RemountRo, b: MASK_DIR, recursive: false });
+    const underSys = (p: string) => p === '/sys' || p.startsWith('/sys/');
+    let maskDir = false;
+    const maskOps = (wantSys: boolean) => {
       for (const m of maskedPaths) {
+        if (underSys(m) !== wantSys) continue;
         const k = host.pathKind(m);
         if (k.kind === 'missing' || k.kind === 'symlink') continue;
+        if (!maskDir) {
+          // one small read-only tmpfs on the scratch root holds an empty file and an empty
+          // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
+          ops.push({ op: Op.Mount, a: 'nsbox-mask', b: MASK_DIR, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' });
+          ops.push({ op: Op.WriteFile, a: `${MASK_DIR}/file`, d: '', mode: 0o444 });
+          ops.push({ op: Op.Mkdir, a: `${MASK_DIR}/dir`, mode: 0o555 });
+          ops.push({ op: Op.RemountRo, b: MASK_DIR, recursive: false });
+          maskDir = true;
+        }
         const dir = k.kind === 'dir';
         ops.push({ op: Op.Bind, a: `${MASK_DIR}/${dir ? 'dir' : 'file'}`, b: N + m, file: !dir, recursive: false, flags: 0 });
         summaryMasked.push(m);
       }
-    }
-    for (const m of readonlyPaths) {
-      const k = host.pathKind(m);
-      if (k.kind === 'missing' || k.kind === 'symlink') continue;
-      ops.push({ op: Op.Bind, a: N + m, b: N + m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
-      summaryReadonly.push(m);
-    }
+      for (const m of readonlyPaths) {
+        if (underSys(m) !== wantSys) continue;
+        const k = host.pathKind(m);
+        if (k.kind === 'missing' || k.kind === 'symlink') continue;
+        ops.push({ op: Op.Bind, a: N + m, b: N + m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+        summaryReadonly.push(m);
+      }
+    };
+    maskOps(false);
+    if (sysLate) sysOps();
+    maskOps(true);
     // the root itself read-only (its submounts keep their own flags)
     if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
     // Targets inside what nsbox itself made (its tmpfs root and the host's system dirs of the
@@ -717,6 +737,39 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       init,
     },
   };
+}
+
+/**
+ * The ops in the binary form the addon reads (addon/src/plan.cc, DecodeOps): one buffer
+ * instead of a dozen property reads per op through N-API. Little-endian; per op: u8 kind,
+ * u8 bits (1 readonly, 2 file, 4 recursive, 8 real, 16 trusted), u16 0, u32 flags, u32 mode,
+ * then a, b, c, d, each an i32 byte length (-1: absent) and the bytes.
+ */
+export function encodeOps(ops: readonly PlanOp[]): Buffer {
+  let room = 4;
+  for (const op of ops) {
+    room += 28;
+    for (const v of [op.a, op.b, op.c]) if (v !== undefined) room += v.length * 3;
+    if (op.d !== undefined) room += typeof op.d === 'string' ? op.d.length * 3 : op.d.length;
+  }
+  const buf = Buffer.allocUnsafe(room);
+  let off = buf.writeUInt32LE(ops.length, 0);
+  const put = (v: string | Uint8Array | undefined) => {
+    if (v === undefined) { off = buf.writeInt32LE(-1, off); return; }
+    const at = off + 4;
+    const n = typeof v === 'string' ? buf.write(v, at, 'utf8') : (buf.set(v, at), v.length);
+    buf.writeInt32LE(n, off);
+    off = at + n;
+  };
+  for (const op of ops) {
+    buf[off] = op.op;
+    buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0);
+    buf.writeUInt16LE(0, off + 2);
+    buf.writeUInt32LE((op.flags ?? 0) >>> 0, off + 4);
+    off = buf.writeUInt32LE(op.mode ?? 0o755, off + 8);
+    put(op.a); put(op.b); put(op.c); put(op.d);
+  }
+  return buf.subarray(0, off);
 }
 
 /**

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo } from '../native.js';
 import { NsboxError } from '../errors.js';
-import { buildPlan, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
+import { buildPlan, encodeOps, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
@@ -143,7 +143,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       isolation = isolationReport(plan, o, cg);
       if (o.signal?.aborted) throw abortError(o.signal);
       try {
-        out = native().spawn(plan);
+        out = native().spawn(plan, encodeOps(plan.ops));
       } finally {
         cg?.closeCloneFd();
         if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
@@ -229,9 +229,10 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       });
       let ended = false;
       const end = () => {
-        pt.end();
-        if (!ended && all && --allOpen === 0) all.end();
+        if (ended) return;
         ended = true;
+        pt.end();
+        if (all && --allOpen === 0) all.end();
       };
       s.once('end', end);
       streamsDone.push(new Promise((res) => s.once('close', () => { end(); res(); })));

@@ -61,6 +61,52 @@ describe.skipIf(skipReason(!isRoot, 'spawn integration tests need root'))('spawn
     expect(Number(lines[2]) & 1).toBe(1); // IFF_UP
   });
 
+  it('has a network namespace of its own, owned by its user namespace, and the caller\'s CPU set', async () => {
+    // the addon makes the network namespace beside the child (see NetBeside in spawn.cc):
+    // it must still be a new one per sandbox, owned by the sandbox's user namespace (so its
+    // root, given CAP_NET_ADMIN, can configure it), with lo up before the program runs
+    const hostNet = Namespace.ofProcess(process.pid, 'net');
+    const a = sh('echo ready; read x');
+    const b = sh('echo ready; read x');
+    try {
+      await ready(a);
+      await ready(b);
+      const na = Namespace.ofProcess(a.pid!, 'net'), nb = Namespace.ofProcess(b.pid!, 'net');
+      expect(new Set([hostNet.inode, na.inode, nb.inode]).size).toBe(3);
+      na.close(); nb.close();
+    } finally {
+      a.stdin!.end('\n'); b.stdin!.end('\n');
+      await a; await b;
+      hostNet.close();
+    }
+    const r = await sh('cat /sys/class/net/lo/flags; ip link set lo down && cat /sys/class/net/lo/flags', { capabilities: ['CAP_NET_ADMIN'] });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').slice(0, 2).map((x) => Number(x) & 1)).toEqual([1, 0]);
+    const mine = readFileSync('/proc/self/status', 'utf8').match(/Cpus_allowed_list:\s*(\S+)/)![1];
+    const cpus = await sh('grep Cpus_allowed_list /proc/self/status /proc/1/status');
+    expect(cpus.stdout.match(/Cpus_allowed_list:\s*(\S+)/g)!.map((l) => l.split(/\s+/)[1])).toEqual([mine, mine]);
+  });
+
+  it('reports a network namespace that cannot be made as an NsboxError at step network', async () => {
+    // a sandbox whose own limit of network namespaces is 0 runs nsbox (this tree, read-only):
+    // the namespace made beside its inner sandbox fails with ENOSPC. (No masks outside: a
+    // nested proc or sysfs mount needs fully visible ones.)
+    const root = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
+    const script = `
+      const { writeFileSync } = require('node:fs');
+      writeFileSync('/proc/sys/user/max_net_namespaces', '0');
+      const { spawnIsolated } = require('${root}/dist/index.cjs');
+      spawnIsolated('/bin/true', [], { user: { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }] } })
+        .then((r) => console.log('ran', r.exitCode), (e) => console.log(JSON.stringify({ name: e.name, step: e.step, syscall: e.syscall, code: e.code })));`;
+    const r = await spawnIsolated(process.execPath, ['-e', script], {
+      nestedUserNamespaces: true, seccomp: 'none', readonlyPaths: [], maskedPaths: [],
+      capabilities: ['CAP_SYS_ADMIN', 'CAP_SYS_RESOURCE', 'CAP_SETUID', 'CAP_SETGID', 'CAP_SYS_PTRACE', 'CAP_NET_ADMIN', 'CAP_DAC_OVERRIDE'],
+      mounts: [{ type: 'bind', source: root, target: root, readonly: true }],
+    });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ name: 'NsboxError', step: 'network', syscall: 'unshare(CLONE_NEWNET)', code: 'ENOSPC' });
+  });
+
   it('leaves the host mount table untouched', async () => {
     const before = mountTable();
     const r = await sh('grep -c . /proc/self/mountinfo', { mounts: [{ type: 'tmpfs', target: '/scratch' }] });

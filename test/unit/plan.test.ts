@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, Op, FALLBACK_RANGE_START, type HostFacts } from '../../lib/spawn/plan.js';
+import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, type HostFacts } from '../../lib/spawn/plan.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -154,5 +154,55 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
     ['a non-boolean init', { init: 'yes' }, /options\.init must be a boolean/],
   ])('rejects %s', (_w, options, msg) => {
     expect(() => buildPlan({ file: '/bin/true', args: [], options: options as object }, h)).toThrow(msg);
+  });
+});
+
+describe('encodeOps (the binary ops the addon reads)', () => {
+  it('lays out kind, bits, flags, mode and the four strings', () => {
+    const b = encodeOps([
+      { op: Op.Bind, a: '/oldroot/usr', b: '/newroot/usr', readonly: true, recursive: true, trusted: true, flags: 6 },
+      { op: Op.WriteFile, a: '/x', d: Buffer.from([0, 1, 2]), mode: 0o644, recursive: false },
+    ]);
+    let off = 0;
+    const u32 = () => { const v = b.readUInt32LE(off); off += 4; return v; };
+    const str = () => { const n = b.readInt32LE(off); off += 4; if (n < 0) return undefined; const s = b.subarray(off, off + n); off += n; return s; };
+    expect(u32()).toBe(2);
+    expect([b[0 + off], b[1 + off]]).toEqual([Op.Bind, 1 | 4 | 16]);
+    off += 4;
+    expect([u32(), u32()]).toEqual([6, 0o755]);
+    expect([str()?.toString(), str()?.toString(), str(), str()]).toEqual(['/oldroot/usr', '/newroot/usr', undefined, undefined]);
+    expect([b[off], b[off + 1]]).toEqual([Op.WriteFile, 0]);
+    off += 4;
+    expect([u32(), u32()]).toEqual([0, 0o644]);
+    expect(str()?.toString()).toBe('/x');
+    expect([str(), str()]).toEqual([undefined, undefined]);
+    expect([...str()!]).toEqual([0, 1, 2]);
+    expect(off).toBe(b.length);
+  });
+
+  it('counts bytes, not characters', () => {
+    const b = encodeOps([{ op: Op.Mkdir, a: '/tmp/é✓😀' }]);
+    expect(b.readInt32LE(16)).toBe(Buffer.byteLength('/tmp/é✓😀'));
+    expect(b.subarray(20, 20 + b.readInt32LE(16)).toString()).toBe('/tmp/é✓😀');
+  });
+});
+
+describe('buildPlan: /sys comes late (its network namespace is made meanwhile)', () => {
+  const steps = (o: object) => plan(o).ops.map((op) => `${op.op}:${op.b ?? op.a}`);
+  it('after the masks and read-only paths outside /sys, before the ones under it', () => {
+    const s = steps({});
+    const sysfs = s.indexOf(`${Op.Mount}:/newroot/sys`);
+    expect(sysfs).toBeGreaterThan(s.indexOf(`${Op.Bind}:/newroot/proc/acpi`));
+    expect(sysfs).toBeGreaterThan(s.indexOf(`${Op.Bind}:/newroot/proc/sys`));
+    expect(sysfs).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/sys/firmware`));
+    expect(plan({}).ops.find((op) => op.b === '/newroot/sys')?.trusted).toBe(true);
+  });
+  it('before the caller mounts, which may go under /sys, and the masks after them', () => {
+    const s = steps({ mounts: [{ type: 'tmpfs', target: '/sys/kernel/x' }] });
+    const sysfs = s.indexOf(`${Op.Mount}:/newroot/sys`);
+    const caller = s.indexOf(`${Op.Mount}:/newroot/sys/kernel/x`);
+    expect(sysfs).toBeLessThan(caller);
+    expect(caller).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/proc/acpi`));
+    expect(caller).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/sys/firmware`));
   });
 });
