@@ -474,20 +474,9 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     case OpKind::kUmount:
       if ((r = call(SYS_umount2, op.b, MNT_DETACH)) < 0) DieSys(ctx, r, "umount", "umount2", op.b);
       break;
-    case OpKind::kLoopbackUp: {
-      long sock = call(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      if (sock < 0) DieSys(ctx, sock, "loopback", "socket");
-      struct ifreq ifr{};
-      ifr.ifr_name[0] = 'l'; ifr.ifr_name[1] = 'o';
-      r = call(SYS_ioctl, sock, SIOCGIFFLAGS, &ifr);
-      if (r == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        r = call(SYS_ioctl, sock, SIOCSIFFLAGS, &ifr);
-      }
-      call(SYS_close, sock);
-      if (r < 0) DieSys(ctx, r, "loopback", "ioctl(SIOCSIFFLAGS)", "lo");
+    case OpKind::kLoopbackUp:
+      if ((r = sys::LoopbackUp()) < 0) DieSys(ctx, r, "loopback", "ioctl(SIOCSIFFLAGS)", "lo");
       break;
-    }
     default:
       DieSys(ctx, -EINVAL, "plan", "none");
   }

@@ -164,16 +164,7 @@ int NetMakerMain(void* arg) {
   done(0, 0, (int)r);
   PROBE(21);
   if (m->sendErr) return 0;
-  long sock = call(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return done((int)-sock, kNetLoopback, -1);
-  struct ifreq ifr{};
-  ifr.ifr_name[0] = 'l'; ifr.ifr_name[1] = 'o';
-  r = call(SYS_ioctl, sock, SIOCGIFFLAGS, &ifr);
-  if (r == 0) {
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    r = call(SYS_ioctl, sock, SIOCSIFFLAGS, &ifr);
-  }
-  call(SYS_close, sock);
+  r = sys::LoopbackUp();
   return done(r < 0 ? (int)-r : 0, kNetLoopback, -1);
 }
 

@@ -65,3 +65,25 @@ static inline long call(long n, A a = 0, B b = 0, C c = 0, D d = 0, E e = 0, F f
 #ifndef SYS_openat2
 #define SYS_openat2 437
 #endif
+
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+namespace nsbox::sys {
+// Brings `lo` up in the calling task's network namespace: 0 or -errno. Raw syscalls only (the
+// spawn child and the helper that makes a network namespace both use it).
+static inline long LoopbackUp() {
+  long sock = call(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return sock;
+  struct ifreq ifr{};
+  ifr.ifr_name[0] = 'l';
+  ifr.ifr_name[1] = 'o';
+  long r = call(SYS_ioctl, sock, SIOCGIFFLAGS, &ifr);
+  if (r == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    r = call(SYS_ioctl, sock, SIOCSIFFLAGS, &ifr);
+  }
+  call(SYS_close, sock);
+  return r;
+}
+}  // namespace nsbox::sys
