@@ -4,9 +4,12 @@
 // embedded in it; the child execs it from a sealed memfd, so no file of the host or of the
 // rootfs is involved and /proc/1/exe cannot be written (CVE-2019-5736).
 //
-//   argv: nsbox-init ERRFD STATUSFD TTY N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
-//   (TTY 1: fd 0 is a terminal the program takes as its controlling terminal)
+//   argv: nsbox-init ERRFD STATUSFD TTY adopt PID     (the usual case)
 //   or:   nsbox-init ERRFD STATUSFD 0 0 CTLFD        (serve: a prepared sandbox)
+//
+// Adopt mode: the spawn child started the program itself (a vfork, so init's own exec runs
+// beside the program's start) and then exec'd this as pid 1; PID is the program, already
+// running or even gone (its SIGCHLD stays pending: every signal is blocked since before).
 //
 // Serve mode holds the sandbox until one run request arrives on CTLFD (a SOCK_SEQPACKET
 // socket): a message of counts and strings (see ServeRequest) with four fds (the error pipe
@@ -14,9 +17,9 @@
 // sandbox ends with it: single use, as a pool wants. If the socket's peer goes away first,
 // init exits.
 //
-// It forks the program (execve over the PATH candidates with execvp's rules; a failure goes
-// to ERRFD exactly as the spawn core reports it, so the caller still gets an NsboxError with
-// step 'exec'), then waits for signals with every signal blocked: SIGCHLD reaps every child,
+// In serve mode it forks the program (execve over the PATH candidates with execvp's rules; a
+// failure goes to ERRFD exactly as the spawn core reports it, so the caller still gets an
+// NsboxError with step 'exec'). Then, in both modes, it waits for signals with every signal blocked: SIGCHLD reaps every child,
 // orphans included (so zombies never pile up), any other signal is forwarded to the program.
 // When the program ends, init writes its raw wait status to STATUSFD (nsbox reports that: the
 // exact code or signal) and exits with its code, or 128+N after signal N (as `docker run
@@ -150,12 +153,15 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   char** argv = reinterpret_cast<char**>(sp + 1);
   char** envp = argv + argc + 1;
   if (argc < 6) Exit(127);
+  const bool adopt = argv[4][0] == 'a' && argv[4][1] == 'd';
   long errFd = ParseNum(argv[1]);
   long statusFd = ParseNum(argv[2]);
   long tty = ParseNum(argv[3]);
-  long n = ParseNum(argv[4]);
-  long ctl = n == 0 ? ParseNum(argv[5]) : -1;
-  if (errFd < 0 || statusFd < 0 || tty < 0 || (n < 1 && ctl < 0) || (n >= 1 && 5 + n >= argc)) Exit(127);
+  long n = adopt ? 0 : ParseNum(argv[4]);
+  long ctl = !adopt && n == 0 ? ParseNum(argv[5]) : -1;
+  long adopted = adopt ? ParseNum(argv[5]) : -1;
+  if (statusFd < 0 || tty < 0) Exit(127);
+  if (adopt ? adopted < 1 : (errFd < 0 || (n < 1 && ctl < 0) || (n >= 1 && 5 + n >= argc))) Exit(127);
   char** cand = argv + 5;
   char** progArgv = argv + 5 + n;
   const char* cwd = nullptr;
@@ -168,6 +174,8 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   unsigned long all = ~0UL;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, sizeof all);
 
+  long prog = adopted;
+  if (adopt) goto wait;
   if (ctl >= 0) {
     // prepared: the spawn is complete once this is closed; then wait for the one run
     call(SYS_close, errFd);
@@ -177,7 +185,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
     cwd = c;
     errFd = runFds[0];
   }
-  long prog = call(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  prog = call(SYS_clone, SIGCHLD, 0, 0, 0, 0);
   if (prog == 0) {
     call(SYS_fcntl, errFd, F_SETFD, FD_CLOEXEC);
     call(SYS_close, statusFd);
@@ -206,6 +214,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
   if (prog < 0) Exit(127);
 
+wait:
   for (;;) {
     char info[128];
     long sig = call(SYS_rt_sigtimedwait, &all, info, nullptr, sizeof all);

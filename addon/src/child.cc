@@ -46,6 +46,9 @@ namespace nsbox {
 // Assembly entry for clone3 with a caller-supplied stack (clone3 cannot return into a C
 // frame on a new stack). Defined in spawn.cc.
 extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
+// clone(2) onto a new stack, the child calling fn(arg) and exiting with its result. clone, not
+// clone3: the sandbox's seccomp filter (already installed where this is used) refuses clone3.
+extern "C" long nsbox_clone_vm(unsigned long flags, void* stackTop, int (*fn)(void*), void* arg);
 
 namespace {
 
@@ -358,14 +361,14 @@ int RecvNetReady(ChildCtx* ctx) {
 }
 
 void JoinNet(ChildCtx* ctx) {
-  PROBE(22);
+  TRACE(kTrNetWait);
   int fd = RecvNetReady(ctx);
   if (fd < 0) DieSys(ctx, -EPROTO, "network", "recvmsg");
   long r = call(SYS_setns, fd, CLONE_NEWNET);
   call(SYS_close, fd);
   if (r < 0) DieSys(ctx, r, "network", "setns(CLONE_NEWNET)");
   ctx->netJoined = true;
-  PROBE(23);
+  TRACE(kTrNetJoined);
 }
 
 bool IsSysfs(const char* t) { return t && t[0] == 's' && t[1] == 'y' && t[2] == 's' && t[3] == 'f' && t[4] == 's' && !t[5]; }
@@ -583,10 +586,48 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   if (!p.init && (r = call(SYS_ioctl, 0, TIOCSCTTY, 0)) < 0) DieSys(ctx, r, "tty", "ioctl(TIOCSCTTY)");
 }
 
+// execve over the candidates from PATH (computed before clone), execvp's error rules:
+// ENOENT/ENOTDIR/EACCES move on, EACCES is what is reported if nothing ran
+[[noreturn]] void ExecProgram(ChildCtx* ctx) {
+  const Plan& p = *ctx->plan;
+  long best = -ENOENT, r;
+  const char* bestPath = p.exec[0];
+  for (size_t i = 0; p.exec[i]; i++) {
+    r = call(SYS_execve, p.exec[i], p.argv.data(), p.envp.data());
+    if (r == -ENOENT || r == -ENOTDIR || r == -ESTALE || r == -ENODEV || r == -ETIMEDOUT) continue;
+    if (r == -EACCES) { if (best != -EACCES) { best = r; bestPath = p.exec[i]; } continue; }
+    best = r;
+    bestPath = p.exec[i];
+    break;
+  }
+  ctx->programFailed = true;
+  DieSys(ctx, best, "exec", "execve", bestPath);
+}
+
+// The program when nsbox-init adopts it: a CLONE_VM|CLONE_VFORK child of pid 1 on the low
+// end of the child stack, set up as init's own child would be: every signal unblocked, a
+// session of its own and, with a terminal, fd 0 as its controlling terminal.
+int ProgramEntry(void* arg) {
+  ChildCtx* ctx = static_cast<ChildCtx*>(arg);
+  unsigned long none = 0;
+  call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  call(SYS_setsid);
+  if (ctx->plan->tty) call(SYS_ioctl, 0, TIOCSCTTY, 0);
+  ExecProgram(ctx);
+}
+
+void FormatNum(char* out, size_t size, long v) {
+  char tmp[24];
+  size_t n = 0;
+  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < sizeof tmp);
+  size_t i = 0;
+  while (n > 0 && i + 1 < size) out[i++] = tmp[--n];
+  out[i] = 0;
+}
+
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
-  PROBE(24);
   // Not dumpable (no ptrace, /proc/pid owned by root) until execve resets it, where it
   // matters: a process joining existing namespaces meets processes of the sandbox there, which
   // must not attach to it before exec. Dumpability belongs to the mm, so a CLONE_VM child
@@ -604,15 +645,14 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     if ((r = call(SYS_setresgid, p.earlyGid, p.earlyGid, p.earlyGid)) < 0) DieSys(ctx, r, "credentials", "setresgid");
     if ((r = call(SYS_setresuid, p.earlyUid, p.earlyUid, p.earlyUid)) < 0) DieSys(ctx, r, "credentials", "setresuid");
   }
-  PROBE(25);
   if (p.lateUnshare && (r = call(SYS_unshare, p.lateUnshare)) < 0) DieSys(ctx, r, "unshare", "unshare");
   PlaceStdio(ctx);
-  PROBE(3);
+  TRACE(kTrOpsStart);
   for (const Op& op : p.ops) {
     RunOp(ctx, op);
-    PROBE_OP((size_t)(&op - p.ops.data()));
+    TRACE_OP((size_t)(&op - p.ops.data()));
   }
-  PROBE(8);
+  TRACE(kTrOpsEnd);
   if (ctx->asyncNet && !ctx->netJoined) JoinNet(ctx);
   // A session of its own. Not earlier: with autogroup scheduling setsid allocates per-CPU
   // data, and would wait for the allocator's lock while the network namespace is being made.
@@ -669,17 +709,33 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     // kernels before 5.11: mark them one by one
     for (int fd = 3; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
   }
-  // signals: dispositions were reset at entry; unblock now
-  unsigned long none = 0;
-  call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  // signals: dispositions were reset at entry; unblock now, unless nsbox-init adopts a
+  // program started below (that one unblocks its own)
+  if (!(p.init && ctx->ctlFd < 0)) {
+    unsigned long none = 0;
+    call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  }
   if (!p.seccomp.empty()) {
     struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
     if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
   }
-  PROBE(9);
+  TRACE(kTrExec);
+  if (p.init && ctx->ctlFd < 0) {
+    // The program starts first, from a vfork of ours; then this process becomes nsbox-init
+    // and adopts it (init's exec overlaps the program's start). Signals stay blocked here
+    // until init waits for them, so the program's SIGCHLD is never lost.
+    ctx->programFailed = false;
+    long pid = nsbox_clone_vm(CLONE_VM | CLONE_VFORK | SIGCHLD, ctx->progStack, ProgramEntry, ctx);
+    if (pid < 0) DieSys(ctx, pid, "init", "clone");
+    if (ctx->programFailed) call(SYS_exit_group, 127);  // it reported why on the error pipe
+    FormatNum(ctx->adoptPid, sizeof ctx->adoptPid, pid);
+    if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
+    r = call(SYS_execveat, p.initFd, "", p.initArgv.data(), p.envp.data(), AT_EMPTY_PATH);
+    DieSys(ctx, r, "init", "execveat", "nsbox-init");
+  }
   if (p.init) {
-    // pid 1 is nsbox-init (from its sealed memfd); it forks the program and reports a failed
-    // exec on the error pipe, so that pipe stays open across this exec
+    // serve mode: pid 1 is nsbox-init (from its sealed memfd), which forks the program once
+    // the run arrives and reports a failed exec on the error pipe, kept open across this exec
     if ((r = call(SYS_fcntl, ctx->errFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     if (ctx->ctlFd >= 0 && (r = call(SYS_fcntl, ctx->ctlFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
@@ -687,19 +743,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     call(SYS_fcntl, ctx->errFd, F_SETFD, FD_CLOEXEC);
     DieSys(ctx, r, "init", "execveat", "nsbox-init");
   }
-  // execve over the candidates from PATH (computed before clone), execvp's error rules:
-  // ENOENT/ENOTDIR/EACCES move on, EACCES is what is reported if nothing ran
-  long best = -ENOENT;
-  const char* bestPath = p.exec[0];
-  for (size_t i = 0; p.exec[i]; i++) {
-    r = call(SYS_execve, p.exec[i], p.argv.data(), p.envp.data());
-    if (r == -ENOENT || r == -ENOTDIR || r == -ESTALE || r == -ENODEV || r == -ETIMEDOUT) continue;
-    if (r == -EACCES) { if (best != -EACCES) { best = r; bestPath = p.exec[i]; } continue; }
-    best = r;
-    bestPath = p.exec[i];
-    break;
-  }
-  DieSys(ctx, best, "exec", "execve", bestPath);
+  ExecProgram(ctx);
 }
 
 int Stage2Entry(void* arg) {
@@ -748,7 +792,7 @@ int Stage2Entry(void* arg) {
 
 int ChildMain(void* arg) {
   ChildCtx* ctx = static_cast<ChildCtx*>(arg);
-  PROBE(1);
+  TRACE(kTrChildEntry);
   // handlers installed by Node must never run here: back to defaults (the mask, blocked by
   // the parent around clone, stays blocked until just before exec)
   KSigaction dfl{};
@@ -759,8 +803,8 @@ int ChildMain(void* arg) {
   for (int fd : ctx->closeFds) if (fd >= 0) call(SYS_close, fd);
   if (ctx->stage1) Stage1(ctx);
   WaitGo(ctx);
-  PROBE(2);
-  PROBECPU(27);
+  TRACE(kTrChildGo);
+  TRACE_CPU(kTrChildCpu);
   Setup(ctx);
 }
 

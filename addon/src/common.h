@@ -9,20 +9,53 @@
 
 #include "msg.h"
 
+#include <sys/syscall.h>
 #include <time.h>
 namespace nsbox {
-// Timing probes for bench/breakdown.mjs, compiled in only with -DNSBOX_TRACE (see
-// `npm run build:trace`): CLOCK_MONOTONIC stamps in a table shared with the CLONE_VM child.
+// Timing probes for bench/breakdown.mjs, compiled in only with -DNSBOX_TRACE (`npm run
+// build:trace`): CLOCK_MONOTONIC stamps (and a few CPU numbers) in a table shared with the
+// CLONE_VM child and the network helper; the addon's trace() returns the last spawn's.
+enum TracePoint : int {
+  kTrSpawnEntry,
+  kTrPlanDecoded,
+  kTrClone,
+  kTrCloned,
+  kTrGo,
+  kTrExecSeen,
+  kTrSpawnReturn,
+  kTrExitSeen,
+  kTrChildEntry,
+  kTrChildGo,
+  kTrOpsStart,
+  kTrOpsEnd,
+  kTrExec,
+  kTrNetWait,
+  kTrNetJoined,
+  kTrHelperClone,
+  kTrHelperEntry,
+  kTrNetUnshare,
+  kTrNetUnshared,
+  kTrNetSent,
+  kTrHelperDone,
+  kTrChildCpu,
+  kTrHelperCpu,
+  kTrParentCpu,
+  kTrCount
+};
 #ifdef NSBOX_TRACE
-inline unsigned long long g_probe[32];
-inline unsigned long long g_ops[80];
-inline void PROBE(int i) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); g_probe[i] = t.tv_sec * 1000000000ULL + t.tv_nsec; }
-inline void PROBECPU(int i) { unsigned c = 0; syscall(309, &c, nullptr, nullptr); g_probe[i] = c; }
-inline void PROBE_OP(size_t i) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); if (i < 80) g_ops[i] = t.tv_sec * 1000000000ULL + t.tv_nsec; }
+}  // namespace nsbox
+#include "sys.h"
+namespace nsbox {
+inline unsigned long long g_trace[kTrCount];
+inline unsigned long long g_traceOps[80];  // after each plan op
+inline unsigned long long TraceNow() { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ULL + t.tv_nsec; }
+#define TRACE(p) (g_trace[p] = TraceNow())
+#define TRACE_CPU(p) do { unsigned c_ = 0; sys::call(SYS_getcpu, &c_, nullptr, nullptr); g_trace[p] = c_; } while (0)
+#define TRACE_OP(i) do { if ((i) < 80) g_traceOps[i] = TraceNow(); } while (0)
 #else
-#define PROBE_OP(i) ((void)0)
-#define PROBE(i) ((void)0)
-#define PROBECPU(i) ((void)0)
+#define TRACE(p) ((void)0)
+#define TRACE_CPU(p) ((void)0)
+#define TRACE_OP(i) ((void)0)
 #endif
 
 

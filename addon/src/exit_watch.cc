@@ -67,7 +67,7 @@ void OnReadable(uv_poll_t* h, int status, int events) {
     r = sys::call(SYS_waitid, P_PIDFD, w->pidfd, &si, WEXITED | WNOHANG, &ru);
   } while (r == -EINTR);
   if (r == 0 && si.si_pid == 0) return;  // spurious: not exited yet
-  PROBE(14);
+  TRACE(kTrExitSeen);
   Napi::Env env(w->env);
   Napi::HandleScope scope(env);
   Napi::Object res = Napi::Object::New(env);

@@ -49,7 +49,29 @@ __asm__(
     "  syscall\n"
     "  hlt\n"
     "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n");
+    ".size nsbox_clone3, .-nsbox_clone3\n"
+    // clone(flags, stack) with the child calling fn(arg): rdi=flags rsi=stack rdx=fn rcx=arg
+    ".globl nsbox_clone_vm\n"
+    ".type nsbox_clone_vm,@function\n"
+    "nsbox_clone_vm:\n"
+    "  mov %rdx, %r9\n"           // fn: r9 is no argument of clone and survives syscall
+    "  mov %rcx, %r8\n"           // arg: r8 is clone's tls, unused without CLONE_SETTLS
+    "  xor %edx, %edx\n"          // parent_tid
+    "  xor %r10d, %r10d\n"        // child_tid
+    "  mov $56, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 2f\n"
+    "  xor %ebp, %ebp\n"
+    "  and $-16, %rsp\n"
+    "  mov %r8, %rdi\n"
+    "  call *%r9\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n"
+    "  syscall\n"
+    "  hlt\n"
+    "2: ret\n"
+    ".size nsbox_clone_vm, .-nsbox_clone_vm\n");
 #elif defined(__aarch64__)
 __asm__(
     ".text\n"
@@ -69,7 +91,28 @@ __asm__(
     "  svc #0\n"
     "  brk #0\n"
     "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n");
+    ".size nsbox_clone3, .-nsbox_clone3\n"
+    // clone(flags, stack, 0, 0, 0) with the child calling fn(arg): x0=flags x1=stack x2=fn x3=arg
+    ".globl nsbox_clone_vm\n"
+    ".type nsbox_clone_vm,%function\n"
+    "nsbox_clone_vm:\n"
+    "  mov x9, x2\n"
+    "  mov x10, x3\n"
+    "  mov x2, xzr\n"
+    "  mov x3, xzr\n"
+    "  mov x4, xzr\n"
+    "  mov x8, #220\n"
+    "  svc #0\n"
+    "  cbnz x0, 2f\n"
+    "  mov x29, xzr\n"
+    "  mov x30, xzr\n"
+    "  mov x0, x10\n"
+    "  blr x9\n"
+    "  mov x8, #93\n"
+    "  svc #0\n"
+    "  brk #0\n"
+    "2: ret\n"
+    ".size nsbox_clone_vm, .-nsbox_clone_vm\n");
 #endif
 
 namespace nsbox {
@@ -79,6 +122,7 @@ namespace {
 
 using sys::call;
 constexpr size_t kStackSize = 256 * 1024;
+constexpr size_t kProgStackTop = 64 * 1024;  // see ChildCtx::progStack
 
 // One child stack per environment, reused: a spawn returns only after its child has exec'd
 // or died, so the stack is free again by then. Freed with the environment (~AddonData).
@@ -136,8 +180,8 @@ long SendNetReady(int goFd, int err, int which, int fd) {
 // Runs as the helper (CLONE_VM, so only raw syscalls): makes the namespace and sends it.
 int NetMakerMain(void* arg) {
   NetMaker* m = static_cast<NetMaker*>(arg);
-  PROBE(26);
-  PROBECPU(28);
+  TRACE(kTrHelperEntry);
+  TRACE_CPU(kTrHelperCpu);
   auto done = [m](int err, int which, int fd) {
     long r = SendNetReady(m->goFd, err, which, fd);
     m->sendErr = (int)-r;
@@ -154,15 +198,15 @@ int NetMakerMain(void* arg) {
     }
     if (r < 0) return done((int)-r, kNetSetnsUser, -1);
   }
-  PROBE(19);
+  TRACE(kTrNetUnshare);
   if ((r = call(SYS_unshare, CLONE_NEWNET)) < 0) return done((int)-r, kNetUnshare, -1);
-  PROBE(20);
+  TRACE(kTrNetUnshared);
   r = call(SYS_openat, AT_FDCWD, "/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (r < 0) return done((int)-r, kNetOpen, -1);
   // the child goes on with it at once; lo comes up meanwhile (a second message, which the
   // child waits for before exec)
   done(0, 0, (int)r);
-  PROBE(21);
+  TRACE(kTrNetSent);
   if (m->sendErr) return 0;
   r = sys::LoopbackUp();
   return done(r < 0 ? (int)-r : 0, kNetLoopback, -1);
@@ -200,10 +244,10 @@ int NetBeside(Napi::Env env, int goFd, int pidfd, pid_t pid, bool joinUser, int 
     CPU_ZERO(&one);
     if (cpu >= 0) CPU_SET(cpu, &one);
     const bool pinned = cpu >= 0 && sched_setaffinity(0, sizeof one, &one) == 0;
-    PROBE(17);
-    PROBECPU(29);
+    TRACE(kTrHelperClone);
+    TRACE_CPU(kTrParentCpu);
     hp = nsbox_clone3(&a, sizeof a, NetMakerMain, &m);
-    PROBE(18);
+    TRACE(kTrHelperDone);
     if (hp == -ENOSYS) {
       int r = clone(NetMakerMain, (char*)d->netStack + kNetStackSize, CLONE_VM | CLONE_VFORK | CLONE_FILES, &m);
       hp = r < 0 ? -errno : r;
@@ -323,10 +367,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "spawn(plan): plan must be an object").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  PROBE(15);
+  TRACE(kTrSpawnEntry);
   Plan plan;
   if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1])) return env.Undefined();
-  PROBE(16);
+  TRACE(kTrPlanDecoded);
 
   Err e;
   Fds f;
@@ -338,27 +382,29 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, er, "clone", "pipe2");
   }
   if (plan.init) {
-    // pid 1 runs nsbox-init, which forks the program: argv tells it where to report a failed
-    // exec (the error pipe, kept open across this one exec) and which paths to try
+    // pid 1 becomes nsbox-init (see addon/init/init.cc for its argv); in serve mode it forks
+    // the program itself later, reporting a failed exec on the error pipe kept open for it
     int ifd = InitProgramFd(env, &e);
     if (ifd < 0) { f.CloseAll(); return ThrowErr(env, e); }
     plan.initFd = ifd;
-    size_t n = plan.exec.size() - 1;  // without the terminating null
     if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "pipe2"); }
     plan.initArgv.push_back("nsbox-init");
     plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
     plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
     plan.initArgv.push_back(plan.tty ? "1" : "0");  // the program takes fd 0 as its terminal
-    if (plan.serve) {
+    if (!plan.serve) {
+      // the child starts the program itself (vfork) and then becomes nsbox-init, which
+      // adopts it: init's exec runs beside the program's start instead of before it. The
+      // program's pid goes into the child's copy of this argv (ChildCtx::adoptPid).
+      plan.initArgv.push_back("adopt");
+      plan.initArgv.push_back(nullptr);  // set to ctx.adoptPid below
+      plan.initArgv.push_back(nullptr);
+    } else {
       // prepared: no program yet; it comes later as one message on this socket (ServeRun)
       if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.ctl) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "socketpair"); }
       plan.initArgv.push_back("0");
       plan.initArgv.push_back(plan.Keep(std::to_string(f.ctl[1])));
       plan.initArgv.push_back(nullptr);
-    } else {
-      plan.initArgv.push_back(plan.Keep(std::to_string(n)));
-      for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
-      for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
     }
   }
   // cgroup v1: the child moves itself by writing "0" to each hierarchy's `tasks` file (opened
@@ -391,6 +437,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.statusFd = f.status[1];
   ctx.ownMm = plan.twoStage;
   ctx.ctlFd = f.ctl[1];
+  if (plan.init && !plan.serve) plan.initArgv[5] = ctx.adoptPid;
+  // the low end of the child's stack (above its guard page) for the program's vfork child
+  ctx.progStack = (char*)stack + kProgStackTop;
 
   // the network namespace is made beside the child (NetBeside) unless a hand-off (a veth
   // moved in by pid before "go") needs it to exist from the start, or there is one CPU only
@@ -418,7 +467,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  PROBE(0);
+  TRACE(kTrClone);
   long pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
   if (pid == -ENOSYS || (pid == -EINVAL && intoCgroup)) {
     // no clone3 (or no CLONE_INTO_CGROUP): clone(2), and the cgroup is joined by pid below
@@ -427,7 +476,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     int r = clone(ChildMain, (char*)stack + kStackSize, (int)fl, &ctx, &pidfd);
     pid = r < 0 ? -errno : r;
   }
-  PROBE(10);
+  TRACE(kTrCloned);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   f.CloseChildSide();
   if (pid < 0) {
@@ -450,7 +499,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     failed = true;
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   } else {
-    PROBE(11);
+    TRACE(kTrGo);
     // Two at work on two CPUs: the helper that makes the network namespace runs here, on our
     // CPU (we only wait meanwhile), and the child anywhere else. Left to the scheduler the two
     // often share a CPU while the other idles: a task that ran in the last 0.5 ms counts as
@@ -504,7 +553,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       e = m.err;
     }
   }
-  PROBE(12);
+  TRACE(kTrExecSeen);
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
@@ -542,16 +591,23 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
   out.Set("stdio", stdio);
-  PROBE(13);
+  TRACE(kTrSpawnReturn);
   return out;
 }
 
 #ifdef NSBOX_TRACE
-Napi::Value Probe(const Napi::CallbackInfo& info) {
-  Napi::Array a = Napi::Array::New(info.Env(), 112);
-  for (uint32_t i = 0; i < 32; i++) a.Set(i, (double)g_probe[i]);
-  for (uint32_t i = 0; i < 80; i++) a.Set(32 + i, (double)g_ops[i]);
-  return a;
+// trace(): { points: { name: ns }, ops: [ns after each op] } of the last spawn
+Napi::Value Trace(const Napi::CallbackInfo& info) {
+  static const char* const names[] = {"spawnEntry", "planDecoded", "clone", "cloned", "go", "execSeen", "spawnReturn", "exitSeen", "childEntry", "childGo", "opsStart", "opsEnd", "exec", "netWait", "netJoined", "helperClone", "helperEntry", "netUnshare", "netUnshared", "netSent", "helperDone", "childCpu", "helperCpu", "parentCpu"};
+  Napi::Env env = info.Env();
+  Napi::Object points = Napi::Object::New(env);
+  for (int i = 0; i < kTrCount; i++) points.Set(names[i], (double)g_trace[i]);
+  Napi::Array ops = Napi::Array::New(env, 80);
+  for (uint32_t i = 0; i < 80; i++) ops.Set(i, (double)g_traceOps[i]);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("points", points);
+  out.Set("ops", ops);
+  return out;
 }
 #endif
 
@@ -655,7 +711,7 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize, "ttyResize"));
 #ifdef NSBOX_TRACE
-  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("trace", Napi::Function::New(env, Trace, "trace"));
 #endif
   exports.Set("serveRun", Napi::Function::New(env, ServeRun, "serveRun"));
 }

@@ -22,6 +22,22 @@ describe.skipIf(skipReason(!isRoot, 'init tests need root'))('nsbox-init', () =>
     expect(Number(c.stdout.split(' ')[1])).toBeGreaterThanOrEqual(190);
   }, 180_000);
 
+  it('gives the program a clean start: no blocked or ignored signals, a session of its own', async () => {
+    // pid 1 keeps every signal blocked while it starts the program and becomes init
+    const r = await sh('grep -E "^(SigBlk|SigIgn)" /proc/$$/status; echo "pid $$ sid $(cut -d" " -f6 /proc/$$/stat)"');
+    expect(r.stdout).toMatch(/^SigBlk:\s+0+\nSigIgn:\s+0+\npid 2 sid 2\n$/);
+  });
+
+  it.skipIf(skipReason(!!cannotBuild(), `quick-exit test: ${cannotBuild()}`))('reports a program that is gone before init waits for it', async () => {
+    // the program starts before nsbox-init runs; its SIGCHLD waits, blocked, for init
+    const bin = buildC('quick-exit', { static: true });
+    const opts = { mounts: [{ type: 'bind' as const, source: dirname(bin), target: '/opt/t', readonly: true }] };
+    for (let i = 0; i < 100; i++) {
+      const r = await spawnIsolated('/opt/t/quick-exit.static', [String((i * 7) % 256)], opts);
+      expect([r.exitCode, r.signal]).toEqual([(i * 7) % 256, null]);
+    }
+  });
+
   it('forwards signals to the program', async () => {
     const p = sh('trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.05; done');
     await new Promise<void>((res) => p.stdout!.on('data', (c: Buffer) => { if (String(c).includes('ready')) res(); }));
