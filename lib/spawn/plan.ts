@@ -743,30 +743,52 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
  * The ops in the binary form the addon reads (addon/src/plan.cc, DecodeOps): one buffer
  * instead of a dozen property reads per op through N-API. Little-endian; per op: u8 kind,
  * u8 bits (1 readonly, 2 file, 4 recursive, 8 real, 16 trusted), u16 0, u32 flags, u32 mode,
- * then a, b, c, d, each an i32 byte length (-1: absent) and the bytes.
+ * then a, b, c, d, each an i32 byte length (-1: absent) and the bytes. The result is a view of
+ * a buffer the next call reuses: hand it to the addon at once.
  */
+let opsScratch = Buffer.allocUnsafe(16384);
 export function encodeOps(ops: readonly PlanOp[]): Buffer {
+  // sizes are bounds (3 bytes per UTF-16 unit); plain index writes: this runs on every spawn
   let room = 4;
-  for (const op of ops) {
-    room += 28;
-    for (const v of [op.a, op.b, op.c]) if (v !== undefined) room += v.length * 3;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    room += 28 + ((op.a?.length ?? 0) + (op.b?.length ?? 0) + (op.c?.length ?? 0)) * 3;
     if (op.d !== undefined) room += typeof op.d === 'string' ? op.d.length * 3 : op.d.length;
   }
-  const buf = Buffer.allocUnsafe(room);
-  let off = buf.writeUInt32LE(ops.length, 0);
+  // one buffer, reused: the addon copies what it reads before spawn() returns
+  if (opsScratch.length < room) opsScratch = Buffer.allocUnsafe(Math.max(room, opsScratch.length * 2));
+  const buf = opsScratch;
+  let off = 0;
+  const u32 = (v: number) => {
+    buf[off] = v; buf[off + 1] = v >>> 8; buf[off + 2] = v >>> 16; buf[off + 3] = v >>> 24;
+    off += 4;
+  };
   const put = (v: string | Uint8Array | undefined) => {
-    if (v === undefined) { off = buf.writeInt32LE(-1, off); return; }
+    if (v === undefined) { u32(0xffffffff); return; }
     const at = off + 4;
-    const n = typeof v === 'string' ? buf.write(v, at, 'utf8') : (buf.set(v, at), v.length);
-    buf.writeInt32LE(n, off);
+    let n = v.length;
+    if (typeof v !== 'string') buf.set(v, at);
+    else {
+      // ASCII (nearly every path) byte by byte; anything else through the UTF-8 encoder
+      for (let i = 0; i < n; i++) {
+        const c = v.charCodeAt(i);
+        if (c > 0x7f) { n = buf.write(v, at, 'utf8'); break; }
+        buf[at + i] = c;
+      }
+    }
+    u32(n);
     off = at + n;
   };
-  for (const op of ops) {
+  u32(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
     buf[off] = op.op;
     buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0);
-    buf.writeUInt16LE(0, off + 2);
-    buf.writeUInt32LE((op.flags ?? 0) >>> 0, off + 4);
-    off = buf.writeUInt32LE(op.mode ?? 0o755, off + 8);
+    buf[off + 2] = 0;
+    buf[off + 3] = 0;
+    off += 4;
+    u32((op.flags ?? 0) >>> 0);
+    u32(op.mode ?? 0o755);
     put(op.a); put(op.b); put(op.c); put(op.d);
   }
   return buf.subarray(0, off);
