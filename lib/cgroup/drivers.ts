@@ -372,7 +372,23 @@ export class V2Driver implements Driver {
 
 // ------------------------------------------------------------------ v1
 
+// One kill loop per cgroup at a time (per directory, so two CGroup objects of one path count
+// as one): two interleaved loops thawed each other's freeze and each then waited its full
+// timeout for a state the other had undone.
+const killing = new Map<string, Promise<void>>();
 async function killLoop(d: Driver, timeoutMs: number): Promise<void> {
+  const key = Object.values(d.dirs).sort()[0] ?? '';
+  const before = killing.get(key);
+  const mine: Promise<void> = (before ?? Promise.resolve()).catch(() => {}).then(() => killLoopAlone(d, timeoutMs));
+  killing.set(key, mine);
+  try {
+    await mine;
+  } finally {
+    if (killing.get(key) === mine) killing.delete(key);
+  }
+}
+
+async function killLoopAlone(d: Driver, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; ; i++) {
     const pids = d.pids();

@@ -223,6 +223,24 @@ describe.skipIf(skip)('CGroup on this kernel', () => {
     await expect(cg.stats()).rejects.toThrow(NsboxError);
   });
 
+  it('takes concurrent kills of one cgroup (also through two CGroup objects) one after the other', { timeout: 5000 }, async () => {
+    // v1 (and v2 before cgroup.kill) kill by freeze, signal, thaw: two interleaved loops undid
+    // each other's freeze and each waited out its timeout (10 s)
+    const cg = await CGroup.create(uniq());
+    const c = runIn(cg.procsPaths, `/bin/sh -c 'sleep 100 & sleep 100 & sleep 100; wait'`);
+    await until(async () => (await cg.pids()).length >= 4);
+    const other = await CGroup.open(cg.path);
+    try {
+      // a stalled loop fails here: its freeze gives up after 10 s, past this test's 5 s
+      await Promise.all([cg.kill(), cg.kill(), other.kill()]);
+      expect(await cg.pids()).toEqual([]);
+      expect((await exited(c)).signal).toBe('SIGKILL');
+    } finally {
+      if (!v2()) await cg.thaw().catch(() => {});
+      await cg.destroy({ kill: true, timeoutMs: 2000 }).catch(() => {});
+    }
+  });
+
   it('destroy({kill}) kills first; without kill it waits for the tasks', async () => {
     const cg = await CGroup.create(uniq());
     runIn(cg.procsPaths, '/bin/sleep 100');
