@@ -4,12 +4,9 @@
 // embedded in it; the child execs it from a sealed memfd, so no file of the host or of the
 // rootfs is involved and /proc/1/exe cannot be written (CVE-2019-5736).
 //
-//   argv: nsbox-init ERRFD STATUSFD TTY adopt PID     (the usual case)
+//   argv: nsbox-init ERRFD STATUSFD TTY N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
+//   (TTY 1: fd 0 is a terminal the program takes as its controlling terminal)
 //   or:   nsbox-init ERRFD STATUSFD 0 0 CTLFD        (serve: a prepared sandbox)
-//
-// Adopt mode: the spawn child started the program itself (a vfork, so init's own exec runs
-// beside the program's start) and then exec'd this as pid 1; PID is the program, already
-// running or even gone (its SIGCHLD stays pending: every signal is blocked since before).
 //
 // Serve mode holds the sandbox until one run request arrives on CTLFD (a SOCK_SEQPACKET
 // socket): a message of counts and strings (see ServeRequest) with four fds (the error pipe
@@ -17,9 +14,10 @@
 // sandbox ends with it: single use, as a pool wants. If the socket's peer goes away first,
 // init exits.
 //
-// In serve mode it forks the program (execve over the PATH candidates with execvp's rules; a
-// failure goes to ERRFD exactly as the spawn core reports it, so the caller still gets an
-// NsboxError with step 'exec'). Then, in both modes, it waits for signals with every signal blocked: SIGCHLD reaps every child,
+// It makes itself undumpable (so nothing in the sandbox reaches its fds through /proc/1),
+// then starts the program (a vfork on a stack of its own: no page tables to copy; execve over
+// the PATH candidates with execvp's rules; a failure goes to ERRFD exactly as the spawn core
+// reports it, so the caller still gets an NsboxError with step 'exec'), then waits for signals with every signal blocked: SIGCHLD reaps every child,
 // orphans included (so zombies never pile up), any other signal is forwarded to the program.
 // When the program ends, init writes its raw wait status to STATUSFD (nsbox reports that: the
 // exact code or signal) and exits with its code, or 128+N after signal N (as `docker run
@@ -29,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -37,6 +36,10 @@
 #include <sys/wait.h>
 
 using nsbox::sys::call;
+
+// clone(flags, stackTop) with the child calling fn(arg) and exiting with its result (asm at
+// the end). clone, not clone3: the sandbox's seccomp filter refuses clone3.
+extern "C" long init_clone_vm(unsigned long flags, void* stackTop, int (*fn)(void*), void* arg);
 
 // the compiler may emit calls to these for struct copies and zeroing
 extern "C" void* memset(void* d, int c, size_t n) {
@@ -148,20 +151,56 @@ long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** 
 
 }  // namespace
 
+// The program's start, run by the vfork child on gStack (our memory, read only here).
+struct ProgramStart {
+  int errFd, statusFd;
+  bool tty;
+  const char* cwd;   // serve mode: the run's working directory, else null
+  int* runFds;       // serve mode: the run's error pipe, stdin, stdout, stderr
+  char** cand;
+  long n;
+  char** argv;
+  char** envp;
+};
+alignas(16) char gStack[64 * 1024];
+
+int ProgramChild(void* arg) {
+  const ProgramStart* s = static_cast<const ProgramStart*>(arg);
+  call(SYS_fcntl, s->errFd, F_SETFD, FD_CLOEXEC);
+  call(SYS_close, s->statusFd);
+  if (s->cwd) {
+    for (int i = 0; i < 3; i++) call(SYS_dup3, s->runFds[i + 1], i, 0);
+    for (int i = 1; i < 4; i++) if (s->runFds[i] > 2) call(SYS_close, s->runFds[i]);
+    // the working directory, looked up without magic links (as the spawn core does)
+    OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0x02};
+    long d = call(SYS_openat2, AT_FDCWD, s->cwd, &how, sizeof how);
+    long r = d < 0 ? d : call(SYS_fchdir, d);
+    if (r < 0) {
+      nsbox::ChildMsg m;
+      m.kind = 1;
+      m.pid = 0;
+      m.err.err = (int)-r;
+      nsbox::CopyStr(m.err.step, sizeof m.err.step, "cwd");
+      nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, d < 0 ? "openat2" : "chdir");
+      nsbox::CopyStr(m.err.path, sizeof m.err.path, s->cwd);
+      call(SYS_write, s->errFd, &m, sizeof m);
+      Exit(127);
+    }
+  }
+  ExecProgram(s->errFd, s->tty, s->cand, s->n, s->argv, s->envp);
+}
+
 extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   long argc = sp[0];
   char** argv = reinterpret_cast<char**>(sp + 1);
   char** envp = argv + argc + 1;
   if (argc < 6) Exit(127);
-  const bool adopt = argv[4][0] == 'a' && argv[4][1] == 'd';
   long errFd = ParseNum(argv[1]);
   long statusFd = ParseNum(argv[2]);
   long tty = ParseNum(argv[3]);
-  long n = adopt ? 0 : ParseNum(argv[4]);
-  long ctl = !adopt && n == 0 ? ParseNum(argv[5]) : -1;
-  long adopted = adopt ? ParseNum(argv[5]) : -1;
-  if (statusFd < 0 || tty < 0) Exit(127);
-  if (adopt ? adopted < 1 : (errFd < 0 || (n < 1 && ctl < 0) || (n >= 1 && 5 + n >= argc))) Exit(127);
+  long n = ParseNum(argv[4]);
+  long ctl = n == 0 ? ParseNum(argv[5]) : -1;
+  if (errFd < 0 || statusFd < 0 || tty < 0 || (n < 1 && ctl < 0) || (n >= 1 && 5 + n >= argc)) Exit(127);
   char** cand = argv + 5;
   char** progArgv = argv + 5 + n;
   const char* cwd = nullptr;
@@ -174,8 +213,6 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   unsigned long all = ~0UL;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, sizeof all);
 
-  long prog = adopted;
-  if (adopt) goto wait;
   if (ctl >= 0) {
     // prepared: the spawn is complete once this is closed; then wait for the one run
     call(SYS_close, errFd);
@@ -185,36 +222,13 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
     cwd = c;
     errFd = runFds[0];
   }
-  prog = call(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-  if (prog == 0) {
-    call(SYS_fcntl, errFd, F_SETFD, FD_CLOEXEC);
-    call(SYS_close, statusFd);
-    if (cwd) {
-      for (int i = 0; i < 3; i++) call(SYS_dup3, runFds[i + 1], i, 0);
-      for (int i = 1; i < 4; i++) if (runFds[i] > 2) call(SYS_close, runFds[i]);
-      // the working directory, looked up without magic links (as the spawn core does)
-      OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0x02};
-      long d = call(SYS_openat2, AT_FDCWD, cwd, &how, sizeof how);
-      long r = d < 0 ? d : call(SYS_fchdir, d);
-      if (r < 0) {
-        nsbox::ChildMsg m;
-        m.kind = 1;
-        m.pid = 0;
-        m.err.err = (int)-r;
-        nsbox::CopyStr(m.err.step, sizeof m.err.step, "cwd");
-        nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, d < 0 ? "openat2" : "chdir");
-        nsbox::CopyStr(m.err.path, sizeof m.err.path, cwd);
-        call(SYS_write, errFd, &m, sizeof m);
-        Exit(127);
-      }
-    }
-    ExecProgram((int)errFd, tty == 1, cand, n, progArgv, envp);
-  }
+  ProgramStart start{(int)errFd, (int)statusFd, tty == 1, cwd, runFds, cand, n, progArgv, envp};
+  // vfork: we sleep until the program has exec'd (or failed), sharing our memory meanwhile
+  long prog = init_clone_vm(CLONE_VM | CLONE_VFORK | SIGCHLD, gStack + sizeof gStack, ProgramChild, &start);
   call(SYS_close, errFd);
   for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
   if (prog < 0) Exit(127);
 
-wait:
   for (;;) {
     char info[128];
     long sig = call(SYS_rt_sigtimedwait, &all, info, nullptr, sizeof all);
@@ -234,6 +248,51 @@ wait:
     }
   }
 }
+
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl init_clone_vm\n"
+    "init_clone_vm:\n"             // rdi=flags rsi=stack rdx=fn rcx=arg
+    "  mov %rdx, %r9\n"            // fn: r9 is no argument of clone and survives syscall
+    "  mov %rcx, %r8\n"            // arg: r8 is clone's tls, unused without CLONE_SETTLS
+    "  xor %edx, %edx\n"
+    "  xor %r10d, %r10d\n"
+    "  mov $56, %eax\n"
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"
+    "  and $-16, %rsp\n"
+    "  mov %r8, %rdi\n"
+    "  call *%r9\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n"
+    "  syscall\n"
+    "  hlt\n"
+    "1: ret\n");
+#elif defined(__aarch64__)
+__asm__(
+    ".text\n"
+    ".globl init_clone_vm\n"
+    "init_clone_vm:\n"             // x0=flags x1=stack x2=fn x3=arg
+    "  mov x9, x2\n"
+    "  mov x10, x3\n"
+    "  mov x2, xzr\n"
+    "  mov x3, xzr\n"
+    "  mov x4, xzr\n"
+    "  mov x8, #220\n"
+    "  svc #0\n"
+    "  cbnz x0, 1f\n"
+    "  mov x29, xzr\n"
+    "  mov x30, xzr\n"
+    "  mov x0, x10\n"
+    "  blr x9\n"
+    "  mov x8, #93\n"
+    "  svc #0\n"
+    "  brk #0\n"
+    "1: ret\n");
+#endif
 
 #if defined(__x86_64__)
 __asm__(

@@ -46,9 +46,6 @@ namespace nsbox {
 // Assembly entry for clone3 with a caller-supplied stack (clone3 cannot return into a C
 // frame on a new stack). Defined in spawn.cc.
 extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
-// clone(2) onto a new stack, the child calling fn(arg) and exiting with its result. clone, not
-// clone3: the sandbox's seccomp filter (already installed where this is used) refuses clone3.
-extern "C" long nsbox_clone_vm(unsigned long flags, void* stackTop, int (*fn)(void*), void* arg);
 
 namespace {
 
@@ -600,29 +597,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     bestPath = p.exec[i];
     break;
   }
-  ctx->programFailed = true;
   DieSys(ctx, best, "exec", "execve", bestPath);
-}
-
-// The program when nsbox-init adopts it: a CLONE_VM|CLONE_VFORK child of pid 1 on the low
-// end of the child stack, set up as init's own child would be: every signal unblocked, a
-// session of its own and, with a terminal, fd 0 as its controlling terminal.
-int ProgramEntry(void* arg) {
-  ChildCtx* ctx = static_cast<ChildCtx*>(arg);
-  unsigned long none = 0;
-  call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
-  call(SYS_setsid);
-  if (ctx->plan->tty) call(SYS_ioctl, 0, TIOCSCTTY, 0);
-  ExecProgram(ctx);
-}
-
-void FormatNum(char* out, size_t size, long v) {
-  char tmp[24];
-  size_t n = 0;
-  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < sizeof tmp);
-  size_t i = 0;
-  while (n > 0 && i + 1 < size) out[i++] = tmp[--n];
-  out[i] = 0;
 }
 
 [[noreturn]] void Setup(ChildCtx* ctx) {
@@ -709,33 +684,20 @@ void FormatNum(char* out, size_t size, long v) {
     // kernels before 5.11: mark them one by one
     for (int fd = 3; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
   }
-  // signals: dispositions were reset at entry; unblock now, unless nsbox-init adopts a
-  // program started below (that one unblocks its own)
-  if (!(p.init && ctx->ctlFd < 0)) {
-    unsigned long none = 0;
-    call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
-  }
+  // signals: dispositions were reset at entry; unblock now
+  unsigned long none = 0;
+  call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
   if (!p.seccomp.empty()) {
     struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
     if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
   }
   TRACE(kTrExec);
-  if (p.init && ctx->ctlFd < 0) {
-    // The program starts first, from a vfork of ours; then this process becomes nsbox-init
-    // and adopts it (init's exec overlaps the program's start). Signals stay blocked here
-    // until init waits for them, so the program's SIGCHLD is never lost.
-    ctx->programFailed = false;
-    long pid = nsbox_clone_vm(CLONE_VM | CLONE_VFORK | SIGCHLD, ctx->progStack, ProgramEntry, ctx);
-    if (pid < 0) DieSys(ctx, pid, "init", "clone");
-    if (ctx->programFailed) call(SYS_exit_group, 127);  // it reported why on the error pipe
-    FormatNum(ctx->adoptPid, sizeof ctx->adoptPid, pid);
-    if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
-    r = call(SYS_execveat, p.initFd, "", p.initArgv.data(), p.envp.data(), AT_EMPTY_PATH);
-    DieSys(ctx, r, "init", "execveat", "nsbox-init");
-  }
   if (p.init) {
-    // serve mode: pid 1 is nsbox-init (from its sealed memfd), which forks the program once
-    // the run arrives and reports a failed exec on the error pipe, kept open across this exec
+    // pid 1 is nsbox-init (from its sealed memfd); it forks the program (at once, or in serve
+    // mode once the run arrives) and reports a failed exec on the error pipe, so that pipe
+    // stays open across this exec. (Not the other way round, the program first and init after:
+    // the program would then exist while pid 1 is not yet made undumpable by init, and could
+    // reach pid 1's fds through /proc/1/fd in that moment.)
     if ((r = call(SYS_fcntl, ctx->errFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     if ((r = call(SYS_fcntl, ctx->statusFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");
     if (ctx->ctlFd >= 0 && (r = call(SYS_fcntl, ctx->ctlFd, F_SETFD, 0)) < 0) DieSys(ctx, r, "init", "fcntl");

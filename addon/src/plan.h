@@ -113,7 +113,7 @@ struct Plan {
   bool serve = false;                   // prepared: nsbox-init waits for one run on a socket
   unsigned ttyRows = 24, ttyCols = 80;
   int initFd = -1;                      // sealed memfd of nsbox-init
-  std::vector<const char*> initArgv;    // nsbox-init ERRFD STATUSFD TTY adopt PID (or serve), null-terminated
+  std::vector<const char*> initArgv;    // nsbox-init ERRFD STATUSFD TTY N CANDIDATES... ARGV... (or serve), null-terminated
   // storage for every string above; a deque never moves its elements
   std::deque<std::string> strings;
   const char* Keep(std::string s) { strings.push_back(std::move(s)); return strings.back().c_str(); }
@@ -141,10 +141,6 @@ struct ChildCtx {
   bool netJoined; // ... and the child has entered it
   bool restoreAffinity;       // the parent narrowed our CPU set for the setup: put this back
   const cpu_set_t* affinity;  // the caller's CPU set
-  char adoptPid[16];          // the program's pid, for nsbox-init's argv (adopt mode)
-  bool programFailed;         // set by the program's vfork child when no exec worked
-  void* progStack;            // top of that child's stack: the low 64 KiB of this one's, unused
-                              // by this process, which is suspended (vfork) meanwhile
 };
 
 // What the parent sends on "go" once the network namespace made beside the child exists:

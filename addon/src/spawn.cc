@@ -49,29 +49,7 @@ __asm__(
     "  syscall\n"
     "  hlt\n"
     "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n"
-    // clone(flags, stack) with the child calling fn(arg): rdi=flags rsi=stack rdx=fn rcx=arg
-    ".globl nsbox_clone_vm\n"
-    ".type nsbox_clone_vm,@function\n"
-    "nsbox_clone_vm:\n"
-    "  mov %rdx, %r9\n"           // fn: r9 is no argument of clone and survives syscall
-    "  mov %rcx, %r8\n"           // arg: r8 is clone's tls, unused without CLONE_SETTLS
-    "  xor %edx, %edx\n"          // parent_tid
-    "  xor %r10d, %r10d\n"        // child_tid
-    "  mov $56, %eax\n"
-    "  syscall\n"
-    "  test %rax, %rax\n"
-    "  jnz 2f\n"
-    "  xor %ebp, %ebp\n"
-    "  and $-16, %rsp\n"
-    "  mov %r8, %rdi\n"
-    "  call *%r9\n"
-    "  mov %eax, %edi\n"
-    "  mov $60, %eax\n"
-    "  syscall\n"
-    "  hlt\n"
-    "2: ret\n"
-    ".size nsbox_clone_vm, .-nsbox_clone_vm\n");
+    ".size nsbox_clone3, .-nsbox_clone3\n");
 #elif defined(__aarch64__)
 __asm__(
     ".text\n"
@@ -91,28 +69,7 @@ __asm__(
     "  svc #0\n"
     "  brk #0\n"
     "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n"
-    // clone(flags, stack, 0, 0, 0) with the child calling fn(arg): x0=flags x1=stack x2=fn x3=arg
-    ".globl nsbox_clone_vm\n"
-    ".type nsbox_clone_vm,%function\n"
-    "nsbox_clone_vm:\n"
-    "  mov x9, x2\n"
-    "  mov x10, x3\n"
-    "  mov x2, xzr\n"
-    "  mov x3, xzr\n"
-    "  mov x4, xzr\n"
-    "  mov x8, #220\n"
-    "  svc #0\n"
-    "  cbnz x0, 2f\n"
-    "  mov x29, xzr\n"
-    "  mov x30, xzr\n"
-    "  mov x0, x10\n"
-    "  blr x9\n"
-    "  mov x8, #93\n"
-    "  svc #0\n"
-    "  brk #0\n"
-    "2: ret\n"
-    ".size nsbox_clone_vm, .-nsbox_clone_vm\n");
+    ".size nsbox_clone3, .-nsbox_clone3\n");
 #endif
 
 namespace nsbox {
@@ -122,7 +79,6 @@ namespace {
 
 using sys::call;
 constexpr size_t kStackSize = 256 * 1024;
-constexpr size_t kProgStackTop = 64 * 1024;  // see ChildCtx::progStack
 
 // One child stack per environment, reused: a spawn returns only after its child has exec'd
 // or died, so the stack is free again by then. Freed with the environment (~AddonData).
@@ -382,8 +338,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, er, "clone", "pipe2");
   }
   if (plan.init) {
-    // pid 1 becomes nsbox-init (see addon/init/init.cc for its argv); in serve mode it forks
-    // the program itself later, reporting a failed exec on the error pipe kept open for it
+    // pid 1 runs nsbox-init, which forks the program: argv tells it where to report a failed
+    // exec (the error pipe, kept open across this one exec) and which paths to try
     int ifd = InitProgramFd(env, &e);
     if (ifd < 0) { f.CloseAll(); return ThrowErr(env, e); }
     plan.initFd = ifd;
@@ -392,19 +348,17 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
     plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
     plan.initArgv.push_back(plan.tty ? "1" : "0");  // the program takes fd 0 as its terminal
-    if (!plan.serve) {
-      // the child starts the program itself (vfork) and then becomes nsbox-init, which
-      // adopts it: init's exec runs beside the program's start instead of before it. The
-      // program's pid goes into the child's copy of this argv (ChildCtx::adoptPid).
-      plan.initArgv.push_back("adopt");
-      plan.initArgv.push_back(nullptr);  // set to ctx.adoptPid below
-      plan.initArgv.push_back(nullptr);
-    } else {
+    if (plan.serve) {
       // prepared: no program yet; it comes later as one message on this socket (ServeRun)
       if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.ctl) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "socketpair"); }
       plan.initArgv.push_back("0");
       plan.initArgv.push_back(plan.Keep(std::to_string(f.ctl[1])));
       plan.initArgv.push_back(nullptr);
+    } else {
+      size_t n = plan.exec.size() - 1;  // without the terminating null
+      plan.initArgv.push_back(plan.Keep(std::to_string(n)));
+      for (size_t i = 0; i < n; i++) plan.initArgv.push_back(plan.exec[i]);
+      for (const char* a : plan.argv) plan.initArgv.push_back(a);  // includes the null
     }
   }
   // cgroup v1: the child moves itself by writing "0" to each hierarchy's `tasks` file (opened
@@ -437,9 +391,6 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.statusFd = f.status[1];
   ctx.ownMm = plan.twoStage;
   ctx.ctlFd = f.ctl[1];
-  if (plan.init && !plan.serve) plan.initArgv[5] = ctx.adoptPid;
-  // the low end of the child's stack (above its guard page) for the program's vfork child
-  ctx.progStack = (char*)stack + kProgStackTop;
 
   // the network namespace is made beside the child (NetBeside) unless a hand-off (a veth
   // moved in by pid before "go") needs it to exist from the start, or there is one CPU only
