@@ -7,8 +7,14 @@
 // fine; kernel calls go through syscall(2) where glibc has no wrapper. Errors follow
 // common.h: an Err is filled where the call fails and becomes an NsboxError at the edge.
 #include "common.h"
+#include "sys.h"
 
 #include <dirent.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/file.h>
@@ -21,7 +27,12 @@
 #include <string>
 #include <vector>
 
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+
 namespace nsbox {
+extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);  // spawn.cc
 namespace {
 
 constexpr unsigned long long kResolveSafe = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
@@ -54,6 +65,71 @@ void ReadFsLog(int fsfd, Err* e) {
 
 std::string Str(const Napi::Value& v) { return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); }
 
+// ---- a user namespace for idmapped mounts -------------------------------------------------
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef FSCONFIG_SET_FD
+#define FSCONFIG_SET_FD 5
+#endif
+struct MountAttrArg { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
+// Runs as a CLONE_VM|CLONE_FILES child in its new user namespace: waits until the parent has
+// written the maps and opened the namespace (EOF on the pipe), then exits.
+int UserNsChild(void* arg) {
+  char c;
+  while (sys::call(SYS_read, *static_cast<int*>(arg), &c, 1) == -EINTR) {}
+  return 0;
+}
+
+// fsUserNs(uidMap, gidMap) -> fd of a new user namespace with these maps ("inside outside
+// count" lines), for MOUNT_ATTR_IDMAP. The namespace outlives the short-lived child that made it.
+Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string um = Str(info[0]), gm = Str(info[1]);
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "idmap", "pipe2");
+  UniqueFd rd(pfd[0]), wr(pfd[1]);
+  constexpr size_t kStack = 64 * 1024;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return ThrowErrno(env, errno, "idmap", "mmap");
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_FILES | CLONE_NEWUSER;
+  a.exit_signal = 0;  // reaped below (__WALL): no SIGCHLD for Node
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = kStack;
+  int rfd = rd.get();
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = nsbox_clone3(&a, sizeof a, UserNsChild, &rfd);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) { munmap(stack, kStack); return ThrowErrno(env, (int)-pid, "idmap", "clone3"); }
+  Err e;
+  int fd = -1;
+  char path[64];
+  auto writeMap = [&](const char* file, const std::string& text) {
+    snprintf(path, sizeof path, "/proc/%ld/%s", pid, file);
+    UniqueFd f(open(path, O_WRONLY | O_CLOEXEC));
+    if (!f.valid() || write(f.get(), text.data(), text.size()) != (ssize_t)text.size()) return Fail(&e, errno ? errno : EIO, "idmap", "write", path);
+    return 0;
+  };
+  if (writeMap("uid_map", um) == 0 && writeMap("gid_map", gm) == 0) {
+    snprintf(path, sizeof path, "/proc/%ld/ns/user", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) Fail(&e, errno, "idmap", "open", path);
+  }
+  wr.reset();  // the child's read ends: it exits
+  siginfo_t si;
+  while (sys::call(SYS_waitid, P_PID, pid, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  munmap(stack, kStack);
+  if (fd < 0) return ThrowErr(env, e);
+  return Napi::Number::New(env, fd);
+}
+
 // ---- overlay, new mount API -------------------------------------------------------------
 // opts: { lower: string[] (top first), upper?, work?, target, readonly?, userxattr?,
 //         source?, params?: [key, value][] }
@@ -79,8 +155,29 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
   };
   int r = set("source", source.c_str());
   if (r < 0) { Fail(&e, -r, "overlay", "fsconfig", "source"); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+  // idmapFd >= 0: each layer goes in as an idmapped clone of its directory (the namespace's
+  // maps shift its owners), by fd. A kernel or filesystem that cannot: EOPNOTSUPP at step
+  // 'overlay-idmap', and the caller mounts without.
+  const int idmapFd = o.Has("idmapFd") ? o.Get("idmapFd").As<Napi::Number>().Int32Value() : -1;
+  std::vector<UniqueFd> layerFds;
   for (uint32_t i = 0; i < lower.Length(); i++) {
     std::string p = Str(lower.Get(i));
+    if (idmapFd >= 0) {
+      UniqueFd t(static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | O_CLOEXEC)));
+      if (!t.valid()) return ThrowErrno(env, errno == ENOSYS || errno == EINVAL ? EOPNOTSUPP : errno, "overlay-idmap", "open_tree", p.c_str());
+      MountAttrArg attr{MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)idmapFd};
+      if (syscall(SYS_mount_setattr, t.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+        return ThrowErrno(env, errno == ENOSYS || errno == EINVAL ? EOPNOTSUPP : errno, "overlay-idmap", "mount_setattr", p.c_str());
+      }
+      if (syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, t.get()) < 0) {
+        int er = errno;
+        Fail(&e, er == EINVAL ? EOPNOTSUPP : er, "overlay-idmap", "fsconfig", p.c_str());
+        ReadFsLog(fs.get(), &e);
+        return ThrowErr(env, e);
+      }
+      layerFds.push_back(std::move(t));
+      continue;
+    }
     r = set("lowerdir+", p.c_str());
     if (r < 0) {
       // no lowerdir+ on this kernel: "unknown parameter" is EINVAL on the very first layer
@@ -442,6 +539,7 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
 
 void InitFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsOverlayMount", Napi::Function::New(env, OverlayMountNew, "fsOverlayMount"));
+  exports.Set("fsUserNs", Napi::Function::New(env, FsUserNs, "fsUserNs"));
   exports.Set("fsOverlayMountLegacy", Napi::Function::New(env, OverlayMountLegacy, "fsOverlayMountLegacy"));
   exports.Set("fsUmount", Napi::Function::New(env, Umount, "fsUmount"));
   exports.Set("fsMount", Napi::Function::New(env, Mount, "fsMount"));

@@ -26,11 +26,15 @@ export interface OverlayNativeOptions {
   nosuid?: boolean;
   source?: string;
   params?: Array<[string, string]>;
+  /** a user namespace fd (fsUserNs): the lower layers go in idmapped through it */
+  idmapFd?: number;
 }
 
 export interface FsNative {
   /** true: mounted with fsopen/lowerdir+; false: this kernel lacks them (use the fallback). */
   fsOverlayMount(o: OverlayNativeOptions): boolean;
+  /** fd of a new user namespace with these maps (uid_map/gid_map text), for idmapped mounts */
+  fsUserNs(uidMap: string, gidMap: string): number;
   fsOverlayMountLegacy(dir: string, data: string, target: string, flags: number): void;
   fsUmount(target: string, detach?: boolean): void;
   fsMount(source: string, target: string, type: string, flags: number, data: string): void;

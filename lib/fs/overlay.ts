@@ -2,7 +2,7 @@
 // `lowerdir+` per layer, fsmount, move_mount onto the opened target), or with mount(2) and
 // short relative links when the kernel lacks `lowerdir+` (or when asked, to test it).
 // Also reads an upper dir back: changes() and exportDiff() (an OCI/Docker layer tar).
-import { closeSync, fstatSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
+import { chownSync, closeSync, fstatSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -11,7 +11,8 @@ import type { Writable } from 'node:stream';
 import { pack as tarPack, type Header } from 'tar-stream';
 
 type Hdr = Partial<Header> & { name: string };
-import { errnoError } from '../errors.js';
+import { errnoError, NsboxError } from '../errors.js';
+import type { IdMap } from '../spawn/options.js';
 import { fsNative, O, RESOLVE } from './native.js';
 import { bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
 
@@ -38,6 +39,16 @@ export interface OverlayMountOptions {
    * kernel lacks it; `'fsopen'`: the new API only; `'mount'`: mount(2) with short links only.
    */
   driver?: 'auto' | 'fsopen' | 'mount';
+  /**
+   * Shift the lower layers' owners through these maps (idmapped mounts, `MOUNT_ATTR_IDMAP`):
+   * a file owned by `inside` on disk shows as `outside`, so a sandbox whose user namespace has
+   * the same maps sees the layers' own owners (its root owns what the image's root owns). The
+   * upper dir's root is given to the owner of inside 0; copies up and new files land in the
+   * upper dir under the sandbox's host ids (exportDiff maps them back). Needs root, the new
+   * mount API with `lowerdir+` by fd (Linux 6.13) and a filesystem that supports idmapped
+   * mounts; where any is missing the mount is made without and `idmapped` is false.
+   */
+  idmap?: { uidMap: IdMap[]; gidMap: IdMap[] };
 }
 
 /** One change in an upper dir relative to its lower layers. */
@@ -65,11 +76,25 @@ interface Parsed {
   userxattr: boolean;
   nosuid: boolean;
   driver: 'auto' | 'fsopen' | 'mount';
+  idmap?: { uidMap: IdMap[]; gidMap: IdMap[] };
+}
+
+function parseMaps(option: string, v: unknown): IdMap[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 340) fail(option, 'must be an array of 1 to 340 { inside, outside, count }');
+  return v.map((m, i) => {
+    if (!isPlainObject(m)) fail(`${option}[${i}]`, 'must be an object { inside, outside, count }');
+    checkKeys(`${option}[${i}]`, m, ['inside', 'outside', 'count']);
+    for (const k of ['inside', 'outside', 'count'] as const) {
+      const x = m[k];
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff || (k === 'count' && x === 0)) fail(`${option}[${i}].${k}`, `must be an integer id${k === 'count' ? ' count above 0' : ''}`, RangeError);
+    }
+    return { inside: m.inside as number, outside: m.outside as number, count: m.count as number };
+  });
 }
 
 function parseOptions(o: unknown): Parsed {
   if (!isPlainObject(o)) fail('options', 'must be an object { lower, upper?, work?, target, ... }');
-  checkKeys('options', o, ['lower', 'upper', 'work', 'target', 'readonly', 'userxattr', 'nosuid', 'driver']);
+  checkKeys('options', o, ['lower', 'upper', 'work', 'target', 'readonly', 'userxattr', 'nosuid', 'driver', 'idmap']);
   if (!Array.isArray(o.lower) || o.lower.length === 0) fail('options.lower', 'must be a non-empty array of directories (top first)');
   if (o.lower.length > 500) fail('options.lower', `has ${o.lower.length} layers; overlayfs stacks at most 500`, RangeError);
   const lower = o.lower.map((l, i) => existingDir(`options.lower[${i}]`, l));
@@ -82,7 +107,33 @@ function parseOptions(o: unknown): Parsed {
   if (!readonly && upper === undefined) fail('options.readonly', 'can only be false with options.upper');
   const driver = (o.driver ?? 'auto') as Parsed['driver'];
   if (!['auto', 'fsopen', 'mount'].includes(driver)) fail('options.driver', "must be 'auto', 'fsopen' or 'mount'");
-  return { lower, upper, work, target, readonly, userxattr: bool('options.userxattr', o.userxattr, false), nosuid: bool('options.nosuid', o.nosuid, false), driver };
+  let idmap: Parsed['idmap'];
+  if (o.idmap !== undefined) {
+    if (!isPlainObject(o.idmap)) fail('options.idmap', 'must be { uidMap, gidMap }');
+    checkKeys('options.idmap', o.idmap, ['uidMap', 'gidMap']);
+    idmap = { uidMap: parseMaps('options.idmap.uidMap', o.idmap.uidMap), gidMap: parseMaps('options.idmap.gidMap', o.idmap.gidMap) };
+  }
+  return { lower, upper, work, target, readonly, userxattr: bool('options.userxattr', o.userxattr, false), nosuid: bool('options.nosuid', o.nosuid, false), driver, idmap };
+}
+
+/** Where `inside` maps to (the identity where no map covers it). */
+export function mapId(maps: readonly IdMap[] | undefined, id: number, back = false): number {
+  for (const m of maps ?? []) {
+    const from = back ? m.outside : m.inside, to = back ? m.inside : m.outside;
+    if (id >= from && id < from + m.count) return to + (id - from);
+  }
+  return id;
+}
+
+// One user namespace per set of maps, made once and kept for the process's life: its fd is
+// all an idmapped mount needs.
+const userNsFds = new Map<string, number>();
+function userNsFd(idmap: NonNullable<Parsed['idmap']>): number {
+  const fmt = (ms: IdMap[]) => ms.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
+  const key = `${fmt(idmap.uidMap)}|${fmt(idmap.gidMap)}`;
+  let fd = userNsFds.get(key);
+  if (fd === undefined) userNsFds.set(key, (fd = fsNative().fsUserNs(fmt(idmap.uidMap), fmt(idmap.gidMap))));
+  return fd;
 }
 
 // redirect_dir and metacopy off: a renamed lower directory is copied (EXDEV to the program,
@@ -104,9 +155,11 @@ export class OverlayMount {
   readonly userxattr: boolean;
   /** Which mechanism made the mount: `'fsopen'` (new mount API, `lowerdir+`) or `'mount'` (mount(2) with short links). */
   readonly driver: 'fsopen' | 'mount';
+  /** The maps the lower layers are shifted through (`options.idmap`), or undefined when the mount is not idmapped. */
+  readonly idmap: { readonly uidMap: readonly IdMap[]; readonly gidMap: readonly IdMap[] } | undefined;
   #mounted = true;
 
-  private constructor(p: Parsed, driver: 'fsopen' | 'mount') {
+  private constructor(p: Parsed, driver: 'fsopen' | 'mount', idmapped = false) {
     this.target = p.target;
     this.lower = Object.freeze([...p.lower]);
     this.upper = p.upper;
@@ -114,6 +167,12 @@ export class OverlayMount {
     this.readonly = p.readonly;
     this.userxattr = p.userxattr;
     this.driver = driver;
+    this.idmap = idmapped && p.idmap ? Object.freeze({ uidMap: Object.freeze(p.idmap.uidMap), gidMap: Object.freeze(p.idmap.gidMap) }) : undefined;
+  }
+
+  /** Whether the lower layers are idmapped (see `OverlayMountOptions.idmap`). */
+  get idmapped(): boolean {
+    return this.idmap !== undefined;
   }
 
   /**
@@ -129,10 +188,22 @@ export class OverlayMount {
   static mountWith(p: Parsed, links?: LegacyLinks): OverlayMount {
     const nat = fsNative();
     if (p.driver !== 'mount') {
-      const ok = nat.fsOverlayMount({
+      const opts = {
         lower: p.lower, upper: p.upper, work: p.work, target: p.target, readonly: p.readonly, userxattr: p.userxattr,
         nosuid: p.nosuid, source: 'nsbox-overlay', params: PARAMS,
-      });
+      };
+      if (p.idmap && process.geteuid?.() === 0) {
+        try {
+          // the merged root is the upper dir's root: the owner of inside 0, as a copy-up would make it
+          if (p.upper) chownSync(p.upper, mapId(p.idmap.uidMap, 0), mapId(p.idmap.gidMap, 0));
+          if (nat.fsOverlayMount({ ...opts, idmapFd: userNsFd(p.idmap) })) return new OverlayMount(p, 'fsopen', true);
+        } catch (e) {
+          // this kernel or filesystem cannot: mount without (the owners stay as on disk)
+          if (!(e instanceof NsboxError) || e.code !== 'EOPNOTSUPP') throw e;
+          if (p.upper) chownSync(p.upper, 0, 0);
+        }
+      }
+      const ok = nat.fsOverlayMount(opts);
       if (ok) return new OverlayMount(p, 'fsopen');
       if (p.driver === 'fsopen') throw errnoError(22, 'overlay', 'fsconfig', p.target, "this kernel's overlayfs has no lowerdir+ (needs Linux 6.8)");
     }
@@ -170,7 +241,7 @@ export class OverlayMount {
   /** Writes the upper dir to `dest` as a layer tar (see {@link exportUpper}); resolves once `dest` finished. */
   async exportDiff(dest: Writable): Promise<void> {
     if (!this.upper) throw new TypeError('exportDiff needs a mount with an upper dir');
-    await exportUpper(this.upper, dest, { userxattr: this.userxattr });
+    await exportUpper(this.upper, dest, { userxattr: this.userxattr, idmap: this.idmap });
   }
 }
 
@@ -306,8 +377,10 @@ export function upperChanges(upper: string, lower: readonly string[], userx = fa
  * Entries are sorted, names are relative (`etc/hosts`), owners and modes as on disk, mtimes in
  * whole seconds. File contents are opened beneath `upper` without following any symlink.
  */
-export async function exportUpper(upper: string, dest: Writable, opts: { userxattr?: boolean } = {}): Promise<void> {
+export async function exportUpper(upper: string, dest: Writable, opts: { userxattr?: boolean; idmap?: { readonly uidMap: readonly IdMap[]; readonly gidMap: readonly IdMap[] } } = {}): Promise<void> {
   const userx = opts.userxattr === true;
+  // an idmapped mount's upper dir holds the sandbox's host ids: the layer gets the ids inside
+  const uidOf = (id: number) => mapId(opts.idmap?.uidMap, id, true), gidOf = (id: number) => mapId(opts.idmap?.gidMap, id, true);
   const nat = fsNative();
   const pk = tarPack();
   const done = pipeline(pk, dest);
@@ -315,7 +388,7 @@ export async function exportUpper(upper: string, dest: Writable, opts: { userxat
   const inodes = new Map<string, string>();
   const add = (h: Hdr, body?: Buffer) => new Promise<void>((res, rej) => { pk.entry(h, body ?? Buffer.alloc(0), (e) => (e ? rej(e) : res())); });
   const base = (st: Stats, name: string): Hdr => ({
-    name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: new Date(Math.floor(st.mtimeMs / 1000) * 1000),
+    name, mode: st.mode & 0o7777, uid: uidOf(st.uid), gid: gidOf(st.gid), mtime: new Date(Math.floor(st.mtimeMs / 1000) * 1000),
   });
   try {
     const walk = async (rel: string) => {

@@ -6,7 +6,7 @@
 // Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts and removes the container
 // (unless `keep`), after exit or failed setup.
 import { registerSpawnExtension, type SpawnInput } from '../spawn/spawn.js';
-import { DEFAULT_PATH } from '../spawn/plan.js';
+import { DEFAULT_PATH, sandboxIdMaps } from '../spawn/plan.js';
 import type { ImageSpec, SpawnIsolatedOptions } from '../spawn/options.js';
 import { readFile } from './files.js';
 import { Container, LayerStore } from './store.js';
@@ -115,7 +115,9 @@ export function enableImageForSpawn(): void {
           name: `nsbox-run-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
           hostname, tmpfsSize: spec.tmpfsSize, ephemeral: !spec.keep,
         });
-        const root = container.mount();
+        // the image's owners, shifted into the sandbox's user namespace (its root owns what the
+        // image's root owns), where this host can (else they stay as on disk; see docs)
+        const root = container.mount({ idmap: sandboxIdMaps(input.options) ?? undefined });
         return applyImageConfig(input, root, config);
       },
       async release() {

@@ -18,6 +18,7 @@ import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSyn
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { errnoError } from '../errors.js';
+import type { IdMap } from '../spawn/options.js';
 import { extractLayer, type ImportProgress } from './extract.js';
 import { openInArchive, readArchiveDir, type ImageConfig, type ImageConfigFile } from './image.js';
 import { fsNative } from './native.js';
@@ -551,12 +552,12 @@ export class LayerStore {
   }
 
   /** @internal */
-  async _commit(name: string, upper: string, image: string, newName?: string, changes?: Partial<ImageConfig>): Promise<ImageInfo> {
+  async _commit(name: string, upper: string, image: string, newName?: string, changes?: Partial<ImageConfig>, idmap?: ContainerIdmap): Promise<ImageInfo> {
     const s0 = this.#read();
     const im = s0.images[image];
     if (!im) throw errnoError(2, 'store', 'commit', image, 'the image of this container is gone');
     const pt = new PassThrough({ highWaterMark: 1 << 20 });
-    const exp = exportUpper(upper, pt);
+    const exp = exportUpper(upper, pt, { idmap });
     const [layer] = await Promise.all([this.importLayer(pt, { parent: im.layers[im.layers.length - 1] }), exp]);
     const config: ImageConfigFile = structuredClone(im.config);
     config.rootfs = { type: 'layers', diff_ids: [...(im.config.rootfs?.diff_ids ?? []), layer.diffId] };
@@ -626,6 +627,9 @@ export function isMountPoint(p: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === esc);
 }
 
+/** User namespace maps a container's layers are idmapped through (see Container.mount). */
+export interface ContainerIdmap { uidMap: IdMap[]; gidMap: IdMap[] }
+
 /** A container of a {@link LayerStore}: an init layer and a writable layer over an image. */
 export class Container {
   readonly store: LayerStore;
@@ -648,15 +652,34 @@ export class Container {
   /** Where the merged view is mounted. */
   get mergedDir(): string { return join(this.store.root, this.id, 'merged'); }
 
-  /** Mounts the merged view (idempotent within this process) and returns its path. */
-  mount(options: { readonly?: boolean } = {}): string {
+  /**
+   * Mounts the merged view (idempotent within this process) and returns its path. `idmap`:
+   * the user namespace maps of the sandbox that will use it (see OverlayMountOptions.idmap;
+   * spawnIsolated's `image` option passes the sandbox's own): the image's files are then owned
+   * by the same ids inside as in the image. The maps are kept with the container, so that
+   * exportDiff and commit give the layer the ids inside, also from another process.
+   */
+  mount(options: { readonly?: boolean; idmap?: ContainerIdmap } = {}): string {
     const m = this.store._mounted();
     if (m.get(this.id)?.mounted) return this.mergedDir;
     const { lower, links } = this.store._containerLayers(this.id, this.image);
-    const parsed = OverlayMount.parse({ lower, upper: this.upperDir, work: join(this.store.root, this.id, 'work'), target: this.mergedDir, readonly: options.readonly ?? false, driver: this.store.driver });
+    // the upper dir already holds files under one set of maps: later mounts keep those
+    const kept = this.idmap;
+    const idmap = kept ?? options.idmap;
+    const parsed = OverlayMount.parse({ lower, upper: this.upperDir, work: join(this.store.root, this.id, 'work'), target: this.mergedDir, readonly: options.readonly ?? false, driver: this.store.driver, idmap });
     const om = OverlayMount.mountWith(parsed, { dir: this.store.root, lower: links, upper: `${this.id}/diff`, work: `${this.id}/work` });
+    if (om.idmap && !kept) writeFileSync(join(this.store.root, this.id, 'idmap.json'), JSON.stringify(om.idmap));
     m.set(this.id, om);
     return this.mergedDir;
+  }
+
+  /** The maps the container's files are shifted through, once it was mounted idmapped (else undefined). */
+  get idmap(): ContainerIdmap | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.store.root, this.id, 'idmap.json'), 'utf8')) as ContainerIdmap;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Unmounts the merged view if this process mounted it. */
@@ -681,7 +704,7 @@ export class Container {
 
   /** The writable layer as a layer tar. */
   exportDiff(dest: Writable): Promise<void> {
-    return exportUpper(this.upperDir, dest);
+    return exportUpper(this.upperDir, dest, { idmap: this.idmap });
   }
 
   /**
@@ -692,7 +715,7 @@ export class Container {
     checkOptions('options', options, ['name', 'config']);
     if (options.name !== undefined && (typeof options.name !== 'string' || !/^[a-z0-9][a-z0-9._\/:-]*$/i.test(options.name))) fail('options.name', 'must be a reference like name:tag');
     if (options.config !== undefined && !isPlainObject(options.config)) fail('options.config', 'must be an object');
-    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config);
+    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config, this.idmap);
   }
 
   /** Unmounts (if this process mounted it) and deletes the container's layers. */

@@ -265,6 +265,26 @@ function parseIdMaps(option: string, v: unknown): IdMap[] {
   return maps;
 }
 
+/**
+ * The id maps of the user namespace a spawn with these options makes, or null when it makes
+ * none of its own, joins one, or the caller is not root (its namespace maps only the caller).
+ * Image layers are idmapped with them, so the files an image's root owns are the sandbox
+ * root's. Throws like buildPlan for bad maps.
+ */
+export function sandboxIdMaps(o: Pick<SpawnIsolatedOptions, 'user' | 'namespaces' | 'join' | 'remapUser' | 'network'>, host: HostFacts = realHost): { uidMap: IdMap[]; gidMap: IdMap[] } | null {
+  if (o.user === false || o.namespaces?.user === false || (o.join as Record<string, unknown> | undefined)?.user !== undefined || host.euid !== 0) return null;
+  if (isPlainObject(o.user)) return { uidMap: parseIdMaps('options.user.uidMap', o.user.uidMap), gidMap: parseIdMaps('options.user.gidMap', o.user.gidMap) };
+  const remap = o.remapUser === undefined ? 'nsbox' : str('options.remapUser', o.remapUser, { nonEmpty: true });
+  const su = host.subordinate('subuid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
+  const sg = host.subordinate('subgid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
+  return { uidMap: [{ inside: 0, outside: su.start, count: su.count }], gidMap: [{ inside: 0, outside: sg.start, count: sg.count }] };
+}
+
+/** The maps as /proc/<pid>/uid_map text. */
+export function formatIdMaps(maps: IdMap[]): string {
+  return formatMaps(maps);
+}
+
 /** In a new or joined user namespace the child first becomes its root (or the target ids when 0 is not mapped). */
 function earlyIds(userNs: boolean, uidMaps: IdMap[] | null, gidMaps: IdMap[] | null, uid: number, gid: number) {
   if (!userNs) return { earlyIds: false, earlyUid: 0, earlyGid: 0 };

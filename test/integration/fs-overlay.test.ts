@@ -1,7 +1,7 @@
 // OverlayMount on the real kernel: whiteouts and opaque dirs with the new mount API and with the
 // mount(2) fallback (issue 4, test 1), 200 layers (test 2), changes() and exportDiff ->
 // extract -> mount round trip (test 3). Nothing may stay mounted.
-import { createWriteStream, createReadStream, mkdirSync, renameSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
+import { chownSync, createWriteStream, createReadStream, mkdirSync, statSync, renameSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OverlayMount } from '../../lib/fs/index.js';
@@ -90,6 +90,36 @@ describe.skipIf(skip)('OverlayMount', () => {
     expect(() => OverlayMount.mount({ lower: [l], target: root, driver: 'x' as 'auto' })).toThrow(/options.driver/);
     expect(() => OverlayMount.mount({ lower: [l], target: root, readonly: false })).toThrow(/options.readonly/);
     expect(() => OverlayMount.mount({ lower: [l], target: root, bogus: 1 } as never)).toThrow(/bogus/);
+    expect(() => OverlayMount.mount({ lower: [l], target: root, idmap: { uidMap: [], gidMap: [] } })).toThrow(/options.idmap.uidMap/);
+    expect(() => OverlayMount.mount({ lower: [l], target: root, idmap: { uidMap: [{ inside: 0, outside: -1, count: 1 }], gidMap: [{ inside: 0, outside: 1, count: 1 }] } })).toThrow(RangeError);
+    expect(ourMounts()).toEqual([]);
+  });
+
+  it('idmap: the layers show shifted owners, new files land under the shifted ids, exportDiff maps them back', async () => {
+    const root = scratch('idmap');
+    const base = join(root, 'base'), upper = join(root, 'upper'), work = join(root, 'work'), target = join(root, 'merged');
+    writeTree(base, { etc: { conf: 'v1' }, home: { u: { note: 'n' } } });
+    chownSync(join(base, 'home/u'), 1000, 1000);
+    chownSync(join(base, 'home/u/note'), 1000, 1000);
+    for (const d of [upper, work, target]) mkdirSync(d);
+    const H = 0x6fff0000;
+    const idmap = { uidMap: [{ inside: 0, outside: H, count: 65536 }], gidMap: [{ inside: 0, outside: H, count: 65536 }] };
+    const m = OverlayMount.mount({ lower: [base], upper, work, target, idmap });
+    try {
+      expect(m.idmapped).toBe(true);
+      expect([statSync(target).uid, statSync(join(target, 'etc/conf')).uid, statSync(join(target, 'home/u/note')).gid]).toEqual([H, H, H + 1000]);
+      writeFileSync(join(target, 'home/u/new'), 'x');
+      chownSync(join(target, 'home/u/new'), H + 1000, H + 1000); // as the sandbox's uid 1000 would make it
+      expect(statSync(join(upper, 'home/u/new')).uid).toBe(H + 1000);
+      const tarPath = join(root, 'diff.tar');
+      await m.exportDiff(createWriteStream(tarPath));
+      const layer = join(root, 'layer');
+      mkdirSync(layer);
+      await extractLayer(createReadStream(tarPath), layer);
+      expect([statSync(join(layer, 'home/u/new')).uid, statSync(join(layer, 'home/u')).uid]).toEqual([1000, 1000]);
+    } finally {
+      m.unmount();
+    }
   });
 
   it('turns a kernel refusal into an NsboxError with the kernel message, leaving nothing mounted', () => {

@@ -48,8 +48,8 @@ function busyboxEntries(): TarEntry[] {
 }
 
 /** A docker-save archive (manifest.json, config, <id>/layer.tar) of one busybox layer. */
-async function dockerSaveTar(file: string, extra: Partial<Record<string, unknown>> = {}): Promise<void> {
-  const layer = await makeTar(busyboxEntries());
+async function dockerSaveTar(file: string, extra: Partial<Record<string, unknown>> = {}, entries = busyboxEntries(), tag = 'bb:docker'): Promise<void> {
+  const layer = await makeTar(entries);
   const diffId = `sha256:${createHash('sha256').update(layer).digest('hex')}`;
   const config = Buffer.from(JSON.stringify({
     architecture: 'amd64', os: 'linux',
@@ -57,7 +57,7 @@ async function dockerSaveTar(file: string, extra: Partial<Record<string, unknown
     rootfs: { type: 'layers', diff_ids: [diffId] },
   }));
   const cid = createHash('sha256').update(config).digest('hex');
-  const manifest = JSON.stringify([{ Config: `${cid}.json`, RepoTags: ['bb:docker'], Layers: ['aaaa/layer.tar'] }]);
+  const manifest = JSON.stringify([{ Config: `${cid}.json`, RepoTags: [tag], Layers: ['aaaa/layer.tar'] }]);
   writeFileSync(file, await makeTar([
     { name: 'aaaa/', type: 'directory' },
     { name: 'aaaa/layer.tar', body: layer },
@@ -160,6 +160,44 @@ describe.skipIf(skip)('LayerStore', () => {
     expect(store.containers()).toEqual([]);
     // the id works as a reference too
     expect(store.image(image.id.slice(7, 19)).id).toBe(image.id);
+  });
+
+  it("gives the image's owners to the sandbox: its root owns root's files (idmapped layers), and a commit keeps the image's ids", async () => {
+    const dir = scratch('idmap');
+    const store = LayerStore.open(join(dir, 'store'));
+    const entries: TarEntry[] = [
+      ...busyboxEntries().map((e) => ({ ...e, uid: 0, gid: 0 })),
+      { name: 'etc/owned-by-root', body: 'r\n', mode: 0o644, uid: 0, gid: 0 },
+      { name: 'home/', type: 'directory' },
+      { name: 'home/worker/', type: 'directory', uid: 1000, gid: 1000, mode: 0o700 },
+      { name: 'home/worker/note', body: 'w\n', mode: 0o600, uid: 1000, gid: 1000 },
+    ];
+    await dockerSaveTar(join(dir, 'own.tar'), {}, entries, 'own:1');
+    await store.importImage(join(dir, 'own.tar'));
+    const ref = 'own:1';
+    const run = (script: string, o: object = {}) => spawnIsolated('/bin/sh', ['-c', script], { image: { store, ref }, timeout: 10_000, ...o });
+    // the sandbox's root owns root's files, the image's uid 1000 owns its own; root writes
+    // its own read-only-for-others files (no capability needed: it is their owner)
+    const r = await run('/bin/busybox stat -c "%u:%g %n" / /etc/owned-by-root /home/worker; echo more >> /etc/owned-by-root && cat /etc/owned-by-root; /bin/busybox touch /new-in-root && echo made');
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('0:0 /\n0:0 /etc/owned-by-root\n1000:1000 /home/worker\nr\nmore\nmade\n');
+    const w = await run('cat /home/worker/note', { uid: 1000, gid: 1000 });
+    expect([w.stdout, w.stderr]).toEqual(['w\n', '']);
+    // a kept container's diff has the ids inside, not the host's shifted ones
+    const k = await run('echo x > /home/worker/added', { image: { store, ref, keep: true }, uid: 1000, gid: 1000 });
+    expect(k.stderr).toBe('');
+    const c = store.container(store.containers()[0]);
+    expect(c.idmap?.uidMap[0]).toMatchObject({ inside: 0, count: 65536 });
+    const hostUid = c.idmap!.uidMap[0].outside;
+    expect(lstatSync(join(c.upperDir, 'home/worker/added')).uid).toBe(hostUid + 1000);
+    const committed = await c.commit({ name: 'own:2' });
+    await c.remove();
+    const c2 = await store.createContainer('own:2');
+    const m2 = c2.mount(); // not idmapped: the layer's own ids, as a tar would carry them
+    expect([lstatSync(join(m2, 'home/worker/added')).uid, lstatSync(join(m2, 'etc/owned-by-root')).uid]).toEqual([1000, 0]);
+    c2.unmount();
+    await c2.remove();
+    expect(committed.layers).toHaveLength(2);
   });
 
   it('createContainer / mount / changes / commit / remove, with reference counts', async () => {

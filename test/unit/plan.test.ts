@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, type HostFacts } from '../../lib/spawn/plan.js';
+import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -204,5 +204,19 @@ describe('buildPlan: /sys comes late (its network namespace is made meanwhile)',
     expect(sysfs).toBeLessThan(caller);
     expect(caller).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/proc/acpi`));
     expect(caller).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/sys/firmware`));
+  });
+});
+
+describe('sandboxIdMaps (what image layers are idmapped with)', () => {
+  it('is the user namespace the spawn makes, for root callers only', () => {
+    const m = [{ inside: 0, outside: 200000, count: 10 }];
+    expect(sandboxIdMaps({}, host())).toEqual({ uidMap: [{ inside: 0, outside: FALLBACK_RANGE_START, count: 65536 }], gidMap: [{ inside: 0, outside: FALLBACK_RANGE_START, count: 65536 }] });
+    expect(sandboxIdMaps({ user: { uidMap: m, gidMap: m } }, host())).toEqual({ uidMap: m, gidMap: m });
+    expect(sandboxIdMaps({}, host({ subordinate: (f) => (f === 'subuid' ? { start: 100000, count: 65536 } : { start: 300000, count: 1000 }) })))
+      .toEqual({ uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 300000, count: 1000 }] });
+    expect(sandboxIdMaps({ user: false }, host())).toBeNull();
+    expect(sandboxIdMaps({ namespaces: { user: false } }, host())).toBeNull();
+    expect(sandboxIdMaps({}, host({ euid: 1000 }))).toBeNull();
+    expect(() => sandboxIdMaps({ user: { uidMap: [], gidMap: m } }, host())).toThrow(/options.user.uidMap/);
   });
 });
