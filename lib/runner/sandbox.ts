@@ -17,7 +17,7 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../fs/spawn.js';
 import { errnoError, NsboxError } from '../errors.js';
-import { buildPlan } from '../spawn/plan.js';
+import { buildPlan, sandboxIdMaps } from '../spawn/plan.js';
 
 /** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
 export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';
@@ -302,7 +302,8 @@ export class Sandbox extends EventEmitter {
         const c = await store.createContainer(ref!, { name: id, hostname: typeof base.hostname === 'string' ? base.hostname : undefined, tmpfsSize: options.image!.tmpfsSize as number | string | undefined });
         container = c;
         undo.push(() => c.remove());
-        const root = c.mount();
+        // idmapped with the holder's maps: the sandbox's root owns the image root's files
+        const root = c.mount({ idmap: sandboxIdMaps(base) ?? undefined });
         undo.push(() => c.unmount());
         const resolved = await applyImageConfig({ file, args, options: spawnOpts }, root, store.image(ref!).config);
         spawnOpts = resolved.options;

@@ -1,5 +1,6 @@
 // Small helpers for integration tests: host state snapshots and a root check.
 import { readFileSync, readdirSync } from 'node:fs';
+import { release } from 'node:os';
 
 export const isRoot = process.geteuid?.() === 0;
 
@@ -30,3 +31,9 @@ export function alive(pid: number): boolean {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Why this kernel cannot hand overlayfs idmapped layers (by fd: Linux 6.13), or '' when it can. */
+export function noIdmappedLayers(): string {
+  const [maj, min] = (release().match(/^(\d+)\.(\d+)/) ?? ['', '0', '0']).slice(1).map(Number);
+  return maj > 6 || (maj === 6 && min >= 13) ? '' : `kernel ${release()} cannot hand overlayfs idmapped layers by fd (needs Linux 6.13)`;
+}

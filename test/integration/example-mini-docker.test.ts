@@ -2,7 +2,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { isRoot, skipReason } from '../helpers/host.js';
+import { isRoot, noIdmappedLayers, skipReason } from '../helpers/host.js';
 import { nftUnavailableReason, sweepNetwork } from '../../lib/index.js';
 
 const dist = new URL('../../dist/index.js', import.meta.url).pathname;
@@ -59,6 +59,14 @@ describe.skipIf(skip)('examples/mini-docker', () => {
     expect(again.out).toBe('hello\n');
     expect(md('rm', 'demo', 'demo2').code).toBe(0);
     expect(md('ps', '-a').out.trim().split('\n').length).toBe(1);
+  });
+
+  it("container root owns the image root's files (idmapped layers) and can write them", (ctx) => {
+    // the walk-through imported busybox:latest; its files are owned by uid 0 in the tar
+    if (skipReason(!!noIdmappedLayers(), noIdmappedLayers())) return ctx.skip();
+    const r = md('run', '--name', 'owner', 'busybox', 'sh', '-c', 'stat -c %u:%g / /etc/passwd; echo x >> /etc/passwd && echo wrote');
+    md('rm', 'owner');
+    expect([r.out, r.err, r.code]).toEqual(['0:0\n0:0\nwrote\n', '', 0]);
   });
 
   it('run -d, exec, ps, stop, rm', () => {

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE_COMMAND, LayerStore, NsboxError, OverlayMount, spawnIsolated, readFile } from '../../lib/index.js';
-import { skipReason } from '../helpers/host.js';
+import { noIdmappedLayers, skipReason } from '../helpers/host.js';
 import { fsSkip, makeTar, ourMounts, PREFIX, readTree, removeScratch, scratch, type TarEntry } from './fs-helpers.js';
 
 const skip = fsSkip();
@@ -165,15 +165,7 @@ describe.skipIf(skip)('LayerStore', () => {
 
   it("gives the image's owners to the sandbox: its root owns root's files (idmapped layers), and a commit keeps the image's ids", async (ctx) => {
     const dir = scratch('idmap');
-    {
-      // can this kernel and filesystem do it at all? (else the layers keep their owners: see docs)
-      const p = join(dir, 'probe');
-      for (const d of ['l', 'u', 'w', 'm']) mkdirSync(join(p, d), { recursive: true });
-      const m = OverlayMount.mount({ lower: [join(p, 'l')], upper: join(p, 'u'), work: join(p, 'w'), target: join(p, 'm'), idmap: { uidMap: [{ inside: 0, outside: 100000, count: 1 }], gidMap: [{ inside: 0, outside: 100000, count: 1 }] } });
-      const ok = m.idmapped;
-      m.unmount();
-      if (skipReason(!ok, 'this kernel cannot hand overlayfs idmapped layers by fd (needs Linux 6.13 and idmapped mounts on the filesystem)')) return ctx.skip();
-    }
+    if (skipReason(!!noIdmappedLayers(), noIdmappedLayers())) return ctx.skip();
     const store = LayerStore.open(join(dir, 'store'));
     const entries: TarEntry[] = [
       ...busyboxEntries().map((e) => ({ ...e, uid: 0, gid: 0 })),
