@@ -144,18 +144,8 @@ export const realHost: HostFacts = {
   egid: process.getegid?.() ?? 0,
   get lastCap() { return Capabilities.lastCap(); },
   subordinate(file, user) {
-    const text = recent(`/etc/${file}`, () => { try { return readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; } });
-    if (text === null) return null;
-    let uidName: string | undefined;
-    for (const line of text.split('\n')) {
-      const [name, start, count] = line.trim().split(':');
-      if (!name || start === undefined || count === undefined) continue;
-      if (name === user || (uidName !== undefined && name === uidName)) {
-        const s = Number(start), c = Number(count);
-        if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: Math.min(c, RANGE_SIZE) };
-      }
-    }
-    return null;
+    // the parsed answer is what is kept for a second, not only the file's text
+    return recent(`${file}:${user}`, () => subordinateRange(file, user));
   },
   cgroups() {
     const l = detectLayout();
@@ -176,6 +166,22 @@ export const realHost: HostFacts = {
 };
 
 const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
+
+/** The subordinate range of `user` in /etc/subuid or /etc/subgid (at most RANGE_SIZE ids). */
+function subordinateRange(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null {
+  let text: string;
+  try { text = readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; }
+  let uidName: string | undefined;
+  for (const line of text.split('\n')) {
+    const [name, start, count] = line.trim().split(':');
+    if (!name || start === undefined || count === undefined) continue;
+    if (name === user || (uidName !== undefined && name === uidName)) {
+      const s = Number(start), c = Number(count);
+      if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: Math.min(c, RANGE_SIZE) };
+    }
+  }
+  return null;
+}
 
 // Host facts that change rarely (/etc/subuid, the layout of /usr, /bin...) are read at most
 // once a second: a spawn costs no file reads for them in between.
@@ -664,10 +670,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     // default view, its /dev, a fresh proc or sysfs) are trusted: the child mounts on them by
     // name. Everything else (a rootfs, the caller's mounts elsewhere) is resolved inside the
     // root, through fds, since a symlink there may have been planted by an earlier sandbox.
+    const inRoot = `${N}/`, kernelDirs = [`${N}/dev/`, `${N}/proc/`, `${N}/sys/`];
     for (let i = 0; i < ops.length; i++) {
       const t = ops[i].op === Op.Mkdir || ops[i].op === Op.WriteFile || ops[i].op === Op.Chmod ? ops[i].a : ops[i].b;
-      if (t === undefined || !t.startsWith(`${N}/`)) continue;
-      if ((!rootfsPath && i < callerStart) || ['/dev/', '/proc/', '/sys/'].some((d) => t.startsWith(N + d))) ops[i].trusted = true;
+      if (t === undefined || !t.startsWith(inRoot)) continue;
+      if ((!rootfsPath && i < callerStart) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
     }
     // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
     // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
