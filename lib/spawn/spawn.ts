@@ -140,7 +140,6 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         plan.cgroupProcs = cg.procsPaths;
       }
       for (const ext of extensions) await ext.prepare?.(plan, o);
-      isolation = isolationReport(plan, o, cg);
       if (o.signal?.aborted) throw abortError(o.signal);
       try {
         out = native().spawn(plan, encodeOps(plan.ops));
@@ -149,6 +148,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
         givenCgroupFd = -1;
       }
+      // for the result: made while the program starts, not before
+      isolation = isolationReport(plan, o, cg);
     } catch (err) {
       if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
       await cg?.killAndRemove().catch(() => {});
