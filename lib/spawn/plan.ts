@@ -167,6 +167,11 @@ export const realHost: HostFacts = {
 
 const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
 
+/** Default views by key (see buildPlan), with when they were made. */
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; masked: string[]; readonly: string[] }>();
+/** A shared view's op array, by its first op (encodeOps recognises a plan made of one). */
+const viewOf = new WeakMap<PlanOp, readonly PlanOp[]>();
+
 /** The subordinate range of `user` in /etc/subuid or /etc/subgid (at most RANGE_SIZE ids). */
 function subordinateRange(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null {
   let text: string;
@@ -534,153 +539,171 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   }
   const summaryMasked: string[] = [];
   const summaryReadonly: string[] = [];
-
-  if (ns.has('mount')) {
-    const N = '/newroot', OLD = '/oldroot';
-    ops.push({ op: Op.Propagation, b: '/', flags: MS.REC | (rootProp === 'slave' ? MS.SLAVE : MS.PRIVATE) });
-    // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
-    ops.push({ op: Op.Mount, a: 'nsbox-base', b: '/tmp', c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755,size=64k' });
-    ops.push({ op: Op.Mkdir, a: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, a: `/tmp${OLD}`, mode: 0o755 });
-    ops.push({ op: Op.PivotRoot, a: '/tmp', b: OLD.slice(1) });
-    if (rootfsPath) {
-      ops.push({ op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
-    } else {
-      ops.push({ op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755' });
-      for (const dir of DEFAULT_RO_DIRS) {
-        const k = host.pathKind(dir);
-        if (k.kind === 'symlink') ops.push({ op: Op.Symlink, a: k.target, b: N + dir });
-        else if (k.kind === 'dir') ops.push({ op: Op.Bind, a: OLD + dir, b: N + dir, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV });
-      }
-      for (const [dir, mode] of DEFAULT_TMPFS) {
-        ops.push({ op: Op.Mount, a: 'tmpfs', b: N + dir, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: mode });
-      }
-    }
-    // /proc: a fresh one for a new pid namespace
-    if (ns.has('pid') || joined.includes('pid')) {
-      ops.push({ op: Op.Mount, a: 'proc', b: `${N}/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
-    } else {
-      ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
-    }
-    // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
-    // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
-    if (ns.has('user') && o.nestedUserNamespaces !== true) {
-      ops.push({ op: Op.WriteFile, a: `${N}/proc/sys/user/max_user_namespaces`, d: '0\n', mode: 0o644 });
-    }
-    // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
-    // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
-    // (the child resolves every target inside the root, with no symlinks at all for these)
-    ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k', real: true });
-    // no nosuid/noexec remount on these: they are character devices, which nothing can exec
-    // and which carry no set-id bits (it would cost a syscall each per spawn)
-    for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
-    for (const d of devices) {
-      ops.push({ op: Op.Bind, a: `${OLD}${d.path}`, b: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
-    }
-    ops.push({ op: Op.Mount, a: 'devpts', b: `${N}/dev/pts`, c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' });
-    ops.push({ op: Op.Symlink, a: 'pts/ptmx', b: `${N}/dev/ptmx` });
-    ops.push({ op: Op.Mount, a: 'shm', b: `${N}/dev/shm`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' });
-    for (const [l, t] of [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
-      ops.push({ op: Op.Symlink, a: t, b: `${N}/dev/${l}` });
-    }
-    // /sys: read-only; a fresh sysfs needs a network namespace of our own. The addon makes
-    // that namespace beside the child while it builds the rest of the view, so with no
-    // caller mounts (which may go under /sys) /sys comes as late as it can: after the masks
-    // and read-only paths outside it.
-    const sysOps = () => {
-      const from = ops.length;
-      if (ns.has('net')) {
-        ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+  // The default view (no rootfs, caller mounts, devices or own mask lists) depends only on
+  // which namespaces are made or joined, a few flags and host facts kept for a second: its
+  // ops are made once a second and shared (frozen; a plan gets its own array of them).
+  const viewKey = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined
+    ? `${NS_TYPES.map((t) => (ns.has(t) ? 1 : 0)).join('')}${joined.includes('pid') ? 1 : 0}${joined.includes('mount') ? 1 : 0}|${ownCgroup}|${o.nestedUserNamespaces === true}|${rootProp}`
+    : undefined;
+  const sharedView = viewKey === undefined ? undefined : viewCache.get(viewKey);
+  if (sharedView && performance.now() - sharedView.at < 1000 && host === realHost) {
+    ops.push(...sharedView.ops);
+    summaryMasked.push(...sharedView.masked);
+    summaryReadonly.push(...sharedView.readonly);
+  } else {
+    if (ns.has('mount')) {
+      const N = '/newroot', OLD = '/oldroot';
+      ops.push({ op: Op.Propagation, b: '/', flags: MS.REC | (rootProp === 'slave' ? MS.SLAVE : MS.PRIVATE) });
+      // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
+      ops.push({ op: Op.Mount, a: 'nsbox-base', b: '/tmp', c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755,size=64k' });
+      ops.push({ op: Op.Mkdir, a: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, a: `/tmp${OLD}`, mode: 0o755 });
+      ops.push({ op: Op.PivotRoot, a: '/tmp', b: OLD.slice(1) });
+      if (rootfsPath) {
+        ops.push({ op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
       } else {
-        ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+        ops.push({ op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755' });
+        for (const dir of DEFAULT_RO_DIRS) {
+          const k = host.pathKind(dir);
+          if (k.kind === 'symlink') ops.push({ op: Op.Symlink, a: k.target, b: N + dir });
+          else if (k.kind === 'dir') ops.push({ op: Op.Bind, a: OLD + dir, b: N + dir, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV });
+        }
+        for (const [dir, mode] of DEFAULT_TMPFS) {
+          ops.push({ op: Op.Mount, a: 'tmpfs', b: N + dir, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: mode });
+        }
       }
-      // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
-      if (ownCgroup && ns.has('cgroup')) {
-        const cg = host.cgroups();
-        const CG = `${N}/sys/fs/cgroup`;
-        if (cg.version === 2) {
-          ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      // /proc: a fresh one for a new pid namespace
+      if (ns.has('pid') || joined.includes('pid')) {
+        ops.push({ op: Op.Mount, a: 'proc', b: `${N}/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+      } else {
+        ops.push({ op: Op.Bind, a: `${OLD}/proc`, b: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+      }
+      // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
+      // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
+      if (ns.has('user') && o.nestedUserNamespaces !== true) {
+        ops.push({ op: Op.WriteFile, a: `${N}/proc/sys/user/max_user_namespaces`, d: '0\n', mode: 0o644 });
+      }
+      // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
+      // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
+      // (the child resolves every target inside the root, with no symlinks at all for these)
+      ops.push({ op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: 'mode=0755,size=64k', real: true });
+      // no nosuid/noexec remount on these: they are character devices, which nothing can exec
+      // and which carry no set-id bits (it would cost a syscall each per spawn)
+      for (const d of DEV_NODES) ops.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+      for (const d of devices) {
+        ops.push({ op: Op.Bind, a: `${OLD}${d.path}`, b: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
+      }
+      ops.push({ op: Op.Mount, a: 'devpts', b: `${N}/dev/pts`, c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' });
+      ops.push({ op: Op.Symlink, a: 'pts/ptmx', b: `${N}/dev/ptmx` });
+      ops.push({ op: Op.Mount, a: 'shm', b: `${N}/dev/shm`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' });
+      for (const [l, t] of [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
+        ops.push({ op: Op.Symlink, a: t, b: `${N}/dev/${l}` });
+      }
+      // /sys: read-only; a fresh sysfs needs a network namespace of our own. The addon makes
+      // that namespace beside the child while it builds the rest of the view, so with no
+      // caller mounts (which may go under /sys) /sys comes as late as it can: after the masks
+      // and read-only paths outside it.
+      const sysOps = () => {
+        const from = ops.length;
+        if (ns.has('net')) {
+          ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
         } else {
-          ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
-          for (const ctrls of cg.v1) {
-            ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
+          ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+        }
+        // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
+        if (ownCgroup && ns.has('cgroup')) {
+          const cg = host.cgroups();
+          const CG = `${N}/sys/fs/cgroup`;
+          if (cg.version === 2) {
+            ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+          } else {
+            ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
+            for (const ctrls of cg.v1) {
+              ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
+            }
+            ops.push({ op: Op.RemountRo, b: CG, recursive: false });
           }
-          ops.push({ op: Op.RemountRo, b: CG, recursive: false });
+        }
+        // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
+        if (!rootfsPath) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
+      };
+      const sysLate = parsedMounts.length === 0;
+      if (!sysLate) sysOps();
+      // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
+      // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
+      // that turned into a symlink since this look.
+      if (rootfsPath && host.pathKind(`${rootfsPath}/tmp`).kind !== 'symlink') {
+        ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777', real: true });
+      }
+      const callerStart = ops.length;
+      // the caller's mounts
+      for (const m of parsedMounts) {
+        if (m.type === 'bind') {
+          ops.push({ op: Op.Bind, a: OLD + m.source, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) });
+        } else {
+          ops.push({ op: Op.Mount, a: m.source ?? m.type, b: N + m.target, c: m.type, d: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
+        }
+        if (m.propagation !== 'private') {
+          const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
+          ops.push({ op: Op.Propagation, b: N + m.target, flags: pf });
         }
       }
-      // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
-      if (!rootfsPath) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
-    };
-    const sysLate = parsedMounts.length === 0;
-    if (!sysLate) sysOps();
-    // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
-    // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
-    // that turned into a symlink since this look.
-    if (rootfsPath && host.pathKind(`${rootfsPath}/tmp`).kind !== 'symlink') {
-      ops.push({ op: Op.Mount, a: 'tmpfs', b: `${N}/tmp`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=1777', real: true });
-    }
-    const callerStart = ops.length;
-    // the caller's mounts
-    for (const m of parsedMounts) {
-      if (m.type === 'bind') {
-        ops.push({ op: Op.Bind, a: OLD + m.source, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) });
-      } else {
-        ops.push({ op: Op.Mount, a: m.source ?? m.type, b: N + m.target, c: m.type, d: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
-      }
-      if (m.propagation !== 'private') {
-        const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
-        ops.push({ op: Op.Propagation, b: N + m.target, flags: pf });
-      }
-    }
-    // kernel state the sandbox has no business reading (masked: an empty read-only file or
-    // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
-    const underSys = (p: string) => p === '/sys' || p.startsWith('/sys/');
-    let maskDir = false;
-    const maskOps = (wantSys: boolean) => {
-      for (const m of maskedPaths) {
-        if (underSys(m) !== wantSys) continue;
-        const k = host.pathKind(m);
-        if (k.kind === 'missing' || k.kind === 'symlink') continue;
-        if (!maskDir) {
-          // one small read-only tmpfs on the scratch root holds an empty file and an empty
-          // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
-          ops.push({ op: Op.Mount, a: 'nsbox-mask', b: MASK_DIR, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' });
-          ops.push({ op: Op.WriteFile, a: `${MASK_DIR}/file`, d: '', mode: 0o444 });
-          ops.push({ op: Op.Mkdir, a: `${MASK_DIR}/dir`, mode: 0o555 });
-          ops.push({ op: Op.RemountRo, b: MASK_DIR, recursive: false });
-          maskDir = true;
+      // kernel state the sandbox has no business reading (masked: an empty read-only file or
+      // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
+      const underSys = (p: string) => p === '/sys' || p.startsWith('/sys/');
+      let maskDir = false;
+      const maskOps = (wantSys: boolean) => {
+        for (const m of maskedPaths) {
+          if (underSys(m) !== wantSys) continue;
+          const k = host.pathKind(m);
+          if (k.kind === 'missing' || k.kind === 'symlink') continue;
+          if (!maskDir) {
+            // one small read-only tmpfs on the scratch root holds an empty file and an empty
+            // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
+            ops.push({ op: Op.Mount, a: 'nsbox-mask', b: MASK_DIR, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' });
+            ops.push({ op: Op.WriteFile, a: `${MASK_DIR}/file`, d: '', mode: 0o444 });
+            ops.push({ op: Op.Mkdir, a: `${MASK_DIR}/dir`, mode: 0o555 });
+            ops.push({ op: Op.RemountRo, b: MASK_DIR, recursive: false });
+            maskDir = true;
+          }
+          const dir = k.kind === 'dir';
+          ops.push({ op: Op.Bind, a: `${MASK_DIR}/${dir ? 'dir' : 'file'}`, b: N + m, file: !dir, recursive: false, flags: 0 });
+          summaryMasked.push(m);
         }
-        const dir = k.kind === 'dir';
-        ops.push({ op: Op.Bind, a: `${MASK_DIR}/${dir ? 'dir' : 'file'}`, b: N + m, file: !dir, recursive: false, flags: 0 });
-        summaryMasked.push(m);
+        for (const m of readonlyPaths) {
+          if (underSys(m) !== wantSys) continue;
+          const k = host.pathKind(m);
+          if (k.kind === 'missing' || k.kind === 'symlink') continue;
+          ops.push({ op: Op.Bind, a: N + m, b: N + m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+          summaryReadonly.push(m);
+        }
+      };
+      maskOps(false);
+      if (sysLate) sysOps();
+      maskOps(true);
+      // the root itself read-only (its submounts keep their own flags)
+      if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
+      // Targets inside what nsbox itself made (its tmpfs root and the host's system dirs of the
+      // default view, its /dev, a fresh proc or sysfs) are trusted: the child mounts on them by
+      // name. Everything else (a rootfs, the caller's mounts elsewhere) is resolved inside the
+      // root, through fds, since a symlink there may have been planted by an earlier sandbox.
+      const inRoot = `${N}/`, kernelDirs = [`${N}/dev/`, `${N}/proc/`, `${N}/sys/`];
+      for (let i = 0; i < ops.length; i++) {
+        const t = ops[i].op === Op.Mkdir || ops[i].op === Op.WriteFile || ops[i].op === Op.Chmod ? ops[i].a : ops[i].b;
+        if (t === undefined || !t.startsWith(inRoot)) continue;
+        if ((!rootfsPath && i < callerStart) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
       }
-      for (const m of readonlyPaths) {
-        if (underSys(m) !== wantSys) continue;
-        const k = host.pathKind(m);
-        if (k.kind === 'missing' || k.kind === 'symlink') continue;
-        ops.push({ op: Op.Bind, a: N + m, b: N + m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
-        summaryReadonly.push(m);
-      }
-    };
-    maskOps(false);
-    if (sysLate) sysOps();
-    maskOps(true);
-    // the root itself read-only (its submounts keep their own flags)
-    if (!rootfsPath || rootfsReadonly) ops.push({ op: Op.RemountRo, b: N, recursive: false });
-    // Targets inside what nsbox itself made (its tmpfs root and the host's system dirs of the
-    // default view, its /dev, a fresh proc or sysfs) are trusted: the child mounts on them by
-    // name. Everything else (a rootfs, the caller's mounts elsewhere) is resolved inside the
-    // root, through fds, since a symlink there may have been planted by an earlier sandbox.
-    const inRoot = `${N}/`, kernelDirs = [`${N}/dev/`, `${N}/proc/`, `${N}/sys/`];
-    for (let i = 0; i < ops.length; i++) {
-      const t = ops[i].op === Op.Mkdir || ops[i].op === Op.WriteFile || ops[i].op === Op.Chmod ? ops[i].a : ops[i].b;
-      if (t === undefined || !t.startsWith(inRoot)) continue;
-      if ((!rootfsPath && i < callerStart) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
+      // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
+      // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
+      ops.push({ op: Op.PivotRoot, a: N });
     }
-    // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
-    // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
-    ops.push({ op: Op.PivotRoot, a: N });
+    if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
+    if (viewKey !== undefined && host === realHost) {
+      for (const op of ops) Object.freeze(op);
+      const shared = Object.freeze([...ops]);
+      viewCache.set(viewKey, { at: performance.now(), ops: shared, masked: [...summaryMasked], readonly: [...summaryReadonly] });
+      if (shared.length > 0) viewOf.set(shared[0]!, shared);
+    }
   }
-  if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
 
   // --- stdio
   const stdio = parseStdio(o.tty ? 'ignore' : (o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
@@ -774,7 +797,20 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
  * a buffer the next call reuses: hand it to the addon at once.
  */
 let opsScratch = Buffer.allocUnsafe(16384);
+/** Encodings of shared default views (buildPlan), by their frozen op array. */
+const encodedViews = new WeakMap<readonly PlanOp[], Buffer>();
 export function encodeOps(ops: readonly PlanOp[]): Buffer {
+  // a plan whose ops are exactly a shared default view: its encoding is made once
+  const view = ops.length > 0 ? viewOf.get(ops[0]!) : undefined;
+  if (view && view.length === ops.length && view.every((op, i) => op === ops[i])) {
+    let b = encodedViews.get(view);
+    if (!b) encodedViews.set(view, (b = Buffer.from(encodeOpsInto(view))));
+    return b;
+  }
+  return encodeOpsInto(ops);
+}
+
+function encodeOpsInto(ops: readonly PlanOp[]): Buffer {
   // sizes are bounds (3 bytes per UTF-16 unit); plain index writes: this runs on every spawn
   let room = 4;
   for (let i = 0; i < ops.length; i++) {

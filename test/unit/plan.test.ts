@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
+import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -218,5 +218,29 @@ describe('sandboxIdMaps (what image layers are idmapped with)', () => {
     expect(sandboxIdMaps({ namespaces: { user: false } }, host())).toBeNull();
     expect(sandboxIdMaps({}, host({ euid: 1000 }))).toBeNull();
     expect(() => sandboxIdMaps({ user: { uidMap: [], gidMap: m } }, host())).toThrow(/options.user.uidMap/);
+  });
+});
+
+describe('buildPlan: the default view is made once a second and shared', () => {
+  it('shares frozen ops between plans, each plan with its own array; other options get other views', () => {
+    const a = buildPlan({ file: '/bin/true', args: [], options: {} });
+    const b = buildPlan({ file: '/bin/true', args: [], options: {} });
+    expect(b.ops).not.toBe(a.ops);
+    expect(b.ops).toEqual(a.ops);
+    expect(b.ops.every((op, i) => op === a.ops[i] && Object.isFrozen(op))).toBe(true);
+    // an extension's insertion (provideEtcFiles) touches one plan only
+    provideEtcFiles(a, { hosts: '127.0.0.1 localhost\n' });
+    expect(a.ops.length).toBe(b.ops.length + 2);
+    expect(buildPlan({ file: '/bin/true', args: [], options: {} }).ops).toEqual(b.ops);
+    // a cached encoding is the same bytes as a fresh one
+    expect(Buffer.compare(encodeOps(b.ops), Buffer.from(encodeOps([...b.ops.map((op) => ({ ...op }))])))).toBe(0);
+    // the key follows what shapes the view
+    const noNet = buildPlan({ file: '/bin/true', args: [], options: { namespaces: { net: false } } });
+    expect(noNet.ops.some((op) => op.op === Op.LoopbackUp)).toBe(false);
+    expect(noNet.ops.find((op) => op.b === '/newroot/sys')?.op).toBe(Op.Bind);
+    const nested = buildPlan({ file: '/bin/true', args: [], options: { nestedUserNamespaces: true } });
+    expect(nested.ops.some((op) => op.a?.endsWith('max_user_namespaces'))).toBe(false);
+    expect(b.ops.some((op) => op.a?.endsWith('max_user_namespaces'))).toBe(true);
+    expect(buildPlan({ file: '/bin/true', args: [], options: { maskedPaths: [] } }).summary.maskedPaths).toEqual([]);
   });
 });
