@@ -333,8 +333,8 @@ long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
 
 const char* const kNetStepCall[] = {"clone3", "setns(CLONE_NEWUSER)", "unshare(CLONE_NEWNET)", "ioctl(SIOCSIFFLAGS)", "open", "sendmsg"};
 
-// The network namespace the parent makes beside this child (asyncNet) arrives on "go" in two
-// messages: first its fd (or the errno of the step that failed), then whether lo came up.
+// The network namespace the parent makes beside this child (asyncNet) arrives on its channel
+// in two messages: first its fd (or the errno of the step that failed), then whether lo came up.
 int RecvNetReady(ChildCtx* ctx) {
   NetReadyMsg m{};
   struct iovec iov{&m, sizeof m};
@@ -345,7 +345,7 @@ int RecvNetReady(ChildCtx* ctx) {
   msg.msg_control = cbuf;
   msg.msg_controllen = sizeof cbuf;
   long r;
-  do { r = call(SYS_recvmsg, ctx->goFd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL); } while (r == -EINTR);
+  do { r = call(SYS_recvmsg, ctx->netFd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL); } while (r == -EINTR);
   int fd = -1;
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
   if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {

@@ -129,7 +129,7 @@ struct ChildCtx {
   const Plan* plan;
   int goFd;     // read end of "go"
   int errFd;    // write end of the error pipe (close-on-exec)
-  int closeFds[2]; // parent ends the child must close (go write end, error read end)
+  int closeFds[3]; // parent ends the child must close (go write end, error read end, net channel)
   int stdio[3]; // fds to place on 0..2 (or -1 for "leave as is")
   bool stage1;  // two-stage: this is the joining stage
   int rootFd;   // O_PATH fd of the new root (/newroot) once it is mounted, else -1
@@ -139,7 +139,8 @@ struct ChildCtx {
   int ctlFd;    // serve: the child's end of the run socket, or -1
   bool asyncNet;  // the network namespace comes later, made beside the child (NetReady)
   bool netJoined; // ... and the child has entered it
-  bool restoreAffinity;       // the parent narrowed our CPU set for the setup: put this back
+  int netFd;      // asyncNet: the channel the namespace arrives on (RecvNetReady)
+  bool restoreAffinity;       // the parent pinned us to its CPU for the setup: put this back
   const cpu_set_t* affinity;  // the caller's CPU set
 };
 

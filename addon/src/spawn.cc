@@ -105,14 +105,17 @@ constexpr size_t kNetStackSize = 64 * 1024;
 // had made it) and, sharing our fd table, leaves the namespace's fd there.
 struct NetMaker {
   int pidfd;           // the sandbox child
-  int goFd;            // our end of "go"
+  int sock;            // our end of the child's network channel (shared fd table)
   const char* userNs;  // /proc/<pid>/ns/user, for kernels without setns(pidfd) (< 5.8)
   bool joinUser;       // the child has a user namespace of its own
-  int sendErr = -1;    // errno of the send to the child; -1: nothing was sent
+  int avoidCpu;        // the parent's CPU: the helper moves off it (-1: stays anywhere)
+  cpu_set_t cpus;      // the caller's CPU set
+  int sendErr;         // errno of the send to the child; -1: nothing was sent
 };
 
-// Tells the child on "go": the namespace's fd (SCM_RIGHTS), or the errno and step that failed.
-long SendNetReady(int goFd, int err, int which, int fd) {
+// Tells the child on its network channel: the namespace's fd (SCM_RIGHTS), or the errno and
+// step that failed.
+long SendNetReady(int sock, int err, int which, int fd) {
   NetReadyMsg nm{err, which};
   struct iovec iov{&nm, sizeof nm};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
@@ -129,7 +132,7 @@ long SendNetReady(int goFd, int err, int which, int fd) {
     __builtin_memcpy(CMSG_DATA(c), &fd, sizeof(int));
   }
   long r;
-  do { r = call(SYS_sendmsg, goFd, &msg, MSG_NOSIGNAL); } while (r == -EINTR);
+  do { r = call(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r == -EINTR);
   return r < 0 ? r : 0;
 }
 
@@ -137,9 +140,15 @@ long SendNetReady(int goFd, int err, int which, int fd) {
 int NetMakerMain(void* arg) {
   NetMaker* m = static_cast<NetMaker*>(arg);
   TRACE(kTrHelperEntry);
+  if (m->avoidCpu >= 0) {
+    // the CPUs the parent is not on: the child starts on the parent's, warm, once it waits
+    cpu_set_t away = m->cpus;
+    CPU_CLR(m->avoidCpu, &away);
+    call(SYS_sched_setaffinity, 0, sizeof away, &away);
+  }
   TRACE_CPU(kTrHelperCpu);
   auto done = [m](int err, int which, int fd) {
-    long r = SendNetReady(m->goFd, err, which, fd);
+    long r = SendNetReady(m->sock, err, which, fd);
     m->sendErr = (int)-r;
     if (fd >= 0) call(SYS_close, fd);
     return 0;
@@ -168,55 +177,48 @@ int NetMakerMain(void* arg) {
   return done(r < 0 ? (int)-r : 0, kNetLoopback, -1);
 }
 
-// Makes the namespace beside the child (see NetMaker), which gets it on `goFd`. Returns 0, or
-// -errno when the child could not be told (the caller then kills it).
-int NetBeside(Napi::Env env, int goFd, int pidfd, pid_t pid, bool joinUser, int cpu, const cpu_set_t& cpus) {
+// Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
+// while we write the id maps and the child builds its view. Returns its pid, or -errno (then
+// the child has been told why on its channel).
+long StartNetMaker(Napi::Env env, NetMaker* m) {
   AddonData* d = env.GetInstanceData<AddonData>();
-  NetMaker m{};
-  m.pidfd = pidfd;
-  m.goFd = goFd;
-  m.joinUser = joinUser;
-  char userNs[64];
-  snprintf(userNs, sizeof userNs, "/proc/%d/ns/user", (int)pid);
-  m.userNs = userNs;
   if (!d->netStack) {
     void* s = mmap(nullptr, kNetStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); d->netStack = s; }
   }
   long hp = -ENOMEM;
   if (d->netStack) {
-    // CLONE_VFORK: we wait here anyway (the child works meanwhile); CLONE_FILES: the helper
-    // uses our end of "go"
+    // CLONE_FILES: the helper sends on our end of the channel; exit_signal 0: reaped by
+    // FinishNetMaker (__WALL), no SIGCHLD for Node to see
     struct clone_args a{};
-    a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
-    a.exit_signal = 0;  // reaped right here (__WALL); no SIGCHLD for Node to see
+    a.flags = CLONE_VM | CLONE_FILES;
+    a.exit_signal = 0;
     a.stack = (uint64_t)(uintptr_t)d->netStack;
     a.stack_size = kNetStackSize;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    // the helper inherits this thread's CPU set: ours alone (see Spawn)
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    if (cpu >= 0) CPU_SET(cpu, &one);
-    const bool pinned = cpu >= 0 && sched_setaffinity(0, sizeof one, &one) == 0;
     TRACE(kTrHelperClone);
     TRACE_CPU(kTrParentCpu);
-    hp = nsbox_clone3(&a, sizeof a, NetMakerMain, &m);
-    TRACE(kTrHelperDone);
+    hp = nsbox_clone3(&a, sizeof a, NetMakerMain, m);
     if (hp == -ENOSYS) {
-      int r = clone(NetMakerMain, (char*)d->netStack + kNetStackSize, CLONE_VM | CLONE_VFORK | CLONE_FILES, &m);
+      int r = clone(NetMakerMain, (char*)d->netStack + kNetStackSize, CLONE_VM | CLONE_FILES, m);
       hp = r < 0 ? -errno : r;
     }
-    if (pinned) sched_setaffinity(0, sizeof cpus, &cpus);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (hp > 0) {
-      siginfo_t si;
-      while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
-    }
   }
-  if (hp < 0) m.sendErr = (int)-SendNetReady(goFd, (int)-hp, kNetClone, -1);
-  // EPIPE: the child is gone already, and its own report (or EOF) comes next
+  if (hp < 0) m->sendErr = (int)-SendNetReady(m->sock, (int)-hp, kNetClone, -1);
+  return hp;
+}
+
+// Waits for the helper. Returns 0, or -errno when the child could not be told (the caller
+// then kills it). EPIPE: the child is gone already, and its own report (or EOF) comes next.
+int FinishNetMaker(long hp, const NetMaker& m) {
+  if (hp > 0) {
+    siginfo_t si;
+    while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+    TRACE(kTrHelperDone);
+  }
   return m.sendErr > 0 && m.sendErr != EPIPE ? -m.sendErr : 0;
 }
 
@@ -276,17 +278,19 @@ struct Fds {
   int go[2] = {-1, -1}, err[2] = {-1, -1};
   int status[2] = {-1, -1};       // nsbox-init's report of the program's wait status
   int ctl[2] = {-1, -1};          // serve: the run socket (ours, the child's)
+  int net[2] = {-1, -1};          // asyncNet: the namespace's channel (the child's, ours)
   void CloseChildSide() {
     for (int i = 0; i < 3; i++) if (ownChild[i] && child[i] >= 0) { close(child[i]); child[i] = -1; }
     if (go[0] >= 0) { close(go[0]); go[0] = -1; }
     if (err[1] >= 0) { close(err[1]); err[1] = -1; }
     if (status[1] >= 0) { close(status[1]); status[1] = -1; }
     if (ctl[1] >= 0) { close(ctl[1]); ctl[1] = -1; }
+    if (net[0] >= 0) { close(net[0]); net[0] = -1; }
   }
   void CloseAll() {
     CloseChildSide();
     for (int& f : parent) if (f >= 0) { close(f); f = -1; }
-    for (int* f : {&go[1], &err[0], &status[0], &ctl[0]}) if (*f >= 0) { close(*f); *f = -1; }
+    for (int* f : {&go[1], &err[0], &status[0], &ctl[0], &net[1]}) if (*f >= 0) { close(*f); *f = -1; }
   }
 };
 
@@ -331,8 +335,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Err e;
   Fds f;
   if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
-  // "go" is a socket: besides the go byte it may carry the network namespace (NetBeside)
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.go) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
+  if (pipe2(f.go, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
     int er = errno;
     f.CloseAll();
     return ThrowErrno(env, er, "clone", "pipe2");
@@ -392,14 +395,20 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ctx.ownMm = plan.twoStage;
   ctx.ctlFd = f.ctl[1];
 
-  // the network namespace is made beside the child (NetBeside) unless a hand-off (a veth
+  // the network namespace is made beside the child (NetMaker) unless a hand-off (a veth
   // moved in by pid before "go") needs it to exist from the start, or there is one CPU only
-  // (nothing to gain: the two would take turns)
-  cpu_set_t cpus;
+  // (nothing to gain: the two would take turns). It reaches the child on a channel of its own.
+  NetMaker nm{};
   const bool asyncNet = !plan.twoStage && (plan.cloneFlags & CLONE_NEWNET) && plan.net.empty() &&
-                        sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2;
+                        sched_getaffinity(0, sizeof nm.cpus, &nm.cpus) == 0 && CPU_COUNT(&nm.cpus) >= 2;
+  if (asyncNet && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.net) < 0) {
+    int er = errno;
+    f.CloseAll();
+    return ThrowErrno(env, er, "network", "socketpair");
+  }
   ctx.asyncNet = asyncNet;
-  ctx.affinity = &cpus;
+  ctx.netFd = f.net[0];
+  ctx.closeFds[2] = f.net[1];
   if (asyncNet) plan.cloneFlags &= ~(unsigned long long)CLONE_NEWNET;
 
   int pidfd = -1;
@@ -435,6 +444,29 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, (int)-pid, "clone", "clone3");
   }
 
+  // the helper starts now, on another CPU, and works while we write the maps
+  long helper = 0;
+  char userNs[64];
+  if (asyncNet) {
+    snprintf(userNs, sizeof userNs, "/proc/%d/ns/user", (int)pid);
+    nm.pidfd = pidfd;
+    nm.sock = f.net[1];
+    nm.userNs = userNs;
+    nm.joinUser = plan.cloneFlags & CLONE_NEWUSER;
+    int here = sched_getcpu();
+    nm.avoidCpu = here >= 0 && CPU_ISSET(here, &nm.cpus) ? here : -1;
+    nm.sendErr = -1;
+    helper = StartNetMaker(env, &nm);
+    if (nm.avoidCpu >= 0) {
+      // and the child (asleep until "go", wherever it was made) wakes up here; it takes back
+      // the caller's CPU set before exec
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(here, &one);
+      ctx.restoreAffinity = sched_setaffinity((pid_t)pid, sizeof one, &one) == 0;
+      ctx.affinity = &nm.cpus;
+    }
+  }
   bool failed = false;
   if (plan.twoStage) {
     // stage 1 joins and unshares first; its id maps can only be written after that
@@ -451,27 +483,21 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   } else {
     TRACE(kTrGo);
-    // Two at work on two CPUs: the helper that makes the network namespace runs here, on our
-    // CPU (we only wait meanwhile), and the child anywhere else. Left to the scheduler the two
-    // often share a CPU while the other idles: a task that ran in the last 0.5 ms counts as
-    // cache-hot and is not moved. The child takes back the caller's CPU set before exec.
-    int here = asyncNet ? sched_getcpu() : -1;
-    if (here >= 0 && CPU_ISSET(here, &cpus)) {
-      cpu_set_t away = cpus;
-      CPU_CLR(here, &away);
-      ctx.restoreAffinity = sched_setaffinity((pid_t)pid, sizeof away, &away) == 0;
-    } else {
-      here = -1;
-    }
     char g = 'g';
     while (write(f.go[1], &g, 1) < 0 && errno == EINTR) {}
-    if (asyncNet) {
-      if (int r = NetBeside(env, f.go[1], pidfd, (pid_t)pid, plan.cloneFlags & CLONE_NEWUSER, here, cpus); r < 0) {
-        failed = true;
-        Fail(&e, -r, "network", "sendmsg");
-        call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-      }
+  }
+  // Two at work on two CPUs: the helper went to another CPU, and the child, woken by "go",
+  // has ours (warm) once we sleep here. Left to the scheduler the two often shared a CPU
+  // while the other idled: a task that ran in the last 0.5 ms counts as cache-hot and is not
+  // moved.
+  if (asyncNet) {
+    if (int r = FinishNetMaker(helper, nm); r < 0 && !failed) {
+      failed = true;
+      Fail(&e, -r, "network", "sendmsg");
+      call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
     }
+    close(f.net[1]);
+    f.net[1] = -1;
   }
   int ttyMaster = -1;
   // Wait for exec (EOF) or a failure report. Stage 1 of a two-stage spawn reports the pid
