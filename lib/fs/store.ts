@@ -663,20 +663,26 @@ export class Container {
     const m = this.store._mounted();
     if (m.get(this.id)?.mounted) return this.mergedDir;
     const { lower, links } = this.store._containerLayers(this.id, this.image);
-    // the upper dir already holds files under one set of maps: later mounts keep those
-    const kept = this.idmap;
-    const idmap = kept ?? options.idmap;
+    // the upper dir holds files under the maps of its first mount (or none): later mounts
+    // keep those, whatever they ask for
+    const first = this.#mapsOnDisk();
+    const idmap = first === undefined ? options.idmap : first ?? undefined;
     const parsed = OverlayMount.parse({ lower, upper: this.upperDir, work: join(this.store.root, this.id, 'work'), target: this.mergedDir, readonly: options.readonly ?? false, driver: this.store.driver, idmap });
     const om = OverlayMount.mountWith(parsed, { dir: this.store.root, lower: links, upper: `${this.id}/diff`, work: `${this.id}/work` });
-    if (om.idmap && !kept) writeFileSync(join(this.store.root, this.id, 'idmap.json'), JSON.stringify(om.idmap));
+    if (first === undefined) writeFileSync(join(this.store.root, this.id, 'idmap.json'), JSON.stringify(om.idmap ?? null));
     m.set(this.id, om);
     return this.mergedDir;
   }
 
-  /** The maps the container's files are shifted through, once it was mounted idmapped (else undefined). */
+  /** The maps the container's files are shifted through: those of its first mount (undefined when that was not idmapped, or before it). */
   get idmap(): ContainerIdmap | undefined {
+    return this.#mapsOnDisk() ?? undefined;
+  }
+
+  /** undefined: never mounted; null: first mounted without maps. */
+  #mapsOnDisk(): ContainerIdmap | null | undefined {
     try {
-      return JSON.parse(readFileSync(join(this.store.root, this.id, 'idmap.json'), 'utf8')) as ContainerIdmap;
+      return JSON.parse(readFileSync(join(this.store.root, this.id, 'idmap.json'), 'utf8')) as ContainerIdmap | null;
     } catch {
       return undefined;
     }

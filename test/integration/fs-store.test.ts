@@ -194,6 +194,13 @@ describe.skipIf(skip)('LayerStore', () => {
     expect(lstatSync(join(c.upperDir, 'home/worker/added')).uid).toBe(hostUid + 1000);
     const committed = await c.commit({ name: 'own:2' });
     await c.remove();
+    // a container keeps the maps (or none) of its first mount: its upper dir holds files so
+    const plain = await store.createContainer(ref, { name: 'plain' });
+    plain.mount();
+    plain.unmount();
+    plain.mount({ idmap: c.idmap ?? { uidMap: [{ inside: 0, outside: hostUid, count: 65536 }], gidMap: [{ inside: 0, outside: hostUid, count: 65536 }] } });
+    expect([plain.idmap, store._mounted().get(plain.id)?.idmapped]).toEqual([undefined, false]);
+    await plain.remove();
     const c2 = await store.createContainer('own:2');
     const m2 = c2.mount(); // not idmapped: the layer's own ids, as a tar would carry them
     expect([lstatSync(join(m2, 'home/worker/added')).uid, lstatSync(join(m2, 'etc/owned-by-root')).uid]).toEqual([1000, 0]);
