@@ -87,13 +87,16 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// Stack of the short CLONE_VM helpers (network namespace, idmap user namespace).
+constexpr size_t kHelperStackSize = 64 * 1024;
+
 // Per-environment state (the addon works in worker threads: no static mutable state).
 struct Watch;
 struct AddonData {
   Napi::FunctionReference errorClass;  // NsboxError, handed over from JS at init
   void* childStack = nullptr;          // spawn.cc: reused stack for CLONE_VM children
   size_t childStackSize = 0;
-  void* netStack = nullptr;            // spawn.cc: stack of the helper that makes a network namespace
+  void* netStack = nullptr;            // spawn.cc: stack of the helper that makes a network namespace (kHelperStackSize)
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
   ~AddonData();

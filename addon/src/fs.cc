@@ -93,21 +93,20 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "idmap", "pipe2");
   UniqueFd rd(pfd[0]), wr(pfd[1]);
-  constexpr size_t kStack = 64 * 1024;
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  void* stack = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return ThrowErrno(env, errno, "idmap", "mmap");
   struct clone_args a{};
   a.flags = CLONE_VM | CLONE_FILES | CLONE_NEWUSER;
   a.exit_signal = 0;  // reaped below (__WALL): no SIGCHLD for Node
   a.stack = (uint64_t)(uintptr_t)stack;
-  a.stack_size = kStack;
+  a.stack_size = kHelperStackSize;
   int rfd = rd.get();
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   long pid = nsbox_clone3(&a, sizeof a, UserNsChild, &rfd);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) { munmap(stack, kStack); return ThrowErrno(env, (int)-pid, "idmap", "clone3"); }
+  if (pid < 0) { munmap(stack, kHelperStackSize); return ThrowErrno(env, (int)-pid, "idmap", "clone3"); }
   Err e;
   int fd = -1;
   char path[64];
@@ -125,7 +124,7 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
   wr.reset();  // the child's read ends: it exits
   siginfo_t si;
   while (sys::call(SYS_waitid, P_PID, pid, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
-  munmap(stack, kStack);
+  munmap(stack, kHelperStackSize);
   if (fd < 0) return ThrowErr(env, e);
   return Napi::Number::New(env, fd);
 }

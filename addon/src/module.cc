@@ -6,7 +6,7 @@
 namespace nsbox {
 AddonData::~AddonData() {
   if (childStack) munmap(childStack, childStackSize);
-  if (netStack) munmap(netStack, 64 * 1024);
+  if (netStack) munmap(netStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);
 }
 

@@ -94,7 +94,6 @@ void* ChildStack(Napi::Env env) {
   return d->childStack;
 }
 
-constexpr size_t kNetStackSize = 64 * 1024;
 
 // The network namespace of a sandbox is the costliest one to create (~0.6 ms here: sysctl
 // tables, the loopback device). Made inside clone3 it would delay everything else; instead
@@ -183,7 +182,7 @@ int NetMakerMain(void* arg) {
 long StartNetMaker(Napi::Env env, NetMaker* m) {
   AddonData* d = env.GetInstanceData<AddonData>();
   if (!d->netStack) {
-    void* s = mmap(nullptr, kNetStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    void* s = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); d->netStack = s; }
   }
   long hp = -ENOMEM;
@@ -194,7 +193,7 @@ long StartNetMaker(Napi::Env env, NetMaker* m) {
     a.flags = CLONE_VM | CLONE_FILES;
     a.exit_signal = 0;
     a.stack = (uint64_t)(uintptr_t)d->netStack;
-    a.stack_size = kNetStackSize;
+    a.stack_size = kHelperStackSize;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -202,7 +201,7 @@ long StartNetMaker(Napi::Env env, NetMaker* m) {
     TRACE_CPU(kTrParentCpu);
     hp = nsbox_clone3(&a, sizeof a, NetMakerMain, m);
     if (hp == -ENOSYS) {
-      int r = clone(NetMakerMain, (char*)d->netStack + kNetStackSize, CLONE_VM | CLONE_FILES, m);
+      int r = clone(NetMakerMain, (char*)d->netStack + kHelperStackSize, CLONE_VM | CLONE_FILES, m);
       hp = r < 0 ? -errno : r;
     }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);

@@ -13,6 +13,7 @@ import { pack as tarPack, type Header } from 'tar-stream';
 type Hdr = Partial<Header> & { name: string };
 import { errnoError, NsboxError } from '../errors.js';
 import type { IdMap } from '../spawn/options.js';
+import { formatMaps, parseIdMaps } from '../spawn/plan.js';
 import { fsNative, O, RESOLVE } from './native.js';
 import { bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
 
@@ -79,19 +80,6 @@ interface Parsed {
   idmap?: { uidMap: IdMap[]; gidMap: IdMap[] };
 }
 
-function parseMaps(option: string, v: unknown): IdMap[] {
-  if (!Array.isArray(v) || v.length === 0 || v.length > 340) fail(option, 'must be an array of 1 to 340 { inside, outside, count }');
-  return v.map((m, i) => {
-    if (!isPlainObject(m)) fail(`${option}[${i}]`, 'must be an object { inside, outside, count }');
-    checkKeys(`${option}[${i}]`, m, ['inside', 'outside', 'count']);
-    for (const k of ['inside', 'outside', 'count'] as const) {
-      const x = m[k];
-      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff || (k === 'count' && x === 0)) fail(`${option}[${i}].${k}`, `must be an integer id${k === 'count' ? ' count above 0' : ''}`, RangeError);
-    }
-    return { inside: m.inside as number, outside: m.outside as number, count: m.count as number };
-  });
-}
-
 function parseOptions(o: unknown): Parsed {
   if (!isPlainObject(o)) fail('options', 'must be an object { lower, upper?, work?, target, ... }');
   checkKeys('options', o, ['lower', 'upper', 'work', 'target', 'readonly', 'userxattr', 'nosuid', 'driver', 'idmap']);
@@ -111,7 +99,7 @@ function parseOptions(o: unknown): Parsed {
   if (o.idmap !== undefined) {
     if (!isPlainObject(o.idmap)) fail('options.idmap', 'must be { uidMap, gidMap }');
     checkKeys('options.idmap', o.idmap, ['uidMap', 'gidMap']);
-    idmap = { uidMap: parseMaps('options.idmap.uidMap', o.idmap.uidMap), gidMap: parseMaps('options.idmap.gidMap', o.idmap.gidMap) };
+    idmap = { uidMap: parseIdMaps('options.idmap.uidMap', o.idmap.uidMap), gidMap: parseIdMaps('options.idmap.gidMap', o.idmap.gidMap) };
   }
   return { lower, upper, work, target, readonly, userxattr: bool('options.userxattr', o.userxattr, false), nosuid: bool('options.nosuid', o.nosuid, false), driver, idmap };
 }
@@ -129,10 +117,9 @@ export function mapId(maps: readonly IdMap[] | undefined, id: number, back = fal
 // all an idmapped mount needs.
 const userNsFds = new Map<string, number>();
 function userNsFd(idmap: NonNullable<Parsed['idmap']>): number {
-  const fmt = (ms: IdMap[]) => ms.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
-  const key = `${fmt(idmap.uidMap)}|${fmt(idmap.gidMap)}`;
-  let fd = userNsFds.get(key);
-  if (fd === undefined) userNsFds.set(key, (fd = fsNative().fsUserNs(fmt(idmap.uidMap), fmt(idmap.gidMap))));
+  const u = formatMaps(idmap.uidMap), g = formatMaps(idmap.gidMap);
+  let fd = userNsFds.get(`${u}|${g}`);
+  if (fd === undefined) userNsFds.set(`${u}|${g}`, (fd = fsNative().fsUserNs(u, g)));
   return fd;
 }
 

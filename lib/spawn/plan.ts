@@ -251,7 +251,8 @@ export function signalNumber(option: string, v: unknown): number {
   return fail(option, `must be a signal name like 'SIGTERM' or a number (got ${String(v)})`);
 }
 
-function parseIdMaps(option: string, v: unknown): IdMap[] {
+/** Validated id maps of an option (TypeError/RangeError naming it). */
+export function parseIdMaps(option: string, v: unknown): IdMap[] {
   if (!Array.isArray(v) || v.length === 0) fail(option, 'must be a non-empty array of { inside, outside, count }');
   if (v.length > 340) fail(option, 'may have at most 340 entries (kernel limit)', RangeError);
   const maps = v.map((m, i) => {
@@ -285,15 +286,15 @@ function parseIdMaps(option: string, v: unknown): IdMap[] {
 export function sandboxIdMaps(o: Pick<SpawnIsolatedOptions, 'user' | 'namespaces' | 'join' | 'remapUser' | 'network'>, host: HostFacts = realHost): { uidMap: IdMap[]; gidMap: IdMap[] } | null {
   if (o.user === false || o.namespaces?.user === false || (o.join as Record<string, unknown> | undefined)?.user !== undefined || host.euid !== 0) return null;
   if (isPlainObject(o.user)) return { uidMap: parseIdMaps('options.user.uidMap', o.user.uidMap), gidMap: parseIdMaps('options.user.gidMap', o.user.gidMap) };
-  const remap = o.remapUser === undefined ? 'nsbox' : str('options.remapUser', o.remapUser, { nonEmpty: true });
+  return remappedRoot(o.remapUser, host);
+}
+
+/** A root caller's default maps: root inside onto `remapUser`'s subordinate range (or the fallback), as dockerd --userns-remap. */
+function remappedRoot(remapUser: unknown, host: HostFacts): { uidMap: IdMap[]; gidMap: IdMap[] } {
+  const remap = remapUser === undefined ? 'nsbox' : str('options.remapUser', remapUser, { nonEmpty: true });
   const su = host.subordinate('subuid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
   const sg = host.subordinate('subgid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
   return { uidMap: [{ inside: 0, outside: su.start, count: su.count }], gidMap: [{ inside: 0, outside: sg.start, count: sg.count }] };
-}
-
-/** The maps as /proc/<pid>/uid_map text. */
-export function formatIdMaps(maps: IdMap[]): string {
-  return formatMaps(maps);
 }
 
 /** In a new or joined user namespace the child first becomes its root (or the target ids when 0 is not mapped). */
@@ -308,7 +309,8 @@ function mapped(maps: IdMap[], id: number): boolean {
   return maps.some((m) => id >= m.inside && id < m.inside + m.count);
 }
 
-function formatMaps(maps: IdMap[]): string {
+/** The maps as /proc/<pid>/uid_map text. */
+export function formatMaps(maps: readonly IdMap[]): string {
   return maps.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
 }
 
@@ -411,11 +413,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gidMaps = parseIdMaps('options.user.gidMap', o.user.gidMap);
       if (host.euid !== 0) setgroupsDeny = true;
     } else if (host.euid === 0) {
-      const remap = o.remapUser === undefined ? 'nsbox' : str('options.remapUser', o.remapUser, { nonEmpty: true });
-      const su = host.subordinate('subuid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
-      const sg = host.subordinate('subgid', remap) ?? { start: FALLBACK_RANGE_START, count: RANGE_SIZE };
-      uidMaps = [{ inside: 0, outside: su.start, count: su.count }];
-      gidMaps = [{ inside: 0, outside: sg.start, count: sg.count }];
+      ({ uidMap: uidMaps, gidMap: gidMaps } = remappedRoot(o.remapUser, host));
     } else {
       uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
       gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];
