@@ -41,7 +41,10 @@ export interface NsInfo {
 export interface NativeAddon {
   setErrorClass(cls: typeof NsboxError): void;
   /** `ops`: plan.ops in the binary form of encodeOps (else they are read from plan.ops) */
-  spawn(plan: object, ops?: Buffer): SpawnOutput;
+  /** `template`: the view template's build ops, encoded (plan.template); then `ops` are the child's in a copy of it */
+  spawn(plan: object, ops?: Buffer, template?: Buffer): SpawnOutput;
+  /** Closes the view templates the addon keeps (the next spawn of a view builds its own again). */
+  dropTemplates(): void;
   pidfdSignal(pidfd: number, sig: number): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;

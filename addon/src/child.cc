@@ -376,6 +376,18 @@ bool IsSysfs(const char* t) { return t && t[0] == 's' && t[1] == 'y' && t[2] == 
 
 void RunOp(ChildCtx* ctx, const Op& op) {
   long r = 0;
+  if (ctx->netPremade) {
+    // lo is up already; the sysfs of the namespace came made (mounting one takes rights over
+    // the namespace that its owner, nsbox's user namespace, does not give us)
+    if (op.kind == OpKind::kLoopbackUp) return;
+    if (op.kind == OpKind::kMount && IsSysfs(op.c) && ctx->sysfsFd >= 0) {
+      r = call(SYS_move_mount, ctx->sysfsFd, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH);
+      if (r < 0) DieSys(ctx, r, "mount", "move_mount", op.b);
+      call(SYS_close, ctx->sysfsFd);
+      ctx->sysfsFd = -1;
+      return;
+    }
+  }
   if (ctx->asyncNet) {
     // the namespace's maker brought lo up; a fresh sysfs shows the namespace it is mounted in
     if (op.kind == OpKind::kLoopbackUp) return;
@@ -492,6 +504,31 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     case OpKind::kLoopbackUp:
       if ((r = sys::LoopbackUp()) < 0) DieSys(ctx, r, "loopback", "ioctl(SIOCSIFFLAGS)", "lo");
       break;
+    case OpKind::kChown:
+      if ((r = call(SYS_fchownat, AT_FDCWD, op.a, op.flags, op.mode, AT_SYMLINK_NOFOLLOW)) < 0) DieSys(ctx, r, "chown", "fchownat", op.a);
+      break;
+    case OpKind::kUnlink:
+      if ((r = call(SYS_unlinkat, AT_FDCWD, op.a, op.flags)) < 0) DieSys(ctx, r, "unlink", "unlinkat", op.a);
+      break;
+    case OpKind::kMaskOpen:
+      // the template's empty file and directory, covered by /proc once it is mounted: held
+      // as fds, the masks are cloned from them
+      for (int i = 0; i < 2; i++) {
+        const char* path = i == 0 ? op.a : op.b;
+        if ((r = call(SYS_openat, AT_FDCWD, path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) DieSys(ctx, r, "mask", "open", path);
+        ctx->maskFd[i] = (int)r;
+      }
+      break;
+    case OpKind::kMaskBind: {
+      int src = ctx->maskFd[op.file ? 0 : 1];
+      if (src < 0) DieSys(ctx, -EBADF, "mask", "open_tree", op.b);
+      long tree = call(SYS_open_tree, src, "", OPEN_TREE_CLONE | AT_EMPTY_PATH | O_CLOEXEC);
+      if (tree < 0) DieSys(ctx, tree, "mask", "open_tree", op.b);
+      r = call(SYS_move_mount, tree, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH);
+      call(SYS_close, tree);
+      if (r < 0) DieSys(ctx, r, "mask", "move_mount", op.b);
+      break;
+    }
     default:
       DieSys(ctx, -EINVAL, "plan", "none");
   }
@@ -783,6 +820,25 @@ int ChildMain(void* arg) {
   TRACE(kTrChildGo);
   TRACE_CPU(kTrChildCpu);
   Setup(ctx);
+}
+
+int TemplateMain(void* arg) {
+  TemplateBuild* b = static_cast<TemplateBuild*>(arg);
+  ChildCtx ctx{};
+  ctx.errFd = b->errFd;
+  ctx.rootFd = -1;
+  ctx.maskFd[0] = ctx.maskFd[1] = -1;
+  // the namespace's fd is opened at the end through this directory: the new root has no /proc
+  long nsDir = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (nsDir < 0) DieSys(&ctx, nsDir, "template", "open", "/proc/thread-self/ns");
+  long r = call(SYS_unshare, CLONE_NEWNS);
+  if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
+  for (const Op& op : *b->ops) RunOp(&ctx, op);
+  r = call(SYS_openat, (int)nsDir, "mnt", O_RDONLY | O_CLOEXEC);
+  if (r < 0) DieSys(&ctx, r, "template", "open", "ns/mnt");
+  b->nsFd = (int)r;
+  call(SYS_exit, 0);
+  return 0;
 }
 
 }  // namespace nsbox

@@ -99,8 +99,17 @@ struct AddonData {
   void* netStack = nullptr;            // spawn.cc: stack of the helper that makes a network namespace (kHelperStackSize)
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
+  // spawn.cc: view templates (mount namespace fds) by the encoding of the ops that built
+  // them, newest last; /proc/self/mounts, polled to drop them when the host's mounts change
+  std::vector<std::pair<std::string, int>> templates;
+  int mountsFd = -1;
+  // spawn.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
+  struct NetSpare* spare = nullptr;
   ~AddonData();
 };
+
+// Frees the spare network namespace (waiting for its maker if one runs). spawn.cc.
+void FreeSpare(AddonData* d);
 
 // The sealed memfd of nsbox-init (made on first use), or -errno with `e` filled.
 int InitProgramFd(Napi::Env env, Err* e);

@@ -64,7 +64,7 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   struct rusage ru{};
   long r;
   do {
-    r = sys::call(SYS_waitid, P_PIDFD, w->pidfd, &si, WEXITED | WNOHANG, &ru);
+    r = sys::call(SYS_waitid, P_PIDFD, w->pidfd, &si, WEXITED | WNOHANG | __WALL, &ru);
   } while (r == -EINTR);
   if (r == 0 && si.si_pid == 0) return;  // spurious: not exited yet
   TRACE(kTrExitSeen);

@@ -5,9 +5,12 @@
 
 namespace nsbox {
 AddonData::~AddonData() {
+  FreeSpare(this);
   if (childStack) munmap(childStack, childStackSize);
   if (netStack) munmap(netStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);
+  for (auto& t : templates) close(t.second);
+  if (mountsFd >= 0) close(mountsFd);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -60,7 +60,7 @@ struct Reader {
 
 namespace {
 // The binary ops of encodeOps (lib/spawn/plan.ts). False on a malformed buffer.
-bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::string* bad) {
+bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::string* bad) {
   size_t off = 0;
   auto u32 = [&](uint32_t* v) {
     if (n - off < 4) return false;
@@ -81,7 +81,7 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::string* bad) {
   };
   uint32_t count;
   if (!u32(&count)) return false;
-  p->ops.reserve(count);
+  ops->reserve(count);
   for (uint32_t i = 0; i < count; i++) {
     if (n - off < 12) return false;
     uint8_t kind = b[off], bits = b[off + 1];
@@ -98,15 +98,16 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::string* bad) {
     op.real = bits & 8;
     op.trusted = bits & 16;
     if (!str(&op.a, nullptr, false) || !str(&op.b, nullptr, false) || !str(&op.c, nullptr, false) || !str(&op.d, &op.dlen, true)) return false;
-    p->ops.push_back(op);
+    ops->push_back(op);
   }
   return off == n;
 }
 }  // namespace
 
-bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf) {
+bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi::Value templateBuf) {
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
+  p->netPremade = r.Bool(o, "netPremade", false);
   p->unshareFlags = (unsigned long long)r.Num(o, "unshareFlags", 0);
   p->lateUnshare = (unsigned long long)r.Num(o, "lateUnshare", 0);
   p->twoStage = r.Bool(o, "twoStage", false);
@@ -150,7 +151,13 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf) {
   if (opsBuf.IsBuffer()) {
     Napi::Buffer<uint8_t> b = opsBuf.As<Napi::Buffer<uint8_t>>();
     std::string bad;
-    if (!DecodeOps(b.Data(), b.Length(), p, &bad)) r.Fail(bad.empty() ? "plan.ops buffer is malformed" : bad);
+    if (!DecodeOps(b.Data(), b.Length(), p, &p->ops, &bad)) r.Fail(bad.empty() ? "plan.ops buffer is malformed" : bad);
+  }
+  if (templateBuf.IsBuffer() && r.ok) {
+    Napi::Buffer<uint8_t> b = templateBuf.As<Napi::Buffer<uint8_t>>();
+    std::string bad;
+    if (!DecodeOps(b.Data(), b.Length(), p, &p->templateOps, &bad)) r.Fail(bad.empty() ? "the template ops buffer is malformed" : bad);
+    else p->templateKey.assign(reinterpret_cast<const char*>(b.Data()), b.Length());
   }
   Napi::Array ops = opsBuf.IsBuffer() ? Napi::Array::New(env, 0) : r.Arr(o, "ops");
   for (uint32_t i = 0; i < ops.Length() && r.ok; i++) {

@@ -23,6 +23,11 @@ enum class OpKind : int {
   kChmod = 9,        // a = path, mode
   kUmount = 10,      // b = target (MNT_DETACH)
   kLoopbackUp = 11,  // bring `lo` up in the (new) network namespace
+  kChown = 12,       // a = path (not followed), flags = uid, mode = gid
+  // 13: unused
+  kMaskOpen = 14,    // a = the template's empty file, b = its empty directory: kept as O_PATH fds
+  kMaskBind = 15,    // b = target: the kMaskOpen file (file) or directory bound over it
+  kUnlink = 16,      // a = path (flags: AT_REMOVEDIR for a directory)
 };
 
 struct Op {
@@ -83,11 +88,17 @@ struct Plan {
   std::vector<int> cgroupTaskFds;      // v1 `tasks` files opened by the parent: the child
                                        // writes "0" to each (see spawn.cc)
   std::vector<NetHandoffSpec> net;     // links handed to the child before "go"
+  bool netPremade = false;             // the network namespace may be a spare made ahead (owned
+                                       // by our user namespace): a sandbox with no capabilities
   // --- stdio, as the child will see them on 0..2
   StdioKind stdioKind[3] = {StdioKind::kPipe, StdioKind::kPipe, StdioKind::kPipe};
   int stdioFd[3] = {-1, -1, -1};
   // --- child steps
   std::vector<Op> ops;
+  // The view template (spawn.cc, EnsureTemplate): ops that build a mount namespace once, which
+  // sandboxes of the same view copy; its encoding is the template's key. Empty: none.
+  std::vector<Op> templateOps;
+  std::string templateKey;
   const char* hostname = nullptr;
   const char* domainname = nullptr;
   const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
@@ -120,7 +131,7 @@ struct Plan {
 };
 
 // Fills `plan` from a JS object; on a malformed object throws a TypeError and returns false.
-bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf);
+bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf, Napi::Value templateBuf);
 
 // What the child reports back on the error pipe.
 
@@ -142,7 +153,20 @@ struct ChildCtx {
   int netFd;      // asyncNet: the channel the namespace arrives on (RecvNetReady)
   bool restoreAffinity;       // the parent pinned us to its CPU for the setup: put this back
   const cpu_set_t* affinity;  // the caller's CPU set
+  int maskFd[2];  // kMaskOpen: O_PATH fds of the template's empty file and directory
+  bool netPremade;  // born in a network namespace made ahead, lo up (NetSpare): no LoopbackUp
+  int sysfsFd;      // ... and its sysfs, a detached mount the sysfs op moves into place; or -1
 };
+
+// Builds the view template's mount namespace (TemplateMain, run as a CLONE_VM|CLONE_VFORK
+// helper of ours): unshares a mount namespace, runs the ops, and leaves an fd of that
+// namespace in `nsFd` (the fd table is shared). Failures go to errFd as a ChildMsg.
+struct TemplateBuild {
+  const std::vector<Op>* ops;
+  int errFd;
+  int nsFd;
+};
+int TemplateMain(void* arg);
 
 // What the parent sends on "go" once the network namespace made beside the child exists:
 // its fd rides along (SCM_RIGHTS); without one, err/which say what failed.

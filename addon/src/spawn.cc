@@ -4,6 +4,7 @@
 #include "sys.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -179,12 +180,17 @@ int NetMakerMain(void* arg) {
 // Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
 // while we write the id maps and the child builds its view. Returns its pid, or -errno (then
 // the child has been told why on its channel).
-long StartNetMaker(Napi::Env env, NetMaker* m) {
-  AddonData* d = env.GetInstanceData<AddonData>();
+void* HelperStack(AddonData* d) {
   if (!d->netStack) {
     void* s = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); d->netStack = s; }
   }
+  return d->netStack;
+}
+
+long StartNetMaker(Napi::Env env, NetMaker* m) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  HelperStack(d);
   long hp = -ENOMEM;
   if (d->netStack) {
     // CLONE_FILES: the helper sends on our end of the channel; exit_signal 0: reaped by
@@ -219,6 +225,225 @@ int FinishNetMaker(long hp, const NetMaker& m) {
     TRACE(kTrHelperDone);
   }
   return m.sendErr > 0 && m.sendErr != EPIPE ? -m.sendErr : 0;
+}
+
+// The network namespace can be made beside the child: a new one, with no hand-off (a veth
+// moved in by pid before "go" needs it from the start). One CPU more is needed too (Spawn).
+bool asyncNetOk(const Plan& p) { return !p.twoStage && (p.cloneFlags & CLONE_NEWNET) && p.net.empty(); }
+
+void DropSpare(AddonData* d);
+void DropTemplates(AddonData* d) {
+  for (auto& t : d->templates) close(t.second);
+  d->templates.clear();
+  DropSpare(d);
+}
+
+// The view template: a mount namespace holding the read-only part of a default view (root
+// tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
+// user namespace mount its own), built once by running `plan.templateOps` in a helper of
+// ours. Sandboxes of that view get a copy of it (NetMaker) instead of building it each time.
+// Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
+// would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
+// spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
+int EnsureTemplate(Napi::Env env, const Plan& p, Err* e) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+  if (d->mountsFd >= 0) {
+    struct pollfd pf{d->mountsFd, POLLPRI, 0};
+    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
+  }
+  for (auto& t : d->templates) if (t.first == p.templateKey) return t.second;
+  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
+  TemplateBuild b{&p.templateOps, ep[1], -1};
+  // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
+  a.exit_signal = 0;
+  a.stack = (uint64_t)(uintptr_t)d->netStack;
+  a.stack_size = kHelperStackSize;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long hp = nsbox_clone3(&a, sizeof a, TemplateMain, &b);
+  if (hp == -ENOSYS) {
+    int r = clone(TemplateMain, (char*)d->netStack + kHelperStackSize, CLONE_VM | CLONE_VFORK | CLONE_FILES, &b);
+    hp = r < 0 ? -errno : r;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (hp > 0) {
+    siginfo_t si;
+    while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  }
+  ChildMsg m;
+  ssize_t n = read(ep[0], &m, sizeof m);
+  close(ep[0]);
+  close(ep[1]);
+  if (hp < 0) return Fail(e, (int)-hp, "template", "clone3");
+  if (n == (ssize_t)sizeof m && m.kind == 1) {
+    if (b.nsFd >= 0) close(b.nsFd);
+    *e = m.err;
+    CopyStr(e->step, sizeof e->step, "template");
+    return -e->err;
+  }
+  if (b.nsFd < 0) return Fail(e, EPROTO, "template", "clone3");
+  if (d->templates.size() >= 4) {
+    close(d->templates.front().second);
+    d->templates.erase(d->templates.begin());
+  }
+  d->templates.emplace_back(p.templateKey, b.nsFd);
+  return b.nsFd;
+}
+
+// A spare network namespace, made ahead by a helper of ours while nothing waits for it, with
+// lo up and a detached sysfs instance of it. Making one takes ~0.6 ms (the kernel's per-netns
+// setup: sysctl tables, loopback, IPv6), the longest single step of a spawn. A spare belongs
+// to our user namespace, not to the sandbox's, so the sandbox has no capability over it: only
+// a sandbox that keeps no capabilities gets one (plan.netPremade), where nothing can tell the
+// difference. It enters it at birth (the launcher joins it before clone3); its /sys is the
+// detached sysfs, moved into place (it could not mount one itself).
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x1
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x1
+#endif
+#ifndef FSCONFIG_CMD_CREATE
+#define FSCONFIG_SET_FLAG 0
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#endif
+}  // namespace
+struct NetSpare {
+  long helper = 0;           // the maker's pid while it runs (reaped with __WALL), else 0
+  int netFd = -1, sysFd = -1;
+  int err = 0;
+  void* stack = nullptr;     // kHelperStackSize
+};
+namespace {
+
+int SpareMain(void* arg) {
+  NetSpare* s = static_cast<NetSpare*>(arg);
+  long r = call(SYS_unshare, CLONE_NEWNET), net = -1, fs = -1, mnt = -1;
+  if (r == 0) r = net = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (r >= 0) r = sys::LoopbackUp();
+  if (r >= 0) r = fs = call(SYS_fsopen, "sysfs", FSOPEN_CLOEXEC);
+  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "sysfs", 0);
+  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "ro", nullptr, 0);  // the superblock too
+  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+  if (r >= 0) r = mnt = call(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0x1 | 0x2 | 0x4 | 0x8);  // MOUNT_ATTR_RDONLY|NOSUID|NODEV|NOEXEC
+  if (fs >= 0) call(SYS_close, fs);
+  if (r < 0) {
+    if (net >= 0) call(SYS_close, net);
+    s->err = (int)-r;
+  } else {
+    s->netFd = (int)net;
+    s->sysFd = (int)mnt;
+  }
+  call(SYS_exit, 0);
+  return 0;
+}
+
+// Starts making a spare unless one is there or on its way.
+void StartSpare(AddonData* d) {
+  if (!d->spare) d->spare = new NetSpare();
+  NetSpare* s = d->spare;
+  if (s->helper || s->netFd >= 0) return;
+  if (!s->stack) {
+    void* st = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (st == MAP_FAILED) return;
+    mprotect(st, 4096, PROT_NONE);
+    s->stack = st;
+  }
+  s->err = 0;
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_FILES;
+  a.exit_signal = 0;
+  a.stack = (uint64_t)(uintptr_t)s->stack;
+  a.stack_size = kHelperStackSize;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long hp = nsbox_clone3(&a, sizeof a, SpareMain, s);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  s->helper = hp > 0 ? hp : 0;
+}
+
+// Reaps a maker that is done. Blocks only with `wait`.
+void ReapSpare(NetSpare* s, bool wait) {
+  if (!s || !s->helper) return;
+  siginfo_t si{};
+  long r;
+  do { r = call(SYS_waitid, P_PID, s->helper, &si, WEXITED | __WALL | (wait ? 0 : WNOHANG), nullptr); } while (r == -EINTR);
+  if (r == 0 && si.si_pid == 0) return;  // still at work
+  s->helper = 0;
+}
+
+// Takes the spare if one is ready (never waits for one being made).
+bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
+  NetSpare* s = d->spare;
+  if (!s) return false;
+  ReapSpare(s, false);
+  if (s->helper || s->netFd < 0) return false;
+  *netFd = s->netFd;
+  *sysFd = s->sysFd;
+  s->netFd = s->sysFd = -1;
+  return true;
+}
+
+void DropSpare(AddonData* d) {
+  NetSpare* s = d->spare;
+  if (!s) return;
+  ReapSpare(s, true);
+  if (s->netFd >= 0) close(s->netFd);
+  if (s->sysFd >= 0) close(s->sysFd);
+  s->netFd = s->sysFd = -1;
+}
+
+// A sandbox child of a view template is made by a launcher: a CLONE_VM|CLONE_VFORK|CLONE_FILES
+// helper of ours that enters the template's mount namespace and calls clone3 there with
+// CLONE_PARENT, so the child is ours and its new mount namespace (created by clone3 with its
+// new user namespace, which owns it) is a copy of the template, every mount in it locked.
+// Nothing to unmount, no pivot: the child starts with the view's root as its own.
+struct Launch {
+  int templateFd;
+  int netFd;     // a spare network namespace to be born in, or -1
+  struct clone_args* args;
+  ChildCtx* ctx;
+  long pid;      // the child's, or -errno of clone3
+  int setnsErr;  // errno of setns into the template (no child then)
+};
+
+int LauncherMain(void* arg) {
+  Launch* l = static_cast<Launch*>(arg);
+  long r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
+  if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
+  if (r < 0) {
+    l->setnsErr = (int)-r;
+  } else {
+    l->pid = nsbox_clone3(l->args, sizeof *l->args, ChildMain, l->ctx);
+  }
+  call(SYS_exit, 0);
+  return 0;
+}
+
+// Returns the child's pid or -errno; *setnsErr is set when the template could not be entered.
+long LaunchInTemplate(Napi::Env env, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (!HelperStack(d)) return -ENOMEM;
+  Launch l{templateFd, netFd, args, ctx, -EPROTO, 0};
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
+  a.exit_signal = 0;
+  a.stack = (uint64_t)(uintptr_t)d->netStack;
+  a.stack_size = kHelperStackSize;
+  long hp = nsbox_clone3(&a, sizeof a, LauncherMain, &l);
+  if (hp < 0) return hp;
+  siginfo_t si;
+  while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  if (l.setnsErr) { *setnsErr = l.setnsErr; return -l.setnsErr; }
+  return l.pid;
 }
 
 int WriteFile(const char* path, const std::string& data, Err* e, const char* step) {
@@ -265,7 +490,7 @@ void RestoreDumpable() {
 void Reap(int pidfd) {
   siginfo_t si;
   for (;;) {
-    long r = call(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED, nullptr);
+    long r = call(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, nullptr);
     if (r != -EINTR) return;
   }
 }
@@ -328,10 +553,20 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   TRACE(kTrSpawnEntry);
   Plan plan;
-  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1])) return env.Undefined();
+  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2])) return env.Undefined();
   TRACE(kTrPlanDecoded);
 
   Err e;
+  // the mount namespace comes from the view template (made beside the child, see NetMaker):
+  // only for a sandbox with user, mount and pid namespaces of its own, whose copy of the
+  // template is then locked
+  const bool templ = !plan.templateOps.empty() && !plan.twoStage &&
+                     (plan.cloneFlags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID)) == (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID);
+  int templateFd = -1;
+  if (templ) {
+    templateFd = EnsureTemplate(env, plan, &e);
+    if (templateFd < 0) return ThrowErr(env, e);
+  }
   Fds f;
   if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
   if (pipe2(f.go, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
@@ -397,15 +632,23 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // the network namespace is made beside the child (NetMaker) unless a hand-off (a veth
   // moved in by pid before "go") needs it to exist from the start, or there is one CPU only
   // (nothing to gain: the two would take turns). It reaches the child on a channel of its own.
+  // a spare network namespace, made ahead: see NetSpare
+  int spareNet = -1, spareSys = -1;
+  const bool wantSpare = templ && plan.netPremade && (plan.cloneFlags & CLONE_NEWNET) && plan.net.empty();
+  if (wantSpare && TakeSpare(env.GetInstanceData<AddonData>(), &spareNet, &spareSys)) {
+    plan.cloneFlags &= ~(unsigned long long)CLONE_NEWNET;
+    ctx.netPremade = true;
+  }
+  ctx.sysfsFd = spareSys;
   NetMaker nm{};
-  const bool asyncNet = !plan.twoStage && (plan.cloneFlags & CLONE_NEWNET) && plan.net.empty() &&
-                        sched_getaffinity(0, sizeof nm.cpus, &nm.cpus) == 0 && CPU_COUNT(&nm.cpus) >= 2;
+  const bool asyncNet = asyncNetOk(plan) && sched_getaffinity(0, sizeof nm.cpus, &nm.cpus) == 0 && CPU_COUNT(&nm.cpus) >= 2;
   if (asyncNet && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.net) < 0) {
     int er = errno;
     f.CloseAll();
     return ThrowErrno(env, er, "network", "socketpair");
   }
   ctx.asyncNet = asyncNet;
+  ctx.maskFd[0] = ctx.maskFd[1] = -1;
   ctx.netFd = f.net[0];
   ctx.closeFds[2] = f.net[1];
   if (asyncNet) plan.cloneFlags &= ~(unsigned long long)CLONE_NEWNET;
@@ -427,8 +670,19 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   TRACE(kTrClone);
-  long pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
-  if (pid == -ENOSYS || (pid == -EINVAL && intoCgroup)) {
+  long pid;
+  int launchErr = 0;
+  if (templ) {
+    // made by a launcher standing in the template's mount namespace, as our child
+    // (CLONE_PARENT, which wants exit_signal 0: reaped with __WALL). No clone(2) fallback:
+    // the planner uses templates only where clone3 is there (viewTemplates)
+    args.flags |= CLONE_PARENT;
+    args.exit_signal = 0;
+    pid = LaunchInTemplate(env, templateFd, spareNet, &args, &ctx, &launchErr);
+  } else {
+    pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
+  }
+  if (!templ && (pid == -ENOSYS || (pid == -EINVAL && intoCgroup))) {
     // no clone3 (or no CLONE_INTO_CGROUP): clone(2), and the cgroup is joined by pid below
     intoCgroup = false;
     unsigned long fl = (unsigned long)(CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM) | SIGCHLD);
@@ -438,8 +692,13 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   TRACE(kTrCloned);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   f.CloseChildSide();
+  // the child has its own copies; the next spare is made while this sandbox starts and runs
+  if (spareNet >= 0) close(spareNet);
+  if (spareSys >= 0) close(spareSys);
+  if (wantSpare) StartSpare(env.GetInstanceData<AddonData>());
   if (pid < 0) {
     f.CloseAll();
+    if (launchErr) return ThrowErrno(env, launchErr, "template", "setns");
     return ThrowErrno(env, (int)-pid, "clone", "clone3");
   }
 
@@ -550,7 +809,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // With this fd open the exit is reported at once; nsbox closes the fd afterwards off the
   // event loop, where the teardown happens instead.
   int mntNs = -1;
-  if ((plan.cloneFlags | plan.unshareFlags) & CLONE_NEWNS) {
+  if (((plan.cloneFlags | plan.unshareFlags) & CLONE_NEWNS) || templ) {
     char nsPath[64];
     snprintf(nsPath, sizeof nsPath, "/proc/%d/ns/mnt", (int)pid);
     mntNs = open(nsPath, O_RDONLY | O_CLOEXEC);
@@ -679,10 +938,22 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+void FreeSpare(AddonData* d) {
+  if (!d->spare) return;
+  DropSpare(d);
+  if (d->spare->stack) munmap(d->spare->stack, kHelperStackSize);
+  delete d->spare;
+  d->spare = nullptr;
+}
+
 void InitSpawn(Napi::Env env, Napi::Object exports) {
   int expected = -1;
   initialDumpable.compare_exchange_strong(expected, prctl(PR_GET_DUMPABLE));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("dropTemplates", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    DropTemplates(info.Env().GetInstanceData<AddonData>());
+    return info.Env().Undefined();
+  }, "dropTemplates"));
   exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize, "ttyResize"));

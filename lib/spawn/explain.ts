@@ -20,7 +20,10 @@ export interface ExplainedPlan {
   rlimits: Plan['rlimits'];
   /** What the sandbox would get (as IsolatedResult.isolation, before it runs). */
   isolation: IsolationReport;
+  /** What the sandbox's setup process does, in order (in a copy of the view template when there is one). */
   steps: string[];
+  /** How the view template is built (once, shared by sandboxes of this view), or null: the whole view is built by `steps`. */
+  templateSteps: string[] | null;
 }
 
 /** Builds the plan `spawnIsolated(file, args, options)` would run, and describes it. Creates nothing. */
@@ -46,12 +49,17 @@ export function explain(file: string, args: string[] = [], options: SpawnIsolate
       network: options.network === undefined ? p.summary.network : typeof options.network === 'string' ? options.network : 'join' in options.network ? 'joined' : 'bridge',
       limits: options.limits ? { ...options.limits } : null,
     },
-    steps: p.ops.map((o) => {
-      const parts = [OP_NAMES[o.op] ?? `op${o.op}`];
-      for (const k of ['a', 'b', 'c'] as const) if (o[k] !== undefined) parts.push(String(o[k]));
-      if (typeof o.d === 'string' && o.d) parts.push(`(${o.d})`);
-      if (o.readonly) parts.push('ro');
-      return parts.join(' ');
-    }),
+    steps: describe(p.template?.child ?? p.ops),
+    templateSteps: p.template ? describe(p.template.build) : null,
   };
+}
+
+function describe(ops: readonly Plan['ops'][number][]): string[] {
+  return ops.map((o) => {
+    const parts = [OP_NAMES[o.op] ?? `op${o.op}`];
+    for (const k of ['a', 'b', 'c'] as const) if (o[k] !== undefined) parts.push(String(o[k]));
+    if (typeof o.d === 'string' && o.d) parts.push(`(${o.d})`);
+    if (o.readonly) parts.push('ro');
+    return parts.join(' ');
+  });
 }

@@ -20,7 +20,8 @@ const MS = {
 /** Op codes shared with addon/src/plan.h (OpKind). */
 export const Op = {
   Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, Propagation: 6, RemountRo: 7,
-  PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11,
+  PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11, Chown: 12, MaskOpen: 14, MaskBind: 15,
+  Unlink: 16,
 } as const;
 
 const RLIMIT: Record<keyof Rlimits, number> = {
@@ -31,6 +32,13 @@ const RLIMIT: Record<keyof Rlimits, number> = {
 const NS_TYPES: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
 /** Joined namespaces are entered in this order: user first (it grants the rights for the rest), mount last. */
 const JOIN_ORDER: NamespaceType[] = ['user', 'net', 'uts', 'ipc', 'cgroup', 'time', 'pid', 'mount'];
+/**
+ * Root enters the others while its rights in its own user namespace still cover them all, and
+ * the user namespace just before pid and mount: a sandbox's network namespace may belong to
+ * nsbox's user namespace rather than the sandbox's (Plan.netPremade), and from inside the
+ * sandbox's user namespace it could not be entered.
+ */
+const ROOT_JOIN_ORDER: NamespaceType[] = ['net', 'uts', 'ipc', 'cgroup', 'time', 'user', 'pid', 'mount'];
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Sandbox root's host uid/gid when root has no /etc/subuid range for `remapUser`: the last 64Ki block of systemd's container id range. */
@@ -87,6 +95,15 @@ export interface Plan {
   net: Array<{ ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string }>;
   stdio: Array<{ kind: number; fd: number }>;
   ops: PlanOp[];
+  /**
+   * The view template (DESIGN.md, "view template"): ops that build a mount namespace holding
+   * the read-only part of the default view, run once and kept by the addon (keyed by their
+   * encoding), and the ops the child runs instead of `ops` in a copy of it. `ops` stays the
+   * fallback when the template cannot be used.
+   */
+  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
+  netPremade: boolean;
   hostname?: string;
   domainname?: string;
   timeOffsets?: string;
@@ -137,6 +154,8 @@ export interface HostFacts {
   cgroups(): { version: 1 | 2; v1: string[][] };
   /** what a host path is: missing, a directory, a file, or a symlink (with its content) */
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
+  /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
+  viewTemplates?(): boolean;
 }
 
 export const realHost: HostFacts = {
@@ -163,12 +182,36 @@ export const realHost: HostFacts = {
     }
     return lstatKind(path);
   },
+  viewTemplates() {
+    if (templatesOff) return false;
+    if (templatesOk === undefined) templatesOk = initialNamespaceRoot() && process.env.NSBOX_VIEW_TEMPLATE !== '0';
+    return templatesOk;
+  },
 };
+
+let templatesOk: boolean | undefined;
+let templatesOff = false;
+/** Turns view templates off for this process (after one failed: the full view is made each time instead). */
+export function disableViewTemplates(): void { templatesOff = true; }
+
+/** Root in the initial user namespace with every capability (what building a view template and entering it takes). */
+function initialNamespaceRoot(): boolean {
+  if (process.geteuid?.() !== 0) return false;
+  try {
+    if (readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ') !== '0 0 4294967295') return false;
+    const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (!eff) return false;
+    const need = (1n << 21n) | (1n << 18n); // CAP_SYS_ADMIN, CAP_SYS_CHROOT
+    return (BigInt(`0x${eff[1]}`) & need) === need;
+  } catch {
+    return false;
+  }
+}
 
 const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
 
 /** Default views by key (see buildPlan), with when they were made. */
-const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; masked: string[]; readonly: string[] }>();
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[] }; masked: string[]; readonly: string[] }>();
 /** A shared view's op array, by its first op (encodeOps recognises a plan made of one). */
 const viewOf = new WeakMap<PlanOp, readonly PlanOp[]>();
 
@@ -386,7 +429,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.join !== undefined) {
     if (!isPlainObject(o.join)) fail('options.join', 'must be an object { type: Namespace }');
     checkKeys('options.join', o.join, NS_TYPES);
-    for (const t of JOIN_ORDER) {
+    for (const t of host.euid === 0 ? ROOT_JOIN_ORDER : JOIN_ORDER) {
       const n = (o.join as Record<string, Namespace | undefined>)[t];
       if (n === undefined) continue;
       if (typeof n !== 'object' || n === null || typeof (n as Namespace).fd !== 'number' || (n as Namespace).type === undefined) {
@@ -540,12 +583,20 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // The default view (no rootfs, caller mounts, devices or own mask lists) depends only on
   // which namespaces are made or joined, a few flags and host facts kept for a second: its
   // ops are made once a second and shared (frozen; a plan gets its own array of them).
-  const viewKey = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined
-    ? `${NS_TYPES.map((t) => (ns.has(t) ? 1 : 0)).join('')}${joined.includes('pid') ? 1 : 0}${joined.includes('mount') ? 1 : 0}|${ownCgroup}|${o.nestedUserNamespaces === true}|${rootProp}`
+  const defaultView = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
+  // A default view with new user, mount, pid and network namespaces (none joined) may come
+  // from a view template: the addon builds its read-only part once, in a mount namespace of
+  // its own, and each sandbox gets a copy (see templateView).
+  const useTemplate = defaultView && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  const rootOwner = useTemplate && uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null;
+  const viewKey = defaultView
+    ? `${NS_TYPES.map((t) => (ns.has(t) ? 1 : 0)).join('')}${joined.includes('pid') ? 1 : 0}${joined.includes('mount') ? 1 : 0}|${ownCgroup}|${o.nestedUserNamespaces === true}|${rootProp}|${useTemplate ? `t${rootOwner}` : ''}`
     : undefined;
+  let template: Plan['template'];
   const sharedView = viewKey === undefined ? undefined : viewCache.get(viewKey);
   if (sharedView && performance.now() - sharedView.at < 1000 && host === realHost) {
     ops.push(...sharedView.ops);
+    if (sharedView.template) template = { build: sharedView.template.build, child: [...sharedView.template.child] };
     summaryMasked.push(...sharedView.masked);
     summaryReadonly.push(...sharedView.readonly);
   } else {
@@ -608,19 +659,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
           ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
         }
         // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
-        if (ownCgroup && ns.has('cgroup')) {
-          const cg = host.cgroups();
-          const CG = `${N}/sys/fs/cgroup`;
-          if (cg.version === 2) {
-            ops.push({ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
-          } else {
-            ops.push({ op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' });
-            for (const ctrls of cg.v1) {
-              ops.push({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, d: ctrls.join(',') });
-            }
-            ops.push({ op: Op.RemountRo, b: CG, recursive: false });
-          }
-        }
+        if (ownCgroup && ns.has('cgroup')) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`));
         // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
         if (!rootfsPath) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
       };
@@ -695,11 +734,21 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       ops.push({ op: Op.PivotRoot, a: N });
     }
     if (ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
+    if (useTemplate) {
+      template = templateView(host, {
+        ownCgroup: ownCgroup && ns.has('cgroup'), nestedUserNamespaces: o.nestedUserNamespaces === true, rootOwner, maskedPaths, readonlyPaths,
+      });
+    }
     if (viewKey !== undefined && host === realHost) {
-      for (const op of ops) Object.freeze(op);
-      const shared = Object.freeze([...ops]);
-      viewCache.set(viewKey, { at: performance.now(), ops: shared, masked: [...summaryMasked], readonly: [...summaryReadonly] });
-      if (shared.length > 0) viewOf.set(shared[0]!, shared);
+      const share = (list: readonly PlanOp[]) => {
+        for (const op of list) Object.freeze(op);
+        const shared = Object.freeze([...list]);
+        if (shared.length > 0) viewOf.set(shared[0]!, shared);
+        return shared;
+      };
+      const sharedTemplate = template && { build: share(template.build), child: share(template.child) };
+      viewCache.set(viewKey, { at: performance.now(), ops: share(ops), template: sharedTemplate, masked: [...summaryMasked], readonly: [...summaryReadonly] });
+      if (sharedTemplate) template = { build: sharedTemplate.build, child: [...sharedTemplate.child] };
     }
   }
 
@@ -739,8 +788,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     cgroupFd: -1,
     cgroupProcs: [],
     net: [],
+    // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
+    // only where nothing inside could tell (a view template, no capabilities kept)
+    netPremade: template !== undefined && mask === 0n,
     stdio,
     ops,
+    template,
     hostname,
     domainname,
     timeOffsets,
@@ -787,6 +840,132 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   };
 }
 
+/** The sandbox's own cgroup, read-only, at `CG` (its /sys/fs/cgroup; the cgroup namespace is rooted there). */
+function cgroupViewOps(host: HostFacts, CG: string): PlanOp[] {
+  const cg = host.cgroups();
+  const flags = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
+  if (cg.version === 2) return [{ op: Op.Mount, a: 'cgroup2', b: CG, c: 'cgroup2', flags }];
+  return [
+    { op: Op.Mount, a: 'nsbox-cgroup', b: CG, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0755,size=16k' },
+    ...cg.v1.map((ctrls): PlanOp => ({ op: Op.Mount, a: 'cgroup', b: `${CG}/${ctrls.join(',')}`, c: 'cgroup', flags, d: ctrls.join(',') })),
+    { op: Op.RemountRo, b: CG, recursive: false },
+  ];
+}
+
+function outsideOf(maps: readonly IdMap[], id: number): number | undefined {
+  const m = maps.find((x) => id >= x.inside && id < x.inside + x.count);
+  return m ? m.outside + (id - m.inside) : undefined;
+}
+
+/**
+ * The default view as a view template (`build`, run once by the addon in a mount namespace of
+ * its own) and what each sandbox does in its copy of it (`child`).
+ *
+ * The template holds what every sandbox of the view shares, all of it read-only: the root
+ * tmpfs (owned by the sandbox's root) with the host's system directories bound read-only and
+ * the mount points of the rest; /dev with the device nodes bound from the host, read-only
+ * (its pts and shm come per sandbox); the masks' empty file and directory, on a tmpfs at
+ * /proc that the sandbox's own proc covers. Each superblock is read-only too, not only its
+ * mounts. The copy each sandbox gets is owned by its user namespace, so the kernel locks
+ * every mount in it: none can be unmounted, moved or made writable from inside, whatever
+ * capabilities the sandbox keeps.
+ *
+ * A user namespace may mount proc and sysfs only where an instance of each is already fully
+ * visible in its mount namespace. The template keeps one of each at /dev/proc and /dev/sys,
+ * mounted before /dev's tmpfs covers them: they count for that rule, and since the covering
+ * mount is locked in every copy, no sandbox can reach them.
+ *
+ * Per sandbox: fresh tmpfs on /tmp, /home, /root, /run and /var/tmp, its proc (with the masks
+ * and read-only paths), devpts and shm, its sysfs (and cgroup). No pivot: entering the copy
+ * makes its root the sandbox's.
+ */
+function templateView(host: HostFacts, v: {
+  ownCgroup: boolean; nestedUserNamespaces: boolean; rootOwner: readonly [number | undefined, number | undefined] | null;
+  maskedPaths: string[]; readonlyPaths: string[];
+}): { build: PlanOp[]; child: PlanOp[] } {
+  const N = '/newroot', OLD = '/oldroot';
+  const [ru, rg] = v.rootOwner ?? [undefined, undefined];
+  const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
+  const b: PlanOp[] = [
+    { op: Op.Propagation, b: '/', flags: MS.REC | MS.PRIVATE },
+    { op: Op.Mount, a: 'nsbox-base', b: '/tmp', c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755,size=64k' },
+    { op: Op.Mkdir, a: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, a: `/tmp${OLD}`, mode: 0o755 },
+    { op: Op.PivotRoot, a: '/tmp', b: OLD.slice(1) },
+    { op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: `mode=0755${own}` },
+  ];
+  for (const dir of DEFAULT_RO_DIRS) {
+    const k = host.pathKind(dir);
+    if (k.kind === 'symlink') b.push({ op: Op.Symlink, a: k.target, b: N + dir });
+    else if (k.kind === 'dir') b.push({ op: Op.Bind, a: OLD + dir, b: N + dir, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV });
+  }
+  for (const [dir] of DEFAULT_TMPFS) b.push({ op: Op.Mkdir, a: N + dir, mode: 0o755 });
+  if (own) {
+    // what the sandbox sees of the skeleton belongs to its root (the mount points are covered)
+    for (const [dir] of DEFAULT_TMPFS) {
+      const parent = posix.dirname(dir);
+      if (parent !== '/') b.push({ op: Op.Chown, a: N + parent, flags: ru, mode: rg });
+    }
+  }
+  b.push({ op: Op.Mkdir, a: `${N}/sys`, mode: 0o755 });
+  // the masks' sources, under the sandbox's proc
+  b.push(
+    { op: Op.Mount, a: 'nsbox-mask', b: `${N}/proc`, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=0555,size=4k,nr_inodes=4' },
+    { op: Op.WriteFile, a: `${N}/proc/file`, d: '', mode: 0o444 },
+    { op: Op.Mkdir, a: `${N}/proc/dir`, mode: 0o555 },
+    { op: Op.Mount, b: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC },
+  );
+  // the hidden proc and sysfs, then /dev over them
+  b.push(
+    { op: Op.Mount, a: 'proc', b: `${N}/dev/proc`, c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC },
+    { op: Op.Mount, a: 'sysfs', b: `${N}/dev/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC },
+    { op: Op.Mount, a: 'nsbox-dev', b: `${N}/dev`, c: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, d: `mode=0755,size=64k${own}` },
+  );
+  for (const d of DEV_NODES) b.push({ op: Op.Bind, a: `${OLD}/dev/${d}`, b: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+  b.push({ op: Op.Mkdir, a: `${N}/dev/pts`, mode: 0o755 }, { op: Op.Mkdir, a: `${N}/dev/shm`, mode: 0o755 });
+  for (const [l, t] of [['ptmx', 'pts/ptmx'], ['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
+    b.push({ op: Op.Symlink, a: t, b: `${N}/dev/${l}` });
+  }
+  b.push(
+    { op: Op.Mount, b: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC },
+    { op: Op.Mount, b: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
+    { op: Op.PivotRoot, a: N },
+  );
+  for (const op of b) op.trusted = true;
+
+  const c: PlanOp[] = [
+    { op: Op.LoopbackUp },
+    { op: Op.MaskOpen, a: '/proc/file', b: '/proc/dir' },
+  ];
+  for (const [dir, mode] of DEFAULT_TMPFS) c.push({ op: Op.Mount, a: 'tmpfs', b: dir, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: mode });
+  c.push({ op: Op.Mount, a: 'proc', b: '/proc', c: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  if (!v.nestedUserNamespaces) c.push({ op: Op.WriteFile, a: '/proc/sys/user/max_user_namespaces', d: '0\n', mode: 0o644 });
+  c.push(
+    { op: Op.Mount, a: 'devpts', b: '/dev/pts', c: 'devpts', flags: MS.NOSUID | MS.NOEXEC, d: 'newinstance,ptmxmode=0666,mode=0620' },
+    { op: Op.Mount, a: 'shm', b: '/dev/shm', c: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, d: 'mode=1777' },
+  );
+  const underSys = (p: string) => p === '/sys' || p.startsWith('/sys/');
+  const masks = (wantSys: boolean) => {
+    for (const m of v.maskedPaths) {
+      if (underSys(m) !== wantSys) continue;
+      const k = host.pathKind(m);
+      if (k.kind === 'missing' || k.kind === 'symlink') continue;
+      c.push({ op: Op.MaskBind, b: m, file: k.kind !== 'dir' });
+    }
+    for (const m of v.readonlyPaths) {
+      if (underSys(m) !== wantSys) continue;
+      const k = host.pathKind(m);
+      if (k.kind === 'missing' || k.kind === 'symlink') continue;
+      c.push({ op: Op.Bind, a: m, b: m, file: k.kind !== 'dir', recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    }
+  };
+  masks(false);
+  c.push({ op: Op.Mount, a: 'sysfs', b: '/sys', c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  if (v.ownCgroup) c.push(...cgroupViewOps(host, '/sys/fs/cgroup'));
+  masks(true);
+  for (const op of c) op.trusted = true;
+  return { build: b, child: c };
+}
+
 /**
  * The ops in the binary form the addon reads (addon/src/plan.cc, DecodeOps): one buffer
  * instead of a dozen property reads per op through N-API. Little-endian; per op: u8 kind,
@@ -806,6 +985,16 @@ export function encodeOps(ops: readonly PlanOp[]): Buffer {
     return b;
   }
   return encodeOpsInto(ops);
+}
+
+/** The view template's build ops, encoded: their own buffer (the addon keeps templates by it), made once per shared array. */
+export function encodeTemplate(ops: readonly PlanOp[]): Buffer {
+  let b = encodedViews.get(ops);
+  if (!b) {
+    b = Buffer.from(encodeOpsInto(ops));
+    if (Object.isFrozen(ops)) encodedViews.set(ops, b);
+  }
+  return b;
 }
 
 function encodeOpsInto(ops: readonly PlanOp[]): Buffer {
@@ -861,6 +1050,18 @@ function encodeOpsInto(ops: readonly PlanOp[]): Buffer {
  * Does nothing when the sandbox has no mount namespace of its own.
  */
 export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
+  if (plan.template) {
+    // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked
+    const ops: PlanOp[] = [];
+    for (const [name, text] of Object.entries(files)) {
+      if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
+      const tmp = `/run/.nsbox-etc-${name}`;
+      ops.push({ op: Op.WriteFile, a: tmp, d: text, mode: 0o644, trusted: true });
+      ops.push({ op: Op.Bind, a: tmp, b: `/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, trusted: true });
+      ops.push({ op: Op.Unlink, a: tmp, trusted: true });
+    }
+    plan.template.child.push(...ops);
+  }
   // before the final pivot into the new root (the host tree is reachable until then)
   const at = plan.ops.findIndex((op) => op.op === Op.PivotRoot && op.a === '/newroot');
   if (at < 0) return;

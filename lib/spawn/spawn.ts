@@ -3,9 +3,9 @@ import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
-import { native, type ExitInfo } from '../native.js';
+import { native, type ExitInfo, type NativeAddon } from '../native.js';
 import { NsboxError } from '../errors.js';
-import { buildPlan, encodeOps, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
+import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
@@ -142,7 +142,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       for (const ext of extensions) await ext.prepare?.(plan, o);
       if (o.signal?.aborted) throw abortError(o.signal);
       try {
-        out = native().spawn(plan, encodeOps(plan.ops));
+        out = spawnNative(plan);
       } finally {
         cg?.closeCloneFd();
         if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
@@ -590,4 +590,35 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   const p = new IsolatedProcess<string>(plan, { ...options, init: true }, extensions, undefined, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
+}
+
+/**
+ * The addon's spawn, with the plan's view template when it has one. A template that cannot
+ * be built or entered turns templates off for this process, and the spawn is made again with
+ * the whole view (nothing of the failed attempt is left: the addon undoes it). Not with a
+ * network hand-off, which the failed child consumed.
+ */
+function spawnNative(plan: Plan): ReturnType<NativeAddon['spawn']> {
+  if (!plan.template) return native().spawn(plan, encodeOps(plan.ops));
+  try {
+    const out = native().spawn(plan, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
+    armTemplateDrop();
+    return out;
+  } catch (err) {
+    if (!(err instanceof NsboxError) || err.step !== 'template') throw err;
+    disableViewTemplates();
+    native().dropTemplates();
+    if (plan.net.length > 0) throw err;
+    return native().spawn(plan, encodeOps(plan.ops));
+  }
+}
+
+// A template holds its binds of host directories (and their filesystems) while it lives: it
+// is dropped when spawns stop for a while, and made again by the next one.
+const TEMPLATE_IDLE_MS = 30_000;
+let templateTimer: NodeJS.Timeout | undefined;
+function armTemplateDrop(): void {
+  if (templateTimer) { templateTimer.refresh(); return; }
+  templateTimer = setTimeout(() => { templateTimer = undefined; native().dropTemplates(); }, TEMPLATE_IDLE_MS);
+  templateTimer.unref();
 }

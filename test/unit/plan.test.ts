@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, encodeOps, Op, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
+import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -82,13 +82,55 @@ describe('buildPlan: defaults', () => {
     expect(p.argv).toEqual(['ls', '-l']);
   });
 
-  it('joins in order user first, mount last, in two stages', () => {
+  it('joins in order mount last, in two stages: user first unprivileged, after the others as root', () => {
     const fake = (type: string, fd: number) => ({ type, fd }) as never;
-    const p = plan({ join: { mount: fake('mount', 7), net: fake('net', 5), user: fake('user', 4) } });
-    expect(p.joins.map((j) => j.type)).toEqual(['user', 'net', 'mount']);
+    const join = { join: { mount: fake('mount', 7), net: fake('net', 5), user: fake('user', 4) } };
+    const p = plan(join);
+    // root enters a network namespace nsbox's user namespace owns (netPremade) before the
+    // sandbox's user namespace, from which it could not
+    expect(p.joins.map((j) => j.type)).toEqual(['net', 'user', 'mount']);
     expect(p.twoStage).toBe(true);
     expect(p.cloneFlags).toBe(0);
     expect(p.newPidAtStage2).toBe(true);
+    const unprivileged = buildPlan({ file: '/bin/true', args: [], options: join }, host({ euid: 1000, egid: 1000 }));
+    expect(unprivileged.joins.map((j) => j.type)).toEqual(['user', 'net', 'mount']);
+  });
+
+  it('takes the default view from a view template where the host allows it: the read-only skeleton built once, the fresh mounts per sandbox', () => {
+    const h = host({ viewTemplates: () => true, subordinate: () => ({ start: 100000, count: 65536 }) });
+    const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
+    expect(p.template).toBeDefined();
+    const build = p.template!.build, child = p.template!.child;
+    // the skeleton: the root and /dev tmpfs owned by the sandbox root, read-only to the superblock
+    expect(build.find((o) => o.a === 'nsbox-root')?.d).toBe('mode=0755,uid=100000,gid=100000');
+    expect(build.filter((o) => o.op === Op.Mount && o.flags! & 32 && o.flags! & 1).map((o) => o.b)).toEqual(['/newroot/proc', '/newroot/dev', '/newroot']);
+    // proc and sysfs instances mounted before /dev covers them, and the pivot into it
+    const at = (b: string) => build.findIndex((o) => o.b === b && o.op === Op.Mount);
+    expect(at('/newroot/dev/proc')).toBeLessThan(at('/newroot/dev'));
+    expect(at('/newroot/dev/sys')).toBeLessThan(at('/newroot/dev'));
+    expect(build.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+    // per sandbox: no pivot, nothing of the host's tree, masks from the template's fds
+    expect(child.some((o) => o.op === Op.PivotRoot || o.op === Op.Propagation)).toBe(false);
+    expect(child.some((o) => [o.a, o.b].some((x) => x?.startsWith('/oldroot') || x?.startsWith('/newroot')))).toBe(false);
+    expect(child.filter((o) => o.op === Op.MaskBind).map((o) => o.b)).toEqual(DEFAULT_MASKED_PATHS);
+    expect(child.findIndex((o) => o.b === '/sys/firmware')).toBeGreaterThan(child.findIndex((o) => o.c === 'sysfs'));
+    expect(p.netPremade).toBe(true);
+    // the full view stays as the fallback
+    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+  });
+
+  it('keeps the full view (no template) for a rootfs, caller mounts, joined namespaces, no user or network namespace of its own; no spare network namespace with capabilities', () => {
+    const h = host({ viewTemplates: () => true });
+    const p = (options: object) => buildPlan({ file: '/bin/true', args: [], options }, h);
+    expect(p({ rootfs: '/srv/root' }).template).toBeUndefined();
+    expect(p({ mounts: [{ type: 'tmpfs', target: '/scratch' }] }).template).toBeUndefined();
+    expect(p({ user: false }).template).toBeUndefined();
+    expect(p({ network: 'host' }).template).toBeUndefined();
+    expect(p({ namespaces: { pid: false } }).template).toBeUndefined();
+    expect(p({ join: { net: { type: 'net', fd: 3 } as never } }).template).toBeUndefined();
+    expect(p({ capabilities: ['CAP_NET_RAW'] }).netPremade).toBe(false);
+    expect(p({ capabilities: ['CAP_NET_RAW'] }).template).toBeDefined();
+    expect(buildPlan({ file: '/bin/true', args: [], options: {} }, host()).template).toBeUndefined();
   });
 });
 

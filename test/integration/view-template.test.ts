@@ -1,0 +1,125 @@
+// The view template (lib/spawn/plan.ts templateView, addon/src/spawn.cc EnsureTemplate and
+// LaunchInTemplate) and the network namespaces made ahead (NetSpare): what a sandbox sees,
+// what it cannot undo whatever capabilities it keeps, and when they are (not) used.
+import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readlinkSync, rmdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
+import { isRoot, skipReason, sleep } from '../helpers/host.js';
+
+const sh = (script: string, options: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], options);
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const inode = (link: string) => Number(/\[(\d+)\]/.exec(link)![1]);
+
+describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers only (they need CAP_SYS_ADMIN in the initial user namespace)'))('view template', () => {
+  it('the default view comes from a template: one read-only skeleton shared, a mount namespace per sandbox', async () => {
+    expect(explain('/bin/true').templateSteps).not.toBeNull();
+    const probe = 'stat -c "%d %y" / /dev; readlink /proc/self/ns/mnt';
+    const a = (await sh(probe)).stdout.trim().split('\n');
+    const b = (await sh(probe)).stdout.trim().split('\n');
+    expect(a).toHaveLength(3);
+    expect(b.slice(0, 2)).toEqual(a.slice(0, 2)); // the same root and /dev (device and ns-precise mtime)
+    expect(b[2]).not.toBe(a[2]); // each its own copy
+  });
+
+  it('is made again after the host mount table changes', async () => {
+    // the root's mtime, to the nanosecond, is when the template was made (a device number
+    // could be handed out again once the old template is gone)
+    const before = (await sh('stat -c %y /')).stdout;
+    expect((await sh('stat -c %y /')).stdout).toBe(before);
+    const dir = mkdtempSync('/tmp/nsbox-tpl-');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', 'nsbox-tpl-test', dir]);
+      execFileSync('umount', [dir]);
+    } finally {
+      rmdirSync(dir);
+    }
+    expect((await sh('stat -c %y /')).stdout).not.toBe(before);
+  });
+
+  it('every mount from the template is locked, also for a sandbox that keeps CAP_SYS_ADMIN; the hidden proc and sysfs stay out of reach', async () => {
+    // the system calls themselves (util-linux's mount and umount have policies of their own)
+    const r = await spawnIsolated('/usr/bin/python3', ['-c', `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+MS_REMOUNT, MS_BIND, MS_MOVE, MNT_DETACH = 32, 4096, 8192, 2
+def attempt(what, rc):
+    print(what, 'LEAK' if rc == 0 else os.strerror(ctypes.get_errno()))
+attempt('umount /dev', libc.umount2(b'/dev', MNT_DETACH))
+attempt('umount /dev/null', libc.umount2(b'/dev/null', MNT_DETACH))
+attempt('umount /usr', libc.umount2(b'/usr', MNT_DETACH))
+attempt('remount / rw', libc.mount(None, b'/', None, MS_REMOUNT, None))
+attempt('remount bind / rw', libc.mount(None, b'/', None, MS_REMOUNT | MS_BIND, None))
+attempt('remount bind /dev rw', libc.mount(None, b'/dev', None, MS_REMOUNT | MS_BIND, None))
+attempt('remount bind /usr rw', libc.mount(None, b'/usr', None, MS_REMOUNT | MS_BIND, None))
+attempt('move /dev', libc.mount(b'/dev', b'/tmp', None, MS_MOVE, None))
+print('hidden', os.path.exists('/dev/proc') or os.path.exists('/dev/sys'))
+print('own proc unmounted', libc.umount2(b'/proc', MNT_DETACH) == 0)
+print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp: 'none' }); // the kernel's locks alone
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.slice(0, 8)).toEqual([
+      'umount /dev Invalid argument', 'umount /dev/null Invalid argument', 'umount /usr Invalid argument',
+      'remount / rw Operation not permitted', 'remount bind / rw Operation not permitted', 'remount bind /dev rw Operation not permitted',
+      'remount bind /usr rw Operation not permitted', 'move /dev Invalid argument',
+    ]);
+    // under the sandbox's own proc: only the masks' empty file and directory, no host pid
+    expect(lines.slice(8)).toEqual(['hidden False', 'own proc unmounted True', "['dir', 'file']"]);
+  });
+
+  it('/dev is read-only; its nodes, pts and shm work; the skeleton belongs to the sandbox root', async () => {
+    const r = await sh(`
+      touch /dev/x 2>&1 | grep -c 'Read-only file system'
+      echo hi > /dev/null && head -c 4 /dev/zero | wc -c
+      touch /dev/shm/x && echo shm ok
+      test -c /dev/pts/ptmx && echo pts ok
+      stat -c %u:%g / /dev /var /tmp /home /run`);
+    expect(r.stdout.trim().split('\n')).toEqual(['1', '4', 'shm ok', 'pts ok', '0:0', '0:0', '0:0', '0:0', '0:0', '0:0']);
+  });
+
+  it('a sandbox with no capabilities gets a network namespace made ahead (lo up, its own sysfs); one that keeps capabilities owns its own', async () => {
+    await sh('true'); // the first one starts the making of a spare
+    await sleep(50);
+    const hostUserNs = inode(readlinkSync('/proc/self/ns/user'));
+    const ownerOf = async (options: Parameters<typeof spawnIsolated>[2]) => {
+      const p = sh('read x; ls /sys/class/net; cat /sys/class/net/lo/operstate', options);
+      await new Promise((resolve) => p.once('spawn', resolve));
+      const userNs = Namespace.ofProcess(p.pid, 'user'), netNs = Namespace.ofProcess(p.pid, 'net');
+      const out = { user: userNs.inode, net: netNs.inode, netOwner: netNs.ownerInode };
+      userNs.close();
+      netNs.close();
+      p.stdin!.end('\n');
+      const r = await p;
+      return { ...out, stdout: r.stdout };
+    };
+    const plain = await ownerOf({});
+    expect(plain.netOwner).toBe(hostUserNs);
+    expect(plain.stdout).toBe('lo\nunknown\n');
+    await sleep(50);
+    const again = await ownerOf({});
+    expect(again.net).not.toBe(plain.net); // never shared: a fresh spare each time
+    const withCaps = await ownerOf({ capabilities: ['CAP_NET_ADMIN'] });
+    expect(withCaps.netOwner).toBe(withCaps.user);
+    expect(withCaps.stdout).toBe('lo\nunknown\n');
+    // the one with CAP_NET_ADMIN can manage its namespace; without it, nothing can
+    expect((await sh('ip link set lo down && echo down', { capabilities: ['CAP_NET_ADMIN'] })).stdout).toBe('down\n');
+    expect((await sh('ip link set lo down 2>/dev/null || echo refused')).stdout).toBe('refused\n');
+  });
+
+  it('NSBOX_VIEW_TEMPLATE=0 turns templates off: the whole view is built per sandbox', () => {
+    const script = `
+      const { spawnIsolated, explain } = await import(${JSON.stringify(`${root}/dist/index.js`)});
+      const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c %u:%g /; ls /dev | wc -l; cat /sys/class/net/lo/operstate']);
+      process.stdout.write(JSON.stringify({ template: explain('/bin/true').templateSteps, out: r.stdout }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NSBOX_VIEW_TEMPLATE: '0' } }).toString());
+    expect(out.template).toBeNull();
+    expect(out.out).toBe('0:0\n13\nunknown\n');
+  });
+
+  it('leaves nothing on the host: no template mount in its mount table', async () => {
+    await sh('true');
+    const table = execFileSync('cat', ['/proc/self/mountinfo']).toString();
+    expect(table).not.toMatch(/nsbox-(root|dev|mask|base)/);
+  });
+});
