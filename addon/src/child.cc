@@ -507,6 +507,15 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     case OpKind::kChown:
       if ((r = call(SYS_fchownat, AT_FDCWD, op.a, op.flags, op.mode, AT_SYMLINK_NOFOLLOW)) < 0) DieSys(ctx, r, "chown", "fchownat", op.a);
       break;
+    case OpKind::kMknod:
+      // the mode as given (umask 0 for it, then back)
+      {
+        long old = call(SYS_umask, 0);
+        r = call(SYS_mknodat, AT_FDCWD, op.a, op.mode, op.flags);
+        call(SYS_umask, old);
+        if (r < 0 && r != -EEXIST) DieSys(ctx, r, "mknod", "mknod", op.a);
+      }
+      break;
     case OpKind::kUnlink:
       if ((r = call(SYS_unlinkat, AT_FDCWD, op.a, op.flags)) < 0) DieSys(ctx, r, "unlink", "unlinkat", op.a);
       break;

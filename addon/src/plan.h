@@ -28,6 +28,7 @@ enum class OpKind : int {
   kMaskOpen = 14,    // a = the template's empty file, b = its empty directory: kept as O_PATH fds
   kMaskBind = 15,    // b = target: the kMaskOpen file (file) or directory bound over it
   kUnlink = 16,      // a = path (flags: AT_REMOVEDIR for a directory)
+  kMknod = 17,       // a = path, mode = type and permissions, flags = device number
 };
 
 struct Op {

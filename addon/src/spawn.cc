@@ -180,13 +180,18 @@ int NetMakerMain(void* arg) {
 // Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
 // while we write the id maps and the child builds its view. Returns its pid, or -errno (then
 // the child has been told why on its channel).
-void* HelperStack(AddonData* d) {
-  if (!d->netStack) {
+// A helper's stack (kHelperStackSize, a guard page at its low end), made once into *slot.
+void* MapHelperStack(void** slot) {
+  if (!*slot) {
     void* s = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); d->netStack = s; }
+    if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); *slot = s; }
   }
-  return d->netStack;
+  return *slot;
 }
+
+// The stack of the helpers that run while we wait or one at a time (network maker, template
+// builder, launcher)
+void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
 long StartNetMaker(Napi::Env env, NetMaker* m) {
   AddonData* d = env.GetInstanceData<AddonData>();
@@ -350,12 +355,7 @@ void StartSpare(AddonData* d) {
   if (!d->spare) d->spare = new NetSpare();
   NetSpare* s = d->spare;
   if (s->helper || s->netFd >= 0) return;
-  if (!s->stack) {
-    void* st = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (st == MAP_FAILED) return;
-    mprotect(st, 4096, PROT_NONE);
-    s->stack = st;
-  }
+  if (!MapHelperStack(&s->stack)) return;  // its own: it runs while others do
   s->err = 0;
   struct clone_args a{};
   a.flags = CLONE_VM | CLONE_FILES;
@@ -692,10 +692,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   TRACE(kTrCloned);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   f.CloseChildSide();
-  // the child has its own copies; the next spare is made while this sandbox starts and runs
+  // the child has its own copies
   if (spareNet >= 0) close(spareNet);
   if (spareSys >= 0) close(spareSys);
-  if (wantSpare) StartSpare(env.GetInstanceData<AddonData>());
   if (pid < 0) {
     f.CloseAll();
     if (launchErr) return ThrowErrno(env, launchErr, "template", "setns");
@@ -789,6 +788,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
   }
   TRACE(kTrExecSeen);
+  // the next spare is made while this sandbox runs (not during its setup, which it would slow)
+  if (wantSpare) StartSpare(env.GetInstanceData<AddonData>());
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change

@@ -146,6 +146,14 @@ export interface SpawnIsolatedOptions {
    * own `user.max_user_namespaces` is 0.
    */
   nestedUserNamespaces?: boolean;
+  /**
+   * Whether a default view may come from nsbox's view template (root callers only; see
+   * README, "The view template"): a locked copy of a read-only skeleton built once, with a
+   * read-only `/dev`, and for a sandbox keeping no capabilities a network namespace made ahead.
+   * `false` builds the whole view for this sandbox (a writable `/dev`). Default `true`; the
+   * environment variable `NSBOX_VIEW_TEMPLATE=0` turns it off for the process.
+   */
+  viewTemplate?: boolean;
   /** setrlimit values. Default: `{ core: 0 }`. */
   rlimits?: Rlimits;
   /** Time namespace offsets in seconds (needs `namespaces.time` or implies it). */

@@ -85,7 +85,7 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
     const ownerOf = async (options: Parameters<typeof spawnIsolated>[2]) => {
       const p = sh('read x; ls /sys/class/net; cat /sys/class/net/lo/operstate', options);
       await new Promise((resolve) => p.once('spawn', resolve));
-      const userNs = Namespace.ofProcess(p.pid, 'user'), netNs = Namespace.ofProcess(p.pid, 'net');
+      const userNs = Namespace.ofProcess(p.pid!, 'user'), netNs = Namespace.ofProcess(p.pid!, 'net');
       const out = { user: userNs.inode, net: netNs.inode, netOwner: netNs.ownerInode };
       userNs.close();
       netNs.close();
@@ -105,6 +105,11 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
     // the one with CAP_NET_ADMIN can manage its namespace; without it, nothing can
     expect((await sh('ip link set lo down && echo down', { capabilities: ['CAP_NET_ADMIN'] })).stdout).toBe('down\n');
     expect((await sh('ip link set lo down 2>/dev/null || echo refused')).stdout).toBe('refused\n');
+  });
+
+  it('viewTemplate: false builds the whole view for one sandbox (its /dev writable)', async () => {
+    const r = await sh('touch /dev/x && echo made; grep -c " /dev/proc " /proc/self/mountinfo', { viewTemplate: false });
+    expect(r.stdout).toBe('made\n0\n');
   });
 
   it('NSBOX_VIEW_TEMPLATE=0 turns templates off: the whole view is built per sandbox', () => {

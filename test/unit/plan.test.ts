@@ -128,6 +128,8 @@ describe('buildPlan: defaults', () => {
     expect(p({ network: 'host' }).template).toBeUndefined();
     expect(p({ namespaces: { pid: false } }).template).toBeUndefined();
     expect(p({ join: { net: { type: 'net', fd: 3 } as never } }).template).toBeUndefined();
+    expect(p({ viewTemplate: false }).template).toBeUndefined();
+    expect(() => p({ viewTemplate: 'no' })).toThrow(/options.viewTemplate must be a boolean/);
     expect(p({ capabilities: ['CAP_NET_RAW'] }).netPremade).toBe(false);
     expect(p({ capabilities: ['CAP_NET_RAW'] }).template).toBeDefined();
     expect(buildPlan({ file: '/bin/true', args: [], options: {} }, host()).template).toBeUndefined();
