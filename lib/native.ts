@@ -45,6 +45,8 @@ export interface NativeAddon {
   spawn(plan: object, ops?: Buffer, template?: Buffer): SpawnOutput;
   /** Closes the view templates the addon keeps (the next spawn of a view builds its own again). */
   dropTemplates(): void;
+  /** Starts making a spare network namespace (for sandboxes with Plan.netPremade) unless one is there or on its way. */
+  startSpare(): void;
   pidfdSignal(pidfd: number, sig: number): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;

@@ -40,6 +40,11 @@ enum TracePoint : int {
   kTrChildCpu,
   kTrHelperCpu,
   kTrParentCpu,
+  kTrStdio,
+  kTrLaunchEntry,
+  kTrLaunchSetns,
+  kTrLaunchCloned,
+  kTrLaunchBack,
   kTrCount
 };
 #ifdef NSBOX_TRACE

@@ -104,6 +104,11 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::s
 }
 }  // namespace
 
+bool DecodeTemplateOps(Plan* p, std::vector<Op>* ops) {
+  std::string bad;
+  return DecodeOps(p->templateBuf, p->templateLen, p, ops, &bad);
+}
+
 bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi::Value templateBuf) {
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
@@ -155,9 +160,8 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   }
   if (templateBuf.IsBuffer() && r.ok) {
     Napi::Buffer<uint8_t> b = templateBuf.As<Napi::Buffer<uint8_t>>();
-    std::string bad;
-    if (!DecodeOps(b.Data(), b.Length(), p, &p->templateOps, &bad)) r.Fail(bad.empty() ? "the template ops buffer is malformed" : bad);
-    else p->templateKey.assign(reinterpret_cast<const char*>(b.Data()), b.Length());
+    p->templateBuf = b.Data();
+    p->templateLen = b.Length();
   }
   Napi::Array ops = opsBuf.IsBuffer() ? Napi::Array::New(env, 0) : r.Arr(o, "ops");
   for (uint32_t i = 0; i < ops.Length() && r.ok; i++) {

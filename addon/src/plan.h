@@ -96,10 +96,12 @@ struct Plan {
   int stdioFd[3] = {-1, -1, -1};
   // --- child steps
   std::vector<Op> ops;
-  // The view template (spawn.cc, EnsureTemplate): ops that build a mount namespace once, which
-  // sandboxes of the same view copy; its encoding is the template's key. Empty: none.
-  std::vector<Op> templateOps;
-  std::string templateKey;
+  // The view template (spawn.cc, EnsureTemplate): the encoding of the ops that build a mount
+  // namespace once, which sandboxes of the same view copy; it is also the template's key, and
+  // decoded only when the template must be built. Points into the caller's buffer (valid for
+  // the spawn call). Empty: none.
+  const uint8_t* templateBuf = nullptr;
+  size_t templateLen = 0;
   const char* hostname = nullptr;
   const char* domainname = nullptr;
   const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
@@ -133,6 +135,8 @@ struct Plan {
 
 // Fills `plan` from a JS object; on a malformed object throws a TypeError and returns false.
 bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf, Napi::Value templateBuf);
+// Decodes the template's ops (Plan::templateBuf) into `ops`, their strings kept in `plan`.
+bool DecodeTemplateOps(Plan* plan, std::vector<Op>* ops);
 
 // What the child reports back on the error pipe.
 
@@ -163,7 +167,7 @@ struct ChildCtx {
 // helper of ours): unshares a mount namespace, runs the ops, and leaves an fd of that
 // namespace in `nsFd` (the fd table is shared). Failures go to errFd as a ChildMsg.
 struct TemplateBuild {
-  const std::vector<Op>* ops;
+  const std::vector<Op>* ops;  // decoded from Plan::templateBuf (DecodeTemplateOps)
   int errFd;
   int nsFd;
 };

@@ -245,23 +245,27 @@ void DropTemplates(AddonData* d) {
 
 // The view template: a mount namespace holding the read-only part of a default view (root
 // tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
-// user namespace mount its own), built once by running `plan.templateOps` in a helper of
+// user namespace mount its own), built once by running the ops of `plan.templateBuf` in a helper of
 // ours. Sandboxes of that view get a copy of it (NetMaker) instead of building it each time.
 // Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
 // would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
 // spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
-int EnsureTemplate(Napi::Env env, const Plan& p, Err* e) {
+int EnsureTemplate(Napi::Env env, Plan& p, Err* e) {
   AddonData* d = env.GetInstanceData<AddonData>();
   if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
   if (d->mountsFd >= 0) {
     struct pollfd pf{d->mountsFd, POLLPRI, 0};
     if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
   }
-  for (auto& t : d->templates) if (t.first == p.templateKey) return t.second;
+  for (auto& t : d->templates) {
+    if (t.first.size() == p.templateLen && std::memcmp(t.first.data(), p.templateBuf, p.templateLen) == 0) return t.second;
+  }
+  std::vector<Op> ops;
+  if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
   if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
-  TemplateBuild b{&p.templateOps, ep[1], -1};
+  TemplateBuild b{&ops, ep[1], -1};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
   struct clone_args a{};
   a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
@@ -297,7 +301,7 @@ int EnsureTemplate(Napi::Env env, const Plan& p, Err* e) {
     close(d->templates.front().second);
     d->templates.erase(d->templates.begin());
   }
-  d->templates.emplace_back(p.templateKey, b.nsFd);
+  d->templates.emplace_back(std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd);
   return b.nsFd;
 }
 
@@ -325,11 +329,18 @@ struct NetSpare {
   int netFd = -1, sysFd = -1;
   int err = 0;
   void* stack = nullptr;     // kHelperStackSize
+  int avoidCpu = -1;         // the CPU of the thread that started it: the maker moves off it
+  cpu_set_t cpus;            // that thread's CPU set
 };
 namespace {
 
 int SpareMain(void* arg) {
   NetSpare* s = static_cast<NetSpare*>(arg);
+  if (s->avoidCpu >= 0) {
+    cpu_set_t away = s->cpus;
+    CPU_CLR(s->avoidCpu, &away);
+    call(SYS_sched_setaffinity, 0, sizeof away, &away);
+  }
   long r = call(SYS_unshare, CLONE_NEWNET), net = -1, fs = -1, mnt = -1;
   if (r == 0) r = net = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (r >= 0) r = sys::LoopbackUp();
@@ -357,6 +368,8 @@ void StartSpare(AddonData* d) {
   if (s->helper || s->netFd >= 0) return;
   if (!MapHelperStack(&s->stack)) return;  // its own: it runs while others do
   s->err = 0;
+  int here = sched_getcpu();
+  s->avoidCpu = sched_getaffinity(0, sizeof s->cpus, &s->cpus) == 0 && CPU_COUNT(&s->cpus) >= 2 && here >= 0 && CPU_ISSET(here, &s->cpus) ? here : -1;
   struct clone_args a{};
   a.flags = CLONE_VM | CLONE_FILES;
   a.exit_signal = 0;
@@ -417,12 +430,15 @@ struct Launch {
 
 int LauncherMain(void* arg) {
   Launch* l = static_cast<Launch*>(arg);
+  TRACE(kTrLaunchEntry);
   long r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
   if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
+  TRACE(kTrLaunchSetns);
   if (r < 0) {
     l->setnsErr = (int)-r;
   } else {
     l->pid = nsbox_clone3(l->args, sizeof *l->args, ChildMain, l->ctx);
+    TRACE(kTrLaunchCloned);
   }
   call(SYS_exit, 0);
   return 0;
@@ -439,6 +455,7 @@ long LaunchInTemplate(Napi::Env env, int templateFd, int netFd, struct clone_arg
   a.stack = (uint64_t)(uintptr_t)d->netStack;
   a.stack_size = kHelperStackSize;
   long hp = nsbox_clone3(&a, sizeof a, LauncherMain, &l);
+  TRACE(kTrLaunchBack);
   if (hp < 0) return hp;
   siginfo_t si;
   while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
@@ -560,7 +577,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // the mount namespace comes from the view template (made beside the child, see NetMaker):
   // only for a sandbox with user, mount and pid namespaces of its own, whose copy of the
   // template is then locked
-  const bool templ = !plan.templateOps.empty() && !plan.twoStage &&
+  const bool templ = plan.templateLen > 0 && !plan.twoStage &&
                      (plan.cloneFlags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID)) == (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID);
   int templateFd = -1;
   if (templ) {
@@ -569,6 +586,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   Fds f;
   if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
+  TRACE(kTrStdio);
   if (pipe2(f.go, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
     int er = errno;
     f.CloseAll();
@@ -675,7 +693,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (templ) {
     // made by a launcher standing in the template's mount namespace, as our child
     // (CLONE_PARENT, which wants exit_signal 0: reaped with __WALL). No clone(2) fallback:
-    // the planner uses templates only where clone3 is there (viewTemplates)
+    // the planner uses templates only where clone3 is there (viewTemplates). (Pinning us to
+    // our CPU for the launch, so that launcher and child start there, was tried: slower.)
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
     pid = LaunchInTemplate(env, templateFd, spareNet, &args, &ctx, &launchErr);
@@ -720,7 +739,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(here, &one);
-      ctx.restoreAffinity = sched_setaffinity((pid_t)pid, sizeof one, &one) == 0;
+      if (sched_setaffinity((pid_t)pid, sizeof one, &one) == 0) ctx.restoreAffinity = true;
       ctx.affinity = &nm.cpus;
     }
   }
@@ -788,8 +807,6 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
   }
   TRACE(kTrExecSeen);
-  // the next spare is made while this sandbox runs (not during its setup, which it would slow)
-  if (wantSpare) StartSpare(env.GetInstanceData<AddonData>());
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
@@ -834,7 +851,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
 #ifdef NSBOX_TRACE
 // trace(): { points: { name: ns }, ops: [ns after each op] } of the last spawn
 Napi::Value Trace(const Napi::CallbackInfo& info) {
-  static const char* const names[] = {"spawnEntry", "planDecoded", "clone", "cloned", "go", "execSeen", "spawnReturn", "exitSeen", "childEntry", "childGo", "opsStart", "opsEnd", "exec", "netWait", "netJoined", "helperClone", "helperEntry", "netUnshare", "netUnshared", "netSent", "helperDone", "childCpu", "helperCpu", "parentCpu"};
+  static const char* const names[] = {"spawnEntry", "planDecoded", "clone", "cloned", "go", "execSeen", "spawnReturn", "exitSeen", "childEntry", "childGo", "opsStart", "opsEnd", "exec", "netWait", "netJoined", "helperClone", "helperEntry", "netUnshare", "netUnshared", "netSent", "helperDone", "childCpu", "helperCpu", "parentCpu", "stdio", "launchEntry", "launchSetns", "launchCloned", "launchBack"};
   Napi::Env env = info.Env();
   Napi::Object points = Napi::Object::New(env);
   for (int i = 0; i < kTrCount; i++) points.Set(names[i], (double)g_trace[i]);
@@ -951,6 +968,10 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   int expected = -1;
   initialDumpable.compare_exchange_strong(expected, prctl(PR_GET_DUMPABLE));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("startSpare", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    StartSpare(info.Env().GetInstanceData<AddonData>());
+    return info.Env().Undefined();
+  }, "startSpare"));
   exports.Set("dropTemplates", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     DropTemplates(info.Env().GetInstanceData<AddonData>());
     return info.Env().Undefined();

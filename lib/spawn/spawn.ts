@@ -254,7 +254,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
 
     let done = false;
-    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => { done = true; resolve(info); }, out.statusFd));
+    const spare = plan.netPremade;
+    const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => {
+      done = true;
+      resolve(info);
+      if (spare) makeSpareSoon();
+    }, out.statusFd));
     const wall = Math.min(o.timeout || Infinity, o.limits?.wallTimeMs ?? Infinity);
     if (wall < Infinity) {
       this.#timers.push(setTimeout(() => { this.#timedOut = true; this.#limit('timeout'); }, wall));
@@ -611,6 +616,16 @@ function spawnNative(plan: Plan): ReturnType<NativeAddon['spawn']> {
     if (plan.net.length > 0) throw err;
     return native().spawn(plan, encodeOps(plan.ops));
   }
+}
+
+// The next spare network namespace (see NetSpare in addon/src/spawn.cc) is made once a
+// sandbox that used one has exited, after the callbacks of this turn: then it takes a CPU
+// from nothing (made while a sandbox starts or runs, it slowed that sandbox down).
+let spareSoon = false;
+function makeSpareSoon(): void {
+  if (spareSoon) return;
+  spareSoon = true;
+  setImmediate(() => { spareSoon = false; native().startSpare(); });
 }
 
 // A template holds its binds of host directories (and their filesystems) while it lives: it
