@@ -64,7 +64,8 @@ const med = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b)
 const use = rows.slice(Math.floor(N / 5));
 console.log(`spawnIsolated(${JSON.stringify(FILE)}, ${JSON.stringify(ARGS)}, ${JSON.stringify(OPTS)}): median of ${use.length} spawns${SPACED ? `, ${SPACED} ms apart` : ''} (µs)\n`);
 console.log('| actor | phase | µs |\n|---|---|---:|');
-phases.forEach(([actor, name], k) => console.log(`| ${actor} | ${name} | ${med(use.map((r) => r[k])).toFixed(0)} |`));
+// a phase none of these spawns had (a helper that was not needed) shows as —
+phases.forEach(([actor, name], k) => { const m = med(use.map((r) => r[k])); console.log(`| ${actor} | ${name} | ${Number.isNaN(m) ? '—' : m.toFixed(0)} |`); });
 console.log(`| | total (call -> resolved) | ${med(use.map((r) => r.total)).toFixed(0)} |`);
 if (Object.keys(OPTS).length) process.exit(0);
 console.log('\n| child op | µs |\n|---|---:|');

@@ -568,6 +568,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "spawn(plan): plan must be an object").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+#ifdef NSBOX_TRACE
+  std::memset(g_trace, 0, sizeof g_trace);  // a phase this spawn does not have shows as none
+#endif
   TRACE(kTrSpawnEntry);
   Plan plan;
   if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2])) return env.Undefined();
