@@ -193,29 +193,36 @@ void* MapHelperStack(void** slot) {
 // builder, launcher)
 void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
+// Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
+// __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
+// runs only raw system calls). clone(2) where there is no clone3. Returns its pid or -errno.
+long CloneHelper(void* stack, unsigned long long flags, int (*fn)(void*), void* arg) {
+  struct clone_args a{};
+  a.flags = CLONE_VM | flags;
+  a.exit_signal = 0;
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = kHelperStackSize;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long hp = nsbox_clone3(&a, sizeof a, fn, arg);
+  if (hp == -ENOSYS) {
+    int r = clone(fn, (char*)stack + kHelperStackSize, (int)(CLONE_VM | flags), arg);
+    hp = r < 0 ? -errno : r;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return hp;
+}
+
 long StartNetMaker(Napi::Env env, NetMaker* m) {
   AddonData* d = env.GetInstanceData<AddonData>();
   HelperStack(d);
   long hp = -ENOMEM;
   if (d->netStack) {
-    // CLONE_FILES: the helper sends on our end of the channel; exit_signal 0: reaped by
-    // FinishNetMaker (__WALL), no SIGCHLD for Node to see
-    struct clone_args a{};
-    a.flags = CLONE_VM | CLONE_FILES;
-    a.exit_signal = 0;
-    a.stack = (uint64_t)(uintptr_t)d->netStack;
-    a.stack_size = kHelperStackSize;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // CLONE_FILES: the helper sends on our end of the channel; reaped by FinishNetMaker
     TRACE(kTrHelperClone);
     TRACE_CPU(kTrParentCpu);
-    hp = nsbox_clone3(&a, sizeof a, NetMakerMain, m);
-    if (hp == -ENOSYS) {
-      int r = clone(NetMakerMain, (char*)d->netStack + kHelperStackSize, CLONE_VM | CLONE_FILES, m);
-      hp = r < 0 ? -errno : r;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    hp = CloneHelper(d->netStack, CLONE_FILES, NetMakerMain, m);
   }
   if (hp < 0) m->sendErr = (int)-SendNetReady(m->sock, (int)-hp, kNetClone, -1);
   return hp;
@@ -267,20 +274,7 @@ int EnsureTemplate(Napi::Env env, Plan& p, Err* e) {
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
   TemplateBuild b{&ops, ep[1], -1};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
-  struct clone_args a{};
-  a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
-  a.exit_signal = 0;
-  a.stack = (uint64_t)(uintptr_t)d->netStack;
-  a.stack_size = kHelperStackSize;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long hp = nsbox_clone3(&a, sizeof a, TemplateMain, &b);
-  if (hp == -ENOSYS) {
-    int r = clone(TemplateMain, (char*)d->netStack + kHelperStackSize, CLONE_VM | CLONE_VFORK | CLONE_FILES, &b);
-    hp = r < 0 ? -errno : r;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {
     siginfo_t si;
     while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
@@ -370,16 +364,7 @@ void StartSpare(AddonData* d) {
   s->err = 0;
   int here = sched_getcpu();
   s->avoidCpu = sched_getaffinity(0, sizeof s->cpus, &s->cpus) == 0 && CPU_COUNT(&s->cpus) >= 2 && here >= 0 && CPU_ISSET(here, &s->cpus) ? here : -1;
-  struct clone_args a{};
-  a.flags = CLONE_VM | CLONE_FILES;
-  a.exit_signal = 0;
-  a.stack = (uint64_t)(uintptr_t)s->stack;
-  a.stack_size = kHelperStackSize;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long hp = nsbox_clone3(&a, sizeof a, SpareMain, s);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  long hp = CloneHelper(s->stack, CLONE_FILES, SpareMain, s);
   s->helper = hp > 0 ? hp : 0;
 }
 
@@ -449,12 +434,7 @@ long LaunchInTemplate(Napi::Env env, int templateFd, int netFd, struct clone_arg
   AddonData* d = env.GetInstanceData<AddonData>();
   if (!HelperStack(d)) return -ENOMEM;
   Launch l{templateFd, netFd, args, ctx, -EPROTO, 0};
-  struct clone_args a{};
-  a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES;
-  a.exit_signal = 0;
-  a.stack = (uint64_t)(uintptr_t)d->netStack;
-  a.stack_size = kHelperStackSize;
-  long hp = nsbox_clone3(&a, sizeof a, LauncherMain, &l);
+  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
   TRACE(kTrLaunchBack);
   if (hp < 0) return hp;
   siginfo_t si;

@@ -30,6 +30,7 @@ export function enableNetworkForSpawn(): void {
       async prepare(plan) {
         prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
         (plan as { net: PreparedNetwork['handoff'] }).net.push(...prepared.handoff);
+        plan.netPremade = false; // its namespace receives a link: made for it, no spare
         provideEtcFiles(plan, { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf });
       },
       async release() {
