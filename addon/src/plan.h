@@ -24,11 +24,10 @@ enum class OpKind : int {
   kUmount = 10,      // b = target (MNT_DETACH)
   kLoopbackUp = 11,  // bring `lo` up in the (new) network namespace
   kChown = 12,       // a = path (not followed), flags = uid, mode = gid
-  // 13: unused
-  kMaskOpen = 14,    // a = the template's empty file, b = its empty directory: kept as O_PATH fds
-  kMaskBind = 15,    // b = target: the kMaskOpen file (file) or directory bound over it
-  kUnlink = 16,      // a = path (flags: AT_REMOVEDIR for a directory)
-  kMknod = 17,       // a = path, mode = type and permissions, flags = device number
+  kMaskOpen = 13,    // a = the template's empty file, b = its empty directory: kept as O_PATH fds
+  kMaskBind = 14,    // b = target: the kMaskOpen file (file) or directory bound over it
+  kUnlink = 15,      // a = path (flags: AT_REMOVEDIR for a directory)
+  kMknod = 16,       // a = path, mode = type and permissions, flags = device number
 };
 
 struct Op {

@@ -253,7 +253,8 @@ void DropTemplates(AddonData* d) {
 // The view template: a mount namespace holding the read-only part of a default view (root
 // tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
 // user namespace mount its own), built once by running the ops of `plan.templateBuf` in a helper of
-// ours. Sandboxes of that view get a copy of it (NetMaker) instead of building it each time.
+// ours. Sandboxes of that view start in a copy of it (LaunchInTemplate) instead of building
+// the view each time.
 // Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
 // would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
 // spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
@@ -557,9 +558,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   TRACE(kTrPlanDecoded);
 
   Err e;
-  // the mount namespace comes from the view template (made beside the child, see NetMaker):
-  // only for a sandbox with user, mount and pid namespaces of its own, whose copy of the
-  // template is then locked
+  // the mount namespace is a copy of the view template (LaunchInTemplate): only for a sandbox
+  // with user, mount and pid namespaces of its own, so that its copy is locked
   const bool templ = plan.templateLen > 0 && !plan.twoStage &&
                      (plan.cloneFlags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID)) == (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID);
   int templateFd = -1;

@@ -20,8 +20,8 @@ const MS = {
 /** Op codes shared with addon/src/plan.h (OpKind). */
 export const Op = {
   Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, Propagation: 6, RemountRo: 7,
-  PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11, Chown: 12, MaskOpen: 14, MaskBind: 15,
-  Unlink: 16, Mknod: 17,
+  PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11, Chown: 12, MaskOpen: 13, MaskBind: 14,
+  Unlink: 15, Mknod: 16,
 } as const;
 
 const RLIMIT: Record<keyof Rlimits, number> = {
@@ -30,7 +30,7 @@ const RLIMIT: Record<keyof Rlimits, number> = {
 };
 
 const NS_TYPES: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
-/** Joined namespaces are entered in this order: user first (it grants the rights for the rest), mount last. */
+/** Joined namespaces are entered in this order by an unprivileged caller: user first (it grants the rights for the rest), mount last. */
 const JOIN_ORDER: NamespaceType[] = ['user', 'net', 'uts', 'ipc', 'cgroup', 'time', 'pid', 'mount'];
 /**
  * Root enters the others while its rights in its own user namespace still cover them all, and
