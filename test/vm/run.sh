@@ -5,8 +5,8 @@
 # needed). The guest sees the host's filesystem read-only over virtio-9p with a RAM overlay
 # on top (so node, node_modules and the built addon come for free), mounts a pure cgroup2
 # hierarchy with every controller enabled down to a leaf cgroup, runs vitest on
-# test/integration/cgroup*.test.ts inside that leaf (like a systemd scope, so the "caller's
-# own cgroup" logic is exercised) and exits with the tests' status.
+# test/integration/cgroup*.test.ts and view-template.test.ts inside that leaf (like a systemd
+# scope, so the "caller's own cgroup" logic is exercised) and exits with the tests' status.
 #
 # Everything comes from Debian packages: qemu-system-x86 cpio kmod xz-utils zstd are
 # installed with apt-get when missing; the kernel .deb (and busybox-static when the host's
@@ -134,7 +134,8 @@ VITEST=$ROOT/node_modules/vitest/vitest.mjs
 [ -e "$VITEST" ] || die "vitest is not installed in $ROOT/node_modules (npm install)"
 NODE=$(command -v node) || die "node not found"
 shopt -s nullglob
-TESTS=("$ROOT"/test/integration/cgroup*.test.ts)
+# the cgroup tests, and the view template's (CLONE_INTO_CGROUP through its launcher on v2)
+TESTS=("$ROOT"/test/integration/cgroup*.test.ts "$ROOT"/test/integration/view-template.test.ts)
 shopt -u nullglob
 [ ${#TESTS[@]} -gt 0 ] || die "no test/integration/cgroup*.test.ts"
 {
