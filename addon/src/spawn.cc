@@ -547,7 +547,7 @@ int MakeStdio(const Plan& p, Fds* f, Err* e) {
 // kAttach ops (lib/spawn/plan.ts): the tree at op.a cloned here, by the caller, before clone:
 // the sandbox's root (an unprivileged host id) may not be able to reach it (a rootfs or image
 // store in a 0700 directory). The copy is made private (it is a peer of nothing on the host)
-// and restricted here; the child only moves it into place. Returns the fd or -1 with `e` set.
+// (or a slave: op.flags MS_SLAVE) and restricted here; the child only moves it into place. Returns the fd or -1 with `e` set.
 int AttachTree(const Op& op, Err* e) {
   constexpr unsigned kOpenTreeClone = 1, kAtRecursive = 0x8000, kAtEmptyPath = 0x1000;
   UniqueFd t((int)syscall(SYS_open_tree, AT_FDCWD, op.a, kOpenTreeClone | O_CLOEXEC | (op.recursive ? kAtRecursive : 0)));
@@ -557,7 +557,8 @@ int AttachTree(const Op& op, Err* e) {
   if (op.flags & MS_NOSUID) a.attr_set |= 0x2;  // MOUNT_ATTR_NOSUID
   if (op.flags & MS_NODEV) a.attr_set |= 0x4;   // MOUNT_ATTR_NODEV
   if (op.flags & MS_NOEXEC) a.attr_set |= 0x8;  // MOUNT_ATTR_NOEXEC
-  a.propagation = MS_PRIVATE;
+  // a peer of nothing; a slave of the host's mount when the root's propagation is 'slave'
+  a.propagation = (op.flags & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
   if (syscall(SYS_mount_setattr, t.get(), "", kAtEmptyPath | (op.recursive ? kAtRecursive : 0), &a, sizeof a) < 0) {
     Fail(e, errno, "bind", "mount_setattr", op.a);
     return -1;

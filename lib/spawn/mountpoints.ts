@@ -117,14 +117,16 @@ export function placeMountPoints(plan: Plan): void {
     return { kind: k.kind === 'other' ? 'file' : k.kind };
   };
   /** The deepest existing directory on the way to `p` and what is missing below it, or null. */
-  const resolve = (p: string, real: boolean): { dir: string; rest: string[] } | null => {
+  const resolve = (p: string, real: boolean): { dir: string; rest: string[]; own?: boolean } | null => {
     let parts = p.split('/').filter(Boolean);
     let cur = '/';
     let hops = 0;
     for (let i = 0; i < parts.length; i++) {
       const next = join(cur, parts[i]!);
       const k = kindAt(next);
-      if (k.kind === 'own') return null;
+      // in what nsbox mounted (a fresh tmpfs): the child makes what is missing, but not through
+      // a symlink; reached through one, the resolved path is made first
+      if (k.kind === 'own') return hops > 0 ? { dir: cur, rest: parts.slice(i), own: true } : null;
       if (k.kind === 'symlink') {
         if (real || ++hops > 40) return null;
         const np: string[] = [];
@@ -151,9 +153,18 @@ export function placeMountPoints(plan: Plan): void {
     if (info.gid === c.rootGid) return (info.mode & 0o020) !== 0;
     return (info.mode & 0o002) !== 0;
   };
-  const need = (target: string, kind: 'dir' | 'file', real: boolean) => {
+  const before = new Map<PlanOp, PlanOp[]>();
+  const need = (op: PlanOp, target: string, kind: 'dir' | 'file', real: boolean) => {
     const r = resolve(target, real);
     if (!r) return;
+    if (r.own) {
+      const dir = join(r.dir, (kind === 'dir' ? r.rest : r.rest.slice(0, -1)).join('/'));
+      if (dir === r.dir) return;
+      const mk: PlanOp = { op: K.Mkdir, a: N + dir, mode: 0o755 };
+      made.add(mk);
+      before.set(op, [...(before.get(op) ?? []), mk]);
+      return;
+    }
     const l = layerOf(r.dir);
     if (!l || l.kind === 'own') return;
     let m: Mirror | undefined;
@@ -184,7 +195,7 @@ export function placeMountPoints(plan: Plan): void {
     const t = op.b;
     if (t === undefined || !(t === N || t.startsWith(`${N}/`))) return;
     const sp = t === N ? '/' : t.slice(N.length);
-    if (!op.trusted) need(sp, op.file ? 'file' : 'dir', op.real === true);
+    if (!op.trusted) need(op, sp, op.file ? 'file' : 'dir', op.real === true);
     // the layer the op makes
     const writable = sp === '/' ? !c.rootfsReadonly : !op.readonly;
     if (op.op === K.Attach) layers.push({ at: sp, seq, kind: 'host', host: op.a!, writable, op });
@@ -223,6 +234,7 @@ export function placeMountPoints(plan: Plan): void {
     ops.splice(ops.indexOf(prev) + 1, 0, ...list);
     after.set(anchor, m.final);
   });
+  for (const [op, list] of before) ops.splice(ops.indexOf(op), 0, ...list);
   plan.ops = ops;
   stageNames.set(plan, names);
 }

@@ -654,7 +654,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       if (rootfsPath) {
         // root: the tree is cloned by the parent (the sandbox's root, an unprivileged host id,
         // may not be able to reach it: a rootfs or image store in a 0700 directory)
-        ops.push(host.euid === 0 ? { op: Op.Attach, a: rootfsPath, b: N, recursive: true } : { op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
+        ops.push(host.euid === 0 ? { op: Op.Attach, a: rootfsPath, b: N, recursive: true, flags: rootProp === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
       } else {
         ops.push({ op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755' });
         for (const dir of DEFAULT_RO_DIRS) {
@@ -721,7 +721,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       // the caller's mounts
       for (const m of parsedMounts) {
         if (m.type === 'bind') {
-          ops.push({ op: Op.Bind, a: OLD + m.hostSource, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) });
+          // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
+          const flags = MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0);
+          ops.push(host.euid === 0
+            ? { op: Op.Attach, a: m.hostSource, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (rootProp === 'slave' ? MS.SLAVE : 0) }
+            : { op: Op.Bind, a: OLD + m.hostSource, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
         } else {
           ops.push({ op: Op.Mount, a: m.source ?? m.type, b: N + m.target, c: m.type, d: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
         }
