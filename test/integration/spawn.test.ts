@@ -223,7 +223,7 @@ describe.skipIf(!isRoot)('spawnIsolated: exits, errors, signals', () => {
     const e = await sh('true', { mounts: [{ type: 'nosuchfs', target: '/x' }] }).catch((x) => x);
     expect(e).toBeInstanceOf(NsboxError);
     expect(e).toMatchObject({ code: 'ENODEV', step: 'mount', syscall: 'mount', path: '/x' });
-    expect(e.message).not.toMatch(/newroot|oldroot/);
+    expect((e as Error).message).not.toMatch(/newroot|oldroot/);
   });
 });
 
