@@ -301,13 +301,27 @@ long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsi
 
 // bind op.a onto op.b: the source tree is cloned (open_tree), restricted while detached, then
 // moved onto the resolved target fd
+// (kAttach: the tree is the one the parent cloned and restricted, op.fd; a source inside the
+// root is resolved there, like a target)
 constexpr char kOpenTree[] = "open_tree";
 long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   *failedCall = kOpenTree;
-  long tree = call(SYS_open_tree, AT_FDCWD, op.a, OPEN_TREE_CLONE | O_CLOEXEC | (op.recursive ? AT_RECURSIVE : 0));
+  long tree, r;
+  const char* srel = op.kind == OpKind::kBind ? JailRel(ctx, op.a) : nullptr;
+  if (op.kind == OpKind::kAttach) {
+    if (op.fd < 0) return -EBADF;
+    tree = op.fd;
+  } else if (srel) {
+    long src = OpenRel(ctx, srel, O_PATH, op.real);
+    if (src < 0) return src;
+    tree = call(SYS_open_tree, src, "", OPEN_TREE_CLONE | O_CLOEXEC | AT_EMPTY_PATH | (op.recursive ? AT_RECURSIVE : 0));
+    call(SYS_close, src);
+  } else {
+    tree = call(SYS_open_tree, AT_FDCWD, op.a, OPEN_TREE_CLONE | O_CLOEXEC | (op.recursive ? AT_RECURSIVE : 0));
+  }
   if (tree < 0) return tree;
   *failedCall = "mount_setattr";
-  long r = SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
+  r = op.kind == OpKind::kAttach ? 0 : SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
   if (r < 0) { call(SYS_close, tree); return r; }
   *failedCall = op.file ? "open" : "mkdir";
   long t = BindTarget(ctx, op);
@@ -372,6 +386,15 @@ void JoinNet(ChildCtx* ctx) {
   TRACE(kTrNetJoined);
 }
 
+// A mount onto the root itself (a rootfs's mirror, see lib/spawn/plan.ts) covers what the
+// cached root fd shows: later lookups must start from the new top.
+void RootCovered(ChildCtx* ctx, const char* target) {
+  if (ctx->rootFd < 0 || !target) return;
+  for (size_t i = 0; i <= kJailLen; i++) if (target[i] != kJail[i]) return;
+  call(SYS_close, ctx->rootFd);
+  ctx->rootFd = -1;
+}
+
 bool IsSysfs(const char* t) { return t && t[0] == 's' && t[1] == 'y' && t[2] == 's' && t[3] == 'f' && t[4] == 's' && !t[5]; }
 
 void RunOp(ChildCtx* ctx, const Op& op) {
@@ -408,9 +431,14 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, "mount", what, op.b);
       break;
     }
+    case OpKind::kAttach: {
+      const char* what;
+      if ((r = BindIn(ctx, op, &what)) < 0) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
+      break;
+    }
     case OpKind::kBind: {
       const char* what = kOpenTree;
-      const bool inRoot = JailRel(ctx, op.b) != nullptr;
+      const bool inRoot = JailRel(ctx, op.b) != nullptr || JailRel(ctx, op.a) != nullptr;
       if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;
       if (inRoot && !(r == -ENOSYS && what == kOpenTree)) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
       // outside the root, or no open_tree (kernels before 5.2): by name
@@ -541,6 +569,7 @@ void RunOp(ChildCtx* ctx, const Op& op) {
     default:
       DieSys(ctx, -EINVAL, "plan", "none");
   }
+  if (op.kind == OpKind::kBind || op.kind == OpKind::kAttach || op.kind == OpKind::kMount) RootCovered(ctx, op.b);
 }
 
 void WaitGo(ChildCtx* ctx) {

@@ -28,6 +28,9 @@ enum class OpKind : int {
   kMaskBind = 14,    // b = target: the kMaskOpen file (file) or directory bound over it
   kUnlink = 15,      // a = path (flags: AT_REMOVEDIR for a directory)
   kMknod = 16,       // a = path, mode = type and permissions, flags = device number
+  kAttach = 17,      // a = host path, b = target: the parent (as the caller, before clone)
+                     // clones a's tree (open_tree, private, readonly/flags set on it); the
+                     // child moves it onto b. For a rootfs the sandbox's root could not reach.
 };
 
 struct Op {
@@ -45,6 +48,7 @@ struct Op {
   bool real = false;  // the target and every component on its way must not be a symlink
   bool trusted = false;  // the target lies in what nsbox itself made (its tmpfs root, its /dev,
                          // a fresh proc or sysfs): by name, no resolution in the root needed
+  int fd = -1;           // kAttach: the detached tree the parent opened (closed by it after clone)
 };
 
 struct Join { int fd; int nstype; };

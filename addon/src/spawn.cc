@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
@@ -543,6 +544,28 @@ int MakeStdio(const Plan& p, Fds* f, Err* e) {
   return 0;
 }
 
+// kAttach ops (lib/spawn/plan.ts): the tree at op.a cloned here, by the caller, before clone:
+// the sandbox's root (an unprivileged host id) may not be able to reach it (a rootfs or image
+// store in a 0700 directory). The copy is made private (it is a peer of nothing on the host)
+// (or a slave: op.flags MS_SLAVE) and restricted here; the child only moves it into place. Returns the fd or -1 with `e` set.
+int AttachTree(const Op& op, Err* e) {
+  constexpr unsigned kOpenTreeClone = 1, kAtRecursive = 0x8000, kAtEmptyPath = 0x1000;
+  UniqueFd t((int)syscall(SYS_open_tree, AT_FDCWD, op.a, kOpenTreeClone | O_CLOEXEC | (op.recursive ? kAtRecursive : 0)));
+  if (!t.valid()) { Fail(e, errno, "bind", "open_tree", op.a); return -1; }
+  struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } a{};
+  if (op.readonly) a.attr_set |= 0x1;          // MOUNT_ATTR_RDONLY
+  if (op.flags & MS_NOSUID) a.attr_set |= 0x2;  // MOUNT_ATTR_NOSUID
+  if (op.flags & MS_NODEV) a.attr_set |= 0x4;   // MOUNT_ATTR_NODEV
+  if (op.flags & MS_NOEXEC) a.attr_set |= 0x8;  // MOUNT_ATTR_NOEXEC
+  // a peer of nothing; a slave of the host's mount when the root's propagation is 'slave'
+  a.propagation = (op.flags & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
+  if (syscall(SYS_mount_setattr, t.get(), "", kAtEmptyPath | (op.recursive ? kAtRecursive : 0), &a, sizeof a) < 0) {
+    Fail(e, errno, "bind", "mount_setattr", op.a);
+    return -1;
+  }
+  return t.release();
+}
+
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) {
@@ -558,6 +581,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   TRACE(kTrPlanDecoded);
 
   Err e;
+  std::vector<UniqueFd> attachFds;  // the child has its own copies; ours close on return
+  for (Op& op : plan.ops) {
+    if (op.kind != OpKind::kAttach) continue;
+    int fd = AttachTree(op, &e);
+    if (fd < 0) return ThrowErr(env, e);
+    attachFds.emplace_back(fd);
+    op.fd = fd;
+  }
   // the mount namespace is a copy of the view template (LaunchInTemplate): only for a sandbox
   // with user, mount and pid namespaces of its own, so that its copy is locked
   const bool templ = plan.templateLen > 0 && !plan.twoStage &&

@@ -1,7 +1,7 @@
 // Options -> a validated, fully resolved, serialisable Plan (DESIGN.md §1). Nothing here
 // touches the kernel except reading host facts (ids, /etc/subuid, which system dirs exist);
 // those reads go through `HostFacts` so unit tests can plan for any host.
-import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { constants as osConstants, release as osRelease } from 'node:os';
 import { isAbsolute, posix } from 'node:path';
 import { Capabilities } from '../security/capabilities.js';
@@ -9,6 +9,7 @@ import { CLONE_FLAGS } from '../ns/namespace.js';
 import { detectLayout } from '../cgroup/detect.js';
 import { validateLimits } from '../cgroup/limits.js';
 import type { Namespace } from '../ns/namespace.js';
+import { placeMountPoints, setMountPointContext, type DirInfo } from './mountpoints.js';
 import type { IdMap, IsolationReport, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
 
 // ---- kernel constants --------------------------------------------------------------------
@@ -21,7 +22,7 @@ const MS = {
 export const Op = {
   Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, Propagation: 6, RemountRo: 7,
   PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11, Chown: 12, MaskOpen: 13, MaskBind: 14,
-  Unlink: 15, Mknod: 16,
+  Unlink: 15, Mknod: 16, Attach: 17,
 } as const;
 
 const RLIMIT: Record<keyof Rlimits, number> = {
@@ -158,6 +159,10 @@ export interface HostFacts {
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
   /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
   viewTemplates?(): boolean;
+  /** a host path with the host's symlinks resolved (a caller's bind source) */
+  realPath?(path: string): string;
+  /** a directory's mode, owner and entries (for mount points missing in it), or null */
+  dirInfo?(path: string): DirInfo | null;
 }
 
 export const realHost: HostFacts = {
@@ -183,6 +188,12 @@ export const realHost: HostFacts = {
       return k;
     }
     return lstatKind(path);
+  },
+  realPath(path) {
+    try { return realpathSync(path); } catch { return path; }
+  },
+  dirInfo(path) {
+    return readDirInfo(path);
   },
   viewTemplates() {
     if (templatesOff) return false;
@@ -249,6 +260,29 @@ function recent<V>(key: string, read: () => V): V {
   const v = read();
   recentCache.set(key, { at: now, v });
   return v;
+}
+
+/** A directory's mode, owner and entries; null when it is not a plain directory or a name is not UTF-8. */
+function readDirInfo(path: string): DirInfo | null {
+  try {
+    const st = lstatSync(path);
+    if (!st.isDirectory()) return null;
+    const entries: DirInfo['entries'] = [];
+    for (const raw of readdirSync(path, { encoding: 'buffer' })) {
+      const name = raw.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(raw)) return null;
+      const e = lstatSync(`${path}/${name}`);
+      if (e.isSymbolicLink()) {
+        const t = readlinkSync(`${path}/${name}`, { encoding: 'buffer' });
+        const target = t.toString('utf8');
+        if (!Buffer.from(target, 'utf8').equals(t)) return null;
+        entries.push({ name, kind: 'symlink', target });
+      } else entries.push({ name, kind: e.isDirectory() ? 'dir' : e.isFile() ? 'file' : 'other' });
+    }
+    return { mode: st.mode, uid: st.uid, gid: st.gid, entries };
+  } catch {
+    return null;
+  }
 }
 
 function lstatKind(path: string): ReturnType<HostFacts['pathKind']> {
@@ -618,7 +652,9 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       ops.push({ op: Op.Mkdir, a: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, a: `/tmp${OLD}`, mode: 0o755 });
       ops.push({ op: Op.PivotRoot, a: '/tmp', b: OLD.slice(1) });
       if (rootfsPath) {
-        ops.push({ op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
+        // root: the tree is cloned by the parent (the sandbox's root, an unprivileged host id,
+        // may not be able to reach it: a rootfs or image store in a 0700 directory)
+        ops.push(host.euid === 0 ? { op: Op.Attach, a: rootfsPath, b: N, recursive: true, flags: rootProp === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, a: OLD + rootfsPath, b: N, recursive: true });
       } else {
         ops.push({ op: Op.Mount, a: 'nsbox-root', b: N, c: 'tmpfs', flags: MS.NOSUID | MS.NODEV, d: 'mode=0755' });
         for (const dir of DEFAULT_RO_DIRS) {
@@ -685,7 +721,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       // the caller's mounts
       for (const m of parsedMounts) {
         if (m.type === 'bind') {
-          ops.push({ op: Op.Bind, a: OLD + m.source, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) });
+          // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
+          const flags = MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0);
+          ops.push(host.euid === 0
+            ? { op: Op.Attach, a: m.hostSource, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (rootProp === 'slave' ? MS.SLAVE : 0) }
+            : { op: Op.Bind, a: OLD + m.hostSource, b: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
         } else {
           ops.push({ op: Op.Mount, a: m.source ?? m.type, b: N + m.target, c: m.type, d: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
         }
@@ -785,7 +825,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const tty = parseTty(o.tty);
   if (tty && !ns.has('mount') && !joined.includes('mount')) fail('options.tty', "needs a mount namespace of the sandbox's own, new or joined (its devpts instance)");
 
-  return {
+  const plan: Plan = {
     cloneFlags,
     unshareFlags,
     lateUnshare,
@@ -848,6 +888,17 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       init,
     },
   };
+  if (ns.has('mount') && (rootfsPath || parsedMounts.length > 0)) {
+    // mount points missing in a root the sandbox must not write (see mountpoints.ts)
+    setMountPointContext(plan, {
+      host, rootfsReadonly, uidMaps, gidMaps,
+      rootUid: uidMaps ? outsideOf(uidMaps, 0) : joined.includes('user') ? undefined : host.euid,
+      rootGid: gidMaps ? outsideOf(gidMaps, 0) : joined.includes('user') ? undefined : host.egid,
+      callerMounts: parsedMounts.map((m) => ({ target: m.target, source: m.source, resolved: m.hostSource })),
+    });
+    placeMountPoints(plan);
+  }
+  return plan;
 }
 
 /** The sandbox's own cgroup, read-only, at `CG` (its /sys/fs/cgroup; the cgroup namespace is rooted there). */
@@ -1091,6 +1142,8 @@ export function provideEtcFiles(plan: Plan, files: Record<string, string>): void
   // before the root is made read-only (a missing /etc/<name> must still be creatable)
   const ro = plan.ops.findIndex((op) => op.op === Op.RemountRo && op.b === '/newroot');
   plan.ops.splice(ro >= 0 && ro < at ? ro : at, 0, ...ops);
+  // a rootfs without /etc/<name> (or /etc): made on a mirror, never written into the rootfs
+  placeMountPoints(plan);
 }
 
 /** Whether the options give the sandbox a cgroup (limits the cgroup enforces, cpuTimeMs, or an explicit cgroup). */
@@ -1104,6 +1157,8 @@ export function needsCgroup(o: SpawnIsolatedOptions): boolean {
 interface ParsedMount {
   type: string;
   source?: string;
+  /** a bind's source with the host's symlinks resolved (the child looks it up under /oldroot) */
+  hostSource?: string;
   target: string;
   readonly: boolean;
   propagation: 'private' | 'shared' | 'slave' | 'unbindable';
@@ -1135,7 +1190,8 @@ function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
   } else if (m.source !== undefined) {
     source = str(`${option}.source`, m.source);
   }
-  return { type, source, target, readonly, propagation, options, file, noexec };
+  const hostSource = type === 'bind' && source !== undefined ? host.realPath?.(source) ?? source : undefined;
+  return { type, source, hostSource, target, readonly, propagation, options, file, noexec };
 }
 
 function isFileTarget(p: string): boolean {

@@ -5,6 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo, type NativeAddon } from '../native.js';
 import { NsboxError } from '../errors.js';
+import { publicError } from './mountpoints.js';
 import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
@@ -604,6 +605,15 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
  * network hand-off, which the failed child consumed.
  */
 function spawnNative(plan: Plan): ReturnType<NativeAddon['spawn']> {
+  try {
+    return spawnNativeOnce(plan);
+  } catch (err) {
+    // the paths a person knows (the sandbox's and the caller's), never nsbox's own
+    throw publicError(plan, err);
+  }
+}
+
+function spawnNativeOnce(plan: Plan): ReturnType<NativeAddon['spawn']> {
   if (!plan.template) return native().spawn(plan, encodeOps(plan.ops));
   try {
     const out = native().spawn(plan, encodeOps(plan.template.child), encodeTemplate(plan.template.build));

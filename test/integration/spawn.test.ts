@@ -222,7 +222,8 @@ describe.skipIf(!isRoot)('spawnIsolated: exits, errors, signals', () => {
   it('rejects a kernel failure in a mount step with its path', async () => {
     const e = await sh('true', { mounts: [{ type: 'nosuchfs', target: '/x' }] }).catch((x) => x);
     expect(e).toBeInstanceOf(NsboxError);
-    expect(e).toMatchObject({ code: 'ENODEV', step: 'mount', syscall: 'mount', path: '/newroot/x' });
+    expect(e).toMatchObject({ code: 'ENODEV', step: 'mount', syscall: 'mount', path: '/x' });
+    expect((e as Error).message).not.toMatch(/newroot|oldroot/);
   });
 });
 

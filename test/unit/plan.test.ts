@@ -288,3 +288,64 @@ describe('buildPlan: the default view is made once a second and shared', () => {
     expect(buildPlan({ file: '/bin/true', args: [], options: { maskedPaths: [] } }).summary.maskedPaths).toEqual([]);
   });
 });
+
+describe('mount points missing from a read-only root (issue 13, item 5)', () => {
+  // a rootfs /r with bin/ (dir), etc/ (dir, holding passwd) and lib -> bin; nothing else
+  const tree: Record<string, string[]> = { '/r': ['bin', 'etc', 'lib'], '/r/etc': ['passwd'], '/r/bin': ['sh'] };
+  const kinds = (p: string): ReturnType<HostFacts['pathKind']> => {
+    if (p === '/r/lib') return { kind: 'symlink', target: 'bin' };
+    if (p in tree) return { kind: 'dir' };
+    if (p === '/r/etc/passwd' || p === '/r/bin/sh' || p === '/src/f') return { kind: 'file' };
+    if (p === '/src' || p === '/real') return { kind: 'dir' };
+    if (p === '/link') return { kind: 'symlink', target: '/real' };
+    return { kind: 'missing' };
+  };
+  const h = host({
+    pathKind: (p) => (p.startsWith('/r') || p.startsWith('/src') || p === '/link' || p === '/real' ? kinds(p) : host().pathKind(p)),
+    dirInfo: (p) => (p in tree ? { mode: 0o40755, uid: 0, gid: 0, entries: tree[p]!.map((name) => ({ name, ...(kinds(`${p}/${name}`) as { kind: 'dir' | 'file' | 'symlink'; target?: string }) })) } : null),
+    realPath: (p) => (p === '/link' ? '/real' : p),
+  });
+  const stage = (ops: { op: number; a?: string; b?: string }[]) => ops.filter((o) => (o.a ?? '').startsWith('/nsbox-mirror') || (o.b ?? '').startsWith('/nsbox-mirror'));
+
+  it('mirrors the deepest existing directory right after the rootfs, binds its entries back, makes the missing chain; read-only', () => {
+    const p = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/src', target: '/a/b/c' }, { type: 'bind', source: '/src/f', target: '/etc/x' }] } }, h);
+    const at = p.ops.findIndex((o) => o.op === Op.Attach && o.b === '/newroot');
+    expect(p.ops[at]).toMatchObject({ a: '/r' });
+    const s = stage(p.ops.slice(at + 1));
+    // the root mirror (proc, dev, sys, tmp and a/b/c are missing), then /etc's (x is missing)
+    expect(p.ops[at + 1]).toMatchObject({ op: Op.Mount, b: '/nsbox-mirror/0', c: 'tmpfs' });
+    // (host uid 0 is not mapped in root's sandboxes: the mirror keeps the sandbox root as owner)
+    expect(p.ops[at + 1]!.d).toMatch(/^mode=0755,size=\d+k,nr_inodes=\d+$/);
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/newroot/bin', b: '/nsbox-mirror/0/bin', readonly: true, real: true }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Symlink, a: 'bin', b: '/nsbox-mirror/0/lib' }));
+    for (const d of ['a', 'a/b', 'a/b/c', 'proc', 'dev', 'sys', 'tmp']) expect(s).toContainEqual(expect.objectContaining({ op: Op.Mkdir, a: `/nsbox-mirror/0/${d}` }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/newroot/etc/passwd', b: '/nsbox-mirror/1/passwd', file: true }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.WriteFile, a: '/nsbox-mirror/1/x', d: '' }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/nsbox-mirror/1', b: '/newroot/etc', real: true }));
+    expect(s.filter((o) => o.op === Op.RemountRo).map((o) => o.b)).toEqual(['/nsbox-mirror/0', '/nsbox-mirror/1']);
+    // before /proc is mounted (which lands on the mirror)
+    const rootMirror = p.ops.findIndex((o) => o.op === Op.Bind && o.a === '/nsbox-mirror/0');
+    expect(rootMirror).toBeLessThan(p.ops.findIndex((o) => o.b === '/newroot/proc'));
+    expect(encodeOps(p.ops).length).toBeGreaterThan(0);
+  });
+
+  it('adds /etc/hosts of a network to the mirrors again (provideEtcFiles); a symlinked bind source is resolved on the host', () => {
+    const p = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/link', target: '/data' }] } }, h);
+    expect(p.ops.find((o) => o.b === '/newroot/data')).toMatchObject({ op: Op.Attach, a: '/real' });
+    provideEtcFiles(p, { hosts: 'x' });
+    expect(stage(p.ops)).toContainEqual(expect.objectContaining({ op: Op.WriteFile, a: '/nsbox-mirror/1/hosts' }));
+    expect(p.ops.filter((o) => o.op === Op.Mount && o.b?.startsWith('/nsbox-mirror')).length).toBe(2);
+    const unpriv = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/link', target: '/data' }] } }, host({ ...h, euid: 1000, egid: 1000 }));
+    expect(unpriv.ops.find((o) => o.b === '/newroot/data')).toMatchObject({ op: Op.Bind, a: '/oldroot/real' });
+    expect(unpriv.ops.find((o) => o.b === '/newroot')).toMatchObject({ op: Op.Bind, a: '/oldroot/r' });
+  });
+
+  it('a writable rootfs the sandbox root owns makes mount points in place (no mirror)', () => {
+    const owned = host({ ...h, dirInfo: (p) => { const i = h.dirInfo!(p); return i && { ...i, uid: FALLBACK_RANGE_START, gid: FALLBACK_RANGE_START }; } });
+    const p = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: { path: '/r', readonly: false }, mounts: [{ type: 'tmpfs', target: '/data' }] } }, owned);
+    expect(stage(p.ops)).toEqual([]);
+    const q = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: { path: '/r', readonly: false }, mounts: [{ type: 'tmpfs', target: '/data' }] } }, h);
+    expect(stage(q.ops).some((o) => o.op === Op.RemountRo)).toBe(false);
+    expect(stage(q.ops).length).toBeGreaterThan(0);
+  });
+});
