@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { basename, dirname } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { spawnIsolated, type IsolatedResult, type SpawnIsolatedOptions } from '../../lib/index.js';
 import { buildC, cannotBuild, cleanupBuilds } from '../security/build.js';
 import { isRoot, skipReason } from '../helpers/host.js';
@@ -57,6 +58,18 @@ describe.skipIf(skipReason(!!why, `cpu usage tests: ${why}`))('result.usage coun
     const r = await p;
     expect(r.signal).toBe('SIGKILL');
     check(r);
+  });
+
+  it('a kill is not held off by pid 1: a stopped nsbox-init is SIGKILLed after the grace', async () => {
+    const p = spawnIsolated('/bin/sleep', ['60']);
+    await new Promise((res) => p.once('spawn', res));
+    process.kill(p.pid!, 'SIGSTOP');
+    const state = () => readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]![0];
+    for (let i = 0; i < 200 && state() !== 'T'; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(state()).toBe('T');
+    expect(p.kill()).toBe(true);
+    const r = await p;
+    expect(r.signal).toBe('SIGKILL');
   });
 
   it('spinners left behind when the program exits', async () => {
