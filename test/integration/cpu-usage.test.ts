@@ -92,7 +92,7 @@ describe.skipIf(skipReason(!!why, `cpu usage tests: ${why}`))('result.usage coun
   });
 
   it('as the first spawn of a fresh Node process (dist)', () => {
-    const script = `import('${process.cwd()}/dist/index.js').then(async (m) => {
+    const script = `import('${new URL('../../dist/index.js', import.meta.url).href}').then(async (m) => {
       const r = await m.spawnIsolated('${SPIN()}', ['procs', '4'], ${JSON.stringify(opts({ timeout: 1500 }))});
       process.stdout.write(JSON.stringify({ stdout: r.stdout, usage: r.usage, verdict: r.verdict }));
     }).catch((e) => { console.error(e.message); process.exit(1); });`;

@@ -92,7 +92,7 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
 
   it('works as the first spawn of a fresh Node process (dist)', async () => {
     const { execFileSync } = await import('node:child_process');
-    const script = `import('${process.cwd()}/dist/index.js').then(async (m) => {
+    const script = `import('${new URL('../../dist/index.js', import.meta.url).href}').then(async (m) => {
       const r = await m.spawnIsolated('/bin/suid', [], { rootfs: ${JSON.stringify(root)}, uid: 1000, allowNewPrivileges: true });
       process.stdout.write(r.stdout);
     }).catch((e) => { console.error(e.message); process.exit(1); });`;
