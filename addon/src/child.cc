@@ -718,7 +718,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   // Without no_new_privs the kernel takes a filter only from a process with CAP_SYS_ADMIN in
   // its user namespace, which SetCredentials is about to drop: then the filter goes on here,
   // before it (as runc does), and everything from here to exec runs under it (the syscalls
-  // listed in SECCOMP_EARLY_CALLS of lib/security/seccomp/early.ts, checked against a custom
+  // listed by seccompEarlyCalls() in lib/security/seccomp/early.ts, checked against a custom
   // profile before anything is made). With no_new_privs (the default) it goes on last.
   if (!p.noNewPrivs) InstallSeccomp(ctx, p);
   SetCredentials(ctx, p);
