@@ -117,7 +117,7 @@ async function main(): Promise<void> {
           process.stdout.write(`  [${c.status.padEnd(7)}] ${c.title}: ${c.detail}\n`);
           if (c.fix) process.stdout.write(`            fix: ${c.fix}\n`);
         }
-        for (const a of attacks ?? []) process.stdout.write(`  [${a.denied ? 'denied ' : 'ALLOWED'}] ${a.title}: ${a.got} (want ${a.expect})\n`);
+        for (const a of attacks ?? []) process.stdout.write(`  [${a.denied ? 'denied ' : 'ALLOWED'}] ${a.title}: ${a.got} (want ${a.expect})${a.note ? `: ${a.note}` : ''}\n`);
         for (const a of sandbox ?? []) process.stdout.write(`  [${a.denied ? 'held   ' : 'ESCAPED'}] in a sandbox: ${a.title}: ${a.got}\n`);
       }
       process.exitCode = report.ok && (attacks ?? []).every((a) => a.denied) && (sandbox ?? []).every((a) => a.denied) ? 0 : 1;

@@ -47,7 +47,8 @@ export interface NativeAddon {
   dropTemplates(): void;
   /** Starts making a spare network namespace (for sandboxes with Plan.netPremade) unless one is there or on its way. */
   startSpare(): void;
-  pidfdSignal(pidfd: number, sig: number): number;
+  /** With `initKill`, asks nsbox-init (pid 1) to end the sandbox instead (`sig` unused). */
+  pidfdSignal(pidfd: number, sig: number, initKill?: boolean): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;
   serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };

@@ -20,8 +20,11 @@
 // reports it, so the caller still gets an NsboxError with step 'exec'), then waits for signals with every signal blocked: SIGCHLD reaps every child,
 // orphans included (so zombies never pile up), any other signal is forwarded to the program.
 // When the program ends, init writes its raw wait status to STATUSFD (nsbox reports that: the
-// exact code or signal) and exits with its code, or 128+N after signal N (as `docker run
-// --init` does); the kernel then kills whatever is left in the pid namespace.
+// exact code or signal); as pid 1 it then kills and reaps whatever is left in the pid
+// namespace (so their CPU time counts in the rusage nsbox reads), and exits with the program's
+// code, or 128+N after signal N (as `docker run --init` does). nsbox ends a running sandbox by
+// queueing kInitKillSignal with kInitKillValue (msg.h) to init, which kills everything else
+// and so ends the same way; a plain SIGKILL of init follows if it has not exited soon.
 #include "../src/msg.h"
 #include "../src/sys.h"
 
@@ -229,24 +232,48 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
   if (prog < 0) Exit(127);
 
-  for (;;) {
-    char info[128];
-    long sig = call(SYS_rt_sigtimedwait, &all, info, nullptr, sizeof all);
+  // pid 1 of the sandbox's own pid namespace (not a sandbox that joined another's): then
+  // kill(-1) reaches exactly the rest of the sandbox
+  const bool pid1 = call(SYS_getpid) == 1;
+  int progStatus = 0;
+  for (bool ended = false; !ended;) {
+    siginfo_t si;
+    long sig = call(SYS_rt_sigtimedwait, &all, &si, nullptr, sizeof all);
     if (sig < 0) continue;
+    if (sig == nsbox::kInitKillSignal && si.si_code == SI_QUEUE && si.si_value.sival_int == nsbox::kInitKillValue) {
+      // nsbox ends the sandbox: everything dies now and is reaped below (anyone inside could
+      // send this too; it can only end its own sandbox, which it could do anyway)
+      call(SYS_kill, pid1 ? -1 : prog, SIGKILL);
+      continue;
+    }
     if (sig != SIGCHLD) {
       call(SYS_kill, prog, sig);
       continue;
     }
     for (;;) {
       int status = 0;
-      long w = call(SYS_wait4, -1, &status, WNOHANG, nullptr);
+      long w = call(SYS_wait4, -1, &status, WNOHANG | __WALL, nullptr);
       if (w <= 0) break;
       if (w == prog) {
-        call(SYS_write, statusFd, &status, sizeof status);
-        Exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        progStatus = status;
+        ended = true;
       }
     }
   }
+  call(SYS_write, statusFd, &progStatus, sizeof progStatus);
+  if (pid1) {
+    // The rest of the sandbox ends here rather than in the kernel's teardown of the namespace
+    // once this exits: that teardown reaps with SIGCHLD ignored, so the CPU time of whatever
+    // was still running would reach nobody. Reaped here, it adds to this process's children's
+    // times, which nsbox reads when it reaps pid 1 (result.usage). One kill reaches every
+    // process (a fork under way fails or its child gets the signal too); orphans come here.
+    call(SYS_kill, -1, SIGKILL);
+    for (;;) {
+      long w = call(SYS_wait4, -1, nullptr, __WALL, nullptr);
+      if (w < 0 && w != -EINTR) break;  // ECHILD: no one left
+    }
+  }
+  Exit(WIFEXITED(progStatus) ? WEXITSTATUS(progStatus) : 128 + WTERMSIG(progStatus));
 }
 
 #if defined(__x86_64__)

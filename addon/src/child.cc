@@ -634,6 +634,13 @@ void SetCredentials(ChildCtx* ctx, const Plan& p) {
   }
 }
 
+void InstallSeccomp(ChildCtx* ctx, const Plan& p) {
+  if (p.seccomp.empty()) return;
+  struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
+  long r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+  if (r < 0) DieSys(ctx, r, "seccomp", "seccomp");
+}
+
 // Writes a whole small file (e.g. /proc/self/timens_offsets).
 long WriteSmall(const char* path, const char* data) {
   long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
@@ -737,6 +744,12 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     struct { unsigned long long cur, max; } v{rl.soft, rl.hard};
     if ((r = call(SYS_prlimit64, 0, rl.resource, &v, nullptr)) < 0) DieSys(ctx, r, "rlimit", "prlimit64");
   }
+  // Without no_new_privs the kernel takes a filter only from a process with CAP_SYS_ADMIN in
+  // its user namespace, which SetCredentials is about to drop: then the filter goes on here,
+  // before it (as runc does), and everything from here to exec runs under it (the syscalls
+  // listed by seccompEarlyCalls() in lib/security/seccomp/early.ts, checked against a custom
+  // profile before anything is made). With no_new_privs (the default) it goes on last.
+  if (!p.noNewPrivs) InstallSeccomp(ctx, p);
   SetCredentials(ctx, p);
   // after the last credential change (which clears it): die with the parent thread
   if (p.pdeathsig > 0) {
@@ -777,10 +790,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   // signals: dispositions were reset at entry; unblock now
   unsigned long none = 0;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
-  if (!p.seccomp.empty()) {
-    struct sock_fprog prog{(unsigned short)p.seccomp.size(), const_cast<sock_filter*>(p.seccomp.data())};
-    if ((r = call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) < 0) DieSys(ctx, r, "seccomp", "seccomp");
-  }
+  if (p.noNewPrivs) InstallSeccomp(ctx, p);
   TRACE(kTrExec);
   if (p.init) {
     // pid 1 is nsbox-init (from its sealed memfd); it forks the program (at once, or in serve

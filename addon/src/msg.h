@@ -22,6 +22,12 @@ inline void CopyStr(char* dst, size_t cap, const char* src) {
   dst[i] = 0;
 }
 
+// How nsbox asks nsbox-init (pid 1) to end the sandbox, so that every process is reaped by
+// init and its CPU time reaches the rusage nsbox reads (see addon/init/init.cc): this signal,
+// queued (SI_QUEUE) with this value. A plain signal of the same number is forwarded as usual.
+constexpr int kInitKillSignal = 32;  // the kernel's first real-time signal (libcs keep it internal)
+constexpr int kInitKillValue = 0x6e736b31;
+
 struct ChildMsg {
   int kind;    // 1 = error, 2 = stage-2 pid, 3 = stage 1 has unshared (write maps now),
                // 4 = tty master is open as fd `pid` in the child (take it, then "go" again)

@@ -19,6 +19,7 @@
 //   hostProbe(name: string, arg?: string) -> { ok: boolean, errno: number, value: number }
 //     'userns' 'clone3' 'pidfd' 'seccomp-actions' 'landlock' 'overlay-userns' 'mount-api'
 //     'clone-into-cgroup' (arg: a cgroup2 directory, normally the caller's own) 'nftables'
+//     'i386' (an int 0x80 getpid without a filter; `signal` is set when the probe died of one)
 //   seccompSelfTest(filter: Buffer) -> Array<{ id, ret, errno, signal }>
 //     installs the filter in a forked child and makes the attacks of the self-test battery
 //     there with raw syscalls (no compiler or test binaries needed on the user's host).
@@ -274,6 +275,19 @@ ProbeResult ProbeCloneIntoCgroup(const char* dir) {
   return Ok();
 }
 
+// An i386 system call through int 0x80, with no filter: some hosts cannot make them at all
+// (IA32 emulation off, or a hypervisor that faults int 0x80): then the probe dies of a signal.
+ProbeResult ProbeI386() {
+#if defined(__x86_64__)
+  long ret;
+  __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L /* i386 getpid */) : "memory");
+  if (ret < 0) return No((int)-ret);
+  return Ok(ret);
+#else
+  return No(ENOSYS);
+#endif
+}
+
 ProbeResult ProbeNftables() {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   if (fd < 0) return No(errno);
@@ -306,7 +320,7 @@ Napi::Value HostProbe(const Napi::CallbackInfo& info) {
   std::string arg = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string();
   int which = name == "userns" ? 1 : name == "clone3" ? 2 : name == "pidfd" ? 3 : name == "seccomp-actions" ? 4
             : name == "landlock" ? 5 : name == "mount-api" ? 6 : name == "overlay-userns" ? 7
-            : name == "clone-into-cgroup" ? 8 : name == "nftables" ? 9 : 0;
+            : name == "clone-into-cgroup" ? 8 : name == "nftables" ? 9 : name == "i386" ? 10 : 0;
   if (!which) return ThrowErrno(env, EINVAL, "doctor", "probe", name.c_str());
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "doctor", "pipe2");
@@ -326,6 +340,7 @@ Napi::Value HostProbe(const Napi::CallbackInfo& info) {
       case 7: r = ProbeOverlayUserns(); break;
       case 8: r = ProbeCloneIntoCgroup(a); break;
       case 9: r = ProbeNftables(); break;
+      case 10: r = ProbeI386(); break;
     }
     ssize_t w = write(wr.get(), &r, sizeof r);
     _exit(w == (ssize_t)sizeof r ? 0 : 1);
@@ -334,7 +349,7 @@ Napi::Value HostProbe(const Napi::CallbackInfo& info) {
   ProbeResult r{0, EIO, 0};
   ssize_t n;
   do n = read(rd.get(), &r, sizeof r); while (n < 0 && errno == EINTR);
-  int st;
+  int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   if (n != (ssize_t)sizeof r) r = {0, EIO, 0};
@@ -342,6 +357,8 @@ Napi::Value HostProbe(const Napi::CallbackInfo& info) {
   o.Set("ok", r.ok != 0);
   o.Set("errno", r.err);
   o.Set("value", (double)r.value);
+  // a probe that died of a signal (int 0x80 on a host that faults it) says which
+  if (n != (ssize_t)sizeof r && WIFSIGNALED(st)) o.Set("signal", WTERMSIG(st));
   return o;
 }
 

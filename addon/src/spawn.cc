@@ -878,10 +878,23 @@ Napi::Value Trace(const Napi::CallbackInfo& info) {
 }
 #endif
 
+// pidfdSignal(pidfd, sig, initKill?): with initKill, asks nsbox-init to end the sandbox
+// (kInitKillSignal queued with kInitKillValue; `sig` is ignored). Returns 0 or a positive errno.
 Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
   int pidfd = info[0].As<Napi::Number>().Int32Value();
   int sig = info[1].As<Napi::Number>().Int32Value();
-  long r = call(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  long r;
+  if (info.Length() > 2 && info[2].ToBoolean()) {
+    siginfo_t si{};
+    si.si_signo = kInitKillSignal;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = kInitKillValue;
+    r = call(SYS_pidfd_send_signal, pidfd, kInitKillSignal, &si, 0);
+  } else {
+    r = call(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  }
   return Napi::Number::New(info.Env(), r < 0 ? (double)-r : 0);
 }
 

@@ -8,10 +8,11 @@ import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
 import { errnoError } from '../errors.js';
 import { native } from '../native.js';
 import { compileSeccomp } from './seccomp/compile.js';
+import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, describeVerdict, evaluate } from './seccomp/bpf.js';
 import { defaultProfile } from './seccomp/default-profile.js';
-import type { SeccompProfile } from './seccomp/profile.js';
+import { AUDIT_ARCH, type SeccompProfile } from './seccomp/profile.js';
 
-interface ProbeOut { ok: boolean; errno: number; value: number }
+interface ProbeOut { ok: boolean; errno: number; value: number; signal?: number }
 interface DoctorNative {
   hostProbe(name: string, arg?: string): ProbeOut;
   seccompSelfTest(filter: Buffer | null): { id: number; errno: number; ret: number; signal: number }[];
@@ -206,8 +207,39 @@ export interface SelfTestAttack {
   expect: string;
   /** what it got: an errno name, `'ok'` (the call succeeded), `'SIGSYS'`/`'signal N'`, or `'n/a'`. */
   got: string;
-  /** got === expect. */
+  /** got === expect (or, for an attack this host cannot make at all, see `note`). */
   denied: boolean;
+  /**
+   * Set when the host itself makes the attack impossible (e.g. no i386 system calls at all):
+   * why, and for a filter, its verdict read from the program (which then decides `denied`).
+   */
+  note?: string;
+}
+
+/** What the host does with an i386 system call (int 0x80) with no filter at all. */
+export interface I386Support {
+  /** the call ran. */
+  ok: boolean;
+  /** the signal the probe died of (SIGSEGV where the host faults int 0x80), if any. */
+  signal?: number;
+  /** why it did not run, in words. */
+  reason?: string;
+}
+
+let i386Cache: I386Support | undefined;
+/**
+ * Whether this host makes i386 system calls through int 0x80 at all, without any filter
+ * (x86_64 only). Some cannot: IA32 emulation off (`ia32_emulation=0`), or a hypervisor that
+ * faults int 0x80; there a process doing it dies of SIGSEGV before any seccomp filter sees the
+ * call, and the attack is impossible. Probed once, in a forked child.
+ */
+export function hostI386Syscalls(): I386Support {
+  if (i386Cache) return i386Cache;
+  if (process.arch !== 'x64') return (i386Cache = { ok: false, reason: `not an x86_64 host (${process.arch})` });
+  const p = probe('i386');
+  if (p.ok) return (i386Cache = { ok: true });
+  const how = p.signal ? `int 0x80 gets ${p.signal === 11 ? 'SIGSEGV' : `signal ${p.signal}`}` : `int 0x80 fails with ${en(p.errno)}`;
+  return (i386Cache = { ok: false, signal: p.signal, reason: `this host cannot make i386 system calls (${how} even without a filter)` });
 }
 
 const ATTACKS: [string, string, string][] = [
@@ -254,6 +286,18 @@ export function selfTest(profile: SeccompProfile | null = defaultProfile): SelfT
     else if (r.errno === -1) got = 'n/a';
     else if (r.ret >= 0 && r.errno === 0) got = 'ok';
     else got = en(r.errno);
+    if (id === 'int80' && got !== expect && r?.signal) {
+      // the same fault without a filter: the host refuses i386 calls before seccomp sees them
+      const host = hostI386Syscalls();
+      if (!host.ok && host.signal === r.signal) {
+        if (!filter) return { id, title, expect, got: 'n/a', denied: true, note: `${host.reason}: denied by the host` };
+        // what the filter would do where they run, read from its program
+        const v = evaluate(filter, { nr: 20 /* i386 getpid */, arch: AUDIT_ARCH.i386 });
+        const action = (v & SECCOMP_RET_ACTION_FULL) >>> 0;
+        const kills = action === SECCOMP_RET_KILL_PROCESS || action === SECCOMP_RET_KILL_THREAD;
+        return { id, title, expect, got: 'n/a', denied: kills, note: `${host.reason}, so the attack is impossible here; the filter's verdict for one: ${describeVerdict(v)}` };
+      }
+    }
     return { id, title, expect, got, denied: got === expect };
   });
 }

@@ -184,8 +184,9 @@ export interface SpawnIsolatedOptions {
   /**
    * Run nsbox's own minimal init as pid 1 (a static program embedded in the addon, exec'd from
    * a sealed memfd): it forwards signals to the program, reaps every zombie (orphans
-   * included), and ends when the program ends; the result still carries the program's own
-   * exit code or signal. Default: true when the sandbox has a new pid namespace.
+   * included), and ends when the program ends, killing and reaping what is left (so their CPU
+   * time counts in `usage`); the result still carries the program's own exit code or signal.
+   * Default: true when the sandbox has a new pid namespace.
    */
   init?: boolean;
   /**
@@ -225,7 +226,11 @@ export type Verdict = 'exited' | 'signaled' | 'timeout' | 'cpu-time' | 'memory' 
 
 /** Resource usage of the sandbox's process tree as the kernel reports it at reap time. */
 export interface IsolatedUsage {
-  /** user CPU time of the whole sandbox (cgroup when it has one, else rusage of pid 1 and its reaped children) */
+  /**
+   * user CPU time of the whole sandbox: the cgroup's when it has one, else the rusage of pid 1
+   * and what it reaped (nsbox-init reaps every process, also when nsbox kills the sandbox; see
+   * README for what rusage cannot see)
+   */
   cpuUserMs: number;
   /** system CPU time, likewise */
   cpuSystemMs: number;

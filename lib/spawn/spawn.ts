@@ -17,6 +17,9 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
 );
 
+/** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
+const INIT_KILL_GRACE_MS = 250;
+
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
 type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
 
@@ -76,6 +79,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #tty: Socket | undefined;
   #serveError: { error: unknown } | undefined;
   #serve: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> } | undefined;
+  /** pid 1 is nsbox-init running the program: a SIGKILL goes through it (see #sigkill) */
+  #initKills = false;
+  #initKillSent = false;
 
   /** @internal use {@link spawnIsolated} */
   constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
@@ -162,6 +168,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     }
     this.pid = out.pid;
     this.#pidfd = out.pidfd;
+    const initIsPid1 = plan.init && plan.summary.namespaces.includes('pid');
+    this.#initKills = initIsPid1 && !this.#serve;
     if (this.#serve) {
       // prepared: everything is made; the program comes with run() (or never, on destroy)
       this.#serve.ready(out.ctlFd);
@@ -174,6 +182,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       if (req && !('error' in req)) {
         out = { ...out, stdio: req.stdio };
         o = { ...o, ...req.options };
+        this.#initKills = initIsPid1;
         started = performance.now();
       } else {
         this.#canceled = true;
@@ -372,14 +381,34 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   kill(signal?: NodeJS.Signals | number): boolean {
     if (this.#exited || this.#pidfd < 0) return false;
     const sig = signal === undefined ? this.#killSignal : signalNumber('signal', signal);
+    if (sig === 9) return this.#sigkill();
     const r = native().pidfdSignal(this.#pidfd, sig);
     if (r !== 0) return false;
-    if (sig !== 9 && this.#forceKillAfterMs >= 0) {
-      const t = setTimeout(() => { if (!this.#exited && this.#pidfd >= 0) native().pidfdSignal(this.#pidfd, 9); }, this.#forceKillAfterMs);
+    if (this.#forceKillAfterMs >= 0) {
+      const t = setTimeout(() => { if (!this.#exited && this.#pidfd >= 0) this.#sigkill(); }, this.#forceKillAfterMs);
       t.unref();
       this.#timers.push(t);
     }
     return true;
+  }
+
+  /**
+   * SIGKILL for the whole sandbox. With nsbox-init as pid 1, init is asked to do it: it kills
+   * everything else in the pid namespace and reaps it, so that their CPU time reaches the
+   * rusage read at pid 1's reap (a SIGKILL of pid 1 itself makes the kernel reap the rest with
+   * SIGCHLD ignored, and their time is lost). A plain SIGKILL of pid 1 follows if the sandbox
+   * has not ended within INIT_KILL_GRACE_MS, so nothing inside can hold the kill off.
+   */
+  #sigkill(): boolean {
+    if (this.#initKillSent) return true;  // under way; the fallback is armed
+    if (this.#initKills && native().pidfdSignal(this.#pidfd, 9, true) === 0) {
+      this.#initKillSent = true;
+      const t = setTimeout(() => { if (!this.#exited && this.#pidfd >= 0) native().pidfdSignal(this.#pidfd, 9); }, INIT_KILL_GRACE_MS);
+      t.unref();
+      this.#timers.push(t);
+      return true;
+    }
+    return native().pidfdSignal(this.#pidfd, 9) === 0;
   }
 
   /** Lets the event loop exit while the sandbox runs (like ChildProcess.unref). */

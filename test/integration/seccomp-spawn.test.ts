@@ -7,6 +7,7 @@ import { spawnIsolated } from '../../lib/spawn/spawn.js';
 import { Seccomp } from '../../lib/security/seccomp/index.js';
 import { enableSeccompForSpawn } from '../../lib/security/seccomp/spawn.js';
 import { isRoot, mountTable, skipReason } from '../helpers/host.js';
+import { hostI386Syscalls } from '../../lib/security/doctor.js';
 import { buildC, cannotBuild, cleanupBuilds } from '../security/build.js';
 
 enableSeccompForSpawn();
@@ -46,12 +47,18 @@ describe.skipIf(skipReason(!!why, `seccomp in spawnIsolated: ${why}`))('seccomp 
     expect(r.stdout).toMatch(/^ALLOWED unshare\(CLONE_NEWUSER\) ret=0/m);
   });
 
-  it('kills a sandboxed process that uses int 0x80 or the x32 ABI', async () => {
-    for (const attack of ['i386', 'x32']) {
-      const r = await run(attack);
-      expect(r.signal, r.stdout).toBe('SIGSYS');
-      expect(r.stdout).not.toMatch(/ALLOWED/);
-    }
+  it('kills a sandboxed process that uses the x32 ABI', async () => {
+    const r = await run('x32');
+    expect(r.signal, r.stdout).toBe('SIGSYS');
+    expect(r.stdout).not.toMatch(/ALLOWED/);
+  });
+
+  // some hosts cannot make i386 calls at all (int 0x80 faults before any filter sees it)
+  const i386 = process.arch === 'x64' ? hostI386Syscalls() : { ok: false, reason: 'not x86_64' };
+  it.skipIf(skipReason(!i386.ok, `int 0x80 in a sandbox: ${i386.reason}`))('kills a sandboxed process that uses int 0x80', async () => {
+    const r = await run('i386');
+    expect(r.signal, r.stdout).toBe('SIGSYS');
+    expect(r.stdout).not.toMatch(/ALLOWED/);
   });
 
   it('takes a profile of the caller\'s own', async () => {

@@ -27,6 +27,7 @@ function deepFrozen(p: SeccompProfile): boolean {
 
 /**
  * Resolves the `seccomp` option into the program the spawn child installs right before exec
+ * (before it drops privileges with `allowNewPrivileges`; see ./early.ts)
  * (undefined: no filter). `undefined` means `'default'`. Throws TypeError/RangeError naming
  * `option` for bad input. Programs of deep-frozen profiles (`Seccomp.profile()`, the default) are
  * compiled once per process.
