@@ -225,13 +225,14 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
 }
 
 // ---- overlay, mount(2) fallback ------------------------------------------------------------
-// (dir, data, target, flags): mounts with relative layer paths resolved from `dir` (the
+// (dir, data, target, flags, source?): mounts with relative layer paths resolved from `dir` (the
 // overlay2 `l/` short links keep the option string under one page). The chdir happens in a
 // vfork child (its own cwd: no CLONE_FS), so the Node process's cwd never changes.
 Napi::Value OverlayMountLegacy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string dir = Str(info[0]), data = Str(info[1]), target = Str(info[2]);
   unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  std::string source = info[4].IsString() ? Str(info[4]) : std::string("nsbox-overlay");
   if (data.size() >= static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
     Err e;
     Fail(&e, E2BIG, "overlay", "mount", target.c_str());
@@ -243,10 +244,11 @@ Napi::Value OverlayMountLegacy(const Napi::CallbackInfo& info) {
   const char* d = dir.c_str();
   const char* dt = data.c_str();
   const char* tg = target.c_str();
+  const char* src = source.c_str();
   pid_t pid = vfork();
   if (pid == 0) {
     if (syscall(SYS_chdir, d) < 0) { childErr = errno; childStep = 1; _exit(1); }
-    if (syscall(SYS_mount, "nsbox-overlay", tg, "overlay", flags, dt) < 0) { childErr = errno; childStep = 2; _exit(1); }
+    if (syscall(SYS_mount, src, tg, "overlay", flags, dt) < 0) { childErr = errno; childStep = 2; _exit(1); }
     _exit(0);
   }
   if (pid < 0) return ThrowErrno(env, errno, "overlay", "vfork", target.c_str());
