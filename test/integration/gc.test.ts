@@ -122,6 +122,16 @@ function nftOf(pids: Set<number>): string[] {
   return [...text.matchAll(/nsbox:(\d+):\d+:[^"]*/g)].filter((m) => pids.has(Number(m[1]))).map((m) => m[0]);
 }
 
+/** Processes whose command line holds `marker` (a CLONE_VM helper of a Node process shows that process's command line). */
+function processesWith(marker: string, except: number[] = []): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || except.includes(Number(p))) continue;
+    try { if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) out.push(Number(p)); } catch { /* gone */ }
+  }
+  return out;
+}
+
 function leftovers(pids: Set<number>) {
   const store = LayerStore.open(storeRoot);
   // the directories of containers of other processes (the live child's) are theirs
@@ -144,6 +154,7 @@ describe.skipIf(skip)('gc', () => {
   it('removes everything of 100 child Node processes killed at random points of setup (limits + image + bridge), and nothing of a live one', async () => {
     // a live child: its sandbox runs throughout the sweep
     const live = child(withNft ? 41000 + (process.pid % 1000) : undefined, 3600);
+    try {
     await live.ready;
     const tReady = Date.now();
     await live.spawned;
@@ -178,6 +189,12 @@ describe.skipIf(skip)('gc', () => {
     const t1 = Date.now();
     console.log(`gc test: ${t1 - t0} ms: ${N} children killed within ${Math.round(window)} ms of loading nsbox (${sigterms} by SIGTERM, ${afterSpawn} after their sandbox ran)`);
 
+    // no process of theirs lives on (a helper blocked forever after its parent died, ...)
+    await sleep(300);
+    const orphans = processesWith(dir, [live.proc.pid!]);
+    for (const p of orphans) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    expect(orphans).toEqual([]);
+
     // what they left (the point of the test: it is not nothing)
     const before = leftovers(pids);
     expect(before.cgroups.length + before.containers.length + before.mounts.length).toBeGreaterThan(0);
@@ -203,6 +220,31 @@ describe.skipIf(skip)('gc', () => {
     await sleep(200);
     await gc();
     expect(leftovers(livePid)).toEqual(empty);
+    } finally {
+      live.proc.kill('SIGKILL');
+    }
+  }, 240_000);
+
+  it('a Node process killed while it makes an idmap user namespace leaves no helper behind', async () => {
+    // the helper (CLONE_VM|CLONE_FILES, in the new user namespace) held the pipe it waited on:
+    // with its parent gone it slept forever, holding every fd of the dead process
+    const addon = new URL('../../build/Release/nsbox.node', import.meta.url).pathname;
+    const marker = `nsbox-gc-userns-${process.pid}`;
+    const one = async () => {
+      const script = `/* ${marker} */ const a = require(${JSON.stringify(addon)}); const fs = require('fs');
+        process.stdout.write('go\\n'); for (;;) fs.closeSync(a.fsUserNs('0 100000 65536', '0 100000 65536'));`;
+      const c = cpSpawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((r) => c.stdout!.once('data', r));
+      await sleep(30 + Math.random() * 100);
+      c.kill('SIGKILL');
+      await exited(c);
+    };
+    let next = 0;
+    await Promise.all(Array.from({ length: 3 }, async () => { while (next++ < 36) await one(); }));
+    await sleep(300);
+    const orphans = processesWith(marker);
+    for (const p of orphans) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    expect(orphans).toEqual([]);
   }, 120_000);
 
   it('decides by pid and start time: a group named with a live pid but another start time goes, its own stays', async () => {
