@@ -253,6 +253,42 @@ describe.skipIf(skip)('gc', () => {
     expect(orphans).toEqual([]);
   }, 120_000);
 
+  it('removes a Sandbox (cgroup, image container, state file) whose creator was killed, not one still being made or running', async () => {
+    const stateDir = join(dir, `sandboxes-${Date.now()}`);
+    const script = `
+      const m = await import(${JSON.stringify(DIST)});
+      const store = m.LayerStore.open(${JSON.stringify(storeRoot)});
+      const box = await m.Sandbox.create({ id: 'gcbox', stateDir: ${JSON.stringify(stateDir)}, image: { store, ref: 'bb:gc' }, limits: { pids: 16 } });
+      process.stdout.write(JSON.stringify(box.cgroup.paths) + '\\n');
+      setInterval(() => {}, 1000);`;
+    const c = cpSpawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const paths = await new Promise<Record<string, string>>((res, rej) => {
+        let out = '';
+        c.stdout!.on('data', (d) => { out += d; if (out.includes('\n')) res(JSON.parse(out)); });
+        c.on('exit', () => rej(new Error('the child exited before its sandbox ran')));
+      });
+      const dirs = [...new Set(Object.values(paths))];
+      expect(dirs.every((d) => new RegExp(`/nsbox-sbx-${c.pid}-\\d+-gcbox$`).test(d))).toBe(true);
+      const store = LayerStore.open(storeRoot);
+      expect(store.containers()).toContain('gcbox');
+      // a reservation of a live maker is left alone
+      writeFileSync(join(stateDir, 'making.json'), JSON.stringify({ creatorPid: process.pid, creatorStart: Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19]), image: null }));
+      c.kill('SIGKILL');
+      await exited(c);
+      // the holder dies with its creator (parent-death signal)
+      for (let i = 0; i < 200 && dirs.some((d) => existsSync(d) && readFileSync(join(d, 'cgroup.procs'), 'utf8').trim() !== ''); i++) await sleep(50);
+      const r = await gc({ sandboxStateDirs: [stateDir] });
+      expect(r.sandboxes).toEqual([join(stateDir, 'gcbox.json')]);
+      expect(r.containers).toContain(`${storeRoot}: gcbox`);
+      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
+      expect(store.containers()).not.toContain('gcbox');
+      expect(readdirSync(stateDir)).toEqual(['making.json']);
+    } finally {
+      c.kill('SIGKILL');
+    }
+  });
+
   it('decides by pid and start time: a group named with a live pid but another start time goes, its own stays', async () => {
     const start = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19]);
     const mem = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[f.indexOf('-') + 1] === 'cgroup' && (f[f.indexOf('-') + 3] ?? '').split(',').includes('pids'))?.[4]
