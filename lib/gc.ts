@@ -186,6 +186,10 @@ function sweepMounts(r: GcReport): Set<string> {
   return roots;
 }
 
+function ownerUid(path: string): number | undefined {
+  try { return statSync(path).uid; } catch { return undefined; }
+}
+
 function isStoreRoot(dir: string): boolean {
   try { return statSync(join(dir, 'nsbox-store.lock')).isFile() || statSync(join(dir, 'nsbox-store.json')).isFile(); } catch { return false; }
 }
@@ -296,7 +300,14 @@ async function sweepNet(r: GcReport, idleDefaultBridge: boolean): Promise<void> 
     } catch { /* no netlink here */ }
     return;
   }
-  const n = await sweepNetwork({ idleDefaultBridge });
+  let n;
+  try {
+    n = await sweepNetwork({ idleDefaultBridge });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    r.skipped.push({ kind: 'network', what: 'network sweep', reason: (e as Error).message, needsPrivilege: privErr(code) });
+    return;
+  }
   r.links.push(...n.links);
   r.ipam.push(...n.ipam);
   r.published.push(...n.published);
@@ -338,7 +349,12 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
   const seen = sweepMounts(r);
   await sweepSandboxes(stateDirs, r);
   const roots = new Set<string>([...registeredStores(), ...seen, ...extra]);
-  for (const root of [...roots].sort()) if (isStoreRoot(root)) await sweepStore(root, r);
+  for (const root of [...roots].sort()) {
+    if (!isStoreRoot(root)) continue;
+    // without root, another user's store is not the caller's to sweep (nor to report)
+    if (!isRoot() && !extra.includes(root) && ownerUid(root) !== process.geteuid?.()) continue;
+    await sweepStore(root, r);
+  }
   sweepCgroups(r);
   await sweepNet(r, options.idleDefaultBridge ?? false);
   sweepTmp(r);
