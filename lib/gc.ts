@@ -63,13 +63,22 @@ export interface GcReport {
 
 /** Options of {@link gc}. */
 export interface GcOptions {
-  /** Also sweep these stores (roots or LayerStore objects); registered stores are always swept. */
+  /** Also sweep these stores (roots or LayerStore objects), whole even with `owners`; registered stores are always swept. */
   stores?: Array<string | LayerStore>;
   /** Sandbox state directories to sweep. Default `[DEFAULT_STATE_DIR]` (`/run/nsbox/sandboxes`). */
   sandboxStateDirs?: string[];
   /** Also delete the default bridge when no live sandbox uses it (see sweepNetwork). Default false. */
   idleDefaultBridge?: boolean;
+  /**
+   * Only what these processes left (pids of nsbox processes known to be gone, e.g. a crashed
+   * worker's). Objects that name no owner (unrecorded store directories, bridges) are then left
+   * alone. Default: everything of every dead owner.
+   */
+  owners?: number[];
 }
+
+/** Whether an owner pid is among those asked for. */
+type Filter = (pid: number) => boolean;
 
 function isRoot(): boolean {
   return process.geteuid?.() === 0;
@@ -135,7 +144,7 @@ function removeCgroupDir(dir: string, r: GcReport): boolean {
   }
 }
 
-function sweepCgroups(r: GcReport): void {
+function sweepCgroups(r: GcReport, mine: Filter): void {
   const walk = (dir: string, depth: number, deadAbove: boolean) => {
     if (depth > 64) return;
     let entries;
@@ -145,7 +154,7 @@ function sweepCgroups(r: GcReport): void {
       const child = join(dir, e.name);
       const o = cgroupOwner(e.name);
       // a group of its own owner follows that owner; other sub-groups belong to the group above
-      const dead = o ? ownerGone(o.pid, o.start) : deadAbove;
+      const dead = o ? mine(o.pid) && ownerGone(o.pid, o.start) : deadAbove;
       walk(child, depth + 1, dead);
       if (dead) removeCgroupDir(child, r);
     }
@@ -156,7 +165,7 @@ function sweepCgroups(r: GcReport): void {
 // ------------------------------------------------------------------ mounts and stores
 
 /** Unmounts container views of dead owners; returns the store roots seen in the mount table. */
-function sweepMounts(r: GcReport): Set<string> {
+function sweepMounts(r: GcReport, mine: Filter): Set<string> {
   const roots = new Set<string>();
   // deepest first: a view inside a tmpfs layer goes before it
   const lines = mountLines().sort((a, b) => b.mountPoint.length - a.mountPoint.length);
@@ -169,7 +178,7 @@ function sweepMounts(r: GcReport): Set<string> {
     if (isStoreRoot(root)) roots.add(root);
     // an owner-marked view of a dead owner goes; a tmpfs layer holds a container's files:
     // only its store removes it (with an ephemeral container)
-    if (!o || kind !== 'overlay' || !ownerGone(o.pid, o.start)) continue;
+    if (!o || kind !== 'overlay' || !mine(o.pid) || !ownerGone(o.pid, o.start)) continue;
     if (!isRoot()) {
       r.skipped.push({ kind: 'mount', what: m.mountPoint, reason: 'needs root (CAP_SYS_ADMIN)', needsPrivilege: true });
       continue;
@@ -196,9 +205,9 @@ function isStoreRoot(dir: string): boolean {
 
 const STORE_FILE_RE = /^(?:nsbox-tmp-|nsbox-store\.json\.|[a-f0-9]{64}(?:-init)?$|l\/)/;
 
-async function sweepStore(root: string, r: GcReport): Promise<void> {
+async function sweepStore(root: string, r: GcReport, owners: number[] | undefined): Promise<void> {
   try {
-    const removed = await LayerStore.open(root).gc();
+    const removed = await LayerStore.open(root).gc(owners ? { owners } : {});
     for (const n of removed) {
       if (STORE_FILE_RE.test(n)) r.storeFiles.push(join(root, n));
       else r.containers.push(`${root}: ${n}`);
@@ -216,7 +225,7 @@ interface StateFile {
   cgroup?: Record<string, string>; image?: { store: string; container: string } | null;
 }
 
-async function sweepSandboxes(dirs: string[], r: GcReport): Promise<void> {
+async function sweepSandboxes(dirs: string[], r: GcReport, mine: Filter): Promise<void> {
   for (const dir of dirs) {
     let names: string[];
     try { names = readdirSync(dir); } catch { continue; }
@@ -224,14 +233,14 @@ async function sweepSandboxes(dirs: string[], r: GcReport): Promise<void> {
       const file = join(dir, n);
       const tmp = /\.nsbox-tmp-(\d+)$/.exec(n);
       if (tmp) {
-        if (ownerGone(Number(tmp[1]))) { rmSync(file, { force: true }); r.files.push(file); }
+        if (mine(Number(tmp[1])) && ownerGone(Number(tmp[1]))) { rmSync(file, { force: true }); r.files.push(file); }
         continue;
       }
       if (!n.endsWith('.json')) continue;
       let s: StateFile;
       try { s = JSON.parse(readFileSync(file, 'utf8')) as StateFile; } catch { continue; }
       if (typeof s.creatorPid !== 'number') continue; // an older reservation: its maker is unknown
-      if (!ownerGone(s.creatorPid, s.creatorStart)) continue;
+      if (!mine(s.creatorPid) || !ownerGone(s.creatorPid, s.creatorStart)) continue;
       if (s.id && typeof s.holderPid === 'number' && processStart(s.holderPid) === s.holderStart) continue; // still running
       let ok = true;
       for (const d of new Set(Object.values(s.cgroup ?? {}))) {
@@ -271,12 +280,12 @@ async function sweepSandboxes(dirs: string[], r: GcReport): Promise<void> {
 
 // ------------------------------------------------------------------ temporary files
 
-function sweepTmp(r: GcReport): void {
+function sweepTmp(r: GcReport, mine: Filter): void {
   let names: string[];
   try { names = readdirSync(tmpdir()); } catch { return; }
   for (const n of names) {
     const m = /^nsbox-ovl-(\d+)-(?:(\d+)-)?[A-Za-z0-9]{6}$/.exec(n);
-    if (!m || !ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) continue;
+    if (!m || !mine(Number(m[1])) || !ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) continue;
     try {
       rmSync(join(tmpdir(), n), { recursive: true, force: true });
       r.files.push(join(tmpdir(), n));
@@ -289,20 +298,20 @@ function sweepTmp(r: GcReport): void {
 
 // ------------------------------------------------------------------ network
 
-async function sweepNet(r: GcReport, idleDefaultBridge: boolean): Promise<void> {
+async function sweepNet(r: GcReport, idleDefaultBridge: boolean, mine: Filter, owners: number[] | undefined): Promise<void> {
   if (!isRoot()) {
     // links of dead owners are visible to anyone; deleting them (and IPAM, nftables) needs root
     try {
       for (const l of netNative().netlinkLinks()) {
         const pid = parseOwnedName(l.name);
-        if (pid !== undefined && ownerGone(pid)) r.skipped.push({ kind: 'network', what: l.name, reason: 'needs root (CAP_NET_ADMIN)', needsPrivilege: true });
+        if (pid !== undefined && mine(pid) && ownerGone(pid)) r.skipped.push({ kind: 'network', what: l.name, reason: 'needs root (CAP_NET_ADMIN)', needsPrivilege: true });
       }
     } catch { /* no netlink here */ }
     return;
   }
   let n;
   try {
-    n = await sweepNetwork({ idleDefaultBridge });
+    n = await sweepNetwork(owners ? { idleDefaultBridge, owners } : { idleDefaultBridge });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     r.skipped.push({ kind: 'network', what: 'network sweep', reason: (e as Error).message, needsPrivilege: privErr(code) });
@@ -331,7 +340,7 @@ async function sweepNet(r: GcReport, idleDefaultBridge: boolean): Promise<void> 
 export async function gc(options: GcOptions = {}): Promise<GcReport> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   for (const k of Object.keys(options)) {
-    if (!['stores', 'sandboxStateDirs', 'idleDefaultBridge'].includes(k)) throw new TypeError(`options has an unknown key '${k}'`);
+    if (!['stores', 'sandboxStateDirs', 'idleDefaultBridge', 'owners'].includes(k)) throw new TypeError(`options has an unknown key '${k}'`);
   }
   const stores = options.stores ?? [];
   if (!Array.isArray(stores)) throw new TypeError('options.stores must be an array of store roots or LayerStore objects');
@@ -343,21 +352,25 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
   const stateDirs = options.sandboxStateDirs ?? [DEFAULT_STATE_DIR];
   if (!Array.isArray(stateDirs) || stateDirs.some((d) => typeof d !== 'string' || !d.startsWith('/'))) throw new TypeError('options.sandboxStateDirs must be an array of absolute paths');
   if (options.idleDefaultBridge !== undefined && typeof options.idleDefaultBridge !== 'boolean') throw new TypeError('options.idleDefaultBridge must be a boolean');
+  if (options.owners !== undefined && (!Array.isArray(options.owners) || !options.owners.every((p) => Number.isInteger(p) && p > 0))) throw new TypeError('options.owners must be an array of pids');
+  const only = options.owners === undefined ? undefined : new Set(options.owners);
+  const f: Filter = (pid) => !only || only.has(pid);
 
   const r: GcReport = { cgroups: [], mounts: [], containers: [], storeFiles: [], sandboxes: [], links: [], ipam: [], published: [], bridges: [], tables: [], files: [], skipped: [] };
   // views first (a mounted container cannot be removed), then what they belong to
-  const seen = sweepMounts(r);
-  await sweepSandboxes(stateDirs, r);
+  const seen = sweepMounts(r, f);
+  await sweepSandboxes(stateDirs, r, f);
   const roots = new Set<string>([...registeredStores(), ...seen, ...extra]);
   for (const root of [...roots].sort()) {
     if (!isStoreRoot(root)) continue;
     // without root, another user's store is not the caller's to sweep (nor to report)
     if (!isRoot() && !extra.includes(root) && ownerUid(root) !== process.geteuid?.()) continue;
-    await sweepStore(root, r);
+    // a store the caller names is swept whole (also what names no owner)
+    await sweepStore(root, r, extra.includes(root) ? undefined : options.owners);
   }
-  sweepCgroups(r);
-  await sweepNet(r, options.idleDefaultBridge ?? false);
-  sweepTmp(r);
+  sweepCgroups(r, f);
+  await sweepNet(r, options.idleDefaultBridge ?? false, f, options.owners);
+  sweepTmp(r, f);
   return r;
 }
 

@@ -620,16 +620,21 @@ export class LayerStore {
    * Removes what crashed processes left in this store: their `nsbox-tmp-<pid>-*` directories
    * and state-file temporaries, their ephemeral containers (made by spawnIsolated's `image`
    * option; unmounted first), and layer directories and links that no record names (a process
-   * killed inside createContainer). Containers of live processes are never touched. Returns
-   * what was removed (names of containers, directory names otherwise).
+   * killed inside createContainer). Containers of live processes are never touched.
+   * `owners`: only what these (dead) processes left. Returns what was removed (names of
+   * containers, directory names otherwise).
    */
-  async gc(): Promise<string[]> {
+  async gc(options: { owners?: number[] } = {}): Promise<string[]> {
+    checkOptions('options', options, ['owners']);
+    if (options.owners !== undefined && (!Array.isArray(options.owners) || !options.owners.every((p) => Number.isInteger(p) && p > 0))) fail('options.owners', 'must be an array of pids');
+    const only = options.owners === undefined ? undefined : new Set(options.owners);
+    const mine = (pid: number) => !only || only.has(pid);
     const removed: string[] = [];
     for (const n of readdirSync(this.root)) {
       const m = TMP_RE.exec(n) ?? STATE_TMP_RE.exec(n);
-      if (m && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
+      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
     }
-    const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && ownerGone(c.pid, c.start));
+    const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && mine(c.pid) && ownerGone(c.pid, c.start));
     for (const c of dead) {
       const merged = join(this.root, c.id, 'merged');
       if (isMountPoint(merged)) fsNative().fsUmount(merged, true);
@@ -637,8 +642,9 @@ export class LayerStore {
       removed.push(c.name);
     }
     // under the lock every layer directory is in the record (imports and createContainer make
-    // and record them in one locked step): one that is not was left by a killed process
-    await this.#locked((s) => {
+    // and record them in one locked step): one that is not was left by a killed process (whose
+    // pid it does not name: swept only when not asked for given owners)
+    if (!only) await this.#locked((s) => {
       const links = new Set(Object.values(s.layers).map((l) => l.link));
       for (const n of readdirSync(this.root)) {
         if (!LAYER_DIR_RE.test(n) || s.layers[n]) continue;

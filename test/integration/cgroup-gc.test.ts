@@ -68,7 +68,8 @@ describe.skipIf(skipReason(!isRoot, 'cgroup gc tests need root'))(`gc and cgroup
       await new Promise((r) => dead.proc.once('exit', r));
       // its sandboxes die with it (parent-death signal): wait until the groups are empty
       for (let i = 0; i < 200 && deadGroups.some((d) => { try { return readFileSync(`${d}/cgroup.procs`, 'utf8').trim() !== ''; } catch { return false; } }); i++) await sleep(50);
-      const r = await gc();
+      // only these two children's (other nsbox processes on this host are not ours to sweep)
+      const r = await gc({ owners: [dead.proc.pid!, live.proc.pid!] });
       expect(groupsOf(dead.proc.pid!)).toEqual([]);
       expect(r.cgroups).toEqual(expect.arrayContaining(deadGroups));
       expect(groupsOf(live.proc.pid!)).toEqual(liveGroups);
@@ -77,7 +78,7 @@ describe.skipIf(skipReason(!isRoot, 'cgroup gc tests need root'))(`gc and cgroup
       dead.proc.kill('SIGKILL');
       live.proc.kill('SIGKILL');
       await Promise.all([dead, live].map((c) => (c.proc.exitCode !== null || c.proc.signalCode !== null ? undefined : new Promise((r) => c.proc.once('exit', r)))));
-      for (let i = 0; i < 100 && groupsOf(live.proc.pid!).length; i++) { await sleep(50); await gc(); }
+      for (let i = 0; i < 100 && groupsOf(live.proc.pid!).length; i++) { await sleep(50); await gc({ owners: [live.proc.pid!] }); }
       expect(groupsOf(live.proc.pid!)).toEqual([]);
       await parent.destroy({ kill: true });
     }
