@@ -2,13 +2,16 @@
 // `nsbox` command line: a thin layer over the public API.
 import { spawnIsolated, explain, NsboxError, doctor, selfTest, sandboxSelfTest, sweepNetwork, type SpawnIsolatedOptions, type Mount } from './index.js';
 import { constants as osConstants } from 'node:os';
+import { gc, formatGcReport, gcPrivilegeLine } from './gc.js';
 
 const USAGE = `usage:
   nsbox run [options] -- CMD [ARGS...]      run CMD in a new sandbox; exit status = CMD's (128+N if killed by signal N)
   nsbox explain [options] -- CMD [ARGS...]  print the plan instead of running it
   nsbox doctor [--self-test] [--json]       what this host allows, each with a fix; --self-test runs the
                                             seccomp attack battery (exit 1 if anything gets through)
-  nsbox gc                                  remove what crashed nsbox processes left (links, IPAM, rules)
+  nsbox gc [--json] [--store DIR]           remove what dead nsbox processes left: cgroups, container mounts
+                                            and ephemeral containers (registered stores and each --store),
+                                            sandbox state, veths, IPAM and nftables entries, temporary dirs
 
 options:
   --rootfs DIR          root filesystem (default: the host's system dirs read-only, fresh /tmp, /home, /root, /run)
@@ -124,8 +127,27 @@ async function main(): Promise<void> {
       return;
     }
     if (cmd === 'gc') {
-      const r = await sweepNetwork();
-      process.stdout.write(`${JSON.stringify(r)}\n`);
+      const stores: string[] = [];
+      let json = false;
+      for (let i = 0; i < args.length; i++) {
+        const a = args[i]!;
+        if (a === '--json') json = true;
+        else if (a === '--store') {
+          const v = args[++i];
+          if (v === undefined || !v.startsWith('/')) die('--store needs an absolute path');
+          stores.push(v);
+        } else if (a === '-h' || a === '--help') { process.stdout.write('usage: nsbox gc [--json] [--store DIR]...\n'); return; }
+        else die(`gc: unknown option ${a} (usage: nsbox gc [--json] [--store DIR]...)`);
+      }
+      let r;
+      try {
+        r = await gc({ stores });
+      } catch (e) {
+        die(`gc failed: ${(e as Error).message}`, 1);
+      }
+      process.stdout.write(json ? `${JSON.stringify(r, null, 2)}\n` : formatGcReport(r));
+      const priv = gcPrivilegeLine(r);
+      if (priv) { process.stderr.write(`${priv}\n`); process.exitCode = 1; }
       return;
     }
     if (cmd === 'explain') {

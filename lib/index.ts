@@ -22,6 +22,7 @@ export * from './security/doctor.js';
 export { sandboxSelfTest, type SandboxAttack } from './security/sandbox-selftest.js';
 export * from './fs/index.js';
 export * from './runner/index.js';
+export { gc, type GcReport, type GcOptions, type GcSkipped } from './gc.js';
 
 // `seccomp` (default profile unless 'none') and bridge `network` options of spawnIsolated
 enableSeccompForSpawn();

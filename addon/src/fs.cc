@@ -19,6 +19,7 @@
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -78,10 +79,17 @@ std::string Str(const Napi::Value& v) { return v.IsString() ? v.As<Napi::String>
 struct MountAttrArg { uint64_t attr_set, attr_clr, propagation, userns_fd; };
 
 // Runs as a CLONE_VM|CLONE_FILES child in its new user namespace: waits until the parent has
-// written the maps and opened the namespace (EOF on the pipe), then exits.
+// written the maps and opened the namespace (EOF on the pipe), then exits. It shares the fd
+// table, so it holds the pipe's write end itself: were the parent killed meanwhile, no EOF
+// would ever come and it would sleep forever (holding every fd of the dead process). So it
+// dies with its parent (PDEATHSIG), or at once when the parent is already gone.
+struct UserNsArg { int fd; long parent; };
 int UserNsChild(void* arg) {
+  const UserNsArg* u = static_cast<UserNsArg*>(arg);
+  sys::call(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (sys::call(SYS_getppid) != u->parent) return 0;
   char c;
-  while (sys::call(SYS_read, *static_cast<int*>(arg), &c, 1) == -EINTR) {}
+  while (sys::call(SYS_read, u->fd, &c, 1) == -EINTR) {}
   return 0;
 }
 
@@ -100,7 +108,7 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
   a.exit_signal = 0;  // reaped below (__WALL): no SIGCHLD for Node
   a.stack = (uint64_t)(uintptr_t)stack;
   a.stack_size = kHelperStackSize;
-  int rfd = rd.get();
+  UserNsArg rfd{rd.get(), static_cast<long>(getpid())};
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -225,13 +233,14 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
 }
 
 // ---- overlay, mount(2) fallback ------------------------------------------------------------
-// (dir, data, target, flags): mounts with relative layer paths resolved from `dir` (the
+// (dir, data, target, flags, source?): mounts with relative layer paths resolved from `dir` (the
 // overlay2 `l/` short links keep the option string under one page). The chdir happens in a
 // vfork child (its own cwd: no CLONE_FS), so the Node process's cwd never changes.
 Napi::Value OverlayMountLegacy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string dir = Str(info[0]), data = Str(info[1]), target = Str(info[2]);
   unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  std::string source = info[4].IsString() ? Str(info[4]) : std::string("nsbox-overlay");
   if (data.size() >= static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
     Err e;
     Fail(&e, E2BIG, "overlay", "mount", target.c_str());
@@ -243,10 +252,11 @@ Napi::Value OverlayMountLegacy(const Napi::CallbackInfo& info) {
   const char* d = dir.c_str();
   const char* dt = data.c_str();
   const char* tg = target.c_str();
+  const char* src = source.c_str();
   pid_t pid = vfork();
   if (pid == 0) {
     if (syscall(SYS_chdir, d) < 0) { childErr = errno; childStep = 1; _exit(1); }
-    if (syscall(SYS_mount, "nsbox-overlay", tg, "overlay", flags, dt) < 0) { childErr = errno; childStep = 2; _exit(1); }
+    if (syscall(SYS_mount, src, tg, "overlay", flags, dt) < 0) { childErr = errno; childStep = 2; _exit(1); }
     _exit(0);
   }
   if (pid < 0) return ThrowErrno(env, errno, "overlay", "vfork", target.c_str());

@@ -4,6 +4,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { CGroup } from './cgroup.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from './limits.js';
 import type { CgroupStats, LimitCounters } from './drivers.js';
+import { ownerTag } from '../owner.js';
 
 /** Options of {@link prepareSandboxCgroup}. */
 export interface PrepareSandboxCgroupOptions {
@@ -11,7 +12,7 @@ export interface PrepareSandboxCgroupOptions {
   limits: SandboxLimits;
   /** Parent cgroup (path or CGroup); default: the caller's own cgroup. */
   parent?: string | CGroup;
-  /** Name; default `nsbox-<pid>-<counter>`. Always contains `nsbox`. */
+  /** Name; default `nsbox-<pid>-<start>-<counter>` (the owner's pid and start time: `gc()` removes it once that process is gone). Always contains `nsbox`. */
   name?: string;
 }
 
@@ -59,7 +60,7 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   validateLimits(opts.limits);
   const cgLimits: Record<string, unknown> = { ...(opts.limits ?? {}) };
   for (const k of spawnLimitKeys) delete cgLimits[k];
-  const name = opts.name ?? `nsbox-${process.pid}-${++counter}`;
+  const name = opts.name ?? `nsbox-${ownerTag()}-${++counter}`;
   const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits as Limits });
   let fd: number | undefined;
   if (cg.version === 2) {

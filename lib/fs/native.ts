@@ -35,7 +35,7 @@ export interface FsNative {
   fsOverlayMount(o: OverlayNativeOptions): boolean;
   /** fd of a new user namespace with these maps (uid_map/gid_map text), for idmapped mounts */
   fsUserNs(uidMap: string, gidMap: string): number;
-  fsOverlayMountLegacy(dir: string, data: string, target: string, flags: number): void;
+  fsOverlayMountLegacy(dir: string, data: string, target: string, flags: number, source?: string): void;
   fsUmount(target: string, detach?: boolean): void;
   fsMount(source: string, target: string, type: string, flags: number, data: string): void;
   fsOpenat2(dirfd: number, path: string, flags: number, mode?: number, resolve?: number, step?: string): number;

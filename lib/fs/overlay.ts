@@ -16,6 +16,7 @@ import type { IdMap } from '../spawn/options.js';
 import { formatMaps, parseIdMaps } from '../spawn/plan.js';
 import { fsNative, O, RESOLVE } from './native.js';
 import { bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
+import { ownerTag } from '../owner.js';
 
 const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4;
 
@@ -78,6 +79,8 @@ interface Parsed {
   nosuid: boolean;
   driver: 'auto' | 'fsopen' | 'mount';
   idmap?: { uidMap: IdMap[]; gidMap: IdMap[] };
+  /** internal: the mount's source (the store names its owner there for gc) */
+  source?: string;
 }
 
 function parseOptions(o: unknown): Parsed {
@@ -177,7 +180,7 @@ export class OverlayMount {
     if (p.driver !== 'mount') {
       const opts = {
         lower: p.lower, upper: p.upper, work: p.work, target: p.target, readonly: p.readonly, userxattr: p.userxattr,
-        nosuid: p.nosuid, source: 'nsbox-overlay', params: PARAMS,
+        nosuid: p.nosuid, source: p.source ?? 'nsbox-overlay', params: PARAMS,
       };
       if (p.idmap && process.geteuid?.() === 0) {
         try {
@@ -243,17 +246,17 @@ function legacyMount(p: Parsed, links?: LegacyLinks): void {
     return s;
   };
   if (links) {
-    nat.fsOverlayMountLegacy(links.dir, opts(links), p.target, flags);
+    nat.fsOverlayMountLegacy(links.dir, opts(links), p.target, flags, p.source);
     return;
   }
   // short links 0, 1, 2, ... in a private temporary dir, removed right after the mount
   // (overlayfs resolves the layer paths when mounting)
-  const dir = mkdtempSync(join(tmpdir(), `nsbox-ovl-${process.pid}-`));
+  const dir = mkdtempSync(join(tmpdir(), `nsbox-ovl-${ownerTag()}-`)); // the owner: for gc
   try {
     const l: LegacyLinks = { dir, lower: [] };
     p.lower.forEach((d, i) => { const n = i.toString(36); symlinkSync(d, join(dir, n)); l.lower.push(n); });
     if (p.upper) { symlinkSync(p.upper, join(dir, 'u')); symlinkSync(p.work!, join(dir, 'w')); l.upper = 'u'; l.work = 'w'; }
-    nat.fsOverlayMountLegacy(dir, opts(l), p.target, flags);
+    nat.fsOverlayMountLegacy(dir, opts(l), p.target, flags, p.source);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

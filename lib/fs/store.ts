@@ -7,7 +7,12 @@
 //   <root>/l/<SHORT> -> ../<id>/diff
 //   <root>/nsbox-store.json    layers, images, tags and containers (replaced atomically)
 //   <root>/nsbox-store.lock    flock(2): every change of the above happens under it
-//   <root>/nsbox-tmp-<pid>-*   an import or archive in progress (removed by its owner, or by gc)
+//   <root>/nsbox-tmp-<pid>-<start>-*  an import in progress (removed by its owner, or by gc)
+//
+// Every store registers its root in the store registry (/var/lib/nsbox/stores.d, one file per
+// store; NSBOX_STORE_REGISTRY overrides it) so that `nsbox gc` finds the containers of crashed
+// processes. Container mounts carry their owner in their source: `nsbox-<pid>-<start>-overlay`
+// (the merged view) and `nsbox-<pid>-<start>-layer` (a tmpfs writable layer).
 //
 // Image layer ids are Docker's chain ids (sha256 over the parent's chain id and the diff id),
 // so the same layer imported twice is stored once. Container layers have random ids and an
@@ -24,6 +29,7 @@ import { openInArchive, readArchiveDir, type ImageConfig, type ImageConfigFile }
 import { fsNative } from './native.js';
 import { exportUpper, lowerHas, OverlayMount, upperChanges, type OverlayChange } from './overlay.js';
 import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from './validate.js';
+import { ownerGone, ownerTag, selfOwnerMark } from '../owner.js';
 
 const MS_NOSUID = 2, MS_NODEV = 4;
 
@@ -62,6 +68,8 @@ interface ContainerRecord {
   tmpfsSize?: number;
   /** pid of the process that created it (for gc of forgotten ephemeral containers) */
   pid: number;
+  /** that process's start time (a reused pid is not the creator); absent in older stores */
+  start?: number;
   ephemeral?: boolean;
 }
 
@@ -130,9 +138,42 @@ function sleep(ms: number) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function isPidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+/** The directory of the store registry (see the file's head). */
+export function storeRegistryDir(): string {
+  return process.env.NSBOX_STORE_REGISTRY || '/var/lib/nsbox/stores.d';
 }
+
+/** Records a store's root in the registry (best effort: unprivileged callers have none). */
+function registerStore(root: string): void {
+  const f = join(storeRegistryDir(), createHash('sha256').update(root).digest('hex').slice(0, 32));
+  try {
+    if (existsSync(f)) return;
+    mkdirSync(storeRegistryDir(), { recursive: true, mode: 0o755 });
+    writeFileSync(f, root, { mode: 0o644 });
+  } catch { /* not writable here: gc finds this store only when told or through its mounts */ }
+}
+
+/** Roots of the registered stores; entries of stores that no longer exist are dropped. */
+export function registeredStores(): string[] {
+  const out: string[] = [];
+  let names: string[];
+  try { names = readdirSync(storeRegistryDir()); } catch { return out; }
+  for (const n of names) {
+    if (!/^[0-9a-f]{32}$/.test(n)) continue;
+    const f = join(storeRegistryDir(), n);
+    try {
+      const root = readFileSync(f, 'utf8');
+      if (!root.startsWith('/')) continue;
+      if (existsSync(root)) out.push(root);
+      else rmSync(f, { force: true });
+    } catch { /* unreadable: skip */ }
+  }
+  return out;
+}
+
+const TMP_RE = /^nsbox-tmp-(\d+)-(?:(\d+)-)?[A-Za-z0-9]{6}$/;
+const STATE_TMP_RE = /^nsbox-store\.json\.(\d+)\.[0-9a-f]{8}$/;
+const LAYER_DIR_RE = /^[a-f0-9]{64}(-init)?$/;
 
 /**
  * A Docker-overlay2-style layer store under one root directory. Safe to share between
@@ -163,6 +204,7 @@ export class LayerStore {
     } catch (e) {
       throw errnoError((e as NodeJS.ErrnoException).errno ? Math.abs((e as NodeJS.ErrnoException).errno!) : 5, 'store', 'mkdir', r);
     }
+    registerStore(r);
     return new LayerStore(r, driver);
   }
 
@@ -204,7 +246,7 @@ export class LayerStore {
   // ---- layers -----------------------------------------------------------------------------------
 
   #tmpDir(): string {
-    return mkdtempSync(join(this.root, `nsbox-tmp-${process.pid}-`));
+    return mkdtempSync(join(this.root, `nsbox-tmp-${ownerTag()}-`));
   }
 
   /**
@@ -485,7 +527,7 @@ export class LayerStore {
         fsChmod(dir, 0o711);
         made.push(dir);
         if (tmpfsSize !== undefined) {
-          nat.fsMount('nsbox-layer', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0711`);
+          nat.fsMount(`nsbox-${ownerTag()}-layer`, dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0711`);
           tmpfsMounted = true;
         }
         for (const d of ['diff', 'work', 'merged']) mkdirSync(join(dir, d), { mode: d === 'diff' ? 0o755 : 0o700 });
@@ -496,7 +538,7 @@ export class LayerStore {
         links.push(link);
         s.layers[initId] = { parent: im.layers[im.layers.length - 1] ?? null, diffId: '', size: 0, link: initLink };
         s.layers[id] = { parent: initId, diffId: '', size: 0, link };
-        s.containers[name] = { name, id, image, created: new Date().toISOString(), hostname, tmpfsSize, pid: process.pid, ephemeral: options.ephemeral };
+        s.containers[name] = { name, id, image, created: new Date().toISOString(), hostname, tmpfsSize, pid: process.pid, start: selfOwnerMark().start, ephemeral: options.ephemeral };
         return new Container(this, name, id, image);
       } catch (e) {
         if (tmpfsMounted) { try { nat.fsUmount(join(this.root, id), true); } catch { /* best effort */ } }
@@ -575,22 +617,47 @@ export class LayerStore {
   }
 
   /**
-   * Removes what crashed processes left: their `nsbox-tmp-<pid>-*` directories and their
-   * ephemeral containers (made by spawnIsolated's `image` option). Returns what was removed.
+   * Removes what crashed processes left in this store: their `nsbox-tmp-<pid>-*` directories
+   * and state-file temporaries, their ephemeral containers (made by spawnIsolated's `image`
+   * option; unmounted first), and layer directories and links that no record names (a process
+   * killed inside createContainer). Containers of live processes are never touched.
+   * `owners`: only what these (dead) processes left. Returns what was removed (names of
+   * containers, directory names otherwise).
    */
-  async gc(): Promise<string[]> {
+  async gc(options: { owners?: number[] } = {}): Promise<string[]> {
+    checkOptions('options', options, ['owners']);
+    if (options.owners !== undefined && (!Array.isArray(options.owners) || !options.owners.every((p) => Number.isInteger(p) && p > 0))) fail('options.owners', 'must be an array of pids');
+    const only = options.owners === undefined ? undefined : new Set(options.owners);
+    const mine = (pid: number) => !only || only.has(pid);
     const removed: string[] = [];
     for (const n of readdirSync(this.root)) {
-      const m = /^nsbox-tmp-(\d+)-/.exec(n);
-      if (m && !isPidAlive(Number(m[1]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
+      const m = TMP_RE.exec(n) ?? STATE_TMP_RE.exec(n);
+      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
     }
-    const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && !isPidAlive(c.pid));
+    const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && mine(c.pid) && ownerGone(c.pid, c.start));
     for (const c of dead) {
       const merged = join(this.root, c.id, 'merged');
       if (isMountPoint(merged)) fsNative().fsUmount(merged, true);
       await this._removeContainer(c.name, c.id);
       removed.push(c.name);
     }
+    // under the lock every layer directory is in the record (imports and createContainer make
+    // and record them in one locked step): one that is not was left by a killed process (whose
+    // pid it does not name: swept only when not asked for given owners)
+    if (!only) await this.#locked((s) => {
+      const links = new Set(Object.values(s.layers).map((l) => l.link));
+      for (const n of readdirSync(this.root)) {
+        if (!LAYER_DIR_RE.test(n) || s.layers[n]) continue;
+        const dir = join(this.root, n);
+        if (isMountPoint(join(dir, 'merged'))) { try { fsNative().fsUmount(join(dir, 'merged'), true); } catch { continue; } }
+        if (isMountPoint(dir)) { try { fsNative().fsUmount(dir, true); } catch { continue; } }
+        rmSync(dir, { recursive: true, force: true });
+        removed.push(n);
+      }
+      for (const l of readdirSync(join(this.root, 'l'))) {
+        if (!links.has(l) && !existsSync(join(this.root, 'l', l))) { rmSync(join(this.root, 'l', l), { force: true }); removed.push(`l/${l}`); }
+      }
+    }, false);
     return removed;
   }
 
@@ -668,6 +735,7 @@ export class Container {
     const first = this.#mapsOnDisk();
     const idmap = first === undefined ? options.idmap : first ?? undefined;
     const parsed = OverlayMount.parse({ lower, upper: this.upperDir, work: join(this.store.root, this.id, 'work'), target: this.mergedDir, readonly: options.readonly ?? false, driver: this.store.driver, idmap });
+    parsed.source = `nsbox-${ownerTag()}-overlay`; // the mounting process: gc unmounts it once that is gone
     const om = OverlayMount.mountWith(parsed, { dir: this.store.root, lower: links, upper: `${this.id}/diff`, work: `${this.id}/work` });
     if (first === undefined) writeFileSync(join(this.store.root, this.id, 'idmap.json'), JSON.stringify(om.idmap ?? null));
     m.set(this.id, om);

@@ -34,6 +34,11 @@ export interface NetworkSweepOptions {
    * it. Default false: like docker0 it is kept between runs.
    */
   idleDefaultBridge?: boolean;
+  /**
+   * Only what these processes left (their pids; each must be gone). Bridges, whose records
+   * name no owner, are then left alone. Default: every dead owner's.
+   */
+  owners?: number[];
 }
 
 /** Parses `nsbox:<pid>:<start>:<id>`; undefined for other comments. */
@@ -50,9 +55,11 @@ function ownerOfComment(c: string | undefined): { pid: number; start: number } |
 export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<NetworkSweepReport> {
   const n = netNative();
   const report: NetworkSweepReport = { links: [], ipam: [], published: [], bridges: [], tables: [], files: [] };
+  const only = opts.owners === undefined ? undefined : new Set(opts.owners);
+  const mine = (pid: number) => !only || only.has(pid);
   // 1. IPAM entries of dead owners, and their links
   const linkNames = new Set<string>();
-  for (const e of sweepIpam()) {
+  for (const e of sweepIpam(only)) {
     report.ipam.push(`${e.key}:${e.address}`);
     if (e.owner.link) linkNames.add(e.owner.link);
   }
@@ -60,7 +67,7 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
   const links = n.netlinkLinks();
   for (const l of links) {
     const pid = parseOwnedName(l.name);
-    if (pid !== undefined && processStart(pid) === undefined) linkNames.add(l.name);
+    if (pid !== undefined && mine(pid) && processStart(pid) === undefined) linkNames.add(l.name);
   }
   for (const name of linkNames) {
     if (!links.some((l) => l.name === name)) continue;
@@ -70,11 +77,12 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
   if (!nftUnavailableReason()) {
     const dead = nftListPublished().filter((p) => {
       const o = ownerOfComment(p.comment);
-      return o !== undefined && !ownerAlive(o);
+      return o !== undefined && mine(o.pid) && !ownerAlive(o);
     });
     nftUnpublish(dead);
     report.published.push(...dead.map((p) => `${p.hostIp ?? '0.0.0.0'}:${p.hostPort}/${p.protocol}`));
   }
+  if (only) return sweepTmp(report, mine);
   const live = new Set(n.netlinkLinks().map((l) => l.name));
   const busy = new Set(listIpam().filter((e) => ownerAlive(e.owner)).map((e) => e.key));
   if (opts.idleDefaultBridge && live.has(DEFAULT_BRIDGE) && !busy.has(DEFAULT_BRIDGE)) {
@@ -91,12 +99,18 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
   // the table goes once no bridge and no published port uses it
   if (!nftUnavailableReason() && nftDropTableIfUnused()) report.tables.push(`ip ${NFT_TABLE}`);
   removeEmptyStateDirs();
-  // 4. a user-mode helper's start-up directory (pid file / API socket) of a process that died
-  // during the start-up (it is removed as soon as the helper is ready)
+  return sweepTmp(report, mine);
+}
+
+/**
+ * 4. a user-mode helper's start-up directory (pid file / API socket) of a process that died
+ * during the start-up (it is removed as soon as the helper is ready)
+ */
+function sweepTmp(report: NetworkSweepReport, mine: (pid: number) => boolean): NetworkSweepReport {
   try {
     for (const name of readdirSync(tmpdir())) {
       const m = /^nsbox-usernet-(\d+)-/.exec(name);
-      if (!m || processStart(Number(m[1])) !== undefined) continue;
+      if (!m || !mine(Number(m[1])) || processStart(Number(m[1])) !== undefined) continue;
       rmSync(join(tmpdir(), name), { recursive: true, force: true });
       report.files.push(join(tmpdir(), name));
     }

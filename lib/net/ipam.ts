@@ -137,10 +137,10 @@ function writeState(key: string, s: State): void {
   renameSync(tmp, p);
 }
 
-function sweepState(s: State): IpamOwner[] {
+function sweepState(s: State, owners?: ReadonlySet<number>): IpamOwner[] {
   const gone: IpamOwner[] = [];
   for (const [ip, o] of Object.entries(s.entries)) {
-    if (!ownerAlive(o)) { gone.push(o); delete s.entries[ip]; }
+    if (!ownerAlive(o) && (!owners || owners.has(o.pid))) { gone.push(o); delete s.entries[ip]; }
   }
   return gone;
 }
@@ -213,15 +213,15 @@ export function listIpam(): Array<{ key: string; address: string; owner: IpamOwn
 }
 
 /** Removes entries whose owner is gone; returns them. */
-export function sweepIpam(): Array<{ key: string; address: string; owner: IpamOwner }> {
+export function sweepIpam(owners?: ReadonlySet<number>): Array<{ key: string; address: string; owner: IpamOwner }> {
   const out: Array<{ key: string; address: string; owner: IpamOwner }> = [];
-  const keys = new Set(listIpam().filter((e) => !ownerAlive(e.owner)).map((e) => e.key));
+  const keys = new Set(listIpam().filter((e) => !ownerAlive(e.owner) && (!owners || owners.has(e.owner.pid))).map((e) => e.key));
   for (const key of keys) {
     withIpamLock(key, () => {
       const s = readState(key);
       if (!s) return;
       const before = { ...s.entries };
-      const gone = sweepState(s);
+      const gone = sweepState(s, owners);
       if (gone.length) writeState(key, s);
       for (const [address, owner] of Object.entries(before)) if (!s.entries[address]) out.push({ key, address, owner });
     });

@@ -4,6 +4,7 @@
 // The Sandbox owns its cgroup, its container (image sandboxes) and its state file; the
 // holder's spawnIsolated owns the network (released when the holder exits).
 import { processStart } from '../net/ipam.js';
+import { ownerTag, selfOwnerMark } from '../owner.js';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -90,6 +91,8 @@ export interface SandboxState {
   /** start time of the holder (field 22 of /proc/<pid>/stat): a reused pid has another */
   holderStart: number;
   creatorPid: number;
+  /** start time of the creator (absent in older state files) */
+  creatorStart?: number;
   created: string;
   keepAlive: boolean;
   /** the cgroup: v2 `{ unified: dir }`, v1 controller -> dir */
@@ -290,10 +293,11 @@ export class Sandbox extends EventEmitter {
     const rollback = async () => { for (const u of undo.reverse()) { try { await u(); } catch { /* best effort */ } } };
     try {
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-      // reserve the name
-      writeFileSync(stateFile, '{}', { flag: 'wx', mode: 0o600 });
+      // reserve the name; the reservation names its maker and container, for gc after a crash
+      const reservation = { creatorPid: process.pid, creatorStart: selfOwnerMark().start, image: store ? { store: store.root, container: id } : null };
+      writeFileSync(stateFile, JSON.stringify(reservation), { flag: 'wx', mode: 0o600 });
       undo.push(() => rmSync(stateFile, { force: true }));
-      const cg = await CGroup.create(`nsbox-sbx-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
+      const cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
       undo.push(() => cg.destroy({ kill: true }));
       let container: Container | null = null;
       let spawnOpts: SpawnIsolatedOptions = { ...base };
@@ -337,7 +341,7 @@ export class Sandbox extends EventEmitter {
       const execDefaults: Record<string, unknown> = {};
       for (const k of INHERITED) if (spawnOpts[k] !== undefined) execDefaults[k] = spawnOpts[k];
       const state: SandboxState = {
-        id, holderPid: pid, holderStart, creatorPid: process.pid, created: new Date().toISOString(), keepAlive,
+        id, holderPid: pid, holderStart, creatorPid: process.pid, creatorStart: selfOwnerMark().start, created: new Date().toISOString(), keepAlive,
         cgroup: cg.paths as Record<string, string>,
         image: store ? { store: store.root, container: id, ref: ref! } : null,
         exec: serialisable(execDefaults),
