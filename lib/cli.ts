@@ -239,6 +239,7 @@ export function parseArgs(argv: string[]): {
   }
   let [file, ...args] = rest.slice(i);
   if (image !== undefined) {
+    if (cmd === 'explain') usageError(cmd, "explain does not take --image (an image's container is made when it runs)");
     if (o.rootfs !== undefined) usageError(cmd, '--image and --rootfs exclude each other');
     if (!file) file = IMAGE_COMMAND; // the image's Entrypoint + Cmd
   } else if (store !== undefined) usageError(cmd, '--store goes with --image');

@@ -60,6 +60,15 @@ describe('nsbox CLI without a sandbox', () => {
     expectUsage(await cli(['run', '--share', 'bogus', '--', 'true']), '--share takes one of');
     expectUsage(await cli(['run', '--tty=yes', '--', 'true']), '--tty takes no value');
     expectUsage(await cli(['frob']), "unknown command 'frob'");
+    expectUsage(await cli(['explain', '--image', 'busybox', '--', 'true']), 'explain does not take --image');
+  });
+
+  it('explain reports the network the flags asked for', async () => {
+    for (const [flags, want] of [[['--network', 'user', '-p', '8080:80'], 'user'], [['-p', '8080:80'], 'bridge'], [['--network', 'host'], 'host'], [[], 'none']] as const) {
+      const r = await cli(['explain', ...flags, '--', 'true']);
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout).isolation.network, flags.join(' ')).toBe(want);
+    }
   });
 });
 
