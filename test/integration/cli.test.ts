@@ -40,14 +40,14 @@ describe('nsbox CLI without a sandbox', () => {
       run: ['--network', '--publish', '--memory', '--cpus', '--pids', '--image', '--store', '-e, --env', '-v, --volume', '-w, --workdir', '--timeout DURATION'],
       explain: ['nsbox explain'], image: ['image import', 'image ls', 'image rm'], doctor: ['--self-test'], gc: ['nsbox gc'],
     };
-    for (const [c, words] of Object.entries(want)) {
-      for (const form of [[c, '--help'], [c, '-h'], ['help', c]]) {
-        const r = await cli(form);
-        expect(r.code, form.join(' ')).toBe(0);
-        expect(r.stdout).toMatch(new RegExp(`^usage: nsbox ${c}`));
-        for (const w of words) expect(r.stdout, `${form.join(' ')} mentions ${w}`).toContain(w);
-      }
-    }
+    const forms = Object.keys(want).flatMap((c) => [[c, '--help'], [c, '-h'], ['help', c]]);
+    const outs = await Promise.all(forms.map((f) => cli(f)));
+    forms.forEach((form, i) => {
+      const c = form[0] === 'help' ? form[1]! : form[0]!;
+      expect(outs[i]!.code, form.join(' ')).toBe(0);
+      expect(outs[i]!.stdout).toMatch(new RegExp(`^usage: nsbox ${c}`));
+      for (const w of want[c]!) expect(outs[i]!.stdout, `${form.join(' ')} mentions ${w}`).toContain(w);
+    });
   });
 
   it('says usage errors in its own words (flags, not API option names) and exits 2', async () => {
