@@ -18,7 +18,7 @@ export interface NsboxErrorInfo {
  * A kernel failure while building or running a sandbox. Argument mistakes are
  * `TypeError`/`RangeError` instead, thrown before anything is created.
  */
-export class NsboxError extends Error implements NsboxErrorInfo {
+class NsboxErrorClass extends Error implements NsboxErrorInfo {
   code: string;
   errno: number;
   syscall?: string;
@@ -37,6 +37,24 @@ export class NsboxError extends Error implements NsboxErrorInfo {
     if (info.detail !== undefined) this.detail = info.detail;
   }
 }
+
+// One class per process, whichever build loads first: the package has an ESM and a CJS build
+// (and an app may load both, directly or through its dependencies), and `instanceof
+// NsboxError` must hold for an error thrown by either. The class is kept on globalThis under a
+// registered symbol; the key names this shape of the class, so a future incompatible shape
+// takes a new key.
+const SHARED = Symbol.for('nsbox.NsboxError.v1');
+const shared = globalThis as unknown as { [SHARED]?: typeof NsboxErrorClass };
+if (!shared[SHARED]) Object.defineProperty(globalThis, SHARED, { value: NsboxErrorClass, enumerable: false, writable: false, configurable: false });
+
+/**
+ * A kernel failure while building or running a sandbox. Argument mistakes are
+ * `TypeError`/`RangeError` instead, thrown before anything is created.
+ * The same class for the package's ESM and CJS builds (`instanceof` holds across both).
+ */
+export const NsboxError: typeof NsboxErrorClass = shared[SHARED]!;
+/** A kernel failure while building or running a sandbox (the instance type of `NsboxError`). */
+export type NsboxError = NsboxErrorClass;
 
 const ERRNO: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM',

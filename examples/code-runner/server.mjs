@@ -5,7 +5,8 @@
 //   GET  /health -> { ok, pool }
 //
 // Run (root, after `npm run build:ts` in the repository):  node examples/code-runner/server.mjs
-// Environment: PORT (8080), POOL_SIZE (4).
+// Environment: HOST (127.0.0.1: only this machine; HOST=0.0.0.0 to serve others), PORT (8080),
+// POOL_SIZE (4).
 import http from 'node:http';
 import { createPool } from 'nsbox';
 
@@ -130,9 +131,14 @@ export function createCodeRunner({ poolSize = 4 } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  // a service that runs whatever it is sent listens on loopback unless told otherwise
+  const host = process.env.HOST || '127.0.0.1';
   const port = Number(process.env.PORT ?? 8080);
   const svc = createCodeRunner({ poolSize: Number(process.env.POOL_SIZE ?? 4) });
-  svc.server.listen(port, () => console.log(`code-runner listening on :${port}`));
+  svc.server.listen(port, host, () => {
+    const a = svc.server.address();
+    console.log(`code-runner listening on ${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+  });
   const stop = () => svc.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -13,6 +13,7 @@
 // Root only. MINI_DOCKER_ROOT (default /var/lib/nsbox-mini-docker) holds the layer store;
 // MINI_DOCKER_STATE (default /run/nsbox-mini-docker) the sandboxes' state files.
 import { openSync, closeSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { LayerStore, Sandbox, NsboxError, sweepNetwork } from 'nsbox';
 
 const ROOT = process.env.MINI_DOCKER_ROOT ?? '/var/lib/nsbox-mini-docker';
@@ -104,7 +105,25 @@ const commands = {
   async import(argv) {
     const [file, name] = argv;
     if (!file) throw new Usage('import FILE [NAME]');
-    const im = await store().importImage(file, name ? { name } : {});
+    // on a terminal: one line of progress on stderr (layer, bytes, rate); nothing when piped
+    const live = process.stderr.isTTY && process.env.TERM !== 'dumb';
+    const show = (text) => live && process.stderr.write(`\r\x1b[K${text.slice(0, (process.stderr.columns || 80) - 1)}`);
+    const t0 = Date.now();
+    let before = 0, layer = -1, bytes = 0, shownAt = 0;
+    show(`importing ${file}: reading the archive`);
+    const im = await store().importImage(resolve(file), {
+      ...(name ? { name } : {}),
+      onProgress: (p) => {
+        if (p.layer !== layer) { before += bytes; layer = p.layer; shownAt = 0; }
+        bytes = p.bytes;
+        const now = Date.now();
+        if (now - shownAt < 100) return;
+        shownAt = now;
+        const total = before + bytes;
+        show(`importing ${file}: layer ${p.layer + 1}/${p.layers}  ${(total / 1e6).toFixed(1)} MB  ${(total / 1e6 / Math.max((now - t0) / 1000, 0.001)).toFixed(1)} MB/s`);
+      },
+    });
+    if (live) process.stderr.write('\r\x1b[K');
     console.log(`${im.names.join(', ') || im.id}  ${im.id}  (${im.layers.length} layer${im.layers.length === 1 ? '' : 's'})`);
   },
 

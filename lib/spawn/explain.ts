@@ -46,7 +46,7 @@ export function explain(file: string, args: string[] = [], options: SpawnIsolate
     isolation: {
       ...p.summary,
       seccomp: options.seccomp === 'none' ? 'none' : options.seccomp === undefined || options.seccomp === 'default' ? 'default' : 'custom',
-      network: options.network === undefined ? p.summary.network : typeof options.network === 'string' ? options.network : 'join' in options.network ? 'joined' : 'bridge',
+      network: options.network === undefined ? p.summary.network : typeof options.network === 'string' ? options.network : 'join' in options.network ? 'joined' : (options.network as { mode?: string }).mode === 'user' ? 'user' : 'bridge',
       limits: options.limits ? { ...options.limits } : null,
     },
     steps: describe(p.template?.child ?? p.ops),

@@ -1,7 +1,8 @@
 // examples/code-runner: the HTTP service on an ephemeral port, each language, and limits.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn as cpSpawn } from 'node:child_process';
+import { networkInterfaces } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { isRoot, skipReason } from '../helpers/host.js';
 
@@ -68,5 +69,45 @@ describe.skipIf(skip)('examples/code-runner', () => {
     svc = undefined as unknown as Svc;
     const cg = execFileSync('find', ['/sys/fs/cgroup', '-name', '*nsbox-sbx*'], { encoding: 'utf8' }).trim();
     expect(cg).toBe('');
+  });
+});
+
+describe.skipIf(skip)('examples/code-runner as a program', () => {
+  // issue 13 item 15: a service that runs whatever it is sent must not listen on every address
+  // unless asked to (HOST).
+  const start = (env: Record<string, string>) => new Promise<{ child: import('node:child_process').ChildProcess; line: string }>((resolve, reject) => {
+    const server = new URL('../../examples/code-runner/server.mjs', import.meta.url).pathname;
+    const child = cpSpawn(process.execPath, [server], { env: { ...process.env, PORT: '0', POOL_SIZE: '1', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => { out += d; if (out.includes('\n')) resolve({ child, line: out.split('\n')[0]! }); });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+  });
+  const stop = async (child: import('node:child_process').ChildProcess) => {
+    const done = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await done;
+  };
+  const hostAddress = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+
+  it('listens on 127.0.0.1 unless HOST says otherwise', async () => {
+    const { child, line } = await start({});
+    try {
+      const m = /listening on 127\.0\.0\.1:(\d+)$/.exec(line);
+      expect(line).toMatch(/listening on 127\.0\.0\.1:\d+$/);
+      const port = Number(m![1]);
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+      if (hostAddress) await expect(fetch(`http://${hostAddress}:${port}/health`)).rejects.toThrow();
+      else console.warn('SKIPPED (part): no non-loopback IPv4 address on this host to check that the server is not reachable on it');
+    } finally {
+      await stop(child);
+    }
+    const open = await start({ HOST: '0.0.0.0' });
+    try {
+      const m = /listening on 0\.0\.0\.0:(\d+)$/.exec(open.line);
+      expect(open.line).toMatch(/listening on 0\.0\.0\.0:\d+$/);
+      if (hostAddress) expect((await fetch(`http://${hostAddress}:${m![1]}/health`)).status).toBe(200);
+    } finally {
+      await stop(open.child);
+    }
   });
 });

@@ -117,6 +117,17 @@ describe.skipIf(skip)('examples/mini-docker', () => {
     expect(rm.code).toBe(0);
   });
 
+  it.skipIf(skipReason(!existsSync('/usr/bin/script'), 'no script(1) (util-linux) to give mini-docker import a terminal'))('import shows layers, bytes and rate on a terminal, nothing when piped', () => {
+    if (!existsSync(`${root}.tar`)) execFileSync('sh', [mkimage, `${root}.tar`]);
+    const piped = md('import', `${root}.tar`, 'piped:v1');
+    expect(piped).toMatchObject({ code: 0, err: '' });
+    const envs = Object.entries({ MINI_DOCKER_ROOT: root, MINI_DOCKER_STATE: state }).map(([k, v]) => `${k}=${v}`).join(' ');
+    const tty = spawnSync('script', ['-qfec', `env ${envs} ${process.execPath} ${cli} import ${root}.tar tty:v1`, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    expect(tty.status).toBe(0);
+    expect(tty.stdout).toMatch(/importing \S+\.tar: layer 1\/1 +[\d.]+ MB +[\d.]+ MB\/s/);
+    expect(tty.stdout).toMatch(/\r\x1b\[K[^\r\n]*tty:v1 {2}sha256:/); // the walk-through's image: all its names
+  });
+
   it('leaves no mount, cgroup, link or state file', async () => {
     await sweepNetwork({ idleDefaultBridge: true });
     expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(root))).toEqual([]);

@@ -69,9 +69,10 @@ describe.skipIf(!isRoot)('nsbox CLI', () => {
     const r = await cli('run', '--', '/no/such/program');
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/ENOENT.*step exec/);
-    const bad = await cli('run', '--rootfs', 'relative/dir', '--', 'true');
+    const bad = await cli('run', '--rootfs', '/no/such/dir', '--', 'true');
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/options.rootfs must be an absolute path/);
+    expect(bad.stderr).toMatch(/--rootfs/); // in the CLI's words, not the API's options.rootfs
+    expect(bad.stderr).not.toMatch(/options\./);
   });
 
   it('explains a plan without running it', async () => {
