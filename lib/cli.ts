@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `nsbox` command line: a thin layer over the public API.
 import {
-  spawnIsolated, explain, NsboxError, doctor, selfTest, sandboxSelfTest, sweepNetwork, LayerStore, IMAGE_COMMAND,
+  spawnIsolated, explain, NsboxError, doctor, selfTest, sandboxSelfTest, LayerStore, IMAGE_COMMAND,
   type SpawnIsolatedOptions, type Mount, type PublishSpec,
 } from './index.js';
 import { constants as osConstants } from 'node:os';
