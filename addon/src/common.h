@@ -135,8 +135,8 @@ void InitExitWatch(Napi::Env env, Napi::Object exports);
 void InitNs(Napi::Env env, Napi::Object exports);
 void InitCaps(Napi::Env env, Napi::Object exports);
 void InitCgroup(Napi::Env env, Napi::Object exports);
-void InitMount(Napi::Env env, Napi::Object exports);
 void InitNetlink(Napi::Env env, Napi::Object exports);
+void InitNft(Napi::Env env, Napi::Object exports);
 void InitSeccomp(Napi::Env env, Napi::Object exports);
 void InitFs(Napi::Env env, Napi::Object exports);
 
