@@ -57,8 +57,7 @@ int HandoffImpl(const NetHandoffSpec& spec, pid_t childPid, const std::string& c
     if (int r = LinkSetDo(host, mv, e); r < 0) {
       char idx[24];
       snprintf(idx, sizeof idx, "ifindex %d", spec.ifindex);
-      CopyStr(e->path, sizeof e->path, idx);
-      return r;
+      return Wrap(e, r, nullptr, idx);
     }
   } else {
     Msg m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -83,10 +82,7 @@ int HandoffImpl(const NetHandoffSpec& spec, pid_t childPid, const std::string& c
     m.End(peer);
     m.End(data);
     m.End(info);
-    if (int r = host.Talk(m, "RTM_NEWLINK", e); r < 0) {
-      if (!e->path[0]) CopyStr(e->path, sizeof e->path, createHost.c_str());
-      return r;
-    }
+    if (int r = host.Talk(m, "RTM_NEWLINK", e); r < 0) return Wrap(e, r, nullptr, createHost.c_str());
   }
   if (!needInside) return 0;
 
@@ -101,13 +97,13 @@ int HandoffImpl(const NetHandoffSpec& spec, pid_t childPid, const std::string& c
     r = LinkSetDo(in, up, e);
   }
   for (size_t i = 0; r == 0 && i < addrs.size(); i++)
-    if ((r = AddrChange(in, true, idx, addrs[i], e)) < 0) CopyStr(e->path, sizeof e->path, spec.addresses[i].c_str());
+    r = Wrap(e, AddrChange(in, true, idx, addrs[i], e), nullptr, spec.addresses[i].c_str());
   for (const Cidr* g : {&gw4, &gw6}) {
     if (r < 0 || !g->family) continue;
     RouteSpec rs;
     rs.gw = *g;
     rs.oif = idx;
-    if ((r = RouteChange(in, true, rs, e)) < 0) CopyStr(e->path, sizeof e->path, (g == &gw4 ? spec.gateway4 : spec.gateway6).c_str());
+    r = Wrap(e, RouteChange(in, true, rs, e), nullptr, (g == &gw4 ? spec.gateway4 : spec.gateway6).c_str());
   }
   if (r < 0 && !createHost.empty()) {
     Err ignored;

@@ -292,10 +292,7 @@ Napi::Value AddrJs(const Napi::CallbackInfo& info) {
   Cidr c;
   if (!ParseCidr(cidr, &c, true)) { Napi::TypeError::New(env, "bad address: " + cidr).ThrowAsJavaScriptException(); return env.Undefined(); }
   Err e;
-  if (AddrChange(nl, add, idx, c, &e) < 0) {
-    CopyStr(e.path, sizeof e.path, cidr.c_str());
-    return ThrowErr(env, e);
-  }
+  if (Wrap(&e, AddrChange(nl, add, idx, c, &e), nullptr, cidr.c_str()) < 0) return ThrowErr(env, e);
   return env.Undefined();
 }
 
@@ -346,10 +343,7 @@ Napi::Value RouteJs(const Napi::CallbackInfo& info) {
   s.table = (uint32_t)Num(o, "table", RT_TABLE_MAIN);
   s.metric = (uint32_t)Num(o, "metric", 0);
   Err e;
-  if (RouteChange(nl, add, s, &e) < 0) {
-    CopyStr(e.path, sizeof e.path, dst.empty() ? "default" : dst.c_str());
-    return ThrowErr(env, e);
-  }
+  if (Wrap(&e, RouteChange(nl, add, s, &e), nullptr, dst.empty() ? "default" : dst.c_str()) < 0) return ThrowErr(env, e);
   return env.Undefined();
 }
 

@@ -208,9 +208,7 @@ int LinkSetDo(Nl& nl, const LinkSet& s, Err* e) {
     return Fail(e, EINVAL, kStep, "RTM_NEWLINK", s.byName.c_str());
   }
   PutLinkCommon(m, ifi, t);
-  int r = nl.Talk(m, "RTM_NEWLINK", e);
-  if (r < 0 && e && !e->path[0]) CopyStr(e->path, sizeof e->path, s.byName.empty() ? s.name.c_str() : s.byName.c_str());
-  return r;
+  return Wrap(e, nl.Talk(m, "RTM_NEWLINK", e), nullptr, s.byName.empty() ? s.name.c_str() : s.byName.c_str());
 }
 
 int LinkAddDo(Nl& nl, const LinkAdd& a, Err* e) {
@@ -250,9 +248,7 @@ int LinkAddDo(Nl& nl, const LinkAdd& a, Err* e) {
     m.End(data);
   }
   m.End(info);
-  int r = nl.Talk(m, "RTM_NEWLINK", e);
-  if (r < 0 && e && !e->path[0]) CopyStr(e->path, sizeof e->path, a.name.c_str());
-  return r;
+  return Wrap(e, nl.Talk(m, "RTM_NEWLINK", e), nullptr, a.name.c_str());
 }
 
 int LinkDelDo(Nl& nl, int ifindex, const std::string& name, Err* e) {
@@ -261,9 +257,7 @@ int LinkDelDo(Nl& nl, int ifindex, const std::string& name, Err* e) {
   ifi->ifi_family = AF_UNSPEC;
   ifi->ifi_index = ifindex;
   if (!ifindex) m.Str(IFLA_IFNAME, name);
-  int r = nl.Talk(m, "RTM_DELLINK", e);
-  if (r < 0 && e && !name.empty()) CopyStr(e->path, sizeof e->path, name.c_str());
-  return r;
+  return Wrap(e, nl.Talk(m, "RTM_DELLINK", e), nullptr, name.empty() ? nullptr : name.c_str());
 }
 
 // ---------------------------------------------------------------------------------------------
