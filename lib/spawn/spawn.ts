@@ -1,10 +1,10 @@
 import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo, type NativeAddon } from '../native.js';
 import { NsboxError } from '../errors.js';
+import { signalName } from '../util/sys.js';
 import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
@@ -12,9 +12,6 @@ import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
 import { CGroup } from '../cgroup/cgroup.js';
 import { close, closeSync, constants as fsConstants, openSync } from 'node:fs';
 
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
-  Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
-);
 
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
 type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
@@ -289,7 +286,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     for (const t of this.#timers) clearTimeout(t);
     for (const c of this.#cleanup) c();
     this.exitCode = info.exitCode ?? null;
-    this.signalCode = info.signal !== undefined ? SIGNAL_NAMES.get(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
+    this.signalCode = info.signal !== undefined ? signalName(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
     this.emit('exit', this.exitCode, this.signalCode);
     stdinSocket?.destroy();
     this.stdin?.destroy();
