@@ -157,6 +157,9 @@ struct Cidr {
 };
 
 // "10.0.0.2/24", "fd00::2/64"; without "/", the prefix is the full length when allowBare.
+// lib/net/addr.ts (parseCidr, checkIp) is where addresses are validated, with errors naming
+// the option; every caller in lib/ passes its normalized text, so this only turns it into
+// bytes (a refusal here, EINVAL or TypeError, is a caller's bug, not user input).
 bool ParseCidr(const std::string& s, Cidr* c, bool allowBare);
 std::string FormatAddr(int family, const void* data);
 int AddrChange(Nl& nl, bool add, int ifindex, const Cidr& c, Err* e);
