@@ -14,8 +14,10 @@
         "addon/src/ns.cc",
         "addon/src/caps.cc",
         "addon/src/cgroup.cc",
-        "addon/src/mount.cc",
-        "addon/src/netlink.cc",
+        "addon/src/netlink_socket.cc",
+        "addon/src/netlink_bindings.cc",
+        "addon/src/net_handoff.cc",
+        "addon/src/nft.cc",
         "addon/src/seccomp.cc",
         "addon/src/fs.cc",
         "addon/src/init_blob.cc"

@@ -1,3 +1,5 @@
+import { errnoName } from './util/sys.js';
+
 /** Fields of a kernel failure, as Node's SystemError carries them. */
 export interface NsboxErrorInfo {
   /** errno name, e.g. `'EPERM'`. */
@@ -56,15 +58,9 @@ export const NsboxError: typeof NsboxErrorClass = shared[SHARED]!;
 /** A kernel failure while building or running a sandbox (the instance type of `NsboxError`). */
 export type NsboxError = NsboxErrorClass;
 
-const ERRNO: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM',
-  13: 'EACCES', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL',
-  24: 'EMFILE', 28: 'ENOSPC', 30: 'EROFS', 38: 'ENOSYS', 39: 'ENOTEMPTY', 95: 'EOPNOTSUPP',
-};
-
 /** Builds an NsboxError from an errno number, for failures detected in TypeScript. */
 export function errnoError(errno: number, step: string, syscall: string, path?: string, detail?: string): NsboxError {
-  const code = ERRNO[errno] ?? `E${errno}`;
+  const code = errnoName(errno) ?? `E${errno}`;
   const msg = `${syscall} failed at step '${step}'${path ? ` (${path})` : ''}: ${code}${detail ? `: ${detail}` : ''}`;
   return new NsboxError(msg, { code, errno, syscall, path, step, detail });
 }
@@ -74,6 +70,6 @@ export function fromNodeError(err: unknown, step: string): NsboxError {
   const e = err as NodeJS.ErrnoException;
   const errno = typeof e.errno === 'number' ? Math.abs(e.errno) : 5;
   return new NsboxError(`${e.syscall ?? 'call'} failed at step '${step}'${e.path ? ` (${e.path})` : ''}: ${e.code ?? ''} ${e.message}`, {
-    code: e.code ?? ERRNO[errno] ?? 'EIO', errno, syscall: e.syscall, path: e.path, step,
+    code: e.code ?? errnoName(errno) ?? 'EIO', errno, syscall: e.syscall, path: e.path, step,
   });
 }

@@ -63,7 +63,7 @@ export interface NativeAddon {
   getxattr(path: string, name: string): Buffer | null;
   setxattr(path: string, name: string, value: Buffer): void;
   removexattr(path: string, name: string): void;
-  // other kernel areas add theirs (caps.cc, cgroup.cc, mount.cc, netlink.cc, seccomp.cc)
+  // other kernel areas add theirs (caps.cc, cgroup.cc, netlink_bindings.cc, nft.cc, seccomp.cc)
   [name: string]: unknown;
 }
 

@@ -75,6 +75,20 @@ inline int Fail(Err* e, int err, const char* step, const char* syscall, const ch
   return -err;
 }
 
+// Adds context to a failure on its way up: the caller often knows better than the call that
+// failed which plan step it was part of or which name the user gave (the CIDR, not the
+// message; "template", not "mount"). When r < 0, sets the fields given (non-null) and keeps
+// the rest (errno, syscall, extended ack) as the failing call filled them; returns r, so
+// `return Wrap(e, r, nullptr, name)` reads naturally. Async-signal-safe (CopyStr only, no
+// allocation): usable between clone and exec.
+inline int Wrap(Err* e, int r, const char* step, const char* path = nullptr) {
+  if (r < 0 && e) {
+    if (step) CopyStr(e->step, sizeof e->step, step);
+    if (path) CopyStr(e->path, sizeof e->path, path);
+  }
+  return r;
+}
+
 class UniqueFd {
  public:
   UniqueFd() = default;
@@ -135,8 +149,8 @@ void InitExitWatch(Napi::Env env, Napi::Object exports);
 void InitNs(Napi::Env env, Napi::Object exports);
 void InitCaps(Napi::Env env, Napi::Object exports);
 void InitCgroup(Napi::Env env, Napi::Object exports);
-void InitMount(Napi::Env env, Napi::Object exports);
 void InitNetlink(Napi::Env env, Napi::Object exports);
+void InitNft(Napi::Env env, Napi::Object exports);
 void InitSeccomp(Napi::Env env, Napi::Object exports);
 void InitFs(Napi::Env env, Napi::Object exports);
 

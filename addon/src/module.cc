@@ -21,8 +21,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNs(env, exports);
   InitCaps(env, exports);
   InitCgroup(env, exports);
-  InitMount(env, exports);
   InitNetlink(env, exports);
+  InitNft(env, exports);
   InitSeccomp(env, exports);
   InitFs(env, exports);
   return exports;

@@ -53,7 +53,7 @@ struct Op {
 
 struct Join { int fd; int nstype; };
 
-// Network hand-off done by the parent between clone and "go" (netlink.cc implements it):
+// Network hand-off done by the parent between clone and "go" (net_handoff.cc implements it):
 // move host link `ifindex` into the child's network namespace, then inside that namespace
 // rename it to `name`, set `mtu`, add `addresses` (CIDR, v4 or v6), bring it up and add a
 // default route via `gateway4` / `gateway6` when given.

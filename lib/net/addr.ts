@@ -129,14 +129,7 @@ export function networkCidr(c: Cidr): string {
   return `${formatIp(network(c).base, c.family)}/${c.prefix}`;
 }
 
-const CODES: Record<number, string> = { 98: 'EADDRINUSE', 28: 'ENOSPC', 95: 'EOPNOTSUPP', 19: 'ENODEV', 17: 'EEXIST' };
-/** An NsboxError for a failure nsbox detects itself in the network layer (errno names beyond errors.ts's table). */
+/** An NsboxError for a failure nsbox detects itself in the network layer (errnoError's). */
 export function netError(errno: number, step: string, syscall: string, path?: string, detail?: string): import('../errors.js').NsboxError {
-  const e = errnoError(errno, step, syscall, path, detail);
-  const code = CODES[errno];
-  if (code) {
-    e.code = code;
-    e.message = e.message.replace(`: E${errno}`, `: ${code}`);
-  }
-  return e;
+  return errnoError(errno, step, syscall, path, detail);
 }

@@ -1,4 +1,4 @@
-// Typed view of the raw functions netlink.cc adds to the addon (internal).
+// Typed view of the raw functions netlink_bindings.cc and nft.cc add to the addon (internal).
 import { native } from '../native.js';
 
 /** A network namespace as the addon takes it: an open fd, a file path, or a process id. */

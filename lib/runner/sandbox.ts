@@ -8,7 +8,7 @@ import { ownerTag, selfOwnerMark } from '../owner.js';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { constants as osConstants } from 'node:os';
+import { SIGNALS } from '../util/sys.js';
 import { spawnIsolated, IsolatedProcess } from '../spawn/spawn.js';
 import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../spawn/options.js';
 import { Namespace } from '../ns/namespace.js';
@@ -145,8 +145,6 @@ function selfNsInodes(): Record<string, number> {
   }
   return out;
 }
-
-const SIGNALS = osConstants.signals as Record<string, number>;
 
 /** The process an exec started: an IsolatedProcess whose result also carries the sandbox's verdicts (cpu-time, memory, pids). */
 export type SandboxProcess<T extends string | Buffer = string> = IsolatedProcess<T>;

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
 import { errnoError } from '../errors.js';
+import { errnoName } from '../util/sys.js';
 import { native } from '../native.js';
 import { compileSeccomp } from './seccomp/compile.js';
 import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, describeVerdict, evaluate } from './seccomp/bpf.js';
@@ -47,11 +48,7 @@ export interface DoctorReport {
   ok: boolean;
 }
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 9: 'EBADF', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL',
-  25: 'ENOTTY', 28: 'ENOSPC', 38: 'ENOSYS', 93: 'EPROTONOSUPPORT', 95: 'EOPNOTSUPP', 97: 'EAFNOSUPPORT',
-};
-const en = (e: number) => ERRNO_NAMES[e] ?? `errno ${e}`;
+const en = (e: number) => errnoName(e) ?? `errno ${e}`;
 
 function sysctl(path: string): string | undefined {
   try { return readFileSync(path, 'utf8').trim(); } catch { return undefined; }

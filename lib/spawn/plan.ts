@@ -2,8 +2,9 @@
 // touches the kernel except reading host facts (ids, /etc/subuid, which system dirs exist);
 // those reads go through `HostFacts` so unit tests can plan for any host.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
-import { constants as osConstants, release as osRelease } from 'node:os';
+import { release as osRelease } from 'node:os';
 import { isAbsolute, posix } from 'node:path';
+import { SIGNALS } from '../util/sys.js';
 import { Capabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS } from '../ns/namespace.js';
 import { detectLayout } from '../cgroup/detect.js';
@@ -326,7 +327,6 @@ function absPath(option: string, v: unknown): string {
   return posix.normalize(s).replace(/(.)\/$/, '$1');
 }
 
-const SIGNALS = osConstants.signals as Record<string, number>;
 export function signalNumber(option: string, v: unknown): number {
   if (typeof v === 'number') {
     if (!Number.isInteger(v) || v < 1 || v > 64) fail(option, `must be a signal number 1-64 (got ${v})`, RangeError);

@@ -1,11 +1,11 @@
 import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { constants as osConstants } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { native, type ExitInfo, type NativeAddon } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from './mountpoints.js';
+import { signalName } from '../util/sys.js';
 import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
 import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
@@ -13,9 +13,6 @@ import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
 import { CGroup } from '../cgroup/cgroup.js';
 import { close, closeSync, constants as fsConstants, openSync } from 'node:fs';
 
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
-  Object.entries(osConstants.signals).map(([k, v]) => [v as number, k as NodeJS.Signals]),
-);
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
 const INIT_KILL_GRACE_MS = 250;
@@ -299,7 +296,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     for (const t of this.#timers) clearTimeout(t);
     for (const c of this.#cleanup) c();
     this.exitCode = info.exitCode ?? null;
-    this.signalCode = info.signal !== undefined ? SIGNAL_NAMES.get(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
+    this.signalCode = info.signal !== undefined ? signalName(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
     this.emit('exit', this.exitCode, this.signalCode);
     stdinSocket?.destroy();
     this.stdin?.destroy();

@@ -111,6 +111,28 @@ describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in th
     }
   });
 
+  it('a kernel refusal names what the caller gave in err.path (the name, the CIDR, the route, the ifindex)', async () => {
+    const ns = makeNetns();
+    const at = { path: `/run/netns/${ns}` };
+    const name = `nsbox${uniq()}p`;
+    const nl = netNative();
+    const refusal = (f: () => unknown): NsboxError => { try { f(); } catch (e) { return e as NsboxError; } throw new Error('no error'); };
+    nl.netlinkLinkAdd({ kind: 'bridge', name }, at);
+    expect(refusal(() => nl.netlinkLinkAdd({ kind: 'bridge', name }, at))).toMatchObject({ code: 'EEXIST', step: 'network', syscall: 'RTM_NEWLINK', path: name });
+    expect(refusal(() => nl.netlinkLinkSet(name, { mtu: 60 }, at))).toMatchObject({ code: 'EINVAL', syscall: 'RTM_NEWLINK', path: name });
+    nl.netlinkAddr(true, name, '10.82.0.1/24', at);
+    expect(refusal(() => nl.netlinkAddr(true, name, '10.82.0.1/24', at))).toMatchObject({ code: 'EEXIST', syscall: 'RTM_NEWADDR', path: '10.82.0.1/24' });
+    // the link is down: no route through it, nor a default one
+    expect(refusal(() => nl.netlinkRoute(true, { dst: '198.51.100.0/24', gateway: '10.82.0.9' }, at))).toMatchObject({ step: 'network', syscall: 'RTM_NEWROUTE', path: '198.51.100.0/24' });
+    expect(refusal(() => nl.netlinkRoute(true, { gateway: '10.82.0.9' }, at))).toMatchObject({ syscall: 'RTM_NEWROUTE', path: 'default' });
+    nl.netlinkLinkDel(name, at);
+    expect(refusal(() => nl.netlinkLinkDel(name, at))).toMatchObject({ code: 'ENODEV', syscall: 'RTM_DELLINK', path: name });
+    // the hand-off of a link that is not there names its ifindex
+    const target = await sleeper();
+    expect(refusal(() => nl.netlinkHandoff({ ifindex: 0x7ffffff0, name: 'eth0', addresses: [] }, target)))
+      .toMatchObject({ code: 'ENODEV', step: 'network', syscall: 'RTM_NEWLINK', path: `ifindex ${0x7ffffff0}` });
+  });
+
   it("NetHandoff 'create' makes the pair with the peer born in the process netns; a failure leaves no pair", async () => {
     const target = await sleeper();
     const br = Bridge.create(`nsbox${uniq()}f`, { address: '10.80.1.1/24' });

@@ -1,5 +1,6 @@
 // Seccomp profiles as plain data: actions, rules, argument comparisons, architectures, and their
 // validation (TypeError/RangeError naming the option, before anything is compiled).
+import { ERRNOS } from '../../util/sys.js';
 import { expandGroups } from './groups.js';
 import { AARCH64, I386, X32, X86_64 } from './tables.js';
 
@@ -64,13 +65,16 @@ export interface SeccompProfile {
   badArchAction?: SeccompAction;
 }
 
-/** errno names accepted in `{ errno: ... }`. */
-export const ERRNO_NUMBERS = Object.freeze({
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, ENOEXEC: 8, EBADF: 9, ECHILD: 10,
-  EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, EXDEV: 18, ENODEV: 19, ENOTDIR: 20,
-  EISDIR: 21, EINVAL: 22, ENFILE: 23, EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ESPIPE: 29, EROFS: 30, EPIPE: 32,
-  ERANGE: 34, ENOSYS: 38, ENOTSUP: 95, EOPNOTSUPP: 95, EPROTONOSUPPORT: 93, EAFNOSUPPORT: 97,
-} as const);
+/** errno names accepted in `{ errno: ... }`, with their numbers (from os.constants.errno). */
+export const ERRNO_NUMBERS = errnoNumbers(
+  'EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'ENXIO', 'E2BIG', 'ENOEXEC', 'EBADF', 'ECHILD',
+  'EAGAIN', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY', 'EEXIST', 'EXDEV', 'ENODEV', 'ENOTDIR',
+  'EISDIR', 'EINVAL', 'ENFILE', 'EMFILE', 'ENOTTY', 'ENOSPC', 'ESPIPE', 'EROFS', 'EPIPE',
+  'ERANGE', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EPROTONOSUPPORT', 'EAFNOSUPPORT',
+);
+function errnoNumbers<K extends string>(...names: K[]): Readonly<Record<K, number>> {
+  return Object.freeze(Object.fromEntries(names.map((n) => [n, ERRNOS[n]!])) as Record<K, number>);
+}
 /** An errno name nsbox knows. */
 export type ErrnoName = keyof typeof ERRNO_NUMBERS;
 

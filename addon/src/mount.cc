@@ -1,6 +1,0 @@
-// Placeholder: filled by the issue that owns this kernel area.
-#include "common.h"
-
-namespace nsbox {
-void InitMount(Napi::Env env, Napi::Object exports) {}
-}  // namespace nsbox
