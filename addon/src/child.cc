@@ -299,8 +299,26 @@ long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsi
   return call(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);
 }
 
+// Remounts the mount whose root `fd` holds (attached by now) with the restrictions of a bind,
+// through its /proc/self/fd magic link, so nothing is looked up by name in the root: for
+// kernels without mount_setattr (before 5.12). Only that mount, not the ones below it.
+long RemountFd(long fd, bool readonly, unsigned long extra) {
+  char path[32] = "/proc/self/fd/";
+  char digits[12];
+  int n = 0;
+  unsigned long v = (unsigned long)fd;
+  do { digits[n++] = char('0' + v % 10); v /= 10; } while (v && n < 11);
+  size_t at = Len(path);
+  while (n) path[at++] = digits[--n];
+  path[at] = 0;
+  unsigned long f = MS_BIND | MS_REMOUNT | LockedFlags(path) | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  if (readonly) f |= MS_RDONLY;
+  return call(SYS_mount, nullptr, path, nullptr, f, nullptr);
+}
+
 // bind op.a onto op.b: the source tree is cloned (open_tree), restricted while detached, then
-// moved onto the resolved target fd
+// moved onto the resolved target fd. Without mount_setattr (5.2 to 5.11) the restrictions
+// follow once it is attached: a bind remount of the moved mount, through its fd.
 constexpr char kOpenTree[] = "open_tree";
 long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   *failedCall = kOpenTree;
@@ -308,13 +326,18 @@ long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   if (tree < 0) return tree;
   *failedCall = "mount_setattr";
   long r = SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
-  if (r < 0) { call(SYS_close, tree); return r; }
+  const bool late = r == -ENOSYS;
+  if (r < 0 && !late) { call(SYS_close, tree); return r; }
   *failedCall = op.file ? "open" : "mkdir";
   long t = BindTarget(ctx, op);
   if (t < 0) { call(SYS_close, tree); return t; }
   *failedCall = "move_mount";
   r = call(SYS_move_mount, tree, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
   call(SYS_close, t);
+  if (r == 0 && late) {
+    *failedCall = "mount";
+    r = RemountFd(tree, op.readonly, op.flags);
+  }
   call(SYS_close, tree);
   return r;
 }
@@ -605,9 +628,9 @@ void SetCredentials(ChildCtx* ctx, const Plan& p) {
   }
 }
 
-// Writes a whole small file (e.g. /proc/self/timens_offsets).
-long WriteSmall(const char* path, const char* data) {
-  long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+// Writes a whole small file (e.g. /proc/self/timens_offsets), relative to dirfd.
+long WriteSmall(int dirfd, const char* path, const char* data) {
+  long fd = call(SYS_openat, dirfd, path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return fd;
   long r = call(SYS_write, fd, data, Len(data));
   call(SYS_close, fd);
@@ -664,6 +687,14 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
+  // The time namespace for the program, first: /proc/self/timens_offsets is writable only by
+  // this process's owner, and the id and dumpable changes below give the file to another
+  // (host root, whom the sandbox's root is not). The offsets are set before anything enters.
+  if (p.timeOffsets) {
+    if ((r = call(SYS_unshare, CLONE_NEWTIME)) < 0) DieSys(ctx, r, "time", "unshare(CLONE_NEWTIME)");
+    r = p.procFd >= 0 ? WriteSmall(p.procFd, "self/timens_offsets", p.timeOffsets) : WriteSmall(AT_FDCWD, "/proc/self/timens_offsets", p.timeOffsets);
+    if (r < 0) DieSys(ctx, r, "time", "write", "/proc/self/timens_offsets");
+  }
   // Not dumpable (no ptrace, /proc/pid owned by root) until execve resets it, where it
   // matters: a process joining existing namespaces meets processes of the sandbox there, which
   // must not attach to it before exec. Dumpability belongs to the mm, so a CLONE_VM child
@@ -700,10 +731,6 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   if (p.tty) OpenTerminal(ctx, p);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
   if (p.domainname && (r = call(SYS_setdomainname, p.domainname, Len(p.domainname))) < 0) DieSys(ctx, r, "hostname", "setdomainname");
-  if (p.timeOffsets) {
-    if ((r = call(SYS_unshare, CLONE_NEWTIME)) < 0) DieSys(ctx, r, "time", "unshare(CLONE_NEWTIME)");
-    if ((r = WriteSmall("/proc/self/timens_offsets", p.timeOffsets)) < 0) DieSys(ctx, r, "time", "write", "/proc/self/timens_offsets");
-  }
   for (const Rlimit& rl : p.rlimits) {
     struct { unsigned long long cur, max; } v{rl.soft, rl.hard};
     if ((r = call(SYS_prlimit64, 0, rl.resource, &v, nullptr)) < 0) DieSys(ctx, r, "rlimit", "prlimit64");
@@ -802,6 +829,11 @@ int Stage2Entry(void* arg) {
   a.flags = CLONE_PARENT | (p.newPidAtStage2 ? CLONE_NEWPID : 0);
   a.exit_signal = 0;
   long pid = nsbox_clone3(&a, sizeof a, Stage2Entry, ctx);
+  if (pid == -ENOSYS) {
+    // no clone3: clone(2) with no new stack (a copy of this one, as fork)
+    pid = call(SYS_clone, a.flags, 0, nullptr, nullptr, 0);
+    if (pid == 0) call(SYS_exit_group, Stage2Entry(ctx));
+  }
   if (pid < 0) DieSys(ctx, pid, "clone", "clone3");
   ChildMsg m;
   m.kind = 2;

@@ -614,6 +614,11 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
     for (const UniqueFd& fd : taskFds) plan.cgroupTaskFds.push_back(fd.get());
   }
+  UniqueFd procFd;
+  if (plan.timeOffsets) {
+    procFd.reset(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    plan.procFd = procFd.get();
+  }
   void* stack = ChildStack(env);
   if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
 
@@ -700,7 +705,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (pid < 0) {
     f.CloseAll();
     if (launchErr) return ThrowErrno(env, launchErr, "template", "setns");
-    return ThrowErrno(env, (int)-pid, "clone", "clone3");
+    // no clone3 for the launcher (hidden by a seccomp profile): step 'template', so that the
+    // caller turns templates off and spawns with the whole view
+    return ThrowErrno(env, (int)-pid, templ && pid == -ENOSYS ? "template" : "clone", "clone3");
   }
 
   // the helper starts now, on another CPU, and works while we write the maps
