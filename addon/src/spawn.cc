@@ -193,6 +193,15 @@ void* MapHelperStack(void** slot) {
 // builder, launcher)
 void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
+// Test hook: NSBOX_TEST_NO_CLONE_INTO_CGROUP=1 in the environment when the addon loads makes a
+// spawn into a cgroup take the path of kernels without CLONE_INTO_CGROUP (5.3 to 5.6): clone(2),
+// then the pid written to cgroup.procs. Both are the real system calls; only the clone3 that
+// would have worked is skipped. Read once, on the main thread.
+bool NoCloneIntoCgroupForTests() {
+  static const bool on = [] { const char* v = getenv("NSBOX_TEST_NO_CLONE_INTO_CGROUP"); return v && v[0] == '1'; }();
+  return on;
+}
+
 // Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
 // __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
 // runs only raw system calls). clone(2) where there is no clone3. Returns its pid or -errno.
@@ -686,11 +695,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
     pid = LaunchInTemplate(env, templateFd, spareNet, &args, &ctx, &launchErr);
+  } else if (intoCgroup && NoCloneIntoCgroupForTests()) {
+    pid = -E2BIG;  // what kernels 5.3 to 5.6 answer: their clone_args end before `cgroup`
   } else {
     pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
   }
-  if (!templ && (pid == -ENOSYS || (pid == -EINVAL && intoCgroup))) {
-    // no clone3 (or no CLONE_INTO_CGROUP): clone(2), and the cgroup is joined by pid below
+  if (!templ && (pid == -ENOSYS || ((pid == -EINVAL || pid == -E2BIG) && intoCgroup))) {
+    // no clone3 (or no CLONE_INTO_CGROUP: EINVAL for the unknown flag, E2BIG for the unknown
+    // `cgroup` field on 5.3 to 5.6): clone(2), and the cgroup is joined by pid below
     intoCgroup = false;
     unsigned long fl = (unsigned long)(CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM) | SIGCHLD);
     int r = clone(ChildMain, (char*)stack + kStackSize, (int)fl, &ctx, &pidfd);
