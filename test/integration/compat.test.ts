@@ -188,6 +188,23 @@ describe.skipIf(skipReason(process.geteuid?.() !== 0, 'time namespace tests need
   });
 });
 
+describe.skipIf(skipReason(process.geteuid?.() !== 0, 'the unprivileged time namespace test starts from root (setpriv to uid 65534)'))('time namespaces, unprivileged', () => {
+  it('shifts boottime for a caller of uid 65534 (fresh Node process)', () => {
+    const code = `const r = await nsbox.spawnIsolated('/bin/cat', ['/proc/uptime'], { timeOffsets: { boottime: 864000 } });
+      console.log(JSON.stringify({ code: r.exitCode, up: Number(r.stdout.split(' ')[0]), err: r.stderr }));`;
+    let out: string;
+    try {
+      out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e',
+        `import * as nsbox from ${JSON.stringify(DIST)};\n${code}`], { encoding: 'utf8', cwd: '/' });
+    } catch (e) {
+      throw new Error(`exit ${(e as { status?: number }).status}: ${(e as { stderr?: string }).stderr}`);
+    }
+    const r = JSON.parse(out) as { code: number; up: number; err: string };
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.up).toBeGreaterThan(864000);
+  });
+});
+
 describe.skipIf(skipReason(process.geteuid?.() !== 0, 'cgroup tests need root'))(`usage figures on kernel ${release()}`, () => {
   it('reports pidsPeak as null where the kernel keeps no pids.peak (before 6.1), the kernel\'s figure where it does', async () => {
     const r = await spawnIsolated('/bin/sh', ['-c', 'sleep 0.2 & sleep 0.2 & wait'], { limits: { pids: 16 } });
