@@ -129,11 +129,14 @@ long TouchFile(const char* path) {
 }
 
 // Flags the kernel locks on a mount made in a less privileged namespace: a remount must
-// carry them or it fails with EPERM.
+// carry them or it fails with EPERM (and the mount's own, which a bind remount would clear).
 unsigned long LockedFlags(const char* target) {
   struct statfs s;
   if (call(SYS_statfs, target, &s) < 0) return 0;
   unsigned long f = 0;
+  // read-only too: a bind remount sets the flags exactly, and would make a bind of a
+  // read-only mount writable
+  if (s.f_flags & ST_RDONLY) f |= MS_RDONLY;
   if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
   if (s.f_flags & ST_NODEV) f |= MS_NODEV;
   if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
