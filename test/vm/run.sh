@@ -16,7 +16,7 @@
 # package cache live under $CACHE/apt-bullseye: the host's apt state is never touched.
 #
 # Environment: NSBOX_ADDON (addon to test; default build/Release/nsbox.node via the loader),
-# VM_TIMEOUT (seconds, default 900), VM_MEM (MiB, default 1024), VM_SMP (default nproc<=8),
+# VM_TIMEOUT (seconds, default 1800), VM_MEM (MiB, default 1024), VM_SMP (default nproc<=8),
 # VM_KERNEL (6.1, the default, or 5.10), VM_KERNEL_PKG (a specific linux-image-* package from
 # the host's sources), VM_TESTS (test files instead of the kernel's set, space separated),
 # VM_VERBOSE=1 (stream the guest console). Extra arguments are passed to vitest. Exit status: the tests'; 124 timeout; 125 VM failure.
@@ -25,7 +25,7 @@ set -euo pipefail
 PROG=test-vm
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${CGROUP_V2_VM_CACHE:-/var/cache/cgroup-v2-vm}
-TIMEOUT=${VM_TIMEOUT:-900}
+TIMEOUT=${VM_TIMEOUT:-1800}
 MEM=${VM_MEM:-1024}
 SMP=${VM_SMP:-$(nproc)}; [ "$SMP" -le 8 ] || SMP=8
 KPKG=${VM_KERNEL_PKG:-}
@@ -176,8 +176,8 @@ NODE=$(command -v node) || die "node not found"
 if [ -n "${VM_TESTS:-}" ]; then
   read -r -a TESTS <<< "$VM_TESTS"
 elif [ "$VMK" = 5.10 ]; then
-  TESTS=(test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-safepaths.test.ts
-    test/integration/cgroup-spawn.test.ts test/integration/spawn.test.ts)
+  TESTS=(test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
+    test/integration/fs-safepaths.test.ts test/integration/cgroup-spawn.test.ts)
 else
   TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/view-template.test.ts
     test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
