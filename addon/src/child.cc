@@ -303,20 +303,41 @@ long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsi
 }
 
 // Remounts the mount whose root `fd` holds (attached by now) with the restrictions of a bind,
-// through its /proc/self/fd magic link, so nothing is looked up by name in the root: for
-// kernels without mount_setattr (before 5.12). Only that mount, not the ones below it.
-long RemountFd(long fd, bool readonly, unsigned long extra) {
-  char path[32] = "/proc/self/fd/";
+// for kernels without mount_setattr (before 5.12), so nothing is looked up by name in the
+// root: a directory by fchdir to it and a mount on "."; a file through its magic link in the
+// caller's /proc (procFd). Only that mount, not the ones below it.
+long RemountFd(long fd, int procFd, bool readonly, unsigned long extra) {
+  struct statfs s;
+  long r = call(SYS_fstatfs, fd, &s);
+  if (r < 0) return r;
+  unsigned long f = MS_BIND | MS_REMOUNT | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  if (readonly || (s.f_flags & ST_RDONLY)) f |= MS_RDONLY;
+  if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (s.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (s.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (s.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (s.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  if (call(SYS_fchdir, fd) == 0) {
+    r = call(SYS_mount, nullptr, ".", nullptr, f, nullptr);
+    call(SYS_chdir, "/");
+    return r;
+  }
+  // a file: by its magic link in the caller's /proc (this mount namespace may have no /proc
+  // yet), relative to that directory
+  if (procFd < 0) return -ENOSYS;
+  char path[32] = "self/fd/";
+  size_t at = Len(path);
   char digits[12];
   int n = 0;
   unsigned long v = (unsigned long)fd;
   do { digits[n++] = char('0' + v % 10); v /= 10; } while (v && n < 11);
-  size_t at = Len(path);
   while (n) path[at++] = digits[--n];
   path[at] = 0;
-  unsigned long f = MS_BIND | MS_REMOUNT | LockedFlags(path) | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
-  if (readonly) f |= MS_RDONLY;
-  return call(SYS_mount, nullptr, path, nullptr, f, nullptr);
+  if ((r = call(SYS_fchdir, procFd)) < 0) return r;
+  r = call(SYS_mount, nullptr, path, nullptr, f, nullptr);
+  call(SYS_chdir, "/");
+  return r;
 }
 
 // bind op.a onto op.b: the source tree is cloned (open_tree), restricted while detached, then
@@ -339,7 +360,7 @@ long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   call(SYS_close, t);
   if (r == 0 && late) {
     *failedCall = "mount";
-    r = RemountFd(tree, op.readonly, op.flags);
+    r = RemountFd(tree, ctx->plan->procFd, op.readonly, op.flags);
   }
   call(SYS_close, tree);
   return r;

@@ -104,8 +104,9 @@ struct Plan {
   const char* hostname = nullptr;
   const char* domainname = nullptr;
   const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
-  int procFd = -1;                     // the caller's /proc (O_PATH), for timens_offsets: the child's own
-                                       // mount namespace may have none of its own yet
+  int procFd = -1;                     // the caller's /proc (O_PATH), for timens_offsets and the bind
+                                       // remounts without mount_setattr: the child's own mount
+                                       // namespace may have none yet
   std::vector<Rlimit> rlimits;
   bool earlyIds = false;               // become root of the new user namespace before the mounts
   unsigned earlyUid = 0, earlyGid = 0;

@@ -193,6 +193,13 @@ void* MapHelperStack(void** slot) {
 // builder, launcher)
 void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
+// Whether the kernel has mount_setattr (5.12). Without it a bind's restrictions are applied
+// by remounting it, a file bind through its magic link in our /proc (Plan::procFd). Asked once.
+bool HaveMountSetattr() {
+  static const bool have = syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0) < 0 && errno != ENOSYS;
+  return have;
+}
+
 // Test hook: NSBOX_TEST_NO_CLONE_INTO_CGROUP=1 in the environment when the addon loads makes a
 // spawn into a cgroup take the path of kernels without CLONE_INTO_CGROUP (5.3 to 5.6): clone(2),
 // then the pid written to cgroup.procs. Both are the real system calls; only the clone3 that
@@ -624,7 +631,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     for (const UniqueFd& fd : taskFds) plan.cgroupTaskFds.push_back(fd.get());
   }
   UniqueFd procFd;
-  if (plan.timeOffsets) {
+  if (plan.timeOffsets || !HaveMountSetattr()) {
     procFd.reset(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
     plan.procFd = procFd.get();
   }
