@@ -170,7 +170,8 @@ describe.skipIf(skipReason(process.geteuid?.() !== 0, 'time namespace tests need
   for (const init of [true, false]) {
     it(`shifts boottime for the program (init: ${init}; refused without init before 5.11)`, async () => {
       if (!init && !kernelAtLeast(5, 11)) {
-        const e = await spawnIsolated('/bin/true', [], { timeOffsets: { boottime: DAY }, init }).catch((x) => x);
+        let e: unknown;
+        try { await spawnIsolated('/bin/true', [], { timeOffsets: { boottime: DAY }, init }); } catch (x) { e = x; }
         expect(e).toBeInstanceOf(NsboxError);
         expect(e).toMatchObject({ code: 'EOPNOTSUPP', step: 'time' });
         expect((e as NsboxError).message).toMatch(/Linux 5\.11/);
