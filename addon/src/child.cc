@@ -129,11 +129,14 @@ long TouchFile(const char* path) {
 }
 
 // Flags the kernel locks on a mount made in a less privileged namespace: a remount must
-// carry them or it fails with EPERM.
+// carry them or it fails with EPERM (and the mount's own, which a bind remount would clear).
 unsigned long LockedFlags(const char* target) {
   struct statfs s;
   if (call(SYS_statfs, target, &s) < 0) return 0;
   unsigned long f = 0;
+  // read-only too: a bind remount sets the flags exactly, and would make a bind of a
+  // read-only mount writable
+  if (s.f_flags & ST_RDONLY) f |= MS_RDONLY;
   if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
   if (s.f_flags & ST_NODEV) f |= MS_NODEV;
   if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
@@ -299,10 +302,53 @@ long SetAttrFd(long fd, bool readonly, unsigned long extra, bool recursive, unsi
   return call(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &a, sizeof a);
 }
 
+// mount(2) with `flags` on the mount whose root `fd` holds (attached by now), so nothing is
+// looked up by name in the root: a directory by fchdir to it and a mount on "."; a file
+// through its magic link in the caller's /proc (procFd).
+long MountOnFd(long fd, int procFd, unsigned long flags) {
+  long r;
+  if (call(SYS_fchdir, fd) == 0) {
+    r = call(SYS_mount, nullptr, ".", nullptr, flags, nullptr);
+    call(SYS_chdir, "/");
+    return r;
+  }
+  if (procFd < 0) return -ENOSYS;
+  char path[32] = "self/fd/";
+  size_t at = Len(path);
+  char digits[12];
+  int n = 0;
+  unsigned long v = (unsigned long)fd;
+  do { digits[n++] = char('0' + v % 10); v /= 10; } while (v && n < 11);
+  while (n) path[at++] = digits[--n];
+  path[at] = 0;
+  if ((r = call(SYS_fchdir, procFd)) < 0) return r;
+  r = call(SYS_mount, nullptr, path, nullptr, flags, nullptr);
+  call(SYS_chdir, "/");
+  return r;
+}
+
+// Remounts the mount whose root `fd` holds with the restrictions of a bind, for kernels
+// without mount_setattr (before 5.12). Only that mount, not the ones below it.
+long RemountFd(long fd, int procFd, bool readonly, unsigned long extra) {
+  struct statfs s;
+  long r = call(SYS_fstatfs, fd, &s);
+  if (r < 0) return r;
+  unsigned long f = MS_BIND | MS_REMOUNT | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
+  if (readonly || (s.f_flags & ST_RDONLY)) f |= MS_RDONLY;
+  if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (s.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (s.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (s.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (s.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  return MountOnFd(fd, procFd, f);
+}
+
 // bind op.a onto op.b: the source tree is cloned (open_tree), restricted while detached, then
 // moved onto the resolved target fd
 // (kAttach: the tree is the one the parent cloned and restricted, op.fd; a source inside the
-// root is resolved there, like a target)
+// root is resolved there, like a target). Without mount_setattr (5.2 to 5.11) the restrictions
+// follow once it is attached: a bind remount of the moved mount, through its fd.
 constexpr char kOpenTree[] = "open_tree";
 long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   *failedCall = kOpenTree;
@@ -321,14 +367,27 @@ long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   }
   if (tree < 0) return tree;
   *failedCall = "mount_setattr";
-  r = op.kind == OpKind::kAttach ? 0 : SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
-  if (r < 0) { call(SYS_close, tree); return r; }
+  // kAttach: restricted by the parent already, unless the kernel lacks mount_setattr
+  // (AttachTree marks that with kAttachLate in op.mode)
+  r = op.kind == OpKind::kAttach ? (op.mode == kAttachLate ? -ENOSYS : 0) : SetAttrFd(tree, op.readonly, op.flags, op.recursive, 0);
+  const bool late = r == -ENOSYS;
+  if (r < 0 && !late) { call(SYS_close, tree); return r; }
   *failedCall = op.file ? "open" : "mkdir";
   long t = BindTarget(ctx, op);
   if (t < 0) { call(SYS_close, tree); return t; }
   *failedCall = "move_mount";
   r = call(SYS_move_mount, tree, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
   call(SYS_close, t);
+  if (r == 0 && late && op.kind == OpKind::kAttach) {
+    // a clone made in the host's namespace may be a peer of host mounts: make it private (or
+    // a slave) before anything is mounted under it, or those mounts would reach the host
+    *failedCall = "mount";
+    r = MountOnFd(tree, ctx->plan->procFd, ((op.flags & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE) | (op.recursive ? MS_REC : 0));
+  }
+  if (r == 0 && late) {
+    *failedCall = "mount";
+    r = RemountFd(tree, ctx->plan->procFd, op.readonly, op.flags);
+  }
   call(SYS_close, tree);
   return r;
 }
@@ -641,9 +700,9 @@ void InstallSeccomp(ChildCtx* ctx, const Plan& p) {
   if (r < 0) DieSys(ctx, r, "seccomp", "seccomp");
 }
 
-// Writes a whole small file (e.g. /proc/self/timens_offsets).
-long WriteSmall(const char* path, const char* data) {
-  long fd = call(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+// Writes a whole small file (e.g. /proc/self/timens_offsets), relative to dirfd.
+long WriteSmall(int dirfd, const char* path, const char* data) {
+  long fd = call(SYS_openat, dirfd, path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return fd;
   long r = call(SYS_write, fd, data, Len(data));
   call(SYS_close, fd);
@@ -700,6 +759,14 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
+  // The time namespace for the program, first: /proc/self/timens_offsets is writable only by
+  // this process's owner, and the id and dumpable changes below give the file to another
+  // (host root, whom the sandbox's root is not). The offsets are set before anything enters.
+  if (p.timeOffsets) {
+    if ((r = call(SYS_unshare, CLONE_NEWTIME)) < 0) DieSys(ctx, r, "time", "unshare(CLONE_NEWTIME)");
+    r = p.procFd >= 0 ? WriteSmall(p.procFd, "self/timens_offsets", p.timeOffsets) : WriteSmall(AT_FDCWD, "/proc/self/timens_offsets", p.timeOffsets);
+    if (r < 0) DieSys(ctx, r, "time", "write", "/proc/self/timens_offsets");
+  }
   // Not dumpable (no ptrace, /proc/pid owned by root) until execve resets it, where it
   // matters: a process joining existing namespaces meets processes of the sandbox there, which
   // must not attach to it before exec. Dumpability belongs to the mm, so a CLONE_VM child
@@ -736,10 +803,6 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   if (p.tty) OpenTerminal(ctx, p);
   if (p.hostname && (r = call(SYS_sethostname, p.hostname, Len(p.hostname))) < 0) DieSys(ctx, r, "hostname", "sethostname");
   if (p.domainname && (r = call(SYS_setdomainname, p.domainname, Len(p.domainname))) < 0) DieSys(ctx, r, "hostname", "setdomainname");
-  if (p.timeOffsets) {
-    if ((r = call(SYS_unshare, CLONE_NEWTIME)) < 0) DieSys(ctx, r, "time", "unshare(CLONE_NEWTIME)");
-    if ((r = WriteSmall("/proc/self/timens_offsets", p.timeOffsets)) < 0) DieSys(ctx, r, "time", "write", "/proc/self/timens_offsets");
-  }
   for (const Rlimit& rl : p.rlimits) {
     struct { unsigned long long cur, max; } v{rl.soft, rl.hard};
     if ((r = call(SYS_prlimit64, 0, rl.resource, &v, nullptr)) < 0) DieSys(ctx, r, "rlimit", "prlimit64");
@@ -841,6 +904,11 @@ int Stage2Entry(void* arg) {
   a.flags = CLONE_PARENT | (p.newPidAtStage2 ? CLONE_NEWPID : 0);
   a.exit_signal = 0;
   long pid = nsbox_clone3(&a, sizeof a, Stage2Entry, ctx);
+  if (pid == -ENOSYS) {
+    // no clone3: clone(2) with no new stack (a copy of this one, as fork)
+    pid = call(SYS_clone, a.flags, 0, nullptr, nullptr, 0);
+    if (pid == 0) call(SYS_exit_group, Stage2Entry(ctx));
+  }
   if (pid < 0) DieSys(ctx, pid, "clone", "clone3");
   ChildMsg m;
   m.kind = 2;

@@ -113,6 +113,11 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   long pid = nsbox_clone3(&a, sizeof a, UserNsChild, &rfd);
+  if (pid == -ENOSYS) {
+    // no clone3 (before 5.3, or a seccomp profile that hides it): clone(2)
+    int c = clone(UserNsChild, static_cast<char*>(stack) + kHelperStackSize, CLONE_VM | CLONE_FILES | CLONE_NEWUSER, &rfd);
+    pid = c < 0 ? -errno : c;
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) { munmap(stack, kHelperStackSize); return ThrowErrno(env, (int)-pid, "idmap", "clone3"); }
   Err e;
@@ -138,10 +143,28 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
 }
 
 // ---- overlay, new mount API -------------------------------------------------------------
+// Whether this kernel's overlayfs still takes its options through the legacy fs_context
+// (kernels before 6.5): every fsconfig key is accepted as text, unchecked, and only
+// FSCONFIG_CMD_CREATE parses them, so `lowerdir+` is not refused where it is set but fails
+// with a bare EINVAL at create. Told apart by a key no overlayfs knows, on a context of its
+// own: the native parser refuses it at once. Asked once per process.
+bool LegacyOverlayContext() {
+  static int legacy = -1;
+  if (legacy < 0) {
+    UniqueFd fs(static_cast<int>(syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC)));
+    if (!fs.valid()) return false;  // the caller's own fsopen reports why
+    legacy = syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_FLAG, "nsbox-probe", nullptr, 0) == 0 ? 1 : 0;
+  }
+  return legacy == 1;
+}
+
 // opts: { lower: string[] (top first), upper?, work?, target, readonly?, userxattr?,
-//         source?, params?: [key, value][] }
-// Returns true on success, false when this kernel has no fsopen/lowerdir+ (the caller falls
-// back to mount(2)); throws NsboxError for every other failure.
+//         source?, params?: [key, value][], lowerdir?: string, idmapFd?: number }
+// `lowerdir`: every layer in one `lowerdir=` string (escaped by the caller) instead of one
+// `lowerdir+` per layer, for kernels without `lowerdir+`.
+// Returns true on success, false when this kernel has no fsopen or cannot take `lowerdir+`
+// (before 6.8; the caller retries with `lowerdir` or falls back to mount(2)); throws
+// NsboxError for every other failure.
 Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
@@ -150,11 +173,18 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
   std::string source = o.Has("source") ? Str(o.Get("source")) : "nsbox-overlay";
   bool readonly = o.Get("readonly").ToBoolean();
   bool userxattr = o.Get("userxattr").ToBoolean();
+  const bool oneString = o.Has("lowerdir") && o.Get("lowerdir").IsString();
+  const int idmapFd = o.Has("idmapFd") ? o.Get("idmapFd").As<Napi::Number>().Int32Value() : -1;
   Err e;
   UniqueFd fs(static_cast<int>(syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC)));
   if (!fs.valid()) {
     if (errno == ENOSYS) return Napi::Boolean::New(env, false);
     return ThrowErrno(env, errno, "overlay", "fsopen", target.c_str());
+  }
+  if (!oneString && LegacyOverlayContext()) {
+    // no lowerdir+ here (its per-layer fds neither): say so before anything is tried
+    if (idmapFd >= 0) return ThrowErrno(env, EOPNOTSUPP, "overlay-idmap", "fsconfig", "lowerdir+");
+    return Napi::Boolean::New(env, false);
   }
   auto set = [&](const char* key, const char* val) -> int {
     if (syscall(SYS_fsconfig, fs.get(), val ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, key, val, 0) < 0) return -errno;
@@ -165,9 +195,12 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
   // idmapFd >= 0: each layer goes in as an idmapped clone of its directory (the namespace's
   // maps shift its owners), by fd. A kernel or filesystem that cannot: EOPNOTSUPP at step
   // 'overlay-idmap', and the caller mounts without.
-  const int idmapFd = o.Has("idmapFd") ? o.Get("idmapFd").As<Napi::Number>().Int32Value() : -1;
   std::vector<UniqueFd> layerFds;
-  for (uint32_t i = 0; i < lower.Length(); i++) {
+  if (oneString) {
+    std::string all = Str(o.Get("lowerdir"));
+    if ((r = set("lowerdir", all.c_str())) < 0) { Fail(&e, -r, "overlay", "fsconfig", "lowerdir"); ReadFsLog(fs.get(), &e); return ThrowErr(env, e); }
+  }
+  for (uint32_t i = 0; !oneString && i < lower.Length(); i++) {
     std::string p = Str(lower.Get(i));
     if (idmapFd >= 0) {
       UniqueFd t(static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | O_CLOEXEC)));
@@ -215,7 +248,10 @@ Napi::Value OverlayMountNew(const Napi::CallbackInfo& info) {
     }
   }
   if (syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
-    Fail(&e, errno, "overlay", "fsconfig", target.c_str());
+    int er = errno;
+    // idmapped layers the kernel took by fd but cannot stack: mount without
+    if (idmapFd >= 0 && er == EINVAL) er = EOPNOTSUPP;
+    Fail(&e, er, idmapFd >= 0 && er == EOPNOTSUPP ? "overlay-idmap" : "overlay", "fsconfig", target.c_str());
     ReadFsLog(fs.get(), &e);
     return ThrowErr(env, e);
   }

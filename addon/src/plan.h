@@ -51,6 +51,10 @@ struct Op {
   int fd = -1;           // kAttach: the detached tree the parent opened (closed by it after clone)
 };
 
+// kAttach's op.mode when the parent could not restrict the tree (no mount_setattr, before
+// 5.12): the child makes it private and remounts it once it is attached
+constexpr unsigned kAttachLate = 1;
+
 struct Join { int fd; int nstype; };
 
 // Network hand-off done by the parent between clone and "go" (net_handoff.cc implements it):
@@ -108,6 +112,9 @@ struct Plan {
   const char* hostname = nullptr;
   const char* domainname = nullptr;
   const char* timeOffsets = nullptr;   // written to /proc/self/timens_offsets
+  int procFd = -1;                     // the caller's /proc (O_PATH), for timens_offsets and the bind
+                                       // remounts without mount_setattr: the child's own mount
+                                       // namespace may have none yet
   std::vector<Rlimit> rlimits;
   bool earlyIds = false;               // become root of the new user namespace before the mounts
   unsigned earlyUid = 0, earlyGid = 0;

@@ -194,6 +194,22 @@ void* MapHelperStack(void** slot) {
 // builder, launcher)
 void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
+// Whether the kernel has mount_setattr (5.12). Without it a bind's restrictions are applied
+// by remounting it, a file bind through its magic link in our /proc (Plan::procFd). Asked once.
+bool HaveMountSetattr() {
+  static const bool have = syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0) < 0 && errno != ENOSYS;
+  return have;
+}
+
+// Test hook: NSBOX_TEST_NO_CLONE_INTO_CGROUP=1 in the environment when the addon loads makes a
+// spawn into a cgroup take the path of kernels without CLONE_INTO_CGROUP (5.3 to 5.6): clone(2),
+// then the pid written to cgroup.procs. Both are the real system calls; only the clone3 that
+// would have worked is skipped. Read once, on the main thread.
+bool NoCloneIntoCgroupForTests() {
+  static const bool on = [] { const char* v = getenv("NSBOX_TEST_NO_CLONE_INTO_CGROUP"); return v && v[0] == '1'; }();
+  return on;
+}
+
 // Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
 // __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
 // runs only raw system calls). clone(2) where there is no clone3. Returns its pid or -errno.
@@ -548,7 +564,7 @@ int MakeStdio(const Plan& p, Fds* f, Err* e) {
 // the sandbox's root (an unprivileged host id) may not be able to reach it (a rootfs or image
 // store in a 0700 directory). The copy is made private (it is a peer of nothing on the host)
 // (or a slave: op.flags MS_SLAVE) and restricted here; the child only moves it into place. Returns the fd or -1 with `e` set.
-int AttachTree(const Op& op, Err* e) {
+int AttachTree(Op& op, Err* e) {
   constexpr unsigned kOpenTreeClone = 1, kAtRecursive = 0x8000, kAtEmptyPath = 0x1000;
   UniqueFd t((int)syscall(SYS_open_tree, AT_FDCWD, op.a, kOpenTreeClone | O_CLOEXEC | (op.recursive ? kAtRecursive : 0)));
   if (!t.valid()) { Fail(e, errno, "bind", "open_tree", op.a); return -1; }
@@ -560,6 +576,8 @@ int AttachTree(const Op& op, Err* e) {
   // a peer of nothing; a slave of the host's mount when the root's propagation is 'slave'
   a.propagation = (op.flags & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
   if (syscall(SYS_mount_setattr, t.get(), "", kAtEmptyPath | (op.recursive ? kAtRecursive : 0), &a, sizeof a) < 0) {
+    // before 5.12: the child restricts it once attached (BindIn's late path)
+    if (errno == ENOSYS) { op.mode = kAttachLate; return t.release(); }
     Fail(e, errno, "bind", "mount_setattr", op.a);
     return -1;
   }
@@ -645,6 +663,11 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
     for (const UniqueFd& fd : taskFds) plan.cgroupTaskFds.push_back(fd.get());
   }
+  UniqueFd procFd;
+  if (plan.timeOffsets || !HaveMountSetattr()) {
+    procFd.reset(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    plan.procFd = procFd.get();
+  }
   void* stack = ChildStack(env);
   if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
 
@@ -712,11 +735,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
     pid = LaunchInTemplate(env, templateFd, spareNet, &args, &ctx, &launchErr);
+  } else if (intoCgroup && NoCloneIntoCgroupForTests()) {
+    pid = -E2BIG;  // what kernels 5.3 to 5.6 answer: their clone_args end before `cgroup`
   } else {
     pid = nsbox_clone3(&args, sizeof args, ChildMain, &ctx);
   }
-  if (!templ && (pid == -ENOSYS || (pid == -EINVAL && intoCgroup))) {
-    // no clone3 (or no CLONE_INTO_CGROUP): clone(2), and the cgroup is joined by pid below
+  if (!templ && (pid == -ENOSYS || ((pid == -EINVAL || pid == -E2BIG) && intoCgroup))) {
+    // no clone3 (or no CLONE_INTO_CGROUP: EINVAL for the unknown flag, E2BIG for the unknown
+    // `cgroup` field on 5.3 to 5.6): clone(2), and the cgroup is joined by pid below
     intoCgroup = false;
     unsigned long fl = (unsigned long)(CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM) | SIGCHLD);
     int r = clone(ChildMain, (char*)stack + kStackSize, (int)fl, &ctx, &pidfd);
@@ -731,7 +757,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (pid < 0) {
     f.CloseAll();
     if (launchErr) return ThrowErrno(env, launchErr, "template", "setns");
-    return ThrowErrno(env, (int)-pid, "clone", "clone3");
+    // no clone3 for the launcher (hidden by a seccomp profile): step 'template', so that the
+    // caller turns templates off and spawns with the whole view
+    return ThrowErrno(env, (int)-pid, templ && pid == -ENOSYS ? "template" : "clone", "clone3");
   }
 
   // the helper starts now, on another CPU, and works while we write the maps

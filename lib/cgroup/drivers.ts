@@ -25,7 +25,7 @@ export interface CgroupStats {
   swap: number | null;
   /** Tasks now. */
   pidsCurrent: number | null;
-  /** Most tasks at once (`pids.peak` where the kernel has it, else the most this object saw). */
+  /** Most tasks at once (`pids.peak`); null where the kernel keeps no such figure (before Linux 6.1). */
   pidsPeak: number | null;
   /** Times the memory limit was hit and the OOM path ran (v2 `memory.events oom`; v1: null). */
   oom: number | null;
@@ -251,7 +251,6 @@ export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<strin
 export class V2Driver implements Driver {
   readonly version = 2 as const;
   readonly dirs: Record<string, string>;
-  private pidsPeakSeen = 0;
 
   constructor(readonly dir: string) {
     this.dirs = { unified: dir };
@@ -305,7 +304,6 @@ export class V2Driver implements Driver {
     const me = kv(mev);
     const pidsCurrent = num(readOpt(`${d}/pids.current`));
     const kernelPeak = num(readOpt(`${d}/pids.peak`));
-    if (pidsCurrent !== null) this.pidsPeakSeen = Math.max(this.pidsPeakSeen, pidsCurrent);
     const [ioR, ioW] = ioBytesV2(readOpt(`${d}/io.stat`));
     return {
       cpuUserMs: cpu.user_usec !== undefined ? cpu.user_usec / 1000 : null,
@@ -315,7 +313,7 @@ export class V2Driver implements Driver {
       memoryPeak: num(readOpt(`${d}/memory.peak`)),
       swap: num(readOpt(`${d}/memory.swap.current`)),
       pidsCurrent,
-      pidsPeak: kernelPeak ?? (pidsCurrent === null ? null : this.pidsPeakSeen),
+      pidsPeak: kernelPeak, // null before Linux 6.1 (no pids.peak): a sampled figure would only be a guess
       oom: mev === null ? null : (me.oom ?? 0),
       oomKill: mev === null ? null : (me.oom_kill ?? 0),
       ioReadBytes: ioR,
@@ -410,7 +408,6 @@ async function killLoopAlone(d: Driver, timeoutMs: number): Promise<void> {
 /** The cgroup v1 driver: one directory per hierarchy (memory, cpu[,cpuacct], pids, ...). */
 export class V1Driver implements Driver {
   readonly version = 1 as const;
-  private pidsPeakSeen = 0;
 
   /** @param dirs controller name -> directory (co-mounted controllers share one) */
   constructor(readonly dirs: Record<string, string>) {}
@@ -519,7 +516,6 @@ export class V1Driver implements Driver {
       oomKill = oc === null ? null : (kv(oc).oom_kill ?? 0);
     }
     const pidsCurrent = pids ? num(readOpt(`${pids}/pids.current`)) : null;
-    if (pidsCurrent !== null) this.pidsPeakSeen = Math.max(this.pidsPeakSeen, pidsCurrent);
     const kernelPeak = pids ? num(readOpt(`${pids}/pids.peak`)) : null;
     const [ioR, ioW] = blk ? ioBytesV1(readOpt(`${blk}/blkio.throttle.io_service_bytes_recursive`) ?? readOpt(`${blk}/blkio.throttle.io_service_bytes`)) : [null, null];
     return {
@@ -530,7 +526,7 @@ export class V1Driver implements Driver {
       memoryPeak: mem ? num(readOpt(`${mem}/memory.max_usage_in_bytes`)) : null,
       swap,
       pidsCurrent,
-      pidsPeak: kernelPeak ?? (pidsCurrent === null ? null : this.pidsPeakSeen),
+      pidsPeak: kernelPeak, // null before Linux 6.1 (no pids.peak): a sampled figure would only be a guess
       oom: null,
       oomKill,
       ioReadBytes: ioR,

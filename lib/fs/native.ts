@@ -28,10 +28,12 @@ export interface OverlayNativeOptions {
   params?: Array<[string, string]>;
   /** a user namespace fd (fsUserNs): the lower layers go in idmapped through it */
   idmapFd?: number;
+  /** every layer in one escaped `lowerdir=` string instead of one `lowerdir+` each */
+  lowerdir?: string;
 }
 
 export interface FsNative {
-  /** true: mounted with fsopen/lowerdir+; false: this kernel lacks them (use the fallback). */
+  /** true: mounted with fsopen (lowerdir+, or `lowerdir` when given); false: this kernel lacks fsopen or lowerdir+ (use a fallback). */
   fsOverlayMount(o: OverlayNativeOptions): boolean;
   /** fd of a new user namespace with these maps (uid_map/gid_map text), for idmapped mounts */
   fsUserNs(uidMap: string, gidMap: string): number;

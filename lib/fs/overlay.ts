@@ -1,6 +1,7 @@
 // OverlayMount: an overlayfs mount made with the new mount API (fsopen('overlay'), one
-// `lowerdir+` per layer, fsmount, move_mount onto the opened target), or with mount(2) and
-// short relative links when the kernel lacks `lowerdir+` (or when asked, to test it).
+// `lowerdir+` per layer, fsmount, move_mount onto the opened target; where the kernel lacks
+// `lowerdir+`, before 6.8, all layers in one `lowerdir=` string when it fits), or with mount(2)
+// and short relative links (or when asked, to test it).
 // Also reads an upper dir back: changes() and exportDiff() (an OCI/Docker layer tar).
 import { chownSync, closeSync, fstatSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,8 +38,9 @@ export interface OverlayMountOptions {
   /** Add `nosuid` to the mount. Default `false` (`nodev` is always set). */
   nosuid?: boolean;
   /**
-   * `'auto'` (default): the new mount API with `lowerdir+`, falling back to mount(2) when the
-   * kernel lacks it; `'fsopen'`: the new API only; `'mount'`: mount(2) with short links only.
+   * `'auto'` (default): the new mount API with `lowerdir+` (Linux 6.8), else with one
+   * `lowerdir=` string where it fits fsconfig's 255 bytes, else mount(2) with short links;
+   * `'fsopen'`: the new API only; `'mount'`: mount(2) with short links only.
    */
   driver?: 'auto' | 'fsopen' | 'mount';
   /**
@@ -193,9 +195,15 @@ export class OverlayMount {
           if (p.upper) chownSync(p.upper, 0, 0);
         }
       }
-      const ok = nat.fsOverlayMount(opts);
-      if (ok) return new OverlayMount(p, 'fsopen');
-      if (p.driver === 'fsopen') throw errnoError(22, 'overlay', 'fsconfig', p.target, "this kernel's overlayfs has no lowerdir+ (needs Linux 6.8)");
+      if (nat.fsOverlayMount(opts)) return new OverlayMount(p, 'fsopen');
+      // no lowerdir+ (before 6.8; before 6.5 the kernel only refuses it at create): every
+      // layer in one lowerdir= string, while fsconfig takes it (a string of at most 255 bytes;
+      // no ',' which the legacy parser of kernels before 6.5 refuses even escaped)
+      const one = lowerdirString(p.lower);
+      if (Buffer.byteLength(one) <= 255 && !one.includes(',') && nat.fsOverlayMount({ ...opts, lowerdir: one })) return new OverlayMount(p, 'fsopen');
+      if (p.driver === 'fsopen') {
+        throw errnoError(22, 'overlay', 'fsconfig', p.target, "this kernel's overlayfs has no lowerdir+ (Linux 6.8) and these layers do not fit one lowerdir= string (255 bytes, no ','): use driver 'mount' or 'auto'");
+      }
     }
     legacyMount(p, links);
     return new OverlayMount(p, 'mount');
@@ -235,11 +243,16 @@ export class OverlayMount {
   }
 }
 
+/** The layers (top first) as one `lowerdir=` value: backslash, `:` and `,` escaped with a backslash. */
+export function lowerdirString(lower: readonly string[]): string {
+  return lower.map((l) => l.replace(/[\\:,]/g, (c) => `\\${c}`)).join(':');
+}
+
 function legacyMount(p: Parsed, links?: LegacyLinks): void {
   const nat = fsNative();
   const flags = MS_NODEV | (p.readonly ? MS_RDONLY : 0) | (p.nosuid ? MS_NOSUID : 0);
   const opts = (l: LegacyLinks) => {
-    let s = `lowerdir=${l.lower.join(':')}`;
+    let s = `lowerdir=${lowerdirString(l.lower)}`;
     if (l.upper) s += `,upperdir=${l.upper},workdir=${l.work}`;
     for (const [k, v] of PARAMS) s += `,${k}=${v}`;
     if (p.userxattr) s += ',userxattr';

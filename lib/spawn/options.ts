@@ -240,7 +240,7 @@ export interface IsolatedUsage {
   maxRssBytes: number;
   /** peak memory of the sandbox's cgroup; null without a cgroup or where the kernel lacks it */
   peakMemoryBytes: number | null;
-  /** peak task count of the sandbox's cgroup; null without a cgroup */
+  /** peak task count of the sandbox's cgroup (`pids.peak`); null without a cgroup or before Linux 6.1 */
   pidsPeak: number | null;
   /** OOM kills in the sandbox's cgroup; null without a cgroup */
   oomKills: number | null;

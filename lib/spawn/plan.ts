@@ -9,6 +9,7 @@ import { Capabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS } from '../ns/namespace.js';
 import { detectLayout } from '../cgroup/detect.js';
 import { validateLimits } from '../cgroup/limits.js';
+import { errnoError } from '../errors.js';
 import type { Namespace } from '../ns/namespace.js';
 import { placeMountPoints, setMountPointContext, type DirInfo } from './mountpoints.js';
 import type { IdMap, IsolationReport, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
@@ -213,6 +214,11 @@ export function disableViewTemplates(): void { templatesOff = true; }
  * view template and entering it take), on Linux 5.8 or later (clone3 with CLONE_INTO_CGROUP,
  * the new mount API, setns by pidfd: the template path has no fallbacks for them).
  */
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [maj = 0, min = 0] = (/^(\d+)\.(\d+)/.exec(osRelease()) ?? []).slice(1).map(Number);
+  return maj > major || (maj === major && min >= minor);
+}
+
 function initialNamespaceRoot(): boolean {
   if (process.geteuid?.() !== 0) return false;
   const [maj = 0, min = 0] = (/^(\d+)\.(\d+)/.exec(osRelease()) ?? []).slice(1).map(Number);
@@ -822,6 +828,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
   if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
+  if (timeOffsets && !init && !kernelAtLeast(5, 11)) {
+    // before 5.11 exec does not enter the time namespace made for children: only the
+    // program's own children would see the offsets
+    throw errnoError(95, 'time', 'unshare(CLONE_NEWTIME)', undefined,
+      `timeOffsets with init: false needs Linux 5.11 (this is ${osRelease()}; before 5.11 exec does not enter the time namespace): keep init on`);
+  }
   const tty = parseTty(o.tty);
   if (tty && !ns.has('mount') && !joined.includes('mount')) fail('options.tty', "needs a mount namespace of the sandbox's own, new or joined (its devpts instance)");
 

@@ -2,12 +2,17 @@
 // cgroup v1 here and on cgroup v2 in the VM (npm run test:vm).
 import { describe, it, expect } from 'vitest';
 import { readdirSync, existsSync } from 'node:fs';
+import { release } from 'node:os';
 import { spawnIsolated } from '../../lib/index.js';
 import { CGroup } from '../../lib/cgroup/index.js';
 import { isRoot, skipReason } from '../helpers/host.js';
 
 const sh = (script: string, o: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], o);
 const MiB = 1024 * 1024;
+const kernelAtLeast = (major: number, minor: number) => {
+  const [maj = 0, min = 0] = (release().match(/^(\d+)\.(\d+)/) ?? []).slice(1).map(Number);
+  return maj > major || (maj === major && min >= minor);
+};
 
 /** nsbox cgroup directories of this process (names carry our pid) anywhere under /sys/fs/cgroup. */
 function ourCgroups(): string[] {
