@@ -228,6 +228,10 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   ProgramStart start{(int)errFd, (int)statusFd, tty == 1, cwd, runFds, cand, n, progArgv, envp};
   // vfork: we sleep until the program has exec'd (or failed), sharing our memory meanwhile
   long prog = init_clone_vm(CLONE_VM | CLONE_VFORK | SIGCHLD, gStack + sizeof gStack, ProgramChild, &start);
+  // EINVAL: we are not yet in the time namespace made for our children (timeOffsets on a
+  // kernel whose exec does not enter it, before 6.2), which no child sharing our memory may
+  // enter: a plain fork then (this program is small), and the program starts in it
+  if (prog == -EINVAL) prog = init_clone_vm(SIGCHLD, gStack + sizeof gStack, ProgramChild, &start);
   call(SYS_close, errFd);
   for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
   if (prog < 0) Exit(127);

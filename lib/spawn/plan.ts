@@ -828,11 +828,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
   if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
-  if (timeOffsets && !init && !kernelAtLeast(5, 11)) {
-    // before 5.11 exec does not enter the time namespace made for children: only the
-    // program's own children would see the offsets
+  if (timeOffsets && !init && !kernelAtLeast(6, 2)) {
+    // before 6.2 exec does not enter the time namespace made for children (nsbox-init then
+    // starts the program by fork, which does): only the program's own children would see
+    // the offsets
     throw errnoError(95, 'time', 'unshare(CLONE_NEWTIME)', undefined,
-      `timeOffsets with init: false needs Linux 5.11 (this is ${osRelease()}; before 5.11 exec does not enter the time namespace): keep init on`);
+      `timeOffsets with init: false needs Linux 6.2 (this is ${osRelease()}; before 6.2 exec does not enter the time namespace): keep init on`);
   }
   const tty = parseTty(o.tty);
   if (tty && !ns.has('mount') && !joined.includes('mount')) fail('options.tty', "needs a mount namespace of the sandbox's own, new or joined (its devpts instance)");

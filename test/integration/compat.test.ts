@@ -168,13 +168,13 @@ describe.skipIf(skip)(`caller bind mounts on kernel ${release()}`, () => {
 describe.skipIf(skipReason(process.geteuid?.() !== 0, 'time namespace tests need root'))(`time namespaces on kernel ${release()}`, () => {
   const DAY = 86_400;
   for (const init of [true, false]) {
-    it(`shifts boottime for the program (init: ${init}; refused without init before 5.11)`, async () => {
-      if (!init && !kernelAtLeast(5, 11)) {
+    it(`shifts boottime for the program (init: ${init}; refused without init before 6.2)`, async () => {
+      if (!init && !kernelAtLeast(6, 2)) {
         let e: unknown;
         try { await spawnIsolated('/bin/true', [], { timeOffsets: { boottime: DAY }, init }); } catch (x) { e = x; }
         expect(e).toBeInstanceOf(NsboxError);
         expect(e).toMatchObject({ code: 'EOPNOTSUPP', step: 'time' });
-        expect((e as NsboxError).message).toMatch(/Linux 5\.11/);
+        expect((e as NsboxError).message).toMatch(/Linux 6\.2/);
         return;
       }
       const r = await spawnIsolated('/bin/cat', ['/proc/uptime'], { timeOffsets: { boottime: 10 * DAY, monotonic: DAY }, init });
