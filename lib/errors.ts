@@ -2,7 +2,7 @@
 export interface NsboxErrorInfo {
   /** errno name, e.g. `'EPERM'`. */
   code: string;
-  /** positive errno number. */
+  /** the errno number (either sign is accepted; the error carries it negative, as Node's SystemError does). */
   errno: number;
   /** the failing system call, e.g. `'pivot_root'`. */
   syscall?: string;
@@ -20,6 +20,7 @@ export interface NsboxErrorInfo {
  */
 export class NsboxError extends Error implements NsboxErrorInfo {
   code: string;
+  /** The errno as Node's SystemError has it: negative (`-13` for EACCES); `-e.errno` is the C errno. */
   errno: number;
   syscall?: string;
   path?: string;
@@ -30,7 +31,8 @@ export class NsboxError extends Error implements NsboxErrorInfo {
     super(message);
     this.name = 'NsboxError';
     this.code = info.code;
-    this.errno = info.errno;
+    // Node's SystemError (fs, net, child_process) carries errno negative, as libuv does
+    this.errno = -Math.abs(info.errno);
     if (info.syscall !== undefined) this.syscall = info.syscall;
     if (info.path !== undefined) this.path = info.path;
     if (info.step !== undefined) this.step = info.step;
