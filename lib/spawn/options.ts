@@ -3,6 +3,7 @@ import type { CGroup } from '../cgroup/cgroup.js';
 import type { SandboxLimits } from '../cgroup/limits.js';
 import type { NetworkOption } from '../net/network.js';
 import type { SeccompOption } from '../security/seccomp/option.js';
+import type { ImageInfo } from '../fs/store.js';
 
 /** Namespace kinds nsbox can create or join. */
 export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
@@ -300,8 +301,8 @@ export interface IsolationReport {
 export interface ImageSpec {
   /** The layer store holding the image. */
   store: unknown;
-  /** Image reference (name:tag or id) in that store. */
-  ref: string;
+  /** Image reference (name:tag or id) in that store, or the `ImageInfo` that `importImage()` / `image()` returned. */
+  ref: string | ImageInfo;
   /** Keep the container's writable layer afterwards. Default false. */
   keep?: boolean;
   /** Writable layer on a tmpfs of this size (bytes or '64M') instead of on disk. */
