@@ -43,9 +43,20 @@ export interface SpawnExtension {
 /** stdin's PassThrough, remembering whether the caller wrote to it, ended it or piped into it. */
 class StdinStream extends PassThrough {
   used = false;
+  /** nsbox ended it (the default stdin nobody took): a late write says why */
+  autoEnded = false;
   constructor() {
     super();
     this.once('pipe', () => { this.used = true; });
+  }
+  override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (this.autoEnded) {
+      const e = Object.assign(new Error("write after end: nsbox ended this stdin because nothing was written to it in the tick of the spawn (see README, 'stdin'); pass stdio: 'pipe' to keep it open"), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+      const done = typeof encoding === 'function' ? encoding : cb;
+      process.nextTick(() => { done?.(e); this.emit('error', e); });
+      return false;
+    }
+    return super.write(chunk, encoding as BufferEncoding, cb);
   }
   override _write(chunk: unknown, encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
     this.used = true;
@@ -146,7 +157,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const stdin = this.stdin as StdinStream | null;
     if (!stdin || options.input !== undefined || options.stdio !== undefined || options.tty) return;
     setImmediate(() => {
-      if (!stdin.used && !stdin.writableEnded && !stdin.destroyed) stdin.end();
+      if (stdin.used || stdin.writableEnded || stdin.destroyed) return;
+      stdin.end();
+      stdin.autoEnded = true;
     });
   }
 

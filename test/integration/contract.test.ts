@@ -203,6 +203,18 @@ describe.skipIf(noRoot)('item 9: stdin nobody gave ends', () => {
     expect((await d).stdout).toBe('input');
   });
 
+  it('a write after nsbox ended the default stdin is an error that says what to do', async () => {
+    const p = spawnIsolated('/bin/cat', [], { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
+      p.stdin!.once('error', resolve);
+      p.stdin!.write('late');
+    });
+    expect(err.code).toBe('ERR_STREAM_WRITE_AFTER_END');
+    expect(err.message).toMatch(/stdio: 'pipe'/);
+    expect((await p).stdout).toBe('');
+  });
+
   it("a prepared sandbox's run without input ends stdin too", async () => {
     const prepared = await prepareIsolated({ timeout: 10_000 });
     const r = await prepared.run('/bin/cat');

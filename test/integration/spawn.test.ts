@@ -66,8 +66,9 @@ describe.skipIf(skipReason(!isRoot, 'spawn integration tests need root'))('spawn
     // it must still be a new one per sandbox, owned by the sandbox's user namespace (so its
     // root, given CAP_NET_ADMIN, can configure it), with lo up before the program runs
     const hostNet = Namespace.ofProcess(process.pid, 'net');
-    const a = sh('echo ready; read x');
-    const b = sh('echo ready; read x');
+    // stdin written later: asked for explicitly (the default stdin ends when nothing is written at once)
+    const a = sh('echo ready; read x', { stdio: 'pipe' });
+    const b = sh('echo ready; read x', { stdio: 'pipe' });
     try {
       await ready(a);
       await ready(b);
