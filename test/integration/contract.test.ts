@@ -141,6 +141,13 @@ describe.skipIf(noRoot)('item 8: all is in write order', () => {
       for (const r of rs) if (r.all !== 'a\nb\nc\n') wrong.push(JSON.stringify(r.all));
     }
     expect(wrong).toEqual([]);
+    // the first spawn of a fresh process, and a prepared sandbox's run, too
+    const f = fresh(`const r = await m.spawnIsolated('/bin/sh', ['-c', 'echo a; echo b >&2; echo c'], { all: true }); console.log(JSON.stringify([r.all, r.stdout, r.stderr]));`);
+    expect(f.err).toBe('');
+    expect(JSON.parse(f.out)).toEqual(['a\nb\nc\n', '', '']);
+    const prepared = await prepareIsolated({ all: true });
+    const r = await prepared.run('/bin/sh', ['-c', 'echo a; echo b >&2; echo c']);
+    expect([r.all, prepared.process.stdout]).toEqual(['a\nb\nc\n', null]);
   });
 
   it('a long interleaving keeps its order; stdout and stderr are then one channel', async () => {
