@@ -4,7 +4,7 @@ import { errnoName } from './util/sys.js';
 export interface NsboxErrorInfo {
   /** errno name, e.g. `'EPERM'`. */
   code: string;
-  /** positive errno number. */
+  /** the errno number (either sign is accepted; the error carries it negative, as Node's SystemError does). */
   errno: number;
   /** the failing system call, e.g. `'pivot_root'`. */
   syscall?: string;
@@ -22,6 +22,7 @@ export interface NsboxErrorInfo {
  */
 class NsboxErrorClass extends Error implements NsboxErrorInfo {
   code: string;
+  /** The errno as Node's SystemError has it: negative (`-13` for EACCES); `-e.errno` is the C errno. */
   errno: number;
   syscall?: string;
   path?: string;
@@ -32,7 +33,8 @@ class NsboxErrorClass extends Error implements NsboxErrorInfo {
     super(message);
     this.name = 'NsboxError';
     this.code = info.code;
-    this.errno = info.errno;
+    // Node's SystemError (fs, net, child_process) carries errno negative, as libuv does
+    this.errno = -Math.abs(info.errno);
     if (info.syscall !== undefined) this.syscall = info.syscall;
     if (info.path !== undefined) this.path = info.path;
     if (info.step !== undefined) this.step = info.step;

@@ -30,7 +30,8 @@ Napi::Value MakeError(Napi::Env env, const Err& e) {
   if (e.message[0]) msg += std::string(": ") + e.message;
   Napi::Object info = Napi::Object::New(env);
   info.Set("code", code);
-  info.Set("errno", e.err);
+  // negative, as Node's SystemError carries it (the JS class normalises it too)
+  info.Set("errno", -e.err);
   info.Set("syscall", e.syscall[0] ? Napi::Value(Napi::String::New(env, e.syscall)) : env.Undefined());
   info.Set("path", e.path[0] ? Napi::Value(Napi::String::New(env, e.path)) : env.Undefined());
   info.Set("step", e.step[0] ? Napi::Value(Napi::String::New(env, e.step)) : env.Undefined());

@@ -77,7 +77,8 @@ int NetHandoff(const NetHandoffSpec& spec, pid_t childPid, Err* e);
 int NetHandoffCreate(const NetHandoffSpec& spec, const std::string& hostName, int master, pid_t childPid, Err* e);
 struct Rlimit { int resource; unsigned long long soft, hard; };
 
-enum class StdioKind : int { kPipe = 0, kInherit = 1, kIgnore = 2, kFd = 3 };
+// kSameAsOut: fd 2 is fd 1's socket (`all`: one queue keeps the program's write order)
+enum class StdioKind : int { kPipe = 0, kInherit = 1, kIgnore = 2, kFd = 3, kSameAsOut = 4 };
 
 struct Plan {
   // --- namespaces

@@ -555,6 +555,11 @@ int MakeStdio(const Plan& p, Fds* f, Err* e) {
         break;
       }
       case StdioKind::kFd: f->child[i] = p.stdioFd[i]; break;
+      case StdioKind::kSameAsOut:
+        // only fd 2, after fd 1 (the loop's order); our end stays fd 1's
+        if (i != 2 || p.stdioKind[1] != StdioKind::kPipe) return Fail(e, EINVAL, "stdio", "socketpair");
+        f->child[i] = f->child[1];
+        break;
     }
   }
   return 0;

@@ -3,7 +3,7 @@
 // `lowerdir+`, before 6.8, all layers in one `lowerdir=` string when it fits), or with mount(2)
 // and short relative links (or when asked, to test it).
 // Also reads an upper dir back: changes() and exportDiff() (an OCI/Docker layer tar).
-import { chownSync, closeSync, fstatSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +16,7 @@ import { errnoError, NsboxError } from '../errors.js';
 import type { IdMap } from '../spawn/options.js';
 import { formatMaps, parseIdMaps } from '../spawn/plan.js';
 import { fsNative, O, RESOLVE } from './native.js';
-import { bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
+import { absPath, bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
 import { ownerTag } from '../owner.js';
 
 const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4;
@@ -25,9 +25,9 @@ const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4;
 export interface OverlayMountOptions {
   /** Read-only layers, **top first** (like `lowerdir=` and Docker's `lower` file). At least one. */
   lower: string[];
-  /** The writable layer (needs `work` on the same filesystem). Without it the mount is read-only. */
+  /** The writable layer (needs `work` on the same filesystem; made when missing). Without it the mount is read-only. */
   upper?: string;
-  /** overlayfs's work directory: empty, same filesystem as `upper`. */
+  /** overlayfs's work directory: empty, same filesystem as `upper` (made when missing). */
   work?: string;
   /** Existing directory the merged view is mounted on. */
   target: string;
@@ -91,10 +91,11 @@ function parseOptions(o: unknown): Parsed {
   if (!Array.isArray(o.lower) || o.lower.length === 0) fail('options.lower', 'must be a non-empty array of directories (top first)');
   if (o.lower.length > 500) fail('options.lower', `has ${o.lower.length} layers; overlayfs stacks at most 500`, RangeError);
   const lower = o.lower.map((l, i) => existingDir(`options.lower[${i}]`, l));
-  const upper = o.upper === undefined ? undefined : existingDir('options.upper', o.upper);
-  const work = o.work === undefined ? undefined : existingDir('options.work', o.work);
+  // upper and work may be missing: mount() makes them (mkdir -p)
+  const upper = o.upper === undefined ? undefined : dirOrMissing('options.upper', o.upper);
+  const work = o.work === undefined ? undefined : dirOrMissing('options.work', o.work);
   if ((upper === undefined) !== (work === undefined)) fail(upper === undefined ? 'options.work' : 'options.work', 'and options.upper go together');
-  if (upper !== undefined && lstatSync(upper).dev !== lstatSync(work!).dev) fail('options.work', 'must be on the same filesystem as options.upper');
+  if (upper !== undefined && existsSync(upper) && existsSync(work!)) sameFilesystem(upper, work!);
   const target = existingDir('options.target', o.target);
   const readonly = bool('options.readonly', o.readonly, upper === undefined);
   if (!readonly && upper === undefined) fail('options.readonly', 'can only be false with options.upper');
@@ -107,6 +108,19 @@ function parseOptions(o: unknown): Parsed {
     idmap = { uidMap: parseIdMaps('options.idmap.uidMap', o.idmap.uidMap), gidMap: parseIdMaps('options.idmap.gidMap', o.idmap.gidMap) };
   }
   return { lower, upper, work, target, readonly, userxattr: bool('options.userxattr', o.userxattr, false), nosuid: bool('options.nosuid', o.nosuid, false), driver, idmap };
+}
+
+/** An absolute path that is a directory or does not exist yet (a symlink or file is refused). */
+function dirOrMissing(option: string, v: unknown): string {
+  const p = absPath(option, v);
+  let st;
+  try { st = lstatSync(p); } catch { return p; }
+  if (!st.isDirectory()) fail(option, `must be a directory, not a symlink or file (${p})`);
+  return p;
+}
+
+function sameFilesystem(upper: string, work: string): void {
+  if (lstatSync(upper).dev !== lstatSync(work).dev) fail('options.work', 'must be on the same filesystem as options.upper');
 }
 
 /** Where `inside` maps to (the identity where no map covers it). */
@@ -173,7 +187,25 @@ export class OverlayMount {
    * kernel's own message in `detail`). Nothing is left mounted when it throws.
    */
   static mount(options: OverlayMountOptions): OverlayMount {
-    return OverlayMount.mountWith(parseOptions(options));
+    const p = parseOptions(options);
+    // missing upper and work directories are made (upper 0755, work 0700, parents 0755), and
+    // removed again when the mount fails
+    const made: string[] = [];
+    try {
+      if (p.upper !== undefined && p.work !== undefined) {
+        for (const [d, mode] of [[p.upper, 0o755], [p.work, 0o700]] as const) {
+          if (existsSync(d)) continue;
+          const first = mkdirSync(d, { recursive: true, mode: 0o755 });
+          chmodSync(d, mode);
+          if (first) made.push(first);
+        }
+        sameFilesystem(p.upper, p.work);
+      }
+      return OverlayMount.mountWith(p);
+    } catch (e) {
+      for (const d of made.reverse()) rmSync(d, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   /** @internal the store's entry: its own `l/` short links serve the fallback. */

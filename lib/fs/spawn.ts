@@ -9,7 +9,7 @@ import { registerSpawnExtension, type SpawnInput } from '../spawn/spawn.js';
 import { DEFAULT_PATH, sandboxIdMaps } from '../spawn/plan.js';
 import type { ImageSpec, SpawnIsolatedOptions } from '../spawn/options.js';
 import { readFile } from './files.js';
-import { Container, LayerStore } from './store.js';
+import { Container, LayerStore, refString } from './store.js';
 import type { ImageConfig } from './image.js';
 import { byteSize, checkOptions, fail } from './validate.js';
 
@@ -21,20 +21,21 @@ export const IMAGE_COMMAND = '@image';
 
 let registered = false;
 
-function validateSpec(v: unknown): Required<Pick<ImageSpec, 'ref' | 'keep'>> & { store: LayerStore; tmpfsSize?: number } {
+function validateSpec(v: unknown): { ref: string; keep: boolean; store: LayerStore; tmpfsSize?: number } {
   checkOptions('options.image', v, ['store', 'ref', 'keep', 'tmpfsSize']);
   const s = v as ImageSpec;
   if (!(s.store instanceof LayerStore)) fail('options.image.store', 'must be a LayerStore (LayerStore.open(root))');
-  if (typeof s.ref !== 'string' || s.ref === '') fail('options.image.ref', 'must be an image reference (name[:tag] or id)');
+  // a reference string, or the ImageInfo importImage()/image() returned (its id)
+  const ref = refString('options.image.ref', s.ref);
   if (s.keep !== undefined && typeof s.keep !== 'boolean') fail('options.image.keep', 'must be a boolean');
   const tmpfsSize = s.tmpfsSize === undefined ? undefined : byteSize('options.image.tmpfsSize', s.tmpfsSize);
   try {
-    s.store.image(s.ref);
+    s.store.image(ref);
   } catch (e) {
-    if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${s.ref}' in the store at ${s.store.root}`);
+    if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${ref}' in the store at ${s.store.root}`);
     throw e;
   }
-  return { store: s.store, ref: s.ref, keep: s.keep ?? false, tmpfsSize };
+  return { store: s.store, ref, keep: s.keep ?? false, tmpfsSize };
 }
 
 /** `user[:group]` of an image config to ids, names looked up in the image's own /etc/passwd and /etc/group. */

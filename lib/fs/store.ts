@@ -120,6 +120,19 @@ export interface LayerStoreOptions {
 }
 
 const SHORT_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+/** An image as the store's methods take it: a reference string, or what `importImage()`/`image()` returned. */
+export type ImageRef = string | ImageInfo;
+
+/** The reference string of an {@link ImageRef} (an ImageInfo stands for its id). */
+export function refString(option: string, ref: unknown): string {
+  if (typeof ref === 'string') {
+    if (ref === '') fail(option, 'must be an image reference (name[:tag] or id) or an ImageInfo');
+    return ref;
+  }
+  if (isPlainObject(ref) && typeof ref.id === 'string' && /^sha256:[a-f0-9]{64}$/.test(ref.id) && Array.isArray(ref.layers)) return ref.id;
+  fail(option, 'must be an image reference (name[:tag] or id) or an ImageInfo');
+}
+
 function shortId(): string {
   // 12 base32 characters (60 bits): shorter than Docker's 26 so ~300 layers fit one page in the mount(2) fallback
   const b = randomBytes(12);
@@ -411,8 +424,8 @@ export class LayerStore {
     };
   }
 
-  #findImage(s: State, ref: string, option = 'ref'): string {
-    if (typeof ref !== 'string' || ref === '') fail(option, 'must be an image reference (name[:tag] or id)');
+  #findImage(s: State, given: ImageRef, option = 'ref'): string {
+    const ref = refString(option, given);
     const tagged = s.tags[normalizeRef(ref)];
     if (tagged && s.images[tagged]) return tagged;
     const hex = ref.replace(/^sha256:/, '');
@@ -423,8 +436,8 @@ export class LayerStore {
     throw new RangeError(`${option}: no image '${ref}' in the store`);
   }
 
-  /** The image `ref` (name[:tag], id or unique id prefix). */
-  image(ref: string): ImageInfo {
+  /** The image `ref` (name[:tag], id or unique id prefix, or an {@link ImageInfo} of this store). */
+  image(ref: ImageRef): ImageInfo {
     const s = this.#read();
     return this.#imageInfo(s, this.#findImage(s, ref));
   }
@@ -436,7 +449,7 @@ export class LayerStore {
   }
 
   /** Adds a name to an image. */
-  async tag(ref: string, name: string): Promise<void> {
+  async tag(ref: ImageRef, name: string): Promise<void> {
     if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9._\/:-]*$/i.test(name)) fail('name', 'must be a reference like name:tag');
     await this.#locked((s) => { s.tags[normalizeRef(name)] = this.#findImage(s, ref); });
   }
@@ -445,9 +458,10 @@ export class LayerStore {
    * Removes an image (by name: only that name, and the image once no name is left; by id: the
    * image and its names) and the layers nothing else uses. A container of it: NsboxError EBUSY.
    */
-  async removeImage(ref: string): Promise<void> {
+  async removeImage(given: ImageRef): Promise<void> {
     await this.#locked((s) => {
-      const id = this.#findImage(s, ref);
+      const id = this.#findImage(s, given);
+      const ref = typeof given === 'string' ? given : id;
       const byName = s.tags[normalizeRef(ref)] === id;
       if (byName) delete s.tags[normalizeRef(ref)];
       const named = Object.values(s.tags).includes(id);
@@ -471,7 +485,7 @@ export class LayerStore {
    * writable layer, on disk or on a tmpfs of `tmpfsSize`. Not mounted yet: see
    * {@link Container.mount}.
    */
-  async createContainer(ref: string, options: CreateContainerOptions = {}): Promise<Container> {
+  async createContainer(ref: ImageRef, options: CreateContainerOptions = {}): Promise<Container> {
     checkOptions('options', options, ['name', 'hostname', 'tmpfsSize', 'ephemeral']);
     const name = options.name ?? `nsbox-${randomBytes(6).toString('hex')}`;
     if (typeof name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(name)) fail('options.name', 'must be 1-128 of [a-zA-Z0-9_.-], starting with a letter or digit');

@@ -34,7 +34,7 @@ export interface BridgeNetworkOption {
   bridge?: string | Bridge;
   /** Subnet for a bridge nsbox has to create, default `10.88.0.0/16` (gateway: first address). */
   subnet?: string;
-  /** Fixed sandbox address inside the bridge subnet; default: allocated by IPAM. */
+  /** Fixed sandbox address inside the bridge subnet (`10.88.0.5`, or `10.88.0.5/16` with the bridge's prefix); default: allocated by IPAM. */
   address?: string;
   /** Default gateway; default: the bridge's address. */
   gateway?: string;
@@ -62,6 +62,25 @@ export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetwor
 /** The default bridge and subnet. */
 export const DEFAULT_BRIDGE = 'nsbox0';
 export const DEFAULT_SUBNET = '10.88.0.0/16';
+
+/**
+ * A sandbox address: `10.88.0.5`, or `10.88.0.5/16` in CIDR form (as `ip addr` shows it), whose
+ * prefix must then be the bridge's (the sandbox's interface takes the bridge's prefix).
+ */
+function sandboxAddress(v: unknown, what: string): { address: string; prefix?: number } {
+  if (typeof v === 'string' && v.includes('/')) {
+    const c = parseCidr(v, what);
+    if (c.family !== 4) throw new RangeError(`${what} must be an IPv4 address (got '${v}')`);
+    return { address: c.address, prefix: c.prefix };
+  }
+  return { address: checkIp(v, what, 4).address };
+}
+
+function checkPrefix(a: { address: string; prefix?: number }, net: Cidr, what: string, whose: string): void {
+  if (a.prefix !== undefined && a.prefix !== net.prefix) {
+    throw new RangeError(`${what} ${a.address}/${a.prefix} has another prefix length than ${whose} (${networkCidr(net)}): give /${net.prefix} or the bare address`);
+  }
+}
 
 function checkPort(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${what} must be an integer (got ${String(v)})`);
@@ -101,10 +120,12 @@ export function validateNetworkOption(opt: unknown, what = 'options.network'): N
     if (subnet.prefix > 30) throw new RangeError(`${what}.subnet must have room for a gateway and a sandbox (prefix <= 30, got /${subnet.prefix})`);
   }
   if (o.address !== undefined) {
-    const a = checkIp(o.address, `${what}.address`, 4);
+    const a = sandboxAddress(o.address, `${what}.address`);
     if (subnet && !contains(subnet, a.address, 4)) throw new RangeError(`${what}.address ${a.address} is outside ${what}.subnet ${networkCidr(subnet)}`);
-    if (o.bridge instanceof Bridge && o.bridge.ipv4 && !contains(o.bridge.ipv4, a.address, 4)) {
-      throw new RangeError(`${what}.address ${a.address} is outside the bridge subnet ${networkCidr(o.bridge.ipv4)}`);
+    if (subnet) checkPrefix(a, subnet, `${what}.address`, `${what}.subnet`);
+    if (o.bridge instanceof Bridge && o.bridge.ipv4) {
+      if (!contains(o.bridge.ipv4, a.address, 4)) throw new RangeError(`${what}.address ${a.address} is outside the bridge subnet ${networkCidr(o.bridge.ipv4)}`);
+      checkPrefix(a, o.bridge.ipv4, `${what}.address`, 'the bridge');
     }
   }
   if (o.gateway !== undefined) checkIp(o.gateway, `${what}.gateway`, 4);
@@ -332,8 +353,10 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
       }
       const gw4 = br.ipv4;
       if (!gw4) throw new RangeError(`options.network.bridge '${bridgeName}' has no IPv4 address to take a subnet from`);
-      if (o.address && !contains(gw4, o.address, 4)) throw new RangeError(`options.network.address ${o.address} is outside the bridge subnet ${networkCidr(gw4)}`);
-      const a = allocateLocked(bridgeName, gw4, selfOwner(id, hostName), o.address);
+      const want = o.address === undefined ? undefined : sandboxAddress(o.address, 'options.network.address');
+      if (want && !contains(gw4, want.address, 4)) throw new RangeError(`options.network.address ${want.address} is outside the bridge subnet ${networkCidr(gw4)}`);
+      if (want) checkPrefix(want, gw4, 'options.network.address', `the bridge '${bridgeName}'`);
+      const a = allocateLocked(bridgeName, gw4, selfOwner(id, hostName), want?.address);
       return { bridge: br, address: a.address };
     }));
     undo.push(() => releaseAddress(bridgeName, address, id));

@@ -15,7 +15,7 @@ import { Namespace } from '../ns/namespace.js';
 import { CGroup } from '../cgroup/cgroup.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
 import type { CgroupStats } from '../cgroup/drivers.js';
-import { LayerStore, type Container } from '../fs/store.js';
+import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../fs/spawn.js';
 import { errnoError, NsboxError } from '../errors.js';
 import { buildPlan, sandboxIdMaps } from '../spawn/plan.js';
@@ -257,9 +257,8 @@ export class Sandbox extends EventEmitter {
       if (!plain(o.image)) fail('options.image', 'must be { store, ref, tmpfsSize? }');
       for (const k of Object.keys(o.image)) if (!['store', 'ref', 'tmpfsSize'].includes(k)) fail('options.image', `has an unknown key '${k}' (a sandbox's container is kept until destroy)`);
       if (!(o.image.store instanceof LayerStore)) fail('options.image.store', 'must be a LayerStore');
-      if (typeof o.image.ref !== 'string' || o.image.ref === '') fail('options.image.ref', 'must be an image reference');
       store = o.image.store;
-      ref = o.image.ref;
+      ref = refString('options.image.ref', o.image.ref);
       try { store.image(ref); } catch (e) {
         if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${ref}' in the store at ${store.root}`);
         throw e;

@@ -3,6 +3,7 @@ import type { CGroup } from '../cgroup/cgroup.js';
 import type { SandboxLimits } from '../cgroup/limits.js';
 import type { NetworkOption } from '../net/network.js';
 import type { SeccompOption } from '../security/seccomp/option.js';
+import type { ImageInfo } from '../fs/store.js';
 
 /** Namespace kinds nsbox can create or join. */
 export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
@@ -160,15 +161,20 @@ export interface SpawnIsolatedOptions {
   timeOffsets?: { monotonic?: number; boottime?: number };
   /** stdin/stdout/stderr: one value for all three, or one each. Default `'pipe'`. */
   stdio?: StdioOption | [StdioOption, StdioOption, StdioOption];
-  /** Written to stdin, which is then closed (needs stdin `'pipe'`). */
+  /**
+   * Written to stdin, which is then closed (needs stdin `'pipe'`). Without `input`, `stdio` and
+   * `tty`, stdin ends (EOF) unless the caller writes to, ends or pipes into `p.stdin` before the
+   * event loop turns; `stdio: 'pipe'` keeps it open as `child_process` does.
+   */
   input?: string | Uint8Array;
   /** Encoding of `stdout`/`stderr` in the result: a Buffer encoding, or `'buffer'` for Buffers. Default `'utf8'`. */
   encoding?: BufferEncoding | 'buffer';
   /** Collect stdout/stderr into the result. Default `true` for piped streams. */
   buffer?: boolean;
   /**
-   * Also give stdout and stderr merged in the order their chunks arrived: `p.all` (a stream)
-   * and `result.all`. Default false.
+   * Give stdout and stderr in the order the program wrote them: `p.all` (a stream) and
+   * `result.all`. With both piped, fd 1 and fd 2 are then one stream socket (as `2>&1`), so
+   * `p.stdout`/`p.stderr` are null and `result.stdout`/`result.stderr` empty. Default false.
    */
   all?: boolean;
   /** Kill the sandbox after this many milliseconds (`timedOut` is then true). Default: none. */
@@ -255,7 +261,7 @@ export interface IsolatedResult<T = string> {
   signal: NodeJS.Signals | null;
   stdout: T;
   stderr: T;
-  /** stdout and stderr interleaved as they arrived (with `all: true`), else undefined. */
+  /** stdout and stderr in the order the program wrote them (with `all: true`), else undefined. */
   all?: T;
   durationMs: number;
   timedOut: boolean;
@@ -305,8 +311,8 @@ export interface IsolationReport {
 export interface ImageSpec {
   /** The layer store holding the image. */
   store: unknown;
-  /** Image reference (name:tag or id) in that store. */
-  ref: string;
+  /** Image reference (name:tag or id) in that store, or the `ImageInfo` that `importImage()` / `image()` returned. */
+  ref: string | ImageInfo;
   /** Keep the container's writable layer afterwards. Default false. */
   keep?: boolean;
   /** Writable layer on a tmpfs of this size (bytes or '64M') instead of on disk. */

@@ -810,6 +810,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   // --- stdio
   const stdio = parseStdio(o.tty ? 'ignore' : (o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
+  // `all` with both outputs piped: fd 2 is fd 1's socket (kind 4), one queue in write order
+  if ((o as SpawnIsolatedOptions).all === true && !o.tty && stdio[1].kind === 0 && stdio[2].kind === 0) stdio[2] = { kind: 4, fd: -1 };
 
   // --- flags
   let cloneFlags = 0, unshareFlags = 0, lateUnshare = 0;

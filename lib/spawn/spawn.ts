@@ -41,25 +41,60 @@ export interface SpawnExtension {
   release?(): Promise<void> | void;
 }
 
+/** stdin's PassThrough, remembering whether the caller wrote to it, ended it or piped into it. */
+class StdinStream extends PassThrough {
+  used = false;
+  /** nsbox ended it (the default stdin nobody took): a late write says why */
+  autoEnded = false;
+  constructor() {
+    super();
+    this.once('pipe', () => { this.used = true; });
+  }
+  override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (this.autoEnded) {
+      const e = Object.assign(new Error("write after end: nsbox ended this stdin because nothing was written to it in the tick of the spawn (see README, 'stdin'); pass stdio: 'pipe' to keep it open"), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+      const done = typeof encoding === 'function' ? encoding : cb;
+      process.nextTick(() => { done?.(e); this.emit('error', e); });
+      return false;
+    }
+    return super.write(chunk, encoding as BufferEncoding, cb);
+  }
+  override _write(chunk: unknown, encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
+    this.used = true;
+    super._write(chunk, encoding, cb);
+  }
+}
+
 /**
  * A running sandbox. Await it (it is a PromiseLike) for the {@link IsolatedResult}.
- * Emits `'spawn'` once the program runs and `'exit'` (code, signal) when pid 1 is reaped.
+ * Events, as `ChildProcess` has them: `'spawn'` once the program runs, `'exit'` (code, signal)
+ * when pid 1 is reaped, `'close'` (code, signal) once its stdio streams have ended too, and
+ * `'error'` when the sandbox could not be made (then `'close'` follows, and no `'exit'`).
+ * `'error'` is emitted when the process has an `'error'` listener, or when nobody awaits it
+ * (no `then`/`catch`/`finally` call): then, as with `child_process`, an unhandled `'error'`
+ * throws. A caller who awaits gets the rejection instead and is never crashed by the event.
  */
 export class IsolatedProcess<T extends string | Buffer = string> extends EventEmitter implements PromiseLike<IsolatedResult<T>> {
   /** Host pid of the sandbox's first process; undefined if setup failed. */
   pid: number | undefined;
   /** Writable stdin when stdio[0] is 'pipe' (usable at once; written through once the sandbox runs). */
   readonly stdin: Writable | null;
-  /** Readable stdout when stdio[1] is 'pipe'. */
+  /** Readable stdout when stdio[1] is 'pipe' (null with `all: true` when stderr is piped too: one channel). */
   readonly stdout: Readable | null;
-  /** Readable stderr when stdio[2] is 'pipe'. */
+  /** Readable stderr when stdio[2] is 'pipe' (null with `all: true` when stdout is piped too). */
   readonly stderr: Readable | null;
-  /** stdout and stderr merged in arrival order, with `all: true` (else null). */
+  /** stdout and stderr in the order the program wrote them, with `all: true` (else null). */
   readonly all: Readable | null;
-  /** Exit code once exited, else null. */
+  /** Exit code once exited, else null; a negative errno when the sandbox could not be made (as `ChildProcess`). */
   exitCode: number | null = null;
   /** Signal that ended it once exited, else null. */
   signalCode: NodeJS.Signals | null = null;
+  /** Whether {@link IsolatedProcess.kill} (or a limit, timeout or abort) delivered a signal. */
+  killed = false;
+  /** The program as given to spawnIsolated (for `IMAGE_COMMAND`, the image's command once resolved). */
+  spawnfile: string;
+  /** Its full argument list, `spawnfile` first (as `ChildProcess.spawnargs`). */
+  spawnargs: string[];
 
   #pidfd = -1;
   #exited = false;
@@ -79,6 +114,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   /** pid 1 is nsbox-init running the program: a SIGKILL goes through it (see #sigkill) */
   #initKills = false;
   #initKillSent = false;
+  /** someone called then/catch/finally: a setup failure is theirs, not an 'error' event's */
+  #observed = false;
+  /** stdout and stderr share one socket (`all: true`): exact write order */
+  #merged: boolean;
+  #closed = false;
 
   /** @internal use {@link spawnIsolated} */
   constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
@@ -89,20 +129,68 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     // the streams exist from the start, as with child_process; the sandbox's sockets are
     // piped into them once it runs (setup may await a cgroup or a network first)
     const [s0, s1, s2] = options.tty ? (['pipe', 'pipe', 'ignore'] as const) : parseStdio(options.stdio);
-    this.stdin = s0 === 'pipe' ? new PassThrough() : null;
-    this.stdout = s1 === 'pipe' ? new PassThrough() : null;
-    this.stderr = s2 === 'pipe' ? new PassThrough() : null;
-    this.all = options.all === true && (this.stdout || this.stderr) ? new PassThrough() : null;
+    this.spawnfile = plan.argv[0];
+    this.spawnargs = [...plan.argv];
+    this.#merged = mergedOutput(options);
+    this.stdin = s0 === 'pipe' ? new StdinStream() : null;
+    this.stdout = s1 === 'pipe' && !this.#merged ? new PassThrough() : null;
+    this.stderr = s2 === 'pipe' && !this.#merged ? new PassThrough() : null;
+    this.all = options.all === true && (this.#merged || this.stdout || this.stderr) ? new PassThrough() : null;
     if (this.all && options.buffer !== false) this.all.resume();
     if (this.stdin && options.input !== undefined) this.stdin.end(options.input);
+    // a prepared sandbox's stdin is decided when it runs its program
+    if (!serve) this._defaultStdin(options);
     if (options.buffer !== false) {
       // the result collects the output: never let an unread stream stall the program
       this.stdout?.resume();
       this.stderr?.resume();
     }
     this.#promise = this.#run(plan, options, extensions, input);
-    // an unobserved setup failure must not crash the process before the caller awaits
-    this.#promise.catch(() => {});
+    // the promise side never rejects unobserved (no unhandledRejection); the failure goes to
+    // whoever awaits, or out as 'error' (see the class comment)
+    this.#promise.then(() => {}, (err: unknown) => this.#failed(err));
+  }
+
+  /**
+   * @internal The default stdin (item of the contract, see README "stdin"): the caller gave no
+   * `input`, no explicit `stdio` and no `tty`: stdin ends (the program reads EOF, as with docker
+   * without `-i`) unless the caller writes to, ends or pipes into `p.stdin` before the event
+   * loop turns (setImmediate after the spawn, or after `run()` of a prepared sandbox).
+   */
+  _defaultStdin(options: Pick<SpawnIsolatedOptions, 'input' | 'stdio' | 'tty'>): void {
+    const stdin = this.stdin as StdinStream | null;
+    if (!stdin || options.input !== undefined || options.stdio !== undefined || options.tty) return;
+    setImmediate(() => {
+      if (stdin.used || stdin.writableEnded || stdin.destroyed) return;
+      stdin.end();
+      stdin.autoEnded = true;
+    });
+  }
+
+  /** The sandbox could not be made (or a prepared run could not start): 'error', then 'close'. */
+  #failed(err: unknown): void {
+    if (this.pid === undefined && err instanceof NsboxError) this.exitCode = err.errno;
+    process.nextTick(() => {
+      try {
+        if (this.listenerCount('error') > 0 || !this.#observed) this.emit('error', err);
+      } finally {
+        this.#emitClose();
+      }
+    });
+  }
+
+  #emitClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.emit('close', this.exitCode, this.signalCode);
+  }
+
+  /** No program will write or read: every stream ends. */
+  #endStreams(): void {
+    this.stdin?.destroy();
+    (this.stdout as PassThrough | null)?.end();
+    (this.stderr as PassThrough | null)?.end();
+    (this.all as PassThrough | null)?.end();
   }
 
   async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput): Promise<IsolatedResult<T>> {
@@ -114,6 +202,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     };
     if (o.signal?.aborted) {
       await release();
+      this.#endStreams();
       throw abortError(o.signal);
     }
     let out;
@@ -131,6 +220,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (cur !== input) {
           plan = buildPlan(cur);
           o = cur.options;
+          // the image's own command, once known
+          this.spawnfile = plan.argv[0];
+          this.spawnargs = [...plan.argv];
         }
       }
       if (o.cgroup) {
@@ -158,9 +250,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
       await cg?.killAndRemove().catch(() => {});
       await release();
-      this.stdin?.destroy();
-      (this.stdout as PassThrough | null)?.end();
-      (this.stderr as PassThrough | null)?.end();
+      this.#endStreams();
       throw err;
     }
     this.pid = out.pid;
@@ -185,10 +275,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         this.#canceled = true;
         this.#fired ??= 'canceled';
         out = { ...out, stdio: [-1, -1, -1] as [number, number, number] };
-        this.stdin?.destroy();
-        (this.stdout as PassThrough | null)?.end();
-        (this.stderr as PassThrough | null)?.end();
-        (this.all as PassThrough | null)?.end();
+        this.#endStreams();
       }
     }
     const encoding = o.encoding ?? 'utf8';
@@ -211,17 +298,19 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const cap = o.limits?.outputBytes === undefined ? Infinity : parseByteSize(o.limits.outputBytes, 'limits.outputBytes');
     let outputSeen = 0;
     let truncated = false;
-    const reader = (fd: number | Socket, i: 0 | 1, pt: PassThrough) => {
+    const reader = (fd: number | Socket, i: 0 | 1, pt: PassThrough | null) => {
       const s = typeof fd === 'number' ? new Socket({ fd, readable: true, writable: false }) : fd;
       sockets.push(s);
       const pass = (c: Buffer) => {
-        if (collect) chunks[i].push(c);
+        if (collect && pt) chunks[i].push(c);
+        let room = true;
         if (all) {
           if (collect) allChunks.push(c);
-          all.write(c);
+          room = all.write(c) || !!pt;
         }
         // backpressure from a slow reader of p.stdout pauses the program, not Node's memory
-        if (!pt.write(c) && !collect) { s.pause(); pt.once('drain', () => s.resume()); }
+        if (pt && !pt.write(c)) room = false;
+        if (!room && !collect) { s.pause(); (pt ?? all!).once('drain', () => s.resume()); }
       };
       s.on('data', (c: Buffer) => {
         const room = cap - outputSeen;
@@ -239,7 +328,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       const end = () => {
         if (ended) return;
         ended = true;
-        pt.end();
+        pt?.end();
         if (all && --allOpen === 0) all.end();
       };
       s.once('end', end);
@@ -257,7 +346,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       (this.stdin as PassThrough).pipe(t, { end: false });
       reader(t, 0, this.stdout as PassThrough);
     }
-    if (out1 >= 0) reader(out1, 0, this.stdout as PassThrough);
+    // with `all` and both piped, fd 1 and 2 are one socket (see mergedOutput): only `all` reads it
+    if (out1 >= 0) reader(out1, 0, this.stdout as PassThrough | null);
     if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
 
     let done = false;
@@ -303,6 +393,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     // output paused at the cap is not read further
     if (truncated && o.onOutputLimit !== 'truncate') for (const x of sockets) x.destroy();
     await Promise.all(streamsDone);
+    this.#emitClose();
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
     let cgUsage;
     if (cg) {
@@ -378,9 +469,14 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   kill(signal?: NodeJS.Signals | number): boolean {
     if (this.#exited || this.#pidfd < 0) return false;
     const sig = signal === undefined ? this.#killSignal : signalNumber('signal', signal);
-    if (sig === 9) return this.#sigkill();
+    if (sig === 9) {
+      if (!this.#sigkill()) return false;
+      this.killed = true;
+      return true;
+    }
     const r = native().pidfdSignal(this.#pidfd, sig);
     if (r !== 0) return false;
+    this.killed = true;
     if (this.#forceKillAfterMs >= 0) {
       const t = setTimeout(() => { if (!this.#exited && this.#pidfd >= 0) this.#sigkill(); }, this.#forceKillAfterMs);
       t.unref();
@@ -424,16 +520,32 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     onfulfilled?: ((value: IsolatedResult<T>) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
+    this.#observed = true;
     return this.#promise.then(onfulfilled, onrejected);
   }
 
   catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<IsolatedResult<T> | B> {
+    this.#observed = true;
     return this.#promise.catch(onrejected);
   }
 
   finally(onfinally?: (() => void) | null): Promise<IsolatedResult<T>> {
+    this.#observed = true;
     return this.#promise.finally(onfinally);
   }
+}
+
+/**
+ * With `all: true` and stdout and stderr both piped (no tty), the program's fd 1 and fd 2 are
+ * one stream socket, as `2>&1` makes them: its single queue keeps the program's write order
+ * exactly, and the program sees the same kind of stream as ever (large writes, partial
+ * writes and EOF behave as with two). Two sockets cannot give that order: a reader sees two
+ * queues and nothing says which write came first (see README "all").
+ */
+function mergedOutput(o: SpawnIsolatedOptions): boolean {
+  if (o.all !== true || o.tty) return false;
+  const [, s1, s2] = parseStdio(o.stdio);
+  return s1 === 'pipe' && s2 === 'pipe';
 }
 
 /** What the sandbox actually got (nothing weaker goes unsaid). */
@@ -477,7 +589,9 @@ export function registerSpawnExtension(f: (o: SpawnIsolatedOptions) => SpawnExte
  * synchronously and create nothing; kernel failures during setup reject the returned
  * process with an {@link NsboxError} (with `step`, e.g. `'exec'` for a missing program).
  */
-export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string> {
+export function spawnIsolated(file: string, args: string[] | undefined, options: SpawnIsolatedOptions & { encoding: 'buffer' }): IsolatedProcess<Buffer>;
+export function spawnIsolated(file: string, args?: string[], options?: SpawnIsolatedOptions): IsolatedProcess<string>;
+export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string | Buffer> {
   const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
   // an image's rootfs exists only once its extension resolved it: check the rest now, against
   // a stand-in root, so mistakes still throw before anything is made
@@ -485,7 +599,7 @@ export function spawnIsolated(file: string, args: string[] = [], options: SpawnI
   if (options.image !== undefined && options.rootfs !== undefined) throw new TypeError('options.image and options.rootfs exclude each other');
   const plan = buildPlan({ file, args, options: resolving && options.image !== undefined ? { ...options, image: undefined } : options });
   validateRuntimeOptions(options);
-  return new IsolatedProcess(plan, options, extensions, resolving ? { file, args, options } : undefined);
+  return new IsolatedProcess<string | Buffer>(plan, options, extensions, resolving ? { file, args, options } : undefined);
 }
 
 function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
@@ -579,7 +693,10 @@ export class PreparedSandbox {
     }
     const run: Partial<SpawnIsolatedOptions> = {};
     for (const k of RUN_KEYS) if ((options as Record<string, unknown>)[k] !== undefined) (run as Record<string, unknown>)[k] = (options as Record<string, unknown>)[k];
+    this.process.spawnfile = p.argv[0];
+    this.process.spawnargs = [...p.argv];
     if (options.input !== undefined) this.process.stdin?.end(options.input);
+    this.process._defaultStdin({ input: options.input, stdio: this.#options.stdio });
     this.#give({ stdio: got.stdio, options: run });
     return this.process;
   }

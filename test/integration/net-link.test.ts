@@ -98,7 +98,7 @@ describe.skipIf(skipReason(!isRoot, 'netlink tests need root'))('rtnetlink in th
       let err: unknown;
       try { Bridge.create(name, { address: '10.79.0.1/24' }); } catch (e) { err = e; }
       expect(err).toBeInstanceOf(NsboxError);
-      expect(err).toMatchObject({ code: 'EEXIST', errno: 17, step: 'network', syscall: 'RTM_NEWLINK' });
+      expect(err).toMatchObject({ code: 'EEXIST', errno: -17, step: 'network', syscall: 'RTM_NEWLINK' });
       // mtu below the device minimum: the kernel explains in the extended ack
       try { netNative().netlinkLinkSet(br.ifindex, { mtu: 60 }); } catch (e) { err = e; }
       expect(err).toMatchObject({ code: 'EINVAL' });

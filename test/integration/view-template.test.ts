@@ -83,7 +83,7 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
     await sleep(50);
     const hostUserNs = inode(readlinkSync('/proc/self/ns/user'));
     const ownerOf = async (options: Parameters<typeof spawnIsolated>[2]) => {
-      const p = sh('read x; ls /sys/class/net; cat /sys/class/net/lo/operstate', options);
+      const p = sh('read x; ls /sys/class/net; cat /sys/class/net/lo/operstate', { stdio: 'pipe', ...options });
       await new Promise((resolve) => p.once('spawn', resolve));
       const userNs = Namespace.ofProcess(p.pid!, 'user'), netNs = Namespace.ofProcess(p.pid!, 'net');
       const out = { user: userNs.inode, net: netNs.inode, netOwner: netNs.ownerInode };
