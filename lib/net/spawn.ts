@@ -9,6 +9,7 @@ import { provideEtcFiles, type Plan } from '../spawn/plan.js';
 import type { SpawnIsolatedOptions } from '../spawn/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { prepareSandboxNetwork, validateNetworkOption, userNetworkFiles, trackDeletion, type NetworkOption, type PreparedNetwork } from './network.js';
+import { onTeardown } from '../spawn/teardown.js';
 import { chooseHelper, startUserNetHelper, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from './usernet.js';
 
 let registered = false;
@@ -26,15 +27,20 @@ export function enableNetworkForSpawn(): void {
     if (typeof opt === 'string' || 'join' in opt) return undefined;
     if ('mode' in opt && opt.mode === 'user') return userModeExtension(opt as UserNetworkOption, o);
     let prepared: PreparedNetwork | undefined;
+    let dropTeardown = () => {};
     return {
       async prepare(plan) {
         prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
+        // the thread's teardown deletes the veth (its IPAM entry and nft elements are swept
+        // once this process is gone)
+        if (prepared.hostLink) dropTeardown = onTeardown({ links: [prepared.hostLink] });
         (plan as { net: PreparedNetwork['handoff'] }).net.push(...prepared.handoff);
         plan.netPremade = false; // its namespace receives a link: made for it, no spare
         provideEtcFiles(plan, { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf });
       },
       async release() {
         // the result need not wait ~20 ms for the kernel to delete the veth (networkSettled() does)
+        dropTeardown();
         await prepared?.release({ waitForLinks: false });
       },
     };
