@@ -10,7 +10,7 @@ import type { SpawnIsolatedOptions } from '../spawn/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { prepareSandboxNetwork, validateNetworkOption, userNetworkFiles, trackDeletion, type NetworkOption, type PreparedNetwork } from './network.js';
 import { onTeardown } from '../spawn/teardown.js';
-import { chooseHelper, startUserNetHelper, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from './usernet.js';
+import { chooseHelper, startUserNetHelper, tunDenied, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from './usernet.js';
 
 let registered = false;
 
@@ -74,6 +74,9 @@ function userModeExtension(opt: UserNetworkOption, o: SpawnIsolatedOptions) {
   return {
     async resolve(input: SpawnInput): Promise<SpawnInput> {
       const which = chooseHelper(opt.helper);
+      // before anything is made: a host that denies this user /dev/net/tun gets a clear error
+      const denied = tunDenied();
+      if (denied) throw denied;
       const io = input.options;
       holder = spawnIsolated('sleep', ['infinity'], {
         ...(io.user !== undefined ? { user: io.user } : {}),

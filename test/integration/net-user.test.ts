@@ -217,12 +217,20 @@ while True:
 
   describe('without privileges (an unprivileged child Node process, uid 65534)', () => {
     let unprivReason = '';
+    // whether this host lets uid 65534 open /dev/net/tun (Debian makes it 0666; some hosts keep
+    // it 0600): the helpers need it, and where it is denied nsbox must say so and how to fix it
+    let tunOpen = false;
     beforeAll(() => {
       try {
         execFileSync('unshare', ['-U', '-n', 'true'], { uid: 65534, gid: 65534, stdio: 'pipe' });
       } catch (e) {
         unprivReason = `unprivileged user namespaces are not available here: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`;
       }
+      try {
+        execFileSync(process.execPath, ['-e', "require('fs').closeSync(require('fs').openSync('/dev/net/tun', 'r+'))"], { uid: 65534, gid: 65534, stdio: 'pipe' });
+        tunOpen = true;
+      } catch { /* denied (or no tun device: then the helper's own error is what the caller sees) */ }
+      console.log(`/dev/net/tun for uid 65534 on this host: ${tunOpen ? 'opens' : 'denied'}`);
     });
     const run = async (network: string, extra = '') => {
       const c = child(`
@@ -241,12 +249,18 @@ while True:
     });
 
     for (const helper of ['pasta', 'slirp4netns'] as const) {
-      it(`{ mode: 'user', helper: '${helper}' } works: eth0, a default route`, async (ctx) => {
+      it(`{ mode: 'user', helper: '${helper}' } works where the host lets the user open /dev/net/tun (eth0, a default route), else a clear NsboxError saying the fix`, async (ctx) => {
         if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
         if (skipReason(!helpers.includes(helper), `${helper} is not installed`)) return ctx.skip();
         const r = await run(`{ mode: 'user', helper: '${helper}' }`);
-        expect(r).toMatchObject({ exitCode: 0, stderr: '' });
-        expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        if (tunOpen) {
+          expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+          expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        } else {
+          expect(r.error).toMatchObject({ name: 'NsboxError', code: 'EACCES', step: 'network' });
+          expect(r.error!.message).toMatch(/the host denies \/dev\/net\/tun to this user \(mode 0\d{3}\).*chmod 0666 \/dev\/net\/tun.*or run as root/);
+          expect(r.error!.message).not.toMatch(/newroot|oldroot/);
+        }
       });
     }
 
