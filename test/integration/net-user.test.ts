@@ -264,6 +264,32 @@ while True:
       });
     }
 
+    it('both ways whatever the host: a private /dev/net/tun of mode 0666 works, one of 0600 gives the error (a mount namespace of the test, the host untouched)', async (ctx) => {
+      if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
+      const tools = ['unshare', 'setpriv', 'mknod'].filter((t) => !findExecutable(t));
+      if (skipReason(tools.length > 0, `util-linux tools missing: ${tools.join(', ')}`)) return ctx.skip();
+      const helper = helpers[0];
+      if (skipReason(!helper, 'neither pasta nor slirp4netns is installed')) return ctx.skip();
+      const script = `const nsbox = await import(${JSON.stringify(bundle)});
+        const r = await nsbox.spawnIsolated('/usr/bin/python3', ['-c', ${JSON.stringify(PROBE)}], { network: { mode: 'user', helper: '${helper}' } }).catch((e) => ({ error: { name: e.name, code: e.code, step: e.step, message: e.message } }));
+        console.log(JSON.stringify(r.error ? { error: r.error } : { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }));`;
+      for (const mode of ['0666', '0600']) {
+        // /dev/net of this process only: a tmpfs with its own tun node (the same device)
+        const out = execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+          `mount -t tmpfs -o mode=0755 nsbox-test-tun /dev/net && mknod -m ${mode} /dev/net/tun c 10 200 && ` +
+          `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" --input-type=module -e "$1"`, process.execPath, script],
+        { cwd: '/', encoding: 'utf8', timeout: 30_000 });
+        const r = JSON.parse(out.trim().split('\n')[0]!) as { exitCode?: number; stdout?: string; stderr?: string; error?: Record<string, string> };
+        if (mode === '0666') {
+          expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+          expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        } else {
+          expect(r.error).toMatchObject({ name: 'NsboxError', code: 'EACCES', step: 'network' });
+          expect(r.error!.message).toMatch(/the host denies \/dev\/net\/tun to this user \(mode 0600\).*chmod 0666 \/dev\/net\/tun.*or run as root/);
+        }
+      }
+    });
+
     it('bridge mode is a clear NsboxError (EPERM), not a crash', async (ctx) => {
       if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
       const r = await run(`{ bridge: 'nsboxunpriv0' }`);
