@@ -122,9 +122,10 @@ export function enableImageForSpawn(): void {
         // image's root owns), where this host can (else they stay as on disk; see docs)
         const root = container.mount({ idmap: sandboxIdMaps(input.options) ?? undefined });
         // the thread's teardown: unmount it and (ephemeral) remove its directory; the store's
-        // record of it stays for store.gc() / nsbox gc once this process is gone
+        // record of it stays for store.gc() / nsbox gc once this process is gone. Not for a
+        // sandbox that is to outlive the thread
         const dir = join(spec.store.root, container.id);
-        dropTeardown = onTeardown({ mounts: [root, ...(spec.tmpfsSize !== undefined ? [dir] : [])], dirs: spec.keep ? [] : [dir] });
+        if (opts.parentDeathSignal !== false) dropTeardown = onTeardown({ mounts: [root, ...(spec.tmpfsSize !== undefined ? [dir] : [])], dirs: spec.keep ? [] : [dir] });
         return applyImageConfig(input, root, config);
       },
       async release() {

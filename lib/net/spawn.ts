@@ -32,8 +32,8 @@ export function enableNetworkForSpawn(): void {
       async prepare(plan) {
         prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
         // the thread's teardown deletes the veth (its IPAM entry and nft elements are swept
-        // once this process is gone)
-        if (prepared.hostLink) dropTeardown = onTeardown({ links: [prepared.hostLink] });
+        // once this process is gone), unless the sandbox is to outlive the thread
+        if (prepared.hostLink && o.parentDeathSignal !== false) dropTeardown = onTeardown({ links: [prepared.hostLink] });
         (plan as { net: PreparedNetwork['handoff'] }).net.push(...prepared.handoff);
         plan.netPremade = false; // its namespace receives a link: made for it, no spare
         provideEtcFiles(plan, { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf });

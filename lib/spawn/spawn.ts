@@ -137,7 +137,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (CGroup.mode() === 'v2') plan.cgroupFd = givenCgroupFd = openSync(o.cgroup.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
       } else if (needsCgroup(o)) {
         cg = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
-        dropCg = onTeardown({ cgroups: [...new Set(Object.values(cg.cgroup.paths))] });
+        // the thread's teardown removes it, unless the sandbox is to outlive the thread
+        if (plan.pdeathsig !== 0) dropCg = onTeardown({ cgroups: [...new Set(Object.values(cg.cgroup.paths))] });
         this.#cgroup = cg;
         plan.cgroupFd = cg.cloneIntoFd ?? -1;
         plan.cgroupProcs = cg.procsPaths;
@@ -166,7 +167,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#pidfd = out.pidfd;
     // fds of ours that no Node handle owns (and a prepared sandbox's pidfd until its run is
     // watched): closed by the thread's teardown if it comes first
-    let dropFds = onTeardown({ fds: [out.mntNsFd, out.ctlFd].filter((f) => f >= 0), pidfds: this.#serve ? [out.pidfd] : [] });
+    let dropFds = onTeardown({ fds: [out.mntNsFd, out.ctlFd].filter((f) => f >= 0), pidfds: this.#serve && plan.pdeathsig !== 0 ? [out.pidfd] : [] });
     if (this.#serve) {
       // prepared: everything is made; the program comes with run() (or never, on destroy)
       this.#serve.ready(out.ctlFd);

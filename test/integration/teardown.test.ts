@@ -20,7 +20,7 @@ const overlay = /\toverlay\n/.test(readFileSync('/proc/filesystems', 'utf8'));
 
 const scripts = mkdtempSync('/tmp/nsbox-teardown-js-');
 let scriptCount = 0;
-afterAll(() => rmSync(scripts, { recursive: true, force: true }));
+afterAll(() => { if (!process.env.KEEP) rmSync(scripts, { recursive: true, force: true }); });
 
 /** Runs an ES module in a fresh Node; its last stdout line is JSON. */
 function runNode(code: string, timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: any; stderr: string }> {
@@ -172,7 +172,7 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
     if (image) expect(r.out.info.dirs).toHaveLength(1);
   });
 
-  it('a terminated worker: a pool of prepared sandboxes and a Sandbox', async () => {
+  it('a terminated worker: a pool of prepared sandboxes, a Sandbox running a program, a paused Sandbox', async () => {
     const stateDir = mkdtempSync('/tmp/nsbox-teardown-state-');
     try {
       const r = await runNode(workerCase(`
@@ -182,7 +182,13 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
         const run = box.exec('/bin/sleep', ['60']);
         run.catch(() => {});
         await new Promise((r) => run.once('spawn', r));
-        parentPort.postMessage({ pids: [box.pid, run.pid], cgroups: Object.values(box.cgroup.paths) });
+        // and a paused one (a frozen cgroup: on v1 its tasks die only once thawed)
+        const paused = await m.Sandbox.create({ stateDir: wd.stateDir });
+        const run2 = paused.exec('/bin/sleep', ['60']);
+        run2.catch(() => {});
+        await new Promise((r) => run2.once('spawn', r));
+        await paused.pause();
+        parentPort.postMessage({ pids: [box.pid, run.pid, paused.pid, run2.pid], cgroups: [box, paused].flatMap((b) => Object.values(b.cgroup.paths)) });
       `, { stateDir }));
       expectClean(r);
       // the state file stays (Sandbox.attach(id).destroy() or nsbox gc finish the job)
@@ -251,18 +257,27 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
     expect(ports).toEqual([]);
   });
 
-  it('a sandbox spawned with parentDeathSignal: false outlives its worker', async () => {
+  it('a sandbox spawned with parentDeathSignal: false outlives its worker, with its cgroup and veth', async () => {
     const r = await runNode(workerCase(`
-      const p = m.spawnIsolated('/bin/sleep', ['60'], { parentDeathSignal: false });
+      await m.spawnIsolated('/bin/true', [], { network: { bridge: wd.bridge } }).catch(() => {});
+      const p = m.spawnIsolated('/bin/sleep', ['60'], { parentDeathSignal: false, limits: { memory: '64M' }, network: { bridge: wd.bridge } });
       p.catch(() => {});
-      await new Promise((r) => p.once('spawn', r));
-      parentPort.postMessage({ pids: [p.pid] });
-    `, {}) .replace('console.log(JSON.stringify(report(info)));', `
+      await new Promise((res, rej) => { p.once('spawn', res); p.then(() => rej(new Error('exited')), rej); });
+      parentPort.postMessage({ pids: [p.pid], cgroups: Object.values(p.cgroup.paths), bridge: wd.bridge });
+    `, { bridge: br!.name }).replace('console.log(JSON.stringify(report(info)));', `
       const out = report(info);
+      // then this test's own cleanup: the sandbox, its cgroup, its veth
+      const { execFileSync } = await import('node:child_process');
+      const { rmdirSync } = await import('node:fs');
       for (const p of info.pids) try { process.kill(p, 'SIGKILL'); } catch {}
+      for (const c of info.cgroups) for (let i = 0; i < 200; i++) { try { rmdirSync(c); break; } catch (e) { if (e.code === 'ENOENT') break; await new Promise((r) => setTimeout(r, 10)); } }
+      for (const l of out.ports) try { execFileSync('ip', ['link', 'del', l]); } catch {}
       console.log(JSON.stringify(out));`));
+    if (r.code !== 0 || !r.out) console.error(r.stderr);
     expect(r.signal).toBe(null);
     expect(r.code).toBe(0);
     expect(r.out.alive).toEqual(r.out.info.pids);
+    expect(r.out.cgroups.length).toBeGreaterThan(0);
+    expect(r.out.ports).toHaveLength(1);
   });
 });
