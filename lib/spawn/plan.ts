@@ -993,23 +993,28 @@ export function encodeOps(ops: readonly PlanOp[]): Buffer {
   const view = ops.length > 0 ? viewOf.get(ops[0]!) : undefined;
   if (view && view.length === ops.length && view.every((op, i) => op === ops[i])) {
     let b = encodedViews.get(view);
-    if (!b) encodedViews.set(view, (b = Buffer.from(encodeOpsInto(view))));
+    if (!b) encodedViews.set(view, (b = encodeOpsInto(view, true)));
     return b;
   }
   return encodeOpsInto(ops);
 }
 
-/** The view template's build ops, encoded: their own buffer (the addon keeps templates by it), made once per shared array. */
+/**
+ * The view template's build ops, encoded: their own buffer (the addon keeps templates by it),
+ * made once per shared array. Never the scratch buffer: the child's ops encoded just before
+ * (encodeOps) are still in it, waiting for the addon.
+ */
 export function encodeTemplate(ops: readonly PlanOp[]): Buffer {
   let b = encodedViews.get(ops);
   if (!b) {
-    b = Buffer.from(encodeOpsInto(ops));
+    b = encodeOpsInto(ops, true);
     if (Object.isFrozen(ops)) encodedViews.set(ops, b);
   }
   return b;
 }
 
-function encodeOpsInto(ops: readonly PlanOp[]): Buffer {
+/** Encodes into the reused scratch buffer (a view of it), or with `own` into a buffer of its own. */
+function encodeOpsInto(ops: readonly PlanOp[], own = false): Buffer {
   // sizes are bounds (3 bytes per UTF-16 unit); plain index writes: this runs on every spawn
   let room = 4;
   for (let i = 0; i < ops.length; i++) {
@@ -1018,8 +1023,8 @@ function encodeOpsInto(ops: readonly PlanOp[]): Buffer {
     if (op.d !== undefined) room += typeof op.d === 'string' ? op.d.length * 3 : op.d.length;
   }
   // one buffer, reused: the addon copies what it reads before spawn() returns
-  if (opsScratch.length < room) opsScratch = Buffer.allocUnsafe(Math.max(room, opsScratch.length * 2));
-  const buf = opsScratch;
+  if (!own && opsScratch.length < room) opsScratch = Buffer.allocUnsafe(Math.max(room, opsScratch.length * 2));
+  const buf = own ? Buffer.allocUnsafe(room) : opsScratch;
   let off = 0;
   const u32 = (v: number) => {
     buf[off] = v; buf[off + 1] = v >>> 8; buf[off + 2] = v >>> 16; buf[off + 3] = v >>> 24;
