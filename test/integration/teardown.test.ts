@@ -20,7 +20,7 @@ const overlay = /\toverlay\n/.test(readFileSync('/proc/filesystems', 'utf8'));
 
 const scripts = mkdtempSync('/tmp/nsbox-teardown-js-');
 let scriptCount = 0;
-afterAll(() => { if (!process.env.KEEP) rmSync(scripts, { recursive: true, force: true }); });
+afterAll(() => rmSync(scripts, { recursive: true, force: true }));
 
 /** Runs an ES module in a fresh Node; its last stdout line is JSON. */
 function runNode(code: string, timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: any; stderr: string }> {
@@ -147,8 +147,6 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
   it('a terminated worker: running sandboxes (plain, cgroup limits, bridge, image) and a prepared one', async () => {
     if (!image) console.warn('SKIPPED (image part): no busybox or no overlayfs on this host');
     const r = await runNode(workerCase(`
-      // the first bridged spawn of a process may fail on main today (issue 13, item 4a)
-      await m.spawnIsolated('/bin/true', [], { network: { bridge: wd.bridge } }).catch(() => {});
       const ps = [
         m.spawnIsolated('/bin/sleep', ['60']),
         m.spawnIsolated('/bin/sleep', ['60'], { limits: { memory: '64M', pids: 16 } }),
@@ -224,8 +222,6 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
   it('process.exit() on the main thread while sandboxes run (limits, bridge, image)', async () => {
     const r = await runNode(`
       const m = await import(${JSON.stringify(dist)});
-      // the first bridged spawn of a process may fail on main today (issue 13, item 4a)
-      await m.spawnIsolated('/bin/true', [], { network: { bridge: ${JSON.stringify(br!.name)} } }).catch(() => {});
       const ps = [
         m.spawnIsolated('/bin/sleep', ['60'], { limits: { memory: '64M' } }),
         m.spawnIsolated('/bin/sleep', ['60'], { network: { bridge: ${JSON.stringify(br!.name)} } }),
@@ -259,7 +255,6 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
 
   it('a sandbox spawned with parentDeathSignal: false outlives its worker, with its cgroup and veth', async () => {
     const r = await runNode(workerCase(`
-      await m.spawnIsolated('/bin/true', [], { network: { bridge: wd.bridge } }).catch(() => {});
       const p = m.spawnIsolated('/bin/sleep', ['60'], { parentDeathSignal: false, limits: { memory: '64M' }, network: { bridge: wd.bridge } });
       p.catch(() => {});
       await new Promise((res, rej) => { p.once('spawn', res); p.then(() => rej(new Error('exited')), rej); });
