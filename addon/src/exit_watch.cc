@@ -49,7 +49,6 @@ struct Watch {
   Watch** prev = nullptr;
   bool closing = false;
   bool keep = false;    // spawned with parentDeathSignal: false: outlives the thread (not killed)
-  bool reaped = false;  // reaped by the teardown: nothing to report
 };
 
 // What JS registered for a sandbox, undone at teardown unless dropped first.
@@ -236,7 +235,7 @@ bool WriteSmall(const std::string& path, const char* s) {
 }
 
 // SIGKILLs every task of a cgroup directory (v2 cgroup.kill; else each pid of cgroup.procs,
-// never our own) and removes it, waiting at most ~1 s for the tasks to go.
+// never our own; RunTeardown thawed it) and removes it, waiting at most ~1 s for the tasks to go.
 void RemoveCgroup(const std::string& dir) {
   const pid_t self = getpid();
   for (int i = 0; i < 100; i++) {
@@ -314,11 +313,14 @@ void DeleteLink(const std::string& name) {
   while (recv(fd.get(), buf, sizeof buf, 0) < 0 && errno == EINTR) {}  // the ack: the link is gone
 }
 
-// Waits for a killed process behind a pidfd and reaps it.
+// Waits for a killed process behind a pidfd and reaps it. At most 5 s: a task stuck in the
+// kernel (a dead NFS or FUSE server) must not hold the thread's end forever.
 void ReapPidfd(int pidfd) {
   // uv_poll makes a watched pidfd non-blocking (waitid would say EAGAIN): wait until readable
   struct pollfd pf{pidfd, POLLIN, 0};
-  while (poll(&pf, 1, -1) < 0 && errno == EINTR) {}
+  int n;
+  while ((n = poll(&pf, 1, 5000)) < 0 && errno == EINTR) {}
+  if (n <= 0) return;
   siginfo_t si;
   long r;
   do { r = sys::call(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, nullptr); } while (r == -EINTR);
@@ -343,11 +345,14 @@ void RunTeardown(AddonData* d) {
   t->ran = true;
   for (Watch* w = d->watches; w; w = w->next)
     if (!w->keep) sys::call(SYS_pidfd_send_signal, w->pidfd, SIGKILL, nullptr, 0);
-  for (Watch* w = d->watches; w; w = w->next) {
-    if (w->keep) continue;
-    ReapPidfd(w->pidfd);
-    w->reaped = true;
-  }
+  // a paused sandbox (a frozen cgroup) dies only once thawed on cgroup v1
+  for (const Undo& u : t->undos)
+    for (const auto& c : u.cgroups) {
+      WriteSmall(c + "/freezer.state", "THAWED");
+      WriteSmall(c + "/cgroup.freeze", "0");
+    }
+  for (Watch* w = d->watches; w; w = w->next)
+    if (!w->keep) ReapPidfd(w->pidfd);
   std::vector<Undo> undos = std::move(t->undos);
   t->undos.clear();
   for (auto it = undos.rbegin(); it != undos.rend(); ++it) RunUndo(*it);
