@@ -31,6 +31,22 @@ export interface SpawnOutput {
   stdio: [number, number, number];
 }
 
+/**
+ * What the teardown of a thread (worker end, process.exit) undoes for a sandbox its owner has
+ * not released yet, synchronously, in this order: kill, reap and close `pidfds` (sandboxes
+ * not watched yet), close fds, kill every task of and remove
+ * cgroup directories, detach mounts, remove directory trees, unlink files, delete links.
+ */
+export interface TeardownRecord {
+  pidfds?: number[];
+  fds?: number[];
+  cgroups?: string[];
+  mounts?: string[];
+  dirs?: string[];
+  files?: string[];
+  links?: string[];
+}
+
 export interface NsInfo {
   nstype: number;
   inode: number;
@@ -52,8 +68,18 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;
   serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };
-  /** Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status). */
-  watchExit(pidfd: number, cb: (info: ExitInfo) => void, statusFd?: number): void;
+  /**
+   * Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status).
+   * `keep`: the sandbox outlives this thread (parentDeathSignal: false); else the thread's
+   * teardown kills and reaps it.
+   */
+  watchExit(pidfd: number, cb: (info: ExitInfo) => void, statusFd?: number, keep?: boolean): void;
+  /** Registers what the thread's teardown undoes if its owner has not released it by then; returns the record's id. */
+  teardownAdd(record: TeardownRecord): number;
+  /** The owner released it: forget the record. */
+  teardownDrop(id: number): void;
+  /** Runs the teardown now (the main thread's process.on('exit')): kills and reaps the sandboxes, undoes every record. */
+  teardownRun(): void;
   refWatch(pidfd: number, ref: boolean): void;
   nsOpen(path: string): number;
   nsInfo(fd: number): NsInfo;
@@ -108,6 +134,10 @@ export function native(): NativeAddon {
     throw e;
   }
   addon.setErrorClass(NsboxError);
+  // process.exit runs no cleanup hooks on the main thread: the teardown runs from here there
+  // (in a worker the addon's own cleanup hook runs it too, where JS no longer can)
+  const a = addon;
+  process.once('exit', () => a.teardownRun());
   cached = addon;
   return addon;
 }

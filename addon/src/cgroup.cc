@@ -74,8 +74,9 @@ struct PollState {
   uv_poll_t poll;
   int fd = -1;
   napi_env env = nullptr;
-  Napi::FunctionReference cb;
-  Napi::AsyncContext* async = nullptr;
+  AddonData* data = nullptr;
+  napi_ref cb = nullptr;
+  napi_async_context async = nullptr;
   bool closing = false;
   bool hooked = false;
   PollState** ownerSlot = nullptr;  // the wrapper's pointer to us, cleared when we stop
@@ -83,8 +84,10 @@ struct PollState {
 
 void OnPollClosed(uv_handle_t* h) {
   PollState* s = static_cast<PollState*>(h->data);
+  AddonData* d = s->data;
   if (s->fd >= 0) close(s->fd);
   delete s;
+  HandleClosed(d);  // the environment's teardown waits for this (exit_watch.cc)
 }
 
 void CleanupHook(void* arg);
@@ -97,10 +100,12 @@ void StopPoll(PollState* s, bool fromHook) {
   s->ownerSlot = nullptr;
   if (s->hooked && !fromHook) napi_remove_env_cleanup_hook(s->env, CleanupHook, s);
   s->hooked = false;
-  s->cb.Reset();
-  delete s->async;
+  if (s->cb) napi_delete_reference(s->env, s->cb);
+  s->cb = nullptr;
+  if (s->async) napi_async_destroy(s->env, s->async);
   s->async = nullptr;
   uv_poll_stop(&s->poll);
+  HandleClosing(s->data);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
 }
 
@@ -120,12 +125,23 @@ void OnPollReadable(uv_poll_t* h, int status, int events) {
     if (n < 0 && errno != EAGAIN) rerr = errno;
     break;
   }
-  Napi::Env env(s->env);
-  Napi::HandleScope scope(env);
-  Napi::Value arg = status < 0 ? Napi::Value(Napi::Number::New(env, -status))
-                    : rerr ? Napi::Value(Napi::Number::New(env, rerr))
-                           : env.Null();
-  if (!s->cb.IsEmpty() && s->async) s->cb.MakeCallback(env.Global(), {arg}, *s->async);
+  // raw N-API: in an environment being torn down the calls fail, and node-addon-api's
+  // wrappers would turn that into napi_throw, which aborts (see exit_watch.cc)
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value arg = nullptr, fn = nullptr, global = nullptr, result;
+    int code = status < 0 ? -status : rerr;
+    bool ok = code ? napi_create_int32(env, code, &arg) == napi_ok : napi_get_null(env, &arg) == napi_ok;
+    ok = ok && s->cb && s->async && napi_get_reference_value(env, s->cb, &fn) == napi_ok && fn && napi_get_global(env, &global) == napi_ok;
+    if (ok && napi_make_callback(env, s->async, global, fn, 1, &arg, &result) == napi_pending_exception) {
+      napi_value ex;
+      napi_valuetype t = napi_undefined;
+      if (napi_get_and_clear_last_exception(env, &ex) == napi_ok && napi_typeof(env, ex, &t) == napi_ok && t != napi_undefined)
+        napi_fatal_exception(env, ex);
+    }
+    napi_close_handle_scope(env, scope);
+  }
   // a read error other than EAGAIN will repeat forever: stop after reporting it
   if ((status < 0 || rerr) && !s->closing) StopPoll(s, false);
 }
@@ -151,6 +167,7 @@ class CgroupWatch : public Napi::ObjectWrap<CgroupWatch> {
     PollState* s = new PollState();
     s->fd = fd;
     s->env = env;
+    s->data = env.GetInstanceData<AddonData>();
     s->poll.data = s;
     int r = uv_poll_init(loop, &s->poll, fd);
     if (r != 0) {
@@ -162,12 +179,15 @@ class CgroupWatch : public Napi::ObjectWrap<CgroupWatch> {
     r = uv_poll_start(&s->poll, UV_READABLE, OnPollReadable);
     if (r != 0) {
       s->closing = true;
+      HandleClosing(s->data);
       uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
       ThrowErrno(env, -r, "cgroup-event", "uv_poll_start");
       return;
     }
-    s->cb = Napi::Persistent(info[1].As<Napi::Function>());
-    s->async = new Napi::AsyncContext(env, "nsbox:cgroup-event");
+    napi_value name;
+    napi_create_string_utf8(env, "nsbox:cgroup-event", NAPI_AUTO_LENGTH, &name);
+    napi_create_reference(env, info[1], 1, &s->cb);
+    napi_async_init(env, nullptr, name, &s->async);
     uv_unref(reinterpret_cast<uv_handle_t*>(&s->poll));
     napi_add_env_cleanup_hook(env, CleanupHook, s);
     s->hooked = true;

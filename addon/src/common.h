@@ -124,8 +124,29 @@ struct AddonData {
   int mountsFd = -1;
   // spawn.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
+  // exit_watch.cc: the environment's teardown (undo records), the addon's uv handles still
+  // closing, and the async cleanup hook that waits for them
+  struct Teardown* teardown = nullptr;
+  int closingHandles = 0;
+  napi_async_cleanup_hook_handle cleanupHook = nullptr;
   ~AddonData();
 };
+
+// Whether this environment can still run JS (false once a worker is being terminated or torn
+// down). N-API calls that may run JS fail then, and node-addon-api's wrappers turn such a
+// failure into napi_throw, which fails as well and aborts the process: a callback from the
+// event loop (uv handle, async work) checks this first. The probe runs no JS.
+inline bool CanRunJs(napi_env env) {
+  napi_value o;
+  bool has;
+  return napi_create_object(env, &o) == napi_ok && napi_has_named_property(env, o, "x", &has) == napi_ok;
+}
+
+// Every uv handle of the addon counts its close (before uv_close, and at the end of its close
+// callback): the environment's teardown waits for them all. exit_watch.cc.
+void HandleClosing(AddonData* d);
+void HandleClosed(AddonData* d);
+void FreeTeardown(AddonData* d);
 
 // Frees the spare network namespace (waiting for its maker if one runs). spawn.cc.
 void FreeSpare(AddonData* d);

@@ -6,6 +6,7 @@
 namespace nsbox {
 AddonData::~AddonData() {
   FreeSpare(this);
+  FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);
   if (netStack) munmap(netStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);

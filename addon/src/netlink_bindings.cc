@@ -243,6 +243,11 @@ class LinkDelWorker : public Napi::AsyncWorker {
     int r = LinkDelDo(nl, idx_, name_, &err_);
     if (r == -ENODEV && ignoreMissing) { err_ = Err(); gone_ = true; }
   }
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    // a worker that is being torn down: nobody waits for the promise any more
+    if (status != napi_cancelled && !CanRunJs(env)) { Destroy(); return; }
+    Napi::AsyncWorker::OnWorkComplete(env, status);
+  }
   void OnOK() override {
     Napi::Env env = Env();
     if (err_.err) deferred_.Reject(MakeError(env, err_));

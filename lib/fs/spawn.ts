@@ -12,6 +12,8 @@ import { readFile } from './files.js';
 import { Container, LayerStore, refString } from './store.js';
 import type { ImageConfig } from './image.js';
 import { byteSize, checkOptions, fail } from './validate.js';
+import { onTeardown } from '../spawn/teardown.js';
+import { join } from 'node:path';
 
 /**
  * Pass as `file` to run the image's own command: Entrypoint followed by `args` (or by the
@@ -108,6 +110,7 @@ export function enableImageForSpawn(): void {
     if (opts.image === undefined) return undefined;
     const spec = validateSpec(opts.image);
     let container: Container | undefined;
+    let dropTeardown = () => {};
     return {
       async resolve(input) {
         const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
@@ -119,12 +122,18 @@ export function enableImageForSpawn(): void {
         // the image's owners, shifted into the sandbox's user namespace (its root owns what the
         // image's root owns), where this host can (else they stay as on disk; see docs)
         const root = container.mount({ idmap: sandboxIdMaps(input.options) ?? undefined });
+        // the thread's teardown: unmount it and (ephemeral) remove its directory; the store's
+        // record of it stays for store.gc() / nsbox gc once this process is gone. Not for a
+        // sandbox that is to outlive the thread
+        const dir = join(spec.store.root, container.id);
+        if (opts.parentDeathSignal !== false) dropTeardown = onTeardown({ mounts: [root, ...(spec.tmpfsSize !== undefined ? [dir] : [])], dirs: spec.keep ? [] : [dir] });
         return applyImageConfig(input, root, config);
       },
       async release() {
         if (!container) return;
         const c = container;
         container = undefined;
+        dropTeardown();
         try {
           c.unmount();
         } catch {

@@ -9,7 +9,8 @@ import { provideEtcFiles, type Plan } from '../spawn/plan.js';
 import type { SpawnIsolatedOptions } from '../spawn/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { prepareSandboxNetwork, validateNetworkOption, userNetworkFiles, trackDeletion, type NetworkOption, type PreparedNetwork } from './network.js';
-import { chooseHelper, startUserNetHelper, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from './usernet.js';
+import { onTeardown } from '../spawn/teardown.js';
+import { chooseHelper, startUserNetHelper, tunDenied, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from './usernet.js';
 
 let registered = false;
 
@@ -26,15 +27,20 @@ export function enableNetworkForSpawn(): void {
     if (typeof opt === 'string' || 'join' in opt) return undefined;
     if ('mode' in opt && opt.mode === 'user') return userModeExtension(opt as UserNetworkOption, o);
     let prepared: PreparedNetwork | undefined;
+    let dropTeardown = () => {};
     return {
       async prepare(plan) {
         prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
+        // the thread's teardown deletes the veth (its IPAM entry and nft elements are swept
+        // once this process is gone), unless the sandbox is to outlive the thread
+        if (prepared.hostLink && o.parentDeathSignal !== false) dropTeardown = onTeardown({ links: [prepared.hostLink] });
         (plan as { net: PreparedNetwork['handoff'] }).net.push(...prepared.handoff);
         plan.netPremade = false; // its namespace receives a link: made for it, no spare
         provideEtcFiles(plan, { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf });
       },
       async release() {
         // the result need not wait ~20 ms for the kernel to delete the veth (networkSettled() does)
+        dropTeardown();
         await prepared?.release({ waitForLinks: false });
       },
     };
@@ -68,6 +74,9 @@ function userModeExtension(opt: UserNetworkOption, o: SpawnIsolatedOptions) {
   return {
     async resolve(input: SpawnInput): Promise<SpawnInput> {
       const which = chooseHelper(opt.helper);
+      // before anything is made: a host that denies this user /dev/net/tun gets a clear error
+      const denied = tunDenied();
+      if (denied) throw denied;
       const io = input.options;
       holder = spawnIsolated('sleep', ['infinity'], {
         ...(io.user !== undefined ? { user: io.user } : {}),

@@ -13,7 +13,7 @@
 // target is gone; slirp4netns exits when its exit fd (a pipe from Node) closes. So a killed
 // Node process leaves no helper behind.
 import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -93,6 +93,41 @@ export function chooseHelper(want?: 'pasta' | 'slirp4netns'): { name: 'pasta' | 
     : want === 'slirp4netns' ? "slirp4netns (package 'slirp4netns')"
     : "pasta (Debian/Ubuntu package 'passt') or slirp4netns (package 'slirp4netns'); neither is installed";
   return fail(2, 'execve', want ?? 'pasta', `user-mode networking needs ${what} in PATH`);
+}
+
+/** The device both helpers open (in the sandbox's user namespace) to make the tap. */
+export const TUN_DEVICE = '/dev/net/tun';
+
+/**
+ * Why this caller cannot use user-mode networking because the host denies it /dev/net/tun, as
+ * an NsboxError (EACCES or EPERM, step 'network') that says the fix; undefined when the device
+ * opens. Both helpers open it in a user namespace of the caller's, where a device owned by
+ * root counts as another user's: what the caller may open on the host is what they get.
+ * Root is not checked (the helpers run with root's rights then).
+ */
+export function tunDenied(): NsboxError | undefined {
+  if (process.geteuid?.() === 0) return undefined;
+  try {
+    closeSync(openSync(TUN_DEVICE, fsConstants.O_RDWR));
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') return undefined; // ENOENT etc.: the helper says what is wrong
+    return tunError(code === 'EPERM' ? 1 : 13);
+  }
+}
+
+function tunError(errno: number): NsboxError {
+  let mode = '';
+  try { mode = ` (mode ${(statSync(TUN_DEVICE).mode & 0o777).toString(8).padStart(4, '0')})`; } catch { /* unknown */ }
+  return netError(errno, 'network', 'open', TUN_DEVICE,
+    `the host denies ${TUN_DEVICE} to this user${mode}, and user-mode networking needs it for the sandbox's tap: ` +
+    `make it 0666 as Debian does (\`chmod 0666 ${TUN_DEVICE}\`, or a udev rule: KERNEL=="tun", MODE="0666"), or run as root`);
+}
+
+/** A helper's failure to open the tun device that comes from the host denying it (pasta says only "Failed to open tun socket in namespace"), as {@link tunDenied}'s error. */
+function tunFailure(stderr: string): NsboxError | undefined {
+  return /\btun\b|\/dev\/net\/tun/i.test(stderr) ? tunDenied() : undefined;
 }
 
 function fail(errno: number, syscall: string, path: string | undefined, detail: string): never {
@@ -187,6 +222,8 @@ export async function startUserNetHelper(
         if (pidText.trim()) break;
         if (c.done()) {
           const r = await c.result();
+          const denied = tunFailure(r.stderr);
+          if (denied) throw denied;
           fail(5, 'pasta', helper.path, `pasta exited (${r.code}) before the network was up: ${r.stderr || 'no message'}`);
         }
         if (Date.now() - t0 > 10_000) fail(110, 'pasta', helper.path, 'pasta did not configure the network within 10 s');
@@ -224,7 +261,7 @@ export async function startUserNetHelper(
       const timer = setTimeout(() => { c.kill('SIGKILL'); }, 10_000);
       ready.once('data', () => { clearTimeout(timer); resolve(); });
       c.once('error', (e) => { clearTimeout(timer); reject(netError(Math.abs((e as NodeJS.ErrnoException).errno ?? 5), 'network', 'execve', helper.path, `could not start slirp4netns: ${e.message}`)); });
-      c.once('exit', (code, sig) => { clearTimeout(timer); reject(netError(5, 'network', 'slirp4netns', helper.path, `slirp4netns exited (${code ?? sig}) before the network was up: ${err() || 'no message'}`)); });
+      c.once('exit', (code, sig) => { clearTimeout(timer); reject(tunFailure(err()) ?? netError(5, 'network', 'slirp4netns', helper.path, `slirp4netns exited (${code ?? sig}) before the network was up: ${err() || 'no message'}`)); });
     });
     ready.resume();
     if (api) {

@@ -19,6 +19,7 @@ import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../fs/spawn.js';
 import { errnoError, NsboxError } from '../errors.js';
 import { buildPlan, sandboxIdMaps } from '../spawn/plan.js';
+import { onTeardown } from '../spawn/teardown.js';
 
 /** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
 export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';
@@ -172,6 +173,9 @@ export class Sandbox extends EventEmitter {
   #destroying: Promise<void> | undefined;
   #spawnLimits: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
   #killing: Promise<void> | undefined;
+  /** drop this sandbox's records of the thread's teardown (see create) */
+  #dropNsFds = () => {};
+  #dropCgroup = () => {};
 
   private constructor(p: {
     id: string; cgroup: CGroup; container: Container | null; state: SandboxState; stateFile: string; holder?: IsolatedProcess;
@@ -296,6 +300,11 @@ export class Sandbox extends EventEmitter {
       undo.push(() => rmSync(stateFile, { force: true }));
       const cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
       undo.push(() => cg.destroy({ kill: true }));
+      // the thread's teardown (unless the sandbox is to outlive it) kills the holder (it is a
+      // sandbox of this thread) and everything in the cgroup, and removes the cgroup. The state
+      // file and the container stay: Sandbox.attach(id).destroy() or `nsbox gc` finish the job
+      const dropTeardown = keepAlive ? () => {} : onTeardown({ cgroups: [...new Set(Object.values(cg.paths))] });
+      undo.push(dropTeardown);
       let container: Container | null = null;
       let spawnOpts: SpawnIsolatedOptions = { ...base };
       let file = holderFile, args = holderArgs;
@@ -330,6 +339,9 @@ export class Sandbox extends EventEmitter {
         const n = Namespace.ofProcess(pid, t);
         if (n.inode === self[t]) n.close(); else ns[t] = n;
       }
+      // dropped before they are closed (an fd number is reused at once)
+      const dropNsFds = keepAlive ? () => {} : onTeardown({ fds: Object.values(ns).map((n) => n.fd) });
+      undo.push(dropNsFds);
       // the host's view of the merged dir is not needed: the holder's mount namespace has its
       // own copy of the overlay mount, so nothing of the sandbox stays in the host mount table
       if (container) container.unmount();
@@ -347,6 +359,8 @@ export class Sandbox extends EventEmitter {
       if (keepAlive) holder.unref();
       const exited = holder.then(() => undefined, () => undefined);
       const box = new Sandbox({ id, cgroup: cg, container, state, stateFile, holder, ns, execDefaults, exited, spawnLimits });
+      box.#dropNsFds = dropNsFds;
+      box.#dropCgroup = dropTeardown;
       holder.on('exit', (code, signal) => box.emit('exit', code, signal));
       return box;
     } catch (e) {
@@ -590,6 +604,7 @@ export class Sandbox extends EventEmitter {
       }
       await this.#awaitExit();
       await Promise.all([...this.#active]);
+      this.#dropNsFds();
       for (const n of Object.values(this.#ns)) n.close();
       this.#ns = {};
       let err: unknown;
@@ -597,6 +612,7 @@ export class Sandbox extends EventEmitter {
         try {
           if (this.cgroup.owned) await this.cgroup.destroy({ kill: true });
           else await removeOpenedCgroup(this.cgroup);
+          this.#dropCgroup();
         } catch (e) { err ??= e; }
       }
       if (this.container) {

@@ -2,7 +2,7 @@
 // `selfTest()`: the seccomp attack battery, run on this host under a profile.
 // Every probe runs in a forked child of the addon (addon/src/seccomp.cc), so the Node process
 // changes nothing about itself; nothing here spawns a command.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
 import { errnoError } from '../errors.js';
@@ -92,6 +92,25 @@ function checkUserns(root: boolean): DoctorCheck {
     };
   }
   return { id: 'userns', title: 'user namespaces', status: 'ok', detail: `available${max ? ` (max ${max})` : ''}` };
+}
+
+/** /dev/net/tun, which user-mode networking's helpers (pasta, slirp4netns) open for the sandbox's tap. */
+function checkTun(root: boolean): DoctorCheck {
+  const base = { id: 'tun', title: "/dev/net/tun (network: { mode: 'user' })" };
+  let mode: number;
+  try { mode = statSync('/dev/net/tun').mode & 0o777; } catch {
+    return { ...base, status: 'fail', detail: '/dev/net/tun is missing', fix: 'load the tun module (modprobe tun) or use a kernel with CONFIG_TUN' };
+  }
+  const m = mode.toString(8).padStart(4, '0');
+  const fix = 'make it 0666 as Debian does (chmod 0666 /dev/net/tun, or a udev rule: KERNEL=="tun", MODE="0666")';
+  if (!root) {
+    try { closeSync(openSync('/dev/net/tun', fsConstants.O_RDWR)); } catch (e) {
+      return { ...base, status: 'fail', detail: `mode ${m}: this user cannot open it (${(e as NodeJS.ErrnoException).code}), so user-mode networking fails`, fix: `${fix}, or run as root` };
+    }
+    return { ...base, status: 'ok', detail: `mode ${m}: this user can open it` };
+  }
+  if ((mode & 0o006) !== 0o006) return { ...base, status: 'warn', detail: `mode ${m}: only root (and its group) can open it: user-mode networking fails for other users`, fix };
+  return { ...base, status: 'ok', detail: `mode ${m}: every user can open it` };
 }
 
 function checkCgroups(layout: CgroupLayout | undefined, err: unknown): DoctorCheck {
@@ -187,6 +206,8 @@ export function doctor(): DoctorReport {
     : ll.errno === 95
       ? { id: 'landlock', title: 'Landlock', status: 'fail', detail: 'built in but not enabled', fix: 'add landlock to the lsm= kernel parameter (e.g. lsm=landlock,lockdown,yama,apparmor,bpf)' }
       : { id: 'landlock', title: 'Landlock', status: 'fail', detail: `landlock_create_ruleset: ${en(ll.errno)}`, fix: 'Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK=y' });
+
+  checks.push(checkTun(root));
 
   if (!existsSync('/proc/self/ns/cgroup')) {
     checks.push({ id: 'cgroupns', title: 'cgroup namespaces', status: 'fail', detail: '/proc/self/ns/cgroup missing', fix: 'Linux 4.6 or later with CONFIG_CGROUPS' });

@@ -12,6 +12,7 @@ import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
 import { CGroup } from '../cgroup/cgroup.js';
 import { close, closeSync, constants as fsConstants, openSync } from 'node:fs';
+import { onTeardown } from './teardown.js';
 
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
@@ -209,6 +210,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     let cg: SandboxCgroup | undefined;
     let isolation!: IsolationReport;
     let givenCgroupFd = -1;
+    let dropCg = () => {};
     try {
       if (input) {
         let cur = input;
@@ -231,6 +233,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (CGroup.mode() === 'v2') plan.cgroupFd = givenCgroupFd = openSync(o.cgroup.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
       } else if (needsCgroup(o)) {
         cg = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
+        // the thread's teardown removes it, unless the sandbox is to outlive the thread
+        if (plan.pdeathsig !== 0) dropCg = onTeardown({ cgroups: [...new Set(Object.values(cg.cgroup.paths))] });
         this.#cgroup = cg;
         plan.cgroupFd = cg.cloneIntoFd ?? -1;
         plan.cgroupProcs = cg.procsPaths;
@@ -248,7 +252,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       isolation = isolationReport(plan, o, cg);
     } catch (err) {
       if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
-      await cg?.killAndRemove().catch(() => {});
+      await cg?.killAndRemove().then(dropCg, () => {});
       await release();
       this.#endStreams();
       throw err;
@@ -257,10 +261,15 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#pidfd = out.pidfd;
     const initIsPid1 = plan.init && plan.summary.namespaces.includes('pid');
     this.#initKills = initIsPid1 && !this.#serve;
+    // fds of ours that no Node handle owns (and a prepared sandbox's pidfd until its run is
+    // watched): closed by the thread's teardown if it comes first
+    let dropFds = onTeardown({ fds: [out.mntNsFd, out.ctlFd].filter((f) => f >= 0), pidfds: this.#serve && plan.pdeathsig !== 0 ? [out.pidfd] : [] });
     if (this.#serve) {
       // prepared: everything is made; the program comes with run() (or never, on destroy)
       this.#serve.ready(out.ctlFd);
       const req = await this.#serve.request;
+      dropFds();
+      dropFds = onTeardown({ fds: out.mntNsFd >= 0 ? [out.mntNsFd] : [] });
       native().closeFd(out.ctlFd);
       if (req && 'error' in req) {
         this.#serveError = req;
@@ -356,7 +365,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       done = true;
       resolve(info);
       if (spare) makeSpareSoon();
-    }, out.statusFd));
+    }, out.statusFd, plan.pdeathsig === 0));
     const wall = Math.min(o.timeout || Infinity, o.limits?.wallTimeMs ?? Infinity);
     if (wall < Infinity) {
       this.#timers.push(setTimeout(() => { this.#timedOut = true; this.#limit('timeout'); }, wall));
@@ -397,7 +406,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
     let cgUsage;
     if (cg) {
-      await cg.killAndRemove().catch(() => {});
+      await cg.killAndRemove().then(dropCg, () => {});
       const v = await cg.verdict().catch(() => null);
       if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
       // forks were refused at the pids limit while it ran: that limit shaped the run, even when
@@ -411,6 +420,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
     };
     // the mount namespace goes now, its teardown on the thread pool (see spawn.cc)
+    dropFds();
     if (out.mntNsFd >= 0) close(out.mntNsFd, () => {});
     if (this.#serveError) throw this.#serveError.error;
     return {

@@ -217,12 +217,20 @@ while True:
 
   describe('without privileges (an unprivileged child Node process, uid 65534)', () => {
     let unprivReason = '';
+    // whether this host lets uid 65534 open /dev/net/tun (Debian makes it 0666; some hosts keep
+    // it 0600): the helpers need it, and where it is denied nsbox must say so and how to fix it
+    let tunOpen = false;
     beforeAll(() => {
       try {
         execFileSync('unshare', ['-U', '-n', 'true'], { uid: 65534, gid: 65534, stdio: 'pipe' });
       } catch (e) {
         unprivReason = `unprivileged user namespaces are not available here: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`;
       }
+      try {
+        execFileSync(process.execPath, ['-e', "require('fs').closeSync(require('fs').openSync('/dev/net/tun', 'r+'))"], { uid: 65534, gid: 65534, stdio: 'pipe' });
+        tunOpen = true;
+      } catch { /* denied (or no tun device: then the helper's own error is what the caller sees) */ }
+      console.log(`/dev/net/tun for uid 65534 on this host: ${tunOpen ? 'opens' : 'denied'}`);
     });
     const run = async (network: string, extra = '') => {
       const c = child(`
@@ -241,14 +249,46 @@ while True:
     });
 
     for (const helper of ['pasta', 'slirp4netns'] as const) {
-      it(`{ mode: 'user', helper: '${helper}' } works: eth0, a default route`, async (ctx) => {
+      it(`{ mode: 'user', helper: '${helper}' } works where the host lets the user open /dev/net/tun (eth0, a default route), else a clear NsboxError saying the fix`, async (ctx) => {
         if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
         if (skipReason(!helpers.includes(helper), `${helper} is not installed`)) return ctx.skip();
         const r = await run(`{ mode: 'user', helper: '${helper}' }`);
-        expect(r).toMatchObject({ exitCode: 0, stderr: '' });
-        expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        if (tunOpen) {
+          expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+          expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        } else {
+          expect(r.error).toMatchObject({ name: 'NsboxError', code: 'EACCES', step: 'network' });
+          expect(r.error!.message).toMatch(/the host denies \/dev\/net\/tun to this user \(mode 0\d{3}\).*chmod 0666 \/dev\/net\/tun.*or run as root/);
+          expect(r.error!.message).not.toMatch(/newroot|oldroot/);
+        }
       });
     }
+
+    it('both ways whatever the host: a private /dev/net/tun of mode 0666 works, one of 0600 gives the error (a mount namespace of the test, the host untouched)', async (ctx) => {
+      if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
+      const tools = ['unshare', 'setpriv', 'mknod'].filter((t) => !findExecutable(t));
+      if (skipReason(tools.length > 0, `util-linux tools missing: ${tools.join(', ')}`)) return ctx.skip();
+      const helper = helpers[0];
+      if (skipReason(!helper, 'neither pasta nor slirp4netns is installed')) return ctx.skip();
+      const script = `const nsbox = await import(${JSON.stringify(bundle)});
+        const r = await nsbox.spawnIsolated('/usr/bin/python3', ['-c', ${JSON.stringify(PROBE)}], { network: { mode: 'user', helper: '${helper}' } }).catch((e) => ({ error: { name: e.name, code: e.code, step: e.step, message: e.message } }));
+        console.log(JSON.stringify(r.error ? { error: r.error } : { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }));`;
+      for (const mode of ['0666', '0600']) {
+        // /dev/net of this process only: a tmpfs with its own tun node (the same device)
+        const out = execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+          `mount -t tmpfs -o mode=0755 nsbox-test-tun /dev/net && mknod -m ${mode} /dev/net/tun c 10 200 && ` +
+          `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" --input-type=module -e "$1"`, process.execPath, script],
+        { cwd: '/', encoding: 'utf8', timeout: 30_000 });
+        const r = JSON.parse(out.trim().split('\n')[0]!) as { exitCode?: number; stdout?: string; stderr?: string; error?: Record<string, string> };
+        if (mode === '0666') {
+          expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+          expect(r.stdout!.trim()).toMatch(/^\['eth0', 'lo'\] 0 True \['nameserver'/);
+        } else {
+          expect(r.error).toMatchObject({ name: 'NsboxError', code: 'EACCES', step: 'network' });
+          expect(r.error!.message).toMatch(/the host denies \/dev\/net\/tun to this user \(mode 0600\).*chmod 0666 \/dev\/net\/tun.*or run as root/);
+        }
+      }
+    });
 
     it('bridge mode is a clear NsboxError (EPERM), not a crash', async (ctx) => {
       if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();

@@ -2,7 +2,7 @@
 // the facts it reports agree with independent evidence, and the self-test battery denies every
 // attack under the default profile while the same battery without a filter shows the attacks
 // are real here.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { assertSelfTest, doctor, hostI386Syscalls, selfTest } from '../../lib/security/doctor.js';
 import { detectLayout } from '../../lib/cgroup/detect.js';
@@ -15,7 +15,7 @@ describe('doctor', () => {
   it('reports every check with a status, and a fix for each that is not ok', () => {
     const r = doctor();
     const ids = r.checks.map((c) => c.id);
-    for (const id of ['userns', 'cgroup', 'overlay-userns', 'idmapped-mounts', 'clone3', 'clone-into-cgroup', 'pidfd', 'seccomp', 'nftables', 'landlock']) {
+    for (const id of ['userns', 'cgroup', 'overlay-userns', 'idmapped-mounts', 'clone3', 'clone-into-cgroup', 'pidfd', 'seccomp', 'nftables', 'landlock', 'tun']) {
       expect(ids).toContain(id);
     }
     for (const c of r.checks) {
@@ -41,6 +41,13 @@ describe('doctor', () => {
     if (maj! > 5 || (maj === 5 && min! >= 3)) {
       expect(by('clone3').status).toBe('ok');
       expect(by('pidfd').status).toBe('ok');
+    }
+    // /dev/net/tun: its mode as stat says; a mode that shuts out other users is named
+    const tunMode = (() => { try { return statSync('/dev/net/tun').mode & 0o777; } catch { return undefined; } })();
+    if (tunMode === undefined) expect(by('tun').status).toBe('fail');
+    else {
+      expect(by('tun').detail).toContain(`mode ${tunMode.toString(8).padStart(4, '0')}`);
+      if (r.root) expect(by('tun').status).toBe((tunMode & 0o006) === 0o006 ? 'ok' : 'warn');
     }
     // Landlock: the ABI version is reported when the LSM list names it
     const lsm = (() => { try { return readFileSync('/sys/kernel/security/lsm', 'utf8'); } catch { return undefined; } })();
