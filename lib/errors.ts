@@ -20,7 +20,8 @@ export interface NsboxErrorInfo {
  * A kernel failure while building or running a sandbox. Argument mistakes are
  * `TypeError`/`RangeError` instead, thrown before anything is created.
  */
-class NsboxErrorClass extends Error implements NsboxErrorInfo {
+// (the class itself is named NsboxError: that is what stacks and util.inspect show)
+const NsboxErrorClass = class NsboxError extends Error implements NsboxErrorInfo {
   code: string;
   /** The errno as Node's SystemError has it: negative (`-13` for EACCES); `-e.errno` is the C errno. */
   errno: number;
@@ -40,7 +41,7 @@ class NsboxErrorClass extends Error implements NsboxErrorInfo {
     if (info.step !== undefined) this.step = info.step;
     if (info.detail !== undefined) this.detail = info.detail;
   }
-}
+};
 
 // One class per process, whichever build loads first: the package has an ESM and a CJS build
 // (and an app may load both, directly or through its dependencies), and `instanceof
@@ -58,7 +59,7 @@ if (!shared[SHARED]) Object.defineProperty(globalThis, SHARED, { value: NsboxErr
  */
 export const NsboxError: typeof NsboxErrorClass = shared[SHARED]!;
 /** A kernel failure while building or running a sandbox (the instance type of `NsboxError`). */
-export type NsboxError = NsboxErrorClass;
+export type NsboxError = InstanceType<typeof NsboxErrorClass>;
 
 /** Builds an NsboxError from an errno number, for failures detected in TypeScript. */
 export function errnoError(errno: number, step: string, syscall: string, path?: string, detail?: string): NsboxError {

@@ -28,12 +28,12 @@ describe('errno and signal names', () => {
   });
 
   it('errnoError and netError name any errno Node knows; fromNodeError keeps Node’s code', () => {
-    expect(errnoError(98, 'publish', 'bind', undefined, 'in use')).toMatchObject({ code: 'EADDRINUSE', errno: 98, message: "bind failed at step 'publish': EADDRINUSE: in use" });
+    expect(errnoError(98, 'publish', 'bind', undefined, 'in use')).toMatchObject({ code: 'EADDRINUSE', errno: -98, message: "bind failed at step 'publish': EADDRINUSE: in use" });
     expect(netError(95, 'publish', 'dlopen', 'libnftables.so.1')).toMatchObject({ code: 'EOPNOTSUPP', message: "dlopen failed at step 'publish' (libnftables.so.1): EOPNOTSUPP" });
     expect(errnoError(10, 's', 'waitid').code).toBe('ECHILD');
     expect(errnoError(9999, 's', 'x').code).toBe('E9999');
     const e = Object.assign(new Error('gone'), { errno: -2, code: 'ENOENT', syscall: 'open', path: '/x' });
-    expect(fromNodeError(e, 'store')).toMatchObject({ code: 'ENOENT', errno: 2, step: 'store' });
+    expect(fromNodeError(e, 'store')).toMatchObject({ code: 'ENOENT', errno: -2, step: 'store' });
     expect(fromNodeError(Object.assign(new Error('?'), { errno: -13 }), 'store').code).toBe('EACCES');
   });
 
