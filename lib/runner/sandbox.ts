@@ -695,6 +695,9 @@ function IsolatedResultOf(p: IsolatedProcess<string | Buffer>): Promise<Isolated
 /** Makes an IsolatedProcess resolve to `result` (same object: streams, pid, kill stay). */
 function patchResult<T extends string | Buffer>(p: SandboxProcess<T>, result: Promise<IsolatedResult<T>>): void {
   result.catch(() => {});
+  // the process's own outcome is observed here (its failure reaches the caller through
+  // `result`): it must not also come out as an unhandled 'error' event
+  IsolatedProcess.prototype.catch.call(p as unknown as IsolatedProcess<string>, () => {});
   Object.defineProperties(p, {
     then: { value: (a?: (v: IsolatedResult<T>) => unknown, b?: (e: unknown) => unknown) => result.then(a, b) },
     catch: { value: (b?: (e: unknown) => unknown) => result.catch(b) },

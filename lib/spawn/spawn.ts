@@ -16,7 +16,7 @@ import { onTeardown } from './teardown.js';
 
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
-const INIT_KILL_GRACE_MS = 250;
+const INIT_KILL_GRACE_MS = 1000;
 
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
 type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
