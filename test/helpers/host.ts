@@ -1,5 +1,5 @@
 // Small helpers for integration tests: host state snapshots and a root check.
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';
 
 export const isRoot = process.geteuid?.() === 0;
@@ -36,4 +36,18 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function noIdmappedLayers(): string {
   const [maj, min] = (release().match(/^(\d+)\.(\d+)/) ?? ['', '0', '0']).slice(1).map(Number);
   return maj > 6 || (maj === 6 && min >= 13) ? '' : `kernel ${release()} cannot hand overlayfs idmapped layers by fd (needs Linux 6.13)`;
+}
+
+/**
+ * For tests that make bridge sandboxes without naming a bridge (nsbox's default bridge nsbox0,
+ * kept between runs like docker0): call at the start; the function it returns, called at the
+ * end, removes nsbox0 and its nftables table again when the test made them and they are idle.
+ */
+export function defaultBridgeGuard(): () => Promise<void> {
+  const had = existsSync('/sys/class/net/nsbox0');
+  return async () => {
+    if (had || !existsSync('/sys/class/net/nsbox0')) return;
+    const { sweepNetwork } = await import('../../lib/net/gc.js');
+    await sweepNetwork({ idleDefaultBridge: true });
+  };
 }

@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { defaultBridgeGuard, isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cliPath = `${root}dist/cli.js`;
@@ -78,7 +78,9 @@ describe.skipIf(skipReason(!isRoot, 'the CLI tests run sandboxes with cgroups an
     dir = mkdtempSync('/tmp/nsbox-test-cli-');
     chmodSync(dir, 0o755); // sandbox root (an unprivileged host id) walks to the binds and the store under it
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // --network bridge without a name uses nsbox0
+  const dropDefaultBridge = defaultBridgeGuard();
+  afterAll(async () => { rmSync(dir, { recursive: true, force: true }); await dropDefaultBridge(); });
 
   it('maps API argument errors back to the flag the user typed', async () => {
     // each of these is refused by the API (TypeError/RangeError naming options.*)

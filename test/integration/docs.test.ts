@@ -15,7 +15,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isRoot, skipReason } from '../helpers/host.js';
+import { defaultBridgeGuard, isRoot, skipReason } from '../helpers/host.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOCS = ['README.md', ...readdirSync(`${root}docs`).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
@@ -84,7 +84,9 @@ describe.skipIf(skipReason(!isRoot, 'the docs\' snippets make sandboxes, bridges
     symlinkSync('../nsbox/dist/cli.js', `${dir}/node_modules/.bin/nsbox`);
     writeFileSync(`${dir}/package.json`, JSON.stringify({ name: 'doc-snippets', private: true, type: 'module' }));
   });
-  afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+  // the networking snippet bridges without naming a bridge (nsbox0)
+  const dropDefaultBridge = defaultBridgeGuard();
+  afterAll(async () => { if (dir) rmSync(dir, { recursive: true, force: true }); await dropDefaultBridge(); });
 
   const sh = (cmd: string) => execFileSync('sh', ['-ec', cmd], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], timeout: LIMIT_MS });
 
