@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { cgroupOwner, mountOwner, ownerGone, processStart } from './owner.js';
 import { LayerStore, isMountPoint, registeredStores } from './fs/store.js';
 import { fsNative } from './fs/native.js';
-import { sweepNetwork } from './net/gc.js';
+import { sweepNetwork, type NetworkSweepReport } from './net/gc.js';
 import { netNative } from './net/native.js';
 import { parseOwnedName } from './net/link.js';
 import { DEFAULT_STATE_DIR } from './runner/sandbox.js';
@@ -34,7 +34,9 @@ export interface GcSkipped {
 }
 
 /** What {@link gc} removed (each list empty when there was nothing of its kind). */
-export interface GcReport {
+export interface GcReport extends NetworkSweepReport {
+  // from NetworkSweepReport: links, ipam, published, bridges, tables, and `files` (temporary
+  // directories of dead processes, the network's and the store's)
   /** cgroup directories removed (one per v1 hierarchy a group was in). */
   cgroups: string[];
   /** Mount points unmounted (container views of dead processes). */
@@ -45,18 +47,6 @@ export interface GcReport {
   storeFiles: string[];
   /** Sandbox state files removed (with the sandbox's cgroup and container). */
   sandboxes: string[];
-  /** Network links deleted (host veth ends of dead owners). */
-  links: string[];
-  /** IPAM entries freed, as `bridge:address`. */
-  ipam: string[];
-  /** nftables DNAT entries removed, as `hostIp:port/proto`. */
-  published: string[];
-  /** Bridges forgotten in nftables/IPAM because their link is gone. */
-  bridges: string[];
-  /** nftables tables deleted because nothing used them any more. */
-  tables: string[];
-  /** Temporary directories of dead processes. */
-  files: string[];
   /** What was found but left (a live process inside, no privilege, ...). */
   skipped: GcSkipped[];
 }

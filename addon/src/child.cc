@@ -130,12 +130,10 @@ long TouchFile(const char* path) {
 
 // Flags the kernel locks on a mount made in a less privileged namespace: a remount must
 // carry them or it fails with EPERM (and the mount's own, which a bind remount would clear).
-unsigned long LockedFlags(const char* target) {
-  struct statfs s;
-  if (call(SYS_statfs, target, &s) < 0) return 0;
+// A mount's own flags (statfs f_flags) as mount(2) flags. Read-only too: a bind remount sets
+// the flags exactly, and would make a bind of a read-only mount writable.
+unsigned long MountFlagsOf(const struct statfs& s) {
   unsigned long f = 0;
-  // read-only too: a bind remount sets the flags exactly, and would make a bind of a
-  // read-only mount writable
   if (s.f_flags & ST_RDONLY) f |= MS_RDONLY;
   if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
   if (s.f_flags & ST_NODEV) f |= MS_NODEV;
@@ -144,6 +142,12 @@ unsigned long LockedFlags(const char* target) {
   if (s.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
   if (s.f_flags & ST_RELATIME) f |= MS_RELATIME;
   return f;
+}
+
+unsigned long LockedFlags(const char* target) {
+  struct statfs s;
+  if (call(SYS_statfs, target, &s) < 0) return 0;
+  return MountFlagsOf(s);
 }
 
 // Adds read-only / nosuid / nodev / noexec to a mount (recursively where the kernel can).
@@ -333,14 +337,8 @@ long RemountFd(long fd, int procFd, bool readonly, unsigned long extra) {
   struct statfs s;
   long r = call(SYS_fstatfs, fd, &s);
   if (r < 0) return r;
-  unsigned long f = MS_BIND | MS_REMOUNT | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC));
-  if (readonly || (s.f_flags & ST_RDONLY)) f |= MS_RDONLY;
-  if (s.f_flags & ST_NOSUID) f |= MS_NOSUID;
-  if (s.f_flags & ST_NODEV) f |= MS_NODEV;
-  if (s.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
-  if (s.f_flags & ST_NOATIME) f |= MS_NOATIME;
-  if (s.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
-  if (s.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  unsigned long f = MS_BIND | MS_REMOUNT | (extra & (MS_NOSUID | MS_NODEV | MS_NOEXEC)) | MountFlagsOf(s);
+  if (readonly) f |= MS_RDONLY;
   return MountOnFd(fd, procFd, f);
 }
 

@@ -51,3 +51,24 @@ export function defaultBridgeGuard(): () => Promise<void> {
     await sweepNetwork({ idleDefaultBridge: true });
   };
 }
+
+/** Directories of every cgroup hierarchy whose name carries one of `pids` as nsbox's owner (`nsbox-[sbx-]<pid>-…`), sorted. */
+export function nsboxCgroupsOf(pids: Iterable<number>): string[] {
+  const want = new Set(pids);
+  const found: string[] = [];
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' '))
+    .filter((f) => ['cgroup', 'cgroup2'].includes(f[f.indexOf('-') + 1] ?? '')).map((f) => f[4]!);
+  const walk = (d: string, depth: number) => {
+    if (depth > 40) return;
+    let es;
+    try { es = readdirSync(d, { withFileTypes: true }); } catch { return; }
+    for (const e of es) {
+      if (!e.isDirectory()) continue;
+      const m = /^nsbox-(?:sbx-)?(\d+)-/.exec(e.name);
+      if (m && want.has(Number(m[1]))) found.push(`${d}/${e.name}`);
+      walk(`${d}/${e.name}`, depth + 1);
+    }
+  };
+  for (const m of new Set(mounts)) walk(m, 0);
+  return found.sort();
+}

@@ -3,32 +3,15 @@
 // or under its own cgroup, and under a cgroupParent); gc() removes exactly those, keeps the
 // groups of a live process and the (not owned) parent group.
 import { spawn as cpSpawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CGroup, gc } from '../../lib/index.js';
-import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { isRoot, nsboxCgroupsOf, skipReason, sleep } from '../helpers/host.js';
 
 const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
 
 /** Every directory of every cgroup hierarchy named by nsbox for `pid`. */
-function groupsOf(pid: number): string[] {
-  const found: string[] = [];
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' '))
-    .filter((f) => ['cgroup', 'cgroup2'].includes(f[f.indexOf('-') + 1] ?? '')).map((f) => f[4]!);
-  const walk = (d: string, depth: number) => {
-    if (depth > 40) return;
-    let es;
-    try { es = readdirSync(d, { withFileTypes: true }); } catch { return; }
-    for (const e of es) {
-      if (!e.isDirectory()) continue;
-      if (new RegExp(`^nsbox-(?:sbx-)?${pid}-`).test(e.name)) found.push(join(d, e.name));
-      walk(join(d, e.name), depth + 1);
-    }
-  };
-  for (const m of new Set(mounts)) walk(m, 0);
-  return found.sort();
-}
+const groupsOf = (pid: number): string[] => nsboxCgroupsOf([pid]);
 
 /** A child Node process running two limited sandboxes, one under `parent`; resolves once both run. */
 function child(parent: string | Record<string, string>): { proc: ReturnType<typeof cpSpawn>; running: Promise<void> } {

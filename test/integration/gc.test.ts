@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSyn
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gc, LayerStore, listIpam, nftUnavailableReason, type GcReport } from '../../lib/index.js';
-import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { isRoot, nsboxCgroupsOf, skipReason, sleep } from '../helpers/host.js';
 import { makeTar } from './fs-helpers.js';
 
 const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
@@ -80,23 +80,7 @@ function exited(proc: ReturnType<typeof cpSpawn>): Promise<void> {
 }
 
 /** Directories of every cgroup hierarchy whose name carries one of `pids` as nsbox's owner. */
-function cgroupsOf(pids: Set<number>): string[] {
-  const found: string[] = [];
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => ['cgroup', 'cgroup2'].includes(f[f.indexOf('-') + 1] ?? '')).map((f) => f[4]!);
-  const walk = (d: string, depth: number) => {
-    if (depth > 40) return;
-    let es;
-    try { es = readdirSync(d, { withFileTypes: true }); } catch { return; }
-    for (const e of es) {
-      if (!e.isDirectory()) continue;
-      const m = /^nsbox-(?:sbx-)?(\d+)-/.exec(e.name);
-      if (m && pids.has(Number(m[1]))) found.push(join(d, e.name));
-      walk(join(d, e.name), depth + 1);
-    }
-  };
-  for (const m of new Set(mounts)) walk(m, 0);
-  return found;
-}
+const cgroupsOf = (pids: Set<number>): string[] => nsboxCgroupsOf(pids);
 
 /** Mount lines whose source names one of `pids`, or on the test's store without an owner in the source. */
 function mountsOf(pids: Set<number>): string[] {
