@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSyn
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gc, LayerStore, listIpam, nftUnavailableReason, type GcReport } from '../../lib/index.js';
-import { isRoot, nsboxCgroupsOf, skipReason, sleep } from '../helpers/host.js';
+import { defaultBridgeGuard, isRoot, nsboxCgroupsOf, skipReason, sleep } from '../helpers/host.js';
 import { makeTar } from './fs-helpers.js';
 
 const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
@@ -49,8 +49,11 @@ beforeAll(async () => {
   keepEntries = readdirSync(storeRoot).sort();
 });
 
-afterAll(() => {
+// the children bridge without naming a bridge (nsbox0)
+const dropDefaultBridge = defaultBridgeGuard();
+afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await dropDefaultBridge();
 });
 
 /** A child Node process that prints `ready` once nsbox is loaded, then `spawned` once its sandbox runs. */
