@@ -1,7 +1,5 @@
-// Public API: re-exports only (plus switching on the spawn options that other layers handle).
-import { enableSeccompForSpawn } from './security/seccomp/spawn.js';
-import { enableNetworkForSpawn } from './net/spawn.js';
-import { enableImageForSpawn } from './fs/spawn.js';
+// Public API: re-exports only. Nothing here runs at import: spawnIsolated composes its layers
+// itself (lib/spawn/layers), so every entry point gets the same secure defaults.
 
 export { NsboxError } from './errors.js';
 export type { NsboxErrorInfo } from './errors.js';
@@ -24,7 +22,3 @@ export * from './fs/index.js';
 export * from './runner/index.js';
 export { gc, type GcReport, type GcOptions, type GcSkipped } from './gc.js';
 
-// `seccomp` (default profile unless 'none') and bridge `network` options of spawnIsolated
-enableSeccompForSpawn();
-enableNetworkForSpawn();
-enableImageForSpawn();

@@ -129,6 +129,9 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   std::vector<const char*> procs;
   r.Strings(p, o, "cgroupProcs", &procs);
   for (const char* s : procs) if (s) p->cgroupProcs.emplace_back(s);
+  std::vector<const char*> tasks;
+  r.Strings(p, o, "cgroupTasks", &tasks);
+  for (const char* s : tasks) if (s) p->cgroupTasks.emplace_back(s);
 
   Napi::Array net = r.Arr(o, "net");
   for (uint32_t i = 0; i < net.Length() && r.ok; i++) {

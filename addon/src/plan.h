@@ -93,7 +93,9 @@ struct Plan {
   std::string uidMap, gidMap;          // empty = do not write
   bool setgroupsDeny = false;
   int cgroupFd = -1;                   // CLONE_INTO_CGROUP (cgroup v2)
-  std::vector<std::string> cgroupProcs;// cgroup.procs files to write the pid into (v1)
+  std::vector<std::string> cgroupProcs;// cgroup.procs files the parent writes the pid into
+                                       // (v1, or v2 without CLONE_INTO_CGROUP)
+  std::vector<std::string> cgroupTasks;// v1 `tasks` files the child moves itself with
   std::vector<int> cgroupTaskFds;      // v1 `tasks` files opened by the parent: the child
                                        // writes "0" to each (see spawn.cc)
   std::vector<NetHandoffSpec> net;     // links handed to the child before "go"

@@ -659,11 +659,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // waits for an RCU grace period (10-20 ms here) on every spaced-out spawn.
   std::vector<UniqueFd> taskFds;
   if (plan.cgroupFd < 0) {
-    for (const std::string& procs : plan.cgroupProcs) {
-      size_t slash = procs.rfind('/');
-      std::string tasks = procs.substr(0, slash + 1) + "tasks";
+    for (const std::string& tasks : plan.cgroupTasks) {
       UniqueFd fd(open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
-      if (!fd.valid()) { taskFds.clear(); break; }  // no tasks file (v2): the parent writes the pid
+      if (!fd.valid()) { taskFds.clear(); break; }  // cannot: the parent writes the pid to cgroupProcs
       taskFds.push_back(std::move(fd));
     }
     for (const UniqueFd& fd : taskFds) plan.cgroupTaskFds.push_back(fd.get());

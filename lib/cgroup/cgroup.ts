@@ -6,7 +6,7 @@ import { errnoError } from '../errors.js';
 import { detectLayout, type CgroupMode, type CgroupLayout } from './detect.js';
 import {
   V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, readOpt, v2ControllersFor, v2Enable,
-  type CgroupStats, type Driver, type LimitCounters,
+  type CgroupStats, type Driver, type LimitCounters, type CgroupPlacement,
 } from './drivers.js';
 import { validateLimits, type Limits, type ResolvedLimits } from './limits.js';
 
@@ -188,6 +188,11 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   /** The `cgroup.procs` files a parent writes a child's pid into (one per v1 hierarchy). */
   get procsPaths(): string[] {
     return this.driver.procsPaths();
+  }
+
+  /** How a spawn puts its child into this cgroup (see {@link CgroupPlacement}). */
+  get placement(): CgroupPlacement {
+    return this.driver.placement();
   }
 
   /** True once destroy() finished. */

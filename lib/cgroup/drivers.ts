@@ -43,12 +43,27 @@ export interface LimitCounters {
   pidsMax: number;
 }
 
+/**
+ * How a spawn puts its child into a cgroup, the one place that decides it: v2 makes the child
+ * in it (`clone3(CLONE_INTO_CGROUP)` with an fd of `intoDir`); v1 has the child move itself by
+ * writing to each hierarchy's `tasks` file (opened by the parent with its credentials); and
+ * `procs` are the files the parent writes the child's pid into when neither can be used
+ * (a kernel without CLONE_INTO_CGROUP, a tasks file that cannot be opened).
+ */
+export interface CgroupPlacement {
+  intoDir: string | undefined;
+  tasks: string[];
+  procs: string[];
+}
+
 /** What both drivers do. */
 export interface Driver {
   readonly version: 1 | 2;
   /** controller name -> directory (v2: every controller maps to the one directory) */
   readonly dirs: Record<string, string>;
   procsPaths(): string[];
+  /** How a new process is put into this cgroup before it runs its program (see {@link CgroupPlacement}). */
+  placement(): CgroupPlacement;
   apply(r: ResolvedLimits): void;
   pids(): number[];
   populated(): boolean;
@@ -260,6 +275,10 @@ export class V2Driver implements Driver {
     return [`${this.dir}/cgroup.procs`];
   }
 
+  placement(): CgroupPlacement {
+    return { intoDir: this.dir, tasks: [], procs: this.procsPaths() };
+  }
+
   apply(r: ResolvedLimits): void {
     const d = this.dir;
     const bytes = (v: number | 'max') => String(v);
@@ -428,6 +447,10 @@ export class V1Driver implements Driver {
 
   procsPaths(): string[] {
     return this.uniqueDirs().map((d) => `${d}/cgroup.procs`);
+  }
+
+  placement(): CgroupPlacement {
+    return { intoDir: undefined, tasks: this.uniqueDirs().map((d) => `${d}/tasks`), procs: this.procsPaths() };
   }
 
   apply(r: ResolvedLimits): void {

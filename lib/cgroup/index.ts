@@ -5,3 +5,4 @@ export { validateLimits, parseByteSize } from './limits.js';
 export type { Limits, SandboxLimits, ByteSize, IoMaxEntry, ResolvedLimits, ValidateOptions } from './limits.js';
 export { prepareSandboxCgroup } from './sandbox.js';
 export type { SandboxCgroup, SandboxUsage, PrepareSandboxCgroupOptions } from './sandbox.js';
+export type { CgroupPlacement } from './drivers.js';

@@ -134,3 +134,9 @@ export function readArchiveDir(dir: string, want?: string): ArchiveImage {
   }
   throw bad(dir, 'image indexes nest too deep');
 }
+
+/**
+ * Pass as `file` to run the image's own command: Entrypoint followed by `args` (or by the
+ * image's Cmd when `args` is empty), as `docker run IMAGE [ARGS...]` does.
+ */
+export const IMAGE_COMMAND = '@image';

@@ -7,4 +7,4 @@ export type { ImageConfig } from './image.js';
 export type { ImportProgress } from './extract.js';
 export { readFile, writeFile, copyIn, copyOut, DEFAULT_MAX_BYTES } from './files.js';
 export type { SafeReadOptions, SafeWriteOptions } from './files.js';
-export { IMAGE_COMMAND } from './spawn.js';
+export { IMAGE_COMMAND } from './image.js';

@@ -10,7 +10,6 @@ export {
   type NetworkOption, type BridgeNetworkOption, type PublishSpec, type PreparedNetwork, type NetHandoff, type PrepareContext,
 } from './network.js';
 export { TcpProxy } from './proxy.js';
-export { enableNetworkForSpawn } from './spawn.js';
 export { nftUnavailableReason, nftListPublished, NFT_TABLE } from './nft.js';
 export { listIpam, ipamDir } from './ipam.js';
 export { sweepNetwork, type NetworkSweepReport, type NetworkSweepOptions } from './gc.js';

@@ -16,10 +16,10 @@ import { CGroup } from '../cgroup/cgroup.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
 import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
-import { applyImageConfig } from '../fs/spawn.js';
+import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
 import { buildPlan, sandboxIdMaps } from '../spawn/plan.js';
-import { onTeardown } from '../spawn/teardown.js';
+import { onTeardown } from '../teardown.js';
 
 /** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
 export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';

@@ -1,5 +1,7 @@
 import { buildPlan, Op, type Plan } from './plan.js';
 import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
+import { isolationReport } from './compose.js';
+import { LAYERS } from './layers/index.js';
 
 const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k]));
 
@@ -43,12 +45,8 @@ export function explain(file: string, args: string[] = [], options: SpawnIsolate
     hostname: p.hostname ?? null,
     cwd: p.cwd,
     rlimits: p.rlimits,
-    isolation: {
-      ...p.summary,
-      seccomp: options.seccomp === 'none' ? 'none' : options.seccomp === undefined || options.seccomp === 'default' ? 'default' : 'custom',
-      network: options.network === undefined ? p.summary.network : typeof options.network === 'string' ? options.network : 'join' in options.network ? 'joined' : (options.network as { mode?: string }).mode === 'user' ? 'user' : 'bridge',
-      limits: options.limits ? { ...options.limits } : null,
-    },
+    // the report the result gives, from what each layer says before anything is made
+    isolation: isolationReport(p, options, LAYERS.map((l) => l.explain?.(options))),
     steps: describe(p.template?.child ?? p.ops),
     templateSteps: p.template ? describe(p.template.build) : null,
   };

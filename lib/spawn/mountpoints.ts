@@ -49,6 +49,14 @@ const made = new WeakSet<PlanOp>();
 /** Internal staging paths of a plan's mirrors -> the sandbox directory each stands for. */
 const stageNames = new WeakMap<Plan, Map<string, string>>();
 
+/** A copy of a plan (see forkPlan) keeps what was recorded for the original. */
+export function carryMountPointContext(from: Plan, to: Plan): void {
+  const c = contexts.get(from);
+  if (c) contexts.set(to, c);
+  const n = stageNames.get(from);
+  if (n) stageNames.set(to, n);
+}
+
 export function setMountPointContext(plan: Plan, c: MountPointContext): void {
   contexts.set(plan, c);
 }

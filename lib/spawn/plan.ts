@@ -11,7 +11,7 @@ import { detectLayout } from '../cgroup/detect.js';
 import { validateLimits } from '../cgroup/limits.js';
 import { errnoError } from '../errors.js';
 import type { Namespace } from '../ns/namespace.js';
-import { placeMountPoints, setMountPointContext, type DirInfo } from './mountpoints.js';
+import { carryMountPointContext, placeMountPoints, setMountPointContext, type DirInfo } from './mountpoints.js';
 import type { IdMap, IsolationReport, Mount, NamespaceType, Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
 
 // ---- kernel constants --------------------------------------------------------------------
@@ -95,9 +95,6 @@ export interface Plan {
   uidMap?: string;
   gidMap?: string;
   setgroupsDeny: boolean;
-  cgroupFd: number;
-  cgroupProcs: string[];
-  net: Array<{ ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string }>;
   stdio: Array<{ kind: number; fd: number }>;
   ops: PlanOp[];
   /**
@@ -850,9 +847,6 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
     gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
     setgroupsDeny,
-    cgroupFd: -1,
-    cgroupProcs: [],
-    net: [],
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
     netPremade: template !== undefined && mask === 0n,
@@ -1125,6 +1119,16 @@ function encodeOpsInto(ops: readonly PlanOp[], own = false): Buffer {
     put(op.a); put(op.b); put(op.c); put(op.d);
   }
   return buf.subarray(0, off);
+}
+
+/**
+ * A copy of `plan` whose op lists can be added to (the original and the view cache it shares
+ * lists with stay as they were), for the pipeline to compose the final plan from.
+ */
+export function forkPlan(plan: Plan, extra: Partial<Plan> = {}): Plan {
+  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { build: plan.template.build, child: [...plan.template.child] } } : {}) };
+  carryMountPointContext(plan, p);
+  return p;
 }
 
 /**

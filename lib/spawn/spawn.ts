@@ -6,13 +6,15 @@ import { native, type ExitInfo, type NativeAddon } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from './mountpoints.js';
 import { signalName } from '../util/sys.js';
-import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, needsCgroup, parseStdio, signalNumber, type Plan } from './plan.js';
+import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, parseStdio, signalNumber, type Plan } from './plan.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from './options.js';
-import { prepareSandboxCgroup, type SandboxCgroup } from '../cgroup/sandbox.js';
 import { parseByteSize, type SandboxLimits } from '../cgroup/limits.js';
-import { CGroup } from '../cgroup/cgroup.js';
-import { close, closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { onTeardown } from './teardown.js';
+import type { CGroup } from '../cgroup/cgroup.js';
+import { close } from 'node:fs';
+import { onTeardown } from '../teardown.js';
+import type { Bindings, LayerContext, LayerRun, SpawnInput } from './layer.js';
+import { LAYERS, type CgroupRun } from './layers/index.js';
+import { composePlan, isolationReport } from './compose.js';
 
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
@@ -21,25 +23,38 @@ const INIT_KILL_GRACE_MS = 1000;
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
 type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
 
-/** What spawnIsolated was called with. */
-export interface SpawnInput {
-  file: string;
-  args: string[];
-  options: SpawnIsolatedOptions;
+export type { SpawnInput } from './layer.js';
+
+/** The layers' runs for one spawn (see ./layer.ts), the cgroup's singled out: the running sandbox asks it things. */
+interface Layers {
+  runs: LayerRun[];
+  cgroup: CgroupRun | undefined;
 }
 
-/** Hooks later layers (cgroups, network, images) use to add to a plan and clean up after. */
-export interface SpawnExtension {
-  /**
-   * Runs first, before any cgroup or network exists: may return the inputs to build the plan
-   * from instead (an image layer resolves `options.image` to a mounted rootfs and the image's
-   * config here). Whatever it made must be undone by {@link SpawnExtension.release}.
-   */
-  resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
-  /** Runs after the base plan is built, before the addon spawns. May add to the plan. */
-  prepare?(plan: Plan, options: SpawnIsolatedOptions): Promise<void> | void;
-  /** Runs once the sandbox exited (or failed to start). Must not throw. */
-  release?(): Promise<void> | void;
+/**
+ * @internal A test's seam around the addon: sees (and may replace) the composed plan of each
+ * spawn, to make the kernel refuse a step on purpose. Not public; nothing sets it but a test.
+ */
+let planSeam: ((plan: Readonly<Plan>, o: SpawnIsolatedOptions) => Plan) | undefined;
+/** @internal see planSeam */
+export function setPlanSeam(f: typeof planSeam): void {
+  planSeam = f;
+}
+
+/** What the pipeline lends layers: helper sandboxes (a user-mode network's holder and helper). */
+const layerContext: LayerContext = { spawn: (file, args, options) => spawnIsolated(file, args, options) };
+
+/** Each layer looks at the options (its mistakes throw here, before anything is made). */
+function openLayers(options: SpawnIsolatedOptions): Layers {
+  const runs: LayerRun[] = [];
+  let cgroup: CgroupRun | undefined;
+  for (const layer of LAYERS) {
+    const run = layer.open(options, layerContext);
+    if (!run) continue;
+    runs.push(run);
+    if (layer.name === 'cgroup') cgroup = run as CgroupRun;
+  }
+  return { runs, cgroup };
 }
 
 /** stdin's PassThrough, remembering whether the caller wrote to it, ended it or piped into it. */
@@ -103,7 +118,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #canceled = false;
   /** the first limit (or cancellation) that made nsbox stop the sandbox */
   #fired: Verdict | undefined;
-  #cgroup: SandboxCgroup | undefined;
+  #cgroup: CgroupRun | undefined;
   #killSignal: number;
   #forceKillAfterMs: number;
   #timers: NodeJS.Timeout[] = [];
@@ -122,7 +137,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #closed = false;
 
   /** @internal use {@link spawnIsolated} */
-  constructor(plan: Plan, options: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
+  constructor(plan: Plan, options: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
     super();
     this.#serve = serve;
     this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
@@ -146,7 +161,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.stdout?.resume();
       this.stderr?.resume();
     }
-    this.#promise = this.#run(plan, options, extensions, input);
+    this.#cgroup = layers.cgroup;
+    this.#promise = this.#run(plan, options, layers, input);
     // the promise side never rejects unobserved (no unhandledRejection); the failure goes to
     // whoever awaits, or out as 'error' (see the class comment)
     this.#promise.then(() => {}, (err: unknown) => this.#failed(err));
@@ -194,11 +210,18 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     (this.all as PassThrough | null)?.end();
   }
 
-  async #run(plan: Plan, o: SpawnIsolatedOptions, extensions: SpawnExtension[], input?: SpawnInput): Promise<IsolatedResult<T>> {
+  /**
+   * The pipeline (see docs/architecture.md): resolve the inputs, acquire what the plan needs
+   * into bindings, compose the one frozen plan, spawn; then watch the sandbox, and release
+   * every layer in reverse on every path.
+   */
+  async #run(base: Plan, o: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput): Promise<IsolatedResult<T>> {
     let started = performance.now();
+    const { runs } = layers;
+    const cg = layers.cgroup;
     const release = async () => {
-      for (const ext of extensions) {
-        try { await ext.release?.(); } catch { /* release must not mask the result */ }
+      for (const r of [...runs].reverse()) {
+        try { await r.release?.(); } catch { /* release must not mask the result */ }
       }
     };
     if (o.signal?.aborted) {
@@ -207,52 +230,37 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       throw abortError(o.signal);
     }
     let out;
-    let cg: SandboxCgroup | undefined;
+    let plan: Readonly<Plan>;
     let isolation!: IsolationReport;
-    let givenCgroupFd = -1;
-    let dropCg = () => {};
     try {
       if (input) {
         let cur = input;
-        for (const ext of extensions) {
-          if (!ext.resolve) continue;
-          const next = await ext.resolve(cur);
+        for (const r of runs) {
+          if (!r.resolve) continue;
+          const next = await r.resolve(cur);
           if (next) cur = next;
         }
         if (cur !== input) {
-          plan = buildPlan(cur);
+          base = buildPlan(cur);
           o = cur.options;
           // the image's own command, once known
-          this.spawnfile = plan.argv[0];
-          this.spawnargs = [...plan.argv];
+          this.spawnfile = base.argv[0];
+          this.spawnargs = [...base.argv];
         }
       }
-      if (o.cgroup) {
-        plan.cgroupProcs = o.cgroup.procsPaths;
-        // cgroup v2: born in it (CLONE_INTO_CGROUP), as for a cgroup of its own
-        if (CGroup.mode() === 'v2') plan.cgroupFd = givenCgroupFd = openSync(o.cgroup.path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-      } else if (needsCgroup(o)) {
-        cg = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
-        // the thread's teardown removes it, unless the sandbox is to outlive the thread
-        if (plan.pdeathsig !== 0) dropCg = onTeardown({ cgroups: [...new Set(Object.values(cg.cgroup.paths))] });
-        this.#cgroup = cg;
-        plan.cgroupFd = cg.cloneIntoFd ?? -1;
-        plan.cgroupProcs = cg.procsPaths;
-      }
-      for (const ext of extensions) await ext.prepare?.(plan, o);
+      const bindings: Bindings = { cgroupFd: -1, cgroupTasks: [], cgroupProcs: [], net: [] };
+      for (const r of runs) await r.acquire?.(base, bindings);
+      plan = composePlan(base, runs.map((r) => r.contribute?.(base)));
+      if (planSeam) plan = Object.freeze(planSeam(plan, o));
       if (o.signal?.aborted) throw abortError(o.signal);
       try {
-        out = spawnNative(plan);
+        out = spawnNative(plan, bindings);
       } finally {
-        cg?.closeCloneFd();
-        if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
-        givenCgroupFd = -1;
+        cg?.placed();
       }
       // for the result: made while the program starts, not before
-      isolation = isolationReport(plan, o, cg);
+      isolation = isolationReport(plan, o, runs.map((r) => r.report?.()));
     } catch (err) {
-      if (givenCgroupFd >= 0) closeSync(givenCgroupFd);
-      await cg?.killAndRemove().then(dropCg, () => {});
       await release();
       this.#endStreams();
       throw err;
@@ -371,11 +379,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.#timers.push(setTimeout(() => { this.#timedOut = true; this.#limit('timeout'); }, wall));
     }
     const cpuMax = o.limits?.cpuTimeMs;
-    if (cpuMax !== undefined && cg) {
+    if (cpuMax !== undefined && cg && !cg.given) {
       // poll the cgroup's cpu usage (children count, unlike RLIMIT_CPU), sooner as it nears the cap
       const tick = async () => {
         if (done) return;
-        const used = await cg!.cpuUsageMs().catch(() => 0);
+        const used = await cg.cpuUsageMs();
         if (done) return;
         if (used >= cpuMax) this.#limit('cpu-time');
         else this.#timers.push(setTimeout(tick, Math.min(100, Math.max(5, (cpuMax - used) / 2))));
@@ -404,15 +412,14 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     await Promise.all(streamsDone);
     this.#emitClose();
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
-    let cgUsage;
-    if (cg) {
-      await cg.killAndRemove().then(dropCg, () => {});
-      const v = await cg.verdict().catch(() => null);
+    const finished = await cg?.finish();
+    const cgUsage = finished?.usage;
+    if (finished) {
+      const v = finished.verdict;
       if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
       // forks were refused at the pids limit while it ran: that limit shaped the run, even when
       // the program then exited 0 (a fork bomb's first shell does)
       else if (!this.#fired && v === 'pids') verdict = 'pids';
-      cgUsage = await cg.usage().catch(() => undefined);
     }
     await release();
     const decode = (b: Buffer[]) => {
@@ -452,12 +459,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #limit(why: Verdict): void {
     this.#fired ??= why;
     this.kill();
-    if (this.#killSignal === 9) this.#cgroup?.cgroup.kill().catch(() => {});
+    if (this.#killSignal === 9) this.#cgroup?.killAll();
   }
 
   /** The sandbox's own cgroup (made for its cgroup limits), while it runs; else undefined. */
   get cgroup(): CGroup | undefined {
-    return this.#cgroup?.cgroup;
+    return this.#cgroup && !this.#cgroup.given ? this.#cgroup.cgroup : undefined;
   }
 
   /** With `tty`: sets the terminal's size (the program gets SIGWINCH). */
@@ -558,40 +565,11 @@ function mergedOutput(o: SpawnIsolatedOptions): boolean {
   return s1 === 'pipe' && s2 === 'pipe';
 }
 
-/** What the sandbox actually got (nothing weaker goes unsaid). */
-function isolationReport(plan: Plan, o: SpawnIsolatedOptions, cg: SandboxCgroup | undefined): IsolationReport {
-  const s = plan.summary;
-  const net = o.network;
-  const network = typeof net === 'string' ? net
-    : net && typeof net === 'object' && 'join' in net ? 'joined'
-    : net && typeof net === 'object' && 'mode' in net ? String((net as { mode: unknown }).mode)
-    : net && typeof net === 'object' ? 'bridge'
-    : s.network;
-  const seccomp = plan.seccomp && plan.seccomp.length > 0
-    ? (o.seccomp === undefined || o.seccomp === 'default' ? 'default' : 'custom')
-    : 'none';
-  return {
-    ...s,
-    seccomp,
-    network,
-    cgroup: cg?.cgroup.path ?? (o.cgroup ? o.cgroup.path : null),
-    limits: o.limits ? { ...o.limits } : null,
-  };
-}
-
 function abortError(signal: AbortSignal): Error {
   const e = new Error('The sandbox was aborted before it started', { cause: signal.reason });
   e.name = 'AbortError';
   (e as Error & { code: string }).code = 'ABORT_ERR';
   return e;
-}
-
-/** Layers that extend spawnIsolated (cgroups, networking, images) register here. */
-const extensionFactories: Array<(o: SpawnIsolatedOptions) => SpawnExtension | undefined> = [];
-
-/** @internal */
-export function registerSpawnExtension(f: (o: SpawnIsolatedOptions) => SpawnExtension | undefined): void {
-  extensionFactories.push(f);
 }
 
 /**
@@ -602,14 +580,14 @@ export function registerSpawnExtension(f: (o: SpawnIsolatedOptions) => SpawnExte
 export function spawnIsolated(file: string, args: string[] | undefined, options: SpawnIsolatedOptions & { encoding: 'buffer' }): IsolatedProcess<Buffer>;
 export function spawnIsolated(file: string, args?: string[], options?: SpawnIsolatedOptions): IsolatedProcess<string>;
 export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string | Buffer> {
-  const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
-  // an image's rootfs exists only once its extension resolved it: check the rest now, against
+  const layers = openLayers(options);
+  // an image's rootfs exists only once its layer resolved it: check the rest now, against
   // a stand-in root, so mistakes still throw before anything is made
-  const resolving = extensions.some((e) => e.resolve);
+  const resolving = layers.runs.some((r) => r.resolve);
   if (options.image !== undefined && options.rootfs !== undefined) throw new TypeError('options.image and options.rootfs exclude each other');
   const plan = buildPlan({ file, args, options: resolving && options.image !== undefined ? { ...options, image: undefined } : options });
   validateRuntimeOptions(options);
-  return new IsolatedProcess<string | Buffer>(plan, options, extensions, resolving ? { file, args, options } : undefined);
+  return new IsolatedProcess<string | Buffer>(plan, options, layers, resolving ? { file, args, options } : undefined);
 }
 
 function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
@@ -736,17 +714,16 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   if (options.tty) throw new TypeError('options.tty is not available for a prepared sandbox');
   if (options.stdio !== undefined && options.stdio !== 'pipe') throw new TypeError("options.stdio of a prepared sandbox must be 'pipe'");
   if (options.input !== undefined) throw new TypeError('options.input goes to run(), not to prepareIsolated()');
-  const extensions = extensionFactories.map((f) => f(options)).filter((e): e is SpawnExtension => e !== undefined);
-  const resolving = extensions.some((e) => e.resolve);
+  const layers = openLayers(options);
+  const resolving = layers.runs.some((r) => r.resolve);
   if (resolving && options.image !== undefined) throw new TypeError('options.image is not available for a prepared sandbox yet');
-  const plan = buildPlan({ file: '/nsbox-prepared', args: [], options: { ...options, init: true } });
-  plan.serve = true;
+  const plan: Plan = { ...buildPlan({ file: '/nsbox-prepared', args: [], options: { ...options, init: true } }), serve: true };
   validateRuntimeOptions(options);
   let give!: (r: ServeRequest | null) => void;
   const request = new Promise<ServeRequest | null>((r) => { give = r; });
   let ready!: (fd: number) => void;
   const readyP = new Promise<number>((r) => { ready = r; });
-  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, extensions, undefined, { ready, request });
+  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, undefined, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
 }
@@ -757,27 +734,29 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
  * the whole view (nothing of the failed attempt is left: the addon undoes it). Not with a
  * network hand-off, which the failed child consumed.
  */
-function spawnNative(plan: Plan): ReturnType<NativeAddon['spawn']> {
+function spawnNative(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
   try {
-    return spawnNativeOnce(plan);
+    return spawnNativeOnce(plan, bindings);
   } catch (err) {
     // the paths a person knows (the sandbox's and the caller's), never nsbox's own
     throw publicError(plan, err);
   }
 }
 
-function spawnNativeOnce(plan: Plan): ReturnType<NativeAddon['spawn']> {
-  if (!plan.template) return native().spawn(plan, encodeOps(plan.ops));
+function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
+  // the addon reads the plan and, beside it, what was acquired for it
+  const spec = { ...plan, ...bindings };
+  if (!plan.template) return native().spawn(spec, encodeOps(plan.ops));
   try {
-    const out = native().spawn(plan, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
+    const out = native().spawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
     armTemplateDrop();
     return out;
   } catch (err) {
     if (!(err instanceof NsboxError) || err.step !== 'template') throw err;
     disableViewTemplates();
     native().dropTemplates();
-    if (plan.net.length > 0) throw err;
-    return native().spawn(plan, encodeOps(plan.ops));
+    if (bindings.net.length > 0) throw err;
+    return native().spawn(spec, encodeOps(plan.ops));
   }
 }
 

@@ -13,8 +13,6 @@ let spawnIsolated: Spawn | undefined;
 let reason = isRoot ? '' : 'network spawn tests need root';
 try {
   ({ spawnIsolated } = (await import('../../lib/index.js')) as unknown as { spawnIsolated: Spawn });
-  const { enableNetworkForSpawn } = await import('../../lib/net/spawn.js');
-  enableNetworkForSpawn();
 } catch (e) {
   reason ||= `spawnIsolated does not load in this tree: ${(e as Error).message.split('\n')[0]}`;
 }

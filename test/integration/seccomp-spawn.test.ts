@@ -5,12 +5,10 @@ import { dirname } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
 import { Seccomp } from '../../lib/security/seccomp/index.js';
-import { enableSeccompForSpawn } from '../../lib/security/seccomp/spawn.js';
 import { isRoot, mountTable, skipReason } from '../helpers/host.js';
 import { hostI386Syscalls } from '../../lib/security/doctor.js';
 import { buildC, cannotBuild, cleanupBuilds } from '../security/build.js';
 
-enableSeccompForSpawn();
 afterAll(() => cleanupBuilds());
 
 const why = !isRoot ? 'spawnIsolated integration tests need root' : process.arch !== 'x64' ? `the battery is x86_64 (this is ${process.arch})` : cannotBuild();

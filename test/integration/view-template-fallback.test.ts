@@ -4,7 +4,7 @@
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { spawnIsolated, explain } from '../../lib/index.js';
-import { registerSpawnExtension } from '../../lib/spawn/spawn.js';
+import { setPlanSeam } from '../../lib/spawn/spawn.js';
 import { Op } from '../../lib/spawn/plan.js';
 import { isRoot, skipReason } from '../helpers/host.js';
 
@@ -14,13 +14,11 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
     // the planning seam: one more op in this plan's template, for a filesystem type the
     // kernel does not have; building it then fails in the kernel, at step 'template'
     let broken = 0;
-    registerSpawnExtension((o) => (o.env?.BREAK_TEMPLATE !== '1' ? undefined : {
-      prepare(plan) {
-        if (!plan.template) return;
-        broken++;
-        plan.template = { ...plan.template, build: [...plan.template.build, { op: Op.Mount, a: 'x', b: '/newroot/nsbox-broken', c: 'nsbox-no-such-fs', trusted: true }] };
-      },
-    }));
+    setPlanSeam((plan, o) => {
+      if (o.env?.BREAK_TEMPLATE !== '1' || !plan.template) return plan;
+      broken++;
+      return { ...plan, template: { ...plan.template, build: [...plan.template.build, { op: Op.Mount, a: 'x', b: '/newroot/nsbox-broken', c: 'nsbox-no-such-fs', trusted: true }] } };
+    });
     const r = await spawnIsolated('/bin/sh', ['-c', 'touch /dev/x && echo dev writable; grep -c " /dev/proc " /proc/self/mountinfo'], { env: { BREAK_TEMPLATE: '1', PATH: '/usr/bin:/bin' } });
     expect(broken).toBe(1);
     expect(r.stderr).toBe('');

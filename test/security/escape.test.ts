@@ -9,11 +9,9 @@ import { dirname } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
 import { seccompTestRun } from '../../lib/security/seccomp/index.js';
-import { enableSeccompForSpawn } from '../../lib/security/seccomp/spawn.js';
 import { alive, isRoot, skipReason } from '../helpers/host.js';
 import { buildC, cannotBuild, cleanupBuilds } from './build.js';
 
-enableSeccompForSpawn();
 afterAll(() => cleanupBuilds());
 
 const why = !isRoot ? 'spawnIsolated integration tests need root' : cannotBuild();

@@ -12,5 +12,5 @@ export { SYSCALL_GROUPS, expandGroups } from './groups.js';
 export { evaluate, decode, encode, disassemble, describeVerdict, type BpfInsn, type SeccompData } from './bpf.js';
 export { seccompTestRun, type SeccompTestResult } from './test-run.js';
 export { resolveSeccompOption, summarizeSeccompOption, type SeccompOption, type SeccompSummary } from './option.js';
-// enableSeccompForSpawn lives in ./spawn.js: import it from there (it pulls in the spawn layer,
-// which this module must not, so the compiler stays usable on its own and without the addon)
+
+

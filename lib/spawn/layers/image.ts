@@ -1,27 +1,18 @@
-// Wires `options.image` into spawnIsolated through the spawn extension hook. The option is
-// validated when spawnIsolated is called (a bad value throws before anything is made); in
-// `resolve` (before cgroups and network) an ephemeral container of the image is created and
-// mounted, and the inputs are rebuilt: rootfs = its merged dir (writable), the image config's
-// Env / WorkingDir / User applied under the caller's options, and the command taken from
-// Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts and removes the container
-// (unless `keep`), after exit or failed setup.
-import { registerSpawnExtension, type SpawnInput } from '../spawn/spawn.js';
-import { DEFAULT_PATH, sandboxIdMaps } from '../spawn/plan.js';
-import type { ImageSpec, SpawnIsolatedOptions } from '../spawn/options.js';
-import { readFile } from './files.js';
-import { Container, LayerStore, refString } from './store.js';
-import type { ImageConfig } from './image.js';
-import { byteSize, checkOptions, fail } from './validate.js';
-import { onTeardown } from '../spawn/teardown.js';
+// The image layer: `options.image`, validated when spawnIsolated is called (a bad value throws
+// before anything is made). In `resolve` (before cgroups and network) an ephemeral container of
+// the image is created and mounted, and the inputs are rebuilt: rootfs = its merged dir
+// (writable), the image config's Env / WorkingDir / User applied under the caller's options,
+// and the command taken from Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts
+// and removes the container (unless `keep`), after exit or failed setup.
 import { join } from 'node:path';
-
-/**
- * Pass as `file` to run the image's own command: Entrypoint followed by `args` (or by the
- * image's Cmd when `args` is empty), as `docker run IMAGE [ARGS...]` does.
- */
-export const IMAGE_COMMAND = '@image';
-
-let registered = false;
+import { readFile } from '../../fs/files.js';
+import { Container, LayerStore, refString } from '../../fs/store.js';
+import { IMAGE_COMMAND, type ImageConfig } from '../../fs/image.js';
+import { byteSize, checkOptions, fail } from '../../fs/validate.js';
+import { onTeardown } from '../../teardown.js';
+import { DEFAULT_PATH, sandboxIdMaps } from '../plan.js';
+import type { ImageSpec, SpawnIsolatedOptions } from '../options.js';
+import type { SpawnInput, SpawnLayer } from '../layer.js';
 
 function validateSpec(v: unknown): { ref: string; keep: boolean; store: LayerStore; tmpfsSize?: number } {
   checkOptions('options.image', v, ['store', 'ref', 'keep', 'tmpfsSize']);
@@ -98,15 +89,14 @@ export async function applyImageConfig(input: SpawnInput, root: string, config: 
 }
 
 /**
- * Makes spawnIsolated honour `options.image` (`{ store, ref, keep?, tmpfsSize? }`). Idempotent.
- * The image's config applies, the caller's options override it: `env` is merged over the
- * image's Env (PATH and HOME defaults below both), `cwd` over WorkingDir, `uid`/`gid` over
- * User; `hostname` also goes into the container's /etc/hostname and /etc/hosts.
+ * The image layer: `options.image` (`{ store, ref, keep?, tmpfsSize? }`). The image's config
+ * applies, the caller's options override it: `env` is merged over the image's Env (PATH and
+ * HOME defaults below both), `cwd` over WorkingDir, `uid`/`gid` over User; `hostname` also goes
+ * into the container's /etc/hostname and /etc/hosts.
  */
-export function enableImageForSpawn(): void {
-  if (registered) return;
-  registered = true;
-  registerSpawnExtension((opts) => {
+export const imageLayer: SpawnLayer = {
+  name: 'image',
+  open(opts) {
     if (opts.image === undefined) return undefined;
     const spec = validateSpec(opts.image);
     let container: Container | undefined;
@@ -143,5 +133,5 @@ export function enableImageForSpawn(): void {
         if (!spec.keep) await c.remove().catch(() => {});
       },
     };
-  });
-}
+  },
+};

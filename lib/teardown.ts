@@ -2,7 +2,7 @@
 // sandbox ends (a worker ends or is terminated, process.exit) its sandboxes are killed and
 // reaped, and what nsbox made for them and has not released yet is undone synchronously from
 // the records registered here. Each owner drops its record once it released the thing itself.
-import { native, type TeardownRecord } from '../native.js';
+import { native, type TeardownRecord } from './native.js';
 
 /** Registers `record` with the thread's teardown; returns the (idempotent) function that drops it. */
 export function onTeardown(record: TeardownRecord): () => void {

@@ -1,0 +1,60 @@
+// The network layer: `options.network`. 'none', 'loopback', 'host' and { join } are namespace
+// choices the planner makes (it brings `lo` up); this layer validates the option when
+// spawnIsolated is called (a bad value throws before anything is made), makes a bridge
+// network's host side (veth, address, nft elements) before the spawn, hands the veth to the
+// child before "go" (Bindings.net), puts /etc/hosts and /etc/resolv.conf in, and removes it
+// all after exit. User-mode networking is ./usernet.ts.
+import { randomBytes } from 'node:crypto';
+import { prepareSandboxNetwork, validateNetworkOption, type NetworkOption, type PreparedNetwork } from '../../net/network.js';
+import type { UserNetworkOption } from '../../net/usernet.js';
+import { onTeardown } from '../../teardown.js';
+import type { SpawnIsolatedOptions } from '../options.js';
+import type { SpawnLayer } from '../layer.js';
+import { userModeRun } from './usernet.js';
+
+/** The word result.isolation.network and explain() use for an option. */
+function networkLabel(o: SpawnIsolatedOptions): string | undefined {
+  const net = o.network;
+  if (net === undefined) return undefined; // the planner's word (its namespaces decide)
+  if (typeof net === 'string') return net;
+  if ('join' in net) return 'joined';
+  if ('mode' in net && (net as { mode?: unknown }).mode !== undefined) return String((net as { mode: unknown }).mode);
+  return 'bridge';
+}
+
+export const networkLayer: SpawnLayer = {
+  name: 'network',
+  open(o, ctx) {
+    const opt = validateNetworkOption(o.network as NetworkOption | undefined);
+    const label = networkLabel(o);
+    const report = () => (label === undefined ? {} : { network: label });
+    if (typeof opt === 'string' || 'join' in opt) return { report };
+    if ('mode' in opt && opt.mode === 'user') return { ...userModeRun(opt as UserNetworkOption, o, ctx), report };
+    let prepared: PreparedNetwork | undefined;
+    let dropTeardown = () => {};
+    return {
+      async acquire(_plan, bindings) {
+        prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
+        // the thread's teardown deletes the veth (its IPAM entry and nft elements are swept
+        // once this process is gone), unless the sandbox is to outlive the thread
+        if (prepared.hostLink && o.parentDeathSignal !== false) dropTeardown = onTeardown({ links: [prepared.hostLink] });
+        bindings.net.push(...prepared.handoff);
+      },
+      contribute: () => ({
+        netPremade: false, // its namespace receives a link: made for it, no spare
+        ...(prepared ? { etcFiles: { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf } } : {}),
+      }),
+      report,
+      async release() {
+        // the result need not wait ~20 ms for the kernel to delete the veth (networkSettled() does)
+        dropTeardown();
+        await prepared?.release({ waitForLinks: false });
+      },
+    };
+  },
+  explain: (o) => {
+    validateNetworkOption(o.network as NetworkOption | undefined);
+    const label = networkLabel(o);
+    return label === undefined ? {} : { network: label };
+  },
+};
