@@ -17,7 +17,7 @@ export * from './cgroup/index.js';
 export * from './net/index.js';
 export * from './security/seccomp/index.js';
 export * from './security/doctor.js';
-export { sandboxSelfTest, type SandboxAttack } from './security/sandbox-selftest.js';
+export { sandboxSelfTest, type SandboxAttack } from './runner/selftest.js';
 export * from './fs/index.js';
 export * from './runner/index.js';
 export { gc, type GcReport, type GcOptions, type GcSkipped } from './gc.js';

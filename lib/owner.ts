@@ -3,9 +3,19 @@
 // whether their owner is gone. A mark is `<pid>-<start>`: the process id and its start time
 // (clock ticks since boot, field 22 of /proc/<pid>/stat), so a reused pid is not taken for
 // the owner. Only dead owners' objects are ever swept.
-import { processStart } from './net/ipam.js';
+import { readFileSync } from 'node:fs';
 
-export { processStart };
+/** Start time of a process, or undefined when it does not exist. */
+export function processStart(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    if (f[0] === 'Z' || f[0] === 'X') return undefined;
+    return Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
 
 let mine: { pid: number; start: number } | undefined;
 

@@ -452,42 +452,35 @@ void RootCovered(ChildCtx* ctx, const char* target) {
   ctx->rootFd = -1;
 }
 
-bool IsSysfs(const char* t) { return t && t[0] == 's' && t[1] == 'y' && t[2] == 's' && t[3] == 'f' && t[4] == 's' && !t[5]; }
-
 void RunOp(ChildCtx* ctx, const Op& op) {
   long r = 0;
-  if (ctx->netPremade) {
-    // lo is up already; the sysfs of the namespace came made (mounting one takes rights over
-    // the namespace that its owner, nsbox's user namespace, does not give us)
-    if (op.kind == OpKind::kLoopbackUp) return;
-    if (op.kind == OpKind::kMount && IsSysfs(op.c) && ctx->sysfsFd >= 0) {
-      r = call(SYS_move_mount, ctx->sysfsFd, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH);
-      if (r < 0) DieSys(ctx, r, "mount", "move_mount", op.b);
-      call(SYS_close, ctx->sysfsFd);
-      ctx->sysfsFd = -1;
-      return;
-    }
-  }
-  if (ctx->asyncNet) {
-    // the namespace's maker brought lo up; a fresh sysfs shows the namespace it is mounted in
-    if (op.kind == OpKind::kLoopbackUp) return;
-    if (!ctx->netJoined && op.kind == OpKind::kMount && IsSysfs(op.c)) JoinNet(ctx);
-  }
   ctx->trusted = op.trusted;
   switch (op.kind) {
     case OpKind::kMkdir:
       if ((r = MkdirIn(ctx, op.a, op.mode, op.real)) < 0) DieSys(ctx, r, "mkdir", "mkdir", op.a);
       break;
-    case OpKind::kMount: {
+    case OpKind::kMount:
+      if (op.netSysfs && ctx->netPremade && ctx->sysfsFd >= 0) {
+        // made ahead: its sysfs came with it (mounting one takes rights over the namespace
+        // that its owner, nsbox's user namespace, does not give us)
+        r = call(SYS_move_mount, ctx->sysfsFd, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH);
+        if (r < 0) DieSys(ctx, r, "mount", "move_mount", op.b);
+        call(SYS_close, ctx->sysfsFd);
+        ctx->sysfsFd = -1;
+        break;
+      }
+      // made beside the child: enter it first (a fresh sysfs shows the namespace it is mounted in)
+      if (op.netSysfs && ctx->asyncNet && !ctx->netJoined) JoinNet(ctx);
       if (!JailRel(ctx, op.b)) {
         if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
         if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
         break;
       }
-      const char* what;
-      if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, "mount", what, op.b);
+      {
+        const char* what;
+        if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, "mount", what, op.b);
+      }
       break;
-    }
     case OpKind::kAttach: {
       const char* what;
       if ((r = BindIn(ctx, op, &what)) < 0) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
@@ -587,6 +580,7 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       if ((r = call(SYS_umount2, op.b, MNT_DETACH)) < 0) DieSys(ctx, r, "umount", "umount2", op.b);
       break;
     case OpKind::kLoopbackUp:
+      if (ctx->netPremade || ctx->asyncNet) break;  // its maker brought lo up
       if ((r = sys::LoopbackUp()) < 0) DieSys(ctx, r, "loopback", "ioctl(SIOCSIFFLAGS)", "lo");
       break;
     case OpKind::kChown:

@@ -22,7 +22,8 @@ enum class OpKind : int {
   kPivotRoot = 8,    // a = new root (the old root is detached); chdir("/") after
   kChmod = 9,        // a = path, mode
   kUmount = 10,      // b = target (MNT_DETACH)
-  kLoopbackUp = 11,  // bring `lo` up in the (new) network namespace
+  kLoopbackUp = 11,  // `lo` up in the (new) network namespace: brought up here unless the
+                     // namespace's maker did (made ahead, or beside the child)
   kChown = 12,       // a = path (not followed), flags = uid, mode = gid
   kMaskOpen = 13,    // a = the template's empty file, b = its empty directory: kept as O_PATH fds
   kMaskBind = 14,    // b = target: the kMaskOpen file (file) or directory bound over it
@@ -48,6 +49,10 @@ struct Op {
   bool real = false;  // the target and every component on its way must not be a symlink
   bool trusted = false;  // the target lies in what nsbox itself made (its tmpfs root, its /dev,
                          // a fresh proc or sysfs): by name, no resolution in the root needed
+  bool netSysfs = false;  // kMount: the sysfs of the sandbox's own network namespace, whichever
+                          // way it came: one made ahead brings its sysfs (moved onto b), one
+                          // made beside the child is joined first (a fresh sysfs shows the
+                          // namespace it is mounted in), else it is mounted here
   int fd = -1;           // kAttach: the detached tree the parent opened (closed by it after clone)
 };
 

@@ -6,6 +6,9 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, st
 import { dirname, join } from 'node:path';
 import { netError, contains, formatIp, ipToBigInt, network, type Cidr } from './addr.js';
 import { netNative } from './native.js';
+import { processStart } from '../owner.js';
+
+export { processStart };
 
 /** Default state directory (NSBOX_STATE_DIR overrides its parent /run/nsbox). */
 export function ipamDir(): string {
@@ -27,18 +30,6 @@ interface State {
   subnet: string;
   next?: string;
   entries: Record<string, IpamOwner>;
-}
-
-/** Start time of a process, or undefined when it does not exist. */
-export function processStart(pid: number): number | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    if (f[0] === 'Z' || f[0] === 'X') return undefined;
-    return Number(f[19]);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Whether the owner of an entry still runs. */

@@ -13,18 +13,9 @@ import { TcpProxy } from './proxy.js';
 import { VethPair } from './veth.js';
 import { ownedLinkName } from './link.js';
 import { USER_NET_KEYS, validateUserNetwork, type UserNetworkOption } from './usernet.js';
+import type { PublishSpec } from './publish.js';
 
-/** A port of the sandbox made reachable on the host. */
-export interface PublishSpec {
-  /** Host port (1..65535). */
-  host: number;
-  /** Port inside the sandbox (1..65535). */
-  container: number;
-  /** Default 'tcp'. */
-  protocol?: 'tcp' | 'udp';
-  /** Host address to bind; default every local address (0.0.0.0), IPv4 only. */
-  hostIp?: string;
-}
+export type { PublishSpec };
 
 /** Bridge networking: a veth into the sandbox, its host end on a bridge, NAT to the outside. */
 export interface BridgeNetworkOption {

@@ -20,7 +20,7 @@ import { delimiter, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NsboxError } from '../errors.js';
 import { checkIp, checkLinkName, checkMtu, netError } from './addr.js';
-import type { PublishSpec } from './network.js';
+import type { PublishSpec } from './publish.js';
 
 /** User-mode networking through a helper process. */
 export interface UserNetworkOption {

@@ -83,6 +83,8 @@ export interface PlanOp {
   real?: boolean;
   /** the target lies in what nsbox made itself: mounted by name, not resolved in the root */
   trusted?: boolean;
+  /** a Mount of the sysfs of the sandbox's own network namespace (made ahead: moved in; made beside the child: joined first) */
+  netSysfs?: boolean;
 }
 
 export interface Plan {
@@ -703,7 +705,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       const sysOps = () => {
         const from = ops.length;
         if (ns.has('net')) {
-          ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+          ops.push({ op: Op.Mount, a: 'sysfs', b: `${N}/sys`, c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true, netSysfs: true });
         } else {
           ops.push({ op: Op.Bind, a: `${OLD}/sys`, b: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
         }
@@ -1031,7 +1033,7 @@ function templateView(host: HostFacts, v: {
     }
   };
   masks(false);
-  c.push({ op: Op.Mount, a: 'sysfs', b: '/sys', c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  c.push({ op: Op.Mount, a: 'sysfs', b: '/sys', c: 'sysfs', flags: MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, netSysfs: true });
   if (v.ownCgroup) c.push(...cgroupViewOps(host, '/sys/fs/cgroup'));
   masks(true);
   for (const op of c) op.trusted = true;
@@ -1110,7 +1112,7 @@ function encodeOpsInto(ops: readonly PlanOp[], own = false): Buffer {
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     buf[off] = op.op;
-    buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0);
+    buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0) | (op.netSysfs ? 32 : 0);
     buf[off + 2] = 0;
     buf[off + 3] = 0;
     off += 4;
