@@ -210,61 +210,65 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     (this.all as PassThrough | null)?.end();
   }
 
+  /** Steps 3 to 7 of the pipeline: resolve, acquire, compose, spawn, report. Throws with nothing left but what release() undoes. */
+  async #make(base: Plan, o: SpawnIsolatedOptions, layers: Layers, input: SpawnInput | undefined) {
+    const { runs } = layers;
+    if (o.signal?.aborted) throw abortError(o.signal);
+    if (input) {
+      let cur = input;
+      for (const r of runs) {
+        if (!r.resolve) continue;
+        const next = await r.resolve(cur);
+        if (next) cur = next;
+      }
+      if (cur !== input) {
+        base = buildPlan(cur);
+        o = cur.options;
+        // the image's own command, once known
+        this.spawnfile = base.argv[0];
+        this.spawnargs = [...base.argv];
+      }
+    }
+    const bindings: Bindings = { cgroupFd: -1, cgroupTasks: [], cgroupProcs: [], net: [] };
+    for (const r of runs) await r.acquire?.(base, bindings);
+    let plan = composePlan(base, runs.map((r) => r.contribute?.(base)));
+    if (planSeam) plan = Object.freeze(planSeam(plan, o));
+    if (o.signal?.aborted) throw abortError(o.signal);
+    let out;
+    try {
+      out = spawnNative(plan, bindings);
+    } finally {
+      layers.cgroup?.placed();
+    }
+    // for the result: made while the program starts, not before
+    const isolation = isolationReport(plan, o, runs.map((r) => r.report?.()));
+    return { plan, out, options: o, isolation };
+  }
+
   /**
    * The pipeline (see docs/architecture.md): resolve the inputs, acquire what the plan needs
-   * into bindings, compose the one frozen plan, spawn; then watch the sandbox, and release
-   * every layer in reverse on every path.
+   * into bindings, compose the one frozen plan, spawn (#make); then watch the sandbox, and
+   * release every layer in reverse on every path.
    */
   async #run(base: Plan, o: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput): Promise<IsolatedResult<T>> {
     let started = performance.now();
-    const { runs } = layers;
     const cg = layers.cgroup;
     const release = async () => {
-      for (const r of [...runs].reverse()) {
+      for (const r of [...layers.runs].reverse()) {
         try { await r.release?.(); } catch { /* release must not mask the result */ }
       }
     };
-    if (o.signal?.aborted) {
-      await release();
-      this.#endStreams();
-      throw abortError(o.signal);
-    }
-    let out;
-    let plan: Readonly<Plan>;
-    let isolation!: IsolationReport;
+    let made;
     try {
-      if (input) {
-        let cur = input;
-        for (const r of runs) {
-          if (!r.resolve) continue;
-          const next = await r.resolve(cur);
-          if (next) cur = next;
-        }
-        if (cur !== input) {
-          base = buildPlan(cur);
-          o = cur.options;
-          // the image's own command, once known
-          this.spawnfile = base.argv[0];
-          this.spawnargs = [...base.argv];
-        }
-      }
-      const bindings: Bindings = { cgroupFd: -1, cgroupTasks: [], cgroupProcs: [], net: [] };
-      for (const r of runs) await r.acquire?.(base, bindings);
-      plan = composePlan(base, runs.map((r) => r.contribute?.(base)));
-      if (planSeam) plan = Object.freeze(planSeam(plan, o));
-      if (o.signal?.aborted) throw abortError(o.signal);
-      try {
-        out = spawnNative(plan, bindings);
-      } finally {
-        cg?.placed();
-      }
-      // for the result: made while the program starts, not before
-      isolation = isolationReport(plan, o, runs.map((r) => r.report?.()));
+      made = await this.#make(base, o, layers, input);
     } catch (err) {
       await release();
       this.#endStreams();
       throw err;
     }
+    const { plan, isolation } = made;
+    let { out } = made;
+    o = made.options;
     this.pid = out.pid;
     this.#pidfd = out.pidfd;
     const initIsPid1 = plan.init && plan.summary.namespaces.includes('pid');
