@@ -7,7 +7,7 @@ export { spawnIsolated, IsolatedProcess, prepareIsolated, PreparedSandbox, type 
 export type {
   SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, NamespaceType, Propagation, Rlimits,
   RlimitValue, StdioOption, Verdict,
-} from './spawn/options.js';
+} from './plan/options.js';
 export { explain } from './spawn/explain.js';
 export type { ExplainedPlan } from './spawn/explain.js';
 export { Namespace } from './ns/namespace.js';

@@ -1,4 +1,4 @@
-// Decodes the JS plan object (built and validated by lib/spawn/plan.ts) into a Plan.
+// Decodes the JS plan object (built and validated by lib/plan/build.ts) into a Plan.
 // Shape errors here mean a bug in the planner, so they are TypeErrors, not NsboxErrors.
 #include "plan.h"
 
@@ -59,7 +59,7 @@ struct Reader {
 }  // namespace
 
 namespace {
-// The binary ops of encodeOps (lib/spawn/plan.ts). False on a malformed buffer.
+// The binary ops of encodeOps (lib/plan/encode.ts, which says which named field of an op goes in which slot). False on a malformed buffer.
 bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::string* bad) {
   size_t off = 0;
   auto u32 = [&](uint32_t* v) {

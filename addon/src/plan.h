@@ -1,5 +1,5 @@
 // A spawn plan decoded from JS into plain memory before clone. The TypeScript planner
-// (lib/spawn/plan.ts) decides everything; the child only executes these steps in order.
+// (lib/plan/build.ts) decides everything; the child only executes these steps in order.
 #pragma once
 #include <sched.h>
 #include <deque>

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { errnoError } from '../errors.js';
 import { fsError, fsNative, O, RESOLVE } from './native.js';
-import { absPath, byteSize, checkOptions, fail, innerPath } from './validate.js';
+import { absPath, byteSize, checkOptions, fail, innerPath } from '../util/validate.js';
 
 const closeP = promisify(close);
 const fstatP = promisify(fstat) as (fd: number) => Promise<Stats>;

@@ -13,10 +13,10 @@ import { pack as tarPack, type Header } from 'tar-stream';
 
 type Hdr = Partial<Header> & { name: string };
 import { errnoError, NsboxError } from '../errors.js';
-import type { IdMap } from '../spawn/options.js';
-import { formatMaps, parseIdMaps } from '../spawn/plan.js';
+import type { IdMap } from '../util/idmap.js';
+import { formatMaps, parseIdMaps } from '../util/idmap.js';
 import { fsNative, O, RESOLVE } from './native.js';
-import { absPath, bool, checkKeys, existingDir, fail, isPlainObject } from './validate.js';
+import { absPath, bool, checkKeys, existingDir, fail, isPlainObject } from '../util/validate.js';
 import { ownerTag } from '../owner.js';
 
 const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4;

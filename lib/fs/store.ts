@@ -23,12 +23,12 @@ import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSyn
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { errnoError } from '../errors.js';
-import type { IdMap } from '../spawn/options.js';
+import type { IdMap } from '../util/idmap.js';
 import { extractLayer, type ImportProgress } from './extract.js';
 import { openInArchive, readArchiveDir, type ImageConfig, type ImageConfigFile } from './image.js';
 import { fsNative } from './native.js';
 import { exportUpper, lowerHas, OverlayMount, upperChanges, type OverlayChange } from './overlay.js';
-import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from './validate.js';
+import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from '../util/validate.js';
 import { ownerGone, ownerTag, selfOwnerMark } from '../owner.js';
 
 const MS_NOSUID = 2, MS_NODEV = 4;

@@ -1,5 +1,7 @@
 import { native } from '../native.js';
-import type { NamespaceType } from '../spawn/options.js';
+
+/** Namespace kinds nsbox can create or join. */
+export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
 
 /** clone(2) flag of each namespace type. */
 export const CLONE_FLAGS: Record<NamespaceType, number> = {

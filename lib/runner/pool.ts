@@ -4,12 +4,12 @@
 import { EventEmitter } from 'node:events';
 import { Sandbox, type ExecOptions, type SandboxOptions } from './sandbox.js';
 import { prepareIsolated, type PreparedSandbox, type PreparedRunOptions } from '../spawn/spawn.js';
-import type { SpawnIsolatedOptions } from '../spawn/options.js';
+import type { SpawnIsolatedOptions } from '../plan/options.js';
 
 /** Run options a prepared sandbox takes; any other sends that run down the Sandbox path. */
 const PREPARED_RUN_KEYS = new Set(['env', 'cwd', 'input', 'timeout', 'signal', 'killSignal', 'limits', 'onOutputLimit']);
 type Ready = Sandbox | PreparedSandbox;
-import type { IsolatedResult } from '../spawn/options.js';
+import type { IsolatedResult } from '../plan/options.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
 
 /** Options of {@link Pool.run}: as exec's, and `limits` may also hold cgroup limits (set on the run's own sandbox before the program starts). */

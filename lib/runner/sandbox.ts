@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { SIGNALS } from '../util/sys.js';
 import { spawnIsolated, IsolatedProcess } from '../spawn/spawn.js';
-import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../spawn/options.js';
+import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../plan/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { CGroup } from '../cgroup/cgroup.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
@@ -18,7 +18,7 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
-import { buildPlan, sandboxIdMaps } from '../spawn/plan.js';
+import { buildPlan, sandboxIdMaps } from '../plan/index.js';
 import { onTeardown } from '../teardown.js';
 
 /** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */

@@ -5,7 +5,7 @@
 import { spawn as cpSpawn } from 'node:child_process';
 import { closeSync, openSync, constants as fsConstants } from 'node:fs';
 import { spawnIsolated } from '../spawn/spawn.js';
-import type { SpawnIsolatedOptions } from '../spawn/options.js';
+import type { SpawnIsolatedOptions } from '../plan/options.js';
 import { NsboxError } from '../errors.js';
 
 /** One attack run in a sandbox: `denied` is true when the sandbox held. */

@@ -1,8 +1,8 @@
 // The two functions both spawnIsolated and explain() use: the one frozen plan composed from
 // the base plan and the layers' contributions, and the isolation report made from that plan
 // and the layers' reports (result.isolation and explain().isolation say the same words).
-import { forkPlan, provideEtcFiles, type Plan } from './plan.js';
-import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
+import { forkPlan, provideEtcFiles, type Plan } from '../plan/index.js';
+import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { Contribution } from './layer.js';
 
 /** The plan the addon runs: the base plan with every contribution applied, in layer order; frozen. */

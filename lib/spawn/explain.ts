@@ -1,5 +1,5 @@
-import { buildPlan, Op, type Plan } from './plan.js';
-import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
+import { buildPlan, Op, type Plan } from '../plan/index.js';
+import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import { isolationReport } from './compose.js';
 import { LAYERS } from './layers/index.js';
 
@@ -55,8 +55,8 @@ export function explain(file: string, args: string[] = [], options: SpawnIsolate
 function describe(ops: readonly Plan['ops'][number][]): string[] {
   return ops.map((o) => {
     const parts = [OP_NAMES[o.op] ?? `op${o.op}`];
-    for (const k of ['a', 'b', 'c'] as const) if (o[k] !== undefined) parts.push(String(o[k]));
-    if (typeof o.d === 'string' && o.d) parts.push(`(${o.d})`);
+    for (const k of ['source', 'path', 'putOld', 'dir', 'fstype'] as const) if (o[k] !== undefined) parts.push(String(o[k]));
+    if (typeof o.data === 'string' && o.data) parts.push(`(${o.data})`);
     if (o.readonly) parts.push('ro');
     return parts.join(' ');
   });

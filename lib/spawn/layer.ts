@@ -11,8 +11,8 @@
 //   release   - in reverse order, on every path (after exit, or after a failed setup)
 // The plan handed to the addon is composed once from the base plan and the contributions,
 // and frozen: nothing changes it afterwards.
-import type { Plan } from './plan.js';
-import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
+import type { Plan } from '../plan/index.js';
+import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { PreparedNetwork } from '../net/network.js';
 
 /** What spawnIsolated was called with (a layer's resolve may give other inputs). */

@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync, 
 import { createHash } from 'node:crypto';
 import { hostname as hostHostname } from 'node:os';
 import { spawnIsolated, Namespace, NsboxError } from '../../lib/index.js';
-import { FALLBACK_RANGE_START } from '../../lib/spawn/plan.js';
+import { FALLBACK_RANGE_START } from '../../lib/plan/index.js';
 import { isRoot, skipReason, mountTable, fdCount, sleep } from '../helpers/host.js';
 
 /** Waits for 'ready' on stdout; fails if the sandbox ends first. */

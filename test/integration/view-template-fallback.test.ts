@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { spawnIsolated, explain } from '../../lib/index.js';
 import { setPlanSeam } from '../../lib/spawn/spawn.js';
-import { Op } from '../../lib/spawn/plan.js';
+import { Op } from '../../lib/plan/index.js';
 import { isRoot, skipReason } from '../helpers/host.js';
 
 describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers only'))('view template fallback', () => {
@@ -17,7 +17,7 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
     setPlanSeam((plan, o) => {
       if (o.env?.BREAK_TEMPLATE !== '1' || !plan.template) return plan;
       broken++;
-      return { ...plan, template: { ...plan.template, build: [...plan.template.build, { op: Op.Mount, a: 'x', b: '/newroot/nsbox-broken', c: 'nsbox-no-such-fs', trusted: true }] } };
+      return { ...plan, template: { ...plan.template, build: [...plan.template.build, { op: Op.Mount, source: 'x', path: '/newroot/nsbox-broken', fstype: 'nsbox-no-such-fs', trusted: true }] } };
     });
     const r = await spawnIsolated('/bin/sh', ['-c', 'touch /dev/x && echo dev writable; grep -c " /dev/proc " /proc/self/mountinfo'], { env: { BREAK_TEMPLATE: '1', PATH: '/usr/bin:/bin' } });
     expect(broken).toBe(1);

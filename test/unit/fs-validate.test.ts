@@ -2,7 +2,7 @@
 // option checks that need no kernel.
 import { describe, expect, it } from 'vitest';
 import { layerPath } from '../../lib/fs/extract.js';
-import { byteSize, innerPath } from '../../lib/fs/validate.js';
+import { byteSize, innerPath } from '../../lib/util/validate.js';
 import { OverlayMount } from '../../lib/fs/overlay.js';
 import { NsboxError } from '../../lib/errors.js';
 

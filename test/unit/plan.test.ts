@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/spawn/plan.js';
+import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/plan/index.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -67,13 +67,13 @@ describe('buildPlan: defaults', () => {
 
   it('shows host system dirs read-only, copies symlinks, and gives fresh tmpfs dirs', () => {
     const p = plan({});
-    const binds = p.ops.filter((o) => o.op === Op.Bind && o.readonly).map((o) => o.b);
+    const binds = p.ops.filter((o) => o.op === Op.Bind && o.readonly).map((o) => o.path);
     expect(binds).toEqual(expect.arrayContaining(['/newroot/usr', '/newroot/etc', '/newroot/lib', '/newroot/sbin']));
-    expect(p.ops).toContainEqual(expect.objectContaining({ op: Op.Symlink, a: 'usr/bin', b: '/newroot/bin' }));
-    const tmpfs = p.ops.filter((o) => o.op === Op.Mount && o.c === 'tmpfs').map((o) => o.b);
+    expect(p.ops).toContainEqual(expect.objectContaining({ op: Op.Symlink, source: 'usr/bin', path: '/newroot/bin' }));
+    const tmpfs = p.ops.filter((o) => o.op === Op.Mount && o.fstype === 'tmpfs').map((o) => o.path);
     expect(tmpfs).toEqual(expect.arrayContaining(['/newroot/tmp', '/newroot/home', '/newroot/root', '/newroot/run', '/newroot/var/tmp']));
     expect(binds).not.toContain('/newroot/home');
-    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, path: '/newroot' });
   });
 
   it('builds exec candidates from the sandbox PATH', () => {
@@ -102,21 +102,21 @@ describe('buildPlan: defaults', () => {
     expect(p.template).toBeDefined();
     const build = p.template!.build, child = p.template!.child;
     // the skeleton: the root and /dev tmpfs owned by the sandbox root, read-only to the superblock
-    expect(build.find((o) => o.a === 'nsbox-root')?.d).toBe('mode=0755,uid=100000,gid=100000');
-    expect(build.filter((o) => o.op === Op.Mount && o.flags! & 32 && o.flags! & 1).map((o) => o.b)).toEqual(['/newroot/proc', '/newroot/dev', '/newroot']);
+    expect(build.find((o) => o.source === 'nsbox-root')?.data).toBe('mode=0755,uid=100000,gid=100000');
+    expect(build.filter((o) => o.op === Op.Mount && o.flags! & 32 && o.flags! & 1).map((o) => o.path)).toEqual(['/newroot/proc', '/newroot/dev', '/newroot']);
     // proc and sysfs instances mounted before /dev covers them, and the pivot into it
-    const at = (b: string) => build.findIndex((o) => o.b === b && o.op === Op.Mount);
+    const at = (b: string) => build.findIndex((o) => o.path === b && o.op === Op.Mount);
     expect(at('/newroot/dev/proc')).toBeLessThan(at('/newroot/dev'));
     expect(at('/newroot/dev/sys')).toBeLessThan(at('/newroot/dev'));
-    expect(build.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+    expect(build.at(-1)).toMatchObject({ op: Op.PivotRoot, path: '/newroot' });
     // per sandbox: no pivot, nothing of the host's tree, masks from the template's fds
     expect(child.some((o) => o.op === Op.PivotRoot || o.op === Op.Propagation)).toBe(false);
-    expect(child.some((o) => [o.a, o.b].some((x) => x?.startsWith('/oldroot') || x?.startsWith('/newroot')))).toBe(false);
-    expect(child.filter((o) => o.op === Op.MaskBind).map((o) => o.b)).toEqual(DEFAULT_MASKED_PATHS);
-    expect(child.findIndex((o) => o.b === '/sys/firmware')).toBeGreaterThan(child.findIndex((o) => o.c === 'sysfs'));
+    expect(child.some((o) => [o.source, o.path].some((x) => x?.startsWith('/oldroot') || x?.startsWith('/newroot')))).toBe(false);
+    expect(child.filter((o) => o.op === Op.MaskBind).map((o) => o.path)).toEqual(DEFAULT_MASKED_PATHS);
+    expect(child.findIndex((o) => o.path === '/sys/firmware')).toBeGreaterThan(child.findIndex((o) => o.fstype === 'sysfs'));
     expect(p.netPremade).toBe(true);
     // the full view stays as the fallback
-    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, a: '/newroot' });
+    expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, path: '/newroot' });
   });
 
   it('keeps the full view (no template) for a rootfs, caller mounts, joined namespaces, no user or network namespace of its own; no spare network namespace with capabilities', () => {
@@ -142,51 +142,51 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
 
   it('masks files with the runtime-owned empty file and directories with a read-only tmpfs; skips what this kernel lacks', () => {
     const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
-    const keys = p.ops.find((o) => o.b === '/newroot/proc/keys');
-    expect(keys).toMatchObject({ op: Op.Bind, a: '/nsbox-mask/file', file: true, trusted: true });
-    expect(p.ops.find((o) => o.b === '/newroot/proc/acpi')).toMatchObject({ op: Op.Bind, a: '/nsbox-mask/dir' });
+    const keys = p.ops.find((o) => o.path === '/newroot/proc/keys');
+    expect(keys).toMatchObject({ op: Op.Bind, source: '/nsbox-mask/file', file: true, trusted: true });
+    expect(p.ops.find((o) => o.path === '/newroot/proc/acpi')).toMatchObject({ op: Op.Bind, source: '/nsbox-mask/dir' });
     // the source tmpfs is read-only before anything is bound from it (the binds inherit that)
-    const ro = p.ops.findIndex((o) => o.op === Op.RemountRo && o.b === '/nsbox-mask');
+    const ro = p.ops.findIndex((o) => o.op === Op.RemountRo && o.path === '/nsbox-mask');
     expect(ro).toBeGreaterThan(-1);
     expect(ro).toBeLessThan(p.ops.indexOf(keys!));
-    expect(p.ops.some((o) => o.b === '/newroot/proc/kcore')).toBe(false);
+    expect(p.ops.some((o) => o.path === '/newroot/proc/kcore')).toBe(false);
     expect(p.summary.maskedPaths).not.toContain('/proc/kcore');
     expect(p.summary.readonlyPaths).toEqual(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']);
     // the mask file is written on the scratch root, never inside the new root
-    expect(p.ops.find((o) => o.op === Op.WriteFile && o.a === '/nsbox-mask/file')).toBeTruthy();
+    expect(p.ops.find((o) => o.op === Op.WriteFile && o.path === '/nsbox-mask/file')).toBeTruthy();
   });
 
   it('plans devices, tty, init and the nested user namespace limit', () => {
     const p = buildPlan({ file: '/bin/true', args: [], options: { devices: ['/dev/fuse'], tty: { rows: 10, cols: 20 } } }, h);
-    expect(p.ops.find((o) => o.b === '/newroot/dev/fuse')).toMatchObject({ op: Op.Bind, a: '/oldroot/dev/fuse', file: true });
+    expect(p.ops.find((o) => o.path === '/newroot/dev/fuse')).toMatchObject({ op: Op.Bind, source: '/oldroot/dev/fuse', file: true });
     expect([p.tty, p.ttyRows, p.ttyCols, p.init]).toEqual([true, 10, 20, true]);
     expect(p.stdio.map((s) => s.kind)).toEqual([2, 2, 2]);
-    expect(p.ops.find((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toMatchObject({ op: Op.WriteFile, d: '0\n' });
+    expect(p.ops.find((o) => o.path === '/newroot/proc/sys/user/max_user_namespaces')).toMatchObject({ op: Op.WriteFile, data: '0\n' });
     const q = buildPlan({ file: '/bin/true', args: [], options: { nestedUserNamespaces: true, namespaces: { pid: false } } }, h);
     expect(q.init).toBe(false);
-    expect(q.ops.some((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
+    expect(q.ops.some((o) => o.path === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
     // never the host's limit: without a user namespace of its own nothing is written
     const r = buildPlan({ file: '/bin/true', args: [], options: { user: false } }, h);
-    expect(r.ops.some((o) => o.a === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
+    expect(r.ops.some((o) => o.path === '/newroot/proc/sys/user/max_user_namespaces')).toBe(false);
   });
 
   it('marks /proc, /dev and /sys of a rootfs as targets that must not be symlinks', () => {
     const p = buildPlan({ file: '/bin/true', args: [], options: { rootfs: '/srv/root' } }, h);
-    for (const t of ['/newroot/proc', '/newroot/dev', '/newroot/sys']) expect(p.ops.find((o) => o.b === t)?.real, t).toBe(true);
+    for (const t of ['/newroot/proc', '/newroot/dev', '/newroot/sys']) expect(p.ops.find((o) => o.path === t)?.real, t).toBe(true);
   });
 
   it("trusts (mounts by name) only what nsbox made; a rootfs and the caller's mounts are resolved in the root", () => {
     const mounts = [{ type: 'tmpfs', target: '/data' }];
     const view = buildPlan({ file: '/bin/true', args: [], options: { mounts } }, h);
-    expect(view.ops.find((o) => o.b === '/newroot/usr')?.trusted).toBe(true);
-    expect(view.ops.find((o) => o.b === '/newroot/tmp')?.trusted).toBe(true);
-    expect(view.ops.find((o) => o.b === '/newroot/data')?.trusted).toBeFalsy();
+    expect(view.ops.find((o) => o.path === '/newroot/usr')?.trusted).toBe(true);
+    expect(view.ops.find((o) => o.path === '/newroot/tmp')?.trusted).toBe(true);
+    expect(view.ops.find((o) => o.path === '/newroot/data')?.trusted).toBeFalsy();
     const rootfs = buildPlan({ file: '/bin/true', args: [], options: { rootfs: '/srv/root', mounts } }, h);
-    expect(rootfs.ops.find((o) => o.b === '/newroot/proc')?.trusted).toBeFalsy();
-    expect(rootfs.ops.find((o) => o.b === '/newroot/tmp')?.trusted).toBeFalsy();
-    expect(rootfs.ops.find((o) => o.b === '/newroot/data')?.trusted).toBeFalsy();
-    expect(rootfs.ops.find((o) => o.b === '/newroot/dev/null')?.trusted).toBe(true);
-    expect(rootfs.ops.find((o) => o.b === '/newroot/proc/keys')?.trusted).toBe(true);
+    expect(rootfs.ops.find((o) => o.path === '/newroot/proc')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.path === '/newroot/tmp')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.path === '/newroot/data')?.trusted).toBeFalsy();
+    expect(rootfs.ops.find((o) => o.path === '/newroot/dev/null')?.trusted).toBe(true);
+    expect(rootfs.ops.find((o) => o.path === '/newroot/proc/keys')?.trusted).toBe(true);
   });
 
   it.each([
@@ -204,8 +204,8 @@ describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
 describe('encodeOps (the binary ops the addon reads)', () => {
   it('lays out kind, bits, flags, mode and the four strings', () => {
     const b = encodeOps([
-      { op: Op.Bind, a: '/oldroot/usr', b: '/newroot/usr', readonly: true, recursive: true, trusted: true, flags: 6 },
-      { op: Op.WriteFile, a: '/x', d: Buffer.from([0, 1, 2]), mode: 0o644, recursive: false },
+      { op: Op.Bind, source: '/oldroot/usr', path: '/newroot/usr', readonly: true, recursive: true, trusted: true, flags: 6 },
+      { op: Op.WriteFile, path: '/x', data: Buffer.from([0, 1, 2]), mode: 0o644, recursive: false },
     ]);
     let off = 0;
     const u32 = () => { const v = b.readUInt32LE(off); off += 4; return v; };
@@ -225,21 +225,21 @@ describe('encodeOps (the binary ops the addon reads)', () => {
   });
 
   it('counts bytes, not characters', () => {
-    const b = encodeOps([{ op: Op.Mkdir, a: '/tmp/é✓😀' }]);
+    const b = encodeOps([{ op: Op.Mkdir, path: '/tmp/é✓😀' }]);
     expect(b.readInt32LE(16)).toBe(Buffer.byteLength('/tmp/é✓😀'));
     expect(b.subarray(20, 20 + b.readInt32LE(16)).toString()).toBe('/tmp/é✓😀');
   });
 });
 
 describe('buildPlan: /sys comes late (its network namespace is made meanwhile)', () => {
-  const steps = (o: object) => plan(o).ops.map((op) => `${op.op}:${op.b ?? op.a}`);
+  const steps = (o: object) => plan(o).ops.map((op) => `${op.op}:${op.path}`);
   it('after the masks and read-only paths outside /sys, before the ones under it', () => {
     const s = steps({});
     const sysfs = s.indexOf(`${Op.Mount}:/newroot/sys`);
     expect(sysfs).toBeGreaterThan(s.indexOf(`${Op.Bind}:/newroot/proc/acpi`));
     expect(sysfs).toBeGreaterThan(s.indexOf(`${Op.Bind}:/newroot/proc/sys`));
     expect(sysfs).toBeLessThan(s.indexOf(`${Op.Bind}:/newroot/sys/firmware`));
-    expect(plan({}).ops.find((op) => op.b === '/newroot/sys')?.trusted).toBe(true);
+    expect(plan({}).ops.find((op) => op.path === '/newroot/sys')?.trusted).toBe(true);
   });
   it('before the caller mounts, which may go under /sys, and the masks after them', () => {
     const s = steps({ mounts: [{ type: 'tmpfs', target: '/sys/kernel/x' }] });
@@ -281,10 +281,10 @@ describe('buildPlan: the default view is made once a second and shared', () => {
     // the key follows what shapes the view
     const noNet = buildPlan({ file: '/bin/true', args: [], options: { namespaces: { net: false } } });
     expect(noNet.ops.some((op) => op.op === Op.LoopbackUp)).toBe(false);
-    expect(noNet.ops.find((op) => op.b === '/newroot/sys')?.op).toBe(Op.Bind);
+    expect(noNet.ops.find((op) => op.path === '/newroot/sys')?.op).toBe(Op.Bind);
     const nested = buildPlan({ file: '/bin/true', args: [], options: { nestedUserNamespaces: true } });
-    expect(nested.ops.some((op) => op.a?.endsWith('max_user_namespaces'))).toBe(false);
-    expect(b.ops.some((op) => op.a?.endsWith('max_user_namespaces'))).toBe(true);
+    expect(nested.ops.some((op) => op.path?.endsWith('max_user_namespaces'))).toBe(false);
+    expect(b.ops.some((op) => op.path?.endsWith('max_user_namespaces'))).toBe(true);
     expect(buildPlan({ file: '/bin/true', args: [], options: { maskedPaths: [] } }).summary.maskedPaths).toEqual([]);
   });
 });
@@ -305,39 +305,39 @@ describe('mount points missing from a read-only root (issue 13, item 5)', () => 
     dirInfo: (p) => (p in tree ? { mode: 0o40755, uid: 0, gid: 0, entries: tree[p]!.map((name) => ({ name, ...(kinds(`${p}/${name}`) as { kind: 'dir' | 'file' | 'symlink'; target?: string }) })) } : null),
     realPath: (p) => (p === '/link' ? '/real' : p),
   });
-  const stage = (ops: { op: number; a?: string; b?: string }[]) => ops.filter((o) => (o.a ?? '').startsWith('/nsbox-mirror') || (o.b ?? '').startsWith('/nsbox-mirror'));
+  const stage = (ops: { op: number; source?: string; path?: string }[]) => ops.filter((o) => (o.source ?? '').startsWith('/nsbox-mirror') || (o.path ?? '').startsWith('/nsbox-mirror'));
 
   it('mirrors the deepest existing directory right after the rootfs, binds its entries back, makes the missing chain; read-only', () => {
     const p = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/src', target: '/a/b/c' }, { type: 'bind', source: '/src/f', target: '/etc/x' }] } }, h);
-    const at = p.ops.findIndex((o) => o.op === Op.Attach && o.b === '/newroot');
-    expect(p.ops[at]).toMatchObject({ a: '/r' });
+    const at = p.ops.findIndex((o) => o.op === Op.Attach && o.path === '/newroot');
+    expect(p.ops[at]).toMatchObject({ source: '/r' });
     const s = stage(p.ops.slice(at + 1));
     // the root mirror (proc, dev, sys, tmp and a/b/c are missing), then /etc's (x is missing)
-    expect(p.ops[at + 1]).toMatchObject({ op: Op.Mount, b: '/nsbox-mirror/0', c: 'tmpfs' });
+    expect(p.ops[at + 1]).toMatchObject({ op: Op.Mount, path: '/nsbox-mirror/0', fstype: 'tmpfs' });
     // (host uid 0 is not mapped in root's sandboxes: the mirror keeps the sandbox root as owner)
-    expect(p.ops[at + 1]!.d).toMatch(/^mode=0755,size=\d+k,nr_inodes=\d+$/);
-    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/newroot/bin', b: '/nsbox-mirror/0/bin', readonly: true, real: true }));
-    expect(s).toContainEqual(expect.objectContaining({ op: Op.Symlink, a: 'bin', b: '/nsbox-mirror/0/lib' }));
-    for (const d of ['a', 'a/b', 'a/b/c', 'proc', 'dev', 'sys', 'tmp']) expect(s).toContainEqual(expect.objectContaining({ op: Op.Mkdir, a: `/nsbox-mirror/0/${d}` }));
-    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/newroot/etc/passwd', b: '/nsbox-mirror/1/passwd', file: true }));
-    expect(s).toContainEqual(expect.objectContaining({ op: Op.WriteFile, a: '/nsbox-mirror/1/x', d: '' }));
-    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, a: '/nsbox-mirror/1', b: '/newroot/etc', real: true }));
-    expect(s.filter((o) => o.op === Op.RemountRo).map((o) => o.b)).toEqual(['/nsbox-mirror/0', '/nsbox-mirror/1']);
+    expect(p.ops[at + 1]!.data).toMatch(/^mode=0755,size=\d+k,nr_inodes=\d+$/);
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, source: '/newroot/bin', path: '/nsbox-mirror/0/bin', readonly: true, real: true }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Symlink, source: 'bin', path: '/nsbox-mirror/0/lib' }));
+    for (const d of ['a', 'a/b', 'a/b/c', 'proc', 'dev', 'sys', 'tmp']) expect(s).toContainEqual(expect.objectContaining({ op: Op.Mkdir, path: `/nsbox-mirror/0/${d}` }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, source: '/newroot/etc/passwd', path: '/nsbox-mirror/1/passwd', file: true }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.WriteFile, path: '/nsbox-mirror/1/x', data: '' }));
+    expect(s).toContainEqual(expect.objectContaining({ op: Op.Bind, source: '/nsbox-mirror/1', path: '/newroot/etc', real: true }));
+    expect(s.filter((o) => o.op === Op.RemountRo).map((o) => o.path)).toEqual(['/nsbox-mirror/0', '/nsbox-mirror/1']);
     // before /proc is mounted (which lands on the mirror)
-    const rootMirror = p.ops.findIndex((o) => o.op === Op.Bind && o.a === '/nsbox-mirror/0');
-    expect(rootMirror).toBeLessThan(p.ops.findIndex((o) => o.b === '/newroot/proc'));
+    const rootMirror = p.ops.findIndex((o) => o.op === Op.Bind && o.source === '/nsbox-mirror/0');
+    expect(rootMirror).toBeLessThan(p.ops.findIndex((o) => o.path === '/newroot/proc'));
     expect(encodeOps(p.ops).length).toBeGreaterThan(0);
   });
 
   it('adds /etc/hosts of a network to the mirrors again (provideEtcFiles); a symlinked bind source is resolved on the host', () => {
     const p = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/link', target: '/data' }] } }, h);
-    expect(p.ops.find((o) => o.b === '/newroot/data')).toMatchObject({ op: Op.Attach, a: '/real' });
+    expect(p.ops.find((o) => o.path === '/newroot/data')).toMatchObject({ op: Op.Attach, source: '/real' });
     provideEtcFiles(p, { hosts: 'x' });
-    expect(stage(p.ops)).toContainEqual(expect.objectContaining({ op: Op.WriteFile, a: '/nsbox-mirror/1/hosts' }));
-    expect(p.ops.filter((o) => o.op === Op.Mount && o.b?.startsWith('/nsbox-mirror')).length).toBe(2);
+    expect(stage(p.ops)).toContainEqual(expect.objectContaining({ op: Op.WriteFile, path: '/nsbox-mirror/1/hosts' }));
+    expect(p.ops.filter((o) => o.op === Op.Mount && o.path?.startsWith('/nsbox-mirror')).length).toBe(2);
     const unpriv = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: '/r', mounts: [{ type: 'bind', source: '/link', target: '/data' }] } }, host({ ...h, euid: 1000, egid: 1000 }));
-    expect(unpriv.ops.find((o) => o.b === '/newroot/data')).toMatchObject({ op: Op.Bind, a: '/oldroot/real' });
-    expect(unpriv.ops.find((o) => o.b === '/newroot')).toMatchObject({ op: Op.Bind, a: '/oldroot/r' });
+    expect(unpriv.ops.find((o) => o.path === '/newroot/data')).toMatchObject({ op: Op.Bind, source: '/oldroot/real' });
+    expect(unpriv.ops.find((o) => o.path === '/newroot')).toMatchObject({ op: Op.Bind, source: '/oldroot/r' });
   });
 
   it('a writable rootfs the sandbox root owns makes mount points in place (no mirror)', () => {

@@ -7,9 +7,9 @@ import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
 import { onTeardown } from '../../teardown.js';
-import { needsCgroup } from '../plan.js';
+import { needsCgroup } from '../../plan/index.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
-import type { SpawnIsolatedOptions } from '../options.js';
+import type { SpawnIsolatedOptions } from '../../plan/options.js';
 
 /** One spawn's cgroup: a layer run, and what the running sandbox asks of its cgroup. */
 export interface CgroupRun extends LayerRun {

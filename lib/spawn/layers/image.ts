@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { readFile } from '../../fs/files.js';
 import { Container, LayerStore, refString } from '../../fs/store.js';
 import { IMAGE_COMMAND, type ImageConfig } from '../../fs/image.js';
-import { byteSize, checkOptions, fail } from '../../fs/validate.js';
+import { byteSize, checkOptions, fail } from '../../util/validate.js';
 import { onTeardown } from '../../teardown.js';
-import { DEFAULT_PATH, sandboxIdMaps } from '../plan.js';
-import type { ImageSpec, SpawnIsolatedOptions } from '../options.js';
+import { DEFAULT_PATH, sandboxIdMaps } from '../../plan/index.js';
+import type { ImageSpec, SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnInput, SpawnLayer } from '../layer.js';
 
 function validateSpec(v: unknown): { ref: string; keep: boolean; store: LayerStore; tmpfsSize?: number } {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { prepareSandboxNetwork, validateNetworkOption, type NetworkOption, type PreparedNetwork } from '../../net/network.js';
 import type { UserNetworkOption } from '../../net/usernet.js';
 import { onTeardown } from '../../teardown.js';
-import type { SpawnIsolatedOptions } from '../options.js';
+import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnLayer } from '../layer.js';
 import { userModeRun } from './usernet.js';
 

@@ -7,7 +7,7 @@
 // after it: one that does not is a TypeError here (see security/seccomp/early.ts).
 import { checkSeccompEarly } from '../../security/seccomp/early.js';
 import { resolveSeccompOption } from '../../security/seccomp/option.js';
-import type { SpawnIsolatedOptions } from '../options.js';
+import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnLayer } from '../layer.js';
 
 function label(o: SpawnIsolatedOptions): 'default' | 'custom' {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Namespace } from '../../ns/namespace.js';
 import { trackDeletion, userNetworkFiles } from '../../net/network.js';
 import { chooseHelper, startUserNetHelper, tunDenied, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from '../../net/usernet.js';
-import type { SpawnIsolatedOptions } from '../options.js';
+import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { HelperProcess, LayerContext, LayerRun, SpawnInput } from '../layer.js';
 
 /** Option combinations user-mode networking cannot honour; thrown at spawnIsolated's call. */

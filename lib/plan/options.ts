@@ -1,19 +1,13 @@
-import type { Namespace } from '../ns/namespace.js';
+import type { Namespace, NamespaceType } from '../ns/namespace.js';
+import type { IdMap } from '../util/idmap.js';
 import type { CGroup } from '../cgroup/cgroup.js';
 import type { SandboxLimits } from '../cgroup/limits.js';
 import type { NetworkOption } from '../net/network.js';
 import type { SeccompOption } from '../security/seccomp/option.js';
 import type { ImageInfo } from '../fs/store.js';
 
-/** Namespace kinds nsbox can create or join. */
-export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';
-
-/** One line of a uid_map / gid_map: `count` ids from `inside` map to `outside` on the host. */
-export interface IdMap {
-  inside: number;
-  outside: number;
-  count: number;
-}
+export type { NamespaceType } from '../ns/namespace.js';
+export type { IdMap } from '../util/idmap.js';
 
 /** Mount propagation of a mount inside the sandbox. */
 export type Propagation = 'private' | 'shared' | 'slave' | 'unbindable';

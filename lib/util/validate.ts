@@ -1,5 +1,6 @@
-// Argument checks shared by the filesystem layer: TypeError/RangeError naming the option,
-// thrown before anything is created.
+// The validation kit: argument checks every part of nsbox uses (the planner, the filesystem
+// layer, Sandbox, ...). Each throws a TypeError or RangeError naming the option, before
+// anything is created. No nsbox imports.
 import { lstatSync } from 'node:fs';
 import { isAbsolute, posix } from 'node:path';
 
@@ -7,14 +8,42 @@ export function fail(option: string, what: string, Err: typeof TypeError | typeo
   throw new Err(`${option} ${what}`);
 }
 
+/** An object literal (or one made with a null prototype): what option bags of the filesystem layer must be. */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
 }
 
-export function checkKeys(option: string, o: Record<string, unknown>, allowed: string[]): void {
+/** Any non-array object (spawn options may come from another realm or a class). */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function checkKeys(option: string, o: Record<string, unknown>, allowed: readonly string[]): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(option, `has an unknown key '${k}' (allowed: ${allowed.join(', ')})`);
 }
 
+export function str(option: string, v: unknown, { nonEmpty = false } = {}): string {
+  if (typeof v !== 'string') fail(option, `must be a string (got ${typeof v})`);
+  if (v.includes('\0')) fail(option, 'must not contain a NUL byte');
+  if (nonEmpty && v.length === 0) fail(option, 'must not be empty');
+  return v;
+}
+
+export function uint(option: string, v: unknown, max = 0xffffffff): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) fail(option, `must be an integer (got ${String(v)})`);
+  if (v < 0 || v > max) fail(option, `must be between 0 and ${max} (got ${v})`, RangeError);
+  return v;
+}
+
+/** An absolute path that stays where it says: no `..` component, normalised. */
+export function strictAbsPath(option: string, v: unknown): string {
+  const s = str(option, v, { nonEmpty: true });
+  if (!isAbsolute(s)) fail(option, `must be an absolute path (got '${s}')`);
+  if (s.split('/').includes('..')) fail(option, `must not contain '..' (got '${s}')`);
+  return posix.normalize(s).replace(/(.)\/$/, '$1');
+}
+
+/** An absolute path, normalised (`..` resolved lexically). */
 export function absPath(option: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') fail(option, 'must be a non-empty string');
   if (v.includes('\0')) fail(option, 'must not contain a NUL byte');
@@ -60,7 +89,7 @@ export function byteSize(option: string, v: unknown): number {
 }
 
 /** Checks that `v` is a plain object with only the allowed keys (without narrowing its type). */
-export function checkOptions(option: string, v: unknown, allowed: string[]): void {
+export function checkOptions(option: string, v: unknown, allowed: readonly string[]): void {
   if (!isPlainObject(v)) fail(option, 'must be an object');
   checkKeys(option, v, allowed);
 }

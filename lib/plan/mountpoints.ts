@@ -14,23 +14,16 @@
 //
 // The pass runs over the finished op list (buildPlan) and again whenever ops are added
 // (provideEtcFiles): the ops it made before are dropped and made again from the whole list.
-import type { IdMap } from './options.js';
-import type { HostFacts, Plan, PlanOp } from './plan.js';
+import type { IdMap } from '../util/idmap.js';
 import { NsboxError } from '../errors.js';
+import { MS, Op, type PlanOp } from './ops.js';
+import type { DirInfo, HostFacts, Plan } from './types.js';
 
 const N = '/newroot', OLD = '/oldroot', STAGE = '/nsbox-mirror';
-// addon/src/plan.h OpKind (kept here as numbers: plan.ts imports this module)
-const K = { Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, RemountRo: 7, Attach: 17 } as const;
-const MS_NOSUID = 2, MS_NODEV = 4;
 /** Directories with more entries than this are not mirrored (the mount point fails as before). */
 const MAX_ENTRIES = 4096;
 
-export interface DirInfo {
-  mode: number;
-  uid: number;
-  gid: number;
-  entries: Array<{ name: string; kind: 'dir' | 'file' | 'other' | 'symlink'; target?: string }>;
-}
+export type { DirInfo } from './types.js';
 
 export interface MountPointContext {
   host: HostFacts;
@@ -168,7 +161,7 @@ export function placeMountPoints(plan: Plan): void {
     if (r.own) {
       const dir = join(r.dir, (kind === 'dir' ? r.rest : r.rest.slice(0, -1)).join('/'));
       if (dir === r.dir) return;
-      const mk: PlanOp = { op: K.Mkdir, a: N + dir, mode: 0o755 };
+      const mk: PlanOp = { op: Op.Mkdir, path: N + dir, mode: 0o755 };
       made.add(mk);
       before.set(op, [...(before.get(op) ?? []), mk]);
       return;
@@ -199,16 +192,16 @@ export function placeMountPoints(plan: Plan): void {
   };
 
   ops.forEach((op, seq) => {
-    if (op.op !== K.Bind && op.op !== K.Mount && op.op !== K.Attach) return;
-    const t = op.b;
+    if (op.op !== Op.Bind && op.op !== Op.Mount && op.op !== Op.Attach) return;
+    const t = op.path;
     if (t === undefined || !(t === N || t.startsWith(`${N}/`))) return;
     const sp = t === N ? '/' : t.slice(N.length);
     if (!op.trusted) need(op, sp, op.file ? 'file' : 'dir', op.real === true);
     // the layer the op makes
     const writable = sp === '/' ? !c.rootfsReadonly : !op.readonly;
-    if (op.op === K.Attach) layers.push({ at: sp, seq, kind: 'host', host: op.a!, writable, op });
-    else if (op.op === K.Bind && op.a?.startsWith(`${OLD}/`)) layers.push({ at: sp, seq, kind: 'host', host: op.a.slice(OLD.length), writable, op });
-    else if (op.op === K.Bind && (op.a === N || op.a?.startsWith(`${N}/`))) return; // the same content again (read-only paths)
+    if (op.op === Op.Attach) layers.push({ at: sp, seq, kind: 'host', host: op.source!, writable, op });
+    else if (op.op === Op.Bind && op.source?.startsWith(`${OLD}/`)) layers.push({ at: sp, seq, kind: 'host', host: op.source.slice(OLD.length), writable, op });
+    else if (op.op === Op.Bind && (op.source === N || op.source?.startsWith(`${N}/`))) return; // the same content again (read-only paths)
     else layers.push({ at: sp, seq, kind: 'own', op });
   });
 
@@ -224,17 +217,17 @@ export function placeMountPoints(plan: Plan): void {
     if (u !== undefined && g !== undefined) own.push(`uid=${u}`, `gid=${g}`);
     const count = m.entries.size + m.made.size + 8;
     if (ro) own.push(`size=${4 * count}k`, `nr_inodes=${count}`);
-    const list: PlanOp[] = [{ op: K.Mount, a: 'nsbox-mirror', b: S, c: 'tmpfs', flags: MS_NOSUID | MS_NODEV, d: own.join(',') }];
+    const list: PlanOp[] = [{ op: Op.Mount, source: 'nsbox-mirror', path: S, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: own.join(',') }];
     for (const e of [...m.entries.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (e.kind === 'symlink') list.push({ op: K.Symlink, a: e.target!, b: `${S}/${e.name}` });
-      else list.push({ op: K.Bind, a: N + join(m.at, e.name), b: `${S}/${e.name}`, file: e.kind !== 'dir', recursive: true, readonly: ro, real: true, flags: 0 });
+      if (e.kind === 'symlink') list.push({ op: Op.Symlink, source: e.target!, path: `${S}/${e.name}` });
+      else list.push({ op: Op.Bind, source: N + join(m.at, e.name), path: `${S}/${e.name}`, file: e.kind !== 'dir', recursive: true, readonly: ro, real: true, flags: 0 });
     }
     for (const p of [...m.made.keys()].sort()) {
-      if (m.made.get(p) === 'dir') list.push({ op: K.Mkdir, a: `${S}/${p}`, mode: 0o755 });
-      else list.push({ op: K.WriteFile, a: `${S}/${p}`, d: '', mode: 0o644 });
+      if (m.made.get(p) === 'dir') list.push({ op: Op.Mkdir, path: `${S}/${p}`, mode: 0o755 });
+      else list.push({ op: Op.WriteFile, path: `${S}/${p}`, data: '', mode: 0o644 });
     }
-    if (ro) list.push({ op: K.RemountRo, b: S, recursive: false });
-    m.final = { op: K.Bind, a: S, b: m.at === '/' ? N : N + m.at, recursive: true, real: true, flags: 0 };
+    if (ro) list.push({ op: Op.RemountRo, path: S, recursive: false });
+    m.final = { op: Op.Bind, source: S, path: m.at === '/' ? N : N + m.at, recursive: true, real: true, flags: 0 };
     list.push(m.final);
     for (const o of list) made.add(o);
     const anchor = 'op' in m.anchor ? m.anchor : (m.anchor as Mirror).final!;

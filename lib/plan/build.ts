@@ -1,0 +1,525 @@
+// Options -> a validated, fully resolved Plan (DESIGN.md §1): every option checked once,
+// here, into the values the addon needs. Nothing here touches the kernel except reading host
+// facts (ids, /etc/subuid, which system dirs exist); those reads go through `HostFacts` so
+// unit tests can plan for any host. The view's ops come from view.ts, ids from ids.ts.
+import { statSync } from 'node:fs';
+import { release as osRelease } from 'node:os';
+import { SIGNALS } from '../util/sys.js';
+import { Capabilities } from '../security/capabilities.js';
+import { CLONE_FLAGS, type Namespace, type NamespaceType } from '../ns/namespace.js';
+import { validateLimits } from '../cgroup/limits.js';
+import { errnoError } from '../errors.js';
+import { formatMaps, mapped, outsideOf, parseIdMaps, type IdMap } from '../util/idmap.js';
+import { checkKeys, fail, isObject, str, strictAbsPath, uint } from '../util/validate.js';
+import { kernelAtLeast, realHost } from './host.js';
+import { earlyIds, remappedRoot } from './ids.js';
+import { carryMountPointContext, placeMountPoints, setMountPointContext } from './mountpoints.js';
+import { MS, Op, type PlanOp } from './ops.js';
+import type { Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
+import type { HostFacts, Plan, PlanInput } from './types.js';
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, planView, type ParsedMount } from './view.js';
+
+const RLIMIT: Record<keyof Rlimits, number> = {
+  cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9,
+  locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
+};
+
+const NS_TYPES: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
+/** Joined namespaces are entered in this order by an unprivileged caller: user first (it grants the rights for the rest), mount last. */
+const JOIN_ORDER: NamespaceType[] = ['user', 'net', 'uts', 'ipc', 'cgroup', 'time', 'pid', 'mount'];
+/**
+ * Root enters the others while its rights in its own user namespace still cover them all, and
+ * the user namespace just before pid and mount: a sandbox's network namespace may belong to
+ * nsbox's user namespace rather than the sandbox's (Plan.netPremade), and from inside the
+ * sandbox's user namespace it could not be entered.
+ */
+const ROOT_JOIN_ORDER: NamespaceType[] = ['net', 'uts', 'ipc', 'cgroup', 'time', 'user', 'pid', 'mount'];
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export function signalNumber(option: string, v: unknown): number {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 1 || v > 64) fail(option, `must be a signal number 1-64 (got ${v})`, RangeError);
+    return v;
+  }
+  if (typeof v === 'string' && SIGNALS[v] !== undefined) return SIGNALS[v]!;
+  return fail(option, `must be a signal name like 'SIGTERM' or a number (got ${String(v)})`);
+}
+
+const OPTION_KEYS = [
+  'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
+  'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
+  'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty', 'nestedUserNamespaces',
+  'viewTemplate',
+  // filled by later layers (cgroups, networking, images, seccomp); validated there
+  'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
+] as const;
+
+/** Validated stdio, as the spawn layer needs it. */
+export function parseStdio(v: SpawnIsolatedOptions['stdio']): [StdioOption, StdioOption, StdioOption] {
+  const one = (o: string, x: unknown): StdioOption => {
+    if (x === 'pipe' || x === 'inherit' || x === 'ignore') return x;
+    if (typeof x === 'number') return uint(o, x, 0x7fffffff);
+    return fail(o, `must be 'pipe', 'inherit', 'ignore' or an fd number (got ${String(x)})`);
+  };
+  if (v === undefined) return ['pipe', 'pipe', 'pipe'];
+  if (Array.isArray(v)) {
+    if (v.length !== 3) fail('options.stdio', 'as an array must have exactly 3 entries');
+    return [one('options.stdio[0]', v[0]), one('options.stdio[1]', v[1]), one('options.stdio[2]', v[2])];
+  }
+  const s = one('options.stdio', v);
+  return [s, s, s];
+}
+
+
+/**
+ * Builds the plan for one sandbox. Throws TypeError/RangeError naming the option for any
+ * mistake; creates nothing.
+ */
+export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
+  const { file, args } = input;
+  let o = input.options ?? {};
+  if (!isObject(o)) fail('options', 'must be an object');
+  checkKeys('options', o as Record<string, unknown>, OPTION_KEYS);
+  str('file', file, { nonEmpty: true });
+  if (!Array.isArray(args)) fail('args', 'must be an array of strings');
+  const argv = [file, ...args.map((a, i) => str(`args[${i}]`, a))];
+
+  // --- namespaces
+  const ns = new Set<NamespaceType>(['pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'user']);
+  if (o.namespaces !== undefined) {
+    if (!isObject(o.namespaces)) fail('options.namespaces', 'must be an object of booleans');
+    checkKeys('options.namespaces', o.namespaces, NS_TYPES);
+    for (const [k, v] of Object.entries(o.namespaces)) {
+      if (typeof v !== 'boolean') fail(`options.namespaces.${k}`, 'must be a boolean');
+      if (v) ns.add(k as NamespaceType); else ns.delete(k as NamespaceType);
+    }
+  }
+  if (o.user === false) ns.delete('user');
+  else if (o.user !== undefined && !isObject(o.user)) fail('options.user', 'must be false or { uidMap, gidMap }');
+  if (o.timeOffsets !== undefined) ns.add('time');
+  // network: 'none' and 'loopback' keep the new namespace (lo up); 'host' shares the host's;
+  // { join } enters one; bridge mode is prepared by lib/net (a spawn extension)
+  const network = (o as SpawnIsolatedOptions).network;
+  if (network === 'host') ns.delete('net');
+  let joinNet: Namespace | undefined;
+  if (typeof network === 'object' && network !== null && 'join' in network) joinNet = (network as { join: Namespace }).join;
+
+  const joins: Plan['joins'] = [];
+  const joined: NamespaceType[] = [];
+  if (joinNet) {
+    if ((o.join as Record<string, unknown> | undefined)?.net !== undefined) fail('options.network', 'cannot be { join } together with options.join.net');
+    o = { ...o, join: { ...(o.join as object), net: joinNet } };
+  }
+  if (o.join !== undefined) {
+    if (!isObject(o.join)) fail('options.join', 'must be an object { type: Namespace }');
+    checkKeys('options.join', o.join, NS_TYPES);
+    for (const t of host.euid === 0 ? ROOT_JOIN_ORDER : JOIN_ORDER) {
+      const n = (o.join as Record<string, Namespace | undefined>)[t];
+      if (n === undefined) continue;
+      if (typeof n !== 'object' || n === null || typeof (n as Namespace).fd !== 'number' || (n as Namespace).type === undefined) {
+        fail(`options.join.${t}`, 'must be a Namespace (Namespace.ofProcess / Namespace.open)');
+      }
+      if (n.type !== t) fail(`options.join.${t}`, `is a ${n.type} namespace, not ${t}`);
+      joins.push({ fd: n.fd, nstype: CLONE_FLAGS[t], type: t });
+      joined.push(t);
+      ns.delete(t);
+    }
+  }
+  if (joined.includes('user') && o.user !== undefined && o.user !== false) fail('options.user', 'cannot set id maps while joining a user namespace');
+
+  const privileged = host.euid === 0 || ns.has('user') || joined.includes('user');
+  const ownCgroup = needsCgroup(o);
+  const mountNs = ns.has('mount') || joined.includes('mount');
+
+  // --- ids and maps
+  let uidMaps: IdMap[] | null = null, gidMaps: IdMap[] | null = null, setgroupsDeny = false;
+  if (ns.has('user')) {
+    if (isObject(o.user)) {
+      checkKeys('options.user', o.user, ['uidMap', 'gidMap']);
+      uidMaps = parseIdMaps('options.user.uidMap', o.user.uidMap);
+      gidMaps = parseIdMaps('options.user.gidMap', o.user.gidMap);
+      if (host.euid !== 0) setgroupsDeny = true;
+    } else if (host.euid === 0) {
+      ({ uidMap: uidMaps, gidMap: gidMaps } = remappedRoot(o.remapUser, host));
+    } else {
+      uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
+      gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];
+      setgroupsDeny = true;
+    }
+  }
+  const uid = o.uid === undefined ? 0 : uint('options.uid', o.uid, 0xfffffffe);
+  const gid = o.gid === undefined ? uid : uint('options.gid', o.gid, 0xfffffffe);
+  const groups = o.groups === undefined ? [] : (Array.isArray(o.groups) ? o.groups : fail('options.groups', 'must be an array of gids'))
+    .map((g, i) => uint(`options.groups[${i}]`, g, 0xfffffffe));
+  if (uidMaps && !mapped(uidMaps, uid)) fail('options.uid', `${uid} is not mapped by the user namespace's uid map`, RangeError);
+  if (gidMaps && !mapped(gidMaps, gid)) fail('options.gid', `${gid} is not mapped by the user namespace's gid map`, RangeError);
+  for (const g of groups) if (gidMaps && !mapped(gidMaps, g)) fail('options.groups', `gid ${g} is not mapped by the gid map`, RangeError);
+  if (setgroupsDeny && groups.length > 0) fail('options.groups', 'cannot be set by an unprivileged caller (setgroups is denied in its user namespace)');
+  if (!privileged && (o.uid !== undefined || o.gid !== undefined)) {
+    if (uid !== host.euid || gid !== host.egid) fail('options.uid', 'can only be changed with a user namespace or as root');
+  }
+
+  // --- capabilities
+  const capsList = o.capabilities === undefined ? [] : Array.isArray(o.capabilities) ? o.capabilities : fail('options.capabilities', 'must be an array of capability names');
+  capsList.forEach((c, i) => str(`options.capabilities[${i}]`, c));
+  let mask: bigint;
+  try { mask = Capabilities.toMask(capsList as string[]); } catch (e) { throw new TypeError(`options.capabilities: ${(e as Error).message}`); }
+  const capNames = Capabilities.fromMask(mask);
+  const lastCap = host.lastCap;
+
+  // --- environment and exec candidates
+  let env: Record<string, string>;
+  if (o.env !== undefined) {
+    if (!isObject(o.env)) fail('options.env', 'must be an object of strings');
+    env = {};
+    for (const [k, v] of Object.entries(o.env)) {
+      if (k === '' || k.includes('=') || k.includes('\0')) fail('options.env', `has an invalid name '${k}'`);
+      env[k] = str(`options.env.${k}`, v);
+    }
+  } else {
+    env = { PATH: DEFAULT_PATH, HOME: uid === 0 ? '/root' : '/' };
+  }
+  const envp = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const exec = file.includes('/') ? [file] : (env.PATH ?? DEFAULT_PATH).split(':').map((d) => `${d === '' ? '.' : d}/${file}`);
+
+  // --- rlimits
+  const rl: Rlimits = { core: 0, ...(o.rlimits === undefined ? {} : isObject(o.rlimits) ? o.rlimits : fail('options.rlimits', 'must be an object')) };
+  checkKeys('options.rlimits', rl as Record<string, unknown>, Object.keys(RLIMIT));
+  const rlimits = Object.entries(rl).map(([k, v]) => {
+    const opt = `options.rlimits.${k}`;
+    const lim = (x: unknown, o2: string) => (x === Infinity ? -1 : uint(o2, x, Number.MAX_SAFE_INTEGER));
+    if (typeof v === 'number') return { resource: RLIMIT[k as keyof Rlimits], soft: lim(v, opt), hard: lim(v, opt) };
+    if (!isObject(v)) fail(opt, 'must be a number or { soft, hard }');
+    const soft = lim(v.soft, `${opt}.soft`), hard = lim(v.hard, `${opt}.hard`);
+    if (hard !== -1 && (soft === -1 || soft > hard)) fail(opt, 'soft must not exceed hard', RangeError);
+    return { resource: RLIMIT[k as keyof Rlimits], soft, hard };
+  });
+
+  // --- time namespace
+  let timeOffsets: string | undefined;
+  if (o.timeOffsets !== undefined) {
+    if (!isObject(o.timeOffsets)) fail('options.timeOffsets', 'must be { monotonic?, boottime? } in seconds');
+    checkKeys('options.timeOffsets', o.timeOffsets, ['monotonic', 'boottime']);
+    const lines: string[] = [];
+    for (const k of ['monotonic', 'boottime'] as const) {
+      const v = o.timeOffsets[k];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(`options.timeOffsets.${k}`, 'must be an integer number of seconds');
+      lines.push(`${k} ${v} 0\n`);
+    }
+    timeOffsets = lines.join('') || undefined;
+  }
+
+  // --- hostname
+  let hostname: string | undefined, domainname: string | undefined;
+  if (o.hostname !== undefined || o.domainname !== undefined) {
+    if (!ns.has('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a new uts namespace');
+  }
+  if (ns.has('uts')) {
+    hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
+    if (Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
+    if (o.domainname !== undefined) {
+      domainname = str('options.domainname', o.domainname);
+      if (Buffer.byteLength(domainname) > 64) fail('options.domainname', 'may be at most 64 bytes', RangeError);
+    }
+  }
+
+  // --- filesystem view
+  if (o.image !== undefined) {
+    fail('options.image', o.rootfs !== undefined ? 'and options.rootfs exclude each other' : "needs nsbox's filesystem layer, which the package's main entry registers");
+  }
+  let rootfsPath: string | null = null;
+  let rootfsReadonly = true;
+  if (o.rootfs !== undefined) {
+    if (typeof o.rootfs === 'string') rootfsPath = strictAbsPath('options.rootfs', o.rootfs);
+    else if (isObject(o.rootfs)) {
+      checkKeys('options.rootfs', o.rootfs, ['path', 'readonly']);
+      rootfsPath = strictAbsPath('options.rootfs.path', o.rootfs.path);
+      if (o.rootfs.readonly !== undefined) {
+        if (typeof o.rootfs.readonly !== 'boolean') fail('options.rootfs.readonly', 'must be a boolean');
+        rootfsReadonly = o.rootfs.readonly;
+      }
+    } else fail('options.rootfs', 'must be an absolute path or { path, readonly? }');
+    if (rootfsPath === '/') fail('options.rootfs', "must not be '/' (use the default view instead)");
+    const k = host.pathKind(rootfsPath);
+    if (k.kind !== 'dir') fail('options.rootfs', `must be an existing directory (${rootfsPath} is ${k.kind === 'missing' ? 'missing' : `a ${k.kind}`})`);
+  }
+  const mounts = o.mounts === undefined ? [] : Array.isArray(o.mounts) ? o.mounts : fail('options.mounts', 'must be an array');
+  const cwd = o.cwd === undefined ? '/' : strictAbsPath('options.cwd', o.cwd);
+  const rootProp = o.rootPropagation ?? 'private';
+  if (rootProp !== 'private' && rootProp !== 'slave') fail('options.rootPropagation', "must be 'private' or 'slave'");
+  if (!mountNs) {
+    if (rootfsPath) fail('options.rootfs', 'needs a new mount namespace');
+    if (mounts.length) fail('options.mounts', 'need a new mount namespace');
+  }
+  const parsedMounts = mounts.map((m, i) => parseMount(`options.mounts[${i}]`, m, host));
+  const maskedPaths = pathList('options.maskedPaths', o.maskedPaths, DEFAULT_MASKED_PATHS);
+  const readonlyPaths = pathList('options.readonlyPaths', o.readonlyPaths, DEFAULT_READONLY_PATHS);
+  const devices = parseDevices(o.devices, host);
+  if (!ns.has('mount')) {
+    if (o.maskedPaths !== undefined && maskedPaths.length) fail('options.maskedPaths', 'need a new mount namespace');
+    if (o.readonlyPaths !== undefined && readonlyPaths.length) fail('options.readonlyPaths', 'need a new mount namespace');
+    if (devices.length) fail('options.devices', 'need a new mount namespace');
+  }
+  // A default view with new user, mount, pid and network namespaces (none joined) may come
+  // from a view template: the addon builds its read-only part once, in a mount namespace of
+  // its own, and each sandbox gets a copy (view.ts, templateView).
+  if (o.viewTemplate !== undefined && typeof o.viewTemplate !== 'boolean') fail('options.viewTemplate', 'must be a boolean');
+  const defaultView = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
+  const useTemplate = defaultView && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  const view = planView({
+    ns,
+    joinedPid: joined.includes('pid'),
+    joinedMount: joined.includes('mount'),
+    rootPropagation: rootProp,
+    rootfs: rootfsPath,
+    rootfsReadonly,
+    mounts: parsedMounts,
+    devices,
+    maskedPaths,
+    readonlyPaths,
+    ownPathLists: o.maskedPaths !== undefined || o.readonlyPaths !== undefined,
+    ownCgroup: ownCgroup && ns.has('cgroup'),
+    nestedUserNamespaces: o.nestedUserNamespaces === true,
+    attach: host.euid === 0,
+    template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
+  }, host, host === realHost);
+  const { ops, template } = view;
+
+  // --- stdio
+  const stdio = parseStdio(o.tty ? 'ignore' : (o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
+  // `all` with both outputs piped: fd 2 is fd 1's socket (kind 4), one queue in write order
+  if ((o as SpawnIsolatedOptions).all === true && !o.tty && stdio[1].kind === 0 && stdio[2].kind === 0) stdio[2] = { kind: 4, fd: -1 };
+
+  // --- flags
+  let cloneFlags = 0, unshareFlags = 0, lateUnshare = 0;
+  let newFlags = [...ns].reduce((f, t) => (t === 'time' ? f : f | CLONE_FLAGS[t]), 0);
+  if (ownCgroup && ns.has('cgroup')) {
+    // created once the parent has placed the process, so its root is the sandbox's cgroup
+    newFlags &= ~CLONE_FLAGS.cgroup;
+    lateUnshare = CLONE_FLAGS.cgroup;
+  }
+  const twoStage = joins.length > 0;
+  if (twoStage) unshareFlags = newFlags & ~CLONE_FLAGS.pid;
+  else cloneFlags = newFlags;
+
+  const pdeathsig = o.parentDeathSignal === false ? 0 : signalNumber('options.parentDeathSignal', o.parentDeathSignal ?? 'SIGKILL');
+  if (o.allowNewPrivileges !== undefined && typeof o.allowNewPrivileges !== 'boolean') fail('options.allowNewPrivileges', 'must be a boolean');
+  if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
+  if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
+  const init = o.init ?? ns.has('pid');
+  if (timeOffsets && !init && !kernelAtLeast(6, 2)) {
+    // before 6.2 exec does not enter the time namespace made for children (nsbox-init then
+    // starts the program by fork, which does): only the program's own children would see
+    // the offsets
+    throw errnoError(95, 'time', 'unshare(CLONE_NEWTIME)', undefined,
+      `timeOffsets with init: false needs Linux 6.2 (this is ${osRelease()}; before 6.2 exec does not enter the time namespace): keep init on`);
+  }
+  const tty = parseTty(o.tty);
+  if (tty && !ns.has('mount') && !joined.includes('mount')) fail('options.tty', "needs a mount namespace of the sandbox's own, new or joined (its devpts instance)");
+
+  const plan: Plan = {
+    cloneFlags,
+    unshareFlags,
+    lateUnshare,
+    twoStage,
+    newPidAtStage2: twoStage && ns.has('pid'),
+    joins,
+    uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
+    gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
+    setgroupsDeny,
+    // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
+    // only where nothing inside could tell (a view template, no capabilities kept)
+    netPremade: template !== undefined && mask === 0n,
+    stdio,
+    ops,
+    template,
+    hostname,
+    domainname,
+    timeOffsets,
+    rlimits,
+    ...earlyIds(ns.has('user') || joined.includes('user'), uidMaps, gidMaps, uid, gid),
+    setIds: privileged,
+    uid,
+    gid,
+    groups,
+    setGroups: privileged && !setgroupsDeny,
+    dropCaps: privileged,
+    lastCap,
+    capsKeepLo: Number(mask & 0xffffffffn),
+    capsKeepHi: Number(mask >> 32n),
+    ambient: uid !== 0 && mask !== 0n,
+    noNewPrivs: o.allowNewPrivileges !== true,
+    pdeathsig,
+    init,
+    tty: tty !== null,
+    ttyRows: tty?.rows ?? 24,
+    ttyCols: tty?.cols ?? 80,
+    cwd,
+    argv,
+    envp,
+    exec,
+    summary: {
+      namespaces: NS_TYPES.filter((t) => ns.has(t)),
+      joined,
+      uidMap: uidMaps,
+      gidMap: gidMaps,
+      rootfs: rootfsPath,
+      capabilities: capNames,
+      noNewPrivs: o.allowNewPrivileges !== true,
+      uid,
+      gid,
+      maskedPaths: view.masked,
+      readonlyPaths: view.readonly,
+      devices: devices.map((d) => d.path),
+      seccomp: 'none',
+      network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
+      cgroup: null,
+      init,
+    },
+  };
+  if (ns.has('mount') && (rootfsPath || parsedMounts.length > 0)) {
+    // mount points missing in a root the sandbox must not write (see mountpoints.ts)
+    setMountPointContext(plan, {
+      host, rootfsReadonly, uidMaps, gidMaps,
+      rootUid: uidMaps ? outsideOf(uidMaps, 0) : joined.includes('user') ? undefined : host.euid,
+      rootGid: gidMaps ? outsideOf(gidMaps, 0) : joined.includes('user') ? undefined : host.egid,
+      callerMounts: parsedMounts.map((m) => ({ target: m.target, source: m.source, resolved: m.hostSource })),
+    });
+    placeMountPoints(plan);
+  }
+  return plan;
+}
+
+/**
+ * A copy of `plan` whose op lists can be added to (the original and the view cache it shares
+ * lists with stay as they were), for the pipeline to compose the final plan from.
+ */
+export function forkPlan(plan: Plan, extra: Partial<Plan> = {}): Plan {
+  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { build: plan.template.build, child: [...plan.template.child] } } : {}) };
+  carryMountPointContext(plan, p);
+  return p;
+}
+
+/**
+ * Puts files over /etc/<name> inside the sandbox (read-only binds of files written into the
+ * scratch root, which live on after it is detached). Used for /etc/hosts and /etc/resolv.conf.
+ * Does nothing when the sandbox has no mount namespace of its own.
+ */
+export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
+  if (plan.template) {
+    // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked
+    const ops: PlanOp[] = [];
+    for (const [name, text] of Object.entries(files)) {
+      if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
+      const tmp = `/run/.nsbox-etc-${name}`;
+      ops.push({ op: Op.WriteFile, path: tmp, data: text, mode: 0o644, trusted: true });
+      ops.push({ op: Op.Bind, source: tmp, path: `/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, trusted: true });
+      ops.push({ op: Op.Unlink, path: tmp, trusted: true });
+    }
+    plan.template.child.push(...ops);
+  }
+  // before the final pivot into the new root (the host tree is reachable until then)
+  const at = plan.ops.findIndex((op) => op.op === Op.PivotRoot && op.path === '/newroot');
+  if (at < 0) return;
+  const ops: PlanOp[] = [];
+  for (const [name, text] of Object.entries(files)) {
+    if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
+    ops.push({ op: Op.WriteFile, path: `/nsbox-etc/${name}`, data: text, mode: 0o644 });
+    ops.push({ op: Op.Bind, source: `/nsbox-etc/${name}`, path: `/newroot/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  }
+  // before the root is made read-only (a missing /etc/<name> must still be creatable)
+  const ro = plan.ops.findIndex((op) => op.op === Op.RemountRo && op.path === '/newroot');
+  plan.ops.splice(ro >= 0 && ro < at ? ro : at, 0, ...ops);
+  // a rootfs without /etc/<name> (or /etc): made on a mirror, never written into the rootfs
+  placeMountPoints(plan);
+}
+
+/** Whether the options give the sandbox a cgroup (limits the cgroup enforces, cpuTimeMs, or an explicit cgroup). */
+export function needsCgroup(o: SpawnIsolatedOptions): boolean {
+  if (o.cgroup !== undefined) return true;
+  if (o.limits === undefined) return false;
+  validateLimits(o.limits);
+  return Object.keys(o.limits).some((k) => k !== 'wallTimeMs' && k !== 'outputBytes' && (o.limits as Record<string, unknown>)[k] !== undefined);
+}
+
+function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
+  if (!isObject(m)) fail(option, 'must be an object { type, source?, target, ... }');
+  checkKeys(option, m, ['type', 'source', 'target', 'readonly', 'propagation', 'options', 'file', 'noexec']);
+  const type = str(`${option}.type`, m.type, { nonEmpty: true });
+  if (!/^[a-z0-9_.-]+$/.test(type)) fail(`${option}.type`, `is not a filesystem type name (got '${type}')`);
+  const target = strictAbsPath(`${option}.target`, m.target);
+  if (target === '/') fail(`${option}.target`, "must not be '/' (use rootfs)");
+  const readonly = m.readonly === undefined ? false : typeof m.readonly === 'boolean' ? m.readonly : fail(`${option}.readonly`, 'must be a boolean');
+  const noexec = m.noexec === undefined ? false : typeof m.noexec === 'boolean' ? m.noexec : fail(`${option}.noexec`, 'must be a boolean');
+  const propagation = (m.propagation ?? 'private') as ParsedMount['propagation'];
+  if (!['private', 'shared', 'slave', 'unbindable'].includes(propagation)) fail(`${option}.propagation`, "must be 'private', 'shared', 'slave' or 'unbindable'");
+  const options = m.options === undefined ? undefined : str(`${option}.options`, m.options);
+  let source: string | undefined;
+  let file = false;
+  if (type === 'bind') {
+    source = strictAbsPath(`${option}.source`, m.source);
+    const k = host.pathKind(source);
+    if (k.kind === 'missing') fail(`${option}.source`, `does not exist (${source})`);
+    file = m.file === undefined ? (k.kind === 'file' || k.kind === 'other' || (k.kind === 'symlink' && isFileTarget(source))) : typeof m.file === 'boolean' ? m.file : fail(`${option}.file`, 'must be a boolean');
+    if (options !== undefined) fail(`${option}.options`, 'does not apply to bind mounts');
+  } else if (m.source !== undefined) {
+    source = str(`${option}.source`, m.source);
+  }
+  const hostSource = type === 'bind' && source !== undefined ? host.realPath?.(source) ?? source : undefined;
+  return { type, source, hostSource, target, readonly, propagation, options, file, noexec };
+}
+
+function isFileTarget(p: string): boolean {
+  try { return !statSync(p).isDirectory(); } catch { return false; }
+}
+
+function pathList(option: string, v: unknown, def: string[]): string[] {
+  if (v === undefined) return def;
+  if (!Array.isArray(v)) fail(option, 'must be an array of absolute paths');
+  return v.map((p, i) => {
+    const a = strictAbsPath(`${option}[${i}]`, p);
+    if (a === '/') fail(`${option}[${i}]`, "must not be '/'");
+    return a;
+  });
+}
+
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean }> {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
+  return v.map((d, i) => {
+    const opt = `options.devices[${i}]`;
+    let path: string, target: string | undefined, readonly = false;
+    if (typeof d === 'string') path = strictAbsPath(opt, d);
+    else if (isObject(d)) {
+      checkKeys(opt, d, ['path', 'target', 'readonly']);
+      path = strictAbsPath(`${opt}.path`, d.path);
+      if (d.target !== undefined) target = strictAbsPath(`${opt}.target`, d.target);
+      if (d.readonly !== undefined) {
+        if (typeof d.readonly !== 'boolean') fail(`${opt}.readonly`, 'must be a boolean');
+        readonly = d.readonly;
+      }
+    } else fail(opt, 'must be a host device path or { path, target?, readonly? }');
+    if (!path.startsWith('/dev/')) fail(opt, `must be a device under /dev (got ${path})`);
+    const k = host.pathKind(path);
+    if (k.kind !== 'other') fail(opt, `must be an existing device node (${path} is ${k.kind === 'missing' ? 'missing' : `a ${k.kind}`})`);
+    target ??= path;
+    if (!target.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${target})`);
+    return { path, target, readonly };
+  });
+}
+
+function parseTty(v: unknown): { rows: number; cols: number } | null {
+  if (v === undefined || v === false) return null;
+  if (v === true) return { rows: 24, cols: 80 };
+  if (!isObject(v)) fail('options.tty', 'must be a boolean or { rows?, cols? }');
+  checkKeys('options.tty', v, ['rows', 'cols']);
+  const dim = (k: 'rows' | 'cols', def: number) => {
+    const x = v[k];
+    if (x === undefined) return def;
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) fail(`options.tty.${k}`, 'must be an integer 1..65535', RangeError);
+    return x;
+  };
+  return { rows: dim('rows', 24), cols: dim('cols', 80) };
+}

@@ -1,0 +1,10 @@
+// The planner: options in, one Plan out (see docs/architecture.md). What the spawn pipeline,
+// Sandbox and the tests use of it.
+export { buildPlan, forkPlan, needsCgroup, parseStdio, provideEtcFiles, signalNumber, DEFAULT_PATH } from './build.js';
+export { encodeOps, encodeTemplate } from './encode.js';
+export { disableViewTemplates, realHost } from './host.js';
+export { FALLBACK_RANGE_START, RANGE_SIZE, sandboxIdMaps } from './ids.js';
+export { publicError } from './mountpoints.js';
+export { MS, Op, type PlanOp } from './ops.js';
+export type { HostFacts, Plan, PlanInput, PlanSummary } from './types.js';
+export { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './view.js';

@@ -1,0 +1,100 @@
+// The plan: everything the addon needs to make one sandbox, decided before anything is made
+// (plan/build.ts makes it, the spawn pipeline composes the final one, the addon executes it).
+import type { NamespaceType } from '../ns/namespace.js';
+import type { PlanOp } from './ops.js';
+import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
+
+export type { PlanOp } from './ops.js';
+
+export interface Plan {
+  cloneFlags: number;
+  unshareFlags: number;
+  lateUnshare: number;
+  twoStage: boolean;
+  newPidAtStage2: boolean;
+  joins: Array<{ fd: number; nstype: number; type: NamespaceType }>;
+  uidMap?: string;
+  gidMap?: string;
+  setgroupsDeny: boolean;
+  stdio: Array<{ kind: number; fd: number }>;
+  ops: PlanOp[];
+  /**
+   * The view template (DESIGN.md, "view template"): ops that build a mount namespace holding
+   * the read-only part of the default view, run once and kept by the addon (keyed by their
+   * encoding), and the ops the child runs instead of `ops` in a copy of it. `ops` stays the
+   * fallback when the template cannot be used.
+   */
+  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
+  netPremade: boolean;
+  hostname?: string;
+  domainname?: string;
+  timeOffsets?: string;
+  rlimits: Array<{ resource: number; soft: number; hard: number }>;
+  earlyIds: boolean;
+  earlyUid: number;
+  earlyGid: number;
+  setIds: boolean;
+  uid: number;
+  gid: number;
+  groups: number[];
+  setGroups: boolean;
+  dropCaps: boolean;
+  lastCap: number;
+  capsKeepLo: number;
+  capsKeepHi: number;
+  ambient: boolean;
+  noNewPrivs: boolean;
+  seccomp?: Buffer;
+  pdeathsig: number;
+  /** pid 1 is nsbox-init, which forks the program */
+  init: boolean;
+  /** a pty from the sandbox's devpts on 0..2 (the addon hands back its master) */
+  tty: boolean;
+  /** prepared: nsbox-init waits for one run on a socket (prepareIsolated) */
+  serve?: boolean;
+  ttyRows: number;
+  ttyCols: number;
+  cwd: string;
+  argv: string[];
+  envp: string[];
+  exec: string[];
+  /** For people and `nsbox explain`: what the plan means, not read by the addon. */
+  summary: PlanSummary;
+}
+
+/** What the plan means for people (see IsolationReport); later layers fill seccomp, network, cgroup. */
+export type PlanSummary = Omit<IsolationReport, 'limits'>;
+
+export interface PlanInput {
+  file: string;
+  args: string[];
+  options: SpawnIsolatedOptions;
+}
+
+/** Host facts the planner reads; replaceable in unit tests. */
+export interface HostFacts {
+  euid: number;
+  egid: number;
+  lastCap: number;
+  /** subordinate ranges of a user from /etc/subuid or /etc/subgid */
+  subordinate(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null;
+  /** cgroup version in use and, for v1, the controller sets of the hierarchies nsbox uses */
+  cgroups(): { version: 1 | 2; v1: string[][] };
+  /** what a host path is: missing, a directory, a file, or a symlink (with its content) */
+  pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
+  /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
+  viewTemplates?(): boolean;
+  /** a host path with the host's symlinks resolved (a caller's bind source) */
+  realPath?(path: string): string;
+  /** a directory's mode, owner and entries (for mount points missing in it), or null */
+  dirInfo?(path: string): DirInfo | null;
+}
+
+/** A host directory's mode, owner and entries (plan/mountpoints.ts). */
+export interface DirInfo {
+  mode: number;
+  uid: number;
+  gid: number;
+  entries: Array<{ name: string; kind: 'dir' | 'file' | 'other' | 'symlink'; target?: string }>;
+}

@@ -1,0 +1,388 @@
+// The sandbox's filesystem view as ops: the per-spawn view (a rootfs or the default view of
+// the host's system directories, with the caller's mounts, devices, masks and read-only
+// paths) and the view template (DESIGN.md, "view template") of the default view. The parts
+// both are made of are one list each here (system directories, tmpfs dirs, device nodes and
+// links, devpts and shm, masks). Default views are made once a second and shared.
+import { posix } from 'node:path';
+import type { NamespaceType } from '../ns/namespace.js';
+import { shareOps } from './encode.js';
+import { MS, Op, type PlanOp } from './ops.js';
+import type { HostFacts } from './types.js';
+
+/** Host system directories the default view shows read-only (missing ones are skipped, symlinks copied). */
+export const DEFAULT_RO_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
+/** Fresh, empty tmpfs directories of the default view. */
+export const DEFAULT_TMPFS: Array<[string, string]> = [
+  ['/tmp', 'mode=1777'], ['/home', 'mode=0755'], ['/root', 'mode=0700'], ['/run', 'mode=0755'], ['/var/tmp', 'mode=1777'],
+];
+const DEV_NODES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+/** Their device numbers (fixed by Linux's devices.txt), for a view template's /dev: major << 8 | minor. */
+const DEV_NUMBERS: Record<string, number> = { null: 0x103, zero: 0x105, full: 0x107, random: 0x108, urandom: 0x109, tty: 0x500 };
+/** Masked by default: host kernel state (Docker's list). Each becomes an empty read-only file or directory. */
+export const DEFAULT_MASKED_PATHS = [
+  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+/** Read-only by default (they would be writable through the sandbox's own procfs). */
+export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+/** Where the runtime-owned empty file and directory masks are bound from: a read-only tmpfs on
+ * the scratch root (detached with it), never a path of the rootfs. */
+const MASK_DIR = '/nsbox-mask';
+
+/** Links of the default /dev (name, target). */
+const DEV_LINKS: ReadonlyArray<readonly [string, string]> = [
+  ['ptmx', 'pts/ptmx'], ['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'],
+];
+/** /dev's own devpts instance and shm, per sandbox (path under /dev, fstype, flags, options). */
+const DEV_MOUNTS: ReadonlyArray<readonly [string, string, number, string]> = [
+  ['pts', 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620'],
+  ['shm', 'tmpfs', MS.NOSUID | MS.NODEV | MS.NOEXEC, 'mode=1777'],
+];
+const SYSFS_FLAGS = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
+const PROC_FLAGS = MS.NOSUID | MS.NODEV | MS.NOEXEC;
+const MASK_TMPFS = 'mode=0555,size=4k,nr_inodes=4';
+
+/** The host's system directories of the default view at `root`: read-only binds from `from`, symlinks made again. */
+function systemDirOps(host: HostFacts, root: string, from: string): PlanOp[] {
+  const ops: PlanOp[] = [];
+  for (const dir of DEFAULT_RO_DIRS) {
+    const k = host.pathKind(dir);
+    if (k.kind === 'symlink') ops.push({ op: Op.Symlink, source: k.target, path: root + dir });
+    else if (k.kind === 'dir') ops.push({ op: Op.Bind, source: from + dir, path: root + dir, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV });
+  }
+  return ops;
+}
+
+function underSys(p: string): boolean {
+  return p === '/sys' || p.startsWith('/sys/');
+}
+
+/** The masked and read-only paths (those under /sys or the others) that exist on the host, in order. */
+function maskEntries(host: HostFacts, maskedPaths: readonly string[], readonlyPaths: readonly string[], wantSys: boolean): Array<{ path: string; dir: boolean; mask: boolean }> {
+  const out: Array<{ path: string; dir: boolean; mask: boolean }> = [];
+  for (const [list, mask] of [[maskedPaths, true], [readonlyPaths, false]] as const) {
+    for (const p of list) {
+      if (underSys(p) !== wantSys) continue;
+      const k = host.pathKind(p);
+      if (k.kind === 'missing' || k.kind === 'symlink') continue;
+      out.push({ path: p, dir: k.kind === 'dir', mask });
+    }
+  }
+  return out;
+}
+
+/** A read-only path: bound onto itself, read-only. */
+function readonlyOp(at: string, dir: boolean): PlanOp {
+  return { op: Op.Bind, source: at, path: at, file: !dir, recursive: true, readonly: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC };
+}
+
+/** A caller's mount, parsed (plan/build.ts, parseMount). */
+export interface ParsedMount {
+  type: string;
+  source?: string;
+  /** a bind's source with the host's symlinks resolved (the child looks it up under /oldroot) */
+  hostSource?: string;
+  target: string;
+  readonly: boolean;
+  propagation: 'private' | 'shared' | 'slave' | 'unbindable';
+  options?: string;
+  file: boolean;
+  noexec: boolean;
+}
+
+/** What shapes a view: the validated options and namespaces. */
+export interface ViewSpec {
+  /** the namespaces made (not joined) */
+  ns: ReadonlySet<NamespaceType>;
+  joinedPid: boolean;
+  joinedMount: boolean;
+  rootPropagation: 'private' | 'slave';
+  rootfs: string | null;
+  rootfsReadonly: boolean;
+  mounts: ParsedMount[];
+  devices: Array<{ path: string; target: string; readonly: boolean }>;
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  /** whether the caller's own option lists replaced the default masked/read-only paths */
+  ownPathLists: boolean;
+  /** the sandbox has a cgroup of its own and a cgroup namespace (its cgroup at /sys/fs/cgroup) */
+  ownCgroup: boolean;
+  nestedUserNamespaces: boolean;
+  /** trees are cloned by the caller (root) rather than bound from /oldroot by the child */
+  attach: boolean;
+  /** the default view may come from a view template, with this owner of its root (host ids) */
+  template: { rootOwner: readonly [number | undefined, number | undefined] | null } | null;
+}
+
+export interface View {
+  ops: PlanOp[];
+  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  masked: string[];
+  readonly: string[];
+}
+
+/** Default views by key (see planView), with when they were made. */
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[] }; masked: string[]; readonly: string[] }>();
+const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
+
+/**
+ * The view's ops. The default view (no rootfs, caller mounts, devices or own mask lists)
+ * depends only on which namespaces are made or joined, a few flags and host facts kept for a
+ * second: with `shared`, its ops are made once a second and shared (frozen; each view gets
+ * its own array of them).
+ */
+export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
+  const defaultView = !s.rootfs && s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
+  const key = shared && defaultView
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}`
+    : undefined;
+  const cached = key === undefined ? undefined : viewCache.get(key);
+  if (cached && performance.now() - cached.at < 1000) {
+    return {
+      ops: [...cached.ops],
+      template: cached.template && { build: cached.template.build, child: [...cached.template.child] },
+      masked: [...cached.masked],
+      readonly: [...cached.readonly],
+    };
+  }
+  const v = makeView(s, host);
+  if (key === undefined) return v;
+  const template = v.template && { build: shareOps(v.template.build), child: shareOps(v.template.child) };
+  const ops = shareOps(v.ops);
+  viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
+  return { ops: [...ops], template: template && { build: template.build, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
+}
+
+function makeView(s: ViewSpec, host: HostFacts): View {
+  const ops: PlanOp[] = [];
+  const masked: string[] = [];
+  const readonly: string[] = [];
+  if (s.ns.has('mount')) {
+    const N = '/newroot', OLD = '/oldroot';
+    ops.push({ op: Op.Propagation, path: '/', flags: MS.REC | (s.rootPropagation === 'slave' ? MS.SLAVE : MS.PRIVATE) });
+    // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
+    ops.push({ op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' });
+    ops.push({ op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 });
+    ops.push({ op: Op.PivotRoot, path: '/tmp', putOld: OLD.slice(1) });
+    if (s.rootfs) {
+      // root: the tree is cloned by the parent (the sandbox's root, an unprivileged host id,
+      // may not be able to reach it: a rootfs or image store in a 0700 directory)
+      ops.push(s.attach ? { op: Op.Attach, source: s.rootfs, path: N, recursive: true, flags: s.rootPropagation === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, source: OLD + s.rootfs, path: N, recursive: true });
+    } else {
+      ops.push({ op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755' });
+      ops.push(...systemDirOps(host, N, OLD));
+      for (const [dir, mode] of DEFAULT_TMPFS) {
+        ops.push({ op: Op.Mount, source: 'tmpfs', path: N + dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
+      }
+    }
+    // /proc: a fresh one for a new pid namespace
+    if (s.ns.has('pid') || s.joinedPid) {
+      ops.push({ op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true });
+    } else {
+      ops.push({ op: Op.Bind, source: `${OLD}/proc`, path: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+    }
+    // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
+    // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
+    if (s.ns.has('user') && !s.nestedUserNamespaces) {
+      ops.push({ op: Op.WriteFile, path: `${N}/proc/sys/user/max_user_namespaces`, data: '0\n', mode: 0o644 });
+    }
+    // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
+    // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
+    // (the child resolves every target inside the root, with no symlinks at all for these)
+    ops.push({ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: 'mode=0755,size=64k', real: true });
+    // no nosuid/noexec remount on these: they are character devices, which nothing can exec
+    // and which carry no set-id bits (it would cost a syscall each per spawn)
+    for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+    for (const d of s.devices) {
+      ops.push({ op: Op.Bind, source: `${OLD}${d.path}`, path: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
+    }
+    for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data });
+    for (const [l, t] of DEV_LINKS) ops.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
+    // /sys: read-only; a fresh sysfs needs a network namespace of our own. The addon makes
+    // that namespace beside the child while it builds the rest of the view, so with no
+    // caller mounts (which may go under /sys) /sys comes as late as it can: after the masks
+    // and read-only paths outside it.
+    const sysOps = () => {
+      const from = ops.length;
+      if (s.ns.has('net')) {
+        ops.push({ op: Op.Mount, source: 'sysfs', path: `${N}/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS, real: true, netSysfs: true });
+      } else {
+        ops.push({ op: Op.Bind, source: `${OLD}/sys`, path: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+      }
+      // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
+      if (s.ownCgroup) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`));
+      // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
+      if (!s.rootfs) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
+    };
+    const sysLate = s.mounts.length === 0;
+    if (!sysLate) sysOps();
+    // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
+    // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
+    // that turned into a symlink since this look.
+    if (s.rootfs && host.pathKind(`${s.rootfs}/tmp`).kind !== 'symlink') {
+      ops.push({ op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true });
+    }
+    const callerStart = ops.length;
+    // the caller's mounts
+    for (const m of s.mounts) {
+      if (m.type === 'bind') {
+        // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
+        const flags = MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0);
+        ops.push(s.attach
+          ? { op: Op.Attach, source: m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (s.rootPropagation === 'slave' ? MS.SLAVE : 0) }
+          : { op: Op.Bind, source: OLD + m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
+      } else {
+        ops.push({ op: Op.Mount, source: m.source ?? m.type, path: N + m.target, fstype: m.type, data: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
+      }
+      if (m.propagation !== 'private') {
+        const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
+        ops.push({ op: Op.Propagation, path: N + m.target, flags: pf });
+      }
+    }
+    // kernel state the sandbox has no business reading (masked: an empty read-only file or
+    // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
+    let maskDir = false;
+    const maskOps = (wantSys: boolean) => {
+      for (const e of maskEntries(host, s.maskedPaths, s.readonlyPaths, wantSys)) {
+        if (!e.mask) {
+          ops.push(readonlyOp(N + e.path, e.dir));
+          readonly.push(e.path);
+          continue;
+        }
+        if (!maskDir) {
+          // one small read-only tmpfs on the scratch root holds an empty file and an empty
+          // directory; every mask is a bind of one of them, inheriting its ro,nosuid,nodev,noexec
+          ops.push({ op: Op.Mount, source: 'nsbox-mask', path: MASK_DIR, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS });
+          ops.push({ op: Op.WriteFile, path: `${MASK_DIR}/file`, data: '', mode: 0o444 });
+          ops.push({ op: Op.Mkdir, path: `${MASK_DIR}/dir`, mode: 0o555 });
+          ops.push({ op: Op.RemountRo, path: MASK_DIR, recursive: false });
+          maskDir = true;
+        }
+        ops.push({ op: Op.Bind, source: `${MASK_DIR}/${e.dir ? 'dir' : 'file'}`, path: N + e.path, file: !e.dir, recursive: false, flags: 0 });
+        masked.push(e.path);
+      }
+    };
+    maskOps(false);
+    if (sysLate) sysOps();
+    maskOps(true);
+    // the root itself read-only (its submounts keep their own flags)
+    if (!s.rootfs || s.rootfsReadonly) ops.push({ op: Op.RemountRo, path: N, recursive: false });
+    // Targets inside what nsbox itself made (its tmpfs root and the host's system dirs of the
+    // default view, its /dev, a fresh proc or sysfs) are trusted: the child mounts on them by
+    // name. Everything else (a rootfs, the caller's mounts elsewhere) is resolved inside the
+    // root, through fds, since a symlink there may have been planted by an earlier sandbox.
+    const inRoot = `${N}/`, kernelDirs = [`${N}/dev/`, `${N}/proc/`, `${N}/sys/`];
+    for (let i = 0; i < ops.length; i++) {
+      const t = ops[i].op === Op.PivotRoot ? undefined : ops[i].path;
+      if (t === undefined || !t.startsWith(inRoot)) continue;
+      if ((!s.rootfs && i < callerStart) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
+    }
+    // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
+    // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
+    ops.push({ op: Op.PivotRoot, path: N });
+  }
+  if (s.ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
+  const template = s.template ? templateView(host, s) : undefined;
+  return { ops, template, masked, readonly };
+}
+
+/** The sandbox's own cgroup, read-only, at `CG` (its /sys/fs/cgroup; the cgroup namespace is rooted there). */
+function cgroupViewOps(host: HostFacts, CG: string): PlanOp[] {
+  const cg = host.cgroups();
+  const flags = SYSFS_FLAGS;
+  if (cg.version === 2) return [{ op: Op.Mount, source: 'cgroup2', path: CG, fstype: 'cgroup2', flags }];
+  return [
+    { op: Op.Mount, source: 'nsbox-cgroup', path: CG, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' },
+    ...cg.v1.map((ctrls): PlanOp => ({ op: Op.Mount, source: 'cgroup', path: `${CG}/${ctrls.join(',')}`, fstype: 'cgroup', flags, data: ctrls.join(',') })),
+    { op: Op.RemountRo, path: CG, recursive: false },
+  ];
+}
+
+/**
+ * The default view as a view template (`build`, run once by the addon in a mount namespace of
+ * its own) and what each sandbox does in its copy of it (`child`).
+ *
+ * The template holds what every sandbox of the view shares, all of it read-only: the root
+ * tmpfs (owned by the sandbox's root) with the host's system directories bound read-only and
+ * the mount points of the rest; /dev with the device nodes bound from the host, read-only
+ * (its pts and shm come per sandbox); the masks' empty file and directory, on a tmpfs at
+ * /proc that the sandbox's own proc covers. Each superblock is read-only too, not only its
+ * mounts. The copy each sandbox gets is owned by its user namespace, so the kernel locks
+ * every mount in it: none can be unmounted, moved or made writable from inside, whatever
+ * capabilities the sandbox keeps.
+ *
+ * A user namespace may mount proc and sysfs only where an instance of each is already fully
+ * visible in its mount namespace. The template keeps one of each at /dev/proc and /dev/sys,
+ * mounted before /dev's tmpfs covers them: they count for that rule, and since the covering
+ * mount is locked in every copy, no sandbox can reach them.
+ *
+ * Per sandbox: fresh tmpfs on /tmp, /home, /root, /run and /var/tmp, its proc (with the masks
+ * and read-only paths), devpts and shm, its sysfs (and cgroup). No pivot: entering the copy
+ * makes its root the sandbox's.
+ */
+function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[] } {
+  const N = '/newroot', OLD = '/oldroot';
+  const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
+  const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
+  const b: PlanOp[] = [
+    { op: Op.Propagation, path: '/', flags: MS.REC | MS.PRIVATE },
+    { op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' },
+    { op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 },
+    { op: Op.PivotRoot, path: '/tmp', putOld: OLD.slice(1) },
+    { op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: `mode=0755${own}` },
+  ];
+  b.push(...systemDirOps(host, N, OLD));
+  for (const [dir] of DEFAULT_TMPFS) b.push({ op: Op.Mkdir, path: N + dir, mode: 0o755 });
+  if (own) {
+    // what the sandbox sees of the skeleton belongs to its root (the mount points are covered)
+    for (const [dir] of DEFAULT_TMPFS) {
+      const parent = posix.dirname(dir);
+      if (parent !== '/') b.push({ op: Op.Chown, path: N + parent, uid: ru, gid: rg });
+    }
+  }
+  b.push({ op: Op.Mkdir, path: `${N}/sys`, mode: 0o755 });
+  // the masks' sources, under the sandbox's proc
+  b.push(
+    { op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS },
+    { op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 },
+    { op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 },
+    { op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS },
+  );
+  // the hidden proc and sysfs, then /dev over them
+  b.push(
+    { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
+    { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
+    { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` },
+  );
+  // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
+  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
+  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
+  for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
+  for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
+  b.push(
+    { op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC },
+    { op: Op.Mount, path: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
+    { op: Op.PivotRoot, path: N },
+  );
+  for (const op of b) op.trusted = true;
+
+  const c: PlanOp[] = [
+    { op: Op.LoopbackUp },
+    { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
+  ];
+  for (const [dir, mode] of DEFAULT_TMPFS) c.push({ op: Op.Mount, source: 'tmpfs', path: dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
+  c.push({ op: Op.Mount, source: 'proc', path: '/proc', fstype: 'proc', flags: PROC_FLAGS });
+  if (!v.nestedUserNamespaces) c.push({ op: Op.WriteFile, path: '/proc/sys/user/max_user_namespaces', data: '0\n', mode: 0o644 });
+  for (const [d, fstype, flags, data] of DEV_MOUNTS) c.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `/dev/${d}`, fstype, flags, data });
+  const masks = (wantSys: boolean) => {
+    for (const e of maskEntries(host, v.maskedPaths, v.readonlyPaths, wantSys)) {
+      c.push(e.mask ? { op: Op.MaskBind, path: e.path, file: !e.dir } : readonlyOp(e.path, e.dir));
+    }
+  };
+  masks(false);
+  c.push({ op: Op.Mount, source: 'sysfs', path: '/sys', fstype: 'sysfs', flags: SYSFS_FLAGS, netSysfs: true });
+  if (v.ownCgroup) c.push(...cgroupViewOps(host, '/sys/fs/cgroup'));
+  masks(true);
+  for (const op of c) op.trusted = true;
+  return { build: b, child: c };
+}

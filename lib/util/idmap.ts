@@ -1,0 +1,52 @@
+// User namespace id maps: the type, their validation and their /proc/<pid>/uid_map text.
+// Shared by the planner, overlay mounts (idmapped layers) and the layer store.
+import { checkKeys, fail, isObject, uint } from './validate.js';
+
+/** One line of a uid_map / gid_map: `count` ids from `inside` map to `outside` on the host. */
+export interface IdMap {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+/** Validated id maps of an option (TypeError/RangeError naming it). */
+export function parseIdMaps(option: string, v: unknown): IdMap[] {
+  if (!Array.isArray(v) || v.length === 0) fail(option, 'must be a non-empty array of { inside, outside, count }');
+  if (v.length > 340) fail(option, 'may have at most 340 entries (kernel limit)', RangeError);
+  const maps = v.map((m, i) => {
+    if (!isObject(m)) fail(`${option}[${i}]`, 'must be an object { inside, outside, count }');
+    checkKeys(`${option}[${i}]`, m, ['inside', 'outside', 'count']);
+    const count = uint(`${option}[${i}].count`, m.count);
+    if (count === 0) fail(`${option}[${i}].count`, 'must be at least 1', RangeError);
+    const inside = uint(`${option}[${i}].inside`, m.inside);
+    const outside = uint(`${option}[${i}].outside`, m.outside);
+    if (inside + count > 0x100000000 || outside + count > 0x100000000) fail(`${option}[${i}]`, 'range runs past 2^32', RangeError);
+    return { inside, outside, count };
+  });
+  for (const key of ['inside', 'outside'] as const) {
+    const sorted = [...maps].sort((a, b) => a[key] - b[key]);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]!, cur = sorted[i]!;
+      if (prev[key] + prev.count > cur[key]) {
+        fail(option, `has overlapping ${key} ranges (${prev[key]}+${prev.count} and ${cur[key]}+${cur.count})`, RangeError);
+      }
+    }
+  }
+  return maps;
+}
+
+/** Whether `id` (inside) is mapped. */
+export function mapped(maps: readonly IdMap[], id: number): boolean {
+  return maps.some((m) => id >= m.inside && id < m.inside + m.count);
+}
+
+/** The host id that `id` inside maps to, if any. */
+export function outsideOf(maps: readonly IdMap[], id: number): number | undefined {
+  const m = maps.find((x) => id >= x.inside && id < x.inside + x.count);
+  return m ? m.outside + (id - m.inside) : undefined;
+}
+
+/** The maps as /proc/<pid>/uid_map text. */
+export function formatMaps(maps: readonly IdMap[]): string {
+  return maps.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
+}
