@@ -215,8 +215,14 @@ export interface ValidateOptions {
  * (`limits.memory` ...). Creates nothing; reads only sysfs facts (online CPUs and nodes)
  * and stats device paths given in `ioMax`.
  */
+/** Results of validateLimits (frozen): handed to it again, they are returned as they are. */
+const resolvedLimits = new WeakSet<object>();
+
 export function validateLimits(limits: unknown, options: ValidateOptions = {}): ResolvedLimits {
   if (limits === undefined || limits === null) return {};
+  if (resolvedLimits.has(limits as object) && !(options.cgroupOnly && SPAWN_KEYS.some((k) => (limits as Record<string, unknown>)[k] !== undefined))) {
+    return limits as ResolvedLimits;
+  }
   if (typeof limits !== 'object' || Array.isArray(limits)) throw new TypeError(`limits must be an object, got ${Array.isArray(limits) ? 'an array' : typeof limits}`);
   const l = limits as Record<string, unknown>;
   const allowed: readonly string[] = options.cgroupOnly ? CGROUP_KEYS : [...CGROUP_KEYS, ...SPAWN_KEYS];
@@ -268,7 +274,23 @@ export function validateLimits(limits: unknown, options: ValidateOptions = {}): 
     if (has('cpuTimeMs')) r.cpuTimeMs = positiveMs(l.cpuTimeMs, 'limits.cpuTimeMs');
     if (has('outputBytes')) r.outputBytes = parseByteSize(l.outputBytes, 'limits.outputBytes');
   }
+  Object.freeze(r);
+  resolvedLimits.add(r);
   return r;
+}
+
+/** The cgroup part of resolved limits (no spawn-enforced keys), itself resolved. */
+export function cgroupLimitsOf(r: ResolvedLimits): ResolvedLimits {
+  const c: Record<string, unknown> = { ...r };
+  for (const k of SPAWN_KEYS) delete c[k];
+  Object.freeze(c);
+  resolvedLimits.add(c);
+  return c as ResolvedLimits;
+}
+
+/** Whether resolved limits need a cgroup of the sandbox's own: a cgroup limit, or cpuTimeMs (read from its cpu accounting). */
+export function wantsCgroup(r: ResolvedLimits): boolean {
+  return hasCgroupLimits(r) || r.cpuTimeMs !== undefined;
 }
 
 /** True when some cgroup-enforced limit is present (spawn-only keys do not count). */

@@ -2,7 +2,7 @@
 // needs to put the child inside before exec, and answer "which limit fired, what was used".
 import { closeSync, constants, openSync } from 'node:fs';
 import { CGroup } from './cgroup.js';
-import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from './limits.js';
+import { cgroupLimitsOf, validateLimits, type Limits, type SandboxLimits } from './limits.js';
 import type { CgroupStats, LimitCounters } from './drivers.js';
 import { ownerTag } from '../owner.js';
 
@@ -57,9 +57,7 @@ let counter = 0;
  */
 export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): Promise<SandboxCgroup> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
-  validateLimits(opts.limits);
-  const cgLimits: Record<string, unknown> = { ...(opts.limits ?? {}) };
-  for (const k of spawnLimitKeys) delete cgLimits[k];
+  const cgLimits = cgroupLimitsOf(validateLimits(opts.limits));
   const name = opts.name ?? `nsbox-${ownerTag()}-${++counter}`;
   const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits as Limits });
   let fd: number | undefined;

@@ -7,7 +7,7 @@ import { release as osRelease } from 'node:os';
 import { SIGNALS } from '../util/sys.js';
 import { Capabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS, type Namespace, type NamespaceType } from '../ns/namespace.js';
-import { validateLimits } from '../cgroup/limits.js';
+import { validateLimits, wantsCgroup } from '../cgroup/limits.js';
 import { errnoError } from '../errors.js';
 import { formatMaps, mapped, outsideOf, parseIdMaps, type IdMap } from '../util/idmap.js';
 import { checkKeys, fail, isObject, str, strictAbsPath, uint } from '../util/validate.js';
@@ -438,10 +438,7 @@ export function provideEtcFiles(plan: Plan, files: Record<string, string>): void
 
 /** Whether the options give the sandbox a cgroup (limits the cgroup enforces, cpuTimeMs, or an explicit cgroup). */
 export function needsCgroup(o: SpawnIsolatedOptions): boolean {
-  if (o.cgroup !== undefined) return true;
-  if (o.limits === undefined) return false;
-  validateLimits(o.limits);
-  return Object.keys(o.limits).some((k) => k !== 'wallTimeMs' && k !== 'outputBytes' && (o.limits as Record<string, unknown>)[k] !== undefined);
+  return o.cgroup !== undefined || wantsCgroup(validateLimits(o.limits));
 }
 
 function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {

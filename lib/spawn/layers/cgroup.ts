@@ -7,7 +7,7 @@ import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
 import { onTeardown } from '../../teardown.js';
-import { needsCgroup } from '../../plan/index.js';
+import { validateLimits, wantsCgroup, type SandboxLimits } from '../../cgroup/limits.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 
@@ -59,7 +59,10 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
       release: close,
     };
   }
-  if (!needsCgroup(o)) return undefined;
+  // validated once here; the cgroup is made with these values, whatever the caller's object
+  // holds by then
+  const limits = validateLimits(o.limits);
+  if (!wantsCgroup(limits)) return undefined;
   let sb: SandboxCgroup | undefined;
   let dropTeardown = () => {};
   const remove = async () => { await sb?.killAndRemove().then(dropTeardown, () => {}); };
@@ -67,7 +70,7 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
     get cgroup() { return sb?.cgroup; },
     given: false,
     async acquire(_plan, bindings) {
-      sb = await prepareSandboxCgroup({ limits: o.limits ?? {}, parent: o.cgroupParent });
+      sb = await prepareSandboxCgroup({ limits: limits as SandboxLimits, parent: o.cgroupParent });
       // the thread's teardown removes it, unless the sandbox is to outlive the thread
       if (pdeathsig) dropTeardown = onTeardown({ cgroups: [...new Set(Object.values(sb.cgroup.paths))] });
       placeIn(sb.cgroup, bindings, sb.cloneIntoFd ?? -1);
