@@ -5,6 +5,7 @@
 // was decoded into `Plan` before clone. Any failure is sent to the parent on the error pipe as
 // {step, syscall, errno, path} and the child exits; EOF on that pipe (it is close-on-exec)
 // means execve succeeded.
+#include "helpers.h"
 #include "plan.h"
 #include "sys.h"
 
@@ -42,11 +43,6 @@
 #endif
 
 namespace nsbox {
-
-// Assembly entry for clone3 with a caller-supplied stack (clone3 cannot return into a C
-// frame on a new stack). Defined in spawn.cc.
-extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
-
 namespace {
 
 using sys::call;
