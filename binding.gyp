@@ -10,6 +10,7 @@
         "addon/src/plan.cc",
         "addon/src/child.cc",
         "addon/src/spawn.cc",
+        "addon/src/helpers.cc",
         "addon/src/exit_watch.cc",
         "addon/src/ns.cc",
         "addon/src/caps.cc",

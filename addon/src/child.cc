@@ -5,6 +5,7 @@
 // was decoded into `Plan` before clone. Any failure is sent to the parent on the error pipe as
 // {step, syscall, errno, path} and the child exits; EOF on that pipe (it is close-on-exec)
 // means execve succeeded.
+#include "helpers.h"
 #include "plan.h"
 #include "sys.h"
 
@@ -42,11 +43,6 @@
 #endif
 
 namespace nsbox {
-
-// Assembly entry for clone3 with a caller-supplied stack (clone3 cannot return into a C
-// frame on a new stack). Defined in spawn.cc.
-extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
-
 namespace {
 
 using sys::call;
@@ -172,7 +168,7 @@ long Restrict(const char* target, bool readonly, unsigned long extra, bool recur
 }
 
 // --- paths inside the new root -----------------------------------------------------------
-// Every op path under kJail ("/newroot", the N of lib/spawn/plan.ts) lies in the sandbox's
+// Every op path under kJail ("/newroot", the N of lib/plan/view.ts) lies in the sandbox's
 // root, which may be an untrusted rootfs: a symlink there must never lead a mkdir, a file or a
 // mount outside it (CVE-2021-30465 and kin). Such paths are resolved with
 // openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) relative to the root, created one
@@ -443,7 +439,7 @@ void JoinNet(ChildCtx* ctx) {
   TRACE(kTrNetJoined);
 }
 
-// A mount onto the root itself (a rootfs's mirror, see lib/spawn/plan.ts) covers what the
+// A mount onto the root itself (a rootfs's mirror, see lib/plan/mountpoints.ts) covers what the
 // cached root fd shows: later lookups must start from the new top.
 void RootCovered(ChildCtx* ctx, const char* target) {
   if (ctx->rootFd < 0 || !target) return;

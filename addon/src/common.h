@@ -113,16 +113,16 @@ constexpr size_t kHelperStackSize = 64 * 1024;
 struct Watch;
 struct AddonData {
   Napi::FunctionReference errorClass;  // NsboxError, handed over from JS at init
-  void* childStack = nullptr;          // spawn.cc: reused stack for CLONE_VM children
+  void* childStack = nullptr;          // helpers.cc: reused stack for CLONE_VM children
   size_t childStackSize = 0;
-  void* netStack = nullptr;            // spawn.cc: stack of the helper that makes a network namespace (kHelperStackSize)
+  void* netStack = nullptr;            // helpers.cc: stack of the helper that makes a network namespace (kHelperStackSize)
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
-  // spawn.cc: view templates (mount namespace fds) by the encoding of the ops that built
+  // helpers.cc: view templates (mount namespace fds) by the encoding of the ops that built
   // them, newest last; /proc/self/mounts, polled to drop them when the host's mounts change
   std::vector<std::pair<std::string, int>> templates;
   int mountsFd = -1;
-  // spawn.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
+  // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
   // exit_watch.cc: the environment's teardown (undo records), the addon's uv handles still
   // closing, and the async cleanup hook that waits for them
@@ -148,7 +148,7 @@ void HandleClosing(AddonData* d);
 void HandleClosed(AddonData* d);
 void FreeTeardown(AddonData* d);
 
-// Frees the spare network namespace (waiting for its maker if one runs). spawn.cc.
+// Frees the spare network namespace (waiting for its maker if one runs). helpers.cc.
 void FreeSpare(AddonData* d);
 
 // The sealed memfd of nsbox-init (made on first use), or -errno with `e` filled.

@@ -7,6 +7,7 @@
 // fine; kernel calls go through syscall(2) where glibc has no wrapper. Errors follow
 // common.h: an Err is filled where the call fails and becomes an NsboxError at the edge.
 #include "common.h"
+#include "helpers.h"  // nsbox_clone3
 #include "sys.h"
 
 #include <dirent.h>
@@ -33,7 +34,6 @@
 #endif
 
 namespace nsbox {
-extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);  // spawn.cc
 namespace {
 
 constexpr unsigned long long kResolveSafe = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;

@@ -111,7 +111,7 @@ struct Plan {
   int stdioFd[3] = {-1, -1, -1};
   // --- child steps
   std::vector<Op> ops;
-  // The view template (spawn.cc, EnsureTemplate): the encoding of the ops that build a mount
+  // The view template (helpers.cc, EnsureTemplate): the encoding of the ops that build a mount
   // namespace once, which sandboxes of the same view copy; it is also the template's key, and
   // decoded only when the template must be built. Points into the caller's buffer (valid for
   // the spawn call). Empty: none.

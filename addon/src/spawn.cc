@@ -1,17 +1,18 @@
 // Parent side of a spawn: stdio, pipes, clone3 (CLONE_VM on a private stack), id maps and
-// cgroup placement before "go", then wait for exec (EOF) or a reported failure.
+// cgroup placement before "go", then wait for exec (EOF) or a reported failure. The CLONE_VM
+// helpers it starts (network maker, spare maker, launcher, template builder) and the stacks
+// they run on are in helpers.cc.
+#include "helpers.h"
 #include "plan.h"
 #include "sys.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <atomic>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -29,170 +30,10 @@
 #define P_PIDFD 3
 #endif
 
-// clone3 with a new stack: the child starts on `args->stack` and must not return into a C
-// frame of the parent, so it calls fn(arg) and exits with its result.
-#if defined(__x86_64__)
-__asm__(
-    ".text\n"
-    ".globl nsbox_clone3\n"
-    ".type nsbox_clone3,@function\n"
-    "nsbox_clone3:\n"           // rdi=args rsi=size rdx=fn rcx=arg
-    "  mov %rcx, %r8\n"          // syscall clobbers rcx and r11
-    "  mov $435, %eax\n"
-    "  syscall\n"
-    "  test %rax, %rax\n"
-    "  jnz 1f\n"
-    "  xor %ebp, %ebp\n"         // child: outermost frame
-    "  and $-16, %rsp\n"
-    "  mov %r8, %rdi\n"
-    "  call *%rdx\n"
-    "  mov %eax, %edi\n"
-    "  mov $60, %eax\n"          // exit (this thread only; fn normally never returns)
-    "  syscall\n"
-    "  hlt\n"
-    "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n");
-#elif defined(__aarch64__)
-__asm__(
-    ".text\n"
-    ".globl nsbox_clone3\n"
-    ".type nsbox_clone3,%function\n"
-    "nsbox_clone3:\n"           // x0=args x1=size x2=fn x3=arg
-    "  mov x9, x2\n"
-    "  mov x10, x3\n"
-    "  mov x8, #435\n"
-    "  svc #0\n"
-    "  cbnz x0, 1f\n"
-    "  mov x29, xzr\n"
-    "  mov x30, xzr\n"
-    "  mov x0, x10\n"
-    "  blr x9\n"
-    "  mov x8, #93\n"
-    "  svc #0\n"
-    "  brk #0\n"
-    "1: ret\n"
-    ".size nsbox_clone3, .-nsbox_clone3\n");
-#endif
-
 namespace nsbox {
-extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
-
 namespace {
 
 using sys::call;
-constexpr size_t kStackSize = 256 * 1024;
-
-// One child stack per environment, reused: a spawn returns only after its child has exec'd
-// or died, so the stack is free again by then. Freed with the environment (~AddonData).
-void* ChildStack(Napi::Env env) {
-  AddonData* d = env.GetInstanceData<AddonData>();
-  if (!d->childStack) {
-    void* s = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (s == MAP_FAILED) return nullptr;
-    mprotect(s, 4096, PROT_NONE);  // guard page
-    d->childStack = s;
-    d->childStackSize = kStackSize;
-  }
-  return d->childStack;
-}
-
-
-// The network namespace of a sandbox is the costliest one to create (~0.6 ms here: sysctl
-// tables, the loopback device). Made inside clone3 it would delay everything else; instead
-// the parent makes it beside the child, which builds its filesystem view meanwhile on the
-// other CPU, and hands it over on "go" (the child enters it before it mounts sysfs, and in any
-// case before exec). The maker is a short-lived CLONE_VM|CLONE_VFORK helper of ours: it
-// enters the sandbox's user namespace (so that namespace owns the new one, as if the child
-// had made it) and, sharing our fd table, leaves the namespace's fd there.
-struct NetMaker {
-  int pidfd;           // the sandbox child
-  int sock;            // our end of the child's network channel (shared fd table)
-  const char* userNs;  // /proc/<pid>/ns/user, for kernels without setns(pidfd) (< 5.8)
-  bool joinUser;       // the child has a user namespace of its own
-  int avoidCpu;        // the parent's CPU: the helper moves off it (-1: stays anywhere)
-  cpu_set_t cpus;      // the caller's CPU set
-  int sendErr;         // errno of the send to the child; -1: nothing was sent
-};
-
-// Tells the child on its network channel: the namespace's fd (SCM_RIGHTS), or the errno and
-// step that failed.
-long SendNetReady(int sock, int err, int which, int fd) {
-  NetReadyMsg nm{err, which};
-  struct iovec iov{&nm, sizeof nm};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    __builtin_memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  long r;
-  do { r = call(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r == -EINTR);
-  return r < 0 ? r : 0;
-}
-
-// Runs as the helper (CLONE_VM, so only raw syscalls): makes the namespace and sends it.
-int NetMakerMain(void* arg) {
-  NetMaker* m = static_cast<NetMaker*>(arg);
-  TRACE(kTrHelperEntry);
-  if (m->avoidCpu >= 0) {
-    // the CPUs the parent is not on: the child starts on the parent's, warm, once it waits
-    cpu_set_t away = m->cpus;
-    CPU_CLR(m->avoidCpu, &away);
-    call(SYS_sched_setaffinity, 0, sizeof away, &away);
-  }
-  TRACE_CPU(kTrHelperCpu);
-  auto done = [m](int err, int which, int fd) {
-    long r = SendNetReady(m->sock, err, which, fd);
-    m->sendErr = (int)-r;
-    if (fd >= 0) call(SYS_close, fd);
-    return 0;
-  };
-  long r;
-  if (m->joinUser) {
-    r = call(SYS_setns, m->pidfd, CLONE_NEWUSER);
-    if (r == -EINVAL || r == -EBADF) {
-      long fd = call(SYS_openat, AT_FDCWD, m->userNs, O_RDONLY | O_CLOEXEC);
-      r = fd;
-      if (fd >= 0) { r = call(SYS_setns, fd, CLONE_NEWUSER); call(SYS_close, fd); }
-    }
-    if (r < 0) return done((int)-r, kNetSetnsUser, -1);
-  }
-  TRACE(kTrNetUnshare);
-  if ((r = call(SYS_unshare, CLONE_NEWNET)) < 0) return done((int)-r, kNetUnshare, -1);
-  TRACE(kTrNetUnshared);
-  r = call(SYS_openat, AT_FDCWD, "/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (r < 0) return done((int)-r, kNetOpen, -1);
-  // the child goes on with it at once; lo comes up meanwhile (a second message, which the
-  // child waits for before exec)
-  done(0, 0, (int)r);
-  TRACE(kTrNetSent);
-  if (m->sendErr) return 0;
-  r = sys::LoopbackUp();
-  return done(r < 0 ? (int)-r : 0, kNetLoopback, -1);
-}
-
-// Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
-// while we write the id maps and the child builds its view. Returns its pid, or -errno (then
-// the child has been told why on its channel).
-// A helper's stack (kHelperStackSize, a guard page at its low end), made once into *slot.
-void* MapHelperStack(void** slot) {
-  if (!*slot) {
-    void* s = mmap(nullptr, kHelperStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (s != MAP_FAILED) { mprotect(s, 4096, PROT_NONE); *slot = s; }
-  }
-  return *slot;
-}
-
-// The stack of the helpers that run while we wait or one at a time (network maker, template
-// builder, launcher)
-void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
 
 // Whether the kernel has mount_setattr (5.12). Without it a bind's restrictions are applied
 // by remounting it, a file bind through its magic link in our /proc (Plan::procFd). Asked once.
@@ -210,256 +51,9 @@ bool NoCloneIntoCgroupForTests() {
   return on;
 }
 
-// Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
-// __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
-// runs only raw system calls). clone(2) where there is no clone3. Returns its pid or -errno.
-long CloneHelper(void* stack, unsigned long long flags, int (*fn)(void*), void* arg) {
-  struct clone_args a{};
-  a.flags = CLONE_VM | flags;
-  a.exit_signal = 0;
-  a.stack = (uint64_t)(uintptr_t)stack;
-  a.stack_size = kHelperStackSize;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long hp = nsbox_clone3(&a, sizeof a, fn, arg);
-  if (hp == -ENOSYS) {
-    int r = clone(fn, (char*)stack + kHelperStackSize, (int)(CLONE_VM | flags), arg);
-    hp = r < 0 ? -errno : r;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  return hp;
-}
-
-long StartNetMaker(Napi::Env env, NetMaker* m) {
-  AddonData* d = env.GetInstanceData<AddonData>();
-  HelperStack(d);
-  long hp = -ENOMEM;
-  if (d->netStack) {
-    // CLONE_FILES: the helper sends on our end of the channel; reaped by FinishNetMaker
-    TRACE(kTrHelperClone);
-    TRACE_CPU(kTrParentCpu);
-    hp = CloneHelper(d->netStack, CLONE_FILES, NetMakerMain, m);
-  }
-  if (hp < 0) m->sendErr = (int)-SendNetReady(m->sock, (int)-hp, kNetClone, -1);
-  return hp;
-}
-
-// Waits for the helper. Returns 0, or -errno when the child could not be told (the caller
-// then kills it). EPIPE: the child is gone already, and its own report (or EOF) comes next.
-int FinishNetMaker(long hp, const NetMaker& m) {
-  if (hp > 0) {
-    siginfo_t si;
-    while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
-    TRACE(kTrHelperDone);
-  }
-  return m.sendErr > 0 && m.sendErr != EPIPE ? -m.sendErr : 0;
-}
-
 // The network namespace can be made beside the child: a new one, with no hand-off (a veth
 // moved in by pid before "go" needs it from the start). One CPU more is needed too (Spawn).
 bool asyncNetOk(const Plan& p) { return !p.twoStage && (p.cloneFlags & CLONE_NEWNET) && p.net.empty(); }
-
-void DropSpare(AddonData* d);
-void DropTemplates(AddonData* d) {
-  for (auto& t : d->templates) close(t.second);
-  d->templates.clear();
-  DropSpare(d);
-}
-
-// The view template: a mount namespace holding the read-only part of a default view (root
-// tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
-// user namespace mount its own), built once by running the ops of `plan.templateBuf` in a helper of
-// ours. Sandboxes of that view start in a copy of it (LaunchInTemplate) instead of building
-// the view each time.
-// Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
-// would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
-// spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
-int EnsureTemplate(Napi::Env env, Plan& p, Err* e) {
-  AddonData* d = env.GetInstanceData<AddonData>();
-  if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
-  if (d->mountsFd >= 0) {
-    struct pollfd pf{d->mountsFd, POLLPRI, 0};
-    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
-  }
-  for (auto& t : d->templates) {
-    if (t.first.size() == p.templateLen && std::memcmp(t.first.data(), p.templateBuf, p.templateLen) == 0) return t.second;
-  }
-  std::vector<Op> ops;
-  if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
-  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
-  int ep[2];
-  if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
-  TemplateBuild b{&ops, ep[1], -1};
-  // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
-  if (hp > 0) {
-    siginfo_t si;
-    while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
-  }
-  ChildMsg m;
-  ssize_t n = read(ep[0], &m, sizeof m);
-  close(ep[0]);
-  close(ep[1]);
-  if (hp < 0) return Fail(e, (int)-hp, "template", "clone3");
-  if (n == (ssize_t)sizeof m && m.kind == 1) {
-    if (b.nsFd >= 0) close(b.nsFd);
-    *e = m.err;
-    CopyStr(e->step, sizeof e->step, "template");
-    return -e->err;
-  }
-  if (b.nsFd < 0) return Fail(e, EPROTO, "template", "clone3");
-  if (d->templates.size() >= 4) {
-    close(d->templates.front().second);
-    d->templates.erase(d->templates.begin());
-  }
-  d->templates.emplace_back(std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd);
-  return b.nsFd;
-}
-
-// A spare network namespace, made ahead by a helper of ours while nothing waits for it, with
-// lo up and a detached sysfs instance of it. Making one takes ~0.6 ms (the kernel's per-netns
-// setup: sysctl tables, loopback, IPv6), the longest single step of a spawn. A spare belongs
-// to our user namespace, not to the sandbox's, so the sandbox has no capability over it: only
-// a sandbox that keeps no capabilities gets one (plan.netPremade), where nothing can tell the
-// difference. It enters it at birth (the launcher joins it before clone3); its /sys is the
-// detached sysfs, moved into place (it could not mount one itself).
-#ifndef FSOPEN_CLOEXEC
-#define FSOPEN_CLOEXEC 0x1
-#endif
-#ifndef FSMOUNT_CLOEXEC
-#define FSMOUNT_CLOEXEC 0x1
-#endif
-#ifndef FSCONFIG_CMD_CREATE
-#define FSCONFIG_SET_FLAG 0
-#define FSCONFIG_SET_STRING 1
-#define FSCONFIG_CMD_CREATE 6
-#endif
-}  // namespace
-struct NetSpare {
-  long helper = 0;           // the maker's pid while it runs (reaped with __WALL), else 0
-  int netFd = -1, sysFd = -1;
-  int err = 0;
-  void* stack = nullptr;     // kHelperStackSize
-  int avoidCpu = -1;         // the CPU of the thread that started it: the maker moves off it
-  cpu_set_t cpus;            // that thread's CPU set
-};
-namespace {
-
-int SpareMain(void* arg) {
-  NetSpare* s = static_cast<NetSpare*>(arg);
-  if (s->avoidCpu >= 0) {
-    cpu_set_t away = s->cpus;
-    CPU_CLR(s->avoidCpu, &away);
-    call(SYS_sched_setaffinity, 0, sizeof away, &away);
-  }
-  long r = call(SYS_unshare, CLONE_NEWNET), net = -1, fs = -1, mnt = -1;
-  if (r == 0) r = net = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (r >= 0) r = sys::LoopbackUp();
-  if (r >= 0) r = fs = call(SYS_fsopen, "sysfs", FSOPEN_CLOEXEC);
-  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "sysfs", 0);
-  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "ro", nullptr, 0);  // the superblock too
-  if (r >= 0) r = call(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
-  if (r >= 0) r = mnt = call(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0x1 | 0x2 | 0x4 | 0x8);  // MOUNT_ATTR_RDONLY|NOSUID|NODEV|NOEXEC
-  if (fs >= 0) call(SYS_close, fs);
-  if (r < 0) {
-    if (net >= 0) call(SYS_close, net);
-    s->err = (int)-r;
-  } else {
-    s->netFd = (int)net;
-    s->sysFd = (int)mnt;
-  }
-  call(SYS_exit, 0);
-  return 0;
-}
-
-// Starts making a spare unless one is there or on its way.
-void StartSpare(AddonData* d) {
-  if (!d->spare) d->spare = new NetSpare();
-  NetSpare* s = d->spare;
-  if (s->helper || s->netFd >= 0) return;
-  if (!MapHelperStack(&s->stack)) return;  // its own: it runs while others do
-  s->err = 0;
-  int here = sched_getcpu();
-  s->avoidCpu = sched_getaffinity(0, sizeof s->cpus, &s->cpus) == 0 && CPU_COUNT(&s->cpus) >= 2 && here >= 0 && CPU_ISSET(here, &s->cpus) ? here : -1;
-  long hp = CloneHelper(s->stack, CLONE_FILES, SpareMain, s);
-  s->helper = hp > 0 ? hp : 0;
-}
-
-// Reaps a maker that is done. Blocks only with `wait`.
-void ReapSpare(NetSpare* s, bool wait) {
-  if (!s || !s->helper) return;
-  siginfo_t si{};
-  long r;
-  do { r = call(SYS_waitid, P_PID, s->helper, &si, WEXITED | __WALL | (wait ? 0 : WNOHANG), nullptr); } while (r == -EINTR);
-  if (r == 0 && si.si_pid == 0) return;  // still at work
-  s->helper = 0;
-}
-
-// Takes the spare if one is ready (never waits for one being made).
-bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
-  NetSpare* s = d->spare;
-  if (!s) return false;
-  ReapSpare(s, false);
-  if (s->helper || s->netFd < 0) return false;
-  *netFd = s->netFd;
-  *sysFd = s->sysFd;
-  s->netFd = s->sysFd = -1;
-  return true;
-}
-
-void DropSpare(AddonData* d) {
-  NetSpare* s = d->spare;
-  if (!s) return;
-  ReapSpare(s, true);
-  if (s->netFd >= 0) close(s->netFd);
-  if (s->sysFd >= 0) close(s->sysFd);
-  s->netFd = s->sysFd = -1;
-}
-
-// A sandbox child of a view template is made by a launcher: a CLONE_VM|CLONE_VFORK|CLONE_FILES
-// helper of ours that enters the template's mount namespace and calls clone3 there with
-// CLONE_PARENT, so the child is ours and its new mount namespace (created by clone3 with its
-// new user namespace, which owns it) is a copy of the template, every mount in it locked.
-// Nothing to unmount, no pivot: the child starts with the view's root as its own.
-struct Launch {
-  int templateFd;
-  int netFd;     // a spare network namespace to be born in, or -1
-  struct clone_args* args;
-  ChildCtx* ctx;
-  long pid;      // the child's, or -errno of clone3
-  int setnsErr;  // errno of setns into the template (no child then)
-};
-
-int LauncherMain(void* arg) {
-  Launch* l = static_cast<Launch*>(arg);
-  TRACE(kTrLaunchEntry);
-  long r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
-  if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
-  TRACE(kTrLaunchSetns);
-  if (r < 0) {
-    l->setnsErr = (int)-r;
-  } else {
-    l->pid = nsbox_clone3(l->args, sizeof *l->args, ChildMain, l->ctx);
-    TRACE(kTrLaunchCloned);
-  }
-  call(SYS_exit, 0);
-  return 0;
-}
-
-// Returns the child's pid or -errno; *setnsErr is set when the template could not be entered.
-long LaunchInTemplate(Napi::Env env, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr) {
-  AddonData* d = env.GetInstanceData<AddonData>();
-  if (!HelperStack(d)) return -ENOMEM;
-  Launch l{templateFd, netFd, args, ctx, -EPROTO, 0};
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
-  TRACE(kTrLaunchBack);
-  if (hp < 0) return hp;
-  siginfo_t si;
-  while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
-  if (l.setnsErr) { *setnsErr = l.setnsErr; return -l.setnsErr; }
-  return l.pid;
-}
 
 int WriteFile(const char* path, const std::string& data, Err* e, const char* step) {
   UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC));
@@ -565,7 +159,7 @@ int MakeStdio(const Plan& p, Fds* f, Err* e) {
   return 0;
 }
 
-// kAttach ops (lib/spawn/plan.ts): the tree at op.a cloned here, by the caller, before clone:
+// kAttach ops (lib/plan/view.ts): the tree at op.a (its source) cloned here, by the caller, before clone:
 // the sandbox's root (an unprivileged host id) may not be able to reach it (a rootfs or image
 // store in a 0700 directory). The copy is made private (it is a peer of nothing on the host)
 // (or a slave: op.flags MS_SLAVE) and restricted here; the child only moves it into place. Returns the fd or -1 with `e` set.
@@ -591,6 +185,7 @@ int AttachTree(Op& op, Err* e) {
 
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  AddonData* d = env.GetInstanceData<AddonData>();
   if (!info[0].IsObject()) {
     Napi::TypeError::New(env, "spawn(plan): plan must be an object").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -618,7 +213,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
                      (plan.cloneFlags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID)) == (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID);
   int templateFd = -1;
   if (templ) {
-    templateFd = EnsureTemplate(env, plan, &e);
+    templateFd = EnsureTemplate(d, plan, &e);
     if (templateFd < 0) return ThrowErr(env, e);
   }
   Fds f;
@@ -671,7 +266,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     procFd.reset(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
     plan.procFd = procFd.get();
   }
-  void* stack = ChildStack(env);
+  void* stack = ChildStack(d);
   if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
 
   ChildCtx ctx{};
@@ -693,7 +288,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // a spare network namespace, made ahead: see NetSpare
   int spareNet = -1, spareSys = -1;
   const bool wantSpare = templ && plan.netPremade && (plan.cloneFlags & CLONE_NEWNET) && plan.net.empty();
-  if (wantSpare && TakeSpare(env.GetInstanceData<AddonData>(), &spareNet, &spareSys)) {
+  if (wantSpare && TakeSpare(d, &spareNet, &spareSys)) {
     plan.cloneFlags &= ~(unsigned long long)CLONE_NEWNET;
     ctx.netPremade = true;
   }
@@ -717,7 +312,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   args.pidfd = (uint64_t)(uintptr_t)&pidfd;
   args.exit_signal = SIGCHLD;
   args.stack = (uint64_t)(uintptr_t)stack;
-  args.stack_size = kStackSize;
+  args.stack_size = kChildStackSize;
   bool intoCgroup = plan.cgroupFd >= 0;
   if (intoCgroup) {
     args.flags |= CLONE_INTO_CGROUP;
@@ -737,7 +332,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     // our CPU for the launch, so that launcher and child start there, was tried: slower.)
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
-    pid = LaunchInTemplate(env, templateFd, spareNet, &args, &ctx, &launchErr);
+    pid = LaunchInTemplate(d, templateFd, spareNet, &args, &ctx, &launchErr);
   } else if (intoCgroup && NoCloneIntoCgroupForTests()) {
     pid = -E2BIG;  // what kernels 5.3 to 5.6 answer: their clone_args end before `cgroup`
   } else {
@@ -748,7 +343,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     // `cgroup` field on 5.3 to 5.6): clone(2), and the cgroup is joined by pid below
     intoCgroup = false;
     unsigned long fl = (unsigned long)(CLONE_PIDFD | plan.cloneFlags | (plan.twoStage ? 0 : CLONE_VM) | SIGCHLD);
-    int r = clone(ChildMain, (char*)stack + kStackSize, (int)fl, &ctx, &pidfd);
+    int r = clone(ChildMain, (char*)stack + kChildStackSize, (int)fl, &ctx, &pidfd);
     pid = r < 0 ? -errno : r;
   }
   TRACE(kTrCloned);
@@ -777,7 +372,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     int here = sched_getcpu();
     nm.avoidCpu = here >= 0 && CPU_ISSET(here, &nm.cpus) ? here : -1;
     nm.sendErr = -1;
-    helper = StartNetMaker(env, &nm);
+    helper = StartNetMaker(d, &nm);
     if (nm.avoidCpu >= 0) {
       // and the child (asleep until "go", wherever it was made) wakes up here; it takes back
       // the caller's CPU set before exec
@@ -1013,14 +608,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
-
-void FreeSpare(AddonData* d) {
-  if (!d->spare) return;
-  DropSpare(d);
-  if (d->spare->stack) munmap(d->spare->stack, kHelperStackSize);
-  delete d->spare;
-  d->spare = nullptr;
-}
 
 void InitSpawn(Napi::Env env, Napi::Object exports) {
   int expected = -1;

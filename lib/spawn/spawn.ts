@@ -764,7 +764,7 @@ function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<N
   }
 }
 
-// The next spare network namespace (see NetSpare in addon/src/spawn.cc) is made once a
+// The next spare network namespace (see NetSpare in addon/src/helpers.cc) is made once a
 // sandbox that used one has exited, after the callbacks of this turn: then it takes a CPU
 // from nothing (made while a sandbox starts or runs, it slowed that sandbox down).
 let spareSoon = false;

@@ -62,7 +62,7 @@ describe.skipIf(skipReason(!isRoot, 'spawn integration tests need root'))('spawn
   });
 
   it('has a network namespace of its own, owned by its user namespace, and the caller\'s CPU set', async () => {
-    // the addon makes the network namespace beside the child (see NetBeside in spawn.cc):
+    // the addon makes the network namespace beside the child (see NetMaker in helpers.h):
     // it must still be a new one per sandbox, owned by the sandbox's user namespace (so its
     // root, given CAP_NET_ADMIN, can configure it), with lo up before the program runs
     const hostNet = Namespace.ofProcess(process.pid, 'net');

@@ -1,4 +1,4 @@
-// The view template (lib/plan templateView, addon/src/spawn.cc EnsureTemplate and
+// The view template (lib/plan templateView, addon/src/helpers.cc EnsureTemplate and
 // LaunchInTemplate) and the network namespaces made ahead (NetSpare): what a sandbox sees,
 // what it cannot undo whatever capabilities it keeps, and when they are (not) used.
 import { describe, it, expect } from 'vitest';

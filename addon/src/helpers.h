@@ -1,0 +1,70 @@
+// The CLONE_VM helpers of a spawn and the stacks they run on (helpers.cc): the clone3
+// entry with a caller-supplied stack (nsbox_clone3), the sandbox child's stack, the network
+// namespace made beside the child (NetMaker), the spare network namespace made ahead
+// (NetSpare), the launcher that makes a child inside a view template (LaunchInTemplate), and
+// the templates themselves (EnsureTemplate, whose builder is TemplateMain in child.cc).
+//
+// Rules. Two kinds of code live here, as in child.cc:
+// - A helper's body (NetMakerMain, SpareMain, LauncherMain, and SendNetReady, which they
+//   call) runs on a borrowed stack in a task that shares our memory and our thread's TLS
+//   (CLONE_VM), with every signal blocked: the rules of child.cc (DESIGN.md §3) hold there.
+//   Raw system calls only (sys.h), no allocation, no locks, no C++ exceptions, no libc
+//   function that touches errno or global state.
+// - What is declared below runs on the calling thread, before or after the helper: it may
+//   allocate and call libc, but it takes plain pointers (AddonData*, Err*), never a
+//   Napi::Env; failures come back as -errno (with `Err` filled where there is one), and
+//   spawn.cc turns them into a JS error.
+#pragma once
+#include "plan.h"
+
+#include <linux/sched.h>  // struct clone_args
+#include <sched.h>
+
+namespace nsbox {
+
+// clone3 with a new stack: the child starts on `args->stack`, calls fn(arg) and exits with
+// its result (it must not return into a C frame of the parent). Returns as clone3 does:
+// the child's pid or -errno.
+extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
+
+// The stack of a sandbox's CLONE_VM child (ChildMain)
+constexpr size_t kChildStackSize = 256 * 1024;
+// That stack, made once per environment (a guard page at its low end), or null.
+void* ChildStack(AddonData* d);
+
+// The network namespace of a sandbox is the costliest one to create (~0.6 ms here: sysctl
+// tables, the loopback device). Made inside clone3 it would delay everything else; instead
+// the parent makes it beside the child, which builds its filesystem view meanwhile on the
+// other CPU, and hands it over on "go" (the child enters it before it mounts sysfs, and in any
+// case before exec). The maker is a short-lived CLONE_VM|CLONE_FILES helper of ours: it
+// enters the sandbox's user namespace (so that namespace owns the new one, as if the child
+// had made it) and, sharing our fd table, leaves the namespace's fd there.
+struct NetMaker {
+  int pidfd;           // the sandbox child
+  int sock;            // our end of the child's network channel (shared fd table)
+  const char* userNs;  // /proc/<pid>/ns/user, for kernels without setns(pidfd) (< 5.8)
+  bool joinUser;       // the child has a user namespace of its own
+  int avoidCpu;        // the parent's CPU: the helper moves off it (-1: stays anywhere)
+  cpu_set_t cpus;      // the caller's CPU set
+  int sendErr;         // errno of the send to the child; -1: nothing was sent
+};
+// Starts the maker; returns its pid, or -errno (then the child has been told why).
+long StartNetMaker(AddonData* d, NetMaker* m);
+// Waits for it; 0, or -errno when the child could not be told.
+int FinishNetMaker(long hp, const NetMaker& m);
+
+// The spare network namespace (NetSpare): starts making one unless one is there or on its
+// way; takes it if it is ready (never waits). FreeSpare is in common.h.
+void StartSpare(AddonData* d);
+bool TakeSpare(AddonData* d, int* netFd, int* sysFd);
+
+// The view template for `p.templateBuf`, built once: its mount namespace's fd, or -errno with
+// `e` filled. DropTemplates closes them all (and the spare).
+int EnsureTemplate(AddonData* d, Plan& p, Err* e);
+void DropTemplates(AddonData* d);
+// Makes the sandbox child inside the template's mount namespace (and in `netFd`'s network
+// namespace, when >= 0): the child's pid or -errno; *setnsErr is set when the template could
+// not be entered.
+long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr);
+
+}  // namespace nsbox
