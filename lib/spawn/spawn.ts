@@ -2,7 +2,7 @@ import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { native, type ExitInfo, type NativeAddon } from '../native.js';
+import { native, type ExitInfo, type NativeAddon, type SpawnOutput } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from '../plan/index.js';
 import { signalName } from '../util/sys.js';
@@ -22,6 +22,9 @@ const INIT_KILL_GRACE_MS = 1000;
 
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
 type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
+/** A prepared sandbox's side of the hand-off: the control fd once made, then the run (or null). */
+type Serve = { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> };
+type SpawnOut = SpawnOutput;
 
 export type { SpawnInput } from './layer.js';
 
@@ -126,7 +129,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #cleanup: Array<() => void> = [];
   #tty: Socket | undefined;
   #serveError: { error: unknown } | undefined;
-  #serve: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> } | undefined;
+  #serve: Serve | undefined;
   /** pid 1 is nsbox-init running the program: a SIGKILL goes through it (see #sigkill) */
   #initKills = false;
   #initKillSent = false;
@@ -137,7 +140,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   #closed = false;
 
   /** @internal use {@link spawnIsolated} */
-  constructor(plan: Plan, options: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput, serve?: { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> }) {
+  constructor(plan: Plan, options: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput, serve?: Serve) {
     super();
     this.#serve = serve;
     this.#killSignal = signalNumber('options.killSignal', options.killSignal ?? 'SIGKILL');
@@ -252,7 +255,6 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
    */
   async #run(base: Plan, o: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput): Promise<IsolatedResult<T>> {
     let started = performance.now();
-    const cg = layers.cgroup;
     const release = async () => {
       for (const r of [...layers.runs].reverse()) {
         try { await r.release?.(); } catch { /* release must not mask the result */ }
@@ -277,56 +279,128 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     // watched): closed by the thread's teardown if it comes first
     let dropFds = onTeardown({ fds: [out.mntNsFd, out.ctlFd].filter((f) => f >= 0), pidfds: this.#serve && plan.pdeathsig !== 0 ? [out.pidfd] : [] });
     if (this.#serve) {
-      // prepared: everything is made; the program comes with run() (or never, on destroy)
-      this.#serve.ready(out.ctlFd);
-      const req = await this.#serve.request;
-      dropFds();
-      dropFds = onTeardown({ fds: out.mntNsFd >= 0 ? [out.mntNsFd] : [] });
-      native().closeFd(out.ctlFd);
-      if (req && 'error' in req) {
-        this.#serveError = req;
-        native().pidfdSignal(out.pidfd, 9);
-      }
-      if (req && !('error' in req)) {
-        out = { ...out, stdio: req.stdio };
-        o = { ...o, ...req.options };
-        this.#initKills = initIsPid1;
-        started = performance.now();
-      } else {
-        this.#canceled = true;
-        this.#fired ??= 'canceled';
-        out = { ...out, stdio: [-1, -1, -1] as [number, number, number] };
-        this.#endStreams();
-      }
+      ({ out, options: o, dropFds } = await this.#awaitRun(this.#serve, out, o, initIsPid1, dropFds));
+      if (!this.#canceled) started = performance.now();
     }
+    const output = this.#readOutput(out, o);
+    const info = await this.#watch(plan, out, o, layers.cgroup);
+    this.#exited = true;
+    this.#pidfd = -1; // closed by the addon after the reap
+    for (const t of this.#timers) clearTimeout(t);
+    for (const c of this.#cleanup) c();
+    this.exitCode = info.exitCode ?? null;
+    this.signalCode = info.signal !== undefined ? signalName(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
+    this.emit('exit', this.exitCode, this.signalCode);
+    output.stdinSocket?.destroy();
+    this.stdin?.destroy();
+    // output paused at the cap is not read further
+    if (output.truncated && o.onOutputLimit !== 'truncate') for (const x of output.sockets) x.destroy();
+    await Promise.all(output.done);
+    this.#emitClose();
+    let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
+    const finished = await layers.cgroup?.finish();
+    const cgUsage = finished?.usage;
+    if (finished) {
+      const v = finished.verdict;
+      if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
+      // forks were refused at the pids limit while it ran: that limit shaped the run, even when
+      // the program then exited 0 (a fork bomb's first shell does)
+      else if (!this.#fired && v === 'pids') verdict = 'pids';
+    }
+    await release();
     const encoding = o.encoding ?? 'utf8';
+    const decode = (b: Buffer[]) => {
+      const buf = Buffer.concat(b);
+      return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
+    };
+    // the mount namespace goes now, its teardown on the thread pool (see spawn.cc)
+    dropFds();
+    if (out.mntNsFd >= 0) close(out.mntNsFd, () => {});
+    if (this.#serveError) throw this.#serveError.error;
+    return {
+      pid: out.pid,
+      exitCode: this.exitCode,
+      signal: this.signalCode,
+      stdout: decode(output.chunks[0]),
+      stderr: decode(output.chunks[1]),
+      ...(this.all ? { all: decode(output.allChunks) } : {}),
+      durationMs: performance.now() - started,
+      timedOut: this.#timedOut,
+      isCanceled: this.#canceled,
+      verdict,
+      truncated: output.truncated,
+      isolation,
+      usage: {
+        cpuUserMs: cgUsage?.cpuUserMs ?? info.utimeUs / 1000,
+        cpuSystemMs: cgUsage?.cpuSystemMs ?? info.stimeUs / 1000,
+        wallMs: performance.now() - started,
+        maxRssBytes: info.maxRssKb * 1024,
+        peakMemoryBytes: cgUsage?.peakMemoryBytes ?? null,
+        pidsPeak: cgUsage?.pidsPeak ?? null,
+        oomKills: cgUsage?.oomKills ?? null,
+      },
+    };
+  }
+
+  /**
+   * A prepared sandbox: everything is made; the program comes with run() (its stdio and
+   * options), or never (destroy, or a run that failed before it reached the sandbox).
+   */
+  async #awaitRun(serve: Serve, out: SpawnOut, o: SpawnIsolatedOptions, initIsPid1: boolean, dropWaiting: () => void) {
+    serve.ready(out.ctlFd);
+    const req = await serve.request;
+    // the teardown now holds only the mount namespace (the control fd goes, the run's exit is watched)
+    dropWaiting();
+    const dropFds = onTeardown({ fds: out.mntNsFd >= 0 ? [out.mntNsFd] : [] });
+    native().closeFd(out.ctlFd);
+    if (req && 'error' in req) {
+      this.#serveError = req;
+      native().pidfdSignal(out.pidfd, 9);
+    }
+    if (req && !('error' in req)) {
+      this.#initKills = initIsPid1;
+      return { out: { ...out, stdio: req.stdio }, options: { ...o, ...req.options }, dropFds };
+    }
+    this.#canceled = true;
+    this.#fired ??= 'canceled';
+    this.#endStreams();
+    return { out: { ...out, stdio: [-1, -1, -1] as [number, number, number] }, options: o, dropFds };
+  }
+
+  /**
+   * Reads the program's stdio into the streams and, unless `buffer: false`, collects it for the
+   * result, up to the output cap (`limits.outputBytes`: then the sandbox is killed, or with
+   * `onOutputLimit: 'truncate'` the rest dropped).
+   */
+  #readOutput(out: SpawnOut, o: SpawnIsolatedOptions) {
     const collect = o.buffer !== false;
-    const chunks: [Buffer[], Buffer[]] = [[], []];
-    const streamsDone: Promise<void>[] = [];
+    const r = {
+      chunks: [[], []] as [Buffer[], Buffer[]],
+      allChunks: [] as Buffer[],
+      sockets: [] as Socket[],
+      done: [] as Promise<void>[],
+      stdinSocket: undefined as Socket | undefined,
+      truncated: false,
+    };
     const [in0, out1, err2] = out.stdio;
-    const allChunks: Buffer[] = [];
     const all = this.all as PassThrough | null;
     let allOpen = (out1 >= 0 ? 1 : 0) + (err2 >= 0 ? 1 : 0) + (out.ttyFd >= 0 ? 1 : 0);
     if (all && allOpen === 0) all.end();
-
-    let stdinSocket: Socket | undefined;
     if (in0 >= 0) {
-      stdinSocket = new Socket({ fd: in0, readable: false, writable: true });
-      stdinSocket.on('error', () => {}); // EPIPE when the program does not read: not our failure
-      (this.stdin as PassThrough).pipe(stdinSocket);
+      r.stdinSocket = new Socket({ fd: in0, readable: false, writable: true });
+      r.stdinSocket.on('error', () => {}); // EPIPE when the program does not read: not our failure
+      (this.stdin as PassThrough).pipe(r.stdinSocket);
     }
-    const sockets: Socket[] = [];
     const cap = o.limits?.outputBytes === undefined ? Infinity : parseByteSize(o.limits.outputBytes, 'limits.outputBytes');
     let outputSeen = 0;
-    let truncated = false;
     const reader = (fd: number | Socket, i: 0 | 1, pt: PassThrough | null) => {
       const s = typeof fd === 'number' ? new Socket({ fd, readable: true, writable: false }) : fd;
-      sockets.push(s);
+      r.sockets.push(s);
       const pass = (c: Buffer) => {
-        if (collect && pt) chunks[i].push(c);
+        if (collect && pt) r.chunks[i].push(c);
         let room = true;
         if (all) {
-          if (collect) allChunks.push(c);
+          if (collect) r.allChunks.push(c);
           room = all.write(c) || !!pt;
         }
         // backpressure from a slow reader of p.stdout pauses the program, not Node's memory
@@ -338,11 +412,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         outputSeen += c.length;
         if (room >= c.length) return pass(c);
         if (room > 0) pass(c.subarray(0, room));
-        truncated = true;
+        r.truncated = true;
         if (o.onOutputLimit !== 'truncate') {
           // stop reading at once; the sandbox dies with its output cut at the cap
           this.#limit('output');
-          for (const x of sockets) x.pause();
+          for (const x of r.sockets) x.pause();
         }
       });
       let ended = false;
@@ -353,7 +427,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (all && --allOpen === 0) all.end();
       };
       s.once('end', end);
-      streamsDone.push(new Promise((res) => s.once('close', () => { end(); res(); })));
+      r.done.push(new Promise((res) => s.once('close', () => { end(); res(); })));
       s.on('error', () => {});
     };
     if (out.ttyFd >= 0) {
@@ -370,7 +444,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     // with `all` and both piped, fd 1 and 2 are one socket (see mergedOutput): only `all` reads it
     if (out1 >= 0) reader(out1, 0, this.stdout as PassThrough | null);
     if (err2 >= 0) reader(err2, 1, this.stderr as PassThrough);
+    return r;
+  }
 
+  /** Watches the exit, and the limits nsbox enforces itself while it runs: wall time, cpu time (polled from the cgroup), the abort signal. */
+  #watch(plan: Plan, out: SpawnOut, o: SpawnIsolatedOptions, cg: CgroupRun | undefined): Promise<ExitInfo> {
     let done = false;
     const spare = plan.netPremade;
     const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => {
@@ -400,63 +478,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.#cleanup.push(() => o.signal!.removeEventListener('abort', onAbort));
     }
     queueMicrotask(() => this.emit('spawn'));
-
-    const info = await exited;
-    this.#exited = true;
-    this.#pidfd = -1; // closed by the addon after the reap
-    for (const t of this.#timers) clearTimeout(t);
-    for (const c of this.#cleanup) c();
-    this.exitCode = info.exitCode ?? null;
-    this.signalCode = info.signal !== undefined ? signalName(info.signal) ?? (`SIG${info.signal}` as NodeJS.Signals) : null;
-    this.emit('exit', this.exitCode, this.signalCode);
-    stdinSocket?.destroy();
-    this.stdin?.destroy();
-    // output paused at the cap is not read further
-    if (truncated && o.onOutputLimit !== 'truncate') for (const x of sockets) x.destroy();
-    await Promise.all(streamsDone);
-    this.#emitClose();
-    let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
-    const finished = await cg?.finish();
-    const cgUsage = finished?.usage;
-    if (finished) {
-      const v = finished.verdict;
-      if (!this.#fired && v === 'memory' && this.signalCode === 'SIGKILL') verdict = 'memory';
-      // forks were refused at the pids limit while it ran: that limit shaped the run, even when
-      // the program then exited 0 (a fork bomb's first shell does)
-      else if (!this.#fired && v === 'pids') verdict = 'pids';
-    }
-    await release();
-    const decode = (b: Buffer[]) => {
-      const buf = Buffer.concat(b);
-      return (encoding === 'buffer' ? buf : buf.toString(encoding)) as T;
-    };
-    // the mount namespace goes now, its teardown on the thread pool (see spawn.cc)
-    dropFds();
-    if (out.mntNsFd >= 0) close(out.mntNsFd, () => {});
-    if (this.#serveError) throw this.#serveError.error;
-    return {
-      pid: out.pid,
-      exitCode: this.exitCode,
-      signal: this.signalCode,
-      stdout: decode(chunks[0]),
-      stderr: decode(chunks[1]),
-      ...(all ? { all: decode(allChunks) } : {}),
-      durationMs: performance.now() - started,
-      timedOut: this.#timedOut,
-      isCanceled: this.#canceled,
-      verdict,
-      truncated,
-      isolation,
-      usage: {
-        cpuUserMs: cgUsage?.cpuUserMs ?? info.utimeUs / 1000,
-        cpuSystemMs: cgUsage?.cpuSystemMs ?? info.stimeUs / 1000,
-        wallMs: performance.now() - started,
-        maxRssBytes: info.maxRssKb * 1024,
-        peakMemoryBytes: cgUsage?.peakMemoryBytes ?? null,
-        pidsPeak: cgUsage?.pidsPeak ?? null,
-        oomKills: cgUsage?.oomKills ?? null,
-      },
-    };
+    return exited;
   }
 
   /** A limit fired (or the caller cancelled): remember the first, kill the whole sandbox. */
