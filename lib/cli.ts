@@ -421,7 +421,8 @@ async function main(): Promise<void> {
         for (const a of attacks ?? []) process.stdout.write(`  [${a.denied ? 'denied ' : 'ALLOWED'}] ${a.title}: ${a.got} (want ${a.expect})${a.note ? `: ${a.note}` : ''}\n`);
         for (const a of sandbox ?? []) process.stdout.write(`  [${a.denied ? 'held   ' : 'ESCAPED'}] in a sandbox: ${a.title}: ${a.got}\n`);
       }
-      process.exitCode = report.ok && (attacks ?? []).every((a) => a.denied) && (sandbox ?? []).every((a) => a.denied) ? 0 : 1;
+      // 1 only when the default spawn cannot work here (or a self-test attack got through)
+      process.exitCode = report.defaultSpawn && (attacks ?? []).every((a) => a.denied) && (sandbox ?? []).every((a) => a.denied) ? 0 : 1;
       return;
     }
     if (cmd === 'gc') {

@@ -20,7 +20,7 @@ import { fsNative } from './fs/native.js';
 import { sweepNetwork, type NetworkSweepReport } from './net/gc.js';
 import { netNative } from './net/native.js';
 import { parseOwnedName } from './net/link.js';
-import { DEFAULT_STATE_DIR } from './runner/sandbox.js';
+import { defaultStateDir } from './runner/sandbox.js';
 
 /** Something gc found but left, and why. */
 export interface GcSkipped {
@@ -55,7 +55,7 @@ export interface GcReport extends NetworkSweepReport {
 export interface GcOptions {
   /** Also sweep these stores (roots or LayerStore objects), whole even with `owners`; registered stores are always swept. */
   stores?: Array<string | LayerStore>;
-  /** Sandbox state directories to sweep. Default `[DEFAULT_STATE_DIR]` (`/run/nsbox/sandboxes`). */
+  /** Sandbox state directories to sweep. Default: the caller's default one (`defaultStateDir()`: `/run/nsbox/sandboxes` for root). */
   sandboxStateDirs?: string[];
   /** Also delete the default bridge when no live sandbox uses it (see sweepNetwork). Default false. */
   idleDefaultBridge?: boolean;
@@ -339,7 +339,10 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
     if (typeof s !== 'string' || !s.startsWith('/')) throw new TypeError(`options.stores[${i}] must be an absolute path or a LayerStore`);
     return s;
   });
-  const stateDirs = options.sandboxStateDirs ?? [DEFAULT_STATE_DIR];
+  // a default state dir refused (another user's /tmp/nsbox-<uid>) is not swept
+  let own: string[] = [];
+  try { own = [defaultStateDir()]; } catch { /* refused: nothing of the caller's is there */ }
+  const stateDirs = options.sandboxStateDirs ?? own;
   if (!Array.isArray(stateDirs) || stateDirs.some((d) => typeof d !== 'string' || !d.startsWith('/'))) throw new TypeError('options.sandboxStateDirs must be an array of absolute paths');
   if (options.idleDefaultBridge !== undefined && typeof options.idleDefaultBridge !== 'boolean') throw new TypeError('options.idleDefaultBridge must be a boolean');
   if (options.owners !== undefined && (!Array.isArray(options.owners) || !options.owners.every((p) => Number.isInteger(p) && p > 0))) throw new TypeError('options.owners must be an array of pids');

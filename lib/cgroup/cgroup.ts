@@ -1,8 +1,8 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
-import { existsSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { errnoError } from '../errors.js';
+import { errnoError, NsboxError } from '../errors.js';
 import { detectLayout, type CgroupMode, type CgroupLayout } from './detect.js';
 import {
   V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, readOpt, v2ControllersFor, v2Enable,
@@ -325,6 +325,51 @@ export class CGroup extends EventEmitter<CGroupEvents> {
 
 // ------------------------------------------------------------------ creation
 
+/** Whether this process may make a cgroup in `dir` (write and search it). */
+export function mayCreateIn(dir: string): boolean {
+  try { accessSync(dir, constants.W_OK | constants.X_OK); return true; } catch { return false; }
+}
+
+/** `limits.memory, limits.pids` of the limits asked, or '' for none. */
+function limitNames(limits: ResolvedLimits): string {
+  return Object.entries(limits).filter(([, v]) => v !== undefined).map(([k]) => `limits.${k}`).join(', ');
+}
+
+/** What a user who may not make cgroups can do: on v2 delegation, on v1 a cgroupParent of their own. */
+export function cgroupPermissionFix(v1: boolean, uid = process.geteuid?.() ?? 0): string {
+  return v1
+    ? `cgroup v1 has no delegation: pass cgroupParent naming a cgroup you own in each hierarchy (as root: mkdir it under each /sys/fs/cgroup/<controller>/ and chown it to uid ${uid}), or run as root`
+    : 'run under a delegated subtree (`systemd-run --user --scope -p Delegate=yes <command>`, or a unit with Delegate=yes), or pass cgroupParent naming a cgroup directory you own';
+}
+
+/**
+ * The error for a caller that may not make the cgroup: names the hierarchy it was refused in
+ * (on v1, the one of the limit asked when that one refused too), the directory the user can
+ * act on, and the fix. Never the cgroup nsbox meant to make.
+ */
+function deniedError(v1: boolean, dirs: { controllers: string[]; dir: string }[], limits: ResolvedLimits, errno = 13): NsboxError {
+  const uid = process.geteuid?.() ?? 0;
+  const asked = limitNames(limits);
+  const want = v2ControllersFor(limits).map((c) => (v1 && c === 'io' ? 'blkio' : c));
+  const first = dirs.find((d) => d.controllers.some((c) => want.includes(c))) ?? dirs[0]!;
+  const others = dirs.filter((d) => d !== first).map((d) => d.controllers.join(','));
+  const what = `cannot make a cgroup${asked ? ` for ${asked}` : ''}: uid ${uid} may not create cgroups in ${first.dir}`;
+  const detail = v1
+    ? `${what} (the ${first.controllers.join(',')} hierarchy${others.length ? `; nor in the ${others.join(', ')} hierarchies: nsbox makes its cgroup in each v1 hierarchy` : ''}). ${cgroupPermissionFix(true, uid)}`
+    : `${what} (not delegated to this user): ${cgroupPermissionFix(false, uid)}`;
+  const e = errnoError(errno, 'cgroup-create', 'mkdir', first.dir, detail);
+  e.message = detail;
+  return e;
+}
+
+/** A non-root caller's mkdir refused (EACCES, EPERM) as {@link deniedError}, else the error itself. */
+function asDenied(e: unknown, v1: boolean, dirs: { controllers: string[]; dir: string }[], limits: ResolvedLimits): unknown {
+  const errno = (e as NsboxError).errno;
+  if (!(e instanceof NsboxError) || e.syscall !== 'mkdir' || (errno !== 13 && errno !== 1) || (process.geteuid?.() ?? 0) === 0) return e;
+  const refused = dirs.filter((d) => !mayCreateIn(d.dir));
+  return deniedError(v1, refused.length ? refused : dirs, limits, errno);
+}
+
 function parentDirV2(layout: CgroupLayout, parent: string | CGroup | undefined): string {
   const m = layout.v2Mount!;
   if (parent instanceof CGroup) return parent.path;
@@ -348,6 +393,9 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
     const sub = (readOpt(`${pdir}/cgroup.subtree_control`) ?? '').split(/\s+/);
     if (!wanted.every((c) => sub.includes(c) || !(readOpt(`${pdir}/cgroup.controllers`) ?? '').includes(c))) pdir = dirname(pdir);
   }
+  // a caller that may not make cgroups here: said before anything is tried
+  const here = [{ controllers: ['cgroup2'], dir: pdir }];
+  if ((process.geteuid?.() ?? 0) !== 0 && !mayCreateIn(pdir)) throw deniedError(false, here, limits);
   const failed = v2Enable(pdir, mount, wanted);
   for (const c of needed) {
     if (failed.has(c)) {
@@ -357,7 +405,7 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
     }
   }
   const dir = `${pdir}/${name}`;
-  mkdirCg(dir);
+  try { mkdirCg(dir); } catch (e) { throw asDenied(e, false, here, limits); }
   const drv = new V2Driver(dir);
   try {
     drv.apply(limits);
@@ -390,6 +438,11 @@ async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimi
     if (!existsSync(`${p}/cgroup.procs`)) throw errnoError(2, 'cgroup-create', 'open', p, `the parent is not a cgroup in the ${h.controllers.join(',')} hierarchy`);
     parents.push({ controllers: h.controllers, dir: p });
   }
+  // a caller that may not make cgroups in some hierarchy: said before any directory is made
+  if ((process.geteuid?.() ?? 0) !== 0) {
+    const refused = parents.filter((p) => !mayCreateIn(p.dir));
+    if (refused.length) throw deniedError(true, refused, limits);
+  }
   const made: string[] = [];
   const dirs: Record<string, string> = {};
   const drv = new V1Driver(dirs);
@@ -417,7 +470,7 @@ async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimi
     drv.apply(limits);
   } catch (e) {
     for (const d of made.reverse()) await removeQuiet(d);
-    throw e;
+    throw asDenied(e, true, parents, limits);
   }
   return CGroup.fromDriver(drv, name);
 }

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import { native } from '../native.js';
 
 /** Namespace kinds nsbox can create or join. */
@@ -39,8 +40,10 @@ export class Namespace implements Disposable {
   /** Inode number: equal inodes mean the same namespace (as `ls -l /proc/<pid>/ns` shows). */
   readonly inode: number;
   #fd: number;
+  /** the process it was opened from (/proc/<pid>/ns/*), for what only /proc/<pid> tells */
+  #pid: number | undefined;
 
-  private constructor(fd: number) {
+  private constructor(fd: number, pid?: number) {
     const info = native().nsInfo(fd);
     const type = BY_FLAG.get(info.nstype);
     if (!type) {
@@ -48,6 +51,7 @@ export class Namespace implements Disposable {
       throw new TypeError(`not a namespace type nsbox knows (nstype 0x${info.nstype.toString(16)})`);
     }
     this.#fd = fd;
+    this.#pid = pid;
     this.type = type;
     this.inode = info.inode;
   }
@@ -56,13 +60,14 @@ export class Namespace implements Disposable {
   static ofProcess(pid: number, type: NamespaceType): Namespace {
     if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`pid must be a positive integer (got ${pid})`);
     const t = checkType(type);
-    return new Namespace(native().nsOpen(`/proc/${pid}/ns/${PROC_NAME[t]}`));
+    return new Namespace(native().nsOpen(`/proc/${pid}/ns/${PROC_NAME[t]}`), pid);
   }
 
   /** Opens a namespace file: /proc/<pid>/ns/<type>, or one made by {@link Namespace.persist}. */
   static open(path: string): Namespace {
     if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`path must be an absolute path (got ${String(path)})`);
-    return new Namespace(native().nsOpen(path));
+    const pid = /^\/proc\/(\d+)\/ns\/[a-z_]+$/.exec(path)?.[1];
+    return new Namespace(native().nsOpen(path), pid === undefined ? undefined : Number(pid));
   }
 
   /**
@@ -83,6 +88,23 @@ export class Namespace implements Disposable {
   /** Inode of the user namespace that owns this namespace, when the kernel tells. */
   get ownerInode(): number | undefined {
     return native().nsInfo(this.fd).ownerInode;
+  }
+
+  /**
+   * A user namespace's setgroups(2) state (`/proc/<pid>/setgroups`): `'deny'` when its maker
+   * was unprivileged (or asked so), `'allow'` otherwise. Known only for a namespace opened from
+   * a process (`ofProcess`, `open('/proc/<pid>/ns/user')`) that is still in it; else undefined.
+   */
+  get setgroups(): 'allow' | 'deny' | undefined {
+    const pid = this.#pid;
+    if (this.type !== 'user' || pid === undefined || this.#fd < 0) return undefined;
+    // the pid still names a process in this namespace before and after the read (not a reused pid)
+    const inHere = () => { try { return statSync(`/proc/${pid}/ns/user`).ino === this.inode; } catch { return false; } };
+    if (!inHere()) return undefined;
+    let v: string;
+    try { v = readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim(); } catch { return undefined; }
+    if (!inHere()) return undefined;
+    return v === 'allow' || v === 'deny' ? v : undefined;
   }
 
   /**

@@ -156,6 +156,13 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (gidMaps && !mapped(gidMaps, gid)) fail('options.gid', `${gid} is not mapped by the user namespace's gid map`, RangeError);
   for (const g of groups) if (gidMaps && !mapped(gidMaps, g)) fail('options.groups', `gid ${g} is not mapped by the gid map`, RangeError);
   if (setgroupsDeny && groups.length > 0) fail('options.groups', 'cannot be set by an unprivileged caller (setgroups is denied in its user namespace)');
+  // a joined user namespace allows setgroups(2) only when it says 'allow' (an unprivileged
+  // maker's says 'deny': EPERM even with every capability in it). Not known (a persisted file):
+  // root calls it as before, another caller only for the groups it asked (the kernel answers)
+  const joinedUser = joined.includes('user') ? (o.join as Record<string, Namespace>).user : undefined;
+  const joinedSetgroups = joinedUser ? host.setgroupsOf?.(joinedUser) : undefined;
+  if (joinedSetgroups === 'deny' && groups.length > 0) fail('options.groups', 'cannot be set in the joined user namespace (setgroups is denied in it)');
+  const joinSetGroups = !joinedUser || joinedSetgroups === 'allow' || (joinedSetgroups === undefined && (host.euid === 0 || groups.length > 0));
   if (!privileged && (o.uid !== undefined || o.gid !== undefined)) {
     if (uid !== host.euid || gid !== host.egid) fail('options.uid', 'can only be changed with a user namespace or as root');
   }
@@ -344,7 +351,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     uid,
     gid,
     groups,
-    setGroups: privileged && !setgroupsDeny,
+    setGroups: privileged && !setgroupsDeny && joinSetGroups,
     dropCaps: privileged,
     lastCap,
     capsKeepLo: Number(mask & 0xffffffffn),

@@ -21,6 +21,7 @@ export const realHost: HostFacts = {
     const l = detectLayout();
     return l.mode === 'v2' ? { version: 2, v1: [] } : { version: 1, v1: l.v1.map((h) => h.controllers) };
   },
+  setgroupsOf: (ns) => ns.setgroups,
   pathKind(path) {
     // /proc and /sys entries (the masked and read-only paths) are the kernel's: the same for
     // the life of the process, so they are looked at once

@@ -1,5 +1,5 @@
 // Public surface of the runner area: long-lived sandboxes and single-use pools.
-export { Sandbox, DEFAULT_HOLDER, DEFAULT_STATE_DIR } from './sandbox.js';
+export { Sandbox, DEFAULT_HOLDER, DEFAULT_STATE_DIR, defaultStateDir } from './sandbox.js';
 export type { SandboxOptions, SandboxTemplate, ExecOptions, SandboxInfo, SandboxState, SandboxProcess } from './sandbox.js';
 export { createPool, Pool } from './pool.js';
 export type { PoolOptions, PoolStats, PoolRunOptions } from './pool.js';

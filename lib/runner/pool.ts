@@ -11,6 +11,8 @@ const PREPARED_RUN_KEYS = new Set(['env', 'cwd', 'input', 'timeout', 'signal', '
 type Ready = Sandbox | PreparedSandbox;
 import type { IsolatedResult } from '../plan/options.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
+import { NsboxError } from '../errors.js';
+import { needsCgroup } from '../plan/index.js';
 
 /** Options of {@link Pool.run}: as exec's, and `limits` may also hold cgroup limits (set on the run's own sandbox before the program starts). */
 export type PoolRunOptions = Omit<ExecOptions, 'limits'> & { limits?: SandboxLimits };
@@ -53,6 +55,8 @@ export class Pool extends EventEmitter {
   #waiters: Array<{ resolve: (b: Ready) => void; reject: (e: unknown) => void }> = [];
   /** spawn options of prepared sandboxes, or undefined when the template needs Sandbox (a holder) */
   #prepared: SpawnIsolatedOptions | undefined;
+  /** the template asks no cgroup: prepared sandboxes get one (a place for a run's cgroup limits) only while the host allows it */
+  #optionalCgroup = false;
   #creating = 0;
   #refillConcurrency: number;
   #closed: Promise<void> | undefined;
@@ -69,9 +73,12 @@ export class Pool extends EventEmitter {
     this.#refillConcurrency = refillConcurrency;
     // A pooled sandbox is used once, so it can be a prepared one (nsbox-init waiting as pid 1,
     // the program a fork and exec away) rather than a Sandbox whose run joins its namespaces.
-    // It always gets a cgroup, so that a run's cgroup limits have a place to go.
+    // It gets a cgroup so that a run's cgroup limits have a place to go; when the template asks
+    // none, only where the host lets this caller make one (a run's limits then get a sandbox of
+    // their own, made for that run).
     if (template.holder === undefined && template.image === undefined) {
       const { stateDir: _s, holder: _h, ...spawn } = template;
+      this.#optionalCgroup = spawn.cgroupParent === undefined && !needsCgroup(spawn as SpawnIsolatedOptions);
       this.#prepared = { ...spawn, limits: { pids: 'max', ...spawn.limits } } as SpawnIsolatedOptions;
     }
     this.#fill();
@@ -98,7 +105,7 @@ export class Pool extends EventEmitter {
     if (this.#closed || this.#retry) return;
     while (this.#creating < this.#refillConcurrency && this.#ready.length + this.#creating < this.size + this.#waiters.length) {
       this.#creating++;
-      const make: Promise<Ready> = this.#prepared ? prepareIsolated(this.#prepared) : Sandbox.create(this.#template);
+      const make: Promise<Ready> = this.#prepared ? this.#prepare() : Sandbox.create(this.#template);
       this.#track(make).then((box) => {
         this.#creating--;
         this.#failures = 0;
@@ -121,6 +128,18 @@ export class Pool extends EventEmitter {
         this.#retry.unref();
       });
     }
+  }
+
+  /** A prepared sandbox; a cgroup the template did not ask for is dropped for good once the host refuses it. */
+  #prepare(): Promise<PreparedSandbox> {
+    const opts = this.#prepared!;
+    return prepareIsolated(opts).catch((e: unknown) => {
+      if (!this.#optionalCgroup || !(e instanceof NsboxError) || !e.step?.startsWith('cgroup')) throw e;
+      this.#optionalCgroup = false;
+      const { pids: _p, ...rest } = opts.limits ?? {};
+      this.#prepared = { ...opts, limits: Object.keys(rest).length ? rest : undefined };
+      return prepareIsolated(this.#prepared);
+    });
   }
 
   #take(): Promise<Ready> {
@@ -159,15 +178,33 @@ export class Pool extends EventEmitter {
     }
     // options a prepared sandbox cannot take (another uid, stdio, a tty...): a Sandbox of its own
     const preparedOk = Object.keys(options).every((k) => PREPARED_RUN_KEYS.has(k) || (options as Record<string, unknown>)[k] === undefined);
-    const box: Ready = preparedOk || !this.#prepared ? await this.#take() : await Sandbox.create(this.#template);
-    if (!(box instanceof Sandbox)) return this.#runPrepared<T>(box, file, args, execOptions as PreparedRunOptions, cgLimits);
-    if (cgLimits) {
-      try {
-        await box.cgroup.update(cgLimits);
-      } catch (e) {
-        this.#track(box.destroy());
+    if (this.#prepared && preparedOk) {
+      // cgroup limits where the pool's sandboxes have no cgroup: a sandbox made with them for this run
+      if (cgLimits && !needsCgroup(this.#prepared)) {
+        const own = await prepareIsolated({ ...this.#prepared, limits: { ...this.#prepared.limits, ...cgLimits } });
+        return this.#runPrepared<T>(own, file, args, execOptions as PreparedRunOptions, undefined);
+      }
+      return this.#runPrepared<T>(await this.#take() as PreparedSandbox, file, args, execOptions as PreparedRunOptions, cgLimits);
+    }
+    let sbx: Sandbox;
+    if (this.#prepared) {
+      // options a prepared sandbox cannot take: a Sandbox made for this run, with its cgroup limits
+      sbx = await Sandbox.create(this.#withLimits(cgLimits));
+    } else {
+      sbx = await this.#take() as Sandbox;
+      if (cgLimits && !sbx.cgroup) {
+        // a pooled Sandbox without a cgroup: this run's limits get a Sandbox made with them
+        this.#track(sbx.destroy());
         this.#fill();
-        throw e;
+        sbx = await Sandbox.create(this.#withLimits(cgLimits));
+      } else if (cgLimits) {
+        try {
+          await sbx.cgroup!.update(cgLimits);
+        } catch (e) {
+          this.#track(sbx.destroy());
+          this.#fill();
+          throw e;
+        }
       }
     }
     this.#stats.running++;
@@ -175,12 +212,12 @@ export class Pool extends EventEmitter {
       // refill once this run is over: making a sandbox blocks the event loop for a while (the
       // spawn core's synchronous handshake, which on cgroup v1 includes the attach's RCU wait)
       // and would delay this run's own result by that much
-      const p = box.exec<T>(file, args, execOptions);
+      const p = sbx.exec<T>(file, args, execOptions);
       let refilled = false;
       const refill = () => { if (!refilled) { refilled = true; setImmediate(() => this.#fill()); } };
       // single use: the run ends with its program, so whatever it left behind dies at once
       // (background children holding its stdout would otherwise keep the result open)
-      p.once('exit', () => { box.kill('SIGKILL').catch(() => {}); });
+      p.once('exit', () => { sbx.kill('SIGKILL').catch(() => {}); });
       try {
         return await p;
       } finally {
@@ -189,8 +226,13 @@ export class Pool extends EventEmitter {
     } finally {
       this.#stats.running--;
       this.#stats.runs++;
-      this.#track(box.destroy());
+      this.#track(sbx.destroy());
     }
+  }
+
+  /** The template with a run's cgroup limits added. */
+  #withLimits(cgLimits: Limits | undefined): SandboxOptions {
+    return cgLimits ? { ...this.#template, limits: { ...this.#template.limits, ...cgLimits } } : this.#template;
   }
 
   async #runPrepared<T extends string | Buffer>(box: PreparedSandbox, file: string, args: string[], options: PreparedRunOptions, cgLimits: Limits | undefined): Promise<IsolatedResult<T>> {

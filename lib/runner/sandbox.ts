@@ -20,9 +20,10 @@ import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
 import { buildPlan, sandboxIdMaps } from '../plan/index.js';
 import { onTeardown } from '../teardown.js';
+import { fail, isObject } from '../util/validate.js';
+import { defaultStateDir } from './statedir.js';
 
-/** Where sandboxes are recorded so another process can find them (`Sandbox.list`). */
-export const DEFAULT_STATE_DIR = '/run/nsbox/sandboxes';
+export { DEFAULT_STATE_DIR, defaultStateDir } from './statedir.js';
 
 /**
  * The program that holds a sandbox open: a shell loop that sleeps. With a new pid namespace
@@ -51,7 +52,10 @@ export interface SandboxOptions extends SandboxTemplate {
    * {@link Sandbox.list} and takes it over with {@link Sandbox.attach}. Default `false`.
    */
   keepAlive?: boolean;
-  /** Directory of the state files. Default {@link DEFAULT_STATE_DIR}. */
+  /**
+   * Directory of the state files. Default {@link defaultStateDir}: `/run/nsbox/sandboxes` for
+   * root, else `$XDG_RUNTIME_DIR/nsbox/sandboxes` or `/tmp/nsbox-<uid>/sandboxes`.
+   */
   stateDir?: string;
 }
 
@@ -117,15 +121,9 @@ export interface SandboxInfo {
   cgroup: string;
 }
 
-function fail(option: string, what: string, Err: typeof TypeError = TypeError): never {
-  throw new Err(`${option} ${what}`);
-}
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-/** The same test without narrowing the caller's type. */
+/** isObject without narrowing the caller's type. */
 function plain(v: unknown): boolean {
-  return isPlainObject(v);
+  return isObject(v);
 }
 function checkId(option: string, id: unknown): string {
   if (typeof id !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(id)) fail(option, `must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 64 characters) (got ${String(id)})`);
@@ -158,8 +156,12 @@ export type SandboxProcess<T extends string | Buffer = string> = IsolatedProcess
 export class Sandbox extends EventEmitter {
   /** The sandbox's name. */
   readonly id: string;
-  /** The sandbox's cgroup. */
-  readonly cgroup: CGroup;
+  /**
+   * The sandbox's cgroup, or null when it has none: one is made for cgroup limits or a
+   * `cgroupParent`; without either, where the host lets this caller make one (root, a delegated
+   * subtree), and otherwise the sandbox goes without (stats, pause and resume then say why).
+   */
+  readonly cgroup: CGroup | null;
   /** The image container (image sandboxes), else null. */
   readonly container: Container | null;
   #state: SandboxState;
@@ -176,9 +178,13 @@ export class Sandbox extends EventEmitter {
   /** drop this sandbox's records of the thread's teardown (see create) */
   #dropNsFds = () => {};
   #dropCgroup = () => {};
+  /** why the sandbox has no cgroup (the host refused one nobody asked for) */
+  #noCgroup: NsboxError | undefined;
+  /** exec'd processes still running (killed with the holder when there is no cgroup to kill) */
+  #procs = new Set<IsolatedProcess<string | Buffer>>();
 
   private constructor(p: {
-    id: string; cgroup: CGroup; container: Container | null; state: SandboxState; stateFile: string; holder?: IsolatedProcess;
+    id: string; cgroup: CGroup | null; container: Container | null; state: SandboxState; stateFile: string; holder?: IsolatedProcess;
     ns: Partial<Record<NamespaceType, Namespace>>; execDefaults: Record<string, unknown>; exited: Promise<void>;
     spawnLimits: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
   }) {
@@ -229,7 +235,7 @@ export class Sandbox extends EventEmitter {
     if (!plain(options)) fail('options', 'must be an object');
     const o = { ...options };
     const id = o.id === undefined ? `nsbox-${randomBytes(6).toString('hex')}` : checkId('options.id', o.id);
-    const stateDir = o.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(o.stateDir);
+    const stateDir = o.stateDir === undefined ? undefined : checkStateDir(o.stateDir);
     if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') fail('options.keepAlive', 'must be a boolean');
     const keepAlive = o.keepAlive ?? false;
     for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
@@ -280,7 +286,9 @@ export class Sandbox extends EventEmitter {
   }
 
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
-    const { id, stateDir, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base } = Sandbox.validate(options);
+    const v = Sandbox.validate(options);
+    const { id, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base } = v;
+    const stateDir = v.stateDir ?? defaultStateDir(true);
     const stateFile = `${stateDir}/${id}.json`;
     try {
       readFileSync(stateFile);
@@ -298,12 +306,22 @@ export class Sandbox extends EventEmitter {
       const reservation = { creatorPid: process.pid, creatorStart: selfOwnerMark().start, image: store ? { store: store.root, container: id } : null };
       writeFileSync(stateFile, JSON.stringify(reservation), { flag: 'wx', mode: 0o600 });
       undo.push(() => rmSync(stateFile, { force: true }));
-      const cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
-      undo.push(() => cg.destroy({ kill: true }));
+      // cgroup limits (or a cgroupParent) need a cgroup; without them a cgroup is made where the
+      // host allows it (stats, pause), and the sandbox goes without where it does not
+      const needCgroup = Object.keys(cgLimits).length > 0 || options.cgroupParent !== undefined;
+      let cg: CGroup | null = null;
+      let noCgroup: NsboxError | undefined;
+      try {
+        cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
+      } catch (e) {
+        if (needCgroup || !(e instanceof NsboxError)) throw e;
+        noCgroup = e;
+      }
+      if (cg) { const c = cg; undo.push(() => c.destroy({ kill: true })); }
       // the thread's teardown (unless the sandbox is to outlive it) kills the holder (it is a
       // sandbox of this thread) and everything in the cgroup, and removes the cgroup. The state
       // file and the container stay: Sandbox.attach(id).destroy() or `nsbox gc` finish the job
-      const dropTeardown = keepAlive ? () => {} : onTeardown({ cgroups: [...new Set(Object.values(cg.paths))] });
+      const dropTeardown = keepAlive || !cg ? () => {} : onTeardown({ cgroups: [...new Set(Object.values(cg.paths))] });
       undo.push(dropTeardown);
       let container: Container | null = null;
       let spawnOpts: SpawnIsolatedOptions = { ...base };
@@ -321,7 +339,7 @@ export class Sandbox extends EventEmitter {
       }
       delete spawnOpts.cgroupParent;
       const holder = spawnIsolated(file, args, {
-        ...spawnOpts, cgroup: cg, stdio: holderStdio, buffer: false,
+        ...spawnOpts, ...(cg ? { cgroup: cg } : {}), stdio: holderStdio, buffer: false,
         parentDeathSignal: keepAlive ? false : 'SIGKILL',
       });
       holder.catch(() => {});
@@ -351,7 +369,7 @@ export class Sandbox extends EventEmitter {
       for (const k of INHERITED) if (spawnOpts[k] !== undefined) execDefaults[k] = spawnOpts[k];
       const state: SandboxState = {
         id, holderPid: pid, holderStart, creatorPid: process.pid, creatorStart: selfOwnerMark().start, created: new Date().toISOString(), keepAlive,
-        cgroup: cg.paths as Record<string, string>,
+        cgroup: (cg?.paths ?? {}) as Record<string, string>,
         image: store ? { store: store.root, container: id, ref: ref! } : null,
         exec: serialisable(execDefaults),
       };
@@ -361,6 +379,7 @@ export class Sandbox extends EventEmitter {
       const box = new Sandbox({ id, cgroup: cg, container, state, stateFile, holder, ns, execDefaults, exited, spawnLimits });
       box.#dropNsFds = dropNsFds;
       box.#dropCgroup = dropTeardown;
+      box.#noCgroup = noCgroup;
       holder.on('exit', (code, signal) => box.emit('exit', code, signal));
       return box;
     } catch (e) {
@@ -371,7 +390,7 @@ export class Sandbox extends EventEmitter {
 
   /** The sandboxes recorded in `stateDir` (this host's), with their status. */
   static list(options: { stateDir?: string } = {}): SandboxInfo[] {
-    const dir = options.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(options.stateDir);
+    const dir = options.stateDir === undefined ? defaultStateDir() : checkStateDir(options.stateDir);
     let names: string[];
     try { names = readdirSync(dir); } catch { return []; }
     const out: SandboxInfo[] = [];
@@ -396,7 +415,7 @@ export class Sandbox extends EventEmitter {
    */
   static async attach(id: string, options: { stateDir?: string } = {}): Promise<Sandbox> {
     checkId('id', id);
-    const dir = options.stateDir === undefined ? DEFAULT_STATE_DIR : checkStateDir(options.stateDir);
+    const dir = options.stateDir === undefined ? defaultStateDir() : checkStateDir(options.stateDir);
     const stateFile = `${dir}/${id}.json`;
     let s: SandboxState;
     try { s = JSON.parse(readFileSync(stateFile, 'utf8')) as SandboxState; } catch (e) {
@@ -404,7 +423,7 @@ export class Sandbox extends EventEmitter {
       throw errnoError(5, 'sandbox', 'attach', stateFile, (e as Error).message);
     }
     if (!s.id) throw errnoError(2, 'sandbox', 'attach', stateFile, `sandbox '${id}' is still being made`);
-    const cg = await CGroup.open(s.cgroup.unified ?? s.cgroup).catch(() => null);
+    const cg = Object.keys(s.cgroup).length ? await CGroup.open(s.cgroup.unified ?? s.cgroup).catch(() => null) : null;
     const ns: Partial<Record<NamespaceType, Namespace>> = {};
     let alive = processStart(s.holderPid) === s.holderStart;
     if (alive) {
@@ -425,7 +444,7 @@ export class Sandbox extends EventEmitter {
     }
     const exited = alive ? pollExit(s.holderPid, s.holderStart) : Promise.resolve();
     const box = new Sandbox({
-      id: s.id, cgroup: cg ?? (null as unknown as CGroup), container, state: s, stateFile, ns: alive ? ns : {},
+      id: s.id, cgroup: cg, container, state: s, stateFile, ns: alive ? ns : {},
       execDefaults: s.exec ?? {}, exited, spawnLimits: {},
     });
     exited.then(() => box.emit('exit', null, null));
@@ -440,11 +459,11 @@ export class Sandbox extends EventEmitter {
    * rejects with NsboxError ESRCH.
    */
   exec<T extends string | Buffer = string>(file: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess<T> {
-    if (!isPlainObject(options)) fail('options', 'must be an object');
+    if (!isObject(options)) fail('options', 'must be an object');
     for (const k of Object.keys(options)) if (!EXEC_KEYS.includes(k)) fail('options', `has an unknown key '${k}' (allowed: ${EXEC_KEYS.join(', ')})`);
     let limits: Record<string, unknown> | undefined;
     if (options.limits !== undefined) {
-      if (!isPlainObject(options.limits)) fail('options.limits', 'must be an object');
+      if (!isObject(options.limits)) fail('options.limits', 'must be an object');
       for (const k of Object.keys(options.limits)) if (!spawnLimitKeys.includes(k)) fail(`options.limits.${k}`, 'is a limit of the whole sandbox: give it to Sandbox.create');
       limits = { ...options.limits };
     }
@@ -462,16 +481,22 @@ export class Sandbox extends EventEmitter {
     if (cpuTimeMs !== undefined) {
       if (typeof cpuTimeMs !== 'number' || !(cpuTimeMs > 0)) fail('options.limits.cpuTimeMs', 'must be a positive number of milliseconds', RangeError);
     }
-    if (this.#destroying || !this.running || !this.cgroup) {
+    if (this.#destroying || !this.running) {
       const e = errnoError(3, 'sandbox', 'exec', this.id, this.#destroying ? 'the sandbox was destroyed' : 'the sandbox is not running');
       // the same shape as a failed spawn: a rejected process object
       const p = spawnIsolated('/nonexistent', [], { signal: AbortSignal.abort() }) as unknown as SandboxProcess<T>;
       patchResult(p, Promise.reject(e));
       return p;
     }
-    spawnOpts.cgroup = this.cgroup;
+    if (this.cgroup) spawnOpts.cgroup = this.cgroup;
+    // no sandbox cgroup to measure: the process's own cgroup counts its cpu time
+    else if (cpuTimeMs !== undefined) spawnOpts.limits = { ...spawnOpts.limits, cpuTimeMs };
     const p = spawnIsolated(file, args, spawnOpts) as unknown as SandboxProcess<T>;
-    const result = this.#watch(p as unknown as IsolatedProcess<string | Buffer>, cpuTimeMs) as Promise<IsolatedResult<T>>;
+    const proc = p as unknown as IsolatedProcess<string | Buffer>;
+    this.#procs.add(proc);
+    proc.once('exit', () => this.#procs.delete(proc));
+    const result = (this.cgroup ? this.#watch(proc, this.cgroup, cpuTimeMs) : this.#plain(proc)) as Promise<IsolatedResult<T>>;
+    result.finally(() => this.#procs.delete(proc)).catch(() => {});
     patchResult(p, result);
     const tracked = result.catch(() => {});
     this.#active.add(tracked);
@@ -480,8 +505,7 @@ export class Sandbox extends EventEmitter {
   }
 
   /** Adds the sandbox's own verdicts (cpu-time, memory, pids) and cgroup figures to a process's result. */
-  async #watch(p: IsolatedProcess<string | Buffer>, cpuTimeMs: number | undefined): Promise<IsolatedResult<string | Buffer>> {
-    const cg = this.cgroup;
+  async #watch(p: IsolatedProcess<string | Buffer>, cg: CGroup, cpuTimeMs: number | undefined): Promise<IsolatedResult<string | Buffer>> {
     const before = await cg.counters().catch(() => ({ oomKill: 0, pidsMax: 0 }));
     const cpu0 = await cg.stats().catch(() => null);
     let cpuFired = false;
@@ -501,7 +525,7 @@ export class Sandbox extends EventEmitter {
     // a process stopped with SIGKILL (a limit, the caller, the OOM killer) takes the rest of its
     // session with it: children still holding its stdout would otherwise keep the result open
     p.once('exit', (_code: number | null, signal: NodeJS.Signals | null) => {
-      if (signal === 'SIGKILL' && p.pid !== undefined) killSession(cg, p.pid).catch(() => {});
+      if (signal === 'SIGKILL' && p.pid !== undefined) killSession(() => cg.pids(), p.pid).catch(() => {});
     });
     let r: IsolatedResult<string | Buffer>;
     try {
@@ -530,35 +554,52 @@ export class Sandbox extends EventEmitter {
     return { ...r, verdict, usage };
   }
 
+  /** A process's result in a sandbox without a cgroup: its own verdict; a SIGKILL takes its session along. */
+  async #plain(p: IsolatedProcess<string | Buffer>): Promise<IsolatedResult<string | Buffer>> {
+    p.once('exit', (_code: number | null, signal: NodeJS.Signals | null) => {
+      if (signal === 'SIGKILL' && p.pid !== undefined) killSession(allPids, p.pid).catch(() => {});
+    });
+    return IsolatedResultOf(p);
+  }
+
   /** Waits for the holder's exit, keeping the event loop alive meanwhile (an attached sandbox polls /proc on an unref'd timer). */
   async #awaitExit(): Promise<void> {
     const keep = setInterval(() => {}, 1000);
     try { await this.#exited; } finally { clearInterval(keep); }
   }
 
-  /** SIGKILL to the whole cgroup; concurrent callers share one kill (the v1 driver freezes and thaws). */
+  /**
+   * SIGKILL to the whole cgroup; concurrent callers share one kill (the v1 driver freezes and
+   * thaws). Without a cgroup: to the holder (pid 1 of its pid namespace: the kernel kills the
+   * rest of it) and to every exec'd process still running.
+   */
   #killAll(): Promise<void> {
-    if (!this.cgroup || this.cgroup.destroyed) return Promise.resolve();
+    if (!this.cgroup) {
+      for (const p of this.#procs) p.kill('SIGKILL');
+      if (this.#holder) this.#holder.kill('SIGKILL');
+      else if (processStart(this.#state.holderPid) === this.#state.holderStart) {
+        try { process.kill(this.#state.holderPid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      return Promise.resolve();
+    }
+    if (this.cgroup.destroyed) return Promise.resolve();
     this.#killing ??= this.cgroup.kill().catch(() => {}).finally(() => { this.#killing = undefined; });
     return this.#killing;
   }
 
   /** Usage figures of the whole sandbox (its cgroup). */
   async stats(): Promise<CgroupStats> {
-    this.#alive('stats');
-    return this.cgroup.stats();
+    return this.#alive('stats').stats();
   }
 
   /** Freezes every process of the sandbox (cgroup freezer); resolves once frozen. */
   async pause(): Promise<void> {
-    this.#alive('pause');
-    await this.cgroup.freeze();
+    await this.#alive('pause').freeze();
   }
 
   /** Lets a paused sandbox run again. */
   async resume(): Promise<void> {
-    this.#alive('resume');
-    await this.cgroup.thaw();
+    await this.#alive('resume').thaw();
   }
 
   /**
@@ -601,6 +642,8 @@ export class Sandbox extends EventEmitter {
         await this.#killing;
         try { await this.cgroup.thaw(); } catch { /* not frozen, or gone */ }
         await this.#killAll();
+      } else if (!this.cgroup) {
+        await this.#killAll();
       }
       await this.#awaitExit();
       await Promise.all([...this.#active]);
@@ -628,9 +671,15 @@ export class Sandbox extends EventEmitter {
     await this.destroy();
   }
 
-  #alive(what: string): void {
+  /** The sandbox's cgroup for `what`, or an NsboxError saying why there is none. */
+  #alive(what: string): CGroup {
     if (this.#destroying) throw errnoError(3, 'sandbox', what, this.id, 'the sandbox was destroyed');
-    if (!this.cgroup) throw errnoError(2, 'sandbox', what, this.id, 'the sandbox has no cgroup any more');
+    if (this.cgroup) return this.cgroup;
+    if (!Object.keys(this.#state.cgroup).length || this.#noCgroup) {
+      const why = this.#noCgroup ? ` (this host did not let nsbox make one: ${this.#noCgroup.detail ?? this.#noCgroup.message})` : '';
+      throw errnoError(95, 'sandbox', what, this.id, `the sandbox has no cgroup${why}; ${what} needs one: create the sandbox with cgroup limits or a cgroupParent`);
+    }
+    throw errnoError(2, 'sandbox', what, this.id, 'the sandbox has no cgroup any more');
   }
 }
 
@@ -661,10 +710,10 @@ async function removeOpenedCgroup(cg: CGroup): Promise<void> {
  * session leader; its descendants stay in its session unless they make their own). Only pids
  * listed in the cgroup are signalled, each after its session was read from /proc.
  */
-async function killSession(cg: CGroup, sid: number): Promise<void> {
+async function killSession(pids: () => Promise<number[]> | number[], sid: number): Promise<void> {
   for (let round = 0; round < 10; round++) {
     let found = false;
-    for (const pid of await cg.pids()) {
+    for (const pid of await pids()) {
       try {
         const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
         const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
@@ -676,6 +725,11 @@ async function killSession(cg: CGroup, sid: number): Promise<void> {
     if (!found) return;
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Every pid of the host's /proc (a session's members, where no cgroup lists them). */
+function allPids(): number[] {
+  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
 }
 
 function pollExit(pid: number, start: number): Promise<void> {

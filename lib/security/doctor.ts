@@ -3,8 +3,10 @@
 // Every probe runs in a forked child of the addon (addon/src/seccomp.cc), so the Node process
 // changes nothing about itself; nothing here spawns a command.
 import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { release } from 'node:os';
+import { release, userInfo } from 'node:os';
+import { dirname } from 'node:path';
 import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
+import { cgroupPermissionFix, mayCreateIn } from '../cgroup/cgroup.js';
 import { errnoError } from '../errors.js';
 import { errnoName } from '../util/sys.js';
 import { native } from '../native.js';
@@ -46,7 +48,19 @@ export interface DoctorReport {
   checks: DoctorCheck[];
   /** no check failed. */
   ok: boolean;
+  /**
+   * the default spawn (`spawnIsolated(file, args)` with no options) can work here: none of the
+   * checks it depends on failed (user namespaces, seccomp filters, cgroup namespaces). What
+   * `nsbox doctor`'s exit code says.
+   */
+  defaultSpawn: boolean;
 }
+
+/** Checks the default spawn depends on: a `fail` in one of them means it cannot work. */
+const DEFAULT_SPAWN_NEEDS = ['userns', 'seccomp', 'cgroupns'];
+
+/** The errno of a permission refusal (EPERM, EACCES). */
+const denied = (errno: number) => errno === 1 || errno === 13;
 
 const en = (e: number) => errnoName(e) ?? `errno ${e}`;
 
@@ -74,6 +88,9 @@ function checkUserns(root: boolean): DoctorCheck {
   const fixes: string[] = [];
   if (max === '0') { limits.push('user.max_user_namespaces is 0'); fixes.push('sysctl -w user.max_user_namespaces=15000'); }
   if (debian === '0') { limits.push('kernel.unprivileged_userns_clone is 0 (users other than root cannot create user namespaces)'); fixes.push('sysctl -w kernel.unprivileged_userns_clone=1'); }
+  // this process's AppArmor confinement: an unconfined one is what the restriction is about
+  const confined = (sysctl('/proc/self/attr/apparmor/current') ?? sysctl('/proc/self/attr/current') ?? 'unconfined') !== 'unconfined';
+  const restricted = apparmor === '1' && !root && !confined;
   if (apparmor === '1') {
     limits.push('kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 24.04+: unconfined programs get a user namespace without capabilities)');
     fixes.push('give node an AppArmor profile with the "userns," rule (/etc/apparmor.d/), or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0');
@@ -83,6 +100,13 @@ function checkUserns(root: boolean): DoctorCheck {
       id: 'userns', title: 'user namespaces', status: 'fail',
       detail: `unshare(CLONE_NEWUSER) failed: ${en(p.errno)}${limits.length ? `; ${limits.join('; ')}` : ''}`,
       fix: fixes.join('; ') || 'use a kernel built with CONFIG_USER_NS=y',
+    };
+  }
+  if (restricted) {
+    // unshare succeeds, but the namespace has no capabilities: the sandbox cannot mount its /proc
+    return {
+      id: 'userns', title: 'user namespaces', status: 'fail',
+      detail: `this unconfined process gets user namespaces without capabilities: ${limits.join('; ')}`, fix: fixes.join('; '),
     };
   }
   if (limits.length) {
@@ -135,10 +159,61 @@ function checkCgroups(layout: CgroupLayout | undefined, err: unknown): DoctorChe
   };
 }
 
+
+/**
+ * Whether a non-root caller may make the cgroups that limits (and CGroup.create) need, where
+ * nsbox makes them by default: v2 its own cgroup or, when that holds processes, the parent; v1
+ * its own cgroup in every hierarchy. Sandboxes without limits need none.
+ */
+function checkCgroupDelegation(layout: CgroupLayout | undefined): DoctorCheck | undefined {
+  if (!layout) return undefined;
+  const base = { id: 'cgroup-delegation', title: 'cgroups for limits (this user)' };
+  if (layout.mode === 'v2') {
+    const own = layout.v2OwnDir ?? layout.v2Mount!;
+    const dirs = [own, dirname(own)];
+    if (dirs.some(mayCreateIn)) return { ...base, status: 'ok', detail: `this user may create cgroups in ${dirs.find(mayCreateIn)}` };
+    return { ...base, status: 'warn', detail: `this user may not create cgroups in ${own} (not delegated): limits and CGroup.create fail; sandboxes without limits work`, fix: cgroupPermissionFix(false) };
+  }
+  const refused = layout.v1.filter((h) => !mayCreateIn(h.ownDir));
+  if (!refused.length) return { ...base, status: 'ok', detail: 'this user may create cgroups in every v1 hierarchy nsbox uses' };
+  return {
+    ...base, status: 'warn',
+    detail: `this user may not create cgroups in the ${refused.map((h) => h.controllers.join(',')).join(', ')} hierarchies: limits and CGroup.create fail; sandboxes without limits work`,
+    fix: cgroupPermissionFix(true),
+  };
+}
+
+/** A subordinate id range for this user in /etc/subuid and /etc/subgid (by name or by uid). */
+function checkSubids(): DoctorCheck | undefined {
+  const uid = process.geteuid?.() ?? 0;
+  let name: string | undefined;
+  try { name = userInfo().username; } catch { /* no passwd entry */ }
+  const base = { id: 'subuid', title: 'subordinate ids (/etc/subuid, /etc/subgid)' };
+  const has = (file: string) => (sysctl(file) ?? '').split('\n').some((l) => {
+    const [who, , count] = l.split(':');
+    return (who === name || who === String(uid)) && Number(count) > 0;
+  });
+  const missing = ['/etc/subuid', '/etc/subgid'].filter((f) => !has(f));
+  if (!missing.length) return { ...base, status: 'ok', detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid` };
+  return {
+    ...base, status: 'warn',
+    detail: `no range for ${name ?? `uid ${uid}`} in ${missing.join(' and ')}: a sandbox maps only this user's own id (root inside), so options.uid/gid other than 0 are refused`,
+    fix: `add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${name ?? '<user>'}`,
+  };
+}
+
 function checkCloneIntoCgroup(layout: CgroupLayout | undefined): DoctorCheck {
   const title = 'CLONE_INTO_CGROUP';
   if (!layout?.v2OwnDir) return { id: 'clone-into-cgroup', title, status: 'fail', detail: 'no cgroup2 hierarchy mounted', fix: 'mount cgroup2 (boot with systemd.unified_cgroup_hierarchy=1)' };
   const p = probe('clone-into-cgroup', layout.v2OwnDir);
+  if (!p.ok && denied(p.errno) && kernelAtLeast(5, 7)) {
+    // the kernel has it; this user may not put processes in that cgroup
+    return {
+      id: 'clone-into-cgroup', title, status: 'warn',
+      detail: `this kernel has it (5.7+), but this user may not start processes in ${layout.v2OwnDir} (${en(p.errno)}): a permission matter, not an old kernel`,
+      fix: layout.mode === 'v2' ? cgroupPermissionFix(false) : 'nothing to do for sandboxes without limits; on this host limits use cgroup v1 (see "cgroups for limits")',
+    };
+  }
   if (!p.ok) return { id: 'clone-into-cgroup', title, status: 'fail', detail: `clone3(CLONE_INTO_CGROUP) into ${layout.v2OwnDir} failed: ${en(p.errno)}`, fix: 'Linux 5.7 or later, with cgroup v2' };
   if (layout.mode !== 'v2') return { id: 'clone-into-cgroup', title, status: 'warn', detail: 'works, but the cgroup2 hierarchy has no controllers on this host, so nsbox attaches through v1', fix: 'boot with systemd.unified_cgroup_hierarchy=1' };
   return { id: 'clone-into-cgroup', title, status: 'ok', detail: 'clone3 can start a child directly in its cgroup' };
@@ -169,7 +244,15 @@ export function doctor(): DoctorReport {
     : { id: 'overlay-userns', title: 'overlayfs in a user namespace', status: 'fail', detail: `overlay mount in a user namespace failed: ${en(ov.errno)}`, fix: 'Linux 5.11 or later (overlay with userxattr); otherwise give nsbox a writable copy of the rootfs instead of layers' });
 
   const mapi = probe('mount-api');
-  checks.push(!mapi.ok
+  checks.push(!mapi.ok && !root && denied(mapi.errno) && kernelAtLeast(5, 2)
+    ? {
+      // the kernel has it: fsopen needs CAP_SYS_ADMIN in the host's namespaces, which a sandbox's
+      // user namespace gives nsbox for the sandbox's own mounts
+      id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'warn',
+      detail: `fsopen: ${en(mapi.errno)}: this kernel has the new mount API${kernelAtLeast(5, 12) ? ' and idmapped mounts' : ''}, but mounting on the host needs root (a permission matter, not an old kernel); sandboxes mount inside their own user namespace`,
+      fix: 'mounts on the host (OverlayMount, image import, idmapped layers) need root; sandboxes without them are unaffected',
+    }
+    : !mapi.ok
     ? { id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'fail', detail: `fsopen: ${en(mapi.errno)}`, fix: 'Linux 5.2+ for the new mount API, 5.12+ for idmapped mounts; nsbox falls back to mount(2) and chown' }
     : mapi.value === 2 && kernelAtLeast(5, 12)
       ? { id: 'idmapped-mounts', title: 'new mount API and idmapped mounts', status: 'ok', detail: 'fsopen and mount_setattr present (idmapping support also depends on the filesystem: ext4/xfs/btrfs 5.12-5.15+, tmpfs 6.3+, overlay 5.19+)' }
@@ -208,11 +291,20 @@ export function doctor(): DoctorReport {
       : { id: 'landlock', title: 'Landlock', status: 'fail', detail: `landlock_create_ruleset: ${en(ll.errno)}`, fix: 'Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK=y' });
 
   checks.push(checkTun(root));
+  if (!root) {
+    const d = checkCgroupDelegation(layout);
+    if (d) checks.push(d);
+    const s = checkSubids();
+    if (s) checks.push(s);
+  }
 
   if (!existsSync('/proc/self/ns/cgroup')) {
     checks.push({ id: 'cgroupns', title: 'cgroup namespaces', status: 'fail', detail: '/proc/self/ns/cgroup missing', fix: 'Linux 4.6 or later with CONFIG_CGROUPS' });
   }
-  return { kernel: release(), root, checks, ok: checks.every((c) => c.status !== 'fail') };
+  return {
+    kernel: release(), root, checks, ok: checks.every((c) => c.status !== 'fail'),
+    defaultSpawn: checks.every((c) => c.status !== 'fail' || !DEFAULT_SPAWN_NEEDS.includes(c.id)),
+  };
 }
 
 /** One attack of the self-test battery and what the kernel answered. */

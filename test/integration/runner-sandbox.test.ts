@@ -50,8 +50,8 @@ describe.skipIf(skip)('Sandbox', () => {
     // the exec'd process is in the sandbox's cgroup (host view)
     const p = box.exec('/bin/sleep', ['30']);
     await new Promise((res) => p.once('spawn', res));
-    expect(await box.cgroup.pids()).toContain(p.pid);
-    expect(await box.cgroup.pids()).toContain(box.pid);
+    expect(await box.cgroup!.pids()).toContain(p.pid);
+    expect(await box.cgroup!.pids()).toContain(box.pid);
     p.kill();
     const pr = await p;
     expect(pr.signal).toBe('SIGKILL');
@@ -105,7 +105,7 @@ describe.skipIf(skip)('Sandbox', () => {
     const box = await Sandbox.create({ stateDir });
     const file = `${stateDir}/${box.id}.json`;
     expect(existsSync(file)).toBe(true);
-    const cgDirs = Object.values(box.cgroup.paths);
+    const cgDirs = Object.values(box.cgroup!.paths);
     const holder = box.pid;
     await box.kill();
     expect(box.running).toBe(false);

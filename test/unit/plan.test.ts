@@ -96,6 +96,19 @@ describe('buildPlan: defaults', () => {
     expect(unprivileged.joins.map((j) => j.type)).toEqual(['user', 'net', 'mount']);
   });
 
+  it('calls setgroups in a joined user namespace only where it allows them (issue 15)', () => {
+    const user = { type: 'user', fd: 4 } as never;
+    const sg = (euid: number, state: 'allow' | 'deny' | undefined, groups?: number[]) =>
+      buildPlan({ file: '/bin/true', args: [], options: { join: { user }, ...(groups ? { groups } : {}) } }, host({ euid, egid: euid, setgroupsOf: () => state }));
+    expect(sg(1000, 'deny').setGroups).toBe(false);
+    expect(sg(1000, undefined).setGroups).toBe(false); // not known: nothing asked, nothing called
+    expect(sg(1000, undefined, [5]).setGroups).toBe(true); // asked: the kernel answers
+    expect(sg(1000, 'allow').setGroups).toBe(true);
+    expect(sg(0, 'deny').setGroups).toBe(false);
+    expect(sg(0, undefined).setGroups).toBe(true);
+    expect(() => sg(1000, 'deny', [5])).toThrow(/options.groups cannot be set in the joined user namespace/);
+  });
+
   it('takes the default view from a view template where the host allows it: the read-only skeleton built once, the fresh mounts per sandbox', () => {
     const h = host({ viewTemplates: () => true, subordinate: () => ({ start: 100000, count: 65536 }) });
     const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
