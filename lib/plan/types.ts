@@ -1,6 +1,6 @@
 // The plan: everything the addon needs to make one sandbox, decided before anything is made
 // (plan/build.ts makes it, the spawn pipeline composes the final one, the addon executes it).
-import type { NamespaceType } from '../ns/namespace.js';
+import type { Namespace, NamespaceType } from '../ns/namespace.js';
 import type { PlanOp } from './ops.js';
 import type { IsolationReport, SpawnIsolatedOptions } from './options.js';
 
@@ -89,6 +89,8 @@ export interface HostFacts {
   realPath?(path: string): string;
   /** a directory's mode, owner and entries (for mount points missing in it), or null */
   dirInfo?(path: string): DirInfo | null;
+  /** whether the user namespace `user` owns the namespace `ns` (both joined: open fds); false when unknown */
+  ownsNamespace?(user: Namespace, ns: Namespace): boolean;
 }
 
 /** A host directory's mode, owner and entries (plan/mountpoints.ts). */
