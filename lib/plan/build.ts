@@ -17,7 +17,7 @@ import { carryMountPointContext, placeMountPoints, setMountPointContext } from '
 import { MS, Op, type PlanOp } from './ops.js';
 import type { Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
 import type { HostFacts, Plan, PlanInput } from './types.js';
-import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, planView, type ParsedMount } from './view.js';
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, freshSysfs, planView, type ParsedMount } from './view.js';
 
 const RLIMIT: Record<keyof Rlimits, number> = {
   cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9,
@@ -127,6 +127,10 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     }
   }
   if (joined.includes('user') && o.user !== undefined && o.user !== false) fail('options.user', 'cannot set id maps while joining a user namespace');
+  // a joined network namespace that the joined user namespace owns (user-mode networking's
+  // holder): the sandbox may mount its sysfs (view.ts)
+  const joinNs = o.join as Partial<Record<NamespaceType, Namespace>> | undefined;
+  const joinedOwnNet = joinNs?.net !== undefined && joinNs.user !== undefined && (host.ownsNamespace?.(joinNs.user, joinNs.net) ?? false);
 
   const privileged = host.euid === 0 || ns.has('user') || joined.includes('user');
   const ownCgroup = needsCgroup(o);
@@ -279,6 +283,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ns,
     joinedPid: joined.includes('pid'),
     joinedMount: joined.includes('mount'),
+    joinedOwnNet,
     rootPropagation: rootProp,
     rootfs: rootfsPath,
     rootfsReadonly,
@@ -382,6 +387,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       devices: devices.map((d) => d.path),
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
+      // nsbox mounts /sys only in a mount namespace it makes; a joined one keeps its own /sys
+      sysfs: ns.has('mount') ? (freshSysfs({ ns, joinedOwnNet }) ? 'own' : 'host') : joined.includes('mount') ? 'joined' : 'host',
       cgroup: null,
       init,
     },

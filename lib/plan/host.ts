@@ -40,6 +40,10 @@ export const realHost: HostFacts = {
   dirInfo(path) {
     return readDirInfo(path);
   },
+  ownsNamespace(user, ns) {
+    // NS_GET_USERNS on the joined namespace's fd, compared with the joined user namespace
+    try { return ns.ownerInode !== undefined && ns.ownerInode === user.inode; } catch { return false; }
+  },
   viewTemplates() {
     if (templatesOff) return false;
     if (templatesOk === undefined) templatesOk = initialNamespaceRoot() && process.env.NSBOX_VIEW_TEMPLATE !== '0';

@@ -293,6 +293,15 @@ export interface IsolationReport {
   seccomp: 'none' | 'default' | 'custom';
   /** `'none'` (own netns, loopback only), `'host'`, `'joined'`, `'bridge'`, or a user-mode network's mode. */
   network: string;
+  /**
+   * What `/sys` shows: `'own'`, a sysfs of the sandbox's network namespace (its interfaces
+   * only); `'host'`, the host's (read-only in a mount namespace of its own): the host's
+   * interface names and addresses under /sys/class/net, with `network: 'host'`, without a
+   * mount namespace, or with a network namespace joined whose owner is not a user namespace
+   * the sandbox joins (it may not mount a sysfs for it); `'joined'`, whatever the joined
+   * mount namespace has.
+   */
+  sysfs: 'own' | 'host' | 'joined';
   /** The sandbox's cgroup directory, or null. */
   cgroup: string | null;
   /** The limits asked for, or null. */

@@ -91,6 +91,8 @@ export interface HostFacts {
   dirInfo?(path: string): DirInfo | null;
   /** a joined user namespace's setgroups ('allow' or 'deny'), when it can be told */
   setgroupsOf?(ns: Namespace): 'allow' | 'deny' | undefined;
+  /** whether the user namespace `user` owns the namespace `ns` (both joined: open fds); false when unknown */
+  ownsNamespace?(user: Namespace, ns: Namespace): boolean;
 }
 
 /** A host directory's mode, owner and entries (plan/mountpoints.ts). */

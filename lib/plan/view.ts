@@ -96,6 +96,12 @@ export interface ViewSpec {
   ns: ReadonlySet<NamespaceType>;
   joinedPid: boolean;
   joinedMount: boolean;
+  /**
+   * a joined network namespace owned by the joined user namespace: the sandbox holds
+   * CAP_SYS_ADMIN over it once it has joined both, so it mounts a sysfs of that namespace
+   * (user-mode networking's holder). Any other joined one gets the host's /sys.
+   */
+  joinedOwnNet: boolean;
   rootPropagation: 'private' | 'slave';
   rootfs: string | null;
   rootfsReadonly: boolean;
@@ -134,7 +140,7 @@ const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 
 export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   const defaultView = !s.rootfs && s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
   const key = shared && defaultView
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}`
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && performance.now() - cached.at < 1000) {
@@ -151,6 +157,11 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   const ops = shareOps(v.ops);
   viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
   return { ops: [...ops], template: template && { build: template.build, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
+}
+
+/** Whether the view mounts a sysfs of the sandbox's own network namespace at /sys (else the host's /sys is bound). */
+export function freshSysfs(s: Pick<ViewSpec, 'ns' | 'joinedOwnNet'>): boolean {
+  return s.ns.has('net') || s.joinedOwnNet;
 }
 
 function makeView(s: ViewSpec, host: HostFacts): View {
@@ -198,13 +209,16 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     }
     for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data });
     for (const [l, t] of DEV_LINKS) ops.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
-    // /sys: read-only; a fresh sysfs needs a network namespace of our own. The addon makes
-    // that namespace beside the child while it builds the rest of the view, so with no
-    // caller mounts (which may go under /sys) /sys comes as late as it can: after the masks
-    // and read-only paths outside it.
+    // /sys: read-only; a fresh sysfs shows the network namespace it is mounted in and needs
+    // CAP_SYS_ADMIN over that namespace's owner: one made for the sandbox, or one joined
+    // together with the user namespace that owns it (the child has joined both by now). Any
+    // other (the host's, or one joined across user namespaces) gets the host's /sys bound.
+    // The addon may make a new namespace beside the child while it builds the rest of the
+    // view, so with no caller mounts (which may go under /sys) /sys comes as late as it can:
+    // after the masks and read-only paths outside it.
     const sysOps = () => {
       const from = ops.length;
-      if (s.ns.has('net')) {
+      if (freshSysfs(s)) {
         ops.push({ op: Op.Mount, source: 'sysfs', path: `${N}/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS, real: true, netSysfs: true });
       } else {
         ops.push({ op: Op.Bind, source: `${OLD}/sys`, path: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });

@@ -65,7 +65,8 @@ export interface LayerRun {
   resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
   acquire?(plan: Plan, bindings: Bindings): Promise<void>;
   contribute?(plan: Plan): Contribution | undefined;
-  report?(): Partial<IsolationReport>;
+  /** Its part of result.isolation, given the plan the addon ran. */
+  report?(plan: Readonly<Plan>): Partial<IsolationReport>;
   /** Undoes what resolve/acquire made. Must not throw. */
   release?(): Promise<void> | void;
 }

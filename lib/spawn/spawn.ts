@@ -244,7 +244,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       layers.cgroup?.placed();
     }
     // for the result: made while the program starts, not before
-    const isolation = isolationReport(plan, o, runs.map((r) => r.report?.()));
+    const isolation = isolationReport(plan, o, runs.map((r) => r.report?.(plan)));
     return { plan, out, options: o, isolation };
   }
 

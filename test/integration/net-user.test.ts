@@ -17,10 +17,11 @@ type Result = { exitCode: number | null; stdout: string; stderr: string };
 type Proc = PromiseLike<Result> & { pid?: number; once(e: string, f: () => void): void; kill(s?: string): boolean; catch(f: (e: unknown) => void): Promise<unknown> };
 type Spawn = (file: string, args?: string[], o?: object) => Proc;
 let spawnIsolated: Spawn | undefined;
+let explain: ((file: string, args: string[], o: object) => { isolation: Record<string, unknown> }) | undefined;
 let NsboxErrorClass: (new (...a: never[]) => Error) | undefined;
 let reason = isRoot ? '' : 'user-mode network tests start as root (they run an unprivileged child themselves)';
 try {
-  ({ spawnIsolated, NsboxError: NsboxErrorClass } = (await import('../../lib/index.js')) as unknown as { spawnIsolated: Spawn; NsboxError: new () => Error });
+  ({ spawnIsolated, explain, NsboxError: NsboxErrorClass } = (await import('../../lib/index.js')) as unknown as { spawnIsolated: Spawn; explain: typeof explain; NsboxError: new () => Error });
 } catch (e) {
   reason ||= `spawnIsolated does not load in this tree: ${(e as Error).message.split('\n')[0]}`;
 }
@@ -36,6 +37,15 @@ const isHelper = (comm: string) => /^(pasta|passt)/.test(comm) || comm === 'slir
 const port = (k: number) => 20000 + ((pid * 7 + k * 101) % 20000);
 // inside the package (git-ignored build-test/), so the addon loader finds the package root
 const bundle = `${process.cwd()}/build-test/nsbox-usernet-test-${pid}.mjs`;
+
+/** The host's interfaces, as /sys shows them to the test (root, the host's namespaces). */
+const hostLinks = () => readdirSync('/sys/class/net').sort();
+/** What a sandbox's `ls /sys/class/net` printed, checked against the host's list: only `lo` and the sandbox's tap. */
+function expectOwnSysClassNet(stdout: string, tap: string): void {
+  const listed = stdout.trim().split('\n').sort();
+  expect(listed).toEqual(['lo', tap].sort());
+  expect(listed.filter((n) => n !== 'lo' && hostLinks().includes(n))).toEqual([]);
+}
 
 /** pids and names of this process's children. */
 function children(of = pid): Array<{ pid: number; comm: string }> {
@@ -100,6 +110,19 @@ print(struct.unpack('16si', fcntl.ioctl(socket.socket(), 0x8921, struct.pack('16
         expect(m.stdout.trim()).toBe('1400 box');
         await networkSettled();
         expect(children().filter((c) => isHelper(c.comm) || c.comm === 'sleep')).toEqual([]);
+      });
+
+      it("/sys is a sysfs of the sandbox's own network namespace: /sys/class/net lists lo and its tap, none of the host's interfaces; result.isolation and explain() say so", async () => {
+        expect(hostLinks().filter((n) => n !== 'lo').length).toBeGreaterThan(0); // else the comparison proves nothing
+        const opts = { network: { mode: 'user', helper, interfaceName: 'tap0' } };
+        const r = await spawnIsolated!('/bin/ls', ['/sys/class/net'], opts) as Result & { isolation: Record<string, unknown> };
+        expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+        expectOwnSysClassNet(r.stdout, 'tap0');
+        // the holder's namespaces are the sandbox's own: reported as made for it, with the holder's maps, as explain() plans them
+        const want = { network: 'user', sysfs: 'own', joined: [], namespaces: ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup'] };
+        expect(r.isolation).toMatchObject(want);
+        expect(explain!('/bin/ls', ['/sys/class/net'], opts).isolation).toMatchObject({ ...want, uidMap: r.isolation.uidMap, gidMap: r.isolation.gidMap });
+        expect(r.isolation.uidMap).toEqual([expect.objectContaining({ inside: 0, count: 65536 })]);
       });
 
       it("the host's loopback services are out of reach unless hostLoopback: true", async () => {
@@ -288,6 +311,31 @@ while True:
           expect(r.error!.message).toMatch(/the host denies \/dev\/net\/tun to this user \(mode 0600\).*chmod 0666 \/dev\/net\/tun.*or run as root/);
         }
       }
+    });
+
+    it("/sys shows the sandbox's own network namespace (lo and its tap, none of the host's interfaces), with the host's /dev/net/tun or, where that is denied, a private one of mode 0666", async (ctx) => {
+      if (skipReason(!!unprivReason, unprivReason)) return ctx.skip();
+      const helper = helpers[0];
+      if (skipReason(!helper, 'neither pasta nor slirp4netns is installed')) return ctx.skip();
+      const tools = ['unshare', 'setpriv', 'mknod'].filter((t) => !findExecutable(t));
+      if (skipReason(!tunOpen && tools.length > 0, `/dev/net/tun is denied to uid 65534 and util-linux tools for a private one are missing: ${tools.join(', ')}`)) return ctx.skip();
+      const body = `
+        const r = await nsbox.spawnIsolated('/bin/ls', ['/sys/class/net'], { network: { mode: 'user', helper: '${helper}', interfaceName: 'tap0' } }).catch((e) => ({ error: { name: e.name, code: e.code, step: e.step, message: e.message } }));
+        console.log(JSON.stringify(r.error ? { error: r.error } : { uid: process.getuid(), exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, sysfs: r.isolation.sysfs, uidMap: r.isolation.uidMap }));`;
+      let line: string;
+      if (tunOpen) {
+        line = await child(body, { uid: 65534 }).firstLine;
+      } else {
+        const script = `const nsbox = await import(${JSON.stringify(bundle)});\n${body}`;
+        line = execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+          'mount -t tmpfs -o mode=0755 nsbox-test-tun /dev/net && mknod -m 0666 /dev/net/tun c 10 200 && ' +
+          'exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" --input-type=module -e "$1"', process.execPath, script],
+        { cwd: '/', encoding: 'utf8', timeout: 30_000 }).trim().split('\n')[0]!;
+      }
+      const r = JSON.parse(line) as { uid?: number; exitCode?: number; stdout?: string; stderr?: string; sysfs?: string; uidMap?: unknown; error?: unknown };
+      expect(r).toMatchObject({ uid: 65534, exitCode: 0, stderr: '' });
+      expectOwnSysClassNet(r.stdout!, 'tap0');
+      expect(r).toMatchObject({ sysfs: 'own', uidMap: [{ inside: 0, outside: 65534, count: 1 }] });
     });
 
     it('bridge mode is a clear NsboxError (EPERM), not a crash', async (ctx) => {

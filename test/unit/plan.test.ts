@@ -109,6 +109,33 @@ describe('buildPlan: defaults', () => {
     expect(() => sg(1000, 'deny', [5])).toThrow(/options.groups cannot be set in the joined user namespace/);
   });
 
+  it("mounts a sysfs of a joined network namespace when the joined user namespace owns it (user-mode networking's holder); binds the host's /sys for one joined across user namespaces, and says which", () => {
+    const fake = (type: string, fd: number) => ({ type, fd }) as never;
+    const user = fake('user', 4), net = fake('net', 5);
+    const owned = host({ ownsNamespace: (u, n) => u === user && n === net });
+    const sysOf = (p: ReturnType<typeof plan>) => p.ops.filter((o) => o.path === '/newroot/sys');
+    for (const h of [owned, host({ ...owned, euid: 1000, egid: 1000 })]) {
+      const p = buildPlan({ file: '/bin/true', args: [], options: { join: { user, net } } }, h);
+      expect(sysOf(p)).toEqual([expect.objectContaining({ op: Op.Mount, fstype: 'sysfs', netSysfs: true, real: true, trusted: true })]);
+      // no lo to bring up: the joined namespace is as its maker left it
+      expect(p.ops.some((o) => o.op === Op.LoopbackUp)).toBe(false);
+      expect(p.summary).toMatchObject({ network: 'joined', sysfs: 'own' });
+      // the same through network: { join }
+      expect(sysOf(buildPlan({ file: '/bin/true', args: [], options: { network: { join: net }, join: { user } } }, h))[0]).toMatchObject({ fstype: 'sysfs', netSysfs: true });
+    }
+    // owned by another user namespace, or joined without one: the host's /sys, read-only, and the report says so
+    for (const options of [{ join: { user: fake('user', 6), net } }, { join: { net } }, { network: { join: net } }]) {
+      const p = buildPlan({ file: '/bin/true', args: [], options }, owned);
+      expect(sysOf(p)).toEqual([expect.objectContaining({ op: Op.Bind, source: '/oldroot/sys', readonly: true })]);
+      expect(sysOf(p)[0]!.netSysfs).toBeUndefined();
+      expect(p.summary).toMatchObject({ network: 'joined', sysfs: 'host' });
+    }
+    expect(plan({}).summary.sysfs).toBe('own');
+    expect(plan({ network: 'host' }).summary.sysfs).toBe('host');
+    expect(plan({ namespaces: { mount: false } }).summary.sysfs).toBe('host');
+    expect(plan({ join: { mount: fake('mount', 7) } }).summary.sysfs).toBe('joined');
+  });
+
   it('takes the default view from a view template where the host allows it: the read-only skeleton built once, the fresh mounts per sandbox', () => {
     const h = host({ viewTemplates: () => true, subordinate: () => ({ start: 100000, count: 65536 }) });
     const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);

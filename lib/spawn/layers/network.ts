@@ -29,7 +29,10 @@ export const networkLayer: SpawnLayer = {
     const label = networkLabel(o);
     const report = () => (label === undefined ? {} : { network: label });
     if (typeof opt === 'string' || 'join' in opt) return { report };
-    if ('mode' in opt && opt.mode === 'user') return { ...userModeRun(opt as UserNetworkOption, o, ctx), report };
+    if ('mode' in opt && opt.mode === 'user') {
+      const run = userModeRun(opt as UserNetworkOption, o, ctx);
+      return { ...run, report: (plan) => ({ ...run.report?.(plan), ...report() }) };
+    }
     let prepared: PreparedNetwork | undefined;
     let dropTeardown = () => {};
     return {

@@ -5,7 +5,8 @@
 // sandbox asked for (the holder was made with them). Holder and helper run through the
 // pipeline the layer is lent (LayerContext.spawn), never through an import of it.
 import { readFileSync } from 'node:fs';
-import { Namespace } from '../../ns/namespace.js';
+import { Namespace, type NamespaceType } from '../../ns/namespace.js';
+import type { IdMap } from '../../util/idmap.js';
 import { trackDeletion, userNetworkFiles } from '../../net/network.js';
 import { chooseHelper, startUserNetHelper, tunDenied, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from '../../net/usernet.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
@@ -28,6 +29,7 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
   const nss: Namespace[] = [];
   let files: { hosts: string; resolvConf: string } | undefined;
   let setgroupsDenied = false;
+  let maps: { uidMap: IdMap[] | null; gidMap: IdMap[] | null } = { uidMap: null, gidMap: null };
   return {
     async resolve(input: SpawnInput): Promise<SpawnInput> {
       const which = chooseHelper(opt.helper);
@@ -55,6 +57,7 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
       nss.push(net);
       files = userNetworkFiles(opt, helper);
       try { setgroupsDenied = readFileSync(`/proc/${h.pid}/setgroups`, 'utf8').trim() === 'deny'; } catch { /* kernel without the file */ }
+      maps = { uidMap: readMaps(h.pid!, 'uid_map'), gidMap: readMaps(h.pid!, 'gid_map') };
       const { user: _u, remapUser: _r, ...rest } = io;
       return { ...input, options: { ...rest, network: { join: net }, join: { ...(io.join ?? {}), user } } };
     },
@@ -67,6 +70,18 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
         ...(setgroupsDenied && plan.groups.length === 0 ? { setGroups: false as const } : {}),
       };
     },
+    report(plan) {
+      // The holder made the user and network namespaces for this sandbox alone (the helper
+      // works in them, nothing else does): they are reported as the sandbox's own, with the
+      // maps the holder was given, as explain() plans them, not as a caller's join.
+      const own = new Set<NamespaceType>(['user', 'net']);
+      const made = new Set<NamespaceType>([...plan.summary.namespaces, ...own]);
+      return {
+        namespaces: NS_ORDER.filter((t) => made.has(t)),
+        joined: plan.summary.joined.filter((t) => !own.has(t)),
+        ...maps,
+      };
+    },
     async release() {
       // the sandbox is gone: kill the helper and the holder. The holder is reaped at once; a
       // helper's exit waits 15-20 ms for the kernel to unregister its tap, which the
@@ -77,6 +92,20 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
       await holder?.catch(() => {});
     },
   };
+}
+
+const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
+
+/** A process's id map as the caller sees it (/proc/<pid>/uid_map or gid_map), or null if it cannot be read. */
+function readMaps(pid: number, file: 'uid_map' | 'gid_map'): IdMap[] | null {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
+      const [inside, outside, count] = l.trim().split(/\s+/).map(Number);
+      return { inside: inside!, outside: outside!, count: count! };
+    });
+  } catch {
+    return null;
+  }
 }
 
 /** What pasta needs as root: enter the holder's namespaces, make its tap, bind published ports, drop to itself. */
