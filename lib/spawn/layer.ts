@@ -11,7 +11,7 @@
 //   release   - in reverse order, on every path (after exit, or after a failed setup)
 // The plan handed to the addon is composed once from the base plan and the contributions,
 // and frozen: nothing changes it afterwards.
-import type { Plan } from '../plan/index.js';
+import type { IdBlock, Plan } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { PreparedNetwork } from '../net/network.js';
 
@@ -20,6 +20,8 @@ export interface SpawnInput {
   file: string;
   args: string[];
   options: SpawnIsolatedOptions;
+  /** the sandbox's id block, once the ids layer acquired it (the image layer idmaps with it) */
+  idBlock?: IdBlock;
 }
 
 /** A sandbox that a layer runs for its own purposes (a user-mode network's holder and helper). */

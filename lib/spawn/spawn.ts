@@ -222,7 +222,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (next) cur = next;
       }
       if (cur !== input) {
-        base = buildPlan(cur);
+        // with the inputs the layers resolved (an image's rootfs, the sandbox's id block)
+        base = base.serve ? { ...buildPlan(cur), serve: true } : buildPlan(cur);
         o = cur.options;
         // the image's own command, once known
         this.spawnfile = base.argv[0];
@@ -727,7 +728,8 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   const request = new Promise<ServeRequest | null>((r) => { give = r; });
   let ready!: (fd: number) => void;
   const readyP = new Promise<number>((r) => { ready = r; });
-  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, undefined, { ready, request });
+  const input = resolving ? { file: '/nsbox-prepared', args: [], options: { ...options, init: true } } : undefined;
+  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, input, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
 }
