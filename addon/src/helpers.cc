@@ -386,7 +386,7 @@ void DropTemplates(AddonData* d) {
 // Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
 // would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
 // spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
-constexpr size_t kMaxTemplates = 32;
+constexpr size_t kMaxTemplates = 8;
 
 int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);

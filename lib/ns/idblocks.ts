@@ -33,6 +33,12 @@ export interface BlockSource {
 export interface IdBlockClaim {
   readonly uid: number;
   readonly gid: number;
+  /**
+   * For a sandbox that may outlive this thread: the claim names the sandbox's process
+   * (`pid`, started at `start`) from now on, so that the teardown leaves it and gc() frees the
+   * block once that process is gone. release() then removes it once that process is gone.
+   */
+  handOver(pid: number, start: number): void;
   release(): void;
 }
 
@@ -58,12 +64,24 @@ function claimPath(uid: number): string {
 function lend(h: Held): IdBlockClaim {
   h.inUse = true;
   let done = false;
+  let handed = false;
   return {
     uid: h.uid,
     gid: h.gid,
+    handOver(pid, start) {
+      if (done || handed) return;
+      const aside = `${h.path}.new-nsbox-${ownerTag()}`;
+      try { unlinkSync(aside); } catch { /* none */ }
+      symlinkSync(`nsbox-${pid}-${start}-ids`, aside);
+      renameSync(aside, h.path);
+      handed = true;
+      held.delete(h.uid);
+      h.drop();
+    },
     release() {
       if (done) return;
       done = true;
+      if (handed) { removeDeadClaim(h.path); return; }
       h.inUse = false;
       armIdle();
     },
@@ -72,8 +90,8 @@ function lend(h: Held): IdBlockClaim {
 
 /**
  * A block of `source` for one sandbox: the lowest free one this thread holds, else the lowest
- * one nobody claims (a claim whose owner is gone is taken over). Throws an NsboxError when
- * every block is in use.
+ * one nobody alive claims (a claim whose owner is gone is taken over: a process that ends by a
+ * signal leaves its claims). Throws an NsboxError when every block is in use.
  */
 export function acquireIdBlock(source: BlockSource): IdBlockClaim {
   let best: Held | undefined;
@@ -89,20 +107,18 @@ export function acquireIdBlock(source: BlockSource): IdBlockClaim {
     dirReady = true;
   }
   const target = `nsbox-${ownerTag()}-ids`;
-  const taken: number[] = [];
-  for (let pass = 0; pass < 2; pass++) {
-    const tries = pass === 0 ? Array.from({ length: source.count }, (_, i) => i) : taken;
-    for (const n of tries) {
-      const b = source.at(n);
-      if (held.has(b.uid)) continue;
-      const path = claimPath(b.uid);
-      // second pass: the blocks claimed by others, where the owner may be gone
-      if (pass === 1 && !removeDeadClaim(path)) continue;
+  for (let n = 0; n < source.count; n++) {
+    const b = source.at(n);
+    if (held.has(b.uid)) continue;
+    const path = claimPath(b.uid);
+    // a claim whose owner is gone (a process killed before its teardown) is taken over
+    for (let attempt = 0; attempt < 2; attempt++) {
       try {
         symlinkSync(target, path);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') { if (pass === 0) taken.push(n); continue; }
-        throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        if (attempt === 0 && removeDeadClaim(path)) continue;
+        break;
       }
       const h: Held = { uid: b.uid, gid: b.gid, n, path, inUse: false, drop: onTeardown({ files: [path] }) };
       held.set(b.uid, h);
@@ -179,7 +195,8 @@ export function sweepIdBlocks(mine: (pid: number) => boolean): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const path = `${IDBLOCK_DIR}/${name}`;
-    const aside = /^\d+\.gc-(nsbox-\d+-\d+)$/.exec(name);
+    // a claim set aside by gc or being handed over, by a process that died meanwhile
+    const aside = /^\d+\.(?:gc|new)-(nsbox-\d+-\d+)$/.exec(name);
     if (aside) {
       const o = mountOwner(`${aside[1]}-ids`);
       if (o && mine(o.pid) && ownerGone(o.pid, o.start)) {

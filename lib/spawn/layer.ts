@@ -7,6 +7,7 @@
 //   resolve   - may replace the inputs before the plan is built (an image becomes a rootfs)
 //   acquire   - makes the host resources the plan needs, into the spawn's Bindings
 //   contribute- its part of the plan, from the plan and what it acquired (pure: no I/O)
+//   spawned   - the sandbox's first process exists (its pid)
 //   report    - its part of result.isolation
 //   release   - in reverse order, on every path (after exit, or after a failed setup)
 // The plan handed to the addon is composed once from the base plan and the contributions,
@@ -67,6 +68,8 @@ export interface LayerRun {
   resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
   acquire?(plan: Plan, bindings: Bindings): Promise<void>;
   contribute?(plan: Plan): Contribution | undefined;
+  /** the sandbox's first process exists (host pid): what must outlive the thread with it is handed to it */
+  spawned?(pid: number): void;
   report?(): Partial<IsolationReport>;
   /** Undoes what resolve/acquire made. Must not throw. */
   release?(): Promise<void> | void;

@@ -241,6 +241,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     } finally {
       layers.cgroup?.placed();
     }
+    for (const r of runs) r.spawned?.(out.pid);
     // for the result: made while the program starts, not before
     const isolation = isolationReport(plan, o, runs.map((r) => r.report?.()));
     return { plan, out, options: o, isolation };

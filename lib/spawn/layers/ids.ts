@@ -2,9 +2,11 @@
 // own (lib/ns/idblocks.ts hands them out, lib/plan/ids.ts says where they are), so sandboxes
 // do not share the kernel's per-uid quotas. Acquired while the inputs are resolved, before the
 // image layer idmaps an image with it and before the plan is built with it; given back when the
-// sandbox has ended (the thread's teardown gives back what is left).
+// sandbox has ended (the thread's teardown gives back what is left). A sandbox that is to
+// outlive the thread (parentDeathSignal: false) is named in its claim once it runs.
 import { acquireIdBlock, type IdBlockClaim } from '../../ns/idblocks.js';
 import { idBlockSource, realHost, wantsIdBlock } from '../../plan/index.js';
+import { processStart } from '../../owner.js';
 import type { SpawnLayer } from '../layer.js';
 
 export const idsLayer: SpawnLayer = {
@@ -18,6 +20,13 @@ export const idsLayer: SpawnLayer = {
         if (claim || !wantsIdBlock(input.options, realHost)) return undefined;
         claim = acquireIdBlock(idBlockSource(realHost));
         return { ...input, idBlock: { uid: claim.uid, gid: claim.gid } };
+      },
+      spawned(pid) {
+        // a sandbox that outlives this thread keeps its block: the claim names it from now on
+        if (claim && opts.parentDeathSignal === false) {
+          const start = processStart(pid);
+          if (start !== undefined) claim.handOver(pid, start);
+        }
       },
       release() {
         claim?.release();
