@@ -11,6 +11,7 @@
 //   sandboxes   Sandbox state files whose holder and creator are both gone (cgroup, container)
 //   network     sweepNetwork(): veths, IPAM entries, DNAT entries, forgotten bridges
 //   files       temporary directories of dead processes (nsbox-ovl-*, nsbox-usernet-*)
+//   idBlocks    id block claims of dead processes (/run/nsbox/idblocks/<uid> -> nsbox-<pid>-<start>-ids)
 import { readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,6 +21,7 @@ import { fsNative } from './fs/native.js';
 import { sweepNetwork, type NetworkSweepReport } from './net/gc.js';
 import { netNative } from './net/native.js';
 import { parseOwnedName } from './net/link.js';
+import { sweepIdBlocks } from './ns/idblocks.js';
 import { defaultStateDir } from './runner/sandbox.js';
 
 /** Something gc found but left, and why. */
@@ -47,6 +49,8 @@ export interface GcReport extends NetworkSweepReport {
   storeFiles: string[];
   /** Sandbox state files removed (with the sandbox's cgroup and container). */
   sandboxes: string[];
+  /** Id block claims removed (the blocks are free for other sandboxes again). */
+  idBlocks: string[];
   /** What was found but left (a live process inside, no privilege, ...). */
   skipped: GcSkipped[];
 }
@@ -322,7 +326,7 @@ async function sweepNet(r: GcReport, idleDefaultBridge: boolean, mine: Filter, o
  * them), container views and ephemeral containers of image sandboxes (in every registered
  * store, every store seen in the mount table, and `options.stores`), Sandbox state of sandboxes
  * whose holder and creator are gone, veths, IPAM and nftables entries, and temporary
- * directories. Only objects named by nsbox whose owner process is gone are touched (the name
+ * directories, and id block claims. Only objects named by nsbox whose owner process is gone are touched (the name
  * records the owner's pid and start time), so it is safe while other nsbox processes run.
  * Without root it removes what the caller may (its own delegated cgroups, its own stores) and
  * lists the rest in `skipped`.
@@ -349,7 +353,7 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
   const only = options.owners === undefined ? undefined : new Set(options.owners);
   const f: Filter = (pid) => !only || only.has(pid);
 
-  const r: GcReport = { cgroups: [], mounts: [], containers: [], storeFiles: [], sandboxes: [], links: [], ipam: [], published: [], bridges: [], tables: [], files: [], skipped: [] };
+  const r: GcReport = { cgroups: [], mounts: [], containers: [], storeFiles: [], sandboxes: [], idBlocks: [], links: [], ipam: [], published: [], bridges: [], tables: [], files: [], skipped: [] };
   // views first (a mounted container cannot be removed), then what they belong to
   const seen = sweepMounts(r, f);
   await sweepSandboxes(stateDirs, r, f);
@@ -364,6 +368,8 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
   sweepCgroups(r, f);
   await sweepNet(r, options.idleDefaultBridge ?? false, f, options.owners);
   sweepTmp(r, f);
+  // last: a block is free for others once what its sandboxes left is gone
+  if (isRoot()) r.idBlocks.push(...sweepIdBlocks(f));
   return r;
 }
 
@@ -371,7 +377,7 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
 
 const GROUPS: Array<[keyof Omit<GcReport, 'skipped'>, string]> = [
   ['cgroups', 'cgroups'], ['mounts', 'mounts'], ['containers', 'store containers'], ['storeFiles', 'store leftovers'],
-  ['sandboxes', 'sandbox state files'], ['links', 'network links'], ['ipam', 'IPAM entries'], ['published', 'published ports (nftables)'],
+  ['sandboxes', 'sandbox state files'], ['idBlocks', 'id block claims'], ['links', 'network links'], ['ipam', 'IPAM entries'], ['published', 'published ports (nftables)'],
   ['bridges', 'bridges forgotten'], ['tables', 'nftables tables'], ['files', 'temporary directories'],
 ];
 

@@ -936,9 +936,11 @@ int TemplateMain(void* arg) {
   long nsDir = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (nsDir < 0) DieSys(&ctx, nsDir, "template", "open", "/proc/thread-self/ns");
   long r = call(SYS_unshare, CLONE_NEWNS);
-  if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
+  if (r < 0) { call(SYS_close, nsDir); DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)"); }
   for (const Op& op : *b->ops) RunOp(&ctx, op);
   r = call(SYS_openat, (int)nsDir, "mnt", O_RDONLY | O_CLOEXEC);
+  // CLONE_FILES: the directory's fd is in the caller's table, closed here (else one stays per template)
+  call(SYS_close, nsDir);
   if (r < 0) DieSys(&ctx, r, "template", "open", "ns/mnt");
   b->nsFd = (int)r;
   call(SYS_exit, 0);

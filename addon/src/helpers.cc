@@ -386,6 +386,8 @@ void DropTemplates(AddonData* d) {
 // Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
 // would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
 // spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
+constexpr size_t kMaxTemplates = 8;
+
 int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
   if (d->mountsFd >= 0) {
@@ -419,7 +421,10 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
     return -e->err;
   }
   if (b.nsFd < 0) return Fail(e, EPROTO, "template", "clone3");
-  if (d->templates.size() >= 4) {
+  // one per view and id block in use (a root caller's sandboxes each have a block of their
+  // own, and the template's root belongs to the block's root): as many as sandboxes usually
+  // run at once in one process; the oldest goes first
+  if (d->templates.size() >= kMaxTemplates) {
     close(d->templates.front().second);
     d->templates.erase(d->templates.begin());
   }

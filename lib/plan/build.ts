@@ -145,7 +145,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gidMaps = parseIdMaps('options.user.gidMap', o.user.gidMap);
       if (host.euid !== 0) setgroupsDeny = true;
     } else if (host.euid === 0) {
-      ({ uidMap: uidMaps, gidMap: gidMaps } = remappedRoot(o.remapUser, host));
+      ({ uidMap: uidMaps, gidMap: gidMaps } = remappedRoot(o.remapUser, host, input.idBlock));
     } else {
       uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
       gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];

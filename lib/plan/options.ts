@@ -103,12 +103,15 @@ export interface SpawnIsolatedOptions {
   /** Which namespaces to create. Defaults: all true except `time`. */
   namespaces?: Partial<Record<NamespaceType, boolean>>;
   /**
-   * User namespace id maps. Default: as root, sandbox ids 0..65535 map to the subordinate range
-   * of `remapUser` in /etc/subuid and /etc/subgid, or to 0x6FFF0000.. (65536 ids) when it has
-   * none; as another user, sandbox root maps to the caller. `false`: no user namespace (host ids).
+   * User namespace id maps. Default: as root, sandbox ids 0..65535 map to a 64Ki block of host
+   * ids of this sandbox's own while it lives (from the `nsbox` user's /etc/subuid and
+   * /etc/subgid ranges when they hold more than one block, else from 0x6C000000-0x6FFFFFFF,
+   * block 0 at 0x6FFF0000; see README "user ids"); with `remapUser`, that user's range as
+   * given; as another user, sandbox root maps to the caller. `false`: no user namespace (host
+   * ids). Given maps are used as they are (no block).
    */
   user?: false | { uidMap: IdMap[]; gidMap: IdMap[] };
-  /** The /etc/subuid and /etc/subgid user whose range root's sandboxes use. Default `'nsbox'`. */
+  /** The /etc/subuid and /etc/subgid user whose range (the first 65536 ids of it, or 0x6FFF0000.. when it has none) every sandbox of a root caller then shares; default: a block per sandbox. */
   remapUser?: string;
   /** Propagation of the sandbox's copy of the host mount tree before anything is mounted. Default `'private'`. */
   rootPropagation?: 'private' | 'slave';

@@ -70,6 +70,14 @@ export interface PlanInput {
   file: string;
   args: string[];
   options: SpawnIsolatedOptions;
+  /** the sandbox's id block (acquired by the pipeline's ids layer); without it block 0 stands in */
+  idBlock?: IdBlock;
+}
+
+/** One sandbox's id block (see ids.ts): its root's host uid and gid; it maps RANGE_SIZE ids from there. */
+export interface IdBlock {
+  uid: number;
+  gid: number;
 }
 
 /** Host facts the planner reads; replaceable in unit tests. */

@@ -155,6 +155,9 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   if (key === undefined) return v;
   const template = v.template && { build: shareOps(v.template.build), child: shareOps(v.template.child) };
   const ops = shareOps(v.ops);
+  // keys differ by the template's root owner, i.e. per id block: stale views are dropped
+  // before the map grows past a few dozen
+  if (viewCache.size >= 64) for (const [k, e] of viewCache) if (performance.now() - e.at >= 1000) viewCache.delete(k);
   viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
   return { ops: [...ops], template: template && { build: template.build, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
 }

@@ -18,7 +18,8 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
-import { buildPlan, sandboxIdMaps } from '../plan/index.js';
+import { buildPlan, idBlockSource, realHost, sandboxIdMaps, wantsIdBlock } from '../plan/index.js';
+import { acquireIdBlock, type IdBlockClaim } from '../ns/idblocks.js';
 import { onTeardown } from '../teardown.js';
 import { fail, isObject } from '../util/validate.js';
 import { defaultStateDir } from './statedir.js';
@@ -325,13 +326,22 @@ export class Sandbox extends EventEmitter {
       undo.push(dropTeardown);
       let container: Container | null = null;
       let spawnOpts: SpawnIsolatedOptions = { ...base };
+      // the holder's id block, taken here: the image is idmapped with it before the holder
+      // runs (which then maps it as given, taking no block of its own)
+      let block: IdBlockClaim | undefined;
+      if (wantsIdBlock(base)) {
+        const b = acquireIdBlock(idBlockSource());
+        block = b;
+        undo.push(() => b.release());
+        spawnOpts.user = sandboxIdMaps(base, realHost, b)!;
+      }
       let file = holderFile, args = holderArgs;
       if (store) {
         const c = await store.createContainer(ref!, { name: id, hostname: typeof base.hostname === 'string' ? base.hostname : undefined, tmpfsSize: options.image!.tmpfsSize as number | string | undefined });
         container = c;
         undo.push(() => c.remove());
         // idmapped with the holder's maps: the sandbox's root owns the image root's files
-        const root = c.mount({ idmap: sandboxIdMaps(base) ?? undefined });
+        const root = c.mount({ idmap: sandboxIdMaps(spawnOpts) ?? undefined });
         undo.push(() => c.unmount());
         const resolved = await applyImageConfig({ file, args, options: spawnOpts }, root, store.image(ref!).config);
         spawnOpts = resolved.options;
@@ -365,6 +375,8 @@ export class Sandbox extends EventEmitter {
       if (container) container.unmount();
       const holderStart = processStart(pid);
       if (holderStart === undefined) throw errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once');
+      // a sandbox that outlives this process keeps its block: the claim names the holder
+      if (keepAlive) block?.handOver(pid, holderStart);
       const execDefaults: Record<string, unknown> = {};
       for (const k of INHERITED) if (spawnOpts[k] !== undefined) execDefaults[k] = spawnOpts[k];
       const state: SandboxState = {
@@ -375,7 +387,7 @@ export class Sandbox extends EventEmitter {
       };
       writeState(stateFile, state);
       if (keepAlive) holder.unref();
-      const exited = holder.then(() => undefined, () => undefined);
+      const exited = holder.then(() => undefined, () => undefined).finally(() => block?.release());
       const box = new Sandbox({ id, cgroup: cg, container, state, stateFile, holder, ns, execDefaults, exited, spawnLimits });
       box.#dropNsFds = dropNsFds;
       box.#dropCgroup = dropTeardown;

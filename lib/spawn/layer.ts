@@ -7,11 +7,12 @@
 //   resolve   - may replace the inputs before the plan is built (an image becomes a rootfs)
 //   acquire   - makes the host resources the plan needs, into the spawn's Bindings
 //   contribute- its part of the plan, from the plan and what it acquired (pure: no I/O)
+//   spawned   - the sandbox's first process exists (its pid)
 //   report    - its part of result.isolation
 //   release   - in reverse order, on every path (after exit, or after a failed setup)
 // The plan handed to the addon is composed once from the base plan and the contributions,
 // and frozen: nothing changes it afterwards.
-import type { Plan } from '../plan/index.js';
+import type { IdBlock, Plan } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { PreparedNetwork } from '../net/network.js';
 
@@ -20,6 +21,8 @@ export interface SpawnInput {
   file: string;
   args: string[];
   options: SpawnIsolatedOptions;
+  /** the sandbox's id block, once the ids layer acquired it (the image layer idmaps with it) */
+  idBlock?: IdBlock;
 }
 
 /** A sandbox that a layer runs for its own purposes (a user-mode network's holder and helper). */
@@ -65,6 +68,8 @@ export interface LayerRun {
   resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
   acquire?(plan: Plan, bindings: Bindings): Promise<void>;
   contribute?(plan: Plan): Contribution | undefined;
+  /** the sandbox's first process exists (host pid): what must outlive the thread with it is handed to it */
+  spawned?(pid: number): void;
   /** Its part of result.isolation, given the plan the addon ran. */
   report?(plan: Readonly<Plan>): Partial<IsolationReport>;
   /** Undoes what resolve/acquire made. Must not throw. */

@@ -225,7 +225,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
         if (next) cur = next;
       }
       if (cur !== input) {
-        base = buildPlan(cur);
+        // with the inputs the layers resolved (an image's rootfs, the sandbox's id block)
+        base = base.serve ? { ...buildPlan(cur), serve: true } : buildPlan(cur);
         o = cur.options;
         // the image's own command, once known
         this.spawnfile = base.argv[0];
@@ -243,6 +244,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     } finally {
       layers.cgroup?.placed();
     }
+    for (const r of runs) r.spawned?.(out.pid);
     // for the result: made while the program starts, not before
     const isolation = isolationReport(plan, o, runs.map((r) => r.report?.(plan)));
     return { plan, out, options: o, isolation };
@@ -749,7 +751,8 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   const request = new Promise<ServeRequest | null>((r) => { give = r; });
   let ready!: (fd: number) => void;
   const readyP = new Promise<number>((r) => { ready = r; });
-  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, undefined, { ready, request });
+  const input = resolving ? { file: '/nsbox-prepared', args: [], options: { ...options, init: true } } : undefined;
+  const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, input, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
 }

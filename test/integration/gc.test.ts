@@ -326,7 +326,7 @@ describe.skipIf(skip)('gc', () => {
       const j = spawnSync(process.execPath, [CLI, 'gc', '--json'], { uid: 65534, gid: 65534, encoding: 'utf8', cwd: '/' });
       expect(j.status).toBe(1);
       const rep = JSON.parse(j.stdout) as GcReport;
-      expect(Object.keys(rep).sort()).toEqual(['bridges', 'cgroups', 'containers', 'files', 'ipam', 'links', 'mounts', 'published', 'sandboxes', 'skipped', 'storeFiles', 'tables']);
+      expect(Object.keys(rep).sort()).toEqual(['bridges', 'cgroups', 'containers', 'files', 'idBlocks', 'ipam', 'links', 'mounts', 'published', 'sandboxes', 'skipped', 'storeFiles', 'tables']);
       expect(rep.skipped).toContainEqual({ kind: 'cgroup', what: d, reason: 'needs privilege (EACCES)', needsPrivilege: true });
       // as root the group goes
       const r = await gc({ owners: [deadPid] });
@@ -337,7 +337,7 @@ describe.skipIf(skip)('gc', () => {
       expect(b.stderr).toMatch(/^nsbox: gc: unknown option --nope/);
       // the human text for a clean and a non-empty report
       const { formatGcReport } = await import('../../lib/gc.js');
-      const none: GcReport = { cgroups: [], mounts: [], containers: [], storeFiles: [], sandboxes: [], links: [], ipam: [], published: [], bridges: [], tables: [], files: [], skipped: [] };
+      const none: GcReport = { cgroups: [], mounts: [], containers: [], storeFiles: [], sandboxes: [], idBlocks: [], links: [], ipam: [], published: [], bridges: [], tables: [], files: [], skipped: [] };
       expect(formatGcReport(none)).toBe('nsbox gc: nothing to remove\n');
       expect(formatGcReport({ ...none, cgroups: ['/a/memory/nsbox-1-2-3', '/a/pids/nsbox-1-2-3'], links: ['nsbox00001abcdh'] })).toBe(
         'nsbox gc: removed 3 leftovers of dead nsbox processes\n'

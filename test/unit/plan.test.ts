@@ -1,7 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect } from 'vitest';
-import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, type HostFacts } from '../../lib/plan/index.js';
+import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, idBlockSource, wantsIdBlock, REGION_BLOCKS, type HostFacts } from '../../lib/plan/index.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -137,7 +137,7 @@ describe('buildPlan: defaults', () => {
   });
 
   it('takes the default view from a view template where the host allows it: the read-only skeleton built once, the fresh mounts per sandbox', () => {
-    const h = host({ viewTemplates: () => true, subordinate: () => ({ start: 100000, count: 65536 }) });
+    const h = host({ viewTemplates: () => true, subordinate: () => ({ start: 100000, count: 4 * 65536 }) });
     const p = buildPlan({ file: '/bin/true', args: [], options: {} }, h);
     expect(p.template).toBeDefined();
     const build = p.template!.build, child = p.template!.child;
@@ -296,12 +296,37 @@ describe('sandboxIdMaps (what image layers are idmapped with)', () => {
     const m = [{ inside: 0, outside: 200000, count: 10 }];
     expect(sandboxIdMaps({}, host())).toEqual({ uidMap: [{ inside: 0, outside: FALLBACK_RANGE_START, count: 65536 }], gidMap: [{ inside: 0, outside: FALLBACK_RANGE_START, count: 65536 }] });
     expect(sandboxIdMaps({ user: { uidMap: m, gidMap: m } }, host())).toEqual({ uidMap: m, gidMap: m });
-    expect(sandboxIdMaps({}, host({ subordinate: (f) => (f === 'subuid' ? { start: 100000, count: 65536 } : { start: 300000, count: 1000 }) })))
+    // remapUser: that user's range as it is, shared by the sandboxes (the caller's choice)
+    const sub = host({ subordinate: (f) => (f === 'subuid' ? { start: 100000, count: 65536 } : { start: 300000, count: 1000 }) });
+    expect(sandboxIdMaps({ remapUser: 'nsbox' }, sub))
       .toEqual({ uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 300000, count: 1000 }] });
+    // the default: the sandbox's id block (block 0 stands in for a plan without one); a range
+    // of one block is not enough for blocks, nsbox's region is used
+    expect(sandboxIdMaps({}, sub)?.uidMap).toEqual([{ inside: 0, outside: FALLBACK_RANGE_START, count: 65536 }]);
+    expect(sandboxIdMaps({}, host(), { uid: 0x6ffe0000, gid: 0x6ffe0000 })).toEqual({ uidMap: [{ inside: 0, outside: 0x6ffe0000, count: 65536 }], gidMap: [{ inside: 0, outside: 0x6ffe0000, count: 65536 }] });
     expect(sandboxIdMaps({ user: false }, host())).toBeNull();
     expect(sandboxIdMaps({ namespaces: { user: false } }, host())).toBeNull();
     expect(sandboxIdMaps({}, host({ euid: 1000 }))).toBeNull();
     expect(() => sandboxIdMaps({ user: { uidMap: [], gidMap: m } }, host())).toThrow(/options.user.uidMap/);
+  });
+});
+
+describe('idBlockSource (where a root caller\'s per-sandbox id blocks are)', () => {
+  it("carves the nsbox user's ranges into 64Ki blocks when both hold more than one, else nsbox's region of the container range", () => {
+    const region = idBlockSource(host());
+    expect([region.kind, region.count]).toEqual(['region', REGION_BLOCKS]);
+    expect([region.at(0), region.at(1), region.at(REGION_BLOCKS - 1)]).toEqual([
+      { uid: 0x6fff0000, gid: 0x6fff0000 }, { uid: 0x6ffe0000, gid: 0x6ffe0000 }, { uid: 0x6c000000, gid: 0x6c000000 }]);
+    const sub = idBlockSource(host({ subordinate: (f) => (f === 'subuid' ? { start: 100000, count: 10 * 65536 } : { start: 900000, count: 3 * 65536 + 5 }) }));
+    expect([sub.kind, sub.count, sub.at(2)]).toEqual(['subuid', 3, { uid: 100000 + 2 * 65536, gid: 900000 + 2 * 65536 }]);
+    expect(idBlockSource(host({ subordinate: () => ({ start: 100000, count: 65536 }) })).kind).toBe('region');
+    expect(wantsIdBlock({}, host())).toBe(true);
+    expect(wantsIdBlock({ remapUser: 'x' }, host()) || wantsIdBlock({ user: false }, host()) || wantsIdBlock({}, host({ euid: 1000 }))).toBe(false);
+  });
+
+  it('builds the plan with the block it is given', () => {
+    const p = buildPlan({ file: '/bin/true', args: [], options: {}, idBlock: { uid: 0x6ffd0000, gid: 0x6ffc0000 } }, host());
+    expect([p.uidMap?.trim(), p.gidMap?.trim()]).toEqual([`0 ${0x6ffd0000} 65536`, `0 ${0x6ffc0000} 65536`]);
   });
 });
 

@@ -10,7 +10,7 @@ import { Container, LayerStore, refString } from '../../fs/store.js';
 import { IMAGE_COMMAND, type ImageConfig } from '../../fs/image.js';
 import { byteSize, checkOptions, fail } from '../../util/validate.js';
 import { onTeardown } from '../../teardown.js';
-import { DEFAULT_PATH, sandboxIdMaps } from '../../plan/index.js';
+import { DEFAULT_PATH, realHost, sandboxIdMaps } from '../../plan/index.js';
 import type { ImageSpec, SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnInput, SpawnLayer } from '../layer.js';
 
@@ -85,7 +85,7 @@ export async function applyImageConfig(input: SpawnInput, root: string, config: 
   }
   o.env = { ...env, ...(input.options.env ?? {}) };
   if (o.cwd === undefined && config.WorkingDir) o.cwd = config.WorkingDir;
-  return { file, args, options: o };
+  return { ...input, file, args, options: o };
 }
 
 /**
@@ -111,7 +111,7 @@ export const imageLayer: SpawnLayer = {
         });
         // the image's owners, shifted into the sandbox's user namespace (its root owns what the
         // image's root owns), where this host can (else they stay as on disk; see docs)
-        const root = container.mount({ idmap: sandboxIdMaps(input.options) ?? undefined });
+        const root = container.mount({ idmap: sandboxIdMaps(input.options, realHost, input.idBlock) ?? undefined });
         // the thread's teardown: unmount it and (ephemeral) remove its directory; the store's
         // record of it stays for store.gc() / nsbox gc once this process is gone. Not for a
         // sandbox that is to outlive the thread
