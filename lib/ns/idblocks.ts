@@ -21,7 +21,7 @@ import { onTeardown } from '../teardown.js';
 /** Where the claims live (root's: only root callers take blocks). */
 export const IDBLOCK_DIR = '/run/nsbox/idblocks';
 /** A free block stays claimed by its process this long after its last use. */
-const IDLE_MS = 30_000;
+const IDLE_MS = 2_000;
 
 /** Blocks to hand out: `count` of them, block n at `at(n)` (host uid and gid of its root). */
 export interface BlockSource {
