@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netNative } from './native.js';
 import { parseOwnedName } from './link.js';
-import { ipamKeys, ownerAlive, processStart, sweepIpam, listIpam, dropIpamKey, removeEmptyStateDirs } from './ipam.js';
+import { ipamKeys, ownerAlive, processStart, sweepIpam, sweepIpamTmp, listIpam, dropIpamKey, removeEmptyStateDirs } from './ipam.js';
 import { NFT_TABLE, nftDropTableIfUnused, nftListBridges, nftListPublished, nftRemoveBridge, nftUnavailableReason, nftUnpublish } from './nft.js';
 import { DEFAULT_BRIDGE } from './network.js';
 
@@ -103,10 +103,12 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
 }
 
 /**
- * 4. a user-mode helper's start-up directory (pid file / API socket) of a process that died
+ * 4. IPAM state files half-written by a dead owner; a user-mode helper's start-up directory (pid file / API socket) of a process that died
  * during the start-up (it is removed as soon as the helper is ready)
  */
 function sweepTmp(report: NetworkSweepReport, mine: (pid: number) => boolean): NetworkSweepReport {
+  // an IPAM state file half-written by a process killed between its write and its rename
+  report.files.push(...sweepIpamTmp(mine));
   try {
     for (const name of readdirSync(tmpdir())) {
       const m = /^nsbox-usernet-(\d+)-/.exec(name);

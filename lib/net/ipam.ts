@@ -6,7 +6,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, st
 import { dirname, join } from 'node:path';
 import { netError, contains, formatIp, ipToBigInt, network, type Cidr } from './addr.js';
 import { netNative } from './native.js';
-import { processStart } from '../owner.js';
+import { ownerGone, ownerTag, processStart } from '../owner.js';
 
 export { processStart };
 
@@ -108,6 +108,24 @@ export function removeEmptyStateDirs(): void {
   }
 }
 
+/**
+ * Removes state files half-written by owners that are gone (`<bridge>.json.nsbox-<pid>-<start>.tmp`,
+ * and the older `<bridge>.json.<pid>.tmp`) of owners `mine` accepts; returns their paths.
+ */
+export function sweepIpamTmp(mine: (pid: number) => boolean): string[] {
+  const out: string[] = [];
+  let names: string[];
+  try { names = readdirSync(ipamDir()); } catch { return out; }
+  for (const n of names) {
+    const m = /\.json\.(?:nsbox-(\d+)-(\d+)|(\d+))\.tmp$/.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1] ?? m[3]);
+    if (!mine(pid) || !ownerGone(pid, m[2] === undefined ? undefined : Number(m[2]))) continue;
+    try { unlinkSync(join(ipamDir(), n)); out.push(join(ipamDir(), n)); } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
 /** Bridge names that have IPAM state. */
 export function ipamKeys(): string[] {
   try { return readdirSync(ipamDir()).filter((n) => n.endsWith('.lock')).map((n) => n.slice(0, -5)); } catch { return []; }
@@ -123,7 +141,8 @@ function readState(key: string): State | undefined {
 
 function writeState(key: string, s: State): void {
   const p = join(ipamDir(), `${key}.json`);
-  const tmp = `${p}.${process.pid}.tmp`;
+  // named with its owner: a process killed between the write and the rename leaves it to gc
+  const tmp = `${p}.nsbox-${ownerTag()}.tmp`;
   writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
   renameSync(tmp, p);
 }

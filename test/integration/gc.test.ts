@@ -228,6 +228,28 @@ describe.skipIf(skip)('gc', () => {
     }
   }, 240_000);
 
+  it('removes an IPAM state file a killed process left half-written, not a live one\'s', async () => {
+    // a process killed between writing <bridge>.json.nsbox-<pid>-<start>.tmp and renaming it
+    const dead = cpSpawn(process.execPath, ['-e', '0']);
+    const deadPid = await new Promise<number>((res) => dead.once('exit', () => res(dead.pid!)));
+    const dir = join(process.env.NSBOX_STATE_DIR ?? '/run/nsbox', 'ipam');
+    mkdirSync(dir, { recursive: true });
+    const start = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19]);
+    const gone = join(dir, `nsboxtest0.json.nsbox-${deadPid}-1.tmp`);
+    const mine = join(dir, `nsboxtest0.json.nsbox-${process.pid}-${start}.tmp`);
+    writeFileSync(gone, '{');
+    writeFileSync(mine, '{');
+    try {
+      const r = await gc();
+      expect(r.files).toContain(gone);
+      expect(existsSync(gone)).toBe(false);
+      expect(existsSync(mine)).toBe(true);
+    } finally {
+      rmSync(gone, { force: true });
+      rmSync(mine, { force: true });
+    }
+  });
+
   it('a Node process killed while it makes an idmap user namespace leaves no helper behind', async () => {
     // the helper (CLONE_VM|CLONE_FILES, in the new user namespace) held the pipe it waited on:
     // with its parent gone it slept forever, holding every fd of the dead process
