@@ -67,6 +67,8 @@ const SERVICE = `${UDIR}/user@${U}.service`;
 const SCOPE = `${SERVICE}/app.slice/cell.scope`;
 const SESSION = `${UDIR}/session-1.scope`;
 const CTR = `${CG}/nsbox-cells-ctr.scope`;
+const SYSTEM_SLICE = `${CG}/system.slice`;
+const UNIT = `${SYSTEM_SLICE}/cell.service`;
 const made: string[] = [];
 const had = (d: string) => existsSync(d);
 
@@ -88,7 +90,7 @@ function rmTree(dir: string): void {
 
 describe.skipIf(skipV2)('cgroup v2 cells', () => {
   beforeAll(() => {
-    expect(had(USER_SLICE) || had(CTR)).toBe(false); // a VM's fresh hierarchy: nothing of ours to clobber
+    expect(had(USER_SLICE) || had(CTR) || had(SYSTEM_SLICE)).toBe(false); // a VM's fresh hierarchy: nothing of ours to clobber
     // what systemd makes: root-owned slices with the delegated controllers enabled down to user@U.service
     enable(CG, 'memory pids cpu');
     mk(USER_SLICE); enable(USER_SLICE, 'memory pids cpu');
@@ -100,13 +102,17 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     mk(SCOPE, U);
     // logind's session scope: root's
     mk(SESSION);
+    // a system service with User=65534 and Delegate=yes: its own cgroup is the user's
+    mk(SYSTEM_SLICE); enable(SYSTEM_SLICE, 'memory pids cpu');
+    mk(UNIT, U);
   });
 
   afterAll(() => {
     rmTree(USER_SLICE);
     rmTree(CTR);
+    rmTree(SYSTEM_SLICE);
     expect(nsboxCgroupsOf(pids)).toEqual([]);
-    expect([USER_SLICE, CTR].filter(existsSync)).toEqual([]);
+    expect([USER_SLICE, CTR, SYSTEM_SLICE].filter(existsSync)).toEqual([]);
   });
 
   it('(a) non-root in a delegated scope: the first limited spawn in the fresh subtree works, beside the caller', () => {
@@ -140,6 +146,20 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(out.doctor.status).toBe('warn');
     expect(out.doctor.detail).toContain(SERVICE);
     expect(out.doctor.fix).toContain('systemd-run --user --scope -p Delegate=yes');
+  });
+
+  it('(a) non-root in a Delegate=yes service holding its cgroup: refused with the cause until CGroup.enterLeaf, then in the service', () => {
+    const out = run(asUserIn(UNIT), `
+      const before = ${LIMITED()};
+      const leaf = await nsbox.CGroup.enterLeaf().then((g) => g.path, ${ERR});
+      const after = ${LIMITED()};
+      console.log(JSON.stringify({ before, leaf, after }));`);
+    expect(out.before.error).toMatchObject({ name: 'NsboxError', code: 'EBUSY', step: 'cgroup-create' });
+    expect(out.before.error.message).toContain(`${UNIT} is delegated to it but holds processes`);
+    expect(out.before.error.message).toContain('CGroup.enterLeaf');
+    expect(out.leaf).toBe(`${UNIT}/leaf`);
+    expect(out.after).toMatchObject({ code: 0, stdout: 'ok\n' });
+    expect(out.after.cgroup).toMatch(new RegExp(`^${UNIT}/nsbox-`));
   });
 
   // the container: its cgroup (root's, as a runtime makes it) is the root of its cgroup
