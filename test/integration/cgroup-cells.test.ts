@@ -36,7 +36,10 @@ function notV2(): string {
 const base = skipReason(!isRoot, 'sets up each cell as root and runs its callers from there')
   || skipReason(!existsSync(DIST), 'dist/ is missing (npm run build:ts)');
 const v2why = base ? '' : notV2();
-const skipV2 = base || skipReason(v2why !== '', v2why);
+// the cells are built on a fresh hierarchy (test:vm's); never over a systemd host's own slices
+const taken = ['user.slice', 'system.slice'].filter((d) => existsSync(`${CG}/${d}`));
+const skipV2 = base || skipReason(v2why !== '', v2why)
+  || skipReason(taken.length > 0, `this host's cgroup tree has its own ${taken.join(' and ')} (a systemd host): the cells are built only on a fresh hierarchy, as under npm run test:vm`);
 
 /** Script text: the error `e` as plain data. */
 const ERR = `(e) => ({ error: { name: e.name, code: e.code, step: e.step, path: e.path, message: e.message } })`;
