@@ -1,11 +1,11 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
-import { accessSync, constants, existsSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { errnoError, NsboxError } from '../errors.js';
-import { detectLayout, type CgroupMode, type CgroupLayout } from './detect.js';
+import { errnoError, fromNodeError, NsboxError } from '../errors.js';
+import { detectLayout, forgetLayout, type CgroupMode, type CgroupLayout } from './detect.js';
 import {
-  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, readOpt, v2ControllersFor, v2Enable,
+  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, readOpt, readPids, v2ControllersFor, v2Enable,
   type CgroupStats, type Driver, type LimitCounters, type CgroupPlacement,
 } from './drivers.js';
 import { validateLimits, type Limits, type ResolvedLimits } from './limits.js';
@@ -18,7 +18,8 @@ export interface CGroupCreateOptions {
   /**
    * Where to create it. Default: the caller's own cgroup (per hierarchy on v1). On v2, when
    * the caller's cgroup holds processes (so the no-internal-processes rule forbids enabling
-   * controllers in it) the group is created beside it, in its parent. A string is a cgroup
+   * controllers in it) the group is created beside it, in the nearest ancestor without
+   * processes that this caller may use (see {@link v2DefaultParent}). A string is a cgroup
    * path (`/a/b`, resolved in every hierarchy) or a directory under a cgroup mount.
    */
   parent?: string | CGroup;
@@ -167,6 +168,51 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     }
     if (!Object.keys(dirs).length) throw errnoError(2, 'cgroup-open', 'open', path, 'no hierarchy has this cgroup');
     return new CGroup(new V1Driver(dirs), basename(rel), false);
+  }
+
+  /**
+   * cgroup v2: moves this process (with `all`, every process of its cgroup) into a new child
+   * leaf `<own cgroup>/<name>` (default `leaf`), so that its cgroup holds no process and nsbox
+   * can make sandboxes' cgroups beside the leaf. Needed where the caller's cgroup is the top of
+   * what it may use and holds processes: inside a container (the root of its cgroup namespace,
+   * as Docker and Kubernetes start a service) and in a systemd service with `Delegate=yes`.
+   * nsbox never does this by itself: a limited spawn there fails with an NsboxError naming
+   * this call. In the host's root cgroup (which may hold processes) nothing moves. Resolves to
+   * the leaf (opened, not owned).
+   */
+  static async enterLeaf(options: { name?: string; all?: boolean } = {}): Promise<CGroup> {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    const name = options.name ?? 'leaf';
+    if (typeof name !== 'string' || !NAME_RE.test(name) || name === '.' || name === '..') throw new TypeError(`options.name '${String(name)}' is not a valid cgroup name (1-200 of A-Z a-z 0-9 . _ @ : + -)`);
+    if (options.all !== undefined && typeof options.all !== 'boolean') throw new TypeError('options.all must be a boolean');
+    const layout = detectLayout();
+    if (layout.mode !== 'v2') {
+      const e = errnoError(95, 'cgroup-leaf', 'open', layout.v2Mount ?? '/sys/fs/cgroup', `this host mounts cgroups as ${layout.mode}`);
+      e.message = `CGroup.enterLeaf is for cgroup v2 only: this host mounts cgroups as ${layout.mode === 'hybrid' ? 'hybrid (v1 controllers)' : 'v1'}, where a process's cgroup may hold processes and children alike`;
+      throw e;
+    }
+    const mount = layout.v2Mount!;
+    const own = layout.v2OwnDir ?? mount;
+    if (own === mount && isTrueRoot(own)) return CGroup.open(own);
+    const leaf = `${own}/${name}`;
+    if (!existsSync(`${leaf}/cgroup.procs`)) mkdirCg(leaf);
+    const move = (pid: number) => {
+      try {
+        writeFileSync(`${leaf}/cgroup.procs`, String(pid));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ESRCH') return; // gone meanwhile
+        throw fromNodeError(e, 'cgroup-leaf');
+      }
+    };
+    move(process.pid);
+    // the others may fork meanwhile: a few passes until the cgroup is empty
+    for (let i = 0; options.all && i < 10; i++) {
+      const left = readPids(`${own}/cgroup.procs`);
+      if (!left.length) break;
+      left.forEach(move);
+    }
+    forgetLayout();
+    return CGroup.open(leaf);
   }
 
   /** @internal used by create */
@@ -370,6 +416,136 @@ function asDenied(e: unknown, v1: boolean, dirs: { controllers: string[]; dir: s
   return deniedError(v1, refused.length ? refused : dirs, limits, errno);
 }
 
+function hasProcs(dir: string): boolean {
+  return (readOpt(`${dir}/cgroup.procs`) ?? '').trim() !== '';
+}
+
+/** The host's root cgroup (no `cgroup.type`): it may hold processes and enable controllers alike. */
+function isTrueRoot(dir: string): boolean {
+  return !existsSync(`${dir}/cgroup.type`);
+}
+
+const isRootUser = () => (process.geteuid?.() ?? 0) === 0;
+
+function mayWrite(file: string): boolean {
+  try { accessSync(file, constants.W_OK); return true; } catch { return false; }
+}
+
+/** The deepest directory that contains both `a` and `b`. */
+function commonAncestor(a: string, b: string): string {
+  const x = a.split('/');
+  const y = b.split('/');
+  let i = 0;
+  while (i < x.length && i < y.length && x[i] === y[i]) i++;
+  return x.slice(0, i).join('/') || '/';
+}
+
+/** Whether the cgroup2 mount at `mount` is read-only (containers usually get it so). */
+function readOnlyMount(mount: string): boolean {
+  try {
+    // the last mount on that point is the one in sight
+    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === mount && / - cgroup2 /.test(l)).pop();
+    return !!line && line.split(' ')[5]!.split(',').includes('ro');
+  } catch {
+    return false;
+  }
+}
+
+/** Why a v2 sandbox cgroup cannot be made where nsbox would make it, and what to do. */
+export interface V2Refusal {
+  errno: number;
+  /** the directory or file the user can act on */
+  path: string;
+  /** what blocks it, in words */
+  cause: string;
+  /** what to run or change */
+  fix: string;
+}
+
+const DELEGATE_FIX = 'start the service inside a delegated subtree: `systemd-run --user --scope -p Delegate=yes <command>` (systemd moves it there), or a unit with Delegate=yes';
+const LEAF_FIX = 'call `await CGroup.enterLeaf({ all: true })` once at startup (it moves the processes of that cgroup into a child leaf, as docker:dind\'s entrypoint does; nsbox never moves them by itself), or pass cgroupParent naming a cgroup without processes, or spawn without cgroup limits';
+
+/** The user's systemd user manager's delegated cgroup (`user@UID.service`), when it exists. */
+function userService(mount: string, uid: number): string | undefined {
+  const d = `${mount}/user.slice/user-${uid}.slice/user@${uid}.service`;
+  return existsSync(`${d}/cgroup.procs`) ? d : undefined;
+}
+
+/** A non-root caller may not use `dir` (or move processes there from `own`): why, and the fix. */
+function notDelegated(mount: string, own: string, dir: string): V2Refusal {
+  const uid = process.geteuid?.() ?? 0;
+  // its own cgroup is delegated to it, but holds processes: a leaf makes room
+  if (own !== dir && mayCreateIn(own) && mayWrite(`${own}/cgroup.procs`)) {
+    return {
+      errno: 16, path: `${own}/cgroup.procs`,
+      cause: `uid ${uid}'s cgroup ${own} is delegated to it but holds processes, so cgroup v2 lets no controller be enabled below it (no-internal-processes rule), and uid ${uid} may not create cgroups beside it in ${dir}`,
+      fix: LEAF_FIX,
+    };
+  }
+  const svc = userService(mount, uid);
+  if (svc && mayCreateIn(svc) && !own.startsWith(svc + '/')) {
+    const ca = commonAncestor(own, svc);
+    return {
+      errno: 13, path: `${ca}/cgroup.procs`,
+      cause: `uid ${uid} may create cgroups in ${svc} (delegated to it by systemd), but may not put processes there from ${own}: cgroup v2 moves a process only for a writer of the common ancestor's ${ca}/cgroup.procs, which is not delegated (a login session's scope is root's)`,
+      fix: `${DELEGATE_FIX}; or pass cgroupParent naming a cgroup under the caller's own delegated cgroup`,
+    };
+  }
+  return {
+    errno: 13, path: dir,
+    cause: `uid ${uid} may not create cgroups in ${dir} (not delegated to this user)`,
+    fix: `${DELEGATE_FIX}; or pass cgroupParent naming a cgroup directory you own`,
+  };
+}
+
+/**
+ * Where a v2 sandbox cgroup goes by default, or why it cannot go anywhere. The caller's own
+ * cgroup when it holds no process (or is the host's root cgroup); otherwise beside the caller,
+ * in the nearest ancestor without processes (a systemd scope's slice, e.g.
+ * `user@UID.service/app.slice` for a caller in `app.slice/x.scope`). A non-root caller must be
+ * able to create cgroups there and to write its `cgroup.procs` (cgroup v2's rule for moving a
+ * process: the common ancestor of source and target). Decided from the tree as it is, before
+ * any controller is enabled.
+ */
+export function v2DefaultParent(layout: CgroupLayout): { dir: string } | V2Refusal {
+  const mount = layout.v2Mount!;
+  const own = layout.v2OwnDir ?? mount;
+  const root = isRootUser();
+  if (readOnlyMount(mount)) {
+    return {
+      errno: 30, path: mount,
+      cause: `the cgroup file system at ${mount} is mounted read-only (container runtimes mount it so: Docker unless --privileged, Kubernetes always)`,
+      fix: 'spawn without cgroup limits (set the container\'s own limits instead), or give the container a writable cgroup2 mount of its cgroup namespace (Docker: --privileged, or --cgroupns=private with /sys/fs/cgroup remounted rw by a privileged entrypoint; Podman: --systemd=always)',
+    };
+  }
+  const free = (d: string) => !hasProcs(d) || (d === mount && isTrueRoot(d));
+  const usable = (d: string) => root || (mayCreateIn(d) && mayWrite(`${d}/cgroup.procs`));
+  if (free(own)) return usable(own) ? { dir: own } : notDelegated(mount, own, own);
+  let d = own;
+  for (;;) {
+    if (d === mount) {
+      const busy = readPids(`${d}/cgroup.procs`);
+      return {
+        errno: 16, path: `${d}/cgroup.subtree_control`,
+        cause: `${d === own ? "the caller's cgroup" : 'the cgroup'} ${d} is the root of its cgroup namespace (a container) and holds processes (${busy.slice(0, 5).join(', ')}${busy.length > 5 ? ', ...' : ''}), so cgroup v2 lets no controller be enabled for a sandbox's cgroup in it (no-internal-processes rule) and nothing above it is visible`,
+        fix: LEAF_FIX,
+      };
+    }
+    d = dirname(d);
+    if (!usable(d)) return notDelegated(mount, own, d);
+    if (free(d)) return { dir: d };
+  }
+}
+
+/** A {@link V2Refusal} as the NsboxError a limited spawn or CGroup.create gives. */
+function refusalError(r: V2Refusal, limits: ResolvedLimits): NsboxError {
+  const asked = limitNames(limits);
+  const msg = `cannot make a cgroup${asked ? ` for ${asked}` : ''}: ${r.cause}. Fix: ${r.fix}`;
+  const e = errnoError(r.errno, 'cgroup-create', r.errno === 16 ? 'write' : 'mkdir', r.path, msg);
+  e.message = msg;
+  return e;
+}
+
 function parentDirV2(layout: CgroupLayout, parent: string | CGroup | undefined): string {
   const m = layout.v2Mount!;
   if (parent instanceof CGroup) return parent.path;
@@ -377,25 +553,36 @@ function parentDirV2(layout: CgroupLayout, parent: string | CGroup | undefined):
   return layout.v2OwnDir ?? m;
 }
 
-function hasProcs(dir: string): boolean {
-  return (readOpt(`${dir}/cgroup.procs`) ?? '').trim() !== '';
-}
-
 async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
   const mount = layout.v2Mount!;
-  let pdir = parentDirV2(layout, parent);
-  if (!existsSync(`${pdir}/cgroup.procs`)) throw errnoError(2, 'cgroup-create', 'open', pdir, 'the parent is not a cgroup');
+  let pdir: string;
+  if (parent === undefined) {
+    // placement is decided before any controller is enabled (enabling them changes what the
+    // caller's cgroup lists, which once sent the first spawn in a fresh subtree into it)
+    const where = v2DefaultParent(layout);
+    if (!('dir' in where)) throw refusalError(where, limits);
+    pdir = where.dir;
+  } else {
+    pdir = parentDirV2(layout, parent);
+    if (!existsSync(`${pdir}/cgroup.procs`)) throw errnoError(2, 'cgroup-create', 'open', pdir, 'the parent is not a cgroup');
+    if (!isRootUser()) {
+      const own = layout.v2OwnDir ?? mount;
+      if (!mayCreateIn(pdir)) throw refusalError(notDelegated(mount, own, pdir), limits);
+      // cgroup v2 puts the child there only for a writer of the common ancestor's cgroup.procs
+      const ca = commonAncestor(own, `${pdir}/${name}`);
+      if (!mayWrite(`${ca}/cgroup.procs`)) {
+        const r = notDelegated(mount, own, pdir);
+        throw refusalError(r.errno === 13 && r.path.endsWith('/cgroup.procs') ? r : {
+          errno: 13, path: `${ca}/cgroup.procs`,
+          cause: `cgroupParent ${pdir} is not reachable from the caller's cgroup ${own}: cgroup v2 moves a process only for a writer of the common ancestor's ${ca}/cgroup.procs`,
+          fix: `name a cgroupParent under a cgroup you own that contains the caller's own cgroup, or ${DELEGATE_FIX}`,
+        }, limits);
+      }
+    }
+  }
   const needed = v2ControllersFor(limits);
   const wanted = [...new Set([...needed, ...V2_WANTED])];
-  // The caller's own cgroup usually holds processes (this one, at least), and then no
-  // controller can be enabled for its children: use its parent, the closest place v2 allows.
-  if (parent === undefined && pdir !== mount && hasProcs(pdir)) {
-    const sub = (readOpt(`${pdir}/cgroup.subtree_control`) ?? '').split(/\s+/);
-    if (!wanted.every((c) => sub.includes(c) || !(readOpt(`${pdir}/cgroup.controllers`) ?? '').includes(c))) pdir = dirname(pdir);
-  }
-  // a caller that may not make cgroups here: said before anything is tried
   const here = [{ controllers: ['cgroup2'], dir: pdir }];
-  if ((process.geteuid?.() ?? 0) !== 0 && !mayCreateIn(pdir)) throw deniedError(false, here, limits);
   const failed = v2Enable(pdir, mount, wanted);
   for (const c of needed) {
     if (failed.has(c)) {

@@ -93,7 +93,13 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
     seen.add(key);
     v1.push({ controllers: used, mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) });
   }
-  const c2 = mounts.find((m) => m.fstype === 'cgroup2');
+  // cgroup2: the first mount point, and there the last mount (the one in sight: a container
+  // mounts its own cgroup namespace's on top of an inherited one), preferring mounts whose root
+  // lies inside this process's cgroup namespace (an inherited one shows as '/..')
+  const c2s = mounts.filter((m) => m.fstype === 'cgroup2');
+  const inside = (m: MountEntry) => !m.root.startsWith('/..');
+  const first = c2s.find(inside) ?? c2s[0];
+  const c2 = first && ([...c2s].reverse().find((m) => m.mountPoint === first.mountPoint && inside(m)) ?? first);
   const layout: CgroupLayout = { mode: v1.length ? (c2 ? 'hybrid' : 'v1') : 'v2', v1 };
   if (c2) {
     layout.v2Mount = c2.mountPoint;
@@ -105,6 +111,11 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
 }
 
 let cached: CgroupLayout | undefined;
+
+/** Forgets the detected layout (after this process moved to another cgroup: CGroup.enterLeaf). */
+export function forgetLayout(): void {
+  cached = undefined;
+}
 
 /** The host's cgroup layout, detected once per process. */
 export function detectLayout(): CgroupLayout {

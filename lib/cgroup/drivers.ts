@@ -141,7 +141,7 @@ function writeProcs(paths: string[], pid: number): void {
   }
 }
 
-function readPids(procs: string): number[] {
+export function readPids(procs: string): number[] {
   const t = readOpt(procs);
   if (t === null) return [];
   return t.split('\n').filter(Boolean).map(Number);
@@ -256,7 +256,9 @@ export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<strin
       const code = (e as NodeJS.ErrnoException).code;
       failed.set(c, code === 'EBUSY'
         ? `cannot enable it in ${dir}/cgroup.subtree_control: EBUSY (that cgroup holds processes)`
-        : `cannot enable it in ${dir}/cgroup.subtree_control: ${code}`);
+        : code === 'EROFS'
+          ? `cannot enable it in ${dir}/cgroup.subtree_control: EROFS (the cgroup file system is mounted read-only)`
+          : `cannot enable it in ${dir}/cgroup.subtree_control: ${code}`);
     }
   }
   return failed;

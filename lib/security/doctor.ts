@@ -4,9 +4,8 @@
 // changes nothing about itself; nothing here spawns a command.
 import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { release, userInfo } from 'node:os';
-import { dirname } from 'node:path';
 import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
-import { cgroupPermissionFix, mayCreateIn } from '../cgroup/cgroup.js';
+import { cgroupPermissionFix, mayCreateIn, v2DefaultParent } from '../cgroup/cgroup.js';
 import { errnoError } from '../errors.js';
 import { errnoName } from '../util/sys.js';
 import { native } from '../native.js';
@@ -161,19 +160,23 @@ function checkCgroups(layout: CgroupLayout | undefined, err: unknown): DoctorChe
 
 
 /**
- * Whether a non-root caller may make the cgroups that limits (and CGroup.create) need, where
- * nsbox makes them by default: v2 its own cgroup or, when that holds processes, the parent; v1
- * its own cgroup in every hierarchy. Sandboxes without limits need none.
+ * Whether this caller can get the cgroups that limits (and CGroup.create) need, where nsbox
+ * makes them by default: on v2 the place {@link v2DefaultParent} picks (beside the caller, in
+ * the nearest ancestor without processes it may use) or the blocker it names (not delegated; a
+ * delegated subtree it cannot move processes into; a container's cgroup namespace root holding
+ * processes; a read-only cgroup mount). On v1 (non-root only) its own cgroup in every hierarchy.
+ * Sandboxes without limits need none.
  */
-function checkCgroupDelegation(layout: CgroupLayout | undefined): DoctorCheck | undefined {
+function checkCgroupDelegation(layout: CgroupLayout | undefined, root: boolean): DoctorCheck | undefined {
   if (!layout) return undefined;
-  const base = { id: 'cgroup-delegation', title: 'cgroups for limits (this user)' };
+  const base = { id: 'cgroup-delegation', title: root ? 'cgroups for limits' : 'cgroups for limits (this user)' };
   if (layout.mode === 'v2') {
     const own = layout.v2OwnDir ?? layout.v2Mount!;
-    const dirs = [own, dirname(own)];
-    if (dirs.some(mayCreateIn)) return { ...base, status: 'ok', detail: `this user may create cgroups in ${dirs.find(mayCreateIn)}` };
-    return { ...base, status: 'warn', detail: `this user may not create cgroups in ${own} (not delegated): limits and CGroup.create fail; sandboxes without limits work`, fix: cgroupPermissionFix(false) };
+    const where = v2DefaultParent(layout);
+    if ('dir' in where) return { ...base, status: 'ok', detail: `sandboxes' cgroups are made in ${where.dir}${where.dir === own ? " (the caller's own cgroup)" : ` (beside the caller's ${own})`}` };
+    return { ...base, status: 'warn', detail: `${where.cause}: limits and CGroup.create fail; sandboxes without limits work`, fix: where.fix };
   }
+  if (root) return undefined;
   const refused = layout.v1.filter((h) => !mayCreateIn(h.ownDir));
   if (!refused.length) return { ...base, status: 'ok', detail: 'this user may create cgroups in every v1 hierarchy nsbox uses' };
   return {
@@ -291,9 +294,9 @@ export function doctor(): DoctorReport {
       : { id: 'landlock', title: 'Landlock', status: 'fail', detail: `landlock_create_ruleset: ${en(ll.errno)}`, fix: 'Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK=y' });
 
   checks.push(checkTun(root));
+  const d = checkCgroupDelegation(layout, root);
+  if (d) checks.push(d);
   if (!root) {
-    const d = checkCgroupDelegation(layout);
-    if (d) checks.push(d);
     const s = checkSubids();
     if (s) checks.push(s);
   }

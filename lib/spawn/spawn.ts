@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { native, type ExitInfo, type NativeAddon, type SpawnOutput } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from '../plan/index.js';
+import { usernsBlockers } from '../security/userns.js';
 import { signalName } from '../util/sys.js';
 import { buildPlan, disableViewTemplates, encodeOps, encodeTemplate, parseStdio, signalNumber, type Plan } from '../plan/index.js';
 import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions, Verdict } from '../plan/options.js';
@@ -768,8 +769,17 @@ function spawnNative(plan: Readonly<Plan>, bindings: Bindings): ReturnType<Nativ
     return spawnNativeOnce(plan, bindings);
   } catch (err) {
     // the paths a person knows (the sandbox's and the caller's), never nsbox's own
-    throw publicError(plan, err);
+    throw usernsRefused(plan, publicError(plan, err));
   }
+}
+
+/** A clone refused with EPERM where the plan makes a user namespace: the error names why, and the fix. */
+function usernsRefused(plan: Readonly<Plan>, err: unknown): unknown {
+  if (!(err instanceof NsboxError) || err.step !== 'clone' || err.code !== 'EPERM' || !(plan.cloneFlags & 0x10000000)) return err;
+  const { causes, fixes } = usernsBlockers();
+  if (!causes.length) return err;
+  err.message = `${err.message}: this process may not create a user namespace (every sandbox has one): ${causes.join('; ')}. Fix: ${fixes.join('; ')}`;
+  return err;
 }
 
 function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {

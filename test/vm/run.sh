@@ -179,9 +179,11 @@ elif [ "$VMK" = 5.10 ]; then
   TESTS=(test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
     test/integration/cgroup-spawn.test.ts)
 else
-  TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/view-template.test.ts
+  TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts test/integration/view-template.test.ts
     test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts)
 fi
+# cgroup-cells.test.ts sets up the matrix's v2 cells itself (a delegated user scope, a
+# root-owned session scope, a container at its cgroup namespace root) and runs callers there.
 # Not here yet: test/integration/fs-safepaths.test.ts. Its rename race (a rootfs directory
 # flipped to a symlink during 200 spawns) passes on 6.18 but in these guests 30-40 of the 200
 # binds are neither refused nor seen in the sandbox's mount table (6.1 also before the mount
