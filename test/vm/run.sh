@@ -177,7 +177,7 @@ if [ -n "${VM_TESTS:-}" ]; then
   read -r -a TESTS <<< "$VM_TESTS"
 elif [ "$VMK" = 5.10 ]; then
   TESTS=(test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
-    test/integration/cgroup-spawn.test.ts)
+    test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts)
 else
   TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts test/integration/view-template.test.ts
     test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts)
