@@ -24,12 +24,12 @@ export interface BridgeNetworkOption {
   /** Bridge name (created if missing, as `nsbox0` is by default) or a {@link Bridge}. */
   bridge?: string | Bridge;
   /**
-   * Subnet for a bridge nsbox has to create, default `10.77.0.0/16` (gateway: first address).
+   * Subnet for a bridge nsbox has to create, default `10.66.0.0/16` (gateway: first address).
    * A subnet that overlaps an address or route of the host is refused (EADDRINUSE, naming the
    * interface) rather than made.
    */
   subnet?: string;
-  /** Fixed sandbox address inside the bridge subnet (`10.77.0.5`, or `10.77.0.5/16` with the bridge's prefix); default: allocated by IPAM. */
+  /** Fixed sandbox address inside the bridge subnet (`10.66.0.5`, or `10.66.0.5/16` with the bridge's prefix); default: allocated by IPAM. */
   address?: string;
   /** Default gateway; default: the bridge's address. */
   gateway?: string;
@@ -55,7 +55,8 @@ export interface BridgeNetworkOption {
 export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetworkOption | UserNetworkOption | { join: { readonly fd: number } };
 
 /**
- * The default bridge and subnet. 10.77.0.0/16 is the default of no tool we know of: podman uses
+ * The default bridge and subnet. 10.66.0.0/16 is the default of no tool we know of, and not in
+ * 10.77-10.99, which nsbox's own docs and tests give the bridges they make: podman uses
  * 10.88.0.0/16 (and 10.89.x.0/24 for networks it creates), docker 172.17.0.0/16 and then
  * 172.18-31 and 192.168.x, Kubernetes 10.96.0.0/12 for services with flannel's 10.244.0.0/16
  * (k3s 10.42/10.43, weave 10.32.0.0/12, calico 192.168.0.0/16), libvirt 192.168.122.0/24,
@@ -63,7 +64,7 @@ export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetwor
  * 192.168.x, 10.0.x and 10.1.x. A collision with the host is still detected (bridgeSubnetCollision).
  */
 export const DEFAULT_BRIDGE = 'nsbox0';
-export const DEFAULT_SUBNET = '10.77.0.0/16';
+export const DEFAULT_SUBNET = '10.66.0.0/16';
 
 /**
  * What of the host a new bridge's IPv4 subnet would overlap: an address of an interface, or a
@@ -103,7 +104,7 @@ function checkBridgeSubnet(bridgeName: string, sub: Cidr, given: boolean): void 
 }
 
 /**
- * A sandbox address: `10.77.0.5`, or `10.77.0.5/16` in CIDR form (as `ip addr` shows it), whose
+ * A sandbox address: `10.66.0.5`, or `10.66.0.5/16` in CIDR form (as `ip addr` shows it), whose
  * prefix must then be the bridge's (the sandbox's interface takes the bridge's prefix).
  */
 function sandboxAddress(v: unknown, what: string): { address: string; prefix?: number } {
