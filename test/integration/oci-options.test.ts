@@ -106,6 +106,33 @@ describe.skipIf(skipReason(!isRoot, 'oci-options: spawnIsolated integration test
     await expect(box.signal('SIGTERM')).rejects.toMatchObject({ code: 'ESRCH' });
   });
 
+  it('IsolatedProcess.signal sends one signal; kill(sig) follows it with SIGKILL after forceKillAfterMs', async () => {
+    const script = 'trap "echo usr1" USR1; i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done; echo done';
+    const a = spawnIsolated('/bin/sh', ['-c', script], { init: false, forceKillAfterMs: 100 });
+    await sleep(300);
+    expect(a.signal('SIGUSR1')).toBe(true);
+    const ra = await a;
+    expect(ra.stdout).toBe('usr1\ndone\n');
+    expect(a.killed).toBe(false);
+    const b = spawnIsolated('/bin/sh', ['-c', script], { init: false, forceKillAfterMs: 100 });
+    await sleep(300);
+    expect(b.kill('SIGUSR1')).toBe(true);
+    const rb = await b;
+    expect(rb.signal).toBe('SIGKILL');
+    expect(b.signal('SIGUSR1')).toBe(false);
+  });
+
+  it('Sandbox: sysctl and umask apply to the holder, exec inherits umask and oomScoreAdj or sets its own', async () => {
+    const mine = readFileSync('/proc/self/oom_score_adj', 'utf8');
+    await using box = await Sandbox.create({ stateDir, sysctl: { 'kernel.msgmax': '4321' }, umask: 0o077, oomScoreAdj: 200 });
+    const r = await box.exec('/bin/sh', ['-c', 'cat /proc/sys/kernel/msgmax; umask; cat /proc/self/oom_score_adj /proc/1/oom_score_adj']);
+    expect(r.stdout.trim().split('\n')).toEqual(['4321', '0077', '200', '200']);
+    const own = await box.exec('/bin/sh', ['-c', 'umask; cat /proc/self/oom_score_adj'], { umask: 0o022, oomScoreAdj: 300 });
+    expect(own.stdout.trim().split('\n')).toEqual(['0022', '300']);
+    expect(readFileSync('/proc/self/oom_score_adj', 'utf8')).toBe(mine);
+    expect(() => box.exec('/bin/true', [], { sysctl: {} } as object)).toThrow(/options has an unknown key 'sysctl'/);
+  });
+
   it('a bridge subnet the host already uses is refused, naming the interface and the option', async () => {
     // (a veth pair: this kernel has no dummy links)
     const dummy = 'oci16dum0';
