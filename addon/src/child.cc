@@ -841,6 +841,7 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   // signals: dispositions were reset at entry; unblock now
   unsigned long none = 0;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  if (p.umask >= 0) call(SYS_umask, p.umask);  // (nsbox's own WriteFile/Mknod ops are done by now)
   if (p.noNewPrivs) InstallSeccomp(ctx, p);
   TRACE(kTrExec);
   if (p.init) {

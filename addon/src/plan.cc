@@ -229,6 +229,9 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
     }
   }
   p->pdeathsig = (int)r.Num(o, "pdeathsig", 9);
+  p->umask = (int)r.Num(o, "umask", -1);
+  p->setOomScoreAdj = r.Has(o, "oomScoreAdj");
+  p->oomScoreAdj = (int)r.Num(o, "oomScoreAdj", 0);
   if (const char* c = r.Str(p, o, "cwd")) p->cwd = c;
   r.Strings(p, o, "argv", &p->argv);
   r.Strings(p, o, "envp", &p->envp);

@@ -137,6 +137,9 @@ struct Plan {
   bool noNewPrivs = true;
   std::vector<sock_filter> seccomp;    // empty = none
   int pdeathsig = 9;
+  int umask = -1;                      // set just before exec; -1: the caller's, inherited
+  bool setOomScoreAdj = false;         // the parent writes oomScoreAdj before "go"
+  int oomScoreAdj = 0;
   const char* cwd = "/";
   std::vector<const char*> argv, envp, exec;  // null-terminated arrays
   // --- nsbox-init as pid 1 (spawn.cc fills these when `init` is set)

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <atomic>
+#include <mutex>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -87,6 +88,45 @@ int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
       if (int r = WriteFile(procs.c_str(), s, e, "cgroup"); r < 0) return r;
   }
   return 0;
+}
+
+// oom_score_adj (Plan::oomScoreAdj), written here, not in the child: CAP_SYS_RESOURCE (to
+// lower it) counts only in the initial user namespace, where the caller may have it and the
+// sandbox never does. The kernel gives the value to every process sharing the target's mm, so
+// while the CLONE_VM child shares ours Node gets it too: Node's own value is kept when the
+// first such spawn starts and put back when the last one in flight (worker threads may spawn
+// at once) has seen its child exec (as RestoreDumpable does for the dumpable flag). Process-wide,
+// as the value is. Two-stage children have an mm of their own; the restore is then a no-op.
+// (A CLONE_VM child of another thread's spawn, in flight at that moment, takes the value too.)
+std::mutex oomMu;
+int oomInFlight = 0;
+std::string oomSaved;
+int SetOomScoreAdj(const Plan& p, pid_t pid, bool* held, Err* e) {
+  if (!p.setOomScoreAdj) return 0;
+  {
+    std::lock_guard<std::mutex> lock(oomMu);
+    if (oomInFlight == 0) {
+      char buf[16];
+      UniqueFd self(open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC));
+      ssize_t n = self.valid() ? read(self.get(), buf, sizeof buf - 1) : -1;
+      if (n <= 0) return Fail(e, n < 0 ? errno : EIO, "oom_score_adj", "read", "/proc/self/oom_score_adj");
+      oomSaved.assign(buf, (size_t)n);
+    }
+    oomInFlight++;
+    *held = true;
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/oom_score_adj", pid);
+  int r = WriteFile(path, std::to_string(p.oomScoreAdj), e, "oom_score_adj");
+  if (r == -EACCES) CopyStr(e->message, sizeof e->message, "lowering oom_score_adj below the floor this process inherited (the value last set with CAP_SYS_RESOURCE, usually 0) needs CAP_SYS_RESOURCE: give a higher oomScoreAdj, or run with CAP_SYS_RESOURCE");
+  return r;
+}
+void RestoreOomScoreAdj(bool held) {
+  if (!held) return;
+  std::lock_guard<std::mutex> lock(oomMu);
+  if (--oomInFlight > 0) return;
+  Err ignored;
+  WriteFile("/proc/self/oom_score_adj", oomSaved, &ignored, "oom_score_adj");
 }
 
 // Node's dumpable setting as it was when the addon loaded (process-wide, like the mm).
@@ -384,6 +424,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
   }
   bool failed = false;
+  bool oomHeld = false;  // SetOomScoreAdj counted this spawn in: RestoreOomScoreAdj after exec
   if (plan.twoStage) {
     // stage 1 joins and unshares first; its id maps can only be written after that
     ChildMsg m;
@@ -394,7 +435,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   if (failed) {
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-  } else if (ParentSteps(plan, (pid_t)pid, intoCgroup, &e) < 0) {
+  } else if (ParentSteps(plan, (pid_t)pid, intoCgroup, &e) < 0 || SetOomScoreAdj(plan, (pid_t)pid, &oomHeld, &e) < 0) {
     failed = true;
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   } else {
@@ -452,6 +493,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
   // set the mm's dumpable flag to fs.suid_dumpable. Put Node's back (as it was at load).
   if (!plan.twoStage) RestoreDumpable();
+  RestoreOomScoreAdj(oomHeld);
   if (failed && ttyMaster >= 0) { close(ttyMaster); ttyMaster = -1; }
   if (failed) {
     if (pidfd >= 0) {

@@ -2,7 +2,7 @@
 import { errnoError } from '../errors.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
-/** A parsed CIDR: `10.88.0.2/16` or `fd00::2/64`. */
+/** A parsed CIDR: `10.66.0.2/16` or `fd00::2/64`. */
 export interface Cidr {
   /** 4 or 6. */
   family: 4 | 6;
@@ -55,7 +55,7 @@ export function checkIp(ip: unknown, what: string, family?: 4 | 6): { family: 4 
 export function parseCidr(s: unknown, what: string, bare = false): Cidr {
   if (typeof s !== 'string') throw new TypeError(`${what} must be a string in CIDR form (got ${typeof s})`);
   const i = s.indexOf('/');
-  if (i < 0 && !bare) throw new RangeError(`${what} must be in CIDR form like 10.88.0.2/16 (got '${s}')`);
+  if (i < 0 && !bare) throw new RangeError(`${what} must be in CIDR form like 10.66.0.2/16 (got '${s}')`);
   const ip = i < 0 ? s : s.slice(0, i);
   const { family, address } = checkIp(ip, what);
   const max = family === 4 ? 32 : 128;
@@ -124,7 +124,7 @@ export function contains(c: Cidr, ip: string, family: 4 | 6): boolean {
   return v >= base && v < base + size;
 }
 
-/** `10.88.0.0/16` for `10.88.0.1/16`. */
+/** `10.66.0.0/16` for `10.66.0.1/16`. */
 export function networkCidr(c: Cidr): string {
   return `${formatIp(network(c).base, c.family)}/${c.prefix}`;
 }

@@ -28,7 +28,7 @@ function randomMac(): string {
 
 /** Options of {@link Bridge.create}. */
 export interface BridgeOptions {
-  /** Gateway address(es) with the subnet, e.g. `10.88.0.1/16` (also v6). */
+  /** Gateway address(es) with the subnet, e.g. `10.66.0.1/16` (also v6). */
   address?: string | string[];
   /** MTU. */
   mtu?: number;

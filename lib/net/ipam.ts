@@ -156,7 +156,7 @@ function sweepState(s: State, owners?: ReadonlySet<number>): IpamOwner[] {
 }
 
 /**
- * Allocates an address of `subnet` (the bridge's gateway CIDR, e.g. `10.88.0.1/16`) for
+ * Allocates an address of `subnet` (the bridge's gateway CIDR, e.g. `10.66.0.1/16`) for
  * `owner`. `want` asks for a given address: outside the subnet is a RangeError, taken is an
  * EADDRINUSE NsboxError. Must be called inside {@link withIpamLock} for `key`.
  * Returns the address and the dead owners whose entries were reclaimed.

@@ -116,7 +116,7 @@ export function listAddresses(netns?: NetnsRef): AddressInfo[] {
   return netNative().netlinkAddrs(toRawNetns(netns));
 }
 
-/** Adds `cidr` (v4 or v6, e.g. `10.88.0.2/16`) to a link. IPv6 addresses skip DAD. */
+/** Adds `cidr` (v4 or v6, e.g. `10.66.0.2/16`) to a link. IPv6 addresses skip DAD. */
 export function addAddress(link: number | string, cidr: string, netns?: NetnsRef): void {
   const l = checkLinkRef(link, 'link');
   const c = parseCidr(cidr, 'address');
@@ -156,7 +156,7 @@ function routeSpec(r: RouteSpec): RouteSpec {
   return out;
 }
 
-/** Adds a route (e.g. `{ gateway: '10.88.0.1' }` for the default route). */
+/** Adds a route (e.g. `{ gateway: '10.66.0.1' }` for the default route). */
 export function addRoute(route: RouteSpec, netns?: NetnsRef): void {
   netNative().netlinkRoute(true, routeSpec(route), toRawNetns(netns));
 }

@@ -6,7 +6,7 @@ import { createSocket } from 'node:dgram';
 import { NsboxError } from '../errors.js';
 import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, formatIp, ipToBigInt, network as cidrRange, type Cidr } from './addr.js';
 import { Bridge } from './bridge.js';
-import { netNative } from './native.js';
+import { netNative, type RawAddr, type RawRoute } from './native.js';
 import { allocateLocked, dropIpamKey, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
 import { nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
 import { TcpProxy } from './proxy.js';
@@ -23,9 +23,13 @@ export interface BridgeNetworkOption {
   mode?: 'bridge';
   /** Bridge name (created if missing, as `nsbox0` is by default) or a {@link Bridge}. */
   bridge?: string | Bridge;
-  /** Subnet for a bridge nsbox has to create, default `10.88.0.0/16` (gateway: first address). */
+  /**
+   * Subnet for a bridge nsbox has to create, default `10.66.0.0/16` (gateway: first address).
+   * A subnet that overlaps an address or route of the host is refused (EADDRINUSE, naming the
+   * interface) rather than made.
+   */
   subnet?: string;
-  /** Fixed sandbox address inside the bridge subnet (`10.88.0.5`, or `10.88.0.5/16` with the bridge's prefix); default: allocated by IPAM. */
+  /** Fixed sandbox address inside the bridge subnet (`10.66.0.5`, or `10.66.0.5/16` with the bridge's prefix); default: allocated by IPAM. */
   address?: string;
   /** Default gateway; default: the bridge's address. */
   gateway?: string;
@@ -50,12 +54,57 @@ export interface BridgeNetworkOption {
  */
 export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetworkOption | UserNetworkOption | { join: { readonly fd: number } };
 
-/** The default bridge and subnet. */
+/**
+ * The default bridge and subnet. 10.66.0.0/16 is the default of no tool we know of, and not in
+ * 10.77-10.99, which nsbox's own docs and tests give the bridges they make: podman uses
+ * 10.88.0.0/16 (and 10.89.x.0/24 for networks it creates), docker 172.17.0.0/16 and then
+ * 172.18-31 and 192.168.x, Kubernetes 10.96.0.0/12 for services with flannel's 10.244.0.0/16
+ * (k3s 10.42/10.43, weave 10.32.0.0/12, calico 192.168.0.0/16), libvirt 192.168.122.0/24,
+ * slirp4netns 10.0.2.0/24, GCP's auto-mode VPCs 10.128.0.0/9; home and office LANs mostly use
+ * 192.168.x, 10.0.x and 10.1.x. A collision with the host is still detected (bridgeSubnetCollision).
+ */
 export const DEFAULT_BRIDGE = 'nsbox0';
-export const DEFAULT_SUBNET = '10.88.0.0/16';
+export const DEFAULT_SUBNET = '10.66.0.0/16';
 
 /**
- * A sandbox address: `10.88.0.5`, or `10.88.0.5/16` in CIDR form (as `ip addr` shows it), whose
+ * What of the host a new bridge's IPv4 subnet would overlap: an address of an interface, or a
+ * route other than a default one (any table); undefined when nothing does. Pure: the caller
+ * passes the host's addresses, routes and links (rtnetlink's lists).
+ */
+export function bridgeSubnetCollision(
+  subnet: Cidr, addrs: readonly RawAddr[], routes: readonly RawRoute[], links: readonly { ifindex: number; name: string }[],
+): { what: string; link?: string } | undefined {
+  const net = cidrRange(subnet);
+  const overlaps = (c: Cidr) => {
+    const o = cidrRange(c);
+    return o.base < net.base + net.size && net.base < o.base + o.size;
+  };
+  const name = (i?: number) => (i === undefined ? undefined : links.find((l) => l.ifindex === i)?.name ?? `ifindex ${i}`);
+  for (const a of addrs) {
+    if (a.family !== 4) continue;
+    const c: Cidr = { family: 4, address: a.address, prefix: a.prefixlen };
+    if (overlaps(c)) return { what: `address ${a.address}/${a.prefixlen}`, link: name(a.ifindex) };
+  }
+  for (const r of routes) {
+    if (r.family !== 4 || !r.dst || r.dst === 'default') continue;
+    const c = parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route');
+    if (c.prefix === 0) continue;
+    if (overlaps(c)) return { what: `route ${networkCidr(c)}${r.gateway ? ` via ${r.gateway}` : ''}`, link: name(r.ifindex) };
+  }
+  return undefined;
+}
+
+/** Refuses to make a bridge whose subnet the host already uses (an NsboxError EADDRINUSE). */
+function checkBridgeSubnet(bridgeName: string, sub: Cidr, given: boolean): void {
+  const n = netNative();
+  const hit = bridgeSubnetCollision(sub, n.netlinkAddrs(), n.netlinkRoutes(), n.netlinkLinks());
+  if (!hit) return;
+  throw netError(98, 'network', 'bridge', bridgeName,
+    `the ${given ? '' : 'default '}subnet ${networkCidr(sub)} of the new bridge '${bridgeName}' overlaps ${hit.what}${hit.link ? ` on ${hit.link}` : ''} of the host: choose another with options.network.subnet (or give an existing bridge with options.network.bridge)`);
+}
+
+/**
+ * A sandbox address: `10.66.0.5`, or `10.66.0.5/16` in CIDR form (as `ip addr` shows it), whose
  * prefix must then be the bridge's (the sandbox's interface takes the bridge's prefix).
  */
 function sandboxAddress(v: unknown, what: string): { address: string; prefix?: number } {
@@ -338,6 +387,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
       else if (netNative().netlinkLinkIndex(bridgeName)) br = Bridge.open(bridgeName);
       else {
         const sub = parseCidr(o.subnet ?? DEFAULT_SUBNET, 'options.network.subnet');
+        checkBridgeSubnet(bridgeName, sub, o.subnet !== undefined);
         const base = networkCidr(sub).split('/')[0]!;
         const gw = base.replace(/\d+$/, (x) => String(Number(x) + 1));
         br = Bridge.create(bridgeName, { address: `${gw}/${sub.prefix}` });

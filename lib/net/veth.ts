@@ -72,7 +72,7 @@ export class VethPair implements Disposable, AsyncDisposable {
     return this;
   }
 
-  /** Adds `cidr` (e.g. `10.88.0.2/16`) to one end (default: the peer). */
+  /** Adds `cidr` (e.g. `10.66.0.2/16`) to one end (default: the peer). */
   setAddress(cidr: string, end: 'peer' | 'host' = 'peer'): this {
     const c = parseCidr(cidr, 'cidr');
     const s = `${c.address}/${c.prefix}`;

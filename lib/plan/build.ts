@@ -50,7 +50,7 @@ const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
   'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty', 'nestedUserNamespaces',
-  'viewTemplate',
+  'viewTemplate', 'sysctl', 'umask', 'oomScoreAdj',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -222,6 +222,26 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     timeOffsets = lines.join('') || undefined;
   }
 
+  // --- sysctls: namespaced ones only (kernel.hostname and kernel.domainname become the
+  // hostname and domainname the child sets; the rest are written to the sandbox's /proc/sys)
+  const sysctl = parseSysctl(o.sysctl, ns);
+  if (sysctl.hostname !== undefined) {
+    if (o.hostname !== undefined) fail('options.sysctl', "cannot set 'kernel.hostname' together with options.hostname");
+    o = { ...o, hostname: sysctl.hostname };
+  }
+  if (sysctl.domainname !== undefined) {
+    if (o.domainname !== undefined) fail('options.sysctl', "cannot set 'kernel.domainname' together with options.domainname");
+    o = { ...o, domainname: sysctl.domainname };
+  }
+  if (sysctl.writes.length > 0 && !ns.has('mount')) fail('options.sysctl', "needs a new mount namespace (the values are written to the sandbox's own /proc/sys)");
+  const umask = o.umask === undefined ? undefined : uint('options.umask', o.umask, 0o777);
+  let oomScoreAdj: number | undefined;
+  if (o.oomScoreAdj !== undefined) {
+    if (typeof o.oomScoreAdj !== 'number' || !Number.isInteger(o.oomScoreAdj)) fail('options.oomScoreAdj', `must be an integer (got ${String(o.oomScoreAdj)})`);
+    if (o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000) fail('options.oomScoreAdj', `must be between -1000 and 1000 (got ${o.oomScoreAdj})`, RangeError);
+    oomScoreAdj = o.oomScoreAdj;
+  }
+
   // --- hostname
   let hostname: string | undefined, domainname: string | undefined;
   if (o.hostname !== undefined || o.domainname !== undefined) {
@@ -297,7 +317,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     attach: host.euid === 0,
     template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
   }, host, host === realHost);
-  const { ops, template } = view;
+  let { ops, template } = view;
+  if (sysctl.writes.length > 0) {
+    // not the shared default view any more: copies of its lists, the views cached stay as they are
+    ops = placeSysctls(ops, N_ROOT, sysctl.writes);
+    if (template) template = { build: template.build, child: placeSysctls(template.child, '', sysctl.writes) };
+  }
 
   // --- stdio
   const stdio = parseStdio(o.tty ? 'ignore' : (o as SpawnIsolatedOptions).stdio).map((s) => (s === 'pipe' ? { kind: 0, fd: -1 } : s === 'inherit' ? { kind: 1, fd: -1 } : s === 'ignore' ? { kind: 2, fd: -1 } : { kind: 3, fd: s }));
@@ -343,7 +368,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     setgroupsDeny,
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
-    netPremade: template !== undefined && mask === 0n,
+    netPremade: template !== undefined && mask === 0n && !sysctl.net,
     stdio,
     ops,
     template,
@@ -364,6 +389,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ambient: uid !== 0 && mask !== 0n,
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
+    ...(umask !== undefined ? { umask } : {}),
+    ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     init,
     tty: tty !== null,
     ttyRows: tty?.rows ?? 24,
@@ -480,6 +507,68 @@ function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
   }
   const hostSource = type === 'bind' && source !== undefined ? host.realPath?.(source) ?? source : undefined;
   return { type, source, hostSource, target, readonly, propagation, options, file, noexec };
+}
+
+/** The view's new root before the pivot (view.ts). */
+const N_ROOT = '/newroot';
+/** ipc namespace sysctls (runc's list): SysV shared memory, messages, semaphores, POSIX mqueues */
+const SYSCTL_IPC = /^(?:kernel\.(?:shm[a-z_]*|msg[a-z_]*|sem)|fs\.mqueue\.[a-z_]+)$/;
+const SYSCTL_COMPONENT = /^[A-Za-z0-9_@:+-]+$/;
+
+interface ParsedSysctl { writes: Array<[string, string]>; hostname?: string; domainname?: string; net: boolean }
+
+/**
+ * The `sysctl` option: only sysctls of a namespace the sandbox has of its own (as runc allows
+ * them), so that nothing of the host changes: ipc ones with a new ipc namespace, `net.*` with a
+ * new network namespace, `kernel.hostname`/`kernel.domainname` with a new uts namespace.
+ */
+function parseSysctl(v: unknown, ns: Set<NamespaceType>): ParsedSysctl {
+  const out: ParsedSysctl = { writes: [], net: false };
+  if (v === undefined) return out;
+  if (!isObject(v)) fail('options.sysctl', "must be an object of strings, e.g. { 'net.ipv4.ip_forward': '1' }");
+  for (const [k, val] of Object.entries(v)) {
+    const opt = `options.sysctl['${k}']`;
+    const value = str(opt, val);
+    if (!k.split('.').every((c) => SYSCTL_COMPONENT.test(c))) fail('options.sysctl', `has a key that is not a sysctl name: '${k}'`, RangeError);
+    if (k === 'kernel.hostname' || k === 'kernel.domainname') {
+      if (!ns.has('uts')) fail(opt, 'needs a new uts namespace', RangeError);
+      if (k === 'kernel.hostname') out.hostname = value; else out.domainname = value;
+      continue;
+    }
+    if (SYSCTL_IPC.test(k)) {
+      if (!ns.has('ipc')) fail(opt, 'needs a new ipc namespace', RangeError);
+    } else if (k.startsWith('net.')) {
+      if (!ns.has('net')) fail(opt, "needs a network namespace of the sandbox's own (a new one, not 'host' or joined)", RangeError);
+      out.net = true;
+    } else {
+      fail(opt, 'is not a namespaced sysctl: only kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.* (with a network namespace of its own), kernel.hostname and kernel.domainname (with a uts namespace) can be set per sandbox', RangeError);
+    }
+    out.writes.push([k, value]);
+  }
+  return out;
+}
+
+/**
+ * A copy of a view's ops with the sysctl writes placed where the sandbox's /proc is mounted and
+ * the child is in its own network namespace: right after the sysfs of that namespace (the child
+ * has entered it there, also when the namespace is made beside it), else after /proc. The
+ * read-only bind of /proc/sys (readonlyPaths), when it came before, goes after them.
+ */
+function placeSysctls(list: readonly PlanOp[], root: string, writes: Array<[string, string]>): PlanOp[] {
+  const out = [...list];
+  const proc = `${root}/proc`;
+  let at = out.findIndex((op) => op.netSysfs === true);
+  if (at < 0) at = out.findIndex((op) => (op.op === Op.Mount || op.op === Op.Bind) && op.path === proc);
+  if (at < 0) throw new Error('nsbox internal: a view without /proc has no place for sysctls');
+  const add: PlanOp[] = writes.map(([k, v]) => ({ op: Op.WriteFile, path: `${proc}/sys/${k.replaceAll('.', '/')}`, data: v, mode: 0o644, trusted: true }));
+  const ro = out.findIndex((op, i) => i < at && op.op === Op.Bind && op.readonly === true && op.path === `${proc}/sys`);
+  if (ro >= 0) {
+    add.push(out[ro]!);
+    out.splice(ro, 1);
+    at--;
+  }
+  out.splice(at + 1, 0, ...add);
+  return out;
 }
 
 function isFileTarget(p: string): boolean {

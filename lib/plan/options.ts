@@ -154,6 +154,27 @@ export interface SpawnIsolatedOptions {
   viewTemplate?: boolean;
   /** setrlimit values. Default: `{ core: 0 }`. */
   rlimits?: Rlimits;
+  /**
+   * Kernel parameters of the sandbox's own namespaces, as OCI's `linux.sysctl`, e.g.
+   * `{ 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shmmax': '67108864' }`. Only
+   * namespaced ones, as runc allows them: `kernel.shm*`, `kernel.msg*`, `kernel.sem` and
+   * `fs.mqueue.*` (new ipc namespace), `net.*` (a network namespace of the sandbox's own),
+   * `kernel.hostname` and `kernel.domainname` (new uts namespace; the same as `hostname` and
+   * `domainname`). Any other key is refused with a RangeError naming it. Written to the
+   * sandbox's `/proc/sys` once its `/proc` is mounted (needs a new mount namespace). Default none.
+   */
+  sysctl?: Record<string, string>;
+  /** The program's umask (0 to 0o777), set just before exec. Default: the caller's umask (`process.umask()`), inherited. */
+  umask?: number;
+  /**
+   * The sandbox's `oom_score_adj` (-1000 to 1000; children inherit it), written by nsbox with
+   * the caller's privileges before the sandbox starts (the caller's own value stays as it was).
+   * Raising it always works; lowering it below the floor the caller inherited (the value last
+   * set by a process with `CAP_SYS_RESOURCE`, usually 0) needs `CAP_SYS_RESOURCE` in the
+   * initial user namespace, and is refused otherwise with an NsboxError (EACCES, step
+   * `'oom_score_adj'`, the fix in its message). Default: the caller's, inherited.
+   */
+  oomScoreAdj?: number;
   /** Time namespace offsets in seconds (needs `namespaces.time` or implies it). */
   timeOffsets?: { monotonic?: number; boottime?: number };
   /** stdin/stdout/stderr: one value for all three, or one each. Default `'pipe'`. */

@@ -47,6 +47,10 @@ export interface Plan {
   noNewPrivs: boolean;
   seccomp?: Buffer;
   pdeathsig: number;
+  /** umask(2) set just before exec; absent: the caller's umask is inherited */
+  umask?: number;
+  /** written to /proc/<pid>/oom_score_adj by the parent (with the caller's privileges) before "go"; absent: inherited */
+  oomScoreAdj?: number;
   /** pid 1 is nsbox-init, which forks the program */
   init: boolean;
   /** a pty from the sandbox's devpts on 0..2 (the addon hands back its master) */

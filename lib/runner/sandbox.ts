@@ -5,7 +5,7 @@
 // holder's spawnIsolated owns the network (released when the holder exits).
 import { processStart } from '../net/ipam.js';
 import { ownerTag, selfOwnerMark } from '../owner.js';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { SIGNALS } from '../util/sys.js';
@@ -18,10 +18,10 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
-import { buildPlan, idBlockSource, realHost, sandboxIdMaps, wantsIdBlock } from '../plan/index.js';
+import { buildPlan, idBlockSource, realHost, sandboxIdMaps, signalNumber, wantsIdBlock } from '../plan/index.js';
 import { acquireIdBlock, type IdBlockClaim } from '../ns/idblocks.js';
 import { onTeardown } from '../teardown.js';
-import { fail, isObject } from '../util/validate.js';
+import { bool, checkOptions, fail, isObject } from '../util/validate.js';
 import { defaultStateDir } from './statedir.js';
 
 export { DEFAULT_STATE_DIR, defaultStateDir } from './statedir.js';
@@ -83,12 +83,16 @@ export interface ExecOptions {
   /** Per-process limits: `wallTimeMs`, `cpuTimeMs` (the sandbox cgroup's CPU time since this exec started), `outputBytes`. Cgroup limits belong to the sandbox. */
   limits?: Pick<SandboxLimits, 'wallTimeMs' | 'cpuTimeMs' | 'outputBytes'>;
   onOutputLimit?: 'kill' | 'truncate';
+  /** The process's umask (see spawnIsolated's `umask`). Default: the sandbox's. */
+  umask?: number;
+  /** The process's oom_score_adj (see spawnIsolated's `oomScoreAdj`). Default: the sandbox's. */
+  oomScoreAdj?: number;
 }
 
 const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal',
-  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit'];
-/** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd). */
-const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp'] as const;
+  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit', 'umask', 'oomScoreAdj'];
+/** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd, umask, oom_score_adj). */
+const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp', 'umask', 'oomScoreAdj'] as const;
 
 /** What a state file holds (JSON). */
 export interface SandboxState {
@@ -644,6 +648,46 @@ export class Sandbox extends EventEmitter {
   }
 
   /**
+   * Sends one signal, and nothing after it (unlike {@link kill}): to the sandbox's pid 1 (nsbox-init,
+   * which forwards it to the holder, or the holder itself with `init: false`), or with
+   * `{ all: true }` to every process of the sandbox (as `runc kill --all`): those of its cgroup
+   * when it has one, else those of its pid namespace (and of namespaces nested in it) found in
+   * /proc; nsbox-init itself is left out (it would forward its copy to the holder, a second one). SIGKILL with `all` kills the whole cgroup at once (cgroup.kill, or the freezer on v1);
+   * any other signal goes to each process listed, so a process forked at that very moment may
+   * miss it. Rejects with NsboxError ESRCH when the sandbox is not running; a signal name or
+   * number that is not one is a TypeError/RangeError naming `signal`.
+   */
+  async signal(signal: NodeJS.Signals | number, options: { all?: boolean } = {}): Promise<void> {
+    const sig = signalNumber('signal', signal);
+    checkOptions('options', options, ['all']);
+    const all = bool('options.all', options.all, false);
+    if (this.#destroying || !this.running) throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running');
+    if (!all) {
+      if (this.#holder) {
+        if (!this.#holder.signal(sig)) throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running');
+      } else {
+        // an attached sandbox: checked by start time just before (the addon has no pidfd_open yet)
+        try { process.kill(this.#state.holderPid, sig); } catch { throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running'); }
+      }
+      return;
+    }
+    if (sig === 9) {
+      await this.#killAll();
+      return;
+    }
+    const pids = this.cgroup && !this.cgroup.destroyed ? await this.cgroup.pids() : namespacePids(this.#state.holderPid);
+    // nsbox-init as pid 1 forwards what it gets to the holder, which is in the list too: the
+    // holder would get the signal twice
+    const holder = this.#state.holderPid;
+    let initPid1 = false;
+    try { initPid1 = readlinkSync(`/proc/${holder}/exe`).startsWith('/memfd:nsbox-init'); } catch { /* gone */ }
+    for (const pid of pids) {
+      if (initPid1 && pid === holder) continue;
+      try { process.kill(pid, sig); } catch { /* gone */ }
+    }
+  }
+
+  /**
    * Removes the sandbox: kills every process, waits for them, removes the cgroup, the
    * container (image sandboxes), the network (with the holder) and the state file.
    * Idempotent; concurrent calls share one removal.
@@ -737,6 +781,30 @@ async function killSession(pids: () => Promise<number[]> | number[], sid: number
     if (!found) return;
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * The processes of `holder`'s pid namespace and of the namespaces nested in it, from the host's
+ * /proc (a sandbox without a cgroup): those whose pid namespace is the holder's, and their
+ * descendants.
+ */
+function namespacePids(holder: number): number[] {
+  let own: string;
+  try { own = readlinkSync(`/proc/${holder}/ns/pid`); } catch { return []; }
+  const parent = new Map<number, number>();
+  const members = new Set<number>();
+  for (const pid of allPids()) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/pid`) === own) members.add(pid);
+      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      parent.set(pid, Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* gone, or not ours to see */ }
+  }
+  const inside = (pid: number): boolean => {
+    for (let p: number | undefined = pid, n = 0; p !== undefined && p > 1 && n < 4096; p = parent.get(p), n++) if (members.has(p)) return true;
+    return false;
+  };
+  return [...parent.keys()].filter((pid) => members.has(pid) || inside(pid));
 }
 
 /** Every pid of the host's /proc (a session's members, where no cgroup lists them). */

@@ -532,6 +532,19 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   }
 
   /**
+   * Sends exactly one signal to the sandbox's first process (through its pidfd: never a
+   * recycled pid), with nothing after it: unlike {@link kill}, no SIGKILL follows and `killed`
+   * stays as it was. With nsbox-init as pid 1, init forwards it to the program (SIGKILL is
+   * the kernel's: it ends the whole pid namespace). Returns false when the sandbox has already
+   * exited.
+   */
+  signal(signal: NodeJS.Signals | number): boolean {
+    const sig = signalNumber('signal', signal);
+    if (this.#exited || this.#pidfd < 0) return false;
+    return native().pidfdSignal(this.#pidfd, sig) === 0;
+  }
+
+  /**
    * SIGKILL for the whole sandbox. With nsbox-init as pid 1, init is asked to do it: it kills
    * everything else in the pid namespace and reaps it, so that their CPU time reaches the
    * rusage read at pid 1's reap (a SIGKILL of pid 1 itself makes the kernel reap the rest with

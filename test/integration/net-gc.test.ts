@@ -78,12 +78,12 @@ describe.skipIf(skipReason(!isRoot, 'network sweep tests need root'))('network l
     expect(nftListBridges().some((b) => b.bridge === br.name)).toBe(false);
   });
 
-  it('without a bridge option the default bridge nsbox0 (10.88.0.0/16) is made on demand and kept; the sweep removes it when idle', async () => {
+  it('without a bridge option the default bridge nsbox0 (10.66.0.0/16) is made on demand and kept; the sweep removes it when idle', async () => {
     const existed = getLink(DEFAULT_BRIDGE) !== undefined;
     const p = await prepareSandboxNetwork({}, { id: 'default' });
     try {
-      expect(p.address).toMatch(/^10\.88\.\d+\.\d+$/);
-      expect(p.handoff[0]).toMatchObject({ name: 'eth0', gateway4: '10.88.0.1', addresses: [`${p.address}/16`] });
+      expect(p.address).toMatch(/^10\.66\.\d+\.\d+$/);
+      expect(p.handoff[0]).toMatchObject({ name: 'eth0', gateway4: '10.66.0.1', addresses: [`${p.address}/16`] });
       expect(getLink(DEFAULT_BRIDGE)).toMatchObject({ kind: 'bridge', up: true });
       expect(getLink(p.hostLink!)!.master).toBe(getLink(DEFAULT_BRIDGE)!.ifindex);
     } finally {

@@ -4,6 +4,7 @@ import { describeVerdict, disassemble, evaluate } from './bpf.js';
 import { compileSeccomp } from './compile.js';
 import { defaultProfile } from './default-profile.js';
 import { SYSCALL_GROUPS } from './groups.js';
+import { seccompFromOCI } from './oci.js';
 import {
   normalizeProfile, type ErrnoName, type SeccompAction, type SeccompArgComparison, type SeccompArgOp,
   type SeccompProfile,
@@ -38,6 +39,15 @@ export const Seccomp = Object.freeze({
       }))),
       ...(p.architectures ? { architectures: Object.freeze([...p.architectures]) } : {}),
     });
+  },
+  /**
+   * A profile from an OCI runtime config's `linux.seccomp` object (or its JSON text), validated
+   * and frozen like {@link Seccomp.profile}'s. Every OCI action is mapped (SCMP_ACT_NOTIFY is
+   * refused: nsbox has no notification listener); fields nsbox does not apply are refused naming
+   * them. See `seccompFromOCI` (lib/security/seccomp/oci.ts) for the mapping.
+   */
+  fromOCI(json: unknown): SeccompProfile {
+    return Seccomp.profile(seccompFromOCI(json));
   },
   /** Compiles a profile into raw `struct sock_filter[]` bytes (the spawn plan's `seccomp`). */
   compile(p: SeccompProfile): Buffer {
