@@ -23,6 +23,8 @@ export interface SpawnInput {
   options: SpawnIsolatedOptions;
   /** the sandbox's id block, once the ids layer acquired it (the image layer idmaps with it) */
   idBlock?: IdBlock;
+  /** an unprivileged caller's image root (the image layer): its subordinate range is mapped when it has one */
+  imageRoot?: boolean;
 }
 
 /** A sandbox that a layer runs for its own purposes (a user-mode network's holder and helper). */
