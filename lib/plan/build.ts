@@ -307,6 +307,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     rootPropagation: rootProp,
     rootfs: rootfsPath,
     rootfsReadonly,
+    rootOverlay: input.rootOverlay,
     mounts: parsedMounts,
     devices,
     maskedPaths,

@@ -76,6 +76,15 @@ export interface PlanInput {
   idBlock?: IdBlock;
   /** an unprivileged caller's sandbox runs an image: map its subordinate range when it has one (ids.ts callerRange) */
   imageRoot?: boolean;
+  /** the root is this overlay, mounted by the child inside the sandbox's user namespace (an unprivileged caller's image; options.rootfs is its empty merged dir) */
+  rootOverlay?: RootOverlay;
+}
+
+/** Host paths of an overlay the child mounts as the sandbox's root (looked up under /oldroot), with userxattr. */
+export interface RootOverlay {
+  lower: string[];
+  upper: string;
+  work: string;
 }
 
 /** One sandbox's id block (see ids.ts): its root's host uid and gid; it maps RANGE_SIZE ids from there. */

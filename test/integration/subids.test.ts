@@ -79,6 +79,30 @@ function asUser(body: string, id = uid): any {
 
 const ERR = `(e) => ({ error: { name: e.name, code: e.code, step: e.step, message: e.message } })`;
 
+/** Imports a busybox image (examples/mini-docker) into a store of the user's own under `dir` and runs `script` in it with `extra` options. */
+function imageRun(id: number, dir: string, script: string, extra = '{}'): any {
+  mkdirSync(dir, { mode: 0o700 });
+  chownSync(dir, id, id);
+  execOk('sh', [resolve(__dirname, '../../examples/mini-docker/make-busybox-image.sh'), `${dir}/bb.tar`]);
+  chownSync(`${dir}/bb.tar`, id, id);
+  return asUser(`
+    const store = nsbox.LayerStore.open(${JSON.stringify(`${dir}/store`)});
+    const im = await store.importImage(${JSON.stringify(`${dir}/bb.tar`)}).catch(${ERR});
+    if (im.error) { console.log(JSON.stringify({ import: im })); process.exit(0); }
+    const r = await nsbox.spawnIsolated(nsbox.IMAGE_COMMAND, ['/bin/sh', '-c', ${JSON.stringify(script)}], { image: { store, ref: 'busybox:latest' }, ...${extra} })
+      .then((r) => ({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr, owners: r.isolation.imageOwners, uidMap: r.isolation.uidMap }), ${ERR});
+    const left = (await import('node:fs')).readdirSync(${JSON.stringify(`${dir}/store`)}).filter((n) => /^[0-9a-f]{64}-init$/.test(n));
+    console.log(JSON.stringify({ ...r, left }));`, id);
+}
+
+/** Owners of the files of the store's image layers under `dir`. */
+function layerOwners(dir: string): string[] {
+  const r = spawnSync('sh', ['-c', `find ${dir}/store/*/diff -printf '%U:%G\\n' | sort -u`], { encoding: 'utf8' });
+  return r.stdout.trim().split('\n');
+}
+
+const hasBusybox = spawnSync('sh', ['-c', 'command -v busybox']).status === 0;
+
 describe.skipIf(skip)('an unprivileged caller with a subordinate range', () => {
   it('runs uid 1000: its range is mapped, and what uid 1000 makes is the range\'s on the host', () => {
     const dir = `/tmp/nsbox-subids-${process.pid}`;
@@ -131,5 +155,41 @@ describe.skipIf(skip)('an unprivileged caller with a subordinate range', () => {
     const out = asUser(`const r = await nsbox.doctor(); console.log(JSON.stringify(r.checks.find((c) => c.id === 'subuid')));`);
     expect(out).toMatchObject({ status: 'ok' });
     expect(out.detail).toMatch(/newuidmap\/newgidmap are installed: sandboxes that need more ids .* map it/);
+  });
+});
+
+describe.skipIf(skip || skipReason(!hasBusybox, 'no busybox on the host to build a test image'))('images for an unprivileged caller', () => {
+  it('uid 65534 (no range): imports into a store of its own and runs the image, files squashed to it', () => {
+    const dir = `/tmp/nsbox-rootless-img-${process.pid}`;
+    try {
+      const out = imageRun(NOBODY, dir, 'id -u; echo hi > /made; cat /made; ls -ln /bin/busybox');
+      expect(out.import).toBeUndefined();
+      expect(out.error).toBeUndefined();
+      expect(out.stderr).toBe('');
+      const [idu, hi, ls] = out.stdout.trim().split('\n');
+      expect([idu, hi]).toEqual(['0', 'hi']);
+      expect(ls).toMatch(/^-rwxr-xr-x +1 0 +0 /);
+      expect(out.owners).toBe('squashed');
+      expect(out.left).toEqual([]); // the ephemeral container is gone
+      expect(layerOwners(dir)).toEqual([`${NOBODY}:${NOBODY}`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the subuid user: the image runs with its range mapped (uid 1000 inside)', () => {
+    const dir = `/tmp/nsbox-rootless-img-${process.pid}-sub`;
+    try {
+      const out = imageRun(uid, dir, 'id -u; touch /tmp/x; ls -ln /tmp/x', '{ uid: 1000 }');
+      expect(out.import).toBeUndefined();
+      expect(out.error).toBeUndefined();
+      expect(out.stderr).toBe('');
+      expect(out.stdout.trim().split('\n')[0]).toBe('1000');
+      expect(out.stdout).toMatch(/1 1000 +1000 /);
+      expect(out.uidMap).toEqual([{ inside: 0, outside: uid, count: 1 }, { inside: 1, outside: start, count: 65535 }]);
+      expect(layerOwners(dir)).toEqual([`${uid}:${uid}`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
