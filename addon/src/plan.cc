@@ -126,6 +126,10 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   if (const char* s = r.Str(p, o, "uidMap")) p->uidMap = s;
   if (const char* s = r.Str(p, o, "gidMap")) p->gidMap = s;
   p->setgroupsDeny = r.Bool(o, "setgroupsDeny", false);
+  if (Napi::Value h = o.Get("idMapHelpers"); h.IsObject()) {
+    if (const char* s = r.Str(p, h.As<Napi::Object>(), "uid")) p->newUidMap = s;
+    if (const char* s = r.Str(p, h.As<Napi::Object>(), "gid")) p->newGidMap = s;
+  }
   p->cgroupFd = (int)r.Num(o, "cgroupFd", -1);
   std::vector<const char*> procs;
   r.Strings(p, o, "cgroupProcs", &procs);

@@ -97,6 +97,7 @@ struct Plan {
   // --- parent side, before "go"
   std::string uidMap, gidMap;          // empty = do not write
   bool setgroupsDeny = false;
+  std::string newUidMap, newGidMap;    // set: these setuid helpers write uidMap/gidMap
   int cgroupFd = -1;                   // CLONE_INTO_CGROUP (cgroup v2)
   std::vector<std::string> cgroupProcs;// cgroup.procs files the parent writes the pid into
                                        // (v1, or v2 without CLONE_INTO_CGROUP)

@@ -19,6 +19,9 @@
 #include <sys/socket.h>
 #include <termios.h>
 #include <sys/wait.h>
+#include <spawn.h>
+#include <string>
+#include <vector>
 #include <net/if.h>
 
 #ifndef CLONE_PIDFD
@@ -65,10 +68,51 @@ int WriteFile(const char* path, const std::string& data, Err* e, const char* ste
   return 0;
 }
 
+// newuidmap/newgidmap (setuid, from uidmap) write an unprivileged caller's subordinate range:
+// `helper pid inside outside count...`, run from here while the child waits for "go". Its
+// message (stderr) is dropped: the exit status fails the spawn at step uid_map/gid_map.
+int RunIdMapHelper(const std::string& helper, pid_t pid, const std::string& map, Err* e, const char* step) {
+  std::vector<std::string> words{helper, std::to_string(pid)};
+  size_t i = 0;
+  while (i < map.size()) {
+    size_t j = map.find_first_of(" \n", i);
+    if (j == std::string::npos) j = map.size();
+    if (j > i) words.push_back(map.substr(i, j - i));
+    i = j + 1;
+  }
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  char* envp[] = {(char*)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+  pid_t h;
+  int r = posix_spawn(&h, helper.c_str(), &fa, &at, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  if (r != 0) return Fail(e, r, step, "posix_spawn", helper.c_str());
+  int st = 0;
+  while (waitpid(h, &st, 0) < 0 && errno == EINTR) {}
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return Fail(e, EPERM, step, helper.c_str() + helper.rfind('/') + 1, helper.c_str());
+  return 0;
+}
+
 // Before "go": id maps for the child's new user namespace, then cgroup placement.
 int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
   char path[64];
-  if (!p.uidMap.empty() || !p.gidMap.empty()) {
+  if (!p.newUidMap.empty()) {
+    if (int r = RunIdMapHelper(p.newUidMap, pid, p.uidMap, e, "uid_map"); r < 0) return r;
+    if (int r = RunIdMapHelper(p.newGidMap, pid, p.gidMap, e, "gid_map"); r < 0) return r;
+  } else if (!p.uidMap.empty() || !p.gidMap.empty()) {
     if (p.setgroupsDeny) {
       snprintf(path, sizeof path, "/proc/%d/setgroups", pid);
       if (int r = WriteFile(path, "deny", e, "gid_map"); r < 0) return r;

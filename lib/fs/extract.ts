@@ -33,6 +33,8 @@ export interface ExtractOptions {
   allowDevices?: boolean;
   /** xattr namespace of overlay metadata: `'trusted'` (default) or `'user'`. */
   xattrNamespace?: 'trusted' | 'user';
+  /** Leave every entry owned by the caller (an unprivileged caller may not chown): the tar's owners are dropped. */
+  squash?: boolean;
   /** Called about every 4 MiB of uncompressed data and at the end. */
   onProgress?: (p: ImportProgress) => void;
 }
@@ -124,7 +126,7 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
       const base = posix.basename(rel);
       const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
       const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0;
-      const mode = h.mode ?? 0o644, uid = h.uid ?? 0, gid = h.gid ?? 0;
+      const mode = h.mode ?? 0o644, uid = opts.squash ? -1 : h.uid ?? 0, gid = opts.squash ? -1 : h.gid ?? 0;
       const create = (r: string, kind: number, link = '', maj = 0, min = 0) =>
         nat.fsLayerCreate(rootFd, r, kind, mode, uid, gid, link, maj, min, mtime, opaqueXattr);
       if (base.startsWith('.wh.')) {

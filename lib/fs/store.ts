@@ -156,6 +156,15 @@ export function storeRegistryDir(): string {
   return process.env.NSBOX_STORE_REGISTRY || '/var/lib/nsbox/stores.d';
 }
 
+/**
+ * How an unprivileged caller's layers are stored (as rootless podman without a shifting
+ * helper): owned by the caller (its sandbox's root), overlay metadata in user.* xattrs (the
+ * overlay is mounted inside the sandbox's user namespace with userxattr).
+ */
+function rootless(): { squash?: true; xattrNamespace?: 'user' } {
+  return process.geteuid?.() === 0 ? {} : { squash: true, xattrNamespace: 'user' };
+}
+
 /** Records a store's root in the registry (best effort: unprivileged callers have none). */
 function registerStore(root: string): void {
   const f = join(storeRegistryDir(), createHash('sha256').update(root).digest('hex').slice(0, 32));
@@ -280,7 +289,7 @@ export class LayerStore {
     const tmp = this.#tmpDir();
     try {
       mkdirSync(join(tmp, 'diff'), { mode: 0o755 });
-      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress });
+      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress, ...rootless() });
       const parentChain = options.parent ? `sha256:${options.parent}` : null;
       const chain = parentChain ? `sha256:${createHash('sha256').update(`${parentChain} ${r.diffId}`).digest('hex')}` : r.diffId;
       const id = chain.slice(7);
@@ -385,7 +394,7 @@ export class LayerStore {
         tmp = this.#tmpDir();
         dir = join(tmp, 'archive');
         mkdirSync(dir);
-        await extractLayer(createReadStream(p), dir, {});
+        await extractLayer(createReadStream(p), dir, rootless());
       }
       const a = readArchiveDir(dir, options.select);
       const diffIds = a.config.rootfs?.diff_ids;
@@ -754,6 +763,14 @@ export class Container {
     if (first === undefined) writeFileSync(join(this.store.root, this.id, 'idmap.json'), JSON.stringify(om.idmap ?? null));
     m.set(this.id, om);
     return this.mergedDir;
+  }
+
+  /**
+   * The overlay's directories (lower top first, upper, work) for a mount made elsewhere: an
+   * unprivileged caller's sandbox mounts them itself, inside its user namespace.
+   */
+  overlayDirs(): { lower: string[]; upper: string; work: string } {
+    return { lower: this.store._containerLayers(this.id, this.image).lower, upper: this.upperDir, work: join(this.store.root, this.id, 'work') };
   }
 
   /** The maps the container's files are shifted through: those of its first mount (undefined when that was not idmapped, or before it). */

@@ -9,10 +9,10 @@ import { Capabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS, type Namespace, type NamespaceType } from '../ns/namespace.js';
 import { validateLimits, wantsCgroup } from '../cgroup/limits.js';
 import { errnoError } from '../errors.js';
-import { formatMaps, mapped, outsideOf, parseIdMaps, type IdMap } from '../util/idmap.js';
+import { formatMaps, mapped, outsideOf, parseIdMaps, within, type IdMap } from '../util/idmap.js';
 import { checkKeys, fail, isObject, str, strictAbsPath, uint } from '../util/validate.js';
 import { kernelAtLeast, realHost } from './host.js';
-import { earlyIds, remappedRoot } from './ids.js';
+import { callerRange, earlyIds, remappedRoot, subidFix, wantsCallerRange } from './ids.js';
 import { carryMountPointContext, placeMountPoints, setMountPointContext } from './mountpoints.js';
 import { MS, Op, type PlanOp } from './ops.js';
 import type { Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
@@ -138,28 +138,48 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   // --- ids and maps
   let uidMaps: IdMap[] | null = null, gidMaps: IdMap[] | null = null, setgroupsDeny = false;
+  let idMapHelpers: Plan['idMapHelpers'], rangeMissing: 'range' | 'uidmap' | undefined;
   if (ns.has('user')) {
     if (isObject(o.user)) {
       checkKeys('options.user', o.user, ['uidMap', 'gidMap']);
       uidMaps = parseIdMaps('options.user.uidMap', o.user.uidMap);
       gidMaps = parseIdMaps('options.user.gidMap', o.user.gidMap);
-      if (host.euid !== 0) setgroupsDeny = true;
+      if (host.euid !== 0) {
+        // maps beyond the caller's own id: newuidmap writes them when they lie in its range
+        const r = callerRange(host);
+        const own = (m: IdMap[], id: number) => m.every((x) => x.outside === id && x.count === 1);
+        if ('helpers' in r && !(own(uidMaps, host.euid) && own(gidMaps, host.egid))) {
+          if (!within(uidMaps, r.uidMap)) fail('options.user.uidMap', `maps ids outside this user's own uid and subordinate range (${formatMaps(r.uidMap).trim().replace(/\n/g, ', ')})`, RangeError);
+          if (!within(gidMaps, r.gidMap)) fail('options.user.gidMap', `maps ids outside this user's own gid and subordinate range (${formatMaps(r.gidMap).trim().replace(/\n/g, ', ')})`, RangeError);
+          idMapHelpers = r.helpers;
+          // newgidmap denies setgroups when the gid map is the caller's own gid alone
+          setgroupsDeny = own(gidMaps, host.egid);
+        } else setgroupsDeny = true;
+      }
     } else if (host.euid === 0) {
       ({ uidMap: uidMaps, gidMap: gidMaps } = remappedRoot(o.remapUser, host, input.idBlock));
     } else {
-      uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
-      gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];
-      setgroupsDeny = true;
+      // an unprivileged caller: its own id, or (options that need more ids, as rootless podman)
+      // its subordinate range through newuidmap/newgidmap
+      const r = wantsCallerRange(o, input.imageRoot) ? callerRange(host) : null;
+      if (r && 'helpers' in r) ({ uidMap: uidMaps, gidMap: gidMaps, helpers: idMapHelpers } = r);
+      else {
+        uidMaps = [{ inside: 0, outside: host.euid, count: 1 }];
+        gidMaps = [{ inside: 0, outside: host.egid, count: 1 }];
+        setgroupsDeny = true;
+        if (r) rangeMissing = r.missing;
+      }
     }
   }
+  const noRange = (what: string) => `${what}${rangeMissing ? ` (an unprivileged caller maps only its own id: ${rangeMissing === 'range' ? 'this user has no subordinate range in /etc/subuid and /etc/subgid' : 'newuidmap/newgidmap are not installed'}; fix: ${subidFix(rangeMissing, host)})` : ''}`;
   const uid = o.uid === undefined ? 0 : uint('options.uid', o.uid, 0xfffffffe);
   const gid = o.gid === undefined ? uid : uint('options.gid', o.gid, 0xfffffffe);
   const groups = o.groups === undefined ? [] : (Array.isArray(o.groups) ? o.groups : fail('options.groups', 'must be an array of gids'))
     .map((g, i) => uint(`options.groups[${i}]`, g, 0xfffffffe));
-  if (uidMaps && !mapped(uidMaps, uid)) fail('options.uid', `${uid} is not mapped by the user namespace's uid map`, RangeError);
-  if (gidMaps && !mapped(gidMaps, gid)) fail('options.gid', `${gid} is not mapped by the user namespace's gid map`, RangeError);
-  for (const g of groups) if (gidMaps && !mapped(gidMaps, g)) fail('options.groups', `gid ${g} is not mapped by the gid map`, RangeError);
-  if (setgroupsDeny && groups.length > 0) fail('options.groups', 'cannot be set by an unprivileged caller (setgroups is denied in its user namespace)');
+  if (uidMaps && !mapped(uidMaps, uid)) fail('options.uid', noRange(`${uid} is not mapped by the user namespace's uid map`), RangeError);
+  if (gidMaps && !mapped(gidMaps, gid)) fail('options.gid', noRange(`${gid} is not mapped by the user namespace's gid map`), RangeError);
+  for (const g of groups) if (gidMaps && !mapped(gidMaps, g)) fail('options.groups', noRange(`gid ${g} is not mapped by the gid map`), RangeError);
+  if (setgroupsDeny && groups.length > 0) fail('options.groups', noRange('cannot be set by an unprivileged caller (setgroups is denied in its user namespace)'));
   // a joined user namespace allows setgroups(2) only when it says 'allow' (an unprivileged
   // maker's says 'deny': EPERM even with every capability in it). Not known (a persisted file):
   // root calls it as before, another caller only for the groups it asked (the kernel answers)
@@ -307,6 +327,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     rootPropagation: rootProp,
     rootfs: rootfsPath,
     rootfsReadonly,
+    rootOverlay: input.rootOverlay,
     mounts: parsedMounts,
     devices,
     maskedPaths,
@@ -366,6 +387,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
     gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
     setgroupsDeny,
+    ...(idMapHelpers ? { idMapHelpers } : {}),
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
     netPremade: template !== undefined && mask === 0n && !sysctl.net,

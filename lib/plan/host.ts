@@ -1,7 +1,8 @@
 // Facts of the host the planner reads (ids, capabilities, cgroup layout, what host paths
 // are, /etc/subuid), with their caches: rarely changing ones are read at most once a second.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { release as osRelease } from 'node:os';
+import { release as osRelease, userInfo } from 'node:os';
+import { findIdMapHelpers } from '../util/idmap.js';
 import { Capabilities } from '../security/capabilities.js';
 import { detectLayout } from '../cgroup/detect.js';
 import type { DirInfo, HostFacts } from './types.js';
@@ -16,6 +17,12 @@ export const realHost: HostFacts = {
   subordinate(file, user) {
     // the parsed answer is what is kept for a second, not only the file's text
     return recent(`${file}:${user}`, () => subordinateRange(file, user));
+  },
+  userName() {
+    return recent('username', () => { try { return userInfo().username; } catch { return undefined; } });
+  },
+  idMapHelpers() {
+    return recent('newidmap', findIdMapHelpers);
   },
   cgroups() {
     const l = detectLayout();

@@ -85,3 +85,37 @@ export function earlyIds(userNs: boolean, uidMaps: IdMap[] | null, gidMaps: IdMa
   const g = !gidMaps || mapped(gidMaps, 0) ? 0 : gid;
   return { earlyIds: true, earlyUid: u, earlyGid: g };
 }
+
+/** The fix an unprivileged caller is told when it needs a subordinate range. */
+export function subidFix(missing: 'range' | 'uidmap', host: HostFacts = realHost): string {
+  if (missing === 'uidmap') return 'apt install uidmap (dnf install shadow-utils): newuidmap/newgidmap';
+  return `as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${host.userName?.() ?? String(host.euid)}`;
+}
+
+/**
+ * An unprivileged caller's id range, as rootless podman maps it: 0 -> the caller, 1..N -> its
+ * subordinate ranges in /etc/subuid and /etc/subgid (by name or uid; at most RANGE_SIZE ids in
+ * all), written by the setuid newuidmap/newgidmap. `missing` says what is not there when the
+ * range cannot be had (no range for the caller, or no newuidmap/newgidmap).
+ */
+export function callerRange(host: HostFacts = realHost):
+  { uidMap: IdMap[]; gidMap: IdMap[]; helpers: { uid: string; gid: string } } | { missing: 'range' | 'uidmap' } {
+  const name = host.userName?.();
+  const sub = (f: 'subuid' | 'subgid') => (name ? host.subordinate(f, name) : null) ?? host.subordinate(f, String(host.euid));
+  const su = sub('subuid'), sg = sub('subgid');
+  if (!su || !sg) return { missing: 'range' };
+  const helpers = host.idMapHelpers?.();
+  if (!helpers) return { missing: 'uidmap' };
+  const n = (c: number) => Math.min(c, RANGE_SIZE - 1);
+  return {
+    uidMap: [{ inside: 0, outside: host.euid, count: 1 }, { inside: 1, outside: su.start, count: n(su.count) }],
+    gidMap: [{ inside: 0, outside: host.egid, count: 1 }, { inside: 1, outside: sg.start, count: n(sg.count) }],
+    helpers,
+  };
+}
+
+/** Whether an unprivileged caller's options need more ids than its own (uid, gid, groups other than 0, an image). */
+export function wantsCallerRange(o: Pick<SpawnIsolatedOptions, 'uid' | 'gid' | 'groups' | 'image'>, imageRoot = false): boolean {
+  const other = (v: unknown) => v !== undefined && v !== 0;
+  return other(o.uid) || other(o.gid) || (Array.isArray(o.groups) && o.groups.some((g) => g !== 0)) || o.image !== undefined || imageRoot;
+}

@@ -332,6 +332,11 @@ export interface IsolationReport {
   limits: Record<string, unknown> | null;
   /** pid 1 is nsbox-init (signals forwarded, zombies reaped). */
   init: boolean;
+  /**
+   * An unprivileged caller's image: `'squashed'`, its files are all owned by the caller (the
+   * sandbox's root) whatever the image says; the image's other owners are not kept.
+   */
+  imageOwners?: 'squashed';
 }
 
 /** Which image to run, from which store (see `LayerStore`). */

@@ -16,6 +16,8 @@ export interface Plan {
   uidMap?: string;
   gidMap?: string;
   setgroupsDeny: boolean;
+  /** newuidmap and newgidmap write uidMap and gidMap (an unprivileged caller's subordinate range) */
+  idMapHelpers?: { uid: string; gid: string };
   stdio: Array<{ kind: number; fd: number }>;
   ops: PlanOp[];
   /**
@@ -76,6 +78,17 @@ export interface PlanInput {
   options: SpawnIsolatedOptions;
   /** the sandbox's id block (acquired by the pipeline's ids layer); without it block 0 stands in */
   idBlock?: IdBlock;
+  /** an unprivileged caller's sandbox runs an image: map its subordinate range when it has one (ids.ts callerRange) */
+  imageRoot?: boolean;
+  /** the root is this overlay, mounted by the child inside the sandbox's user namespace (an unprivileged caller's image; options.rootfs is its empty merged dir) */
+  rootOverlay?: RootOverlay;
+}
+
+/** Host paths of an overlay the child mounts as the sandbox's root (looked up under /oldroot), with userxattr. */
+export interface RootOverlay {
+  lower: string[];
+  upper: string;
+  work: string;
 }
 
 /** One sandbox's id block (see ids.ts): its root's host uid and gid; it maps RANGE_SIZE ids from there. */
@@ -105,6 +118,10 @@ export interface HostFacts {
   setgroupsOf?(ns: Namespace): 'allow' | 'deny' | undefined;
   /** whether the user namespace `user` owns the namespace `ns` (both joined: open fds); false when unknown */
   ownsNamespace?(user: Namespace, ns: Namespace): boolean;
+  /** the caller's user name (its /etc/subuid entry may name it), when it has one */
+  userName?(): string | undefined;
+  /** setuid newuidmap and newgidmap (Debian's uidmap), when installed */
+  idMapHelpers?(): { uid: string; gid: string } | null;
 }
 
 /** A host directory's mode, owner and entries (plan/mountpoints.ts). */

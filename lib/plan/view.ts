@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { NamespaceType } from '../ns/namespace.js';
 import { shareOps } from './encode.js';
 import { MS, Op, type PlanOp } from './ops.js';
-import type { HostFacts } from './types.js';
+import type { HostFacts, RootOverlay } from './types.js';
 
 /** Host system directories the default view shows read-only (missing ones are skipped, symlinks copied). */
 export const DEFAULT_RO_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -105,6 +105,8 @@ export interface ViewSpec {
   rootPropagation: 'private' | 'slave';
   rootfs: string | null;
   rootfsReadonly: boolean;
+  /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
+  rootOverlay?: RootOverlay;
   mounts: ParsedMount[];
   devices: Array<{ path: string; target: string; readonly: boolean }>;
   maskedPaths: string[];
@@ -181,7 +183,11 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     if (s.rootfs) {
       // root: the tree is cloned by the parent (the sandbox's root, an unprivileged host id,
       // may not be able to reach it: a rootfs or image store in a 0700 directory)
-      ops.push(s.attach ? { op: Op.Attach, source: s.rootfs, path: N, recursive: true, flags: s.rootPropagation === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, source: OLD + s.rootfs, path: N, recursive: true });
+      if (s.rootOverlay) {
+        // an unprivileged caller's image: overlay in the sandbox's user namespace (Linux 5.11+)
+        const o = s.rootOverlay;
+        ops.push({ op: Op.Mount, source: 'nsbox-image', path: N, fstype: 'overlay', flags: MS.NODEV, data: `lowerdir=${o.lower.map((l) => OLD + l).join(':')},upperdir=${OLD + o.upper},workdir=${OLD + o.work},userxattr` });
+      } else ops.push(s.attach ? { op: Op.Attach, source: s.rootfs, path: N, recursive: true, flags: s.rootPropagation === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, source: OLD + s.rootfs, path: N, recursive: true });
     } else {
       ops.push({ op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755' });
       ops.push(...systemDirOps(host, N, OLD));

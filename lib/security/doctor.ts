@@ -8,6 +8,7 @@ import { detectLayout, type CgroupLayout } from '../cgroup/detect.js';
 import { cgroupPermissionFix, mayCreateIn, v2DefaultParent } from '../cgroup/cgroup.js';
 import { errnoError } from '../errors.js';
 import { errnoName } from '../util/sys.js';
+import { findIdMapHelpers } from '../util/idmap.js';
 import { native } from '../native.js';
 import { compileSeccomp } from './seccomp/compile.js';
 import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, describeVerdict, evaluate } from './seccomp/bpf.js';
@@ -197,7 +198,14 @@ function checkSubids(): DoctorCheck | undefined {
     return (who === name || who === String(uid)) && Number(count) > 0;
   });
   const missing = ['/etc/subuid', '/etc/subgid'].filter((f) => !has(f));
-  if (!missing.length) return { ...base, status: 'ok', detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid` };
+  if (!missing.length && !findIdMapHelpers()) {
+    return {
+      ...base, status: 'warn',
+      detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid, but newuidmap/newgidmap are not installed: it will not be used (a sandbox maps only this user's own id; options.uid/gid other than 0 are refused)`,
+      fix: 'apt install uidmap (dnf install shadow-utils)',
+    };
+  }
+  if (!missing.length) return { ...base, status: 'ok', detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid and newuidmap/newgidmap are installed: sandboxes that need more ids than this user's own (options.uid/gid/groups, images) map it (0 = this user, 1.. = the range)` };
   return {
     ...base, status: 'warn',
     detail: `no range for ${name ?? `uid ${uid}`} in ${missing.join(' and ')}: a sandbox maps only this user's own id (root inside), so options.uid/gid other than 0 are refused`,

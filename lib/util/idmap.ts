@@ -1,5 +1,6 @@
 // User namespace id maps: the type, their validation and their /proc/<pid>/uid_map text.
 // Shared by the planner, overlay mounts (idmapped layers) and the layer store.
+import { statSync } from 'node:fs';
 import { checkKeys, fail, isObject, uint } from './validate.js';
 
 /** One line of a uid_map / gid_map: `count` ids from `inside` map to `outside` on the host. */
@@ -49,4 +50,18 @@ export function outsideOf(maps: readonly IdMap[], id: number): number | undefine
 /** The maps as /proc/<pid>/uid_map text. */
 export function formatMaps(maps: readonly IdMap[]): string {
   return maps.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
+}
+
+/** Whether every host id `maps` map out to lies in the host ids `allowed` maps out to. */
+export function within(maps: readonly IdMap[], allowed: readonly IdMap[]): boolean {
+  return maps.every((m) => allowed.some((a) => m.outside >= a.outside && m.outside + m.count <= a.outside + a.count));
+}
+
+/** newuidmap and newgidmap (setuid helpers of Debian's uidmap / shadow-utils), when installed. */
+export function findIdMapHelpers(): { uid: string; gid: string } | null {
+  const find = (n: string) => ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'].map((d) => `${d}/${n}`).find((f) => {
+    try { return statSync(f).isFile(); } catch { return false; }
+  });
+  const uid = find('newuidmap'), gid = find('newgidmap');
+  return uid && gid ? { uid, gid } : null;
 }

@@ -4,7 +4,9 @@
 // (writable), the image config's Env / WorkingDir / User applied under the caller's options,
 // and the command taken from Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts
 // and removes the container (unless `keep`), after exit or failed setup.
+import { release } from 'node:os';
 import { join } from 'node:path';
+import { errnoError } from '../../errors.js';
 import { readFile } from '../../fs/files.js';
 import { Container, LayerStore, refString } from '../../fs/store.js';
 import { IMAGE_COMMAND, type ImageConfig } from '../../fs/image.js';
@@ -32,14 +34,15 @@ function validateSpec(v: unknown): { ref: string; keep: boolean; store: LayerSto
 }
 
 /** `user[:group]` of an image config to ids, names looked up in the image's own /etc/passwd and /etc/group. */
-async function resolveUser(root: string, user: string): Promise<{ uid: number; gid?: number; home?: string }> {
+async function resolveUser(roots: string[], user: string): Promise<{ uid: number; gid?: number; home?: string }> {
   const [u, g] = user.split(':', 2);
   const table = async (f: string) => {
-    try {
-      return (await readFile(root, f, { maxBytes: 4 << 20 })).toString('utf8').split('\n').map((l) => l.split(':'));
-    } catch {
-      return [];
+    for (const root of roots) {
+      try {
+        return (await readFile(root, f, { maxBytes: 4 << 20 })).toString('utf8').split('\n').map((l) => l.split(':'));
+      } catch { /* not in this one */ }
     }
+    return [];
   };
   let uid: number, gid: number | undefined, home: string | undefined;
   const passwd = await table('etc/passwd');
@@ -64,7 +67,7 @@ async function resolveUser(root: string, user: string): Promise<{ uid: number; g
 }
 
 /** The inputs spawnIsolated runs with, given a mounted image root and its config. */
-export async function applyImageConfig(input: SpawnInput, root: string, config: ImageConfig): Promise<SpawnInput> {
+export async function applyImageConfig(input: SpawnInput, root: string, config: ImageConfig, lookIn: string[] = [root]): Promise<SpawnInput> {
   const o: SpawnIsolatedOptions = { ...input.options, image: undefined, rootfs: { path: root, readonly: false } };
   let file = input.file, args = input.args;
   if (file === IMAGE_COMMAND) {
@@ -73,7 +76,7 @@ export async function applyImageConfig(input: SpawnInput, root: string, config: 
     [file, ...args] = argv;
   }
   let ids: { uid: number; gid?: number; home?: string } | undefined;
-  if (o.uid === undefined && config.User) ids = await resolveUser(root, config.User);
+  if (o.uid === undefined && config.User) ids = await resolveUser(lookIn, config.User);
   if (ids) {
     o.uid = ids.uid;
     if (o.gid === undefined && ids.gid !== undefined) o.gid = ids.gid;
@@ -102,6 +105,8 @@ export const imageLayer: SpawnLayer = {
     let container: Container | undefined;
     let dropTeardown = () => {};
     return {
+      // an unprivileged caller's layers were extracted without their owners (store.ts rootless)
+      ...(realHost.euid !== 0 ? { report: () => ({ imageOwners: 'squashed' as const }) } : {}),
       async resolve(input) {
         const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
         const config = spec.store.image(spec.ref).config;
@@ -109,6 +114,17 @@ export const imageLayer: SpawnLayer = {
           name: `nsbox-run-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
           hostname, tmpfsSize: spec.tmpfsSize, ephemeral: !spec.keep,
         });
+        if (realHost.euid !== 0) {
+          // an unprivileged caller: the sandbox mounts the overlay itself, in its own user
+          // namespace (userxattr), over the container's empty merged dir; the layers are the
+          // caller's (squashed at import), i.e. its sandbox root's
+          const [maj, min] = release().split('.').map((n) => parseInt(n, 10));
+          if (maj < 5 || (maj === 5 && min < 11)) throw errnoError(95, 'image', 'overlay', spec.store.root, `an unprivileged caller's image needs Linux 5.11 or later (overlay inside a user namespace, userxattr); this is ${release()}: run as root, or use options.rootfs`);
+          const dir = join(spec.store.root, container.id);
+          if (opts.parentDeathSignal !== false) dropTeardown = onTeardown({ mounts: spec.tmpfsSize !== undefined ? [dir] : [], dirs: spec.keep ? [] : [dir] });
+          const merged = container.mergedDir;
+          return applyImageConfig({ ...input, imageRoot: true, rootOverlay: container.overlayDirs() }, merged, config, container.overlayDirs().lower);
+        }
         // the image's owners, shifted into the sandbox's user namespace (its root owns what the
         // image's root owns), where this host can (else they stay as on disk; see docs)
         const root = container.mount({ idmap: sandboxIdMaps(input.options, realHost, input.idBlock) ?? undefined });

@@ -9,6 +9,7 @@ import { Namespace, type NamespaceType } from '../../ns/namespace.js';
 import type { IdMap } from '../../util/idmap.js';
 import { trackDeletion, userNetworkFiles } from '../../net/network.js';
 import { chooseHelper, startUserNetHelper, tunDenied, type LaunchedHelper, type UserNetHelper, type UserNetworkOption } from '../../net/usernet.js';
+import { callerRange, realHost, wantsCallerRange } from '../../plan/index.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { HelperProcess, LayerContext, LayerRun, SpawnInput } from '../layer.js';
 
@@ -37,8 +38,12 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
       const denied = tunDenied();
       if (denied) throw denied;
       const io = input.options;
+      // an unprivileged caller's sandbox that needs more ids than its own: the holder's user
+      // namespace maps the caller's subordinate range (the sandbox joins it)
+      const range = io.user === undefined && realHost.euid !== 0 && wantsCallerRange(io, input.imageRoot) ? callerRange(realHost) : null;
+      const holderUser = range && 'helpers' in range ? { uidMap: range.uidMap, gidMap: range.gidMap } : io.user;
       const h = ctx.spawn('sleep', ['infinity'], {
-        ...(io.user !== undefined ? { user: io.user } : {}),
+        ...(holderUser !== undefined ? { user: holderUser } : {}),
         ...(io.remapUser !== undefined ? { remapUser: io.remapUser } : {}),
         namespaces: { pid: false, mount: false, uts: false, ipc: false, cgroup: false, net: true, user: true },
         stdio: 'ignore',
