@@ -1,7 +1,7 @@
 // Test helper: what nsbox's network layer leaves on the host, checked with the system's own
 // tools (`ip`, `nft`) rather than nsbox's code, so a bug in both cannot hide itself.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { expect } from 'vitest';
 import { listIpam, ipamDir } from '../../lib/net/ipam.js';
 
@@ -35,7 +35,10 @@ export function netState(): NetState {
   const ipam = listIpam().map((e) => `${e.key}:${e.address}`);
   const dir = ipamDir().replace(/\/ipam$/, '');
   const walk = (d: string): string[] => (existsSync(d) ? readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(`${d}/${e.name}`) : [`${d}/${e.name}`])) : []);
-  return { tables: tables(), links: links.sort(), netns: netns.sort(), ipam: ipam.sort(), state: walk(dir).sort() };
+  // an id block this process keeps for its next sandbox (lib/ns/idblocks.ts: given back after
+  // 2 s unused) is not a leftover; one of a process that is gone is
+  const kept = (p: string) => p.includes('/idblocks/') && (() => { try { return readlinkSync(p).startsWith(`nsbox-${process.pid}-`); } catch { return false; } })();
+  return { tables: tables(), links: links.sort(), netns: netns.sort(), ipam: ipam.sort(), state: walk(dir).filter((p) => !kept(p)).sort() };
 }
 
 /**

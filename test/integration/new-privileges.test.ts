@@ -24,8 +24,9 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
     const privs = buildC('privs', { static: true });
     copyFileSync(privs, `${root}/bin/privs`);
     chmodSync(`${root}/bin/privs`, 0o755);
-    // the host ids of the sandbox's root: a setuid-root file inside must belong to them
-    const probe = await spawnIsolated('/bin/privs', [], { rootfs: root });
+    // the host ids of the sandbox's root: a setuid-root file inside must belong to them, so the
+    // sandboxes here use a range known ahead (remapUser), not an id block of their own
+    const probe = await spawnIsolated('/bin/privs', [], { rootfs: root, remapUser: 'nsbox' });
     const outside = (m: Array<{ inside: number; outside: number }> | null) => m?.find((e) => e.inside === 0)?.outside ?? 0;
     const uid0 = outside(probe.isolation.uidMap), gid0 = outside(probe.isolation.gidMap);
     copyFileSync(privs, `${root}/bin/suid`);
@@ -41,7 +42,7 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
   });
 
   it('a setuid-root program runs as root inside, under the default filter, with no_new_privs off', async () => {
-    const r = await spawnIsolated('/bin/suid', [], { rootfs: root, uid: 1000, allowNewPrivileges: true });
+    const r = await spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', uid: 1000, allowNewPrivileges: true });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^ruid=1000 euid=0$/m);
     expect(field(r.stdout, 'NoNewPrivs')).toBe('0');
@@ -53,7 +54,7 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
   it('a file-capability program gains its capability inside (within the bounding set kept)', async () => {
     // the caller keeps CAP_NET_RAW (so it is in the bounding set); privs drops all it holds and
     // execs fcap: what fcap has, its file gave it
-    const r = await spawnIsolated('/bin/privs', ['drop-exec', '/bin/fcap'], { rootfs: root, uid: 1000, capabilities: ['CAP_NET_RAW'], allowNewPrivileges: true });
+    const r = await spawnIsolated('/bin/privs', ['drop-exec', '/bin/fcap'], { rootfs: root, remapUser: 'nsbox', uid: 1000, capabilities: ['CAP_NET_RAW'], allowNewPrivileges: true });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(BigInt(`0x${field(r.stdout, 'CapEff')}`)).toBe(CAP_NET_RAW_BIT);
     expect(field(r.stdout, 'Seccomp')).toBe('2');
@@ -61,7 +62,7 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
 
   it('with a custom profile that allows what nsbox does after it, too', async () => {
     const profile = Seccomp.profile({ defaultAction: { errno: 'EPERM' }, rules: [...defaultProfile.rules, { syscalls: ['mknod'], action: { errno: 'EACCES' } }] });
-    const r = await spawnIsolated('/bin/suid', [], { rootfs: root, uid: 1000, allowNewPrivileges: true, seccomp: profile });
+    const r = await spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', uid: 1000, allowNewPrivileges: true, seccomp: profile });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^ruid=1000 euid=0$/m);
     expect(field(r.stdout, 'Seccomp')).toBe('2');
@@ -70,21 +71,21 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
 
   it('a custom profile that refuses a call nsbox makes after it is a TypeError naming the option and the call', () => {
     const profile = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['capset'], action: { errno: 'EPERM' } }] });
-    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, allowNewPrivileges: true, seccomp: profile })).toThrow(TypeError);
-    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, allowNewPrivileges: true, seccomp: profile })).toThrow(/options\.seccomp.*capset/);
+    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', allowNewPrivileges: true, seccomp: profile })).toThrow(TypeError);
+    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', allowNewPrivileges: true, seccomp: profile })).toThrow(/options\.seccomp.*capset/);
     const byUid = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['setresuid'], action: 'kill-process', args: [{ index: 0, op: 'eq', value: 1000 }] }] });
-    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, uid: 1000, allowNewPrivileges: true, seccomp: byUid })).toThrow(/setresuid.*kill-process/);
+    expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', uid: 1000, allowNewPrivileges: true, seccomp: byUid })).toThrow(/setresuid.*kill-process/);
     // the same profiles with no_new_privs on: the filter goes on last, nothing to check
-    const ok = spawnIsolated('/bin/privs', [], { rootfs: root, seccomp: profile });
+    const ok = spawnIsolated('/bin/privs', [], { rootfs: root, remapUser: 'nsbox', seccomp: profile });
     return ok.then((r) => expect(r.exitCode).toBe(0));
   });
 
   it('by default nothing changes: no_new_privs is set and neither program gains anything', async () => {
-    const s = await spawnIsolated('/bin/suid', [], { rootfs: root, uid: 1000 });
+    const s = await spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', uid: 1000 });
     expect(s.stdout).toMatch(/^ruid=1000 euid=1000$/m);
     expect(field(s.stdout, 'NoNewPrivs')).toBe('1');
     expect(field(s.stdout, 'Seccomp')).toBe('2');
-    const f = await spawnIsolated('/bin/privs', ['drop-exec', '/bin/fcap'], { rootfs: root, uid: 1000, capabilities: ['CAP_NET_RAW'] });
+    const f = await spawnIsolated('/bin/privs', ['drop-exec', '/bin/fcap'], { rootfs: root, remapUser: 'nsbox', uid: 1000, capabilities: ['CAP_NET_RAW'] });
     expect(f.exitCode, f.stderr).toBe(0);
     expect(BigInt(`0x${field(f.stdout, 'CapEff')}`)).toBe(0n);
     expect(s.isolation.noNewPrivs).toBe(true);
@@ -93,7 +94,7 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
   it('works as the first spawn of a fresh Node process (dist)', async () => {
     const { execFileSync } = await import('node:child_process');
     const script = `import('${new URL('../../dist/index.js', import.meta.url).href}').then(async (m) => {
-      const r = await m.spawnIsolated('/bin/suid', [], { rootfs: ${JSON.stringify(root)}, uid: 1000, allowNewPrivileges: true });
+      const r = await m.spawnIsolated('/bin/suid', [], { rootfs: ${JSON.stringify(root)}, remapUser: 'nsbox', uid: 1000, allowNewPrivileges: true });
       process.stdout.write(r.stdout);
     }).catch((e) => { console.error(e.message); process.exit(1); });`;
     const out = execFileSync(process.execPath, ['-e', script]).toString();
