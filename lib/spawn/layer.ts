@@ -12,22 +12,15 @@
 //   release   - in reverse order, on every path (after exit, or after a failed setup)
 // The plan handed to the addon is composed once from the base plan and the contributions,
 // and frozen: nothing changes it afterwards.
-import type { IdBlock, Plan, RootOverlay } from '../plan/index.js';
+import type { Plan, PlanInput } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { PreparedNetwork } from '../net/network.js';
 
-/** What spawnIsolated was called with (a layer's resolve may give other inputs). */
-export interface SpawnInput {
-  file: string;
-  args: string[];
-  options: SpawnIsolatedOptions;
-  /** the sandbox's id block, once the ids layer acquired it (the image layer idmaps with it) */
-  idBlock?: IdBlock;
-  /** an unprivileged caller's image root (the image layer): its subordinate range is mapped when it has one */
-  imageRoot?: boolean;
-  /** the root overlay the child mounts (an unprivileged caller's image: PlanInput.rootOverlay) */
-  rootOverlay?: RootOverlay;
-}
+/**
+ * What spawnIsolated was called with (a layer's resolve may give other inputs): the planner's
+ * input, which the resolve hooks complete (the ids layer's block, the image layer's root).
+ */
+export type SpawnInput = PlanInput;
 
 /** A sandbox that a layer runs for its own purposes (a user-mode network's holder and helper). */
 export interface HelperProcess extends PromiseLike<{ exitCode: number | null; signal: NodeJS.Signals | null; stderr: string }> {
