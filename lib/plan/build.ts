@@ -438,6 +438,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
       // nsbox mounts /sys only in a mount namespace it makes; a joined one keeps its own /sys
       sysfs: ns.has('mount') ? (freshSysfs({ ns, joinedOwnNet }) ? 'own' : 'host') : joined.includes('mount') ? 'joined' : 'host',
+      sysctl: Object.fromEntries(sysctl.writes),
       cgroup: null,
       init,
     },

@@ -326,6 +326,8 @@ export interface IsolationReport {
    * mount namespace has.
    */
   sysfs: 'own' | 'host' | 'joined';
+  /** The sysctls written in the sandbox's own namespaces (`sysctl`; `kernel.hostname` and `kernel.domainname` show as `hostname`/`domainname` instead). */
+  sysctl: Record<string, string>;
   /** The sandbox's cgroup directory, or null. */
   cgroup: string | null;
   /** The limits asked for, or null. */

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
-import { Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
+import { explain, Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const stateDir = `/run/nsbox-test-oci-${process.pid}/sandboxes`;
@@ -28,6 +28,9 @@ describe.skipIf(skipReason(!isRoot, 'oci-options: spawnIsolated integration test
       expect(r.stdout.trim().split('\n')).toEqual(['12345678', '80', '33', 'sysbox', 'ro']);
       expect(readFileSync('/proc/sys/kernel/shmmax', 'utf8')).toBe(hostShm);
       expect(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8')).toBe(hostPort);
+      // the result says what was written (hostname shows as such)
+      expect(r.isolation.sysctl).toEqual({ 'kernel.shmmax': '12345678', 'net.ipv4.ip_unprivileged_port_start': '80', 'fs.mqueue.msg_max': '33' });
+      expect(explain('/bin/true', [], { sysctl: { 'kernel.shmmax': '1' } }).isolation.sysctl).toEqual({ 'kernel.shmmax': '1' });
     });
   }
 
