@@ -6,7 +6,7 @@ export type { NsboxErrorInfo } from './errors.js';
 export { spawnIsolated, IsolatedProcess, prepareIsolated, PreparedSandbox, type PreparedRunOptions } from './spawn/spawn.js';
 export type {
   SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, NamespaceType, Propagation, Rlimits,
-  RlimitValue, StdioOption, Verdict,
+  RlimitValue, StdioOption, Verdict, CapabilitySetsOption,
 } from './plan/options.js';
 export { explain } from './spawn/explain.js';
 export type { ExplainedPlan } from './spawn/explain.js';

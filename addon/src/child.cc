@@ -650,9 +650,9 @@ void PlaceStdio(ChildCtx* ctx) {
 void SetCredentials(ChildCtx* ctx, const Plan& p) {
   long r;
   if (p.dropCaps) {
-    // bounding set: drop every capability not kept (needs CAP_SETPCAP, held until setuid)
+    // bounding set: drop every capability not in it (needs CAP_SETPCAP, held until setuid)
     for (int c = 0; c <= p.lastCap; c++) {
-      if (c < 64 && (p.capsKeep >> c) & 1) continue;
+      if (c < 64 && (p.capsBounding >> c) & 1) continue;
       r = call(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0);
       if (r < 0 && r != -EINVAL) DieSys(ctx, r, "capabilities", "prctl(PR_CAPBSET_DROP)");
     }
@@ -666,16 +666,19 @@ void SetCredentials(ChildCtx* ctx, const Plan& p) {
   if (p.dropCaps) {
     __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct d[2]{};
-    d[0].effective = d[0].permitted = d[0].inheritable = (uint32_t)p.capsKeep;
-    d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(p.capsKeep >> 32);
+    for (int i = 0; i < 2; i++) {
+      d[i].effective = (uint32_t)(p.capsEffective >> (32 * i));
+      d[i].permitted = (uint32_t)(p.capsPermitted >> (32 * i));
+      d[i].inheritable = (uint32_t)(p.capsInheritable >> (32 * i));
+    }
     if ((r = call(SYS_capset, &h, d)) < 0) DieSys(ctx, r, "capabilities", "capset");
     call(SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0);
   }
   r = call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (r < 0 && r != -EINVAL) DieSys(ctx, r, "capabilities", "prctl(PR_CAP_AMBIENT)");
-  if (p.ambient) {
+  if (p.capsAmbient) {
     for (int c = 0; c < 64 && c <= p.lastCap; c++) {
-      if (!((p.capsKeep >> c) & 1)) continue;
+      if (!((p.capsAmbient >> c) & 1)) continue;
       if ((r = call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0)) < 0) DieSys(ctx, r, "capabilities", "prctl(PR_CAP_AMBIENT_RAISE)");
     }
   }

@@ -220,8 +220,17 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   for (uint32_t i = 0; i < groups.Length(); i++) p->groups.push_back(groups.Get(i).As<Napi::Number>().Uint32Value());
   p->dropCaps = r.Bool(o, "dropCaps", true);
   p->lastCap = (int)r.Num(o, "lastCap", 40);
-  p->capsKeep = (unsigned long long)r.Num(o, "capsKeepLo", 0) | ((unsigned long long)r.Num(o, "capsKeepHi", 0) << 32);
-  p->ambient = r.Bool(o, "ambient", false);
+  auto mask = [&](const char* key) -> unsigned long long {
+    Napi::Array a = r.Arr(o, key);  // [bits 0-31, bits 32-63]; absent: empty
+    if (a.Length() == 0) return 0;
+    if (a.Length() != 2 || !a.Get(0u).IsNumber() || !a.Get(1u).IsNumber()) { r.Fail(std::string("plan.") + key + " must be [lo, hi]"); return 0; }
+    return (unsigned long long)a.Get(0u).As<Napi::Number>().Uint32Value() | ((unsigned long long)a.Get(1u).As<Napi::Number>().Uint32Value() << 32);
+  };
+  p->capsBounding = mask("capsBounding");
+  p->capsEffective = mask("capsEffective");
+  p->capsPermitted = mask("capsPermitted");
+  p->capsInheritable = mask("capsInheritable");
+  p->capsAmbient = mask("capsAmbient");
   p->noNewPrivs = r.Bool(o, "noNewPrivs", true);
   Napi::Value sc = o.Get("seccomp");
   if (sc.IsBuffer()) {

@@ -133,8 +133,9 @@ struct Plan {
   bool setGroups = true;
   bool dropCaps = true;
   int lastCap = 40;
-  unsigned long long capsKeep = 0;
-  bool ambient = false;
+  // the five sets, applied in this order: bounding (the rest dropped), then after the uid
+  // change permitted/effective/inheritable (capset), then ambient (raised)
+  unsigned long long capsBounding = 0, capsEffective = 0, capsPermitted = 0, capsInheritable = 0, capsAmbient = 0;
   bool noNewPrivs = true;
   std::vector<sock_filter> seccomp;    // empty = none
   int pdeathsig = 9;

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { release as osRelease } from 'node:os';
 import { SIGNALS } from '../util/sys.js';
-import { Capabilities } from '../security/capabilities.js';
+import { Capabilities, type ProcessCapabilities } from '../security/capabilities.js';
 import { CLONE_FLAGS, type Namespace, type NamespaceType } from '../ns/namespace.js';
 import { validateLimits, wantsCgroup } from '../cgroup/limits.js';
 import { errnoError } from '../errors.js';
@@ -192,11 +192,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   }
 
   // --- capabilities
-  const capsList = o.capabilities === undefined ? [] : Array.isArray(o.capabilities) ? o.capabilities : fail('options.capabilities', 'must be an array of capability names');
-  capsList.forEach((c, i) => str(`options.capabilities[${i}]`, c));
-  let mask: bigint;
-  try { mask = Capabilities.toMask(capsList as string[]); } catch (e) { throw new TypeError(`options.capabilities: ${(e as Error).message}`); }
-  const capNames = Capabilities.fromMask(mask);
+  const caps = parseCapabilities(o.capabilities, uid);
   const lastCap = host.lastCap;
 
   // --- environment and exec candidates
@@ -390,7 +386,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ...(idMapHelpers ? { idMapHelpers } : {}),
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
-    netPremade: template !== undefined && mask === 0n && !sysctl.net,
+    netPremade: template !== undefined && caps.any === 0n && !sysctl.net,
     stdio,
     ops,
     template,
@@ -406,9 +402,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     setGroups: privileged && !setgroupsDeny && joinSetGroups,
     dropCaps: privileged,
     lastCap,
-    capsKeepLo: Number(mask & 0xffffffffn),
-    capsKeepHi: Number(mask >> 32n),
-    ambient: uid !== 0 && mask !== 0n,
+    ...caps.plan,
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
     ...(umask !== undefined ? { umask } : {}),
@@ -427,7 +421,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       uidMap: uidMaps,
       gidMap: gidMaps,
       rootfs: rootfsPath,
-      capabilities: capNames,
+      capabilities: Capabilities.fromMask(caps.any),
+      ...(caps.sets ? { capabilitySets: caps.sets } : {}),
       noNewPrivs: o.allowNewPrivileges !== true,
       uid,
       gid,
@@ -631,6 +626,48 @@ function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target
     if (!target.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${target})`);
     return { path, target, readonly };
   });
+}
+
+const CAP_SETS = ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const;
+
+/**
+ * `options.capabilities` → the five masks the child applies. An array: those capabilities in
+ * bounding, permitted, effective and inheritable, and in ambient when the program's uid is not
+ * 0. An object: each set as given, a missing one empty (OCI's process.capabilities), refused
+ * where capset(2) or prctl(2) would refuse it in the child (its permitted set is full then, its
+ * inheritable set empty: a new or joined user namespace starts so): effective ⊆ permitted,
+ * inheritable ⊆ bounding, ambient ⊆ permitted ∩ inheritable. Permitted beyond bounding is
+ * allowed, as by the kernel (execve then drops it).
+ */
+function parseCapabilities(v: unknown, uid: number) {
+  const masks = (option: string, list: unknown): bigint => {
+    if (!Array.isArray(list)) fail(option, 'must be an array of capability names');
+    list.forEach((c, i) => str(`${option}[${i}]`, c));
+    try { return Capabilities.toMask(list as string[]); } catch (e) { throw new TypeError(`${option}: ${(e as Error).message}`); }
+  };
+  let m: Record<(typeof CAP_SETS)[number], bigint>;
+  let sets: ProcessCapabilities | undefined;
+  if (v === undefined || Array.isArray(v)) {
+    const all = v === undefined ? 0n : masks('options.capabilities', v);
+    m = { bounding: all, effective: all, permitted: all, inheritable: all, ambient: uid !== 0 ? all : 0n };
+  } else {
+    if (!isObject(v)) fail('options.capabilities', 'must be an array of capability names or an object of sets (bounding, effective, permitted, inheritable, ambient)');
+    checkKeys('options.capabilities', v, CAP_SETS);
+    m = Object.fromEntries(CAP_SETS.map((k) => [k, v[k] === undefined ? 0n : masks(`options.capabilities.${k}`, v[k])])) as typeof m;
+    const beyond = (what: string, a: bigint, b: bigint, name: string) => {
+      if (a & ~b) fail(`options.capabilities.${what}`, `must be a subset of ${name} (${Capabilities.fromMask(a & ~b).join(', ')} not in it)`, RangeError);
+    };
+    beyond('effective', m.effective, m.permitted, 'permitted');
+    beyond('inheritable', m.inheritable, m.bounding, 'bounding');
+    beyond('ambient', m.ambient, m.permitted & m.inheritable, 'permitted ∩ inheritable');
+    sets = Object.fromEntries(CAP_SETS.map((k) => [k, Capabilities.fromMask(m[k])])) as unknown as ProcessCapabilities;
+  }
+  const half = (x: bigint): [number, number] => [Number(x & 0xffffffffn), Number(x >> 32n)];
+  return {
+    any: m.bounding | m.effective | m.permitted | m.inheritable | m.ambient,
+    sets,
+    plan: { capsBounding: half(m.bounding), capsEffective: half(m.effective), capsPermitted: half(m.permitted), capsInheritable: half(m.inheritable), capsAmbient: half(m.ambient) },
+  };
 }
 
 function parseTty(v: unknown): { rows: number; cols: number } | null {

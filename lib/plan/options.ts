@@ -5,6 +5,7 @@ import type { SandboxLimits } from '../cgroup/limits.js';
 import type { NetworkOption } from '../net/network.js';
 import type { SeccompOption } from '../security/seccomp/option.js';
 import type { ImageInfo } from '../fs/store.js';
+import type { ProcessCapabilities } from '../security/capabilities.js';
 
 export type { NamespaceType } from '../ns/namespace.js';
 export type { IdMap } from '../util/idmap.js';
@@ -70,6 +71,15 @@ export interface Rlimits {
 }
 
 /** What to do with one of the sandbox's stdin/stdout/stderr. */
+/** The five capability sets of `options.capabilities`' object form; a set left out is empty. */
+export interface CapabilitySetsOption {
+  bounding?: string[];
+  effective?: string[];
+  permitted?: string[];
+  inheritable?: string[];
+  ambient?: string[];
+}
+
 export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
 
 /** Options of {@link spawnIsolated}. Every field is optional; the defaults are the strongest isolation that works without configuration. */
@@ -134,8 +144,23 @@ export interface SpawnIsolatedOptions {
   devices?: Array<string | { path: string; target?: string; readonly?: boolean }>;
   /** Existing namespaces to enter instead of creating new ones. */
   join?: Partial<Record<NamespaceType, Namespace>>;
-  /** Capabilities kept (all others are dropped from every set, bounding included). Default none. */
-  capabilities?: string[];
+  /**
+   * Capabilities the program keeps; all others are dropped from every set, bounding included.
+   * Default none. Names as `'CAP_NET_RAW'` or `'net_raw'`.
+   *
+   * - An array: these in the bounding, permitted, effective and inheritable sets, and in the
+   *   ambient set too when the program's uid is not 0 (so a non-root program has them).
+   * - An object `{ bounding, effective, permitted, inheritable, ambient }` (OCI's
+   *   `process.capabilities`): each set exactly as given; **a set left out is empty**. Refused
+   *   with a RangeError naming the set where the kernel would refuse it: effective ⊆ permitted,
+   *   inheritable ⊆ bounding, ambient ⊆ permitted ∩ inheritable. Permitted (and so effective)
+   *   beyond bounding is taken, as capset(2) takes it. These are the sets set just before
+   *   execve, which computes the program's permitted and effective sets from them
+   *   (capabilities(7), for a file without capabilities): for uid 0, bounding ∪ inheritable,
+   *   and under no_new_privs (the default) only what was in permitted; for another uid, the
+   *   ambient set. Bounding, inheritable and ambient stay as given.
+   */
+  capabilities?: string[] | CapabilitySetsOption;
   /** Keep `no_new_privs` off. Default `false` (no_new_privs is set). */
   allowNewPrivileges?: boolean;
   /**
@@ -304,8 +329,10 @@ export interface IsolationReport {
   gidMap: IdMap[] | null;
   /** The rootfs directory, or null for the default view. */
   rootfs: string | null;
-  /** Capabilities the program keeps (empty by default). */
+  /** Capabilities the program keeps in any set (empty by default); with the array form, in all of them. */
   capabilities: string[];
+  /** The five sets as set just before execve, when `options.capabilities` was given as an object. */
+  capabilitySets?: ProcessCapabilities;
   noNewPrivs: boolean;
   uid: number;
   gid: number;

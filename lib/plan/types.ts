@@ -43,9 +43,12 @@ export interface Plan {
   setGroups: boolean;
   dropCaps: boolean;
   lastCap: number;
-  capsKeepLo: number;
-  capsKeepHi: number;
-  ambient: boolean;
+  /** the five capability sets, each [bits 0-31, bits 32-63]: bounding (the rest dropped with PR_CAPBSET_DROP), effective, permitted, inheritable (capset after the uid change), ambient (raised last) */
+  capsBounding: [number, number];
+  capsEffective: [number, number];
+  capsPermitted: [number, number];
+  capsInheritable: [number, number];
+  capsAmbient: [number, number];
   noNewPrivs: boolean;
   seccomp?: Buffer;
   pdeathsig: number;

@@ -42,8 +42,7 @@ describe('buildPlan: defaults', () => {
     const p = plan({});
     expect(p.summary.namespaces).toEqual(['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup']);
     expect(p.uidMap).toBe(`0 ${FALLBACK_RANGE_START} 65536\n`);
-    expect(p.capsKeepLo).toBe(0);
-    expect(p.capsKeepHi).toBe(0);
+    for (const k of ['capsBounding', 'capsEffective', 'capsPermitted', 'capsInheritable', 'capsAmbient'] as const) expect(p[k]).toEqual([0, 0]);
     expect(p.noNewPrivs).toBe(true);
     expect(p.envp).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root']);
     expect(p.hostname).toBe('nsbox');
@@ -412,5 +411,54 @@ describe('mount points missing from a read-only root (issue 13, item 5)', () => 
     const q = buildPlan({ file: '/bin/sh', args: [], options: { rootfs: { path: '/r', readonly: false }, mounts: [{ type: 'tmpfs', target: '/data' }] } }, h);
     expect(stage(q.ops).some((o) => o.op === Op.RemountRo)).toBe(false);
     expect(stage(q.ops).length).toBeGreaterThan(0);
+  });
+});
+
+describe('buildPlan: the five capability sets (issue 16, item 5)', () => {
+  const RAW = 1 << 13, BIND = 1 << 10, CHOWN = 1, KILL = 1 << 5;
+  const masks = (p: ReturnType<typeof plan>) => ({ b: p.capsBounding, e: p.capsEffective, p: p.capsPermitted, i: p.capsInheritable, a: p.capsAmbient });
+
+  it('the array form: one mask in bounding, effective, permitted, inheritable; ambient only for a uid other than 0', () => {
+    const m = [RAW | BIND, 0];
+    expect(masks(plan({ capabilities: ['CAP_NET_RAW', 'net_bind_service'] }))).toEqual({ b: m, e: m, p: m, i: m, a: [0, 0] });
+    expect(masks(plan({ uid: 1000, capabilities: ['CAP_NET_RAW', 'net_bind_service'] }))).toEqual({ b: m, e: m, p: m, i: m, a: m });
+    const hi = plan({ capabilities: ['CAP_BPF', 'CAP_CHOWN'] });  // 39: the high half
+    expect(hi.capsBounding).toEqual([CHOWN, 1 << 7]);
+    expect(hi.summary.capabilities).toEqual(['CAP_CHOWN', 'CAP_BPF']);
+    expect(hi.summary.capabilitySets).toBeUndefined();
+  });
+
+  it('the object form: each set as given, a missing one empty, the report lists them', () => {
+    const p = plan({ uid: 1000, capabilities: { bounding: ['CAP_NET_RAW', 'CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'], permitted: ['CAP_NET_RAW', 'CAP_CHOWN', 'CAP_SYS_ADMIN'], effective: ['CAP_CHOWN'], inheritable: ['CAP_NET_RAW', 'CAP_KILL'], ambient: ['CAP_NET_RAW'] } });
+    expect(masks(p)).toEqual({ b: [RAW | CHOWN | KILL | BIND, 0], e: [CHOWN, 0], p: [RAW | CHOWN | (1 << 21), 0], i: [RAW | KILL, 0], a: [RAW, 0] });
+    expect(p.summary.capabilitySets).toEqual({ bounding: ['CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW'], effective: ['CAP_CHOWN'], permitted: ['CAP_CHOWN', 'CAP_NET_RAW', 'CAP_SYS_ADMIN'], inheritable: ['CAP_KILL', 'CAP_NET_RAW'], ambient: ['CAP_NET_RAW'] });
+    expect(p.summary.capabilities).toEqual(['CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW', 'CAP_SYS_ADMIN']);
+    expect(p.netPremade).toBe(false);
+    const only = plan({ capabilities: { bounding: ['CAP_NET_RAW'] } });
+    expect(masks(only)).toEqual({ b: [RAW, 0], e: [0, 0], p: [0, 0], i: [0, 0], a: [0, 0] });
+    const none = plan({ uid: 1000, capabilities: {} });
+    expect(masks(none)).toEqual({ b: [0, 0], e: [0, 0], p: [0, 0], i: [0, 0], a: [0, 0] });
+    expect(none.summary.capabilitySets).toEqual({ bounding: [], effective: [], permitted: [], inheritable: [], ambient: [] });
+    expect(none.summary.capabilities).toEqual([]);
+  });
+
+  it.each([
+    ['not an array or object', 'CAP_NET_RAW', TypeError, /options.capabilities must be an array of capability names or an object of sets/],
+    ['an unknown set', { effectve: [] }, TypeError, /options.capabilities has an unknown key 'effectve'/],
+    ['a set that is not an array', { bounding: 'CAP_NET_RAW' }, TypeError, /options.capabilities.bounding must be an array/],
+    ['an unknown name in a set', { permitted: ['CAP_FLY'] }, TypeError, /options.capabilities.permitted: unknown capability 'CAP_FLY'/],
+    ['a name that is not a string', { ambient: [13] }, TypeError, /options.capabilities.ambient\[0\] must be a string/],
+    ['effective beyond permitted', { bounding: ['CAP_NET_RAW'], permitted: ['CAP_NET_RAW'], effective: ['CAP_NET_RAW', 'CAP_KILL'] }, RangeError, /options.capabilities.effective must be a subset of permitted \(CAP_KILL not in it\)/],
+    ['inheritable beyond bounding', { bounding: ['CAP_NET_RAW'], inheritable: ['CAP_KILL'] }, RangeError, /options.capabilities.inheritable must be a subset of bounding/],
+    ['ambient beyond inheritable', { bounding: ['CAP_NET_RAW'], permitted: ['CAP_NET_RAW'], ambient: ['CAP_NET_RAW'] }, RangeError, /options.capabilities.ambient must be a subset of permitted ∩ inheritable \(CAP_NET_RAW/],
+    ['ambient beyond permitted', { bounding: ['CAP_NET_RAW'], inheritable: ['CAP_NET_RAW'], ambient: ['CAP_NET_RAW'] }, RangeError, /options.capabilities.ambient must be a subset of permitted ∩ inheritable/],
+  ])('refuses %s, naming the option', (_what, capabilities, Err, msg) => {
+    const f = () => plan({ capabilities });
+    expect(f).toThrow(Err);
+    expect(f).toThrow(msg);
+  });
+
+  it('takes permitted beyond bounding, as capset(2) does', () => {
+    expect(plan({ capabilities: { bounding: [], permitted: ['CAP_KILL'], effective: ['CAP_KILL'] } }).capsPermitted).toEqual([KILL, 0]);
   });
 });
