@@ -21,6 +21,7 @@
         "addon/src/nft.cc",
         "addon/src/seccomp.cc",
         "addon/src/fs.cc",
+        "addon/src/fdpass.cc",
         "addon/src/init_blob.cc"
       ],
       "dependencies": ["nsbox-init"],

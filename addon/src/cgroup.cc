@@ -100,10 +100,7 @@ void StopPoll(PollState* s, bool fromHook) {
   s->ownerSlot = nullptr;
   if (s->hooked && !fromHook) napi_remove_env_cleanup_hook(s->env, CleanupHook, s);
   s->hooked = false;
-  if (s->cb) napi_delete_reference(s->env, s->cb);
-  s->cb = nullptr;
-  if (s->async) napi_async_destroy(s->env, s->async);
-  s->async = nullptr;
+  ReleaseJs(s->env, &s->cb, &s->async);
   uv_poll_stop(&s->poll);
   HandleClosing(s->data);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
@@ -130,16 +127,11 @@ void OnPollReadable(uv_poll_t* h, int status, int events) {
   napi_env env = s->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value arg = nullptr, fn = nullptr, global = nullptr, result;
+    napi_value arg = nullptr, fn = nullptr;
     int code = status < 0 ? -status : rerr;
     bool ok = code ? napi_create_int32(env, code, &arg) == napi_ok : napi_get_null(env, &arg) == napi_ok;
-    ok = ok && s->cb && s->async && napi_get_reference_value(env, s->cb, &fn) == napi_ok && fn && napi_get_global(env, &global) == napi_ok;
-    if (ok && napi_make_callback(env, s->async, global, fn, 1, &arg, &result) == napi_pending_exception) {
-      napi_value ex;
-      napi_valuetype t = napi_undefined;
-      if (napi_get_and_clear_last_exception(env, &ex) == napi_ok && napi_typeof(env, ex, &t) == napi_ok && t != napi_undefined)
-        napi_fatal_exception(env, ex);
-    }
+    ok = ok && s->cb && s->async && napi_get_reference_value(env, s->cb, &fn) == napi_ok && fn;
+    if (ok) CallJs(env, s->async, fn, 1, &arg);
     napi_close_handle_scope(env, scope);
   }
   // a read error other than EAGAIN will repeat forever: stop after reporting it

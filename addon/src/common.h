@@ -142,6 +142,25 @@ inline bool CanRunJs(napi_env env) {
   return napi_create_object(env, &o) == napi_ok && napi_has_named_property(env, o, "x", &has) == napi_ok;
 }
 
+// A JS callback from the event loop (raw N-API: see exit_watch.cc): napi_make_callback, and a
+// throw goes Node's uncaught-exception way, as for any callback.
+inline void CallJs(napi_env env, napi_async_context async, napi_value fn, size_t argc, const napi_value* argv) {
+  napi_value global, result;
+  if (napi_get_global(env, &global) != napi_ok || napi_make_callback(env, async, global, fn, argc, argv, &result) != napi_pending_exception) return;
+  napi_value ex;
+  napi_valuetype t = napi_undefined;
+  if (napi_get_and_clear_last_exception(env, &ex) == napi_ok && napi_typeof(env, ex, &t) == napi_ok && t != napi_undefined)
+    napi_fatal_exception(env, ex);
+}
+
+// Drops a uv callback's JS reference and async context (either may be null already).
+inline void ReleaseJs(napi_env env, napi_ref* cb, napi_async_context* async) {
+  if (*cb) napi_delete_reference(env, *cb);
+  *cb = nullptr;
+  if (*async) napi_async_destroy(env, *async);
+  *async = nullptr;
+}
+
 // Every uv handle of the addon counts its close (before uv_close, and at the end of its close
 // callback): the environment's teardown waits for them all. exit_watch.cc.
 void HandleClosing(AddonData* d);
@@ -174,5 +193,6 @@ void InitNetlink(Napi::Env env, Napi::Object exports);
 void InitNft(Napi::Env env, Napi::Object exports);
 void InitSeccomp(Napi::Env env, Napi::Object exports);
 void InitFs(Napi::Env env, Napi::Object exports);
+void InitFdPass(Napi::Env env, Napi::Object exports);
 
 }  // namespace nsbox

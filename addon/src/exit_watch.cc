@@ -73,20 +73,13 @@ void Unlink(Watch* w) {
   w->next = nullptr;
 }
 
-// JS references go with the watch; the environment is alive wherever this is called.
-void ReleaseJs(Watch* w) {
-  if (w->cb) napi_delete_reference(w->env, w->cb);
-  w->cb = nullptr;
-  if (w->async) napi_async_destroy(w->env, w->async);
-  w->async = nullptr;
-}
-
+// JS references go with the watch (ReleaseJs); the environment is alive wherever it is called.
 void OnClosed(uv_handle_t* h) {
   Watch* w = static_cast<Watch*>(h->data);
   AddonData* d = w->data;
   close(w->pidfd);
   if (w->statusFd >= 0) close(w->statusFd);
-  ReleaseJs(w);
+  ReleaseJs(w->env, &w->cb, &w->async);
   delete w;
   HandleClosed(d);
 }
@@ -125,7 +118,7 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   if (w->data->teardown && w->data->teardown->ran) { Stop(w); return; }
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) { Stop(w); return; }
-  napi_value res = nullptr, fn = nullptr, global = nullptr;
+  napi_value res = nullptr, fn = nullptr;
   bool ok = napi_create_object(env, &res) == napi_ok;
   auto num = [&](const char* k, double v) {
     napi_value x;
@@ -153,19 +146,10 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   num("utimeUs", (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec);
   num("stimeUs", (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec);
   num("maxRssKb", (double)ru.ru_maxrss);
-  ok = ok && w->cb && napi_get_reference_value(env, w->cb, &fn) == napi_ok && fn && napi_get_global(env, &global) == napi_ok;
+  ok = ok && w->cb && napi_get_reference_value(env, w->cb, &fn) == napi_ok && fn;
   napi_async_context async = w->async;
   Stop(w);  // closes on a later turn of the loop: cb and async stay valid for this call
-  if (ok) {
-    napi_value result;
-    if (napi_make_callback(env, async, global, fn, 1, &res, &result) == napi_pending_exception) {
-      // the callback threw: Node's uncaught-exception path, as for any callback
-      napi_value ex;
-      napi_valuetype t = napi_undefined;
-      if (napi_get_and_clear_last_exception(env, &ex) == napi_ok && napi_typeof(env, ex, &t) == napi_ok && t != napi_undefined)
-        napi_fatal_exception(env, ex);
-    }
-  }
+  if (ok) CallJs(env, async, fn, 1, &res);  // a throw: Node's uncaught-exception path
   napi_close_handle_scope(env, scope);
 }
 
@@ -192,7 +176,7 @@ Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   if (r == 0) r = uv_poll_start(&w->poll, UV_READABLE, OnReadable);
   if (r != 0) {
     if (w->statusFd >= 0) close(w->statusFd);
-    ReleaseJs(w);
+    ReleaseJs(w->env, &w->cb, &w->async);
     delete w;
     return ThrowErrno(env, -r, "watch", "uv_poll");
   }

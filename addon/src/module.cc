@@ -26,6 +26,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNft(env, exports);
   InitSeccomp(env, exports);
   InitFs(env, exports);
+  InitFdPass(env, exports);
   return exports;
 }
 }  // namespace nsbox

@@ -254,6 +254,7 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   p->serve = r.Bool(o, "serve", false);
   p->ttyRows = (unsigned)r.Num(o, "ttyRows", 24);
   p->ttyCols = (unsigned)r.Num(o, "ttyCols", 80);
+  if (const char* s = r.Str(p, o, "consoleSocket")) p->consoleSocket = s;
   if (r.ok && (p->argv.size() < 2 || p->exec.size() < 2)) r.Fail("plan.argv and plan.exec must not be empty");
   if (!r.ok) {
     Napi::TypeError::New(env, "nsbox internal: bad plan: " + r.bad).ThrowAsJavaScriptException();

@@ -149,6 +149,7 @@ struct Plan {
   bool tty = false;                     // a pty from the sandbox's devpts on 0..2
   bool serve = false;                   // prepared: nsbox-init waits for one run on a socket
   unsigned ttyRows = 24, ttyCols = 80;
+  std::string consoleSocket;            // tty: the parent sends the master there (OCI --console-socket) instead of returning it
   int initFd = -1;                      // sealed memfd of nsbox-init
   std::vector<const char*> initArgv;    // nsbox-init ERRFD STATUSFD TTY N CANDIDATES... ARGV... (or serve), null-terminated
   // storage for every string above; a deque never moves its elements

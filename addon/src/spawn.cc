@@ -2,6 +2,7 @@
 // cgroup placement before "go", then wait for exec (EOF) or a reported failure. The CLONE_VM
 // helpers it starts (network maker, spare maker, launcher, template builder) and the stacks
 // they run on are in helpers.cc.
+#include "fdpass.h"
 #include "helpers.h"
 #include "plan.h"
 #include "sys.h"
@@ -514,7 +515,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       long fd = call(SYS_pidfd_getfd, pidfd, m.pid, 0);
       if (fd < 0) { failed = true; Fail(&e, (int)-fd, "tty", "pidfd_getfd"); call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0); continue; }
       fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-      ttyMaster = (int)fd;
+      if (!plan.consoleSocket.empty()) {
+        // OCI --console-socket: the master goes to its new owner before the program runs
+        int r = SendConsole(plan.consoleSocket.c_str(), (int)fd, &e);
+        close((int)fd);
+        if (r < 0) { failed = true; call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0); continue; }
+      } else {
+        ttyMaster = (int)fd;
+      }
       char g = 'g';
       while (write(f.go[1], &g, 1) < 0 && errno == EINTR) {}
       continue;

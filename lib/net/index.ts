@@ -15,3 +15,4 @@ export { listIpam, ipamDir } from './ipam.js';
 export { sweepNetwork, type NetworkSweepReport, type NetworkSweepOptions } from './gc.js';
 export { Vxlan, type VxlanOptions } from './vxlan.js';
 export { type UserNetworkOption } from './usernet.js';
+export { sendFds, recvFds, type ReceivedFds, type RecvFdsOptions } from './fdpass.js';

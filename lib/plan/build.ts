@@ -411,6 +411,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     tty: tty !== null,
     ttyRows: tty?.rows ?? 24,
     ttyCols: tty?.cols ?? 80,
+    ...(tty?.consoleSocket === undefined ? {} : { consoleSocket: tty.consoleSocket }),
     cwd,
     argv,
     envp,
@@ -670,16 +671,18 @@ function parseCapabilities(v: unknown, uid: number) {
   };
 }
 
-function parseTty(v: unknown): { rows: number; cols: number } | null {
+function parseTty(v: unknown): { rows: number; cols: number; consoleSocket?: string } | null {
   if (v === undefined || v === false) return null;
   if (v === true) return { rows: 24, cols: 80 };
-  if (!isObject(v)) fail('options.tty', 'must be a boolean or { rows?, cols? }');
-  checkKeys('options.tty', v, ['rows', 'cols']);
+  if (!isObject(v)) fail('options.tty', 'must be a boolean or { rows?, cols?, consoleSocket? }');
+  checkKeys('options.tty', v, ['rows', 'cols', 'consoleSocket']);
+  const cs = v.consoleSocket;
+  if (cs !== undefined && (typeof cs !== 'string' || cs === '' || cs.includes('\0'))) fail('options.tty.consoleSocket', 'must be the path of a listening unix socket');
   const dim = (k: 'rows' | 'cols', def: number) => {
     const x = v[k];
     if (x === undefined) return def;
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 65535) fail(`options.tty.${k}`, 'must be an integer 1..65535', RangeError);
     return x;
   };
-  return { rows: dim('rows', 24), cols: dim('cols', 80) };
+  return { rows: dim('rows', 24), cols: dim('cols', 80), ...(cs === undefined ? {} : { consoleSocket: cs as string }) };
 }

@@ -243,8 +243,16 @@ export interface SpawnIsolatedOptions {
    * session leader with it as controlling terminal (stdin, stdout and stderr are the pty;
    * `stdout` carries everything, `stderr` is null; `resize()` changes its size). Needs a new
    * mount namespace. Default false.
+   *
+   * `consoleSocket`: hand the terminal to someone else, as OCI's `--console-socket` (runc,
+   * conmon): before the program runs, nsbox connects to this listening unix socket, sends the
+   * pty's master in one message (SCM_RIGHTS, with the name `/dev/ptmx`, as runc does), closes
+   * the connection and its own copy of the master. The receiver owns the terminal: it reads
+   * the program's output, writes its input and sets its size (TIOCSWINSZ); `stdin`, `stdout`
+   * and `stderr` are null and the result's output empty. Failing to send (nobody listening)
+   * is an NsboxError at step `'console-socket'` and the program never runs. See `recvFds`.
    */
-  tty?: boolean | { rows?: number; cols?: number };
+  tty?: boolean | { rows?: number; cols?: number; consoleSocket?: string };
   /**
    * Resource limits. Cgroup limits (`memory`, `memorySwap`, `memoryReservation`, `cpus`,
    * `cpuWeight`, `cpuset`, `cpusetMems`, `pids`, `ioWeight`, `ioMax`) give the sandbox a cgroup

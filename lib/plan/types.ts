@@ -64,6 +64,8 @@ export interface Plan {
   serve?: boolean;
   ttyRows: number;
   ttyCols: number;
+  /** with `tty`: the parent sends the master to this unix socket (OCI --console-socket) instead of handing it back */
+  consoleSocket?: string;
   cwd: string;
   argv: string[];
   envp: string[];

@@ -148,7 +148,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#forceKillAfterMs = options.forceKillAfterMs ?? 2000;
     // the streams exist from the start, as with child_process; the sandbox's sockets are
     // piped into them once it runs (setup may await a cgroup or a network first)
-    const [s0, s1, s2] = options.tty ? (['pipe', 'pipe', 'ignore'] as const) : parseStdio(options.stdio);
+    const [s0, s1, s2] = options.tty ? (consoleSocketOf(options.tty) !== undefined ? ['ignore', 'ignore', 'ignore'] as const : ['pipe', 'pipe', 'ignore'] as const) : parseStdio(options.stdio);
     this.spawnfile = plan.argv[0];
     this.spawnargs = [...plan.argv];
     this.#merged = mergedOutput(options);
@@ -502,7 +502,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       if (!Number.isInteger(v) || v < 1 || v > 65535) throw new RangeError(`${k} must be an integer 1..65535 (got ${String(v)})`);
     }
     const fd = (this.#tty as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
-    if (fd === undefined || fd < 0) throw new Error('resize() needs a running sandbox spawned with tty');
+    if (fd === undefined || fd < 0) throw new Error('resize() needs a running sandbox spawned with tty (with tty.consoleSocket the terminal is its receiver\'s to resize)');
     native().ttyResize(fd, rows, cols);
   }
 
@@ -592,6 +592,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     this.#observed = true;
     return this.#promise.finally(onfinally);
   }
+}
+
+/** `tty.consoleSocket`, where the terminal's master goes instead of nsbox's streams. */
+function consoleSocketOf(tty: SpawnIsolatedOptions['tty']): string | undefined {
+  return typeof tty === 'object' && tty !== null ? tty.consoleSocket : undefined;
 }
 
 /**
