@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 // argv: dist/index.js; a busybox rootfs and a docker-save archive of a busybox image tagged
-// `bb:docker` (both made by the test, readable by any caller); optionally the features to run
+// `bb:docker` with a world-writable /work (both made by the test, readable by any caller);
+// optionally the features to run, comma-separated
 const nsbox = await import(process.argv[2]);
 const [ROOTFS, IMAGE] = [process.argv[3], process.argv[4]];
 const only = process.argv[5] ? new Set(process.argv[5].split(',')) : null;
@@ -75,12 +76,12 @@ const features = {
   commit: () => inScratch(async (d) => {
     const store = nsbox.LayerStore.open(join(d, 'store'));
     await store.importImage(IMAGE);
-    const w = await nsbox.spawnIsolated('/bin/sh', ['-c', 'echo committed > /etc/added'], { image: { store, ref: 'bb:docker', keep: true }, timeout: T });
+    const w = await nsbox.spawnIsolated('/bin/sh', ['-c', 'echo committed > /work/added'], { image: { store, ref: 'bb:docker', keep: true }, timeout: T });
     const [id] = store.containers();
     if (w.exitCode !== 0 || !id) return { write: res(w), kept: store.containers() };
     const c = store.container(id);
     try {
-      const img = await c.commit({ name: 'mx:2', config: { Cmd: ['/bin/cat', '/etc/added'] } });
+      const img = await c.commit({ name: 'mx:2', config: { Cmd: ['/bin/cat', '/work/added'] } });
       const r = await nsbox.spawnIsolated(nsbox.IMAGE_COMMAND, [], { image: { store, ref: 'mx:2' }, timeout: T });
       return { layers: img.layers.length, run: res(r) };
     } finally { await c.remove(); for (const n of ['mx:2', 'bb:docker']) await store.removeImage(n).catch(() => {}); }

@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asUser, asUserIn, DIST, makeUserCells, rmTree, runNodeIn, SCOPE, SERVICE, skipV2Cells, U, USER_SLICE } from '../helpers/cells.js';
 import { defaultBridgeGuard, isRoot, nsboxCgroupsOf, skipReason } from '../helpers/host.js';
-import { busyboxRootfs, dockerSaveTar, ourMounts, removeScratch, scratch } from './fs-helpers.js';
+import { busyboxEntries, busyboxRootfs, dockerSaveTar, ourMounts, removeScratch, scratch } from './fs-helpers.js';
 
 const FEATURES = resolve(__dirname, '../helpers/matrix-features.mjs');
 const v1 = !readMode().startsWith('v2');
@@ -68,7 +68,9 @@ describe.skipIf(skipAll)(`compatibility suite on kernel ${release()}, cgroup ${r
     rootfs = busyboxRootfs(join(d, 'root'));
     for (const s of ['proc', 'dev', 'sys', 'tmp']) mkdirSync(join(rootfs, s));
     image = join(d, 'image.tar');
-    await dockerSaveTar(image, { Cmd: ['/bin/echo', 'from-image'] });
+    // /work is everyone's: before Linux 6.13 (no idmapped layers) root's image files stay host
+    // root's, which a root caller's sandbox root (an unprivileged host uid) may not write
+    await dockerSaveTar(image, { Cmd: ['/bin/echo', 'from-image'] }, [...busyboxEntries(), { name: 'work/', type: 'directory', mode: 0o1777 }]);
     chmodSync(image, 0o644);
     if (isRoot) bridge = defaultBridgeGuard();
   });
