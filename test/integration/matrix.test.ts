@@ -8,6 +8,9 @@
 // says the cause and whose message names the fix. A feature nsbox should give a caller that
 // does not work is a failure; where it is known and not yet fixed, it is skipped with
 // "KNOWN GAP:" and the reason.
+// As a non-root user: `node node_modules/vitest/vitest.mjs run --configLoader runner
+// test/integration/matrix.test.ts` with TMPDIR and HOME writable (vite's default config loader
+// writes to node_modules/.vite-temp).
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { join, resolve } from 'node:path';
