@@ -210,6 +210,20 @@ export class OverlayMount {
 
   /** @internal the store's entry: its own `l/` short links serve the fallback. */
   static mountWith(p: Parsed, links?: LegacyLinks): OverlayMount {
+    try {
+      return OverlayMount.#mountWith(p, links);
+    } catch (e) {
+      // fsopen/mount in the host's mount namespace: EPERM without CAP_SYS_ADMIN there
+      if (e instanceof NsboxError && e.code === 'EPERM' && (e.syscall === 'fsopen' || e.syscall === 'mount')) {
+        throw errnoError(1, 'overlay', e.syscall, p.target, "mounting an overlay on the host needs root (CAP_SYS_ADMIN in the host's user namespace); " +
+          "without it, run images in sandboxes (spawnIsolated's image option mounts the layers inside the sandbox's own user namespace) " +
+          'and commit a container a sandbox kept (image: { keep: true })');
+      }
+      throw e;
+    }
+  }
+
+  static #mountWith(p: Parsed, links?: LegacyLinks): OverlayMount {
     const nat = fsNative();
     if (p.driver !== 'mount') {
       const opts = {

@@ -12,34 +12,15 @@
 // way systemd makes it (no systemd runs in the VM: the user manager's part is done by chown).
 // On a host without cgroup v2 (this project's own host is v1 hybrid) the v2 cells are skipped
 // with what nsbox tells the user there.
-import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asUserIn, CG, DIST, makeServiceCell, makeUserCells, rmTree, runIn, SCOPE, SERVICE, SESSION, skipV2Cells, SYSTEM_SLICE, UDIR, UNIT, USER_SLICE } from '../helpers/cells.js';
 import { isRoot, nsboxCgroupsOf, skipReason } from '../helpers/host.js';
 
-const DIST = resolve(__dirname, '../../dist/index.js');
-const CG = '/sys/fs/cgroup';
-const U = 65534;
 const pids = new Set<number>();
-
-/** What nsbox itself says about cgroup v2 here (doctor's 'cgroup' check), when the host is not pure v2. */
-function notV2(): string {
-  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === CG);
-  if (line && / - cgroup2 /.test(line)) return '';
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};
-    const c = nsbox.doctor().checks.find((x) => x.id === 'cgroup'); console.log(JSON.stringify(c));`], { encoding: 'utf8' });
-  const c = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { status?: string; detail?: string; fix?: string };
-  return `the cgroup v2 cells need a pure cgroup v2 host; nsbox doctor says here: ${c.status}: ${c.detail}; fix: ${c.fix}`;
-}
-
 const base = skipReason(!isRoot, 'sets up each cell as root and runs its callers from there')
   || skipReason(!existsSync(DIST), 'dist/ is missing (npm run build:ts)');
-const v2why = base ? '' : notV2();
-// the cells are built on a fresh hierarchy (test:vm's); never over a systemd host's own slices
-const taken = ['user.slice', 'system.slice'].filter((d) => existsSync(`${CG}/${d}`));
-const skipV2 = base || skipReason(v2why !== '', v2why)
-  || skipReason(taken.length > 0, `this host's cgroup tree has its own ${taken.join(' and ')} (a systemd host): the cells are built only on a fresh hierarchy, as under npm run test:vm`);
+const skipV2 = base || skipV2Cells();
 
 /** Script text: the error `e` as plain data. */
 const ERR = `(e) => ({ error: { name: e.name, code: e.code, step: e.step, path: e.path, message: e.message } })`;
@@ -48,66 +29,15 @@ const LIMITED = (extra = '') => `await nsbox.spawnIsolated('/bin/sh', ['-c', 'ec
   .then((r) => ({ code: r.exitCode, stdout: r.stdout, cgroup: r.isolation.cgroup }), ${ERR})`;
 const DOCTOR = `nsbox.doctor().checks.find((c) => c.id === 'cgroup-delegation')`;
 
-/**
- * Runs `body` (an ES module body with `nsbox` imported) as a fresh Node process that `wrap`
- * starts: a shell line that ends in `exec "$@"` (the node command). Its last stdout line is JSON.
- */
-function run(wrap: string, body: string, env: Record<string, string> = {}): any {
-  const r = spawnSync('/bin/sh', ['-c', wrap, 'cell', process.execPath, '--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
-    cwd: '/', encoding: 'utf8', timeout: 240_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/', ...env },
-  });
-  if (r.pid) pids.add(r.pid);
-  const last = r.stdout.trim().split('\n').pop() ?? '';
-  try { return JSON.parse(last); } catch { throw new Error(`exit ${r.status} ${r.signal ?? ''}, no JSON: ${r.stdout}\n${r.stderr}`); }
-}
-
-/** A shell line that puts itself into cgroup `dir`, then becomes uid U and runs "$@". */
-const asUserIn = (dir: string) => `echo $$ > ${dir}/cgroup.procs && exec setpriv --reuid=${U} --regid=${U} --clear-groups "$@"`;
-
-const USER_SLICE = `${CG}/user.slice`;
-const UDIR = `${USER_SLICE}/user-${U}.slice`;
-const SERVICE = `${UDIR}/user@${U}.service`;
-const SCOPE = `${SERVICE}/app.slice/cell.scope`;
-const SESSION = `${UDIR}/session-1.scope`;
+const run = (wrap: string, body: string) => runIn(wrap, body, pids);
 const CTR = `${CG}/nsbox-cells-ctr.scope`;
-const SYSTEM_SLICE = `${CG}/system.slice`;
-const UNIT = `${SYSTEM_SLICE}/cell.service`;
-const made: string[] = [];
 const had = (d: string) => existsSync(d);
-
-function mk(dir: string, owner?: number): void {
-  if (!existsSync(dir)) { mkdirSync(dir); made.push(dir); }
-  if (owner !== undefined) {
-    // Delegate=yes: the directory and the three files a delegatee writes
-    for (const f of ['', '/cgroup.procs', '/cgroup.subtree_control', '/cgroup.threads']) chownSync(dir + f, owner, owner);
-  }
-}
-const enable = (dir: string, ctrls: string) => writeFileSync(`${dir}/cgroup.subtree_control`, ctrls.split(' ').map((c) => `+${c}`).join(' '));
-
-/** Removes what the cells made, deepest first (after nsbox removed its own groups). */
-function rmTree(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmTree(`${dir}/${e.name}`);
-  try { rmdirSync(dir); } catch { /* still in use: the leak check below says so */ }
-}
 
 describe.skipIf(skipV2)('cgroup v2 cells', () => {
   beforeAll(() => {
     expect(had(USER_SLICE) || had(CTR) || had(SYSTEM_SLICE)).toBe(false); // a VM's fresh hierarchy: nothing of ours to clobber
-    // what systemd makes: root-owned slices with the delegated controllers enabled down to user@U.service
-    enable(CG, 'memory pids cpu');
-    mk(USER_SLICE); enable(USER_SLICE, 'memory pids cpu');
-    mk(UDIR); enable(UDIR, 'memory pids cpu');
-    mk(SERVICE, U); // Delegate=yes; its own subtree_control is the user manager's business (empty: fresh)
-    // the user manager (as the user) makes its slices and scopes
-    mk(`${SERVICE}/init.scope`, U);
-    mk(`${SERVICE}/app.slice`, U);
-    mk(SCOPE, U);
-    // logind's session scope: root's
-    mk(SESSION);
-    // a system service with User=65534 and Delegate=yes: its own cgroup is the user's
-    mk(SYSTEM_SLICE); enable(SYSTEM_SLICE, 'memory pids cpu');
-    mk(UNIT, U);
+    makeUserCells();
+    makeServiceCell();
   });
 
   afterAll(() => {

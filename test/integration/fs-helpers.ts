@@ -1,7 +1,8 @@
 // Shared by the fs-*.test.ts files: scratch dirs named nsbox-fstest-<pid>-*, trees written and
 // read back for byte comparison, small tars written with tar-stream, and the mount check.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { isRoot, skipReason } from '../helpers/host.js';
@@ -85,3 +86,48 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
 }
 
 export { existsSync, chmodSync };
+
+const BB_APPLETS = ['sh', 'echo', 'cat', 'ls', 'id', 'pwd', 'env', 'touch', 'rm', 'mv', 'mkdir'];
+
+/** A busybox rootfs directory. */
+export function busyboxRootfs(dir: string): string {
+  mkdirSync(join(dir, 'bin'), { recursive: true });
+  cpSync('/bin/busybox', join(dir, 'bin/busybox'));
+  for (const a of BB_APPLETS) execFileSync('ln', ['-s', 'busybox', join(dir, 'bin', a)]);
+  mkdirSync(join(dir, 'etc'));
+  writeFileSync(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nworker:x:1000:1000::/home/worker:/bin/sh\n');
+  writeFileSync(join(dir, 'etc/group'), 'root:x:0:\nworker:x:1000:\n');
+  mkdirSync(join(dir, 'work'), { mode: 0o777 });
+  return dir;
+}
+
+/** Tar entries for a busybox layer (what `docker save` would carry). */
+export function busyboxEntries(): TarEntry[] {
+  const e: TarEntry[] = [
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/busybox', mode: 0o755, body: readFileSync('/bin/busybox') },
+    ...BB_APPLETS.map((a): TarEntry => ({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox' })),
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/passwd', body: 'root:x:0:0:root:/root:/bin/sh\n' },
+  ];
+  return e;
+}
+
+/** A docker-save archive (manifest.json, config, <id>/layer.tar) of one busybox layer. */
+export async function dockerSaveTar(file: string, extra: Partial<Record<string, unknown>> = {}, entries = busyboxEntries(), tag = 'bb:docker'): Promise<void> {
+  const layer = await makeTar(entries);
+  const diffId = `sha256:${createHash('sha256').update(layer).digest('hex')}`;
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64', os: 'linux',
+    config: { Cmd: ['/bin/sh', '-c', 'echo docker $X; pwd'], Env: ['X=from-docker'], WorkingDir: '/etc', ...extra },
+    rootfs: { type: 'layers', diff_ids: [diffId] },
+  }));
+  const cid = createHash('sha256').update(config).digest('hex');
+  const manifest = JSON.stringify([{ Config: `${cid}.json`, RepoTags: [tag], Layers: ['aaaa/layer.tar'] }]);
+  writeFileSync(file, await makeTar([
+    { name: 'aaaa/', type: 'directory' },
+    { name: 'aaaa/layer.tar', body: layer },
+    { name: `${cid}.json`, body: config },
+    { name: 'manifest.json', body: manifest },
+  ]));
+}

@@ -159,7 +159,7 @@ trap 'exit 143' TERM
 IR=$T/ir
 mkdir -p "$IR"/{bin,dev,proc,sys,ovl,host,newroot,mods,job}
 cp "$BB" "$IR/bin/busybox"
-for m in virtio_pci virtio_console 9pnet_virtio 9p overlay; do
+for m in virtio_pci virtio_console 9pnet_virtio 9p overlay virtio_net tun; do
   "$MODPROBE" -d "$KDIR/root" -S "$KV" --show-depends "$m" || die "module $m not found for $KV"
 done | awk '$1 == "insmod" && !seen[$2]++ {print $2}' | while read -r f; do
   cp "$f" "$IR/mods/"; echo "${f##*/}" >> "$IR/mods/order"
@@ -176,12 +176,14 @@ NODE=$(command -v node) || die "node not found"
 if [ -n "${VM_TESTS:-}" ]; then
   read -r -a TESTS <<< "$VM_TESTS"
 elif [ "$VMK" = 5.10 ]; then
-  TESTS=(test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
+  TESTS=(test/integration/compat.test.ts test/integration/matrix.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
     test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts)
 else
   TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts test/integration/view-template.test.ts
-    test/integration/compat.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts)
+    test/integration/compat.test.ts test/integration/matrix.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts)
 fi
+# matrix.test.ts is the compatibility suite (every public feature once) as root and as a
+# non-root user in a delegated scope (test/helpers/cells.ts builds it, as for cgroup-cells).
 # cgroup-cells.test.ts sets up the matrix's v2 cells itself (a delegated user scope, a
 # root-owned session scope, a container at its cgroup namespace root) and runs callers there.
 # Not here yet: test/integration/fs-safepaths.test.ts. Its rename race (a rootfs directory
@@ -266,6 +268,9 @@ $D/bin/busybox --install -s $D/bin
 echo $D/modprobe > /proc/sys/kernel/modprobe
 mount --make-rshared /
 ip link set lo up
+# qemu's user-mode network (restricted: nothing leaves the host) gives eth0 a default route,
+# which pasta needs for network: 'user'; tun makes /dev/net/tun (mode 0600, as devtmpfs makes it)
+{ ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2; } || say "no eth0"
 hostname nsbox-vm
 CG=/sys/fs/cgroup
 for c in $(echo "$LEAF" | tr / ' '); do
@@ -311,6 +316,7 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -M pc -cpu max -m "$MEM" -
   -chardev "file,id=st,path=$T/status" -device virtserialport,chardev=st,name=vm.status \
   -fsdev local,id=host,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=host,mount_tag=hostroot \
+  -netdev user,id=net0,restrict=on -device virtio-net-pci,netdev=net0 \
   < /dev/null > "$T/qemu.log" 2>&1 &
 PIDS+=($!)
 qrc=0; wait $! || qrc=$?
