@@ -5,11 +5,12 @@
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { spawn as cpSpawn, execFileSync } from 'node:child_process';
 import { createServer, connect } from 'node:net';
-import { readdirSync, readFileSync, rmSync, mkdirSync, chmodSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, mkdirSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { build } from 'esbuild';
 import { findExecutable } from '../../lib/net/usernet.js';
 import { networkSettled } from '../../lib/net/network.js';
+import { IDBLOCK_DIR, sweepIdBlocks } from '../../lib/ns/idblocks.js';
 import { isRoot, skipReason, alive, sleep } from '../helpers/host.js';
 import { netState, expectNoNetLeftovers } from './net-leftovers.js';
 
@@ -204,6 +205,11 @@ while True:
         }
         for (let i = 0; i < 100 && kids.some((k) => alive(k.pid)); i++) await sleep(50);
         expect(kids.filter((k) => alive(k.pid))).toEqual([]);
+        // the one thing a killed process cannot remove itself: its id block claims (the
+        // holder's, as root), which gc removes (and another process would take over)
+        const dead = c.proc.pid!;
+        sweepIdBlocks((pid) => pid === dead);
+        expect((() => { try { return readdirSync(IDBLOCK_DIR); } catch { return []; } })().filter((n) => { try { return readlinkSync(`${IDBLOCK_DIR}/${n}`).startsWith(`nsbox-${dead}-`); } catch { return false; } })).toEqual([]);
       });
     });
   }
