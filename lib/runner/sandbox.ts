@@ -87,10 +87,20 @@ export interface ExecOptions {
   umask?: number;
   /** The process's oom_score_adj (see spawnIsolated's `oomScoreAdj`). Default: the sandbox's. */
   oomScoreAdj?: number;
+  /**
+   * The process's own capabilities, no_new_privs, rlimits and seccomp filter (as `runc exec
+   * --cap`, `--no-new-privs`, ...; see spawnIsolated's options of these names). Default: the
+   * sandbox's. More capabilities than the sandbox was made with are an explicit relaxation and
+   * show in the result's `isolation`.
+   */
+  capabilities?: SpawnIsolatedOptions['capabilities'];
+  allowNewPrivileges?: boolean;
+  rlimits?: SpawnIsolatedOptions['rlimits'];
+  seccomp?: SpawnIsolatedOptions['seccomp'];
 }
 
 const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal',
-  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit', 'umask', 'oomScoreAdj'];
+  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit', 'umask', 'oomScoreAdj', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp'];
 /** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd, umask, oom_score_adj). */
 const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp', 'umask', 'oomScoreAdj'] as const;
 

@@ -89,5 +89,12 @@ describe.skipIf(skipReason(!isRoot, 'capability set tests need root'))('capabili
     expect(r.stderr).toBe('');
     expect(parse(r.stdout)).toEqual({ bounding: [BIND, RAW], permitted: [BIND], effective: [BIND], inheritable: [BIND], ambient: [BIND] });
     expect(r.isolation.capabilitySets).toEqual({ bounding: [BIND, RAW], effective: [], permitted: [BIND, RAW], inheritable: [BIND], ambient: [BIND] });
+    // an exec with capabilities of its own (runc exec --cap): these, not the sandbox's
+    const own = await box.exec('/bin/sh', ['-c', SCRIPT], { capabilities: { bounding: [RAW], permitted: [RAW], inheritable: [RAW], ambient: [RAW] } });
+    expect(own.stderr).toBe('');
+    expect(parse(own.stdout)).toEqual({ bounding: [RAW], permitted: [RAW], effective: [RAW], inheritable: [RAW], ambient: [RAW] });
+    expect(own.isolation.capabilitySets).toMatchObject({ bounding: [RAW], ambient: [RAW] });
+    // and an exec with none at all
+    expect(parse((await box.exec('/bin/sh', ['-c', SCRIPT], { capabilities: [] })).stdout)).toEqual({ bounding: [], permitted: [], effective: [], inheritable: [], ambient: [] });
   });
 });
