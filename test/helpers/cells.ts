@@ -29,7 +29,7 @@ export function notV2(): string {
   const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === CG);
   if (line && / - cgroup2 /.test(line)) return '';
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};
-    const c = nsbox.doctor().checks.find((x) => x.id === 'cgroup'); console.log(JSON.stringify(c));`], { encoding: 'utf8' });
+    const c = nsbox.doctor().checks.find((x) => x.id === 'cgroup'); console.log(JSON.stringify(c));`], { encoding: 'utf8', timeout: 60_000 });
   const c = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { status?: string; detail?: string; fix?: string };
   return `the cgroup v2 cells need a pure cgroup v2 host; nsbox doctor says here: ${c.status}: ${c.detail}; fix: ${c.fix}`;
 }
