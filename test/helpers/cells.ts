@@ -2,10 +2,10 @@
 // test:vm's guest: the user manager's part is done by chown), and fresh Node processes started
 // as a cell's caller. Shared by cgroup-cells.test.ts (every cgroup cell) and matrix.test.ts (the
 // compatibility suite in the delegated cell).
-import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { skipReason } from './host.js';
+import { ranError, runFresh, runFreshSync } from './proc.js';
 
 export const DIST = resolve(__dirname, '../../dist/index.js');
 export const CG = '/sys/fs/cgroup';
@@ -28,8 +28,8 @@ export const UNIT = `${SYSTEM_SLICE}/cell.service`;
 export function notV2(): string {
   const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === CG);
   if (line && / - cgroup2 /.test(line)) return '';
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};
-    const c = nsbox.doctor().checks.find((x) => x.id === 'cgroup'); console.log(JSON.stringify(c));`], { encoding: 'utf8', timeout: 60_000 });
+  const r = runFreshSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};
+    const c = nsbox.doctor().checks.find((x) => x.id === 'cgroup'); console.log(JSON.stringify(c));`], { timeout: 60_000 });
   const c = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { status?: string; detail?: string; fix?: string };
   return `the cgroup v2 cells need a pure cgroup v2 host; nsbox doctor says here: ${c.status}: ${c.detail}; fix: ${c.fix}`;
 }
@@ -91,17 +91,18 @@ export const asUser = `exec setpriv --reuid=${U} --regid=${U} --clear-groups "$@
 
 /**
  * Runs a fresh Node process (`node ...args`) that the shell line `wrap` starts (it ends in
- * `exec "$@"`); its pid goes to `pids` (for leak checks). Returns its last stdout line as JSON.
+ * `exec "$@"`); its pid goes to `pids` (for leak checks). Resolves to its last stdout line as
+ * JSON. Cannot hang: see test/helpers/proc.ts (its process group is killed at `timeout`).
  */
-export function runNodeIn(wrap: string, args: string[], pids: Set<number>, env: Record<string, string> = {}, timeout = 240_000): any {
-  const r = spawnSync('/bin/sh', ['-c', wrap, 'cell', process.execPath, ...args], {
-    cwd: '/', encoding: 'utf8', timeout, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/', ...env },
+export async function runNodeIn(wrap: string, args: string[], pids: Set<number>, env: Record<string, string> = {}, timeout = 240_000): Promise<any> {
+  const r = await runFresh('/bin/sh', ['-c', wrap, 'cell', process.execPath, ...args], {
+    cwd: '/', timeout, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/', ...env },
   });
-  if (r.pid) pids.add(r.pid);
+  pids.add(r.pid);
   const last = r.stdout.trim().split('\n').pop() ?? '';
-  try { return JSON.parse(last); } catch { throw new Error(`exit ${r.status} ${r.signal ?? ''}, no JSON: ${r.stdout}\n${r.stderr}`); }
+  try { return JSON.parse(last); } catch { throw ranError(r, 'no JSON from the fresh Node process'); }
 }
 
 /** runNodeIn for an ES module body with `nsbox` imported from dist/. */
-export const runIn = (wrap: string, body: string, pids: Set<number>, env: Record<string, string> = {}): any =>
+export const runIn = (wrap: string, body: string, pids: Set<number>, env: Record<string, string> = {}): Promise<any> =>
   runNodeIn(wrap, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], pids, env);

@@ -4,7 +4,6 @@
 // caller (`node matrix-features.mjs <dist/index.js>`); every feature runs in turn and the last
 // stdout line is JSON: { <feature>: { ok: <what it saw> } | { error: <the NsboxError as data> } }.
 // Each probe makes what it needs in a scratch directory of its own caller and removes it.
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,10 +137,17 @@ const features = {
   doctor: async () => nsbox.doctor().checks.map((c) => ({ id: c.id, status: c.status, detail: c.detail, fix: c.fix })),
 };
 
+// A feature that does not end in FEATURE_MS is reported as a failure of its own (the rest still
+// run; process.exit below ends what it left), and stderr says which feature runs, so a hang
+// names its feature instead of ending the whole probe.
+const FEATURE_MS = Number(process.env.NSBOX_MATRIX_FEATURE_MS || 180_000);
 const out = {};
 for (const [name, fn] of Object.entries(features)) {
   if (only && !only.has(name)) continue;
-  try { out[name] = { ok: await fn() }; } catch (e) { out[name] = { error: errData(e) }; }
+  process.stderr.write(`matrix: ${name}\n`);
+  let t;
+  const hang = new Promise((_, rej) => { t = setTimeout(() => rej(Object.assign(new Error(`did not end in ${FEATURE_MS} ms`), { name: 'Hang' })), FEATURE_MS); });
+  try { out[name] = { ok: await Promise.race([fn(), hang]) }; } catch (e) { out[name] = { error: errData(e) }; } finally { clearTimeout(t); }
 }
 process.stdout.write(`\n${JSON.stringify(out)}\n`);
 process.exit(0);

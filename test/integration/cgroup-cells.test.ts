@@ -48,8 +48,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect([USER_SLICE, CTR, SYSTEM_SLICE].filter(existsSync)).toEqual([]);
   });
 
-  it('(a) non-root in a delegated scope: the first limited spawn in the fresh subtree works, beside the caller', () => {
-    const out = run(asUserIn(SCOPE), `
+  it('(a) non-root in a delegated scope: the first limited spawn in the fresh subtree works, beside the caller', async () => {
+    const out = await run(asUserIn(SCOPE), `
       const first = ${LIMITED()};
       const second = ${LIMITED()};
       console.log(JSON.stringify({ first, second, doctor: ${DOCTOR} }));`);
@@ -63,8 +63,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(out.doctor.detail).toContain(`${SERVICE}/app.slice`);
   });
 
-  it('(b) non-root in a root-owned session scope: refused with the fix, naming the delegated subtree it cannot reach', () => {
-    const out = run(asUserIn(SESSION), `
+  it('(b) non-root in a root-owned session scope: refused with the fix, naming the delegated subtree it cannot reach', async () => {
+    const out = await run(asUserIn(SESSION), `
       const limited = ${LIMITED()};
       const parent = ${LIMITED(`, cgroupParent: ${JSON.stringify(SERVICE)}`)};
       const plain = await nsbox.spawnIsolated('/bin/echo', ['ok']).then((r) => r.stdout, ${ERR});
@@ -81,8 +81,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(out.doctor.fix).toContain('systemd-run --user --scope -p Delegate=yes');
   });
 
-  it('(a) non-root in a Delegate=yes service holding its cgroup: refused with the cause until CGroup.enterLeaf, then in the service', () => {
-    const out = run(asUserIn(UNIT), `
+  it('(a) non-root in a Delegate=yes service holding its cgroup: refused with the cause until CGroup.enterLeaf, then in the service', async () => {
+    const out = await run(asUserIn(UNIT), `
       const before = ${LIMITED()};
       const leaf = await nsbox.CGroup.enterLeaf().then((g) => g.path, ${ERR});
       const after = ${LIMITED()};
@@ -109,8 +109,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     echo '0 0 4294967295' > /proc/$P/uid_map && echo '0 0 4294967295' > /proc/$P/gid_map && echo go > "$F"
     wait $P; rc=$?; rm -f "$F"; exit $rc`;
 
-  it('(c) root in a container at its cgroup namespace root: refused with the cause; after CGroup.enterLeaf, sandboxes go beside it', () => {
-    const out = run(container('exec "$@"'), `
+  it('(c) root in a container at its cgroup namespace root: refused with the cause; after CGroup.enterLeaf, sandboxes go beside it', async () => {
+    const out = await run(container('exec "$@"'), `
       const before = ${LIMITED()};
       const doctorBefore = ${DOCTOR};
       const own = (await import('node:fs')).readFileSync('/proc/self/cgroup', 'utf8').trim();
@@ -133,13 +133,13 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(out.doctor.status).toBe('ok');
   });
 
-  it('(c) a container without user namespaces (no CAP_SYS_ADMIN, unprivileged ones off): the refusal names the cause', () => {
+  it('(c) a container without user namespaces (no CAP_SYS_ADMIN, unprivileged ones off): the refusal names the cause', async () => {
     const sysctl = '/proc/sys/kernel/unprivileged_userns_clone';
     if (!existsSync(sysctl)) return void console.warn(`SKIPPED: ${sysctl} is missing on this kernel`);
     const was = readFileSync(sysctl, 'utf8').trim();
     writeFileSync(sysctl, '0');
     try {
-      const out = run('exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin "$@"', `
+      const out = await run('exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin "$@"', `
         const r = await nsbox.spawnIsolated('/bin/echo', ['ok']).then((x) => x.stdout, ${ERR});
         console.log(JSON.stringify({ r }));`);
       expect(out.r.error).toMatchObject({ name: 'NsboxError', code: 'EPERM' });
@@ -153,7 +153,7 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
 
 describe.skipIf(base || !skipV2)('cgroup cells on a host without cgroup v2', () => {
   it('CGroup.enterLeaf refuses with the reason', async () => {
-    const out = run('exec "$@"', `console.log(JSON.stringify(await nsbox.CGroup.enterLeaf().then(() => 'moved', ${ERR})));`);
+    const out = await run('exec "$@"', `console.log(JSON.stringify(await nsbox.CGroup.enterLeaf().then(() => 'moved', ${ERR})));`);
     expect(out.error).toMatchObject({ name: 'NsboxError', code: 'EOPNOTSUPP' });
     expect(out.error.message).toContain('cgroup v2');
   });

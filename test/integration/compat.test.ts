@@ -14,6 +14,7 @@ import { CGroup, NsboxError, OverlayMount, spawnIsolated } from '../../lib/index
 import { encode, BPF_JMP, BPF_JEQ, BPF_K, BPF_LD, BPF_RET, BPF_W, BPF_ABS, OFF_ARCH, OFF_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO } from '../../lib/security/seccomp/bpf.js';
 import { seccompTestRun } from '../../lib/security/seccomp/test-run.js';
 import { skipReason } from '../helpers/host.js';
+import { ranError, runFresh, type RunOptions } from '../helpers/proc.js';
 import { fsSkip, ourMounts, readTree, removeScratch, scratch, writeTree } from './fs-helpers.js';
 
 const skip = fsSkip();
@@ -26,10 +27,16 @@ afterEach(() => {
   removeScratch();
 });
 
-/** Runs `code` (an ES module body, `nsbox` imported from dist/) in a fresh Node process; returns its stdout parsed as JSON. */
-function freshNode(code: string): unknown {
-  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${code}`], { encoding: 'utf8' });
-  return JSON.parse(out);
+/**
+ * Runs `code` (an ES module body, `nsbox` imported from dist/) in a fresh Node process (`file`
+ * with `pre` arguments in front, e.g. setpriv); resolves to its stdout parsed as JSON. Cannot
+ * hang (test/helpers/proc.ts).
+ */
+async function freshNode(code: string, o: RunOptions = {}, file = process.execPath, pre: string[] = []): Promise<any> {
+  const node = ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${code}`];
+  const r = await runFresh(file, file === process.execPath ? node : [...pre, process.execPath, ...node], o);
+  if (r.status !== 0) throw ranError(r, 'fresh Node process');
+  return JSON.parse(r.stdout);
 }
 
 describe.skipIf(skip)(`overlay on kernel ${release()}`, () => {
@@ -114,12 +121,12 @@ describe.skipIf(skip)(`overlay on kernel ${release()}`, () => {
     }
   });
 
-  it('mounts an overlay as the first thing a fresh Node process does', () => {
+  it('mounts an overlay as the first thing a fresh Node process does', async () => {
     const root = scratch('fresh');
     writeTree(join(root, 'l'), { x: 'fresh' });
     writeTree(join(root, 'l2'), { y: 'below' });
     mkdirSync(join(root, 'm'));
-    const r = freshNode(`
+    const r = await freshNode(`
       const m = nsbox.OverlayMount.mount({ lower: [${JSON.stringify(join(root, 'l'))}, ${JSON.stringify(join(root, 'l2'))}], target: ${JSON.stringify(join(root, 'm'))} });
       const x = (await import('node:fs')).readFileSync(${JSON.stringify(join(root, 'm/x'))}, 'utf8');
       m.unmount();
@@ -144,12 +151,12 @@ describe.skipIf(skip)(`caller bind mounts on kernel ${release()}`, () => {
     expect(existsSync(join(dir, 'new'))).toBe(false);
   });
 
-  it('binds a writable directory and a single file, as the first spawn of a fresh Node process', () => {
+  it('binds a writable directory and a single file, as the first spawn of a fresh Node process', async () => {
     const dir = scratch('bindw');
     writeFileSync(join(dir, 'file'), 'one\n');
     mkdirSync(join(dir, 'rw'), { mode: 0o777 });
     chmodSync(join(dir, 'rw'), 0o777); // the sandbox's root is an unprivileged host uid
-    const r = freshNode(`
+    const r = await freshNode(`
       const r = await nsbox.spawnIsolated('/bin/sh', ['-c', 'cat /f; echo two > /w/out; grep -E " /(f|w) " /proc/self/mountinfo | cut -d" " -f5,6'], {
         mounts: [{ type: 'bind', source: ${JSON.stringify(join(dir, 'file'))}, target: '/f', readonly: true },
                  { type: 'bind', source: ${JSON.stringify(join(dir, 'rw'))}, target: '/w' }],
@@ -187,8 +194,8 @@ describe.skipIf(skipReason(process.geteuid?.() !== 0, 'time namespace tests need
     });
   }
 
-  it('shifts boottime as the first spawn of a fresh Node process', () => {
-    const r = freshNode(`
+  it('shifts boottime as the first spawn of a fresh Node process', async () => {
+    const r = await freshNode(`
       const r = await nsbox.spawnIsolated('/bin/cat', ['/proc/uptime'], { timeOffsets: { boottime: 864000 } });
       console.log(JSON.stringify({ code: r.exitCode, up: Number(r.stdout.split(' ')[0]), err: r.stderr }));`) as { code: number; up: number; err: string };
     expect(r).toMatchObject({ code: 0, err: '' });
@@ -197,17 +204,10 @@ describe.skipIf(skipReason(process.geteuid?.() !== 0, 'time namespace tests need
 });
 
 describe.skipIf(skipReason(process.geteuid?.() !== 0, 'the unprivileged time namespace test starts from root (setpriv to uid 65534)'))('time namespaces, unprivileged', () => {
-  it('shifts boottime for a caller of uid 65534 (fresh Node process)', () => {
+  it('shifts boottime for a caller of uid 65534 (fresh Node process)', async () => {
     const code = `const r = await nsbox.spawnIsolated('/bin/cat', ['/proc/uptime'], { timeOffsets: { boottime: 864000 } });
       console.log(JSON.stringify({ code: r.exitCode, up: Number(r.stdout.split(' ')[0]), err: r.stderr }));`;
-    let out: string;
-    try {
-      out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e',
-        `import * as nsbox from ${JSON.stringify(DIST)};\n${code}`], { encoding: 'utf8', cwd: '/' });
-    } catch (e) {
-      throw new Error(`exit ${(e as { status?: number }).status}: ${(e as { stderr?: string }).stderr}`);
-    }
-    const r = JSON.parse(out) as { code: number; up: number; err: string };
+    const r = await freshNode(code, { cwd: '/' }, 'setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups']) as { code: number; up: number; err: string };
     expect(r).toMatchObject({ code: 0, err: '' });
     expect(r.up).toBeGreaterThan(864000);
   });
@@ -275,15 +275,13 @@ describe.skipIf(skipReason(process.geteuid?.() !== 0 || process.arch !== 'x64', 
 // path (clone(2), then the pid written to cgroup.procs) with the real system calls. Only where
 // a spawn would use CLONE_INTO_CGROUP: cgroup v2 (test:vm).
 describe.skipIf(skipReason(process.geteuid?.() !== 0 || CGroup.mode() !== 'v2', `the CLONE_INTO_CGROUP fallback test needs root and cgroup v2 (here ${CGroup.mode()}; npm run test:vm runs it)`))('clone(2) where clone3 has no CLONE_INTO_CGROUP', () => {
-  it('places a limited sandbox by pid: the limit holds (verdict pids) and nothing is left', () => {
+  it('places a limited sandbox by pid: the limit holds (verdict pids) and nothing is left', async () => {
     const code = `
       const r = await nsbox.spawnIsolated('/bin/sh', ['-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done; wait'], { limits: { pids: 4, wallTimeMs: 20000 } });
       const p = await nsbox.spawnIsolated('/bin/sh', ['-c', 'echo ok'], { limits: { memory: '64M' } });
       console.log(JSON.stringify({ verdict: r.verdict, out: p.stdout, code: p.exitCode }));`;
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${code}`], {
-      encoding: 'utf8', env: { ...process.env, NSBOX_TEST_NO_CLONE_INTO_CGROUP: '1', NSBOX_VIEW_TEMPLATE: '0' },
-    });
-    expect(JSON.parse(out)).toEqual({ verdict: 'pids', out: 'ok\n', code: 0 });
+    const out = await freshNode(code, { env: { ...process.env, NSBOX_TEST_NO_CLONE_INTO_CGROUP: '1', NSBOX_VIEW_TEMPLATE: '0' } });
+    expect(out).toEqual({ verdict: 'pids', out: 'ok\n', code: 0 });
   });
 });
 

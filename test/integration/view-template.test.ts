@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readlinkSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
+import { ranError, runFresh } from '../helpers/proc.js';
 import { isRoot, mountTable, skipReason, sleep } from '../helpers/host.js';
 
 const sh = (script: string, options: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], options);
@@ -112,12 +113,14 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
     expect(r.stdout).toBe('made\n0\n');
   });
 
-  it('NSBOX_VIEW_TEMPLATE=0 turns templates off: the whole view is built per sandbox', () => {
+  it('NSBOX_VIEW_TEMPLATE=0 turns templates off: the whole view is built per sandbox', async () => {
     const script = `
       const { spawnIsolated, explain } = await import(${JSON.stringify(`${root}/dist/index.js`)});
       const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c %u:%g /; ls /dev | wc -l; cat /sys/class/net/lo/operstate']);
       process.stdout.write(JSON.stringify({ template: explain('/bin/true').templateSteps, out: r.stdout }));`;
-    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NSBOX_VIEW_TEMPLATE: '0' } }).toString());
+    const r = await runFresh(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NSBOX_VIEW_TEMPLATE: '0' } });
+    if (r.status !== 0) throw ranError(r, 'fresh Node process');
+    const out = JSON.parse(r.stdout);
     expect(out.template).toBeNull();
     expect(out.out).toBe('0:0\n13\nunknown\n');
   });
