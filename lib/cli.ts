@@ -11,13 +11,14 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
-const DEFAULT_STORE = '/var/lib/nsbox/overlay2';
+const DEFAULT_STORE = '/var/lib/nsbox/overlay2 for root, ~/.local/share/nsbox/store (or $XDG_DATA_HOME/nsbox/store) for other users';
 
 const RUN_OPTIONS = `options:
   --rootfs DIR            root filesystem (default: the host's system dirs read-only, fresh /tmp, /home, /root, /run)
   --rw-rootfs             make --rootfs writable
   --image REF             run an image of the store (name[:tag] or id); with no CMD, its Entrypoint/Cmd
-  --store DIR             the image store (default $NSBOX_STORE or ${DEFAULT_STORE})
+  --store DIR             the image store (default $NSBOX_STORE, else /var/lib/nsbox/overlay2 for
+                          root, ~/.local/share/nsbox/store for other users)
   --hostname H            hostname inside (default nsbox)
   -v, --volume SRC:DST[:ro]
                           bind-mount a host path; a relative SRC is from the current directory
@@ -60,7 +61,7 @@ Prints the plan and its isolation report instead of running it (the options of n
        nsbox image ls [--store DIR] [--json]
        nsbox image rm [--store DIR] REF...
 
-The store is a directory in Docker's overlay2 layout (default $NSBOX_STORE or
+The store is a directory in Docker's overlay2 layout (default $NSBOX_STORE, else
 ${DEFAULT_STORE}); nsbox run --image REF runs its images. On a terminal, import shows
 its progress (layer, bytes, rate) on stderr.
 `,
@@ -274,7 +275,7 @@ export function parseArgs(argv: string[]): {
 }
 
 function storeDir(): string {
-  return resolve(process.env.NSBOX_STORE || DEFAULT_STORE);
+  return process.env.NSBOX_STORE ? resolve(process.env.NSBOX_STORE) : LayerStore.defaultRoot();
 }
 
 /**

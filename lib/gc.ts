@@ -16,7 +16,7 @@ import { readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cgroupOwner, mountOwner, ownerGone, processStart } from './owner.js';
-import { LayerStore, isMountPoint, registeredStores } from './fs/store.js';
+import { LayerStore, isMountPoint, registeredStores, defaultStoreRoot } from './fs/store.js';
 import { fsNative } from './fs/native.js';
 import { sweepNetwork, type NetworkSweepReport } from './net/gc.js';
 import { netNative } from './net/native.js';
@@ -357,7 +357,10 @@ export async function gc(options: GcOptions = {}): Promise<GcReport> {
   // views first (a mounted container cannot be removed), then what they belong to
   const seen = sweepMounts(r, f);
   await sweepSandboxes(stateDirs, r, f);
-  const roots = new Set<string>([...registeredStores(), ...seen, ...extra]);
+  // the caller's default store too (a non-root caller's is in no registry it may write)
+  let mine: string[] = [];
+  try { mine = [defaultStoreRoot()]; } catch { /* no home: no default store */ }
+  const roots = new Set<string>([...registeredStores(), ...seen, ...extra, ...mine]);
   for (const root of [...roots].sort()) {
     if (!isStoreRoot(root)) continue;
     // without root, another user's store is not the caller's to sweep (nor to report)

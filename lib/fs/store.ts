@@ -20,7 +20,8 @@
 // mount points the runtime needs, as Docker's `-init` layer does.
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
+import { userInfo } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { errnoError } from '../errors.js';
 import type { IdMap } from '../util/idmap.js';
@@ -151,6 +152,26 @@ function sleep(ms: number) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Root's default store (the CLI's `--store` default for root). */
+export const ROOT_STORE = '/var/lib/nsbox/overlay2';
+
+/**
+ * Where the caller's store is when `LayerStore.open` is given no root: root's is
+ * /var/lib/nsbox/overlay2; a non-root caller's is in its own data directory, as rootless podman's
+ * ~/.local/share/containers: `$XDG_DATA_HOME/nsbox/store` when that variable is an absolute path
+ * (the XDG rule), else `$HOME/.local/share/nsbox/store` (the passwd entry's home when HOME is not
+ * an absolute path).
+ */
+export function defaultStoreRoot(): string {
+  if (process.geteuid?.() === 0) return ROOT_STORE;
+  const xdg = process.env.XDG_DATA_HOME;
+  if (xdg && isAbsolute(xdg)) return join(xdg, 'nsbox', 'store');
+  let home = process.env.HOME;
+  if (!home || !isAbsolute(home)) { try { home = userInfo().homedir; } catch { home = ''; } }
+  if (!home || !isAbsolute(home)) throw errnoError(2, 'store', 'default-root', undefined, 'no home directory for the default store (HOME and the passwd entry give none): pass LayerStore.open a root, or set XDG_DATA_HOME');
+  return join(home, '.local', 'share', 'nsbox', 'store');
+}
+
 /** The directory of the store registry (see the file's head). */
 export function storeRegistryDir(): string {
   return process.env.NSBOX_STORE_REGISTRY || '/var/lib/nsbox/stores.d';
@@ -212,15 +233,27 @@ export class LayerStore {
     this.driver = driver;
   }
 
-  /** Opens (creating if needed) a store at `root`, an absolute path. */
-  static open(root: string, options: LayerStoreOptions = {}): LayerStore {
-    const r = absPath('root', root);
+  /** Where `LayerStore.open()` with no root puts the caller's store (see `defaultStoreRoot`). */
+  static defaultRoot(): string {
+    return defaultStoreRoot();
+  }
+
+  /**
+   * Opens (creating if needed) a store at `root`, an absolute path; without one, the caller's
+   * default store (`defaultStoreRoot()`: root's /var/lib/nsbox/overlay2, a non-root caller's
+   * $XDG_DATA_HOME/nsbox/store or ~/.local/share/nsbox/store).
+   */
+  static open(root?: string, options: LayerStoreOptions = {}): LayerStore {
+    const byDefault = root === undefined;
+    const r = byDefault ? defaultStoreRoot() : absPath('root', root);
     checkOptions('options', options, ['driver']);
     const driver = options.driver ?? 'auto';
     if (!['auto', 'fsopen', 'mount'].includes(driver)) fail('options.driver', "must be 'auto', 'fsopen' or 'mount'");
     if (existsSync(r) && !lstatSync(r).isDirectory()) fail('root', `must be a directory (${r})`);
     try {
       // 0711 like Docker's 0710: sandboxes (unprivileged host uids) pass through to <id>/merged, nobody lists
+      // a non-root caller's default store: the directories above it are the user's own (0700, the XDG rule)
+      if (!existsSync(r) && byDefault && process.geteuid?.() !== 0) mkdirSync(dirname(r), { recursive: true, mode: 0o700 });
       if (!existsSync(r)) { mkdirSync(r, { recursive: true, mode: 0o711 }); chmodSync(r, 0o711); }
       mkdirSync(join(r, 'l'), { recursive: true, mode: 0o700 });
     } catch (e) {
