@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createTcpServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { NsboxError } from '../errors.js';
+import { ownsNetworkNamespace } from '../ns/namespace.js';
 import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, formatIp, ipToBigInt, network as cidrRange, type Cidr } from './addr.js';
 import { Bridge } from './bridge.js';
 import { netNative, type RawAddr, type RawRoute } from './native.js';
@@ -342,6 +343,9 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
   const o = opt as BridgeNetworkOption;
   if (process.geteuid?.() !== 0) {
     throw netError(1, 'network', 'RTM_NEWLINK', undefined, "bridge networking needs root (veths, a bridge and NAT in the host's network namespace); without privileges use network: 'user' (pasta or slirp4netns)");
+  }
+  if (!ownsNetworkNamespace()) {
+    throw netError(1, 'network', 'RTM_NEWLINK', undefined, "bridge networking needs root of this network namespace (CAP_NET_ADMIN for veths, a bridge and NAT): this process is root in a user namespace that does not own its network namespace (a container without the host's privileges); use network: 'user' (pasta or slirp4netns), or give the container a network namespace of its own");
   }
   const undo: Array<() => Promise<void> | void> = [];
   let waitForLinks = true;

@@ -1,5 +1,25 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { native } from '../native.js';
+
+/**
+ * Whether this process's user namespace owns its network namespace, so that its root has
+ * CAP_NET_ADMIN there. Not so for root in a container that has a user namespace of its own but
+ * shares the host's network namespace (or one made outside it). True when the kernel cannot say.
+ */
+export function ownsNetworkNamespace(): boolean {
+  let n = -1, u = -1;
+  try {
+    n = openSync('/proc/self/ns/net', 'r');
+    u = openSync('/proc/self/ns/user', 'r');
+    // an owner outside this user namespace's reach: NS_GET_USERNS refuses (no ownerInode)
+    return native().nsInfo(n).ownerInode === native().nsInfo(u).inode;
+  } catch {
+    return true;
+  } finally {
+    if (n >= 0) closeSync(n);
+    if (u >= 0) closeSync(u);
+  }
+}
 
 /** Namespace kinds nsbox can create or join. */
 export type NamespaceType = 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user' | 'time';

@@ -10,6 +10,7 @@ import { errnoError } from '../errors.js';
 import { errnoName } from '../util/sys.js';
 import { findIdMapHelpers } from '../util/idmap.js';
 import { native } from '../native.js';
+import { ownsNetworkNamespace } from '../ns/namespace.js';
 import { compileSeccomp } from './seccomp/compile.js';
 import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, describeVerdict, evaluate } from './seccomp/bpf.js';
 import { defaultProfile } from './seccomp/default-profile.js';
@@ -292,6 +293,8 @@ export function doctor(): DoctorReport {
     ? { id: 'nftables', title: 'nftables', status: 'ok', detail: 'nf_tables answers over netlink' }
     : nft.errno === 1 && !root
       ? { id: 'nftables', title: 'nftables', status: 'unknown', detail: 'needs CAP_NET_ADMIN to ask', fix: 'run doctor as root to check' }
+      : nft.errno === 1 && !ownsNetworkNamespace()
+        ? { id: 'nftables', title: 'nftables', status: 'warn', detail: "root in a user namespace that does not own this network namespace (a container): no CAP_NET_ADMIN here, so no nftables and no bridge networking", fix: "use network: 'user' (pasta or slirp4netns), or give the container a network namespace of its own" }
       : { id: 'nftables', title: 'nftables', status: 'fail', detail: `nf_tables over netlink: ${en(nft.errno)}`, fix: 'load the nf_tables module (modprobe nf_tables) or use a kernel with CONFIG_NF_TABLES' });
 
   const ll = probe('landlock');
