@@ -77,6 +77,26 @@ export function makeServiceCell(): void {
   mk(UNIT, U);
 }
 
+/** The container's cgroup (root's, as a container runtime makes it). */
+export const CTR = `${CG}/nsbox-cells-ctr.scope`;
+
+/**
+ * A shell line that runs `inner` (ending in `exec "$@"`) as root in a container: in CTR, which
+ * is the root of its cgroup namespace, with cgroup2 mounted there, as Docker and Kubernetes do on
+ * cgroup v2. Its root is root in a user namespace of its own (every id mapped, as root;
+ * capabilities in that namespace only), the map written from outside once the namespace exists.
+ * (A tmpfs goes on the inherited mount first: the kernel refuses one cgroup2 superblock twice on
+ * one mount.)
+ */
+export const inContainer = (inner: string) => `mkdir -p ${CTR} && echo $$ > ${CTR}/cgroup.procs &&
+    F=$(mktemp -u /tmp/nsbox-cells.XXXXXX) && mkfifo "$F" || exit 1
+    unshare --user --cgroup --mount --propagation private \
+      sh -c 'read _ < "$0" && mount -t tmpfs none ${CG} && mount -t cgroup2 cgroup2 ${CG} && ${inner}' "$F" "$@" &
+    P=$!; me=$(readlink /proc/self/ns/user); n=0
+    while [ "$(readlink /proc/$P/ns/user)" = "$me" ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done
+    echo '0 0 4294967295' > /proc/$P/uid_map && echo '0 0 4294967295' > /proc/$P/gid_map && echo go > "$F"
+    wait $P; rc=$?; rm -f "$F"; exit $rc`;
+
 /** Removes a cell's tree, deepest first (after nsbox removed its own groups); what is still in use stays. */
 export function rmTree(dir: string): void {
   if (!existsSync(dir)) return;

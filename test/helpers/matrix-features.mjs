@@ -95,6 +95,17 @@ const features = {
     return out;
   },
 
+  // a listener of the caller's side (its loopback, port NSBOX_MATRIX_HOST_PORT, made by the
+  // test) reached from the sandbox through the helper (hostLoopback: true), at the default gateway
+  'user network reach': async () => {
+    const port = Number(process.env.NSBOX_MATRIX_HOST_PORT);
+    if (!port) return 'no listener given';
+    const py = `import socket
+gw = [l.split() for l in open('/proc/net/route').read().splitlines()[1:] if l.split()[1] == '00000000'][0][2]
+print(socket.create_connection((socket.inet_ntoa(bytes.fromhex(gw)[::-1]), ${port}), timeout=10).recv(16).decode().strip())`;
+    return res(await nsbox.spawnIsolated('/usr/bin/python3', ['-c', py], { network: { mode: 'user', hostLoopback: true }, timeout: T }));
+  },
+
   seccomp: async () => {
     const def = res(await nsbox.spawnIsolated('/bin/grep', ['Seccomp:', '/proc/self/status'], { timeout: T }));
     const profile = nsbox.Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: 'uname', action: { errno: 'EPERM' } }] });
@@ -142,6 +153,10 @@ const features = {
 // names its feature instead of ending the whole probe.
 const FEATURE_MS = Number(process.env.NSBOX_MATRIX_FEATURE_MS || 180_000);
 const out = {};
+// NSBOX_MATRIX_ENTER_LEAF=1 (or 'all'): first what the docs tell a service whose own cgroup
+// holds it (a Delegate=yes unit; a container at its cgroup namespace root) to do once
+const enter = process.env.NSBOX_MATRIX_ENTER_LEAF;
+if (enter) out['enter leaf'] = await nsbox.CGroup.enterLeaf(enter === 'all' ? { all: true } : {}).then((g) => ({ ok: g.path }), (e) => ({ error: errData(e) }));
 for (const [name, fn] of Object.entries(features)) {
   if (only && !only.has(name)) continue;
   process.stderr.write(`matrix: ${name}\n`);

@@ -14,7 +14,7 @@
 // with what nsbox tells the user there.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asUserIn, CG, DIST, makeServiceCell, makeUserCells, rmTree, runIn, SCOPE, SERVICE, SESSION, skipV2Cells, SYSTEM_SLICE, UDIR, UNIT, USER_SLICE } from '../helpers/cells.js';
+import { asUserIn, CG, CTR, DIST, inContainer, makeServiceCell, makeUserCells, rmTree, runIn, SCOPE, SERVICE, SESSION, skipV2Cells, SYSTEM_SLICE, UDIR, UNIT, USER_SLICE } from '../helpers/cells.js';
 import { isRoot, nsboxCgroupsOf, skipReason } from '../helpers/host.js';
 
 const pids = new Set<number>();
@@ -30,7 +30,6 @@ const LIMITED = (extra = '') => `await nsbox.spawnIsolated('/bin/sh', ['-c', 'ec
 const DOCTOR = `nsbox.doctor().checks.find((c) => c.id === 'cgroup-delegation')`;
 
 const run = (wrap: string, body: string) => runIn(wrap, body, pids);
-const CTR = `${CG}/nsbox-cells-ctr.scope`;
 const had = (d: string) => existsSync(d);
 
 describe.skipIf(skipV2)('cgroup v2 cells', () => {
@@ -95,22 +94,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(out.after.cgroup).toMatch(new RegExp(`^${UNIT}/nsbox-`));
   });
 
-  // the container: its cgroup (root's, as a runtime makes it) is the root of its cgroup
-  // namespace, and cgroup2 is mounted there, as Docker and Kubernetes do on cgroup v2. Its root
-  // is root in a user namespace of its own (every id mapped, as root; capabilities in that
-  // namespace only), the map written from outside once the namespace exists. (A tmpfs goes on
-  // the inherited mount first: the kernel refuses one cgroup2 superblock twice on one mount.)
-  const container = (inner: string) => `mkdir -p ${CTR} && echo $$ > ${CTR}/cgroup.procs &&
-    F=$(mktemp -u /tmp/nsbox-cells.XXXXXX) && mkfifo "$F" || exit 1
-    unshare --user --cgroup --mount --propagation private \
-      sh -c 'read _ < "$0" && mount -t tmpfs none ${CG} && mount -t cgroup2 cgroup2 ${CG} && ${inner}' "$F" "$@" &
-    P=$!; me=$(readlink /proc/self/ns/user); n=0
-    while [ "$(readlink /proc/$P/ns/user)" = "$me" ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done
-    echo '0 0 4294967295' > /proc/$P/uid_map && echo '0 0 4294967295' > /proc/$P/gid_map && echo go > "$F"
-    wait $P; rc=$?; rm -f "$F"; exit $rc`;
-
   it('(c) root in a container at its cgroup namespace root: refused with the cause; after CGroup.enterLeaf, sandboxes go beside it', async () => {
-    const out = await run(container('exec "$@"'), `
+    const out = await run(inContainer('exec "$@"'), `
       const before = ${LIMITED()};
       const doctorBefore = ${DOCTOR};
       const own = (await import('node:fs')).readFileSync('/proc/self/cgroup', 'utf8').trim();
