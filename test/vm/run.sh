@@ -186,8 +186,11 @@ fi
 # killed at their timeout, and are waited for asynchronously: one fresh-clone run once hung in
 # the 5.10 guest (no file finished in 1800 s) when a synchronous wait on a pipe a grandchild held
 # blocked vitest's own timeouts (test/integration/test-helpers.test.ts).
-# matrix.test.ts is the compatibility suite (every public feature once) as root and as a
-# non-root user in a delegated scope (test/helpers/cells.ts builds it, as for cgroup-cells).
+# matrix.test.ts is the compatibility suite (every public feature once) in each v2 cell
+# (test/helpers/cells.ts builds them, as for cgroup-cells): root, a non-root user in a delegated
+# scope, and on 6.1 also in a root-owned session scope, in a Delegate=yes service, root in a
+# container, and a non-root user with /dev/net/tun 0666 (set and restored by the test); on 5.10
+# only the first two (NSBOX_MATRIX_CELLS=basic, below: the 5.10 guest is the slower one).
 # cgroup-cells.test.ts sets up the matrix's v2 cells itself (a delegated user scope, a
 # root-owned session scope, a container at its cgroup namespace root) and runs callers there.
 # Not here yet: test/integration/fs-safepaths.test.ts. Its rename race (a rootfs directory
