@@ -111,10 +111,14 @@ export async function runHooks(kind: string, hooks: OciHook[] | undefined, state
 function runHook(kind: string, h: OciHook, state: OciState): Promise<void> {
   return new Promise((resolve, reject) => {
     const args = h.args ?? [h.path];
-    const child = spawn(h.path, args.slice(1), { argv0: args[0] ?? h.path, env: envObject(h.env), stdio: ['pipe', 'ignore', 'pipe'] });
+    // its own process group: a timeout kills what it started too
+    const child = spawn(h.path, args.slice(1), { argv0: args[0] ?? h.path, env: envObject(h.env), stdio: ['pipe', 'ignore', 'pipe'], detached: true });
     let err = '';
     let timedOut = false;
-    const t = h.timeout !== undefined ? setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, h.timeout * 1000) : undefined;
+    const t = h.timeout !== undefined ? setTimeout(() => {
+      timedOut = true;
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+    }, h.timeout * 1000) : undefined;
     child.stderr!.on('data', (c: Buffer) => { if (err.length < 4096) err += c.toString(); });
     child.stdin!.on('error', () => {}); // a hook that does not read its stdin
     child.stdin!.end(JSON.stringify(state));
@@ -122,13 +126,19 @@ function runHook(kind: string, h: OciHook, state: OciState): Promise<void> {
       if (t) clearTimeout(t);
       reject(hookError(kind, h, `could not be run: ${e.code ?? e.message}`, typeof e.errno === 'number' ? Math.abs(e.errno) : 2));
     });
-    child.once('close', (code, signal) => {
+    child.once('exit', (code, signal) => {
       if (t) clearTimeout(t);
-      const last = err.trim().split('\n').pop() ?? '';
-      if (timedOut) reject(hookError(kind, h, `did not end within its timeout of ${h.timeout} s`, 62));
-      else if (signal) reject(hookError(kind, h, `was killed by ${signal}${last ? `: ${last}` : ''}`));
-      else if (code !== 0) reject(hookError(kind, h, `exited with ${code}${last ? `: ${last}` : ''}`));
-      else resolve();
+      const done = () => {
+        const last = err.trim().split('\n').pop() ?? '';
+        if (timedOut) reject(hookError(kind, h, `did not end within its timeout of ${h.timeout} s`, 62));
+        else if (signal) reject(hookError(kind, h, `was killed by ${signal}${last ? `: ${last}` : ''}`));
+        else if (code !== 0) reject(hookError(kind, h, `exited with ${code}${last ? `: ${last}` : ''}`));
+        else resolve();
+      };
+      // its stderr to the end, unless something it left running holds it open
+      if (child.stderr!.readableEnded) return done();
+      const late = setTimeout(() => { child.stderr!.destroy(); done(); }, 200);
+      child.stderr!.once('end', () => { clearTimeout(late); done(); });
     });
   });
 }

@@ -3,11 +3,11 @@
 // another; its program's stdio are fds given at create; its exit status is recorded by its
 // pid 1 in the state directory, also when the creator is gone.
 import { describe, it, expect, afterAll } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Sandbox, NsboxError, gc, recvFds } from '../../lib/index.js';
-import { isRoot, skipReason, alive, sleep } from '../helpers/host.js';
+import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
 
 const base = `/run/nsbox-test-created-${process.pid}`;
 const stateDir = `${base}/sandboxes`;
@@ -19,16 +19,20 @@ function leftovers(): string[] {
   const out: string[] = [];
   const mi = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes('nsbox'));
   out.push(...mi.map((l) => `mount: ${l}`));
-  const cg = execFileSync('find', ['/sys/fs/cgroup', '-name', '*nsbox-sbx*'], { encoding: 'utf8' }).trim();
-  if (cg) out.push(...cg.split('\n').map((l) => `cgroup: ${l}`));
+  // this process's and those of the creators it ran (other helpers' sandboxes may exist meanwhile)
+  out.push(...nsboxCgroupsOf([process.pid, ...creators]).map((l) => `cgroup: ${l}`));
   try { out.push(...readdirSync(stateDir).map((f) => `state: ${f}`)); } catch { /* none */ }
   return out;
 }
 
 /** Runs `body` in a fresh Node process (ESM, with Sandbox imported from dist/), returns its stdout; the process has exited when this returns. */
+const creators: number[] = [];
 function inAnotherProcess(body: string): string {
   const script = `import { Sandbox } from ${JSON.stringify(dist)}; import { openSync } from 'node:fs';\n${body}`;
-  return execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000 }).trim();
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000 });
+  if (r.pid) creators.push(r.pid);
+  if (r.status !== 0) throw new Error(`the other process failed: ${r.stderr}`);
+  return r.stdout.trim();
 }
 
 afterAll(() => {
