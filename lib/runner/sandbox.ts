@@ -100,7 +100,7 @@ export interface SandboxProgram {
    * at `consoleSocket` (OCI `--console-socket`, SCM_RIGHTS), its slave the program's stdio
    * and controlling terminal.
    */
-  tty?: { consoleSocket: string };
+  tty?: { consoleSocket: string; rows?: number; cols?: number };
 }
 
 /** What {@link Sandbox.exitStatus} gives: how the program ended (or the signal that ended a sandbox before it started). */
@@ -426,11 +426,11 @@ export class Sandbox extends EventEmitter {
         if (st.includes('pipe')) fail('options.program.stdio', "must be fds, 'inherit' or 'ignore' (not 'pipe': the creator may be gone when the program runs)");
       }
       if (pg.tty !== undefined) {
-        checkOptions('options.program.tty', pg.tty, ['consoleSocket']);
+        checkOptions('options.program.tty', pg.tty, ['consoleSocket', 'rows', 'cols']);
         if (typeof pg.tty.consoleSocket !== 'string' || !pg.tty.consoleSocket.startsWith('/')) fail('options.program.tty.consoleSocket', 'must be the absolute path of a listening unix socket');
         if (pg.stdio !== undefined) fail('options.program.stdio', 'and options.program.tty exclude each other (the terminal is its stdio)');
       }
-      program = { file: pg.file, args: pg.args ?? [], ...(pg.stdio !== undefined ? { stdio: pg.stdio } : {}), ...(pg.tty ? { tty: { consoleSocket: pg.tty.consoleSocket } } : {}) };
+      program = { file: pg.file, args: pg.args ?? [], ...(pg.stdio !== undefined ? { stdio: pg.stdio } : {}), ...(pg.tty ? { tty: { ...pg.tty } } : {}) };
       holderFile = program.file;
       holderArgs = program.args!;
     }
