@@ -293,7 +293,7 @@ function cmdSpec(args: string[]): number {
     ociVersion: OCI_VERSION,
     process: {
       terminal: true, user: { uid: 0, gid: 0 }, args: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'], cwd: '/',
-      capabilities: { bounding: caps, effective: caps, permitted: caps, ambient: caps },
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }], noNewPrivileges: true,
     },
     root: { path: 'rootfs', readonly: true },
