@@ -47,8 +47,8 @@ const NS: Record<string, NamespaceType> = { pid: 'pid', network: 'net', mount: '
  * accepted as that view; any other mount is made as given.
  */
 const VIEW_MOUNTS: Record<string, string[]> = {
-  '/proc': ['proc'], '/dev': ['tmpfs'], '/dev/pts': ['devpts'], '/dev/shm': ['tmpfs', 'bind'], '/dev/mqueue': ['mqueue'],
-  '/sys': ['sysfs', 'bind'], '/sys/fs/cgroup': ['cgroup', 'cgroup2'],
+  '/proc': ['proc'], '/dev': ['tmpfs'], '/dev/pts': ['devpts'], '/dev/shm': ['tmpfs'], '/dev/mqueue': ['mqueue'],
+  '/sys': ['sysfs'], '/sys/fs/cgroup': ['cgroup', 'cgroup2'],
 };
 
 const PROPAGATION: Record<string, Mount['propagation']> = {

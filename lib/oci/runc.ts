@@ -1,8 +1,8 @@
 // nsbox-runc: the runc command line (as podman/conmon and containerd's shim call it) on
 // nsbox's public API: a created Sandbox (Sandbox.create with `program`) per container, its
 // state in --root (default /run/nsbox-runc), found again by id from each call.
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
 import { configToSandbox, OciConfigError, processOptions } from './config.js';
@@ -96,6 +96,53 @@ function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined): Rec
   };
 }
 
+/** The mount points of the host's cgroup hierarchies (v1 controllers, the v2 tree). */
+function cgroupMounts(): string[] {
+  const out: string[] = [];
+  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    const type = f[f.indexOf('-') + 1];
+    if (type !== 'cgroup' && type !== 'cgroup2') continue;
+    // a v1 hierarchy without a controller (name=systemd) is not one nsbox places sandboxes in
+    if (type === 'cgroup' && !/(^|,)(cpu|cpuacct|memory|pids|blkio|freezer|cpuset|devices|net_cls|net_prio|perf_event|hugetlb|rdma|misc)(,|$)/.test(f[f.length - 1] ?? '')) continue;
+    out.push(f[4]!);
+  }
+  return [...new Set(out)];
+}
+
+/**
+ * mkdir -p of `path` in the hierarchy at `mount`; in a v1 cpuset hierarchy each new level gets
+ * its parent's cpuset.cpus and cpuset.mems (empty ones refuse every task, ENOSPC).
+ */
+function makeCgroupPath(mount: string, path: string): void {
+  let dir = mount;
+  for (const part of path.split('/').filter(Boolean)) {
+    const parent = dir;
+    dir = join(dir, part);
+    if (existsSync(dir)) continue;
+    mkdirSync(dir);
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if (!existsSync(join(dir, f))) continue;
+      try {
+        if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8').trim());
+      } catch { /* left as the kernel made it */ }
+    }
+  }
+}
+
+/** linux.cgroupsPath of the bundle's config (for delete). */
+function cgroupsPathOf(bundle: string): string | undefined {
+  const p = (readConfig(bundle)?.linux as Record<string, unknown> | undefined)?.cgroupsPath;
+  return typeof p === 'string' && p !== '' && !p.includes(':') ? p : undefined;
+}
+
+/** Removes the cgroupsPath directories create made (empty ones only; the parents stay). */
+function removeCgroupPath(path: string): void {
+  for (const m of cgroupMounts()) {
+    try { rmdirSync(join(m, path)); } catch { /* gone, or not empty */ }
+  }
+}
+
 function readConfig(bundle: string): Record<string, unknown> | undefined {
   if (!bundle) return undefined;
   try { return JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')) as Record<string, unknown>; } catch { return undefined; }
@@ -115,7 +162,17 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const warnings: string[] = [];
   const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
   for (const w of warnings) log(g, 'warning', w);
-  const box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  // as runc: the cgroupsPath directories are made (nsbox's own cgroup goes inside them) and
+  // removed again by delete
+  const cgPath = typeof options.cgroupParent === 'string' ? options.cgroupParent : undefined;
+  if (cgPath) for (const m of cgroupMounts()) makeCgroupPath(m, cgPath);
+  let box: Sandbox;
+  try {
+    box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  } catch (e) {
+    if (cgPath) removeCgroupPath(cgPath);
+    throw e;
+  }
   if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
   return 0;
 }
@@ -164,7 +221,9 @@ async function cmdDelete(g: Globals, args: string[]): Promise<number> {
     throw e;
   }
   if (runcStatus(box) === 'running' && !flags.force) throw new Error('cannot delete container that is not stopped: running');
+  const cgPath = cgroupsPathOf(box.ociState().bundle);
   await box.destroy();
+  if (cgPath) removeCgroupPath(cgPath);
   return 0;
 }
 
