@@ -4,7 +4,7 @@
 // README "nsbox-runc" lists it).
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { Seccomp, type Mount, type SandboxOptions, type SandboxProgram, type OciHooks, type NamespaceType } from '../index.js';
+import { Namespace, Seccomp, type Mount, type SandboxOptions, type SandboxProgram, type OciHooks, type NamespaceType } from '../index.js';
 
 /** A config.json field nsbox refuses or cannot read; `field` is its JSON path (e.g. `linux.resources.blockIO`). */
 export class OciConfigError extends Error {
@@ -205,17 +205,24 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
     unsupportedUnlessEmpty('linux.memoryPolicy', l.memoryPolicy, 'is not supported by nsbox-runc');
     if (l.namespaces !== undefined) {
       namespacesGiven = true;
+      let netJoin: Namespace | undefined;
       if (!Array.isArray(l.namespaces)) refuse('linux.namespaces', 'must be an array');
       const ns: Partial<Record<NamespaceType, boolean>> = { pid: false, net: false, mount: false, ipc: false, uts: false, user: false, cgroup: false, time: false };
       l.namespaces.forEach((x, i) => {
         const n = keys(`linux.namespaces[${i}]`, x, ['type', 'path']);
         const t = NS[n.type as string] ?? refuse(`linux.namespaces[${i}].type`, `unknown namespace ${String(n.type)}`);
-        if (typeof n.path === 'string' && n.path !== '') refuse(`linux.namespaces[${i}].path`, 'joining an existing namespace is not supported by nsbox-runc');
+        if (typeof n.path === 'string' && n.path !== '') {
+          // a network namespace made by the caller (podman's, CNI's): the sandbox joins it
+          if (t !== 'net') refuse(`linux.namespaces[${i}].path`, `joining an existing ${String(n.type)} namespace is not supported by nsbox-runc (only network)`);
+          try { netJoin = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          return;
+        }
         ns[t] = true;
       });
       options.namespaces = ns;
-      if (!ns.net) options.network = 'host';
-      else if (ns.net) options.network = 'none';
+      if (netJoin) options.network = { join: netJoin };
+      else if (!ns.net) options.network = 'host';
+      else options.network = 'none';
       if (!ns.user) options.user = false;
     }
     if (l.uidMappings !== undefined || l.gidMappings !== undefined) {

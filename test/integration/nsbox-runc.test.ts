@@ -3,8 +3,8 @@
 // pid file, state, start, kill, exec, ps, delete; config.json fields refused by name; --log
 // with --log-format json; features, spec, --version; nothing left behind.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { recvFds } from '../../lib/index.js';
 import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
@@ -172,7 +172,7 @@ describe.skipIf(skip)('nsbox-runc', () => {
       [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
       [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
       [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['tmpcopyup'] }); }, /mounts\[6\]\.options: 'tmpcopyup'/],
-      [(c) => { c.linux.namespaces.push({ type: 'network', path: '/proc/1/ns/net' }); }, /linux\.namespaces\[7\]\.path/],
+      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: '/proc/1/ns/ipc' }); }, /linux\.namespaces\[7\]\.path: joining an existing ipc namespace/],
       [(c) => { c.process.terminal = true; }, /process\.terminal: needs --console-socket/],
     ];
     for (const [edit, re] of cases) {
@@ -214,6 +214,25 @@ describe.skipIf(skip)('nsbox-runc', () => {
       'CapEff:\t0000000000000020', 'CapBnd:\t0000000000000021', '77', 'runcbox', 'from-host', 'hi', 'ro-root', 'tmp-rw', 'Seccomp:\t2', '',
     ]);
     ok(['delete', 'c4']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('joins a network namespace given by path (as podman and CNI give theirs)', async () => {
+    const name = `nsbox-test-runc-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', name]);
+    try {
+      const inode = statSync(`/run/netns/${name}`).ino;
+      writeConfig(['sh', '-c', 'ls -iL /proc/self/ns/net'], (c) => {
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'network').concat([{ type: 'network', path: `/run/netns/${name}` }]);
+      });
+      create('c6');
+      ok(['start', 'c6']);
+      await waitFor(() => state('c6').status === 'stopped');
+      expect(readFileSync(`${base}/c6.out`, 'utf8').trim().split(/\s+/)[0]).toBe(String(inode));
+      ok(['delete', 'c6']);
+    } finally {
+      execFileSync('ip', ['netns', 'delete', name]);
+    }
     expect(leftovers()).toEqual([]);
   });
 

@@ -2,8 +2,8 @@
 // dist/nsbox-runc.js` runs containers of a busybox image. Skipped with the reason where podman
 // is not installed. Options every run needs on this host, and why:
 //   --cgroup-manager cgroupfs   nsbox-runc refuses --systemd-cgroup
-//   --network none              podman's networks hand the runtime a namespace path to join,
-//                               which nsbox-runc refuses (docs/oci-runtime.md, "Not done yet")
+//   --network none              podman's bridge network comes with net.* sysctls nsbox writes
+//                               only into a network namespace of its own (docs/oci-runtime.md)
 //   --ulimit nofile/nproc       podman's defaults are above root's hard limits here, and root
 //                               lacks CAP_SYS_RESOURCE to raise them
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
