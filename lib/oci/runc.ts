@@ -81,17 +81,31 @@ async function attach(g: Globals, id: string): Promise<Sandbox> {
   }
 }
 
-function runcStatus(box: Sandbox | SandboxInfo): 'created' | 'running' | 'stopped' {
+function runcStatus(box: Sandbox | SandboxInfo): 'created' | 'running' | 'stopped' | 'paused' {
   const s = box.status;
-  return s === 'exited' ? 'stopped' : s;
+  if (s === 'exited') return 'stopped';
+  if (s === 'running' && box instanceof Sandbox && paused(box)) return 'paused';
+  return s;
+}
+
+/** Whether the sandbox's cgroup is frozen (pause): v2 cgroup.freeze, v1 freezer.state. */
+function paused(box: Sandbox): boolean {
+  const p = box.cgroup?.paths as Record<string, string> | undefined;
+  if (!p) return false;
+  try {
+    if (p.unified) return readFileSync(`${p.unified}/cgroup.freeze`, 'utf8').trim() === '1';
+    if (p.freezer) return readFileSync(`${p.freezer}/freezer.state`, 'utf8').trim() !== 'THAWED';
+  } catch { /* gone */ }
+  return false;
 }
 
 function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined): Record<string, unknown> {
   const st = box.ociState();
+  const status = runcStatus(box);
   const cfg = readConfig(st.bundle);
   const root = cfg ? resolve(st.bundle, ((cfg.root as { path?: string } | undefined)?.path) ?? 'rootfs') : '';
   return {
-    ociVersion: OCI_VERSION, id: box.id, pid: st.status === 'stopped' ? 0 : box.pid, status: st.status, bundle: st.bundle, rootfs: root,
+    ociVersion: OCI_VERSION, id: box.id, pid: status === 'stopped' ? 0 : box.pid, status, bundle: st.bundle, rootfs: root,
     created: info?.created ?? '', owner: '', ...(Object.keys(st.annotations ?? {}).length ? { annotations: st.annotations } : {}),
   };
 }
@@ -220,7 +234,8 @@ async function cmdDelete(g: Globals, args: string[]): Promise<number> {
     if (flags.force && /does not exist/.test((e as Error).message)) return 0;
     throw e;
   }
-  if (runcStatus(box) === 'running' && !flags.force) throw new Error('cannot delete container that is not stopped: running');
+  const st = runcStatus(box);
+  if ((st === 'running' || st === 'paused') && !flags.force) throw new Error(`cannot delete container that is not stopped: ${st}`);
   const cgPath = cgroupsPathOf(box.ociState().bundle);
   await box.destroy();
   if (cgPath) removeCgroupPath(cgPath);
@@ -415,8 +430,18 @@ export async function main(argv: string[]): Promise<number> {
       case 'exec': return await cmdExec(g, args);
       case 'ps': return await cmdPs(g, args);
       case 'list': return cmdList(g, args);
-      case 'pause': await (await attach(g, oneId(args, 'pause'))).pause(); return 0;
-      case 'resume': await (await attach(g, oneId(args, 'resume'))).resume(); return 0;
+      case 'pause': {
+        const box = await attach(g, oneId(args, 'pause'));
+        if (runcStatus(box) !== 'running') throw new Error(`container not running: ${runcStatus(box)}`);
+        await box.pause();
+        return 0;
+      }
+      case 'resume': {
+        const box = await attach(g, oneId(args, 'resume'));
+        if (runcStatus(box) !== 'paused') throw new Error(`container not paused: ${runcStatus(box)}`);
+        await box.resume();
+        return 0;
+      }
       case 'features': return cmdFeatures();
       case 'spec': return cmdSpec(args);
       default: throw new UsageError(`unknown command ${cmd} (see nsbox-runc --help)`);

@@ -148,6 +148,12 @@ describe.skipIf(skip)('nsbox-runc', () => {
     const del = runc(['delete', 'c2']);
     expect(del.status).toBe(1);
     expect(del.stderr).toMatch(/not stopped: running/);
+    // pause and resume: state says paused meanwhile (podman reads it)
+    ok(['pause', 'c2']);
+    expect(state('c2').status).toBe('paused');
+    expect(runc(['pause', 'c2']).stderr).toMatch(/container not running: paused/);
+    ok(['resume', 'c2']);
+    expect(state('c2').status).toBe('running');
     // one signal (USR1 to sleep's default: it dies) — given as runc's callers give it
     ok(['kill', 'c2', 'USR1']);
     await waitFor(() => !alive(pid));

@@ -65,7 +65,7 @@ describe.skipIf(skip)('podman --runtime nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   }, 120000);
 
-  it('-d, exec, kill -s USR1, stop, rm, rm -f', async () => {
+  it('-d, exec, kill -s USR1, stop, rm, pause/unpause, rm -f', async () => {
     const id = ok(['run', '-d', ...RUN, image, 'sh', '-c', 'trap "echo got-usr1; exit 9" USR1; while :; do sleep 0.1; done']).trim();
     expect(ok(['exec', id, 'sh', '-c', 'echo "in $(hostname)"'])).toBe(`in ${id.slice(0, 12)}\n`);
     await sleep(300);
@@ -77,6 +77,10 @@ describe.skipIf(skip)('podman --runtime nsbox-runc', () => {
     ok(['stop', '-t', '1', id2]);
     ok(['rm', id2]);
     const id3 = ok(['run', '-d', ...RUN, image, 'sleep', '100']).trim();
+    ok(['pause', id3]);
+    expect(ok(['inspect', '--format', '{{.State.Status}}', id3]).trim()).toBe('paused');
+    ok(['unpause', id3]);
+    expect(ok(['inspect', '--format', '{{.State.Status}}', id3]).trim()).toBe('running');
     ok(['rm', '-f', id3]);
     expect(leftovers()).toEqual([]);
   }, 180000);
