@@ -3,7 +3,7 @@
 // pid file, state, start, kill, exec, ps, delete; config.json fields refused by name; --log
 // with --log-format json; features, spec, --version; nothing left behind.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
-import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { recvFds } from '../../lib/index.js';
@@ -242,7 +242,7 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   });
 
-  it('process.terminal with --console-socket: the master is sent there, the program has it as its terminal', async () => {
+  it('process.terminal with --console-socket: the master is sent there, the program has it as its terminal; exec with a terminal too', async () => {
     const sock = `${base}/console.sock`;
     rmSync(sock, { force: true });
     const server = createServer({ pauseOnConnect: true });
@@ -251,7 +251,9 @@ describe.skipIf(skip)('nsbox-runc', () => {
       server.once('connection', (c) => { recvFds(c).then((m) => { c.destroy(); resolve(m.fds[0]!); }, reject); });
     });
     try {
-      writeConfig(['sh', '-c', 'tty; echo done'], (c) => { c.process.terminal = true; });
+      // it ends once the test writes /etc/go (as in the first test), after the exec below
+      rmSync(`${bundle}/rootfs/etc/go`, { force: true });
+      writeConfig(['sh', '-c', 'tty; echo done; while [ ! -e /etc/go ]; do sleep 0.05; done'], (c) => { c.process.terminal = true; });
       const create = spawnSync(process.execPath, [bin, '--root', root, 'create', '--bundle', bundle, '--console-socket', sock, '--pid-file', `${base}/c5.pid`, 'c5'], { encoding: 'utf8', timeout: 30000 });
       if (create.pid) runs.push(create.pid);
       expect(create.stderr).toBe('');
@@ -263,9 +265,29 @@ describe.skipIf(skip)('nsbox-runc', () => {
       t.on('error', () => {});
       ok(['start', 'c5']);
       await waitFor(() => text.includes('done'));
-      t.destroy();
       expect(text.replace(/\r/g, '').split('\n')[0]).toMatch(/^\/dev\/pts\/\d+$/);
+      // exec --tty --console-socket (podman exec -it): a terminal of its own, sent there
+      const master2 = new Promise<number>((resolve, reject) => {
+        server.once('connection', (c) => { recvFds(c).then((m) => { c.destroy(); resolve(m.fds[0]!); }, reject); });
+      });
+      writeFileSync(`${base}/pt.json`, JSON.stringify({ terminal: true, args: ['sh', '-c', 'tty; echo exec-done; exit 6'], env: ['PATH=/bin'], cwd: '/' }));
+      const exProc = spawn(process.execPath, [bin, '--root', root, 'exec', '--process', `${base}/pt.json`, '--console-socket', sock, 'c5'], { stdio: 'ignore' });
+      const exCode = new Promise<number | null>((r) => exProc.once('close', (code) => r(code)));
+      const fd2 = await master2;
+      const t2 = new ReadStream(fd2);
+      let text2 = '';
+      t2.on('data', (c: Buffer) => { text2 += c.toString(); });
+      t2.on('error', () => {});
+      await waitFor(() => text2.includes('exec-done'));
+      t2.destroy();
+      expect(await exCode).toBe(6);
+      const lines2 = text2.replace(/\r/g, '').split('\n');
+      expect(lines2[0]).toMatch(/^\/dev\/pts\/\d+$/);
+      expect(lines2[0]).not.toBe(text.replace(/\r/g, '').split('\n')[0]);
+      writeFileSync(`${bundle}/rootfs/etc/go`, '');
       await waitFor(() => state('c5').status === 'stopped');
+      // (closed only now: the master's last close hangs up the program's session)
+      t.destroy();
       ok(['delete', 'c5']);
     } finally {
       server.close();
