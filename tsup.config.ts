@@ -9,7 +9,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     shims: true,
-    clean: ['!cli.js', '!cli.js.map'], // everything but the other config's output
+    clean: ['!cli.js', '!cli.js.map', '!nsbox-runc.js', '!nsbox-runc.js.map'], // everything but the other configs' output
     sourcemap: true,
     splitting: false,
   },
@@ -21,8 +21,25 @@ export default defineConfig([
     external: ['./index.js'],
     target: 'node20',
     platform: 'node',
-    clean: ['!index.*'], // everything but the other config's output (so also an old cli.cjs)
+    clean: ['!index.*', '!nsbox-runc.*'], // everything but the other configs' output (so also an old cli.cjs)
     sourcemap: true,
     splitting: false,
+  },
+  {
+    // `nsbox-runc` (lib/oci/): ESM only, importing ./index.js at run time as the cli does; its
+    // modules import '../index.js', which is ./index.js beside the output
+    entry: { 'nsbox-runc': 'lib/oci/bin.ts' },
+    format: ['esm'],
+    target: 'node20',
+    platform: 'node',
+    clean: false,
+    sourcemap: true,
+    splitting: false,
+    esbuildPlugins: [{
+      name: 'library-external',
+      setup(b) {
+        b.onResolve({ filter: /^\.\.\/index\.js$/ }, () => ({ path: './index.js', external: true }));
+      },
+    }],
   },
 ]);

@@ -8,7 +8,8 @@
 //               and the older nsbox-<pid>-<n>, with their (empty) sub-groups
 //   mounts      store container views mounted with source nsbox-<pid>-<start>-overlay
 //   stores      every store in the registry, seen in the mount table or given: LayerStore.gc()
-//   sandboxes   Sandbox state files whose holder and creator are both gone (cgroup, container)
+//   sandboxes   Sandbox state files whose holder and creator are both gone (cgroup, container,
+//               a created sandbox's start socket and exit record)
 //   network     sweepNetwork(): veths, IPAM entries, DNAT entries, forgotten bridges
 //   files       temporary directories of dead processes (nsbox-ovl-*, nsbox-usernet-*)
 //   idBlocks    id block claims of dead processes (/run/nsbox/idblocks/<uid> -> nsbox-<pid>-<start>-ids)
@@ -266,6 +267,11 @@ async function sweepSandboxes(dirs: string[], r: GcReport, mine: Filter): Promis
         }
       }
       if (!ok) continue; // kept, so that a later gc tries again
+      // a created sandbox's start socket and exit record beside it
+      for (const ext of ['.sock', '.exit']) {
+        const f = join(dir, n.slice(0, -'.json'.length) + ext);
+        try { rmSync(f); r.files.push(f); } catch { /* none */ }
+      }
       rmSync(file, { force: true });
       r.sandboxes.push(file);
     }

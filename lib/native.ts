@@ -66,6 +66,10 @@ export interface NativeAddon {
   /** With `initKill`, asks nsbox-init (pid 1) to end the sandbox instead (`sig` unused). */
   pidfdSignal(pidfd: number, sig: number, initKill?: boolean): number;
   closeFd(fd: number): void;
+  /** A listening unix stream socket bound at `path` (file mode `mode`); its fd (close-on-exec). addon/src/lifecycle.cc */
+  unixListen(path: string, mode: number): number;
+  /** pidfd_open(pid): the fd (close-on-exec), or a negative errno. */
+  pidfdOpen(pid: number): number;
   ttyResize(fd: number, rows: number, cols: number): void;
   serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };
   /**

@@ -6,13 +6,25 @@
 //
 //   argv: nsbox-init ERRFD STATUSFD TTY N CANDIDATE_1 .. CANDIDATE_N ARGV0 ARGS...
 //   (TTY 1: fd 0 is a terminal the program takes as its controlling terminal)
-//   or:   nsbox-init ERRFD STATUSFD 0 0 CTLFD        (serve: a prepared sandbox)
+//   or:   nsbox-init ERRFD STATUSFD TTY 0 CTLFD      (serve: a prepared or a created sandbox)
 //
 // Serve mode holds the sandbox until one run request arrives on CTLFD (a SOCK_SEQPACKET
 // socket): a message of counts and strings (see ServeRequest) with four fds (the error pipe
 // of this run, stdin, stdout, stderr). The program is then forked and exec'd as above and the
 // sandbox ends with it: single use, as a pool wants. If the socket's peer goes away first,
 // init exits.
+//
+// A created sandbox (Sandbox.create with `program`, lib/runner/sandbox.ts) sends the same
+// strings with two fds instead of four: RECORDFD (a file of the state directory) and LISTENFD
+// (a listening unix stream socket bound in the state directory). The program is not run yet:
+// init waits for one connection on LISTENFD that sends a byte (the sandbox's start, from any
+// process that may reach the socket), then runs the program with init's own fds 0..2 (the
+// caller's, or the terminal's slave) and that connection as its error pipe (EOF once it has
+// exec'd). While it waits, a signal that would end a program ends the sandbox (as runc's
+// created container ends). RECORDFD gets "run\0" at offset 0 when the start comes, and the
+// program's raw wait status (4 bytes) at offset 4 when it ends (or the signal that ended the
+// sandbox before it started): what happened is on disk for whoever looks later, also when the
+// creator has gone.
 //
 // It makes itself undumpable (so nothing in the sandbox reaches its fds through /proc/1),
 // then starts the program (a vfork on a stack of its own: no page tables to copy; execve over
@@ -33,7 +45,9 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -110,6 +124,8 @@ char* gPtrs[kMaxStrings + 3];
 
 struct OpenHow { unsigned long long flags, mode, resolve; };
 
+// Returns the number of fds received (4: a run; 2: a created sandbox's record and listening
+// socket), or -1.
 long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** argv, char*** envp) {
   struct iovec iov{gReq, kReqMax - 1};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
@@ -122,8 +138,10 @@ long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** 
   do { got = call(SYS_recvmsg, ctl, &msg, MSG_CMSG_CLOEXEC); } while (got == -EINTR);
   if (got <= 12) return -1;
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(4 * sizeof(int))) return -1;
-  memcpy(fds, CMSG_DATA(c), 4 * sizeof(int));
+  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  long nfds = c->cmsg_len == CMSG_LEN(4 * sizeof(int)) ? 4 : c->cmsg_len == CMSG_LEN(2 * sizeof(int)) ? 2 : 0;
+  if (!nfds) return -1;
+  memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
   gReq[got] = 0;
   unsigned* h = reinterpret_cast<unsigned*>(gReq);
   long nc = h[0], ac = h[1], ec = h[2];
@@ -149,7 +167,47 @@ long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** 
   for (long i = 0; i < ec; i++) if (!(gPtrs[k++] = next())) return -1;
   gPtrs[k++] = nullptr;
   *n = nc;
-  return 0;
+  return nfds;
+}
+
+// Signals whose default action is not to end a process: they do not end a created sandbox.
+bool Harmless(long sig) {
+  return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
+}
+
+// A created sandbox waits for its start: one connection on `listen` that sends a byte.
+// Returns the connection (its start's error pipe), or -signal when a signal ends the sandbox
+// first (nsbox's kill request counts as SIGKILL).
+long WaitStart(int listen) {
+  unsigned long all = ~0UL;
+  long sfd = call(SYS_signalfd4, -1, &all, sizeof all, O_CLOEXEC);
+  if (sfd < 0) return -SIGKILL;
+  for (;;) {
+    struct pollfd p[2] = {{listen, POLLIN, 0}, {(int)sfd, POLLIN, 0}};
+    long r = call(SYS_ppoll, p, 2, nullptr, nullptr, 0);
+    if (r < 0) {
+      if (r == -EINTR) continue;
+      call(SYS_close, sfd);
+      return -SIGKILL;
+    }
+    if (p[1].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (call(SYS_read, sfd, &si, sizeof si) == (long)sizeof si) {
+        long sig = (long)si.ssi_signo;
+        if (sig == nsbox::kInitKillSignal && si.ssi_code == SI_QUEUE && si.ssi_int == nsbox::kInitKillValue) sig = SIGKILL;
+        if (!Harmless(sig)) { call(SYS_close, sfd); return -sig; }
+      }
+    }
+    if (p[0].revents & POLLIN) {
+      long c = call(SYS_accept4, listen, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      char b;
+      long got;
+      do { got = call(SYS_read, c, &b, 1); } while (got == -EINTR);
+      if (got == 1) { call(SYS_close, sfd); return c; }
+      call(SYS_close, c);  // a connection that sent nothing starts nothing
+    }
+  }
 }
 
 }  // namespace
@@ -171,9 +229,11 @@ int ProgramChild(void* arg) {
   const ProgramStart* s = static_cast<const ProgramStart*>(arg);
   call(SYS_fcntl, s->errFd, F_SETFD, FD_CLOEXEC);
   call(SYS_close, s->statusFd);
-  if (s->cwd) {
+  if (s->runFds[1] >= 0) {
     for (int i = 0; i < 3; i++) call(SYS_dup3, s->runFds[i + 1], i, 0);
     for (int i = 1; i < 4; i++) if (s->runFds[i] > 2) call(SYS_close, s->runFds[i]);
+  }
+  if (s->cwd) {
     // the working directory, looked up without magic links (as the spawn core does)
     OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0x02};
     long d = call(SYS_openat2, AT_FDCWD, s->cwd, &how, sizeof how);
@@ -208,6 +268,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   char** progArgv = argv + 5 + n;
   const char* cwd = nullptr;
   int runFds[4] = {-1, -1, -1, -1};
+  long recordFd = -1;
 
   call(SYS_prctl, PR_SET_NAME, "nsbox-init", 0, 0, 0);
   call(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -220,10 +281,27 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
     // prepared: the spawn is complete once this is closed; then wait for the one run
     call(SYS_close, errFd);
     char* c;
-    if (ReceiveRun((int)ctl, runFds, &c, &cand, &n, &progArgv, &envp) < 0) Exit(0);
+    long got = ReceiveRun((int)ctl, runFds, &c, &cand, &n, &progArgv, &envp);
+    if (got < 0) Exit(0);
     call(SYS_close, ctl);
     cwd = c;
     errFd = runFds[0];
+    if (got == 2) {
+      // created: wait for the start; the program keeps init's own stdio
+      recordFd = runFds[0];
+      long conn = WaitStart(runFds[1]);
+      call(SYS_close, runFds[1]);
+      runFds[0] = runFds[1] = -1;
+      if (conn < 0) {
+        // ended before it started: recorded as if the program had died of that signal
+        int st = (int)-conn;
+        call(SYS_write, statusFd, &st, sizeof st);
+        call(SYS_pwrite64, recordFd, &st, sizeof st, 4);
+        Exit(128 + (int)-conn);
+      }
+      errFd = conn;
+      call(SYS_pwrite64, recordFd, "run", 4, 0);
+    }
   }
   ProgramStart start{(int)errFd, (int)statusFd, tty == 1, cwd, runFds, cand, n, progArgv, envp};
   // vfork: we sleep until the program has exec'd (or failed), sharing our memory meanwhile
@@ -265,6 +343,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
     }
   }
   call(SYS_write, statusFd, &progStatus, sizeof progStatus);
+  if (recordFd >= 0) call(SYS_pwrite64, recordFd, &progStatus, sizeof progStatus, 4);
   if (pid1) {
     // The rest of the sandbox ends here rather than in the kernel's teardown of the namespace
     // once this exits: that teardown reaps with SIGCHLD ignored, so the CPU time of whatever

@@ -194,5 +194,6 @@ void InitNft(Napi::Env env, Napi::Object exports);
 void InitSeccomp(Napi::Env env, Napi::Object exports);
 void InitFs(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
+void InitLifecycle(Napi::Env env, Napi::Object exports);
 
 }  // namespace nsbox

@@ -27,6 +27,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSeccomp(env, exports);
   InitFs(env, exports);
   InitFdPass(env, exports);
+  InitLifecycle(env, exports);
   return exports;
 }
 }  // namespace nsbox

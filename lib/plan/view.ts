@@ -233,7 +233,7 @@ function makeView(s: ViewSpec, host: HostFacts): View {
         ops.push({ op: Op.Bind, source: `${OLD}/sys`, path: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
       }
       // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
-      if (s.ownCgroup) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`));
+      if (s.ownCgroup) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`, !freshSysfs(s)));
       // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
       if (!s.rootfs) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
     };
@@ -310,10 +310,17 @@ function makeView(s: ViewSpec, host: HostFacts): View {
 }
 
 /** The sandbox's own cgroup, read-only, at `CG` (its /sys/fs/cgroup; the cgroup namespace is rooted there). */
-function cgroupViewOps(host: HostFacts, CG: string): PlanOp[] {
+function cgroupViewOps(host: HostFacts, CG: string, overHost = false): PlanOp[] {
   const cg = host.cgroups();
   const flags = SYSFS_FLAGS;
-  if (cg.version === 2) return [{ op: Op.Mount, source: 'cgroup2', path: CG, fstype: 'cgroup2', flags }];
+  if (cg.version === 2) {
+    const own: PlanOp = { op: Op.Mount, source: 'cgroup2', path: CG, fstype: 'cgroup2', flags };
+    // over the host's /sys (bound: a joined network namespace), CG is the host's cgroup2 mount,
+    // and the kernel refuses the same superblock on the same mount point (EBUSY): a small
+    // tmpfs goes between
+    if (overHost) return [{ op: Op.Mount, source: 'nsbox-cgroup', path: CG, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' }, own];
+    return [own];
+  }
   return [
     { op: Op.Mount, source: 'nsbox-cgroup', path: CG, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' },
     ...cg.v1.map((ctrls): PlanOp => ({ op: Op.Mount, source: 'cgroup', path: `${CG}/${ctrls.join(',')}`, fstype: 'cgroup', flags, data: ctrls.join(',') })),

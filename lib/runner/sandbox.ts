@@ -5,11 +5,15 @@
 // holder's spawnIsolated owns the network (released when the holder exits).
 import { processStart } from '../net/ipam.js';
 import { ownerTag, selfOwnerMark } from '../owner.js';
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { native } from '../native.js';
+import { signalName } from '../util/sys.js';
+import { checkHooks, envObject, hookError, runHooks, type OciHook, type OciHooks, type OciState } from './hooks.js';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { SIGNALS } from '../util/sys.js';
-import { spawnIsolated, IsolatedProcess } from '../spawn/spawn.js';
+import { spawnIsolated, spawnCreated, IsolatedProcess } from '../spawn/spawn.js';
 import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../plan/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { CGroup } from '../cgroup/cgroup.js';
@@ -18,7 +22,7 @@ import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
 import { applyImageConfig } from '../spawn/layers/image.js';
 import { errnoError, NsboxError } from '../errors.js';
-import { buildPlan, idBlockSource, realHost, sandboxIdMaps, signalNumber, wantsIdBlock } from '../plan/index.js';
+import { buildPlan, idBlockSource, parseStdio, realHost, sandboxIdMaps, signalNumber, wantsIdBlock } from '../plan/index.js';
 import { acquireIdBlock, type IdBlockClaim } from '../ns/idblocks.js';
 import { onTeardown } from '../teardown.js';
 import { bool, checkOptions, fail, isObject } from '../util/validate.js';
@@ -58,6 +62,51 @@ export interface SandboxOptions extends SandboxTemplate {
    * root, else `$XDG_RUNTIME_DIR/nsbox/sandboxes` or `/tmp/nsbox-<uid>/sandboxes`.
    */
   stateDir?: string;
+  /**
+   * The sandbox's own program (OCI's `process`). With it the sandbox is made *created*: its
+   * namespaces, cgroup, root filesystem and network exist, nsbox-init waits as pid 1
+   * ({@link Sandbox.pid}), and nothing of the program runs until {@link Sandbox.start} (from
+   * this process, or from any other that finds the sandbox with {@link Sandbox.attach}). The
+   * program then runs as pid 1's child with the sandbox's options (ids, capabilities, seccomp,
+   * env, cwd) and the stdio given here; the sandbox ends when it ends, and its exit status is
+   * recorded in the state directory ({@link Sandbox.exitStatus}), also when its creator is gone.
+   * Excludes `holder`.
+   */
+  program?: SandboxProgram;
+  /**
+   * OCI hooks (`prestart`, `createRuntime`, `createContainer`, `startContainer`, `poststart`,
+   * `poststop`), each run with the OCI state JSON on its stdin; see {@link OciHooks} for where
+   * and when each runs. Needs `program` (they belong to a created sandbox's lifecycle).
+   */
+  hooks?: OciHooks;
+  /** The OCI bundle directory, reported in the OCI state ({@link Sandbox.ociState}, hooks). Default ''. */
+  bundle?: string;
+  /** OCI annotations, reported in the OCI state. Default {}. */
+  annotations?: Record<string, string>;
+}
+
+/** The program of a created sandbox (see {@link SandboxOptions.program}). */
+export interface SandboxProgram {
+  file: string;
+  args?: string[];
+  /**
+   * Its stdin, stdout and stderr: fds of the creator (inherited by pid 1 at create, so they
+   * may be closed by the creator afterwards), `'inherit'` or `'ignore'` (default). Not
+   * `'pipe'`: the creator may be gone when the program runs.
+   */
+  stdio?: 'ignore' | 'inherit' | [number | 'ignore' | 'inherit', number | 'ignore' | 'inherit', number | 'ignore' | 'inherit'];
+  /**
+   * A terminal: made in the sandbox's own devpts at create, its master sent to the unix socket
+   * at `consoleSocket` (OCI `--console-socket`, SCM_RIGHTS), its slave the program's stdio
+   * and controlling terminal.
+   */
+  tty?: { consoleSocket: string; rows?: number; cols?: number };
+}
+
+/** What {@link Sandbox.exitStatus} gives: how the program ended (or the signal that ended a sandbox before it started). */
+export interface SandboxExit {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 /** Options of {@link Sandbox.exec}: what may differ between the processes of one sandbox. */
@@ -121,13 +170,24 @@ export interface SandboxState {
   image: { store: string; container: string; ref: string } | null;
   /** exec defaults (serialisable part of the template) */
   exec: Record<string, unknown>;
+  /** a created sandbox's program (absent for a holder sandbox) */
+  program?: { file: string; args: string[] };
+  hooks?: OciHooks;
+  bundle?: string;
+  annotations?: Record<string, string>;
 }
+
+/** The lifecycle state of a sandbox. */
+export type SandboxStatus = 'created' | 'running' | 'exited';
 
 /** One entry of {@link Sandbox.list}. */
 export interface SandboxInfo {
   id: string;
-  /** `'running'` while the holder lives, else `'exited'` (its resources stay until destroy). */
-  status: 'running' | 'exited';
+  /**
+   * `'created'` while a sandbox with a `program` waits for its start, `'running'` while the
+   * holder (pid 1) lives, else `'exited'` (its resources stay until destroy).
+   */
+  status: SandboxStatus;
   holderPid: number;
   creatorPid: number;
   created: string;
@@ -226,6 +286,93 @@ export class Sandbox extends EventEmitter {
     return !this.#exitedFlag && processStart(this.#state.holderPid) === this.#state.holderStart;
   }
 
+  /**
+   * Where the sandbox is in its lifecycle: `'created'` (a sandbox with a `program` that waits
+   * for {@link start}), `'running'`, or `'exited'` (pid 1 has ended; what it left stays until
+   * {@link destroy}).
+   */
+  get status(): SandboxStatus {
+    if (!this.running) return 'exited';
+    if (!this.#state.program) return 'running';
+    return readRecord(this.#recordFile()).started ? 'running' : 'created';
+  }
+
+  /** The state dir's file where pid 1 records a created sandbox's start and exit. */
+  #recordFile(): string {
+    return this.#stateFile.replace(/\.json$/, '.exit');
+  }
+
+  /** The socket a created sandbox's pid 1 waits on for its start. */
+  #socketFile(): string {
+    return this.#stateFile.replace(/\.json$/, '.sock');
+  }
+
+  /**
+   * How a created sandbox's program ended, as pid 1 recorded it in the state directory (so
+   * also when the process that made the sandbox is gone): its exit code, or the signal that
+   * ended it (or that ended the sandbox before it was started). Null while it has not ended,
+   * for a sandbox without a `program`, and when pid 1 was killed before it could record it.
+   */
+  exitStatus(): SandboxExit | null {
+    if (!this.#state.program) return null;
+    const r = readRecord(this.#recordFile());
+    if (r.status === undefined) return null;
+    const sig = r.status & 0x7f;
+    if (sig === 0) return { exitCode: (r.status >> 8) & 0xff, signal: null };
+    return { exitCode: null, signal: signalName(sig) ?? (`SIG${sig}` as NodeJS.Signals) };
+  }
+
+  /** The sandbox's state as the OCI runtime spec gives it (`runtime state`; what hooks read on stdin). */
+  ociState(): OciState {
+    const st = this.status;
+    const out: OciState = {
+      ociVersion: '1.0.2', id: this.id, status: st === 'exited' ? 'stopped' : st, bundle: this.#state.bundle ?? '',
+      annotations: this.#state.annotations ?? {},
+    };
+    if (st !== 'exited') out.pid = this.#state.holderPid;
+    return out;
+  }
+
+  /**
+   * Starts a created sandbox's program (see {@link SandboxOptions.program}), from this or any
+   * other process: runs the `startContainer` hooks inside the sandbox, then the program (a fork
+   * and exec by pid 1), then the `poststart` hooks. Resolves once the program has exec'd;
+   * rejects with NsboxError step 'exec' when it cannot be run (the sandbox then ends with exit
+   * code 127), ESRCH when the sandbox is not running, EBUSY when it was started already, and
+   * EINVAL for a sandbox made without a `program`.
+   */
+  async start(): Promise<void> {
+    if (!this.#state.program) throw errnoError(22, 'sandbox', 'start', this.id, 'the sandbox has no program to start (create it with options.program)');
+    const st = this.#destroying ? 'exited' : this.status;
+    if (st === 'running') throw errnoError(16, 'sandbox', 'start', this.id, 'the sandbox was started already');
+    if (st !== 'created') throw errnoError(3, 'sandbox', 'start', this.id, 'the sandbox is not running');
+    const hooks = this.#state.hooks ?? {};
+    try {
+      for (const h of hooks.startContainer ?? []) await this.#hookInside('startContainer', h, this.ociState(), []);
+    } catch (e) {
+      // OCI: a failed startContainer hook stops the container
+      await this.#killAll();
+      throw e;
+    }
+    await startProgram(this.#socketFile(), this.id);
+    rmSync(this.#socketFile(), { force: true });
+    await runHooks('poststart', hooks.poststart, this.ociState());
+  }
+
+  /** Runs one hook inside the sandbox (its namespaces but `leave`), the OCI state on stdin. */
+  async #hookInside(kind: string, h: OciHook, state: OciState, leave: NamespaceType[]): Promise<void> {
+    const args = h.args ?? [h.path];
+    const p = this.#exec(h.path, args.slice(1), { env: envObject(h.env), input: JSON.stringify(state), ...(h.timeout ? { timeout: h.timeout * 1000 } : {}) }, leave);
+    let r: IsolatedResult<string>;
+    try { r = await p; } catch (e) {
+      throw hookError(kind, h, `could not be run: ${(e as Error).message}`, e instanceof NsboxError ? Math.abs(e.errno) : 5);
+    }
+    const last = r.stderr.trim().split('\n').pop() ?? '';
+    if (r.timedOut) throw hookError(kind, h, `did not end within its timeout of ${h.timeout} s`, 62);
+    if (r.signal) throw hookError(kind, h, `was killed by ${r.signal}${last ? `: ${last}` : ''}`);
+    if (r.exitCode !== 0) throw hookError(kind, h, `exited with ${r.exitCode}${last ? `: ${last}` : ''}`);
+  }
+
   /** Whether destroy() was called. */
   get destroyed(): boolean {
     return this.#destroying !== undefined;
@@ -267,6 +414,33 @@ export class Sandbox extends EventEmitter {
       holderArgs = o.holder.args ?? [];
       if (options.holder?.stdio !== undefined) holderStdio = options.holder.stdio;
     }
+    let program: SandboxProgram | undefined;
+    if (o.program !== undefined) {
+      if (o.holder !== undefined) fail('options.program', 'and options.holder exclude each other (the program is pid 1\'s)');
+      checkOptions('options.program', o.program, ['file', 'args', 'stdio', 'tty']);
+      const pg = o.program;
+      if (typeof pg.file !== 'string' || pg.file === '') fail('options.program.file', 'must be a non-empty string');
+      if (pg.args !== undefined && (!Array.isArray(pg.args) || pg.args.some((a) => typeof a !== 'string'))) fail('options.program.args', 'must be an array of strings');
+      if (pg.stdio !== undefined) {
+        const st = parseStdio(pg.stdio as SpawnIsolatedOptions['stdio']);
+        if (st.includes('pipe')) fail('options.program.stdio', "must be fds, 'inherit' or 'ignore' (not 'pipe': the creator may be gone when the program runs)");
+      }
+      if (pg.tty !== undefined) {
+        checkOptions('options.program.tty', pg.tty, ['consoleSocket', 'rows', 'cols']);
+        if (typeof pg.tty.consoleSocket !== 'string' || !pg.tty.consoleSocket.startsWith('/')) fail('options.program.tty.consoleSocket', 'must be the absolute path of a listening unix socket');
+        if (pg.stdio !== undefined) fail('options.program.stdio', 'and options.program.tty exclude each other (the terminal is its stdio)');
+      }
+      program = { file: pg.file, args: pg.args ?? [], ...(pg.stdio !== undefined ? { stdio: pg.stdio } : {}), ...(pg.tty ? { tty: { ...pg.tty } } : {}) };
+      holderFile = program.file;
+      holderArgs = program.args!;
+    }
+    let hooks: OciHooks | undefined;
+    if (o.hooks !== undefined) {
+      if (!program) fail('options.hooks', 'needs options.program (hooks belong to a created sandbox\'s lifecycle)');
+      hooks = checkHooks('options.hooks', o.hooks);
+    }
+    if (o.bundle !== undefined && (typeof o.bundle !== 'string' || !o.bundle.startsWith('/'))) fail('options.bundle', 'must be an absolute path');
+    if (o.annotations !== undefined && (!plain(o.annotations) || Object.values(o.annotations).some((v) => typeof v !== 'string'))) fail('options.annotations', 'must be an object of strings');
     // limits: cgroup keys go on the sandbox's cgroup, per-process keys become exec defaults
     validateLimits(o.limits ?? {});
     const cgLimits: Record<string, unknown> = {};
@@ -290,21 +464,27 @@ export class Sandbox extends EventEmitter {
       }
     }
     const base: SpawnIsolatedOptions = { ...o };
-    for (const k of ['id', 'holder', 'keepAlive', 'stateDir', 'image', 'limits']) delete (base as Record<string, unknown>)[k];
+    for (const k of ['id', 'holder', 'keepAlive', 'stateDir', 'image', 'limits', 'program', 'hooks', 'bundle', 'annotations']) delete (base as Record<string, unknown>)[k];
     // check everything else now (spawnIsolated validates synchronously), against a stand-in root
     // and with no process made: a plan with a bad option throws here
     const probeOpts: SpawnIsolatedOptions = { ...base, ...(store ? { rootfs: '/usr' } : {}) };
     if (store && probeOpts.cwd !== undefined) delete probeOpts.cwd;
     buildPlan({ file: holderFile, args: holderArgs, options: probeOpts });
     if (Object.keys(spawnLimits).length) validateLimits(spawnLimits as SandboxLimits);
-    return { id, stateDir, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base };
+    if (stateDir !== undefined && program && Buffer.byteLength(`${stateDir}/${id}.sock`) > 107) {
+      fail('options.stateDir', `is too long for the sandbox's start socket (${stateDir}/${id}.sock: a unix socket's path has at most 107 bytes)`, RangeError);
+    }
+    return { id, stateDir, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base, program, hooks, bundle: o.bundle ?? '', annotations: o.annotations ?? {} };
   }
 
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const v = Sandbox.validate(options);
-    const { id, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base } = v;
+    const { id, keepAlive, holderFile, holderArgs, holderStdio, cgLimits, spawnLimits, store, ref, base, program, hooks } = v;
     const stateDir = v.stateDir ?? defaultStateDir(true);
     const stateFile = `${stateDir}/${id}.json`;
+    if (program && Buffer.byteLength(`${stateDir}/${id}.sock`) > 107) {
+      fail('options.id', `is too long for the sandbox's start socket in ${stateDir} (a unix socket's path has at most 107 bytes): pick a shorter id or options.stateDir`, RangeError);
+    }
     try {
       readFileSync(stateFile);
       throw errnoError(17, 'sandbox', 'create', stateFile, `a sandbox named '${id}' exists`);
@@ -362,15 +542,37 @@ export class Sandbox extends EventEmitter {
         file = resolved.file; args = resolved.args;
       }
       delete spawnOpts.cgroupParent;
-      const holder = spawnIsolated(file, args, {
-        ...spawnOpts, ...(cg ? { cgroup: cg } : {}), stdio: holderStdio, buffer: false,
-        parentDeathSignal: keepAlive ? false : 'SIGKILL',
-      });
-      holder.catch(() => {});
-      await new Promise<void>((resolve, reject) => {
-        holder.once('spawn', () => resolve());
-        holder.then(() => reject(errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once')), reject);
-      });
+      // a created sandbox: pid 1 waits for its start on a socket of the state directory and
+      // records the program's exit in a file beside it (see spawnCreated)
+      let lifeFds: { record: number; listen: number } | undefined;
+      if (program) {
+        const record = openSync(`${stateDir}/${id}.exit`, 'wx', 0o600);
+        undo.push(() => rmSync(`${stateDir}/${id}.exit`, { force: true }));
+        let listen: number;
+        try { listen = native().unixListen(`${stateDir}/${id}.sock`, 0o600); } catch (e) { closeSync(record); throw e; }
+        undo.push(() => rmSync(`${stateDir}/${id}.sock`, { force: true }));
+        lifeFds = { record, listen };
+      }
+      let holder: IsolatedProcess;
+      try {
+        holder = lifeFds
+          ? spawnCreated(file, args, {
+            ...spawnOpts, ...(cg ? { cgroup: cg } : {}), buffer: false, parentDeathSignal: keepAlive ? false : 'SIGKILL',
+            ...(program!.tty ? { tty: program!.tty } : { stdio: (program!.stdio ?? 'ignore') as SpawnIsolatedOptions['stdio'] }),
+          }, lifeFds)
+          : spawnIsolated(file, args, {
+            ...spawnOpts, ...(cg ? { cgroup: cg } : {}), stdio: holderStdio, buffer: false,
+            parentDeathSignal: keepAlive ? false : 'SIGKILL',
+          });
+        holder.catch(() => {});
+        await new Promise<void>((resolve, reject) => {
+          holder.once('spawn', () => resolve());
+          holder.then(() => reject(errnoError(3, 'sandbox', 'holder', file, 'the holder exited at once')), reject);
+        });
+      } finally {
+        // pid 1 has its own copies once it runs
+        if (lifeFds) { closeSync(lifeFds.record); native().closeFd(lifeFds.listen); }
+      }
       undo.push(async () => { holder.kill('SIGKILL'); await holder.catch(() => {}); });
       const pid = holder.pid!;
       // the holder's namespaces, opened once (from our own child: no pid reuse possible)
@@ -398,6 +600,7 @@ export class Sandbox extends EventEmitter {
         cgroup: (cg?.paths ?? {}) as Record<string, string>,
         image: store ? { store: store.root, container: id, ref: ref! } : null,
         exec: serialisable(execDefaults),
+        ...(program ? { program: { file, args }, hooks: hooks ?? {}, bundle: v.bundle, annotations: v.annotations } : {}),
       };
       writeState(stateFile, state);
       if (keepAlive) holder.unref();
@@ -407,6 +610,13 @@ export class Sandbox extends EventEmitter {
       box.#dropCgroup = dropTeardown;
       box.#noCgroup = noCgroup;
       holder.on('exit', (code, signal) => box.emit('exit', code, signal));
+      if (hooks) {
+        // OCI: createRuntime (prestart first, deprecated) on the host, createContainer inside
+        const st = box.ociState();
+        await runHooks('prestart', hooks.prestart, st);
+        await runHooks('createRuntime', hooks.createRuntime, st);
+        for (const h of hooks.createContainer ?? []) await box.#hookInside('createContainer', h, st, ['mount']);
+      }
       return box;
     } catch (e) {
       await rollback();
@@ -426,7 +636,7 @@ export class Sandbox extends EventEmitter {
       try { s = JSON.parse(readFileSync(`${dir}/${n}`, 'utf8')) as SandboxState; } catch { continue; }
       if (!s.id) continue; // a name being reserved
       out.push({
-        id: s.id, status: processStart(s.holderPid) === s.holderStart ? 'running' : 'exited', holderPid: s.holderPid,
+        id: s.id, status: processStart(s.holderPid) !== s.holderStart ? 'exited' : s.program && !readRecord(`${dir}/${n.slice(0, -5)}.exit`).started ? 'created' : 'running', holderPid: s.holderPid,
         creatorPid: s.creatorPid, created: s.created, keepAlive: s.keepAlive, image: s.image?.ref ?? null,
         cgroup: s.cgroup.unified ?? s.cgroup.memory ?? Object.values(s.cgroup)[0] ?? '',
       });
@@ -485,6 +695,11 @@ export class Sandbox extends EventEmitter {
    * rejects with NsboxError ESRCH.
    */
   exec<T extends string | Buffer = string>(file: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess<T> {
+    return this.#exec(file, args, options, []);
+  }
+
+  /** exec, staying out of the sandbox's namespaces `leave` (a createContainer hook keeps the host's mount namespace). */
+  #exec<T extends string | Buffer = string>(file: string, args: string[], options: ExecOptions, leave: NamespaceType[]): SandboxProcess<T> {
     if (!isObject(options)) fail('options', 'must be an object');
     for (const k of Object.keys(options)) if (!EXEC_KEYS.includes(k)) fail('options', `has an unknown key '${k}' (allowed: ${EXEC_KEYS.join(', ')})`);
     let limits: Record<string, unknown> | undefined;
@@ -499,9 +714,10 @@ export class Sandbox extends EventEmitter {
     const spawnOpts: SpawnIsolatedOptions = { ...(this.#execDefaults as SpawnIsolatedOptions), ...options, limits: Object.keys(limits).length ? limits as SandboxLimits : undefined };
     if (options.uid !== undefined && options.gid === undefined) delete spawnOpts.gid;
     const namespaces: Partial<Record<NamespaceType, boolean>> = {};
-    for (const t of JOINABLE) if (!this.#ns[t]) namespaces[t] = false;
+    for (const t of JOINABLE) if (!this.#ns[t] || leave.includes(t)) namespaces[t] = false;
     spawnOpts.namespaces = namespaces;
     spawnOpts.join = { ...this.#ns };
+    for (const t of leave) delete spawnOpts.join[t];
     if (!this.#ns.user) spawnOpts.user = false;
     if (!this.#ns.net) spawnOpts.network = 'host';
     if (cpuTimeMs !== undefined) {
@@ -603,9 +819,7 @@ export class Sandbox extends EventEmitter {
     if (!this.cgroup) {
       for (const p of this.#procs) p.kill('SIGKILL');
       if (this.#holder) this.#holder.kill('SIGKILL');
-      else if (processStart(this.#state.holderPid) === this.#state.holderStart) {
-        try { process.kill(this.#state.holderPid, 'SIGKILL'); } catch { /* gone */ }
-      }
+      else signalHolder(this.#state, 9);
       return Promise.resolve();
     }
     if (this.cgroup.destroyed) return Promise.resolve();
@@ -644,10 +858,7 @@ export class Sandbox extends EventEmitter {
       await this.#killAll();
     } else {
       if (this.#holder) this.#holder.kill(sig);
-      else if (processStart(this.#state.holderPid) === this.#state.holderStart) {
-        // an attached sandbox: checked by start time just before (the addon has no pidfd_open yet)
-        try { process.kill(this.#state.holderPid, sig); } catch { /* gone */ }
-      }
+      else signalHolder(this.#state, sig);
       let t: NodeJS.Timeout | undefined;
       const late = new Promise<void>((r) => { t = setTimeout(r, timeoutMs); });
       await Promise.race([this.#awaitExit(), late]);
@@ -676,8 +887,7 @@ export class Sandbox extends EventEmitter {
       if (this.#holder) {
         if (!this.#holder.signal(sig)) throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running');
       } else {
-        // an attached sandbox: checked by start time just before (the addon has no pidfd_open yet)
-        try { process.kill(this.#state.holderPid, sig); } catch { throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running'); }
+        if (!signalHolder(this.#state, sig)) throw errnoError(3, 'sandbox', 'signal', this.id, 'the sandbox is not running');
       }
       return;
     }
@@ -728,7 +938,13 @@ export class Sandbox extends EventEmitter {
         try { await this.container.remove(); } catch (e) { err ??= e; }
       }
       rmSync(this.#stateFile, { force: true });
+      if (this.#state.program) {
+        rmSync(this.#socketFile(), { force: true });
+        rmSync(this.#recordFile(), { force: true });
+      }
       if (err) throw err;
+      // OCI: poststop once the container is gone, before delete returns; a failure is reported
+      if (this.#state.hooks?.poststop) await runHooks('poststop', this.#state.hooks.poststop, { ...this.ociState(), status: 'stopped' });
     })();
     return this.#destroying;
   }
@@ -862,4 +1078,60 @@ function writeState(file: string, s: SandboxState): void {
   const tmp = `${file}.nsbox-tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
   renameSync(tmp, file);
+}
+
+/** What pid 1 of a created sandbox recorded: "run" once started, then the program's raw wait status. */
+function readRecord(file: string): { started: boolean; status?: number } {
+  let b: Buffer;
+  try { b = readFileSync(file); } catch { return { started: false }; }
+  return { started: b.length >= 4 && b.subarray(0, 3).toString() === 'run', ...(b.length >= 8 ? { status: b.readInt32LE(4) } : {}) };
+}
+
+/** Size of nsbox's ChildMsg (addon/src/msg.h): kind, pid, then Err: errno, step[32], syscall[32], path[256], message[256]. */
+const CHILD_MSG = 4 + 4 + 4 + 32 + 32 + 256 + 256;
+
+function cstr(b: Buffer, off: number, len: number): string {
+  const s = b.subarray(off, off + len);
+  const z = s.indexOf(0);
+  return (z < 0 ? s : s.subarray(0, z)).toString();
+}
+
+/**
+ * A created sandbox's start: one connection to its pid 1's socket, one byte; the connection is
+ * then the program's error pipe (EOF once it has exec'd, a ChildMsg when it could not run).
+ */
+function startProgram(socket: string, id: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = netConnect(socket);
+    const got: Buffer[] = [];
+    c.on('connect', () => c.write('s'));
+    c.on('data', (d: Buffer) => got.push(d));
+    c.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET') reject(errnoError(16, 'sandbox', 'start', id, 'the sandbox was started already (or has ended)'));
+      else reject(errnoError(typeof e.errno === 'number' ? Math.abs(e.errno) : 5, 'sandbox', 'start', id, e.message));
+    });
+    c.on('end', () => {
+      const b = Buffer.concat(got);
+      if (b.length === 0) return resolve();
+      if (b.length < CHILD_MSG) return reject(errnoError(71, 'sandbox', 'start', id, 'a short report from the sandbox\'s pid 1'));
+      const errno = b.readInt32LE(8);
+      reject(errnoError(errno, cstr(b, 12, 32), cstr(b, 44, 32), cstr(b, 76, 256) || undefined));
+    });
+  });
+}
+
+/**
+ * A signal to the recorded pid 1 of a sandbox this process did not make (an attached one):
+ * through a pidfd opened first and then checked against the recorded start time, so a
+ * recycled pid is never signalled. False when that process is gone.
+ */
+function signalHolder(s: Pick<SandboxState, 'holderPid' | 'holderStart'>, sig: number): boolean {
+  const fd = native().pidfdOpen(s.holderPid);
+  if (fd < 0) return false;
+  try {
+    if (processStart(s.holderPid) !== s.holderStart) return false;
+    return native().pidfdSignal(fd, sig) === 0;
+  } finally {
+    native().closeFd(fd);
+  }
 }

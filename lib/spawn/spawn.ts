@@ -16,6 +16,7 @@ import { onTeardown } from '../teardown.js';
 import type { Bindings, LayerContext, LayerRun, SpawnInput } from './layer.js';
 import { LAYERS, type CgroupRun } from './layers/index.js';
 import { composePlan, isolationReport } from './compose.js';
+import { sendFds } from '../net/fdpass.js';
 
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
@@ -774,6 +775,53 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, input, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
+}
+
+/**
+ * nsbox-init's run request (see addon/init/init.cc, ReceiveRun): u32 counts of the exec
+ * candidates, argv and env, then the working directory and those strings, each NUL-terminated.
+ */
+function runRequest(p: Pick<Plan, 'cwd' | 'exec' | 'argv' | 'envp'>): Buffer {
+  const head = Buffer.alloc(12);
+  head.writeUInt32LE(p.exec.length, 0);
+  head.writeUInt32LE(p.argv.length, 4);
+  head.writeUInt32LE(p.envp.length, 8);
+  const body = [p.cwd, ...p.exec, ...p.argv, ...p.envp].map((x) => `${x}\0`).join('');
+  return Buffer.concat([head, Buffer.from(body)]);
+}
+
+/**
+ * @internal A created sandbox (Sandbox.create with `program`, lib/runner/sandbox.ts):
+ * everything spawnIsolated makes, with nsbox-init as pid 1 holding `file` and `args` (resolved
+ * now, as a spawn would: PATH candidates, env, cwd) until a start arrives on `fds.listen` (a
+ * listening unix socket; see addon/init/init.cc). The program then runs with pid 1's own stdio
+ * (`options.stdio`: fds, 'inherit' or 'ignore'; or the terminal of `options.tty.consoleSocket`)
+ * and its raw wait status is also written to `fds.record`. The process returned is pid 1's:
+ * 'spawn' once it waits for the start; its result once the program (and so the sandbox) ends.
+ * The caller keeps its fds (init has its own copies once 'spawn' came).
+ */
+export function spawnCreated(file: string, args: string[], options: SpawnIsolatedOptions, fds: { record: number; listen: number }): IsolatedProcess<string> {
+  if (options.tty !== undefined && options.tty !== false && (typeof options.tty !== 'object' || !options.tty.consoleSocket)) {
+    throw new TypeError('options.tty of a created sandbox must be { consoleSocket } (its terminal goes to whoever listens there)');
+  }
+  const st = options.tty ? ['ignore', 'ignore', 'ignore'] : parseStdio(options.stdio ?? 'ignore');
+  if (st.includes('pipe')) throw new TypeError("options.stdio of a created sandbox must be fds, 'inherit' or 'ignore' (its creator may be gone when it runs)");
+  const o: SpawnIsolatedOptions = { ...options, stdio: options.stdio ?? 'ignore', init: true };
+  const layers = openLayers(o);
+  const resolving = layers.runs.some((r) => r.resolve);
+  if (resolving && o.image !== undefined) throw new TypeError('options.image is not available for a created sandbox here (Sandbox.create mounts the image itself)');
+  const plan: Plan = { ...buildPlan({ file, args, options: o }), serve: true };
+  validateRuntimeOptions(o);
+  const request = runRequest(plan);
+  let give!: (r: ServeRequest | null) => void;
+  const requested = new Promise<ServeRequest | null>((r) => { give = r; });
+  const ready = (ctlFd: number) => {
+    sendFds(ctlFd, [fds.record, fds.listen], request).then(
+      () => give({ stdio: [-1, -1, -1], options: {} }),
+      (error: unknown) => give({ error }),
+    );
+  };
+  return new IsolatedProcess<string>(plan, o, layers, resolving ? { file, args, options: o } : undefined, { ready, request: requested });
 }
 
 /**

@@ -135,6 +135,19 @@ describe.skipIf(skip)('an unprivileged caller (uid 65534)', () => {
     }
   });
 
+  it('makes a created sandbox in one process and starts it from another; the exit status is recorded in its own state directory (issue 16 item 1)', () => {
+    const made = asUser(`const b = await nsbox.Sandbox.create({ id: 'unpriv-created', keepAlive: true, program: { file: '/bin/sh', args: ['-c', 'exit 4'] } });
+      console.log(JSON.stringify({ pid: b.pid, status: b.status }));`);
+    expect(made.out).toMatchObject({ status: 'created' });
+    const run = asUser(`const b = await nsbox.Sandbox.attach('unpriv-created');
+      await b.start();
+      const k = setInterval(() => {}, 50); await b.wait(); clearInterval(k);
+      const exit = b.exitStatus();
+      await b.destroy();
+      console.log(JSON.stringify({ exit, left: nsbox.Sandbox.list().map((s) => s.id) }));`);
+    expect(run.out).toEqual({ exit: { exitCode: 4, signal: null }, left: [] });
+  });
+
   it('gets an NsboxError naming the hierarchy of the limit asked and the fix when it may not make the cgroup', (ctx) => {
     const { out } = asUser(`
       const r = await nsbox.spawnIsolated('/bin/true', [], { limits: { memory: '64m' } }).then(() => ({ ran: true }), ${ERR});

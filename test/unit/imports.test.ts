@@ -15,7 +15,7 @@ const RANKS: Array<[number, string, RegExp]> = [
   [2, 'planning: options, the plan, its ops and encoding', /^plan\//],
   [3, 'the spawn pipeline and its layers', /^spawn\//],
   [4, 'built on spawning: Sandbox, pools, the self-test, gc', /^(runner\/|gc\.ts$)/],
-  [5, 'entry points', /^(index|cli)\.ts$/],
+  [5, 'entry points: the library, the nsbox CLI, nsbox-runc (oci/)', /^((index|cli)\.ts$|oci\/)/],
 ];
 
 function rankOf(file: string): number {

@@ -152,6 +152,11 @@ describe('Seccomp.fromOCI', () => {
     // an unknown name in an allow rule is left out (denied by the default action)
     expect(rule(p, 4)).toEqual({ syscalls: ['read', 'write'], action: 'allow' });
   });
+  it('an unknown name in a denying rule under a denying default is left out (podman\'s default profile has such); under an allowing default it is refused', () => {
+    const p = Seccomp.fromOCI({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38, syscalls: [{ names: ['pciconfig_iobase', 'kexec_load'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] });
+    expect(p.rules.map((r) => r.syscalls)).toEqual([['kexec_load']]);
+    expect(() => Seccomp.fromOCI({ defaultAction: 'SCMP_ACT_LOG', syscalls: [{ names: ['pciconfig_iobase'], action: 'SCMP_ACT_KILL' }] })).toThrow(/unknown system call 'pciconfig_iobase'/);
+  });
   it('denies what the profile says, checked on the compiled program', () => {
     if (process.arch !== 'x64') return;
     const p = Seccomp.fromOCI({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] });

@@ -142,8 +142,11 @@ export function seccompFromOCI(json: unknown): SeccompProfile {
     }
     const names = (s.names as string[]).filter((n, j) => {
       if (KNOWN_NAMES.has(n)) return true;
-      if (act === 'allow') return false;
-      throw new RangeError(`${ws}.names[${j}]: unknown system call '${n}' (nsbox's tables know no such call; only allow rules may name one, and it is left out)`);
+      // left out, the call gets the default action: fine for an allow rule, and for any rule
+      // when the default denies (podman's profile names calls in an errno rule under an errno
+      // default); refused where leaving it out would let the call through
+      if (act === 'allow' || (defaultAction !== 'allow' && defaultAction !== 'log')) return false;
+      throw new RangeError(`${ws}.names[${j}]: unknown system call '${n}' (nsbox's tables know no such call: left out, the default action (which allows) would let it through; only allow rules, or any rule under a denying default action, may name one, and it is left out)`);
     });
     if (names.length === 0) return;
     const args: SeccompArgComparison[] = [];

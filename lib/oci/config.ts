@@ -1,0 +1,330 @@
+// An OCI runtime config (a bundle's config.json) as nsbox Sandbox options. Every field is
+// either applied or refused with an OciConfigError naming it: nothing is silently ignored.
+// Where nsbox applies a field in its own way, the comment at the field says how (and
+// README "nsbox-runc" lists it).
+import { existsSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { Namespace, Seccomp, type Mount, type SandboxOptions, type SandboxProgram, type OciHooks, type NamespaceType } from '../index.js';
+
+/** A config.json field nsbox refuses or cannot read; `field` is its JSON path (e.g. `linux.resources.blockIO`). */
+export class OciConfigError extends Error {
+  readonly field: string;
+  constructor(field: string, why: string) {
+    super(`config.json: ${field}: ${why}`);
+    this.name = 'OciConfigError';
+    this.field = field;
+  }
+}
+
+type J = Record<string, unknown>;
+const isObj = (v: unknown): v is J => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function refuse(field: string, why: string): never {
+  throw new OciConfigError(field, why);
+}
+
+/** Checks that `o` has no keys but `known` (each of which the caller handles). */
+function keys(field: string, o: unknown, known: string[]): J {
+  if (!isObj(o)) refuse(field, 'must be an object');
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) refuse(`${field ? `${field}.` : ''}${k}`, 'is not supported by nsbox-runc (refused rather than ignored)');
+  }
+  return o;
+}
+
+/** Refuses a field that is set to something other than its empty value. */
+function unsupportedUnlessEmpty(field: string, v: unknown, why: string): void {
+  if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) || (isObj(v) && Object.keys(v).length === 0)) return;
+  refuse(field, why);
+}
+
+const NS: Record<string, NamespaceType> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup', time: 'time' };
+
+/**
+ * Mounts of OCI's default config (runc spec, podman) that nsbox's own view already makes,
+ * with its own options (proc, sysfs read-only, a /dev of its own with devpts, shm, mqueue; the
+ * cgroup filesystem at /sys/fs/cgroup is the sandbox's cgroup namespace view). They are
+ * accepted as that view; any other mount is made as given.
+ */
+const VIEW_MOUNTS: Record<string, string[]> = {
+  '/proc': ['proc'], '/dev': ['tmpfs'], '/dev/pts': ['devpts'], '/dev/shm': ['tmpfs'], '/dev/mqueue': ['mqueue'],
+  '/sys': ['sysfs'], '/sys/fs/cgroup': ['cgroup', 'cgroup2'],
+};
+
+const PROPAGATION: Record<string, Mount['propagation']> = {
+  private: 'private', rprivate: 'private', shared: 'shared', rshared: 'shared', slave: 'slave', rslave: 'slave', unbindable: 'unbindable', runbindable: 'unbindable',
+};
+
+function mount(field: string, m: unknown, bundle: string): Mount | null {
+  const o = keys(field, m, ['destination', 'type', 'source', 'options', 'uidMappings', 'gidMappings']);
+  unsupportedUnlessEmpty(`${field}.uidMappings`, o.uidMappings, 'idmapped mounts are not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.gidMappings`, o.gidMappings, 'idmapped mounts are not supported by nsbox-runc');
+  if (typeof o.destination !== 'string' || !isAbsolute(o.destination)) refuse(`${field}.destination`, 'must be an absolute path');
+  const opts = o.options === undefined ? [] : Array.isArray(o.options) && o.options.every((x) => typeof x === 'string') ? o.options as string[] : refuse(`${field}.options`, 'must be an array of strings');
+  const dest = o.destination.replace(/\/+$/, '') || '/';
+  const isBind = o.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
+  const type = isBind ? 'bind' : typeof o.type === 'string' ? o.type : refuse(`${field}.type`, 'must be a string');
+  if (VIEW_MOUNTS[dest]?.includes(type)) return null; // nsbox's view has it (see VIEW_MOUNTS)
+  const out: Mount = { type, target: dest };
+  const data: string[] = [];
+  for (const x of opts) {
+    if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'nosuid' || x === 'nodev' || x === 'exec' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
+    if (x === 'ro') out.readonly = true;
+    else if (x === 'noexec') out.noexec = true;
+    else if (PROPAGATION[x]) out.propagation = PROPAGATION[x];
+    else if (x === 'suid' || x === 'dev') refuse(`${field}.options`, `'${x}': nsbox mounts are always nosuid and nodev`);
+    else if (x === 'tmpcopyup' || x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
+    else if (isBind) refuse(`${field}.options`, `'${x}' is not an option of a bind mount nsbox knows`);
+    else data.push(x);
+  }
+  if (isBind) {
+    if (typeof o.source !== 'string') refuse(`${field}.source`, 'a bind mount needs a source');
+    out.source = resolve(bundle, o.source);
+  } else if (typeof o.source === 'string') out.source = o.source;
+  if (data.length) out.options = data.join(',');
+  return out;
+}
+
+const RLIMITS: Record<string, string> = {
+  RLIMIT_AS: 'as', RLIMIT_CORE: 'core', RLIMIT_CPU: 'cpu', RLIMIT_DATA: 'data', RLIMIT_FSIZE: 'fsize', RLIMIT_LOCKS: 'locks', RLIMIT_MEMLOCK: 'memlock',
+  RLIMIT_MSGQUEUE: 'msgqueue', RLIMIT_NICE: 'nice', RLIMIT_NOFILE: 'nofile', RLIMIT_NPROC: 'nproc', RLIMIT_RSS: 'rss', RLIMIT_RTPRIO: 'rtprio',
+  RLIMIT_RTTIME: 'rttime', RLIMIT_SIGPENDING: 'sigpending', RLIMIT_STACK: 'stack',
+};
+const U64_MAX = 18446744073709551615;
+
+/** An OCI `process` object (config.json's, or `exec --process`'s) as Sandbox/exec options. */
+export function processOptions(field: string, p: unknown, warnings: string[] = []): {
+  args: string[]; terminal: boolean; consoleSize?: { rows: number; cols: number };
+  options: Pick<SandboxOptions, 'env' | 'cwd' | 'uid' | 'gid' | 'groups' | 'umask' | 'capabilities' | 'rlimits' | 'allowNewPrivileges' | 'oomScoreAdj'>;
+} {
+  const o = keys(field, p, ['terminal', 'consoleSize', 'user', 'args', 'commandLine', 'env', 'cwd', 'capabilities', 'rlimits', 'noNewPrivileges',
+    'apparmorProfile', 'oomScoreAdj', 'selinuxLabel', 'ioPriority', 'scheduler', 'execCPUAffinity']);
+  unsupportedUnlessEmpty(`${field}.commandLine`, o.commandLine, 'is for Windows');
+  unsupportedUnlessEmpty(`${field}.apparmorProfile`, o.apparmorProfile, 'AppArmor is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.selinuxLabel`, o.selinuxLabel, 'SELinux labels are not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.ioPriority`, o.ioPriority, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.scheduler`, o.scheduler, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.execCPUAffinity`, o.execCPUAffinity, 'is not supported by nsbox-runc');
+  if (!Array.isArray(o.args) || o.args.length === 0 || o.args.some((a) => typeof a !== 'string')) refuse(`${field}.args`, 'must be a non-empty array of strings');
+  const options: ReturnType<typeof processOptions>['options'] = {};
+  const env: Record<string, string> = {};
+  for (const kv of (o.env ?? []) as unknown[]) {
+    if (typeof kv !== 'string' || !kv.includes('=')) refuse(`${field}.env`, 'must hold KEY=value strings');
+    env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+  }
+  options.env = env;
+  if (o.cwd !== undefined) {
+    if (typeof o.cwd !== 'string' || !isAbsolute(o.cwd)) refuse(`${field}.cwd`, 'must be an absolute path');
+    options.cwd = o.cwd;
+  }
+  if (o.user !== undefined) {
+    const u = keys(`${field}.user`, o.user, ['uid', 'gid', 'umask', 'additionalGids', 'username']);
+    unsupportedUnlessEmpty(`${field}.user.username`, u.username, 'is for Windows');
+    if (u.uid !== undefined) options.uid = u.uid as number;
+    if (u.gid !== undefined) options.gid = u.gid as number;
+    if (u.umask !== undefined) options.umask = u.umask as number;
+    if (u.additionalGids !== undefined) options.groups = u.additionalGids as number[];
+  }
+  if (o.capabilities !== undefined) {
+    const c = keys(`${field}.capabilities`, o.capabilities, ['bounding', 'effective', 'inheritable', 'permitted', 'ambient']);
+    const sets = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, (v ?? []) as string[]])) as Record<string, string[]>;
+    if (sets.ambient?.length) {
+      // as runc: an ambient capability the kernel cannot raise (not in permitted and
+      // inheritable) is left out, with a warning (runc logs it the same way)
+      const can = sets.ambient.filter((x) => sets.permitted?.includes(x) && sets.inheritable?.includes(x));
+      const left = sets.ambient.filter((x) => !can.includes(x));
+      if (left.length) warnings.push(`${field}.capabilities.ambient: ${left.join(', ')} left out (not in permitted and inheritable, so the kernel cannot raise them)`);
+      sets.ambient = can;
+    }
+    options.capabilities = sets;
+  } else {
+    options.capabilities = {};
+  }
+  if (o.rlimits !== undefined) {
+    if (!Array.isArray(o.rlimits)) refuse(`${field}.rlimits`, 'must be an array');
+    const r: Record<string, { soft: number; hard: number }> = {};
+    o.rlimits.forEach((x, i) => {
+      const l = keys(`${field}.rlimits[${i}]`, x, ['type', 'soft', 'hard']);
+      const name = RLIMITS[l.type as string] ?? refuse(`${field}.rlimits[${i}].type`, `unknown rlimit ${String(l.type)}`);
+      const num = (v: unknown) => (v === U64_MAX || (typeof v === 'number' && v >= 2 ** 63) ? Infinity : v as number);
+      r[name] = { soft: num(l.soft), hard: num(l.hard) };
+    });
+    options.rlimits = r as SandboxOptions['rlimits'];
+  } else {
+    // OCI: no rlimits means the runtime's own are kept; nsbox's default sets core 0
+    options.rlimits = {};
+  }
+  options.allowNewPrivileges = o.noNewPrivileges !== true;
+  if (o.oomScoreAdj !== undefined) options.oomScoreAdj = o.oomScoreAdj as number;
+  let consoleSize: { rows: number; cols: number } | undefined;
+  if (o.consoleSize !== undefined) {
+    const cs = keys(`${field}.consoleSize`, o.consoleSize, ['height', 'width']);
+    if ((cs.height as number) > 0 && (cs.width as number) > 0) consoleSize = { rows: cs.height as number, cols: cs.width as number };
+  }
+  return { args: o.args as string[], terminal: o.terminal === true, ...(consoleSize ? { consoleSize } : {}), options };
+}
+
+/** What config.json makes: the Sandbox options (without id and stateDir) and the program. */
+export interface OciSandbox {
+  options: Omit<SandboxOptions, 'id' | 'stateDir' | 'program'>;
+  program: SandboxProgram;
+  terminal: boolean;
+  rootfs: string;
+}
+
+/**
+ * config.json as Sandbox options. `consoleSocket` is the caller's `--console-socket`
+ * (needed when `process.terminal` is true). Throws OciConfigError naming the field.
+ */
+export function configToSandbox(config: unknown, bundle: string, consoleSocket?: string, warnings: string[] = []): OciSandbox {
+  const c = keys('', config, ['ociVersion', 'root', 'mounts', 'process', 'hostname', 'domainname', 'hooks', 'annotations', 'linux']);
+  if (typeof c.ociVersion !== 'string' || !/^1\./.test(c.ociVersion)) refuse('ociVersion', `must be a 1.x version (got ${String(c.ociVersion)})`);
+  const options: OciSandbox['options'] = { keepAlive: true, bundle, annotations: (c.annotations ?? {}) as Record<string, string> };
+  const root = keys('root', c.root, ['path', 'readonly']);
+  if (typeof root.path !== 'string') refuse('root.path', 'must be a string');
+  const rootfs = resolve(bundle, root.path);
+  if (!existsSync(rootfs) || !statSync(rootfs).isDirectory()) refuse('root.path', `${rootfs} is not a directory`);
+  options.rootfs = { path: rootfs, readonly: root.readonly === true };
+  if (c.process === undefined) refuse('process', 'is needed by create');
+  const proc = processOptions('process', c.process, warnings);
+  Object.assign(options, proc.options);
+  if (c.hostname !== undefined) options.hostname = c.hostname as string;
+  if (c.domainname !== undefined) options.domainname = c.domainname as string;
+  if (c.mounts !== undefined) {
+    if (!Array.isArray(c.mounts)) refuse('mounts', 'must be an array');
+    options.mounts = c.mounts.map((m, i) => mount(`mounts[${i}]`, m, bundle)).filter((m): m is Mount => m !== null);
+  }
+  if (c.hooks !== undefined) options.hooks = c.hooks as OciHooks; // validated by Sandbox.create (TypeError naming options.hooks.<kind>)
+  let namespacesGiven = false;
+  if (c.linux !== undefined) {
+    const l = keys('linux', c.linux, ['namespaces', 'uidMappings', 'gidMappings', 'devices', 'cgroupsPath', 'resources', 'sysctl', 'seccomp',
+      'rootfsPropagation', 'maskedPaths', 'readonlyPaths', 'mountLabel', 'intelRdt', 'personality', 'timeOffsets', 'memoryPolicy']);
+    unsupportedUnlessEmpty('linux.mountLabel', l.mountLabel, 'SELinux labels are not supported by nsbox-runc');
+    unsupportedUnlessEmpty('linux.intelRdt', l.intelRdt, 'is not supported by nsbox-runc');
+    unsupportedUnlessEmpty('linux.personality', l.personality, 'is not supported by nsbox-runc');
+    unsupportedUnlessEmpty('linux.memoryPolicy', l.memoryPolicy, 'is not supported by nsbox-runc');
+    if (l.namespaces !== undefined) {
+      namespacesGiven = true;
+      let netJoin: Namespace | undefined;
+      if (!Array.isArray(l.namespaces)) refuse('linux.namespaces', 'must be an array');
+      const ns: Partial<Record<NamespaceType, boolean>> = { pid: false, net: false, mount: false, ipc: false, uts: false, user: false, cgroup: false, time: false };
+      l.namespaces.forEach((x, i) => {
+        const n = keys(`linux.namespaces[${i}]`, x, ['type', 'path']);
+        const t = NS[n.type as string] ?? refuse(`linux.namespaces[${i}].type`, `unknown namespace ${String(n.type)}`);
+        if (typeof n.path === 'string' && n.path !== '') {
+          // a network namespace made by the caller (podman's, CNI's): the sandbox joins it
+          if (t !== 'net') refuse(`linux.namespaces[${i}].path`, `joining an existing ${String(n.type)} namespace is not supported by nsbox-runc (only network)`);
+          try { netJoin = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          return;
+        }
+        ns[t] = true;
+      });
+      options.namespaces = ns;
+      if (netJoin) options.network = { join: netJoin };
+      else if (!ns.net) options.network = 'host';
+      else options.network = 'none';
+      if (!ns.user) options.user = false;
+    }
+    if (l.uidMappings !== undefined || l.gidMappings !== undefined) {
+      const map = (f: string, v: unknown) => (Array.isArray(v) ? v : refuse(f, 'must be an array')).map((x, i) => {
+        const m = keys(`${f}[${i}]`, x, ['containerID', 'hostID', 'size']);
+        return { inside: m.containerID as number, outside: m.hostID as number, count: m.size as number };
+      });
+      options.user = { uidMap: map('linux.uidMappings', l.uidMappings ?? []), gidMap: map('linux.gidMappings', l.gidMappings ?? []) };
+    }
+    if (l.devices !== undefined) {
+      if (!Array.isArray(l.devices)) refuse('linux.devices', 'must be an array');
+      // a device node is the host's node bound in: it must exist on the host with that type and number
+      options.devices = l.devices.map((x, i) => {
+        const d = keys(`linux.devices[${i}]`, x, ['path', 'type', 'major', 'minor', 'fileMode', 'uid', 'gid']);
+        const p = d.path as string;
+        let st;
+        try { st = statSync(p); } catch { refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host has no ${p}`); }
+        const want = d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice();
+        const rdev = st.rdev;
+        const major = Math.floor(rdev / 256) & 0xfff, minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+        if (!want || major !== d.major || minor !== d.minor) refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host's ${p} is not ${String(d.type)} ${String(d.major)}:${String(d.minor)}`);
+        return { path: p, readonly: false };
+      });
+    }
+    if (l.cgroupsPath !== undefined) {
+      // nsbox's sandbox cgroup is made inside this directory (its name carries nsbox and the owner, for gc)
+      if (typeof l.cgroupsPath !== 'string') refuse('linux.cgroupsPath', 'must be a string');
+      if (l.cgroupsPath.includes(':')) refuse('linux.cgroupsPath', 'a systemd slice:prefix:name path: systemd cgroups are not supported by nsbox-runc (use cgroupfs)');
+      if (l.cgroupsPath !== '') options.cgroupParent = l.cgroupsPath;
+    }
+    if (l.resources !== undefined) options.limits = resources(l.resources);
+    if (l.sysctl !== undefined) options.sysctl = l.sysctl as Record<string, string>;
+    if (l.seccomp !== undefined) {
+      try { options.seccomp = Seccomp.fromOCI(l.seccomp); } catch (e) { refuse('linux.seccomp', (e as Error).message); }
+    } else options.seccomp = 'none'; // OCI: no seccomp object, no filter
+    if (l.rootfsPropagation !== undefined) {
+      const p = PROPAGATION[l.rootfsPropagation as string];
+      if (p !== 'private' && p !== 'slave') refuse('linux.rootfsPropagation', `${String(l.rootfsPropagation)} is not supported by nsbox-runc (private or slave)`);
+      options.rootPropagation = p;
+    }
+    if (l.maskedPaths !== undefined) options.maskedPaths = l.maskedPaths as string[];
+    if (l.readonlyPaths !== undefined) options.readonlyPaths = l.readonlyPaths as string[];
+    if (l.timeOffsets !== undefined) {
+      const t = keys('linux.timeOffsets', l.timeOffsets, ['monotonic', 'boottime']);
+      const off = (f: string, v: unknown) => (v === undefined ? undefined : keys(`linux.timeOffsets.${f}`, v, ['secs', 'nanosecs']).secs as number);
+      options.timeOffsets = { monotonic: off('monotonic', t.monotonic), boottime: off('boottime', t.boottime) };
+    }
+  } else {
+    options.seccomp = 'none';
+  }
+  if (!namespacesGiven) refuse('linux.namespaces', 'must be given (nsbox-runc makes exactly the namespaces listed)');
+  if (proc.terminal && !consoleSocket) refuse('process.terminal', 'needs --console-socket (nsbox-runc hands the terminal to it)');
+  const program: SandboxProgram = { file: proc.args[0]!, args: proc.args.slice(1) };
+  if (proc.terminal) program.tty = { consoleSocket: consoleSocket!, ...(proc.consoleSize ?? {}) };
+  else program.stdio = [0, 1, 2];
+  return { options, program, terminal: proc.terminal, rootfs };
+}
+
+/** linux.resources as nsbox limits (cgroup limits of the sandbox). */
+function resources(r: unknown): NonNullable<SandboxOptions['limits']> {
+  const o = keys('linux.resources', r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
+  const out: NonNullable<SandboxOptions['limits']> = {};
+  unsupportedUnlessEmpty('linux.resources.hugepageLimits', o.hugepageLimits, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty('linux.resources.network', o.network, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty('linux.resources.rdma', o.rdma, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty('linux.resources.unified', o.unified, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty('linux.resources.blockIO', o.blockIO, 'is not supported by nsbox-runc');
+  if (o.devices !== undefined) {
+    // The device cgroup is not programmed by nsbox-runc. What it enforces instead: the sandbox's
+    // /dev holds only nsbox's standard nodes and linux.devices, and in its user namespace
+    // mknod of a device is refused. A rule list that denies everything but what that view has
+    // is accepted; an allow rule beyond it is refused.
+    if (!Array.isArray(o.devices)) refuse('linux.resources.devices', 'must be an array');
+    const std = new Set(['c:1:3', 'c:1:5', 'c:1:7', 'c:1:8', 'c:1:9', 'c:5:0', 'c:5:1', 'c:5:2', 'c:136:*', 'c:10:200', 'c:10:229']);
+    o.devices.forEach((x, i) => {
+      const d = keys(`linux.resources.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
+      if (d.allow !== true) return;
+      const id = `${String(d.type ?? 'a')}:${d.major ?? '*'}:${d.minor ?? '*'}`;
+      if (!std.has(id)) refuse(`linux.resources.devices[${i}]`, `allowing ${id}: nsbox-runc does not program the device cgroup; only the standard nodes are reachable`);
+    });
+  }
+  if (o.memory !== undefined) {
+    const m = keys('linux.resources.memory', o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
+    for (const k of ['kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
+      if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`linux.resources.memory.${k}`, 'is not supported by nsbox-runc');
+    }
+    if (typeof m.limit === 'number' && m.limit > 0) out.memory = m.limit;
+    if (typeof m.reservation === 'number' && m.reservation > 0) out.memoryReservation = m.reservation;
+    if (typeof m.swap === 'number' && m.swap > 0) out.memorySwap = m.swap;
+  }
+  if (o.cpu !== undefined) {
+    const c = keys('linux.resources.cpu', o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
+    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`linux.resources.cpu.${k}`, 'is not supported by nsbox-runc');
+    if (typeof c.quota === 'number' && c.quota > 0) out.cpus = c.quota / (typeof c.period === 'number' && c.period > 0 ? c.period : 100000);
+    else if (c.period !== undefined && c.quota === undefined) refuse('linux.resources.cpu.period', 'without quota is not supported by nsbox-runc');
+    if (typeof c.shares === 'number' && c.shares > 0) out.cpuWeight = Math.max(1, Math.min(10000, Math.round(1 + ((c.shares - 2) * 9999) / 262142)));
+    if (typeof c.cpus === 'string' && c.cpus !== '') out.cpuset = c.cpus;
+    if (typeof c.mems === 'string' && c.mems !== '') out.cpusetMems = c.mems;
+  }
+  if (o.pids !== undefined) {
+    const p = keys('linux.resources.pids', o.pids, ['limit']);
+    if (typeof p.limit === 'number' && p.limit > 0) out.pids = p.limit;
+  }
+  return out;
+}

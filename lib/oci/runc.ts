@@ -1,0 +1,454 @@
+// nsbox-runc: the runc command line (as podman/conmon and containerd's shim call it) on
+// nsbox's public API: a created Sandbox (Sandbox.create with `program`) per container, its
+// state in --root (default /run/nsbox-runc), found again by id from each call.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
+import { configToSandbox, OciConfigError, processOptions } from './config.js';
+
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+const OCI_VERSION = '1.0.2';
+const DEFAULT_ROOT = '/run/nsbox-runc';
+
+/** A usage mistake: exit code 1 with the message, as runc. */
+class UsageError extends Error {}
+
+interface Globals {
+  root: string;
+  log?: string;
+  logFormat: 'text' | 'json';
+}
+
+const USAGE = `nsbox-runc: an OCI runtime on nsbox (the runc command line)
+
+usage: nsbox-runc [--root DIR] [--log FILE] [--log-format text|json] COMMAND [ARGS]
+
+commands:
+  create --bundle DIR [--pid-file FILE] [--console-socket SOCK] ID
+  start ID
+  state ID
+  kill [--all] ID [SIGNAL]          (default SIGTERM)
+  delete [--force] ID
+  exec [--process FILE.json] [--detach] [--tty] [--console-socket SOCK] [--pid-file FILE] ID [COMMAND ARGS...]
+  ps [--format table|json] ID
+  list [--format table|json]
+  pause ID / resume ID
+  features
+  spec [--bundle DIR]
+  --version
+
+--systemd-cgroup is refused: nsbox-runc manages cgroups itself (cgroupfs).`;
+
+/** Takes `--name value`, `--name=value`, and boolean flags from args; returns the rest. */
+function parseFlags(args: string[], spec: Record<string, 'bool' | 'value'>, aliases: Record<string, string> = {}): { flags: Record<string, string | boolean>; rest: string[] } {
+  const flags: Record<string, string | boolean> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (rest.length > 0 || !a.startsWith('-') || a === '-') { rest.push(a); continue; }
+    if (a === '--') { rest.push(...args.slice(i + 1)); break; }
+    let name = a.replace(/^--?/, '');
+    let val: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) { val = name.slice(eq + 1); name = name.slice(0, eq); }
+    name = aliases[name] ?? name;
+    const kind = spec[name];
+    if (!kind) throw new UsageError(`unknown option ${a}`);
+    if (kind === 'bool') flags[name] = val === undefined ? true : val !== 'false';
+    else {
+      if (val === undefined) {
+        if (i + 1 >= args.length) throw new UsageError(`${a} needs a value`);
+        val = args[++i]!;
+      }
+      flags[name] = val;
+    }
+  }
+  return { flags, rest };
+}
+
+function oneId(rest: string[], cmd: string, max = 1): string {
+  if (rest.length < 1 || rest.length > max) throw new UsageError(`${cmd}: needs the container id${max > 1 ? ' (and at most one more argument)' : ''}`);
+  return rest[0]!;
+}
+
+async function attach(g: Globals, id: string): Promise<Sandbox> {
+  try {
+    return await Sandbox.attach(id, { stateDir: g.root });
+  } catch (e) {
+    if (e instanceof NsboxError && e.code === 'ENOENT') throw new Error(`container does not exist: ${id}`);
+    throw e;
+  }
+}
+
+function runcStatus(box: Sandbox | SandboxInfo): 'created' | 'running' | 'stopped' | 'paused' {
+  const s = box.status;
+  if (s === 'exited') return 'stopped';
+  if (s === 'running' && box instanceof Sandbox && paused(box)) return 'paused';
+  return s;
+}
+
+/** Whether the sandbox's cgroup is frozen (pause): v2 cgroup.freeze, v1 freezer.state. */
+function paused(box: Sandbox): boolean {
+  const p = box.cgroup?.paths as Record<string, string> | undefined;
+  if (!p) return false;
+  try {
+    if (p.unified) return readFileSync(`${p.unified}/cgroup.freeze`, 'utf8').trim() === '1';
+    if (p.freezer) return readFileSync(`${p.freezer}/freezer.state`, 'utf8').trim() !== 'THAWED';
+  } catch { /* gone */ }
+  return false;
+}
+
+function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined): Record<string, unknown> {
+  const st = box.ociState();
+  const status = runcStatus(box);
+  const cfg = readConfig(st.bundle);
+  const root = cfg ? resolve(st.bundle, ((cfg.root as { path?: string } | undefined)?.path) ?? 'rootfs') : '';
+  return {
+    ociVersion: OCI_VERSION, id: box.id, pid: status === 'stopped' ? 0 : box.pid, status, bundle: st.bundle, rootfs: root,
+    created: info?.created ?? '', owner: '', ...(Object.keys(st.annotations ?? {}).length ? { annotations: st.annotations } : {}),
+  };
+}
+
+/** The mount points of the host's cgroup hierarchies (v1 controllers, the v2 tree). */
+function cgroupMounts(): string[] {
+  const out: string[] = [];
+  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = l.split(' ');
+    const type = f[f.indexOf('-') + 1];
+    if (type !== 'cgroup' && type !== 'cgroup2') continue;
+    // a v1 hierarchy without a controller (name=systemd) is not one nsbox places sandboxes in
+    if (type === 'cgroup' && !/(^|,)(cpu|cpuacct|memory|pids|blkio|freezer|cpuset|devices|net_cls|net_prio|perf_event|hugetlb|rdma|misc)(,|$)/.test(f[f.length - 1] ?? '')) continue;
+    out.push(f[4]!);
+  }
+  return [...new Set(out)];
+}
+
+/**
+ * mkdir -p of `path` in the hierarchy at `mount`; in a v1 cpuset hierarchy each new level gets
+ * its parent's cpuset.cpus and cpuset.mems (empty ones refuse every task, ENOSPC).
+ */
+function makeCgroupPath(mount: string, path: string): void {
+  let dir = mount;
+  for (const part of path.split('/').filter(Boolean)) {
+    const parent = dir;
+    dir = join(dir, part);
+    if (existsSync(dir)) continue;
+    mkdirSync(dir);
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if (!existsSync(join(dir, f))) continue;
+      try {
+        if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8').trim());
+      } catch { /* left as the kernel made it */ }
+    }
+  }
+}
+
+/** linux.cgroupsPath of the bundle's config (for delete). */
+function cgroupsPathOf(bundle: string): string | undefined {
+  const p = (readConfig(bundle)?.linux as Record<string, unknown> | undefined)?.cgroupsPath;
+  return typeof p === 'string' && p !== '' && !p.includes(':') ? p : undefined;
+}
+
+/** Removes the cgroupsPath directories create made (empty ones only; the parents stay). */
+function removeCgroupPath(path: string): void {
+  for (const m of cgroupMounts()) {
+    try { rmdirSync(join(m, path)); } catch { /* gone, or not empty */ }
+  }
+}
+
+function readConfig(bundle: string): Record<string, unknown> | undefined {
+  if (!bundle) return undefined;
+  try { return JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')) as Record<string, unknown>; } catch { return undefined; }
+}
+
+async function cmdCreate(g: Globals, args: string[]): Promise<number> {
+  const { flags, rest } = parseFlags(args, { bundle: 'value', 'pid-file': 'value', 'console-socket': 'value', 'no-pivot': 'bool', 'no-new-keyring': 'bool', 'preserve-fds': 'value' }, { b: 'bundle' });
+  const id = oneId(rest, 'create');
+  if (flags['no-pivot']) throw new UsageError('create: --no-pivot is not supported (nsbox always pivots into the root)');
+  if (flags['preserve-fds'] !== undefined && flags['preserve-fds'] !== '0') throw new UsageError('create: --preserve-fds is not supported');
+  const bundle = resolve(typeof flags.bundle === 'string' ? flags.bundle : '.');
+  let config: unknown;
+  try { config = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')); } catch (e) {
+    throw new Error(`cannot read ${bundle}/config.json: ${(e as Error).message}`);
+  }
+  const consoleSocket = typeof flags['console-socket'] === 'string' ? resolve(flags['console-socket']) : undefined;
+  const warnings: string[] = [];
+  const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
+  for (const w of warnings) log(g, 'warning', w);
+  // as runc: the cgroupsPath directories are made (nsbox's own cgroup goes inside them) and
+  // removed again by delete
+  const cgPath = typeof options.cgroupParent === 'string' ? options.cgroupParent : undefined;
+  if (cgPath) for (const m of cgroupMounts()) makeCgroupPath(m, cgPath);
+  let box: Sandbox;
+  try {
+    box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  } catch (e) {
+    if (cgPath) removeCgroupPath(cgPath);
+    throw e;
+  }
+  if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
+  return 0;
+}
+
+async function cmdStart(g: Globals, args: string[]): Promise<number> {
+  const box = await attach(g, oneId(args, 'start'));
+  const st = runcStatus(box);
+  if (st !== 'created') throw new Error(`cannot start a container that is ${st}`);
+  try {
+    await box.start();
+  } catch (e) {
+    // OCI: a failed poststart hook is a warning; the container runs on
+    if (e instanceof NsboxError && e.step === 'hook' && e.syscall === 'poststart') { log(g, 'warning', e.message); return 0; }
+    throw e;
+  }
+  return 0;
+}
+
+async function cmdState(g: Globals, args: string[]): Promise<number> {
+  const id = oneId(args, 'state');
+  const box = await attach(g, id);
+  const info = Sandbox.list({ stateDir: g.root }).find((s) => s.id === id);
+  process.stdout.write(`${JSON.stringify(stateJson(g, box, info), null, 2)}\n`);
+  return 0;
+}
+
+async function cmdKill(g: Globals, args: string[]): Promise<number> {
+  const { flags, rest } = parseFlags(args, { all: 'bool' }, { a: 'all' });
+  const id = oneId(rest, 'kill', 2);
+  let sig: string | number = rest[1] ?? 'SIGTERM';
+  if (/^\d+$/.test(String(sig))) sig = Number(sig);
+  else if (!String(sig).startsWith('SIG')) sig = `SIG${String(sig).toUpperCase()}`;
+  const box = await attach(g, id);
+  if (runcStatus(box) === 'stopped') throw new Error('container not running');
+  await box.signal(sig as NodeJS.Signals, { all: flags.all === true });
+  return 0;
+}
+
+async function cmdDelete(g: Globals, args: string[]): Promise<number> {
+  const { flags, rest } = parseFlags(args, { force: 'bool' }, { f: 'force' });
+  const id = oneId(rest, 'delete');
+  let box: Sandbox;
+  try { box = await attach(g, id); } catch (e) {
+    // runc delete --force of a container that does not exist succeeds
+    if (flags.force && /does not exist/.test((e as Error).message)) return 0;
+    throw e;
+  }
+  const st = runcStatus(box);
+  if ((st === 'running' || st === 'paused') && !flags.force) throw new Error(`cannot delete container that is not stopped: ${st}`);
+  const cgPath = cgroupsPathOf(box.ociState().bundle);
+  await box.destroy();
+  if (cgPath) removeCgroupPath(cgPath);
+  return 0;
+}
+
+async function cmdExec(g: Globals, args: string[]): Promise<number> {
+  const { flags, rest } = parseFlags(args, {
+    process: 'value', detach: 'bool', tty: 'bool', 'console-socket': 'value', 'pid-file': 'value', cwd: 'value', env: 'value', user: 'value',
+    'no-new-privs': 'bool', 'preserve-fds': 'value', 'process-label': 'value', apparmor: 'value', cap: 'value',
+  }, { p: 'process', d: 'detach', t: 'tty', e: 'env', u: 'user', c: 'cap' });
+  const id = rest[0];
+  if (!id) throw new UsageError('exec: needs the container id');
+  if (flags['preserve-fds'] !== undefined && flags['preserve-fds'] !== '0') throw new UsageError('exec: --preserve-fds is not supported');
+  for (const f of ['process-label', 'apparmor', 'cwd', 'env', 'user', 'cap']) {
+    if (flags[f] !== undefined && typeof flags.process === 'string') throw new UsageError(`exec: --${f} with --process: give it in the process file`);
+  }
+  for (const f of ['process-label', 'apparmor', 'cap']) if (flags[f] !== undefined) throw new UsageError(`exec: --${f} is not supported (give capabilities in --process)`);
+  const box = await attach(g, id);
+  if (runcStatus(box) === 'stopped') throw new Error('cannot exec in a stopped container');
+  let argv: string[];
+  let opts: ExecOptions;
+  let terminal = false;
+  if (typeof flags.process === 'string') {
+    let p: unknown;
+    try { p = JSON.parse(readFileSync(resolve(flags.process), 'utf8')); } catch (e) { throw new Error(`cannot read the process file: ${(e as Error).message}`); }
+    const warnings: string[] = [];
+    const po = processOptions('process', p, warnings);
+    for (const w of warnings) log(g, 'warning', w);
+    argv = po.args;
+    terminal = po.terminal;
+    const o = po.options;
+    opts = { env: o.env, cwd: o.cwd, uid: o.uid, gid: o.gid, groups: o.groups, umask: o.umask, oomScoreAdj: o.oomScoreAdj, capabilities: o.capabilities, allowNewPrivileges: o.allowNewPrivileges };
+    if (o.rlimits && Object.keys(o.rlimits).length) opts.rlimits = o.rlimits;
+  } else {
+    argv = rest.slice(1);
+    if (!argv.length) throw new UsageError('exec: needs a command or --process');
+    terminal = flags.tty === true;
+    opts = {};
+    if (typeof flags.cwd === 'string') opts.cwd = flags.cwd;
+    if (typeof flags.user === 'string') {
+      const [u, gg] = flags.user.split(':');
+      opts.uid = Number(u);
+      if (gg !== undefined) opts.gid = Number(gg);
+    }
+    if (typeof flags.env === 'string') opts.env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', [flags.env.split('=')[0]!]: flags.env.slice(flags.env.indexOf('=') + 1) };
+    if (flags['no-new-privs']) opts.allowNewPrivileges = false;
+  }
+  for (const k of Object.keys(opts) as Array<keyof ExecOptions>) if (opts[k] === undefined) delete opts[k];
+  // the container's own seccomp filter (a profile object is not kept in the state file)
+  const cfg = readConfig(box.ociState().bundle);
+  const sc = (cfg?.linux as Record<string, unknown> | undefined)?.seccomp;
+  opts.seccomp = sc !== undefined ? Seccomp.fromOCI(sc) : 'none';
+  if (terminal) {
+    if (typeof flags['console-socket'] !== 'string') throw new UsageError('exec: a terminal needs --console-socket');
+    opts.tty = { consoleSocket: resolve(flags['console-socket']) };
+  } else {
+    opts.stdio = 'inherit';
+  }
+  const detach = flags.detach === true;
+  if (detach) opts.parentDeathSignal = false;
+  opts.buffer = false;
+  const p = box.exec(argv[0]!, argv.slice(1), opts);
+  await new Promise<void>((res, rej) => { p.once('spawn', () => res()); p.then(() => res(), rej); });
+  if (typeof flags['pid-file'] === 'string' && p.pid !== undefined) writeFileSync(resolve(flags['pid-file']), String(p.pid));
+  if (detach) { p.unref(); return 0; }
+  const r = await p;
+  return r.exitCode ?? 128 + (r.signal ? (SIGNUMS[r.signal] ?? 9) : 9);
+}
+
+const SIGNUMS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGUSR1: 10, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14 };
+
+async function cmdPs(g: Globals, args: string[]): Promise<number> {
+  const { flags, rest } = parseFlags(args, { format: 'value' }, { f: 'format' });
+  const box = await attach(g, oneId(rest, 'ps'));
+  const pids = box.cgroup ? await box.cgroup.pids() : (box.status === 'exited' ? [] : [box.pid]);
+  if (flags.format === 'json') process.stdout.write(`${JSON.stringify(pids)}\n`);
+  else {
+    process.stdout.write('PID CMD\n');
+    for (const pid of pids) {
+      let cmd = '';
+      try { cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim(); } catch { /* gone */ }
+      process.stdout.write(`${pid} ${cmd}\n`);
+    }
+  }
+  return 0;
+}
+
+function cmdList(g: Globals, args: string[]): number {
+  const { flags } = parseFlags(args, { format: 'value', quiet: 'bool' }, { f: 'format', q: 'quiet' });
+  const list = Sandbox.list({ stateDir: g.root });
+  if (flags.quiet) { for (const s of list) process.stdout.write(`${s.id}\n`); return 0; }
+  const rows = list.map((s) => ({ id: s.id, pid: s.status === 'exited' ? 0 : s.holderPid, status: runcStatus(s), created: s.created }));
+  if (flags.format === 'json') process.stdout.write(`${JSON.stringify(rows)}\n`);
+  else {
+    process.stdout.write('ID PID STATUS CREATED\n');
+    for (const r of rows) process.stdout.write(`${r.id} ${r.pid} ${r.status} ${r.created}\n`);
+  }
+  return 0;
+}
+
+function cmdFeatures(): number {
+  const f = {
+    ociVersionMin: '1.0.0',
+    ociVersionMax: OCI_VERSION,
+    hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
+    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'noexec', 'exec', 'nosuid', 'nodev', 'relatime', 'noatime', 'strictatime', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable'],
+    linux: {
+      namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'],
+      capabilities: [],
+      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
+      seccomp: { enabled: true, actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'] },
+      apparmor: { enabled: false },
+      selinux: { enabled: false },
+    },
+    annotations: { 'org.nsbox.runc.version': VERSION },
+  };
+  process.stdout.write(`${JSON.stringify(f, null, 2)}\n`);
+  return 0;
+}
+
+function cmdSpec(args: string[]): number {
+  const { flags } = parseFlags(args, { bundle: 'value', rootless: 'bool' }, { b: 'bundle' });
+  const dir = resolve(typeof flags.bundle === 'string' ? flags.bundle : '.');
+  const file = `${dir}/config.json`;
+  if (existsSync(file)) throw new Error(`File ${file} exists. Remove it first`);
+  const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+  const spec = {
+    ociVersion: OCI_VERSION,
+    process: {
+      terminal: true, user: { uid: 0, gid: 0 }, args: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'], cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }], noNewPrivileges: true,
+    },
+    root: { path: 'rootfs', readonly: true },
+    hostname: 'nsbox',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    ],
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }, { type: 'user' }],
+      uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+  writeFileSync(file, `${JSON.stringify(spec, null, '\t')}\n`);
+  return 0;
+}
+
+function log(g: Globals, level: 'error' | 'warning', msg: string): void {
+  if (g.log) {
+    const line = g.logFormat === 'json' ? JSON.stringify({ level, msg, time: new Date().toISOString() }) : `${new Date().toISOString()} ${level}: ${msg}`;
+    try { appendFileSync(g.log, `${line}\n`); } catch { /* no log then */ }
+  }
+  process.stderr.write(`${level === 'error' ? '' : 'warning: '}${msg}\n`);
+}
+
+/** Runs one nsbox-runc command line; resolves to the process's exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const g: Globals = { root: DEFAULT_ROOT, logFormat: 'text' };
+  try {
+    const { flags, rest } = parseFlags(argv, {
+      root: 'value', log: 'value', 'log-format': 'value', 'systemd-cgroup': 'bool', debug: 'bool', rootless: 'value', criu: 'value', version: 'bool', help: 'bool',
+    }, { v: 'version', h: 'help' });
+    if (typeof flags.log === 'string') g.log = flags.log;
+    if (flags['log-format'] !== undefined) {
+      if (flags['log-format'] !== 'json' && flags['log-format'] !== 'text') throw new UsageError(`--log-format must be text or json (got ${String(flags['log-format'])})`);
+      g.logFormat = flags['log-format'];
+    }
+    if (typeof flags.root === 'string') g.root = resolve(flags.root);
+    if (flags['systemd-cgroup']) throw new UsageError('--systemd-cgroup is not supported: nsbox-runc manages cgroups itself (cgroupfs); configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs")');
+    if (flags.rootless !== undefined && flags.rootless !== 'false' && flags.rootless !== 'auto') throw new UsageError('--rootless: only auto or false');
+    if (flags.version || rest[0] === 'version') {
+      process.stdout.write(`nsbox-runc version ${VERSION}\nspec: ${OCI_VERSION}\n`);
+      return 0;
+    }
+    const [cmd, ...args] = rest;
+    if (flags.help || !cmd || cmd === 'help') { process.stdout.write(`${USAGE}\n`); return cmd || flags.help ? 0 : 1; }
+    switch (cmd) {
+      case 'create': return await cmdCreate(g, args);
+      case 'start': return await cmdStart(g, args);
+      case 'state': return await cmdState(g, args);
+      case 'kill': return await cmdKill(g, args);
+      case 'delete': return await cmdDelete(g, args);
+      case 'exec': return await cmdExec(g, args);
+      case 'ps': return await cmdPs(g, args);
+      case 'list': return cmdList(g, args);
+      case 'pause': {
+        const box = await attach(g, oneId(args, 'pause'));
+        if (runcStatus(box) !== 'running') throw new Error(`container not running: ${runcStatus(box)}`);
+        await box.pause();
+        return 0;
+      }
+      case 'resume': {
+        const box = await attach(g, oneId(args, 'resume'));
+        if (runcStatus(box) !== 'paused') throw new Error(`container not paused: ${runcStatus(box)}`);
+        await box.resume();
+        return 0;
+      }
+      case 'features': return cmdFeatures();
+      case 'spec': return cmdSpec(args);
+      default: throw new UsageError(`unknown command ${cmd} (see nsbox-runc --help)`);
+    }
+  } catch (e) {
+    const msg = e instanceof OciConfigError || e instanceof UsageError || !(e instanceof Error) ? String((e as Error).message ?? e) : e.message;
+    log(g, 'error', msg);
+    return 1;
+  }
+}

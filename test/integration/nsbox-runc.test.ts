@@ -1,0 +1,318 @@
+// Issue 16, the runtime: nsbox-runc driven as runc's callers (conmon for podman, containerd's
+// shim) drive it, one process per command, with a busybox bundle: create with stdio fds and a
+// pid file, state, start, kill, exec, ps, delete; config.json fields refused by name; --log
+// with --log-format json; features, spec, --version; nothing left behind.
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { recvFds } from '../../lib/index.js';
+import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
+
+const base = `/run/nsbox-test-runc-${process.pid}`;
+const root = `${base}/root`;
+const bundle = `${base}/bundle`;
+const bin = new URL('../../dist/nsbox-runc.js', import.meta.url).pathname;
+const skip = skipReason(!isRoot, 'nsbox-runc: needs root (namespaces, cgroups)')
+  || skipReason(!existsSync(bin), 'nsbox-runc: dist/nsbox-runc.js is missing (npm run build:ts)')
+  || skipReason(!existsSync('/bin/busybox'), 'nsbox-runc: /bin/busybox is missing (apt-get install busybox-static) for the test bundle');
+
+/** pids of the nsbox-runc processes run (their cgroups carry them as owner) */
+const runs: number[] = [];
+
+function runc(args: string[], o: { stdio?: Array<'ignore' | 'pipe' | number>; cwd?: string } = {}): SpawnSyncReturns<string> {
+  const r = spawnSync(process.execPath, [bin, '--root', root, ...args], { encoding: 'utf8', stdio: (o.stdio ?? ['ignore', 'pipe', 'pipe']) as never, cwd: o.cwd ?? bundle, timeout: 30000 });
+  if (r.pid) runs.push(r.pid);
+  return r;
+}
+
+function ok(args: string[], o?: Parameters<typeof runc>[1]): string {
+  const r = runc(args, o);
+  if (r.status !== 0) throw new Error(`nsbox-runc ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+  return r.stdout ?? '';
+}
+
+/**
+ * `create` as conmon runs it: the container's stdio are the runtime's own fds, here a file
+ * (pipes would stay open as long as the container runs). Returns what the file got.
+ */
+function create(id: string, extra: string[] = []): void {
+  const out = openSync(`${base}/${id}.out`, 'w');
+  const r = runc(['create', '--bundle', bundle, '--pid-file', `${base}/${id}.pid`, ...extra, id], { stdio: ['ignore', out, out] });
+  closeSync(out);
+  if (r.status !== 0) throw new Error(`nsbox-runc create ${id}: exit ${r.status}: ${readFileSync(`${base}/${id}.out`, 'utf8')}`);
+}
+
+/** `exec --detach` with the process file p2.json: its stdio a file, as for create. */
+function execDetached(id: string, name: string): void {
+  const out = openSync(`${base}/${name}.out`, 'w');
+  const r = runc(['exec', '--process', `${base}/p2.json`, '--detach', '--pid-file', `${base}/${name}.pid`, id], { stdio: ['ignore', out, out] });
+  closeSync(out);
+  if (r.status !== 0) throw new Error(`nsbox-runc exec ${id}: exit ${r.status}: ${readFileSync(`${base}/${name}.out`, 'utf8')}`);
+}
+
+function state(id: string): { status: string; pid: number; bundle: string; id: string } {
+  return JSON.parse(ok(['state', id]));
+}
+
+/** A config.json like `runc spec`'s, with `args`, no terminal, and `edit` applied. */
+function writeConfig(args: string[], edit: (c: Record<string, any>) => void = () => {}): void {
+  rmSync(`${bundle}/config.json`, { force: true });
+  ok(['spec', '--bundle', bundle]);
+  const c = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8'));
+  c.process.terminal = false;
+  c.process.args = args;
+  // the id block nsbox gives each sandbox rather than runc spec's fixed 100000
+  delete c.linux.uidMappings;
+  delete c.linux.gidMappings;
+  c.linux.resources = { pids: { limit: 64 } };
+  edit(c);
+  writeFileSync(`${bundle}/config.json`, JSON.stringify(c));
+}
+
+function leftovers(): string[] {
+  const out = nsboxCgroupsOf([process.pid, ...runs]).map((c) => `cgroup: ${c}`);
+  try { out.push(...readdirSync(root).map((f) => `state: ${f}`)); } catch { /* none */ }
+  return out;
+}
+
+async function waitFor(cond: () => boolean, ms = 10000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(20);
+  }
+}
+
+beforeAll(() => {
+  if (skip) return;
+  mkdirSync(`${bundle}/rootfs/bin`, { recursive: true });
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${bundle}/rootfs/${d}`, { recursive: true });
+  copyFileSync('/bin/busybox', `${bundle}/rootfs/bin/busybox`);
+  for (const a of ['sh', 'echo', 'cat', 'sleep', 'ls', 'id', 'hostname', 'true', 'false', 'ps', 'kill']) symlinkSync('busybox', `${bundle}/rootfs/bin/${a}`);
+});
+afterAll(() => {
+  rmSync(base, { recursive: true, force: true });
+});
+
+describe.skipIf(skip)('nsbox-runc', () => {
+  it('create (stdio fds, pid file) → created → start → running → stopped → delete; the program\'s output reaches the fds create had', async () => {
+    // it ends once the test writes /etc/go into the bundle's rootfs (a bind of it)
+    rmSync(`${bundle}/rootfs/etc/go`, { force: true });
+    writeConfig(['sh', '-c', 'echo "hello from $(hostname) uid $(id -u)"; echo to-stderr >&2; while [ ! -e /etc/go ]; do sleep 0.05; done; exit 3']);
+    const out = openSync(`${base}/c1.out`, 'w');
+    // as conmon: the container's stdio are the runtime's own fds 0..2 (here: a file)
+    const r = runc(['create', '--bundle', bundle, '--pid-file', `${base}/c1.pid`, 'c1'], { stdio: ['ignore', out, out] });
+    closeSync(out);
+    expect(r.status).toBe(0);
+    const pid = Number(readFileSync(`${base}/c1.pid`, 'utf8'));
+    expect(alive(pid)).toBe(true);
+    expect(state('c1')).toMatchObject({ id: 'c1', status: 'created', pid, bundle, ociVersion: '1.0.2', rootfs: `${bundle}/rootfs` });
+    expect(readFileSync(`${base}/c1.out`, 'utf8')).toBe('');
+    expect(JSON.parse(ok(['list', '--format', 'json']))).toEqual([expect.objectContaining({ id: 'c1', status: 'created', pid })]);
+    ok(['start', 'c1']);
+    const s = runc(['start', 'c1']);
+    expect(s.status).toBe(1);
+    expect(s.stderr).toMatch(/cannot start a container that is running/);
+    writeFileSync(`${bundle}/rootfs/etc/go`, '');
+    await waitFor(() => !alive(pid));
+    expect(state('c1')).toMatchObject({ status: 'stopped', pid: 0 });
+    expect(readFileSync(`${base}/c1.out`, 'utf8')).toBe('hello from nsbox uid 0\nto-stderr\n');
+    ok(['delete', 'c1']);
+    const gone = runc(['state', 'c1']);
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toMatch(/container does not exist: c1/);
+    // delete --force of a missing container succeeds (as runc)
+    ok(['delete', '--force', 'c1']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('kill sends one signal (names as runc takes them), kill --all reaches every process; delete refuses a running container without --force', async () => {
+    writeConfig(['sleep', '100']);
+    create('c2');
+    const pid = Number(readFileSync(`${base}/c2.pid`, 'utf8'));
+    ok(['start', 'c2']);
+    expect(state('c2').status).toBe('running');
+    // exec: the process file's args, env and cwd; its exit code is ours; stdout inherited
+    writeFileSync(`${base}/p.json`, JSON.stringify({ args: ['sh', '-c', 'echo "$X in $(pwd)"; exit 5'], env: ['X=exec', 'PATH=/bin'], cwd: '/tmp', user: { uid: 0, gid: 0 } }));
+    const ex = runc(['exec', '--process', `${base}/p.json`, 'c2']);
+    expect(ex.stdout).toBe('exec in /tmp\n');
+    expect(ex.status).toBe(5);
+    // detached, with a pid file: it runs on after nsbox-runc exits
+    writeFileSync(`${base}/p2.json`, JSON.stringify({ args: ['sleep', '100'], env: ['PATH=/bin'], cwd: '/' }));
+    execDetached('c2', 'e');
+    const epid = Number(readFileSync(`${base}/e.pid`, 'utf8'));
+    expect(alive(epid)).toBe(true);
+    const pids = JSON.parse(ok(['ps', '--format', 'json', 'c2'])) as number[];
+    expect(pids).toEqual(expect.arrayContaining([pid, epid]));
+    const del = runc(['delete', 'c2']);
+    expect(del.status).toBe(1);
+    expect(del.stderr).toMatch(/not stopped: running/);
+    // pause and resume: state says paused meanwhile (podman reads it)
+    ok(['pause', 'c2']);
+    expect(state('c2').status).toBe('paused');
+    expect(runc(['pause', 'c2']).stderr).toMatch(/container not running: paused/);
+    ok(['resume', 'c2']);
+    expect(state('c2').status).toBe('running');
+    // one signal (USR1 to sleep's default: it dies) — given as runc's callers give it
+    ok(['kill', 'c2', 'USR1']);
+    await waitFor(() => !alive(pid));
+    expect(state('c2').status).toBe('stopped');
+    expect(alive(epid)).toBe(false); // the pid namespace ended with its pid 1
+    ok(['delete', 'c2']);
+
+    writeConfig(['sleep', '100']);
+    create('c3');
+    ok(['start', 'c3']);
+    execDetached('c3', 'e3');
+    const e3 = Number(readFileSync(`${base}/e3.pid`, 'utf8'));
+    ok(['kill', '--all', 'c3', 'KILL']);
+    await waitFor(() => !alive(e3) && !alive(Number(readFileSync(`${base}/c3.pid`, 'utf8'))));
+    ok(['delete', '--force', 'c3']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('a config.json field nsbox does not apply is refused naming it (stderr and --log json), and nothing is made', () => {
+    const cases: Array<[(c: Record<string, any>) => void, RegExp]> = [
+      [(c) => { c.linux.resources.blockIO = { weight: 10 }; }, /config\.json: linux\.resources\.blockIO: /],
+      [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
+      [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
+      [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['tmpcopyup'] }); }, /mounts\[6\]\.options: 'tmpcopyup'/],
+      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: '/proc/1/ns/ipc' }); }, /linux\.namespaces\[7\]\.path: joining an existing ipc namespace/],
+      [(c) => { c.process.terminal = true; }, /process\.terminal: needs --console-socket/],
+    ];
+    for (const [edit, re] of cases) {
+      writeConfig(['true'], edit);
+      rmSync(`${base}/log.json`, { force: true });
+      const r = runc(['--log', `${base}/log.json`, '--log-format', 'json', 'create', '--bundle', bundle, 'bad']);
+      expect(r.status, String(re)).toBe(1);
+      expect(r.stderr).toMatch(re);
+      const line = JSON.parse(readFileSync(`${base}/log.json`, 'utf8').trim().split('\n').pop()!);
+      expect(line).toMatchObject({ level: 'error' });
+      expect(line.msg).toMatch(re);
+      expect(line.time).toMatch(/^\d{4}-/);
+    }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('applies what it maps: capabilities, rlimits, hostname, mounts, env, readonly root, seccomp, createRuntime hook', async () => {
+    writeFileSync(`${base}/hook.sh`, `#!/bin/sh\ncat > ${base}/hook.json\n`, { mode: 0o755 });
+    writeConfig(['sh', '-c', 'grep -E "^Cap(Eff|Bnd)" /proc/self/status; ulimit -n; hostname; cat /data/f; echo $GREETING; touch /x 2>/dev/null || echo ro-root; echo > /tmp/w && echo tmp-rw; grep Seccomp: /proc/self/status'], (c) => {
+      c.hostname = 'runcbox';
+      c.process.env.push('GREETING=hi');
+      c.process.capabilities = { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'] };
+      c.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 77, hard: 88 }];
+      c.mounts.push({ destination: '/data', type: 'bind', source: `${base}/data`, options: ['rbind', 'ro'] });
+      c.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] });
+      c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdirat'], action: 'SCMP_ACT_ERRNO' }] };
+      c.hooks = { createRuntime: [{ path: `${base}/hook.sh` }] };
+      c.annotations = { 'org.example': 'yes' };
+    });
+    mkdirSync(`${base}/data`, { recursive: true });
+    writeFileSync(`${base}/data/f`, 'from-host\n');
+    const out = openSync(`${base}/c4.out`, 'w');
+    expect(runc(['create', '--bundle', bundle, '--pid-file', `${base}/c4.pid`, 'c4'], { stdio: ['ignore', out, out] }).status).toBe(0);
+    closeSync(out);
+    expect(JSON.parse(readFileSync(`${base}/hook.json`, 'utf8'))).toMatchObject({ id: 'c4', status: 'created', bundle, annotations: { 'org.example': 'yes' } });
+    ok(['start', 'c4']);
+    await waitFor(() => !alive(Number(readFileSync(`${base}/c4.pid`, 'utf8'))));
+    expect(readFileSync(`${base}/c4.out`, 'utf8').split('\n')).toEqual([
+      'CapEff:\t0000000000000020', 'CapBnd:\t0000000000000021', '77', 'runcbox', 'from-host', 'hi', 'ro-root', 'tmp-rw', 'Seccomp:\t2', '',
+    ]);
+    ok(['delete', 'c4']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('joins a network namespace given by path (as podman and CNI give theirs)', async () => {
+    const name = `nsbox-test-runc-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', name]);
+    try {
+      const inode = statSync(`/run/netns/${name}`).ino;
+      writeConfig(['sh', '-c', 'ls -iL /proc/self/ns/net'], (c) => {
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'network').concat([{ type: 'network', path: `/run/netns/${name}` }]);
+      });
+      create('c6');
+      ok(['start', 'c6']);
+      await waitFor(() => state('c6').status === 'stopped');
+      expect(readFileSync(`${base}/c6.out`, 'utf8').trim().split(/\s+/)[0]).toBe(String(inode));
+      ok(['delete', 'c6']);
+    } finally {
+      execFileSync('ip', ['netns', 'delete', name]);
+    }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('process.terminal with --console-socket: the master is sent there, the program has it as its terminal; exec with a terminal too', async () => {
+    const sock = `${base}/console.sock`;
+    rmSync(sock, { force: true });
+    const server = createServer({ pauseOnConnect: true });
+    await new Promise<void>((r) => server.listen(sock, r));
+    const master = new Promise<number>((resolve, reject) => {
+      server.once('connection', (c) => { recvFds(c).then((m) => { c.destroy(); resolve(m.fds[0]!); }, reject); });
+    });
+    try {
+      // it ends once the test writes /etc/go (as in the first test), after the exec below
+      rmSync(`${bundle}/rootfs/etc/go`, { force: true });
+      writeConfig(['sh', '-c', 'tty; echo done; while [ ! -e /etc/go ]; do sleep 0.05; done'], (c) => { c.process.terminal = true; });
+      const create = spawnSync(process.execPath, [bin, '--root', root, 'create', '--bundle', bundle, '--console-socket', sock, '--pid-file', `${base}/c5.pid`, 'c5'], { encoding: 'utf8', timeout: 30000 });
+      if (create.pid) runs.push(create.pid);
+      expect(create.stderr).toBe('');
+      const fd = await master;
+      const { ReadStream } = await import('node:tty');
+      const t = new ReadStream(fd);
+      let text = '';
+      t.on('data', (c: Buffer) => { text += c.toString(); });
+      t.on('error', () => {});
+      ok(['start', 'c5']);
+      await waitFor(() => text.includes('done'));
+      expect(text.replace(/\r/g, '').split('\n')[0]).toMatch(/^\/dev\/pts\/\d+$/);
+      // exec --tty --console-socket (podman exec -it): a terminal of its own, sent there
+      const master2 = new Promise<number>((resolve, reject) => {
+        server.once('connection', (c) => { recvFds(c).then((m) => { c.destroy(); resolve(m.fds[0]!); }, reject); });
+      });
+      writeFileSync(`${base}/pt.json`, JSON.stringify({ terminal: true, args: ['sh', '-c', 'tty; echo exec-done; exit 6'], env: ['PATH=/bin'], cwd: '/' }));
+      const exProc = spawn(process.execPath, [bin, '--root', root, 'exec', '--process', `${base}/pt.json`, '--console-socket', sock, 'c5'], { stdio: 'ignore' });
+      const exCode = new Promise<number | null>((r) => exProc.once('close', (code) => r(code)));
+      const fd2 = await master2;
+      const t2 = new ReadStream(fd2);
+      let text2 = '';
+      t2.on('data', (c: Buffer) => { text2 += c.toString(); });
+      t2.on('error', () => {});
+      await waitFor(() => text2.includes('exec-done'));
+      t2.destroy();
+      expect(await exCode).toBe(6);
+      const lines2 = text2.replace(/\r/g, '').split('\n');
+      expect(lines2[0]).toMatch(/^\/dev\/pts\/\d+$/);
+      expect(lines2[0]).not.toBe(text.replace(/\r/g, '').split('\n')[0]);
+      writeFileSync(`${bundle}/rootfs/etc/go`, '');
+      await waitFor(() => state('c5').status === 'stopped');
+      // (closed only now: the master's last close hangs up the program's session)
+      t.destroy();
+      ok(['delete', 'c5']);
+    } finally {
+      server.close();
+    }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('--version, features, spec; --systemd-cgroup and unknown commands are refused clearly', () => {
+    expect(ok(['--version'])).toMatch(/^nsbox-runc version \d+\.\d+\.\d+\nspec: 1\.0\.2\n$/);
+    const f = JSON.parse(ok(['features']));
+    expect(f.hooks).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']);
+    expect(f.linux.cgroup.systemd).toBe(false);
+    const dir = `${base}/specdir`;
+    mkdirSync(dir, { recursive: true });
+    ok(['spec', '--bundle', dir]);
+    expect(JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'))).toMatchObject({ ociVersion: '1.0.2', root: { path: 'rootfs' } });
+    expect(runc(['spec', '--bundle', dir]).stderr).toMatch(/exists/);
+    const sd = runc(['--systemd-cgroup', 'state', 'x']);
+    expect(sd.status).toBe(1);
+    expect(sd.stderr).toMatch(/--systemd-cgroup is not supported.*cgroupfs/);
+    expect(runc(['frobnicate']).stderr).toMatch(/unknown command frobnicate/);
+    expect(runc(['create', '--no-pivot', '--bundle', bundle, 'x']).stderr).toMatch(/--no-pivot is not supported/);
+  });
+
+  it('leaves nothing behind', () => {
+    expect(leftovers()).toEqual([]);
+  });
+});
