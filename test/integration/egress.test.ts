@@ -1,0 +1,208 @@
+// The egress policy (issue 18) against a fake internet on this machine (./egress-internet.ts):
+// inside a sandbox, busybox wget and curl reach an allowed name through the proxy variables;
+// a denied name, a raw address, the metadata address, a name resolving into a protected range
+// fail; a program ignoring the variables (TCP, UDP, ICMP) reaches nothing; DNS for a denied
+// name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
+// visible inside. As root and as an unprivileged caller (uid 65534, a Node process of its own).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
+import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { INET, LOOKUP_SOURCE, lookup, startFakeInternet, type FakeInternet } from './egress-internet.js';
+
+const DIST = resolve(__dirname, '../../dist/index.js');
+const BB = '/bin/busybox';
+const CURL = ['/usr/bin/curl', '/bin/curl'].find((p) => existsSync(p));
+const skip = skipReason(!isRoot, 'makes a fake internet (a network namespace and a veth) as root')
+  || skipReason(!existsSync(BB), 'busybox (static) is not at /bin/busybox');
+
+let inet: FakeInternet;
+beforeAll(async () => { if (!skip) inet = await startFakeInternet(); }, 30_000);
+afterAll(async () => { await inet?.close(); });
+
+type Run = { code: number | null; stdout: string; stderr: string; denied: EgressDeniedEvent[]; egress?: Record<string, { allowed: number; denied: number; bytesIn: number; bytesOut: number }> };
+
+async function run(script: string, network: object): Promise<Run> {
+  const p = spawnIsolated('/bin/sh', ['-c', script], { network: { mode: 'egress', lookup, ...network } as never });
+  const denied: EgressDeniedEvent[] = [];
+  p.on('egress-denied', (e: EgressDeniedEvent) => denied.push(e));
+  const r = await p;
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, denied, egress: r.network?.egress };
+}
+
+const wget = (url: string, extra = '') => `${BB} wget -q ${extra} -O- ${url} 2>&1; echo "rc=$?"`;
+
+describe.skipIf(skip)('egress policy (root caller)', () => {
+  it('an allowed name is reached through the proxy variables (busybox wget, plain HTTP); its stats count the bytes', async () => {
+    const r = await run(wget('http://allowed.test/a'), { allow: ['allowed.test'] });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(await inet.waitFor((q) => q.url === '/a' && q.headers.host === 'allowed.test')).toBeDefined();
+    expect(r.egress!['allowed.test']).toMatchObject({ allowed: 1, denied: 0 });
+    expect(r.egress!['allowed.test']!.bytesIn).toBeGreaterThan(40);
+    expect(r.egress!['allowed.test']!.bytesOut).toBeGreaterThan(20);
+  });
+
+  it.skipIf(!CURL)('curl: through CONNECT (-p), through SOCKS5 (ALL_PROXY socks5h), and a wildcard rule', async () => {
+    const r = await run([
+      `${CURL} -sS -m 5 -p http://allowed.test:8080/tunnel; echo "rc=$?"`,
+      `${CURL} -sS -m 5 --proxy "$ALL_PROXY" http://api.test/socks; echo "rc=$?"`,
+      `${CURL} -sS -m 5 -p http://denied.test/x 2>&1; echo "rc=$?"`,
+      `${CURL} -sS -m 5 --proxy "$ALL_PROXY" http://denied.test/x 2>&1; echo "rc=$?"`,
+    ].join('; '), { allow: ['*.test'], deny: ['denied.test'] });
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('hello from 203.0.113.10 for allowed.test:8080');
+    expect(lines[1]).toBe('rc=0');
+    expect(lines[2]).toBe('hello from 203.0.113.12 for api.test');
+    expect(lines[3]).toBe('rc=0');
+    expect(r.stdout).toMatch(/CONNECT tunnel failed, response 403[\s\S]*rc=56/);
+    expect(r.stdout).toMatch(/rc=97/); // curl: SOCKS connection refused by the proxy
+    expect(r.denied.map((d) => [d.host, d.protocol, d.reason])).toEqual([['denied.test', 'connect', 'deny-rule'], ['denied.test', 'socks', 'deny-rule']]);
+    expect(await inet.waitFor((q) => q.url === '/tunnel')).toBeDefined();
+    expect(inet.requests.some((q) => q.url === '/x')).toBe(false);
+  });
+
+  it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {
+    const r = await run([
+      wget('http://denied.test/d'), wget('http://203.0.113.10/raw'), wget('http://169.254.169.254/latest/meta-data/'),
+      wget('http://rebind.test/r'), wget('http://meta.test/m'), wget('http://allowed.test:8080/port'),
+    ].join('; '), { allow: ['allowed.test', 'rebind.test', 'meta.test', { host: 'allowed.test', ports: [80] }] });
+    expect(r.stdout.match(/rc=1/g)).toHaveLength(5);
+    expect(r.stdout).toMatch(/rc=0\n$/); // port 8080: the first rule has no port list
+    expect(r.stdout).toMatch(/403 Forbidden/);
+    expect(r.denied.map((d) => [d.host, d.reason])).toEqual([
+      ['denied.test', 'not-allowed'],
+      ['203.0.113.10', 'not-allowed'],
+      ['169.254.169.254', 'protected-address'],
+      ['rebind.test', 'protected-address'],
+      ['meta.test', 'protected-address'],
+    ]);
+    expect(r.denied[2]!.detail).toMatch(/link-local/);
+    expect(inet.requests.some((q) => ['/d', '/raw', '/r', '/m'].includes(q.url))).toBe(false);
+  });
+
+  it('ports: a rule with ports allows only those', async () => {
+    const r = await run(`${wget('http://allowed.test:8080/p8080')}; ${wget('http://allowed.test/p80')}`, { allow: [{ host: 'allowed.test', ports: [80] }] });
+    expect(r.stdout).toMatch(/^wget: server returned error: HTTP\/1.1 403 Forbidden\nrc=1\nhello from 203.0.113.10 for allowed.test\nrc=0\n$/);
+  });
+
+  it('a program that ignores the proxy variables reaches nothing (TCP, UDP, ICMP), and DNS for a denied name is NXDOMAIN', async () => {
+    const r = await run([
+      wget('http://203.0.113.10/direct', '-Y off'),
+      `${BB} ping -c 1 -W 1 203.0.113.10 >/dev/null 2>&1; echo "ping=$?"`,
+      `${BB} nslookup allowed.test 203.0.113.10 >/dev/null 2>&1; echo "udp=$?"`,
+      `${BB} nslookup denied.test 2>&1 | grep -c NXDOMAIN`,
+      `${BB} nslookup allowed.test 2>&1 | grep -A1 'Name:' | tail -1`,
+      `cat /etc/resolv.conf | head -1`,
+    ].join('; '), { allow: ['allowed.test'] });
+    expect(r.stdout).toMatch(/Network is unreachable\nrc=1\n/);
+    expect(r.stdout).toMatch(/\nping=1\n/);
+    expect(r.stdout).toMatch(/\nudp=1\n/);
+    expect(r.stdout).toMatch(/\n[12]\nAddress: 203\.0\.113\.10\nnameserver 127\.0\.0\.1\n$/);
+    expect(inet.requests.some((q) => q.url === '/direct')).toBe(false);
+    expect(r.denied.filter((d) => d.protocol === 'dns').map((d) => [d.host, d.reason])).toContainEqual(['denied.test', 'not-allowed']);
+  });
+
+  it('rules changed while the sandbox runs take effect for the next connection', async () => {
+    const p: IsolatedProcess = spawnIsolated('/bin/sh', ['-c', `${wget('http://other.test/before')}; read x; ${wget('http://other.test/after')}; read y; ${wget('http://allowed.test/gone')}`], {
+      network: { mode: 'egress', allow: ['allowed.test'], lookup } as never, stdio: 'pipe',
+    });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    while (!out.includes('rc=')) await sleep(20);
+    expect(out).toMatch(/403 Forbidden\nrc=1\n$/);
+    expect(() => p.network!.update({ allow: ['allowed.test', 'other..test'] })).toThrow(/network\.update\(\)\.allow\[1\] 'other\.\.test' is not a valid host name/);
+    p.network!.update({ allow: ['allowed.test', 'other.test'] });
+    p.stdin!.write('\n');
+    while (!out.includes('rc=0')) await sleep(20);
+    expect(out).toMatch(/hello from 203\.0\.113\.12 for other\.test\nrc=0\n$/);
+    expect(p.network!.egress['other.test']).toMatchObject({ allowed: 1, denied: 1 });
+    p.network!.update({ deny: ['allowed.test'] });
+    p.stdin!.end('\n');
+    const r = await p;
+    expect(r.stdout).toMatch(/403 Forbidden\nrc=1\n$/);
+    expect(r.network!.egress['allowed.test']).toMatchObject({ allowed: 0, denied: 1 });
+  });
+
+  it('onRequest decides what the lists do not deny, and a rejection denies', async () => {
+    const asked: unknown[] = [];
+    const r = await run(`${wget('http://other.test/ask-yes')}; ${wget('http://api.test/ask-no')}; ${wget('http://denied.test/ask-never')}`, {
+      allow: ['allowed.test'], deny: ['denied.test'],
+      onRequest: async (q: { host: string }) => { asked.push(q); if (q.host === 'api.test') throw new Error('no'); return q.host === 'other.test'; },
+    });
+    expect(r.stdout.match(/rc=\d/g)).toEqual(['rc=0', 'rc=1', 'rc=1']);
+    expect(asked).toEqual([
+      { host: 'other.test', port: 80, protocol: 'http', method: 'GET', path: '/ask-yes', listed: false },
+      { host: 'api.test', port: 80, protocol: 'http', method: 'GET', path: '/ask-no', listed: false },
+    ]);
+    expect(r.denied.map((d) => [d.host, d.reason])).toEqual([['api.test', 'on-request'], ['denied.test', 'deny-rule']]);
+  });
+
+  it('injected headers arrive at the server and are nowhere in the sandbox (environment, files, /proc, the response)', async () => {
+    const token = `Bearer secret-${process.pid}-${Date.now()}`;
+    const r = await run([
+      wget('http://api.test/inject', '--header "Authorization: Bearer mine"'),
+      wget('http://allowed.test/plain'),
+      // the pattern is put together in the shell: the script's own text (in /proc/1/cmdline) never holds it
+      `P="secr""et-${process.pid}"; grep -rl "$P" /proc/self/environ /proc/1/environ /proc/1/cmdline /etc /tmp 2>/dev/null; env | grep -c "$P"; echo done`,
+    ].join('; '), { allow: ['allowed.test', 'api.test'], inject: [{ host: 'api.test', headers: { authorization: token, 'x-extra': 'yes' } }] });
+    expect(r.stdout).toBe('hello from 203.0.113.12 for api.test\nrc=0\nhello from 203.0.113.10 for allowed.test\nrc=0\n0\ndone\n');
+    const got = await inet.waitFor((q) => q.url === '/inject');
+    expect(got!.headers.authorization).toBe(token); // the sandbox's own one is replaced
+    expect(got!.headers['x-extra']).toBe('yes');
+    const plain = await inet.waitFor((q) => q.url === '/plain');
+    expect(plain!.headers.authorization).toBeUndefined();
+    expect(plain!.headers['x-extra']).toBeUndefined();
+  });
+
+  it('bad input: TypeError/RangeError naming the rule, thrown at the call', () => {
+    const s = (network: object) => () => spawnIsolated('/bin/true', [], { network: { mode: 'egress', ...network } as never });
+    expect(s({ allow: ['*.'] })).toThrow(/options\.network\.allow\[0\] '\*\.' is not a valid wildcard pattern/);
+    expect(s({ allow: ['ok.test', 'a..b'] })).toThrow(/options\.network\.allow\[1\] 'a\.\.b' is not a valid host name/);
+    expect(s({ allow: [{ host: 'a.test', ports: [70000] }] })).toThrow(RangeError);
+    expect(s({ allow: ['10.1.2.3'] })).toThrow(/options\.network\.allow\[0\] '10\.1\.2\.3' is in a protected range \(private\): give \{ host: '10\.1\.2\.3', allowPrivate: true \}/);
+    expect(s({ allow: ['a.test'], inject: [{ host: 'b.test', headers: { x: 'y' } }] })).toThrow(/options\.network\.inject\[0\] injects headers for 'b\.test', which no rule of options\.network\.allow allows/);
+    expect(s({ allow: 'a.test' })).toThrow(TypeError);
+    expect(s({ allow: [], bogus: 1 })).toThrow(/options\.network\.bogus is not an egress network option/);
+  });
+});
+
+describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () => {
+  it('allowed works, denied and DNS fail, rules change mid-run, injected headers arrive: the same as root', async () => {
+    const body = `
+      const lookup = ${LOOKUP_SOURCE};
+      const W = (u, x = '') => '${BB} wget -q ' + x + ' -O- ' + u + ' 2>&1; echo "rc=$?"';
+      const p = nsbox.spawnIsolated('/bin/sh', ['-c', [W('http://allowed.test/u1'), W('http://denied.test/u2'), W('http://203.0.113.10/u3', '-Y off'),
+        '${BB} nslookup denied.test 2>&1 | grep -c NXDOMAIN', 'read x', W('http://other.test/u4')].join('; ')],
+        { stdio: 'pipe', network: { mode: 'egress', allow: ['allowed.test'], lookup, inject: [{ host: 'allowed.test', headers: { 'x-token': 'unpriv-secret' } }] } });
+      const denied = [];
+      p.on('egress-denied', (e) => denied.push([e.host, e.protocol, e.reason]));
+      let out = '';
+      p.stdout.on('data', (d) => { out += d; if (/\\n[0-9]+\\n$/.test(out) && !p.updated) { p.updated = true; p.network.update({ allow: ['allowed.test', 'other.test'] }); p.stdin.end('\\n'); } });
+      const r = await p.catch((e) => ({ error: e.message }));
+      console.log(JSON.stringify({ stdout: r.stdout, error: r.error, egress: r.network?.egress, denied, uid: process.getuid() }));`;
+    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    await once(child, 'close');
+    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    expect(out.uid).toBe(65534);
+    expect(out.error).toBeUndefined();
+    const lines = out.stdout.split('\n');
+    expect(lines.slice(0, 2)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(out.stdout).toMatch(/403 Forbidden\nrc=1\n.*Network is unreachable\nrc=1\n[12]\nhello from 203\.0\.113\.12 for other\.test\nrc=0\n$/s);
+    expect(out.denied).toContainEqual(['denied.test', 'http', 'not-allowed']);
+    expect(out.denied).toContainEqual(['denied.test', 'dns', 'not-allowed']);
+    expect(out.egress['allowed.test']).toMatchObject({ allowed: 1, denied: 0 });
+    expect(out.egress['other.test']).toMatchObject({ allowed: 1 });
+    expect((await inet.waitFor((q) => q.url === '/u1'))!.headers['x-token']).toBe('unpriv-secret');
+    expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
+    expect(INET['other.test']).toBe('203.0.113.12');
+  }, 60_000);
+});
