@@ -5,13 +5,14 @@
 // name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
 // visible inside. As root and as an unprivileged caller (uid 65534, a Node process of its own).
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
-import { isRoot, skipReason, sleep } from '../helpers/host.js';
+import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
+import { expectNoNetLeftovers, netState } from './net-leftovers.js';
 import { INET, LOOKUP_SOURCE, lookup, startFakeInternet, type FakeInternet } from './egress-internet.js';
 
 const DIST = resolve(__dirname, '../../dist/index.js');
@@ -32,6 +33,17 @@ async function run(script: string, network: object): Promise<Run> {
   p.on('egress-denied', (e: EgressDeniedEvent) => denied.push(e));
   const r = await p;
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, denied, egress: r.network?.egress };
+}
+
+/** This process's children that are `sleep` (a holder). */
+function sleepers(): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === process.pid && st.includes('(sleep)') ? [Number(d)] : [];
+    } catch { return []; }
+  });
 }
 
 const wget = (url: string, extra = '') => `${BB} wget -q ${extra} -O- ${url} 2>&1; echo "rc=$?"`;
@@ -156,6 +168,17 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
     const plain = await inet.waitFor((q) => q.url === '/plain');
     expect(plain!.headers.authorization).toBeUndefined();
     expect(plain!.headers['x-extra']).toBeUndefined();
+  });
+
+  it('leaves nothing behind: no holder process, no fd of its listeners, no link or state file', async () => {
+    const before = netState();
+    const fds = fdCount();
+    const r = await run(wget('http://allowed.test/z'), { allow: ['allowed.test'] });
+    expect(r.stdout).toMatch(/rc=0/);
+    await sleep(100);
+    expect(fdCount()).toBeLessThanOrEqual(fds);
+    expect(sleepers()).toEqual([]);
+    expectNoNetLeftovers(before);
   });
 
   it('bad input: TypeError/RangeError naming the rule, thrown at the call', () => {
