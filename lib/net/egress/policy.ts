@@ -167,7 +167,7 @@ function parsePorts(v: unknown, what: string): Set<number> | null {
 }
 
 /** Parses one rule; throws TypeError/RangeError naming it (`options.network.allow[2]`). */
-export function parseRule(v: unknown, what: string, hostAddrs: ReadonlySet<string> = new Set()): ParsedRule {
+export function parseRule(v: unknown, what: string, hostAddrs: ReadonlySet<string> = new Set(), forDeny = false): ParsedRule {
   let host: unknown, ports: Set<number> | null = null, allowPrivate = false;
   if (typeof v === 'string') host = v;
   else if (isObject(v)) {
@@ -194,7 +194,7 @@ export function parseRule(v: unknown, what: string, hostAddrs: ReadonlySet<strin
     list.addSubnet(c.address, prefix, c.family === 4 ? 'ipv4' : 'ipv6');
     // inside (or overlapping) a protected range: only with allowPrivate
     const hits = protectedRange(c.address, hostAddrs) ?? (prefix < (c.family === 4 ? 32 : 128) ? overlapsProtected(c.address, prefix, c.family) : undefined);
-    if (hits && !allowPrivate) {
+    if (hits && !allowPrivate && !forDeny) {
       fail(what, `'${host}' is in a protected range (${hits}): give { host: '${host}', allowPrivate: true } to mean it`);
     }
     return { kind: 'addr', list, text: host, family: c.family, ports, allowPrivate };
@@ -222,10 +222,10 @@ function overlapsProtected(base: string, prefix: number, family: 4 | 6): string 
   return undefined;
 }
 
-function parseRules(v: unknown, what: string, hostAddrs: ReadonlySet<string>): ParsedRule[] {
+function parseRules(v: unknown, what: string, hostAddrs: ReadonlySet<string>, forDeny = false): ParsedRule[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) fail(what, `must be an array of host patterns or rules (got ${typeof v})`);
-  return v.map((r, i) => parseRule(r, `${what}[${i}]`, hostAddrs));
+  return v.map((r, i) => parseRule(r, `${what}[${i}]`, hostAddrs, forDeny));
 }
 
 /** A host name or an address requested by the sandbox, as the rules are matched against it. */
@@ -305,7 +305,8 @@ export interface ParsedEgress {
 export function validateEgress(o: Record<string, unknown>, what = 'options.network', hostAddrs: ReadonlySet<string> = new Set()): ParsedEgress {
   for (const k of Object.keys(o)) if (!EGRESS_KEYS.includes(k)) fail(`${what}.${k}`, `is not an egress network option (known: ${EGRESS_KEYS.join(', ')})`);
   const allow = parseRules(o.allow, `${what}.allow`, hostAddrs);
-  const deny = parseRules(o.deny, `${what}.deny`, new Set()); // denying a protected address needs no leave
+  // denying a protected address needs no allowPrivate (and allowPrivate opens nothing there)
+  const deny = parseRules(o.deny, `${what}.deny`, hostAddrs, true);
   for (const r of deny) if (r.kind === 'addr') r.allowPrivate = false;
   if (o.onRequest !== undefined && typeof o.onRequest !== 'function') fail(`${what}.onRequest`, 'must be a function');
   if (o.lookup !== undefined && typeof o.lookup !== 'function') fail(`${what}.lookup`, 'must be a function (hostname) => Promise<addresses>');
