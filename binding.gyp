@@ -22,6 +22,7 @@
         "addon/src/seccomp.cc",
         "addon/src/fs.cc",
         "addon/src/fdpass.cc",
+        "addon/src/relay.cc",
         "addon/src/init_blob.cc"
       ],
       "dependencies": ["nsbox-init"],

@@ -5,6 +5,7 @@
 
 namespace nsbox {
 AddonData::~AddonData() {
+  if (relay) relayFree(relay);
   FreeSpare(this);
   FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);
@@ -27,6 +28,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSeccomp(env, exports);
   InitFs(env, exports);
   InitFdPass(env, exports);
+  InitRelay(env, exports);
   return exports;
 }
 }  // namespace nsbox

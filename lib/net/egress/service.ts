@@ -5,9 +5,10 @@
 // (no DNS rebinding into a protected range). TLS passes through untouched.
 import { EventEmitter } from 'node:events';
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { cancelRelay, relay } from './relay.js';
 import { buildAnswer, formErr, parseQuery, RCODE, type DnsQuestion } from './dns.js';
 import {
   addressVerdict, injectionsFor, listVerdict, parseTarget, validateEgress,
@@ -76,6 +77,9 @@ export class EgressService extends EventEmitter {
   readonly #stats = new Map<string, EgressHostStats>();
   readonly #servers: Array<HttpServer | NetServer> = [];
   readonly #sockets = new Set<Socket>();
+  readonly #relays = new Set<number>();
+  /** tunnels and responses in the kernel's relay, until their counts are in */
+  readonly #pending = new Set<Promise<void>>();
   #udp: UdpSocket | undefined;
   #closed = false;
 
@@ -186,18 +190,14 @@ export class EgressService extends EventEmitter {
     });
   }
 
+  #settle(p: Promise<void>): void {
+    const q = p.catch(() => {}).finally(() => this.#pending.delete(q));
+    this.#pending.add(q);
+  }
+
   #track(s: Socket): void {
     this.#sockets.add(s);
     s.once('close', () => this.#sockets.delete(s));
-  }
-
-  /** Adds an upstream socket's bytes to its host once it closes. */
-  #count(s: Socket, host: string): void {
-    s.once('close', () => {
-      const e = this.#entry(host);
-      e.bytesIn += s.bytesRead;
-      e.bytesOut += s.bytesWritten;
-    });
   }
 
   // --- the HTTP proxy ---------------------------------------------------------------------
@@ -232,37 +232,49 @@ export class EgressService extends EventEmitter {
       return void reply(res, 403, `nsbox egress: ${key}:${port} is not allowed (${d.reason})\n`);
     }
     this.#entry(key).allowed++;
-    const headers: Array<[string, string]> = [];
+    // the request goes out as the sandbox sent it, less the hop-by-hop headers, plus the
+    // injected ones (which replace the sandbox's own of the same name), with Connection: close
     const inject = injectionsFor(this.#p, d.target);
     const injected = new Set(inject.map(([k]) => k.toLowerCase()));
+    const chunked = /chunked/i.test(String(req.headers['transfer-encoding'] ?? ''));
+    let head = `${method} ${path} HTTP/1.1\r\n`;
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const k = req.rawHeaders[i]!, lk = k.toLowerCase();
-      if (HOP_BY_HOP.has(lk) || injected.has(lk)) continue;
-      headers.push([k, req.rawHeaders[i + 1]!]);
+      if (HOP_BY_HOP.has(lk) || injected.has(lk) || lk === 'transfer-encoding') continue;
+      head += `${k}: ${req.rawHeaders[i + 1]}\r\n`;
     }
-    headers.push(...inject, ['Connection', 'close']);
-    let sock: Socket;
+    if (req.headers.host === undefined) head += `Host: ${hostHeaderOf(host, port)}\r\n`;
+    for (const [k, v] of inject) head += `${k}: ${v}\r\n`;
+    head += `${chunked ? 'Transfer-Encoding: chunked\r\n' : ''}Connection: close\r\n\r\n`;
+    let up: Socket;
     try {
-      sock = await this.#connect(d.addresses, port);
+      up = await this.#connect(d.addresses, port);
     } catch (e) {
       return void reply(res, 502, `nsbox egress: ${key}:${port} could not be reached (${(e as NodeJS.ErrnoException).code ?? 'error'})\n`);
     }
-    this.#track(sock);
-    this.#count(sock, key);
-    const up = httpRequest({ createConnection: () => sock, method, path, headers: headers.flat() as unknown as Record<string, string>, setHost: false });
-    up.on('response', (ur) => {
-      const out: string[] = [];
-      for (let i = 0; i < ur.rawHeaders.length; i += 2) if (!HOP_BY_HOP.has(ur.rawHeaders[i]!.toLowerCase())) out.push(ur.rawHeaders[i]!, ur.rawHeaders[i + 1]!);
-      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, out);
-      ur.pipe(res);
-      ur.on('error', () => res.destroy());
-    });
-    up.on('error', () => {
-      if (!res.headersSent) reply(res, 502, `nsbox egress: ${key}:${port} failed\n`);
-      else res.destroy();
-    });
-    res.on('close', () => up.destroy());
-    req.pipe(up);
+    this.#track(up);
+    up.on('error', () => {});
+    let sent = 0;
+    try {
+      sent += await sendAll(up, head);
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        sent += await sendAll(up, chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk);
+      }
+      if (chunked) sent += await sendAll(up, '0\r\n\r\n');
+    } catch {
+      up.destroy();
+      return void reply(res, 502, `nsbox egress: ${key}:${port} failed\n`);
+    }
+    // the response goes back untouched, in the kernel; the client's connection ends with it
+    // (anything it sends after its request is never passed on: each request is decided)
+    const client = req.socket;
+    let rid = 0;
+    this.#settle(relay(client, up, (id) => { rid = id; this.#relays.add(id); }, true).then((r) => {
+      this.#relays.delete(rid);
+      const e = this.#entry(key);
+      e.bytesOut += sent;
+      e.bytesIn += r.bToA;
+    }));
   }
 
   async #onConnect(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
@@ -288,11 +300,25 @@ export class EgressService extends EventEmitter {
       return;
     }
     this.#track(up);
-    this.#count(up, key);
     if (client.destroyed) { up.destroy(); return; }
-    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (head.length) up.write(head);
-    splice(client, up);
+    try {
+      await Promise.all([write(client, 'HTTP/1.1 200 Connection Established\r\n\r\n'), head.length ? write(up, head) : undefined]);
+    } catch {
+      client.destroy(); up.destroy();
+      return;
+    }
+    this.#tunnel(client, up, key, head.length);
+  }
+
+  /** The tunnel's bytes go through the addon's relay (in the kernel); its host's counts grow when it ends. */
+  #tunnel(client: Socket, up: Socket, key: string, sentBefore: number): void {
+    let rid = 0;
+    this.#settle(relay(client, up, (id) => { rid = id; this.#relays.add(id); }).then((r) => {
+      this.#relays.delete(rid);
+      const e = this.#entry(key);
+      e.bytesOut += r.aToB + sentBefore;
+      e.bytesIn += r.bToA;
+    }));
   }
 
   // --- SOCKS5 -------------------------------------------------------------------------------
@@ -352,12 +378,14 @@ export class EgressService extends EventEmitter {
       return void client.end(socksReply(5));
     }
     this.#track(up);
-    this.#count(up, key);
     if (client.destroyed) { up.destroy(); return; }
-    client.write(socksReply(0));
-    if (rest.length) up.write(rest);
-    splice(client, up);
-    client.resume();
+    try {
+      await Promise.all([write(client, socksReply(0)), rest.length ? write(up, rest) : undefined]);
+    } catch {
+      client.destroy(); up.destroy();
+      return;
+    }
+    this.#tunnel(client, up, key, rest.length);
   }
 
   // --- DNS -----------------------------------------------------------------------------------
@@ -440,11 +468,21 @@ export class EgressService extends EventEmitter {
     });
   }
 
-  /** Stops serving: the listeners close and every connection through them ends. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Stops serving: the listeners close and every connection through them ends (relays the
+   * sandbox's exit has not ended within `graceMs` are cut), their counts in. Idempotent.
+   */
+  async close(graceMs = 250): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const s of this.#sockets) s.destroy();
+    if (this.#pending.size) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...this.#pending]), new Promise((r) => { t = setTimeout(r, graceMs); })]);
+      clearTimeout(t);
+    }
+    for (const id of this.#relays) cancelRelay(id);
+    await Promise.all([...this.#pending]);
     await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#udp) await new Promise<void>((r) => { try { this.#udp!.close(() => r()); } catch { r(); } });
   }
@@ -467,13 +505,19 @@ function reply(res: ServerResponse, code: number, text: string): void {
   res.end(text);
 }
 
-/** Both ways, each end's close ending the other. */
-function splice(a: Socket, b: Socket): void {
-  a.pipe(b);
-  b.pipe(a);
-  const end = () => { a.destroy(); b.destroy(); };
-  a.once('error', end).once('close', end);
-  b.once('error', end).once('close', end);
+function hostHeaderOf(host: string, port: number): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return port === 80 ? h : `${h}:${port}`;
+}
+
+/** Writes and resolves with the byte count once written. */
+function sendAll(s: Socket, b: Buffer | string): Promise<number> {
+  const buf = typeof b === 'string' ? Buffer.from(b, 'latin1') : b;
+  return write(s, buf).then(() => buf.length);
+}
+
+function write(s: Socket, b: Buffer | string): Promise<void> {
+  return new Promise((resolve, reject) => { s.write(b, (e) => (e ? reject(e) : resolve())); });
 }
 
 function socksReply(code: number): Buffer {

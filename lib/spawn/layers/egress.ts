@@ -49,7 +49,8 @@ export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx
     return {
       files: { hosts: BASE_HOSTS, resolvConf: 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' },
       env: proxyEnv(parsed.socks),
-      release: () => { void service.close(); },
+      // its counts are in before the result is made
+      release: () => service.close(),
     };
   });
   const control: EgressControl = {

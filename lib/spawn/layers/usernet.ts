@@ -30,8 +30,8 @@ export interface HolderAttachment {
   files?: { hosts: string; resolvConf: string };
   /** variables added to the program's environment */
   env?: Record<string, string>;
-  /** undoes what attach made (the holder is killed after it); must not throw */
-  release(): void;
+  /** undoes what attach made (the holder is killed before it); must not throw */
+  release(): void | Promise<void>;
 }
 
 /**
@@ -106,7 +106,7 @@ export function holderRun(mode: string, o: SpawnIsolatedOptions, ctx: LayerConte
       // which the sandbox's result need not wait for (networkSettled() does)
       for (const n of nss.splice(0)) n.close();
       holder?.kill('SIGKILL');
-      try { attached?.release(); } catch { /* release never throws */ }
+      try { await attached?.release(); } catch { /* release never throws */ }
       await holder?.catch(() => {});
     },
   };
