@@ -1,6 +1,6 @@
 // Test helper: a fake internet on this machine for the egress policy's tests and bench. A Node
 // process in a network namespace of its own (made with the `unshare` CLI, test setup only)
-// serves HTTP on port 80 and 8080 of every address it has; a veth made with nsbox's netlink
+// serves HTTP on port 80 and 8080 of every address it has (and HTTPS on 443 when given a key); a veth made with nsbox's netlink
 // API joins it to the host: the host end 203.0.113.1/24, the far end 203.0.113.10-12 (TEST-NET-3,
 // a documentation range: not one of the policy's protected ones). Every request is logged as
 // a JSON line on the server's stdout, which the test reads (the response never echoes headers).
@@ -56,13 +56,19 @@ const handler = (req, res) => {
   req.on('end', () => res.end('hello from ' + req.socket.localAddress + ' for ' + req.headers.host + '\\n'));
 };
 let up = 0;
-for (const port of [80, 8080]) http.createServer(handler).listen(port, '0.0.0.0', () => { if (++up === 2) process.stdout.write('listening\\n'); });
+const servers = [[80, http.createServer(handler)], [8080, http.createServer(handler)]];
+if (process.env.TLS_KEY) servers.push([443, require('node:https').createServer({ key: process.env.TLS_KEY, cert: process.env.TLS_CERT }, handler)]);
+for (const [port, s] of servers) s.listen(port, '0.0.0.0', () => { if (++up === servers.length) process.stdout.write('listening\\n'); });
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
 `;
 
-export async function startFakeInternet(): Promise<FakeInternet> {
-  const c: ChildProcess = spawn('unshare', ['-n', process.execPath, '-e', SERVER], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** `tls`: also HTTPS on port 443 with this key and certificate (PEM). */
+export async function startFakeInternet(tls?: { key: string; cert: string }): Promise<FakeInternet> {
+  const c: ChildProcess = spawn('unshare', ['-n', process.execPath, '-e', SERVER], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...(tls ? { TLS_KEY: tls.key, TLS_CERT: tls.cert } : {}) },
+  });
   const requests: LoggedRequest[] = [];
   let buf = '';
   let listening: () => void;

@@ -4,8 +4,8 @@
 // fail; a program ignoring the variables (TCP, UDP, ICMP) reaches nothing; DNS for a denied
 // name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
 // visible inside. As root and as an unprivileged caller (uid 65534, a Node process of its own).
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,18 @@ const skip = skipReason(!isRoot, 'makes a fake internet (a network namespace and
   || skipReason(!existsSync(BB), 'busybox (static) is not at /bin/busybox');
 
 let inet: FakeInternet;
-beforeAll(async () => { if (!skip) inet = await startFakeInternet(); }, 30_000);
+/** a self-signed certificate for allowed.test (HTTPS through a CONNECT tunnel), when openssl is here */
+let tls: { key: string; cert: string } | undefined;
+beforeAll(async () => {
+  if (skip) return;
+  const dir = mkdtempSync('/tmp/nsbox-egress-tls-');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${dir}/k`, '-out', `${dir}/c`, '-days', '1', '-subj', '/CN=allowed.test', '-addext', 'subjectAltName=DNS:allowed.test'], { stdio: 'ignore' });
+    tls = { key: readFileSync(`${dir}/k`, 'utf8'), cert: readFileSync(`${dir}/c`, 'utf8') };
+  } catch { /* no openssl: the HTTPS test says so */ }
+  rmSync(dir, { recursive: true, force: true });
+  inet = await startFakeInternet(tls);
+}, 30_000);
 afterAll(async () => { await inet?.close(); });
 
 type Run = { code: number | null; stdout: string; stderr: string; denied: EgressDeniedEvent[]; egress?: Record<string, { allowed: number; denied: number; bytesIn: number; bytesOut: number }> };
@@ -75,6 +86,20 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
     expect(r.denied.map((d) => [d.host, d.protocol, d.reason])).toEqual([['denied.test', 'connect', 'deny-rule'], ['denied.test', 'socks', 'deny-rule']]);
     expect(await inet.waitFor((q) => q.url === '/tunnel')).toBeDefined();
     expect(inet.requests.some((q) => q.url === '/x')).toBe(false);
+  });
+
+  it('HTTPS through a CONNECT tunnel reaches the server untouched: the sandbox sees the server\'s own certificate (no interception)', async (ctx) => {
+    if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();
+    if (skipReason(!tls, 'openssl is not installed (the fake internet has no HTTPS server)')) return ctx.skip();
+    const fp = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: tls!.cert, encoding: 'utf8' }).trim().split('=')[1]!.replace(/:/g, '').toLowerCase();
+    const r = await run(`${CURL} -sS -m 5 -k https://allowed.test/tls 2>&1; echo "rc=$?"; ${CURL} -sS -m 5 -k https://denied.test/ 2>&1; echo "rc=$?"`, { allow: ['allowed.test'], inject: [{ host: 'allowed.test', headers: { 'x-secret': 'never-in-tls' } }] });
+    expect(r.stdout).toMatch(/^hello from 203\.0\.113\.10 for allowed\.test\n/);
+    expect(r.stdout).toMatch(/rc=0\n.*CONNECT tunnel failed, response 403\nrc=56\n$/s);
+    const got = await inet.waitFor((q) => q.url === '/tls');
+    expect(got!.headers['x-secret']).toBeUndefined(); // HTTPS is not intercepted: nothing is injected
+    // the certificate curl saw is the server's
+    const certs = await run(`${CURL} -sS -m 5 -k -o /dev/null -w '%{certs}' https://allowed.test/cert | openssl x509 -noout -fingerprint -sha256`, { allow: ['allowed.test'] });
+    expect(certs.stdout.split('=')[1]?.trim().replace(/:/g, '').toLowerCase()).toBe(fp);
   });
 
   it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {

@@ -322,7 +322,7 @@ export function validateEgress(o: Record<string, unknown>, what = 'options.netwo
 // --- the decisions --------------------------------------------------------------------------
 
 /** Why a connection was denied (the 'egress-denied' event's `reason`). */
-export type DenyReason = 'deny-rule' | 'not-allowed' | 'protected-address' | 'on-request' | 'no-address' | 'bad-request';
+export type DenyReason = 'deny-rule' | 'not-allowed' | 'protected-address' | 'on-request' | 'no-address' | 'bad-request' | 'too-many-connections';
 
 /** A host as the sandbox named it: a name or an address; undefined when neither. */
 export function parseTarget(host: string, port: number): Target | undefined {

@@ -50,6 +50,8 @@ export interface EgressUpdate {
 /** Hosts tracked one by one; attempts at more fall under '(other)' (a sandbox cannot grow our memory without bound). */
 const MAX_HOSTS = 1024;
 const ON_REQUEST_TIMEOUT_MS = 30_000;
+/** Connections out at once per sandbox (each holds two fds of the caller's process): more are denied. */
+export const MAX_EGRESS_CONNECTIONS = 1024;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade']);
 
 type Decision = { ok: true; addresses: string[]; target: Target } | { ok: false; reason: DenyReason; detail?: string };
@@ -134,6 +136,7 @@ export class EgressService extends EventEmitter {
   /** The policy's verdict on one attempt, and the addresses it may go to. */
   async #decide(rawHost: string, port: number, protocol: 'http' | 'connect' | 'socks', method?: string, path?: string): Promise<Decision> {
     const p = this.#p;
+    if (this.#relays.size + this.#sockets.size / 2 >= MAX_EGRESS_CONNECTIONS) return { ok: false, reason: 'too-many-connections', detail: `${MAX_EGRESS_CONNECTIONS} at once` };
     const target = parseTarget(rawHost, port);
     if (!target || !Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, reason: 'bad-request', detail: 'not a host name or address' };
     const lv = listVerdict(p, target);
@@ -427,12 +430,15 @@ export class EgressService extends EventEmitter {
     http.on('connect', (req, sock: Socket, head: Buffer) => { void this.#onConnect(req, sock, head); });
     http.on('clientError', (_e, s) => s.destroy());
     http.on('connection', (s: Socket) => this.#track(s));
+    http.maxConnections = MAX_EGRESS_CONNECTIONS;
     this.#servers.push(http);
     const dnsTcp = createNetServer((s) => this.#onDnsTcp(s));
+    dnsTcp.maxConnections = 64;
     this.#servers.push(dnsTcp);
     const waits: Promise<void>[] = [listenFd(http, fds.http), listenFd(dnsTcp, fds.dnsTcp)];
     if (fds.socks !== undefined) {
       const socks = createNetServer((s) => this.#onSocks(s));
+      socks.maxConnections = MAX_EGRESS_CONNECTIONS;
       this.#servers.push(socks);
       waits.push(listenFd(socks, fds.socks));
     }
