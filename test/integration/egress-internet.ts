@@ -14,6 +14,7 @@ export const INET = {
   'denied.test': '203.0.113.11',
   'other.test': '203.0.113.12',
   'api.test': '203.0.113.12',
+  'registry.test': '203.0.113.12',
   // names that resolve into protected ranges (DNS rebinding)
   'rebind.test': '127.0.0.1',
   'meta.test': '169.254.169.254',
@@ -42,9 +43,15 @@ export interface FakeInternet {
 const SERVER = `
 const http = require('node:http');
 const big = Buffer.alloc(1 << 20, 97);
+const registry = process.env.REGISTRY ? JSON.parse(process.env.REGISTRY) : {};
 const handler = (req, res) => {
   const rec = { local: req.socket.localAddress, port: req.socket.localPort, method: req.method, url: req.url, headers: req.headers };
   process.stdout.write(JSON.stringify(rec) + '\\n');
+  const file = registry[req.url];
+  if (file && req.headers.host === 'registry.test') {
+    res.writeHead(200, { 'content-type': file.type });
+    return res.end(Buffer.from(file.base64, 'base64'));
+  }
   if (req.url.startsWith('/big/')) {
     const n = Number(req.url.slice(5));
     res.writeHead(200, { 'content-length': n * big.length });
@@ -63,11 +70,14 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
 `;
 
-/** `tls`: also HTTPS on port 443 with this key and certificate (PEM). */
-export async function startFakeInternet(tls?: { key: string; cert: string }): Promise<FakeInternet> {
+/** Files the server gives for Host registry.test, by path (a package registry's). */
+export type RegistryFiles = Record<string, { type: string; base64: string }>;
+
+/** `tls`: also HTTPS on port 443 with this key and certificate (PEM); `registry`: files for Host registry.test. */
+export async function startFakeInternet(tls?: { key: string; cert: string }, registry?: RegistryFiles): Promise<FakeInternet> {
   const c: ChildProcess = spawn('unshare', ['-n', process.execPath, '-e', SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ...(tls ? { TLS_KEY: tls.key, TLS_CERT: tls.cert } : {}) },
+    env: { ...process.env, ...(tls ? { TLS_KEY: tls.key, TLS_CERT: tls.cert } : {}), ...(registry ? { REGISTRY: JSON.stringify(registry) } : {}) },
   });
   const requests: LoggedRequest[] = [];
   let buf = '';

@@ -5,7 +5,8 @@
 // name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
 // visible inside. As root and as an unprivileged caller (uid 65534, a Node process of its own).
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,11 +14,12 @@ import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
 import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
 import { expectNoNetLeftovers, netState } from './net-leftovers.js';
-import { INET, LOOKUP_SOURCE, lookup, startFakeInternet, type FakeInternet } from './egress-internet.js';
+import { INET, LOOKUP_SOURCE, lookup, startFakeInternet, type FakeInternet, type RegistryFiles } from './egress-internet.js';
 
 const DIST = resolve(__dirname, '../../dist/index.js');
 const BB = '/bin/busybox';
 const CURL = ['/usr/bin/curl', '/bin/curl'].find((p) => existsSync(p));
+const NPM = ['/usr/bin/npm', '/usr/local/bin/npm'].find((p) => existsSync(p));
 const skip = skipReason(!isRoot, 'makes a fake internet (a network namespace and a veth) as root')
   || skipReason(!existsSync(BB), 'busybox (static) is not at /bin/busybox');
 
@@ -32,8 +34,45 @@ beforeAll(async () => {
     tls = { key: readFileSync(`${dir}/k`, 'utf8'), cert: readFileSync(`${dir}/c`, 'utf8') };
   } catch { /* no openssl: the HTTPS test says so */ }
   rmSync(dir, { recursive: true, force: true });
-  inet = await startFakeInternet(tls);
-}, 30_000);
+  registry = npmRegistry();
+  inet = await startFakeInternet(tls, registry?.files);
+}, 60_000);
+afterAll(() => { if (registry) rmSync(registry.project, { recursive: true, force: true }); });
+
+/** A package registry with one package (`tiny-pkg`, made with `npm pack`) and a project locked to it, when npm is here. */
+let registry: { files: RegistryFiles; project: string } | undefined;
+function npmRegistry(): typeof registry {
+  if (!NPM) return undefined;
+  const src = mkdtempSync('/tmp/nsbox-egress-pkg-');
+  try {
+    mkdirSync(`${src}/pkg`);
+    writeFileSync(`${src}/pkg/package.json`, JSON.stringify({ name: 'tiny-pkg', version: '1.0.0', main: 'index.js' }));
+    writeFileSync(`${src}/pkg/index.js`, "module.exports = 'tiny-pkg from the mirror';\n");
+    execFileSync(NPM, ['pack', '--silent', '--pack-destination', src], { cwd: `${src}/pkg`, stdio: 'ignore' });
+    const tgz = readFileSync(`${src}/tiny-pkg-1.0.0.tgz`);
+    const integrity = `sha512-${createHash('sha512').update(tgz).digest('base64')}`;
+    const tarball = 'http://registry.test/tiny-pkg/-/tiny-pkg-1.0.0.tgz';
+    const meta = { name: 'tiny-pkg', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': { name: 'tiny-pkg', version: '1.0.0', main: 'index.js', dist: { tarball, integrity } } } };
+    const project = mkdtempSync('/tmp/nsbox-egress-app-');
+    chmodSync(project, 0o777); // the sandbox's root is another uid of the host
+    writeFileSync(`${project}/package.json`, JSON.stringify({ name: 'app', version: '1.0.0', dependencies: { 'tiny-pkg': '1.0.0' } }));
+    writeFileSync(`${project}/package-lock.json`, JSON.stringify({
+      name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true,
+      packages: { '': { name: 'app', version: '1.0.0', dependencies: { 'tiny-pkg': '1.0.0' } }, 'node_modules/tiny-pkg': { version: '1.0.0', resolved: tarball, integrity } },
+    }));
+    return {
+      project,
+      files: {
+        '/tiny-pkg': { type: 'application/json', base64: Buffer.from(JSON.stringify(meta)).toString('base64') },
+        '/tiny-pkg/-/tiny-pkg-1.0.0.tgz': { type: 'application/octet-stream', base64: tgz.toString('base64') },
+      },
+    };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+}
 afterAll(async () => { await inet?.close(); });
 
 type Run = { code: number | null; stdout: string; stderr: string; denied: EgressDeniedEvent[]; egress?: Record<string, { allowed: number; denied: number; bytesIn: number; bytesOut: number }> };
@@ -101,6 +140,20 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
     const certs = await run(`${CURL} -sS -m 5 -k -o /dev/null -w '%{certs}' https://allowed.test/cert | openssl x509 -noout -fingerprint -sha256`, { allow: ['allowed.test'] });
     expect(certs.stdout.split('=')[1]?.trim().replace(/:/g, '').toLowerCase()).toBe(fp);
   });
+
+  it('npm ci installs from a registry mirror allowed by name, with its token injected outside the sandbox (docs/egress.md\'s worked example)', async (ctx) => {
+    if (skipReason(!registry, 'npm is not installed (or npm pack failed): no registry mirror to install from')) return ctx.skip();
+    const p = spawnIsolated('/bin/sh', ['-c', 'npm ci --registry http://registry.test/ --no-audit --no-fund --no-update-notifier --loglevel=error 2>&1; echo "rc=$?"; node -p "require(\'tiny-pkg\')"; grep -rl mirror-token /root /app/node_modules 2>/dev/null; echo done'], {
+      cwd: '/app', mounts: [{ type: 'bind', source: registry!.project, target: '/app', readonly: false }],
+      network: { mode: 'egress', allow: ['registry.test'], inject: [{ host: 'registry.test', headers: { authorization: 'Bearer mirror-token' } }], lookup } as never,
+    });
+    const r = await p;
+    expect(r.stdout).toMatch(/added 1 package.*\nrc=0\ntiny-pkg from the mirror\ndone\n$/s);
+    const got = await inet.waitFor((q) => q.url === '/tiny-pkg/-/tiny-pkg-1.0.0.tgz');
+    expect(got!.headers.authorization).toBe('Bearer mirror-token');
+    expect(r.network!.egress['registry.test']).toMatchObject({ denied: 0 });
+    expect(r.network!.egress['registry.test']!.allowed).toBeGreaterThan(0);
+  }, 60_000);
 
   it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {
     const r = await run([
