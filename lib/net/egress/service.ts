@@ -87,7 +87,8 @@ export class EgressService extends EventEmitter {
 
   constructor(option: Record<string, unknown>, parsed: ParsedEgress, hostAddrs: ReadonlySet<string>) {
     super();
-    this.#raw = { allow: option.allow, deny: option.deny, inject: option.inject };
+    const copy = (x: unknown) => (Array.isArray(x) ? [...x] : x);
+    this.#raw = { allow: copy(option.allow), deny: copy(option.deny), inject: copy(option.inject) };
     this.#p = parsed;
     this.#hostAddrs = hostAddrs;
     this.#lookup = parsed.lookup ?? defaultLookup;
@@ -101,10 +102,12 @@ export class EgressService extends EventEmitter {
   update(u: EgressUpdate): void {
     if (u === null || typeof u !== 'object' || Array.isArray(u)) throw new TypeError('network.update() takes an object { allow?, deny?, inject? }');
     for (const k of Object.keys(u)) if (k !== 'allow' && k !== 'deny' && k !== 'inject') throw new TypeError(`network.update().${k} is not an egress list (allow, deny, inject)`);
+    // copies: a caller's later change to its arrays changes nothing here
+    const copy = (x: unknown) => (Array.isArray(x) ? [...x] : x);
     const raw = {
-      allow: 'allow' in u ? u.allow : this.#raw.allow,
-      deny: 'deny' in u ? u.deny : this.#raw.deny,
-      inject: 'inject' in u ? u.inject : this.#raw.inject,
+      allow: 'allow' in u ? copy(u.allow) : this.#raw.allow,
+      deny: 'deny' in u ? copy(u.deny) : this.#raw.deny,
+      inject: 'inject' in u ? copy(u.inject) : this.#raw.inject,
     };
     const next = validateEgress(raw, 'network.update()', this.#hostAddrs);
     this.#raw = raw;
