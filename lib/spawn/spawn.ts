@@ -87,6 +87,14 @@ class StdinStream extends PassThrough {
   }
 }
 
+/** The typed events of an {@link IsolatedProcess} beside ChildProcess's own (`'egress-denied'`, with an egress policy). */
+export interface IsolatedProcess<T extends string | Buffer = string> {
+  on(event: 'egress-denied', listener: (e: EgressDeniedEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'egress-denied', listener: (e: EgressDeniedEvent) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /**
  * A running sandbox. Await it (it is a PromiseLike) for the {@link IsolatedResult}.
  * Events, as `ChildProcess` has them: `'spawn'` once the program runs, `'exit'` (code, signal)
