@@ -23,6 +23,7 @@
         "addon/src/fs.cc",
         "addon/src/fdpass.cc",
         "addon/src/lifecycle.cc",
+        "addon/src/relay.cc",
         "addon/src/init_blob.cc"
       ],
       "dependencies": ["nsbox-init"],

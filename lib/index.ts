@@ -10,6 +10,7 @@ export type {
 } from './plan/options.js';
 export { explain } from './spawn/explain.js';
 export type { ExplainedPlan } from './spawn/explain.js';
+export type { EgressControl } from './spawn/layers/egress.js';
 export { Namespace } from './ns/namespace.js';
 export { Capabilities, CAPABILITY_NAMES } from './security/capabilities.js';
 export type { CapabilityName, CapabilitySets, FileCapabilities, ProcessCapabilities } from './security/capabilities.js';

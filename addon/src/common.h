@@ -124,6 +124,9 @@ struct AddonData {
   int mountsFd = -1;
   // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
+  // relay.cc: the egress proxy's splice relays (a thread and its epoll set), and how to stop them
+  void* relay = nullptr;
+  void (*relayFree)(void*) = nullptr;
   // exit_watch.cc: the environment's teardown (undo records), the addon's uv handles still
   // closing, and the async cleanup hook that waits for them
   struct Teardown* teardown = nullptr;
@@ -195,5 +198,6 @@ void InitSeccomp(Napi::Env env, Napi::Object exports);
 void InitFs(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
 void InitLifecycle(Napi::Env env, Napi::Object exports);
+void InitRelay(Napi::Env env, Napi::Object exports);
 
 }  // namespace nsbox

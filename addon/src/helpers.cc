@@ -5,6 +5,7 @@
 #include "sys.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -430,6 +431,59 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   }
   d->templates.emplace_back(std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd);
   return b.nsFd;
+}
+
+
+// ---- sockets made inside another network namespace (NetnsSockets, helpers.h) ----------------
+
+namespace {
+
+// Runs as the helper (CLONE_VM, so only raw syscalls): enters the namespaces, makes the sockets.
+int NetnsSocketsMain(void* arg) {
+  NetnsSockets* s = static_cast<NetnsSockets*>(arg);
+  auto fail = [s](long r, int at) {
+    s->err = (int)-r;
+    s->failedAt = at;
+    for (int i = 0; i < s->n; i++) if (s->fds[i] >= 0) { call(SYS_close, s->fds[i]); s->fds[i] = -1; }
+    return 0;
+  };
+  long r;
+  if (s->userFd >= 0 && (r = call(SYS_setns, s->userFd, CLONE_NEWUSER)) < 0) return fail(r, 0);
+  if ((r = call(SYS_setns, s->netFd, CLONE_NEWNET)) < 0) return fail(r, 1);
+  for (int i = 0; i < s->n; i++) {
+    long fd = call(SYS_socket, AF_INET, (s->tcp[i] ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return fail(fd, 2 + i);
+    s->fds[i] = (int)fd;
+    int one = 1;
+    if (s->tcp[i]) call(SYS_setsockopt, fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = __builtin_bswap16(s->port[i]);
+    a.sin_addr.s_addr = __builtin_bswap32(0x7f000001);
+    if ((r = call(SYS_bind, fd, &a, sizeof a)) < 0) return fail(r, 2 + i);
+    if (s->tcp[i] && (r = call(SYS_listen, fd, 4096)) < 0) return fail(r, 2 + i);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int MakeNetnsSockets(AddonData* d, NetnsSockets* s, Err* e) {
+  if (s->n < 0 || s->n > kMaxNetnsSockets) return Fail(e, EINVAL, "egress", "socket");
+  for (int i = 0; i < kMaxNetnsSockets; i++) s->fds[i] = -1;
+  s->err = 0;
+  s->failedAt = -1;
+  if (!HelperStack(d)) return Fail(e, ENOMEM, "egress", "mmap");
+  // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the sockets land in our table
+  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, NetnsSocketsMain, s);
+  if (hp < 0) return Fail(e, (int)-hp, "egress", "clone3");
+  siginfo_t si;
+  while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  if (s->err) {
+    const char* sc = s->failedAt == 0 ? "setns(CLONE_NEWUSER)" : s->failedAt == 1 ? "setns(CLONE_NEWNET)" : "bind";
+    return Fail(e, s->err, "egress", sc);
+  }
+  return 0;
 }
 
 }  // namespace nsbox

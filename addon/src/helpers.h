@@ -67,4 +67,24 @@ void DropTemplates(AddonData* d);
 // not be entered.
 long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr);
 
+// Sockets made inside another network namespace (the egress policy's listeners, see
+// lib/net/egress/listen.ts): a CLONE_VM|CLONE_FILES helper enters `userFd`'s user namespace
+// when >= 0 (an unprivileged caller needs that for the capability over the network namespace,
+// and only a single-threaded task may enter a user namespace: the helper is one), then
+// `netFd`'s network namespace, and makes each socket there, bound to 127.0.0.1:<port> (TCP
+// ones listening). The fds land in our table (close-on-exec, non-blocking).
+constexpr int kMaxNetnsSockets = 8;
+struct NetnsSockets {
+  int userFd;                        // -1: stay in our user namespace
+  int netFd;
+  int n;
+  bool tcp[kMaxNetnsSockets];        // else UDP
+  unsigned short port[kMaxNetnsSockets];
+  int fds[kMaxNetnsSockets];         // out
+  int err;                           // out: errno of the step that failed
+  int failedAt;                      // out: 0 setns(user), 1 setns(net), 2+i socket i
+};
+// Runs the helper and waits for it: 0, or -errno with `e` filled (no fd is left open then).
+int MakeNetnsSockets(AddonData* d, NetnsSockets* s, Err* e);
+
 }  // namespace nsbox

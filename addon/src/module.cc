@@ -5,6 +5,7 @@
 
 namespace nsbox {
 AddonData::~AddonData() {
+  if (relay) relayFree(relay);
   FreeSpare(this);
   FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);
@@ -28,6 +29,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFs(env, exports);
   InitFdPass(env, exports);
   InitLifecycle(env, exports);
+  InitRelay(env, exports);
   return exports;
 }
 }  // namespace nsbox

@@ -1,6 +1,7 @@
 // Namespace files: open, identify (type, inode, owning user namespace), persist with a bind
 // mount (as `ip netns add` does) and remove.
 #include "common.h"
+#include "helpers.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -82,9 +83,33 @@ Napi::Value NsRemove(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// netnsSockets(userFd, netFd, [{ tcp, port }]) -> fds: sockets bound to 127.0.0.1:<port>
+// inside the network namespace `netFd` (entered from the user namespace `userFd` when >= 0),
+// made by a helper of ours (MakeNetnsSockets in helpers.cc); TCP ones listen.
+Napi::Value NetnsSocketsFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NetnsSockets s{};
+  s.userFd = info[0].As<Napi::Number>().Int32Value();
+  s.netFd = info[1].As<Napi::Number>().Int32Value();
+  Napi::Array specs = info[2].As<Napi::Array>();
+  s.n = (int)specs.Length();
+  if (s.n > kMaxNetnsSockets) return ThrowErrno(env, EINVAL, "egress", "socket");
+  for (int i = 0; i < s.n; i++) {
+    Napi::Object o = specs.Get(i).As<Napi::Object>();
+    s.tcp[i] = o.Get("tcp").ToBoolean().Value();
+    s.port[i] = (unsigned short)o.Get("port").As<Napi::Number>().Uint32Value();
+  }
+  Err e{};
+  if (MakeNetnsSockets(env.GetInstanceData<AddonData>(), &s, &e) < 0) return ThrowErr(env, e);
+  Napi::Array out = Napi::Array::New(env, s.n);
+  for (int i = 0; i < s.n; i++) out.Set(i, s.fds[i]);
+  return out;
+}
+
 }  // namespace
 
 void InitNs(Napi::Env env, Napi::Object exports) {
+  exports.Set("netnsSockets", Napi::Function::New(env, NetnsSocketsFn, "netnsSockets"));
   exports.Set("nsOpen", Napi::Function::New(env, NsOpen, "nsOpen"));
   exports.Set("nsInfo", Napi::Function::New(env, NsInfo, "nsInfo"));
   exports.Set("nsOwner", Napi::Function::New(env, NsOwner, "nsOwner"));

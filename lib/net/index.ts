@@ -16,3 +16,7 @@ export { sweepNetwork, type NetworkSweepReport, type NetworkSweepOptions } from 
 export { Vxlan, type VxlanOptions } from './vxlan.js';
 export { type UserNetworkOption } from './usernet.js';
 export { sendFds, recvFds, type ReceivedFds, type RecvFdsOptions } from './fdpass.js';
+export {
+  type EgressNetworkOption, type EgressRule, type EgressRequest, type EgressInjection, type EgressLookup, type DenyReason,
+} from './egress/policy.js';
+export { EGRESS_PORTS, type EgressHostStats, type EgressDeniedEvent, type EgressUpdate } from './egress/service.js';

@@ -15,6 +15,7 @@ import { VethPair } from './veth.js';
 import { ownedLinkName } from './link.js';
 import { USER_NET_KEYS, validateUserNetwork, type UserNetworkOption } from './usernet.js';
 import type { PublishSpec } from './publish.js';
+import { validateEgress, type EgressNetworkOption } from './egress/policy.js';
 
 export type { PublishSpec };
 
@@ -51,9 +52,11 @@ export interface BridgeNetworkOption {
  * explicitly. `'host'`: the host's network. A {@link BridgeNetworkOption} object: bridge
  * networking (root). `'user'` or a {@link UserNetworkOption} (`{ mode: 'user' }`): user-mode
  * networking through pasta or slirp4netns (no privilege needed). `{ join }`: an existing
- * network namespace (anything with an `fd`).
+ * network namespace (anything with an `fd`). An {@link EgressNetworkOption} (`{ mode: 'egress',
+ * allow }`): only `lo`, and a proxy and name server of nsbox's that let the sandbox reach the
+ * hosts its policy allows (docs/egress.md).
  */
-export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetworkOption | UserNetworkOption | { join: { readonly fd: number } };
+export type NetworkOption = 'none' | 'host' | 'loopback' | 'user' | BridgeNetworkOption | UserNetworkOption | EgressNetworkOption | { join: { readonly fd: number } };
 
 /**
  * The default bridge and subnet. 10.66.0.0/16 is the default of no tool we know of, and not in
@@ -148,7 +151,11 @@ export function validateNetworkOption(opt: unknown, what = 'options.network'): N
     if ('type' in j && (j as { type?: unknown }).type !== 'net') throw new RangeError(`${what}.join must be a network namespace (got a ${String((j as { type?: unknown }).type)} namespace)`);
     return o as { join: { fd: number } };
   }
-  if (o.mode !== undefined && o.mode !== 'bridge' && o.mode !== 'user') throw new RangeError(`${what}.mode must be 'bridge' or 'user' (got ${String(o.mode)})`);
+  if (o.mode !== undefined && o.mode !== 'bridge' && o.mode !== 'user' && o.mode !== 'egress') throw new RangeError(`${what}.mode must be 'bridge', 'user' or 'egress' (got ${String(o.mode)})`);
+  if (o.mode === 'egress') {
+    validateEgress(o, what);
+    return o as unknown as EgressNetworkOption;
+  }
   const user = o.mode === 'user';
   const known = new Set(user ? USER_NET_KEYS : ['mode', 'bridge', 'subnet', 'address', 'gateway', 'dns', 'publish', 'mtu', 'interfaceName', 'hostname']);
   for (const k of Object.keys(o)) if (!known.has(k)) throw new TypeError(`${what}.${k} is not a${user ? " user-mode ('user')" : ' bridge'} network option (known: ${[...known].join(', ')}${user ? '' : ', join'})`);
@@ -333,8 +340,8 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
   if (ctx.handoff !== undefined && ctx.handoff !== 'move' && ctx.handoff !== 'create') throw new RangeError(`ctx.handoff must be 'move' or 'create'`);
   const create = ctx.handoff === 'create';
   const opt = validateNetworkOption(network);
-  if (typeof opt === 'object' && 'mode' in opt && opt.mode === 'user') {
-    throw new TypeError("prepareSandboxNetwork: user-mode networking ({ mode: 'user' }) is set up by spawnIsolated (it needs the sandbox's namespaces)");
+  if (typeof opt === 'object' && 'mode' in opt && (opt.mode === 'user' || opt.mode === 'egress')) {
+    throw new TypeError(`prepareSandboxNetwork: { mode: '${opt.mode}' } networking is set up by spawnIsolated (it needs the sandbox's namespaces)`);
   }
   if (typeof opt === 'string' || 'join' in opt) {
     const resolvConf = opt === 'host' || typeof opt === 'object' ? readHostResolv() : '';

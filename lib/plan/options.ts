@@ -3,6 +3,7 @@ import type { IdMap } from '../util/idmap.js';
 import type { CGroup } from '../cgroup/cgroup.js';
 import type { SandboxLimits } from '../cgroup/limits.js';
 import type { NetworkOption } from '../net/network.js';
+import type { EgressHostStats } from '../net/egress/service.js';
 import type { SeccompOption } from '../security/seccomp/option.js';
 import type { ImageInfo } from '../fs/store.js';
 import type { ProcessCapabilities } from '../security/capabilities.js';
@@ -324,6 +325,8 @@ export interface IsolatedResult<T = string> {
   usage: IsolatedUsage;
   /** What was actually applied: namespaces, id maps, capabilities, seccomp, masked paths, limits. */
   isolation: IsolationReport;
+  /** With an egress policy (`network: { mode: 'egress' }`): per host, allowed and denied attempts, bytes in and out. */
+  network?: { egress: Record<string, EgressHostStats> };
 }
 
 /** The isolation a sandbox actually got (also what `nsbox explain` prints). */

@@ -15,6 +15,10 @@ export function composePlan(base: Plan, parts: ReadonlyArray<Contribution | unde
     if (c.netPremade === false) plan.netPremade = false;
     if (c.setGroups === false) plan.setGroups = false;
     if (c.etcFiles) provideEtcFiles(plan, c.etcFiles);
+    if (c.env) {
+      const names = new Set(Object.keys(c.env));
+      plan.envp = [...plan.envp.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`)];
+    }
   }
   return Object.freeze(plan);
 }

@@ -13,7 +13,7 @@
 // The plan handed to the addon is composed once from the base plan and the contributions,
 // and frozen: nothing changes it afterwards.
 import type { Plan, PlanInput } from '../plan/index.js';
-import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
+import type { IsolatedResult, IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { PreparedNetwork } from '../net/network.js';
 
 /**
@@ -58,6 +58,8 @@ export interface Contribution {
   setGroups?: false;
   /** files put over /etc/<name> inside the sandbox (hosts, resolv.conf) */
   etcFiles?: Record<string, string>;
+  /** variables set in the program's environment (over the plan's own) */
+  env?: Record<string, string>;
 }
 
 /** One spawn's use of a layer. Every hook is optional. */
@@ -69,6 +71,10 @@ export interface LayerRun {
   spawned?(pid: number): void;
   /** Its part of result.isolation, given the plan the addon ran. */
   report?(plan: Readonly<Plan>): Partial<IsolationReport>;
+  /** The sandbox's process object exists (spawnIsolated's return): what the layer shows on it (`p.network`, events). */
+  attach?(proc: import('node:events').EventEmitter): void;
+  /** Its part of the result (`result.network`), once the sandbox has exited. */
+  result?(): Partial<IsolatedResult>;
   /** Undoes what resolve/acquire made. Must not throw. */
   release?(): Promise<void> | void;
 }

@@ -17,6 +17,8 @@ import type { Bindings, LayerContext, LayerRun, SpawnInput } from './layer.js';
 import { LAYERS, type CgroupRun } from './layers/index.js';
 import { composePlan, isolationReport } from './compose.js';
 import { sendFds } from '../net/fdpass.js';
+import type { EgressControl } from './layers/egress.js';
+import type { EgressDeniedEvent } from '../net/egress/service.js';
 
 
 /** How long nsbox-init gets to end a sandbox it was asked to kill before pid 1 itself is SIGKILLed. */
@@ -86,6 +88,14 @@ class StdinStream extends PassThrough {
   }
 }
 
+/** The typed events of an {@link IsolatedProcess} beside ChildProcess's own (`'egress-denied'`, with an egress policy). */
+export interface IsolatedProcess<T extends string | Buffer = string> {
+  on(event: 'egress-denied', listener: (e: EgressDeniedEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'egress-denied', listener: (e: EgressDeniedEvent) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /**
  * A running sandbox. Await it (it is a PromiseLike) for the {@link IsolatedResult}.
  * Events, as `ChildProcess` has them: `'spawn'` once the program runs, `'exit'` (code, signal)
@@ -116,6 +126,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   spawnfile: string;
   /** Its full argument list, `spawnfile` first (as `ChildProcess.spawnargs`). */
   spawnargs: string[];
+  /**
+   * With an egress policy (`network: { mode: 'egress' }`): `update({ allow, deny, inject })`
+   * while it runs, and `egress`, the per-host counts so far. Also emits `'egress-denied'`
+   * ({@link EgressDeniedEvent}) for every attempt the policy denied.
+   */
+  declare readonly network?: EgressControl;
 
   #pidfd = -1;
   #exited = false;
@@ -167,6 +183,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.stderr?.resume();
     }
     this.#cgroup = layers.cgroup;
+    for (const r of layers.runs) r.attach?.(this);
     this.#promise = this.#run(plan, options, layers, input);
     // the promise side never rejects unobserved (no unhandledRejection); the failure goes to
     // whoever awaits, or out as 'error' (see the class comment)
@@ -334,6 +351,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       verdict,
       truncated: output.truncated,
       isolation,
+      ...Object.assign({}, ...layers.runs.map((r) => r.result?.())),
       usage: {
         cpuUserMs: cgUsage?.cpuUserMs ?? info.utimeUs / 1000,
         cpuSystemMs: cgUsage?.cpuSystemMs ?? info.stimeUs / 1000,

@@ -238,7 +238,7 @@ while True:
     expect(s({ mode: 'user', subnet: '10.0.0.0/8' })).toThrow(/options\.network\.subnet is not a user-mode/);
     expect(s({ mode: 'user', publish: [{ host: 0, container: 80 }] })).toThrow(/options\.network\.publish\[0\]\.host/);
     expect(s({ mode: 'user', hostLoopback: 'yes' })).toThrow(/hostLoopback must be a boolean/);
-    expect(s({ mode: 'tun' })).toThrow(/options\.network\.mode must be 'bridge' or 'user'/);
+    expect(s({ mode: 'tun' })).toThrow(/options\.network\.mode must be 'bridge', 'user' or 'egress'/);
     expect(s('users')).toThrow(RangeError);
     expect(s('user', { user: false })).toThrow(/needs a user namespace/);
     expect(children().filter((c) => c.comm === 'sleep')).toEqual([]);

@@ -18,7 +18,7 @@ describe('validateNetworkOption', () => {
     const bad: Array<[unknown, RegExp, ErrorConstructor]> = [
       ['users', /options\.network must be 'none', 'host', 'loopback', 'user'/, RangeError],
       [42, /options\.network must be a string or an object/, TypeError],
-      [{ mode: 'tap' }, /options\.network\.mode must be 'bridge' or 'user'/, RangeError],
+      [{ mode: 'tap' }, /options\.network\.mode must be 'bridge', 'user' or 'egress'/, RangeError],
       [{ mode: 'user', helper: 'vde' }, /options\.network\.helper/, RangeError],
       [{ mode: 'user', mtu: 576 }, /options\.network\.mtu must be at least 1280/, RangeError],
       [{ mode: 'user', bridge: 'br0' }, /options\.network\.bridge is not a user-mode/, TypeError],

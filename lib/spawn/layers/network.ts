@@ -11,6 +11,8 @@ import { onTeardown } from '../../teardown.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnLayer } from '../layer.js';
 import { userModeRun } from './usernet.js';
+import { egressRun } from './egress.js';
+import type { EgressNetworkOption } from '../../net/egress/policy.js';
 
 /** The word result.isolation.network and explain() use for an option. */
 function networkLabel(o: SpawnIsolatedOptions): string | undefined {
@@ -29,6 +31,10 @@ export const networkLayer: SpawnLayer = {
     const label = networkLabel(o);
     const report = () => (label === undefined ? {} : { network: label });
     if (typeof opt === 'string' || 'join' in opt) return { report };
+    if ('mode' in opt && opt.mode === 'egress') {
+      const run = egressRun(opt as EgressNetworkOption, o, ctx);
+      return { ...run, report: (plan) => ({ ...run.report?.(plan), ...report() }) };
+    }
     if ('mode' in opt && opt.mode === 'user') {
       const run = userModeRun(opt as UserNetworkOption, o, ctx);
       return { ...run, report: (plan) => ({ ...run.report?.(plan), ...report() }) };

@@ -13,30 +13,42 @@ import { callerRange, realHost, wantsCallerRange } from '../../plan/index.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { HelperProcess, LayerContext, LayerRun, SpawnInput } from '../layer.js';
 
-/** Option combinations user-mode networking cannot honour; thrown at spawnIsolated's call. */
-function checkUserModeOptions(o: SpawnIsolatedOptions): void {
+/** Option combinations a network made in a holder's namespaces cannot honour; thrown at spawnIsolated's call. */
+function checkHolderOptions(o: SpawnIsolatedOptions, mode: string): void {
   const join = o.join as Record<string, unknown> | undefined;
-  if (join?.net !== undefined) throw new TypeError("options.network { mode: 'user' } cannot be combined with options.join.net");
-  if (join?.user !== undefined) throw new TypeError("options.network { mode: 'user' } cannot be combined with options.join.user (the sandbox joins the user namespace that owns its network)");
-  if (o.user === false) throw new TypeError("options.network { mode: 'user' } needs a user namespace (options.user cannot be false)");
-  if (o.namespaces?.net === false) throw new TypeError("options.network { mode: 'user' } needs a network namespace (options.namespaces.net cannot be false)");
-  if (o.namespaces?.user === false) throw new TypeError("options.network { mode: 'user' } needs a user namespace (options.namespaces.user cannot be false)");
+  const m = `options.network { mode: '${mode}' }`;
+  if (join?.net !== undefined) throw new TypeError(`${m} cannot be combined with options.join.net`);
+  if (join?.user !== undefined) throw new TypeError(`${m} cannot be combined with options.join.user (the sandbox joins the user namespace that owns its network)`);
+  if (o.user === false) throw new TypeError(`${m} needs a user namespace (options.user cannot be false)`);
+  if (o.namespaces?.net === false) throw new TypeError(`${m} needs a network namespace (options.namespaces.net cannot be false)`);
+  if (o.namespaces?.user === false) throw new TypeError(`${m} needs a user namespace (options.namespaces.user cannot be false)`);
 }
 
-export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
-  checkUserModeOptions(o);
+/** What a network made in a holder's namespaces adds once the holder runs (see holderRun). */
+export interface HolderAttachment {
+  /** /etc/hosts and /etc/resolv.conf inside */
+  files?: { hosts: string; resolvConf: string };
+  /** variables added to the program's environment */
+  env?: Record<string, string>;
+  /** undoes what attach made (the holder is killed before it); must not throw */
+  release(): void | Promise<void>;
+}
+
+/**
+ * A network in namespaces made first by a holder sandbox (user + network namespace,
+ * sleeping): `attach` works in them while nothing else runs there (user-mode networking
+ * starts its helper; an egress policy makes its listeners), then the sandbox joins them.
+ */
+export function holderRun(mode: string, o: SpawnIsolatedOptions, ctx: LayerContext, attach: (holderPid: number, ns: { user: Namespace; net: Namespace }) => Promise<HolderAttachment>, before?: () => void): LayerRun {
+  checkHolderOptions(o, mode);
   let holder: HelperProcess | undefined;
-  let helper: UserNetHelper | undefined;
+  let attached: HolderAttachment | undefined;
   const nss: Namespace[] = [];
-  let files: { hosts: string; resolvConf: string } | undefined;
   let setgroupsDenied = false;
   let maps: { uidMap: IdMap[] | null; gidMap: IdMap[] | null } = { uidMap: null, gidMap: null };
   return {
     async resolve(input: SpawnInput): Promise<SpawnInput> {
-      const which = chooseHelper(opt.helper);
-      // before anything is made: a host that denies this user /dev/net/tun gets a clear error
-      const denied = tunDenied();
-      if (denied) throw denied;
+      before?.();
       const io = input.options;
       // an unprivileged caller's sandbox that needs more ids than its own: the holder's user
       // namespace maps the caller's subordinate range (the sandbox joins it)
@@ -53,22 +65,23 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
       h.catch(() => {});
       await new Promise<void>((resolve, reject) => {
         h.once('spawn', () => resolve());
-        h.then(() => reject(new Error('the user-mode network holder exited at once')), reject);
+        h.then(() => reject(new Error(`the ${mode} network's holder exited at once`)), reject);
       });
-      helper = await startUserNetHelper(which, h.pid!, opt, { launch: (file, args) => launchHelper(ctx, file, args) });
       const user = Namespace.ofProcess(h.pid!, 'user');
       nss.push(user);
       const net = Namespace.ofProcess(h.pid!, 'net');
       nss.push(net);
-      files = userNetworkFiles(opt, helper);
+      attached = await attach(h.pid!, { user, net });
       try { setgroupsDenied = readFileSync(`/proc/${h.pid}/setgroups`, 'utf8').trim() === 'deny'; } catch { /* kernel without the file */ }
       maps = { uidMap: readMaps(h.pid!, 'uid_map'), gidMap: readMaps(h.pid!, 'gid_map') };
       const { user: _u, remapUser: _r, ...rest } = io;
       return { ...input, options: { ...rest, network: { join: net }, join: { ...(io.join ?? {}), user } } };
     },
     contribute(plan) {
+      const files = attached?.files;
       return {
         ...(files ? { etcFiles: { hosts: files.hosts, 'resolv.conf': files.resolvConf } } : {}),
+        ...(attached?.env ? { env: attached.env } : {}),
         // An unprivileged caller's user namespace denies setgroups(2) (the holder's gid_map was
         // written that way). The planner only knows that for namespaces it creates; for this
         // joined one the sandbox would fail at setgroups([]), which has nothing to drop here.
@@ -88,15 +101,28 @@ export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx
       };
     },
     async release() {
-      // the sandbox is gone: kill the helper and the holder. The holder is reaped at once; a
-      // helper's exit waits 15-20 ms for the kernel to unregister its tap, which the
-      // sandbox's result need not wait for (networkSettled() does)
+      // the sandbox is gone: undo the attachment and kill the holder. The holder is reaped at
+      // once; a user-mode helper's exit waits 15-20 ms for the kernel to unregister its tap,
+      // which the sandbox's result need not wait for (networkSettled() does)
       for (const n of nss.splice(0)) n.close();
       holder?.kill('SIGKILL');
-      if (helper) trackDeletion(helper.stop());
+      try { await attached?.release(); } catch { /* release never throws */ }
       await holder?.catch(() => {});
     },
   };
+}
+
+export function userModeRun(opt: UserNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
+  let which: ReturnType<typeof chooseHelper>;
+  return holderRun('user', o, ctx, async (pid) => {
+    const helper: UserNetHelper = await startUserNetHelper(which, pid, opt, { launch: (file, args) => launchHelper(ctx, file, args) });
+    return { files: userNetworkFiles(opt, helper), release: () => { trackDeletion(helper.stop()); } };
+  }, () => {
+    which = chooseHelper(opt.helper);
+    // before anything is made: a host that denies this user /dev/net/tun gets a clear error
+    const denied = tunDenied();
+    if (denied) throw denied;
+  });
 }
 
 const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];

@@ -1,0 +1,73 @@
+// The egress policy (`network: { mode: 'egress', ... }`, lib/net/egress/): the sandbox gets a
+// network namespace with only `lo`, made first by a holder (./usernet.ts, holderRun); nsbox
+// makes the proxy's and the name server's listening sockets inside it, serves them from this
+// process, and points the sandbox's proxy variables and /etc/resolv.conf at them. A program
+// that ignores the variables has no route out.
+import type { EventEmitter } from 'node:events';
+import { EgressService, EGRESS_PORTS, type EgressHostStats, type EgressUpdate } from '../../net/egress/service.js';
+import { hostAddresses, socketsInNetns } from '../../net/egress/listen.js';
+import { validateEgress, type EgressNetworkOption } from '../../net/egress/policy.js';
+import type { SpawnIsolatedOptions } from '../../plan/options.js';
+import type { LayerContext, LayerRun } from '../layer.js';
+import { holderRun } from './usernet.js';
+
+/** `p.network` of a sandbox with an egress policy. */
+export interface EgressControl {
+  /** Replaces the lists given; new connections and lookups follow them. Throws TypeError/RangeError naming the rule. */
+  update(u: EgressUpdate): void;
+  /** Per host: allowed and denied attempts, bytes in and out (so far). */
+  readonly egress: Record<string, EgressHostStats>;
+}
+
+const BASE_HOSTS = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tsandbox\n';
+
+/** The variables that point programs at the proxy (both cases: tools read either). */
+export function proxyEnv(socks: boolean): Record<string, string> {
+  const http = `http://127.0.0.1:${EGRESS_PORTS.http}`;
+  const all = socks ? `socks5h://127.0.0.1:${EGRESS_PORTS.socks}` : http;
+  const no = 'localhost,127.0.0.1,::1';
+  return {
+    HTTP_PROXY: http, HTTPS_PROXY: http, ALL_PROXY: all, NO_PROXY: no,
+    http_proxy: http, https_proxy: http, all_proxy: all, no_proxy: no,
+  };
+}
+
+export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
+  const hostAddrs = hostAddresses();
+  const parsed = validateEgress(opt as unknown as Record<string, unknown>, 'options.network', hostAddrs);
+  const service = new EgressService(opt as unknown as Record<string, unknown>, parsed, hostAddrs);
+  let served = false;
+  const run = holderRun('egress', o, ctx, async (_pid, ns) => {
+    const specs = [
+      { tcp: true, port: EGRESS_PORTS.http }, { tcp: false, port: EGRESS_PORTS.dns }, { tcp: true, port: EGRESS_PORTS.dns },
+      ...(parsed.socks ? [{ tcp: true, port: EGRESS_PORTS.socks }] : []),
+    ];
+    // as root the network namespace is entered directly; without privilege from its owner
+    const fds = socketsInNetns({ ...(process.geteuid?.() === 0 ? {} : { user: ns.user }), net: ns.net }, specs);
+    served = true;
+    await service.serve({ http: fds[0]!, dnsUdp: fds[1]!, dnsTcp: fds[2]!, ...(parsed.socks ? { socks: fds[3]! } : {}) });
+    return {
+      files: { hosts: BASE_HOSTS, resolvConf: 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' },
+      env: proxyEnv(parsed.socks),
+      // its counts are in before the result is made
+      release: () => service.close(),
+    };
+  });
+  const control: EgressControl = {
+    update: (u) => service.update(u),
+    get egress() { return service.stats(); },
+  };
+  return {
+    ...run,
+    attach(proc: EventEmitter) {
+      Object.defineProperty(proc, 'network', { value: control, enumerable: true, configurable: true });
+      service.on('egress-denied', (e) => proc.emit('egress-denied', e));
+    },
+    result: () => ({ network: { egress: service.stats() } }),
+    release() {
+      const r = run.release?.();
+      if (!served) void service.close();
+      return r;
+    },
+  };
+}

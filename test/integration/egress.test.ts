@@ -1,0 +1,311 @@
+// The egress policy (issue 18) against a fake internet on this machine (./egress-internet.ts):
+// inside a sandbox, busybox wget and curl reach an allowed name through the proxy variables;
+// a denied name, a raw address, the metadata address, a name resolving into a protected range
+// fail; a program ignoring the variables (TCP, UDP, ICMP) reaches nothing; DNS for a denied
+// name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
+// visible inside. As root and as an unprivileged caller (uid 65534, a Node process of its own).
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
+import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
+import { expectNoNetLeftovers, netState } from './net-leftovers.js';
+import { INET, LOOKUP_SOURCE, lookup, startFakeInternet, type FakeInternet, type RegistryFiles } from './egress-internet.js';
+
+const DIST = resolve(__dirname, '../../dist/index.js');
+const BB = '/bin/busybox';
+const CURL = ['/usr/bin/curl', '/bin/curl'].find((p) => existsSync(p));
+const NPM = ['/usr/bin/npm', '/usr/local/bin/npm'].find((p) => existsSync(p));
+const skip = skipReason(!isRoot, 'makes a fake internet (a network namespace and a veth) as root')
+  || skipReason(!existsSync(BB), 'busybox (static) is not at /bin/busybox');
+
+let inet: FakeInternet;
+/** a self-signed certificate for allowed.test (HTTPS through a CONNECT tunnel), when openssl is here */
+let tls: { key: string; cert: string } | undefined;
+beforeAll(async () => {
+  if (skip) return;
+  const dir = mkdtempSync('/tmp/nsbox-egress-tls-');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k`, '-out', `${dir}/c`, '-days', '1', '-subj', '/CN=allowed.test', '-addext', 'subjectAltName=DNS:allowed.test'], { stdio: 'ignore' });
+    tls = { key: readFileSync(`${dir}/k`, 'utf8'), cert: readFileSync(`${dir}/c`, 'utf8') };
+  } catch { /* no openssl: the HTTPS test says so */ }
+  rmSync(dir, { recursive: true, force: true });
+  registry = npmRegistry();
+  inet = await startFakeInternet(tls, registry?.files);
+}, 240_000); // npm pack and a Node server under TCG (test/vm) take their time
+afterAll(() => { if (registry) rmSync(registry.project, { recursive: true, force: true }); });
+
+/** A package registry with one package (`tiny-pkg`, made with `npm pack`) and a project locked to it, when npm is here. */
+let registry: { files: RegistryFiles; project: string } | undefined;
+function npmRegistry(): typeof registry {
+  if (!NPM) return undefined;
+  const src = mkdtempSync('/tmp/nsbox-egress-pkg-');
+  try {
+    mkdirSync(`${src}/pkg`);
+    writeFileSync(`${src}/pkg/package.json`, JSON.stringify({ name: 'tiny-pkg', version: '1.0.0', main: 'index.js' }));
+    writeFileSync(`${src}/pkg/index.js`, "module.exports = 'tiny-pkg from the mirror';\n");
+    execFileSync(NPM, ['pack', '--silent', '--pack-destination', src], { cwd: `${src}/pkg`, stdio: 'ignore' });
+    const tgz = readFileSync(`${src}/tiny-pkg-1.0.0.tgz`);
+    const integrity = `sha512-${createHash('sha512').update(tgz).digest('base64')}`;
+    const tarball = 'http://registry.test/tiny-pkg/-/tiny-pkg-1.0.0.tgz';
+    const meta = { name: 'tiny-pkg', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': { name: 'tiny-pkg', version: '1.0.0', main: 'index.js', dist: { tarball, integrity } } } };
+    const project = mkdtempSync('/tmp/nsbox-egress-app-');
+    chmodSync(project, 0o777); // the sandbox's root is another uid of the host
+    writeFileSync(`${project}/package.json`, JSON.stringify({ name: 'app', version: '1.0.0', dependencies: { 'tiny-pkg': '1.0.0' } }));
+    writeFileSync(`${project}/package-lock.json`, JSON.stringify({
+      name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true,
+      packages: { '': { name: 'app', version: '1.0.0', dependencies: { 'tiny-pkg': '1.0.0' } }, 'node_modules/tiny-pkg': { version: '1.0.0', resolved: tarball, integrity } },
+    }));
+    return {
+      project,
+      files: {
+        '/tiny-pkg': { type: 'application/json', base64: Buffer.from(JSON.stringify(meta)).toString('base64') },
+        '/tiny-pkg/-/tiny-pkg-1.0.0.tgz': { type: 'application/octet-stream', base64: tgz.toString('base64') },
+      },
+    };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+}
+afterAll(async () => { await inet?.close(); });
+
+type Run = { code: number | null; stdout: string; stderr: string; denied: EgressDeniedEvent[]; egress?: Record<string, { allowed: number; denied: number; bytesIn: number; bytesOut: number }> };
+
+async function run(script: string, network: object): Promise<Run> {
+  const p = spawnIsolated('/bin/sh', ['-c', script], { network: { mode: 'egress', lookup, ...network } as never });
+  const denied: EgressDeniedEvent[] = [];
+  p.on('egress-denied', (e: EgressDeniedEvent) => denied.push(e));
+  const r = await p;
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, denied, egress: r.network?.egress };
+}
+
+/** This process's children that are `sleep` (a holder). */
+function sleepers(): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === process.pid && st.includes('(sleep)') ? [Number(d)] : [];
+    } catch { return []; }
+  });
+}
+
+const wget = (url: string, extra = '') => `${BB} wget -q ${extra} -O- ${url} 2>&1; echo "rc=$?"`;
+
+describe.skipIf(skip)('egress policy (root caller)', () => {
+  it('an allowed name is reached through the proxy variables (busybox wget, plain HTTP); its stats count the bytes', async () => {
+    const r = await run(wget('http://allowed.test/a'), { allow: ['allowed.test'] });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(await inet.waitFor((q) => q.url === '/a' && q.headers.host === 'allowed.test')).toBeDefined();
+    expect(r.egress!['allowed.test']).toMatchObject({ allowed: 1, denied: 0 });
+    expect(r.egress!['allowed.test']!.bytesIn).toBeGreaterThan(40);
+    expect(r.egress!['allowed.test']!.bytesOut).toBeGreaterThan(20);
+  });
+
+  it.skipIf(!CURL)('curl: through CONNECT (-p), through SOCKS5 (ALL_PROXY socks5h), and a wildcard rule', async () => {
+    const r = await run([
+      `${CURL} -sS -m 5 -p http://allowed.test:8080/tunnel; echo "rc=$?"`,
+      `${CURL} -sS -m 5 --proxy "$ALL_PROXY" http://api.test/socks; echo "rc=$?"`,
+      `${CURL} -sS -m 5 -p http://denied.test/x 2>&1; echo "rc=$?"`,
+      `${CURL} -sS -m 5 --proxy "$ALL_PROXY" http://denied.test/x 2>&1; echo "rc=$?"`,
+    ].join('; '), { allow: ['*.test'], deny: ['denied.test'] });
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('hello from 203.0.113.10 for allowed.test:8080');
+    expect(lines[1]).toBe('rc=0');
+    expect(lines[2]).toBe('hello from 203.0.113.12 for api.test');
+    expect(lines[3]).toBe('rc=0');
+    expect(r.stdout).toMatch(/CONNECT tunnel failed, response 403[\s\S]*rc=56/);
+    expect(r.stdout).toMatch(/rc=97/); // curl: SOCKS connection refused by the proxy
+    expect(r.denied.map((d) => [d.host, d.protocol, d.reason])).toEqual([['denied.test', 'connect', 'deny-rule'], ['denied.test', 'socks', 'deny-rule']]);
+    expect(await inet.waitFor((q) => q.url === '/tunnel')).toBeDefined();
+    expect(inet.requests.some((q) => q.url === '/x')).toBe(false);
+  });
+
+  it('HTTPS through a CONNECT tunnel reaches the server untouched: the sandbox sees the server\'s own certificate (no interception)', async (ctx) => {
+    if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();
+    if (skipReason(!tls, 'openssl is not installed (the fake internet has no HTTPS server)')) return ctx.skip();
+    const fp = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: tls!.cert, encoding: 'utf8' }).trim().split('=')[1]!.replace(/:/g, '').toLowerCase();
+    const r = await run(`${CURL} -sS -m 5 -k https://allowed.test/tls 2>&1; echo "rc=$?"; ${CURL} -sS -m 5 -k https://denied.test/ 2>&1; echo "rc=$?"`, { allow: ['allowed.test'], inject: [{ host: 'allowed.test', headers: { 'x-secret': 'never-in-tls' } }] });
+    expect(r.stdout).toMatch(/^hello from 203\.0\.113\.10 for allowed\.test\n/);
+    expect(r.stdout).toMatch(/rc=0\n.*CONNECT tunnel failed, response 403\nrc=56\n$/s);
+    const got = await inet.waitFor((q) => q.url === '/tls');
+    expect(got!.headers['x-secret']).toBeUndefined(); // HTTPS is not intercepted: nothing is injected
+    // the certificate curl saw is the server's
+    const certs = await run(`${CURL} -sS -m 5 -k -o /dev/null -w '%{certs}' https://allowed.test/cert | openssl x509 -noout -fingerprint -sha256`, { allow: ['allowed.test'] });
+    expect(certs.stdout.split('=')[1]?.trim().replace(/:/g, '').toLowerCase()).toBe(fp);
+  });
+
+  it('npm ci installs from a registry mirror allowed by name, with its token injected outside the sandbox (docs/egress.md\'s worked example)', async (ctx) => {
+    if (skipReason(!registry, 'npm is not installed (or npm pack failed): no registry mirror to install from')) return ctx.skip();
+    const p = spawnIsolated('/bin/sh', ['-c', 'npm ci --registry http://registry.test/ --no-audit --no-fund --no-update-notifier --loglevel=error 2>&1; echo "rc=$?"; node -p "require(\'tiny-pkg\')"; grep -rl mirror-token /root /app/node_modules 2>/dev/null; echo done'], {
+      cwd: '/app', mounts: [{ type: 'bind', source: registry!.project, target: '/app', readonly: false }],
+      network: { mode: 'egress', allow: ['registry.test'], inject: [{ host: 'registry.test', headers: { authorization: 'Bearer mirror-token' } }], lookup } as never,
+    });
+    const r = await p;
+    expect(r.stdout).toMatch(/added 1 package.*\nrc=0\ntiny-pkg from the mirror\ndone\n$/s);
+    const got = await inet.waitFor((q) => q.url === '/tiny-pkg/-/tiny-pkg-1.0.0.tgz');
+    expect(got!.headers.authorization).toBe('Bearer mirror-token');
+    expect(r.network!.egress['registry.test']).toMatchObject({ denied: 0 });
+    expect(r.network!.egress['registry.test']!.allowed).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {
+    const r = await run([
+      wget('http://denied.test/d'), wget('http://203.0.113.10/raw'), wget('http://169.254.169.254/latest/meta-data/'),
+      wget('http://rebind.test/r'), wget('http://meta.test/m'), wget('http://allowed.test:8080/port'),
+    ].join('; '), { allow: ['allowed.test', 'rebind.test', 'meta.test', { host: 'allowed.test', ports: [80] }] });
+    expect(r.stdout.match(/rc=1/g)).toHaveLength(5);
+    expect(r.stdout).toMatch(/rc=0\n$/); // port 8080: the first rule has no port list
+    expect(r.stdout).toMatch(/403 Forbidden/);
+    expect(r.denied.map((d) => [d.host, d.reason])).toEqual([
+      ['denied.test', 'not-allowed'],
+      ['203.0.113.10', 'not-allowed'],
+      ['169.254.169.254', 'protected-address'],
+      ['rebind.test', 'protected-address'],
+      ['meta.test', 'protected-address'],
+    ]);
+    expect(r.denied[2]!.detail).toMatch(/link-local/);
+    expect(inet.requests.some((q) => ['/d', '/raw', '/r', '/m'].includes(q.url))).toBe(false);
+  });
+
+  it('ports: a rule with ports allows only those', async () => {
+    const r = await run(`${wget('http://allowed.test:8080/p8080')}; ${wget('http://allowed.test/p80')}`, { allow: [{ host: 'allowed.test', ports: [80] }] });
+    expect(r.stdout).toMatch(/^wget: server returned error: HTTP\/1.1 403 Forbidden\nrc=1\nhello from 203.0.113.10 for allowed.test\nrc=0\n$/);
+  });
+
+  it('a program that ignores the proxy variables reaches nothing (TCP, UDP, ICMP), and DNS for a denied name is NXDOMAIN', async () => {
+    const r = await run([
+      wget('http://203.0.113.10/direct', '-Y off'),
+      `${BB} ping -c 1 -W 1 203.0.113.10 >/dev/null 2>&1; echo "ping=$?"`,
+      `${BB} nslookup allowed.test 203.0.113.10 >/dev/null 2>&1; echo "udp=$?"`,
+      `${BB} nslookup denied.test 2>&1 | grep -c NXDOMAIN`,
+      `${BB} nslookup allowed.test 2>&1 | grep -A1 'Name:' | tail -1`,
+      `cat /etc/resolv.conf | head -1`,
+    ].join('; '), { allow: ['allowed.test'] });
+    expect(r.stdout).toMatch(/Network is unreachable\nrc=1\n/);
+    expect(r.stdout).toMatch(/\nping=1\n/);
+    expect(r.stdout).toMatch(/\nudp=1\n/);
+    expect(r.stdout).toMatch(/\n[12]\nAddress: 203\.0\.113\.10\nnameserver 127\.0\.0\.1\n$/);
+    expect(inet.requests.some((q) => q.url === '/direct')).toBe(false);
+    expect(r.denied.filter((d) => d.protocol === 'dns').map((d) => [d.host, d.reason])).toContainEqual(['denied.test', 'not-allowed']);
+  });
+
+  it('rules changed while the sandbox runs take effect for the next connection', async () => {
+    const p: IsolatedProcess = spawnIsolated('/bin/sh', ['-c', `${wget('http://other.test/before')}; read x; ${wget('http://other.test/after')}; read y; ${wget('http://allowed.test/gone')}`], {
+      network: { mode: 'egress', allow: ['allowed.test'], lookup } as never, stdio: 'pipe',
+    });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    while (!out.includes('rc=')) await sleep(20);
+    expect(out).toMatch(/403 Forbidden\nrc=1\n$/);
+    expect(() => p.network!.update({ allow: ['allowed.test', 'other..test'] })).toThrow(/network\.update\(\)\.allow\[1\] 'other\.\.test' is not a valid host name/);
+    p.network!.update({ allow: ['allowed.test', 'other.test'] });
+    p.stdin!.write('\n');
+    while (!out.includes('rc=0')) await sleep(20);
+    expect(out).toMatch(/hello from 203\.0\.113\.12 for other\.test\nrc=0\n$/);
+    expect(p.network!.egress['other.test']).toMatchObject({ allowed: 1, denied: 1 });
+    p.network!.update({ deny: ['allowed.test'] });
+    p.stdin!.end('\n');
+    const r = await p;
+    expect(r.stdout).toMatch(/403 Forbidden\nrc=1\n$/);
+    expect(r.network!.egress['allowed.test']).toMatchObject({ allowed: 0, denied: 1 });
+  });
+
+  it('onRequest decides what the lists do not deny, and a rejection denies', async () => {
+    const asked: unknown[] = [];
+    const r = await run(`${wget('http://other.test/ask-yes')}; ${wget('http://api.test/ask-no')}; ${wget('http://denied.test/ask-never')}`, {
+      allow: ['allowed.test'], deny: ['denied.test'],
+      onRequest: async (q: { host: string }) => { asked.push(q); if (q.host === 'api.test') throw new Error('no'); return q.host === 'other.test'; },
+    });
+    expect(r.stdout.match(/rc=\d/g)).toEqual(['rc=0', 'rc=1', 'rc=1']);
+    expect(asked).toEqual([
+      { host: 'other.test', port: 80, protocol: 'http', method: 'GET', path: '/ask-yes', listed: false },
+      { host: 'api.test', port: 80, protocol: 'http', method: 'GET', path: '/ask-no', listed: false },
+    ]);
+    expect(r.denied.map((d) => [d.host, d.reason])).toEqual([['api.test', 'on-request'], ['denied.test', 'deny-rule']]);
+  });
+
+  it('injected headers arrive at the server and are nowhere in the sandbox (environment, files, /proc, the response)', async () => {
+    const token = `Bearer secret-${process.pid}-${Date.now()}`;
+    const r = await run([
+      wget('http://api.test/inject', '--header "Authorization: Bearer mine"'),
+      wget('http://allowed.test/plain'),
+      // the pattern is put together in the shell: the script's own text (in /proc/1/cmdline) never holds it
+      `P="secr""et-${process.pid}"; grep -rl "$P" /proc/self/environ /proc/1/environ /proc/1/cmdline /etc /tmp 2>/dev/null; env | grep -c "$P"; echo done`,
+    ].join('; '), { allow: ['allowed.test', 'api.test'], inject: [{ host: 'api.test', headers: { authorization: token, 'x-extra': 'yes' } }] });
+    expect(r.stdout).toBe('hello from 203.0.113.12 for api.test\nrc=0\nhello from 203.0.113.10 for allowed.test\nrc=0\n0\ndone\n');
+    const got = await inet.waitFor((q) => q.url === '/inject');
+    expect(got!.headers.authorization).toBe(token); // the sandbox's own one is replaced
+    expect(got!.headers['x-extra']).toBe('yes');
+    const plain = await inet.waitFor((q) => q.url === '/plain');
+    expect(plain!.headers.authorization).toBeUndefined();
+    expect(plain!.headers['x-extra']).toBeUndefined();
+  });
+
+  it('leaves nothing behind: no holder process, no fd of its listeners, no link or state file', async () => {
+    // once per process: the addon's relay (an epoll set and an eventfd, kept for the next)
+    await run(wget('http://allowed.test/warm'), { allow: ['allowed.test'] });
+    const before = netState();
+    const fds = fdCount();
+    const r = await run(wget('http://allowed.test/z'), { allow: ['allowed.test'] });
+    expect(r.stdout).toMatch(/rc=0/);
+    await sleep(100);
+    expect(fdCount()).toBeLessThanOrEqual(fds);
+    expect(sleepers()).toEqual([]);
+    expectNoNetLeftovers(before);
+  });
+
+  it('bad input: TypeError/RangeError naming the rule, thrown at the call', () => {
+    const s = (network: object) => () => spawnIsolated('/bin/true', [], { network: { mode: 'egress', ...network } as never });
+    expect(s({ allow: ['*.'] })).toThrow(/options\.network\.allow\[0\] '\*\.' is not a valid wildcard pattern/);
+    expect(s({ allow: ['ok.test', 'a..b'] })).toThrow(/options\.network\.allow\[1\] 'a\.\.b' is not a valid host name/);
+    expect(s({ allow: [{ host: 'a.test', ports: [70000] }] })).toThrow(RangeError);
+    expect(s({ allow: ['10.1.2.3'] })).toThrow(/options\.network\.allow\[0\] '10\.1\.2\.3' is in a protected range \(private\): give \{ host: '10\.1\.2\.3', allowPrivate: true \}/);
+    expect(s({ allow: ['a.test'], inject: [{ host: 'b.test', headers: { x: 'y' } }] })).toThrow(/options\.network\.inject\[0\] injects headers for 'b\.test', which no rule of options\.network\.allow allows/);
+    expect(s({ allow: 'a.test' })).toThrow(TypeError);
+    expect(s({ allow: [], bogus: 1 })).toThrow(/options\.network\.bogus is not an egress network option/);
+  });
+});
+
+describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () => {
+  it('allowed works, denied and DNS fail, rules change mid-run, injected headers arrive: the same as root', async () => {
+    const body = `
+      const lookup = ${LOOKUP_SOURCE};
+      const W = (u, x = '') => '${BB} wget -q ' + x + ' -O- ' + u + ' 2>&1; echo "rc=$?"';
+      const p = nsbox.spawnIsolated('/bin/sh', ['-c', [W('http://allowed.test/u1'), W('http://denied.test/u2'), W('http://203.0.113.10/u3', '-Y off'),
+        '${BB} nslookup denied.test 2>&1 | grep -c NXDOMAIN', 'read x', W('http://other.test/u4')].join('; ')],
+        { stdio: 'pipe', network: { mode: 'egress', allow: ['allowed.test'], lookup, inject: [{ host: 'allowed.test', headers: { 'x-token': 'unpriv-secret' } }] } });
+      const denied = [];
+      p.on('egress-denied', (e) => denied.push([e.host, e.protocol, e.reason]));
+      let out = '';
+      p.stdout.on('data', (d) => { out += d; if (/\\n[0-9]+\\n$/.test(out) && !p.updated) { p.updated = true; p.network.update({ allow: ['allowed.test', 'other.test'] }); p.stdin.end('\\n'); } });
+      const r = await p.catch((e) => ({ error: e.message }));
+      console.log(JSON.stringify({ stdout: r.stdout, error: r.error, egress: r.network?.egress, denied, uid: process.getuid() }));`;
+    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    await once(child, 'close');
+    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    expect(out.uid).toBe(65534);
+    expect(out.error).toBeUndefined();
+    const lines = out.stdout.split('\n');
+    expect(lines.slice(0, 2)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(out.stdout).toMatch(/403 Forbidden\nrc=1\n.*Network is unreachable\nrc=1\n[12]\nhello from 203\.0\.113\.12 for other\.test\nrc=0\n$/s);
+    expect(out.denied).toContainEqual(['denied.test', 'http', 'not-allowed']);
+    expect(out.denied).toContainEqual(['denied.test', 'dns', 'not-allowed']);
+    expect(out.egress['allowed.test']).toMatchObject({ allowed: 1, denied: 0 });
+    expect(out.egress['other.test']).toMatchObject({ allowed: 1 });
+    expect((await inet.waitFor((q) => q.url === '/u1'))!.headers['x-token']).toBe('unpriv-secret');
+    expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
+    expect(INET['other.test']).toBe('203.0.113.12');
+  }, 180_000);
+});
