@@ -58,7 +58,12 @@ export interface NativeAddon {
   setErrorClass(cls: typeof NsboxError): void;
   /** `ops`: plan.ops in the binary form of encodeOps (else they are read from plan.ops) */
   /** `template`: the view template's build ops, encoded (plan.template); then `ops` are the child's in a copy of it */
-  spawn(plan: object, ops?: Buffer, template?: Buffer): SpawnOutput;
+  /**
+   * The plan is read at once (a malformed one throws); the rest (clone, id maps, the handshake
+   * until the child has exec'd) runs on the addon's spawner thread, off the event loop, and
+   * `cb` gets the outcome on the loop.
+   */
+  spawn(plan: object, ops: Buffer | undefined, template: Buffer | undefined, cb: (err: Error | null, out: SpawnOutput | null) => void): void;
   /** Closes the view templates the addon keeps (the next spawn of a view builds its own again). */
   dropTemplates(): void;
   /** Starts making a spare network namespace (for sandboxes with Plan.netPremade) unless one is there or on its way. */

@@ -124,6 +124,8 @@ struct AddonData {
   int mountsFd = -1;
   // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
+  // spawner.cc: the thread that runs the blocking part of spawns (made by the first one)
+  struct Spawner* spawner = nullptr;
   // exit_watch.cc: the environment's teardown (undo records), the addon's uv handles still
   // closing, and the async cleanup hook that waits for them
   struct Teardown* teardown = nullptr;

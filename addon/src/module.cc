@@ -1,10 +1,12 @@
 // Registers every part of the addon; nothing else lives here.
 #include "common.h"
+#include "spawner.h"
 
 #include <sys/mman.h>
 
 namespace nsbox {
 AddonData::~AddonData() {
+  StopSpawner(this, false);  // normally done by the environment's cleanup already
   FreeSpare(this);
   FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);

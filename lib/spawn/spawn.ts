@@ -2,7 +2,7 @@ import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { native, type ExitInfo, type NativeAddon, type SpawnOutput } from '../native.js';
+import { native, type ExitInfo, type SpawnOutput } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from '../plan/index.js';
 import { usernsBlockers } from '../security/userns.js';
@@ -241,7 +241,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     if (o.signal?.aborted) throw abortError(o.signal);
     let out;
     try {
-      out = spawnNative(plan, bindings);
+      out = await spawnNative(plan, bindings);
     } finally {
       layers.cgroup?.placed();
     }
@@ -782,9 +782,9 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
  * the whole view (nothing of the failed attempt is left: the addon undoes it). Not with a
  * network hand-off, which the failed child consumed.
  */
-function spawnNative(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
+async function spawnNative(plan: Readonly<Plan>, bindings: Bindings): Promise<SpawnOutput> {
   try {
-    return spawnNativeOnce(plan, bindings);
+    return await spawnNativeOnce(plan, bindings);
   } catch (err) {
     // the paths a person knows (the sandbox's and the caller's), never nsbox's own
     throw usernsRefused(plan, publicError(plan, err));
@@ -800,12 +800,19 @@ function usernsRefused(plan: Readonly<Plan>, err: unknown): unknown {
   return err;
 }
 
-function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
+/** The addon's spawn: the plan is read now, the blocking part runs off the event loop (the addon's spawner thread). */
+function nativeSpawn(spec: object, ops: Buffer, template?: Buffer): Promise<SpawnOutput> {
+  return new Promise((resolve, reject) => {
+    native().spawn(spec, ops, template, (err, out) => (err ? reject(err) : resolve(out!)));
+  });
+}
+
+async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promise<SpawnOutput> {
   // the addon reads the plan and, beside it, what was acquired for it
   const spec = { ...plan, ...bindings };
-  if (!plan.template) return native().spawn(spec, encodeOps(plan.ops));
+  if (!plan.template) return nativeSpawn(spec, encodeOps(plan.ops));
   try {
-    const out = native().spawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
+    const out = await nativeSpawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
     armTemplateDrop();
     return out;
   } catch (err) {
@@ -813,7 +820,7 @@ function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<N
     disableViewTemplates();
     native().dropTemplates();
     if (bindings.net.length > 0) throw err;
-    return native().spawn(spec, encodeOps(plan.ops));
+    return nativeSpawn(spec, encodeOps(plan.ops));
   }
 }
 
