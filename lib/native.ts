@@ -72,7 +72,10 @@ export interface NativeAddon {
   pidfdSignal(pidfd: number, sig: number, initKill?: boolean): number;
   closeFd(fd: number): void;
   ttyResize(fd: number, rows: number, cols: number): void;
-  serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };
+  /** Sends the run and returns at once: `errFd` ends (EOF) once the program has exec'd, or brings a failure report first (childError). */
+  serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number]; errFd: number };
+  /** The NsboxError of a failure report read from an error pipe, or null. */
+  childError(report: Buffer): Error | null;
   /**
    * Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status).
    * `keep`: the sandbox outlives this thread (parentDeathSignal: false); else the thread's

@@ -702,8 +702,11 @@ Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
 
 // serveRun(ctlFd, { cwd, exec, argv, envp, stdio: [{kind, fd}] x3 }): starts the program of a
 // prepared sandbox (nsbox-init in serve mode): stdio made as for a spawn, one message with
-// the strings and four fds (this run's error pipe, stdin, stdout, stderr), then wait for exec
-// (EOF) or a failure report. Returns { stdio: [our ends] }. Takes ownership of nothing.
+// the strings and four fds (this run's error pipe, stdin, stdout, stderr). Returns at once
+// with { stdio: [our ends], errFd }: errFd (non-blocking) is the read end of the error pipe,
+// which ends (EOF) once the program has exec'd, or brings one failure report first (a
+// ChildMsg: childError() makes it an NsboxError). The caller waits for that on the event
+// loop and owns every fd returned. Takes ownership of nothing given.
 Napi::Value ServeRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int ctl = info[0].As<Napi::Number>().Int32Value();
@@ -750,22 +753,32 @@ Napi::Value ServeRun(const Napi::CallbackInfo& info) {
   int sendErr = n < 0 ? errno : 0;
   f.CloseChildSide();
   if (sendErr) { f.CloseAll(); return ThrowErrno(env, sendErr, "run", "sendmsg"); }
-  bool failed = false;
-  for (;;) {
-    ChildMsg m;
-    ssize_t k = read(f.err[0], &m, sizeof m);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    if (k != (ssize_t)sizeof m) { failed = true; Fail(&e, EPROTO, "run", "read"); break; }
-    if (!failed) { failed = true; e = m.err; }
-  }
-  close(f.err[0]); f.err[0] = -1;
-  if (failed) { f.CloseAll(); return ThrowErr(env, e); }
+  fcntl(f.err[0], F_SETFL, O_NONBLOCK);
   Napi::Object out = Napi::Object::New(env);
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
   out.Set("stdio", stdio);
+  out.Set("errFd", f.err[0]);
   return out;
+}
+
+// childError(buf): the NsboxError of a failure report (a ChildMsg, as read from an error pipe),
+// or null when `buf` holds none.
+Napi::Value ChildError(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) return env.Null();
+  Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  ChildMsg m;
+  if (b.Length() < sizeof m) {
+    Err e;
+    Fail(&e, EPROTO, "run", "read");
+    return MakeError(env, e);
+  }
+  std::memcpy(&m, b.Data(), sizeof m);
+  if (m.kind != 1) return env.Null();
+  m.err.step[sizeof m.err.step - 1] = m.err.syscall[sizeof m.err.syscall - 1] = 0;
+  m.err.path[sizeof m.err.path - 1] = m.err.message[sizeof m.err.message - 1] = 0;
+  return MakeError(env, m.err);
 }
 
 // ttyResize(masterFd, rows, cols): the terminal's size (the program gets SIGWINCH).
@@ -805,6 +818,7 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("trace", Napi::Function::New(env, Trace, "trace"));
 #endif
   exports.Set("serveRun", Napi::Function::New(env, ServeRun, "serveRun"));
+  exports.Set("childError", Napi::Function::New(env, ChildError, "childError"));
 }
 
 }  // namespace nsbox
