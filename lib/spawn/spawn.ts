@@ -314,7 +314,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       // the program then exited 0 (a fork bomb's first shell does)
       else if (!this.#fired && v === 'pids') verdict = 'pids';
     }
-    if (this.#deferRelease) this.#released = release();
+    // (after the result's callbacks: release's first steps are synchronous)
+    if (this.#deferRelease) this.#released = new Promise((r) => setImmediate(r)).then(release);
     else await release();
     const encoding = o.encoding ?? 'utf8';
     const decode = (b: Buffer[]) => {

@@ -86,9 +86,7 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
     async finish(deferRemoval = false) {
       if (!sb) return undefined;
       if (!deferRemoval) await remove();
-      const verdict = await sb.verdict().catch(() => null);
-      const usage = await sb.usage().catch(() => undefined);
-      return { verdict, usage };
+      return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
     release: remove,
   };
