@@ -844,10 +844,15 @@ function usernsRefused(plan: Readonly<Plan>, err: unknown): unknown {
   return err;
 }
 
-/** The addon's spawn: the plan is read now, the blocking part runs off the event loop (the addon's spawner thread). */
+/**
+ * The addon's spawn: the plan is read now, the blocking part runs off the event loop (the
+ * addon's spawner thread). The outcome is settled from an immediate, not from the addon's
+ * callback: what the caller's code throws in reaction (an unhandled 'error' event) then goes
+ * Node's usual uncaught-exception way, source line and all.
+ */
 function nativeSpawn(spec: object, ops: Buffer, template?: Buffer): Promise<SpawnOutput> {
   return new Promise((resolve, reject) => {
-    native().spawn(spec, ops, template, (err, out) => (err ? reject(err) : resolve(out!)));
+    native().spawn(spec, ops, template, (err, out) => { setImmediate(() => (err ? reject(err) : resolve(out!))); });
   });
 }
 
