@@ -2,7 +2,7 @@
 // bench/loop: how long the event loop is blocked while a process spawns at a steady rate,
 // nsbox beside child_process.spawn in the same run (alternating phases, so load hits both
 // alike). Run as root after `npm run build`:
-//   node bench/loop.mjs [--rate 500] [--seconds 2] [--rounds 3] [--inflight 64]
+//   node bench/loop.mjs [--rate 500] [--seconds 2] [--rounds 3] [--inflight 64] [--limits]
 //
 // For each runner, spawns of /bin/true are started at --rate per second (at most --inflight
 // at once) for --seconds, --rounds times. Printed per runner:
@@ -18,6 +18,8 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? Number(process.argv[i + 1]) : def; };
 const RATE = arg('rate', 500), SECONDS = arg('seconds', 2), ROUNDS = arg('rounds', 3), INFLIGHT = arg('inflight', 64);
+// --limits: nsbox's spawns with cgroup limits (memory, pids, cpus), which make and remove a cgroup each
+const LIMITS = process.argv.includes('--limits') ? { limits: { memory: '64M', pids: 32, cpus: 1 } } : {};
 
 const addonPath = process.env.NSBOX_ADDON ?? new URL('../build/Release/nsbox.node', import.meta.url).pathname;
 process.env.NSBOX_ADDON = addonPath;
@@ -44,7 +46,7 @@ const runners = {
   },
   nsbox: () => {
     const t = process.hrtime.bigint();
-    const p = spawnIsolated('/bin/true');
+    const p = spawnIsolated('/bin/true', [], LIMITS);
     const sync = process.hrtime.bigint() - t;
     return { sync, done: p.then((r) => { if (r.exitCode !== 0) throw new Error(`exit ${r.exitCode}`); }) };
   },
@@ -91,7 +93,7 @@ async function phase(name) {
   return { blocked, finished, skipped, secs, lag: h, elu };
 }
 
-console.log(`bench/loop: node ${process.version}, ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}; rate ${RATE}/s, ${SECONDS} s x ${ROUNDS} rounds per runner, at most ${INFLIGHT} in flight`);
+console.log(`bench/loop: node ${process.version}, ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}; rate ${RATE}/s, ${SECONDS} s x ${ROUNDS} rounds per runner, at most ${INFLIGHT} in flight${LIMITS.limits ? '; nsbox with limits ' + JSON.stringify(LIMITS.limits) : ''}`);
 // warm-up
 for (const f of Object.values(runners)) await f().done;
 const acc = Object.fromEntries(Object.keys(runners).map((k) => [k, { blocked: [], calls: [], native: 0, finished: 0, secs: 0, lagP50: [], lagP99: [], lagMax: [], active: 0, skipped: 0 }]));

@@ -1,9 +1,10 @@
 // Two drivers behind one interface: cgroup v2 (one directory) and v1 (one directory per
 // hierarchy). Plain file I/O on cgroupfs (synchronous: each call is a few microseconds and
 // never blocks on disk); only the waits are asynchronous.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
 import type { ResolvedLimits } from './limits.js';
 import { weightToShares } from './limits.js';
@@ -157,10 +158,11 @@ function killPid(pid: number): void {
   }
 }
 
+/** rmdir on the thread pool: on v1 it may wait for the kernel (an RCU grace period), and the hierarchies are removed at once. */
 async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
-      rmdirSync(dir);
+      await rmdirAsync(dir);
       return;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -608,7 +610,9 @@ export class V1Driver implements Driver {
   }
 
   async remove(): Promise<void> {
-    for (const d of this.uniqueDirs()) await rmdirRetry(d);
+    // independent directories: removed side by side (their waits overlap)
+    const r = await Promise.allSettled(this.uniqueDirs().map((d) => rmdirRetry(d)));
+    for (const x of r) if (x.status === 'rejected') throw x.reason;
   }
 }
 
