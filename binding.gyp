@@ -11,6 +11,7 @@
         "addon/src/child.cc",
         "addon/src/spawn.cc",
         "addon/src/helpers.cc",
+        "addon/src/spawner.cc",
         "addon/src/exit_watch.cc",
         "addon/src/ns.cc",
         "addon/src/caps.cc",

@@ -2,6 +2,8 @@
 // bench/breakdown: where the time of one spawnIsolated('/bin/true') goes, phase by phase and
 // op by op, from the timing probes of a traced addon build. Run as root:
 //   npm run build:trace && node bench/breakdown.mjs [--n 300] [--spaced 0]
+// With --pool: the path of pool.run('/bin/true') instead (bench/breakdown-pool.mjs; no traced
+// build needed).
 // Medians of n spawns (the first fifth is warm-up). Parent, child and the network helper run
 // at once, so phases of different actors overlap: read each actor's column down.
 import { createRequire } from 'node:module';
@@ -14,6 +16,10 @@ const sarg = (name, def) => { const i = process.argv.indexOf(`--${name}`); retur
 // another program or options (the op table then shows the default view's steps only if
 // they match: --opts changes the plan)
 const FILE = sarg('file', '/bin/true'), ARGS = JSON.parse(sarg('args', '[]')), OPTS = JSON.parse(sarg('opts', '{}'));
+if (process.argv.includes('--pool')) {
+  await import('./breakdown-pool.mjs');
+  process.exit(0);
+}
 const addon = process.env.NSBOX_ADDON ?? new URL('../build-trace/Release/nsbox.node', import.meta.url).pathname;
 if (!existsSync(addon)) { console.error(`no traced addon at ${addon}: run npm run build:trace`); process.exit(2); }
 process.env.NSBOX_ADDON = addon;

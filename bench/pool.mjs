@@ -25,8 +25,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const stateDir = `/run/nsbox-bench-pool-${process.pid}`;
 const pool = createPool({ size: SIZE, template: { limits, stateDir }, refillConcurrency: 1 });
 
+const cp = () => new Promise((resolve, reject) => {
+  const p = cpSpawn('/bin/true', [], { stdio: 'ignore' });
+  p.on('error', reject);
+  p.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`exit ${c}`))));
+});
 const runners = {
   'pool.run': async () => { const r = await pool.run('/bin/true'); if (r.exitCode !== 0) throw new Error(r.stderr); },
+  'child_process.spawn': cp,
   'spawnIsolated (cold)': async () => { const r = await spawnIsolated('/bin/true', [], { limits }); if (r.exitCode !== 0) throw new Error(r.stderr); },
   'spawnIsolated (cold, no cgroup)': async () => { const r = await spawnIsolated('/bin/true'); if (r.exitCode !== 0) throw new Error(r.stderr); },
 };
@@ -56,15 +62,17 @@ async function scenario(title, gapMs) {
     }
   }
   console.log(`\n${title} (n=${N} each, interleaved)`);
-  console.log('                                  p50 ms   p90 ms   p99 ms');
+  console.log('                                  p50 ms   p90 ms   p99 ms   p50 / child_process   p99 / child_process   p50 / cold spawnIsolated');
   const base = pct(times['spawnIsolated (cold)'], 50);
+  const cp50 = pct(times['child_process.spawn'], 50), cp99 = pct(times['child_process.spawn'], 99);
   for (const [name, t] of Object.entries(times)) {
-    console.log(`${name.padEnd(32)} ${fmt(pct(t, 50))}  ${fmt(pct(t, 90))}  ${fmt(pct(t, 99))}   (p50 ${(pct(t, 50) / base).toFixed(2)}x cold spawnIsolated)`);
+    console.log(`${name.padEnd(32)} ${fmt(pct(t, 50))}  ${fmt(pct(t, 90))}  ${fmt(pct(t, 99))}   ${(pct(t, 50) / cp50).toFixed(2).padStart(19)}   ${(pct(t, 99) / cp99).toFixed(2).padStart(19)}   ${(pct(t, 50) / base).toFixed(2).padStart(22)}`);
   }
+  return times;
 }
 
-async function throughput(concurrency, total) {
-  await pool.warm();
+async function throughput(name, run, concurrency, total) {
+  if (name === 'pool.run') await pool.warm();
   const t0 = performance.now();
   const lat = [];
   let next = 0;
@@ -72,12 +80,14 @@ async function throughput(concurrency, total) {
     while (next < total) {
       next++;
       const s = performance.now();
-      await pool.run('/bin/true');
+      await run();
       lat.push(performance.now() - s);
     }
   }));
   const sec = (performance.now() - t0) / 1000;
-  console.log(`concurrency ${String(concurrency).padStart(2)}: ${(total / sec).toFixed(0).padStart(5)} runs/s, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms (pool size ${SIZE}; includes waiting for refills)`);
+  const rate = total / sec;
+  console.log(`${name.padEnd(32)} concurrency ${String(concurrency).padStart(2)}: ${rate.toFixed(0).padStart(5)} runs/s, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms${name === 'pool.run' ? ` (pool size ${SIZE}; includes waiting for refills)` : ''}`);
+  return rate;
 }
 
 try {
@@ -85,9 +95,13 @@ try {
   await pool.warm();
   await scenario('back-to-back', 0);
   if (SPACED) await scenario(`spaced ${SPACED} ms apart`, SPACED);
-  console.log('\nthroughput of pool.run(\'/bin/true\')');
-  await throughput(2, N);
-  await throughput(8, N);
+  console.log('\nthroughput (runs of /bin/true per second; each runner in turn)');
+  for (const c of [2, 8]) {
+    const rates = {};
+    for (const [name, f] of Object.entries(runners)) rates[name] = await throughput(name, f, c, N);
+    const bw = rates['bwrap --unshare-all'];
+    if (bw) console.log(`  at concurrency ${c}: pool.run / bwrap ${(rates['pool.run'] / bw).toFixed(2)}x, cold spawnIsolated / bwrap ${(rates['spawnIsolated (cold, no cgroup)'] / bw).toFixed(2)}x, cold with limits / bwrap ${(rates['spawnIsolated (cold)'] / bw).toFixed(2)}x`);
+  }
 } finally {
   await pool.close();
   try { (await import('node:fs')).rmSync(stateDir, { recursive: true, force: true }); } catch { /* gone */ }

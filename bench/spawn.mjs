@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/spawn: latency of starting /bin/true in a sandbox, nsbox beside its peers, all
 // spawned from this one Node process and measured in the same run (interleaved, so load
-// affects all alike). Run as root:  node bench/spawn.mjs [--n 200] [--spaced 30] [--heap-mb 300]
+// affects all alike). Run as root:  node bench/spawn.mjs [--n 200] [--spaced 30] [--heap-mb 300] [--svg docs/spawn-latency.svg]
 //
 //   child_process   child_process.spawn('/bin/true') (no isolation: the floor)
 //   nsbox           spawnIsolated('/bin/true') with the default isolation (user, pid, mount,
@@ -88,13 +88,14 @@ async function scenario(name, n, gapMs) {
       if (gapMs) await sleep(gapMs);
     }
   }
-  return { name, n, rows: active.map(([k]) => ({ runner: k, p50: pct(samples[k], 50), p99: pct(samples[k], 99) })) };
+  return { name, n, samples, rows: active.map(([k]) => ({ runner: k, p50: pct(samples[k], 50), p99: pct(samples[k], 99) })) };
 }
 
 function table(s) {
   const ref = s.rows.find((r) => r.runner === 'bwrap') ?? s.rows[0];
-  const lines = [`### ${s.name} (n=${s.n} each)`, '', '| runner | p50 ms | p99 ms | p50 / bwrap |', '|---|---:|---:|---:|'];
-  for (const r of s.rows) lines.push(`| ${r.runner} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / ref.p50).toFixed(2)} |`);
+  const cp = s.rows.find((r) => r.runner === 'child_process') ?? s.rows[0];
+  const lines = [`### ${s.name} (n=${s.n} each)`, '', '| runner | p50 ms | p99 ms | p50 / bwrap | p99 / bwrap | p50 / child_process |', '|---|---:|---:|---:|---:|---:|'];
+  for (const r of s.rows) lines.push(`| ${r.runner} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.p50 / ref.p50).toFixed(2)} | ${(r.p99 / ref.p99).toFixed(2)} | ${(r.p50 / cp.p50).toFixed(2)} |`);
   return lines.join('\n');
 }
 
@@ -115,4 +116,15 @@ const info = `node ${process.version}, kernel ${execFileSync('uname', ['-r']).to
 console.log(`## bench/spawn — ${new Date().toISOString()} — ${info}\n`);
 if (crunHybridWorkaround && runners.crun) console.log('crun ran via `unshare -m sh -c "umount /sys/fs/cgroup/unified; exec crun ..."` (hybrid host; adds ~1 ms)\n');
 for (const s of results) console.log(`${table(s)}\n`);
-if (process.argv.includes('--json')) console.log(JSON.stringify(results));
+if (process.argv.includes('--json')) console.log(JSON.stringify(results.map(({ samples: _s, ...r }) => r)));
+// --svg FILE: the back-to-back scenario's latency distribution per runner (README's chart)
+const svgAt = process.argv.indexOf('--svg');
+if (svgAt > 0) {
+  const { latencySvg } = await import('./svg.mjs');
+  const { writeFileSync: write } = await import('node:fs');
+  const s = results[0];
+  const names = { child_process: 'child_process.spawn', nsbox: 'nsbox', 'nsbox+limits': 'nsbox + limits', bwrap: 'bwrap --unshare-all', 'unshare+chroot': 'unshare + chroot', crun: 'crun run' };
+  write(process.argv[svgAt + 1], latencySvg(`Starting /bin/true: latency per runner (${s.name}, n=${s.n} each)`, `bench/spawn.mjs, ${info}, ${new Date().toISOString().slice(0, 10)}; all runners interleaved in one run`,
+    Object.entries(s.samples).map(([k, v]) => ({ name: names[k] ?? k, samples: v, highlight: k.startsWith('nsbox') }))));
+  console.log(`wrote ${process.argv[svgAt + 1]}`);
+}

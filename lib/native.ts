@@ -58,7 +58,12 @@ export interface NativeAddon {
   setErrorClass(cls: typeof NsboxError): void;
   /** `ops`: plan.ops in the binary form of encodeOps (else they are read from plan.ops) */
   /** `template`: the view template's build ops, encoded (plan.template); then `ops` are the child's in a copy of it */
-  spawn(plan: object, ops?: Buffer, template?: Buffer): SpawnOutput;
+  /**
+   * The plan is read at once (a malformed one throws); the rest (clone, id maps, the handshake
+   * until the child has exec'd) runs on the addon's spawner thread, off the event loop, and
+   * `cb` gets the outcome on the loop.
+   */
+  spawn(plan: object, ops: Buffer | undefined, template: Buffer | undefined, cb: (err: Error | null, out: SpawnOutput | null) => void): void;
   /** Closes the view templates the addon keeps (the next spawn of a view builds its own again). */
   dropTemplates(): void;
   /** Starts making a spare network namespace (for sandboxes with Plan.netPremade) unless one is there or on its way. */
@@ -71,7 +76,10 @@ export interface NativeAddon {
   /** pidfd_open(pid): the fd (close-on-exec), or a negative errno. */
   pidfdOpen(pid: number): number;
   ttyResize(fd: number, rows: number, cols: number): void;
-  serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number] };
+  /** Sends the run and returns at once: `errFd` ends (EOF) once the program has exec'd, or brings a failure report first (childError). */
+  serveRun(ctlFd: number, run: { cwd: string; exec: string[]; argv: string[]; envp: string[]; stdio: Array<{ kind: number; fd: number }> }): { stdio: [number, number, number]; errFd: number };
+  /** The NsboxError of a failure report read from an error pipe, or null. */
+  childError(report: Buffer): Error | null;
   /**
    * Takes ownership of pidfd (and of statusFd, nsbox-init's report of the program's status).
    * `keep`: the sandbox outlives this thread (parentDeathSignal: false); else the thread's

@@ -127,6 +127,8 @@ struct AddonData {
   // relay.cc: the egress proxy's splice relays (a thread and its epoll set), and how to stop them
   void* relay = nullptr;
   void (*relayFree)(void*) = nullptr;
+  // spawner.cc: the thread that runs the blocking part of spawns (made by the first one)
+  struct Spawner* spawner = nullptr;
   // exit_watch.cc: the environment's teardown (undo records), the addon's uv handles still
   // closing, and the async cleanup hook that waits for them
   struct Teardown* teardown = nullptr;

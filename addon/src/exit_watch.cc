@@ -12,6 +12,7 @@
 // closing: the addon is unloaded after the environment, and a close callback left for later
 // would jump into unmapped code.
 #include "common.h"
+#include "spawner.h"
 #include "sys.h"
 
 #include <dirent.h>
@@ -405,6 +406,9 @@ Napi::Value TeardownRun(const Napi::CallbackInfo& info) {
 
 void OnAsyncCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
   AddonData* d = static_cast<AddonData*>(arg);
+  // no spawn finishes after this: the spawner's thread ends (its sandboxes' parent-death
+  // signal fires), and a spawn it finished that JS never saw is killed (spawner.h)
+  StopSpawner(d);
   RunTeardown(d);
   StopAll(d);
   d->cleanupHook = handle;

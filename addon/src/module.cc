@@ -1,11 +1,13 @@
 // Registers every part of the addon; nothing else lives here.
 #include "common.h"
+#include "spawner.h"
 
 #include <sys/mman.h>
 
 namespace nsbox {
 AddonData::~AddonData() {
   if (relay) relayFree(relay);
+  StopSpawner(this, false);  // normally done by the environment's cleanup already
   FreeSpare(this);
   FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);

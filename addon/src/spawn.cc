@@ -5,6 +5,7 @@
 #include "fdpass.h"
 #include "helpers.h"
 #include "plan.h"
+#include "spawner.h"
 #include "sys.h"
 
 #include <fcntl.h>
@@ -268,27 +269,22 @@ int AttachTree(Op& op, Err* e) {
   return t.release();
 }
 
-Napi::Value Spawn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  AddonData* d = env.GetInstanceData<AddonData>();
-  if (!info[0].IsObject()) {
-    Napi::TypeError::New(env, "spawn(plan): plan must be an object").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-#ifdef NSBOX_TRACE
-  std::memset(g_trace, 0, sizeof g_trace);  // a phase this spawn does not have shows as none
-#endif
-  TRACE(kTrSpawnEntry);
-  Plan plan;
-  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2])) return env.Undefined();
-  TRACE(kTrPlanDecoded);
+// What a spawn made: the fds are ours (the caller's once handed over).
+struct SpawnResult {
+  int mntNsFd = -1, pid = -1, pidfd = -1, statusFd = -1, ttyFd = -1, ctlFd = -1;
+  int stdio[3] = {-1, -1, -1};
+};
 
-  Err e;
+// The blocking part of a spawn, from the attached trees to the child's exec: no N-API, so it
+// runs on the environment's spawner thread (spawner.cc) while the event loop goes on. `plan`
+// was decoded on the loop (DecodePlan), nsbox-init's memfd opened there too (plan.initFd).
+// Fills `out`, or returns -errno with `e` filled; on failure nothing it made is left.
+int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
   std::vector<UniqueFd> attachFds;  // the child has its own copies; ours close on return
   for (Op& op : plan.ops) {
     if (op.kind != OpKind::kAttach) continue;
     int fd = AttachTree(op, &e);
-    if (fd < 0) return ThrowErr(env, e);
+    if (fd < 0) return -e.err;
     attachFds.emplace_back(fd);
     op.fd = fd;
   }
@@ -299,30 +295,27 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   int templateFd = -1;
   if (templ) {
     templateFd = EnsureTemplate(d, plan, &e);
-    if (templateFd < 0) return ThrowErr(env, e);
+    if (templateFd < 0) return -e.err;
   }
   Fds f;
-  if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return ThrowErr(env, e); }
+  if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return -e.err; }
   TRACE(kTrStdio);
   if (pipe2(f.go, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0) {
     int er = errno;
     f.CloseAll();
-    return ThrowErrno(env, er, "clone", "pipe2");
+    return Fail(&e, er, "clone", "pipe2");
   }
   if (plan.init) {
     // pid 1 runs nsbox-init, which forks the program: argv tells it where to report a failed
     // exec (the error pipe, kept open across this one exec) and which paths to try
-    int ifd = InitProgramFd(env, &e);
-    if (ifd < 0) { f.CloseAll(); return ThrowErr(env, e); }
-    plan.initFd = ifd;
-    if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "pipe2"); }
+    if (pipe2(f.status, O_CLOEXEC | O_NONBLOCK) < 0) { int er = errno; f.CloseAll(); return Fail(&e, er, "init", "pipe2"); }
     plan.initArgv.push_back("nsbox-init");
     plan.initArgv.push_back(plan.Keep(std::to_string(f.err[1])));
     plan.initArgv.push_back(plan.Keep(std::to_string(f.status[1])));
     plan.initArgv.push_back(plan.tty ? "1" : "0");  // the program takes fd 0 as its terminal
     if (plan.serve) {
       // prepared: no program yet; it comes later as one message on this socket (ServeRun)
-      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.ctl) < 0) { int er = errno; f.CloseAll(); return ThrowErrno(env, er, "init", "socketpair"); }
+      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.ctl) < 0) { int er = errno; f.CloseAll(); return Fail(&e, er, "init", "socketpair"); }
       plan.initArgv.push_back("0");
       plan.initArgv.push_back(plan.Keep(std::to_string(f.ctl[1])));
       plan.initArgv.push_back(nullptr);
@@ -352,7 +345,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     plan.procFd = procFd.get();
   }
   void* stack = ChildStack(d);
-  if (!stack) { f.CloseAll(); return ThrowErrno(env, ENOMEM, "clone", "mmap"); }
+  if (!stack) { f.CloseAll(); return Fail(&e, ENOMEM, "clone", "mmap"); }
 
   ChildCtx ctx{};
   ctx.plan = &plan;
@@ -383,7 +376,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (asyncNet && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.net) < 0) {
     int er = errno;
     f.CloseAll();
-    return ThrowErrno(env, er, "network", "socketpair");
+    return Fail(&e, er, "network", "socketpair");
   }
   ctx.asyncNet = asyncNet;
   ctx.maskFd[0] = ctx.maskFd[1] = -1;
@@ -439,10 +432,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (spareSys >= 0) close(spareSys);
   if (pid < 0) {
     f.CloseAll();
-    if (launchErr) return ThrowErrno(env, launchErr, "template", "setns");
+    if (launchErr) return Fail(&e, launchErr, "template", "setns");
     // no clone3 for the launcher (hidden by a seccomp profile): step 'template', so that the
     // caller turns templates off and spawns with the whole view
-    return ThrowErrno(env, (int)-pid, templ && pid == -ENOSYS ? "template" : "clone", "clone3");
+    return Fail(&e, (int)-pid, templ && pid == -ENOSYS ? "template" : "clone", "clone3");
   }
 
   // the helper starts now, on another CPU, and works while we write the maps
@@ -554,7 +547,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       close(pidfd);
     }
     f.CloseAll();
-    return ThrowErr(env, e);
+    return -(e.err ? e.err : EPROTO);
   }
   // Hold the sandbox's mount namespace: when its last process exits, the kernel would tear it
   // down inside that exit (an RCU grace period, ~0.3 ms here) before it reports the exit.
@@ -566,20 +559,109 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     snprintf(nsPath, sizeof nsPath, "/proc/%d/ns/mnt", (int)pid);
     mntNs = open(nsPath, O_RDONLY | O_CLOEXEC);
   }
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("mntNsFd", mntNs);
-  out.Set("pid", (double)pid);
-  out.Set("pidfd", pidfd);
-  out.Set("statusFd", f.status[0]);
-  out.Set("ttyFd", ttyMaster);
-  out.Set("ctlFd", f.ctl[0]);
+  out->mntNsFd = mntNs;
+  out->pid = (int)pid;
+  out->pidfd = pidfd;
+  out->statusFd = f.status[0];
+  out->ttyFd = ttyMaster;
+  out->ctlFd = f.ctl[0];
   f.ctl[0] = -1;
   f.status[0] = -1;
-  Napi::Array stdio = Napi::Array::New(env, 3);
-  for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
-  out.Set("stdio", stdio);
+  for (int i = 0; i < 3; i++) out->stdio[i] = f.parent[i];
   TRACE(kTrSpawnReturn);
-  return out;
+  return 0;
+}
+
+// A spawn for the spawner thread: decoded here, made there, handed to `cb` here.
+struct SpawnTask : SpawnerTask {
+  Plan plan;
+  SpawnResult out;
+  Err e;
+  int rc = 0;
+  napi_ref cb = nullptr;
+  napi_async_context async = nullptr;
+  napi_env env = nullptr;
+
+  void Run(AddonData* d) override { rc = SpawnCore(d, plan, &out, e); }
+
+  // cb(err, null) or cb(null, { pid, pidfd, ... })
+  void Done(napi_env raw) override {
+    Napi::Env env(raw);
+    napi_value fn = nullptr;
+    napi_value argv[2];
+    if (rc < 0) {
+      argv[0] = MakeError(env, e);
+      argv[1] = env.Null();
+    } else {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("mntNsFd", out.mntNsFd);
+      o.Set("pid", (double)out.pid);
+      o.Set("pidfd", out.pidfd);
+      o.Set("statusFd", out.statusFd);
+      o.Set("ttyFd", out.ttyFd);
+      o.Set("ctlFd", out.ctlFd);
+      Napi::Array stdio = Napi::Array::New(env, 3);
+      for (uint32_t i = 0; i < 3; i++) stdio.Set(i, out.stdio[i]);
+      o.Set("stdio", stdio);
+      argv[0] = env.Null();
+      argv[1] = o;
+    }
+    if (napi_get_reference_value(raw, cb, &fn) == napi_ok && fn) CallJs(raw, async, fn, 2, argv);
+    Release();
+  }
+
+  // the environment is going away: a sandbox JS never saw is killed, reaped and closed
+  void Drop() override {
+    if (!ran || rc < 0) return;
+    if (out.pidfd >= 0) {
+      call(SYS_pidfd_send_signal, out.pidfd, SIGKILL, nullptr, 0);
+      Reap(out.pidfd);
+    }
+    for (int fd : {out.pidfd, out.mntNsFd, out.statusFd, out.ttyFd, out.ctlFd, out.stdio[0], out.stdio[1], out.stdio[2]})
+      if (fd >= 0) close(fd);
+  }
+
+  void Release() {
+    if (cb) napi_delete_reference(env, cb);
+    if (async) napi_async_destroy(env, async);
+    cb = nullptr;
+    async = nullptr;
+  }
+};
+
+// spawn(plan, ops?, template?, cb): the plan is read here, on the loop (mistakes throw at
+// once); the rest runs on the spawner thread, and cb(err, out) follows on the loop.
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (!info[0].IsObject() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "spawn(plan, ops, template, cb): plan must be an object and cb a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+#ifdef NSBOX_TRACE
+  std::memset(g_trace, 0, sizeof g_trace);  // a phase this spawn does not have shows as none
+#endif
+  TRACE(kTrSpawnEntry);
+  auto* t = new SpawnTask();
+  Plan& plan = t->plan;
+  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2])) { delete t; return env.Undefined(); }
+  // the template's encoding points into the caller's buffer: the plan keeps a copy
+  if (plan.templateLen > 0) plan.templateBuf = reinterpret_cast<const uint8_t*>(plan.Keep(std::string(reinterpret_cast<const char*>(plan.templateBuf), plan.templateLen)));
+  TRACE(kTrPlanDecoded);
+  if (plan.init) {
+    // nsbox-init's sealed memfd, made once (here: the environment's state is the loop's)
+    Err e;
+    int ifd = InitProgramFd(env, &e);
+    if (ifd < 0) { delete t; return ThrowErr(env, e); }
+    plan.initFd = ifd;
+  }
+  t->env = env;
+  napi_create_reference(env, info[3], 1, &t->cb);
+  napi_value name;
+  napi_create_string_utf8(env, "nsbox:spawn", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, nullptr, name, &t->async);
+  SpawnerSubmit(env, d, t);
+  return env.Undefined();
 }
 
 #ifdef NSBOX_TRACE
@@ -620,8 +702,11 @@ Napi::Value PidfdSignal(const Napi::CallbackInfo& info) {
 
 // serveRun(ctlFd, { cwd, exec, argv, envp, stdio: [{kind, fd}] x3 }): starts the program of a
 // prepared sandbox (nsbox-init in serve mode): stdio made as for a spawn, one message with
-// the strings and four fds (this run's error pipe, stdin, stdout, stderr), then wait for exec
-// (EOF) or a failure report. Returns { stdio: [our ends] }. Takes ownership of nothing.
+// the strings and four fds (this run's error pipe, stdin, stdout, stderr). Returns at once
+// with { stdio: [our ends], errFd }: errFd (non-blocking) is the read end of the error pipe,
+// which ends (EOF) once the program has exec'd, or brings one failure report first (a
+// ChildMsg: childError() makes it an NsboxError). The caller waits for that on the event
+// loop and owns every fd returned. Takes ownership of nothing given.
 Napi::Value ServeRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int ctl = info[0].As<Napi::Number>().Int32Value();
@@ -668,22 +753,32 @@ Napi::Value ServeRun(const Napi::CallbackInfo& info) {
   int sendErr = n < 0 ? errno : 0;
   f.CloseChildSide();
   if (sendErr) { f.CloseAll(); return ThrowErrno(env, sendErr, "run", "sendmsg"); }
-  bool failed = false;
-  for (;;) {
-    ChildMsg m;
-    ssize_t k = read(f.err[0], &m, sizeof m);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    if (k != (ssize_t)sizeof m) { failed = true; Fail(&e, EPROTO, "run", "read"); break; }
-    if (!failed) { failed = true; e = m.err; }
-  }
-  close(f.err[0]); f.err[0] = -1;
-  if (failed) { f.CloseAll(); return ThrowErr(env, e); }
+  fcntl(f.err[0], F_SETFL, O_NONBLOCK);
   Napi::Object out = Napi::Object::New(env);
   Napi::Array stdio = Napi::Array::New(env, 3);
   for (uint32_t i = 0; i < 3; i++) stdio.Set(i, f.parent[i]);
   out.Set("stdio", stdio);
+  out.Set("errFd", f.err[0]);
   return out;
+}
+
+// childError(buf): the NsboxError of a failure report (a ChildMsg, as read from an error pipe),
+// or null when `buf` holds none.
+Napi::Value ChildError(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) return env.Null();
+  Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  ChildMsg m;
+  if (b.Length() < sizeof m) {
+    Err e;
+    Fail(&e, EPROTO, "run", "read");
+    return MakeError(env, e);
+  }
+  std::memcpy(&m, b.Data(), sizeof m);
+  if (m.kind != 1) return env.Null();
+  m.err.step[sizeof m.err.step - 1] = m.err.syscall[sizeof m.err.syscall - 1] = 0;
+  m.err.path[sizeof m.err.path - 1] = m.err.message[sizeof m.err.message - 1] = 0;
+  return MakeError(env, m.err);
 }
 
 // ttyResize(masterFd, rows, cols): the terminal's size (the program gets SIGWINCH).
@@ -707,12 +802,13 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   int expected = -1;
   initialDumpable.compare_exchange_strong(expected, prctl(PR_GET_DUMPABLE));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  NoCloneIntoCgroupForTests();  // read here, on the main thread
   exports.Set("startSpare", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    StartSpare(info.Env().GetInstanceData<AddonData>());
+    OnSpawner(info.Env(), info.Env().GetInstanceData<AddonData>(), StartSpare);
     return info.Env().Undefined();
   }, "startSpare"));
   exports.Set("dropTemplates", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    DropTemplates(info.Env().GetInstanceData<AddonData>());
+    OnSpawner(info.Env(), info.Env().GetInstanceData<AddonData>(), DropTemplates);
     return info.Env().Undefined();
   }, "dropTemplates"));
   exports.Set("pidfdSignal", Napi::Function::New(env, PidfdSignal, "pidfdSignal"));
@@ -722,6 +818,7 @@ void InitSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("trace", Napi::Function::New(env, Trace, "trace"));
 #endif
   exports.Set("serveRun", Napi::Function::New(env, ServeRun, "serveRun"));
+  exports.Set("childError", Napi::Function::New(env, ChildError, "childError"));
 }
 
 }  // namespace nsbox

@@ -1,9 +1,10 @@
 // Two drivers behind one interface: cgroup v2 (one directory) and v1 (one directory per
 // hierarchy). Plain file I/O on cgroupfs (synchronous: each call is a few microseconds and
 // never blocks on disk); only the waits are asynchronous.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
 import type { ResolvedLimits } from './limits.js';
 import { weightToShares } from './limits.js';
@@ -67,7 +68,8 @@ export interface Driver {
   apply(r: ResolvedLimits): void;
   pids(): number[];
   populated(): boolean;
-  stats(): CgroupStats;
+  /** `lean`: only what a spawn's result reports (cpu user/system, memory and pids peaks, OOM kills); the rest null. */
+  stats(lean?: boolean): CgroupStats;
   counters(): LimitCounters;
   cpuUsageUs(): number | null;
   freeze(): Promise<void>;
@@ -156,10 +158,11 @@ function killPid(pid: number): void {
   }
 }
 
+/** rmdir on the thread pool: on v1 it may wait for the kernel (an RCU grace period), and the hierarchies are removed at once. */
 async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
-      rmdirSync(dir);
+      await rmdirAsync(dir);
       return;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -318,21 +321,21 @@ export class V2Driver implements Driver {
     return s.usage_usec ?? null;
   }
 
-  stats(): CgroupStats {
+  stats(lean = false): CgroupStats {
     const d = this.dir;
     const cpu = kv(readOpt(`${d}/cpu.stat`));
     const mev = readOpt(`${d}/memory.events`);
     const me = kv(mev);
-    const pidsCurrent = num(readOpt(`${d}/pids.current`));
+    const pidsCurrent = lean ? null : num(readOpt(`${d}/pids.current`));
     const kernelPeak = num(readOpt(`${d}/pids.peak`));
-    const [ioR, ioW] = ioBytesV2(readOpt(`${d}/io.stat`));
+    const [ioR, ioW] = lean ? [null, null] : ioBytesV2(readOpt(`${d}/io.stat`));
     return {
       cpuUserMs: cpu.user_usec !== undefined ? cpu.user_usec / 1000 : null,
       cpuSystemMs: cpu.system_usec !== undefined ? cpu.system_usec / 1000 : null,
       cpuUsageMs: cpu.usage_usec !== undefined ? cpu.usage_usec / 1000 : null,
-      memoryCurrent: num(readOpt(`${d}/memory.current`)),
+      memoryCurrent: lean ? null : num(readOpt(`${d}/memory.current`)),
       memoryPeak: num(readOpt(`${d}/memory.peak`)),
-      swap: num(readOpt(`${d}/memory.swap.current`)),
+      swap: lean ? null : num(readOpt(`${d}/memory.swap.current`)),
       pidsCurrent,
       pidsPeak: kernelPeak, // null before Linux 6.1 (no pids.peak): a sampled figure would only be a guess
       oom: mev === null ? null : (me.oom ?? 0),
@@ -524,30 +527,29 @@ export class V1Driver implements Driver {
     return ns === null ? null : ns / 1000;
   }
 
-  stats(): CgroupStats {
+  stats(lean = false): CgroupStats {
     const acct = this.d('cpuacct');
     const mem = this.d('memory');
     const pids = this.d('pids');
-    const blk = this.d('blkio');
+    const blk = lean ? undefined : this.d('blkio');
     const usr = acct ? num(readOpt(`${acct}/cpuacct.usage_user`)) : null;
     const sys = acct ? num(readOpt(`${acct}/cpuacct.usage_sys`)) : null;
-    const tot = acct ? num(readOpt(`${acct}/cpuacct.usage`)) : null;
+    const tot = acct && !lean ? num(readOpt(`${acct}/cpuacct.usage`)) : null;
     let swap: number | null = null;
     let oomKill: number | null = null;
     if (mem) {
-      const ms = kv(readOpt(`${mem}/memory.stat`));
-      swap = ms.swap ?? null;
+      if (!lean) swap = kv(readOpt(`${mem}/memory.stat`)).swap ?? null;
       const oc = readOpt(`${mem}/memory.oom_control`);
       oomKill = oc === null ? null : (kv(oc).oom_kill ?? 0);
     }
-    const pidsCurrent = pids ? num(readOpt(`${pids}/pids.current`)) : null;
+    const pidsCurrent = pids && !lean ? num(readOpt(`${pids}/pids.current`)) : null;
     const kernelPeak = pids ? num(readOpt(`${pids}/pids.peak`)) : null;
     const [ioR, ioW] = blk ? ioBytesV1(readOpt(`${blk}/blkio.throttle.io_service_bytes_recursive`) ?? readOpt(`${blk}/blkio.throttle.io_service_bytes`)) : [null, null];
     return {
       cpuUserMs: usr === null ? null : usr / 1e6,
       cpuSystemMs: sys === null ? null : sys / 1e6,
-      cpuUsageMs: tot === null ? null : tot / 1e6,
-      memoryCurrent: mem ? num(readOpt(`${mem}/memory.usage_in_bytes`)) : null,
+      cpuUsageMs: tot === null ? (usr !== null && sys !== null && lean ? (usr + sys) / 1e6 : null) : tot / 1e6,
+      memoryCurrent: mem && !lean ? num(readOpt(`${mem}/memory.usage_in_bytes`)) : null,
       memoryPeak: mem ? num(readOpt(`${mem}/memory.max_usage_in_bytes`)) : null,
       swap,
       pidsCurrent,
@@ -608,7 +610,9 @@ export class V1Driver implements Driver {
   }
 
   async remove(): Promise<void> {
-    for (const d of this.uniqueDirs()) await rmdirRetry(d);
+    // independent directories: removed side by side (their waits overlap)
+    const r = await Promise.allSettled(this.uniqueDirs().map((d) => rmdirRetry(d)));
+    for (const x of r) if (x.status === 'rejected') throw x.reason;
   }
 }
 

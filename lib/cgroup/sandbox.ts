@@ -42,6 +42,8 @@ export interface SandboxCgroup {
   verdict(): Promise<'memory' | 'pids' | null>;
   /** Usage figures for the result (after killAndRemove(): the figures read just before rmdir). */
   usage(): Promise<SandboxUsage>;
+  /** verdict() and usage() at once, from one reading of the cgroup (the spawn's finish step). */
+  figures(): Promise<{ verdict: 'memory' | 'pids' | null; usage: SandboxUsage }>;
   /** Total CPU time so far, ms (one file read; for cpuTimeMs polling). 0 when unknown. */
   cpuUsageMs(): Promise<number>;
   /** Kills everything inside, waits until empty, removes the cgroup. Idempotent; never throws for a group already removed. */
@@ -49,6 +51,16 @@ export interface SandboxCgroup {
 }
 
 let counter = 0;
+
+function verdictOf(c: LimitCounters): 'memory' | 'pids' | null {
+  if (c.oomKill > 0) return 'memory';
+  if (c.pidsMax > 0) return 'pids';
+  return null;
+}
+
+function usageOf(s: CgroupStats): SandboxUsage {
+  return { cpuUserMs: s.cpuUserMs, cpuSystemMs: s.cpuSystemMs, peakMemoryBytes: s.memoryPeak, pidsPeak: s.pidsPeak, oomKills: s.oomKill };
+}
 
 /**
  * Creates a sandbox's cgroup with `limits`. Validation errors (TypeError/RangeError) come
@@ -73,7 +85,7 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   // figures taken after the kill and before rmdir, so verdict()/usage() still answer afterwards
   let last: { stats: CgroupStats; counters: LimitCounters } | undefined;
   const snapshot = async () => {
-    if (!cg.destroyed) last = { stats: await cg.stats(), counters: await cg.counters() };
+    if (!cg.destroyed) last = { stats: await cg._finalStats(), counters: await cg.counters() };
     if (!last) throw new Error('nsbox: the sandbox cgroup was removed before its usage was read');
     return last;
   };
@@ -95,14 +107,14 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
       }
     },
     async verdict() {
-      const c = (await snapshot()).counters;
-      if (c.oomKill > 0) return 'memory';
-      if (c.pidsMax > 0) return 'pids';
-      return null;
+      return verdictOf((await snapshot()).counters);
     },
     async usage() {
-      const s = (await snapshot()).stats;
-      return { cpuUserMs: s.cpuUserMs, cpuSystemMs: s.cpuSystemMs, peakMemoryBytes: s.memoryPeak, pidsPeak: s.pidsPeak, oomKills: s.oomKill };
+      return usageOf((await snapshot()).stats);
+    },
+    async figures() {
+      const f = await snapshot();
+      return { verdict: verdictOf(f.counters), usage: usageOf(f.stats) };
     },
     async cpuUsageMs() {
       if (cg.destroyed) return last?.stats.cpuUsageMs ?? 0;

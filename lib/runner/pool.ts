@@ -239,10 +239,13 @@ export class Pool extends EventEmitter {
     this.#stats.running++;
     try {
       if (cgLimits) await box.cgroup!.update(cgLimits);
+      // the result first; the sandbox's cgroup is removed after it (close() waits for that)
+      box.process._deferRelease();
       const p = box.run(file, args, options);
       try {
         return (await p) as unknown as IsolatedResult<T>;
       } finally {
+        this.#track(box.process._released());
         setImmediate(() => this.#fill());
       }
     } catch (e) {

@@ -2,7 +2,7 @@ import { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { native, type ExitInfo, type NativeAddon, type SpawnOutput } from '../native.js';
+import { native, type ExitInfo, type SpawnOutput } from '../native.js';
 import { NsboxError } from '../errors.js';
 import { publicError } from '../plan/index.js';
 import { usernsBlockers } from '../security/userns.js';
@@ -25,7 +25,7 @@ import type { EgressDeniedEvent } from '../net/egress/service.js';
 const INIT_KILL_GRACE_MS = 1000;
 
 /** @internal a run handed to a prepared sandbox (or the failure of starting it) */
-type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions> } | { error: unknown };
+type ServeRequest = { stdio: [number, number, number]; options: Partial<SpawnIsolatedOptions>; exec?: Promise<unknown> } | { error: unknown };
 /** A prepared sandbox's side of the hand-off: the control fd once made, then the run (or null). */
 type Serve = { ready: (ctlFd: number) => void; request: Promise<ServeRequest | null> };
 type SpawnOut = SpawnOutput;
@@ -156,6 +156,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   /** stdout and stderr share one socket (`all: true`): exact write order */
   #merged: boolean;
   #closed = false;
+  /** the result comes before the layers' release, which #released then tracks (a pool's run: _deferRelease) */
+  #deferRelease = false;
+  #released: Promise<void> | undefined;
 
   /** @internal use {@link spawnIsolated} */
   constructor(plan: Plan, options: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput, serve?: Serve) {
@@ -259,7 +262,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     if (o.signal?.aborted) throw abortError(o.signal);
     let out;
     try {
-      out = spawnNative(plan, bindings);
+      out = await spawnNative(plan, bindings);
     } finally {
       layers.cgroup?.placed();
     }
@@ -319,7 +322,8 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     await Promise.all(output.done);
     this.#emitClose();
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
-    const finished = await layers.cgroup?.finish();
+    // with pid 1 gone its pid namespace is empty: a pooled run's cgroup only needs reading
+    const finished = await layers.cgroup?.finish(this.#deferRelease && this.#serve !== undefined);
     const cgUsage = finished?.usage;
     if (finished) {
       const v = finished.verdict;
@@ -328,7 +332,9 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       // the program then exited 0 (a fork bomb's first shell does)
       else if (!this.#fired && v === 'pids') verdict = 'pids';
     }
-    await release();
+    // (after the result's callbacks: release's first steps are synchronous)
+    if (this.#deferRelease) this.#released = new Promise((r) => setImmediate(r)).then(release);
+    else await release();
     const encoding = o.encoding ?? 'utf8';
     const decode = (b: Buffer[]) => {
       const buf = Buffer.concat(b);
@@ -370,7 +376,15 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
    */
   async #awaitRun(serve: Serve, out: SpawnOut, o: SpawnIsolatedOptions, initIsPid1: boolean, dropWaiting: () => void) {
     serve.ready(out.ctlFd);
-    const req = await serve.request;
+    let req = await serve.request;
+    if (req && 'exec' in req && req.exec) {
+      // the program's exec (or its failure) comes on the run's error pipe (see PreparedSandbox.run)
+      const failure = await req.exec;
+      if (failure) {
+        for (const fd of req.stdio) if (fd >= 0) close(fd, () => {});
+        req = { error: failure };
+      }
+    }
     // the teardown now holds only the mount namespace (the control fd goes, the run's exit is watched)
     dropWaiting();
     const dropFds = onTeardown({ fds: out.mntNsFd >= 0 ? [out.mntNsFd] : [] });
@@ -582,6 +596,19 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     return native().pidfdSignal(this.#pidfd, 9) === 0;
   }
 
+  /**
+   * @internal A pool's single-use sandbox: the result comes as soon as the exit and the usage
+   * are known, and the release (the cgroup's removal) follows; {@link _released} tracks it.
+   */
+  _deferRelease(): void {
+    this.#deferRelease = true;
+  }
+
+  /** @internal Settles once the layers are released (after the result with _deferRelease). */
+  _released(): Promise<void> {
+    return this.#promise.then(() => this.#released, () => this.#released).then(() => undefined);
+  }
+
   /** Lets the event loop exit while the sandbox runs (like ChildProcess.unref). */
   unref(): this {
     if (!this.#exited && this.#pidfd >= 0) native().refWatch(this.#pidfd, false);
@@ -737,8 +764,9 @@ export class PreparedSandbox {
     validateRuntimeOptions(merged);
     this.#used = true;
     const stdio = p.stdio.map((x) => ({ kind: x.kind, fd: x.fd }));
-    let got: { stdio: [number, number, number] };
+    let got: { stdio: [number, number, number]; errFd: number };
     try {
+      // sent at once; the exec is awaited on the event loop (execOutcome), not here
       got = native().serveRun(this.#ctlFd, { cwd: p.cwd, exec: p.exec, argv: p.argv, envp: p.envp, stdio });
     } catch (e) {
       // the sandbox goes with the failed start; its process rejects with the failure
@@ -751,7 +779,7 @@ export class PreparedSandbox {
     this.process.spawnargs = [...p.argv];
     if (options.input !== undefined) this.process.stdin?.end(options.input);
     this.process._defaultStdin({ input: options.input, stdio: this.#options.stdio });
-    this.#give({ stdio: got.stdio, options: run });
+    this.#give({ stdio: got.stdio, options: run, exec: execOutcome(got.errFd) });
     return this.process;
   }
 
@@ -768,6 +796,22 @@ export class PreparedSandbox {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.destroy();
   }
+}
+
+/**
+ * What a run's error pipe says (its read end, non-blocking, ours): null once it ends with
+ * nothing in it (the program has exec'd), else the NsboxError of the failure nsbox-init
+ * reported (e.g. step 'exec' for a missing program). Read on the event loop.
+ */
+function execOutcome(fd: number): Promise<unknown> {
+  return new Promise((resolve) => {
+    const s = new Socket({ fd, readable: true, writable: false });
+    const chunks: Buffer[] = [];
+    let failed: unknown = null;
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', (e) => { failed = e; });
+    s.once('close', () => resolve(chunks.length ? native().childError(Buffer.concat(chunks)) : failed));
+  });
 }
 
 /**
@@ -848,9 +892,9 @@ export function spawnCreated(file: string, args: string[], options: SpawnIsolate
  * the whole view (nothing of the failed attempt is left: the addon undoes it). Not with a
  * network hand-off, which the failed child consumed.
  */
-function spawnNative(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
+async function spawnNative(plan: Readonly<Plan>, bindings: Bindings): Promise<SpawnOutput> {
   try {
-    return spawnNativeOnce(plan, bindings);
+    return await spawnNativeOnce(plan, bindings);
   } catch (err) {
     // the paths a person knows (the sandbox's and the caller's), never nsbox's own
     throw usernsRefused(plan, publicError(plan, err));
@@ -866,12 +910,24 @@ function usernsRefused(plan: Readonly<Plan>, err: unknown): unknown {
   return err;
 }
 
-function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<NativeAddon['spawn']> {
+/**
+ * The addon's spawn: the plan is read now, the blocking part runs off the event loop (the
+ * addon's spawner thread). The outcome is settled from an immediate, not from the addon's
+ * callback: what the caller's code throws in reaction (an unhandled 'error' event) then goes
+ * Node's usual uncaught-exception way, source line and all.
+ */
+function nativeSpawn(spec: object, ops: Buffer, template?: Buffer): Promise<SpawnOutput> {
+  return new Promise((resolve, reject) => {
+    native().spawn(spec, ops, template, (err, out) => { setImmediate(() => (err ? reject(err) : resolve(out!))); });
+  });
+}
+
+async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promise<SpawnOutput> {
   // the addon reads the plan and, beside it, what was acquired for it
   const spec = { ...plan, ...bindings };
-  if (!plan.template) return native().spawn(spec, encodeOps(plan.ops));
+  if (!plan.template) return nativeSpawn(spec, encodeOps(plan.ops));
   try {
-    const out = native().spawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
+    const out = await nativeSpawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
     armTemplateDrop();
     return out;
   } catch (err) {
@@ -879,7 +935,7 @@ function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): ReturnType<N
     disableViewTemplates();
     native().dropTemplates();
     if (bindings.net.length > 0) throw err;
-    return native().spawn(spec, encodeOps(plan.ops));
+    return nativeSpawn(spec, encodeOps(plan.ops));
   }
 }
 

@@ -23,8 +23,12 @@ export interface CgroupRun extends LayerRun {
   cpuUsageMs(): Promise<number>;
   /** kills everything in the sandbox's own cgroup (a limit fired) */
   killAll(): void;
-  /** after exit: kills what is left, reads which limit fired and the usage, removes the cgroup */
-  finish(): Promise<{ verdict: 'memory' | 'pids' | null; usage: SandboxUsage | undefined } | undefined>;
+  /**
+   * after exit: kills what is left, reads which limit fired and the usage, removes the cgroup.
+   * `deferRemoval` (a pooled sandbox whose pid 1 has exited, so nothing is left in it): only
+   * reads; the removal is then release's.
+   */
+  finish(deferRemoval?: boolean): Promise<{ verdict: 'memory' | 'pids' | null; usage: SandboxUsage | undefined } | undefined>;
 }
 
 function placeIn(cg: CGroup, bindings: Bindings, fd: number): void {
@@ -79,12 +83,10 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
     placed: () => sb?.closeCloneFd(),
     cpuUsageMs: () => sb?.cpuUsageMs().catch(() => 0) ?? Promise.resolve(0),
     killAll() { sb?.cgroup.kill().catch(() => {}); },
-    async finish() {
+    async finish(deferRemoval = false) {
       if (!sb) return undefined;
-      await remove();
-      const verdict = await sb.verdict().catch(() => null);
-      const usage = await sb.usage().catch(() => undefined);
-      return { verdict, usage };
+      if (!deferRemoval) await remove();
+      return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
     release: remove,
   };

@@ -1,0 +1,98 @@
+// bench/breakdown --pool: where the time of pool.run('/bin/true') goes, beside a cold
+// spawnIsolated('/bin/true') with the same limits, from timestamps taken at the addon's entry
+// points (wrapped here) and at the JS steps. Run as root:
+//   node bench/breakdown.mjs --pool [--n 200] [--spaced 20] [--size 4]
+import { createRequire } from 'node:module';
+
+const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? Number(process.argv[i + 1]) : def; };
+const N = arg('n', 200), SPACED = arg('spaced', 20), SIZE = arg('size', 4);
+const addonPath = process.env.NSBOX_ADDON ?? new URL('../build/Release/nsbox.node', import.meta.url).pathname;
+process.env.NSBOX_ADDON = addonPath;
+const addon = createRequire(import.meta.url)(addonPath);
+const now = () => Number(process.hrtime.bigint()) / 1e3; // µs
+let marks = {};
+const mark = (k) => { if (!(k in marks)) marks[k] = now(); };
+// the addon's entry points a run goes through, first call of each per run
+for (const name of ['spawn', 'serveRun', 'serveRunAsync']) {
+  const f = addon[name];
+  if (typeof f !== 'function') continue;
+  addon[name] = function (...a) {
+    mark(`${name}:call`);
+    const cb = a[a.length - 1];
+    if (typeof cb === 'function') a[a.length - 1] = (...r) => { mark(`${name}:done`); return cb(...r); };
+    try { return f.apply(this, a); } finally { mark(`${name}:return`); }
+  };
+}
+const watch = addon.watchExit;
+addon.watchExit = function (pidfd, cb, ...rest) {
+  mark('watchExit');
+  return watch.call(this, pidfd, (info) => { mark('exitSeen'); return cb(info); }, ...rest);
+};
+const { createPool, spawnIsolated } = await import('../dist/index.js');
+const limits = { memory: '256M', pids: 64 };
+const stateDir = `/run/nsbox-bench-breakdown-${process.pid}`;
+const pool = createPool({ size: SIZE, template: { limits, stateDir } });
+
+const cases = {
+  'pool.run': {
+    run: (p) => pool.run('/bin/true', [], {}).then((r) => { p.resolved = now(); return r; }),
+    phases: [
+      ['pool.run -> serveRun', 'call', 'serveRun:call'],
+      ['serveRun (send, wait for exec)', 'serveRun:call', 'serveRun:return'],
+      ['  of which exec seen (async)', 'serveRun:call', 'serveRunAsync:done'],
+      ['serveRun -> exit seen (program runs, init reaps, pid 1 exits)', 'serveRun:return', 'exitSeen'],
+      ['exit seen -> resolved (streams, cgroup finish, release)', 'exitSeen', 'resolved'],
+    ],
+  },
+  'spawnIsolated (cold, same limits)': {
+    run: (p) => spawnIsolated('/bin/true', [], { limits }).then((r) => { p.resolved = now(); return r; }),
+    phases: [
+      ['call -> addon spawn (cgroup made)', 'call', 'spawn:call'],
+      ['addon spawn (until exec)', 'spawn:call', 'spawn:done'],
+      ['exec -> exit seen', 'spawn:done', 'exitSeen'],
+      ['exit seen -> resolved (streams, cgroup finish, release)', 'exitSeen', 'resolved'],
+    ],
+  },
+  'spawnIsolated (cold, no cgroup)': {
+    run: (p) => spawnIsolated('/bin/true').then((r) => { p.resolved = now(); return r; }),
+    phases: [
+      ['call -> addon spawn', 'call', 'spawn:call'],
+      ['addon spawn (until exec)', 'spawn:call', 'spawn:done'],
+      ['exec -> exit seen', 'spawn:done', 'exitSeen'],
+      ['exit seen -> resolved (streams, release)', 'exitSeen', 'resolved'],
+    ],
+  },
+};
+const rows = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+try {
+  await pool.warm();
+  for (let i = 0; i < N; i++) {
+    for (const [name, c] of Object.entries(cases)) {
+      if (name === 'pool.run') await pool.warm();
+      marks = {};
+      const p = {};
+      marks.call = now();
+      await c.run(p);
+      marks.resolved = p.resolved;
+      rows[name].push({ ...marks });
+      if (SPACED) await new Promise((r) => setTimeout(r, SPACED));
+    }
+  }
+} finally {
+  await pool.close();
+  (await import('node:fs')).rmSync(stateDir, { recursive: true, force: true });
+}
+const med = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[s.length >> 1] : NaN; };
+const p99 = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] : NaN; };
+console.log(`bench/breakdown --pool: medians of ${N} runs each, interleaved${SPACED ? `, ${SPACED} ms apart` : ''} (µs); limits ${JSON.stringify(limits)}\n`);
+for (const [name, c] of Object.entries(cases)) {
+  const use = rows[name].slice(Math.floor(N / 5));
+  console.log(`| ${name} | p50 µs | p99 µs |\n|---|---:|---:|`);
+  for (const [label, a, b] of c.phases) {
+    const xs = use.map((r) => r[b] - r[a]);
+    const m = med(xs);
+    if (!Number.isNaN(m)) console.log(`| ${label} | ${m.toFixed(0)} | ${p99(xs).toFixed(0)} |`);
+  }
+  const tot = use.map((r) => r.resolved - r.call);
+  console.log(`| **total** | **${med(tot).toFixed(0)}** | ${p99(tot).toFixed(0)} |\n`);
+}

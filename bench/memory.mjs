@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+// bench/memory: what sandboxes cost Node's memory. Run as root after `npm run build`:
+//   node --expose-gc bench/memory.mjs [--live 100,1000] [--spawns 100000] [--every 5000] [--concurrency 4]
+//
+// 1. Live idle sandboxes: Node's RSS (and heap) grown per sandbox while K sandboxes of
+//    `sleep` run with the default isolation and stdio, beside K idle child_process children
+//    measured the same way in the same run. After a GC each time.
+// 2. Over many spawns: RSS after a GC every --every spawns of /bin/true (default isolation,
+//    --concurrency at once); the addon and the pipeline must leak nothing: the last sample
+//    within 5% of the first one taken after a warm-up of --every spawns. --spawns 0 skips it.
+import { spawn as cpSpawn } from 'node:child_process';
+import { spawnIsolated } from '../dist/index.js';
+
+const sarg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
+const LIVE = sarg('live', '100,1000').split(',').map(Number).filter((x) => x > 0);
+const SPAWNS = Number(sarg('spawns', '100000'));
+const EVERY = Number(sarg('every', '5000'));
+const CONC = Number(sarg('concurrency', '4'));
+if (typeof globalThis.gc !== 'function') { console.error('run with node --expose-gc'); process.exit(2); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const settle = async () => { for (let i = 0; i < 3; i++) { globalThis.gc(); await sleep(100); } return process.memoryUsage(); };
+const kib = (b) => (b / 1024).toFixed(1);
+
+async function live(kind, k) {
+  const m0 = await settle();
+  const procs = [];
+  for (let i = 0; i < k; i++) {
+    if (kind === 'nsbox') {
+      const p = spawnIsolated('/bin/sleep', ['3600']);
+      p.catch(() => {});
+      procs.push(p);
+      await new Promise((resolve, reject) => { p.once('spawn', resolve); p.once('error', reject); });
+    } else {
+      const p = cpSpawn('/bin/sleep', ['3600']);
+      procs.push(p);
+      await new Promise((resolve, reject) => { p.once('spawn', resolve); p.once('error', reject); });
+    }
+  }
+  const m1 = await settle();
+  for (const p of procs) p.kill('SIGKILL');
+  await Promise.all(procs.map((p) => (kind === 'nsbox' ? p.then(() => {}, () => {}) : new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r))))));
+  return { rss: (m1.rss - m0.rss) / k, heap: (m1.heapUsed - m0.heapUsed) / k, ext: (m1.external + m1.arrayBuffers - m0.external - m0.arrayBuffers) / k };
+}
+
+console.log(`bench/memory: node ${process.version}, kernel ${(await import('node:os')).release()}, ${new Date().toISOString()}`);
+// warm-up: the addon, templates, the first streams
+for (let i = 0; i < 20; i++) await spawnIsolated('/bin/true');
+for (const k of LIVE) {
+  const n = await live('nsbox', k);
+  const c = await live('child_process', k);
+  console.log(`\n${k} live idle processes, Node's growth per process (KiB; after GC):`);
+  console.log(`  nsbox          RSS ${kib(n.rss).padStart(7)}   heap ${kib(n.heap).padStart(7)}   external ${kib(n.ext).padStart(6)}`);
+  console.log(`  child_process  RSS ${kib(c.rss).padStart(7)}   heap ${kib(c.heap).padStart(7)}   external ${kib(c.ext).padStart(6)}`);
+  console.log(`  nsbox / child_process RSS ${(n.rss / c.rss).toFixed(2)}x; nsbox RSS per sandbox ${kib(n.rss)} KiB (target <= 64)`);
+}
+
+if (SPAWNS > 0) {
+  console.log(`\nRSS over ${SPAWNS} spawns of /bin/true (${CONC} at once), after GC every ${EVERY}:`);
+  const samples = [];
+  let done = 0;
+  const t0 = Date.now();
+  while (done < SPAWNS) {
+    const batch = Math.min(EVERY, SPAWNS - done);
+    let next = 0;
+    await Promise.all(Array.from({ length: CONC }, async () => {
+      while (next < batch) { next++; const r = await spawnIsolated('/bin/true'); if (r.exitCode !== 0) throw new Error(`exit ${r.exitCode}`); }
+    }));
+    done += batch;
+    const m = await settle();
+    samples.push(m.rss);
+    console.log(`  ${String(done).padStart(7)} spawns  RSS ${(m.rss / 1048576).toFixed(1).padStart(6)} MiB  heap ${(m.heapUsed / 1048576).toFixed(1).padStart(6)} MiB  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  if (samples.length >= 2) {
+    const first = samples[0], last = samples[samples.length - 1];
+    console.log(`  last / first (after the warm-up sample): ${(last / first).toFixed(3)} (${(((last - first) / first) * 100).toFixed(1)}%; target within 5%)`);
+  }
+}
