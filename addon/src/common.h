@@ -116,6 +116,7 @@ struct AddonData {
   void* childStack = nullptr;          // helpers.cc: reused stack for CLONE_VM children
   size_t childStackSize = 0;
   void* netStack = nullptr;            // helpers.cc: stack of the helper that makes a network namespace (kHelperStackSize)
+  void* socketsStack = nullptr;        // helpers.cc: stack of MakeNetnsSockets' helper, which runs on the event loop (kHelperStackSize)
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
   // helpers.cc: view templates (mount namespace fds) by the encoding of the ops that built

@@ -473,9 +473,11 @@ int MakeNetnsSockets(AddonData* d, NetnsSockets* s, Err* e) {
   for (int i = 0; i < kMaxNetnsSockets; i++) s->fds[i] = -1;
   s->err = 0;
   s->failedAt = -1;
-  if (!HelperStack(d)) return Fail(e, ENOMEM, "egress", "mmap");
+  // a stack of its own: this runs on the event loop, while the spawner thread (spawner.cc) may
+  // be using netStack for a spawn's helpers at the same moment
+  if (!MapHelperStack(&d->socketsStack)) return Fail(e, ENOMEM, "egress", "mmap");
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the sockets land in our table
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, NetnsSocketsMain, s);
+  long hp = CloneHelper(d->socketsStack, CLONE_VFORK | CLONE_FILES, NetnsSocketsMain, s);
   if (hp < 0) return Fail(e, (int)-hp, "egress", "clone3");
   siginfo_t si;
   while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}

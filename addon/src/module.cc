@@ -12,6 +12,7 @@ AddonData::~AddonData() {
   FreeTeardown(this);
   if (childStack) munmap(childStack, childStackSize);
   if (netStack) munmap(netStack, kHelperStackSize);
+  if (socketsStack) munmap(socketsStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);
   for (auto& t : templates) close(t.second);
   if (mountsFd >= 0) close(mountsFd);
