@@ -3,7 +3,7 @@
 // what it cannot undo whatever capabilities it keeps, and when they are (not) used.
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmdirSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readlinkSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
 import { ranError, runFresh } from '../helpers/proc.js';
@@ -17,11 +17,23 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
   it('the default view comes from a template: one read-only skeleton shared, a mount namespace per sandbox', async () => {
     expect(explain('/bin/true').templateSteps).not.toBeNull();
     const probe = 'stat -c "%d %y" / /dev; readlink /proc/self/ns/mnt';
-    const a = (await sh(probe)).stdout.trim().split('\n');
-    const b = (await sh(probe)).stdout.trim().split('\n');
-    expect(a).toHaveLength(3);
-    expect(b.slice(0, 2)).toEqual(a.slice(0, 2)); // the same root and /dev (device and ns-precise mtime)
-    expect(b[2]).not.toBe(a[2]); // each its own copy
+    // The first sandbox's mount namespace is held open (an nsfs fd) while the second runs: once
+    // freed, its inode number could be handed to the next namespace, and "each its own copy"
+    // would fail by chance (seen in the 6.1 guest). The two still run one after the other, so
+    // they share an id block and with it the template.
+    const first = sh(`${probe}; read x`, { stdio: ['pipe', 'pipe', 'pipe'] });
+    await new Promise((res) => first.once('spawn', res));
+    const held = openSync(`/proc/${first.pid}/ns/mnt`, 'r');
+    try {
+      first.stdin!.end('\n');
+      const a = (await first).stdout.trim().split('\n');
+      const b = (await sh(probe)).stdout.trim().split('\n');
+      expect(a).toHaveLength(3);
+      expect(b.slice(0, 2)).toEqual(a.slice(0, 2)); // the same root and /dev (device and ns-precise mtime)
+      expect(b[2]).not.toBe(a[2]); // each its own copy
+    } finally {
+      closeSync(held);
+    }
   });
 
   it('is made again after the host mount table changes', async () => {
