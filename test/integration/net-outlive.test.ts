@@ -6,9 +6,9 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { Sandbox, gc } from '../../lib/index.js';
+import { Sandbox, gc, spawnIsolated } from '../../lib/index.js';
 import { Bridge } from '../../lib/net/bridge.js';
-import { prepareSandboxNetwork } from '../../lib/net/network.js';
+import { prepareSandboxNetwork, networkSettled } from '../../lib/net/network.js';
 import { listIpam } from '../../lib/net/ipam.js';
 import { nftListPublished, nftUnavailableReason } from '../../lib/net/nft.js';
 import { getLink } from '../../lib/net/link.js';
@@ -116,4 +116,23 @@ describe.skipIf(skip)('a bridge sandbox that outlives its creator', () => {
       await br.destroy();
     });
   }
+
+  it('a creator that stays frees the handed-over lease and DNAT entries itself when the sandbox ends', async () => {
+    n++;
+    const br = Bridge.create(`nsbox${process.pid.toString(36)}${n}o`, { address: `10.87.${n}.1/24` });
+    bridges.push(br);
+    const withNft = !nftUnavailableReason();
+    const port = 20000 + ((process.pid * 3 + n) % 20000);
+    const p = spawnIsolated('sh', ['-c', 'read x'], { network: { bridge: br.name, ...(withNft ? { publish: [{ host: port, container: 80 }] } : {}) }, parentDeathSignal: false, stdio: ['pipe', 'ignore', 'ignore'] });
+    await new Promise((r) => p.once('spawn', r));
+    sandboxes.push(p.pid!);
+    const leases = () => listIpam().filter((e) => e.key === br.name);
+    expect(leases().map((e) => e.owner.pid)).toEqual([p.pid]);
+    p.stdin!.end('\n');
+    await p;
+    expect(leases()).toEqual([]);
+    if (withNft) expect(nftListPublished().filter((q) => q.hostPort === port)).toEqual([]);
+    await networkSettled();
+    await br.destroy();
+  });
 });
