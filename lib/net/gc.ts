@@ -106,6 +106,19 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
 }
 
 /**
+ * Removes the network a sandbox that outlived its creator was handed (its lease, DNAT entries
+ * and veth name `pid`, started at `start`: PreparedNetwork.handOver) once that process is
+ * gone; for `Sandbox.destroy()` from another process than the creator. Does nothing when no
+ * lease names it (or this process cannot read the leases). Never throws.
+ */
+export async function sweepHandedNetwork(pid: number, start: number): Promise<void> {
+  try {
+    if (!listIpam().some((e) => e.owner.pid === pid && e.owner.start === start && !ownerAlive(e.owner))) return;
+    await sweepNetwork({ owners: [pid] });
+  } catch { /* gc finishes the job */ }
+}
+
+/**
  * 4. IPAM state files half-written by a dead owner; a user-mode helper's start-up directory (pid file / API socket) of a process that died
  * during the start-up (it is removed as soon as the helper is ready)
  */
