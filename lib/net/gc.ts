@@ -63,11 +63,14 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
     report.ipam.push(`${e.key}:${e.address}`);
     if (e.owner.link) linkNames.add(e.owner.link);
   }
-  // 2. links named by a dead pid (the name carries the pid; a reused pid only delays removal)
+  // 2. links named by a dead pid (the name carries the pid; a reused pid only delays removal),
+  // except the veth of a sandbox that outlives its creator: the lease handed over to the
+  // sandbox's pid 1 names it (PreparedNetwork.handOver), and it stays while that process runs
   const links = n.netlinkLinks();
+  const leased = new Set(listIpam().filter((e) => e.owner.link && ownerAlive(e.owner)).map((e) => e.owner.link!));
   for (const l of links) {
     const pid = parseOwnedName(l.name);
-    if (pid !== undefined && mine(pid) && processStart(pid) === undefined) linkNames.add(l.name);
+    if (pid !== undefined && mine(pid) && processStart(pid) === undefined && !leased.has(l.name)) linkNames.add(l.name);
   }
   for (const name of linkNames) {
     if (!links.some((l) => l.name === name)) continue;
@@ -100,6 +103,19 @@ export async function sweepNetwork(opts: NetworkSweepOptions = {}): Promise<Netw
   if (!nftUnavailableReason() && nftDropTableIfUnused()) report.tables.push(`ip ${NFT_TABLE}`);
   removeEmptyStateDirs();
   return sweepTmp(report, mine);
+}
+
+/**
+ * Removes the network a sandbox that outlived its creator was handed (its lease, DNAT entries
+ * and veth name `pid`, started at `start`: PreparedNetwork.handOver) once that process is
+ * gone; for `Sandbox.destroy()` from another process than the creator. Does nothing when no
+ * lease names it (or this process cannot read the leases). Never throws.
+ */
+export async function sweepHandedNetwork(pid: number, start: number): Promise<void> {
+  try {
+    if (!listIpam().some((e) => e.owner.pid === pid && e.owner.start === start && !ownerAlive(e.owner))) return;
+    await sweepNetwork({ owners: [pid] });
+  } catch { /* gc finishes the job */ }
 }
 
 /**

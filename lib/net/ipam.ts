@@ -195,16 +195,36 @@ export function allocateLocked(key: string, gateway: Cidr, owner: IpamOwner, wan
   return { address, reclaimed };
 }
 
-/** Frees `address` of `key` if `id` holds it. Missing is fine. */
+/**
+ * Frees `address` of `key` if `id` holds it for this process (or for a sandbox it was handed
+ * over to that has ended since). Missing is fine.
+ */
 export function releaseAddress(key: string, address: string, id: string): void {
   withIpamLock(key, () => {
     const s = readState(key);
     if (!s) return;
     const o = s.entries[address];
-    if (o && o.id === id && o.pid === process.pid) {
+    if (o && o.id === id && (o.pid === process.pid || !ownerAlive(o))) {
       delete s.entries[address];
       writeState(key, s);
     }
+  });
+}
+
+/**
+ * For a sandbox that may outlive this process: the entry of `address` that `id` holds for
+ * this process names `owner` (the sandbox's pid 1 and its start time) from now on, so that
+ * allocations and the sweep keep it while that process runs. Returns false when the entry is
+ * not this process's (nothing changed).
+ */
+export function handOverAddress(key: string, address: string, id: string, owner: { pid: number; start: number }): boolean {
+  return withIpamLock(key, () => {
+    const s = readState(key);
+    const o = s?.entries[address];
+    if (!s || !o || o.id !== id || o.pid !== process.pid) return false;
+    s.entries[address] = { ...o, pid: owner.pid, start: owner.start };
+    writeState(key, s);
+    return true;
   });
 }
 

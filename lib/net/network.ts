@@ -8,8 +8,8 @@ import { ownsNetworkNamespace } from '../ns/namespace.js';
 import { netError, checkIp, checkLinkName, checkMtu, networkCidr, parseCidr, contains, formatIp, ipToBigInt, network as cidrRange, type Cidr } from './addr.js';
 import { Bridge } from './bridge.js';
 import { netNative, type RawAddr, type RawRoute } from './native.js';
-import { allocateLocked, dropIpamKey, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
-import { nftAddBridge, nftPublish, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
+import { allocateLocked, dropIpamKey, handOverAddress, releaseAddress, selfOwner, withIpamLock } from './ipam.js';
+import { nftAddBridge, nftPublish, nftRecomment, nftUnavailableReason, nftUnpublish, type NftPublish } from './nft.js';
 import { TcpProxy } from './proxy.js';
 import { VethPair } from './veth.js';
 import { ownedLinkName } from './link.js';
@@ -266,6 +266,16 @@ export interface PreparedNetwork {
    * (~20 ms); {@link networkSettled} waits for such deletions.
    */
   release(opts?: { waitForLinks?: boolean }): Promise<void>;
+  /**
+   * For a sandbox that may outlive this process (a keepAlive Sandbox, `parentDeathSignal:
+   * false`), once it runs: its address lease and DNAT entries name the sandbox's first
+   * process (`pid`, started at `start`) instead of this process, so that other processes'
+   * allocations and `nsbox gc` keep them, and its host veth, while that process runs, and
+   * remove them once it is gone. The veth keeps its name (a link cannot be renamed while up):
+   * its lease records it, and the sweep leaves a link a live owner's lease names.
+   * {@link release} still removes everything once the sandbox has ended.
+   */
+  handOver(pid: number, start: number): void;
 }
 
 const pendingDeletions = new Set<Promise<void>>();
@@ -345,7 +355,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
   }
   if (typeof opt === 'string' || 'join' in opt) {
     const resolvConf = opt === 'host' || typeof opt === 'object' ? readHostResolv() : '';
-    return { handoff: [], files: { hosts: BASE_HOSTS, resolvConf }, release: async () => {} };
+    return { handoff: [], files: { hosts: BASE_HOSTS, resolvConf }, release: async () => {}, handOver: () => {} };
   }
   const o = opt as BridgeNetworkOption;
   if (process.geteuid?.() !== 0) {
@@ -429,6 +439,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
     }
     // NAT and isolation for the bridge, 127.0.0.1 publishing needs route_localnet on it
     let publishMode: 'nftables' | 'proxy' | undefined;
+    let published: NftPublish[] = [];
     if (!nftReason) {
       const key = `${bridge.name}@${bridge.ifindex}`;
       if (!nftBridgesDone.has(key)) {
@@ -443,6 +454,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
         const entries: NftPublish[] = publish.map((p) => ({ protocol: p.protocol!, hostIp: p.hostIp, hostPort: p.host, containerIp: address, containerPort: p.container }));
         nftPublish(entries, owner);
         undo.push(() => nftUnpublish(entries));
+        published = entries;
         publishMode = 'nftables';
       } else {
         for (const p of publish) {
@@ -458,6 +470,7 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
       resolvConf: dns.map((d) => `nameserver ${d}\n`).join(''),
     };
     let released = false;
+    let handed = false;
     return {
       handoff: [{
         ifindex: veth ? veth.peerIndex : 0, name: o.interfaceName ?? 'eth0', ...(o.mtu ? { mtu: o.mtu } : {}),
@@ -475,6 +488,15 @@ export async function prepareSandboxNetwork(network: NetworkOption | undefined, 
         released = true;
         waitForLinks = opts?.waitForLinks !== false;
         await release();
+      },
+      handOver(pid: number, start: number) {
+        if (released || handed) return;
+        handed = true;
+        // never throws (the sandbox runs already): what could not be handed over stays the
+        // creator's, as before
+        try {
+          if (handOverAddress(bridgeName, address, id, { pid, start }) && published.length) nftRecomment(published, `nsbox:${pid}:${start}:${id}`);
+        } catch { /* stays the creator's */ }
       },
     };
   } catch (e) {

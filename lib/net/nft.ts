@@ -172,6 +172,21 @@ export function nftPublish(ports: NftPublish[], owner: string): void {
   }
 }
 
+/**
+ * Gives this process's DNAT entries `ports` the owner comment `owner` (a sandbox that outlives
+ * its creator: the sweep then looks at the sandbox's pid), in one atomic batch: each entry is
+ * deleted and added again, so no packet meets a missing entry. Entries gone meanwhile are
+ * not made again.
+ */
+export function nftRecomment(ports: NftPublish[], owner: string): void {
+  if (ports.length === 0) return;
+  withNftLock(() => {
+    const have = new Set(nftListPublished().map((p) => key(p)));
+    const cmds = ports.filter((p) => have.has(key(p))).map((p) => `delete element ip nsbox ${key(p)}\nadd element ip nsbox ${elem(p, owner)}`);
+    if (cmds.length) nftRun(cmds.join('\n'));
+  });
+}
+
 /** Removes DNAT entries (missing ones are fine). */
 export function nftUnpublish(ports: NftPublish[]): void {
   if (ports.length === 0) return;

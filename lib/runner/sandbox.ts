@@ -27,6 +27,7 @@ import { acquireIdBlock, type IdBlockClaim } from '../ns/idblocks.js';
 import { onTeardown } from '../teardown.js';
 import { bool, checkOptions, fail, isObject } from '../util/validate.js';
 import { defaultStateDir } from './statedir.js';
+import { sweepHandedNetwork } from '../net/gc.js';
 
 export { DEFAULT_STATE_DIR, defaultStateDir } from './statedir.js';
 
@@ -937,6 +938,9 @@ export class Sandbox extends EventEmitter {
       if (this.container) {
         try { await this.container.remove(); } catch (e) { err ??= e; }
       }
+      // attached from another process than the creator: the bridge network handed over to the
+      // holder (its lease, DNAT entries, veth) goes now rather than with the next gc
+      if (!this.#holder) await sweepHandedNetwork(this.#state.holderPid, this.#state.holderStart);
       rmSync(this.#stateFile, { force: true });
       if (this.#state.program) {
         rmSync(this.#socketFile(), { force: true });

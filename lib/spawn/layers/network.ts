@@ -3,11 +3,13 @@
 // spawnIsolated is called (a bad value throws before anything is made), makes a bridge
 // network's host side (veth, address, nft elements) before the spawn, hands the veth to the
 // child before "go" (Bindings.net), puts /etc/hosts and /etc/resolv.conf in, and removes it
-// all after exit. User-mode networking is ./usernet.ts.
+// all after exit. A sandbox that may outlive the thread (parentDeathSignal: false) has them
+// handed over to its pid 1 once it runs (`spawned`). User-mode networking is ./usernet.ts.
 import { randomBytes } from 'node:crypto';
 import { prepareSandboxNetwork, validateNetworkOption, type NetworkOption, type PreparedNetwork } from '../../net/network.js';
 import type { UserNetworkOption } from '../../net/usernet.js';
 import { onTeardown } from '../../teardown.js';
+import { processStart } from '../../owner.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnLayer } from '../layer.js';
 import { userModeRun } from './usernet.js';
@@ -45,7 +47,7 @@ export const networkLayer: SpawnLayer = {
       async acquire(_plan, bindings) {
         prepared = await prepareSandboxNetwork(opt, { id: randomBytes(6).toString('hex'), handoff: 'create' });
         // the thread's teardown deletes the veth (its IPAM entry and nft elements are swept
-        // once this process is gone), unless the sandbox is to outlive the thread
+        // once this process is gone), unless the sandbox is to outlive the thread (spawned)
         if (prepared.hostLink && o.parentDeathSignal !== false) dropTeardown = onTeardown({ links: [prepared.hostLink] });
         bindings.net.push(...prepared.handoff);
       },
@@ -54,6 +56,15 @@ export const networkLayer: SpawnLayer = {
         ...(prepared ? { etcFiles: { hosts: prepared.files.hosts, 'resolv.conf': prepared.files.resolvConf } } : {}),
       }),
       report,
+      spawned(pid) {
+        // a sandbox that may outlive this thread owns its lease, veth and DNAT entries from
+        // now on (they name its pid 1), so that neither another process's allocation nor gc
+        // takes them once this process is gone
+        if (prepared?.hostLink && o.parentDeathSignal === false) {
+          const start = processStart(pid);
+          if (start !== undefined) prepared.handOver(pid, start);
+        }
+      },
       async release() {
         // the result need not wait ~20 ms for the kernel to delete the veth (networkSettled() does)
         dropTeardown();
