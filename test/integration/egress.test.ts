@@ -389,4 +389,30 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
     expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
     expect(INET['other.test']).toBe('203.0.113.12');
   }, 180_000);
+
+  it('TLS interception as uid 65534: curl trusts the sandbox\'s CA through the system bundle path, the header arrives, the host\'s bundle is unchanged', async (ctx) => {
+    if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();
+    if (skipReason(!tls, 'openssl is not installed (the fake internet has no HTTPS server)')) return ctx.skip();
+    const bundle = '/etc/ssl/certs/ca-certificates.crt';
+    const before = existsSync(bundle) ? readFileSync(bundle, 'utf8') : '';
+    const body = `
+      const lookup = ${LOOKUP_SOURCE};
+      const r = await nsbox.spawnIsolated('/bin/sh', ['-c', 'env -u CURL_CA_BUNDLE -u SSL_CERT_FILE ${CURL} -sS -m 5 https://allowed.test/unpriv-tls 2>&1; echo "rc=$?"'],
+        { network: { mode: 'egress', allow: ['allowed.test'], lookup, intercept: true, upstreamCa: ${JSON.stringify(tls!.cert)}, inject: [{ host: 'allowed.test', headers: { 'x-token': 'unpriv-tls-secret' } }] } }).catch((e) => ({ error: e.message }));
+      console.log(JSON.stringify({ stdout: r.stdout, error: r.error, tlsInterception: r.isolation?.tlsInterception, uid: process.getuid() }));`;
+    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    await once(child, 'close');
+    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    expect(out.uid).toBe(65534);
+    expect(out.error).toBeUndefined();
+    expect(out.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(out.tlsInterception).toEqual(['allowed.test']);
+    expect((await inet.waitFor((q) => q.url === '/unpriv-tls'))!.headers['x-token']).toBe('unpriv-tls-secret');
+    expect(existsSync(bundle) ? readFileSync(bundle, 'utf8') : '').toBe(before);
+  }, 180_000);
 });
