@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import { explain, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
 import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
 import { expectNoNetLeftovers, netState } from './net-leftovers.js';
@@ -331,6 +331,10 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     expect(inet.requests.some((q) => q.url === '/unverified')).toBe(false);
     const plain = await spawnIsolated('/bin/true', [], { network: { mode: 'egress', lookup, allow: ['allowed.test'] } as never });
     expect(plain.isolation.tlsInterception).toBeUndefined();
+    // explain() names the relaxation as the result does
+    const net = { mode: 'egress', allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
+    expect(explain('/bin/true', [], { network: net as never }).isolation.tlsInterception).toEqual(['allowed.test']);
+    expect(explain('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'] } as never }).isolation.tlsInterception).toBeUndefined();
   });
 
   it('a request inside an intercepted tunnel for another host is refused (no fronting)', async (ctx) => {
@@ -340,6 +344,20 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     expect(r.stdout).toMatch(/does not name the tunnel's host\nrc=0\n$/);
     expect(r.denied.map((d) => [d.host, d.protocol, d.reason])).toEqual([['allowed.test', 'connect', 'bad-request']]);
     expect(inet.requests.some((q) => q.url === '/front')).toBe(false);
+  });
+
+  it('leaves nothing behind: no fd of the intercepted tunnels or the upstream connections', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const net = { allow: ['allowed.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
+    const script = `${CURL} -sS -m 5 https://allowed.test/leak https://allowed.test/leak2 2>&1; echo "rc=$?"`;
+    await run(script, net); // warm (the addon's relay and TLS contexts, once per process)
+    const fds = fdCount();
+    const r = await run(script, net);
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nhello from 203.0.113.10 for allowed.test\nrc=0\n');
+    await sleep(100);
+    expect(fdCount()).toBeLessThanOrEqual(fds);
+    expect(sleepers()).toEqual([]);
   });
 
   it('bad input: TypeError/RangeError naming the option', () => {

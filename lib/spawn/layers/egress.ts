@@ -52,6 +52,11 @@ function caFiles(caPem: string): { etc: Record<string, string>; env: Record<stri
   };
 }
 
+/** What an egress policy adds to result.isolation (and explain()): the hosts whose TLS it intercepts. */
+export function egressExplain(opt: EgressNetworkOption): { tlsInterception?: string[] } {
+  return opt.intercept === true ? { tlsInterception: (opt.inject ?? []).map((i) => i.host) } : {};
+}
+
 export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
   const hostAddrs = hostAddresses();
   const parsed = validateEgress(opt as unknown as Record<string, unknown>, 'options.network', hostAddrs);
@@ -89,7 +94,7 @@ export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx
       service.on('egress-denied', (e) => proc.emit('egress-denied', e));
     },
     result: () => ({ network: { egress: service.stats() } }),
-    ...(parsed.intercept ? { report: () => ({ tlsInterception: (opt.inject ?? []).map((i) => i.host) }) } : {}),
+    report: () => egressExplain(opt),
     release() {
       const r = run.release?.();
       if (!served) void service.close();
