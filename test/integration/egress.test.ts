@@ -337,6 +337,15 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     expect(explain('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'] } as never }).isolation.tlsInterception).toBeUndefined();
   });
 
+  it('the upstream connection tries each address the policy passed (the first one never answers)', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const two = async (h: string) => (h === 'allowed.test' ? ['203.0.113.99', '203.0.113.10'] : lookup(h));
+    const r = await run(`${CURL} -sS -m 10 https://allowed.test/second 2>&1; echo "rc=$?"`, { lookup: two, allow: ['allowed.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect((await inet.waitFor((q) => q.url === '/second'))!.headers['x-a']).toBe('b');
+  });
+
   it('a request inside an intercepted tunnel for another host is refused (no fronting)', async (ctx) => {
     const why = needs();
     if (why) return ctx.skip(why);

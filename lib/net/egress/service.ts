@@ -10,10 +10,10 @@
 import { EventEmitter } from 'node:events';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { createServer as createHttpServer, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import { SandboxCa } from './ca.js';
-import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { cancelRelay, relay } from './relay.js';
 import { buildAnswer, formErr, parseQuery, RCODE, type DnsQuestion } from './dns.js';
@@ -393,10 +393,14 @@ export class EgressService extends EventEmitter {
     }
     headers.host ??= port === 443 ? target.host : `${target.host}:${port}`;
     for (const [k, v] of inject) headers[k.toLowerCase()] = v;
+    // the addresses the policy passed, tried in turn (never another lookup)
+    const addrs = c.addresses.map((a) => ({ address: a, family: isIP(a) }));
+    const lookup = (_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) => (o.all ? cb(null, addrs) : cb(null, addrs[0]!.address, addrs[0]!.family));
     const up = httpsRequest({
-      host: c.addresses[0], port, servername: target.host, method, path, headers, agent: false,
-      ...(this.#p.upstreamCa ? { ca: this.#p.upstreamCa } : {}),
-    });
+      host: target.host, port, servername: target.host, method, path, headers, agent: false,
+      lookup: lookup as never, ...(this.#p.upstreamCa ? { ca: this.#p.upstreamCa } : {}),
+      autoSelectFamily: addrs.length > 1,
+    } as RequestOptions);
     up.on('socket', (s) => this.#track(s as Socket));
     up.on('response', (ur) => {
       const raw: string[] = [];
