@@ -369,6 +369,21 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     expect(sleepers()).toEqual([]);
   });
 
+  it('a rootfs without /etc gets the bundle (the host\'s and the CA) at the system path, made on a mirror: the rootfs is not written', async () => {
+    const root = mkdtempSync('/tmp/nsbox-egress-root-');
+    try {
+      mkdirSync(`${root}/bin`);
+      writeFileSync(`${root}/bin/busybox`, readFileSync(BB), { mode: 0o755 });
+      chmodSync(root, 0o755);
+      const r = await spawnIsolated('/bin/busybox', ['sh', '-c', '/bin/busybox grep -c "nsbox: this sandbox" /etc/ssl/certs/ca-certificates.crt; echo "$SSL_CERT_FILE"'], {
+        rootfs: root, network: { mode: 'egress', lookup, allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] } as never,
+      });
+      expect(r.stdout).toBe('1\n/etc/ssl/certs/ca-certificates.crt\n');
+      expect(r.isolation.tlsInterception).toEqual(['allowed.test']);
+      expect(readdirSync(root)).toEqual(['bin']);
+    } finally { rmSync(root, { recursive: true, force: true }); }
+  });
+
   it('bad input: TypeError/RangeError naming the option', () => {
     const s = (network: object) => () => spawnIsolated('/bin/true', [], { network: { mode: 'egress', allow: ['a.test'], ...network } as never });
     const inject = [{ host: 'a.test', headers: { x: 'y' } }];
