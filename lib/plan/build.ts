@@ -462,9 +462,15 @@ export function forkPlan(plan: Plan, extra: Partial<Plan> = {}): Plan {
   return p;
 }
 
+/** A file under /etc: a plain name, or a relative path of plain names (`ssl/certs/ca-certificates.crt`). */
+function checkEtcName(name: string): void {
+  if (!name.split('/').every((c) => /^[a-z0-9._-]+$/i.test(c) && c !== '.' && c !== '..')) throw new TypeError(`etc file name '${name}' is not a plain file name`);
+}
+
 /**
  * Puts files over /etc/<name> inside the sandbox (read-only binds of files written into the
- * scratch root, which live on after it is detached). Used for /etc/hosts and /etc/resolv.conf.
+ * scratch root, which live on after it is detached). Used for /etc/hosts, /etc/resolv.conf and an egress
+ * policy's CA bundle.
  * Does nothing when the sandbox has no mount namespace of its own.
  */
 export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
@@ -472,8 +478,8 @@ export function provideEtcFiles(plan: Plan, files: Record<string, string>): void
     // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked
     const ops: PlanOp[] = [];
     for (const [name, text] of Object.entries(files)) {
-      if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
-      const tmp = `/run/.nsbox-etc-${name}`;
+      checkEtcName(name);
+      const tmp = `/run/.nsbox-etc-${name.replace(/\//g, '_')}`;
       ops.push({ op: Op.WriteFile, path: tmp, data: text, mode: 0o644, trusted: true });
       ops.push({ op: Op.Bind, source: tmp, path: `/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, trusted: true });
       ops.push({ op: Op.Unlink, path: tmp, trusted: true });
@@ -485,9 +491,18 @@ export function provideEtcFiles(plan: Plan, files: Record<string, string>): void
   if (at < 0) return;
   const ops: PlanOp[] = [];
   for (const [name, text] of Object.entries(files)) {
-    if (!/^[a-z0-9._-]+$/i.test(name)) throw new TypeError(`etc file name '${name}' is not a plain file name`);
-    ops.push({ op: Op.WriteFile, path: `/nsbox-etc/${name}`, data: text, mode: 0o644 });
-    ops.push({ op: Op.Bind, source: `/nsbox-etc/${name}`, path: `/newroot/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+    checkEtcName(name);
+    const tmp = `/nsbox-etc/${name.replace(/\//g, '_')}`;
+    ops.push({ op: Op.WriteFile, path: tmp, data: text, mode: 0o644 });
+    ops.push({ op: Op.Bind, source: tmp, path: `/newroot/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  }
+  // the files live in the scratch tmpfs (64k): a large one (a CA bundle) needs it larger; the
+  // op is replaced, not changed (the view cache shares it)
+  const bytes = Object.values(files).reduce((n, t) => n + Buffer.byteLength(t) + 4096, 0);
+  const scratch = plan.ops.findIndex((op) => op.op === Op.Mount && op.source === 'nsbox-base');
+  if (bytes > 32 * 1024 && scratch >= 0) {
+    const m = plan.ops[scratch] as PlanOp & { data?: string };
+    plan.ops[scratch] = { ...m, data: (m.data ?? '').replace(/size=\d+k/, `size=${64 + Math.ceil(bytes / 1024)}k`) } as PlanOp;
   }
   // before the root is made read-only (a missing /etc/<name> must still be creatable)
   const ro = plan.ops.findIndex((op) => op.op === Op.RemountRo && op.path === '/newroot');

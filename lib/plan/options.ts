@@ -364,6 +364,11 @@ export interface IsolationReport {
    * mount namespace has.
    */
   sysfs: 'own' | 'host' | 'joined';
+  /**
+   * An egress policy with `intercept: true`: the `inject` host patterns whose HTTPS nsbox
+   * terminates with a CA made for this sandbox (which its CA bundle view trusts).
+   */
+  tlsInterception?: string[];
   /** The sysctls written in the sandbox's own namespaces (`sysctl`; `kernel.hostname` and `kernel.domainname` show as `hostname`/`domainname` instead). */
   sysctl: Record<string, string>;
   /** The sandbox's cgroup directory, or null. */

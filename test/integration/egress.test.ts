@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import { explain, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
 import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
 import { expectNoNetLeftovers, netState } from './net-leftovers.js';
@@ -273,6 +273,129 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
   });
 });
 
+describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () => {
+  const HOST_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+  const hostBundle = () => (existsSync(HOST_BUNDLE) ? createHash('sha256').update(readFileSync(HOST_BUNDLE)).digest('hex') : 'none');
+  const needs = () => skipReason(!CURL, 'curl is not installed') || skipReason(!tls, 'openssl is not installed (the fake internet has no HTTPS server)');
+
+  it('HTTPS to an inject host is terminated with the sandbox\'s CA: curl trusts it through its variables and the system bundle path, the server gets the header, the sandbox sees neither it nor the CA key; other hosts stay untouched', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const before = hostBundle();
+    const token = `Bearer tls-secret-${process.pid}-${Date.now()}`;
+    const fp = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: tls!.cert, encoding: 'utf8' }).trim().split('=')[1]!.replace(/:/g, '').toLowerCase();
+    const p = spawnIsolated('/bin/sh', ['-c', [
+      // through CURL_CA_BUNDLE (no -k: the certificate is verified)
+      `${CURL} -sS -m 5 -H "Authorization: Bearer mine" https://allowed.test/mitm1 2>&1; echo "rc=$?"`,
+      // through the system bundle path alone (the variables unset)
+      `env -u CURL_CA_BUNDLE -u SSL_CERT_FILE ${CURL} -sS -m 5 --cacert ${HOST_BUNDLE} -v https://allowed.test/mitm2 2>&1 | grep -E '^hello|issuer:'; echo "rc=$?"`,
+      // a host without inject rules: its own certificate (not intercepted)
+      `${CURL} -sS -m 5 -k -o /dev/null -w '%{certs}' https://other.test/pass | openssl x509 -noout -fingerprint -sha256`,
+      'echo "vars=$SSL_CERT_FILE $CURL_CA_BUNDLE $REQUESTS_CA_BUNDLE $NODE_EXTRA_CA_CERTS"',
+      `openssl crl2pkcs7 -nocrl -certfile ${HOST_BUNDLE} | openssl pkcs7 -print_certs -noout | grep -c '^subject=.*CN *= *nsbox sandbox CA'`,
+      // neither the injected header nor a private key anywhere the sandbox can read
+      // (the patterns are put together in the shell: the script's own text in /proc/1/cmdline never holds them)
+      `P="tls-secr""et-${process.pid}"; K="PRIVATE"" KEY"; grep -rl "$P" /proc/self/environ /proc/1/environ /proc/1/cmdline /etc /tmp /run 2>/dev/null; grep -rl "$K" /proc/self/environ /proc/1/environ /proc/1/cmdline /etc/ssl/certs /tmp /run 2>/dev/null; env | grep -c "$P"; echo done`,
+    ].join('; ')], {
+      network: { mode: 'egress', lookup, allow: ['allowed.test', 'other.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { authorization: token, 'x-extra': 'tls' } }] } as never,
+    });
+    const r = await p;
+    const lines = r.stdout.split('\n');
+    expect(lines.slice(0, 2)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(lines[2]).toMatch(/issuer: O=nsbox; CN=nsbox sandbox CA/);
+    expect(lines.slice(3, 5)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(lines[5]!.split('=')[1]?.replace(/:/g, '').toLowerCase()).toBe(fp);
+    expect(lines[6]).toBe(`vars=${HOST_BUNDLE} ${HOST_BUNDLE} ${HOST_BUNDLE} ${HOST_BUNDLE}`);
+    expect(lines.slice(7)).toEqual(['1', '0', 'done', '']); // the bundle has the CA once; no secret, no key
+    expect(readFileSync(HOST_BUNDLE, 'utf8')).not.toMatch(/nsbox/);
+    for (const u of ['/mitm1', '/mitm2']) {
+      const got = await inet.waitFor((q) => q.url === u);
+      expect(got!.headers.authorization).toBe(token); // the sandbox's own one is replaced
+      expect(got!.headers['x-extra']).toBe('tls');
+      expect(got!.port).toBe(443);
+    }
+    expect((await inet.waitFor((q) => q.url === '/pass'))!.headers['x-extra']).toBeUndefined();
+    expect(r.isolation.tlsInterception).toEqual(['allowed.test']);
+    expect(r.network!.egress['allowed.test']!.allowed).toBe(2);
+    expect(r.network!.egress['allowed.test']!.bytesIn).toBeGreaterThan(500);
+    // the host's trust store: the same bytes, and nothing mounted over it here
+    expect(hostBundle()).toBe(before);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/ca-certificates\.crt/);
+  });
+
+  it('the real server is verified: without its CA (upstreamCa) nsbox refuses it and the sandbox gets a 502; without intercept, isolation says nothing of TLS', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const r = await run(`${CURL} -sS -m 5 https://allowed.test/unverified 2>&1; echo "rc=$?"`, { allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] });
+    expect(r.stdout).toMatch(/^nsbox egress: allowed\.test:443 failed \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)\nrc=0\n$/);
+    expect(inet.requests.some((q) => q.url === '/unverified')).toBe(false);
+    const plain = await spawnIsolated('/bin/true', [], { network: { mode: 'egress', lookup, allow: ['allowed.test'] } as never });
+    expect(plain.isolation.tlsInterception).toBeUndefined();
+    // explain() names the relaxation as the result does
+    const net = { mode: 'egress', allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
+    expect(explain('/bin/true', [], { network: net as never }).isolation.tlsInterception).toEqual(['allowed.test']);
+    expect(explain('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'] } as never }).isolation.tlsInterception).toBeUndefined();
+  });
+
+  it('the upstream connection tries each address the policy passed (the first one never answers)', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const two = async (h: string) => (h === 'allowed.test' ? ['203.0.113.99', '203.0.113.10'] : lookup(h));
+    const r = await run(`${CURL} -sS -m 10 https://allowed.test/second 2>&1; echo "rc=$?"`, { lookup: two, allow: ['allowed.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect((await inet.waitFor((q) => q.url === '/second'))!.headers['x-a']).toBe('b');
+  });
+
+  it('a request inside an intercepted tunnel for another host is refused (no fronting)', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const r = await run(`${CURL} -sS -m 5 -H 'Host: other.test' https://allowed.test/front 2>&1; echo "rc=$?"`, { allow: ['allowed.test', 'other.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] });
+    expect(r.stdout).toMatch(/does not name the tunnel's host\nrc=0\n$/);
+    expect(r.denied.map((d) => [d.host, d.protocol, d.reason])).toEqual([['allowed.test', 'connect', 'bad-request']]);
+    expect(inet.requests.some((q) => q.url === '/front')).toBe(false);
+  });
+
+  it('leaves nothing behind: no fd of the intercepted tunnels or the upstream connections', async (ctx) => {
+    const why = needs();
+    if (why) return ctx.skip(why);
+    const net = { allow: ['allowed.test'], intercept: true, upstreamCa: tls!.cert, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
+    const script = `${CURL} -sS -m 5 https://allowed.test/leak https://allowed.test/leak2 2>&1; echo "rc=$?"`;
+    await run(script, net); // warm (the addon's relay and TLS contexts, once per process)
+    const fds = fdCount();
+    const r = await run(script, net);
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nhello from 203.0.113.10 for allowed.test\nrc=0\n');
+    await sleep(100);
+    expect(fdCount()).toBeLessThanOrEqual(fds);
+    expect(sleepers()).toEqual([]);
+  });
+
+  it('a rootfs without /etc gets the bundle (the host\'s and the CA) at the system path, made on a mirror: the rootfs is not written', async () => {
+    const root = mkdtempSync('/tmp/nsbox-egress-root-');
+    try {
+      mkdirSync(`${root}/bin`);
+      writeFileSync(`${root}/bin/busybox`, readFileSync(BB), { mode: 0o755 });
+      chmodSync(root, 0o755);
+      const r = await spawnIsolated('/bin/busybox', ['sh', '-c', '/bin/busybox grep -c "nsbox: this sandbox" /etc/ssl/certs/ca-certificates.crt; echo "$SSL_CERT_FILE"'], {
+        rootfs: root, network: { mode: 'egress', lookup, allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] } as never,
+      });
+      expect(r.stdout).toBe('1\n/etc/ssl/certs/ca-certificates.crt\n');
+      expect(r.isolation.tlsInterception).toEqual(['allowed.test']);
+      expect(readdirSync(root)).toEqual(['bin']);
+    } finally { rmSync(root, { recursive: true, force: true }); }
+  });
+
+  it('bad input: TypeError/RangeError naming the option', () => {
+    const s = (network: object) => () => spawnIsolated('/bin/true', [], { network: { mode: 'egress', allow: ['a.test'], ...network } as never });
+    const inject = [{ host: 'a.test', headers: { x: 'y' } }];
+    expect(s({ intercept: 'yes', inject })).toThrow(/^options\.network\.intercept must be a boolean \(got string\)$/);
+    expect(s({ intercept: true })).toThrow(/^options\.network\.intercept intercepts HTTPS only to hosts an inject rule names: give options\.network\.inject$/);
+    expect(s({ inject, upstreamCa: tls?.cert ?? '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----' })).toThrow(/^options\.network\.upstreamCa is for TLS interception only/);
+    expect(s({ intercept: true, inject, upstreamCa: 42 })).toThrow(/^options\.network\.upstreamCa must be PEM certificates/);
+    expect(s({ intercept: true, inject, upstreamCa: '-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----' })).toThrow(RangeError);
+    expect(s({ intercept: true, inject, upstreamCa: `${tls?.cert ?? ''}-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n` })).toThrow(/must hold certificates only, not a private key/);
+  });
+});
+
 describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () => {
   it('allowed works, denied and DNS fail, rules change mid-run, injected headers arrive: the same as root', async () => {
     const body = `
@@ -307,5 +430,31 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
     expect((await inet.waitFor((q) => q.url === '/u1'))!.headers['x-token']).toBe('unpriv-secret');
     expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
     expect(INET['other.test']).toBe('203.0.113.12');
+  }, 180_000);
+
+  it('TLS interception as uid 65534: curl trusts the sandbox\'s CA through the system bundle path, the header arrives, the host\'s bundle is unchanged', async (ctx) => {
+    if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();
+    if (skipReason(!tls, 'openssl is not installed (the fake internet has no HTTPS server)')) return ctx.skip();
+    const bundle = '/etc/ssl/certs/ca-certificates.crt';
+    const before = existsSync(bundle) ? readFileSync(bundle, 'utf8') : '';
+    const body = `
+      const lookup = ${LOOKUP_SOURCE};
+      const r = await nsbox.spawnIsolated('/bin/sh', ['-c', 'env -u CURL_CA_BUNDLE -u SSL_CERT_FILE ${CURL} -sS -m 5 https://allowed.test/unpriv-tls 2>&1; echo "rc=$?"'],
+        { network: { mode: 'egress', allow: ['allowed.test'], lookup, intercept: true, upstreamCa: ${JSON.stringify(tls!.cert)}, inject: [{ host: 'allowed.test', headers: { 'x-token': 'unpriv-tls-secret' } }] } }).catch((e) => ({ error: e.message }));
+      console.log(JSON.stringify({ stdout: r.stdout, error: r.error, tlsInterception: r.isolation?.tlsInterception, uid: process.getuid() }));`;
+    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    await once(child, 'close');
+    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    expect(out.uid).toBe(65534);
+    expect(out.error).toBeUndefined();
+    expect(out.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(out.tlsInterception).toEqual(['allowed.test']);
+    expect((await inet.waitFor((q) => q.url === '/unpriv-tls'))!.headers['x-token']).toBe('unpriv-tls-secret');
+    expect(existsSync(bundle) ? readFileSync(bundle, 'utf8') : '').toBe(before);
   }, 180_000);
 });

@@ -3,6 +3,7 @@
 // port, and this address. Default deny; deny rules win over allow rules; the protected ranges
 // (loopback, private, link-local with the cloud metadata address, multicast, the host's own
 // addresses) are reached only when an address rule lists them with `allowPrivate: true`.
+import { X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { fail, isObject } from '../../util/validate.js';
 
@@ -61,8 +62,27 @@ export interface EgressNetworkOption {
    * rejecting, or not answering within 30 s denies. Without it, the lists decide.
    */
   onRequest?: (req: EgressRequest) => boolean | Promise<boolean>;
-  /** Headers added to plain HTTP requests to these hosts (HTTPS passes through untouched). */
+  /**
+   * Headers added to plain HTTP requests to these hosts. HTTPS passes through untouched
+   * unless `intercept` is true.
+   */
   inject?: EgressInjection[];
+  /**
+   * TLS interception (a relaxation, shown in `result.isolation.tlsInterception`): HTTPS
+   * through the proxy (CONNECT) to a host an `inject` rule names is terminated by nsbox with a
+   * certificate from a CA made for this sandbox alone, the request's headers get the injected
+   * ones, and nsbox makes the connection to the real server, verifying it as usual. The
+   * sandbox's view of the system CA bundle (/etc/ssl/certs/ca-certificates.crt) and
+   * `SSL_CERT_FILE`, `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS` carry that
+   * CA's certificate; its key stays in this process; the host's trust store is not touched.
+   * HTTPS to other hosts still passes untouched. Needs `inject`. Default false.
+   */
+  intercept?: boolean;
+  /**
+   * With `intercept`: the certificates (PEM) the real servers are verified against, instead
+   * of Node's root store (a private registry's CA; tests).
+   */
+  upstreamCa?: string;
   /** Also a SOCKS5 proxy (127.0.0.1:1080 inside; `ALL_PROXY` then points at it). Default true. */
   socks?: boolean;
   /**
@@ -72,7 +92,7 @@ export interface EgressNetworkOption {
   lookup?: EgressLookup;
 }
 
-export const EGRESS_KEYS = ['mode', 'allow', 'deny', 'onRequest', 'inject', 'socks', 'lookup'];
+export const EGRESS_KEYS = ['mode', 'allow', 'deny', 'onRequest', 'inject', 'intercept', 'upstreamCa', 'socks', 'lookup'];
 
 /** A rule once parsed. */
 export type ParsedRule =
@@ -296,6 +316,8 @@ export interface ParsedEgress {
   onRequest?: EgressNetworkOption['onRequest'];
   lookup?: EgressLookup;
   socks: boolean;
+  intercept: boolean;
+  upstreamCa?: string;
 }
 
 /**
@@ -312,8 +334,18 @@ export function validateEgress(o: Record<string, unknown>, what = 'options.netwo
   if (o.lookup !== undefined && typeof o.lookup !== 'function') fail(`${what}.lookup`, 'must be a function (hostname) => Promise<addresses>');
   if (o.socks !== undefined && typeof o.socks !== 'boolean') fail(`${what}.socks`, 'must be a boolean');
   const inject = parseInject(o.inject, `${what}.inject`, allow);
+  if (o.intercept !== undefined && typeof o.intercept !== 'boolean') fail(`${what}.intercept`, `must be a boolean (got ${typeof o.intercept})`);
+  const intercept = o.intercept === true;
+  if (intercept && inject.length === 0) fail(`${what}.intercept`, `intercepts HTTPS only to hosts an inject rule names: give ${what}.inject`);
+  if (o.upstreamCa !== undefined) {
+    if (!intercept) fail(`${what}.upstreamCa`, `is for TLS interception only (give ${what}.intercept: true)`);
+    if (typeof o.upstreamCa !== 'string' || !/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(o.upstreamCa)) fail(`${what}.upstreamCa`, 'must be PEM certificates (a string with -----BEGIN CERTIFICATE-----)');
+    if (/PRIVATE KEY/.test(o.upstreamCa)) fail(`${what}.upstreamCa`, 'must hold certificates only, not a private key');
+    try { new X509Certificate(o.upstreamCa); } catch { fail(`${what}.upstreamCa`, 'is not a valid PEM certificate', RangeError); }
+  }
   return {
-    allow, deny, inject, socks: o.socks !== false,
+    allow, deny, inject, socks: o.socks !== false, intercept,
+    ...(o.upstreamCa !== undefined ? { upstreamCa: o.upstreamCa as string } : {}),
     ...(o.onRequest ? { onRequest: o.onRequest as EgressNetworkOption['onRequest'] } : {}),
     ...(o.lookup ? { lookup: o.lookup as EgressLookup } : {}),
   };

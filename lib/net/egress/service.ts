@@ -2,11 +2,18 @@
 // and a name server, served from this Node process on sockets made inside the sandbox's
 // network namespace (./listen.ts). Every connection is decided by the policy (./policy.ts) on
 // the name the sandbox asked for, and again on each address nsbox's own resolver gives for it
-// (no DNS rebinding into a protected range). TLS passes through untouched.
+// (no DNS rebinding into a protected range). TLS passes through untouched, unless the policy
+// opts into interception (`intercept: true`): then CONNECT tunnels to a host with injected
+// headers are terminated here with a leaf of the sandbox's own CA (./ca.ts), each HTTP/1.1
+// request inside gets the headers, and goes out over a TLS connection of this process that
+// verifies the real server.
 import { EventEmitter } from 'node:events';
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { createSecureContext, TLSSocket } from 'node:tls';
+import { SandboxCa } from './ca.js';
+import { connect as netConnect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { cancelRelay, relay } from './relay.js';
 import { buildAnswer, formErr, parseQuery, RCODE, type DnsQuestion } from './dns.js';
@@ -84,6 +91,10 @@ export class EgressService extends EventEmitter {
   readonly #pending = new Set<Promise<void>>();
   #udp: UdpSocket | undefined;
   #closed = false;
+  /** with `intercept`: the sandbox's CA, and the HTTP server the terminated tunnels are handed to */
+  readonly ca: SandboxCa | undefined;
+  #inner: HttpServer | undefined;
+  readonly #intercepted = new WeakMap<object, { target: Target; addresses: string[]; port: number; key: string }>();
 
   constructor(option: Record<string, unknown>, parsed: ParsedEgress, hostAddrs: ReadonlySet<string>) {
     super();
@@ -92,6 +103,7 @@ export class EgressService extends EventEmitter {
     this.#p = parsed;
     this.#hostAddrs = hostAddrs;
     this.#lookup = parsed.lookup ?? defaultLookup;
+    if (parsed.intercept) this.ca = new SandboxCa();
   }
 
   /**
@@ -298,6 +310,7 @@ export class EgressService extends EventEmitter {
       return;
     }
     this.#entry(key).allowed++;
+    if (this.ca && !d.target.isAddress && injectionsFor(this.#p, d.target).length > 0) return this.#intercept(client, head, d.target, d.addresses, port, key);
     let up: Socket;
     try {
       up = await this.#connect(d.addresses, port);
@@ -325,6 +338,83 @@ export class EgressService extends EventEmitter {
       e.bytesOut += r.aToB + sentBefore;
       e.bytesIn += r.bToA;
     }));
+  }
+
+  // --- TLS interception (opted into) ----------------------------------------------------------
+
+  /** Terminates the tunnel's TLS with a leaf of the sandbox's CA; its requests go to {@link #onIntercepted}. */
+  async #intercept(client: Socket, head: Buffer, target: Target, addresses: string[], port: number, key: string): Promise<void> {
+    if (client.destroyed) return;
+    try {
+      await write(client, 'HTTP/1.1 200 Connection Established\r\n\r\n');
+    } catch {
+      client.destroy();
+      return;
+    }
+    if (head.length) client.unshift(head);
+    const from = { read: client.bytesRead, written: client.bytesWritten };
+    client.once('close', () => {
+      const e = this.#entry(key);
+      e.bytesOut += client.bytesRead - from.read;
+      e.bytesIn += client.bytesWritten - from.written;
+    });
+    const tls = new TLSSocket(client, { isServer: true, secureContext: createSecureContext(this.ca!.leaf(target.host)), ALPNProtocols: ['http/1.1'] });
+    tls.on('error', () => client.destroy());
+    this.#intercepted.set(tls, { target, addresses, port, key });
+    if (!this.#inner) {
+      this.#inner = createHttpServer({ requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.#onIntercepted(req, res));
+      this.#inner.on('clientError', (_e, s) => s.destroy());
+    }
+    this.#inner.emit('connection', tls);
+  }
+
+  /** One HTTP/1.1 request inside an intercepted tunnel: the injected headers added, sent over a verified TLS connection of our own. */
+  #onIntercepted(req: IncomingMessage, res: ServerResponse): void {
+    const c = this.#intercepted.get(req.socket);
+    if (!c) return void reply(res, 500, 'nsbox egress: unknown tunnel\n');
+    const { target, port, key } = c;
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '';
+    // the request is for the tunnel's host: no fronting another site behind an allowed one
+    let named: string | undefined;
+    try { named = req.headers.host === undefined ? target.host : new URL(`https://${req.headers.host}`).hostname.toLowerCase(); } catch { /* bad Host */ }
+    if (named !== target.host || !path.startsWith('/')) {
+      this.#denied({ host: key, port, protocol: 'connect', method, path, reason: 'bad-request', detail: named !== target.host ? `Host header '${req.headers.host}' names another host` : 'not an origin-form request' });
+      return void reply(res, 400, 'nsbox egress: the request does not name the tunnel\'s host\n');
+    }
+    const inject = injectionsFor(this.#p, target);
+    const injected = new Set(inject.map(([k]) => k.toLowerCase()));
+    const headers: OutgoingHttpHeaders = {};
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const k = req.rawHeaders[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(k) || injected.has(k) || k === 'transfer-encoding') continue;
+      const prev = headers[k];
+      headers[k] = prev === undefined ? req.rawHeaders[i + 1]! : `${String(prev)}, ${req.rawHeaders[i + 1]}`;
+    }
+    headers.host ??= port === 443 ? target.host : `${target.host}:${port}`;
+    for (const [k, v] of inject) headers[k.toLowerCase()] = v;
+    // the addresses the policy passed, tried in turn (never another lookup)
+    const addrs = c.addresses.map((a) => ({ address: a, family: isIP(a) }));
+    const lookup = (_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) => (o.all ? cb(null, addrs) : cb(null, addrs[0]!.address, addrs[0]!.family));
+    const up = httpsRequest({
+      host: target.host, port, servername: target.host, method, path, headers, agent: false,
+      lookup: lookup as never, ...(this.#p.upstreamCa ? { ca: this.#p.upstreamCa } : {}),
+      autoSelectFamily: addrs.length > 1,
+    } as RequestOptions);
+    up.on('socket', (s) => this.#track(s as Socket));
+    up.on('response', (ur) => {
+      const raw: string[] = [];
+      for (let i = 0; i < ur.rawHeaders.length; i += 2) {
+        const k = ur.rawHeaders[i]!.toLowerCase();
+        if (!HOP_BY_HOP.has(k) && k !== 'transfer-encoding') raw.push(ur.rawHeaders[i]!, ur.rawHeaders[i + 1]!);
+      }
+      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, raw);
+      ur.pipe(res);
+      ur.on('error', () => res.destroy());
+    });
+    // the real server's certificate is verified as any client of this host would (or against upstreamCa)
+    up.on('error', (e) => reply(res, 502, `nsbox egress: ${key}:${port} failed (${(e as NodeJS.ErrnoException).code ?? 'error'})\n`));
+    req.pipe(up);
   }
 
   // --- SOCKS5 -------------------------------------------------------------------------------

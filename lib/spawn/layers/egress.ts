@@ -4,6 +4,7 @@
 // process, and points the sandbox's proxy variables and /etc/resolv.conf at them. A program
 // that ignores the variables has no route out.
 import type { EventEmitter } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { EgressService, EGRESS_PORTS, type EgressHostStats, type EgressUpdate } from '../../net/egress/service.js';
 import { hostAddresses, socketsInNetns } from '../../net/egress/listen.js';
 import { validateEgress, type EgressNetworkOption } from '../../net/egress/policy.js';
@@ -32,9 +33,36 @@ export function proxyEnv(socks: boolean): Record<string, string> {
   };
 }
 
+/** The system CA bundle path (Debian's, which OpenSSL, curl, Python and Node builds commonly read): the sandbox's view of it carries its interception CA. */
+export const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * The sandbox's view of the trust store with interception: the host's bundle and the
+ * sandbox's CA, over {@link CA_BUNDLE} (a read-only bind in the sandbox's mount namespace
+ * alone; the host's file is read, never written), and the variables that point TLS libraries
+ * at it.
+ */
+function caFiles(caPem: string): { etc: Record<string, string>; env: Record<string, string> } {
+  let host = '';
+  try { host = readFileSync(CA_BUNDLE, 'utf8'); } catch { /* checked at the call for the host's view; a rootfs gets the CA alone */ }
+  const bundle = `${host}${host && !host.endsWith('\n') ? '\n' : ''}# nsbox: this sandbox's TLS interception CA\n${caPem}`;
+  return {
+    etc: { [CA_BUNDLE.slice('/etc/'.length)]: bundle },
+    env: { SSL_CERT_FILE: CA_BUNDLE, CURL_CA_BUNDLE: CA_BUNDLE, REQUESTS_CA_BUNDLE: CA_BUNDLE, NODE_EXTRA_CA_CERTS: CA_BUNDLE },
+  };
+}
+
+/** What an egress policy adds to result.isolation (and explain()): the hosts whose TLS it intercepts. */
+export function egressExplain(opt: EgressNetworkOption): { tlsInterception?: string[] } {
+  return opt.intercept === true ? { tlsInterception: (opt.inject ?? []).map((i) => i.host) } : {};
+}
+
 export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
   const hostAddrs = hostAddresses();
   const parsed = validateEgress(opt as unknown as Record<string, unknown>, 'options.network', hostAddrs);
+  if (parsed.intercept && o.rootfs === undefined && o.image === undefined && !existsSync(CA_BUNDLE)) {
+    throw new Error(`options.network.intercept: this host has no ${CA_BUNDLE} for the sandbox's view to add its CA to (install the ca-certificates package, or give a rootfs)`);
+  }
   const service = new EgressService(opt as unknown as Record<string, unknown>, parsed, hostAddrs);
   let served = false;
   const run = holderRun('egress', o, ctx, async (_pid, ns) => {
@@ -46,9 +74,11 @@ export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx
     const fds = socketsInNetns({ ...(process.geteuid?.() === 0 ? {} : { user: ns.user }), net: ns.net }, specs);
     served = true;
     await service.serve({ http: fds[0]!, dnsUdp: fds[1]!, dnsTcp: fds[2]!, ...(parsed.socks ? { socks: fds[3]! } : {}) });
+    const trust = service.ca ? caFiles(service.ca.certPem) : undefined;
     return {
       files: { hosts: BASE_HOSTS, resolvConf: 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' },
-      env: proxyEnv(parsed.socks),
+      ...(trust ? { etc: trust.etc } : {}),
+      env: { ...proxyEnv(parsed.socks), ...trust?.env },
       // its counts are in before the result is made
       release: () => service.close(),
     };
@@ -64,6 +94,7 @@ export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx
       service.on('egress-denied', (e) => proc.emit('egress-denied', e));
     },
     result: () => ({ network: { egress: service.stats() } }),
+    report: () => egressExplain(opt),
     release() {
       const r = run.release?.();
       if (!served) void service.close();

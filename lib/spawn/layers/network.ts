@@ -13,7 +13,7 @@ import { processStart } from '../../owner.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnLayer } from '../layer.js';
 import { userModeRun } from './usernet.js';
-import { egressRun } from './egress.js';
+import { egressExplain, egressRun } from './egress.js';
 import type { EgressNetworkOption } from '../../net/egress/policy.js';
 
 /** The word result.isolation.network and explain() use for an option. */
@@ -73,8 +73,10 @@ export const networkLayer: SpawnLayer = {
     };
   },
   explain: (o) => {
-    validateNetworkOption(o.network as NetworkOption | undefined);
+    const opt = validateNetworkOption(o.network as NetworkOption | undefined);
     const label = networkLabel(o);
-    return label === undefined ? {} : { network: label };
+    // an egress policy's TLS interception is a relaxation explain() names as the result does
+    const tls = typeof opt === 'object' && 'mode' in opt && opt.mode === 'egress' ? egressExplain(opt as EgressNetworkOption) : {};
+    return { ...(label === undefined ? {} : { network: label }), ...tls };
   },
 };

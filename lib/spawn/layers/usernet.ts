@@ -28,6 +28,8 @@ function checkHolderOptions(o: SpawnIsolatedOptions, mode: string): void {
 export interface HolderAttachment {
   /** /etc/hosts and /etc/resolv.conf inside */
   files?: { hosts: string; resolvConf: string };
+  /** more files over /etc/<path> inside (an egress policy's CA bundle) */
+  etc?: Record<string, string>;
   /** variables added to the program's environment */
   env?: Record<string, string>;
   /** undoes what attach made (the holder is killed before it); must not throw */
@@ -80,7 +82,7 @@ export function holderRun(mode: string, o: SpawnIsolatedOptions, ctx: LayerConte
     contribute(plan) {
       const files = attached?.files;
       return {
-        ...(files ? { etcFiles: { hosts: files.hosts, 'resolv.conf': files.resolvConf } } : {}),
+        ...(files || attached?.etc ? { etcFiles: { ...(files ? { hosts: files.hosts, 'resolv.conf': files.resolvConf } : {}), ...attached?.etc } } : {}),
         ...(attached?.env ? { env: attached.env } : {}),
         // An unprivileged caller's user namespace denies setgroups(2) (the holder's gid_map was
         // written that way). The planner only knows that for namespaces it creates; for this
