@@ -72,8 +72,13 @@ function lend(h: Held): IdBlockClaim {
       if (done || handed) return;
       const aside = `${h.path}.new-nsbox-${ownerTag()}`;
       try { unlinkSync(aside); } catch { /* none */ }
-      symlinkSync(`nsbox-${pid}-${start}-ids`, aside);
-      renameSync(aside, h.path);
+      try {
+        symlinkSync(`nsbox-${pid}-${start}-ids`, aside);
+        renameSync(aside, h.path);
+      } catch (e) {
+        try { unlinkSync(aside); } catch { /* not made */ }
+        throw e;
+      }
       handed = true;
       held.delete(h.uid);
       h.drop();

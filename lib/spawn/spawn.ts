@@ -266,7 +266,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     } finally {
       layers.cgroup?.placed();
     }
-    for (const r of runs) r.spawned?.(out.pid);
+    for (const r of runs) {
+      // the sandbox runs already: a hook that fails here must not fail the spawn (what it hands
+      // over stays with this process, which removes it as before)
+      try { r.spawned?.(out.pid); } catch { /* kept by its creator */ }
+    }
     // for the result: made while the program starts, not before
     const isolation = isolationReport(plan, o, runs.map((r) => r.report?.(plan)));
     return { plan, out, options: o, isolation };

@@ -5,10 +5,11 @@
 // removed by gc(). Other nsbox processes run on this host meanwhile: checks look only at the
 // blocks these sandboxes got, never at which block that is.
 import { spawn as cpSpawn } from 'node:child_process';
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { gc, spawnIsolated } from '../../lib/index.js';
 import { IDBLOCK_DIR, releaseIdleBlocks } from '../../lib/ns/idblocks.js';
+import { ownerTag } from '../../lib/owner.js';
 import { RANGE_SIZE } from '../../lib/plan/index.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
@@ -144,4 +145,29 @@ describe.skipIf(skip)('id blocks', () => {
     expect(r.idBlocks).toEqual([`${IDBLOCK_DIR}/${claims[0]}`]);
     expect(ourClaims(proc.pid!)).toEqual([]);
   }, 30_000);
+});
+
+describe.skipIf(skip)('id blocks: a hand-over that fails after the spawn', () => {
+  it('leaves the sandbox running and its result intact; the claim stays with its creator', async () => {
+    // A sandbox that outlives its thread (parentDeathSignal: false) has its block's claim
+    // re-pointed at its own pid once it runs. That step comes after the child runs, so it must
+    // not fail the spawn: here its temporary link cannot be made (a directory holds its name).
+    const block = rootOf((await spawnIsolated('/bin/cat', ['/proc/self/uid_map'])).stdout)[0]!;
+    const aside = `${IDBLOCK_DIR}/${block}.new-nsbox-${ownerTag()}`;
+    mkdirSync(`${aside}/x`, { recursive: true });
+    try {
+      const p = spawnIsolated('/bin/sh', ['-c', 'cat /proc/self/uid_map; read x'], { stdio: 'pipe', parentDeathSignal: false });
+      const spawned = new Promise((res, rej) => { p.once('spawn', res); p.catch(rej); });
+      await spawned;
+      p.stdin!.end('\n');
+      const r = await p;
+      expect(r.exitCode).toBe(0);
+      expect(rootOf(r.stdout)[0]).toBe(block);
+      expect(ourClaims()).toContain(String(block));
+    } finally {
+      rmSync(aside, { recursive: true, force: true });
+    }
+    releaseIdleBlocks();
+    expect(ourClaims()).not.toContain(String(block));
+  });
 });
