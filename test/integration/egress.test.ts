@@ -396,6 +396,18 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
   });
 });
 
+/** Runs `body` (a module with `nsbox` imported) in a fresh Node process as uid 65534; its last stdout line, parsed. */
+async function asNobody(body: string): Promise<any> {
+  const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+    uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
+  let stdout = '', stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  await once(child, 'close');
+  return JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+}
+
 describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () => {
   it('allowed works, denied and DNS fail, rules change mid-run, injected headers arrive: the same as root', async () => {
     const body = `
@@ -410,14 +422,7 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
       p.stdout.on('data', (d) => { out += d; if (/\\n[0-9]+\\n$/.test(out) && !p.updated) { p.updated = true; p.network.update({ allow: ['allowed.test', 'other.test'] }); p.stdin.end('\\n'); } });
       const r = await p.catch((e) => ({ error: e.message }));
       console.log(JSON.stringify({ stdout: r.stdout, error: r.error, egress: r.network?.egress, denied, uid: process.getuid() }));`;
-    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
-      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    });
-    let stdout = '', stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    await once(child, 'close');
-    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    const out = await asNobody(body);
     expect(out.uid).toBe(65534);
     expect(out.error).toBeUndefined();
     const lines = out.stdout.split('\n');
@@ -442,14 +447,7 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
       const r = await nsbox.spawnIsolated('/bin/sh', ['-c', 'env -u CURL_CA_BUNDLE -u SSL_CERT_FILE ${CURL} -sS -m 5 https://allowed.test/unpriv-tls 2>&1; echo "rc=$?"'],
         { network: { mode: 'egress', allow: ['allowed.test'], lookup, intercept: true, upstreamCa: ${JSON.stringify(tls!.cert)}, inject: [{ host: 'allowed.test', headers: { 'x-token': 'unpriv-tls-secret' } }] } }).catch((e) => ({ error: e.message }));
       console.log(JSON.stringify({ stdout: r.stdout, error: r.error, tlsInterception: r.isolation?.tlsInterception, uid: process.getuid() }));`;
-    const child = execFile(process.execPath, ['--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
-      uid: 65534, gid: 65534, cwd: '/', encoding: 'utf8', timeout: 150_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    });
-    let stdout = '', stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    await once(child, 'close');
-    const out = JSON.parse(stdout.trim().split('\n').pop() || `{"fail": ${JSON.stringify(stderr)}}`);
+    const out = await asNobody(body);
     expect(out.uid).toBe(65534);
     expect(out.error).toBeUndefined();
     expect(out.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
