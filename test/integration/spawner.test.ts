@@ -5,7 +5,8 @@
 // that is terminated while its spawns are still under way on that thread.
 import { describe, expect, it, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { IDBLOCK_DIR, sweepIdBlocks } from '../../lib/ns/idblocks.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isRoot, skipReason } from '../helpers/host.js';
@@ -73,6 +74,12 @@ describe.skipIf(skipReason(!isRoot, 'needs root'))('sandboxes made on the spawne
     p.c.kill('SIGKILL');
     await p.closed;
     for (const pid of pids) expect(await gone(pid)).toBe(true);
+    // the one thing a killed process cannot remove itself: its id block claims, which gc
+    // removes (swept here for that pid only, and checked gone)
+    const dead = p.c.pid!;
+    sweepIdBlocks((pid) => pid === dead);
+    const claims = (() => { try { return readdirSync(IDBLOCK_DIR); } catch { return []; } })();
+    expect(claims.filter((c) => { try { return readlinkSync(`${IDBLOCK_DIR}/${c}`).startsWith(`nsbox-${dead}-`); } catch { return false; } })).toEqual([]);
   });
 
   it('a worker terminated while its spawns are under way: every sandbox is killed and reaped, Node lives on', async () => {
