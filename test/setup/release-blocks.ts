@@ -1,0 +1,7 @@
+// vitest ends each file's worker process with a signal, so its exit handlers never run: the id
+// block claims it still held idle (a block is kept 2 s after its sandbox ends, for the next
+// one) would stay behind until gc. Each file gives them back when it ends.
+import { afterAll } from 'vitest';
+import { releaseIdleBlocks } from '../../lib/ns/idblocks.js';
+
+afterAll(() => { releaseIdleBlocks(); });
