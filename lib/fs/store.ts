@@ -31,6 +31,7 @@ import { fsNative } from './native.js';
 import { exportUpper, lowerHas, OverlayMount, upperChanges, type OverlayChange } from './overlay.js';
 import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from '../util/validate.js';
 import { ownerGone, ownerTag, selfOwnerMark } from '../owner.js';
+import { chownLayer, removeTree, storeUserNs, type OwnerEntry } from './subids.js';
 
 const MS_NOSUID = 2, MS_NODEV = 4;
 
@@ -76,7 +77,8 @@ interface ContainerRecord {
 
 interface State {
   version: 1;
-  layers: Record<string, Omit<LayerInfo, 'id'>>;
+  /** `squashed`: imported by an unprivileged caller without a subordinate range (its owners dropped) */
+  layers: Record<string, Omit<LayerInfo, 'id'> & { squashed?: true }>;
   images: Record<string, { layers: string[]; config: ImageConfigFile; created: string }>;
   tags: Record<string, string>;
   containers: Record<string, ContainerRecord>;
@@ -178,9 +180,11 @@ export function storeRegistryDir(): string {
 }
 
 /**
- * How an unprivileged caller's layers are stored (as rootless podman without a shifting
- * helper): owned by the caller (its sandbox's root), overlay metadata in user.* xattrs (the
- * overlay is mounted inside the sandbox's user namespace with userxattr).
+ * How an unprivileged caller's layers are stored, overlay metadata in user.* xattrs (the
+ * overlay is mounted inside the sandbox's user namespace with userxattr). The files are
+ * extracted as the caller; with a subordinate range (subids.ts) the tar's owners are collected
+ * and given afterwards in the caller's store namespace, as rootless podman keeps them, else
+ * they are dropped (squashed: every file the caller's, its sandbox's root).
  */
 function rootless(): { squash?: true; xattrNamespace?: 'user' } {
   return process.geteuid?.() === 0 ? {} : { squash: true, xattrNamespace: 'user' };
@@ -322,13 +326,18 @@ export class LayerStore {
     const tmp = this.#tmpDir();
     try {
       mkdirSync(join(tmp, 'diff'), { mode: 0o755 });
-      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress, ...rootless() });
+      const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+      const owners: OwnerEntry[] | undefined = ns ? [] : undefined;
+      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress, ...rootless(), owners });
+      // the image's owners, in this user's subordinate ids (its sandboxes' maps)
+      if (ns && owners) chownLayer(ns, join(tmp, 'diff'), owners);
+      const squashed = process.geteuid?.() !== 0 && !ns;
       const parentChain = options.parent ? `sha256:${options.parent}` : null;
       const chain = parentChain ? `sha256:${createHash('sha256').update(`${parentChain} ${r.diffId}`).digest('hex')}` : r.diffId;
       const id = chain.slice(7);
       return await this.#locked((s) => {
         const have = s.layers[id];
-        if (have) return { id, ...have };
+        if (have) return { id, parent: have.parent, diffId: have.diffId, size: have.size, link: have.link };
         if (options.parent && !s.layers[options.parent]) throw new RangeError(`options.parent: layer ${options.parent} was removed meanwhile`);
         const link = shortId();
         const lower = options.parent ? this.#lowerOf(s, options.parent) : [];
@@ -337,11 +346,11 @@ export class LayerStore {
         renameSync(tmp, join(this.root, id));
         symlinkSync(`../${id}/diff`, join(this.root, 'l', link));
         const info = { parent: options.parent ?? null, diffId: r.diffId, size: r.size, link };
-        s.layers[id] = info;
+        s.layers[id] = squashed ? { ...info, squashed: true } : info;
         return { id, ...info };
       });
     } finally {
-      rmSync(tmp, { recursive: true, force: true });
+      removeTree(tmp);
     }
   }
 
@@ -359,7 +368,7 @@ export class LayerStore {
   /** Layers of the store. */
   layers(): LayerInfo[] {
     const s = this.#read();
-    return Object.entries(s.layers).filter(([id]) => /^[a-f0-9]{64}$/.test(id)).map(([id, l]) => ({ id, ...l }));
+    return Object.entries(s.layers).filter(([id]) => /^[a-f0-9]{64}$/.test(id)).map(([id, l]) => ({ id, parent: l.parent, diffId: l.diffId, size: l.size, link: l.link }));
   }
 
   /** Directory of a layer's files. */
@@ -391,7 +400,7 @@ export class LayerStore {
     if (!l) return;
     delete s.layers[id];
     rmSync(join(this.root, 'l', l.link), { force: true });
-    rmSync(join(this.root, id), { recursive: true, force: true });
+    removeTree(join(this.root, id));
   }
 
   /** Removes layers nothing uses any more (after an image was removed). */
@@ -454,7 +463,7 @@ export class LayerStore {
         return this.#imageInfo(s, id);
       });
     } finally {
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      if (tmp) removeTree(tmp);
     }
   }
 
@@ -626,6 +635,15 @@ export class LayerStore {
     return { lower: layers.map((l) => join(this.root, l, 'diff')), links: layers.map((l) => `l/${s.layers[l].link}`) };
   }
 
+  /**
+   * @internal Whether an image's files were squashed to the caller (some layer imported by an
+   * unprivileged caller without a subordinate range): its other owners are not kept.
+   */
+  _squashed(image: string): boolean {
+    const s = this.#read();
+    return (s.images[image]?.layers ?? []).some((l) => s.layers[l]?.squashed === true);
+  }
+
   /** @internal */
   _mounted(): Map<string, OverlayMount> {
     return this.#mounted;
@@ -642,7 +660,7 @@ export class LayerStore {
       for (const l of [id, `${id}-init`]) {
         const li = s.layers[l];
         if (li) rmSync(join(this.root, 'l', li.link), { force: true });
-        rmSync(join(this.root, l), { recursive: true, force: true });
+        removeTree(join(this.root, l));
         delete s.layers[l];
       }
       delete s.containers[name];
@@ -688,7 +706,7 @@ export class LayerStore {
     const removed: string[] = [];
     for (const n of readdirSync(this.root)) {
       const m = TMP_RE.exec(n) ?? STATE_TMP_RE.exec(n);
-      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
+      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { removeTree(join(this.root, n)); removed.push(n); }
     }
     const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && mine(c.pid) && ownerGone(c.pid, c.start));
     for (const c of dead) {
@@ -707,7 +725,7 @@ export class LayerStore {
         const dir = join(this.root, n);
         if (isMountPoint(join(dir, 'merged'))) { try { fsNative().fsUmount(join(dir, 'merged'), true); } catch { continue; } }
         if (isMountPoint(dir)) { try { fsNative().fsUmount(dir, true); } catch { continue; } }
-        rmSync(dir, { recursive: true, force: true });
+        removeTree(dir);
         removed.push(n);
       }
       for (const l of readdirSync(join(this.root, 'l'))) {

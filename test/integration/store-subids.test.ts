@@ -1,0 +1,147 @@
+// An unprivileged caller's layer store in its subordinate ids (issue 15), as rootless
+// podman's: with a range in /etc/subuid and /etc/subgid (and newuidmap/newgidmap), an image's
+// files keep their owners, shifted through the caller's maps (0 -> the caller, N -> the
+// range's N-th id: the maps its sandboxes get). Inside a sandbox of the image `ls -ln` shows
+// the image's own owners, and a user inside cannot write root's files. Import, removal and gc
+// run in a user namespace of those maps (the caller cannot remove files of its range itself),
+// so nothing is left. Without a range the store squashes, as result.isolation.imageOwners says.
+// The caller is a user made here (test/helpers/subuser.ts), in a fresh Node process from dist/.
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findIdMapHelpers } from '../../lib/util/idmap.js';
+import { isRoot, skipReason } from '../helpers/host.js';
+import { ranError, runFresh } from '../helpers/proc.js';
+import { makeSubUser, removeSubUser, type SubUser } from '../helpers/subuser.js';
+import { busyboxEntries, dockerSaveTar, type TarEntry } from './fs-helpers.js';
+
+const DIST = resolve(__dirname, '../../dist/index.js');
+const NOBODY = 65534;
+const [maj, min] = (await import('node:os')).release().split('.').map(Number);
+const skip = skipReason(!isRoot, 'makes a test user and its /etc/subuid range (root)')
+  || skipReason(!existsSync(DIST), 'dist/ is missing (npm run build:ts)')
+  || skipReason(!findIdMapHelpers(), 'newuidmap/newgidmap are not installed: a sandbox maps only the caller\'s own id (fix: apt install uidmap)')
+  || skipReason(!existsSync('/bin/busybox'), 'no /bin/busybox on the host to build a test image')
+  // nsbox's own refusal below 5.11 is asserted in the 5.10 guest (compat.test.ts)
+  || skipReason(maj < 5 || (maj === 5 && min < 11), "an unprivileged caller's image needs Linux 5.11 or later (overlay inside a user namespace, userxattr)");
+
+const ERR = `(e) => ({ error: { name: e.name, code: e.code, step: e.step, syscall: e.syscall, message: e.message } })`;
+
+/** Runs `body` (an ES module body with `nsbox` imported) as uid `id` in a fresh Node; its last stdout line is JSON. */
+async function asUser(id: number, body: string): Promise<any> {
+  const r = await runFresh('setpriv', [`--reuid=${id}`, `--regid=${id}`, '--clear-groups', process.execPath, '--input-type=module', '-e', `import * as nsbox from ${JSON.stringify(DIST)};\n${body}`], {
+    cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, timeout: 120_000,
+  });
+  if (r.status !== 0) throw ranError(r, `node as uid ${id}`);
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try { return JSON.parse(last); } catch { throw new Error(`no JSON: ${r.stdout}\n${r.stderr}`); }
+}
+
+/** The image: busybox (root's) plus files of other owners, a set-uid and a set-gid file, and a mode-0700 home of uid 1000. */
+function entries(): TarEntry[] {
+  return [
+    ...busyboxEntries(),
+    { name: 'etc/group', body: 'root:x:0:\nstaff:x:50:\napp:x:1000:\n' },
+    { name: 'etc/secret', mode: 0o600, body: 'root only\n' },
+    { name: 'home/', type: 'directory' },
+    { name: 'home/app/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
+    { name: 'home/app/f', mode: 0o600, uid: 1000, gid: 1000, body: 'app data\n' },
+    { name: 'home/app/sub/', type: 'directory', mode: 0o555, uid: 1000, gid: 1000 },
+    { name: 'home/app/sub/g', mode: 0o444, uid: 1000, gid: 1000, body: 'ro\n' },
+    { name: 'home/app/link', type: 'symlink', linkname: 'f', uid: 1000, gid: 1000 },
+    { name: 'srv/', type: 'directory', uid: 0, gid: 50, mode: 0o2775 },
+    { name: 'srv/su', mode: 0o4755, uid: 0, gid: 0, body: '#!/bin/sh\n' },
+    { name: 'srv/sg', mode: 0o2755, uid: 0, gid: 50, body: '#!/bin/sh\n' },
+    { name: 'srv/nobody', mode: 0o644, uid: 65534, gid: 65534, body: 'n\n' },
+  ];
+}
+
+const SCRIPT = 'id -u; ls -lnd /home/app /home/app/f /home/app/sub /home/app/sub/g /etc/secret /srv /srv/su /srv/sg /srv/nobody; cat /home/app/f; ( echo x >> /etc/secret ) 2>/dev/null && echo wrote || echo refused';
+
+let u: SubUser | undefined;
+let base = '';
+beforeAll(async () => {
+  if (skip) return;
+  u = makeSubUser(`nsboxst${process.pid}`);
+  base = `/tmp/nsbox-store-subids-${process.pid}`;
+  mkdirSync(base, { mode: 0o755 });
+  await dockerSaveTar(join(base, 'img.tar'), { Cmd: ['/bin/sh'] }, entries(), 'owners:1');
+});
+afterAll(() => {
+  if (u) removeSubUser(u);
+  if (base) rmSync(base, { recursive: true, force: true });
+});
+
+/** A directory of `id`'s own under base. */
+function ownDir(name: string, id: number): string {
+  const d = join(base, name);
+  mkdirSync(d, { mode: 0o700 });
+  chownSync(d, id, id);
+  return d;
+}
+
+/** `ls -ln` lines as "mode uid gid name". */
+const ls = (out: string) => out.split('\n').filter((l) => /^[-dlrwxsStT]{10}/.test(l)).map((l) => { const w = l.trim().split(/\s+/); return `${w[0]} ${w[2]} ${w[3]} ${w[w.length - 1]}`; });
+
+describe.skipIf(skip)('an unprivileged caller\'s store in its subordinate ids', () => {
+  it('keeps the image\'s owners: a fresh process imports and runs it, inside the files are the image\'s own, root\'s stay root\'s; removal leaves nothing', async () => {
+    const dir = ownDir('kept', u!.uid);
+    const store = JSON.stringify(`${dir}/store`);
+    const out = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const store = nsbox.LayerStore.open(${store});
+      const im = await store.importImage(${JSON.stringify(`${base}/img.tar`)}).catch(${ERR});
+      if (im.error) { console.log(JSON.stringify({ import: im.error })); process.exit(0); }
+      const run = await nsbox.spawnIsolated(nsbox.IMAGE_COMMAND, ['/bin/sh', '-c', ${JSON.stringify(SCRIPT)}], { image: { store, ref: im }, uid: 1000, gid: 1000 })
+        .then((r) => ({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr, owners: r.isolation.imageOwners ?? null }), ${ERR});
+      const asRoot = await nsbox.spawnIsolated(nsbox.IMAGE_COMMAND, ['/bin/sh', '-c', 'id -u; cat /etc/secret; cat /home/app/f 2>/dev/null || echo denied'], { image: { store, ref: im } })
+        .then((r) => ({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr }), ${ERR});
+      const afterRun = fs.readdirSync(${store}).filter((n) => /^[0-9a-f]{64}-init$/.test(n));
+      console.log(JSON.stringify({ diff: store.layerPath(im.layers[0]), run, asRoot, afterRun }));`);
+    expect(out.import).toBeUndefined();
+    const s = u!.start, me = u!.uid;
+    // on the host: image uid 0 is the caller, uid N the range's N-th id (start + N - 1); set-id bits kept
+    const st = (p: string) => { const x = lstatSync(out.diff + p); return `${x.uid} ${x.gid} ${(x.mode & 0o7777).toString(8)}`; };
+    expect(Object.fromEntries(['/bin/busybox', '/home/app', '/home/app/f', '/home/app/sub', '/home/app/link', '/srv', '/srv/su', '/srv/sg', '/srv/nobody'].map((p) => [p, st(p)]))).toEqual({
+      '/bin/busybox': `${me} ${me} 755`,
+      '/home/app': `${s + 999} ${s + 999} 700`,
+      '/home/app/f': `${s + 999} ${s + 999} 600`,
+      '/home/app/sub': `${s + 999} ${s + 999} 555`,
+      '/home/app/link': `${s + 999} ${s + 999} 777`,
+      '/srv': `${me} ${s + 49} 2775`,
+      '/srv/su': `${me} ${me} 4755`,
+      '/srv/sg': `${me} ${s + 49} 2755`,
+      '/srv/nobody': `${s + 65533} ${s + 65533} 644`,
+    });
+    expect(out.run.error).toBeUndefined();
+    expect(out.run.stderr).toBe('');
+    expect(out.run.owners).toBeNull(); // not squashed
+    const lines: string[] = out.run.stdout.trim().split('\n');
+    expect(lines[0]).toBe('1000');
+    // inside: the image's own owners and modes
+    expect(ls(out.run.stdout).sort()).toEqual([
+      'drwx------ 1000 1000 /home/app',
+      '-rw------- 1000 1000 /home/app/f',
+      'dr-xr-xr-x 1000 1000 /home/app/sub',
+      '-r--r--r-- 1000 1000 /home/app/sub/g',
+      '-rw------- 0 0 /etc/secret',
+      'drwxrwsr-x 0 50 /srv',
+      '-rwsr-xr-x 0 0 /srv/su',
+      '-rwxr-sr-x 0 50 /srv/sg',
+      '-rw-r--r-- 65534 65534 /srv/nobody',
+    ].sort());
+    expect(lines).toContain('app data'); // uid 1000 reads its own 0600 file
+    expect(lines[lines.length - 1]).toBe('refused'); // and cannot write root's
+    expect(out.asRoot.error).toBeUndefined();
+    // root inside owns root's files; uid 1000's 0600 file is not its (no CAP_DAC_OVERRIDE by default)
+    expect(out.asRoot.stdout).toBe('0\nroot only\ndenied\n');
+    expect(out.afterRun).toEqual([]); // the ephemeral containers are gone
+    // removing the image removes its layers, though the caller owns none of uid 1000's files
+    const rm = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const store = nsbox.LayerStore.open(${store});
+      const removed = await store.removeImage('owners:1').then(() => 'ok', ${ERR});
+      console.log(JSON.stringify({ removed, left: fs.readdirSync(${store}).filter((n) => !/^(l|nsbox-store\\.(json|lock))$/.test(n)), links: fs.readdirSync(${store} + '/l') }));`);
+    expect(rm).toEqual({ removed: 'ok', left: [], links: [] });
+  });
+});
