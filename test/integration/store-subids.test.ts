@@ -66,6 +66,8 @@ beforeAll(async () => {
   base = `/tmp/nsbox-store-subids-${process.pid}`;
   mkdirSync(base, { mode: 0o755 });
   await dockerSaveTar(join(base, 'img.tar'), { Cmd: ['/bin/sh'] }, entries(), 'owners:1');
+  // busybox (all root's) and a world-writable /srv: where uid 1000 writes into the container's layer (/tmp is a tmpfs)
+  await dockerSaveTar(join(base, 'bb.tar'), {}, [...busyboxEntries(), { name: 'srv/', type: 'directory', mode: 0o1777 }]);
 });
 afterAll(() => {
   if (u) removeSubUser(u);
@@ -143,5 +145,89 @@ describe.skipIf(skip)('an unprivileged caller\'s store in its subordinate ids', 
       const removed = await store.removeImage('owners:1').then(() => 'ok', ${ERR});
       console.log(JSON.stringify({ removed, left: fs.readdirSync(${store}).filter((n) => !/^(l|nsbox-store\\.(json|lock))$/.test(n)), links: fs.readdirSync(${store} + '/l') }));`);
     expect(rm).toEqual({ removed: 'ok', left: [], links: [] });
+  });
+  it('a run whose uid 1000 left files in its writable layer: its ephemeral container is removed all the same', async () => {
+    // what uid 1000 makes is owned by the range on the host: the caller could not remove it itself
+    const dir = ownDir('upper', u!.uid);
+    const store = JSON.stringify(`${dir}/store`);
+    const out = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const store = nsbox.LayerStore.open(${store});
+      const im = await store.importImage(${JSON.stringify(`${base}/bb.tar`)});
+      const run = await nsbox.spawnIsolated('/bin/sh', ['-c', 'mkdir -p /srv/d/e && echo x > /srv/d/e/f && chmod 500 /srv/d && ls -lnd /srv/d'], { image: { store, ref: im }, uid: 1000, gid: 1000 })
+        .then((r) => ({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr }), ${ERR});
+      const left = fs.readdirSync(${store}).filter((n) => /^[0-9a-f]{64}(-init)?$/.test(n) && !im.layers.includes(n));
+      console.log(JSON.stringify({ run, left, containers: store.containers() }));`);
+    expect(out.run).toMatchObject({ code: 0, stderr: '' });
+    expect(out.run.stdout).toMatch(/^dr-x------ +\d+ 1000 +1000 /);
+    expect(out.left).toEqual([]);
+    expect(out.containers).toEqual([]);
+  });
+
+  it("gc as the caller removes a killed process's leftovers: its ephemeral container and a temporary import directory of the range's files", async () => {
+    const dir = ownDir('gc', u!.uid);
+    const store = JSON.stringify(`${dir}/store`);
+    // a process killed (SIGKILL) while its sandbox runs, after uid 1000 wrote to the container
+    const killed = await runFresh('setpriv', [`--reuid=${u!.uid}`, `--regid=${u!.uid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', `
+      import * as nsbox from ${JSON.stringify(DIST)};
+      const store = nsbox.LayerStore.open(${store});
+      const im = await store.importImage(${JSON.stringify(`${base}/bb.tar`)});
+      nsbox.spawnIsolated('/bin/sh', ['-c', 'mkdir -p /srv/d && echo x > /srv/d/f && chmod 500 /srv/d && echo ready > /dev/stderr && sleep 100'], { image: { store, ref: im }, uid: 1000, gid: 1000, stdio: ['ignore', 'inherit', 'pipe'] })
+        .stderr.on('data', () => process.kill(process.pid, 'SIGKILL'));`], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, timeout: 60_000 });
+    expect(killed.signal).toBe('SIGKILL');
+    const records = Object.keys(JSON.parse((await import('node:fs')).readFileSync(`${dir}/store/nsbox-store.json`, 'utf8')).containers);
+    expect(records).toHaveLength(1);
+    // a temporary directory of the dead process holding files of the range (as an import killed after its chown pass)
+    const tmp = join(dir, 'store', `nsbox-tmp-${killed.pid}-1-abcdef`);
+    mkdirSync(join(tmp, 'diff/home/app'), { recursive: true });
+    (await import('node:fs')).writeFileSync(join(tmp, 'diff/home/app/f'), 'x');
+    for (const p of ['', '/diff', '/diff/home']) chownSync(tmp + p, u!.uid, u!.uid);
+    for (const p of ['/diff/home/app', '/diff/home/app/f']) chownSync(tmp + p, u!.start + 999, u!.start + 999);
+    const out = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const store = nsbox.LayerStore.open(${store});
+      const removed = await store.gc().catch(${ERR});
+      const im = store.images()[0];
+      const left = fs.readdirSync(${store}).filter((n) => n.startsWith('nsbox-tmp-') || (/^[0-9a-f]{64}(-init)?$/.test(n) && !im.layers.includes(n)));
+      console.log(JSON.stringify({ removed, left, containers: store.containers() }));`);
+    expect(out.removed.error).toBeUndefined();
+    expect(out.removed).toEqual(expect.arrayContaining([`nsbox-tmp-${killed.pid}-1-abcdef`, records[0]]));
+    expect(out.left).toEqual([]);
+    expect(out.containers).toEqual([]);
+  });
+
+  it('an owner outside the range is refused with the fix, and nothing of the import stays', async () => {
+    const dir = ownDir('outside', u!.uid);
+    await dockerSaveTar(join(dir, 'far.tar'), {}, [...busyboxEntries(), { name: 'far', uid: 70000, gid: 0, body: 'x' }], 'far:1');
+    chownSync(join(dir, 'far.tar'), u!.uid, u!.uid);
+    const store = JSON.stringify(`${dir}/store`);
+    const out = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const store = nsbox.LayerStore.open(${store});
+      const r = await store.importImage(${JSON.stringify(`${dir}/far.tar`)}).then(() => 'imported', ${ERR});
+      console.log(JSON.stringify({ r, left: fs.readdirSync(${store}).filter((n) => !/^(l|nsbox-store\\.(json|lock))$/.test(n)), images: store.images().length }));`);
+    expect(out.r.error).toMatchObject({ name: 'NsboxError', code: 'EINVAL', step: 'import', syscall: 'chown' });
+    expect(out.r.error.message).toMatch(/owned by uid 70000, outside the ids this user's store maps \(0 to 65535: this user and its subordinate range\); fix: a longer range in \/etc\/subuid and \/etc\/subgid/);
+    expect(out).toMatchObject({ left: [], images: 0 });
+  });
+});
+
+describe.skipIf(skip)('an unprivileged caller without a range', () => {
+  it('squashes the image to itself, says so, and imports directories whose mode shuts their owner out', async () => {
+    // before: a 0555 directory with entries failed with EACCES (the caller made it 0555 first)
+    const dir = ownDir('nobody', NOBODY);
+    const store = JSON.stringify(`${dir}/store`);
+    const out = await asUser(NOBODY, `
+      const store = nsbox.LayerStore.open(${store});
+      const im = await store.importImage(${JSON.stringify(`${base}/img.tar`)}).catch(${ERR});
+      if (im.error) { console.log(JSON.stringify({ import: im.error })); process.exit(0); }
+      const run = await nsbox.spawnIsolated('/bin/sh', ['-c', 'ls -lnd /home/app /home/app/sub /home/app/sub/g /srv/nobody'], { image: { store, ref: im } })
+        .then((r) => ({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr, owners: r.isolation.imageOwners ?? null }), ${ERR});
+      console.log(JSON.stringify({ run }));`);
+    expect(out.import).toBeUndefined();
+    expect(out.run).toMatchObject({ code: 0, stderr: '', owners: 'squashed' });
+    expect(ls(out.run.stdout).sort()).toEqual([
+      'drwx------ 0 0 /home/app', 'dr-xr-xr-x 0 0 /home/app/sub', '-r--r--r-- 0 0 /home/app/sub/g', '-rw-r--r-- 0 0 /srv/nobody',
+    ].sort());
   });
 });
