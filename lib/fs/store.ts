@@ -190,6 +190,11 @@ function rootless(): { squash?: true; xattrNamespace?: 'user' } {
   return process.geteuid?.() === 0 ? {} : { squash: true, xattrNamespace: 'user' };
 }
 
+/** An unprivileged caller's overlays (mounted by its sandboxes, in their user namespaces) keep their metadata in user.* xattrs. */
+function rootlessXattr(): boolean {
+  return process.geteuid?.() !== 0;
+}
+
 /** Records a store's root in the registry (best effort: unprivileged callers have none). */
 function registerStore(root: string): void {
   const f = join(storeRegistryDir(), createHash('sha256').update(root).digest('hex').slice(0, 32));
@@ -673,7 +678,7 @@ export class LayerStore {
     const im = s0.images[image];
     if (!im) throw errnoError(2, 'store', 'commit', image, 'the image of this container is gone');
     const pt = new PassThrough({ highWaterMark: 1 << 20 });
-    const exp = exportUpper(upper, pt, { idmap });
+    const exp = exportUpper(upper, pt, { idmap, userxattr: rootlessXattr() });
     const [layer] = await Promise.all([this.importLayer(pt, { parent: im.layers[im.layers.length - 1] }), exp]);
     const config: ImageConfigFile = structuredClone(im.config);
     config.rootfs = { type: 'layers', diff_ids: [...(im.config.rootfs?.diff_ids ?? []), layer.diffId] };
@@ -855,12 +860,25 @@ export class Container {
   /** What the container changed over its image and init layer. */
   changes(): OverlayChange[] {
     const { lower } = this.store._containerLayers(this.id, this.image);
-    return upperChanges(this.upperDir, lower);
+    return upperChanges(this.upperDir, lower, rootlessXattr());
+  }
+
+  /**
+   * The maps the writable layer's host owners go back through: those of its first mount; for
+   * an unprivileged caller (whose sandbox mounted it) the caller's own maps (its uid is root
+   * inside, its subordinate ids 1..).
+   */
+  #exportMaps(): ContainerIdmap | undefined {
+    const m = this.idmap;
+    if (m || process.geteuid?.() === 0) return m;
+    const ns = storeUserNs();
+    if (ns) return { uidMap: ns.uidMap, gidMap: ns.gidMap };
+    return { uidMap: [{ inside: 0, outside: process.geteuid?.() ?? 0, count: 1 }], gidMap: [{ inside: 0, outside: process.getegid?.() ?? 0, count: 1 }] };
   }
 
   /** The writable layer as a layer tar. */
   exportDiff(dest: Writable): Promise<void> {
-    return exportUpper(this.upperDir, dest, { idmap: this.idmap });
+    return exportUpper(this.upperDir, dest, { idmap: this.#exportMaps(), userxattr: rootlessXattr() });
   }
 
   /**
@@ -871,7 +889,7 @@ export class Container {
     checkOptions('options', options, ['name', 'config']);
     if (options.name !== undefined && (typeof options.name !== 'string' || !/^[a-z0-9][a-z0-9._\/:-]*$/i.test(options.name))) fail('options.name', 'must be a reference like name:tag');
     if (options.config !== undefined && !isPlainObject(options.config)) fail('options.config', 'must be an object');
-    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config, this.idmap);
+    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config, this.#exportMaps());
   }
 
   /** Unmounts (if this process mounted it) and deletes the container's layers. */

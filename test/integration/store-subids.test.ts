@@ -196,6 +196,43 @@ describe.skipIf(skip)('an unprivileged caller\'s store in its subordinate ids', 
     expect(out.containers).toEqual([]);
   });
 
+  it("a kept container's changes, diff and commit give the ids inside (uid 1000's file stays uid 1000's in the new image)", async () => {
+    const dir = ownDir('commit', u!.uid);
+    const store = JSON.stringify(`${dir}/store`);
+    const out = await asUser(u!.uid, `
+      const fs = await import('node:fs');
+      const { PassThrough } = await import('node:stream');
+      const store = nsbox.LayerStore.open(${store});
+      const im = await store.importImage(${JSON.stringify(`${base}/bb.tar`)});
+      const run = await nsbox.spawnIsolated('/bin/sh', ['-c', 'mkdir /srv/d && echo hi > /srv/d/f'], { image: { store, ref: im, keep: true }, uid: 1000, gid: 1000 })
+        .then((r) => ({ code: r.exitCode, stderr: r.stderr }), ${ERR});
+      const c = store.container(store.containers()[0]);
+      const changes = c.changes().map((x) => x.kind + ' ' + x.path).sort();
+      const pt = new PassThrough(); const chunks = []; pt.on('data', (b) => chunks.push(b));
+      await c.exportDiff(pt);
+      const tar = Buffer.concat(chunks);
+      // owners of the tar's entries (ustar: uid at 108, gid at 116, octal)
+      const owners = [];
+      for (let o = 0; o + 512 <= tar.length && tar[o] !== 0; ) {
+        const name = tar.subarray(o, o + 100).toString().replace(/\\0.*$/s, '');
+        const num = (a, n) => parseInt(tar.subarray(o + a, o + a + n).toString().replace(/\\0.*$/s, '').trim() || '0', 8);
+        owners.push(name + ' ' + num(108, 8) + ':' + num(116, 8));
+        o += 512 + Math.ceil(num(124, 12) / 512) * 512;
+      }
+      const committed = await c.commit({ name: 'committed:1' }).catch(${ERR});
+      await c.remove();
+      const again = await nsbox.spawnIsolated('/bin/ls', ['-ln', '/srv/d/f'], { image: { store, ref: 'committed:1' } }).then((r) => r.stdout + r.stderr, ${ERR});
+      await store.removeImage('committed:1');
+      await store.removeImage(im);
+      console.log(JSON.stringify({ run, changes, owners, committed: committed.error ?? 'ok', again, left: fs.readdirSync(${store}).filter((n) => !/^(l|nsbox-store\\.(json|lock))$/.test(n)) }));`);
+    expect(out.run).toEqual({ code: 0, stderr: '' });
+    expect(out.changes).toEqual(expect.arrayContaining(['added /srv/d', 'added /srv/d/f']));
+    expect(out.owners).toEqual(expect.arrayContaining(['srv/d/ 1000:1000', 'srv/d/f 1000:1000']));
+    expect(out.committed).toBe('ok');
+    expect(out.again).toMatch(/^-rw-r--r-- +1 1000 +1000 +3 /);
+    expect(out.left).toEqual([]);
+  });
+
   it('an owner outside the range is refused with the fix, and nothing of the import stays', async () => {
     const dir = ownDir('outside', u!.uid);
     await dockerSaveTar(join(dir, 'far.tar'), {}, [...busyboxEntries(), { name: 'far', uid: 70000, gid: 0, body: 'x' }], 'far:1');
