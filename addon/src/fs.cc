@@ -343,6 +343,117 @@ Napi::Value FsSubidOps(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// fsSubidExec(newuidmap, uidMap, newgidmap, gidMap, file, argv, envp) -> { pidfd, out, err }:
+// runs `file` as root of a new user namespace with those maps (a CLONE_VM helper that execs it
+// once newuidmap/newgidmap wrote them: it starts with every capability there), stdin
+// /dev/null, stdout and stderr pipes whose read ends are returned (with its pidfd, for
+// watchExit). It has a copy of our fd table (no CLONE_FILES); every fd but 0-2 is close-on-exec
+// or closed by execve's rules. It dies with this thread (PDEATHSIG).
+struct SubidExecArg {
+  int go, goWr;              // the go pipe (the child closes its copy of the write end)
+  int execWr;                // close-on-exec: EOF at exec; else the child writes its errno
+  long parent;
+  int in, out, err;
+  const char* file;
+  char* const* argv;
+  char* const* envp;
+};
+int SubidExecChild(void* arg) {
+  SubidExecArg* a = static_cast<SubidExecArg*>(arg);
+  sys::call(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  sys::call(SYS_close, a->goWr);
+  if (sys::call(SYS_getppid) != a->parent) return 127;
+  char c;
+  long n;
+  while ((n = sys::call(SYS_read, a->go, &c, 1)) == -EINTR) {}
+  if (n != 1) return 127;
+  long r = 0;
+  if ((r = sys::call(SYS_dup3, a->in, 0, 0)) >= 0 && (r = sys::call(SYS_dup3, a->out, 1, 0)) >= 0 && (r = sys::call(SYS_dup3, a->err, 2, 0)) >= 0) {
+    uint64_t none = 0;
+    sys::call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+    r = sys::call(SYS_execve, a->file, a->argv, a->envp);
+  }
+  int er = static_cast<int>(-r);
+  sys::call(SYS_write, a->execWr, &er, sizeof er);
+  return 127;
+}
+
+Napi::Value FsSubidExec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string uh = Str(info[0]), um = Str(info[1]), gh = Str(info[2]), gm = Str(info[3]), file = Str(info[4]);
+  auto strings = [](const Napi::Value& v) {
+    std::vector<std::string> out;
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    return out;
+  };
+  std::vector<std::string> argvS = strings(info[5]), envS = strings(info[6]);
+  std::vector<char*> argv, envp;
+  for (std::string& x : argvS) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  for (std::string& x : envS) envp.push_back(x.data());
+  envp.push_back(nullptr);
+  int gp[2], op[2], ep[2];
+  if (pipe2(gp, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd goRd(gp[0]), goWr(gp[1]);
+  if (pipe2(op, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd outRd(op[0]), outWr(op[1]);
+  if (pipe2(ep, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd errRd(ep[0]), errWr(ep[1]);
+  int xp[2];
+  if (pipe2(xp, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd execRd(xp[0]), execWr(xp[1]);
+  UniqueFd devNull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devNull.valid()) return ThrowErrno(env, errno, "store-userns", "open", "/dev/null");
+  constexpr size_t kStack = 64 * 1024;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return ThrowErrno(env, errno, "store-userns", "mmap");
+  SubidExecArg arg{goRd.get(), goWr.get(), execWr.get(), static_cast<long>(getpid()), devNull.get(), outWr.get(), errWr.get(), file.c_str(), argv.data(), envp.data()};
+  int pidfd = -1;
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_NEWUSER | CLONE_PIDFD;
+  a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  a.exit_signal = 0;  // reaped by watchExit (__WALL)
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = kStack;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = nsbox_clone3(&a, sizeof a, SubidExecChild, &arg);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) { munmap(stack, kStack); return ThrowErrno(env, (int)-pid, "store-userns", "clone3"); }
+  UniqueFd pfd(pidfd);
+  Err e;
+  int r = RunIdMapHelper(uh, static_cast<pid_t>(pid), um, &e, "uid_map");
+  if (r == 0) r = RunIdMapHelper(gh, static_cast<pid_t>(pid), gm, &e, "gid_map");
+  if (r == 0) {
+    char go = 'g';
+    while (write(goWr.get(), &go, 1) < 0 && errno == EINTR) {}
+  }
+  goWr.reset();
+  // the child shares our memory (its stack, argv, envp) until it execs or exits: wait for
+  // that (EOF on the exec pipe: exec'd, or gone; a number: execve's errno) before anything
+  // here goes away
+  execWr.reset();
+  outWr.reset();
+  errWr.reset();
+  int execErr = 0;
+  ssize_t got;
+  while ((got = read(execRd.get(), &execErr, sizeof execErr)) < 0 && errno == EINTR) {}
+  munmap(stack, kStack);
+  if (r < 0 || got == sizeof execErr) {
+    siginfo_t si;
+    while (sys::call(SYS_waitid, P_PIDFD, pfd.get(), &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+    if (r < 0) return ThrowErr(env, e);
+    return ThrowErrno(env, execErr, "store-userns", "execve", file.c_str());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pidfd", pfd.release());
+  out.Set("out", outRd.release());
+  out.Set("err", errRd.release());
+  return out;
+}
+
 // ---- overlay, new mount API -------------------------------------------------------------
 // Whether this kernel's overlayfs still takes its options through the legacy fs_context
 // (kernels before 6.5): every fsconfig key is accepted as text, unchecked, and only
@@ -787,6 +898,7 @@ void InitFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsOverlayMount", Napi::Function::New(env, OverlayMountNew, "fsOverlayMount"));
   exports.Set("fsUserNs", Napi::Function::New(env, FsUserNs, "fsUserNs"));
   exports.Set("fsSubidOps", Napi::Function::New(env, FsSubidOps, "fsSubidOps"));
+  exports.Set("fsSubidExec", Napi::Function::New(env, FsSubidExec, "fsSubidExec"));
   exports.Set("fsOverlayMountLegacy", Napi::Function::New(env, OverlayMountLegacy, "fsOverlayMountLegacy"));
   exports.Set("fsUmount", Napi::Function::New(env, Umount, "fsUmount"));
   exports.Set("fsMount", Napi::Function::New(env, Mount, "fsMount"));

@@ -31,7 +31,7 @@ import { fsNative } from './native.js';
 import { exportUpper, lowerHas, OverlayMount, upperChanges, type OverlayChange } from './overlay.js';
 import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from '../util/validate.js';
 import { ownerGone, ownerTag, selfOwnerMark } from '../owner.js';
-import { chownLayer, removeTree, storeUserNs, type OwnerEntry } from './subids.js';
+import { chownLayer, removeTree, runInStoreNs, runInStoreNsSync, storeUserNs, type OwnerEntry } from './subids.js';
 
 const MS_NOSUID = 2, MS_NODEV = 4;
 
@@ -193,6 +193,14 @@ function rootless(): { squash?: true; xattrNamespace?: 'user' } {
 /** An unprivileged caller's overlays (mounted by its sandboxes, in their user namespaces) keep their metadata in user.* xattrs. */
 function rootlessXattr(): boolean {
   return process.geteuid?.() !== 0;
+}
+
+/** A container's writable layer as a tar: in the caller's store namespace where it has one (see Container.exportDiff). */
+async function exportLayer(upper: string, dest: Writable, idmap: ContainerIdmap | undefined): Promise<void> {
+  const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+  const inNs = ns ? runInStoreNs(ns, `await nsbox.exportUpper(${JSON.stringify(upper)}, process.stdout, { userxattr: true });`, 'export', dest) : null;
+  if (inNs) { await inNs; return; }
+  await exportUpper(upper, dest, { idmap, userxattr: rootlessXattr() });
 }
 
 /** Records a store's root in the registry (best effort: unprivileged callers have none). */
@@ -678,7 +686,7 @@ export class LayerStore {
     const im = s0.images[image];
     if (!im) throw errnoError(2, 'store', 'commit', image, 'the image of this container is gone');
     const pt = new PassThrough({ highWaterMark: 1 << 20 });
-    const exp = exportUpper(upper, pt, { idmap, userxattr: rootlessXattr() });
+    const exp = exportLayer(upper, pt, idmap);
     const [layer] = await Promise.all([this.importLayer(pt, { parent: im.layers[im.layers.length - 1] }), exp]);
     const config: ImageConfigFile = structuredClone(im.config);
     config.rootfs = { type: 'layers', diff_ids: [...(im.config.rootfs?.diff_ids ?? []), layer.diffId] };
@@ -860,7 +868,10 @@ export class Container {
   /** What the container changed over its image and init layer. */
   changes(): OverlayChange[] {
     const { lower } = this.store._containerLayers(this.id, this.image);
-    return upperChanges(this.upperDir, lower, rootlessXattr());
+    // an unprivileged caller with a subordinate range looks in its store namespace (see exportDiff)
+    const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+    const inNs = ns ? runInStoreNsSync<OverlayChange[]>(ns, `nsbox.upperChanges(${JSON.stringify(this.upperDir)}, ${JSON.stringify(lower)}, true)`, 'changes') : null;
+    return inNs ?? upperChanges(this.upperDir, lower, rootlessXattr());
   }
 
   /**
@@ -876,9 +887,13 @@ export class Container {
     return { uidMap: [{ inside: 0, outside: process.geteuid?.() ?? 0, count: 1 }], gidMap: [{ inside: 0, outside: process.getegid?.() ?? 0, count: 1 }] };
   }
 
-  /** The writable layer as a layer tar. */
+  /**
+   * The writable layer as a layer tar. An unprivileged caller with a subordinate range reads
+   * it in its store namespace (a Node process there; files of the range the caller could not
+   * read are then read too, their owners seen as the ids inside).
+   */
   exportDiff(dest: Writable): Promise<void> {
-    return exportUpper(this.upperDir, dest, { idmap: this.#exportMaps(), userxattr: rootlessXattr() });
+    return exportLayer(this.upperDir, dest, this.#exportMaps());
   }
 
   /**
