@@ -363,7 +363,8 @@ export class LayerStore {
         return { id, ...info };
       });
     } finally {
-      removeTree(tmp);
+      // a removal that fails must not hide why the import failed: gc removes what stays
+      try { removeTree(tmp); } catch { /* left for gc (nsbox-tmp-<pid>-...) */ }
     }
   }
 
@@ -476,7 +477,7 @@ export class LayerStore {
         return this.#imageInfo(s, id);
       });
     } finally {
-      if (tmp) removeTree(tmp);
+      if (tmp) { try { removeTree(tmp); } catch { /* left for gc (nsbox-tmp-<pid>-...) */ } }
     }
   }
 
