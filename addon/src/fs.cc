@@ -142,6 +142,318 @@ Napi::Value FsUserNs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// ---- store operations inside the caller's user namespace ----------------------------------
+// An unprivileged caller's layer store keeps the image's owners in the caller's subordinate
+// range (as rootless podman's): uid 0 of the image is the caller, uid N its range's N-th id.
+// The caller can neither chown to those ids nor remove what they own, so those steps run in a
+// short-lived CLONE_VM|CLONE_FILES helper in a new user namespace whose maps newuidmap and
+// newgidmap write (0 -> the caller, 1.. -> the range: a sandbox's own maps). There it is root
+// with every capability over the files those maps cover. It shares our memory and fd table
+// and runs with every signal blocked: child.cc's rules hold (raw system calls, no allocation).
+struct LinuxDirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; };
+
+enum SubidOpKind { kSubidChown = 0, kSubidRemove = 1 };
+struct SubidOp {
+  int kind;
+  int dirfd;                 // chown: the layer root; remove: the parent directory
+  const char* name;          // remove: the entry to remove (a whole tree)
+  const uint8_t* entries;    // chown: records of uid, gid, mode (u32 each, ~0: none), length (u32), path, NUL
+  size_t entriesLen;
+};
+struct SubidArg {
+  int go;                    // read end: one byte = the maps are written; EOF = give up
+  long parent;
+  const SubidOp* ops;
+  size_t nops;
+  // the first failure (errno 0: none)
+  int err = 0;
+  long op = -1, entry = -1;
+  const char* syscall = "";
+};
+
+long OpenInRoot(int root, const char* rel, int flags) {
+  struct open_how how;
+  char* p = reinterpret_cast<char*>(&how);
+  for (size_t i = 0; i < sizeof how; i++) p[i] = 0;
+  how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);
+  how.resolve = kResolveSafe;
+  long r;
+  do r = sys::call(SYS_openat2, root, rel[0] ? rel : ".", &how, sizeof how);
+  while (r == -EAGAIN);
+  return r;
+}
+
+// Removes `name` under `dirfd` and everything below it (unlinkat never follows a symlink; a
+// directory is opened O_NOFOLLOW). Listed again from the start until it is empty.
+long RemoveTreeAt(int dirfd, const char* name, int depth, const char** sc) {
+  long r = sys::call(SYS_unlinkat, dirfd, name, 0);
+  if (r == 0 || r == -ENOENT) return 0;
+  if (r != -EISDIR) { *sc = "unlinkat"; return r; }
+  if (depth > 400) { *sc = "openat"; return -ELOOP; }
+  long fd = sys::call(SYS_openat, dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0) { *sc = "openat"; return fd; }
+  alignas(8) char buf[1024];
+  for (bool any = true; any;) {
+    any = false;
+    sys::call(SYS_lseek, fd, 0, SEEK_SET);
+    long n;
+    while ((n = sys::call(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+      for (long off = 0; off < n;) {
+        const LinuxDirent64* d = reinterpret_cast<const LinuxDirent64*>(buf + off);
+        off += d->reclen;
+        if (d->name[0] == '.' && (d->name[1] == 0 || (d->name[1] == '.' && d->name[2] == 0))) continue;
+        any = true;
+        if ((r = RemoveTreeAt(static_cast<int>(fd), d->name, depth + 1, sc)) < 0) { sys::call(SYS_close, fd); return r; }
+      }
+    }
+    if (n < 0) { *sc = "getdents64"; sys::call(SYS_close, fd); return n; }
+  }
+  sys::call(SYS_close, fd);
+  r = sys::call(SYS_unlinkat, dirfd, name, AT_REMOVEDIR);
+  if (r < 0 && r != -ENOENT) { *sc = "rmdir"; return r; }
+  return 0;
+}
+
+int SubidChild(void* arg) {
+  SubidArg* a = static_cast<SubidArg*>(arg);
+  sys::call(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (sys::call(SYS_getppid) != a->parent) return 1;
+  char c;
+  long n;
+  while ((n = sys::call(SYS_read, a->go, &c, 1)) == -EINTR) {}
+  if (n != 1) return 1;  // the maps could not be written
+  for (size_t i = 0; i < a->nops; i++) {
+    const SubidOp& op = a->ops[i];
+    if (op.kind == kSubidRemove) {
+      const char* sc = "";
+      long r = RemoveTreeAt(op.dirfd, op.name, 0, &sc);
+      if (r < 0) { a->err = static_cast<int>(-r); a->op = static_cast<long>(i); a->syscall = sc; return 1; }
+      continue;
+    }
+    size_t off = 0;
+    for (long k = 0; off + 16 <= op.entriesLen; k++) {
+      uint32_t v[4];
+      const uint8_t* src = op.entries + off;
+      uint8_t* dst = reinterpret_cast<uint8_t*>(v);
+      for (int b = 0; b < 16; b++) dst[b] = src[b];
+      const char* path = reinterpret_cast<const char*>(op.entries + off + 16);
+      off += 16 + v[3] + 1;
+      long fd = OpenInRoot(op.dirfd, path, O_PATH | O_NOFOLLOW);
+      const char* sc = "openat2";
+      long r = fd;
+      if (fd >= 0) {
+        sc = "fchownat";
+        r = sys::call(SYS_fchownat, fd, "", v[0], v[1], AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        sys::call(SYS_close, fd);
+      }
+      if (r >= 0 && v[2] != 0xffffffffu) {
+        // chown cleared the set-id bits: put the mode back (a regular file or a directory)
+        sc = "fchmod";
+        fd = OpenInRoot(op.dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+        r = fd < 0 ? fd : sys::call(SYS_fchmod, fd, v[2]);
+        if (fd >= 0) sys::call(SYS_close, fd);
+      }
+      if (r < 0) { a->err = static_cast<int>(-r); a->op = static_cast<long>(i); a->entry = k; a->syscall = sc; return 1; }
+    }
+  }
+  return 0;
+}
+
+// fsSubidOps(newuidmap, uidMap, newgidmap, gidMap, ops) -> null, or { errno, op, entry,
+// syscall } for the first operation that failed. ops: { kind: 'chown', root, entries: Buffer }
+// (see SubidOp) or { kind: 'remove', dir, name }. Throws NsboxError when the namespace cannot
+// be made or mapped (step 'store-userns', 'uid_map' or 'gid_map').
+Napi::Value FsSubidOps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string uh = Str(info[0]), um = Str(info[1]), gh = Str(info[2]), gm = Str(info[3]);
+  Napi::Array list = info[4].As<Napi::Array>();
+  std::vector<SubidOp> ops(list.Length());
+  std::vector<UniqueFd> fds;
+  std::vector<std::string> names(list.Length());
+  std::vector<Napi::Buffer<uint8_t>> bufs;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Object o = list.Get(i).As<Napi::Object>();
+    std::string kind = Str(o.Get("kind"));
+    std::string dir = Str(o.Get(kind == "chown" ? "root" : "dir"));
+    int fd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ThrowErrno(env, errno, "store-userns", "open", dir.c_str());
+    fds.emplace_back(fd);
+    ops[i].dirfd = fd;
+    if (kind == "chown") {
+      Napi::Buffer<uint8_t> b = o.Get("entries").As<Napi::Buffer<uint8_t>>();
+      bufs.push_back(b);
+      ops[i].kind = kSubidChown;
+      ops[i].entries = b.Data();
+      ops[i].entriesLen = b.Length();
+      ops[i].name = "";
+    } else {
+      names[i] = Str(o.Get("name"));
+      ops[i].kind = kSubidRemove;
+      ops[i].name = names[i].c_str();
+      ops[i].entries = nullptr;
+      ops[i].entriesLen = 0;
+    }
+  }
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd rd(pfd[0]), wr(pfd[1]);
+  // a stack of its own, big enough for RemoveTreeAt's depth (touched only as deep as it goes)
+  constexpr size_t kStack = 2 << 20;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (stack == MAP_FAILED) return ThrowErrno(env, errno, "store-userns", "mmap");
+  SubidArg arg;
+  arg.go = rd.get();
+  arg.parent = static_cast<long>(getpid());
+  arg.ops = ops.data();
+  arg.nops = ops.size();
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_FILES | CLONE_NEWUSER;
+  a.exit_signal = 0;  // reaped below (__WALL): no SIGCHLD for Node
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = kStack;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = nsbox_clone3(&a, sizeof a, SubidChild, &arg);
+  if (pid == -ENOSYS) {
+    int c = clone(SubidChild, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_FILES | CLONE_NEWUSER, &arg);
+    pid = c < 0 ? -errno : c;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) { munmap(stack, kStack); return ThrowErrno(env, (int)-pid, "store-userns", "clone3"); }
+  Err e;
+  int r = RunIdMapHelper(uh, static_cast<pid_t>(pid), um, &e, "uid_map");
+  if (r == 0) r = RunIdMapHelper(gh, static_cast<pid_t>(pid), gm, &e, "gid_map");
+  if (r == 0) {
+    char go = 'g';
+    while (write(wr.get(), &go, 1) < 0 && errno == EINTR) {}
+  }
+  wr.reset();
+  siginfo_t si;
+  while (sys::call(SYS_waitid, P_PID, pid, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  munmap(stack, kStack);
+  if (r < 0) return ThrowErr(env, e);
+  if (si.si_code != CLD_EXITED) return ThrowErrno(env, EINTR, "store-userns", "waitid");
+  if (arg.err == 0) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("errno", arg.err);
+  out.Set("op", Napi::Number::New(env, static_cast<double>(arg.op)));
+  out.Set("entry", Napi::Number::New(env, static_cast<double>(arg.entry)));
+  out.Set("syscall", arg.syscall);
+  return out;
+}
+
+// fsSubidExec(newuidmap, uidMap, newgidmap, gidMap, file, argv, envp) -> { pidfd, out, err }:
+// runs `file` as root of a new user namespace with those maps (a CLONE_VM helper that execs it
+// once newuidmap/newgidmap wrote them: it starts with every capability there), stdin
+// /dev/null, stdout and stderr pipes whose read ends are returned (with its pidfd, for
+// watchExit). It has a copy of our fd table (no CLONE_FILES); every fd but 0-2 is close-on-exec
+// or closed by execve's rules. It dies with this thread (PDEATHSIG).
+struct SubidExecArg {
+  int go, goWr;              // the go pipe (the child closes its copy of the write end)
+  int execWr;                // close-on-exec: EOF at exec; else the child writes its errno
+  long parent;
+  int in, out, err;
+  const char* file;
+  char* const* argv;
+  char* const* envp;
+};
+int SubidExecChild(void* arg) {
+  SubidExecArg* a = static_cast<SubidExecArg*>(arg);
+  sys::call(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  sys::call(SYS_close, a->goWr);
+  if (sys::call(SYS_getppid) != a->parent) return 127;
+  char c;
+  long n;
+  while ((n = sys::call(SYS_read, a->go, &c, 1)) == -EINTR) {}
+  if (n != 1) return 127;
+  long r = 0;
+  if ((r = sys::call(SYS_dup3, a->in, 0, 0)) >= 0 && (r = sys::call(SYS_dup3, a->out, 1, 0)) >= 0 && (r = sys::call(SYS_dup3, a->err, 2, 0)) >= 0) {
+    uint64_t none = 0;
+    sys::call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+    r = sys::call(SYS_execve, a->file, a->argv, a->envp);
+  }
+  int er = static_cast<int>(-r);
+  sys::call(SYS_write, a->execWr, &er, sizeof er);
+  return 127;
+}
+
+Napi::Value FsSubidExec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string uh = Str(info[0]), um = Str(info[1]), gh = Str(info[2]), gm = Str(info[3]), file = Str(info[4]);
+  auto strings = [](const Napi::Value& v) {
+    std::vector<std::string> out;
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    return out;
+  };
+  std::vector<std::string> argvS = strings(info[5]), envS = strings(info[6]);
+  std::vector<char*> argv, envp;
+  for (std::string& x : argvS) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  for (std::string& x : envS) envp.push_back(x.data());
+  envp.push_back(nullptr);
+  int gp[2], op[2], ep[2];
+  if (pipe2(gp, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd goRd(gp[0]), goWr(gp[1]);
+  if (pipe2(op, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd outRd(op[0]), outWr(op[1]);
+  if (pipe2(ep, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd errRd(ep[0]), errWr(ep[1]);
+  int xp[2];
+  if (pipe2(xp, O_CLOEXEC) < 0) return ThrowErrno(env, errno, "store-userns", "pipe2");
+  UniqueFd execRd(xp[0]), execWr(xp[1]);
+  UniqueFd devNull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devNull.valid()) return ThrowErrno(env, errno, "store-userns", "open", "/dev/null");
+  constexpr size_t kStack = 64 * 1024;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return ThrowErrno(env, errno, "store-userns", "mmap");
+  SubidExecArg arg{goRd.get(), goWr.get(), execWr.get(), static_cast<long>(getpid()), devNull.get(), outWr.get(), errWr.get(), file.c_str(), argv.data(), envp.data()};
+  int pidfd = -1;
+  struct clone_args a{};
+  a.flags = CLONE_VM | CLONE_NEWUSER | CLONE_PIDFD;
+  a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  a.exit_signal = 0;  // reaped by watchExit (__WALL)
+  a.stack = (uint64_t)(uintptr_t)stack;
+  a.stack_size = kStack;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = nsbox_clone3(&a, sizeof a, SubidExecChild, &arg);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) { munmap(stack, kStack); return ThrowErrno(env, (int)-pid, "store-userns", "clone3"); }
+  UniqueFd pfd(pidfd);
+  Err e;
+  int r = RunIdMapHelper(uh, static_cast<pid_t>(pid), um, &e, "uid_map");
+  if (r == 0) r = RunIdMapHelper(gh, static_cast<pid_t>(pid), gm, &e, "gid_map");
+  if (r == 0) {
+    char go = 'g';
+    while (write(goWr.get(), &go, 1) < 0 && errno == EINTR) {}
+  }
+  goWr.reset();
+  // the child shares our memory (its stack, argv, envp) until it execs or exits: wait for
+  // that (EOF on the exec pipe: exec'd, or gone; a number: execve's errno) before anything
+  // here goes away
+  execWr.reset();
+  outWr.reset();
+  errWr.reset();
+  int execErr = 0;
+  ssize_t got;
+  while ((got = read(execRd.get(), &execErr, sizeof execErr)) < 0 && errno == EINTR) {}
+  munmap(stack, kStack);
+  if (r < 0 || got == sizeof execErr) {
+    siginfo_t si;
+    while (sys::call(SYS_waitid, P_PIDFD, pfd.get(), &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+    if (r < 0) return ThrowErr(env, e);
+    return ThrowErrno(env, execErr, "store-userns", "execve", file.c_str());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pidfd", pfd.release());
+  out.Set("out", outRd.release());
+  out.Set("err", errRd.release());
+  return out;
+}
+
 // ---- overlay, new mount API -------------------------------------------------------------
 // Whether this kernel's overlayfs still takes its options through the legacy fs_context
 // (kernels before 6.5): every fsconfig key is accepted as text, unchecked, and only
@@ -585,6 +897,8 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
 void InitFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsOverlayMount", Napi::Function::New(env, OverlayMountNew, "fsOverlayMount"));
   exports.Set("fsUserNs", Napi::Function::New(env, FsUserNs, "fsUserNs"));
+  exports.Set("fsSubidOps", Napi::Function::New(env, FsSubidOps, "fsSubidOps"));
+  exports.Set("fsSubidExec", Napi::Function::New(env, FsSubidExec, "fsSubidExec"));
   exports.Set("fsOverlayMountLegacy", Napi::Function::New(env, OverlayMountLegacy, "fsOverlayMountLegacy"));
   exports.Set("fsUmount", Napi::Function::New(env, Umount, "fsUmount"));
   exports.Set("fsMount", Napi::Function::New(env, Mount, "fsMount"));

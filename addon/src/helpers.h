@@ -22,6 +22,10 @@
 
 namespace nsbox {
 
+// Runs newuidmap/newgidmap (`helper`) for `pid` with `map` ("inside outside count" lines);
+// 0, or -errno with `e` filled at `step` (spawn.cc). Calling thread only, never in a helper.
+int RunIdMapHelper(const std::string& helper, pid_t pid, const std::string& map, Err* e, const char* step);
+
 // clone3 with a new stack: the child starts on `args->stack`, calls fn(arg) and exits with
 // its result (it must not return into a C frame of the parent). Returns as clone3 does:
 // the child's pid or -errno.

@@ -37,38 +37,6 @@
 #endif
 
 namespace nsbox {
-namespace {
-
-using sys::call;
-
-// Whether the kernel has mount_setattr (5.12). Without it a bind's restrictions are applied
-// by remounting it, a file bind through its magic link in our /proc (Plan::procFd). Asked once.
-bool HaveMountSetattr() {
-  static const bool have = syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0) < 0 && errno != ENOSYS;
-  return have;
-}
-
-// Test hook: NSBOX_TEST_NO_CLONE_INTO_CGROUP=1 in the environment when the addon loads makes a
-// spawn into a cgroup take the path of kernels without CLONE_INTO_CGROUP (5.3 to 5.6): clone(2),
-// then the pid written to cgroup.procs. Both are the real system calls; only the clone3 that
-// would have worked is skipped. Read once, on the main thread.
-bool NoCloneIntoCgroupForTests() {
-  static const bool on = [] { const char* v = getenv("NSBOX_TEST_NO_CLONE_INTO_CGROUP"); return v && v[0] == '1'; }();
-  return on;
-}
-
-// The network namespace can be made beside the child: a new one, with no hand-off (a veth
-// moved in by pid before "go" needs it from the start). One CPU more is needed too (Spawn).
-bool asyncNetOk(const Plan& p) { return !p.twoStage && (p.cloneFlags & CLONE_NEWNET) && p.net.empty(); }
-
-int WriteFile(const char* path, const std::string& data, Err* e, const char* step) {
-  UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return Fail(e, errno, step, "open", path);
-  ssize_t n = write(fd.get(), data.data(), data.size());
-  if (n < 0) return Fail(e, errno, step, "write", path);
-  if ((size_t)n != data.size()) return Fail(e, EIO, step, "write", path);
-  return 0;
-}
 
 // newuidmap/newgidmap (setuid, from uidmap) write an unprivileged caller's subordinate range:
 // `helper pid inside outside count...`, run from here while the child waits for "go". Its
@@ -105,6 +73,39 @@ int RunIdMapHelper(const std::string& helper, pid_t pid, const std::string& map,
   int st = 0;
   while (waitpid(h, &st, 0) < 0 && errno == EINTR) {}
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return Fail(e, EPERM, step, helper.c_str() + helper.rfind('/') + 1, helper.c_str());
+  return 0;
+}
+
+namespace {
+
+using sys::call;
+
+// Whether the kernel has mount_setattr (5.12). Without it a bind's restrictions are applied
+// by remounting it, a file bind through its magic link in our /proc (Plan::procFd). Asked once.
+bool HaveMountSetattr() {
+  static const bool have = syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0) < 0 && errno != ENOSYS;
+  return have;
+}
+
+// Test hook: NSBOX_TEST_NO_CLONE_INTO_CGROUP=1 in the environment when the addon loads makes a
+// spawn into a cgroup take the path of kernels without CLONE_INTO_CGROUP (5.3 to 5.6): clone(2),
+// then the pid written to cgroup.procs. Both are the real system calls; only the clone3 that
+// would have worked is skipped. Read once, on the main thread.
+bool NoCloneIntoCgroupForTests() {
+  static const bool on = [] { const char* v = getenv("NSBOX_TEST_NO_CLONE_INTO_CGROUP"); return v && v[0] == '1'; }();
+  return on;
+}
+
+// The network namespace can be made beside the child: a new one, with no hand-off (a veth
+// moved in by pid before "go" needs it from the start). One CPU more is needed too (Spawn).
+bool asyncNetOk(const Plan& p) { return !p.twoStage && (p.cloneFlags & CLONE_NEWNET) && p.net.empty(); }
+
+int WriteFile(const char* path, const std::string& data, Err* e, const char* step) {
+  UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Fail(e, errno, step, "open", path);
+  ssize_t n = write(fd.get(), data.data(), data.size());
+  if (n < 0) return Fail(e, errno, step, "write", path);
+  if ((size_t)n != data.size()) return Fail(e, EIO, step, "write", path);
   return 0;
 }
 

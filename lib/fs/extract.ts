@@ -5,7 +5,7 @@
 // a symlink in the layer can never carry a later entry outside it; `..` names are refused.
 // The diff id is the sha256 of the uncompressed tar stream.
 import { createHash } from 'node:crypto';
-import { close, fchmod, fchown, futimes, write } from 'node:fs';
+import { close, fchmod, fchmodSync, fchown, futimes, write } from 'node:fs';
 import { posix } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { errnoError } from '../errors.js';
-import { fsNative, Kind, O, RESOLVE } from './native.js';
+import { fsNative, Kind, O, RESOLVE, RESOLVE_SAFE } from './native.js';
 
 const writeP = (fd: number, b: Buffer) => new Promise<number>((res, rej) => write(fd, b, (e, n) => (e ? rej(e) : res(n))));
 /** Files up to this size are written synchronously in one native call. */
@@ -35,6 +35,12 @@ export interface ExtractOptions {
   xattrNamespace?: 'trusted' | 'user';
   /** Leave every entry owned by the caller (an unprivileged caller may not chown): the tar's owners are dropped. */
   squash?: boolean;
+  /**
+   * With `squash`: collects here the tar's owners of the entries not owned 0:0 (ids as in the
+   * image, and the mode where set-id bits are to be put back after a chown), for an
+   * unprivileged caller's store to give them afterwards (subids.ts chownLayer).
+   */
+  owners?: Array<{ path: string; uid: number; gid: number; mode?: number }>;
   /** Called about every 4 MiB of uncompressed data and at the end. */
   onProgress?: (p: ImportProgress) => void;
 }
@@ -118,6 +124,7 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
   });
   const rootFd = nat.fsOpenat2(-100, dir, O.PATH | O.DIRECTORY | O.NOFOLLOW, 0, RESOLVE.NO_MAGICLINKS, 'import');
   const dirTimes: Array<[string, number]> = [];
+  const dirModes: Array<[string, number]> = [];
   try {
     const input = await decompress(src);
     const ex = tarExtract();
@@ -127,6 +134,10 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
       const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
       const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0;
       const mode = h.mode ?? 0o644, uid = opts.squash ? -1 : h.uid ?? 0, gid = opts.squash ? -1 : h.gid ?? 0;
+      if (opts.squash && opts.owners && ((h.uid ?? 0) !== 0 || (h.gid ?? 0) !== 0) && !base.startsWith('.wh.') && h.type !== 'link') {
+        const setId = (h.type === 'file' || h.type === 'contiguous-file' || h.type === 'directory') && (mode & 0o7000) !== 0;
+        opts.owners.push({ path: rel, uid: h.uid ?? 0, gid: h.gid ?? 0, ...(setId ? { mode: mode & 0o7777 } : {}) });
+      }
       const create = (r: string, kind: number, link = '', maj = 0, min = 0) =>
         nat.fsLayerCreate(rootFd, r, kind, mode, uid, gid, link, maj, min, mtime, opaqueXattr);
       if (base.startsWith('.wh.')) {
@@ -166,7 +177,14 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
         }
         case 'directory':
           body.resume();
-          create(rel, Kind.Dir);
+          if (opts.squash && (mode & 0o700) !== 0o700) {
+            // the caller (no CAP_DAC_OVERRIDE) must still make the entries below it: the
+            // directory's own mode is given at the end
+            nat.fsLayerCreate(rootFd, rel, Kind.Dir, (mode | 0o700) & 0o7777, uid, gid, '', 0, 0, mtime, opaqueXattr);
+            dirModes.push([rel, mode & 0o7777]);
+          } else {
+            create(rel, Kind.Dir);
+          }
           dirTimes.push([rel, mtime]);
           return;
         case 'symlink':
@@ -200,6 +218,12 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
     await pipeline(input, counter, ex as unknown as NodeJS.WritableStream);
     // directories' times last: creating their children changed them
     for (let i = dirTimes.length - 1; i >= 0; i--) nat.fsSetTimesIn(rootFd, dirTimes[i][0], dirTimes[i][1]);
+    // then (squashed) the modes that would have kept the caller out, deepest first (a chmod
+    // leaves the times)
+    for (let i = dirModes.length - 1; i >= 0; i--) {
+      const fd = nat.fsOpenat2(rootFd, dirModes[i][0] === '' ? '.' : dirModes[i][0], O.RDONLY | O.DIRECTORY | O.NOFOLLOW, 0, RESOLVE_SAFE, 'import');
+      try { fchmodSync(fd, dirModes[i][1]); } finally { nat.closeFd(fd); }
+    }
     report();
     return { diffId: `sha256:${hash.digest('hex')}`, size, entries };
   } finally {

@@ -37,6 +37,14 @@ export interface FsNative {
   fsOverlayMount(o: OverlayNativeOptions): boolean;
   /** fd of a new user namespace with these maps (uid_map/gid_map text), for idmapped mounts */
   fsUserNs(uidMap: string, gidMap: string): number;
+  /**
+   * Runs `ops` in a new user namespace mapped by newuidmap/newgidmap (helpers and map texts):
+   * null, or the first failure.
+   */
+  fsSubidOps(newuidmap: string, uidMap: string, newgidmap: string, gidMap: string,
+    ops: Array<{ kind: 'chown'; root: string; entries: Buffer } | { kind: 'remove'; dir: string; name: string }>): null | { errno: number; op: number; entry: number; syscall: string };
+  /** Runs `file argv` as root of a new user namespace mapped by newuidmap/newgidmap; its pidfd (for watchExit) and the read ends of its stdout and stderr. */
+  fsSubidExec(newuidmap: string, uidMap: string, newgidmap: string, gidMap: string, file: string, argv: string[], envp: string[]): { pidfd: number; out: number; err: number };
   fsOverlayMountLegacy(dir: string, data: string, target: string, flags: number, source?: string): void;
   fsUmount(target: string, detach?: boolean): void;
   fsMount(source: string, target: string, type: string, flags: number, data: string): void;

@@ -31,6 +31,7 @@ import { fsNative } from './native.js';
 import { exportUpper, lowerHas, OverlayMount, upperChanges, type OverlayChange } from './overlay.js';
 import { absPath, bool, byteSize, checkOptions, fail, isPlainObject } from '../util/validate.js';
 import { ownerGone, ownerTag, selfOwnerMark } from '../owner.js';
+import { chownLayer, removeTree, runInStoreNs, runInStoreNsSync, storeUserNs, type OwnerEntry } from './subids.js';
 
 const MS_NOSUID = 2, MS_NODEV = 4;
 
@@ -76,7 +77,8 @@ interface ContainerRecord {
 
 interface State {
   version: 1;
-  layers: Record<string, Omit<LayerInfo, 'id'>>;
+  /** `squashed`: imported by an unprivileged caller without a subordinate range (its owners dropped) */
+  layers: Record<string, Omit<LayerInfo, 'id'> & { squashed?: true }>;
   images: Record<string, { layers: string[]; config: ImageConfigFile; created: string }>;
   tags: Record<string, string>;
   containers: Record<string, ContainerRecord>;
@@ -178,12 +180,27 @@ export function storeRegistryDir(): string {
 }
 
 /**
- * How an unprivileged caller's layers are stored (as rootless podman without a shifting
- * helper): owned by the caller (its sandbox's root), overlay metadata in user.* xattrs (the
- * overlay is mounted inside the sandbox's user namespace with userxattr).
+ * How an unprivileged caller's layers are stored, overlay metadata in user.* xattrs (the
+ * overlay is mounted inside the sandbox's user namespace with userxattr). The files are
+ * extracted as the caller; with a subordinate range (subids.ts) the tar's owners are collected
+ * and given afterwards in the caller's store namespace, as rootless podman keeps them, else
+ * they are dropped (squashed: every file the caller's, its sandbox's root).
  */
 function rootless(): { squash?: true; xattrNamespace?: 'user' } {
   return process.geteuid?.() === 0 ? {} : { squash: true, xattrNamespace: 'user' };
+}
+
+/** An unprivileged caller's overlays (mounted by its sandboxes, in their user namespaces) keep their metadata in user.* xattrs. */
+function rootlessXattr(): boolean {
+  return process.geteuid?.() !== 0;
+}
+
+/** A container's writable layer as a tar: in the caller's store namespace where it has one (see Container.exportDiff). */
+async function exportLayer(upper: string, dest: Writable, idmap: ContainerIdmap | undefined): Promise<void> {
+  const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+  const inNs = ns ? runInStoreNs(ns, `await nsbox.exportUpper(${JSON.stringify(upper)}, process.stdout, { userxattr: true });`, 'export', dest) : null;
+  if (inNs) { await inNs; return; }
+  await exportUpper(upper, dest, { idmap, userxattr: rootlessXattr() });
 }
 
 /** Records a store's root in the registry (best effort: unprivileged callers have none). */
@@ -322,13 +339,18 @@ export class LayerStore {
     const tmp = this.#tmpDir();
     try {
       mkdirSync(join(tmp, 'diff'), { mode: 0o755 });
-      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress, ...rootless() });
+      const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+      const owners: OwnerEntry[] | undefined = ns ? [] : undefined;
+      const r = await extractLayer(tar, join(tmp, 'diff'), { allowDevices, onProgress: options.onProgress, ...rootless(), owners });
+      // the image's owners, in this user's subordinate ids (its sandboxes' maps)
+      if (ns && owners) chownLayer(ns, join(tmp, 'diff'), owners);
+      const squashed = process.geteuid?.() !== 0 && !ns;
       const parentChain = options.parent ? `sha256:${options.parent}` : null;
       const chain = parentChain ? `sha256:${createHash('sha256').update(`${parentChain} ${r.diffId}`).digest('hex')}` : r.diffId;
       const id = chain.slice(7);
       return await this.#locked((s) => {
         const have = s.layers[id];
-        if (have) return { id, ...have };
+        if (have) return { id, parent: have.parent, diffId: have.diffId, size: have.size, link: have.link };
         if (options.parent && !s.layers[options.parent]) throw new RangeError(`options.parent: layer ${options.parent} was removed meanwhile`);
         const link = shortId();
         const lower = options.parent ? this.#lowerOf(s, options.parent) : [];
@@ -337,11 +359,12 @@ export class LayerStore {
         renameSync(tmp, join(this.root, id));
         symlinkSync(`../${id}/diff`, join(this.root, 'l', link));
         const info = { parent: options.parent ?? null, diffId: r.diffId, size: r.size, link };
-        s.layers[id] = info;
+        s.layers[id] = squashed ? { ...info, squashed: true } : info;
         return { id, ...info };
       });
     } finally {
-      rmSync(tmp, { recursive: true, force: true });
+      // a removal that fails must not hide why the import failed: gc removes what stays
+      try { removeTree(tmp); } catch { /* left for gc (nsbox-tmp-<pid>-...) */ }
     }
   }
 
@@ -359,7 +382,7 @@ export class LayerStore {
   /** Layers of the store. */
   layers(): LayerInfo[] {
     const s = this.#read();
-    return Object.entries(s.layers).filter(([id]) => /^[a-f0-9]{64}$/.test(id)).map(([id, l]) => ({ id, ...l }));
+    return Object.entries(s.layers).filter(([id]) => /^[a-f0-9]{64}$/.test(id)).map(([id, l]) => ({ id, parent: l.parent, diffId: l.diffId, size: l.size, link: l.link }));
   }
 
   /** Directory of a layer's files. */
@@ -391,7 +414,7 @@ export class LayerStore {
     if (!l) return;
     delete s.layers[id];
     rmSync(join(this.root, 'l', l.link), { force: true });
-    rmSync(join(this.root, id), { recursive: true, force: true });
+    removeTree(join(this.root, id));
   }
 
   /** Removes layers nothing uses any more (after an image was removed). */
@@ -454,7 +477,7 @@ export class LayerStore {
         return this.#imageInfo(s, id);
       });
     } finally {
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      if (tmp) { try { removeTree(tmp); } catch { /* left for gc (nsbox-tmp-<pid>-...) */ } }
     }
   }
 
@@ -626,6 +649,15 @@ export class LayerStore {
     return { lower: layers.map((l) => join(this.root, l, 'diff')), links: layers.map((l) => `l/${s.layers[l].link}`) };
   }
 
+  /**
+   * @internal Whether an image's files were squashed to the caller (some layer imported by an
+   * unprivileged caller without a subordinate range): its other owners are not kept.
+   */
+  _squashed(image: string): boolean {
+    const s = this.#read();
+    return (s.images[image]?.layers ?? []).some((l) => s.layers[l]?.squashed === true);
+  }
+
   /** @internal */
   _mounted(): Map<string, OverlayMount> {
     return this.#mounted;
@@ -642,7 +674,7 @@ export class LayerStore {
       for (const l of [id, `${id}-init`]) {
         const li = s.layers[l];
         if (li) rmSync(join(this.root, 'l', li.link), { force: true });
-        rmSync(join(this.root, l), { recursive: true, force: true });
+        removeTree(join(this.root, l));
         delete s.layers[l];
       }
       delete s.containers[name];
@@ -655,7 +687,7 @@ export class LayerStore {
     const im = s0.images[image];
     if (!im) throw errnoError(2, 'store', 'commit', image, 'the image of this container is gone');
     const pt = new PassThrough({ highWaterMark: 1 << 20 });
-    const exp = exportUpper(upper, pt, { idmap });
+    const exp = exportLayer(upper, pt, idmap);
     const [layer] = await Promise.all([this.importLayer(pt, { parent: im.layers[im.layers.length - 1] }), exp]);
     const config: ImageConfigFile = structuredClone(im.config);
     config.rootfs = { type: 'layers', diff_ids: [...(im.config.rootfs?.diff_ids ?? []), layer.diffId] };
@@ -688,7 +720,7 @@ export class LayerStore {
     const removed: string[] = [];
     for (const n of readdirSync(this.root)) {
       const m = TMP_RE.exec(n) ?? STATE_TMP_RE.exec(n);
-      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { rmSync(join(this.root, n), { recursive: true, force: true }); removed.push(n); }
+      if (m && mine(Number(m[1])) && ownerGone(Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))) { removeTree(join(this.root, n)); removed.push(n); }
     }
     const dead = Object.values(this.#read().containers).filter((c) => c.ephemeral && mine(c.pid) && ownerGone(c.pid, c.start));
     for (const c of dead) {
@@ -707,7 +739,7 @@ export class LayerStore {
         const dir = join(this.root, n);
         if (isMountPoint(join(dir, 'merged'))) { try { fsNative().fsUmount(join(dir, 'merged'), true); } catch { continue; } }
         if (isMountPoint(dir)) { try { fsNative().fsUmount(dir, true); } catch { continue; } }
-        rmSync(dir, { recursive: true, force: true });
+        removeTree(dir);
         removed.push(n);
       }
       for (const l of readdirSync(join(this.root, 'l'))) {
@@ -837,12 +869,32 @@ export class Container {
   /** What the container changed over its image and init layer. */
   changes(): OverlayChange[] {
     const { lower } = this.store._containerLayers(this.id, this.image);
-    return upperChanges(this.upperDir, lower);
+    // an unprivileged caller with a subordinate range looks in its store namespace (see exportDiff)
+    const ns = process.geteuid?.() === 0 ? null : storeUserNs();
+    const inNs = ns ? runInStoreNsSync<OverlayChange[]>(ns, `nsbox.upperChanges(${JSON.stringify(this.upperDir)}, ${JSON.stringify(lower)}, true)`, 'changes') : null;
+    return inNs ?? upperChanges(this.upperDir, lower, rootlessXattr());
   }
 
-  /** The writable layer as a layer tar. */
+  /**
+   * The maps the writable layer's host owners go back through: those of its first mount; for
+   * an unprivileged caller (whose sandbox mounted it) the caller's own maps (its uid is root
+   * inside, its subordinate ids 1..).
+   */
+  #exportMaps(): ContainerIdmap | undefined {
+    const m = this.idmap;
+    if (m || process.geteuid?.() === 0) return m;
+    const ns = storeUserNs();
+    if (ns) return { uidMap: ns.uidMap, gidMap: ns.gidMap };
+    return { uidMap: [{ inside: 0, outside: process.geteuid?.() ?? 0, count: 1 }], gidMap: [{ inside: 0, outside: process.getegid?.() ?? 0, count: 1 }] };
+  }
+
+  /**
+   * The writable layer as a layer tar. An unprivileged caller with a subordinate range reads
+   * it in its store namespace (a Node process there; files of the range the caller could not
+   * read are then read too, their owners seen as the ids inside).
+   */
   exportDiff(dest: Writable): Promise<void> {
-    return exportUpper(this.upperDir, dest, { idmap: this.idmap });
+    return exportLayer(this.upperDir, dest, this.#exportMaps());
   }
 
   /**
@@ -853,7 +905,7 @@ export class Container {
     checkOptions('options', options, ['name', 'config']);
     if (options.name !== undefined && (typeof options.name !== 'string' || !/^[a-z0-9][a-z0-9._\/:-]*$/i.test(options.name))) fail('options.name', 'must be a reference like name:tag');
     if (options.config !== undefined && !isPlainObject(options.config)) fail('options.config', 'must be an object');
-    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config, this.idmap);
+    return this.store._commit(this.name, this.upperDir, this.image, options.name, options.config, this.#exportMaps());
   }
 
   /** Unmounts (if this process mounted it) and deletes the container's layers. */

@@ -2,7 +2,7 @@
 // are, /etc/subuid), with their caches: rarely changing ones are read at most once a second.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { release as osRelease, userInfo } from 'node:os';
-import { findIdMapHelpers } from '../util/idmap.js';
+import { findIdMapHelpers, subordinateRange } from '../util/idmap.js';
 import { Capabilities } from '../security/capabilities.js';
 import { detectLayout } from '../cgroup/detect.js';
 import type { DirInfo, HostFacts } from './types.js';
@@ -88,22 +88,6 @@ function initialNamespaceRoot(): boolean {
 }
 
 const kernelPathKinds = new Map<string, ReturnType<HostFacts['pathKind']>>();
-
-/** The (first) subordinate range of `user` in /etc/subuid or /etc/subgid. */
-function subordinateRange(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null {
-  let text: string;
-  try { text = readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; }
-  let uidName: string | undefined;
-  for (const line of text.split('\n')) {
-    const [name, start, count] = line.trim().split(':');
-    if (!name || start === undefined || count === undefined) continue;
-    if (name === user || (uidName !== undefined && name === uidName)) {
-      const s = Number(start), c = Number(count);
-      if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: c };
-    }
-  }
-  return null;
-}
 
 // Host facts that change rarely (/etc/subuid, the layout of /usr, /bin...) are read at most
 // once a second: a spawn costs no file reads for them in between.

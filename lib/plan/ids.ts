@@ -1,6 +1,6 @@
 // Ids of the sandbox: the user namespace's maps (a root caller's sandbox root on a subordinate
 // range, as dockerd --userns-remap) and the ids the child takes on its way.
-import { mapped, parseIdMaps, type IdMap } from '../util/idmap.js';
+import { callerMaps, mapped, parseIdMaps, type IdMap } from '../util/idmap.js';
 import { isObject, str } from '../util/validate.js';
 import type { SpawnIsolatedOptions } from './options.js';
 import { realHost } from './host.js';
@@ -106,12 +106,7 @@ export function callerRange(host: HostFacts = realHost):
   if (!su || !sg) return { missing: 'range' };
   const helpers = host.idMapHelpers?.();
   if (!helpers) return { missing: 'uidmap' };
-  const n = (c: number) => Math.min(c, RANGE_SIZE - 1);
-  return {
-    uidMap: [{ inside: 0, outside: host.euid, count: 1 }, { inside: 1, outside: su.start, count: n(su.count) }],
-    gidMap: [{ inside: 0, outside: host.egid, count: 1 }, { inside: 1, outside: sg.start, count: n(sg.count) }],
-    helpers,
-  };
+  return { ...callerMaps(host.euid, host.egid, su, sg), helpers };
 }
 
 /** Whether an unprivileged caller's options need more ids than its own (uid, gid, groups other than 0, an image). */

@@ -202,14 +202,14 @@ function checkSubids(): DoctorCheck | undefined {
   if (!missing.length && !findIdMapHelpers()) {
     return {
       ...base, status: 'warn',
-      detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid, but newuidmap/newgidmap are not installed: it will not be used (a sandbox maps only this user's own id; options.uid/gid other than 0 are refused)`,
+      detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid, but newuidmap/newgidmap are not installed: it will not be used (a sandbox maps only this user's own id; options.uid/gid other than 0 are refused; images are squashed to this user)`,
       fix: 'apt install uidmap (dnf install shadow-utils)',
     };
   }
-  if (!missing.length) return { ...base, status: 'ok', detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid and newuidmap/newgidmap are installed: sandboxes that need more ids than this user's own (options.uid/gid/groups, images) map it (0 = this user, 1.. = the range)` };
+  if (!missing.length) return { ...base, status: 'ok', detail: `${name ?? uid} has a range in /etc/subuid and /etc/subgid and newuidmap/newgidmap are installed: sandboxes that need more ids than this user's own (options.uid/gid/groups, images) map it (0 = this user, 1.. = the range), and this user's layer store keeps images' owners in it` };
   return {
     ...base, status: 'warn',
-    detail: `no range for ${name ?? `uid ${uid}`} in ${missing.join(' and ')}: a sandbox maps only this user's own id (root inside), so options.uid/gid other than 0 are refused`,
+    detail: `no range for ${name ?? `uid ${uid}`} in ${missing.join(' and ')}: a sandbox maps only this user's own id (root inside), so options.uid/gid other than 0 are refused and images are squashed to this user (their other owners are dropped)`,
     fix: `add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${name ?? '<user>'}`,
   };
 }

@@ -1,6 +1,6 @@
 // User namespace id maps: the type, their validation and their /proc/<pid>/uid_map text.
 // Shared by the planner, overlay mounts (idmapped layers) and the layer store.
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { checkKeys, fail, isObject, uint } from './validate.js';
 
 /** One line of a uid_map / gid_map: `count` ids from `inside` map to `outside` on the host. */
@@ -64,4 +64,38 @@ export function findIdMapHelpers(): { uid: string; gid: string } | null {
   });
   const uid = find('newuidmap'), gid = find('newgidmap');
   return uid && gid ? { uid, gid } : null;
+}
+
+/** The (first) subordinate range of `user` in /etc/subuid or /etc/subgid. */
+export function subordinateRange(file: 'subuid' | 'subgid', user: string): { start: number; count: number } | null {
+  let text: string;
+  try { text = readFileSync(`/etc/${file}`, 'utf8'); } catch { return null; }
+  let uidName: string | undefined;
+  for (const line of text.split('\n')) {
+    const [name, start, count] = line.trim().split(':');
+    if (!name || start === undefined || count === undefined) continue;
+    if (name === user || (uidName !== undefined && name === uidName)) {
+      const s = Number(start), c = Number(count);
+      if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: c };
+    }
+  }
+  return null;
+}
+
+/** How many ids an unprivileged caller's maps give a sandbox: its own and at most this many - 1 of its range. */
+export const CALLER_RANGE_SIZE = 65536;
+
+/**
+ * An unprivileged caller's maps, as rootless podman's: 0 -> the caller, 1.. -> its subordinate
+ * ranges `su` (uids) and `sg` (gids), at most CALLER_RANGE_SIZE ids in all. The sandboxes
+ * that need more ids than the caller's own get them (lib/plan/ids.ts callerRange), and so does
+ * an unprivileged caller's layer store (lib/fs/subids.ts): a layer's files are owned on the
+ * host by the ids these maps give their owners in the image.
+ */
+export function callerMaps(euid: number, egid: number, su: { start: number; count: number }, sg: { start: number; count: number }): { uidMap: IdMap[]; gidMap: IdMap[] } {
+  const n = (c: number) => Math.min(c, CALLER_RANGE_SIZE - 1);
+  return {
+    uidMap: [{ inside: 0, outside: euid, count: 1 }, { inside: 1, outside: su.start, count: n(su.count) }],
+    gidMap: [{ inside: 0, outside: egid, count: 1 }, { inside: 1, outside: sg.start, count: n(sg.count) }],
+  };
 }

@@ -180,7 +180,8 @@ elif [ "$VMK" = 5.10 ]; then
     test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts)
 else
   TESTS=(test/integration/cgroup.test.ts test/integration/cgroup-spawn.test.ts test/integration/cgroup-cells.test.ts test/integration/view-template.test.ts
-    test/integration/compat.test.ts test/integration/matrix.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts)
+    test/integration/compat.test.ts test/integration/matrix.test.ts test/integration/fs-overlay.test.ts test/integration/fs-store.test.ts
+    test/integration/store-subids.test.ts)
 fi
 # A test's fresh processes (test/helpers/proc.ts) write to files, lead a process group that is
 # killed at their timeout, and are waited for asynchronously: one fresh-clone run once hung in
@@ -193,6 +194,9 @@ fi
 # only the first two (NSBOX_MATRIX_CELLS=basic, below: the 5.10 guest is the slower one).
 # cgroup-cells.test.ts sets up the matrix's v2 cells itself (a delegated user scope, a
 # root-owned session scope, a container at its cgroup namespace root) and runs callers there.
+# store-subids.test.ts (6.1 only): a non-root user's store in its subordinate ids, whose
+# sandboxes mount layers of several host owners inside their user namespaces (userxattr); 83 s
+# in the guest under TCG.
 # Not here yet: test/integration/fs-safepaths.test.ts. Its rename race (a rootfs directory
 # flipped to a symlink during 200 spawns) passes on 6.18 but in these guests 30-40 of the 200
 # binds are neither refused nor seen in the sandbox's mount table (6.1 also before the mount

@@ -105,8 +105,9 @@ export const imageLayer: SpawnLayer = {
     let container: Container | undefined;
     let dropTeardown = () => {};
     return {
-      // an unprivileged caller's layers were extracted without their owners (store.ts rootless)
-      ...(realHost.euid !== 0 ? { report: () => ({ imageOwners: 'squashed' as const }) } : {}),
+      // an unprivileged caller without a subordinate range: the layers were extracted without
+      // their owners (store.ts rootless); with one they kept them (subids.ts), as root's do
+      report: () => (realHost.euid !== 0 && (container ? container.store._squashed(container.image) : spec.store._squashed(spec.store.image(spec.ref).id)) ? { imageOwners: 'squashed' as const } : {}),
       async resolve(input) {
         const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
         const config = spec.store.image(spec.ref).config;
@@ -116,8 +117,9 @@ export const imageLayer: SpawnLayer = {
         });
         if (realHost.euid !== 0) {
           // an unprivileged caller: the sandbox mounts the overlay itself, in its own user
-          // namespace (userxattr), over the container's empty merged dir; the layers are the
-          // caller's (squashed at import), i.e. its sandbox root's
+          // namespace (userxattr), over the container's empty merged dir; the layers' files are
+          // owned by the caller and its subordinate ids as the sandbox's maps give the image's
+          // owners (or all the caller's, squashed, without a range)
           const [maj, min] = release().split('.').map((n) => parseInt(n, 10));
           if (maj < 5 || (maj === 5 && min < 11)) throw errnoError(95, 'image', 'overlay', spec.store.root, `an unprivileged caller's image needs Linux 5.11 or later (overlay inside a user namespace, userxattr); this is ${release()}: run as root, or use options.rootfs`);
           const dir = join(spec.store.root, container.id);
