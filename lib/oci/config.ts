@@ -41,15 +41,12 @@ function unsupportedUnlessEmpty(field: string, v: unknown, why: string): void {
 const NS: Record<string, NamespaceType> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup', time: 'time' };
 
 /**
- * Mounts of OCI's default config (runc spec, podman) that nsbox's own view already makes,
- * with its own options (proc, sysfs read-only, a /dev of its own with devpts, shm, mqueue; the
- * cgroup filesystem at /sys/fs/cgroup is the sandbox's cgroup namespace view). They are
- * accepted as that view; any other mount is made as given.
+ * The cgroup filesystem at /sys/fs/cgroup: nsbox's view mounts the sandbox's own cgroup there,
+ * read-only, when it has a cgroup namespace (the options of OCI's entry are the same). Every
+ * other mount is made as given; one at a point of nsbox's view with its type (proc at /proc,
+ * tmpfs at /dev, devpts at /dev/pts, ...) replaces nsbox's mount there (Mount, options.ts).
  */
-const VIEW_MOUNTS: Record<string, string[]> = {
-  '/proc': ['proc'], '/dev': ['tmpfs'], '/dev/pts': ['devpts'], '/dev/shm': ['tmpfs'], '/dev/mqueue': ['mqueue'],
-  '/sys': ['sysfs'], '/sys/fs/cgroup': ['cgroup', 'cgroup2'],
-};
+const VIEW_MOUNTS: Record<string, string[]> = { '/sys/fs/cgroup': ['cgroup', 'cgroup2'] };
 
 const PROPAGATION: Record<string, Mount['propagation']> = {
   private: 'private', rprivate: 'private', shared: 'shared', rshared: 'shared', slave: 'slave', rslave: 'slave', unbindable: 'unbindable', runbindable: 'unbindable',
@@ -65,15 +62,20 @@ function mount(field: string, m: unknown, bundle: string): Mount | null {
   const isBind = o.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
   const type = isBind ? 'bind' : typeof o.type === 'string' ? o.type : refuse(`${field}.type`, 'must be a string');
   if (VIEW_MOUNTS[dest]?.includes(type)) return null; // nsbox's view has it (see VIEW_MOUNTS)
-  const out: Mount = { type, target: dest };
+  // the flags exactly as given: without nosuid/nodev/noexec a mount allows set-id bits, device
+  // files and exec, as with runc (result.isolation.relaxedMounts lists the first two)
+  const out: Mount = { type, target: dest, nosuid: false, nodev: false, noexec: false };
   const data: string[] = [];
   for (const x of opts) {
-    if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'nosuid' || x === 'nodev' || x === 'exec' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
+    if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
     if (x === 'ro') out.readonly = true;
-    else if (x === 'noexec') out.noexec = true;
+    else if (x === 'nosuid' || x === 'nodev' || x === 'noexec') out[x] = true;
+    else if (x === 'suid' || x === 'dev' || x === 'exec') out[`no${x}`] = false;
     else if (PROPAGATION[x]) out.propagation = PROPAGATION[x];
-    else if (x === 'suid' || x === 'dev') refuse(`${field}.options`, `'${x}': nsbox mounts are always nosuid and nodev`);
-    else if (x === 'tmpcopyup' || x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
+    else if (x === 'tmpcopyup') {
+      if (type !== 'tmpfs') refuse(`${field}.options`, `'tmpcopyup' applies to tmpfs mounts only (this one is ${type})`);
+      out.copyUp = true;
+    } else if (x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
     else if (isBind) refuse(`${field}.options`, `'${x}' is not an option of a bind mount nsbox knows`);
     else data.push(x);
   }
@@ -184,7 +186,8 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   if (typeof root.path !== 'string') refuse('root.path', 'must be a string');
   const rootfs = resolve(bundle, root.path);
   if (!existsSync(rootfs) || !statSync(rootfs).isDirectory()) refuse('root.path', `${rootfs} is not a directory`);
-  options.rootfs = { path: rootfs, readonly: root.readonly === true };
+  // mounts exactly as config.json says: no tmpfs on /tmp unless it lists one
+  options.rootfs = { path: rootfs, readonly: root.readonly === true, tmp: false };
   if (c.process === undefined) refuse('process', 'is needed by create');
   const proc = processOptions('process', c.process, warnings);
   Object.assign(options, proc.options);
@@ -259,8 +262,9 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       try { options.seccomp = Seccomp.fromOCI(l.seccomp); } catch (e) { refuse('linux.seccomp', (e as Error).message); }
     } else options.seccomp = 'none'; // OCI: no seccomp object, no filter
     if (l.rootfsPropagation !== undefined) {
-      const p = PROPAGATION[l.rootfsPropagation as string];
-      if (p !== 'private' && p !== 'slave') refuse('linux.rootfsPropagation', `${String(l.rootfsPropagation)} is not supported by nsbox-runc (private or slave)`);
+      const p = PROPAGATION[l.rootfsPropagation as string] ?? refuse('linux.rootfsPropagation', `${String(l.rootfsPropagation)} is not a propagation type ((r)private, (r)slave, (r)shared or (r)unbindable)`);
+      // nsbox makes the whole tree recursively so; 'shared' is a peer group of the container's
+      // own, receiving from the host (as 'slave'), never propagating to it (options.ts)
       options.rootPropagation = p;
     }
     if (l.maskedPaths !== undefined) options.maskedPaths = l.maskedPaths as string[];

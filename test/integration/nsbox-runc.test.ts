@@ -177,7 +177,7 @@ describe.skipIf(skip)('nsbox-runc', () => {
       [(c) => { c.linux.resources.blockIO = { weight: 10 }; }, /config\.json: linux\.resources\.blockIO: /],
       [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
       [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
-      [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['tmpcopyup'] }); }, /mounts\[6\]\.options: 'tmpcopyup'/],
+      [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['copy-symlink'] }); }, /mounts\[6\]\.options: 'copy-symlink'/],
       [(c) => { c.linux.namespaces.push({ type: 'ipc', path: '/proc/1/ns/ipc' }); }, /linux\.namespaces\[7\]\.path: joining an existing ipc namespace/],
       [(c) => { c.process.terminal = true; }, /process\.terminal: needs --console-socket/],
     ];
