@@ -159,7 +159,7 @@ function killPid(pid: number): void {
 }
 
 /** rmdir on the thread pool: on v1 it may wait for the kernel (an RCU grace period), and the hierarchies are removed at once. */
-async function rmdirRetry(dir: string): Promise<void> {
+export async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
       await rmdirAsync(dir);

@@ -251,10 +251,12 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       });
     }
     if (l.cgroupsPath !== undefined) {
-      // nsbox's sandbox cgroup is made inside this directory (its name carries nsbox and the owner, for gc)
+      // the container's cgroup is exactly this path (Sandbox cgroupPath, CGroup.createAt):
+      // nsbox makes what is missing of it, and delete removes what it made
       if (typeof l.cgroupsPath !== 'string') refuse('linux.cgroupsPath', 'must be a string');
       if (l.cgroupsPath.includes(':')) refuse('linux.cgroupsPath', 'a systemd slice:prefix:name path: systemd cgroups are not supported by nsbox-runc (use cgroupfs)');
-      if (l.cgroupsPath !== '') options.cgroupParent = l.cgroupsPath;
+      if (l.cgroupsPath.split('/').some((x) => x === '..' || x === '.')) refuse('linux.cgroupsPath', "may not contain '.' or '..'");
+      if (l.cgroupsPath !== '') options.cgroupPath = l.cgroupsPath;
     }
     if (l.resources !== undefined) options.limits = resources(l.resources);
     if (l.sysctl !== undefined) options.sysctl = l.sysctl as Record<string, string>;
@@ -285,49 +287,96 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   return { options, program, terminal: proc.terminal, rootfs };
 }
 
+/** A size as runc's flags take it: bytes, or with a k/m/g/t suffix (binary). */
+function size(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+  if (!m) throw new OciConfigError(flag, `'${v}' is not a size`);
+  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+}
+
+/**
+ * `runc update`: its flags, or a LinuxResources object (`--resources FILE`), as limits for
+ * `Sandbox.update`. A value nsbox-runc does not apply is refused naming the flag or field;
+ * removing a limit (-1) is refused (nsbox's limits have no "unlimited" value to set).
+ */
+export function updateToLimits(flags: Record<string, string | boolean | undefined>, resourcesJson?: unknown): NonNullable<SandboxOptions['limits']> {
+  if (resourcesJson !== undefined) return resources(resourcesJson, '--resources');
+  const r: { memory?: J; cpu?: J; pids?: J } = {};
+  const num = (f: string): number | undefined => {
+    const v = flags[f];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^-?\d+$/.test(v)) throw new OciConfigError(`--${f}`, `'${String(v)}' is not a number`);
+    if (Number(v) < 0) throw new OciConfigError(`--${f}`, 'removing a limit (-1) is not supported by nsbox-runc');
+    return Number(v);
+  };
+  const sz = (f: string): number | undefined => {
+    const v = flags[f];
+    if (v === undefined) return undefined;
+    if (v === '-1') throw new OciConfigError(`--${f}`, 'removing a limit (-1) is not supported by nsbox-runc');
+    return size(`--${f}`, String(v));
+  };
+  const set = (k: 'memory' | 'cpu' | 'pids', f: string, v: unknown) => { if (v !== undefined) (r[k] ??= {})[f] = v; };
+  set('memory', 'limit', sz('memory'));
+  set('memory', 'reservation', sz('memory-reservation'));
+  set('memory', 'swap', sz('memory-swap'));
+  for (const f of ['kernel-memory', 'kernel-memory-tcp', 'cpu-rt-period', 'cpu-rt-runtime', 'cpu-burst', 'cpu-idle', 'blkio-weight']) {
+    if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'is not supported by nsbox-runc');
+  }
+  set('cpu', 'period', num('cpu-period'));
+  set('cpu', 'quota', num('cpu-quota'));
+  set('cpu', 'shares', num('cpu-share'));
+  set('cpu', 'cpus', flags['cpuset-cpus']);
+  set('cpu', 'mems', flags['cpuset-mems']);
+  set('pids', 'limit', num('pids-limit'));
+  for (const f of ['l3-cache-schema', 'mem-bw-schema']) if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'Intel RDT is not supported by nsbox-runc');
+  // a period alone keeps the quota: nsbox sets both, so it needs the quota
+  if (r.cpu?.period !== undefined && r.cpu.quota === undefined) throw new OciConfigError('--cpu-period', 'give --cpu-quota with it (nsbox sets a CPU limit as both)');
+  return resources(r, 'update');
+}
+
 /** linux.resources as nsbox limits (cgroup limits of the sandbox). */
-function resources(r: unknown): NonNullable<SandboxOptions['limits']> {
-  const o = keys('linux.resources', r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
+function resources(r: unknown, field = 'linux.resources'): NonNullable<SandboxOptions['limits']> {
+  const o = keys(field, r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
   const out: NonNullable<SandboxOptions['limits']> = {};
-  unsupportedUnlessEmpty('linux.resources.hugepageLimits', o.hugepageLimits, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.network', o.network, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.rdma', o.rdma, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.unified', o.unified, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.blockIO', o.blockIO, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.hugepageLimits`, o.hugepageLimits, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.network`, o.network, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.rdma`, o.rdma, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.unified`, o.unified, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.blockIO`, o.blockIO, 'is not supported by nsbox-runc');
   if (o.devices !== undefined) {
     // The device cgroup is not programmed by nsbox-runc. What it enforces instead: the sandbox's
     // /dev holds only nsbox's standard nodes and linux.devices, and in its user namespace
     // mknod of a device is refused. A rule list that denies everything but what that view has
     // is accepted; an allow rule beyond it is refused.
-    if (!Array.isArray(o.devices)) refuse('linux.resources.devices', 'must be an array');
+    if (!Array.isArray(o.devices)) refuse(`${field}.devices`, 'must be an array');
     const std = new Set(['c:1:3', 'c:1:5', 'c:1:7', 'c:1:8', 'c:1:9', 'c:5:0', 'c:5:1', 'c:5:2', 'c:136:*', 'c:10:200', 'c:10:229']);
     o.devices.forEach((x, i) => {
-      const d = keys(`linux.resources.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
+      const d = keys(`${field}.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
       if (d.allow !== true) return;
       const id = `${String(d.type ?? 'a')}:${d.major ?? '*'}:${d.minor ?? '*'}`;
-      if (!std.has(id)) refuse(`linux.resources.devices[${i}]`, `allowing ${id}: nsbox-runc does not program the device cgroup; only the standard nodes are reachable`);
+      if (!std.has(id)) refuse(`${field}.devices[${i}]`, `allowing ${id}: nsbox-runc does not program the device cgroup; only the standard nodes are reachable`);
     });
   }
   if (o.memory !== undefined) {
-    const m = keys('linux.resources.memory', o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
+    const m = keys(`${field}.memory`, o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
     for (const k of ['kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
-      if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`linux.resources.memory.${k}`, 'is not supported by nsbox-runc');
+      if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`${field}.memory.${k}`, 'is not supported by nsbox-runc');
     }
     if (typeof m.limit === 'number' && m.limit > 0) out.memory = m.limit;
     if (typeof m.reservation === 'number' && m.reservation > 0) out.memoryReservation = m.reservation;
     if (typeof m.swap === 'number' && m.swap > 0) out.memorySwap = m.swap;
   }
   if (o.cpu !== undefined) {
-    const c = keys('linux.resources.cpu', o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
-    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`linux.resources.cpu.${k}`, 'is not supported by nsbox-runc');
+    const c = keys(`${field}.cpu`, o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
+    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`${field}.cpu.${k}`, 'is not supported by nsbox-runc');
     if (typeof c.quota === 'number' && c.quota > 0) out.cpus = c.quota / (typeof c.period === 'number' && c.period > 0 ? c.period : 100000);
-    else if (c.period !== undefined && c.quota === undefined) refuse('linux.resources.cpu.period', 'without quota is not supported by nsbox-runc');
+    else if (c.period !== undefined && c.quota === undefined) refuse(`${field}.cpu.period`, 'without quota is not supported by nsbox-runc');
     if (typeof c.shares === 'number' && c.shares > 0) out.cpuWeight = Math.max(1, Math.min(10000, Math.round(1 + ((c.shares - 2) * 9999) / 262142)));
     if (typeof c.cpus === 'string' && c.cpus !== '') out.cpuset = c.cpus;
     if (typeof c.mems === 'string' && c.mems !== '') out.cpusetMems = c.mems;
   }
   if (o.pids !== undefined) {
-    const p = keys('linux.resources.pids', o.pids, ['limit']);
+    const p = keys(`${field}.pids`, o.pids, ['limit']);
     if (typeof p.limit === 'number' && p.limit > 0) out.pids = p.limit;
   }
   return out;

@@ -7,6 +7,7 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { recvFds } from '../../lib/index.js';
+import { detectLayout } from '../../lib/cgroup/detect.js';
 import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
 
 const base = `/run/nsbox-test-runc-${process.pid}`;
@@ -292,6 +293,34 @@ describe.skipIf(skip)('nsbox-runc', () => {
     } finally {
       server.close();
     }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("linux.cgroupsPath is the container's cgroup itself; update changes its limits live (runc's flags and --resources); delete removes what create made", async () => {
+    const layout = detectLayout();
+    const cgPath = `/nsbox-runc-test-${process.pid}/ctr`;
+    const dir = (c: string, p = cgPath) => (layout.mode === 'v2' ? `${layout.v2Mount}${p}` : `${layout.v1.find((h) => h.controllers.includes(c))!.mount}${p}`);
+    const memFile = layout.mode === 'v2' ? 'memory.max' : 'memory.limit_in_bytes';
+    writeConfig(['sleep', '100'], (c) => { c.linux.cgroupsPath = cgPath; });
+    create('c6');
+    const pid = Number(readFileSync(`${base}/c6.pid`, 'utf8'));
+    ok(['start', 'c6']);
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
+    const line = layout.mode === 'v2' ? lines.find((l) => l.startsWith('0::'))! : lines.find((l) => l.split(':')[1]!.split(',').includes('pids'))!;
+    expect(line.split(':')[2]).toBe(cgPath);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('64');
+    ok(['update', '--pids-limit', '77', '--memory', '96m', 'c6']);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('77');
+    expect(readFileSync(`${dir('memory')}/${memFile}`, 'utf8').trim()).toBe(String(96 * 1024 * 1024));
+    writeFileSync(`${base}/res.json`, JSON.stringify({ pids: { limit: 55 } }));
+    ok(['update', '--resources', `${base}/res.json`, 'c6']);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('55');
+    const bad = runc(['update', '--blkio-weight', '10', 'c6']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--blkio-weight: is not supported by nsbox-runc/);
+    ok(['delete', '--force', 'c6']);
+    expect(existsSync(dir('pids'))).toBe(false);
+    expect(existsSync(dir('pids', `/nsbox-runc-test-${process.pid}`))).toBe(false);
     expect(leftovers()).toEqual([]);
   });
 
