@@ -164,7 +164,7 @@ export class CGroup extends EventEmitter<CGroupEvents> {
       if (r !== null) rel = r;
     }
     const dirs: Record<string, string> = {};
-    for (const h of layout.v1) {
+    for (const h of [...layout.v1, ...(layout.v1Devices ? [layout.v1Devices] : [])]) {
       const d = h.mount + (rel.startsWith('/') ? rel : '/' + rel).replace(/\/+$/, '');
       if (existsSync(`${d}/cgroup.procs`)) for (const c of h.controllers) dirs[c] = d;
     }
@@ -240,7 +240,7 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     if (path.split('/').some((p) => p === '..' || p === '.')) throw new TypeError(`CGroup.createAt: path '${path}' may not contain '.' or '..'`);
     const limits = validateLimits(options.limits, { cgroupOnly: true });
     const layout = detectLayout();
-    const mounts = layout.mode === 'v2' ? [layout.v2Mount!] : layout.v1.map((h) => h.mount);
+    const mounts = layout.mode === 'v2' ? [layout.v2Mount!] : v1Hierarchies(layout, limits).map((h) => h.mount);
     let rel: string | null = null;
     for (const m of mounts) rel ??= relativeUnder(resolve(path), m);
     rel = (rel ?? path).replace(/^\/*/, '/').replace(/\/+$/, '');
@@ -289,7 +289,7 @@ export class CGroup extends EventEmitter<CGroupEvents> {
         name = basename(dir);
       } else {
         const dirs: Record<string, string> = {};
-        for (const h of layout.v1) {
+        for (const h of v1Hierarchies(layout, limits)) {
           const dir = makePath(h.mount, () => {});
           for (const c of h.controllers) dirs[c] = dir;
         }
@@ -701,13 +701,20 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
   return CGroup.fromDriver(drv, name);
 }
 
+/** The v1 hierarchies a cgroup gets a directory in: nsbox's, and devices for device rules. */
+function v1Hierarchies(layout: CgroupLayout, limits: ResolvedLimits): CgroupLayout['v1'] {
+  if (limits.devices === undefined) return layout.v1;
+  if (!layout.v1Devices) throw errnoError(19, 'cgroup-devices', 'open', '/sys/fs/cgroup/devices', 'device rules need the cgroup v1 devices controller, and no hierarchy has it mounted');
+  return [...layout.v1, layout.v1Devices];
+}
+
 async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
   if (limits.memorySwap !== undefined && limits.memory === undefined) {
     throw new TypeError('limits.memorySwap needs limits.memory on cgroup v1 (memory.memsw.limit_in_bytes counts both)');
   }
   // parent directory per hierarchy
   const parents: { controllers: string[]; dir: string }[] = [];
-  for (const h of layout.v1) {
+  for (const h of v1Hierarchies(layout, limits)) {
     let p: string | undefined;
     if (parent instanceof CGroup) {
       p = h.controllers.map((c) => parent.paths[c]).find(Boolean);

@@ -259,6 +259,17 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       if (l.cgroupsPath !== '') options.cgroupPath = l.cgroupsPath;
     }
     if (l.resources !== undefined) options.limits = resources(l.resources);
+    if (options.limits?.devices) {
+      // as runc and crun: the nodes every container's /dev has (nsbox's standard ones, the
+      // terminal's) and linux.devices are allowed after the config's rules
+      const std: Array<[number, number | undefined]> = [[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [136, undefined]];
+      const given = Array.isArray(l.devices) ? l.devices as J[] : [];
+      options.limits.devices = [
+        ...options.limits.devices,
+        ...std.map(([major, minor]) => ({ allow: true, type: 'c' as const, major, ...(minor !== undefined ? { minor } : {}), access: 'rwm' })),
+        ...given.map((d) => ({ allow: true, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number, access: 'rwm' })),
+      ];
+    }
     if (l.sysctl !== undefined) options.sysctl = l.sysctl as Record<string, string>;
     if (l.seccomp !== undefined) {
       try { options.seccomp = Seccomp.fromOCI(l.seccomp); } catch (e) { refuse('linux.seccomp', (e as Error).message); }
@@ -344,17 +355,17 @@ function resources(r: unknown, field = 'linux.resources'): NonNullable<SandboxOp
   unsupportedUnlessEmpty(`${field}.unified`, o.unified, 'is not supported by nsbox-runc');
   unsupportedUnlessEmpty(`${field}.blockIO`, o.blockIO, 'is not supported by nsbox-runc');
   if (o.devices !== undefined) {
-    // The device cgroup is not programmed by nsbox-runc. What it enforces instead: the sandbox's
-    // /dev holds only nsbox's standard nodes and linux.devices, and in its user namespace
-    // mknod of a device is refused. A rule list that denies everything but what that view has
-    // is accepted; an allow rule beyond it is refused.
+    // the device cgroup, as given (limits.devices: v1 devices controller, v2 BPF program)
     if (!Array.isArray(o.devices)) refuse(`${field}.devices`, 'must be an array');
-    const std = new Set(['c:1:3', 'c:1:5', 'c:1:7', 'c:1:8', 'c:1:9', 'c:5:0', 'c:5:1', 'c:5:2', 'c:136:*', 'c:10:200', 'c:10:229']);
-    o.devices.forEach((x, i) => {
+    out.devices = o.devices.map((x, i) => {
       const d = keys(`${field}.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
-      if (d.allow !== true) return;
-      const id = `${String(d.type ?? 'a')}:${d.major ?? '*'}:${d.minor ?? '*'}`;
-      if (!std.has(id)) refuse(`${field}.devices[${i}]`, `allowing ${id}: nsbox-runc does not program the device cgroup; only the standard nodes are reachable`);
+      if (typeof d.allow !== 'boolean') refuse(`${field}.devices[${i}].allow`, 'must be a boolean');
+      const type = d.type ?? 'a';
+      if (type !== 'a' && type !== 'b' && type !== 'c') refuse(`${field}.devices[${i}].type`, `must be a, b or c (got ${String(type)})`);
+      const n = (k: 'major' | 'minor') => (d[k] === undefined || d[k] === null || d[k] === -1 ? undefined : typeof d[k] === 'number' ? d[k] as number : refuse(`${field}.devices[${i}].${k}`, 'must be a number'));
+      const access = d.access === undefined || d.access === '' ? 'rwm' : typeof d.access === 'string' ? d.access : refuse(`${field}.devices[${i}].access`, 'must be a string');
+      const major = n('major'), minor = n('minor');
+      return { allow: d.allow, type, ...(major !== undefined ? { major } : {}), ...(minor !== undefined ? { minor } : {}), access };
     });
   }
   if (o.memory !== undefined) {
