@@ -209,24 +209,28 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
     if (l.namespaces !== undefined) {
       namespacesGiven = true;
       let netJoin: Namespace | undefined;
+      const join: Partial<Record<NamespaceType, Namespace>> = {};
       if (!Array.isArray(l.namespaces)) refuse('linux.namespaces', 'must be an array');
       const ns: Partial<Record<NamespaceType, boolean>> = { pid: false, net: false, mount: false, ipc: false, uts: false, user: false, cgroup: false, time: false };
       l.namespaces.forEach((x, i) => {
         const n = keys(`linux.namespaces[${i}]`, x, ['type', 'path']);
         const t = NS[n.type as string] ?? refuse(`linux.namespaces[${i}].type`, `unknown namespace ${String(n.type)}`);
         if (typeof n.path === 'string' && n.path !== '') {
-          // a network namespace made by the caller (podman's, CNI's): the sandbox joins it
-          if (t !== 'net') refuse(`linux.namespaces[${i}].path`, `joining an existing ${String(n.type)} namespace is not supported by nsbox-runc (only network)`);
-          try { netJoin = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          // a namespace made by the caller (podman's pod, CNI's network): the sandbox joins it
+          let opened: Namespace;
+          try { opened = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          if (opened.type !== t) refuse(`linux.namespaces[${i}].path`, `${n.path} is a ${opened.type} namespace, not ${t}`);
+          if (t === 'net') netJoin = opened; else join[t] = opened;
           return;
         }
         ns[t] = true;
       });
       options.namespaces = ns;
+      if (Object.keys(join).length) options.join = join;
       if (netJoin) options.network = { join: netJoin };
       else if (!ns.net) options.network = 'host';
       else options.network = 'none';
-      if (!ns.user) options.user = false;
+      if (!ns.user && !join.user) options.user = false;
     }
     if (l.uidMappings !== undefined || l.gidMappings !== undefined) {
       const map = (f: string, v: unknown) => (Array.isArray(v) ? v : refuse(f, 'must be an array')).map((x, i) => {

@@ -44,7 +44,7 @@ const PROC_NS: Record<string, string> = { user: 'user', mount: 'mnt', pid: 'pid'
 
 /** Spawn options a sandbox is made with; they apply to the holder and (where they make sense) to every exec. */
 export type SandboxTemplate = Omit<SpawnIsolatedOptions,
-  'stdio' | 'input' | 'encoding' | 'buffer' | 'all' | 'tty' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'join' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
+  'stdio' | 'input' | 'encoding' | 'buffer' | 'all' | 'tty' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends SandboxTemplate {
@@ -410,7 +410,8 @@ export class Sandbox extends EventEmitter {
     const stateDir = o.stateDir === undefined ? undefined : checkStateDir(o.stateDir);
     if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') fail('options.keepAlive', 'must be a boolean');
     const keepAlive = o.keepAlive ?? false;
-    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
+    // `join` is the sandbox's: its holder enters those namespaces (OCI linux.namespaces[].path)
+    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
       if ((o as Record<string, unknown>)[k] !== undefined) fail(`options.${k}`, k === 'stdio' ? 'is per process: give it to exec() (or holder.stdio)' : 'does not apply to a sandbox (give it to exec() where it applies)');
     }
     let holderFile = DEFAULT_HOLDER.file, holderArgs = DEFAULT_HOLDER.args;

@@ -4,7 +4,7 @@
 // with --log-format json; features, spec, --version; nothing left behind.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, readlinkSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { recvFds } from '../../lib/index.js';
 import { detectLayout } from '../../lib/cgroup/detect.js';
@@ -179,7 +179,7 @@ describe.skipIf(skip)('nsbox-runc', () => {
       [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
       [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
       [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['copy-symlink'] }); }, /mounts\[6\]\.options: 'copy-symlink'/],
-      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: '/proc/1/ns/ipc' }); }, /linux\.namespaces\[7\]\.path: joining an existing ipc namespace/],
+      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: `/proc/${process.pid}/ns/uts` }); }, /linux\.namespaces\[7\]\.path: \/proc\/\d+\/ns\/uts is a uts namespace, not ipc/],
       [(c) => { c.process.terminal = true; }, /process\.terminal: needs --console-socket/],
     ];
     for (const [edit, re] of cases) {
@@ -293,6 +293,27 @@ describe.skipIf(skip)('nsbox-runc', () => {
     } finally {
       server.close();
     }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('joins the user, ipc and uts namespaces given by path (a pod\'s, as podman gives them)', async () => {
+    writeConfig(['sleep', '100'], (c) => { c.hostname = 'pod-infra'; });
+    create('c7');
+    ok(['start', 'c7']);
+    const infra = Number(readFileSync(`${base}/c7.pid`, 'utf8'));
+    writeConfig(['sleep', '100'], (c) => {
+      delete c.hostname;
+      c.linux.namespaces = c.linux.namespaces.map((n: { type: string }) => (['ipc', 'uts', 'user'].includes(n.type) ? { type: n.type, path: `/proc/${infra}/ns/${n.type}` } : n));
+    });
+    create('c8');
+    ok(['start', 'c8']);
+    const member = Number(readFileSync(`${base}/c8.pid`, 'utf8'));
+    for (const t of ['ipc', 'uts', 'user']) expect(readlinkSync(`/proc/${member}/ns/${t}`)).toBe(readlinkSync(`/proc/${infra}/ns/${t}`));
+    expect(readlinkSync(`/proc/${member}/ns/mnt`)).not.toBe(readlinkSync(`/proc/${infra}/ns/mnt`));
+    writeFileSync(`${base}/ph.json`, JSON.stringify({ args: ['hostname'], env: ['PATH=/bin'], cwd: '/' }));
+    expect(runc(['exec', '--process', `${base}/ph.json`, 'c8']).stdout).toBe('pod-infra\n');
+    ok(['delete', '--force', 'c8']);
+    ok(['delete', '--force', 'c7']);
     expect(leftovers()).toEqual([]);
   });
 
