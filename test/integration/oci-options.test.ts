@@ -4,9 +4,9 @@
 // refused naming the interface.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
-import { explain, Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
+import { explain, Namespace, Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const stateDir = `/run/nsbox-test-oci-${process.pid}/sandboxes`;
@@ -134,6 +134,24 @@ describe.skipIf(skipReason(!isRoot, 'oci-options: spawnIsolated integration test
     expect(own.stdout.trim().split('\n')).toEqual(['0022', '300']);
     expect(readFileSync('/proc/self/oom_score_adj', 'utf8')).toBe(mine);
     expect(() => box.exec('/bin/true', [], { sysctl: {} } as object)).toThrow(/options has an unknown key 'sysctl'/);
+  });
+
+  it('Sandbox.create({ join }): the holder enters the given namespaces (a pod: user, ipc and uts of another sandbox), its exec()s too', async () => {
+    const infra = await Sandbox.create({ id: 'join-infra', stateDir, hostname: 'infra' });
+    try {
+      const join = { user: Namespace.ofProcess(infra.pid, 'user'), ipc: Namespace.ofProcess(infra.pid, 'ipc'), uts: Namespace.ofProcess(infra.pid, 'uts') };
+      const member = await Sandbox.create({ id: 'join-member', stateDir, join });
+      try {
+        for (const t of ['user', 'ipc', 'uts']) expect(readlinkSync(`/proc/${member.pid}/ns/${t}`)).toBe(readlinkSync(`/proc/${infra.pid}/ns/${t}`));
+        expect(readlinkSync(`/proc/${member.pid}/ns/mnt`)).not.toBe(readlinkSync(`/proc/${infra.pid}/ns/mnt`));
+        expect((await member.exec('/bin/hostname', [])).stdout).toBe('infra\n');
+      } finally {
+        await member.destroy();
+        for (const n of Object.values(join)) n.close();
+      }
+    } finally {
+      await infra.destroy();
+    }
   });
 
   it('a bridge subnet the host already uses is refused, naming the interface and the option', async () => {
