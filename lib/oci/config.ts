@@ -241,17 +241,22 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
     }
     if (l.devices !== undefined) {
       if (!Array.isArray(l.devices)) refuse('linux.devices', 'must be an array');
-      // a device node is the host's node bound in: it must exist on the host with that type and number
+      // the host's node of that path bound in when it has that type and number (works in a
+      // user namespace); else, without a user namespace, a node made by number (mknod)
       options.devices = l.devices.map((x, i) => {
         const d = keys(`linux.devices[${i}]`, x, ['path', 'type', 'major', 'minor', 'fileMode', 'uid', 'gid']);
         const p = d.path as string;
+        if (typeof p !== 'string' || !p.startsWith('/dev/')) refuse(`linux.devices[${i}].path`, 'must be a path under /dev');
+        if (d.type !== 'c' && d.type !== 'b' && d.type !== 'u') refuse(`linux.devices[${i}].type`, `must be c, u or b (got ${String(d.type)})`);
         let st;
-        try { st = statSync(p); } catch { refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host has no ${p}`); }
-        const want = d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice();
-        const rdev = st.rdev;
-        const major = Math.floor(rdev / 256) & 0xfff, minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-        if (!want || major !== d.major || minor !== d.minor) refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host's ${p} is not ${String(d.type)} ${String(d.major)}:${String(d.minor)}`);
-        return { path: p, readonly: false };
+        try { st = statSync(p); } catch { /* not on the host */ }
+        const major = st ? Math.floor(st.rdev / 256) & 0xfff : -1, minor = st ? (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) : -1;
+        if (st && (d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice()) && major === d.major && minor === d.minor) return { path: p, readonly: false };
+        if (options.user !== false) refuse(`linux.devices[${i}]`, `the host's ${p} is ${st ? 'another node' : 'missing'}, and a node made by number (mknod) needs a container without a user namespace: in one the kernel makes device nodes unusable`);
+        return {
+          target: p, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number,
+          ...(typeof d.fileMode === 'number' ? { mode: d.fileMode & 0o7777 } : {}), ...(typeof d.uid === 'number' ? { uid: d.uid } : {}), ...(typeof d.gid === 'number' ? { gid: d.gid } : {}),
+        };
       });
     }
     if (l.cgroupsPath !== undefined) {

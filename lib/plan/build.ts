@@ -309,6 +309,14 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const maskedPaths = pathList('options.maskedPaths', o.maskedPaths, DEFAULT_MASKED_PATHS);
   const readonlyPaths = pathList('options.readonlyPaths', o.readonlyPaths, DEFAULT_READONLY_PATHS);
   const devices = parseDevices(o.devices, host);
+  // a node made by number works only on a /dev in the initial user namespace (a tmpfs a user
+  // namespace mounts is nodev to the kernel) and mknod needs CAP_MKNOD there: root, no user namespace
+  const made = devices.findIndex((d) => d.node);
+  if (made >= 0 && (host.euid !== 0 || ns.has('user') || joined.includes('user'))) {
+    fail(`options.devices[${made}]`, host.euid !== 0
+      ? 'a device node by number needs root (mknod); bind the host\'s node instead ({ path })'
+      : 'a device node by number needs a sandbox without a user namespace (user: false): in one the kernel makes device nodes unusable; bind the host\'s node instead ({ path })');
+  }
   if (!ns.has('mount')) {
     if (o.maskedPaths !== undefined && maskedPaths.length) fail('options.maskedPaths', 'need a new mount namespace');
     if (o.readonlyPaths !== undefined && readonlyPaths.length) fail('options.readonlyPaths', 'need a new mount namespace');
@@ -435,7 +443,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gid,
       maskedPaths: view.masked,
       readonlyPaths: view.readonly,
-      devices: devices.map((d) => d.path),
+      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type} ${d.node.major}:${d.node.minor})` : d.path),
       ...relaxedMounts(parsedMounts),
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
@@ -634,12 +642,23 @@ function pathList(option: string, v: unknown, def: string[]): string[] {
   });
 }
 
-function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean }> {
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
   if (v === undefined) return [];
   if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
   return v.map((d, i) => {
     const opt = `options.devices[${i}]`;
     let path: string, target: string | undefined, readonly = false;
+    if (isObject(d) && d.type !== undefined) {
+      // a node made by number (mknod), not a host node bound in
+      checkKeys(opt, d, ['target', 'type', 'major', 'minor', 'mode', 'uid', 'gid']);
+      const t = strictAbsPath(`${opt}.target`, d.target);
+      if (!t.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${t})`);
+      if (d.type !== 'c' && d.type !== 'b') fail(`${opt}.type`, "must be 'c' or 'b'");
+      const major = uint(`${opt}.major`, d.major, 4095), minor = uint(`${opt}.minor`, d.minor, 1048575);
+      const mode = d.mode === undefined ? 0o666 : uint(`${opt}.mode`, d.mode, 0o7777);
+      const uid = d.uid === undefined ? 0 : uint(`${opt}.uid`, d.uid, 0xfffffffe), gid = d.gid === undefined ? 0 : uint(`${opt}.gid`, d.gid, 0xfffffffe);
+      return { path: t, target: t, readonly: false, node: { type: d.type, major, minor, mode, uid, gid } };
+    }
     if (typeof d === 'string') path = strictAbsPath(opt, d);
     else if (isObject(d)) {
       checkKeys(opt, d, ['path', 'target', 'readonly']);

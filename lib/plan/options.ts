@@ -50,6 +50,24 @@ export interface Mount {
   copyUp?: boolean;
 }
 
+/**
+ * A device node made by number in the sandbox's /dev (mknod; OCI `linux.devices`), rather than
+ * the host's node bound in. Root and a sandbox without a user namespace (`user: false`) only:
+ * elsewhere a TypeError says so (the kernel makes nodes on a user namespace's /dev unusable).
+ */
+export interface DeviceNode {
+  /** Where, under /dev. */
+  target: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** Permission bits, default 0o666. */
+  mode?: number;
+  /** Owner, default 0:0. */
+  uid?: number;
+  gid?: number;
+}
+
 /** Resource limits (setrlimit). A number sets soft and hard; `{ soft, hard }` sets both apart. */
 export type RlimitValue = number | { soft: number; hard: number };
 export interface Rlimits {
@@ -178,7 +196,7 @@ export interface SpawnIsolatedOptions {
    * `'/dev/fuse'` or `{ path: '/dev/net/tun', readonly: false }`. Default: none beyond null,
    * zero, full, random, urandom, tty and a private devpts.
    */
-  devices?: Array<string | { path: string; target?: string; readonly?: boolean }>;
+  devices?: Array<string | { path: string; target?: string; readonly?: boolean } | DeviceNode>;
   /** Existing namespaces to enter instead of creating new ones. */
   join?: Partial<Record<NamespaceType, Namespace>>;
   /**

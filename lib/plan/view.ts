@@ -125,7 +125,7 @@ export interface ViewSpec {
   /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
   rootOverlay?: RootOverlay;
   mounts: ParsedMount[];
-  devices: Array<{ path: string; target: string; readonly: boolean }>;
+  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
   maskedPaths: string[];
   readonlyPaths: string[];
   /** whether the caller's own option lists replaced the default masked/read-only paths */
@@ -243,6 +243,14 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     // and which carry no set-id bits (it would cost a syscall each per spawn)
     for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
     for (const d of s.devices) {
+      if (d.node) {
+        // made by number (root, no user namespace: build.ts): the userspace dev_t encoding
+        const { type, major, minor, mode, uid, gid } = d.node;
+        const dev = ((major & 0xfff) << 8 | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0;
+        ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : 0o60000) | mode, dev });
+        if (uid !== 0 || gid !== 0) ops.push({ op: Op.Chown, path: `${N}${d.target}`, uid, gid });
+        continue;
+      }
       ops.push({ op: Op.Bind, source: `${OLD}${d.path}`, path: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
     }
     for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push(ownOp(`/dev/${d}`, { op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data }));

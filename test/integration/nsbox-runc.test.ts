@@ -296,6 +296,27 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('linux.devices: a node by number the host lacks is made (mknod) in a container without a user namespace; refused naming why with one', () => {
+    const dev = { path: '/dev/nsbox-test-node', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 };
+    writeConfig(['sh', '-c', 'echo hi > /dev/nsbox-test-node && ls -ln /dev/nsbox-test-node'], (c) => {
+      c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'user');
+      c.linux.devices = [dev];
+      c.linux.resources.devices = [{ allow: false, access: 'rwm' }];
+    });
+    create('c9');
+    ok(['start', 'c9']);
+    const out = () => readFileSync(`${base}/c9.out`, 'utf8');
+    return waitFor(() => out().includes('nsbox-test-node')).then(() => {
+      expect(out()).toMatch(/^crw-rw-rw- +1 0 +0 +1, +3 .* \/dev\/nsbox-test-node$/m);
+      ok(['delete', '--force', 'c9']);
+      writeConfig(['true'], (c) => { c.linux.devices = [dev]; });
+      const r = runc(['create', '--bundle', bundle, 'c10']);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/linux\.devices\[0\]: the host's \/dev\/nsbox-test-node is missing, and a node made by number \(mknod\) needs a container without a user namespace/);
+      expect(leftovers()).toEqual([]);
+    });
+  });
+
   it('joins the user, ipc and uts namespaces given by path (a pod\'s, as podman gives them)', async () => {
     writeConfig(['sleep', '100'], (c) => { c.hostname = 'pod-infra'; });
     create('c7');

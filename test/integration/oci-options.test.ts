@@ -136,6 +136,17 @@ describe.skipIf(skipReason(!isRoot, 'oci-options: spawnIsolated integration test
     expect(() => box.exec('/bin/true', [], { sysctl: {} } as object)).toThrow(/options has an unknown key 'sysctl'/);
   });
 
+  it('device nodes by number: made with mknod as root without a user namespace (mode, owner, numbers as given); refused naming the fix elsewhere', async () => {
+    const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c "%F %t:%T %a %u:%g" /dev/mynull /dev/big; echo hi > /dev/mynull && echo written'], {
+      user: false,
+      devices: [{ target: '/dev/mynull', type: 'c', major: 1, minor: 3, mode: 0o626, uid: 1000, gid: 5 }, { target: '/dev/big', type: 'b', major: 259, minor: 300 }],
+    });
+    expect(r.stdout.split('\n')).toEqual(['character special file 1:3 626 1000:5', 'block special file 103:12c 666 0:0', 'written', '']);
+    expect(r.isolation.devices).toEqual(['/dev/mynull (c 1:3)', '/dev/big (b 259:300)']);
+    expect(() => explain('/bin/true', [], { devices: [{ target: '/dev/x', type: 'c', major: 1, minor: 3 }] })).toThrow(/options\.devices\[0\] a device node by number needs a sandbox without a user namespace \(user: false\)/);
+    expect(() => explain('/bin/true', [], { user: false, devices: [{ target: '/etc/x', type: 'c', major: 1, minor: 3 }] })).toThrow(/options\.devices\[0\]\.target must be under \/dev/);
+  });
+
   it('Sandbox.create({ join }): the holder enters the given namespaces (a pod: user, ipc and uts of another sandbox), its exec()s too', async () => {
     const infra = await Sandbox.create({ id: 'join-infra', stateDir, hostname: 'infra' });
     try {
