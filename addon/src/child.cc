@@ -396,7 +396,9 @@ constexpr int kCopyUpDepth = 32;
 long CopyMeta(long dir, const char* name, const struct stat& st, const char** what) {
   *what = "fchownat";
   long r = call(SYS_fchownat, dir, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
-  if (r < 0) return r;
+  // EINVAL: an owner not mapped in the sandbox's user namespace (stat showed the overflow id);
+  // the copy stays the sandbox root's, as an unprivileged caller's image files do
+  if (r < 0 && r != -EINVAL) return r;
   *what = "fchmodat";
   if (!S_ISLNK(st.st_mode) && (r = call(SYS_fchmodat, dir, name, st.st_mode & 07777)) < 0) return r;
   *what = "utimensat";

@@ -45,7 +45,8 @@ export interface Mount {
   /**
    * tmpfs only: the new tmpfs starts with a copy of what the directory under it holds (files,
    * directories, symlinks and fifos with their modes, owners and times; device nodes and
-   * sockets are left out), as OCI's `tmpcopyup`. Writes go to the tmpfs only.
+   * sockets are left out; an owner the sandbox's user namespace does not map becomes its
+   * root), as OCI's `tmpcopyup`. Writes go to the tmpfs only.
    */
   copyUp?: boolean;
 }

@@ -6,7 +6,7 @@
 // 'shared' and 'unbindable'. And config.json's mounts reach these options as they are written.
 import { afterAll, describe, expect, it } from 'vitest';
 import { chownSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
 import { explain, NsboxError } from '../../lib/index.js';
@@ -73,6 +73,25 @@ describe.skipIf(skipReason(!isRoot, 'oci-mounts: spawnIsolated integration tests
       expect(readdirSync(join(dir, 'data')).sort()).toEqual(['a.txt', 'fifo', 'link', 'sub']);
     });
   }
+
+  it('copyUp as uid 65534: files whose owner the sandbox cannot map are copied as its root\'s (no EINVAL from chown)', () => {
+    const src = mkdtempSync('/tmp/nsbox-ocimounts-nobody-');
+    try {
+      writeFileSync(join(src, 'f'), 'hello\n');
+      chmodSync(src, 0o755);
+      const dist = new URL('../../dist/index.js', import.meta.url).pathname;
+      const script = `import { spawnIsolated } from '${dist}';
+        const r = await spawnIsolated('/bin/sh', ['-c', 'cat /data/f; echo new > /data/g && stat -c "%n %u" /data/f /data/g'], {
+          mounts: [{ type: 'bind', source: '${src}', target: '/data', readonly: true }, { type: 'tmpfs', target: '/data', copyUp: true }] });
+        process.stdout.write(r.stdout + r.stderr);`;
+      const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60000 });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('hello\n/data/f 0\n/data/g 0\n');
+      expect(readdirSync(src)).toEqual(['f']);
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
+  });
 
   it("a copy the sandbox may not read fails the spawn: NsboxError at step 'copy-up' naming the sandbox path", async () => {
     const dir = rootfs('unreadable');
