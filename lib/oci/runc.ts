@@ -305,7 +305,7 @@ function cmdFeatures(): number {
     ociVersionMin: '1.0.0',
     ociVersionMax: OCI_VERSION,
     hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
-    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'noexec', 'exec', 'nosuid', 'nodev', 'relatime', 'noatime', 'strictatime', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable'],
+    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'noexec', 'exec', 'nosuid', 'suid', 'nodev', 'dev', 'tmpcopyup', 'relatime', 'noatime', 'strictatime', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable'],
     linux: {
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'],
       capabilities: [],
