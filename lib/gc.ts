@@ -218,6 +218,8 @@ async function sweepStore(root: string, r: GcReport, owners: number[] | undefine
 interface StateFile {
   id?: string; holderPid?: number; holderStart?: number; creatorPid?: number; creatorStart?: number;
   cgroup?: Record<string, string>; image?: { store: string; container: string } | null;
+  /** a cgroupPath sandbox: the directories nsbox made at the caller's path (no nsbox name) */
+  cgroupMade?: string[];
 }
 
 async function sweepSandboxes(dirs: string[], r: GcReport, mine: Filter): Promise<void> {
@@ -238,6 +240,13 @@ async function sweepSandboxes(dirs: string[], r: GcReport, mine: Filter): Promis
       if (!mine(s.creatorPid) || !ownerGone(s.creatorPid, s.creatorStart)) continue;
       if (s.id && typeof s.holderPid === 'number' && processStart(s.holderPid) === s.holderStart) continue; // still running
       let ok = true;
+      // a cgroupPath: exactly what nsbox made there, deepest first (a parent with other children stays)
+      for (const d of Array.isArray(s.cgroupMade) ? s.cgroupMade : []) {
+        if (typeof d !== 'string' || !d.startsWith('/sys/fs/cgroup/')) continue;
+        let children = false;
+        try { children = readdirSync(d, { withFileTypes: true }).some((e) => e.isDirectory()); } catch { continue; }
+        if (!children && !removeCgroupDir(d, r)) ok = false;
+      }
       for (const d of new Set(Object.values(s.cgroup ?? {}))) {
         if (!d.split('/').pop()!.includes('nsbox')) continue;
         try { statSync(d); } catch { continue; }

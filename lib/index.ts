@@ -5,7 +5,7 @@ export { NsboxError } from './errors.js';
 export type { NsboxErrorInfo } from './errors.js';
 export { spawnIsolated, IsolatedProcess, prepareIsolated, PreparedSandbox, type PreparedRunOptions } from './spawn/spawn.js';
 export type {
-  SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, NamespaceType, Propagation, Rlimits,
+  SpawnIsolatedOptions, IsolatedResult, IsolatedUsage, IdMap, Mount, DeviceNode, NamespaceType, Propagation, Rlimits,
   RlimitValue, StdioOption, Verdict, CapabilitySetsOption,
 } from './plan/options.js';
 export { explain } from './spawn/explain.js';

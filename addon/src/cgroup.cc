@@ -8,10 +8,14 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <linux/bpf.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <string>
+#include <vector>
 
 namespace nsbox {
 namespace {
@@ -211,7 +215,143 @@ class CgroupWatch : public Napi::ObjectWrap<CgroupWatch> {
 
 }  // namespace
 
+// --- cgroup v2 device rules: a BPF_PROG_TYPE_CGROUP_DEVICE program, written here as
+// bytecode (no libbpf), loaded and attached to the cgroup in place of the ones attached there.
+
+long Bpf(int cmd, union bpf_attr* attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+
+bpf_insn Insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+  bpf_insn i{};
+  i.code = code;
+  i.dst_reg = dst;
+  i.src_reg = src;
+  i.off = off;
+  i.imm = imm;
+  return i;
+}
+
+// One rule: allow (0/1), type (0 any, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR), major and
+// minor (-1: any), access (BPF_DEVCG_ACC_MKNOD|READ|WRITE). OCI's order: a later rule that
+// matches wins, so the program tests them last to first and returns at the first match; no
+// match: denied.
+std::vector<bpf_insn> DeviceProgram(const std::vector<int32_t>& rules) {
+  std::vector<bpf_insn> p;
+  // r2 = type, r3 = access (from access_type), r4 = major, r5 = minor
+  p.push_back(Insn(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 0, 0));
+  p.push_back(Insn(BPF_ALU64 | BPF_MOV | BPF_X, 3, 2, 0, 0));
+  p.push_back(Insn(BPF_ALU64 | BPF_AND | BPF_K, 2, 0, 0, 0xffff));
+  p.push_back(Insn(BPF_ALU64 | BPF_RSH | BPF_K, 3, 0, 0, 16));
+  p.push_back(Insn(BPF_LDX | BPF_MEM | BPF_W, 4, 1, 4, 0));
+  p.push_back(Insn(BPF_LDX | BPF_MEM | BPF_W, 5, 1, 8, 0));
+  for (size_t n = rules.size() / 5; n-- > 0;) {
+    const int32_t* r = &rules[n * 5];
+    std::vector<bpf_insn> b;
+    std::vector<size_t> jumps;
+    if (r[1] != 0) { jumps.push_back(b.size()); b.push_back(Insn(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 0, r[1])); }
+    if ((r[4] & 7) != 7) {
+      // every access asked must be in the rule's
+      b.push_back(Insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 3, 0, 0));
+      b.push_back(Insn(BPF_ALU64 | BPF_AND | BPF_K, 1, 0, 0, ~r[4] & 7));
+      jumps.push_back(b.size());
+      b.push_back(Insn(BPF_JMP | BPF_JNE | BPF_K, 1, 0, 0, 0));
+    }
+    if (r[2] >= 0) { jumps.push_back(b.size()); b.push_back(Insn(BPF_JMP | BPF_JNE | BPF_K, 4, 0, 0, r[2])); }
+    if (r[3] >= 0) { jumps.push_back(b.size()); b.push_back(Insn(BPF_JMP | BPF_JNE | BPF_K, 5, 0, 0, r[3])); }
+    b.push_back(Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, r[0] ? 1 : 0));
+    b.push_back(Insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+    for (size_t j : jumps) b[j].off = (int16_t)(b.size() - (j + 1));
+    p.insert(p.end(), b.begin(), b.end());
+    // a rule matching every access ends the program: what came before it can never be
+    // reached, and the verifier refuses unreachable instructions
+    if (jumps.empty()) return p;
+  }
+  p.push_back(Insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0));
+  p.push_back(Insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+  return p;
+}
+
+// cgroupDevices(dir, rules): rules flat, five numbers each (see DeviceProgram). The new
+// program is attached (BPF_F_ALLOW_MULTI) before the ones attached to `dir` before it are
+// detached, so no moment allows more than either list.
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
+    Napi::TypeError::New(env, "cgroupDevices(dir, rules)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  Napi::Array a = info[1].As<Napi::Array>();
+  std::vector<int32_t> rules;
+  for (uint32_t i = 0; i < a.Length(); i++) rules.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  if (rules.size() % 5 != 0) {
+    Napi::TypeError::New(env, "cgroupDevices: rules must be five numbers each").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<bpf_insn> prog = DeviceProgram(rules);
+  UniqueFd cg(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cg.valid()) return ThrowErrno(env, errno, "cgroup-devices", "open", dir.c_str());
+  // the programs attached here now (their ids, then fds), detached once the new one is on
+  uint32_t ids[64] = {};
+  union bpf_attr q{};
+  q.query.target_fd = (uint32_t)cg.get();
+  q.query.attach_type = BPF_CGROUP_DEVICE;
+  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
+  q.query.prog_cnt = 64;
+  std::vector<UniqueFd> old;
+  if (Bpf(BPF_PROG_QUERY, &q) == 0) {
+    for (uint32_t i = 0; i < q.query.prog_cnt && i < 64; i++) {
+      union bpf_attr g{};
+      g.prog_id = ids[i];
+      int fd = (int)Bpf(BPF_PROG_GET_FD_BY_ID, &g);
+      if (fd < 0) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_GET_FD_BY_ID)", dir.c_str());
+      old.emplace_back(fd);
+    }
+  }
+  static const char kLicense[] = "MIT";
+  union bpf_attr l{};
+  l.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  l.insns = (uint64_t)(uintptr_t)prog.data();
+  l.insn_cnt = (uint32_t)prog.size();
+  l.license = (uint64_t)(uintptr_t)kLicense;
+  UniqueFd pfd((int)Bpf(BPF_PROG_LOAD, &l));
+  if (!pfd.valid()) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_LOAD)", dir.c_str());
+  union bpf_attr at{};
+  at.target_fd = (uint32_t)cg.get();
+  at.attach_bpf_fd = (uint32_t)pfd.get();
+  at.attach_type = BPF_CGROUP_DEVICE;
+  at.attach_flags = BPF_F_ALLOW_MULTI;
+  if (Bpf(BPF_PROG_ATTACH, &at) != 0) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_ATTACH)", dir.c_str());
+  for (UniqueFd& o : old) {
+    union bpf_attr d{};
+    d.target_fd = (uint32_t)cg.get();
+    d.attach_bpf_fd = (uint32_t)o.get();
+    d.attach_type = BPF_CGROUP_DEVICE;
+    if (Bpf(BPF_PROG_DETACH, &d) != 0 && errno != ENOENT) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_DETACH)", dir.c_str());
+  }
+  return env.Undefined();
+}
+
+// cgroupDeviceProgramIds(dir): the ids of the device programs attached to dir (tests).
+Napi::Value DeviceProgramIds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  UniqueFd cg(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cg.valid()) return ThrowErrno(env, errno, "cgroup-devices", "open", dir.c_str());
+  uint32_t ids[64] = {};
+  union bpf_attr q{};
+  q.query.target_fd = (uint32_t)cg.get();
+  q.query.attach_type = BPF_CGROUP_DEVICE;
+  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
+  q.query.prog_cnt = 64;
+  if (Bpf(BPF_PROG_QUERY, &q) != 0) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_QUERY)", dir.c_str());
+  Napi::Array out = Napi::Array::New(env);
+  for (uint32_t i = 0; i < q.query.prog_cnt && i < 64; i++) out.Set(i, Napi::Number::New(env, ids[i]));
+  return out;
+}
+
 void InitCgroup(Napi::Env env, Napi::Object exports) {
+  exports.Set("cgroupDevices", Napi::Function::New(env, Devices, "cgroupDevices"));
+  exports.Set("cgroupDeviceProgramIds", Napi::Function::New(env, DeviceProgramIds, "cgroupDeviceProgramIds"));
   exports.Set("cgroupPageSize", Napi::Function::New(env, PageSize, "cgroupPageSize"));
   exports.Set("cgroupEventfd", Napi::Function::New(env, Eventfd, "cgroupEventfd"));
   exports.Set("cgroupInotify", Napi::Function::New(env, Inotify, "cgroupInotify"));

@@ -386,6 +386,123 @@ long BindIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   return r;
 }
 
+// --- tmpcopyup: a fresh tmpfs gets a copy of the directory it covers (Op::copyUp) ---
+
+struct Dirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[1]; };
+// how deep a copied tree may go (each level holds a directory buffer on the child's stack)
+constexpr int kCopyUpDepth = 32;
+
+// owner, mode (not of a symlink) and times of `name` in `dir` as `st` says
+long CopyMeta(long dir, const char* name, const struct stat& st, const char** what) {
+  *what = "fchownat";
+  long r = call(SYS_fchownat, dir, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+  // EINVAL: an owner not mapped in the sandbox's user namespace (stat showed the overflow id);
+  // the copy stays the sandbox root's, as an unprivileged caller's image files do
+  if (r < 0 && r != -EINVAL) return r;
+  *what = "fchmodat";
+  if (!S_ISLNK(st.st_mode) && (r = call(SYS_fchmodat, dir, name, st.st_mode & 07777)) < 0) return r;
+  *what = "utimensat";
+  struct timespec ts[2] = {st.st_atim, st.st_mtim};
+  return call(SYS_utimensat, dir, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+// a symlink copied (its own frame: the target buffer is on the stack only while it runs)
+__attribute__((noinline)) long CopyLink(long src, long dst, const char* name, const char** what) {
+  char target[4096];
+  *what = "readlinkat";
+  long n = call(SYS_readlinkat, src, name, target, sizeof target - 1);
+  if (n < 0) return n;
+  target[n] = 0;
+  *what = "symlinkat";
+  return call(SYS_symlinkat, target, dst, name);
+}
+
+long CopyFile(long src, long dst, const char* name, const char** what) {
+  *what = "open";
+  long in = call(SYS_openat, src, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) return in;
+  long out = call(SYS_openat, dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) { call(SYS_close, in); return out; }
+  *what = "sendfile";
+  long r;
+  do { r = call(SYS_sendfile, out, in, nullptr, 1L << 30); } while (r > 0 || r == -EINTR);
+  call(SYS_close, in);
+  call(SYS_close, out);
+  return r;
+}
+
+// What directory `src` holds, copied into directory `dst`: directories, files, symlinks and
+// fifos with their owners, modes and times. Device nodes and sockets are left out; hard links
+// become separate files.
+long CopyTree(long src, long dst, int depth, const char** what) {
+  if (depth > kCopyUpDepth) { *what = "openat"; return -ELOOP; }
+  alignas(8) char buf[2048];
+  for (;;) {
+    *what = "getdents64";
+    long n = call(SYS_getdents64, src, buf, sizeof buf);
+    if (n <= 0) return n;
+    for (long off = 0; off < n;) {
+      const Dirent64* d = reinterpret_cast<const Dirent64*>(buf + off);
+      off += d->reclen;
+      const char* name = d->name;
+      if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+      struct stat st;
+      *what = "newfstatat";
+      long r = call(SYS_newfstatat, src, name, &st, AT_SYMLINK_NOFOLLOW);
+      if (r < 0) return r;
+      switch (st.st_mode & S_IFMT) {
+        case S_IFDIR: {
+          *what = "mkdirat";
+          if ((r = call(SYS_mkdirat, dst, name, 0700)) < 0) return r;
+          *what = "open";
+          long s2 = call(SYS_openat, src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+          if (s2 < 0) return s2;
+          long d2 = call(SYS_openat, dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+          if (d2 < 0) { call(SYS_close, s2); return d2; }
+          r = CopyTree(s2, d2, depth + 1, what);
+          call(SYS_close, s2);
+          call(SYS_close, d2);
+          break;
+        }
+        case S_IFREG: r = CopyFile(src, dst, name, what); break;
+        case S_IFLNK: r = CopyLink(src, dst, name, what); break;
+        case S_IFIFO:
+          *what = "mknodat";
+          r = call(SYS_mknodat, dst, name, S_IFIFO | 0600, 0);
+          break;
+        default: continue;  // device nodes and sockets
+      }
+      if (r < 0 || (r = CopyMeta(dst, name, st, what)) < 0) return r;
+    }
+  }
+}
+
+bool HasOpt(const char* data, const char* key) {
+  if (!data) return false;
+  size_t k = Len(key);
+  for (const char* p = data; *p;) {
+    size_t i = 0;
+    while (i < k && p[i] == key[i]) i++;
+    if (i == k) return true;
+    while (*p && *p != ',') p++;
+    if (*p == ',') p++;
+  }
+  return false;
+}
+
+// After a copyUp mount: `under` (the directory it covers, opened before) copied into the new
+// mount `top`; the new root takes the covered directory's mode unless the options give one.
+long CopyUp(const Op& op, long under, long top, const char** what) {
+  long r = CopyTree(under, top, 0, what);
+  if (r < 0) return r;
+  struct stat st;
+  *what = "fstat";
+  if ((r = call(SYS_fstat, under, &st)) < 0) return r;
+  *what = "fchmod";
+  if (!HasOpt(op.d, "mode=") && (r = call(SYS_fchmod, top, st.st_mode & 07777)) < 0) return r;
+  return 0;
+}
+
 // a filesystem mount onto the resolved directory: mount(2) on "." after fchdir to it
 long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   *failedCall = "mkdir";
@@ -394,11 +511,21 @@ long MountIn(ChildCtx* ctx, const Op& op, const char** failedCall) {
   *failedCall = "open";
   long t = OpenIn(ctx, op.b, O_PATH | O_DIRECTORY, op.real);
   if (t < 0) return t;
+  long under = -1;
+  if (op.copyUp && (under = call(SYS_openat, t, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) { call(SYS_close, t); return under; }
   *failedCall = "mount";
   r = call(SYS_fchdir, t);
   if (r == 0) r = call(SYS_mount, op.a, ".", op.c, op.flags, op.d);
   call(SYS_chdir, "/");
   call(SYS_close, t);
+  if (r == 0 && op.copyUp) {
+    // the target again: now the new mount's root
+    *failedCall = "open";
+    long top = OpenIn(ctx, op.b, O_RDONLY | O_DIRECTORY, op.real);
+    r = top < 0 ? top : CopyUp(op, under, top, failedCall);
+    if (top >= 0) call(SYS_close, top);
+  }
+  if (under >= 0) call(SYS_close, under);
   return r;
 }
 
@@ -469,12 +596,22 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       if (op.netSysfs && ctx->asyncNet && !ctx->netJoined) JoinNet(ctx);
       if (!JailRel(ctx, op.b)) {
         if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
+        long under = -1;
+        if (op.copyUp && (under = call(SYS_openat, AT_FDCWD, op.b, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) DieSys(ctx, under, "mount", "open", op.b);
         if ((r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) < 0) DieSys(ctx, r, "mount", "mount", op.b);
+        if (op.copyUp) {
+          const char* what = "open";
+          long top = call(SYS_openat, AT_FDCWD, op.b, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+          r = top < 0 ? top : CopyUp(op, under, top, &what);
+          if (r < 0) DieSys(ctx, r, "copy-up", what, op.b);
+          call(SYS_close, top);
+          call(SYS_close, under);
+        }
         break;
       }
       {
         const char* what;
-        if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, "mount", what, op.b);
+        if ((r = MountIn(ctx, op, &what)) < 0) DieSys(ctx, r, op.copyUp ? "copy-up" : "mount", what, op.b);
       }
       break;
     case OpKind::kAttach: {

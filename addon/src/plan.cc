@@ -98,6 +98,7 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::s
     op.real = bits & 8;
     op.trusted = bits & 16;
     op.netSysfs = bits & 32;
+    op.copyUp = bits & 64;
     if (!str(&op.a, nullptr, false) || !str(&op.b, nullptr, false) || !str(&op.c, nullptr, false) || !str(&op.d, &op.dlen, true)) return false;
     ops->push_back(op);
   }

@@ -53,6 +53,8 @@ struct Op {
                           // way it came: one made ahead brings its sysfs (moved onto b), one
                           // made beside the child is joined first (a fresh sysfs shows the
                           // namespace it is mounted in), else it is mounted here
+  bool copyUp = false;    // kMount (tmpfs): the new mount starts with a copy of the directory
+                          // it covers (OCI tmpcopyup)
   int fd = -1;           // kAttach: the detached tree the parent opened (closed by it after clone)
 };
 

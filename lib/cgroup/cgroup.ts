@@ -1,11 +1,11 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
-import { accessSync, constants, existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { errnoError, fromNodeError, NsboxError } from '../errors.js';
 import { detectLayout, forgetLayout, type CgroupMode, type CgroupLayout } from './detect.js';
 import {
-  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, readOpt, readPids, v2ControllersFor, v2Enable,
+  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, rmdirRetry, readOpt, readPids, v2ControllersFor, v2Enable,
   type CgroupStats, type Driver, type LimitCounters, type CgroupPlacement,
 } from './drivers.js';
 import { validateLimits, type Limits, type ResolvedLimits } from './limits.js';
@@ -96,6 +96,8 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   private stopWatch: (() => void) | undefined;
   private lastCounters: LimitCounters | undefined;
   private lastPopulated = false;
+  /** createAt: the directories nsbox made for it, deepest first (the leaf among them unless it existed) */
+  private made: string[] | undefined;
 
   private constructor(driver: Driver, name: string, owned: boolean) {
     super();
@@ -162,7 +164,7 @@ export class CGroup extends EventEmitter<CGroupEvents> {
       if (r !== null) rel = r;
     }
     const dirs: Record<string, string> = {};
-    for (const h of layout.v1) {
+    for (const h of [...layout.v1, ...(layout.v1Devices ? [layout.v1Devices] : [])]) {
       const d = h.mount + (rel.startsWith('/') ? rel : '/' + rel).replace(/\/+$/, '');
       if (existsSync(`${d}/cgroup.procs`)) for (const c of h.controllers) dirs[c] = d;
     }
@@ -218,6 +220,95 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   /** @internal used by create */
   static fromDriver(driver: Driver, name: string): CGroup {
     return new CGroup(driver, name, true);
+  }
+
+  /**
+   * A cgroup at exactly `path` (a cgroup path such as `/machine/ctr1`, the same in every v1
+   * hierarchy, or a directory under a cgroup mount), as OCI's `linux.cgroupsPath` asks: the
+   * sandbox's cgroup *is* that path, not a child made inside it. The path is the caller's, so
+   * it carries no nsbox name: nsbox makes the directories missing on the way (on v1 a new
+   * cpuset level gets its parent's cpus and mems; on v2 the controllers the limits need are
+   * enabled down to it), applies `limits`, and `destroy()` removes exactly the directories it
+   * made, deepest first (a parent that got other children meanwhile stays). An existing
+   * directory is used when it holds no process (and stays on destroy); one with processes is
+   * an NsboxError (EBUSY). `madeDirs` lists what nsbox made. Root, or a caller who may make
+   * cgroups there.
+   */
+  static async createAt(path: string, options: { limits?: Limits } = {}): Promise<CGroup> {
+    if (typeof path !== 'string' || path === '') throw new TypeError('CGroup.createAt: path must be a non-empty string');
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    if (path.split('/').some((p) => p === '..' || p === '.')) throw new TypeError(`CGroup.createAt: path '${path}' may not contain '.' or '..'`);
+    const limits = validateLimits(options.limits, { cgroupOnly: true });
+    const layout = detectLayout();
+    const mounts = layout.mode === 'v2' ? [layout.v2Mount!] : v1Hierarchies(layout, limits).map((h) => h.mount);
+    let rel: string | null = null;
+    for (const m of mounts) rel ??= relativeUnder(resolve(path), m);
+    rel = (rel ?? path).replace(/^\/*/, '/').replace(/\/+$/, '');
+    if (rel === '' || rel === '/') throw new TypeError(`CGroup.createAt: path '${path}' is a hierarchy's root`);
+    for (const part of rel.split('/').filter(Boolean)) if (!NAME_RE.test(part)) throw new TypeError(`CGroup.createAt: '${part}' of path '${path}' is not a valid cgroup name (1-200 of A-Z a-z 0-9 . _ @ : + -)`);
+    const made: string[] = [];
+    const undo = async () => { for (const d of [...made].reverse()) await removeQuiet(d); };
+    // mkdir -p below `mount`; `level(parent, dir)` runs before each new directory is made
+    const makePath = (mount: string, level: (parent: string) => void): string => {
+      let dir = mount;
+      for (const part of rel!.split('/').filter(Boolean)) {
+        const parent = dir;
+        dir = `${dir}/${part}`;
+        if (existsSync(`${dir}/cgroup.procs`)) continue;
+        level(parent);
+        mkdirCg(dir);
+        made.push(dir);
+        if (existsSync(`${dir}/cpuset.cpus`)) {
+          for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+            if ((readOpt(`${dir}/${f}`) ?? '').trim() !== '') continue;
+            const v = (readOpt(`${parent}/${f}`) ?? '').trim();
+            if (v) writeFileSync(`${dir}/${f}`, v);
+          }
+        }
+      }
+      if (readPids(`${dir}/cgroup.procs`).length) throw errnoError(16, 'cgroup-create', 'open', dir, 'the cgroup holds processes (a sandbox\'s cgroupPath must be empty)');
+      return dir;
+    };
+    try {
+      let drv: Driver;
+      let name: string;
+      if (layout.mode === 'v2') {
+        const wanted = [...new Set([...v2ControllersFor(limits), ...V2_WANTED])];
+        const needed = v2ControllersFor(limits);
+        const dir = makePath(layout.v2Mount!, () => {});
+        // the controllers, enabled from the leaf's parent up (v2Enable walks up as needed)
+        const failed = v2Enable(dirname(dir), layout.v2Mount!, wanted);
+        for (const c of needed) {
+          if (failed.has(c)) {
+            const e = errnoError(19, `cgroup-${c}`, 'write', `${dirname(dir)}/cgroup.subtree_control`, `controller ${c}: ${failed.get(c)}`);
+            e.message = `cgroup controller '${c}' cannot apply these limits: ${failed.get(c)}`;
+            throw e;
+          }
+        }
+        drv = new V2Driver(dir);
+        name = basename(dir);
+      } else {
+        const dirs: Record<string, string> = {};
+        for (const h of v1Hierarchies(layout, limits)) {
+          const dir = makePath(h.mount, () => {});
+          for (const c of h.controllers) dirs[c] = dir;
+        }
+        drv = new V1Driver(dirs);
+        name = basename(rel);
+      }
+      if (limits.cpuset !== undefined || limits.cpusetMems !== undefined || Object.keys(limits).length) drv.apply(limits);
+      const cg = new CGroup(drv, name, true);
+      cg.made = made.reverse();
+      return cg;
+    } catch (e) {
+      await undo();
+      throw e;
+    }
+  }
+
+  /** The directories `createAt` made (deepest first), removed by destroy; undefined for a cgroup of `create`/`open`. */
+  get madeDirs(): readonly string[] | undefined {
+    return this.made ? [...this.made] : undefined;
   }
 
   /** The main directory (v2: the cgroup; v1: the memory hierarchy's, else the first). */
@@ -333,7 +424,8 @@ export class CGroup extends EventEmitter<CGroupEvents> {
         await new Promise((r) => setTimeout(r, 10));
       }
     }
-    await this.driver.remove();
+    if (this.made) await removeMade(this.made);
+    else await this.driver.remove();
     this.destroyedFlag = true;
     this.removeAllListeners('oom');
     this.removeAllListeners('empty');
@@ -609,13 +701,20 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
   return CGroup.fromDriver(drv, name);
 }
 
+/** The v1 hierarchies a cgroup gets a directory in: nsbox's, and devices for device rules. */
+function v1Hierarchies(layout: CgroupLayout, limits: ResolvedLimits): CgroupLayout['v1'] {
+  if (limits.devices === undefined) return layout.v1;
+  if (!layout.v1Devices) throw errnoError(19, 'cgroup-devices', 'open', '/sys/fs/cgroup/devices', 'device rules need the cgroup v1 devices controller, and no hierarchy has it mounted');
+  return [...layout.v1, layout.v1Devices];
+}
+
 async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
   if (limits.memorySwap !== undefined && limits.memory === undefined) {
     throw new TypeError('limits.memorySwap needs limits.memory on cgroup v1 (memory.memsw.limit_in_bytes counts both)');
   }
   // parent directory per hierarchy
   const parents: { controllers: string[]; dir: string }[] = [];
-  for (const h of layout.v1) {
+  for (const h of v1Hierarchies(layout, limits)) {
     let p: string | undefined;
     if (parent instanceof CGroup) {
       p = h.controllers.map((c) => parent.paths[c]).find(Boolean);
@@ -666,6 +765,21 @@ async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimi
     throw asDenied(e, true, parents, limits);
   }
   return CGroup.fromDriver(drv, name);
+}
+
+/**
+ * The directories `createAt` made, deepest first: the leaves (of every hierarchy) waiting for
+ * the kernel as a sandbox's own cgroup does; a parent that has other children now is left.
+ */
+export async function removeMade(dirs: readonly string[]): Promise<void> {
+  for (const d of dirs) {
+    if (hasChildDir(d)) continue;
+    await rmdirRetry(d);
+  }
+}
+
+function hasChildDir(d: string): boolean {
+  try { return readdirSync(d, { withFileTypes: true }).some((e) => e.isDirectory()); } catch { return false; }
 }
 
 async function removeQuiet(dir: string): Promise<void> {

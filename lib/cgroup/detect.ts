@@ -25,6 +25,8 @@ export interface CgroupLayout {
   v2OwnDir?: string;
   /** v1/hybrid: hierarchies holding the controllers nsbox uses */
   v1: V1Hierarchy[];
+  /** v1/hybrid: the devices hierarchy, used only for a cgroup with device rules (`limits.devices`) */
+  v1Devices?: V1Hierarchy;
 }
 
 /** v1 controllers nsbox creates a directory for. */
@@ -76,12 +78,13 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
   const mounts = parseCgroupMounts(mountinfo);
   const own = parseProcCgroup(procCgroup);
   const v1: V1Hierarchy[] = [];
+  let devices: V1Hierarchy | undefined;
   const seen = new Set<string>();
   for (const m of mounts) {
     if (m.fstype !== 'cgroup') continue;
     const ctrls = m.superOpts.filter((o) => V1_CONTROLLERS.includes(o) || o === 'devices' || o === 'hugetlb' || o === 'net_cls' || o === 'net_prio' || o === 'perf_event' || o === 'rdma' || o === 'misc');
     const used = ctrls.filter((c) => V1_CONTROLLERS.includes(c));
-    if (used.length === 0) continue;
+    if (used.length === 0 && !ctrls.includes('devices')) continue;
     const key = ctrls.slice().sort().join(',');
     if (seen.has(key)) continue; // the same hierarchy mounted twice
     // /proc/self/cgroup lists the hierarchy by its controllers in kernel order
@@ -91,7 +94,8 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
     }
     if (path === undefined) continue;
     seen.add(key);
-    v1.push({ controllers: used, mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) });
+    if (ctrls.includes('devices') && used.length === 0) devices = { controllers: ['devices'], mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) };
+    if (used.length) v1.push({ controllers: used, mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) });
   }
   // cgroup2: the first mount point, and there the last mount (the one in sight: a container
   // mounts its own cgroup namespace's on top of an inherited one), preferring mounts whose root
@@ -100,7 +104,7 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
   const inside = (m: MountEntry) => !m.root.startsWith('/..');
   const first = c2s.find(inside) ?? c2s[0];
   const c2 = first && ([...c2s].reverse().find((m) => m.mountPoint === first.mountPoint && inside(m)) ?? first);
-  const layout: CgroupLayout = { mode: v1.length ? (c2 ? 'hybrid' : 'v1') : 'v2', v1 };
+  const layout: CgroupLayout = { mode: v1.length ? (c2 ? 'hybrid' : 'v1') : 'v2', v1, ...(v1.length && devices ? { v1Devices: devices } : {}) };
   if (c2) {
     layout.v2Mount = c2.mountPoint;
     const p = own.get('');

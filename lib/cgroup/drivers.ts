@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
-import type { ResolvedLimits } from './limits.js';
+import type { ResolvedDeviceRule, ResolvedLimits } from './limits.js';
 import { weightToShares } from './limits.js';
 import { cgNative, type NativeCgroupWatch } from './native.js';
 
@@ -159,7 +159,7 @@ function killPid(pid: number): void {
 }
 
 /** rmdir on the thread pool: on v1 it may wait for the kernel (an RCU grace period), and the hierarchies are removed at once. */
-async function rmdirRetry(dir: string): Promise<void> {
+export async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
       await rmdirAsync(dir);
@@ -304,6 +304,8 @@ export class V2Driver implements Driver {
       const parts = (['rbps', 'wbps', 'riops', 'wiops'] as const).filter((k) => e[k] !== undefined).map((k) => `${k}=${e[k]}`);
       writeLimit(d, 'io.max', `${e.device} ${parts.join(' ')}`, 'io');
     }
+    // device rules: a BPF device program of nsbox's (addon/src/cgroup.cc) replaces the one attached before
+    if (r.devices !== undefined) cgNative().cgroupDevices(d, r.devices.flatMap(deviceRuleWords));
   }
 
   pids(): number[] {
@@ -460,6 +462,20 @@ export class V1Driver implements Driver {
 
   apply(r: ResolvedLimits): void {
     const unl = (v: number | 'max') => (v === 'max' ? '-1' : String(v));
+    if (r.devices !== undefined) {
+      // the list replaces what was there: everything denied (or allowed, by a last wildcard
+      // rule), then the rules after that wildcard, in order, as v1 exceptions
+      const d = this.need('devices', 'devices.allow');
+      const rules = r.devices;
+      let from = 0;
+      let allowAll = false;
+      rules.forEach((x, i) => { if (x.type === 'a' && x.major === -1 && x.minor === -1 && x.access === 'rwm') { from = i + 1; allowAll = x.allow; } });
+      writeLimit(d, allowAll ? 'devices.allow' : 'devices.deny', 'a', 'devices');
+      for (const x of rules.slice(from)) {
+        const id = (n: number) => (n < 0 ? '*' : String(n));
+        writeLimit(d, x.allow ? 'devices.allow' : 'devices.deny', `${x.type} ${id(x.major)}:${id(x.minor)} ${x.access}`, 'devices');
+      }
+    }
     if (r.memory !== undefined || r.memorySwap !== undefined) {
       const d = this.need('memory', 'memory.limit_in_bytes');
       if (r.memorySwap !== undefined) {
@@ -614,6 +630,12 @@ export class V1Driver implements Driver {
     const r = await Promise.allSettled(this.uniqueDirs().map((d) => rmdirRetry(d)));
     for (const x of r) if (x.status === 'rejected') throw x.reason;
   }
+}
+
+/** A device rule as the addon's five numbers: allow, type (0 any, 1 block, 2 char), major, minor (-1 any), access (1 mknod, 2 read, 4 write). */
+function deviceRuleWords(x: ResolvedDeviceRule): number[] {
+  const access = (x.access.includes('m') ? 1 : 0) | (x.access.includes('r') ? 2 : 0) | (x.access.includes('w') ? 4 : 0);
+  return [x.allow ? 1 : 0, x.type === 'b' ? 1 : x.type === 'c' ? 2 : 0, x.major, x.minor, access];
 }
 
 /** Creates a directory; EEXIST and every other failure become NsboxError. */

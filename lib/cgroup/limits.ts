@@ -46,6 +46,35 @@ export interface Limits {
   ioWeight?: number;
   /** Per-device bandwidth and IOPS caps. */
   ioMax?: IoMaxEntry[];
+  /**
+   * Device access rules (OCI `linux.resources.devices`): in order, a later rule that matches
+   * an access wins; what no rule matches is denied. v1: the `devices` controller
+   * (`devices.deny`/`devices.allow`); v2: a BPF device program attached to the cgroup. The
+   * whole list replaces the previous one (also on update).
+   */
+  devices?: DeviceRule[];
+}
+
+/** One device rule of `limits.devices`. */
+export interface DeviceRule {
+  allow: boolean;
+  /** `'c'` (character), `'b'` (block) or `'a'` (both, the default). */
+  type?: 'a' | 'b' | 'c';
+  /** Omitted: any. */
+  major?: number;
+  /** Omitted: any. */
+  minor?: number;
+  /** Some of `r` (read), `w` (write), `m` (mknod); default `'rwm'`. */
+  access?: string;
+}
+
+/** A validated device rule: -1 is "any"; access as letters in r, w, m order. */
+export interface ResolvedDeviceRule {
+  allow: boolean;
+  type: 'a' | 'b' | 'c';
+  major: number;
+  minor: number;
+  access: string;
 }
 
 /** The limits `spawnIsolated` accepts: cgroup limits plus the ones it enforces itself. */
@@ -79,6 +108,7 @@ export interface ResolvedLimits {
   pids?: number | 'max';
   ioWeight?: number;
   ioMax?: ResolvedIoMax[];
+  devices?: ResolvedDeviceRule[];
   wallTimeMs?: number;
   cpuTimeMs?: number;
   outputBytes?: number;
@@ -86,7 +116,7 @@ export interface ResolvedLimits {
 
 const CGROUP_KEYS = [
   'memory', 'memorySwap', 'memoryReservation', 'cpus', 'cpuWeight', 'cpuset', 'cpusetMems', 'pids',
-  'ioWeight', 'ioMax',
+  'ioWeight', 'ioMax', 'devices',
 ] as const;
 const SPAWN_KEYS = ['wallTimeMs', 'cpuTimeMs', 'outputBytes'] as const;
 
@@ -267,6 +297,22 @@ export function validateLimits(limits: unknown, options: ValidateOptions = {}): 
       }
       if (!any) throw new TypeError(`${name} needs at least one of rbps, wbps, riops, wiops`);
       return out;
+    });
+  }
+  if (has('devices')) {
+    if (!Array.isArray(l.devices)) throw new TypeError('limits.devices must be an array of { allow, type?, major?, minor?, access? }');
+    r.devices = l.devices.map((e: unknown, i: number) => {
+      const name = `limits.devices[${i}]`;
+      if (typeof e !== 'object' || e === null) throw new TypeError(`${name} must be an object`);
+      const o = e as Record<string, unknown>;
+      for (const k of Object.keys(o)) if (!['allow', 'type', 'major', 'minor', 'access'].includes(k)) throw new TypeError(`${name}.${k} is not known (allow, type, major, minor, access)`);
+      if (typeof o.allow !== 'boolean') throw new TypeError(`${name}.allow must be a boolean`);
+      const type = o.type ?? 'a';
+      if (type !== 'a' && type !== 'b' && type !== 'c') throw new TypeError(`${name}.type must be 'a', 'b' or 'c'`);
+      const num = (k: 'major' | 'minor') => (o[k] === undefined || o[k] === null || o[k] === -1 ? -1 : intIn(o[k], `${name}.${k}`, 0, k === 'major' ? 4095 : 1048575));
+      const access = o.access ?? 'rwm';
+      if (typeof access !== 'string' || !/^[rwm]+$/.test(access)) throw new TypeError(`${name}.access must be letters of 'rwm'`);
+      return { allow: o.allow, type, major: num('major'), minor: num('minor'), access: ['r', 'w', 'm'].filter((c) => access.includes(c)).join('') };
     });
   }
   if (!options.cgroupOnly) {

@@ -13,6 +13,10 @@ export interface CgroupNative {
   cgroupEventfd(controlPath: string, targetPath: string, args?: string): number;
   cgroupInotify(paths: string[]): number;
   CgroupWatch: new (fd: number, cb: (errno: number | null) => void) => NativeCgroupWatch;
+  /** v2: attaches a device program of these rules (five numbers each) in place of the ones attached to dir */
+  cgroupDevices(dir: string, rules: number[]): void;
+  /** the ids of the device programs attached to dir */
+  cgroupDeviceProgramIds(dir: string): number[];
 }
 
 /** The addon, typed for this area. */

@@ -41,15 +41,12 @@ function unsupportedUnlessEmpty(field: string, v: unknown, why: string): void {
 const NS: Record<string, NamespaceType> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup', time: 'time' };
 
 /**
- * Mounts of OCI's default config (runc spec, podman) that nsbox's own view already makes,
- * with its own options (proc, sysfs read-only, a /dev of its own with devpts, shm, mqueue; the
- * cgroup filesystem at /sys/fs/cgroup is the sandbox's cgroup namespace view). They are
- * accepted as that view; any other mount is made as given.
+ * The cgroup filesystem at /sys/fs/cgroup: nsbox's view mounts the sandbox's own cgroup there,
+ * read-only, when it has a cgroup namespace (the options of OCI's entry are the same). Every
+ * other mount is made as given; one at a point of nsbox's view with its type (proc at /proc,
+ * tmpfs at /dev, devpts at /dev/pts, ...) replaces nsbox's mount there (Mount, options.ts).
  */
-const VIEW_MOUNTS: Record<string, string[]> = {
-  '/proc': ['proc'], '/dev': ['tmpfs'], '/dev/pts': ['devpts'], '/dev/shm': ['tmpfs'], '/dev/mqueue': ['mqueue'],
-  '/sys': ['sysfs'], '/sys/fs/cgroup': ['cgroup', 'cgroup2'],
-};
+const VIEW_MOUNTS: Record<string, string[]> = { '/sys/fs/cgroup': ['cgroup', 'cgroup2'] };
 
 const PROPAGATION: Record<string, Mount['propagation']> = {
   private: 'private', rprivate: 'private', shared: 'shared', rshared: 'shared', slave: 'slave', rslave: 'slave', unbindable: 'unbindable', runbindable: 'unbindable',
@@ -65,15 +62,20 @@ function mount(field: string, m: unknown, bundle: string): Mount | null {
   const isBind = o.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
   const type = isBind ? 'bind' : typeof o.type === 'string' ? o.type : refuse(`${field}.type`, 'must be a string');
   if (VIEW_MOUNTS[dest]?.includes(type)) return null; // nsbox's view has it (see VIEW_MOUNTS)
-  const out: Mount = { type, target: dest };
+  // the flags exactly as given: without nosuid/nodev/noexec a mount allows set-id bits, device
+  // files and exec, as with runc (result.isolation.relaxedMounts lists the first two)
+  const out: Mount = { type, target: dest, nosuid: false, nodev: false, noexec: false };
   const data: string[] = [];
   for (const x of opts) {
-    if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'nosuid' || x === 'nodev' || x === 'exec' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
+    if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
     if (x === 'ro') out.readonly = true;
-    else if (x === 'noexec') out.noexec = true;
+    else if (x === 'nosuid' || x === 'nodev' || x === 'noexec') out[x] = true;
+    else if (x === 'suid' || x === 'dev' || x === 'exec') out[`no${x}`] = false;
     else if (PROPAGATION[x]) out.propagation = PROPAGATION[x];
-    else if (x === 'suid' || x === 'dev') refuse(`${field}.options`, `'${x}': nsbox mounts are always nosuid and nodev`);
-    else if (x === 'tmpcopyup' || x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
+    else if (x === 'tmpcopyup') {
+      if (type !== 'tmpfs') refuse(`${field}.options`, `'tmpcopyup' applies to tmpfs mounts only (this one is ${type})`);
+      out.copyUp = true;
+    } else if (x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
     else if (isBind) refuse(`${field}.options`, `'${x}' is not an option of a bind mount nsbox knows`);
     else data.push(x);
   }
@@ -184,7 +186,8 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   if (typeof root.path !== 'string') refuse('root.path', 'must be a string');
   const rootfs = resolve(bundle, root.path);
   if (!existsSync(rootfs) || !statSync(rootfs).isDirectory()) refuse('root.path', `${rootfs} is not a directory`);
-  options.rootfs = { path: rootfs, readonly: root.readonly === true };
+  // mounts exactly as config.json says: no tmpfs on /tmp unless it lists one
+  options.rootfs = { path: rootfs, readonly: root.readonly === true, tmp: false };
   if (c.process === undefined) refuse('process', 'is needed by create');
   const proc = processOptions('process', c.process, warnings);
   Object.assign(options, proc.options);
@@ -206,24 +209,28 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
     if (l.namespaces !== undefined) {
       namespacesGiven = true;
       let netJoin: Namespace | undefined;
+      const join: Partial<Record<NamespaceType, Namespace>> = {};
       if (!Array.isArray(l.namespaces)) refuse('linux.namespaces', 'must be an array');
       const ns: Partial<Record<NamespaceType, boolean>> = { pid: false, net: false, mount: false, ipc: false, uts: false, user: false, cgroup: false, time: false };
       l.namespaces.forEach((x, i) => {
         const n = keys(`linux.namespaces[${i}]`, x, ['type', 'path']);
         const t = NS[n.type as string] ?? refuse(`linux.namespaces[${i}].type`, `unknown namespace ${String(n.type)}`);
         if (typeof n.path === 'string' && n.path !== '') {
-          // a network namespace made by the caller (podman's, CNI's): the sandbox joins it
-          if (t !== 'net') refuse(`linux.namespaces[${i}].path`, `joining an existing ${String(n.type)} namespace is not supported by nsbox-runc (only network)`);
-          try { netJoin = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          // a namespace made by the caller (podman's pod, CNI's network): the sandbox joins it
+          let opened: Namespace;
+          try { opened = Namespace.open(n.path); } catch (e) { refuse(`linux.namespaces[${i}].path`, (e as Error).message); }
+          if (opened.type !== t) refuse(`linux.namespaces[${i}].path`, `${n.path} is a ${opened.type} namespace, not ${t}`);
+          if (t === 'net') netJoin = opened; else join[t] = opened;
           return;
         }
         ns[t] = true;
       });
       options.namespaces = ns;
+      if (Object.keys(join).length) options.join = join;
       if (netJoin) options.network = { join: netJoin };
       else if (!ns.net) options.network = 'host';
       else options.network = 'none';
-      if (!ns.user) options.user = false;
+      if (!ns.user && !join.user) options.user = false;
     }
     if (l.uidMappings !== undefined || l.gidMappings !== undefined) {
       const map = (f: string, v: unknown) => (Array.isArray(v) ? v : refuse(f, 'must be an array')).map((x, i) => {
@@ -234,33 +241,52 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
     }
     if (l.devices !== undefined) {
       if (!Array.isArray(l.devices)) refuse('linux.devices', 'must be an array');
-      // a device node is the host's node bound in: it must exist on the host with that type and number
+      // the host's node of that path bound in when it has that type and number (works in a
+      // user namespace); else, without a user namespace, a node made by number (mknod)
       options.devices = l.devices.map((x, i) => {
         const d = keys(`linux.devices[${i}]`, x, ['path', 'type', 'major', 'minor', 'fileMode', 'uid', 'gid']);
         const p = d.path as string;
+        if (typeof p !== 'string' || !p.startsWith('/dev/')) refuse(`linux.devices[${i}].path`, 'must be a path under /dev');
+        if (d.type !== 'c' && d.type !== 'b' && d.type !== 'u') refuse(`linux.devices[${i}].type`, `must be c, u or b (got ${String(d.type)})`);
         let st;
-        try { st = statSync(p); } catch { refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host has no ${p}`); }
-        const want = d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice();
-        const rdev = st.rdev;
-        const major = Math.floor(rdev / 256) & 0xfff, minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-        if (!want || major !== d.major || minor !== d.minor) refuse(`linux.devices[${i}]`, `nsbox binds host device nodes: the host's ${p} is not ${String(d.type)} ${String(d.major)}:${String(d.minor)}`);
-        return { path: p, readonly: false };
+        try { st = statSync(p); } catch { /* not on the host */ }
+        const major = st ? Math.floor(st.rdev / 256) & 0xfff : -1, minor = st ? (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) : -1;
+        if (st && (d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice()) && major === d.major && minor === d.minor) return { path: p, readonly: false };
+        if (options.user !== false) refuse(`linux.devices[${i}]`, `the host's ${p} is ${st ? 'another node' : 'missing'}, and a node made by number (mknod) needs a container without a user namespace: in one the kernel makes device nodes unusable`);
+        return {
+          target: p, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number,
+          ...(typeof d.fileMode === 'number' ? { mode: d.fileMode & 0o7777 } : {}), ...(typeof d.uid === 'number' ? { uid: d.uid } : {}), ...(typeof d.gid === 'number' ? { gid: d.gid } : {}),
+        };
       });
     }
     if (l.cgroupsPath !== undefined) {
-      // nsbox's sandbox cgroup is made inside this directory (its name carries nsbox and the owner, for gc)
+      // the container's cgroup is exactly this path (Sandbox cgroupPath, CGroup.createAt):
+      // nsbox makes what is missing of it, and delete removes what it made
       if (typeof l.cgroupsPath !== 'string') refuse('linux.cgroupsPath', 'must be a string');
       if (l.cgroupsPath.includes(':')) refuse('linux.cgroupsPath', 'a systemd slice:prefix:name path: systemd cgroups are not supported by nsbox-runc (use cgroupfs)');
-      if (l.cgroupsPath !== '') options.cgroupParent = l.cgroupsPath;
+      if (l.cgroupsPath.split('/').some((x) => x === '..' || x === '.')) refuse('linux.cgroupsPath', "may not contain '.' or '..'");
+      if (l.cgroupsPath !== '') options.cgroupPath = l.cgroupsPath;
     }
     if (l.resources !== undefined) options.limits = resources(l.resources);
+    if (options.limits?.devices) {
+      // as runc and crun: the nodes every container's /dev has (nsbox's standard ones, the
+      // terminal's) and linux.devices are allowed after the config's rules
+      const std: Array<[number, number | undefined]> = [[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [136, undefined]];
+      const given = Array.isArray(l.devices) ? l.devices as J[] : [];
+      options.limits.devices = [
+        ...options.limits.devices,
+        ...std.map(([major, minor]) => ({ allow: true, type: 'c' as const, major, ...(minor !== undefined ? { minor } : {}), access: 'rwm' })),
+        ...given.map((d) => ({ allow: true, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number, access: 'rwm' })),
+      ];
+    }
     if (l.sysctl !== undefined) options.sysctl = l.sysctl as Record<string, string>;
     if (l.seccomp !== undefined) {
       try { options.seccomp = Seccomp.fromOCI(l.seccomp); } catch (e) { refuse('linux.seccomp', (e as Error).message); }
     } else options.seccomp = 'none'; // OCI: no seccomp object, no filter
     if (l.rootfsPropagation !== undefined) {
-      const p = PROPAGATION[l.rootfsPropagation as string];
-      if (p !== 'private' && p !== 'slave') refuse('linux.rootfsPropagation', `${String(l.rootfsPropagation)} is not supported by nsbox-runc (private or slave)`);
+      const p = PROPAGATION[l.rootfsPropagation as string] ?? refuse('linux.rootfsPropagation', `${String(l.rootfsPropagation)} is not a propagation type ((r)private, (r)slave, (r)shared or (r)unbindable)`);
+      // nsbox makes the whole tree recursively so; 'shared' is a peer group of the container's
+      // own, receiving from the host (as 'slave'), never propagating to it (options.ts)
       options.rootPropagation = p;
     }
     if (l.maskedPaths !== undefined) options.maskedPaths = l.maskedPaths as string[];
@@ -281,49 +307,96 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   return { options, program, terminal: proc.terminal, rootfs };
 }
 
+/** A size as runc's flags take it: bytes, or with a k/m/g/t suffix (binary). */
+function size(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+  if (!m) throw new OciConfigError(flag, `'${v}' is not a size`);
+  return Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+}
+
+/**
+ * `runc update`: its flags, or a LinuxResources object (`--resources FILE`), as limits for
+ * `Sandbox.update`. A value nsbox-runc does not apply is refused naming the flag or field;
+ * removing a limit (-1) is refused (nsbox's limits have no "unlimited" value to set).
+ */
+export function updateToLimits(flags: Record<string, string | boolean | undefined>, resourcesJson?: unknown): NonNullable<SandboxOptions['limits']> {
+  if (resourcesJson !== undefined) return resources(resourcesJson, '--resources');
+  const r: { memory?: J; cpu?: J; pids?: J } = {};
+  const num = (f: string): number | undefined => {
+    const v = flags[f];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^-?\d+$/.test(v)) throw new OciConfigError(`--${f}`, `'${String(v)}' is not a number`);
+    if (Number(v) < 0) throw new OciConfigError(`--${f}`, 'removing a limit (-1) is not supported by nsbox-runc');
+    return Number(v);
+  };
+  const sz = (f: string): number | undefined => {
+    const v = flags[f];
+    if (v === undefined) return undefined;
+    if (v === '-1') throw new OciConfigError(`--${f}`, 'removing a limit (-1) is not supported by nsbox-runc');
+    return size(`--${f}`, String(v));
+  };
+  const set = (k: 'memory' | 'cpu' | 'pids', f: string, v: unknown) => { if (v !== undefined) (r[k] ??= {})[f] = v; };
+  set('memory', 'limit', sz('memory'));
+  set('memory', 'reservation', sz('memory-reservation'));
+  set('memory', 'swap', sz('memory-swap'));
+  for (const f of ['kernel-memory', 'kernel-memory-tcp', 'cpu-rt-period', 'cpu-rt-runtime', 'cpu-burst', 'cpu-idle', 'blkio-weight']) {
+    if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'is not supported by nsbox-runc');
+  }
+  set('cpu', 'period', num('cpu-period'));
+  set('cpu', 'quota', num('cpu-quota'));
+  set('cpu', 'shares', num('cpu-share'));
+  set('cpu', 'cpus', flags['cpuset-cpus']);
+  set('cpu', 'mems', flags['cpuset-mems']);
+  set('pids', 'limit', num('pids-limit'));
+  for (const f of ['l3-cache-schema', 'mem-bw-schema']) if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'Intel RDT is not supported by nsbox-runc');
+  // a period alone keeps the quota: nsbox sets both, so it needs the quota
+  if (r.cpu?.period !== undefined && r.cpu.quota === undefined) throw new OciConfigError('--cpu-period', 'give --cpu-quota with it (nsbox sets a CPU limit as both)');
+  return resources(r, 'update');
+}
+
 /** linux.resources as nsbox limits (cgroup limits of the sandbox). */
-function resources(r: unknown): NonNullable<SandboxOptions['limits']> {
-  const o = keys('linux.resources', r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
+function resources(r: unknown, field = 'linux.resources'): NonNullable<SandboxOptions['limits']> {
+  const o = keys(field, r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
   const out: NonNullable<SandboxOptions['limits']> = {};
-  unsupportedUnlessEmpty('linux.resources.hugepageLimits', o.hugepageLimits, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.network', o.network, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.rdma', o.rdma, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.unified', o.unified, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty('linux.resources.blockIO', o.blockIO, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.hugepageLimits`, o.hugepageLimits, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.network`, o.network, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.rdma`, o.rdma, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.unified`, o.unified, 'is not supported by nsbox-runc');
+  unsupportedUnlessEmpty(`${field}.blockIO`, o.blockIO, 'is not supported by nsbox-runc');
   if (o.devices !== undefined) {
-    // The device cgroup is not programmed by nsbox-runc. What it enforces instead: the sandbox's
-    // /dev holds only nsbox's standard nodes and linux.devices, and in its user namespace
-    // mknod of a device is refused. A rule list that denies everything but what that view has
-    // is accepted; an allow rule beyond it is refused.
-    if (!Array.isArray(o.devices)) refuse('linux.resources.devices', 'must be an array');
-    const std = new Set(['c:1:3', 'c:1:5', 'c:1:7', 'c:1:8', 'c:1:9', 'c:5:0', 'c:5:1', 'c:5:2', 'c:136:*', 'c:10:200', 'c:10:229']);
-    o.devices.forEach((x, i) => {
-      const d = keys(`linux.resources.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
-      if (d.allow !== true) return;
-      const id = `${String(d.type ?? 'a')}:${d.major ?? '*'}:${d.minor ?? '*'}`;
-      if (!std.has(id)) refuse(`linux.resources.devices[${i}]`, `allowing ${id}: nsbox-runc does not program the device cgroup; only the standard nodes are reachable`);
+    // the device cgroup, as given (limits.devices: v1 devices controller, v2 BPF program)
+    if (!Array.isArray(o.devices)) refuse(`${field}.devices`, 'must be an array');
+    out.devices = o.devices.map((x, i) => {
+      const d = keys(`${field}.devices[${i}]`, x, ['allow', 'type', 'major', 'minor', 'access']);
+      if (typeof d.allow !== 'boolean') refuse(`${field}.devices[${i}].allow`, 'must be a boolean');
+      const type = d.type ?? 'a';
+      if (type !== 'a' && type !== 'b' && type !== 'c') refuse(`${field}.devices[${i}].type`, `must be a, b or c (got ${String(type)})`);
+      const n = (k: 'major' | 'minor') => (d[k] === undefined || d[k] === null || d[k] === -1 ? undefined : typeof d[k] === 'number' ? d[k] as number : refuse(`${field}.devices[${i}].${k}`, 'must be a number'));
+      const access = d.access === undefined || d.access === '' ? 'rwm' : typeof d.access === 'string' ? d.access : refuse(`${field}.devices[${i}].access`, 'must be a string');
+      const major = n('major'), minor = n('minor');
+      return { allow: d.allow, type, ...(major !== undefined ? { major } : {}), ...(minor !== undefined ? { minor } : {}), access };
     });
   }
   if (o.memory !== undefined) {
-    const m = keys('linux.resources.memory', o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
+    const m = keys(`${field}.memory`, o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
     for (const k of ['kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
-      if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`linux.resources.memory.${k}`, 'is not supported by nsbox-runc');
+      if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`${field}.memory.${k}`, 'is not supported by nsbox-runc');
     }
     if (typeof m.limit === 'number' && m.limit > 0) out.memory = m.limit;
     if (typeof m.reservation === 'number' && m.reservation > 0) out.memoryReservation = m.reservation;
     if (typeof m.swap === 'number' && m.swap > 0) out.memorySwap = m.swap;
   }
   if (o.cpu !== undefined) {
-    const c = keys('linux.resources.cpu', o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
-    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`linux.resources.cpu.${k}`, 'is not supported by nsbox-runc');
+    const c = keys(`${field}.cpu`, o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
+    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`${field}.cpu.${k}`, 'is not supported by nsbox-runc');
     if (typeof c.quota === 'number' && c.quota > 0) out.cpus = c.quota / (typeof c.period === 'number' && c.period > 0 ? c.period : 100000);
-    else if (c.period !== undefined && c.quota === undefined) refuse('linux.resources.cpu.period', 'without quota is not supported by nsbox-runc');
+    else if (c.period !== undefined && c.quota === undefined) refuse(`${field}.cpu.period`, 'without quota is not supported by nsbox-runc');
     if (typeof c.shares === 'number' && c.shares > 0) out.cpuWeight = Math.max(1, Math.min(10000, Math.round(1 + ((c.shares - 2) * 9999) / 262142)));
     if (typeof c.cpus === 'string' && c.cpus !== '') out.cpuset = c.cpus;
     if (typeof c.mems === 'string' && c.mems !== '') out.cpusetMems = c.mems;
   }
   if (o.pids !== undefined) {
-    const p = keys('linux.resources.pids', o.pids, ['limit']);
+    const p = keys(`${field}.pids`, o.pids, ['limit']);
     if (typeof p.limit === 'number' && p.limit > 0) out.pids = p.limit;
   }
   return out;

@@ -1,11 +1,11 @@
 // nsbox-runc: the runc command line (as podman/conmon and containerd's shim call it) on
 // nsbox's public API: a created Sandbox (Sandbox.create with `program`) per container, its
 // state in --root (default /run/nsbox-runc), found again by id from each call.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
-import { configToSandbox, OciConfigError, processOptions } from './config.js';
+import { configToSandbox, OciConfigError, processOptions, updateToLimits } from './config.js';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 const OCI_VERSION = '1.0.2';
@@ -34,6 +34,7 @@ commands:
   ps [--format table|json] ID
   list [--format table|json]
   pause ID / resume ID
+  update [--resources FILE|-] [--memory N] [--memory-swap N] [--memory-reservation N] [--cpu-quota N --cpu-period N] [--cpu-share N] [--cpuset-cpus L] [--cpuset-mems L] [--pids-limit N] ID
   features
   spec [--bundle DIR]
   --version
@@ -110,53 +111,6 @@ function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined): Rec
   };
 }
 
-/** The mount points of the host's cgroup hierarchies (v1 controllers, the v2 tree). */
-function cgroupMounts(): string[] {
-  const out: string[] = [];
-  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = l.split(' ');
-    const type = f[f.indexOf('-') + 1];
-    if (type !== 'cgroup' && type !== 'cgroup2') continue;
-    // a v1 hierarchy without a controller (name=systemd) is not one nsbox places sandboxes in
-    if (type === 'cgroup' && !/(^|,)(cpu|cpuacct|memory|pids|blkio|freezer|cpuset|devices|net_cls|net_prio|perf_event|hugetlb|rdma|misc)(,|$)/.test(f[f.length - 1] ?? '')) continue;
-    out.push(f[4]!);
-  }
-  return [...new Set(out)];
-}
-
-/**
- * mkdir -p of `path` in the hierarchy at `mount`; in a v1 cpuset hierarchy each new level gets
- * its parent's cpuset.cpus and cpuset.mems (empty ones refuse every task, ENOSPC).
- */
-function makeCgroupPath(mount: string, path: string): void {
-  let dir = mount;
-  for (const part of path.split('/').filter(Boolean)) {
-    const parent = dir;
-    dir = join(dir, part);
-    if (existsSync(dir)) continue;
-    mkdirSync(dir);
-    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-      if (!existsSync(join(dir, f))) continue;
-      try {
-        if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8').trim());
-      } catch { /* left as the kernel made it */ }
-    }
-  }
-}
-
-/** linux.cgroupsPath of the bundle's config (for delete). */
-function cgroupsPathOf(bundle: string): string | undefined {
-  const p = (readConfig(bundle)?.linux as Record<string, unknown> | undefined)?.cgroupsPath;
-  return typeof p === 'string' && p !== '' && !p.includes(':') ? p : undefined;
-}
-
-/** Removes the cgroupsPath directories create made (empty ones only; the parents stay). */
-function removeCgroupPath(path: string): void {
-  for (const m of cgroupMounts()) {
-    try { rmdirSync(join(m, path)); } catch { /* gone, or not empty */ }
-  }
-}
-
 function readConfig(bundle: string): Record<string, unknown> | undefined {
   if (!bundle) return undefined;
   try { return JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')) as Record<string, unknown>; } catch { return undefined; }
@@ -176,17 +130,9 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const warnings: string[] = [];
   const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
   for (const w of warnings) log(g, 'warning', w);
-  // as runc: the cgroupsPath directories are made (nsbox's own cgroup goes inside them) and
-  // removed again by delete
-  const cgPath = typeof options.cgroupParent === 'string' ? options.cgroupParent : undefined;
-  if (cgPath) for (const m of cgroupMounts()) makeCgroupPath(m, cgPath);
-  let box: Sandbox;
-  try {
-    box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
-  } catch (e) {
-    if (cgPath) removeCgroupPath(cgPath);
-    throw e;
-  }
+  // linux.cgroupsPath is the container's cgroup itself (options.cgroupPath): Sandbox.create
+  // makes what is missing of it and destroy removes that again
+  const box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
   if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
   return 0;
 }
@@ -236,9 +182,26 @@ async function cmdDelete(g: Globals, args: string[]): Promise<number> {
   }
   const st = runcStatus(box);
   if ((st === 'running' || st === 'paused') && !flags.force) throw new Error(`cannot delete container that is not stopped: ${st}`);
-  const cgPath = cgroupsPathOf(box.ociState().bundle);
   await box.destroy();
-  if (cgPath) removeCgroupPath(cgPath);
+  return 0;
+}
+
+/** runc update [--resources FILE|-] [--memory N ...] ID: the container's cgroup limits, live. */
+async function cmdUpdate(g: Globals, args: string[]): Promise<number> {
+  const spec: Record<string, 'value'> = {};
+  for (const f of ['resources', 'memory', 'memory-reservation', 'memory-swap', 'kernel-memory', 'kernel-memory-tcp', 'cpu-period', 'cpu-quota', 'cpu-share',
+    'cpu-rt-period', 'cpu-rt-runtime', 'cpu-burst', 'cpu-idle', 'cpuset-cpus', 'cpuset-mems', 'pids-limit', 'blkio-weight', 'l3-cache-schema', 'mem-bw-schema']) spec[f] = 'value';
+  const { flags, rest } = parseFlags(args, spec, { r: 'resources' });
+  const id = oneId(rest, 'update');
+  let json: unknown;
+  if (typeof flags.resources === 'string') {
+    const text = flags.resources === '-' ? readFileSync(0, 'utf8') : readFileSync(resolve(flags.resources), 'utf8');
+    try { json = JSON.parse(text); } catch (e) { throw new Error(`update: --resources: ${(e as Error).message}`); }
+  }
+  const limits = updateToLimits(flags as Record<string, string>, json);
+  const box = await attach(g, id);
+  if (runcStatus(box) === 'stopped') throw new Error('container not running');
+  await box.update({ limits });
   return 0;
 }
 
@@ -342,7 +305,7 @@ function cmdFeatures(): number {
     ociVersionMin: '1.0.0',
     ociVersionMax: OCI_VERSION,
     hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
-    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'noexec', 'exec', 'nosuid', 'nodev', 'relatime', 'noatime', 'strictatime', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable'],
+    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'noexec', 'exec', 'nosuid', 'suid', 'nodev', 'dev', 'tmpcopyup', 'relatime', 'noatime', 'strictatime', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable'],
     linux: {
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'time', 'user', 'uts'],
       capabilities: [],
@@ -442,6 +405,7 @@ export async function main(argv: string[]): Promise<number> {
         await box.resume();
         return 0;
       }
+      case 'update': return await cmdUpdate(g, args);
       case 'features': return cmdFeatures();
       case 'spec': return cmdSpec(args);
       default: throw new UsageError(`unknown command ${cmd} (see nsbox-runc --help)`);

@@ -16,7 +16,7 @@ import { callerRange, earlyIds, remappedRoot, subidFix, wantsCallerRange } from 
 import { carryMountPointContext, placeMountPoints, setMountPointContext } from './mountpoints.js';
 import { MS, Op, type PlanOp } from './ops.js';
 import type { Rlimits, SpawnIsolatedOptions, StdioOption } from './options.js';
-import type { HostFacts, Plan, PlanInput } from './types.js';
+import type { HostFacts, Plan, PlanInput, PlanSummary } from './types.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, freshSysfs, planView, type ParsedMount } from './view.js';
 
 const RLIMIT: Record<keyof Rlimits, number> = {
@@ -278,24 +278,29 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   }
   let rootfsPath: string | null = null;
   let rootfsReadonly = true;
+  let rootfsTmp = true;
   if (o.rootfs !== undefined) {
     if (typeof o.rootfs === 'string') rootfsPath = strictAbsPath('options.rootfs', o.rootfs);
     else if (isObject(o.rootfs)) {
-      checkKeys('options.rootfs', o.rootfs, ['path', 'readonly']);
+      checkKeys('options.rootfs', o.rootfs, ['path', 'readonly', 'tmp']);
       rootfsPath = strictAbsPath('options.rootfs.path', o.rootfs.path);
       if (o.rootfs.readonly !== undefined) {
         if (typeof o.rootfs.readonly !== 'boolean') fail('options.rootfs.readonly', 'must be a boolean');
         rootfsReadonly = o.rootfs.readonly;
       }
-    } else fail('options.rootfs', 'must be an absolute path or { path, readonly? }');
+      if (o.rootfs.tmp !== undefined) {
+        if (typeof o.rootfs.tmp !== 'boolean') fail('options.rootfs.tmp', 'must be a boolean');
+        rootfsTmp = o.rootfs.tmp;
+      }
+    } else fail('options.rootfs', 'must be an absolute path or { path, readonly?, tmp? }');
     if (rootfsPath === '/') fail('options.rootfs', "must not be '/' (use the default view instead)");
     const k = host.pathKind(rootfsPath);
     if (k.kind !== 'dir') fail('options.rootfs', `must be an existing directory (${rootfsPath} is ${k.kind === 'missing' ? 'missing' : `a ${k.kind}`})`);
   }
   const mounts = o.mounts === undefined ? [] : Array.isArray(o.mounts) ? o.mounts : fail('options.mounts', 'must be an array');
   const cwd = o.cwd === undefined ? '/' : strictAbsPath('options.cwd', o.cwd);
-  const rootProp = o.rootPropagation ?? 'private';
-  if (rootProp !== 'private' && rootProp !== 'slave') fail('options.rootPropagation', "must be 'private' or 'slave'");
+  const rootProp = (o.rootPropagation ?? 'private') as NonNullable<SpawnIsolatedOptions['rootPropagation']>;
+  if (!['private', 'slave', 'shared', 'unbindable'].includes(rootProp as string)) fail('options.rootPropagation', "must be 'private', 'slave', 'shared' or 'unbindable'");
   if (!mountNs) {
     if (rootfsPath) fail('options.rootfs', 'needs a new mount namespace');
     if (mounts.length) fail('options.mounts', 'need a new mount namespace');
@@ -304,6 +309,14 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const maskedPaths = pathList('options.maskedPaths', o.maskedPaths, DEFAULT_MASKED_PATHS);
   const readonlyPaths = pathList('options.readonlyPaths', o.readonlyPaths, DEFAULT_READONLY_PATHS);
   const devices = parseDevices(o.devices, host);
+  // a node made by number works only on a /dev in the initial user namespace (a tmpfs a user
+  // namespace mounts is nodev to the kernel) and mknod needs CAP_MKNOD there: root, no user namespace
+  const made = devices.findIndex((d) => d.node);
+  if (made >= 0 && (host.euid !== 0 || ns.has('user') || joined.includes('user'))) {
+    fail(`options.devices[${made}]`, host.euid !== 0
+      ? 'a device node by number needs root (mknod); bind the host\'s node instead ({ path })'
+      : 'a device node by number needs a sandbox without a user namespace (user: false): in one the kernel makes device nodes unusable; bind the host\'s node instead ({ path })');
+  }
   if (!ns.has('mount')) {
     if (o.maskedPaths !== undefined && maskedPaths.length) fail('options.maskedPaths', 'need a new mount namespace');
     if (o.readonlyPaths !== undefined && readonlyPaths.length) fail('options.readonlyPaths', 'need a new mount namespace');
@@ -323,6 +336,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     rootPropagation: rootProp,
     rootfs: rootfsPath,
     rootfsReadonly,
+    rootfsTmp,
     rootOverlay: input.rootOverlay,
     mounts: parsedMounts,
     devices,
@@ -429,7 +443,8 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gid,
       maskedPaths: view.masked,
       readonlyPaths: view.readonly,
-      devices: devices.map((d) => d.path),
+      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type} ${d.node.major}:${d.node.minor})` : d.path),
+      ...relaxedMounts(parsedMounts),
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
       // nsbox mounts /sys only in a mount namespace it makes; a joined one keeps its own /sys
@@ -518,13 +533,15 @@ export function needsCgroup(o: SpawnIsolatedOptions): boolean {
 
 function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
   if (!isObject(m)) fail(option, 'must be an object { type, source?, target, ... }');
-  checkKeys(option, m, ['type', 'source', 'target', 'readonly', 'propagation', 'options', 'file', 'noexec']);
+  checkKeys(option, m, ['type', 'source', 'target', 'readonly', 'propagation', 'options', 'file', 'noexec', 'nosuid', 'nodev', 'copyUp']);
   const type = str(`${option}.type`, m.type, { nonEmpty: true });
   if (!/^[a-z0-9_.-]+$/.test(type)) fail(`${option}.type`, `is not a filesystem type name (got '${type}')`);
   const target = strictAbsPath(`${option}.target`, m.target);
   if (target === '/') fail(`${option}.target`, "must not be '/' (use rootfs)");
   const readonly = m.readonly === undefined ? false : typeof m.readonly === 'boolean' ? m.readonly : fail(`${option}.readonly`, 'must be a boolean');
-  const noexec = m.noexec === undefined ? false : typeof m.noexec === 'boolean' ? m.noexec : fail(`${option}.noexec`, 'must be a boolean');
+  const flag = (k: 'noexec' | 'nosuid' | 'nodev' | 'copyUp', dflt: boolean): boolean => (m[k] === undefined ? dflt : typeof m[k] === 'boolean' ? m[k] as boolean : fail(`${option}.${k}`, 'must be a boolean'));
+  const noexec = flag('noexec', false), nosuid = flag('nosuid', true), nodev = flag('nodev', true), copyUp = flag('copyUp', false);
+  if (copyUp && type !== 'tmpfs') fail(`${option}.copyUp`, `applies to tmpfs mounts only (this one is ${type})`);
   const propagation = (m.propagation ?? 'private') as ParsedMount['propagation'];
   if (!['private', 'shared', 'slave', 'unbindable'].includes(propagation)) fail(`${option}.propagation`, "must be 'private', 'shared', 'slave' or 'unbindable'");
   const options = m.options === undefined ? undefined : str(`${option}.options`, m.options);
@@ -540,7 +557,13 @@ function parseMount(option: string, m: unknown, host: HostFacts): ParsedMount {
     source = str(`${option}.source`, m.source);
   }
   const hostSource = type === 'bind' && source !== undefined ? host.realPath?.(source) ?? source : undefined;
-  return { type, source, hostSource, target, readonly, propagation, options, file, noexec };
+  return { type, source, hostSource, target, readonly, propagation, options, file, noexec, nosuid, nodev, copyUp };
+}
+
+/** The summary's `relaxedMounts`: caller mounts that allow set-id bits or device files. */
+function relaxedMounts(ms: readonly ParsedMount[]): { relaxedMounts?: NonNullable<PlanSummary['relaxedMounts']> } {
+  const out = ms.filter((m) => !m.nosuid || !m.nodev).map((m) => ({ target: m.target, allows: [...(m.nosuid ? [] : ['suid' as const]), ...(m.nodev ? [] : ['dev' as const])] }));
+  return out.length ? { relaxedMounts: out } : {};
 }
 
 /** The view's new root before the pivot (view.ts). */
@@ -619,12 +642,23 @@ function pathList(option: string, v: unknown, def: string[]): string[] {
   });
 }
 
-function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean }> {
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
   if (v === undefined) return [];
   if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
   return v.map((d, i) => {
     const opt = `options.devices[${i}]`;
     let path: string, target: string | undefined, readonly = false;
+    if (isObject(d) && d.type !== undefined) {
+      // a node made by number (mknod), not a host node bound in
+      checkKeys(opt, d, ['target', 'type', 'major', 'minor', 'mode', 'uid', 'gid']);
+      const t = strictAbsPath(`${opt}.target`, d.target);
+      if (!t.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${t})`);
+      if (d.type !== 'c' && d.type !== 'b') fail(`${opt}.type`, "must be 'c' or 'b'");
+      const major = uint(`${opt}.major`, d.major, 4095), minor = uint(`${opt}.minor`, d.minor, 1048575);
+      const mode = d.mode === undefined ? 0o666 : uint(`${opt}.mode`, d.mode, 0o7777);
+      const uid = d.uid === undefined ? 0 : uint(`${opt}.uid`, d.uid, 0xfffffffe), gid = d.gid === undefined ? 0 : uint(`${opt}.gid`, d.gid, 0xfffffffe);
+      return { path: t, target: t, readonly: false, node: { type: d.type, major, minor, mode, uid, gid } };
+    }
     if (typeof d === 'string') path = strictAbsPath(opt, d);
     else if (isObject(d)) {
       checkKeys(opt, d, ['path', 'target', 'readonly']);

@@ -21,7 +21,7 @@ export const Op = {
  * | op | fields |
  * |---|---|
  * | Mkdir | path, mode |
- * | Mount | source, path, fstype, data (options), flags (with MS.REMOUNT and no source: a remount) |
+ * | Mount | source, path, fstype, data (options), flags (with MS.REMOUNT and no source: a remount), copyUp |
  * | Bind | source (a host path under /oldroot or a path already in the view), path, readonly, file, recursive, flags |
  * | Attach | source (a host path the caller clones before clone), path, readonly, file, recursive, flags |
  * | Symlink | source (the link's content), path |
@@ -68,4 +68,6 @@ export interface PlanOp {
   trusted?: boolean;
   /** a Mount of the sysfs of the sandbox's own network namespace (made ahead: moved in; made beside the child: joined first) */
   netSysfs?: boolean;
+  /** a tmpfs Mount that starts with a copy of the directory it covers (OCI tmpcopyup) */
+  copyUp?: boolean;
 }

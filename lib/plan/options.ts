@@ -30,8 +30,43 @@ export interface Mount {
   options?: string;
   /** Bind: the source is a file (the target is created as an empty file). Detected when omitted. */
   file?: boolean;
-  /** Extra restrictions. Default: nosuid and nodev are always set; noexec only when asked. */
+  /** Not executable (MS_NOEXEC). Default `false`. */
   noexec?: boolean;
+  /**
+   * Set-id bits ignored (MS_NOSUID). Default `true`; `false` is a relaxation, reported in
+   * `result.isolation.relaxedMounts`.
+   */
+  nosuid?: boolean;
+  /**
+   * Device files not usable (MS_NODEV). Default `true`; `false` is a relaxation, reported in
+   * `result.isolation.relaxedMounts`.
+   */
+  nodev?: boolean;
+  /**
+   * tmpfs only: the new tmpfs starts with a copy of what the directory under it holds (files,
+   * directories, symlinks and fifos with their modes, owners and times; device nodes and
+   * sockets are left out; an owner the sandbox's user namespace does not map becomes its
+   * root), as OCI's `tmpcopyup`. Writes go to the tmpfs only.
+   */
+  copyUp?: boolean;
+}
+
+/**
+ * A device node made by number in the sandbox's /dev (mknod; OCI `linux.devices`), rather than
+ * the host's node bound in. Root and a sandbox without a user namespace (`user: false`) only:
+ * elsewhere a TypeError says so (the kernel makes nodes on a user namespace's /dev unusable).
+ */
+export interface DeviceNode {
+  /** Where, under /dev. */
+  target: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** Permission bits, default 0o666. */
+  mode?: number;
+  /** Owner, default 0:0. */
+  uid?: number;
+  gid?: number;
 }
 
 /** Resource limits (setrlimit). A number sets soft and hard; `{ soft, hard }` sets both apart. */
@@ -90,7 +125,15 @@ export interface SpawnIsolatedOptions {
    * sandbox sees the host's `/usr`, `/bin`, `/sbin`, `/lib*`, `/etc` read-only plus fresh empty
    * `/tmp`, `/home`, `/root`, `/run`, `/var/tmp` (see README "The default view").
    */
-  rootfs?: string | { path: string; readonly?: boolean };
+  rootfs?: string | {
+    path: string;
+    readonly?: boolean;
+    /**
+     * A fresh tmpfs on the rootfs's `/tmp` (when it is a real directory). Default `true`;
+     * `false` leaves `/tmp` as the rootfs has it. A caller's mount at `/tmp` replaces it either way.
+     */
+    tmp?: boolean;
+  };
   /**
    * Run an image from a layer store instead of a rootfs (see `LayerStore`): the image's config
    * (env, entrypoint/cmd, working dir, user) applies and these options override it. Needs the
@@ -124,9 +167,21 @@ export interface SpawnIsolatedOptions {
   user?: false | { uidMap: IdMap[]; gidMap: IdMap[] };
   /** The /etc/subuid and /etc/subgid user whose range (the first 65536 ids of it, or 0x6FFF0000.. when it has none) every sandbox of a root caller then shares; default: a block per sandbox. */
   remapUser?: string;
-  /** Propagation of the sandbox's copy of the host mount tree before anything is mounted. Default `'private'`. */
-  rootPropagation?: 'private' | 'slave';
-  /** Extra mounts, in order, after the base view. */
+  /**
+   * Propagation of the sandbox's mount tree. Default `'private'`: nothing propagates either way.
+   * `'slave'`: mounts and unmounts under the host's tree reach the sandbox's copy, not back.
+   * `'shared'`: as `'slave'`, and the sandbox's root is then made shared (recursively), a peer
+   * group of its own: mounts made under it reach its other copies (binds of it, namespaces made
+   * inside), never the host. `'unbindable'`: private, and the sandbox's root unbindable
+   * (recursively) once made.
+   */
+  rootPropagation?: 'private' | 'slave' | 'shared' | 'unbindable';
+  /**
+   * Extra mounts, in order, after the base view. A mount at one of the view's own points with
+   * its type (`proc` at `/proc`, `tmpfs` at `/dev`, `devpts` at `/dev/pts`, `tmpfs` at
+   * `/dev/shm`, `sysfs` at `/sys`, `tmpfs` at `/tmp`) replaces nsbox's mount there, with its own
+   * flags and options; /dev still gets nsbox's device nodes, links and (unless replaced) pts and shm.
+   */
   mounts?: Mount[];
   /**
    * Paths masked with an empty read-only file or directory owned by nsbox (never a path of the
@@ -142,7 +197,7 @@ export interface SpawnIsolatedOptions {
    * `'/dev/fuse'` or `{ path: '/dev/net/tun', readonly: false }`. Default: none beyond null,
    * zero, full, random, urandom, tty and a private devpts.
    */
-  devices?: Array<string | { path: string; target?: string; readonly?: boolean }>;
+  devices?: Array<string | { path: string; target?: string; readonly?: boolean } | DeviceNode>;
   /** Existing namespaces to enter instead of creating new ones. */
   join?: Partial<Record<NamespaceType, Namespace>>;
   /**
@@ -351,6 +406,8 @@ export interface IsolationReport {
   readonlyPaths: string[];
   /** Host devices added to /dev. */
   devices: string[];
+  /** Caller mounts that allow set-id bits (`nosuid: false`) or device files (`nodev: false`); absent when none. */
+  relaxedMounts?: Array<{ target: string; allows: Array<'suid' | 'dev'> }>;
   /** `'default'` (nsbox's profile), `'custom'` (a caller's profile) or `'none'`. */
   seccomp: 'none' | 'default' | 'custom';
   /** `'none'` (own netns, loopback only), `'host'`, `'joined'`, `'bridge'`, or a user-mode network's mode. */

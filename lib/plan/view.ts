@@ -88,7 +88,22 @@ export interface ParsedMount {
   options?: string;
   file: boolean;
   noexec: boolean;
+  nosuid: boolean;
+  nodev: boolean;
+  /** tmpfs: starts with a copy of what the directory under it holds (OCI tmpcopyup) */
+  copyUp: boolean;
 }
+
+/** mount(2) flags of a caller's mount as given (nosuid and nodev unless relaxed). */
+function callerFlags(m: ParsedMount): number {
+  return (m.nosuid ? MS.NOSUID : 0) | (m.nodev ? MS.NODEV : 0) | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0);
+}
+
+/**
+ * The view's own mount points and the type a caller's mount there must have to replace nsbox's
+ * mount (made in its place, with the caller's flags and options) rather than go over it.
+ */
+const OWN_POINTS: Record<string, string> = { '/proc': 'proc', '/dev': 'tmpfs', '/dev/pts': 'devpts', '/dev/shm': 'tmpfs', '/sys': 'sysfs', '/tmp': 'tmpfs' };
 
 /** What shapes a view: the validated options and namespaces. */
 export interface ViewSpec {
@@ -102,13 +117,15 @@ export interface ViewSpec {
    * (user-mode networking's holder). Any other joined one gets the host's /sys.
    */
   joinedOwnNet: boolean;
-  rootPropagation: 'private' | 'slave';
+  rootPropagation: 'private' | 'slave' | 'shared' | 'unbindable';
   rootfs: string | null;
   rootfsReadonly: boolean;
+  /** a fresh tmpfs on the rootfs's /tmp (options.rootfs.tmp) */
+  rootfsTmp?: boolean;
   /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
   rootOverlay?: RootOverlay;
   mounts: ParsedMount[];
-  devices: Array<{ path: string; target: string; readonly: boolean }>;
+  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
   maskedPaths: string[];
   readonlyPaths: string[];
   /** whether the caller's own option lists replaced the default masked/read-only paths */
@@ -175,7 +192,18 @@ function makeView(s: ViewSpec, host: HostFacts): View {
   const readonly: string[] = [];
   if (s.ns.has('mount')) {
     const N = '/newroot', OLD = '/oldroot';
-    ops.push({ op: Op.Propagation, path: '/', flags: MS.REC | (s.rootPropagation === 'slave' ? MS.SLAVE : MS.PRIVATE) });
+    // 'shared' is built as 'slave' and 'unbindable' as 'private'; the root gets its own after the pivot
+    const slave = s.rootPropagation === 'slave' || s.rootPropagation === 'shared';
+    // the caller's mounts that replace one of the view's own (OWN_POINTS), by target
+    const own = new Map<string, ParsedMount>();
+    const rootTmp = s.rootfs !== null && host.pathKind(`${s.rootfs}/tmp`).kind !== 'symlink';
+    for (const m of s.mounts) if (OWN_POINTS[m.target] === m.type) own.set(m.target, m);
+    const ownOp = (target: string, dflt: PlanOp): PlanOp => {
+      const m = own.get(target);
+      if (!m) return dflt;
+      return { ...dflt, op: Op.Mount, source: m.source ?? m.type, fstype: m.type, data: m.options, flags: callerFlags(m), ...(m.copyUp ? { copyUp: true } : {}) };
+    };
+    ops.push({ op: Op.Propagation, path: '/', flags: MS.REC | (slave ? MS.SLAVE : MS.PRIVATE) });
     // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
     ops.push({ op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' });
     ops.push({ op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 });
@@ -187,19 +215,20 @@ function makeView(s: ViewSpec, host: HostFacts): View {
         // an unprivileged caller's image: overlay in the sandbox's user namespace (Linux 5.11+)
         const o = s.rootOverlay;
         ops.push({ op: Op.Mount, source: 'nsbox-image', path: N, fstype: 'overlay', flags: MS.NODEV, data: `lowerdir=${o.lower.map((l) => OLD + l).join(':')},upperdir=${OLD + o.upper},workdir=${OLD + o.work},userxattr` });
-      } else ops.push(s.attach ? { op: Op.Attach, source: s.rootfs, path: N, recursive: true, flags: s.rootPropagation === 'slave' ? MS.SLAVE : 0 } : { op: Op.Bind, source: OLD + s.rootfs, path: N, recursive: true });
+      } else ops.push(s.attach ? { op: Op.Attach, source: s.rootfs, path: N, recursive: true, flags: slave ? MS.SLAVE : 0 } : { op: Op.Bind, source: OLD + s.rootfs, path: N, recursive: true });
     } else {
       ops.push({ op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755' });
       ops.push(...systemDirOps(host, N, OLD));
       for (const [dir, mode] of DEFAULT_TMPFS) {
-        ops.push({ op: Op.Mount, source: 'tmpfs', path: N + dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
+        ops.push(ownOp(dir, { op: Op.Mount, source: 'tmpfs', path: N + dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode }));
       }
     }
     // /proc: a fresh one for a new pid namespace
     if (s.ns.has('pid') || s.joinedPid) {
-      ops.push({ op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true });
+      ops.push(ownOp('/proc', { op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true }));
     } else {
-      ops.push({ op: Op.Bind, source: `${OLD}/proc`, path: `${N}/proc`, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+      const m = own.get('/proc');
+      ops.push({ op: Op.Bind, source: `${OLD}/proc`, path: `${N}/proc`, recursive: true, flags: m ? callerFlags(m) & ~MS.RDONLY : MS.NOSUID | MS.NODEV | MS.NOEXEC, readonly: m?.readonly ?? false, real: true });
     }
     // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
     // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
@@ -209,14 +238,22 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
     // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
     // (the child resolves every target inside the root, with no symlinks at all for these)
-    ops.push({ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: 'mode=0755,size=64k', real: true });
+    ops.push(ownOp('/dev', { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: 'mode=0755,size=64k', real: true }));
     // no nosuid/noexec remount on these: they are character devices, which nothing can exec
     // and which carry no set-id bits (it would cost a syscall each per spawn)
     for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
     for (const d of s.devices) {
+      if (d.node) {
+        // made by number (root, no user namespace: build.ts): the userspace dev_t encoding
+        const { type, major, minor, mode, uid, gid } = d.node;
+        const dev = ((major & 0xfff) << 8 | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0;
+        ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : 0o60000) | mode, dev });
+        if (uid !== 0 || gid !== 0) ops.push({ op: Op.Chown, path: `${N}${d.target}`, uid, gid });
+        continue;
+      }
       ops.push({ op: Op.Bind, source: `${OLD}${d.path}`, path: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
     }
-    for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data });
+    for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push(ownOp(`/dev/${d}`, { op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data }));
     for (const [l, t] of DEV_LINKS) ops.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
     // /sys: read-only; a fresh sysfs shows the network namespace it is mounted in and needs
     // CAP_SYS_ADMIN over that namespace's owner: one made for the sandbox, or one joined
@@ -227,10 +264,11 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     // after the masks and read-only paths outside it.
     const sysOps = () => {
       const from = ops.length;
+      const m = own.get('/sys');
       if (freshSysfs(s)) {
-        ops.push({ op: Op.Mount, source: 'sysfs', path: `${N}/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS, real: true, netSysfs: true });
+        ops.push({ op: Op.Mount, source: 'sysfs', path: `${N}/sys`, fstype: 'sysfs', flags: m ? callerFlags(m) : SYSFS_FLAGS, ...(m?.options ? { data: m.options } : {}), real: true, netSysfs: true });
       } else {
-        ops.push({ op: Op.Bind, source: `${OLD}/sys`, path: `${N}/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
+        ops.push({ op: Op.Bind, source: `${OLD}/sys`, path: `${N}/sys`, readonly: m?.readonly ?? true, recursive: true, flags: m ? callerFlags(m) & ~MS.RDONLY : MS.NOSUID | MS.NODEV | MS.NOEXEC, real: true });
       }
       // the sandbox's own cgroup, read-only, at /sys/fs/cgroup (the cgroup namespace is rooted there)
       if (s.ownCgroup) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`, !freshSysfs(s)));
@@ -239,23 +277,26 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     };
     const sysLate = s.mounts.length === 0;
     if (!sysLate) sysOps();
-    // a rootfs gets a fresh /tmp where it has a real /tmp directory; a /tmp that is a symlink
-    // is left as the image made it (it resolves inside the rootfs). The child refuses a /tmp
-    // that turned into a symlink since this look.
-    if (s.rootfs && host.pathKind(`${s.rootfs}/tmp`).kind !== 'symlink') {
-      ops.push({ op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true });
+    // a rootfs gets a fresh /tmp where it has a real /tmp directory (unless rootfs.tmp is
+    // false); a /tmp that is a symlink is left as the image made it (it resolves inside the
+    // rootfs). The child refuses a /tmp that turned into a symlink since this look. A caller's
+    // tmpfs at /tmp is made here instead, with its own flags.
+    if (rootTmp && (s.rootfsTmp !== false || own.has('/tmp'))) {
+      ops.push(ownOp('/tmp', { op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true }));
     }
     const callerStart = ops.length;
     // the caller's mounts
     for (const m of s.mounts) {
+      // made in the view's own place (ownOp), unless that place was not made (a rootfs whose /tmp is a symlink)
+      if (own.get(m.target) === m && (m.target !== '/tmp' || !s.rootfs || rootTmp)) continue;
       if (m.type === 'bind') {
         // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
-        const flags = MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0);
+        const flags = callerFlags(m) & ~MS.RDONLY;
         ops.push(s.attach
-          ? { op: Op.Attach, source: m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (s.rootPropagation === 'slave' ? MS.SLAVE : 0) }
+          ? { op: Op.Attach, source: m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (slave ? MS.SLAVE : 0) }
           : { op: Op.Bind, source: OLD + m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
       } else {
-        ops.push({ op: Op.Mount, source: m.source ?? m.type, path: N + m.target, fstype: m.type, data: m.options, flags: MS.NOSUID | MS.NODEV | (m.noexec ? MS.NOEXEC : 0) | (m.readonly ? MS.RDONLY : 0) });
+        ops.push({ op: Op.Mount, source: m.source ?? m.type, path: N + m.target, fstype: m.type, data: m.options, flags: callerFlags(m), ...(m.copyUp ? { copyUp: true } : {}) });
       }
       if (m.propagation !== 'private') {
         const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
@@ -303,6 +344,10 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
     // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two
     ops.push({ op: Op.PivotRoot, path: N });
+    // the root's own propagation, once it is the root (pivot_root refuses a shared one)
+    if (s.rootPropagation === 'shared' || s.rootPropagation === 'unbindable') {
+      ops.push({ op: Op.Propagation, path: '/', flags: MS.REC | (s.rootPropagation === 'shared' ? MS.SHARED : MS.UNBINDABLE) });
+    }
   }
   if (s.ns.has('net')) ops.unshift({ op: Op.LoopbackUp });
   const template = s.template ? templateView(host, s) : undefined;

@@ -16,7 +16,7 @@ import { SIGNALS } from '../util/sys.js';
 import { spawnIsolated, spawnCreated, IsolatedProcess } from '../spawn/spawn.js';
 import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../plan/options.js';
 import { Namespace } from '../ns/namespace.js';
-import { CGroup } from '../cgroup/cgroup.js';
+import { CGroup, removeMade } from '../cgroup/cgroup.js';
 import { spawnLimitKeys, validateLimits, type Limits, type SandboxLimits } from '../cgroup/limits.js';
 import type { CgroupStats } from '../cgroup/drivers.js';
 import { LayerStore, refString, type Container } from '../fs/store.js';
@@ -44,7 +44,7 @@ const PROC_NS: Record<string, string> = { user: 'user', mount: 'mnt', pid: 'pid'
 
 /** Spawn options a sandbox is made with; they apply to the holder and (where they make sense) to every exec. */
 export type SandboxTemplate = Omit<SpawnIsolatedOptions,
-  'stdio' | 'input' | 'encoding' | 'buffer' | 'all' | 'tty' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'join' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
+  'stdio' | 'input' | 'encoding' | 'buffer' | 'all' | 'tty' | 'timeout' | 'signal' | 'killSignal' | 'forceKillAfterMs' | 'cgroup' | 'onOutputLimit' | 'parentDeathSignal'>;
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends SandboxTemplate {
@@ -84,6 +84,13 @@ export interface SandboxOptions extends SandboxTemplate {
   bundle?: string;
   /** OCI annotations, reported in the OCI state. Default {}. */
   annotations?: Record<string, string>;
+  /**
+   * The sandbox's cgroup at exactly this path (OCI `linux.cgroupsPath`; see `CGroup.createAt`),
+   * instead of one named `nsbox-sbx-<pid>-<start>-<id>` in `cgroupParent` or the default place.
+   * nsbox makes the missing directories and `destroy()` (or `nsbox gc`, through the state file)
+   * removes the ones it made. Excludes `cgroupParent`.
+   */
+  cgroupPath?: string;
 }
 
 /** The program of a created sandbox (see {@link SandboxOptions.program}). */
@@ -167,6 +174,8 @@ export interface SandboxState {
   keepAlive: boolean;
   /** the cgroup: v2 `{ unified: dir }`, v1 controller -> dir */
   cgroup: Record<string, string>;
+  /** `cgroupPath`: the cgroup directories nsbox made (deepest first), which destroy and gc remove */
+  cgroupMade?: string[];
   /** the image container, when made from an image */
   image: { store: string; container: string; ref: string } | null;
   /** exec defaults (serialisable part of the template) */
@@ -401,7 +410,8 @@ export class Sandbox extends EventEmitter {
     const stateDir = o.stateDir === undefined ? undefined : checkStateDir(o.stateDir);
     if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') fail('options.keepAlive', 'must be a boolean');
     const keepAlive = o.keepAlive ?? false;
-    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'join', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
+    // `join` is the sandbox's: its holder enters those namespaces (OCI linux.namespaces[].path)
+    for (const k of ['stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'cgroup', 'onOutputLimit', 'parentDeathSignal']) {
       if ((o as Record<string, unknown>)[k] !== undefined) fail(`options.${k}`, k === 'stdio' ? 'is per process: give it to exec() (or holder.stdio)' : 'does not apply to a sandbox (give it to exec() where it applies)');
     }
     let holderFile = DEFAULT_HOLDER.file, holderArgs = DEFAULT_HOLDER.args;
@@ -441,6 +451,11 @@ export class Sandbox extends EventEmitter {
       hooks = checkHooks('options.hooks', o.hooks);
     }
     if (o.bundle !== undefined && (typeof o.bundle !== 'string' || !o.bundle.startsWith('/'))) fail('options.bundle', 'must be an absolute path');
+    if (o.cgroupPath !== undefined) {
+      if (typeof o.cgroupPath !== 'string' || o.cgroupPath === '') fail('options.cgroupPath', 'must be a non-empty string');
+      if (o.cgroupParent !== undefined) fail('options.cgroupPath', 'and options.cgroupParent exclude each other');
+      if (o.cgroupPath.split('/').some((x) => x === '..' || x === '.')) fail('options.cgroupPath', "may not contain '.' or '..'");
+    }
     if (o.annotations !== undefined && (!plain(o.annotations) || Object.values(o.annotations).some((v) => typeof v !== 'string'))) fail('options.annotations', 'must be an object of strings');
     // limits: cgroup keys go on the sandbox's cgroup, per-process keys become exec defaults
     validateLimits(o.limits ?? {});
@@ -465,7 +480,7 @@ export class Sandbox extends EventEmitter {
       }
     }
     const base: SpawnIsolatedOptions = { ...o };
-    for (const k of ['id', 'holder', 'keepAlive', 'stateDir', 'image', 'limits', 'program', 'hooks', 'bundle', 'annotations']) delete (base as Record<string, unknown>)[k];
+    for (const k of ['id', 'holder', 'keepAlive', 'stateDir', 'image', 'limits', 'program', 'hooks', 'bundle', 'annotations', 'cgroupPath']) delete (base as Record<string, unknown>)[k];
     // check everything else now (spawnIsolated validates synchronously), against a stand-in root
     // and with no process made: a plan with a bad option throws here
     const probeOpts: SpawnIsolatedOptions = { ...base, ...(store ? { rootfs: '/usr' } : {}) };
@@ -504,11 +519,16 @@ export class Sandbox extends EventEmitter {
       undo.push(() => rmSync(stateFile, { force: true }));
       // cgroup limits (or a cgroupParent) need a cgroup; without them a cgroup is made where the
       // host allows it (stats, pause), and the sandbox goes without where it does not
-      const needCgroup = Object.keys(cgLimits).length > 0 || options.cgroupParent !== undefined;
+      const needCgroup = Object.keys(cgLimits).length > 0 || options.cgroupParent !== undefined || options.cgroupPath !== undefined;
       let cg: CGroup | null = null;
       let noCgroup: NsboxError | undefined;
       try {
-        cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
+        if (options.cgroupPath !== undefined) {
+          // the caller's path: nsbox makes what is missing and records it in the state file
+          // first, so that destroy() from another process or gc (after a crash) removes it
+          cg = await CGroup.createAt(options.cgroupPath, { limits: cgLimits as Limits });
+          writeFileSync(stateFile, JSON.stringify({ ...reservation, cgroup: cg.paths, cgroupMade: cg.madeDirs }), { mode: 0o600 });
+        } else cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
       } catch (e) {
         if (needCgroup || !(e instanceof NsboxError)) throw e;
         noCgroup = e;
@@ -599,6 +619,7 @@ export class Sandbox extends EventEmitter {
       const state: SandboxState = {
         id, holderPid: pid, holderStart, creatorPid: process.pid, creatorStart: selfOwnerMark().start, created: new Date().toISOString(), keepAlive,
         cgroup: (cg?.paths ?? {}) as Record<string, string>,
+        ...(cg?.madeDirs ? { cgroupMade: [...cg.madeDirs] } : {}),
         image: store ? { store: store.root, container: id, ref: ref! } : null,
         exec: serialisable(execDefaults),
         ...(program ? { program: { file, args }, hooks: hooks ?? {}, bundle: v.bundle, annotations: v.annotations } : {}),
@@ -828,6 +849,19 @@ export class Sandbox extends EventEmitter {
     return this.#killing;
   }
 
+  /**
+   * Changes the sandbox's cgroup limits while it runs (`runc update`): the cgroup keys of
+   * `limits` as `Sandbox.create` takes them (memory, cpus, pids, cpuset, ...); a limit left out
+   * stays as it is. Per-process limits (wallTimeMs, cpuTimeMs, outputBytes) are exec()'s: a
+   * TypeError. Works on an attached sandbox too. NsboxError when the sandbox has no cgroup.
+   */
+  async update(options: { limits: Limits }): Promise<void> {
+    if (!plain(options) || !plain(options.limits)) fail('options.limits', 'must be an object of cgroup limits');
+    for (const k of Object.keys(options.limits)) if (spawnLimitKeys.includes(k)) fail(`options.limits.${k}`, 'is a per-process limit: give it to exec()');
+    validateLimits(options.limits, { cgroupOnly: true });
+    await this.#alive('update').update(options.limits);
+  }
+
   /** Usage figures of the whole sandbox (its cgroup). */
   async stats(): Promise<CgroupStats> {
     return this.#alive('stats').stats();
@@ -931,7 +965,7 @@ export class Sandbox extends EventEmitter {
       if (this.cgroup) {
         try {
           if (this.cgroup.owned) await this.cgroup.destroy({ kill: true });
-          else await removeOpenedCgroup(this.cgroup);
+          else await removeOpenedCgroup(this.cgroup, this.#state.cgroupMade);
           this.#dropCgroup();
         } catch (e) { err ??= e; }
       }
@@ -970,8 +1004,10 @@ export class Sandbox extends EventEmitter {
 }
 
 /** An opened (not owned) cgroup of an attached sandbox: nsbox made it, so remove it. */
-async function removeOpenedCgroup(cg: CGroup): Promise<void> {
+async function removeOpenedCgroup(cg: CGroup, made?: string[]): Promise<void> {
   await cg.kill().catch(() => {});
+  // a cgroupPath: exactly the directories nsbox made
+  if (made) { await removeMade(made); return; }
   for (const dir of new Set(Object.values(cg.paths))) {
     if (!/nsbox/.test(dir)) continue;
     for (let i = 0; ; i++) {

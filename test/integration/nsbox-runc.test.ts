@@ -4,9 +4,10 @@
 // with --log-format json; features, spec, --version; nothing left behind.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { closeSync, existsSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, readlinkSync, statSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { recvFds } from '../../lib/index.js';
+import { detectLayout } from '../../lib/cgroup/detect.js';
 import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
 
 const base = `/run/nsbox-test-runc-${process.pid}`;
@@ -177,8 +178,8 @@ describe.skipIf(skip)('nsbox-runc', () => {
       [(c) => { c.linux.resources.blockIO = { weight: 10 }; }, /config\.json: linux\.resources\.blockIO: /],
       [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
       [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
-      [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['tmpcopyup'] }); }, /mounts\[6\]\.options: 'tmpcopyup'/],
-      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: '/proc/1/ns/ipc' }); }, /linux\.namespaces\[7\]\.path: joining an existing ipc namespace/],
+      [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['copy-symlink'] }); }, /mounts\[6\]\.options: 'copy-symlink'/],
+      [(c) => { c.linux.namespaces.push({ type: 'ipc', path: `/proc/${process.pid}/ns/uts` }); }, /linux\.namespaces\[7\]\.path: \/proc\/\d+\/ns\/uts is a uts namespace, not ipc/],
       [(c) => { c.process.terminal = true; }, /process\.terminal: needs --console-socket/],
     ];
     for (const [edit, re] of cases) {
@@ -292,6 +293,76 @@ describe.skipIf(skip)('nsbox-runc', () => {
     } finally {
       server.close();
     }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('linux.devices: a node by number the host lacks is made (mknod) in a container without a user namespace; refused naming why with one', () => {
+    const dev = { path: '/dev/nsbox-test-node', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 };
+    writeConfig(['sh', '-c', 'echo hi > /dev/nsbox-test-node && ls -ln /dev/nsbox-test-node'], (c) => {
+      c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'user');
+      c.linux.devices = [dev];
+      c.linux.resources.devices = [{ allow: false, access: 'rwm' }];
+    });
+    create('c9');
+    ok(['start', 'c9']);
+    const out = () => readFileSync(`${base}/c9.out`, 'utf8');
+    return waitFor(() => out().includes('nsbox-test-node')).then(() => {
+      expect(out()).toMatch(/^crw-rw-rw- +1 0 +0 +1, +3 .* \/dev\/nsbox-test-node$/m);
+      ok(['delete', '--force', 'c9']);
+      writeConfig(['true'], (c) => { c.linux.devices = [dev]; });
+      const r = runc(['create', '--bundle', bundle, 'c10']);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/linux\.devices\[0\]: the host's \/dev\/nsbox-test-node is missing, and a node made by number \(mknod\) needs a container without a user namespace/);
+      expect(leftovers()).toEqual([]);
+    });
+  });
+
+  it('joins the user, ipc and uts namespaces given by path (a pod\'s, as podman gives them)', async () => {
+    writeConfig(['sleep', '100'], (c) => { c.hostname = 'pod-infra'; });
+    create('c7');
+    ok(['start', 'c7']);
+    const infra = Number(readFileSync(`${base}/c7.pid`, 'utf8'));
+    writeConfig(['sleep', '100'], (c) => {
+      delete c.hostname;
+      c.linux.namespaces = c.linux.namespaces.map((n: { type: string }) => (['ipc', 'uts', 'user'].includes(n.type) ? { type: n.type, path: `/proc/${infra}/ns/${n.type}` } : n));
+    });
+    create('c8');
+    ok(['start', 'c8']);
+    const member = Number(readFileSync(`${base}/c8.pid`, 'utf8'));
+    for (const t of ['ipc', 'uts', 'user']) expect(readlinkSync(`/proc/${member}/ns/${t}`)).toBe(readlinkSync(`/proc/${infra}/ns/${t}`));
+    expect(readlinkSync(`/proc/${member}/ns/mnt`)).not.toBe(readlinkSync(`/proc/${infra}/ns/mnt`));
+    writeFileSync(`${base}/ph.json`, JSON.stringify({ args: ['hostname'], env: ['PATH=/bin'], cwd: '/' }));
+    expect(runc(['exec', '--process', `${base}/ph.json`, 'c8']).stdout).toBe('pod-infra\n');
+    ok(['delete', '--force', 'c8']);
+    ok(['delete', '--force', 'c7']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("linux.cgroupsPath is the container's cgroup itself; update changes its limits live (runc's flags and --resources); delete removes what create made", async () => {
+    const layout = detectLayout();
+    const cgPath = `/nsbox-runc-test-${process.pid}/ctr`;
+    const dir = (c: string, p = cgPath) => (layout.mode === 'v2' ? `${layout.v2Mount}${p}` : `${layout.v1.find((h) => h.controllers.includes(c))!.mount}${p}`);
+    const memFile = layout.mode === 'v2' ? 'memory.max' : 'memory.limit_in_bytes';
+    writeConfig(['sleep', '100'], (c) => { c.linux.cgroupsPath = cgPath; });
+    create('c6');
+    const pid = Number(readFileSync(`${base}/c6.pid`, 'utf8'));
+    ok(['start', 'c6']);
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
+    const line = layout.mode === 'v2' ? lines.find((l) => l.startsWith('0::'))! : lines.find((l) => l.split(':')[1]!.split(',').includes('pids'))!;
+    expect(line.split(':')[2]).toBe(cgPath);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('64');
+    ok(['update', '--pids-limit', '77', '--memory', '96m', 'c6']);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('77');
+    expect(readFileSync(`${dir('memory')}/${memFile}`, 'utf8').trim()).toBe(String(96 * 1024 * 1024));
+    writeFileSync(`${base}/res.json`, JSON.stringify({ pids: { limit: 55 } }));
+    ok(['update', '--resources', `${base}/res.json`, 'c6']);
+    expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('55');
+    const bad = runc(['update', '--blkio-weight', '10', 'c6']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--blkio-weight: is not supported by nsbox-runc/);
+    ok(['delete', '--force', 'c6']);
+    expect(existsSync(dir('pids'))).toBe(false);
+    expect(existsSync(dir('pids', `/nsbox-runc-test-${process.pid}`))).toBe(false);
     expect(leftovers()).toEqual([]);
   });
 

@@ -4,9 +4,9 @@
 // refused naming the interface.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { spawnIsolated } from '../../lib/spawn/spawn.js';
-import { explain, Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
+import { explain, Namespace, Sandbox, NsboxError, Seccomp } from '../../lib/index.js';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const stateDir = `/run/nsbox-test-oci-${process.pid}/sandboxes`;
@@ -134,6 +134,35 @@ describe.skipIf(skipReason(!isRoot, 'oci-options: spawnIsolated integration test
     expect(own.stdout.trim().split('\n')).toEqual(['0022', '300']);
     expect(readFileSync('/proc/self/oom_score_adj', 'utf8')).toBe(mine);
     expect(() => box.exec('/bin/true', [], { sysctl: {} } as object)).toThrow(/options has an unknown key 'sysctl'/);
+  });
+
+  it('device nodes by number: made with mknod as root without a user namespace (mode, owner, numbers as given); refused naming the fix elsewhere', async () => {
+    const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c "%F %t:%T %a %u:%g" /dev/mynull /dev/big; echo hi > /dev/mynull && echo written'], {
+      user: false,
+      devices: [{ target: '/dev/mynull', type: 'c', major: 1, minor: 3, mode: 0o626, uid: 1000, gid: 5 }, { target: '/dev/big', type: 'b', major: 259, minor: 300 }],
+    });
+    expect(r.stdout.split('\n')).toEqual(['character special file 1:3 626 1000:5', 'block special file 103:12c 666 0:0', 'written', '']);
+    expect(r.isolation.devices).toEqual(['/dev/mynull (c 1:3)', '/dev/big (b 259:300)']);
+    expect(() => explain('/bin/true', [], { devices: [{ target: '/dev/x', type: 'c', major: 1, minor: 3 }] })).toThrow(/options\.devices\[0\] a device node by number needs a sandbox without a user namespace \(user: false\)/);
+    expect(() => explain('/bin/true', [], { user: false, devices: [{ target: '/etc/x', type: 'c', major: 1, minor: 3 }] })).toThrow(/options\.devices\[0\]\.target must be under \/dev/);
+  });
+
+  it('Sandbox.create({ join }): the holder enters the given namespaces (a pod: user, ipc and uts of another sandbox), its exec()s too', async () => {
+    const infra = await Sandbox.create({ id: 'join-infra', stateDir, hostname: 'infra' });
+    try {
+      const join = { user: Namespace.ofProcess(infra.pid, 'user'), ipc: Namespace.ofProcess(infra.pid, 'ipc'), uts: Namespace.ofProcess(infra.pid, 'uts') };
+      const member = await Sandbox.create({ id: 'join-member', stateDir, join });
+      try {
+        for (const t of ['user', 'ipc', 'uts']) expect(readlinkSync(`/proc/${member.pid}/ns/${t}`)).toBe(readlinkSync(`/proc/${infra.pid}/ns/${t}`));
+        expect(readlinkSync(`/proc/${member.pid}/ns/mnt`)).not.toBe(readlinkSync(`/proc/${infra.pid}/ns/mnt`));
+        expect((await member.exec('/bin/hostname', [])).stdout).toBe('infra\n');
+      } finally {
+        await member.destroy();
+        for (const n of Object.values(join)) n.close();
+      }
+    } finally {
+      await infra.destroy();
+    }
   });
 
   it('a bridge subnet the host already uses is refused, naming the interface and the option', async () => {

@@ -50,6 +50,8 @@ beforeAll(() => {
   for (const a of ['sh', 'echo', 'cat', 'sleep', 'id', 'hostname', 'grep', 'touch', 'true']) symlinkSync('busybox', `${r}/bin/${a}`);
   // mount points podman binds over (a read-only root cannot get them made)
   for (const f of ['etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'run/.containerenv']) writeFileSync(`${r}/${f}`, '');
+  // copied into podman's --read-only tmpfs on /run (tmpcopyup)
+  writeFileSync(`${r}/run/keep`, 'kept\n');
   execFileSync('tar', ['-C', r, '-cf', `${work}/image.tar`, '.']);
   execFileSync(podmanPath!, ['import', `${work}/image.tar`, image], { stdio: 'ignore' });
 }, 120000);
@@ -89,6 +91,11 @@ describe.skipIf(skip)('podman --runtime nsbox-runc', () => {
     const out = ok(['run', '--rm', ...RUN, '-u', '1000', '--read-only', '--read-only-tmpfs=false', '--cap-drop', 'ALL', image,
       'sh', '-c', 'id -u; grep CapEff /proc/self/status; touch /x 2>/dev/null || echo ro']);
     expect(out).toBe('1000\nCapEff:\t0000000000000000\nro\n');
+    // podman's default --read-only-tmpfs: tmpfs on /tmp, /var/tmp and /run with tmpcopyup (the
+    // image's /run/keep is copied in), writable while the root is not
+    const ro = ok(['run', '--rm', ...RUN, '--read-only', image,
+      'sh', '-c', 'touch /x 2>/dev/null || echo ro; cat /run/keep; echo a > /tmp/a && echo b > /run/b && echo c > /var/tmp/c && cat /tmp/a /run/b /var/tmp/c']);
+    expect(ro).toBe('ro\nkept\na\nb\nc\n');
     expect(ok(['run', '--rm', ...RUN, '--cap-add', 'NET_ADMIN', image, 'grep', 'CapEff', '/proc/self/status'])).toMatch(/CapEff:\t0*[0-9a-f]*1[0-9a-f]{3}$/m);
     const id = ok(['run', '-d', ...RUN, '--memory', '64m', '--pids-limit', '20', image, 'sleep', '100']).trim();
     // the container's cgroup on the host, from its /proc/self/cgroup
