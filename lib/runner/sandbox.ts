@@ -357,7 +357,9 @@ export class Sandbox extends EventEmitter {
     }
     await startProgram(this.#socketFile(), this.id);
     rmSync(this.#socketFile(), { force: true });
-    await runHooks('poststart', hooks.poststart, this.ociState());
+    // the state of the start: running with pid 1, also when the program has ended meanwhile
+    // (OCI: poststart is called after the process is started)
+    if (hooks.poststart?.length) await runHooks('poststart', hooks.poststart, { ...this.ociState(), status: 'running', pid: this.#state.holderPid });
   }
 
   /** Runs one hook inside the sandbox (its namespaces but `leave`), the OCI state on stdin. */

@@ -92,6 +92,22 @@ describe.skipIf(skip)('OCI hooks of a created sandbox', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('poststart gets the state of the start (running, pid 1) also when the program has ended before the hook runs', async () => {
+    // regression: the state was read when the hook ran, so a program that ended at once gave
+    // poststart "stopped" and no pid (the OCI validation suite's hooks_stdin runs `true`)
+    // (the program ends within microseconds of its exec: several rounds make the race near certain)
+    for (let i = 0; i < 5; i++) {
+      const box = await Sandbox.create({
+        stateDir, id: `h5-${i}`, hooks: { poststart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${base}/ps5.json`] }] },
+        program: { file: '/bin/true' },
+      });
+      const pid = box.pid;
+      await box.start();
+      expect(JSON.parse(readFileSync(`${base}/ps5.json`, 'utf8'))).toMatchObject({ id: `h5-${i}`, status: 'running', pid });
+      await box.destroy();
+    }
+  });
+
   it('a failing createRuntime hook fails create (NsboxError step hook, its stderr named) and leaves nothing', async () => {
     const bad = hookScript('bad', 'echo "no network for you" >&2; exit 3');
     const e = await Sandbox.create({ stateDir, id: 'h2', hooks: { createRuntime: [{ path: bad }] }, program: { file: '/bin/true' } }).then(() => null, (x: unknown) => x);
