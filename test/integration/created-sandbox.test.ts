@@ -166,8 +166,8 @@ describe.skipIf(skip)('created sandbox (Sandbox.create with program)', () => {
   });
 
   it('a seccomp profile without openat2 (Docker-like, as OCI bundles give) lets pid 1 start the program in its working directory', async () => {
-    // with allowNewPrivileges the filter goes on before the credentials change (the working
-    // directory is opened before it); nsbox-init, under the filter, starts the program there
+    // regression: nsbox-init, which runs under the sandbox's filter, entered the working
+    // directory with openat2 only, so `start` failed with "openat2 failed at step 'cwd'"
     const outFile = `${base}/cwd.txt`;
     mkdirSync(base, { recursive: true });
     const out = openSync(outFile, 'w');
