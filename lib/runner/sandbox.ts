@@ -622,7 +622,10 @@ export class Sandbox extends EventEmitter {
       }
       return box;
     } catch (e) {
-      await rollback();
+      // a keepAlive holder is unref'd by now: without a handle of ours the loop could end while
+      // the rollback waits for it, and the process exit (0) with the sandbox half undone
+      const keep = setInterval(() => {}, 1 << 30);
+      try { await rollback(); } finally { clearInterval(keep); }
       throw e;
     }
   }

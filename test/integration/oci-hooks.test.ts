@@ -2,7 +2,8 @@
 // startContainer, poststart, poststop), each with the OCI state JSON on its stdin, run where
 // lib/runner/hooks.ts (OciHooks) says.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
-import { chmodSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { Sandbox, NsboxError } from '../../lib/index.js';
 import { isRoot, skipReason, alive, nsboxCgroupsOf } from '../helpers/host.js';
 
@@ -128,6 +129,21 @@ describe.skipIf(skip)('OCI hooks of a created sandbox', () => {
     await box.wait();
     expect(box.status).toBe('exited');
     expect(readFileSync(`${base}/out2.txt`, 'utf8')).toBe('');
+  });
+
+  it('a failing prestart hook of a keepAlive sandbox fails create in a process with nothing else to wait for, and leaves nothing', () => {
+    // regression: the rollback waited for the holder after it was unref'd, so Node's loop ended
+    // and the process exited 0 with the sandbox half made (nsbox-runc create "succeeded")
+    const dir = `${base}/lone`;
+    const dist = new URL('../../dist/index.js', import.meta.url).pathname;
+    const script = `import { Sandbox } from ${JSON.stringify(dist)};
+      await Sandbox.create({ stateDir: ${JSON.stringify(dir)}, id: 'h6', keepAlive: true, hooks: { prestart: [{ path: '/bin/false' }] }, program: { file: '/bin/true' } })
+        .then(() => console.log('created'), (e) => { console.log('rejected:', e.message); process.exitCode = 4; });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000 });
+    expect(r.stdout).toMatch(/^rejected: prestart failed at step 'hook'/);
+    expect(r.status).toBe(4);
+    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+    expect(leftovers()).toEqual([]);
   });
 
   it('a hook that outlives its timeout is killed and named', async () => {
