@@ -262,9 +262,16 @@ async function cmdDelete(g: Globals, args: string[]): Promise<number> {
   const st = runcStatus(box);
   if ((st === 'running' || st === 'paused') && !flags.force) throw new Error(`cannot delete container that is not stopped: ${st}`);
   const cgPath = cgroupsPathOf(box.ociState().bundle);
-  await box.destroy();
-  rmSync(frontFile(g, id), { force: true });
-  if (cgPath) removeCgroupPath(cgPath);
+  try {
+    await box.destroy();
+  } catch (e) {
+    // OCI: a failed poststop hook is a warning; the delete goes on (the library has done it)
+    if (!(e instanceof NsboxError && e.step === 'hook' && e.syscall === 'poststop')) throw e;
+    log(g, 'warning', e.message);
+  } finally {
+    rmSync(frontFile(g, id), { force: true });
+    if (cgPath) removeCgroupPath(cgPath);
+  }
   return 0;
 }
 

@@ -360,6 +360,18 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('a failing poststop hook is a warning: delete goes on, exits 0 and leaves nothing (not even the front end\'s file)', () => {
+    // regression: delete failed with the hook's error and left <id>.runc behind
+    writeConfig(['true'], (c) => { c.hooks = { poststop: [{ path: '/bin/false' }] }; });
+    create('ps1');
+    expect(existsSync(`${root}/ps1.runc`)).toBe(true);
+    const d = runc(['delete', '--force', 'ps1']);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.stderr).toMatch(/^warning: poststop failed at step 'hook'/m);
+    expect(existsSync(`${root}/ps1.runc`)).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('leaves nothing behind', () => {
     expect(leftovers()).toEqual([]);
   });
