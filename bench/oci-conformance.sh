@@ -50,8 +50,11 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-120}
 OUT=${OUT:-$(mktemp -d /tmp/oci-conformance.XXXXXX)}
 mkdir -p "$OUT"
 
-# Resolve each runtime name to a path; a missing one is reported and left out.
-declare -a names paths
+# Resolve each runtime name to a path; a missing one is reported and left out. Each runs
+# through a wrapper that gives it a --root of its own under $OUT: the suite does not always
+# delete what it made, and the runtimes' default roots may hold other callers' containers
+# (podman's with runc). What a test left is force-deleted after it (and counted).
+declare -a names paths real
 for r in $RUNTIMES; do
   case $r in
     nsbox-runc) p=$NSBOX_RUNC ;;
@@ -62,9 +65,24 @@ for r in $RUNTIMES; do
     echo "oci-conformance: runtime $r not found; left out" >&2
     continue
   fi
-  names+=("$(basename "$r" .js)")
-  paths+=("$p")
+  n=$(basename "$r" .js)
+  mkdir -p "$OUT/root-$n"
+  printf '#!/bin/sh\nexec %q --root %q "$@"\n' "$p" "$OUT/root-$n" > "$OUT/$n.sh"
+  chmod +x "$OUT/$n.sh"
+  names+=("$n")
+  paths+=("$OUT/$n.sh")
+  real+=("$p")
 done
+
+# Force-deletes what a test left in a runtime's root; prints how many.
+sweep() { # index
+  local i=$1 left=0 id
+  for id in $("${paths[$i]}" list -q 2>/dev/null); do
+    "${paths[$i]}" delete --force "$id" >/dev/null 2>&1
+    left=$((left + 1))
+  done
+  echo $left
+}
 [ ${#names[@]} -gt 0 ] || { echo "oci-conformance: no runtime to test" >&2; exit 2; }
 
 if [ $# -gt 0 ]; then
@@ -88,7 +106,7 @@ judge() { # log exitcode
     }' "$1"
 }
 
-declare -A passes fails
+declare -A passes fails leftovers
 printf '%-36s' "test"; for n in "${names[@]}"; do printf ' %-14s' "$n"; done; echo
 cd "$tools" || exit 2
 for t in "${tests[@]}"; do
@@ -101,6 +119,8 @@ for t in "${tests[@]}"; do
     RUNTIME=${paths[$i]} timeout -k 5 "$TEST_TIMEOUT" "$bin" >"$log" 2>"$OUT/$n.$t.err"
     rc=$?
     [ $rc = 124 ] && echo "# timed out after ${TEST_TIMEOUT}s" >>"$OUT/$n.$t.err"
+    left=$(sweep "$i")
+    [ "$left" != 0 ] && { echo "# left $left container(s), force-deleted" >>"$OUT/$n.$t.err"; leftovers[$n]=$(( ${leftovers[$n]:-0} + left )); }
     read -r st p total < <(judge "$log" $rc)
     case $st in
       pass|skip) passes[$n]=$(( ${passes[$n]:-0} + 1 )) ;;
@@ -115,6 +135,6 @@ for n in "${names[@]}"; do printf ' %-14s' "${passes[$n]:-0}/$(( ${passes[$n]:-0
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); runtime-tools: $tools; logs: $OUT"
 for i in "${!names[@]}"; do
-  v=$("${paths[$i]}" --version 2>/dev/null | head -1)
-  echo "  ${names[$i]}: ${paths[$i]} ($v)"
+  v=$("${real[$i]}" --version 2>/dev/null | head -1)
+  echo "  ${names[$i]}: ${real[$i]} ($v); containers the suite left (force-deleted): ${leftovers[${names[$i]}]:-0}"
 done
