@@ -25,6 +25,8 @@ Build them (offline, from its vendored modules) with Go 1.19:
   cd PATH_TO_RUNTIME_TOOLS   # a checkout of opencontainers/runtime-tools at 260e151
   PATH=/usr/lib/go-1.19/bin:\$PATH GOFLAGS=-mod=vendor GOPROXY=off \\
     make runtimetest validation-executables COMMIT=260e151
+  strip validation/*/*.t runtimetest   # optional: 137 MB instead of 216
+(The project's sessions keep a built copy in shared/runtime-tools-src.)
 EOF
 }
 
