@@ -48,6 +48,17 @@
       "ldflags!": ["-pthread", "-rdynamic"],
       "ldflags": ["-static", "-nostdlib", "-nostartfiles", "-no-pie", "-Wl,--build-id=none", "-s"],
       "libraries!": ["-lpthread"]
+    },
+    {
+      # nsbox-runc's native front end (addon/runc/front.cc): state, kill and start without Node
+      "target_name": "nsbox-runc",
+      "type": "executable",
+      "sources": ["addon/runc/front.cc"],
+      "cflags!": ["-fexceptions"],
+      "cflags_cc!": ["-fexceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-O2", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
+      "ldflags!": ["-rdynamic"],
+      "ldflags": ["-s"]
     }
   ]
 }

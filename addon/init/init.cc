@@ -238,13 +238,18 @@ int ProgramChild(void* arg) {
     OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0x02};
     long d = call(SYS_openat2, AT_FDCWD, s->cwd, &how, sizeof how);
     long r = d < 0 ? d : call(SYS_fchdir, d);
+    // A kernel without openat2, or the sandbox's seccomp profile refusing it (init runs under
+    // the filter; Docker-like profiles lack openat2): plain chdir. No magic link can lead out
+    // here: init holds no directory fd (only its pipes, sockets and the exit record file).
+    const char* failed = d < 0 ? "openat2" : "chdir";
+    if (d == -ENOSYS || d == -EPERM) { r = call(SYS_chdir, s->cwd); failed = "chdir"; }
     if (r < 0) {
       nsbox::ChildMsg m;
       m.kind = 1;
       m.pid = 0;
       m.err.err = (int)-r;
       nsbox::CopyStr(m.err.step, sizeof m.err.step, "cwd");
-      nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, d < 0 ? "openat2" : "chdir");
+      nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, failed);
       nsbox::CopyStr(m.err.path, sizeof m.err.path, s->cwd);
       call(SYS_write, s->errFd, &m, sizeof m);
       Exit(127);

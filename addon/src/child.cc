@@ -884,6 +884,15 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   DieSys(ctx, best, "exec", "execve", bestPath);
 }
 
+// The working directory as an O_PATH fd (or -errno), looked up in the sandbox's own root with
+// no magic links, so /proc/self/fd/N cannot lead to a directory of the host through an fd
+// still open here (CVE-2024-21626). -ENOSYS: a kernel before openat2 (then chdir).
+constexpr long kCwdNotOpen = -1L << 20;
+long OpenCwd(const Plan& p) {
+  OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolveNoMagiclinks};
+  return call(SYS_openat2, AT_FDCWD, p.cwd, &how, sizeof how);
+}
+
 [[noreturn]] void Setup(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
@@ -940,7 +949,13 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
   // before it (as runc does), and everything from here to exec runs under it (the syscalls
   // listed by seccompEarlyCalls() in lib/security/seccomp/early.ts, checked against a custom
   // profile before anything is made). With no_new_privs (the default) it goes on last.
-  if (!p.noNewPrivs) InstallSeccomp(ctx, p);
+  // The working directory is opened before an early filter (as runc enters it before it drops
+  // credentials), so that a profile need not allow openat2; with no_new_privs after them.
+  long cwdFd = kCwdNotOpen;
+  if (!p.noNewPrivs) {
+    cwdFd = OpenCwd(p);
+    InstallSeccomp(ctx, p);
+  }
   SetCredentials(ctx, p);
   // after the last credential change (which clears it): die with the parent thread
   if (p.pdeathsig > 0) {
@@ -951,20 +966,16 @@ void OpenTerminal(ChildCtx* ctx, const Plan& p) {
     struct timespec zero{0, 0};
     if (call(SYS_ppoll, &pf, 1, &zero, nullptr, 0) > 0 && (pf.revents & POLLHUP)) call(SYS_exit_group, 127);
   }
-  {
-    // the working directory is looked up in the sandbox's own root with no magic links, so
-    // /proc/self/fd/N cannot lead to a directory of the host through an fd still open here
-    // (CVE-2024-21626)
-    OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolveNoMagiclinks};
-    long fd = call(SYS_openat2, AT_FDCWD, p.cwd, &how, sizeof how);
-    if (fd == -ENOSYS) {
-      if ((r = call(SYS_chdir, p.cwd)) < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
-    } else {
-      if (fd < 0) DieSys(ctx, fd, "cwd", "openat2", p.cwd);
-      r = call(SYS_fchdir, fd);
-      call(SYS_close, fd);
-      if (r < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
-    }
+  // as root first when the filter went on early (above); again here as the program's user if
+  // that found no way in (EACCES: a directory only that user may enter)
+  if (cwdFd == kCwdNotOpen || cwdFd == -EACCES) cwdFd = OpenCwd(p);
+  if (cwdFd == -ENOSYS) {
+    if ((r = call(SYS_chdir, p.cwd)) < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
+  } else {
+    if (cwdFd < 0) DieSys(ctx, cwdFd, "cwd", "openat2", p.cwd);
+    r = call(SYS_fchdir, cwdFd);
+    call(SYS_close, cwdFd);
+    if (r < 0) DieSys(ctx, r, "cwd", "chdir", p.cwd);
   }
   if (p.noNewPrivs && (r = call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0) DieSys(ctx, r, "no_new_privs", "prctl");
   if (!loUp) RecvNetReady(ctx);

@@ -1,7 +1,7 @@
 // nsbox-runc: the runc command line (as podman/conmon and containerd's shim call it) on
 // nsbox's public API: a created Sandbox (Sandbox.create with `program`) per container, its
 // state in --root (default /run/nsbox-runc), found again by id from each call.
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
@@ -100,15 +100,18 @@ function paused(box: Sandbox): boolean {
   return false;
 }
 
-function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined): Record<string, unknown> {
+/** runc's state JSON; `fixedOnly`: only the members that never change (bundle on), for writeFront. */
+function stateJson(g: Globals, box: Sandbox, info: SandboxInfo | undefined, fixedOnly = false): Record<string, unknown> {
   const st = box.ociState();
-  const status = runcStatus(box);
   const cfg = readConfig(st.bundle);
   const root = cfg ? resolve(st.bundle, ((cfg.root as { path?: string } | undefined)?.path) ?? 'rootfs') : '';
-  return {
-    ociVersion: OCI_VERSION, id: box.id, pid: status === 'stopped' ? 0 : box.pid, status, bundle: st.bundle, rootfs: root,
-    created: info?.created ?? '', owner: '', ...(Object.keys(st.annotations ?? {}).length ? { annotations: st.annotations } : {}),
+  const fixed = {
+    bundle: st.bundle, rootfs: root, created: info?.created ?? '', owner: '',
+    ...(Object.keys(st.annotations ?? {}).length ? { annotations: st.annotations } : {}),
   };
+  if (fixedOnly) return fixed;
+  const status = runcStatus(box);
+  return { ociVersion: OCI_VERSION, id: box.id, pid: status === 'stopped' ? 0 : box.pid, status, ...fixed };
 }
 
 function readConfig(bundle: string): Record<string, unknown> | undefined {
@@ -133,8 +136,30 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   // linux.cgroupsPath is the container's cgroup itself (options.cgroupPath): Sandbox.create
   // makes what is missing of it and destroy removes that again
   const box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  writeFront(g, box, config);
   if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
   return 0;
+}
+
+/**
+ * `<id>.runc` beside the sandbox's state: what the native front end (addon/runc/front.cc,
+ * build/Release/nsbox-runc) needs to answer state, kill and start without Node. Removed by delete.
+ */
+function writeFront(g: Globals, box: Sandbox, config: unknown): void {
+  const hooks = ((config as { hooks?: Record<string, unknown[]> }).hooks) ?? {};
+  const startHooks = ['startContainer', 'poststart'].some((k) => Array.isArray(hooks[k]) && hooks[k]!.length > 0);
+  const p = box.cgroup?.paths as Record<string, string> | undefined;
+  const freezer = p?.unified ? `${p.unified}/cgroup.freeze` : p?.freezer ? `${p.freezer}/freezer.state` : '';
+  const info = Sandbox.list({ stateDir: g.root }).find((s) => s.id === box.id);
+  const fixed = JSON.stringify(stateJson(g, box, info, true)).slice(1, -1);
+  const holderStart = readHolderStart(g, box.id);
+  writeFileSync(frontFile(g, box.id), `${box.pid} ${holderStart} 1 ${startHooks ? 1 : 0}\n${freezer}\n${fixed}\n`, { mode: 0o600 });
+}
+
+const frontFile = (g: Globals, id: string) => `${g.root}/${id}.runc`;
+
+function readHolderStart(g: Globals, id: string): number {
+  return (JSON.parse(readFileSync(`${g.root}/${id}.json`, 'utf8')) as { holderStart: number }).holderStart;
 }
 
 async function cmdStart(g: Globals, args: string[]): Promise<number> {
@@ -177,12 +202,20 @@ async function cmdDelete(g: Globals, args: string[]): Promise<number> {
   let box: Sandbox;
   try { box = await attach(g, id); } catch (e) {
     // runc delete --force of a container that does not exist succeeds
-    if (flags.force && /does not exist/.test((e as Error).message)) return 0;
+    if (flags.force && /does not exist/.test((e as Error).message)) { rmSync(frontFile(g, id), { force: true }); return 0; }
     throw e;
   }
   const st = runcStatus(box);
   if ((st === 'running' || st === 'paused') && !flags.force) throw new Error(`cannot delete container that is not stopped: ${st}`);
-  await box.destroy();
+  try {
+    await box.destroy();
+  } catch (e) {
+    // OCI: a failed poststop hook is a warning; the delete goes on (the library has done it)
+    if (!(e instanceof NsboxError && e.step === 'hook' && e.syscall === 'poststop')) throw e;
+    log(g, 'warning', e.message);
+  } finally {
+    rmSync(frontFile(g, id), { force: true });
+  }
   return 0;
 }
 

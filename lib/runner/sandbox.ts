@@ -366,7 +366,9 @@ export class Sandbox extends EventEmitter {
     }
     await startProgram(this.#socketFile(), this.id);
     rmSync(this.#socketFile(), { force: true });
-    await runHooks('poststart', hooks.poststart, this.ociState());
+    // the state of the start: running with pid 1, also when the program has ended meanwhile
+    // (OCI: poststart is called after the process is started)
+    if (hooks.poststart?.length) await runHooks('poststart', hooks.poststart, { ...this.ociState(), status: 'running', pid: this.#state.holderPid });
   }
 
   /** Runs one hook inside the sandbox (its namespaces but `leave`), the OCI state on stdin. */
@@ -641,7 +643,10 @@ export class Sandbox extends EventEmitter {
       }
       return box;
     } catch (e) {
-      await rollback();
+      // a keepAlive holder is unref'd by now: without a handle of ours the loop could end while
+      // the rollback waits for it, and the process exit (0) with the sandbox half undone
+      const keep = setInterval(() => {}, 1 << 30);
+      try { await rollback(); } finally { clearInterval(keep); }
       throw e;
     }
   }

@@ -4,9 +4,9 @@
 // pid 1 in the state directory, also when the creator is gone.
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { Sandbox, NsboxError, gc, recvFds } from '../../lib/index.js';
+import { Sandbox, NsboxError, Seccomp, gc, recvFds } from '../../lib/index.js';
 import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/host.js';
 
 const base = `/run/nsbox-test-created-${process.pid}`;
@@ -163,6 +163,22 @@ describe.skipIf(skip)('created sandbox (Sandbox.create with program)', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('a seccomp profile without openat2 (Docker-like, as OCI bundles give) lets pid 1 start the program in its working directory', async () => {
+    // regression: nsbox-init, which runs under the sandbox's filter, entered the working
+    // directory with openat2 only, so `start` failed with "openat2 failed at step 'cwd'"
+    const outFile = `${base}/cwd.txt`;
+    mkdirSync(base, { recursive: true });
+    const out = openSync(outFile, 'w');
+    const seccomp = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['openat2'], action: { errno: 'EPERM' } }] });
+    const box = await Sandbox.create({ stateDir, id: 'c8', cwd: '/tmp', seccomp, allowNewPrivileges: true, program: { file: 'sh', args: ['-c', 'pwd'], stdio: ['ignore', out, out] } });
+    closeSync(out);
+    await box.start();
+    await waitFor(() => box.status === 'exited');
+    expect(readFileSync(outFile, 'utf8')).toBe('/tmp\n');
+    expect(box.exitStatus()).toEqual({ exitCode: 0, signal: null });
+    await box.destroy();
   });
 
   it('option mistakes are TypeErrors naming the option, before anything is made', async () => {

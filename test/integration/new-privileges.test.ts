@@ -69,6 +69,16 @@ describe.skipIf(skipReason(!!why, `new privileges tests: ${why}`))('allowNewPriv
     expect(r.isolation.seccomp).toBe('custom');
   });
 
+  it('a profile without openat2 (Docker-like, as the OCI validation suite gives) still runs: the working directory is opened before the filter', async () => {
+    // regression: the child opened the working directory with openat2 under the early filter,
+    // so such a profile was refused ("must allow openat2")
+    const profile = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['openat2'], action: { errno: 'EPERM' } }] });
+    const r = await spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', uid: 1000, cwd: '/tmp', allowNewPrivileges: true, seccomp: profile });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ruid=1000 euid=0$/m);
+    expect(field(r.stdout, 'Seccomp')).toBe('2');
+  });
+
   it('a custom profile that refuses a call nsbox makes after it is a TypeError naming the option and the call', () => {
     const profile = Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['capset'], action: { errno: 'EPERM' } }] });
     expect(() => spawnIsolated('/bin/suid', [], { rootfs: root, remapUser: 'nsbox', allowNewPrivileges: true, seccomp: profile })).toThrow(TypeError);

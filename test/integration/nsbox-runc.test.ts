@@ -14,6 +14,7 @@ const base = `/run/nsbox-test-runc-${process.pid}`;
 const root = `${base}/root`;
 const bundle = `${base}/bundle`;
 const bin = new URL('../../dist/nsbox-runc.js', import.meta.url).pathname;
+const front = new URL('../../build/Release/nsbox-runc', import.meta.url).pathname;
 const skip = skipReason(!isRoot, 'nsbox-runc: needs root (namespaces, cgroups)')
   || skipReason(!existsSync(bin), 'nsbox-runc: dist/nsbox-runc.js is missing (npm run build:ts)')
   || skipReason(!existsSync('/bin/busybox'), 'nsbox-runc: /bin/busybox is missing (apt-get install busybox-static) for the test bundle');
@@ -381,6 +382,65 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(sd.stderr).toMatch(/--systemd-cgroup is not supported.*cgroupfs/);
     expect(runc(['frobnicate']).stderr).toMatch(/unknown command frobnicate/);
     expect(runc(['create', '--no-pivot', '--bundle', bundle, 'x']).stderr).toMatch(/--no-pivot is not supported/);
+  });
+
+  it.skipIf(!existsSync(front))('the native front end answers state, kill and start without Node, as the Node runtime does; it hands everything else to it', async () => {
+    // NSBOX_NODE=/bin/false: a command handed to Node fails, so a success below was native
+    const fast = (args: string[], o: { node?: boolean; stdio?: Array<'ignore' | 'pipe' | number> } = {}) => {
+      const r = spawnSync(front, ['--root', root, ...args], { encoding: 'utf8', stdio: (o.stdio ?? ['ignore', 'pipe', 'pipe']) as never, cwd: bundle, timeout: 30000, env: o.node ? process.env : { ...process.env, NSBOX_NODE: '/bin/false' } });
+      if (r.pid) runs.push(r.pid);
+      return r;
+    };
+    const both = (id: string) => {
+      const n = JSON.parse(ok(['state', id]));
+      const f = fast(['state', id]);
+      expect(f.status, f.stderr).toBe(0);
+      expect(JSON.parse(f.stdout)).toEqual(n);
+      return n;
+    };
+    writeConfig(['sh', '-c', 'trap "exit 7" USR1; while :; do sleep 0.05; done'], (c) => { c.annotations = { 'a.b': 'c "d"' }; });
+    const out = openSync(`${base}/f1.out`, 'w');
+    // create: handed to Node (which also writes the front end's f1.runc)
+    expect(fast(['create', '--bundle', bundle, '--pid-file', `${base}/f1.pid`, 'f1'], { node: true, stdio: ['ignore', out, out] }).status).toBe(0);
+    closeSync(out);
+    expect(both('f1')).toMatchObject({ id: 'f1', status: 'created', pid: Number(readFileSync(`${base}/f1.pid`, 'utf8')), annotations: { 'a.b': 'c "d"' } });
+    expect(fast(['start', 'f1']).status).toBe(0);
+    expect(both('f1').status).toBe('running');
+    ok(['pause', 'f1']);
+    expect(both('f1').status).toBe('paused');
+    ok(['resume', 'f1']);
+    expect(fast(['kill', 'f1', 'USR1']).status).toBe(0);
+    await waitFor(() => JSON.parse(ok(['state', 'f1'])).status === 'stopped');
+    expect(both('f1')).toMatchObject({ status: 'stopped', pid: 0 });
+    // what it does not do itself gets Node's answer
+    const again = fast(['start', 'f1'], { node: true });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/cannot start a container that is stopped/);
+    expect(fast(['kill', 'f1'], { node: true }).stderr).toMatch(/container not running/);
+    expect(fast(['state', 'nope'], { node: true }).stderr).toMatch(/container does not exist: nope/);
+    expect(fast(['delete', 'f1'], { node: true }).status).toBe(0);
+    expect(existsSync(`${root}/f1.runc`)).toBe(false);
+    // a program that cannot be run: start fails with the error nsbox gives, also in the --log
+    writeConfig(['/no/such/program']);
+    create('f2');
+    const bad = fast(['--log', `${base}/f2.log`, '--log-format', 'json', 'start', 'f2']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/^execve failed at step 'exec' \(\/no\/such\/program\): ENOENT$/m);
+    expect(JSON.parse(readFileSync(`${base}/f2.log`, 'utf8').trim())).toMatchObject({ level: 'error', msg: expect.stringMatching(/ENOENT/) });
+    ok(['delete', '--force', 'f2']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('a failing poststop hook is a warning: delete goes on, exits 0 and leaves nothing (not even the front end\'s file)', () => {
+    // regression: delete failed with the hook's error and left <id>.runc behind
+    writeConfig(['true'], (c) => { c.hooks = { poststop: [{ path: '/bin/false' }] }; });
+    create('ps1');
+    expect(existsSync(`${root}/ps1.runc`)).toBe(true);
+    const d = runc(['delete', '--force', 'ps1']);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.stderr).toMatch(/^warning: poststop failed at step 'hook'/m);
+    expect(existsSync(`${root}/ps1.runc`)).toBe(false);
+    expect(leftovers()).toEqual([]);
   });
 
   it('leaves nothing behind', () => {

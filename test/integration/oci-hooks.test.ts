@@ -2,7 +2,8 @@
 // startContainer, poststart, poststop), each with the OCI state JSON on its stdin, run where
 // lib/runner/hooks.ts (OciHooks) says.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
-import { chmodSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { Sandbox, NsboxError } from '../../lib/index.js';
 import { isRoot, skipReason, alive, nsboxCgroupsOf } from '../helpers/host.js';
 
@@ -92,6 +93,22 @@ describe.skipIf(skip)('OCI hooks of a created sandbox', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('poststart gets the state of the start (running, pid 1) also when the program has ended before the hook runs', async () => {
+    // regression: the state was read when the hook ran, so a program that ended at once gave
+    // poststart "stopped" and no pid (the OCI validation suite's hooks_stdin runs `true`)
+    // (the program ends within microseconds of its exec: several rounds make the race near certain)
+    for (let i = 0; i < 5; i++) {
+      const box = await Sandbox.create({
+        stateDir, id: `h5-${i}`, hooks: { poststart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${base}/ps5.json`] }] },
+        program: { file: '/bin/true' },
+      });
+      const pid = box.pid;
+      await box.start();
+      expect(JSON.parse(readFileSync(`${base}/ps5.json`, 'utf8'))).toMatchObject({ id: `h5-${i}`, status: 'running', pid });
+      await box.destroy();
+    }
+  });
+
   it('a failing createRuntime hook fails create (NsboxError step hook, its stderr named) and leaves nothing', async () => {
     const bad = hookScript('bad', 'echo "no network for you" >&2; exit 3');
     const e = await Sandbox.create({ stateDir, id: 'h2', hooks: { createRuntime: [{ path: bad }] }, program: { file: '/bin/true' } }).then(() => null, (x: unknown) => x);
@@ -112,6 +129,21 @@ describe.skipIf(skip)('OCI hooks of a created sandbox', () => {
     await box.wait();
     expect(box.status).toBe('exited');
     expect(readFileSync(`${base}/out2.txt`, 'utf8')).toBe('');
+  });
+
+  it('a failing prestart hook of a keepAlive sandbox fails create in a process with nothing else to wait for, and leaves nothing', () => {
+    // regression: the rollback waited for the holder after it was unref'd, so Node's loop ended
+    // and the process exited 0 with the sandbox half made (nsbox-runc create "succeeded")
+    const dir = `${base}/lone`;
+    const dist = new URL('../../dist/index.js', import.meta.url).pathname;
+    const script = `import { Sandbox } from ${JSON.stringify(dist)};
+      await Sandbox.create({ stateDir: ${JSON.stringify(dir)}, id: 'h6', keepAlive: true, hooks: { prestart: [{ path: '/bin/false' }] }, program: { file: '/bin/true' } })
+        .then(() => console.log('created'), (e) => { console.log('rejected:', e.message); process.exitCode = 4; });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000 });
+    expect(r.stdout).toMatch(/^rejected: prestart failed at step 'hook'/);
+    expect(r.status).toBe(4);
+    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+    expect(leftovers()).toEqual([]);
   });
 
   it('a hook that outlives its timeout is killed and named', async () => {

@@ -20,4 +20,12 @@ describe('seccomp installed before privileges are dropped', () => {
     const logged = compileSeccomp(Seccomp.profile({ defaultAction: 'log', rules: [] }));
     expect(() => checkSeccompEarly(logged, 0, 0)).not.toThrow();
   });
+
+  it('a call refused with an errno is fine where the child has a way around it (close_range → fcntl one by one)', () => {
+    // regression: the OCI validation suite's Docker-like profile has no close_range, and was refused
+    const noRange = compileSeccomp(Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['close_range'], action: { errno: 'EPERM' } }] }));
+    expect(() => checkSeccompEarly(noRange, 0, 0)).not.toThrow();
+    const neither = compileSeccomp(Seccomp.profile({ defaultAction: 'allow', rules: [{ syscalls: ['close_range', 'fcntl'], action: { errno: 'EPERM' } }] }));
+    expect(() => checkSeccompEarly(neither, 0, 0)).toThrow(/close_range/);
+  });
 });

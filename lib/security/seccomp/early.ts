@@ -5,8 +5,10 @@
 // calls (addon/src/child.cc, Setup from SetCredentials on, and nsbox-init's start), with the
 // arguments a filter might test. A custom profile is checked against them when the spawn is
 // asked for, so a profile that would refuse one fails with a TypeError before anything is made
-// instead of a setup step failing (or being killed) inside the sandbox.
-import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_LOG, describeVerdict, evaluate } from './bpf.js';
+// instead of a setup step failing (or being killed) inside the sandbox. The working directory
+// is opened before the filter (openat2 is not among them); only a directory that root cannot
+// enter but the program's user can is opened again under it.
+import { SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_LOG, describeVerdict, evaluate } from './bpf.js';
 import { AUDIT_ARCH, SYSCALL_TABLES, nativeArch } from './profile.js';
 
 const PR_SET_PDEATHSIG = 1, PR_SET_KEEPCAPS = 8, PR_CAPBSET_DROP = 24, PR_CAP_AMBIENT = 47;
@@ -14,7 +16,13 @@ const PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT_CLEAR_ALL = 4;
 const F_SETFD = 2;
 
 /** One call the spawn child makes after an early filter, and what it is for. */
-export interface EarlyCall { syscall: string; args?: readonly bigint[]; why: string }
+export interface EarlyCall {
+  syscall: string;
+  args?: readonly bigint[];
+  why: string;
+  /** What the child does instead when this call fails with an errno (not when it is killed). */
+  orElse?: EarlyCall;
+}
 
 /** The calls made under an early filter for a sandbox running as `uid`/`gid`. */
 export function seccompEarlyCalls(uid: number, gid: number): EarlyCall[] {
@@ -31,12 +39,14 @@ export function seccompEarlyCalls(uid: number, gid: number): EarlyCall[] {
     { syscall: 'prctl', args: [BigInt(PR_CAP_AMBIENT), BigInt(PR_CAP_AMBIENT_RAISE)], why: 'raising ambient capabilities' },
     { syscall: 'prctl', args: [BigInt(PR_SET_PDEATHSIG), 9n], why: 'the parent-death signal' },
     { syscall: 'ppoll', why: 'checking that the parent is alive' },
-    { syscall: 'openat2', why: 'opening the working directory' },
     { syscall: 'fchdir', why: 'entering the working directory' },
     { syscall: 'close', why: 'closing descriptors' },
     { syscall: 'recvmsg', why: 'receiving the network namespace' },
     { syscall: 'sched_setaffinity', why: 'restoring the CPU affinity' },
-    { syscall: 'close_range', why: 'marking descriptors close-on-exec' },
+    {
+      syscall: 'close_range', why: 'marking descriptors close-on-exec',
+      orElse: { syscall: 'fcntl', args: [3n, BigInt(F_SETFD)], why: 'marking descriptors close-on-exec one by one' },
+    },
     { syscall: 'fcntl', args: [3n, BigInt(F_SETFD)], why: 'passing descriptors to nsbox-init' },
     { syscall: 'rt_sigprocmask', why: 'unblocking signals' },
     { syscall: 'write', why: 'reporting a setup failure' },
@@ -58,12 +68,22 @@ export function checkSeccompEarly(program: Buffer, uid: number, gid: number, opt
   if (cacheable && checked.has(program)) return;
   const arch = nativeArch();
   const table = SYSCALL_TABLES[arch];
-  for (const c of seccompEarlyCalls(uid, gid)) {
+  const verdict = (c: EarlyCall): number | undefined => {
     const nr = table[c.syscall];
-    if (nr === undefined) continue;
-    const v = evaluate(program, { nr, arch: AUDIT_ARCH[arch], args: c.args });
+    return nr === undefined ? undefined : evaluate(program, { nr, arch: AUDIT_ARCH[arch], args: c.args });
+  };
+  const allowed = (v: number): boolean => {
     const action = (v & SECCOMP_RET_ACTION_FULL) >>> 0;
-    if (action !== SECCOMP_RET_ALLOW && action !== SECCOMP_RET_LOG) {
+    return action === SECCOMP_RET_ALLOW || action === SECCOMP_RET_LOG;
+  };
+  for (const c of seccompEarlyCalls(uid, gid)) {
+    const v = verdict(c);
+    if (v === undefined) continue;
+    if (!allowed(v) && c.orElse && ((v & SECCOMP_RET_ACTION_FULL) >>> 0) === SECCOMP_RET_ERRNO) {
+      const alt = verdict(c.orElse);
+      if (alt === undefined || allowed(alt)) continue;
+    }
+    if (!allowed(v)) {
       throw new TypeError(`${option}: with allowNewPrivileges: true the filter is installed before nsbox drops privileges ` +
         `(the kernel requires it), so it must allow ${c.syscall} (${c.why}); this profile gives ${describeVerdict(v)}`);
     }

@@ -1,0 +1,97 @@
+// Start-up time of nsbox-runc beside runc and crun, in one run (root; needs podman, hyperfine
+// and /bin/busybox; run `npm run build` first):
+//  1. `podman run --rm IMG true` with each runtime (podman calls create, start, delete --force);
+//  2. one short command, `state ID` of a running container made by that runtime.
+// A runtime that cannot run a container on this host is left out with its own error (crun
+// refuses cgroup v1 hosts whose v2 hierarchy has controllers: "cgroups in hybrid mode").
+// Usage: node bench/oci-startup.mjs [--runs N] [--nsbox-runc PATH]
+// (default: build/Release/nsbox-runc, the native front end, else dist/nsbox-runc.js)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('..', import.meta.url));
+const opt = (name, dflt) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
+const RUNS = Number(opt('--runs', 10));
+const nsboxRunc = opt('--nsbox-runc', [`${here}build/Release/nsbox-runc`, `${here}dist/nsbox-runc.js`].find((p) => existsSync(p)));
+
+if (process.geteuid() !== 0) { console.error('bench/oci-startup.mjs needs root'); process.exit(1); }
+for (const [tool, pkg] of [['podman', 'podman'], ['hyperfine', 'hyperfine']]) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) { console.error(`bench/oci-startup.mjs needs ${tool} (apt-get install ${pkg})`); process.exit(1); }
+}
+if (!existsSync('/bin/busybox')) { console.error('bench/oci-startup.mjs needs /bin/busybox (apt-get install busybox-static)'); process.exit(1); }
+
+const work = mkdtempSync(`/tmp/nsbox-bench-oci-${process.pid}-`);
+const image = `localhost/nsbox-bench-oci-${process.pid}`;
+const PODMAN = ['podman', '--cgroup-manager', 'cgroupfs'];
+// root here lacks CAP_SYS_RESOURCE: podman's default rlimits are above the hard limits
+const RUN = ['run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+
+function rootfs(dir) {
+  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run']) mkdirSync(`${dir}/${d}`, { recursive: true });
+  copyFileSync('/bin/busybox', `${dir}/bin/busybox`);
+  for (const a of ['sh', 'true', 'sleep']) symlinkSync('busybox', `${dir}/bin/${a}`);
+  for (const f of ['etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'run/.containerenv']) writeFileSync(`${dir}/${f}`, '');
+}
+
+const all = [['nsbox-runc', nsboxRunc], ['runc', 'runc'], ['crun', 'crun']];
+const runtimes = [];
+const cleanups = [];
+try {
+  rootfs(`${work}/img`);
+  execFileSync('tar', ['-C', `${work}/img`, '-cf', `${work}/img.tar`, '.']);
+  execFileSync('podman', ['import', `${work}/img.tar`, image], { stdio: 'ignore' });
+  cleanups.push(() => spawnSync('podman', ['rmi', '-f', image], { stdio: 'ignore' }));
+  for (const [name, path] of all) {
+    const r = spawnSync(PODMAN[0], [...PODMAN.slice(1), '--runtime', path, ...RUN, image, 'true'], { encoding: 'utf8' });
+    if (r.status === 0) runtimes.push([name, path]);
+    else console.log(`${name}: left out, it cannot run a container here: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
+  }
+  const hf = (label, cmds) => {
+    const json = `${work}/${label}.json`;
+    const args = ['-N', '--warmup', '2', '--runs', String(RUNS), '--export-json', json];
+    for (const [name, cmd] of cmds) args.push('-n', name, cmd);
+    execFileSync('hyperfine', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    return JSON.parse(readFileSync(json, 'utf8')).results;
+  };
+  const q = (s) => `'${s.replace(/'/g, "'\\''")}'`;
+  const podmanRuns = hf('podman', runtimes.map(([n, p]) => [n, [...PODMAN, '--runtime', p, ...RUN, image, 'true'].map(q).join(' ')]));
+
+  // a running container per runtime, made by the runtime itself from one bundle
+  const bundle = `${work}/bundle`;
+  rootfs(`${bundle}/rootfs`);
+  execFileSync(nsboxRunc, ['spec', '--bundle', bundle]);
+  const c = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8'));
+  c.process.terminal = false;
+  c.process.args = ['sleep', '1000'];
+  c.root.readonly = false;
+  delete c.linux.uidMappings; delete c.linux.gidMappings;
+  c.linux.namespaces = c.linux.namespaces.filter((n) => n.type !== 'user' && n.type !== 'cgroup');
+  writeFileSync(`${bundle}/config.json`, JSON.stringify(c));
+  const stateCmds = [];
+  for (const [name, path] of runtimes) {
+    const root = `${work}/root-${name}`;
+    const id = `bench-${process.pid}-${name}`;
+    // the container keeps create's stdio: a file, not a pipe (which would stay open)
+    const err = openSync(`${work}/${name}.err`, 'w');
+    const r = spawnSync(path, ['--root', root, 'create', '--bundle', bundle, id], { stdio: ['ignore', err, err] });
+    closeSync(err);
+    if (r.status !== 0) { console.log(`${name}: no state bench, create failed: ${readFileSync(`${work}/${name}.err`, 'utf8').trim()}`); continue; }
+    cleanups.push(() => spawnSync(path, ['--root', root, 'delete', '--force', id], { stdio: 'ignore' }));
+    execFileSync(path, ['--root', root, 'start', id]);
+    stateCmds.push([name, `${q(path)} --root ${q(root)} state ${id}`]);
+  }
+  const stateRuns = hf('state', stateCmds);
+
+  const row = (r, base) => `${r.command.padEnd(12)} ${(r.mean * 1000).toFixed(1).padStart(8)} ms ± ${(r.stddev * 1000).toFixed(1).padStart(6)}   median ${(r.median * 1000).toFixed(1).padStart(8)} ms   ${base ? `${(r.mean / base.mean).toFixed(2)}× runc` : ''}`;
+  const runcOf = (rs) => rs.find((r) => r.command === 'runc');
+  console.log(`\npodman run --rm IMG true (${RUNS} runs each)`);
+  for (const r of podmanRuns) console.log(row(r, runcOf(podmanRuns)));
+  console.log(`\nstate ID of a running container (${RUNS} runs each)`);
+  for (const r of stateRuns) console.log(row(r, runcOf(stateRuns)));
+  console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${RUNS} runs)`);
+} finally {
+  for (const f of cleanups.reverse()) f();
+  rmSync(work, { recursive: true, force: true });
+}
