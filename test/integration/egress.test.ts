@@ -273,6 +273,85 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
   });
 });
 
+describe.skipIf(skip)('egress policy: programs that join the sandbox later get the proxy variables', () => {
+  const VARS = ['ALL_PROXY=socks5h://127.0.0.1:1080', 'HTTPS_PROXY=http://127.0.0.1:3128', 'HTTP_PROXY=http://127.0.0.1:3128', 'NO_PROXY=localhost,127.0.0.1,::1',
+    'all_proxy=socks5h://127.0.0.1:1080', 'http_proxy=http://127.0.0.1:3128', 'https_proxy=http://127.0.0.1:3128', 'no_proxy=localhost,127.0.0.1,::1'];
+  // the proxy variables (sorted), a variable of the caller's env, then a fetch through them
+  const probe = (url: string) => `env | grep -iE '^(https?|all|no)_proxy=' | sort; echo "mine=$MINE"; ${wget(url)}`;
+  const expectRun = (out: string, mine: string, url: string) => {
+    expect(out).toBe([...VARS, `mine=${mine}`, `hello from 203.0.113.10 for allowed.test`, 'rc=0', ''].join('\n'));
+    return inet.waitFor((q) => q.url === url);
+  };
+  const policy = { mode: 'egress', lookup, allow: ['allowed.test'] } as never;
+
+  it('Sandbox.exec: the proxy variables over the template\'s env and over its own env, and its requests go through the sandbox\'s proxy', async () => {
+    const { Sandbox } = await import('../../lib/index.js');
+    const box = await Sandbox.create({ network: policy, env: { PATH: '/usr/bin:/bin', MINE: 'template', HTTP_PROXY: 'http://elsewhere:1' } });
+    try {
+      const a = await box.exec('/bin/sh', ['-c', probe('http://allowed.test/exec1')]);
+      expect(await expectRun(a.stdout, 'template', '/exec1')).toBeDefined();
+      // exec's own env replaces the template's; nsbox's variables are still set over it
+      const b = await box.exec('/bin/sh', ['-c', probe('http://allowed.test/exec2')], { env: { PATH: '/bin', MINE: 'own', https_proxy: 'http://x:2' } });
+      expect(await expectRun(b.stdout, 'own', '/exec2')).toBeDefined();
+      // seen from another Sandbox object (attach reads the state file)
+      const again = await Sandbox.attach(box.id);
+      const c = await again.exec('/bin/sh', ['-c', probe('http://allowed.test/exec3')]);
+      expect(await expectRun(c.stdout, 'template', '/exec3')).toBeDefined();
+    } finally {
+      await box.destroy();
+    }
+  });
+
+  it('a prepared sandbox\'s run, and a pool\'s runs (prepared and Sandbox-made)', async () => {
+    const { prepareIsolated, createPool } = await import('../../lib/index.js');
+    const prepared = await prepareIsolated({ network: policy, env: { PATH: '/bin', MINE: 'prepared' } });
+    const r = await prepared.run('/bin/sh', ['-c', probe('http://allowed.test/prep1')]);
+    expect(await expectRun(r.stdout, 'prepared', '/prep1')).toBeDefined();
+    const pool = createPool({ size: 1, template: { network: policy, env: { PATH: '/bin', MINE: 'pool' } } });
+    try {
+      const a = await pool.run('/bin/sh', ['-c', probe('http://allowed.test/pool1')]);
+      expect(await expectRun(a.stdout, 'pool', '/pool1')).toBeDefined();
+      // an option a prepared sandbox cannot take: a Sandbox made for the run, exec'd
+      const b = await pool.run('/bin/sh', ['-c', probe('http://allowed.test/pool2')], { stdio: 'pipe' });
+      expect(await expectRun(b.stdout, 'pool', '/pool2')).toBeDefined();
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a created sandbox\'s program (Sandbox.create with program, then start)', async () => {
+    const { Sandbox } = await import('../../lib/index.js');
+    const dir = mkdtempSync('/tmp/nsbox-egress-created-');
+    chmodSync(dir, 0o777);
+    const box = await Sandbox.create({
+      network: policy, env: { PATH: '/bin', MINE: 'created' }, mounts: [{ type: 'bind', source: dir, target: '/out', readonly: false }],
+      program: { file: '/bin/sh', args: ['-c', `(${probe('http://allowed.test/created1')}) > /out/o`] },
+    });
+    try {
+      await box.start();
+      await box.wait();
+      expect(await expectRun(readFileSync(`${dir}/o`, 'utf8'), 'created', '/created1')).toBeDefined();
+    } finally {
+      await box.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!CURL)('with TLS interception, an exec gets the CA variables and trusts the sandbox\'s CA', async (ctx) => {
+    if (!tls) return ctx.skip('openssl is not installed (the fake internet has no HTTPS server)');
+    const { Sandbox } = await import('../../lib/index.js');
+    const box = await Sandbox.create({ network: { mode: 'egress', lookup, allow: ['allowed.test'], intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { 'x-exec': 'yes' } }] } as never });
+    try {
+      const r = await box.exec('/bin/sh', ['-c', `echo "$SSL_CERT_FILE $CURL_CA_BUNDLE $REQUESTS_CA_BUNDLE $NODE_EXTRA_CA_CERTS"; ${CURL} -sS -m 5 https://allowed.test/exec-tls 2>&1`]);
+      const b = '/etc/ssl/certs/ca-certificates.crt';
+      expect(r.stdout).toBe(`${b} ${b} ${b} ${b}\nhello from 203.0.113.10 for allowed.test\n`);
+      expect((await inet.waitFor((q) => q.url === '/exec-tls'))!.headers['x-exec']).toBe('yes');
+    } finally {
+      await box.destroy();
+    }
+  });
+});
+
 describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () => {
   const HOST_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
   const hostBundle = () => (existsSync(HOST_BUNDLE) ? createHash('sha256').update(readFileSync(HOST_BUNDLE)).digest('hex') : 'none');
