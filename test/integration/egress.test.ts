@@ -414,6 +414,13 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     const net = { mode: 'egress', allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
     expect(explain('/bin/true', [], { network: net as never }).isolation.tlsInterception).toEqual(['allowed.test']);
     expect(explain('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'] } as never }).isolation.tlsInterception).toBeUndefined();
+    // and lists the variables nsbox sets over env: the proxy ones, the CA ones with intercept
+    const env = (o: object) => explain('/bin/true', [], { env: { PATH: '/bin', HTTPS_PROXY: 'http://mine:1' }, network: { mode: 'egress', allow: ['allowed.test'], ...o } as never }).env;
+    const b = '/etc/ssl/certs/ca-certificates.crt';
+    expect(env({})).toEqual(['PATH=/bin', 'HTTP_PROXY=http://127.0.0.1:3128', 'HTTPS_PROXY=http://127.0.0.1:3128', 'ALL_PROXY=socks5h://127.0.0.1:1080', 'NO_PROXY=localhost,127.0.0.1,::1',
+      'http_proxy=http://127.0.0.1:3128', 'https_proxy=http://127.0.0.1:3128', 'all_proxy=socks5h://127.0.0.1:1080', 'no_proxy=localhost,127.0.0.1,::1']);
+    expect(env({ socks: false })).toContain('ALL_PROXY=http://127.0.0.1:3128');
+    expect(env({ intercept: true, inject: [{ host: 'allowed.test', headers: { a: 'b' } }] })).toEqual(expect.arrayContaining([`SSL_CERT_FILE=${b}`, `CURL_CA_BUNDLE=${b}`, `REQUESTS_CA_BUNDLE=${b}`, `NODE_EXTRA_CA_CERTS=${b}`]));
   });
 
   it('the upstream connection tries each address the policy passed (the first one never answers)', async (ctx) => {

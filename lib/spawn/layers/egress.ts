@@ -48,8 +48,16 @@ function caFiles(caPem: string): { etc: Record<string, string>; env: Record<stri
   const bundle = `${host}${host && !host.endsWith('\n') ? '\n' : ''}# nsbox: this sandbox's TLS interception CA\n${caPem}`;
   return {
     etc: { [CA_BUNDLE.slice('/etc/'.length)]: bundle },
-    env: { SSL_CERT_FILE: CA_BUNDLE, CURL_CA_BUNDLE: CA_BUNDLE, REQUESTS_CA_BUNDLE: CA_BUNDLE, NODE_EXTRA_CA_CERTS: CA_BUNDLE },
+    env: CA_ENV,
   };
+}
+
+/** The variables that point TLS libraries at the sandbox's bundle (with interception). */
+const CA_ENV: Readonly<Record<string, string>> = { SSL_CERT_FILE: CA_BUNDLE, CURL_CA_BUNDLE: CA_BUNDLE, REQUESTS_CA_BUNDLE: CA_BUNDLE, NODE_EXTRA_CA_CERTS: CA_BUNDLE };
+
+/** Every variable an egress policy sets over the program's env (what explain() shows): the proxy ones, and the CA ones with `intercept`. */
+export function egressEnv(opt: EgressNetworkOption): Record<string, string> {
+  return { ...proxyEnv(opt.socks !== false), ...(opt.intercept === true ? CA_ENV : {}) };
 }
 
 /** What an egress policy adds to result.isolation (and explain()): the hosts whose TLS it intercepts. */
