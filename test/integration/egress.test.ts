@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { explain, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import { explain, nftUnavailableReason, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
 import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
 import { expectNoNetLeftovers, netState } from './net-leftovers.js';
@@ -273,6 +273,61 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
   });
 });
 
+describe.skipIf(skip)('egress policy: transparent (root, an nft redirect in the sandbox\'s namespace)', () => {
+  it('a program that ignores the proxy variables reaches an allowed name over HTTP (Host) and HTTPS (SNI); a denied name, a raw address, another port fail', async (ctx) => {
+    const noNft = nftUnavailableReason();
+    if (noNft) return ctx.skip(`nftables: ${noNft}`);
+    const direct = (cmd: string) => `${cmd} 2>&1; echo "rc=$?"`;
+    const script = [
+      'unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY',
+      direct(`${BB} wget -q -O- http://allowed.test/tr1`),
+      // the Host header names a denied host (the address is the allowed one's): denied
+      direct(`${BB} wget -q -O- --header 'Host: denied.test' http://203.0.113.10/tr2`),
+      // a raw address names no host: denied
+      direct(`${BB} wget -q -O- http://203.0.113.10/tr3`),
+      // another port than 80 and 443: refused at once
+      direct(`${BB} wget -q -O- http://203.0.113.10:8080/tr4`),
+      ...(CURL && tls ? [
+        direct(`${CURL} -sS -m 5 -k https://allowed.test/tr5`),
+        // the server name (SNI) is denied, whatever address it is sent to
+        direct(`${CURL} -sS -m 5 -k --resolve denied.test:443:203.0.113.10 https://denied.test/tr6`),
+      ] : []),
+    ].join('; ');
+    const r = await run(script, { allow: ['allowed.test'], transparent: true });
+    const out = r.stdout.split('\n');
+    expect(out.slice(0, 2)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(out.slice(2, 4)).toEqual([expect.stringMatching(/403 Forbidden/), 'rc=1']);
+    expect(out.slice(4, 6)).toEqual([expect.stringMatching(/403 Forbidden/), 'rc=1']);
+    expect(out.slice(6, 8)).toEqual([expect.stringMatching(/Connection refused/), 'rc=1']);
+    if (CURL && tls) {
+      expect(out.slice(8, 10)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+      expect(out[10]).toMatch(/Connection reset by peer|SSL_ERROR_SYSCALL/);
+      expect(out[11]).toBe('rc=35');
+      expect(r.denied).toContainEqual(expect.objectContaining({ host: 'denied.test', port: 443, protocol: 'tls', reason: 'not-allowed' }));
+      expect((await inet.waitFor((q) => q.url === '/tr5'))!.port).toBe(443);
+    }
+    expect(r.denied).toContainEqual(expect.objectContaining({ host: 'denied.test', port: 80, protocol: 'http', path: '/tr2', reason: 'not-allowed' }));
+    expect(r.denied).toContainEqual(expect.objectContaining({ host: '203.0.113.10', port: 80, protocol: 'http', path: '/tr3', reason: 'not-allowed' }));
+    expect(await inet.waitFor((q) => q.url === '/tr1')).toBeDefined();
+    expect(inet.requests.some((q) => ['/tr2', '/tr3', '/tr4', '/tr6'].includes(q.url))).toBe(false);
+    expect(r.egress!['allowed.test']!.allowed).toBe(CURL && tls ? 2 : 1);
+  });
+
+  it('is reported in result.isolation and explain(); without it the same program reaches nothing', async (ctx) => {
+    const noNft = nftUnavailableReason();
+    if (noNft) return ctx.skip(`nftables: ${noNft}`);
+    const net = { mode: 'egress', lookup, allow: ['allowed.test'], transparent: true } as never;
+    const r = await spawnIsolated('/bin/sh', ['-c', `unset http_proxy HTTP_PROXY; ${BB} wget -q -O- http://allowed.test/tr7 2>&1; echo "rc=$?"`], { network: net });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(r.isolation.egressTransparent).toBe(true);
+    expect(explain('/bin/true', [], { network: net }).isolation.egressTransparent).toBe(true);
+    const plain = await spawnIsolated('/bin/sh', ['-c', `unset http_proxy HTTP_PROXY; ${BB} wget -q -O- http://allowed.test/tr8 2>&1; echo "rc=$?"`], { network: { mode: 'egress', lookup, allow: ['allowed.test'] } as never });
+    expect(plain.stdout).toMatch(/Network is unreachable\nrc=1\n$/);
+    expect(plain.isolation.egressTransparent).toBeUndefined();
+    expect(() => spawnIsolated('/bin/true', [], { network: { mode: 'egress', transparent: 'yes' } as never })).toThrow(/options\.network\.transparent must be a boolean/);
+  });
+});
+
 describe.skipIf(skip)('egress policy: programs that join the sandbox later get the proxy variables', () => {
   const VARS = ['ALL_PROXY=socks5h://127.0.0.1:1080', 'HTTPS_PROXY=http://127.0.0.1:3128', 'HTTP_PROXY=http://127.0.0.1:3128', 'NO_PROXY=localhost,127.0.0.1,::1',
     'all_proxy=socks5h://127.0.0.1:1080', 'http_proxy=http://127.0.0.1:3128', 'https_proxy=http://127.0.0.1:3128', 'no_proxy=localhost,127.0.0.1,::1'];
@@ -522,6 +577,14 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
     expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
     expect(INET['other.test']).toBe('203.0.113.12');
   }, 180_000);
+
+  it('transparent is refused without root, at the call, saying why (nothing is made)', async () => {
+    const out = await asNobody(`
+      try { nsbox.spawnIsolated('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'], transparent: true } }); console.log(JSON.stringify({ made: true })); }
+      catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code, message: e.message })); }`);
+    expect(out).toMatchObject({ name: 'NsboxError', code: 'EPERM' });
+    expect(out.message).toMatch(/options\.network\.transparent needs root: the redirect is nft rules in the sandbox's network namespace.*leave it out: programs that use the proxy variables/);
+  }, 60_000);
 
   it('TLS interception as uid 65534: curl trusts the sandbox\'s CA through the system bundle path, the header arrives, the host\'s bundle is unchanged', async (ctx) => {
     if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();
