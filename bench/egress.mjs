@@ -8,7 +8,10 @@
 // throughput   curl (busybox wget without curl) of --mb MiB: from the host over the veth
 //              directly (the peer: no proxy, no sandbox), and from inside a sandbox through
 //              nsbox's proxy, plain HTTP (HTTP_PROXY) and a CONNECT tunnel (curl -p, as HTTPS
-//              goes); best of 3, interleaved, timed inside the shell around the download alone
+//              goes), and as root a program ignoring the variables (transparent: the nft
+//              redirect); HTTPS when openssl is here: directly, a CONNECT tunnel (untouched), TLS
+//              interception (intercept: true) and the transparent redirect (by SNI); best of 3,
+//              interleaved, timed inside the shell around the download alone
 // lag          this process's event-loop delay (monitorEventLoopDelay, 1 ms resolution), beside
 //              an idle probe (another Node process measuring its own loop over the same window:
 //              on a loaded machine waiting for a core counts as delay too) and the CPU time of
@@ -27,7 +30,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { build } from 'esbuild';
 
@@ -51,7 +54,15 @@ const api = await import(bundle);
 rmSync(bundle);
 const { spawnIsolated, startFakeInternet, lookup } = api;
 const BB = '/bin/busybox';
-const inet = await startFakeInternet();
+// HTTPS on the fake internet's port 443 (a self-signed certificate for allowed.test), when openssl is here
+let tls;
+try {
+  const d = mkdtempSync('/tmp/nsbox-bench-egress-');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${d}/k`, '-out', `${d}/c`, '-days', '1', '-subj', '/CN=allowed.test', '-addext', 'subjectAltName=DNS:allowed.test'], { stdio: 'ignore' });
+  tls = { key: readFileSync(`${d}/k`, 'utf8'), cert: readFileSync(`${d}/c`, 'utf8') };
+  rmSync(d, { recursive: true, force: true });
+} catch { /* no openssl: no HTTPS lines */ }
+const inet = await startFakeInternet(tls);
 const CURL = ['/usr/bin/curl', '/bin/curl'].find((f) => existsSync(f));
 const policy = (extra = {}) => ({ mode: 'egress', allow: ['allowed.test'], lookup, ...extra });
 
@@ -61,8 +72,8 @@ const timed = (cmd) => `s=$(date +%s%N); ${cmd} || exit 1; e=$(date +%s%N); echo
 const tools = CURL
   ? { direct: `${CURL} -s -o /dev/null --noproxy '*' http://203.0.113.10/big/${MB}`, http: `${CURL} -s -o /dev/null http://allowed.test/big/${MB}`, connect: `${CURL} -s -o /dev/null -p http://allowed.test/big/${MB}` }
   : { direct: `${BB} wget -q -Y off -O /dev/null http://203.0.113.10/big/${MB}`, http: `${BB} wget -q -O /dev/null http://allowed.test/big/${MB}` };
-const inBox = async (cmd) => {
-  const r = await spawnIsolated('/bin/sh', ['-c', timed(cmd)], { network: policy() });
+const inBox = async (cmd, network = policy()) => {
+  const r = await spawnIsolated('/bin/sh', ['-c', timed(cmd)], { network });
   if (r.exitCode !== 0) throw new Error(`${cmd} failed: ${r.stdout}${r.stderr}`);
   return Number(r.stdout.trim());
 };
@@ -78,6 +89,31 @@ console.log(`throughput (${MB} MiB with ${CURL ? 'curl' : 'busybox wget'}, best 
 console.log(`  direct over the veth (host, no proxy)        ${mibs(best.direct).padStart(6)} MiB/s`);
 console.log(`  sandbox, plain HTTP through nsbox's proxy    ${mibs(best.http).padStart(6)} MiB/s   ${pct(best.http)}`);
 if (tools.connect) console.log(`  sandbox, CONNECT tunnel through the proxy    ${mibs(best.connect).padStart(6)} MiB/s   ${pct(best.connect)}`);
+const nft = api.nftUnavailableReason() === undefined;
+if (nft) {
+  // transparent (root): the program ignores the proxy variables, the nft redirect takes it to the proxy
+  let t = Infinity;
+  for (let i = 0; i < 3; i++) t = Math.min(t, await inBox(tools.http.replace('-s -o', "-s --noproxy '*' -o"), policy({ transparent: true })));
+  console.log(`  sandbox, plain HTTP redirected (transparent) ${mibs(t).padStart(6)} MiB/s   ${pct(t)}`);
+}
+if (CURL && tls) {
+  // HTTPS: untouched through a CONNECT tunnel, and terminated by nsbox (intercept: true, a header
+  // injected, the real server verified against upstreamCa), beside HTTPS from the host directly
+  const url = `https://allowed.test/big/${MB}`;
+  const h = { direct: Infinity, connect: Infinity, intercept: Infinity, transparent: Infinity };
+  for (let i = 0; i < 3; i++) {
+    h.direct = Math.min(h.direct, Number(execFileSync('/bin/sh', ['-c', timed(`${CURL} -s -k -o /dev/null --noproxy '*' --resolve allowed.test:443:203.0.113.10 ${url}`)], { encoding: 'utf8' }).trim()));
+    h.connect = Math.min(h.connect, await inBox(`${CURL} -s -k -o /dev/null ${url}`));
+    h.intercept = Math.min(h.intercept, await inBox(`${CURL} -s -o /dev/null ${url}`, policy({ intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { authorization: 'Bearer bench' } }] })));
+    if (nft) h.transparent = Math.min(h.transparent, await inBox(`${CURL} -s -k -o /dev/null --noproxy '*' ${url}`, policy({ transparent: true })));
+  }
+  const hp = (us) => `${(100 * h.direct / us).toFixed(0)}% of direct`;
+  console.log(`HTTPS throughput (${MB} MiB with curl, best of 3, interleaved; the fake internet's Node HTTPS server)`);
+  console.log(`  direct over the veth (host, no proxy)        ${mibs(h.direct).padStart(6)} MiB/s`);
+  console.log(`  sandbox, CONNECT tunnel (TLS untouched)      ${mibs(h.connect).padStart(6)} MiB/s   ${hp(h.connect)}`);
+  console.log(`  sandbox, intercepted (intercept: true)       ${mibs(h.intercept).padStart(6)} MiB/s   ${hp(h.intercept)}`);
+  if (nft) console.log(`  sandbox, redirected by SNI (transparent)     ${mibs(h.transparent).padStart(6)} MiB/s   ${hp(h.transparent)}`);
+}
 }
 
 // ---- event-loop lag ---------------------------------------------------------------------------
