@@ -1,5 +1,5 @@
 // The egress policy (issue 18) against a fake internet on this machine (./egress-internet.ts):
-// inside a sandbox, busybox wget and curl reach an allowed name through the proxy variables;
+// inside a sandbox, busybox wget and curl (and npm ci, pip install from mirrors) reach an allowed name through the proxy variables;
 // a denied name, a raw address, the metadata address, a name resolving into a protected range
 // fail; a program ignoring the variables (TCP, UDP, ICMP) reaches nothing; DNS for a denied
 // name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
@@ -35,9 +35,52 @@ beforeAll(async () => {
   } catch { /* no openssl: the HTTPS test says so */ }
   rmSync(dir, { recursive: true, force: true });
   registry = npmRegistry();
-  inet = await startFakeInternet(tls, registry?.files);
+  pipIndex = pipMirror();
+  inet = await startFakeInternet(tls, registry || pipIndex ? { ...registry?.files, ...pipIndex } : undefined);
 }, 240_000); // npm pack and a Node server under TCG (test/vm) take their time
 afterAll(() => { if (registry) rmSync(registry.project, { recursive: true, force: true }); });
+
+/** The system Python with pip (not a per-user one: the sandbox's /root is its own). */
+const PY = existsSync('/usr/bin/python3') && execFileSyncOk('/usr/bin/python3', ['-m', 'pip', '--version']) ? '/usr/bin/python3' : undefined;
+function execFileSyncOk(file: string, args: string[]): boolean {
+  try { execFileSync(file, args, { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+/**
+ * A PEP 503 package index for Host registry.test with one wheel (`tiny-pkg`, a py3-none-any
+ * wheel put together here with Python's zipfile), when the system Python has pip.
+ */
+let pipIndex: RegistryFiles | undefined;
+function pipMirror(): RegistryFiles | undefined {
+  if (!PY) return undefined;
+  const dir = mkdtempSync('/tmp/nsbox-egress-whl-');
+  try {
+    const whl = `${dir}/tiny_pkg-1.0.0-py3-none-any.whl`;
+    execFileSync(PY, ['-c', `
+import base64, hashlib, sys, zipfile
+files = {
+  'tiny_pkg/__init__.py': "VALUE = 'tiny-pkg from the mirror'\\n",
+  'tiny_pkg-1.0.0.dist-info/METADATA': 'Metadata-Version: 2.1\\nName: tiny-pkg\\nVersion: 1.0.0\\n',
+  'tiny_pkg-1.0.0.dist-info/WHEEL': 'Wheel-Version: 1.0\\nGenerator: nsbox-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n',
+}
+rec = ''.join('%s,sha256=%s,%d\\n' % (k, base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).rstrip(b'=').decode(), len(v.encode())) for k, v in files.items())
+files['tiny_pkg-1.0.0.dist-info/RECORD'] = rec + 'tiny_pkg-1.0.0.dist-info/RECORD,,\\n'
+with zipfile.ZipFile(sys.argv[1], 'w') as z:
+  for k, v in files.items(): z.writestr(k, v)
+`, whl], { stdio: 'ignore' });
+    const bytes = readFileSync(whl);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const page = `<!DOCTYPE html><html><body><a href="/files/tiny_pkg-1.0.0-py3-none-any.whl#sha256=${sha}">tiny_pkg-1.0.0-py3-none-any.whl</a></body></html>\n`;
+    return {
+      '/simple/tiny-pkg/': { type: 'text/html', base64: Buffer.from(page).toString('base64') },
+      '/files/tiny_pkg-1.0.0-py3-none-any.whl': { type: 'application/octet-stream', base64: bytes.toString('base64') },
+    };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** A package registry with one package (`tiny-pkg`, made with `npm pack`) and a project locked to it, when npm is here. */
 let registry: { files: RegistryFiles; project: string } | undefined;
@@ -153,6 +196,17 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
     expect(got!.headers.authorization).toBe('Bearer mirror-token');
     expect(r.network!.egress['registry.test']).toMatchObject({ denied: 0 });
     expect(r.network!.egress['registry.test']!.allowed).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('pip install from a package index mirror allowed by name, with its token injected outside the sandbox (docs/egress.md\'s worked example)', async (ctx) => {
+    if (skipReason(!pipIndex, 'the system Python (/usr/bin/python3) has no pip: no index to install from')) return ctx.skip();
+    const r = await run(`${PY} -m pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore --index-url http://registry.test/simple/ --trusted-host registry.test --target /tmp/site tiny-pkg 2>&1 | tail -1; `
+      + `PYTHONPATH=/tmp/site ${PY} -c 'import tiny_pkg; print(tiny_pkg.VALUE)'; grep -rl pip-token /root /tmp/site 2>/dev/null; env | grep -c pip-token`,
+    { allow: ['registry.test'], inject: [{ host: 'registry.test', headers: { authorization: 'Bearer pip-token' } }] });
+    expect(r.stdout).toBe('Successfully installed tiny-pkg-1.0.0\ntiny-pkg from the mirror\n0\n');
+    const got = await inet.waitFor((q) => q.url === '/files/tiny_pkg-1.0.0-py3-none-any.whl');
+    expect(got!.headers.authorization).toBe('Bearer pip-token');
+    expect(r.egress!['registry.test']).toMatchObject({ allowed: 2, denied: 0 });
   }, 180_000);
 
   it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {
