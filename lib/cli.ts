@@ -38,6 +38,8 @@ const RUN_OPTIONS = `options:
   --deny HOST[:PORTS]     a host it may not reach, even if allowed (repeatable)
   --allow-private ADDR    allow an address or block in a protected range (loopback, private,
                           link-local, the host's own), e.g. a mirror on 10.0.0.5 (repeatable)
+  --transparent           with --network egress, root only: programs that ignore the proxy
+                          variables are redirected to it too (TCP to ports 80 and 443)
   -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]
                           publish a port (repeatable; implies --network bridge unless user)
   -m, --memory SIZE       memory limit, e.g. 64m, 1g
@@ -185,6 +187,7 @@ export function parseArgs(argv: string[]): {
   let network: string | undefined;
   const allow: EgressRule[] = [];
   const deny: EgressRule[] = [];
+  let transparent = false;
   let image: string | undefined;
   let store: string | undefined;
   let interactiveFlag = false;
@@ -251,6 +254,7 @@ export function parseArgs(argv: string[]): {
       case '-p': case '--publish': { const v = value(a); publish.push(parsePublish(v)); words.publish.push(v); break; }
       case '--allow': { const v = value(a); allow.push(parseHostRule(cmd, a, v)); words.allow.push(`${a} ${v}`); break; }
       case '--allow-private': { const v = value(a); allow.push({ ...parseHostRule(cmd, a, v), allowPrivate: true }); words.allow.push(`${a} ${v}`); break; }
+      case '--transparent': transparent = true; break;
       case '--deny': { const v = value(a); deny.push(parseHostRule(cmd, a, v)); words.deny.push(`${a} ${v}`); break; }
       case '-m': case '--memory': limits.memory = value(a); break;
       case '--cpus': limits.cpus = parseNumber(a, value(a)); break;
@@ -284,12 +288,12 @@ export function parseArgs(argv: string[]): {
       usageError(cmd, `--network takes none, loopback, host, user, bridge, bridge:NAME or egress (got '${network}')`);
     }
   }
-  const egressRules = allow.length + deny.length > 0;
+  const egressRules = allow.length + deny.length > 0 || transparent;
   const mode = network?.split(':')[0] ?? (publish.length ? 'bridge' : egressRules ? 'egress' : undefined);
   if (publish.length && mode !== 'bridge' && mode !== 'user') usageError(cmd, `--publish needs --network bridge or user (got --network ${network})`);
-  if (egressRules && mode !== 'egress') usageError(cmd, `--allow, --allow-private and --deny need --network egress (got --network ${network})`);
+  if (egressRules && mode !== 'egress') usageError(cmd, `--allow, --allow-private, --deny and --transparent need --network egress (got --network ${network})`);
   if (mode === 'egress') {
-    o.network = { mode: 'egress', allow, ...(deny.length ? { deny } : {}) };
+    o.network = { mode: 'egress', allow, ...(deny.length ? { deny } : {}), ...(transparent ? { transparent } : {}) };
   } else if (mode === 'bridge') {
     const name = network?.split(':')[1];
     o.network = { ...(name ? { bridge: name } : {}), ...(publish.length ? { publish } : {}) };
@@ -335,7 +339,7 @@ export function cliWords(message: string, words: Words): string {
     if ((m = at(/^\.namespaces\.(\w+)/))) return `--share ${m[1]}`;
     const table: [RegExp, string][] = [
       [/^\.timeout$/, '--timeout'], [/^\.limits\.memory/, '--memory'], [/^\.limits\.cpus/, '--cpus'], [/^\.limits\.pids/, '--pids'],
-      [/^\.limits/, 'the limits (--memory, --cpus, --pids)'], [/^\.network\.publish/, '--publish'], [/^\.network\.allow/, '--allow'], [/^\.network\.deny/, '--deny'], [/^\.network/, '--network'],
+      [/^\.limits/, 'the limits (--memory, --cpus, --pids)'], [/^\.network\.publish/, '--publish'], [/^\.network\.allow/, '--allow'], [/^\.network\.deny/, '--deny'], [/^\.network\.transparent/, '--transparent'], [/^\.network/, '--network'],
       [/^\.mounts/, '--volume'], [/^\.env/, '--env'], [/^\.cwd/, '--workdir'], [/^\.uid/, '--uid'], [/^\.gid/, '--gid'],
       [/^\.hostname/, '--hostname'], [/^\.capabilities/, '--cap-add'], [/^\.rootfs/, '--rootfs'], [/^\.image\.store/, '--store'],
       [/^\.image/, '--image'], [/^\.namespaces/, '--share'], [/^\.user/, '--no-user'], [/^\.tty/, '--tty'],

@@ -65,7 +65,7 @@ describe('nsbox CLI without a sandbox', () => {
 
   it('explain reports the network the flags asked for', async () => {
     for (const [flags, want] of [[['--network', 'user', '-p', '8080:80'], 'user'], [['-p', '8080:80'], 'bridge'], [['--network', 'host'], 'host'], [[], 'none'],
-      [['--network', 'egress'], 'egress'], [['--allow', 'registry.npmjs.org'], 'egress']] as const) {
+      [['--network', 'egress'], 'egress'], [['--allow', 'registry.npmjs.org'], 'egress'], [['--transparent'], 'egress']] as const) {
       const r = await cli(['explain', ...flags, '--', 'true']);
       expect(r.stderr).toBe('');
       expect(JSON.parse(r.stdout).isolation.network, flags.join(' ')).toBe(want);
@@ -82,12 +82,14 @@ describe('nsbox CLI without a sandbox', () => {
       `http_proxy=${proxy}`, `https_proxy=${proxy}`, `all_proxy=${socks}`, `no_proxy=${no}`]));
     expect(env).not.toContain('HTTP_PROXY=http://mine:1');
     expect(env.filter((e) => /^SSL_CERT_FILE=/.test(e))).toEqual([]); // no interception from the CLI
+    expect(JSON.parse(r.stdout).isolation.egressTransparent).toBeUndefined();
+    expect(JSON.parse((await cli(['explain', '--allow', 'a.test', '--transparent', '--', 'true'])).stdout).isolation.egressTransparent).toBe(true);
     // mistakes: the flag as typed, exit 2
     expectUsage(await cli(['run', '--allow', 'a..b', '--', 'true']), "nsbox: --allow a..b 'a..b' is not a valid host name");
     expectUsage(await cli(['run', '--allow', 'ok.test', '--deny', '*.', '--', 'true']), "nsbox: --deny *. '*.' is not a valid wildcard pattern");
     expectUsage(await cli(['run', '--allow', 'a.test:70000', '--', 'true']), 'nsbox: --allow a.test:70000 must be a port in 1..65535 (got 70000)');
     expectUsage(await cli(['run', '--allow', '169.254.169.254', '--', 'true']), "nsbox: --allow 169.254.169.254 '169.254.169.254' is in a protected range (link-local (cloud metadata)): give --allow-private 169.254.169.254 to mean it");
-    expectUsage(await cli(['run', '--network', 'host', '--allow', 'a.test', '--', 'true']), '--allow, --allow-private and --deny need --network egress (got --network host)');
+    expectUsage(await cli(['run', '--network', 'host', '--allow', 'a.test', '--', 'true']), '--allow, --allow-private, --deny and --transparent need --network egress (got --network host)');
     expectUsage(await cli(['run', '--network', 'egress:x', '--', 'true']), '--network takes none, loopback, host, user, bridge, bridge:NAME or egress');
     expectUsage(await cli(['run', '--allow', '', '--', 'true']), "--allow takes HOST[:PORTS] (got '')");
   });
