@@ -2,7 +2,7 @@
 // `nsbox` command line: a thin layer over the public API.
 import {
   spawnIsolated, explain, NsboxError, doctor, selfTest, sandboxSelfTest, LayerStore, IMAGE_COMMAND,
-  type SpawnIsolatedOptions, type Mount, type PublishSpec,
+  type SpawnIsolatedOptions, type Mount, type PublishSpec, type EgressRule, type EgressDeniedEvent,
 } from './index.js';
 import { constants as osConstants } from 'node:os';
 import { gc, formatGcReport, gcPrivilegeLine } from './gc.js';
@@ -30,7 +30,16 @@ const RUN_OPTIONS = `options:
   -u, --user UID[:GID]    ids inside (default 0, mapped to an unprivileged host id); also --uid N, --gid N
   --cap-add CAP           keep a capability, e.g. CAP_NET_BIND_SERVICE (repeatable)
   --network MODE          none (default: only lo), loopback, host, user (pasta/slirp4netns),
-                          bridge or bridge:NAME (a veth on an nsbox bridge, root only)
+                          bridge or bridge:NAME (a veth on an nsbox bridge, root only), or
+                          egress (only lo and nsbox's proxy: the hosts --allow names, by name)
+  --allow HOST[:PORTS]    with --network egress (implied): a host the sandbox may reach through
+                          the proxy: a name, *.example.com (its subdomains), an address or a
+                          CIDR block, PORTS e.g. 443 or 80,443 (repeatable; default: none)
+  --deny HOST[:PORTS]     a host it may not reach, even if allowed (repeatable)
+  --allow-private ADDR    allow an address or block in a protected range (loopback, private,
+                          link-local, the host's own), e.g. a mirror on 10.0.0.5 (repeatable)
+  --transparent           with --network egress, root only: programs that ignore the proxy
+                          variables are redirected to it too (TCP to ports 80 and 443)
   -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]
                           publish a port (repeatable; implies --network bridge unless user)
   -m, --memory SIZE       memory limit, e.g. 64m, 1g
@@ -110,6 +119,8 @@ interface Words {
   cmd: string;
   mounts: string[];   // the flag and value that made options.mounts[i]
   publish: string[];  // the value of the i-th --publish
+  allow: string[];    // the flag and value that made options.network.allow[i]
+  deny: string[];     // the value of the i-th --deny
 }
 
 /** `1s`, `500ms`, `2m`, `1.5h`; a bare number is milliseconds (as the API takes it). */
@@ -123,6 +134,19 @@ function parseNumber(flag: string, v: string, integer = false): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) usageError('run', `${flag} takes ${integer ? 'a whole number' : 'a number'} (got '${v}')`);
   return n;
+}
+
+/** `--allow`/`--deny` HOST[:PORTS]: a name, pattern, address or block; PORTS `443` or `80,443` (an IPv6 address with ports in brackets: `[2001:db8::1]:443`). */
+export function parseHostRule(cmd: string, flag: string, v: string): EgressRule {
+  let host = v, ports: number[] | undefined;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+(?:,\d+)*)$/.exec(v);
+  if (m) {
+    host = m[1]!.replace(/^\[|\]$/g, '');
+    ports = m[2]!.split(',').map(Number);
+  } else if (/^\[.*\]$/.test(v)) host = v.slice(1, -1);
+  if (host === '') usageError(cmd, `${flag} takes HOST[:PORTS] (got '${v}')`);
+  // the pattern itself (and the ports' range) is checked by the API, whose message names the flag
+  return ports ? { host, ports } : { host };
 }
 
 function parsePublish(v: string): PublishSpec {
@@ -148,7 +172,7 @@ export function parseArgs(argv: string[]): {
   }
   if (!cmd || cmd === '-h' || cmd === '--help') { process.stdout.write(USAGE); process.exit(cmd ? 0 : 2); }
   if (cmd === 'images') { cmd = 'image'; rest = ['ls', ...rest]; }
-  const words: Words = { cmd, mounts: [], publish: [] };
+  const words: Words = { cmd, mounts: [], publish: [], allow: [], deny: [] };
   if (cmd === 'doctor' || cmd === 'gc' || cmd === 'image') {
     if (rest.includes('-h') || rest.includes('--help')) { process.stdout.write(HELP[cmd]!); process.exit(0); }
     return { cmd, file: '', args: rest, options: {}, interactive: false, words };
@@ -161,6 +185,9 @@ export function parseArgs(argv: string[]): {
   const limits: NonNullable<SpawnIsolatedOptions['limits']> = {};
   const publish: PublishSpec[] = [];
   let network: string | undefined;
+  const allow: EgressRule[] = [];
+  const deny: EgressRule[] = [];
+  let transparent = false;
   let image: string | undefined;
   let store: string | undefined;
   let interactiveFlag = false;
@@ -225,6 +252,10 @@ export function parseArgs(argv: string[]): {
       case '--timeout': o.timeout = parseDuration(a, value(a)); break;
       case '--network': case '--net': network = value(a); break;
       case '-p': case '--publish': { const v = value(a); publish.push(parsePublish(v)); words.publish.push(v); break; }
+      case '--allow': { const v = value(a); allow.push(parseHostRule(cmd, a, v)); words.allow.push(`${a} ${v}`); break; }
+      case '--allow-private': { const v = value(a); allow.push({ ...parseHostRule(cmd, a, v), allowPrivate: true }); words.allow.push(`${a} ${v}`); break; }
+      case '--transparent': transparent = true; break;
+      case '--deny': { const v = value(a); deny.push(parseHostRule(cmd, a, v)); words.deny.push(`${a} ${v}`); break; }
       case '-m': case '--memory': limits.memory = value(a); break;
       case '--cpus': limits.cpus = parseNumber(a, value(a)); break;
       case '--pids': case '--pids-limit': limits.pids = parseNumber(a, value(a), true); break;
@@ -253,13 +284,17 @@ export function parseArgs(argv: string[]): {
   if (!file) usageError(cmd, 'no command given');
   if (network !== undefined) {
     const [mode, name, ...more] = network.split(':');
-    if (more.length || (name !== undefined && mode !== 'bridge') || !['none', 'loopback', 'host', 'user', 'bridge'].includes(mode!)) {
-      usageError(cmd, `--network takes none, loopback, host, user, bridge or bridge:NAME (got '${network}')`);
+    if (more.length || (name !== undefined && mode !== 'bridge') || !['none', 'loopback', 'host', 'user', 'bridge', 'egress'].includes(mode!)) {
+      usageError(cmd, `--network takes none, loopback, host, user, bridge, bridge:NAME or egress (got '${network}')`);
     }
   }
-  const mode = network?.split(':')[0] ?? (publish.length ? 'bridge' : undefined);
+  const egressRules = allow.length + deny.length > 0 || transparent;
+  const mode = network?.split(':')[0] ?? (publish.length ? 'bridge' : egressRules ? 'egress' : undefined);
   if (publish.length && mode !== 'bridge' && mode !== 'user') usageError(cmd, `--publish needs --network bridge or user (got --network ${network})`);
-  if (mode === 'bridge') {
+  if (egressRules && mode !== 'egress') usageError(cmd, `--allow, --allow-private, --deny and --transparent need --network egress (got --network ${network})`);
+  if (mode === 'egress') {
+    o.network = { mode: 'egress', allow, ...(deny.length ? { deny } : {}), ...(transparent ? { transparent } : {}) };
+  } else if (mode === 'bridge') {
     const name = network?.split(':')[1];
     o.network = { ...(name ? { bridge: name } : {}), ...(publish.length ? { publish } : {}) };
   } else if (mode === 'user') o.network = publish.length ? { mode: 'user', publish } : 'user';
@@ -274,6 +309,13 @@ export function parseArgs(argv: string[]): {
   return { cmd, file, args, options: o, interactive: interactiveFlag, words, ...(image !== undefined ? { image, store: store ?? storeDir() } : {}) };
 }
 
+/** An egress-denied event in a line: `registry.npmjs.org:443 (not-allowed)`, `GET http://a.test/x (deny-rule)`, `DNS a.test (not-allowed)`. */
+export function egressDeniedWords(e: EgressDeniedEvent): string {
+  const host = e.host.includes(':') ? `[${e.host}]` : e.host;
+  const what = e.protocol === 'dns' ? `DNS ${e.host}` : e.protocol === 'http' && e.method ? `${e.method} http://${host}${e.port === 80 ? '' : `:${e.port}`}${e.path ?? ''}` : `${host}:${e.port}`;
+  return `${what} (${e.reason}${e.detail ? `: ${e.detail}` : ''})`;
+}
+
 function storeDir(): string {
   return process.env.NSBOX_STORE ? resolve(process.env.NSBOX_STORE) : LayerStore.defaultRoot();
 }
@@ -283,6 +325,8 @@ function storeDir(): string {
  * them (`--memory`).
  */
 export function cliWords(message: string, words: Words): string {
+  // a protected address's advice, as a flag
+  message = message.replace(/give \{ host: '([^']+)', allowPrivate: true \} to mean it/g, 'give --allow-private $1 to mean it');
   // the limits parser names its fields without the `options.` prefix
   return message.replace(/\b(?:options((?:\.[A-Za-z_$][\w$]*|\[\d+\])*)|limits(\.\w+))/g, (whole, opt: string | undefined, limit: string | undefined) => {
     const path = opt ?? `.limits${limit}`;
@@ -290,10 +334,12 @@ export function cliWords(message: string, words: Words): string {
     let m: RegExpExecArray | null;
     if ((m = at(/^\.mounts\[(\d+)\](.*)$/)) && words.mounts[Number(m[1])]) return `${words.mounts[Number(m[1])]}${m[2] ? `: ${m[2].slice(1)}` : ''}`;
     if ((m = at(/^\.network\.publish\[(\d+)\]/)) && words.publish[Number(m[1])]) return `--publish ${words.publish[Number(m[1])]}`;
+    if ((m = at(/^\.network\.allow\[(\d+)\]/)) && words.allow[Number(m[1])]) return words.allow[Number(m[1])]!;
+    if ((m = at(/^\.network\.deny\[(\d+)\]/)) && words.deny[Number(m[1])]) return words.deny[Number(m[1])]!;
     if ((m = at(/^\.namespaces\.(\w+)/))) return `--share ${m[1]}`;
     const table: [RegExp, string][] = [
       [/^\.timeout$/, '--timeout'], [/^\.limits\.memory/, '--memory'], [/^\.limits\.cpus/, '--cpus'], [/^\.limits\.pids/, '--pids'],
-      [/^\.limits/, 'the limits (--memory, --cpus, --pids)'], [/^\.network\.publish/, '--publish'], [/^\.network/, '--network'],
+      [/^\.limits/, 'the limits (--memory, --cpus, --pids)'], [/^\.network\.publish/, '--publish'], [/^\.network\.allow/, '--allow'], [/^\.network\.deny/, '--deny'], [/^\.network\.transparent/, '--transparent'], [/^\.network/, '--network'],
       [/^\.mounts/, '--volume'], [/^\.env/, '--env'], [/^\.cwd/, '--workdir'], [/^\.uid/, '--uid'], [/^\.gid/, '--gid'],
       [/^\.hostname/, '--hostname'], [/^\.capabilities/, '--cap-add'], [/^\.rootfs/, '--rootfs'], [/^\.image\.store/, '--store'],
       [/^\.image/, '--image'], [/^\.namespaces/, '--share'], [/^\.user/, '--no-user'], [/^\.tty/, '--tty'],
@@ -329,7 +375,7 @@ async function imageCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   const flags: Record<string, string | boolean> = {};
   const operands: string[] = [];
-  const words: Words = { cmd: 'image', mounts: [], publish: [] };
+  const words: Words = { cmd: 'image', mounts: [], publish: [], allow: [], deny: [] };
   for (let i = 0; i < rest.length; i++) {
     let a = rest[i]!;
     if (a === '--') { operands.push(...rest.slice(i + 1)); break; }
@@ -464,6 +510,7 @@ async function main(): Promise<void> {
       const out = process.stdout;
       if (out.isTTY) options.tty = { rows: out.rows, cols: out.columns };
       const p = spawnIsolated(file, args, { ...options, buffer: false });
+      p.on('egress-denied', (e: EgressDeniedEvent) => process.stderr.write(`nsbox: egress denied: ${egressDeniedWords(e)}\r\n`));
       p.stdout!.pipe(out);
       const raw = keepStdin && process.stdin.isTTY === true;
       if (raw) process.stdin.setRawMode(true);
@@ -482,6 +529,7 @@ async function main(): Promise<void> {
     }
     const interactive = process.stdin.isTTY === true;
     const p = spawnIsolated(file, args, { ...options, stdio: [interactive ? 'inherit' : 'pipe', 'inherit', 'inherit'], buffer: false });
+    p.on('egress-denied', (e: EgressDeniedEvent) => process.stderr.write(`nsbox: egress denied: ${egressDeniedWords(e)}\n`));
     if (!interactive && p.stdin) process.stdin.pipe(p.stdin);
     // forward termination signals to the sandbox
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => p.kill(s));

@@ -343,6 +343,8 @@ Napi::Value RouteJs(const Napi::CallbackInfo& info) {
   std::string dst = Str(o, "dst"), gw = Str(o, "gateway");
   if (!dst.empty() && dst != "default" && !ParseCidr(dst, &s.dst, false)) { Napi::TypeError::New(env, "bad dst: " + dst).ThrowAsJavaScriptException(); return env.Undefined(); }
   if (!gw.empty() && !ParseCidr(gw, &s.gw, true)) { Napi::TypeError::New(env, "bad gateway: " + gw).ThrowAsJavaScriptException(); return env.Undefined(); }
+  std::string src = Str(o, "src");
+  if (!src.empty() && !ParseCidr(src, &s.src, true)) { Napi::TypeError::New(env, "bad src: " + src).ThrowAsJavaScriptException(); return env.Undefined(); }
   std::string name;
   if (!o.Get("link").IsUndefined() && !ResolveLink(env, nl, o.Get("link"), &s.oif, &name)) return env.Undefined();
   s.table = (uint32_t)Num(o, "table", RT_TABLE_MAIN);

@@ -278,6 +278,7 @@ int RouteChange(Nl& nl, bool add, const RouteSpec& s, Err* e) {
   if (s.table >= 256) m.U32(RTA_TABLE, s.table);
   if (s.dst.family) m.Attr(RTA_DST, s.dst.addr, s.dst.Len());
   if (s.gw.family) m.Attr(RTA_GATEWAY, s.gw.addr, s.gw.Len());
+  if (s.src.family) m.Attr(RTA_PREFSRC, s.src.addr, s.src.Len());
   if (s.oif) m.U32(RTA_OIF, s.oif);
   if (s.metric) m.U32(RTA_PRIORITY, s.metric);
   return nl.Talk(m, add ? "RTM_NEWROUTE" : "RTM_DELROUTE", e);

@@ -213,6 +213,7 @@ int LinkDelDo(Nl& nl, int ifindex, const std::string& name, Err* e);
 struct RouteSpec {
   Cidr dst;          // family 0 = default route (family taken from the gateway)
   Cidr gw;
+  Cidr src;          // preferred source (RTA_PREFSRC); family 0 = none
   int oif = 0;
   uint32_t table = RT_TABLE_MAIN;
   uint32_t metric = 0;

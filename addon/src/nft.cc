@@ -1,10 +1,14 @@
 // nftables through libnftables, loaded with dlopen at run time (the addon loads without it):
-// nftAvailable() and nftRun(commands, flags), one atomic batch per call.
+// nftAvailable() and nftRun(commands, flags, netnsFd?), one atomic batch per call. With a
+// network namespace fd, the batch runs on a thread of its own that enters that namespace
+// first (a thread's network namespace is its own: the caller's threads stay where they are).
 #include "common.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 
 #include <string>
+#include <thread>
 
 namespace nsbox {
 namespace {
@@ -86,19 +90,28 @@ Napi::Value NftRunJs(const Napi::CallbackInfo& info) {
     if (Flag(o, "json")) flags |= 1u << 4;      // NFT_CTX_OUTPUT_JSON
     if (Flag(o, "echo")) flags |= 1u << 5;      // NFT_CTX_OUTPUT_ECHO
   }
+  int nsfd = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
   NftApi& n = st->nft;
-  void* ctx = n.ctx_new(0);
-  if (!ctx) return ThrowErrno(env, ENOMEM, "nftables", "nft_ctx_new");
-  n.buffer_output(ctx);
-  n.buffer_error(ctx);
-  n.set_flags(ctx, flags);
-  int r = n.run(ctx, cmds.c_str());
-  // each get_*_buffer call hands over the text and empties the buffer: call once
-  const char* o = n.get_output(ctx);
-  const char* er = n.get_error(ctx);
-  std::string out = o ? o : "";
-  std::string err = er ? er : "";
-  n.ctx_free(ctx);
+  int r = 0, ctxErr = 0, setnsErr = 0;
+  std::string out, err;
+  auto batch = [&]() {
+    if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0) { setnsErr = errno; return; }
+    void* ctx = n.ctx_new(0);
+    if (!ctx) { ctxErr = ENOMEM; return; }
+    n.buffer_output(ctx);
+    n.buffer_error(ctx);
+    n.set_flags(ctx, flags);
+    r = n.run(ctx, cmds.c_str());
+    // each get_*_buffer call hands over the text and empties the buffer: call once
+    const char* o = n.get_output(ctx);
+    const char* er = n.get_error(ctx);
+    out = o ? o : "";
+    err = er ? er : "";
+    n.ctx_free(ctx);
+  };
+  if (nsfd >= 0) std::thread(batch).join(); else batch();
+  if (setnsErr) return ThrowErrno(env, setnsErr, "nftables", "setns(CLONE_NEWNET)");
+  if (ctxErr) return ThrowErrno(env, ctxErr, "nftables", "nft_ctx_new");
   if (r != 0) {
     Err e;
     // libnftables reports text, not errno; map the usual kernel answers.

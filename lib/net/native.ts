@@ -61,12 +61,13 @@ export interface NetNative {
   netlinkLinkDelAsync(link: number | string, ns?: RawNetns, ignoreMissing?: boolean): Promise<boolean>;
   netlinkAddr(add: boolean, link: number | string, cidr: string, ns?: RawNetns): void;
   netlinkAddrs(ns?: RawNetns): RawAddr[];
-  netlinkRoute(add: boolean, spec: { dst?: string; gateway?: string; link?: number | string; table?: number; metric?: number }, ns?: RawNetns): void;
+  netlinkRoute(add: boolean, spec: { dst?: string; gateway?: string; link?: number | string; table?: number; metric?: number; /** preferred source address */ src?: string }, ns?: RawNetns): void;
   netlinkRoutes(ns?: RawNetns): RawRoute[];
   netlinkHandoff(spec: { ifindex: number; name: string; mtu?: number; addresses: string[]; gateway4?: string; gateway6?: string; hostName?: string; master?: number }, pid: number): void;
   fileLock(fd: number, exclusive: boolean, wait: boolean): boolean;
   nftAvailable(): string | null;
-  nftRun(commands: string, opts?: { json?: boolean; handles?: boolean; echo?: boolean }): string;
+  /** `netnsFd`: run the batch in that network namespace (on a thread of the addon's that enters it). */
+  nftRun(commands: string, opts?: { json?: boolean; handles?: boolean; echo?: boolean }, netnsFd?: number): string;
 }
 
 /** The addon's network functions. */

@@ -426,6 +426,12 @@ export interface IsolationReport {
    * terminates with a CA made for this sandbox (which its CA bundle view trusts).
    */
   tlsInterception?: string[];
+  /**
+   * An egress policy with `transparent: true` (root): outbound TCP to ports 80 and 443 of
+   * programs that ignore the proxy variables is redirected to nsbox's proxy by nft rules in the
+   * sandbox's network namespace (named by its Host header or TLS server name, the same policy).
+   */
+  egressTransparent?: boolean;
   /** The sysctls written in the sandbox's own namespaces (`sysctl`; `kernel.hostname` and `kernel.domainname` show as `hostname`/`domainname` instead). */
   sysctl: Record<string, string>;
   /** The sandbox's cgroup directory, or null. */

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { SIGNALS } from '../util/sys.js';
 import { spawnIsolated, spawnCreated, IsolatedProcess } from '../spawn/spawn.js';
+import { ENV_OVER } from '../spawn/compose.js';
 import type { IsolatedResult, NamespaceType, SpawnIsolatedOptions, Verdict } from '../plan/options.js';
 import { Namespace } from '../ns/namespace.js';
 import { CGroup, removeMade } from '../cgroup/cgroup.js';
@@ -180,6 +181,8 @@ export interface SandboxState {
   image: { store: string; container: string; ref: string } | null;
   /** exec defaults (serialisable part of the template) */
   exec: Record<string, unknown>;
+  /** variables the sandbox's network set for its first program (an egress policy's proxy variables), set for every exec too */
+  netEnv?: Record<string, string>;
   /** a created sandbox's program (absent for a holder sandbox) */
   program?: { file: string; args: string[] };
   hooks?: OciHooks;
@@ -624,6 +627,7 @@ export class Sandbox extends EventEmitter {
         ...(cg?.madeDirs ? { cgroupMade: [...cg.madeDirs] } : {}),
         image: store ? { store: store.root, container: id, ref: ref! } : null,
         exec: serialisable(execDefaults),
+        ...(holder._layerEnv ? { netEnv: { ...holder._layerEnv } } : {}),
         ...(program ? { program: { file, args }, hooks: hooks ?? {}, bundle: v.bundle, annotations: v.annotations } : {}),
       };
       writeState(stateFile, state);
@@ -747,6 +751,10 @@ export class Sandbox extends EventEmitter {
     for (const t of leave) delete spawnOpts.join[t];
     if (!this.#ns.user) spawnOpts.user = false;
     if (!this.#ns.net) spawnOpts.network = 'host';
+    // programs joining the sandbox's network get what it set for the first (an egress policy's
+    // proxy and CA variables), over their env as the first program got them (not an OCI hook:
+    // its env is the one its spec gives)
+    if (this.#state.netEnv && leave.length === 0) (spawnOpts as { [ENV_OVER]?: Record<string, string> })[ENV_OVER] = this.#state.netEnv;
     if (cpuTimeMs !== undefined) {
       if (typeof cpuTimeMs !== 'number' || !(cpuTimeMs > 0)) fail('options.limits.cpuTimeMs', 'must be a positive number of milliseconds', RangeError);
     }

@@ -5,6 +5,27 @@ import { forkPlan, provideEtcFiles, type Plan } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { Contribution } from './layer.js';
 
+/**
+ * @internal Variables set over a spawn's environment after every layer's (a key of the options
+ * object, a symbol: never an option a caller gives, never in Object.keys). Sandbox.exec sets it
+ * to what its holder's network gave the holder's program (an egress policy's proxy variables),
+ * so a program joining that network is pointed at the same proxy.
+ */
+export const ENV_OVER: unique symbol = Symbol('nsbox.envOver');
+
+/** The variables the contributions set, in layer order (later ones win), or undefined when none does. */
+export function contributedEnv(parts: ReadonlyArray<Contribution | undefined>): Record<string, string> | undefined {
+  let env: Record<string, string> | undefined;
+  for (const c of parts) if (c?.env) env = { ...env, ...c.env };
+  return env;
+}
+
+/** envp with `env`'s variables set over it (replacing those of the same name). */
+export function envOver(envp: readonly string[], env: Readonly<Record<string, string>>): string[] {
+  const names = new Set(Object.keys(env));
+  return [...envp.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+}
+
 /** The plan the addon runs: the base plan with every contribution applied, in layer order; frozen. */
 export function composePlan(base: Plan, parts: ReadonlyArray<Contribution | undefined>): Readonly<Plan> {
   const given = parts.filter((c): c is Contribution => c !== undefined);
@@ -15,10 +36,7 @@ export function composePlan(base: Plan, parts: ReadonlyArray<Contribution | unde
     if (c.netPremade === false) plan.netPremade = false;
     if (c.setGroups === false) plan.setGroups = false;
     if (c.etcFiles) provideEtcFiles(plan, c.etcFiles);
-    if (c.env) {
-      const names = new Set(Object.keys(c.env));
-      plan.envp = [...plan.envp.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`)];
-    }
+    if (c.env) plan.envp = envOver(plan.envp, c.env);
   }
   return Object.freeze(plan);
 }

@@ -1,6 +1,8 @@
 import { buildPlan, Op, type Plan } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
-import { isolationReport } from './compose.js';
+import { envOver, isolationReport } from './compose.js';
+import { egressEnv } from './layers/egress.js';
+import type { EgressNetworkOption } from '../net/egress/policy.js';
 import { LAYERS } from './layers/index.js';
 
 const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k]));
@@ -9,6 +11,7 @@ const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).m
 export interface ExplainedPlan {
   argv: string[];
   execCandidates: string[];
+  /** The program's environment, with what nsbox sets over it (an egress policy's proxy variables). */
   env: string[];
   namespaces: { created: string[]; joined: string[] };
   uidMap: string | null;
@@ -31,10 +34,13 @@ export interface ExplainedPlan {
 /** Builds the plan `spawnIsolated(file, args, options)` would run, and describes it. Creates nothing. */
 export function explain(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): ExplainedPlan {
   const p = buildPlan({ file, args, options });
+  // what the network sets over env when the sandbox is made (an egress policy's proxy variables)
+  const net = options.network as { mode?: string } | undefined;
+  const layerEnv = typeof net === 'object' && net !== null && net.mode === 'egress' ? egressEnv(net as EgressNetworkOption) : undefined;
   return {
     argv: p.argv,
     execCandidates: p.exec,
-    env: p.envp,
+    env: layerEnv ? envOver(p.envp, layerEnv) : p.envp,
     namespaces: { created: p.summary.namespaces, joined: p.summary.joined },
     uidMap: p.uidMap?.trim() ?? null,
     gidMap: p.gidMap?.trim() ?? null,

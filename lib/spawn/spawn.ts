@@ -15,7 +15,7 @@ import { close } from 'node:fs';
 import { onTeardown } from '../teardown.js';
 import type { Bindings, LayerContext, LayerRun, SpawnInput } from './layer.js';
 import { LAYERS, type CgroupRun } from './layers/index.js';
-import { composePlan, isolationReport } from './compose.js';
+import { composePlan, contributedEnv, envOver, ENV_OVER, isolationReport } from './compose.js';
 import { sendFds } from '../net/fdpass.js';
 import type { EgressControl } from './layers/egress.js';
 import type { EgressDeniedEvent } from '../net/egress/service.js';
@@ -159,6 +159,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   /** the result comes before the layers' release, which #released then tracks (a pool's run: _deferRelease) */
   #deferRelease = false;
   #released: Promise<void> | undefined;
+  #layerEnv: Record<string, string> | undefined;
 
   /** @internal use {@link spawnIsolated} */
   constructor(plan: Plan, options: SpawnIsolatedOptions, layers: Layers, input?: SpawnInput, serve?: Serve) {
@@ -191,6 +192,14 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     // the promise side never rejects unobserved (no unhandledRejection); the failure goes to
     // whoever awaits, or out as 'error' (see the class comment)
     this.#promise.then(() => {}, (err: unknown) => this.#failed(err));
+  }
+
+  /**
+   * @internal The variables nsbox's layers set in the program's environment (an egress
+   * policy's proxy and CA variables), once the sandbox is made; undefined when none.
+   */
+  get _layerEnv(): Readonly<Record<string, string>> | undefined {
+    return this.#layerEnv;
   }
 
   /**
@@ -257,7 +266,13 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     }
     const bindings: Bindings = { cgroupFd: -1, cgroupTasks: [], cgroupProcs: [], net: [] };
     for (const r of runs) await r.acquire?.(base, bindings);
-    let plan = composePlan(base, runs.map((r) => r.contribute?.(base)));
+    const parts = runs.map((r) => r.contribute?.(base));
+    // what the layers set in the environment (an egress policy's proxy variables): kept for
+    // programs that join this sandbox later (Sandbox.exec, a prepared sandbox's run)
+    this.#layerEnv = contributedEnv(parts);
+    const over = (o as { [ENV_OVER]?: Record<string, string> })[ENV_OVER];
+    if (over) parts.push({ env: over });
+    let plan = composePlan(base, parts);
     if (planSeam) plan = Object.freeze(planSeam(plan, o));
     if (o.signal?.aborted) throw abortError(o.signal);
     let out;
@@ -765,13 +780,17 @@ export class PreparedSandbox {
     const merged = { ...this.#options, ...options } as SpawnIsolatedOptions;
     // the same checks and PATH lookup as a spawn of this template (nothing is created here)
     const p = buildPlan({ file, args, options: { ...merged, stdio: 'pipe' } });
+    // the program gets what the sandbox's layers set for it (an egress policy's proxy
+    // variables) over its env, as a spawned program does
+    const layerEnv = this.process._layerEnv;
+    const envp = layerEnv ? envOver(p.envp, layerEnv) : p.envp;
     validateRuntimeOptions(merged);
     this.#used = true;
     const stdio = p.stdio.map((x) => ({ kind: x.kind, fd: x.fd }));
     let got: { stdio: [number, number, number]; errFd: number };
     try {
       // sent at once; the exec is awaited on the event loop (execOutcome), not here
-      got = native().serveRun(this.#ctlFd, { cwd: p.cwd, exec: p.exec, argv: p.argv, envp: p.envp, stdio });
+      got = native().serveRun(this.#ctlFd, { cwd: p.cwd, exec: p.exec, argv: p.argv, envp, stdio });
     } catch (e) {
       // the sandbox goes with the failed start; its process rejects with the failure
       this.#give({ error: e });
@@ -878,16 +897,19 @@ export function spawnCreated(file: string, args: string[], options: SpawnIsolate
   if (resolving && o.image !== undefined) throw new TypeError('options.image is not available for a created sandbox here (Sandbox.create mounts the image itself)');
   const plan: Plan = { ...buildPlan({ file, args, options: o }), serve: true };
   validateRuntimeOptions(o);
-  const request = runRequest(plan);
   let give!: (r: ServeRequest | null) => void;
   const requested = new Promise<ServeRequest | null>((r) => { give = r; });
   const ready = (ctlFd: number) => {
+    // the program's environment with what the layers set (an egress policy's proxy variables), known now
+    const layerEnv = proc._layerEnv;
+    const request = runRequest(layerEnv ? { ...plan, envp: envOver(plan.envp, layerEnv) } : plan);
     sendFds(ctlFd, [fds.record, fds.listen], request).then(
       () => give({ stdio: [-1, -1, -1], options: {} }),
       (error: unknown) => give({ error }),
     );
   };
-  return new IsolatedProcess<string>(plan, o, layers, resolving ? { file, args, options: o } : undefined, { ready, request: requested });
+  const proc: IsolatedProcess<string> = new IsolatedProcess<string>(plan, o, layers, resolving ? { file, args, options: o } : undefined, { ready, request: requested });
+  return proc;
 }
 
 /**

@@ -64,11 +64,34 @@ describe('nsbox CLI without a sandbox', () => {
   });
 
   it('explain reports the network the flags asked for', async () => {
-    for (const [flags, want] of [[['--network', 'user', '-p', '8080:80'], 'user'], [['-p', '8080:80'], 'bridge'], [['--network', 'host'], 'host'], [[], 'none']] as const) {
+    for (const [flags, want] of [[['--network', 'user', '-p', '8080:80'], 'user'], [['-p', '8080:80'], 'bridge'], [['--network', 'host'], 'host'], [[], 'none'],
+      [['--network', 'egress'], 'egress'], [['--allow', 'registry.npmjs.org'], 'egress'], [['--transparent'], 'egress']] as const) {
       const r = await cli(['explain', ...flags, '--', 'true']);
       expect(r.stderr).toBe('');
       expect(JSON.parse(r.stdout).isolation.network, flags.join(' ')).toBe(want);
     }
+  });
+
+  it('--network egress with --allow, --deny, --allow-private: explain lists the proxy variables nsbox sets; mistakes name the flag', async () => {
+    const r = await cli(['explain', '-e', 'HTTP_PROXY=http://mine:1', '-e', 'KEEP=1', '--allow', 'registry.npmjs.org', '--allow', '*.pypi.org:443', '--deny', 'evil.pypi.org', '--allow-private', '10.0.0.5', '--', 'true']);
+    expect(r.stderr).toBe('');
+    const env = JSON.parse(r.stdout).env as string[];
+    const proxy = 'http://127.0.0.1:3128', socks = 'socks5h://127.0.0.1:1080', no = 'localhost,127.0.0.1,::1';
+    // set over the caller's (-e HTTP_PROXY is replaced), the caller's other variables kept
+    expect(env).toEqual(expect.arrayContaining(['KEEP=1', `HTTP_PROXY=${proxy}`, `HTTPS_PROXY=${proxy}`, `ALL_PROXY=${socks}`, `NO_PROXY=${no}`,
+      `http_proxy=${proxy}`, `https_proxy=${proxy}`, `all_proxy=${socks}`, `no_proxy=${no}`]));
+    expect(env).not.toContain('HTTP_PROXY=http://mine:1');
+    expect(env.filter((e) => /^SSL_CERT_FILE=/.test(e))).toEqual([]); // no interception from the CLI
+    expect(JSON.parse(r.stdout).isolation.egressTransparent).toBeUndefined();
+    expect(JSON.parse((await cli(['explain', '--allow', 'a.test', '--transparent', '--', 'true'])).stdout).isolation.egressTransparent).toBe(true);
+    // mistakes: the flag as typed, exit 2
+    expectUsage(await cli(['run', '--allow', 'a..b', '--', 'true']), "nsbox: --allow a..b 'a..b' is not a valid host name");
+    expectUsage(await cli(['run', '--allow', 'ok.test', '--deny', '*.', '--', 'true']), "nsbox: --deny *. '*.' is not a valid wildcard pattern");
+    expectUsage(await cli(['run', '--allow', 'a.test:70000', '--', 'true']), 'nsbox: --allow a.test:70000 must be a port in 1..65535 (got 70000)');
+    expectUsage(await cli(['run', '--allow', '169.254.169.254', '--', 'true']), "nsbox: --allow 169.254.169.254 '169.254.169.254' is in a protected range (link-local (cloud metadata)): give --allow-private 169.254.169.254 to mean it");
+    expectUsage(await cli(['run', '--network', 'host', '--allow', 'a.test', '--', 'true']), '--allow, --allow-private, --deny and --transparent need --network egress (got --network host)');
+    expectUsage(await cli(['run', '--network', 'egress:x', '--', 'true']), '--network takes none, loopback, host, user, bridge, bridge:NAME or egress');
+    expectUsage(await cli(['run', '--allow', '', '--', 'true']), "--allow takes HOST[:PORTS] (got '')");
   });
 });
 
@@ -130,6 +153,32 @@ describe.skipIf(skipReason(!isRoot, 'the CLI tests run sandboxes with cgroups an
     expect(v[0]).toBe(String(64 << 20));
     if (v.length === 3) expect([v[1], v[2]]).toEqual(['50000 100000', '10']);
     else expect(v.slice(1)).toEqual(['50000', '100000', '10']);
+  });
+
+  it('--network egress: the sandbox reaches what --allow names through the proxy, the rest is denied and said on stderr', async () => {
+    // a server on this host's loopback (protected: reached only with --allow-private)
+    const { createServer } = await import('node:http');
+    const seen: string[] = [];
+    const server = createServer((q, s) => { seen.push(q.url!); s.end(`served ${q.url}\n`); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      // NO_PROXY names 127.0.0.1 (for the sandbox's own loopback): unset here to go through the proxy
+      const get = (url: string) => `env -u NO_PROXY -u no_proxy /bin/busybox wget -q -O- ${url} 2>&1; echo "rc=$?"`;
+      const r = await cli(['run', '--allow-private', `127.0.0.1:${port}`, '--', 'sh', '-c',
+        `${get(`http://127.0.0.1:${port}/yes`)}; ${get(`http://127.0.0.2:${port}/no`)}; ${get(`http://127.0.0.1:${port + (port > 1024 ? -1 : 1)}/port`)}; ls /sys/class/net`]);
+      expect(r.code).toBe(0);
+      const lines = r.stdout.split('\n');
+      expect(lines.slice(0, 2)).toEqual([`served /yes`, 'rc=0']);
+      expect(lines[2]).toMatch(/403 Forbidden/);
+      expect(lines[4]).toMatch(/403 Forbidden/);
+      expect(lines.slice(6)).toEqual(['lo', '']);
+      expect(seen).toEqual(['/yes']);
+      expect(r.stderr).toBe(`nsbox: egress denied: GET http://127.0.0.2:${port}/no (protected-address: loopback)\n`
+        + `nsbox: egress denied: GET http://127.0.0.1:${port + (port > 1024 ? -1 : 1)}/port (protected-address: the host's own)\n`);
+    } finally {
+      server.close();
+    }
   });
 
   it('--network none, loopback and host', async () => {

@@ -1,5 +1,5 @@
 // The egress policy (issue 18) against a fake internet on this machine (./egress-internet.ts):
-// inside a sandbox, busybox wget and curl reach an allowed name through the proxy variables;
+// inside a sandbox, busybox wget and curl (and npm ci, pip install from mirrors) reach an allowed name through the proxy variables;
 // a denied name, a raw address, the metadata address, a name resolving into a protected range
 // fail; a program ignoring the variables (TCP, UDP, ICMP) reaches nothing; DNS for a denied
 // name is NXDOMAIN; rules changed mid-run take effect; injected headers arrive and are not
@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { explain, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
+import { explain, nftUnavailableReason, spawnIsolated, type IsolatedProcess } from '../../lib/index.js';
 import type { EgressDeniedEvent } from '../../lib/net/egress/service.js';
 import { fdCount, isRoot, skipReason, sleep } from '../helpers/host.js';
 import { expectNoNetLeftovers, netState } from './net-leftovers.js';
@@ -35,9 +35,52 @@ beforeAll(async () => {
   } catch { /* no openssl: the HTTPS test says so */ }
   rmSync(dir, { recursive: true, force: true });
   registry = npmRegistry();
-  inet = await startFakeInternet(tls, registry?.files);
+  pipIndex = pipMirror();
+  inet = await startFakeInternet(tls, registry || pipIndex ? { ...registry?.files, ...pipIndex } : undefined);
 }, 240_000); // npm pack and a Node server under TCG (test/vm) take their time
 afterAll(() => { if (registry) rmSync(registry.project, { recursive: true, force: true }); });
+
+/** The system Python with pip (not a per-user one: the sandbox's /root is its own). */
+const PY = existsSync('/usr/bin/python3') && execFileSyncOk('/usr/bin/python3', ['-m', 'pip', '--version']) ? '/usr/bin/python3' : undefined;
+function execFileSyncOk(file: string, args: string[]): boolean {
+  try { execFileSync(file, args, { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+/**
+ * A PEP 503 package index for Host registry.test with one wheel (`tiny-pkg`, a py3-none-any
+ * wheel put together here with Python's zipfile), when the system Python has pip.
+ */
+let pipIndex: RegistryFiles | undefined;
+function pipMirror(): RegistryFiles | undefined {
+  if (!PY) return undefined;
+  const dir = mkdtempSync('/tmp/nsbox-egress-whl-');
+  try {
+    const whl = `${dir}/tiny_pkg-1.0.0-py3-none-any.whl`;
+    execFileSync(PY, ['-c', `
+import base64, hashlib, sys, zipfile
+files = {
+  'tiny_pkg/__init__.py': "VALUE = 'tiny-pkg from the mirror'\\n",
+  'tiny_pkg-1.0.0.dist-info/METADATA': 'Metadata-Version: 2.1\\nName: tiny-pkg\\nVersion: 1.0.0\\n',
+  'tiny_pkg-1.0.0.dist-info/WHEEL': 'Wheel-Version: 1.0\\nGenerator: nsbox-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n',
+}
+rec = ''.join('%s,sha256=%s,%d\\n' % (k, base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).rstrip(b'=').decode(), len(v.encode())) for k, v in files.items())
+files['tiny_pkg-1.0.0.dist-info/RECORD'] = rec + 'tiny_pkg-1.0.0.dist-info/RECORD,,\\n'
+with zipfile.ZipFile(sys.argv[1], 'w') as z:
+  for k, v in files.items(): z.writestr(k, v)
+`, whl], { stdio: 'ignore' });
+    const bytes = readFileSync(whl);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const page = `<!DOCTYPE html><html><body><a href="/files/tiny_pkg-1.0.0-py3-none-any.whl#sha256=${sha}">tiny_pkg-1.0.0-py3-none-any.whl</a></body></html>\n`;
+    return {
+      '/simple/tiny-pkg/': { type: 'text/html', base64: Buffer.from(page).toString('base64') },
+      '/files/tiny_pkg-1.0.0-py3-none-any.whl': { type: 'application/octet-stream', base64: bytes.toString('base64') },
+    };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** A package registry with one package (`tiny-pkg`, made with `npm pack`) and a project locked to it, when npm is here. */
 let registry: { files: RegistryFiles; project: string } | undefined;
@@ -153,6 +196,17 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
     expect(got!.headers.authorization).toBe('Bearer mirror-token');
     expect(r.network!.egress['registry.test']).toMatchObject({ denied: 0 });
     expect(r.network!.egress['registry.test']!.allowed).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('pip install from a package index mirror allowed by name, with its token injected outside the sandbox (docs/egress.md\'s worked example)', async (ctx) => {
+    if (skipReason(!pipIndex, 'the system Python (/usr/bin/python3) has no pip: no index to install from')) return ctx.skip();
+    const r = await run(`${PY} -m pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore --index-url http://registry.test/simple/ --trusted-host registry.test --target /tmp/site tiny-pkg 2>&1 | tail -1; `
+      + `PYTHONPATH=/tmp/site ${PY} -c 'import tiny_pkg; print(tiny_pkg.VALUE)'; grep -rl pip-token /root /tmp/site 2>/dev/null; env | grep -c pip-token`,
+    { allow: ['registry.test'], inject: [{ host: 'registry.test', headers: { authorization: 'Bearer pip-token' } }] });
+    expect(r.stdout).toBe('Successfully installed tiny-pkg-1.0.0\ntiny-pkg from the mirror\n0\n');
+    const got = await inet.waitFor((q) => q.url === '/files/tiny_pkg-1.0.0-py3-none-any.whl');
+    expect(got!.headers.authorization).toBe('Bearer pip-token');
+    expect(r.egress!['registry.test']).toMatchObject({ allowed: 2, denied: 0 });
   }, 180_000);
 
   it('a denied name, a raw address (even the allowed host\'s), the metadata address and a name resolving into loopback fail, each with an egress-denied event', async () => {
@@ -273,6 +327,140 @@ describe.skipIf(skip)('egress policy (root caller)', () => {
   });
 });
 
+describe.skipIf(skip)('egress policy: transparent (root, an nft redirect in the sandbox\'s namespace)', () => {
+  it('a program that ignores the proxy variables reaches an allowed name over HTTP (Host) and HTTPS (SNI); a denied name, a raw address, another port fail', async (ctx) => {
+    const noNft = nftUnavailableReason();
+    if (noNft) return ctx.skip(`nftables: ${noNft}`);
+    const direct = (cmd: string) => `${cmd} 2>&1; echo "rc=$?"`;
+    const script = [
+      'unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY',
+      direct(`${BB} wget -q -O- http://allowed.test/tr1`),
+      // the Host header names a denied host (the address is the allowed one's): denied
+      direct(`${BB} wget -q -O- --header 'Host: denied.test' http://203.0.113.10/tr2`),
+      // a raw address names no host: denied
+      direct(`${BB} wget -q -O- http://203.0.113.10/tr3`),
+      // another port than 80 and 443: refused at once
+      direct(`${BB} wget -q -O- http://203.0.113.10:8080/tr4`),
+      ...(CURL && tls ? [
+        direct(`${CURL} -sS -m 5 -k https://allowed.test/tr5`),
+        // the server name (SNI) is denied, whatever address it is sent to
+        direct(`${CURL} -sS -m 5 -k --resolve denied.test:443:203.0.113.10 https://denied.test/tr6`),
+      ] : []),
+    ].join('; ');
+    const r = await run(script, { allow: ['allowed.test'], transparent: true });
+    const out = r.stdout.split('\n');
+    expect(out.slice(0, 2)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+    expect(out.slice(2, 4)).toEqual([expect.stringMatching(/403 Forbidden/), 'rc=1']);
+    expect(out.slice(4, 6)).toEqual([expect.stringMatching(/403 Forbidden/), 'rc=1']);
+    expect(out.slice(6, 8)).toEqual([expect.stringMatching(/Connection refused/), 'rc=1']);
+    if (CURL && tls) {
+      expect(out.slice(8, 10)).toEqual(['hello from 203.0.113.10 for allowed.test', 'rc=0']);
+      expect(out[10]).toMatch(/Connection reset by peer|SSL_ERROR_SYSCALL/);
+      expect(out[11]).toBe('rc=35');
+      expect(r.denied).toContainEqual(expect.objectContaining({ host: 'denied.test', port: 443, protocol: 'tls', reason: 'not-allowed' }));
+      expect((await inet.waitFor((q) => q.url === '/tr5'))!.port).toBe(443);
+    }
+    expect(r.denied).toContainEqual(expect.objectContaining({ host: 'denied.test', port: 80, protocol: 'http', path: '/tr2', reason: 'not-allowed' }));
+    expect(r.denied).toContainEqual(expect.objectContaining({ host: '203.0.113.10', port: 80, protocol: 'http', path: '/tr3', reason: 'not-allowed' }));
+    expect(await inet.waitFor((q) => q.url === '/tr1')).toBeDefined();
+    expect(inet.requests.some((q) => ['/tr2', '/tr3', '/tr4', '/tr6'].includes(q.url))).toBe(false);
+    expect(r.egress!['allowed.test']!.allowed).toBe(CURL && tls ? 2 : 1);
+  });
+
+  it('is reported in result.isolation and explain(); without it the same program reaches nothing', async (ctx) => {
+    const noNft = nftUnavailableReason();
+    if (noNft) return ctx.skip(`nftables: ${noNft}`);
+    const net = { mode: 'egress', lookup, allow: ['allowed.test'], transparent: true } as never;
+    const r = await spawnIsolated('/bin/sh', ['-c', `unset http_proxy HTTP_PROXY; ${BB} wget -q -O- http://allowed.test/tr7 2>&1; echo "rc=$?"`], { network: net });
+    expect(r.stdout).toBe('hello from 203.0.113.10 for allowed.test\nrc=0\n');
+    expect(r.isolation.egressTransparent).toBe(true);
+    expect(explain('/bin/true', [], { network: net }).isolation.egressTransparent).toBe(true);
+    const plain = await spawnIsolated('/bin/sh', ['-c', `unset http_proxy HTTP_PROXY; ${BB} wget -q -O- http://allowed.test/tr8 2>&1; echo "rc=$?"`], { network: { mode: 'egress', lookup, allow: ['allowed.test'] } as never });
+    expect(plain.stdout).toMatch(/Network is unreachable\nrc=1\n$/);
+    expect(plain.isolation.egressTransparent).toBeUndefined();
+    expect(() => spawnIsolated('/bin/true', [], { network: { mode: 'egress', transparent: 'yes' } as never })).toThrow(/options\.network\.transparent must be a boolean/);
+  });
+});
+
+describe.skipIf(skip)('egress policy: programs that join the sandbox later get the proxy variables', () => {
+  const VARS = ['ALL_PROXY=socks5h://127.0.0.1:1080', 'HTTPS_PROXY=http://127.0.0.1:3128', 'HTTP_PROXY=http://127.0.0.1:3128', 'NO_PROXY=localhost,127.0.0.1,::1',
+    'all_proxy=socks5h://127.0.0.1:1080', 'http_proxy=http://127.0.0.1:3128', 'https_proxy=http://127.0.0.1:3128', 'no_proxy=localhost,127.0.0.1,::1'];
+  // the proxy variables (sorted), a variable of the caller's env, then a fetch through them
+  const probe = (url: string) => `env | grep -iE '^(https?|all|no)_proxy=' | sort; echo "mine=$MINE"; ${wget(url)}`;
+  const expectRun = (out: string, mine: string, url: string) => {
+    expect(out).toBe([...VARS, `mine=${mine}`, `hello from 203.0.113.10 for allowed.test`, 'rc=0', ''].join('\n'));
+    return inet.waitFor((q) => q.url === url);
+  };
+  const policy = { mode: 'egress', lookup, allow: ['allowed.test'] } as never;
+
+  it('Sandbox.exec: the proxy variables over the template\'s env and over its own env, and its requests go through the sandbox\'s proxy', async () => {
+    const { Sandbox } = await import('../../lib/index.js');
+    const box = await Sandbox.create({ network: policy, env: { PATH: '/usr/bin:/bin', MINE: 'template', HTTP_PROXY: 'http://elsewhere:1' } });
+    try {
+      const a = await box.exec('/bin/sh', ['-c', probe('http://allowed.test/exec1')]);
+      expect(await expectRun(a.stdout, 'template', '/exec1')).toBeDefined();
+      // exec's own env replaces the template's; nsbox's variables are still set over it
+      const b = await box.exec('/bin/sh', ['-c', probe('http://allowed.test/exec2')], { env: { PATH: '/bin', MINE: 'own', https_proxy: 'http://x:2' } });
+      expect(await expectRun(b.stdout, 'own', '/exec2')).toBeDefined();
+      // seen from another Sandbox object (attach reads the state file)
+      const again = await Sandbox.attach(box.id);
+      const c = await again.exec('/bin/sh', ['-c', probe('http://allowed.test/exec3')]);
+      expect(await expectRun(c.stdout, 'template', '/exec3')).toBeDefined();
+    } finally {
+      await box.destroy();
+    }
+  });
+
+  it('a prepared sandbox\'s run, and a pool\'s runs (prepared and Sandbox-made)', async () => {
+    const { prepareIsolated, createPool } = await import('../../lib/index.js');
+    const prepared = await prepareIsolated({ network: policy, env: { PATH: '/bin', MINE: 'prepared' } });
+    const r = await prepared.run('/bin/sh', ['-c', probe('http://allowed.test/prep1')]);
+    expect(await expectRun(r.stdout, 'prepared', '/prep1')).toBeDefined();
+    const pool = createPool({ size: 1, template: { network: policy, env: { PATH: '/bin', MINE: 'pool' } } });
+    try {
+      const a = await pool.run('/bin/sh', ['-c', probe('http://allowed.test/pool1')]);
+      expect(await expectRun(a.stdout, 'pool', '/pool1')).toBeDefined();
+      // an option a prepared sandbox cannot take: a Sandbox made for the run, exec'd
+      const b = await pool.run('/bin/sh', ['-c', probe('http://allowed.test/pool2')], { stdio: 'pipe' });
+      expect(await expectRun(b.stdout, 'pool', '/pool2')).toBeDefined();
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a created sandbox\'s program (Sandbox.create with program, then start)', async () => {
+    const { Sandbox } = await import('../../lib/index.js');
+    const dir = mkdtempSync('/tmp/nsbox-egress-created-');
+    chmodSync(dir, 0o777);
+    const box = await Sandbox.create({
+      network: policy, env: { PATH: '/bin', MINE: 'created' }, mounts: [{ type: 'bind', source: dir, target: '/out', readonly: false }],
+      program: { file: '/bin/sh', args: ['-c', `(${probe('http://allowed.test/created1')}) > /out/o`] },
+    });
+    try {
+      await box.start();
+      await box.wait();
+      expect(await expectRun(readFileSync(`${dir}/o`, 'utf8'), 'created', '/created1')).toBeDefined();
+    } finally {
+      await box.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!CURL)('with TLS interception, an exec gets the CA variables and trusts the sandbox\'s CA', async (ctx) => {
+    if (!tls) return ctx.skip('openssl is not installed (the fake internet has no HTTPS server)');
+    const { Sandbox } = await import('../../lib/index.js');
+    const box = await Sandbox.create({ network: { mode: 'egress', lookup, allow: ['allowed.test'], intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { 'x-exec': 'yes' } }] } as never });
+    try {
+      const r = await box.exec('/bin/sh', ['-c', `echo "$SSL_CERT_FILE $CURL_CA_BUNDLE $REQUESTS_CA_BUNDLE $NODE_EXTRA_CA_CERTS"; ${CURL} -sS -m 5 https://allowed.test/exec-tls 2>&1`]);
+      const b = '/etc/ssl/certs/ca-certificates.crt';
+      expect(r.stdout).toBe(`${b} ${b} ${b} ${b}\nhello from 203.0.113.10 for allowed.test\n`);
+      expect((await inet.waitFor((q) => q.url === '/exec-tls'))!.headers['x-exec']).toBe('yes');
+    } finally {
+      await box.destroy();
+    }
+  });
+});
+
 describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () => {
   const HOST_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
   const hostBundle = () => (existsSync(HOST_BUNDLE) ? createHash('sha256').update(readFileSync(HOST_BUNDLE)).digest('hex') : 'none');
@@ -335,6 +523,13 @@ describe.skipIf(skip)('egress policy: TLS interception (intercept: true)', () =>
     const net = { mode: 'egress', allow: ['allowed.test'], intercept: true, inject: [{ host: 'allowed.test', headers: { 'x-a': 'b' } }] };
     expect(explain('/bin/true', [], { network: net as never }).isolation.tlsInterception).toEqual(['allowed.test']);
     expect(explain('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'] } as never }).isolation.tlsInterception).toBeUndefined();
+    // and lists the variables nsbox sets over env: the proxy ones, the CA ones with intercept
+    const env = (o: object) => explain('/bin/true', [], { env: { PATH: '/bin', HTTPS_PROXY: 'http://mine:1' }, network: { mode: 'egress', allow: ['allowed.test'], ...o } as never }).env;
+    const b = '/etc/ssl/certs/ca-certificates.crt';
+    expect(env({})).toEqual(['PATH=/bin', 'HTTP_PROXY=http://127.0.0.1:3128', 'HTTPS_PROXY=http://127.0.0.1:3128', 'ALL_PROXY=socks5h://127.0.0.1:1080', 'NO_PROXY=localhost,127.0.0.1,::1',
+      'http_proxy=http://127.0.0.1:3128', 'https_proxy=http://127.0.0.1:3128', 'all_proxy=socks5h://127.0.0.1:1080', 'no_proxy=localhost,127.0.0.1,::1']);
+    expect(env({ socks: false })).toContain('ALL_PROXY=http://127.0.0.1:3128');
+    expect(env({ intercept: true, inject: [{ host: 'allowed.test', headers: { a: 'b' } }] })).toEqual(expect.arrayContaining([`SSL_CERT_FILE=${b}`, `CURL_CA_BUNDLE=${b}`, `REQUESTS_CA_BUNDLE=${b}`, `NODE_EXTRA_CA_CERTS=${b}`]));
   });
 
   it('the upstream connection tries each address the policy passed (the first one never answers)', async (ctx) => {
@@ -436,6 +631,14 @@ describe.skipIf(skip)('egress policy (an unprivileged caller, uid 65534)', () =>
     expect(inet.requests.some((q) => q.url === '/u2' || q.url === '/u3')).toBe(false);
     expect(INET['other.test']).toBe('203.0.113.12');
   }, 180_000);
+
+  it('transparent is refused without root, at the call, saying why (nothing is made)', async () => {
+    const out = await asNobody(`
+      try { nsbox.spawnIsolated('/bin/true', [], { network: { mode: 'egress', allow: ['allowed.test'], transparent: true } }); console.log(JSON.stringify({ made: true })); }
+      catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code, message: e.message })); }`);
+    expect(out).toMatchObject({ name: 'NsboxError', code: 'EPERM' });
+    expect(out.message).toMatch(/options\.network\.transparent needs root: the redirect is nft rules in the sandbox's network namespace.*leave it out: programs that use the proxy variables/);
+  }, 60_000);
 
   it('TLS interception as uid 65534: curl trusts the sandbox\'s CA through the system bundle path, the header arrives, the host\'s bundle is unchanged', async (ctx) => {
     if (skipReason(!CURL, 'curl is not installed')) return ctx.skip();

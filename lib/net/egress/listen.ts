@@ -17,11 +17,23 @@ export function socketsInNetns(ns: { user?: { readonly fd: number }; net: { read
   return (native() as unknown as NetnsSocketsAddon).netnsSockets(ns.user ? ns.user.fd : -1, ns.net.fd, specs);
 }
 
-/** The addresses of this (the caller's) network namespace's interfaces: protected like loopback. */
-export function hostAddresses(): Set<string> {
+let shared: ReadonlySet<string> | undefined;
+
+/**
+ * The addresses of this (the caller's) network namespace's interfaces: protected like
+ * loopback. Read (a netlink dump, synchronous) once per turn of the event loop: sandboxes asked
+ * for in one go (a caller starting 50 at once) share one read instead of blocking the loop
+ * for one each; the next turn reads them afresh.
+ */
+export function hostAddresses(): ReadonlySet<string> {
+  if (shared) return shared;
+  let s: ReadonlySet<string>;
   try {
-    return new Set(netNative().netlinkAddrs().map((a) => a.address.toLowerCase()));
+    s = new Set(netNative().netlinkAddrs().map((a) => a.address.toLowerCase()));
   } catch {
-    return new Set();
+    s = new Set();
   }
+  shared = s;
+  setImmediate(() => { shared = undefined; }).unref();
+  return s;
 }

@@ -30,8 +30,12 @@ export interface EgressRequest {
   /** The host as the sandbox asked for it (lower case, no trailing dot): a name or an address. */
   host: string;
   port: number;
-  /** `'http'`: a plain HTTP request to the proxy; `'connect'`: a CONNECT tunnel (TLS, untouched); `'socks'`: a SOCKS5 connection. */
-  protocol: 'http' | 'connect' | 'socks';
+  /**
+   * `'http'`: a plain HTTP request to the proxy (or, with `transparent`, a redirected one, named
+   * by its Host header); `'connect'`: a CONNECT tunnel (TLS, untouched); `'socks'`: a SOCKS5
+   * connection; `'tls'`: with `transparent`, a redirected TLS connection, named by its SNI.
+   */
+  protocol: 'http' | 'connect' | 'socks' | 'tls';
   /** Plain HTTP only. */
   method?: string;
   path?: string;
@@ -83,6 +87,14 @@ export interface EgressNetworkOption {
    * of Node's root store (a private registry's CA; tests).
    */
   upstreamCa?: string;
+  /**
+   * Root only: also programs that ignore the proxy variables reach the allowed hosts. nft rules
+   * in the sandbox's network namespace (and a default route over `lo`) redirect its outbound
+   * IPv4 TCP to ports 80 and 443 to nsbox, which reads the host from the Host header (HTTP) or
+   * the TLS server name (SNI) and applies the same policy; other outbound TCP is refused. Shown
+   * in `result.isolation.egressTransparent`. Default false.
+   */
+  transparent?: boolean;
   /** Also a SOCKS5 proxy (127.0.0.1:1080 inside; `ALL_PROXY` then points at it). Default true. */
   socks?: boolean;
   /**
@@ -92,7 +104,7 @@ export interface EgressNetworkOption {
   lookup?: EgressLookup;
 }
 
-export const EGRESS_KEYS = ['mode', 'allow', 'deny', 'onRequest', 'inject', 'intercept', 'upstreamCa', 'socks', 'lookup'];
+export const EGRESS_KEYS = ['mode', 'allow', 'deny', 'onRequest', 'inject', 'intercept', 'upstreamCa', 'socks', 'lookup', 'transparent'];
 
 /** A rule once parsed. */
 export type ParsedRule =
@@ -317,6 +329,7 @@ export interface ParsedEgress {
   lookup?: EgressLookup;
   socks: boolean;
   intercept: boolean;
+  transparent: boolean;
   upstreamCa?: string;
 }
 
@@ -336,6 +349,7 @@ export function validateEgress(o: Record<string, unknown>, what = 'options.netwo
   const inject = parseInject(o.inject, `${what}.inject`, allow);
   if (o.intercept !== undefined && typeof o.intercept !== 'boolean') fail(`${what}.intercept`, `must be a boolean (got ${typeof o.intercept})`);
   const intercept = o.intercept === true;
+  if (o.transparent !== undefined && typeof o.transparent !== 'boolean') fail(`${what}.transparent`, `must be a boolean (got ${typeof o.transparent})`);
   if (intercept && inject.length === 0) fail(`${what}.intercept`, `intercepts HTTPS only to hosts an inject rule names: give ${what}.inject`);
   if (o.upstreamCa !== undefined) {
     if (!intercept) fail(`${what}.upstreamCa`, `is for TLS interception only (give ${what}.intercept: true)`);
@@ -344,7 +358,7 @@ export function validateEgress(o: Record<string, unknown>, what = 'options.netwo
     try { new X509Certificate(o.upstreamCa); } catch { fail(`${what}.upstreamCa`, 'is not a valid PEM certificate', RangeError); }
   }
   return {
-    allow, deny, inject, socks: o.socks !== false, intercept,
+    allow, deny, inject, socks: o.socks !== false, intercept, transparent: o.transparent === true,
     ...(o.upstreamCa !== undefined ? { upstreamCa: o.upstreamCa as string } : {}),
     ...(o.onRequest ? { onRequest: o.onRequest as EgressNetworkOption['onRequest'] } : {}),
     ...(o.lookup ? { lookup: o.lookup as EgressLookup } : {}),

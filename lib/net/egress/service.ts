@@ -23,7 +23,7 @@ import {
 } from './policy.js';
 
 /** Ports of the listeners inside the sandbox (on 127.0.0.1). */
-export const EGRESS_PORTS = { http: 3128, socks: 1080, dns: 53 } as const;
+export const EGRESS_PORTS = { http: 3128, socks: 1080, dns: 53, transparentHttp: 3180, transparentTls: 3443 } as const;
 
 /** Per host: what the sandbox's attempts came to. */
 export interface EgressHostStats {
@@ -39,7 +39,7 @@ export interface EgressHostStats {
 export interface EgressDeniedEvent {
   host: string;
   port: number;
-  protocol: 'http' | 'connect' | 'socks' | 'dns';
+  protocol: 'http' | 'connect' | 'socks' | 'dns' | 'tls';
   method?: string;
   path?: string;
   reason: DenyReason;
@@ -71,6 +71,9 @@ export interface EgressFds {
   dnsUdp: number;
   dnsTcp: number;
   socks?: number;
+  /** with `transparent`: where the nft rules redirect outbound TCP to port 80 and to port 443 */
+  transparentHttp?: number;
+  transparentTls?: number;
 }
 
 /**
@@ -149,7 +152,7 @@ export class EgressService extends EventEmitter {
   }
 
   /** The policy's verdict on one attempt, and the addresses it may go to. */
-  async #decide(rawHost: string, port: number, protocol: 'http' | 'connect' | 'socks', method?: string, path?: string): Promise<Decision> {
+  async #decide(rawHost: string, port: number, protocol: 'http' | 'connect' | 'socks' | 'tls', method?: string, path?: string): Promise<Decision> {
     const p = this.#p;
     if (this.#relays.size + this.#sockets.size / 2 >= MAX_EGRESS_CONNECTIONS) return { ok: false, reason: 'too-many-connections', detail: `${MAX_EGRESS_CONNECTIONS} at once` };
     const target = parseTarget(rawHost, port);
@@ -484,6 +487,58 @@ export class EgressService extends EventEmitter {
     this.#tunnel(client, up, key, rest.length);
   }
 
+  // --- transparent (root, nft redirect) ------------------------------------------------------
+
+  /** A redirected connection to port 443: the host is the TLS ClientHello's server name (SNI). */
+  #onTransparentTls(client: Socket): void {
+    this.#track(client);
+    client.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => client.destroy(), 10_000);
+    timer.unref();
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const sni = serverName(buf);
+      if (sni === undefined) return;
+      client.off('data', onData);
+      client.pause();
+      clearTimeout(timer);
+      void this.#transparentTls(client, sni, buf);
+    };
+    client.on('data', onData);
+  }
+
+  async #transparentTls(client: Socket, sni: string | null, hello: Buffer): Promise<void> {
+    const port = 443;
+    if (sni === null) {
+      this.#denied({ host: '(no server name)', port, protocol: 'tls', reason: 'bad-request', detail: 'not a TLS ClientHello with a server name (SNI)' });
+      return void client.resetAndDestroy();
+    }
+    const d = await this.#decide(sni, port, 'tls');
+    const key = d.ok ? d.target.host : parseTarget(sni, port)?.host ?? sni.toLowerCase().slice(0, 255);
+    if (!d.ok) {
+      this.#denied({ host: key, port, protocol: 'tls', reason: d.reason, ...(d.detail ? { detail: d.detail } : {}) });
+      // a TLS client sees its connection reset (no response of ours could pass its checks)
+      return void client.resetAndDestroy();
+    }
+    this.#entry(key).allowed++;
+    let up: Socket;
+    try {
+      up = await this.#connect(d.addresses, port);
+    } catch {
+      return void client.resetAndDestroy();
+    }
+    this.#track(up);
+    if (client.destroyed) { up.destroy(); return; }
+    try {
+      await write(up, hello);
+    } catch {
+      client.destroy(); up.destroy();
+      return;
+    }
+    this.#tunnel(client, up, key, hello.length);
+  }
+
   // --- DNS -----------------------------------------------------------------------------------
 
   async #answer(msg: Buffer): Promise<Buffer | undefined> {
@@ -534,6 +589,19 @@ export class EgressService extends EventEmitter {
       socks.maxConnections = MAX_EGRESS_CONNECTIONS;
       this.#servers.push(socks);
       waits.push(listenFd(socks, fds.socks));
+    }
+    // transparent: redirected HTTP goes to the HTTP proxy (named by its Host header), TLS by its SNI
+    if (fds.transparentHttp !== undefined) {
+      const th = createNetServer((c) => http.emit('connection', c));
+      th.maxConnections = MAX_EGRESS_CONNECTIONS;
+      this.#servers.push(th);
+      waits.push(listenFd(th, fds.transparentHttp));
+    }
+    if (fds.transparentTls !== undefined) {
+      const tt = createNetServer((c) => this.#onTransparentTls(c));
+      tt.maxConnections = MAX_EGRESS_CONNECTIONS;
+      this.#servers.push(tt);
+      waits.push(listenFd(tt, fds.transparentTls));
     }
     const udp = createSocket('udp4');
     this.#udp = udp;
@@ -621,6 +689,48 @@ function write(s: Socket, b: Buffer | string): Promise<void> {
 
 function socksReply(code: number): Buffer {
   return Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+/**
+ * The server name (SNI) of the TLS ClientHello at the start of `b`: undefined while more bytes
+ * are needed, null when it is no ClientHello or names no host. Only the first record is read
+ * (a ClientHello fits one: at most 16 KiB).
+ */
+export function serverName(b: Buffer): string | null | undefined {
+  if (b.length < 5) return b.length > 0 && b[0] !== 0x16 ? null : undefined;
+  if (b[0] !== 0x16 || b[1] !== 3) return null;
+  const recLen = b.readUInt16BE(3);
+  if (recLen > 16384 + 2048) return null;
+  if (b.length < 5 + recLen) return undefined;
+  const r = b.subarray(5, 5 + recLen);
+  try {
+    if (r[0] !== 1) return null;
+    let i = 4 + 2 + 32; // handshake header, client_version, random
+    i += 1 + r[i]!; // session id
+    i += 2 + r.readUInt16BE(i); // cipher suites
+    i += 1 + r[i]!; // compression methods
+    if (i + 2 > r.length) return null;
+    const end = Math.min(r.length, i + 2 + r.readUInt16BE(i));
+    i += 2;
+    while (i + 4 <= end) {
+      const type = r.readUInt16BE(i), len = r.readUInt16BE(i + 2);
+      i += 4;
+      if (type === 0) {
+        // server_name: a list of (type, name); type 0 is a host name
+        let j = i + 2;
+        while (j + 3 <= i + len) {
+          const nt = r[j]!, nl = r.readUInt16BE(j + 1);
+          if (nt === 0) return r.subarray(j + 3, j + 3 + nl).toString('latin1');
+          j += 3 + nl;
+        }
+        return null;
+      }
+      i += len;
+    }
+    return null;
+  } catch {
+    return null;
+  }
 }
 
 function ipv6Text(b: Buffer): string {

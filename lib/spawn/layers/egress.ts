@@ -8,6 +8,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { EgressService, EGRESS_PORTS, type EgressHostStats, type EgressUpdate } from '../../net/egress/service.js';
 import { hostAddresses, socketsInNetns } from '../../net/egress/listen.js';
 import { validateEgress, type EgressNetworkOption } from '../../net/egress/policy.js';
+import { nftUnavailableReason } from '../../net/nft.js';
+import { netNative } from '../../net/native.js';
+import { errnoError, type NsboxError } from '../../errors.js';
 import type { SpawnIsolatedOptions } from '../../plan/options.js';
 import type { LayerContext, LayerRun } from '../layer.js';
 import { holderRun } from './usernet.js';
@@ -48,13 +51,54 @@ function caFiles(caPem: string): { etc: Record<string, string>; env: Record<stri
   const bundle = `${host}${host && !host.endsWith('\n') ? '\n' : ''}# nsbox: this sandbox's TLS interception CA\n${caPem}`;
   return {
     etc: { [CA_BUNDLE.slice('/etc/'.length)]: bundle },
-    env: { SSL_CERT_FILE: CA_BUNDLE, CURL_CA_BUNDLE: CA_BUNDLE, REQUESTS_CA_BUNDLE: CA_BUNDLE, NODE_EXTRA_CA_CERTS: CA_BUNDLE },
+    env: CA_ENV,
   };
 }
 
-/** What an egress policy adds to result.isolation (and explain()): the hosts whose TLS it intercepts. */
-export function egressExplain(opt: EgressNetworkOption): { tlsInterception?: string[] } {
-  return opt.intercept === true ? { tlsInterception: (opt.inject ?? []).map((i) => i.host) } : {};
+/** The variables that point TLS libraries at the sandbox's bundle (with interception). */
+const CA_ENV: Readonly<Record<string, string>> = { SSL_CERT_FILE: CA_BUNDLE, CURL_CA_BUNDLE: CA_BUNDLE, REQUESTS_CA_BUNDLE: CA_BUNDLE, NODE_EXTRA_CA_CERTS: CA_BUNDLE };
+
+/** Every variable an egress policy sets over the program's env (what explain() shows): the proxy ones, and the CA ones with `intercept`. */
+export function egressEnv(opt: EgressNetworkOption): Record<string, string> {
+  return { ...proxyEnv(opt.socks !== false), ...(opt.intercept === true ? CA_ENV : {}) };
+}
+
+/** What an egress policy adds to result.isolation (and explain()): the hosts whose TLS it intercepts, the transparent redirect. */
+export function egressExplain(opt: EgressNetworkOption): { tlsInterception?: string[]; egressTransparent?: boolean } {
+  return {
+    ...(opt.intercept === true ? { tlsInterception: (opt.inject ?? []).map((i) => i.host) } : {}),
+    ...(opt.transparent === true ? { egressTransparent: true } : {}),
+  };
+}
+
+/**
+ * The transparent redirect, in the sandbox's network namespace alone (it goes with it): a
+ * default route over `lo` from 127.0.0.1 (so that a connect to any IPv4 address leaves at all), nat rules
+ * that send TCP to ports 80 and 443 of other addresses than loopback to nsbox's listeners, and
+ * a reset for every other outbound TCP connection. UDP and ICMP still reach nothing.
+ */
+const TRANSPARENT_RULES = `
+add table ip nsbox_egress
+add chain ip nsbox_egress nat_out { type nat hook output priority -100; policy accept; }
+add rule ip nsbox_egress nat_out ip daddr != 127.0.0.0/8 tcp dport 80 redirect to :${EGRESS_PORTS.transparentHttp}
+add rule ip nsbox_egress nat_out ip daddr != 127.0.0.0/8 tcp dport 443 redirect to :${EGRESS_PORTS.transparentTls}
+add chain ip nsbox_egress refuse_out { type filter hook output priority 0; policy accept; }
+add rule ip nsbox_egress refuse_out ip daddr != 127.0.0.0/8 meta l4proto tcp reject with tcp reset
+`;
+
+/** Why `transparent` cannot be had here (it needs root and nftables), or undefined. */
+function transparentRefusal(): NsboxError | undefined {
+  if (process.geteuid?.() !== 0) {
+    return errnoError(1, 'egress', 'transparent', undefined, 'options.network.transparent needs root: the redirect is nft rules in the sandbox\'s network namespace, made by the caller. Run as root, or leave it out: programs that use the proxy variables (curl, wget, npm, pip, git) need no redirect');
+  }
+  const why = nftUnavailableReason();
+  return why ? errnoError(38, 'egress', 'transparent', undefined, `options.network.transparent needs nftables (${why}): install libnftables1`) : undefined;
+}
+
+/** Sets up the redirect in the holder's network namespace (root: entered directly). */
+function setUpTransparent(net: { readonly fd: number }): void {
+  netNative().netlinkRoute(true, { dst: '0.0.0.0/0', link: 'lo', src: '127.0.0.1' }, { fd: net.fd });
+  netNative().nftRun(TRANSPARENT_RULES, {}, net.fd);
 }
 
 export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx: LayerContext): LayerRun {
@@ -63,17 +107,29 @@ export function egressRun(opt: EgressNetworkOption, o: SpawnIsolatedOptions, ctx
   if (parsed.intercept && o.rootfs === undefined && o.image === undefined && !existsSync(CA_BUNDLE)) {
     throw new Error(`options.network.intercept: this host has no ${CA_BUNDLE} for the sandbox's view to add its CA to (install the ca-certificates package, or give a rootfs)`);
   }
+  if (parsed.transparent) {
+    const refused = transparentRefusal();
+    if (refused) throw refused;
+  }
   const service = new EgressService(opt as unknown as Record<string, unknown>, parsed, hostAddrs);
   let served = false;
   const run = holderRun('egress', o, ctx, async (_pid, ns) => {
     const specs = [
       { tcp: true, port: EGRESS_PORTS.http }, { tcp: false, port: EGRESS_PORTS.dns }, { tcp: true, port: EGRESS_PORTS.dns },
       ...(parsed.socks ? [{ tcp: true, port: EGRESS_PORTS.socks }] : []),
+      ...(parsed.transparent ? [{ tcp: true, port: EGRESS_PORTS.transparentHttp }, { tcp: true, port: EGRESS_PORTS.transparentTls }] : []),
     ];
     // as root the network namespace is entered directly; without privilege from its owner
     const fds = socketsInNetns({ ...(process.geteuid?.() === 0 ? {} : { user: ns.user }), net: ns.net }, specs);
     served = true;
-    await service.serve({ http: fds[0]!, dnsUdp: fds[1]!, dnsTcp: fds[2]!, ...(parsed.socks ? { socks: fds[3]! } : {}) });
+    const t = parsed.socks ? 4 : 3;
+    await service.serve({
+      http: fds[0]!, dnsUdp: fds[1]!, dnsTcp: fds[2]!, ...(parsed.socks ? { socks: fds[3]! } : {}),
+      ...(parsed.transparent ? { transparentHttp: fds[t]!, transparentTls: fds[t + 1]! } : {}),
+    });
+    if (parsed.transparent) {
+      try { setUpTransparent(ns.net); } catch (e) { await service.close(); throw e; }
+    }
     const trust = service.ca ? caFiles(service.ca.certPem) : undefined;
     return {
       files: { hosts: BASE_HOSTS, resolvConf: 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' },
