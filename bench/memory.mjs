@@ -9,6 +9,7 @@
 //    --concurrency at once); the addon and the pipeline must leak nothing: the last sample
 //    within 5% of the first one taken after a warm-up of --every spawns. --spawns 0 skips it.
 import { spawn as cpSpawn } from 'node:child_process';
+import v8 from 'node:v8';
 import { spawnIsolated } from '../dist/index.js';
 
 const sarg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
@@ -18,7 +19,8 @@ const EVERY = Number(sarg('every', '5000'));
 const CONC = Number(sarg('concurrency', '4'));
 if (typeof globalThis.gc !== 'function') { console.error('run with node --expose-gc'); process.exit(2); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const settle = async () => { for (let i = 0; i < 3; i++) { globalThis.gc(); await sleep(100); } return process.memoryUsage(); };
+const youngKiB = () => v8.getHeapSpaceStatistics().filter((x) => x.space_name === 'new_space').reduce((a, x) => a + x.space_size, 0) / 1024;
+const settle = async () => { for (let i = 0; i < 3; i++) { globalThis.gc(); await sleep(100); } return { ...process.memoryUsage(), young: youngKiB() }; };
 const kib = (b) => (b / 1024).toFixed(1);
 
 async function live(kind, k) {
@@ -39,18 +41,22 @@ async function live(kind, k) {
   const m1 = await settle();
   for (const p of procs) p.kill('SIGKILL');
   await Promise.all(procs.map((p) => (kind === 'nsbox' ? p.then(() => {}, () => {}) : new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r))))));
-  return { rss: (m1.rss - m0.rss) / k, heap: (m1.heapUsed - m0.heapUsed) / k, ext: (m1.external + m1.arrayBuffers - m0.external - m0.arrayBuffers) / k };
+  return { rss: (m1.rss - m0.rss) / k, heap: (m1.heapUsed - m0.heapUsed) / k, ext: (m1.external + m1.arrayBuffers - m0.external - m0.arrayBuffers) / k, young: (m1.young - m0.young) * 1024 / k };
 }
 
 console.log(`bench/memory: node ${process.version}, kernel ${(await import('node:os')).release()}, ${new Date().toISOString()}`);
-// warm-up: the addon, templates, the first streams
-for (let i = 0; i < 20; i++) await spawnIsolated('/bin/true');
+// warm-up: the addon, templates, the first streams; and V8's young generation, which grows
+// (committed, so in RSS) with the allocation rate of many quick spawns and then stays: once,
+// not per sandbox. Without this the first measured runner pays it (it was most of nsbox's
+// "96 KiB per sandbox" at 100 live).
+for (let i = 0; i < 300; i++) await spawnIsolated('/bin/true');
 for (const k of LIVE) {
   const n = await live('nsbox', k);
   const c = await live('child_process', k);
   console.log(`\n${k} live idle processes, Node's growth per process (KiB; after GC):`);
   console.log(`  nsbox          RSS ${kib(n.rss).padStart(7)}   heap ${kib(n.heap).padStart(7)}   external ${kib(n.ext).padStart(6)}`);
   console.log(`  child_process  RSS ${kib(c.rss).padStart(7)}   heap ${kib(c.heap).padStart(7)}   external ${kib(c.ext).padStart(6)}`);
+  console.log(`  of which V8's young generation grew: nsbox ${kib(n.young)}, child_process ${kib(c.young)} (committed young-generation space; V8 sizes it by the allocation rate, once)`);
   console.log(`  nsbox / child_process RSS ${(n.rss / c.rss).toFixed(2)}x; nsbox RSS per sandbox ${kib(n.rss)} KiB (target <= 64)`);
 }
 

@@ -1,6 +1,7 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
 import { accessSync, constants, existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdir as mkdirAsync, readFile as readFileAsync, rmdir as rmdirAsync, writeFile as writeFileAsync } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { errnoError, fromNodeError, NsboxError } from '../errors.js';
 import { detectLayout, forgetLayout, type CgroupMode, type CgroupLayout } from './detect.js';
@@ -348,6 +349,12 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     this.driver.apply(r);
   }
 
+  /** @internal Writes limits validated already (a spare taken for a sandbox: lib/cgroup/spares.ts). */
+  _apply(r: ResolvedLimits): void {
+    this.alive('update');
+    this.driver.apply(r);
+  }
+
   /** Moves a process (never the caller) into this cgroup, in every hierarchy. */
   async addProcess(pid: number): Promise<void> {
     checkPid(pid);
@@ -371,6 +378,11 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   async _finalStats(): Promise<CgroupStats> {
     this.alive('stats');
     return this.driver.stats(true);
+  }
+
+  /** @internal Whether the cgroup is empty, from one file (see Driver.emptyAtAGlance); a removed one is. */
+  _emptyAtAGlance(): boolean {
+    return this.destroyedFlag || this.driver.emptyAtAGlance();
   }
 
   /** Limit counters: OOM kills and pids.max refusals. */
@@ -651,7 +663,8 @@ function parentDirV2(layout: CgroupLayout, parent: string | CGroup | undefined):
   return layout.v2OwnDir ?? m;
 }
 
-async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
+/** v2: the directory a cgroup named `name` goes in (the checks of {@link CGroup.create}, before anything is made). */
+function v2ParentDir(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): string {
   const mount = layout.v2Mount!;
   let pdir: string;
   if (parent === undefined) {
@@ -678,6 +691,12 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
       }
     }
   }
+  return pdir;
+}
+
+async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
+  const mount = layout.v2Mount!;
+  const pdir = v2ParentDir(layout, name, limits, parent);
   const needed = v2ControllersFor(limits);
   const wanted = [...new Set([...needed, ...V2_WANTED])];
   const here = [{ controllers: ['cgroup2'], dir: pdir }];
@@ -708,11 +727,14 @@ function v1Hierarchies(layout: CgroupLayout, limits: ResolvedLimits): CgroupLayo
   return [...layout.v1, layout.v1Devices];
 }
 
-async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
+function checkV1Limits(limits: ResolvedLimits): void {
   if (limits.memorySwap !== undefined && limits.memory === undefined) {
     throw new TypeError('limits.memorySwap needs limits.memory on cgroup v1 (memory.memsw.limit_in_bytes counts both)');
   }
-  // parent directory per hierarchy
+}
+
+/** v1: the parent directory per hierarchy (the checks of {@link CGroup.create}, before anything is made). */
+function v1Parents(layout: CgroupLayout, limits: ResolvedLimits, parent: string | CGroup | undefined): { controllers: string[]; dir: string }[] {
   const parents: { controllers: string[]; dir: string }[] = [];
   for (const h of v1Hierarchies(layout, limits)) {
     let p: string | undefined;
@@ -735,6 +757,12 @@ async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimi
     const refused = parents.filter((p) => !mayCreateIn(p.dir));
     if (refused.length) throw deniedError(true, refused, limits);
   }
+  return parents;
+}
+
+async function createV1(layout: CgroupLayout, name: string, limits: ResolvedLimits, parent: string | CGroup | undefined): Promise<CGroup> {
+  checkV1Limits(limits);
+  const parents = v1Parents(layout, limits, parent);
   const made: string[] = [];
   const dirs: Record<string, string> = {};
   const drv = new V1Driver(dirs);
@@ -780,6 +808,62 @@ export async function removeMade(dirs: readonly string[]): Promise<void> {
 
 function hasChildDir(d: string): boolean {
   try { return readdirSync(d, { withFileTypes: true }).some((e) => e.isDirectory()); } catch { return false; }
+}
+
+/**
+ * @internal An empty cgroup made ahead for a later sandbox (the spare pool, lib/cgroup/spares.ts):
+ * made where {@link CGroup.create} would make it (the caller's own cgroup per hierarchy, or
+ * `parent`), with the same checks and no limits; its directories are made on the thread pool,
+ * the v1 hierarchies side by side. v2: `controllers` are those its parent gives it.
+ */
+export async function makeSpareCgroup(name: string, parent: string | undefined): Promise<{ cgroup: CGroup; controllers: Set<string> | undefined }> {
+  const layout = detectLayout();
+  const none: ResolvedLimits = {};
+  const made: string[] = [];
+  const mk = async (dir: string) => {
+    try { await mkdirAsync(dir); } catch (e) { throw fromNodeError(e, 'cgroup-create'); }
+    made.push(dir);
+  };
+  try {
+    if (layout.mode === 'v2') {
+      const pdir = v2ParentDir(layout, name, none, parent);
+      const failed = v2Enable(pdir, layout.v2Mount!, V2_WANTED);
+      await mk(`${pdir}/${name}`);
+      return { cgroup: CGroup.fromDriver(new V2Driver(`${pdir}/${name}`), name), controllers: new Set(V2_WANTED.filter((c) => !failed.has(c))) };
+    }
+    const dirs: Record<string, string> = {};
+    await Promise.all(v1Parents(layout, none, parent).map(async (p) => {
+      const dir = `${p.dir}/${name}`;
+      await mk(dir);
+      for (const c of p.controllers) dirs[c] = dir;
+      // a v1 cpuset starts empty and refuses tasks until cpus and mems are set: the parent's
+      if (p.controllers.includes('cpuset')) {
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          const v = (await readFileAsync(`${p.dir}/${f}`, 'utf8')).trim();
+          if (v) await writeFileAsync(`${dir}/${f}`, v);
+        }
+      }
+    }));
+    return { cgroup: CGroup.fromDriver(new V1Driver(dirs), name), controllers: undefined };
+  } catch (e) {
+    await Promise.all(made.map((d) => rmdirAsync(d).catch(() => {})));
+    throw e;
+  }
+}
+
+/**
+ * @internal Whether a spare (see {@link makeSpareCgroup}) can take `limits` as a cgroup made by
+ * {@link CGroup.create} would: on v2, every controller they need is given by its parent.
+ * Throws what create() throws for limits the host never takes (v1 memorySwap without memory).
+ */
+export function spareFits(limits: ResolvedLimits, controllers: Set<string> | undefined): boolean {
+  // device rules: v1 needs the devices hierarchy, which a spare has no directory in
+  if (limits.devices !== undefined) return false;
+  if (controllers === undefined) {
+    checkV1Limits(limits);
+    return true;
+  }
+  return v2ControllersFor(limits).every((c) => controllers.has(c));
 }
 
 async function removeQuiet(dir: string): Promise<void> {

@@ -68,6 +68,8 @@ export interface Driver {
   apply(r: ResolvedLimits): void;
   pids(): number[];
   populated(): boolean;
+  /** One file's look at whether anything is inside (v1: one hierarchy, which every task of a sandbox joins with the others). */
+  emptyAtAGlance(): boolean;
   /** `lean`: only what a spawn's result reports (cpu user/system, memory and pids peaks, OOM kills); the rest null. */
   stats(lean?: boolean): CgroupStats;
   counters(): LimitCounters;
@@ -318,6 +320,10 @@ export class V2Driver implements Driver {
     return kv(ev).populated === 1;
   }
 
+  emptyAtAGlance(): boolean {
+    return !this.populated();
+  }
+
   cpuUsageUs(): number | null {
     const s = kv(readOpt(`${this.dir}/cpu.stat`));
     return s.usage_usec ?? null;
@@ -536,6 +542,11 @@ export class V1Driver implements Driver {
     return this.pids().length > 0;
   }
 
+  emptyAtAGlance(): boolean {
+    const d = this.dirs.pids ?? this.dirs.memory ?? this.uniqueDirs()[0];
+    return d === undefined || readPids(`${d}/cgroup.procs`).length === 0;
+  }
+
   cpuUsageUs(): number | null {
     const d = this.d('cpuacct');
     if (!d) return null;
@@ -599,7 +610,9 @@ export class V1Driver implements Driver {
   }
 
   async kill(timeoutMs: number): Promise<void> {
-    if (this.pids().includes(process.pid)) killPid(process.pid); // throws: never kill ourselves
+    const pids = this.pids();
+    if (pids.includes(process.pid)) killPid(process.pid); // throws: never kill ourselves
+    if (pids.length === 0) return; // empty already (a sandbox whose pid 1 was reaped): one look
     await killLoop(this, timeoutMs);
   }
 

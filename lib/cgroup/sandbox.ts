@@ -1,8 +1,9 @@
 // The cgroup step of spawnIsolated: make the sandbox's cgroup, hand the spawner what it
 // needs to put the child inside before exec, and answer "which limit fired, what was used".
 import { closeSync, constants, openSync } from 'node:fs';
-import { CGroup } from './cgroup.js';
+import { CGroup, spareFits } from './cgroup.js';
 import { cgroupLimitsOf, validateLimits, type Limits, type SandboxLimits } from './limits.js';
+import { returnSpare, takeSpare } from './spares.js';
 import type { CgroupStats, LimitCounters } from './drivers.js';
 import { ownerTag } from '../owner.js';
 
@@ -14,6 +15,12 @@ export interface PrepareSandboxCgroupOptions {
   parent?: string | CGroup;
   /** Name; default `nsbox-<pid>-<start>-<counter>` (the owner's pid and start time: `gc()` removes it once that process is gone). Always contains `nsbox`. */
   name?: string;
+  /**
+   * @internal Take one of this process's spare cgroups made ahead (lib/cgroup/spares.ts) when
+   * one is ready, instead of making one (spawnIsolated's cgroup layer). Not with `name` or a
+   * CGroup `parent`.
+   */
+  spare?: boolean;
 }
 
 /** Usage of a finished (or running) sandbox, from its cgroup. */
@@ -46,6 +53,8 @@ export interface SandboxCgroup {
   figures(): Promise<{ verdict: 'memory' | 'pids' | null; usage: SandboxUsage }>;
   /** Total CPU time so far, ms (one file read; for cpuTimeMs polling). 0 when unknown. */
   cpuUsageMs(): Promise<number>;
+  /** Kills everything inside, waits until empty and reads the figures, leaving the removal for later (verdict()/usage() answer from these figures). */
+  settle(): Promise<void>;
   /** Kills everything inside, waits until empty, removes the cgroup. Idempotent; never throws for a group already removed. */
   killAndRemove(): Promise<void>;
 }
@@ -63,6 +72,37 @@ function usageOf(s: CgroupStats): SandboxUsage {
 }
 
 /**
+ * A spare cgroup with `limits` written, or undefined when none is ready or it cannot take them
+ * as a cgroup made for them would (then CGroup.create makes one and reports what is wrong).
+ */
+async function fromSpare(parent: string | undefined, limits: Limits): Promise<CGroup | undefined> {
+  const s = takeSpare(parent);
+  if (!s) return undefined;
+  let fits: boolean;
+  const r = validateLimits(limits, { cgroupOnly: true });
+  try {
+    fits = spareFits(r, s.controllers);
+  } catch (e) {
+    returnSpare(parent, s);
+    throw e;
+  }
+  if (!fits) {
+    returnSpare(parent, s);
+    return undefined;
+  }
+  try {
+    s.cgroup._apply(r);
+  } catch (e) {
+    // half-made: removed as create() removes a cgroup whose limits were refused
+    await s.cgroup.destroy({ kill: true }).then(s.drop, () => {});
+    throw e;
+  }
+  // from here it is this sandbox's (its own teardown record is the caller's)
+  s.drop();
+  return s.cgroup;
+}
+
+/**
  * Creates a sandbox's cgroup with `limits`. Validation errors (TypeError/RangeError) come
  * before anything exists; a limit the host cannot apply is an NsboxError naming the
  * controller, and nothing is left behind.
@@ -70,8 +110,9 @@ function usageOf(s: CgroupStats): SandboxUsage {
 export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): Promise<SandboxCgroup> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
   const cgLimits = cgroupLimitsOf(validateLimits(opts.limits));
-  const name = opts.name ?? `nsbox-${ownerTag()}-${++counter}`;
-  const cg = await CGroup.create(name, { parent: opts.parent, limits: cgLimits as Limits });
+  let cg: CGroup | undefined;
+  if (opts.spare && opts.name === undefined && (opts.parent === undefined || typeof opts.parent === 'string')) cg = await fromSpare(opts.parent, cgLimits as Limits);
+  cg ??= await CGroup.create(opts.name ?? `nsbox-${ownerTag()}-${++counter}`, { parent: opts.parent, limits: cgLimits as Limits });
   let fd: number | undefined;
   if (cg.version === 2) {
     try {
@@ -119,6 +160,12 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
     async cpuUsageMs() {
       if (cg.destroyed) return last?.stats.cpuUsageMs ?? 0;
       return (await cg.cpuUsageMs()) ?? 0;
+    },
+    async settle() {
+      if (cg.destroyed) return;
+      // a sandbox whose pid 1 was reaped is empty: one look, the full kill only when not
+      if (!cg._emptyAtAGlance()) await cg.kill();
+      await snapshot().catch(() => {});
     },
     killAndRemove() {
       sb.closeCloneFd();

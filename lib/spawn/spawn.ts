@@ -311,12 +311,18 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
       this.#endStreams();
       throw err;
     }
-    const { plan, isolation } = made;
+    const { isolation } = made;
     let { out } = made;
     o = made.options;
+    // what the rest needs of the plan; the plan itself (its ops and mounts: most of what a
+    // sandbox would keep in Node's heap) is not held while the sandbox runs
+    const plan = { pdeathsig: made.plan.pdeathsig, netPremade: made.plan.netPremade };
+    const initIsPid1 = made.plan.init && made.plan.summary.namespaces.includes('pid');
+    made = undefined;
+    base = undefined as unknown as Plan;
+    input = undefined;
     this.pid = out.pid;
     this.#pidfd = out.pidfd;
-    const initIsPid1 = plan.init && plan.summary.namespaces.includes('pid');
     this.#initKills = initIsPid1 && !this.#serve;
     // fds of ours that no Node handle owns (and a prepared sandbox's pidfd until its run is
     // watched): closed by the thread's teardown if it comes first
@@ -503,7 +509,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
   }
 
   /** Watches the exit, and the limits nsbox enforces itself while it runs: wall time, cpu time (polled from the cgroup), the abort signal. */
-  #watch(plan: Plan, out: SpawnOut, o: SpawnIsolatedOptions, cg: CgroupRun | undefined): Promise<ExitInfo> {
+  #watch(plan: Pick<Plan, 'pdeathsig' | 'netPremade'>, out: SpawnOut, o: SpawnIsolatedOptions, cg: CgroupRun | undefined): Promise<ExitInfo> {
     let done = false;
     const spare = plan.netPremade;
     const exited = new Promise<ExitInfo>((resolve) => native().watchExit(out.pidfd, (info) => {

@@ -52,8 +52,42 @@ export function defaultBridgeGuard(): () => Promise<void> {
   };
 }
 
-/** Directories of every cgroup hierarchy whose name carries one of `pids` as nsbox's owner (`nsbox-[sbx-]<pid>-…`), sorted. */
-export function nsboxCgroupsOf(pids: Iterable<number>): string[] {
+/** The owner's pid and start time in a spare cgroup's name (`nsbox-<pid>-<start>-spare-<n>`, lib/cgroup/spares.ts), or undefined. */
+export function spareOwner(dir: string): { pid: number; start: number } | undefined {
+  const m = /^nsbox-(\d+)-(\d+)-spare-\d+$/.exec(dir.slice(dir.lastIndexOf('/') + 1));
+  return m ? { pid: Number(m[1]), start: Number(m[2]) } : undefined;
+}
+
+/** Start time of a live process (field 22 of /proc/<pid>/stat), undefined when gone or a zombie. */
+function startOf(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? undefined : Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `dir` is a spare cgroup a live owner may keep between its sandboxes: named
+ * `nsbox-<pid>-<start>-spare-<n>` for a process that runs now (same pid and start time), and
+ * empty. Anything else of nsbox's with an owner's pid is a leftover.
+ */
+export function isLiveSpare(dir: string): boolean {
+  const o = spareOwner(dir);
+  if (!o || startOf(o.pid) !== o.start) return false;
+  try { return readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() === ''; } catch { return true; /* removed meanwhile */ }
+}
+
+/**
+ * Directories of every cgroup hierarchy whose name carries one of `pids` as nsbox's owner
+ * (`nsbox-[sbx-]<pid>-…`), sorted. Spares of a live owner (see {@link isLiveSpare}) are not
+ * leftovers and are left out unless `spares` is true: a process keeps a few made ahead for its
+ * next limited spawn, removes them at its teardown and after 2 s unused, and gc removes them
+ * once it is gone (cgroup-spawn and cgroup-gc tests check each of these).
+ */
+export function nsboxCgroupsOf(pids: Iterable<number>, spares = false): string[] {
   const want = new Set(pids);
   const found: string[] = [];
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' '))
@@ -70,5 +104,5 @@ export function nsboxCgroupsOf(pids: Iterable<number>): string[] {
     }
   };
   for (const m of new Set(mounts)) walk(m, 0);
-  return found.sort();
+  return (spares ? found : found.filter((d) => !isLiveSpare(d))).sort();
 }

@@ -1,11 +1,13 @@
 // Issue 3 through spawnIsolated: limits, verdicts, usage, and no cgroup left behind. Runs on
 // cgroup v1 here and on cgroup v2 in the VM (npm run test:vm).
 import { describe, it, expect } from 'vitest';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { release } from 'node:os';
 import { spawnIsolated } from '../../lib/index.js';
 import { CGroup } from '../../lib/cgroup/index.js';
-import { isRoot, skipReason } from '../helpers/host.js';
+import { releaseSpares, SPARES, IDLE_MS } from '../../lib/cgroup/spares.js';
+import { isLiveSpare, isRoot, nsboxCgroupsOf, skipReason, sleep, spareOwner } from '../helpers/host.js';
 
 // the kernel keeps a peak figure: v2 memory.peak since 5.19 (v1 always), pids.peak since 6.1
 const sh = (script: string, o: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], o);
@@ -36,6 +38,25 @@ function ourCgroups(): string[] {
   return found;
 }
 
+/**
+ * What of ours may remain once a limited sandbox has its result: nothing of that sandbox (its
+ * cgroup, named in result.isolation.cgroup, is removed just after the result, off the critical
+ * path: waited for, 10 s at most, with nothing called), and else only spares made ahead for the
+ * next limited spawn: named nsbox-<pid>-<start>-spare-<n> for this live process, empty, at most
+ * SPARES of them. Their removal is checked below (teardown, idle, releaseSpares) and in
+ * cgroup-gc.test.ts (gc).
+ */
+async function expectNothingButSpares(sandboxCgroups: (string | null | undefined)[] = []): Promise<void> {
+  const names = sandboxCgroups.filter((c): c is string => !!c).map((c) => c.slice(c.lastIndexOf('/') + 1));
+  const name = (d: string) => d.slice(d.lastIndexOf('/') + 1);
+  const leftover = () => ourCgroups().filter((d) => names.includes(name(d)) || !isLiveSpare(d));
+  for (let i = 0; i < 200 && leftover().length; i++) await sleep(50);
+  expect(leftover()).toEqual([]);
+  const spares = ourCgroups();
+  for (const d of spares) expect(spareOwner(d)?.pid).toBe(process.pid);
+  expect(new Set(spares.map(name)).size).toBeLessThanOrEqual(SPARES);
+}
+
 describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsolated limits (cgroup ${CGroup.mode()})`, () => {
   it('kills a program touching 256 MiB under a 64 MiB limit: verdict memory, peak near the limit', async () => {
     const r = await spawnIsolated('/usr/bin/python3', ['-c', 'b = bytearray(256 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1'], {
@@ -59,7 +80,7 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
       expect(r.usage.pidsPeak).toBeLessThanOrEqual(32);
       expect(r.usage.pidsPeak).toBeGreaterThanOrEqual(30);
     } else expect(r.usage.pidsPeak).toBeNull();
-    expect(ourCgroups()).toEqual([]);
+    await expectNothingButSpares([r.isolation.cgroup]);
     expect((await sh('echo again')).stdout).toBe('again\n');
   });
 
@@ -104,20 +125,66 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     else expect(lines).toContain('pids');
   });
 
-  it('rejects bad limits before any cgroup exists', () => {
+  it('rejects bad limits before any cgroup exists', async () => {
+    await expectNothingButSpares();
+    const before = ourCgroups();
     for (const limits of [{ memory: -1 }, { memory: 100 }, { pids: 0 }, { cpuset: '0-999' }, { bogus: 1 }] as object[]) {
       expect(() => sh('true', { limits } as never)).toThrow(/limits\./);
     }
-    expect(ourCgroups()).toEqual([]);
+    // no cgroup made, no spare taken (the calls throw synchronously)
+    expect(ourCgroups()).toEqual(before);
   });
 
   it('leaves no nsbox cgroup after 1,000 sandboxes with limits', async () => {
+    const used: (string | null)[] = [];
     for (let i = 0; i < 1000; i += 50) {
       const batch = await Promise.all(Array.from({ length: 50 }, () => spawnIsolated('/bin/true', [], { limits: { pids: 16, memory: '32M' } })));
       expect(batch.every((r) => r.exitCode === 0)).toBe(true);
+      used.push(...batch.map((r) => r.isolation.cgroup));
     }
+    await expectNothingButSpares(used);
+    await releaseSpares();
     expect(ourCgroups()).toEqual([]);
   }, 300_000);
+
+  it('uses each spare cgroup once, with fresh counters, and removes spares after 2 s unused', async () => {
+    // the first spawn may make its cgroup; its removal makes the spares
+    const first = await sh('true', { limits: { pids: 16 } });
+    await expectNothingButSpares([first.isolation.cgroup]);
+    for (let i = 0; i < 100 && !ourCgroups().length; i++) await sleep(20);
+    const ready = new Set(ourCgroups().map((d) => d.slice(d.lastIndexOf('/') + 1)));
+    expect(ready.size).toBeGreaterThan(0);
+    // a fork bomb fills one, then a quiet sandbox gets another: its figures are its own
+    const bomb = await sh('i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; wait', { limits: { pids: 24, wallTimeMs: 20_000 } });
+    expect(bomb.verdict).toBe('pids');
+    const quiet = await sh('true', { limits: { pids: 24 } });
+    const used = [bomb, quiet].map((r) => r.isolation.cgroup!.slice(r.isolation.cgroup!.lastIndexOf('/') + 1));
+    expect(new Set(used).size).toBe(2);
+    expect(used.every((n) => ready.has(n))).toBe(true);
+    expect(quiet.verdict).toBe('exited');
+    if (hasPidsPeak) expect(quiet.usage.pidsPeak).toBeLessThanOrEqual(2);
+    await expectNothingButSpares(used);
+    // unused: gone by themselves
+    await sleep(IDLE_MS + 500);
+    for (let i = 0; i < 100 && ourCgroups().length; i++) await sleep(50);
+    expect(ourCgroups()).toEqual([]);
+  }, 60_000);
+
+  it('a Node process that made spares leaves no cgroup when it exits', () => {
+    const dist = new URL('../../dist/index.js', import.meta.url).pathname;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `
+      const m = await import(${JSON.stringify(dist)});
+      for (let i = 0; i < 3; i++) await m.spawnIsolated('/bin/true', [], { limits: { pids: 16 } });
+      await new Promise((r) => setTimeout(r, 300));
+      const { readdirSync } = await import('node:fs');
+      const r = await m.spawnIsolated('/bin/true', [], { limits: { pids: 16 } });
+      const home = r.isolation.cgroup.slice(0, r.isolation.cgroup.lastIndexOf('/'));
+      process.stdout.write(JSON.stringify({ pid: process.pid, spares: readdirSync(home).filter((n) => n.startsWith('nsbox-' + process.pid + '-') && n.includes('-spare-')).length }));
+    `]).toString();
+    const { pid, spares } = JSON.parse(out) as { pid: number; spares: number };
+    expect(spares).toBeGreaterThan(0);
+    expect(nsboxCgroupsOf([pid], true)).toEqual([]);
+  }, 60_000);
 
   it('runs in an existing cgroup and leaves it in place', async () => {
     const cg = await CGroup.create(`nsbox-${process.pid}-existing`, { limits: { pids: 8 } });

@@ -1,11 +1,15 @@
 // The cgroup layer: the sandbox's own cgroup for its cgroup limits (made under the caller's
-// cgroup, or `cgroupParent`), or the caller's `cgroup`. Acquire makes it and names how the child
+// cgroup, or `cgroupParent`), or the caller's `cgroup`. Acquire takes a spare made ahead
+// (lib/cgroup/spares.ts) and writes the limits into it, or makes one, and names how the child
 // is put in (the driver's placement: CLONE_INTO_CGROUP fd, v1 tasks files, or cgroup.procs);
 // while the sandbox runs the pipeline reads its cpu time (cpuTimeMs) and kills through it; after
-// exit it tells which limit fired and what was used, and release removes it.
+// exit it tells which limit fired and what was used (the cgroup emptied and read before the
+// result), and removes it just after the result (on a failure path release removes it before
+// the error); then the spares are made up again.
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
+import { refillSpares } from '../../cgroup/spares.js';
 import { onTeardown } from '../../teardown.js';
 import { validateLimits, wantsCgroup, type SandboxLimits } from '../../cgroup/limits.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
@@ -69,12 +73,21 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
   if (!wantsCgroup(limits)) return undefined;
   let sb: SandboxCgroup | undefined;
   let dropTeardown = () => {};
-  const remove = async () => { await sb?.killAndRemove().then(dropTeardown, () => {}); };
+  // a used cgroup is removed, never reused; once it is gone the spares are made up again
+  // (both after the result)
+  const parent = typeof o.cgroupParent === 'string' ? o.cgroupParent : undefined;
+  const spare = o.cgroupParent === undefined || typeof o.cgroupParent === 'string';
+  const remove = async () => {
+    await sb?.killAndRemove().then(dropTeardown, () => {});
+    if (spare) refillSpares(parent);
+  };
+  // finish started the removal after the result: release does not wait for it
+  let removing = false;
   return {
     get cgroup() { return sb?.cgroup; },
     given: false,
     async acquire(_plan, bindings) {
-      sb = await prepareSandboxCgroup({ limits: limits as SandboxLimits, parent: o.cgroupParent });
+      sb = await prepareSandboxCgroup({ limits: limits as SandboxLimits, parent: o.cgroupParent, spare });
       // the thread's teardown removes it, unless the sandbox is to outlive the thread
       if (pdeathsig) dropTeardown = onTeardown({ cgroups: [...new Set(Object.values(sb.cgroup.paths))] });
       placeIn(sb.cgroup, bindings, sb.cloneIntoFd ?? -1);
@@ -85,10 +98,15 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
     killAll() { sb?.cgroup.kill().catch(() => {}); },
     async finish(deferRemoval = false) {
       if (!sb) return undefined;
-      if (!deferRemoval) await remove();
+      if (!deferRemoval) {
+        // empty and read now; the directories go after the result
+        await sb.settle().catch(() => {});
+        removing = true;
+        setImmediate(() => { void remove(); });
+      }
       return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
-    release: remove,
+    release: () => (removing ? undefined : remove()),
   };
 }
 
