@@ -347,8 +347,11 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     await Promise.all(output.done);
     this.#emitClose();
     let verdict: Verdict = this.#fired ?? (this.signalCode ? 'signaled' : 'exited');
-    // with pid 1 gone its pid namespace is empty: a pooled run's cgroup only needs reading
-    const finished = await layers.cgroup?.finish(this.#deferRelease && this.#serve !== undefined);
+    // with pid 1 gone its pid namespace is empty: a pooled run's cgroup only needs reading.
+    // A prepared sandbox whose run failed to start or that was destroyed unrun: its cgroup goes
+    // before the error or the canceled result (release below, awaited), not after it
+    const unrun = this.#serve !== undefined && (this.#serveError !== undefined || this.#canceled);
+    const finished = await layers.cgroup?.finish((this.#deferRelease && this.#serve !== undefined) || unrun);
     const cgUsage = finished?.usage;
     if (finished) {
       const v = finished.verdict;
