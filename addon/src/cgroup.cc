@@ -270,6 +270,18 @@ std::vector<bpf_insn> DeviceProgram(const std::vector<int32_t>& rules) {
   return p;
 }
 
+// The ids of the device programs attached to the cgroup open at cgfd (at most 64), in *n.
+static int QueryDevicePrograms(int cgfd, uint32_t* ids, uint32_t* n) {
+  union bpf_attr q{};
+  q.query.target_fd = (uint32_t)cgfd;
+  q.query.attach_type = BPF_CGROUP_DEVICE;
+  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
+  q.query.prog_cnt = 64;
+  if (Bpf(BPF_PROG_QUERY, &q) != 0) return -1;
+  *n = q.query.prog_cnt < 64 ? q.query.prog_cnt : 64;
+  return 0;
+}
+
 // cgroupDevices(dir, rules): rules flat, five numbers each (see DeviceProgram). The new
 // program is attached (BPF_F_ALLOW_MULTI) before the ones attached to `dir` before it are
 // detached, so no moment allows more than either list.
@@ -292,14 +304,10 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   if (!cg.valid()) return ThrowErrno(env, errno, "cgroup-devices", "open", dir.c_str());
   // the programs attached here now (their ids, then fds), detached once the new one is on
   uint32_t ids[64] = {};
-  union bpf_attr q{};
-  q.query.target_fd = (uint32_t)cg.get();
-  q.query.attach_type = BPF_CGROUP_DEVICE;
-  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
-  q.query.prog_cnt = 64;
+  uint32_t n = 0;
   std::vector<UniqueFd> old;
-  if (Bpf(BPF_PROG_QUERY, &q) == 0) {
-    for (uint32_t i = 0; i < q.query.prog_cnt && i < 64; i++) {
+  if (QueryDevicePrograms(cg.get(), ids, &n) == 0) {
+    for (uint32_t i = 0; i < n; i++) {
       union bpf_attr g{};
       g.prog_id = ids[i];
       int fd = (int)Bpf(BPF_PROG_GET_FD_BY_ID, &g);
@@ -338,14 +346,10 @@ Napi::Value DeviceProgramIds(const Napi::CallbackInfo& info) {
   UniqueFd cg(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!cg.valid()) return ThrowErrno(env, errno, "cgroup-devices", "open", dir.c_str());
   uint32_t ids[64] = {};
-  union bpf_attr q{};
-  q.query.target_fd = (uint32_t)cg.get();
-  q.query.attach_type = BPF_CGROUP_DEVICE;
-  q.query.prog_ids = (uint64_t)(uintptr_t)ids;
-  q.query.prog_cnt = 64;
-  if (Bpf(BPF_PROG_QUERY, &q) != 0) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_QUERY)", dir.c_str());
+  uint32_t n = 0;
+  if (QueryDevicePrograms(cg.get(), ids, &n) != 0) return ThrowErrno(env, errno, "cgroup-devices", "bpf(BPF_PROG_QUERY)", dir.c_str());
   Napi::Array out = Napi::Array::New(env);
-  for (uint32_t i = 0; i < q.query.prog_cnt && i < 64; i++) out.Set(i, Napi::Number::New(env, ids[i]));
+  for (uint32_t i = 0; i < n; i++) out.Set(i, Napi::Number::New(env, ids[i]));
   return out;
 }
 
