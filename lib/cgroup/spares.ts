@@ -133,26 +133,12 @@ export function refillSpares(parent: string | undefined): void {
   }
 }
 
-/** Sandbox cgroups being removed after their result; each then makes the spares up again. */
-const settling = new Set<Promise<void>>();
-
-/**
- * @internal Runs `removal` (a used cgroup's removal, after the result) and then refills the
- * spares of `parent`; {@link releaseSpares} waits for it, so no refill comes after a release.
- */
-export function removeThenRefill(removal: () => Promise<void>, parent: string | undefined): void {
-  const r: Promise<void> = removal().then(() => refillSpares(parent), () => refillSpares(parent))
-    .finally(() => settling.delete(r));
-  settling.add(r);
-}
-
-/** Removes every spare of this thread now (after the removals under way); resolves once they are gone. */
+/** Removes every spare of this thread now; resolves once they are gone. */
 export async function releaseSpares(): Promise<void> {
   for (;;) {
-    if (settling.size) { await Promise.allSettled([...settling]); continue; }
     for (const p of [...pools.values()]) drain(p);
-    if (!removing.size && !making.size && !settling.size) return;
-    await Promise.allSettled([...removing, ...making, ...settling]);
+    if (!removing.size && !making.size) return;
+    await Promise.allSettled([...removing, ...making]);
   }
 }
 

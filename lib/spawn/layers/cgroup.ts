@@ -9,7 +9,7 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
-import { removeThenRefill } from '../../cgroup/spares.js';
+import { refillSpares } from '../../cgroup/spares.js';
 import { onTeardown } from '../../teardown.js';
 import { validateLimits, wantsCgroup, type SandboxLimits } from '../../cgroup/limits.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
@@ -77,19 +77,9 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
   // (both after the result)
   const parent = typeof o.cgroupParent === 'string' ? o.cgroupParent : undefined;
   const spare = o.cgroupParent === undefined || typeof o.cgroupParent === 'string';
-  const kill = async () => { await sb?.killAndRemove().then(dropTeardown, () => {}); };
-  // `later`: after the result (the next turn of the loop). Tracked from the call on, so that
-  // releaseSpares() waits for the removal and the refill rather than being followed by them
-  const remove = async (later = false) => {
-    const run = async () => {
-      if (later) await new Promise((r) => setImmediate(r));
-      await kill();
-    };
-    if (!spare) return run();
-    let done!: () => void;
-    const finished = new Promise<void>((r) => { done = r; });
-    removeThenRefill(() => run().finally(done), parent);
-    await finished;
+  const remove = async () => {
+    await sb?.killAndRemove().then(dropTeardown, () => {});
+    if (spare) refillSpares(parent);
   };
   // finish started the removal after the result: release does not wait for it
   let removing = false;
@@ -112,7 +102,7 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
         // empty and read now; the directories go after the result
         await sb.settle().catch(() => {});
         removing = true;
-        void remove(true);
+        setImmediate(() => { void remove(); });
       }
       return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
