@@ -814,9 +814,12 @@ function hasChildDir(d: string): boolean {
  * @internal An empty cgroup made ahead for a later sandbox (the spare pool, lib/cgroup/spares.ts):
  * made where {@link CGroup.create} would make it (the caller's own cgroup per hierarchy, or
  * `parent`), with the same checks and no limits; its directories are made on the thread pool,
- * the v1 hierarchies side by side. v2: `controllers` are those its parent gives it.
+ * the v1 hierarchies side by side. v2: `controllers` are those its parent gives it. `before`
+ * gets the directories' paths before any is made, for the caller's teardown record: a thread
+ * that ends while the mkdirs are on the thread pool then still removes them (Node finishes or
+ * cancels a thread's fs requests before its cleanup hooks run, but runs no JS after them).
  */
-export async function makeSpareCgroup(name: string, parent: string | undefined): Promise<{ cgroup: CGroup; controllers: Set<string> | undefined }> {
+export async function makeSpareCgroup(name: string, parent: string | undefined, before: (dirs: string[]) => void): Promise<{ cgroup: CGroup; controllers: Set<string> | undefined }> {
   const layout = detectLayout();
   const none: ResolvedLimits = {};
   const made: string[] = [];
@@ -828,11 +831,14 @@ export async function makeSpareCgroup(name: string, parent: string | undefined):
     if (layout.mode === 'v2') {
       const pdir = v2ParentDir(layout, name, none, parent);
       const failed = v2Enable(pdir, layout.v2Mount!, V2_WANTED);
+      before([`${pdir}/${name}`]);
       await mk(`${pdir}/${name}`);
       return { cgroup: CGroup.fromDriver(new V2Driver(`${pdir}/${name}`), name), controllers: new Set(V2_WANTED.filter((c) => !failed.has(c))) };
     }
     const dirs: Record<string, string> = {};
-    await Promise.all(v1Parents(layout, none, parent).map(async (p) => {
+    const parents = v1Parents(layout, none, parent);
+    before(parents.map((p) => `${p.dir}/${name}`));
+    await Promise.all(parents.map(async (p) => {
       const dir = `${p.dir}/${name}`;
       await mk(dir);
       for (const c of p.controllers) dirs[c] = dir;

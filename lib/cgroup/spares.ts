@@ -9,7 +9,8 @@
 //   (not every kernel can reset those counters, so a reused one would report wrong usage).
 // - Refilled off the spawn's critical path: after a sandbox's result, its directories made on
 //   the thread pool.
-// - Removed by the thread's teardown (a record each, as for a sandbox's cgroup), after
+// - Removed by the thread's teardown (a record each, registered before its directories are
+//   made, as for a sandbox's cgroup), after
 //   IDLE_MS without a limited spawn, by {@link releaseSpares}, and by `nsbox gc` once the owner
 //   is gone.
 import type { CGroup } from './cgroup.js';
@@ -91,14 +92,19 @@ function touch(p: Pool): void {
 
 async function makeOne(p: Pool): Promise<void> {
   p.making++;
+  // the teardown record names the directories before they are made (see makeSpareCgroup)
+  let drop = () => {};
   try {
-    const { cgroup, controllers } = await makeSpareCgroup(`nsbox-${ownerTag()}-spare-${++counter}`, p.parent);
-    const drop = onTeardown({ cgroups: [...new Set(Object.values(cgroup.paths))] });
+    const { cgroup, controllers } = await makeSpareCgroup(`nsbox-${ownerTag()}-spare-${++counter}`, p.parent, (dirs) => {
+      drop = onTeardown({ cgroups: dirs });
+    });
     const s: Spare = { cgroup, controllers, drop };
     if (pools.get(keyOf(p.parent)) === p) p.ready.push(s);
     else removeSpare(s); // the pool was drained meanwhile
   } catch {
-    // the usual path makes the sandbox's cgroup and reports what stands in the way
+    // nothing is left (makeSpareCgroup removed what it made); the usual path makes the
+    // sandbox's cgroup and reports what stands in the way
+    drop();
     p.failedAt = Date.now();
   } finally {
     p.making--;
@@ -122,9 +128,14 @@ export function returnSpare(parent: string | undefined, s: Spare): void {
   else removeSpare(s);
 }
 
-/** Makes spares for `parent` up to {@link SPARES}, on the thread pool; call off the critical path. */
+/**
+ * Makes spares for `parent` up to {@link SPARES}, on the thread pool; call off the critical path.
+ * Only a pool that a spawn asked for since the last drain is refilled: once spares were released
+ * (or went idle), a removal finishing later makes none.
+ */
 export function refillSpares(parent: string | undefined): void {
-  const p = poolFor(parent);
+  const p = pools.get(keyOf(parent));
+  if (!p || p.layout !== detectLayout()) return;
   if (p.failedAt && Date.now() - p.failedAt < RETRY_MS) return;
   touch(p);
   for (let n = p.ready.length + p.making; n < SPARES; n++) {
@@ -133,7 +144,24 @@ export function refillSpares(parent: string | undefined): void {
   }
 }
 
-/** Removes every spare of this thread now; resolves once they are gone. */
+/**
+ * Removes a used sandbox cgroup just after the current result (`remove`, on the next turn of
+ * the loop), then refills `parent`'s spares when `refill`. Tracked: {@link releaseSpares} waits
+ * for it.
+ */
+export function removeUsed(remove: () => Promise<void>, parent: string | undefined, refill: boolean): void {
+  const r: Promise<void> = new Promise<void>((res) => { setImmediate(res); })
+    .then(remove)
+    .then(() => { if (refill) refillSpares(parent); })
+    .catch(() => { /* the teardown record stays: exit or gc removes it */ })
+    .finally(() => removing.delete(r));
+  removing.add(r);
+}
+
+/**
+ * Removes every spare of this thread now, after the used cgroups whose removal was started;
+ * resolves once they are gone.
+ */
 export async function releaseSpares(): Promise<void> {
   for (;;) {
     for (const p of [...pools.values()]) drain(p);

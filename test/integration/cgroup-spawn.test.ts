@@ -85,9 +85,13 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
   });
 
   it('gives cpus: 0.5 about half a core', async () => {
-    const r = await sh('end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done', { limits: { cpus: 0.5 } });
-    const share = (r.usage.cpuUserMs + r.usage.cpuSystemMs) / r.usage.wallMs;
-    expect(share).toBeGreaterThan(0.5 * 0.85);
+    // a neighbour without a cpu limit spins at the same time: on a busy machine (other suites,
+    // CI) neither gets what it asks, so the floor is half a core or what the neighbour got
+    const spin = 'end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done';
+    const [r, free] = await Promise.all([sh(spin, { limits: { cpus: 0.5 } }), sh(spin, { limits: { pids: 64 } })]);
+    const shareOf = (x: typeof r) => (x.usage.cpuUserMs + x.usage.cpuSystemMs) / x.usage.wallMs;
+    const share = shareOf(r);
+    expect(share).toBeGreaterThan(Math.min(0.5, shareOf(free)) * 0.85);
     expect(share).toBeLessThan(0.5 * 1.15);
   });
 
@@ -187,6 +191,18 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     expect(spares).toBeGreaterThan(0);
     expect(nsboxCgroupsOf([pid], true)).toEqual([]);
   }, 60_000);
+
+  it('releaseSpares() right after a limited result leaves no spare made later', async () => {
+    // regression: the used cgroup's removal and the refill came after the result untracked, so a
+    // release right after the result (each test file's end) was followed by new spares, which
+    // vitest's killed worker then left behind (compat.test's pidsPeak test, the file's last)
+    await releaseSpares();
+    const r = await sh('true', { limits: { pids: 16 } });
+    expect(r.exitCode).toBe(0);
+    await releaseSpares();
+    await sleep(500);
+    expect(ourCgroups()).toEqual([]);
+  });
 
   it('runs in an existing cgroup and leaves it in place', async () => {
     const cg = await CGroup.create(`nsbox-${process.pid}-existing`, { limits: { pids: 8 } });

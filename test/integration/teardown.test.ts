@@ -219,6 +219,29 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
     expect(r.out.info.pids).toHaveLength(12);
   });
 
+  it('a worker ended while the spare cgroups after its limited sandbox are being made', async () => {
+    // regression: a spare's teardown record was registered only once all its directories were
+    // made, so a worker ended while the refill's mkdirs were on the thread pool left whole sets
+    // of spares (teardown's "as they finish" case in a whole npm test). Each worker ends at a
+    // different point after its result: before, during and after the removal and the refill.
+    const r = await runNode(`${CHECKS}
+      import { Worker } from 'node:worker_threads';
+      for (let i = 0; i < 16; i++) {
+        const w = new Worker(${JSON.stringify(`
+          const { parentPort, workerData: i } = require('node:worker_threads');
+          import(${JSON.stringify(dist)}).then(async (m) => {
+            const r = await m.spawnIsolated('/bin/true', [], { limits: { pids: 8 } });
+            const until = performance.now() + i * 0.4;
+            while (performance.now() < until) await new Promise((res) => setImmediate(res));
+            parentPort.postMessage(r.exitCode);
+          });`)}, { eval: true, workerData: i });
+        await new Promise((r) => w.once('message', r));
+        await w.terminate();
+      }
+      console.log(JSON.stringify(report({})));`);
+    expectClean(r);
+  });
+
   it('process.exit() on the main thread while sandboxes run (limits, bridge, image)', async () => {
     const r = await runNode(`
       const m = await import(${JSON.stringify(dist)});

@@ -9,7 +9,7 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
-import { refillSpares } from '../../cgroup/spares.js';
+import { refillSpares, removeUsed } from '../../cgroup/spares.js';
 import { onTeardown } from '../../teardown.js';
 import { validateLimits, wantsCgroup, type SandboxLimits } from '../../cgroup/limits.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
@@ -77,8 +77,9 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
   // (both after the result)
   const parent = typeof o.cgroupParent === 'string' ? o.cgroupParent : undefined;
   const spare = o.cgroupParent === undefined || typeof o.cgroupParent === 'string';
+  const removeNow = async () => { await sb?.killAndRemove().then(dropTeardown, () => {}); };
   const remove = async () => {
-    await sb?.killAndRemove().then(dropTeardown, () => {});
+    await removeNow();
     if (spare) refillSpares(parent);
   };
   // finish started the removal after the result: release does not wait for it
@@ -102,7 +103,7 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
         // empty and read now; the directories go after the result
         await sb.settle().catch(() => {});
         removing = true;
-        setImmediate(() => { void remove(); });
+        removeUsed(removeNow, parent, spare);
       }
       return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
