@@ -70,7 +70,8 @@ export interface NativeAddon {
   startSpare(): void;
   /** With `initKill`, asks nsbox-init (pid 1) to end the sandbox instead (`sig` unused). */
   pidfdSignal(pidfd: number, sig: number, initKill?: boolean): number;
-  closeFd(fd: number): void;
+  /** Closes fd; `later`: on the thread pool (a namespace's last reference tears it down there). */
+  closeFd(fd: number, later?: boolean): void;
   /** A listening unix stream socket bound at `path` (file mode `mode`); its fd (close-on-exec). addon/src/lifecycle.cc */
   unixListen(path: string, mode: number): number;
   /** pidfd_open(pid): the fd (close-on-exec), or a negative errno. */
@@ -86,6 +87,8 @@ export interface NativeAddon {
    * teardown kills and reaps it.
    */
   watchExit(pidfd: number, cb: (info: ExitInfo) => void, statusFd?: number, keep?: boolean): void;
+  /** A number unique in this process across threads and library copies (for host object names). */
+  processSeq(): number;
   /** Registers what the thread's teardown undoes if its owner has not released it by then; returns the record's id. */
   teardownAdd(record: TeardownRecord): number;
   /** The owner released it: forget the record. */

@@ -4,6 +4,7 @@
 // (clock ticks since boot, field 22 of /proc/<pid>/stat), so a reused pid is not taken for
 // the owner. Only dead owners' objects are ever swept.
 import { readFileSync } from 'node:fs';
+import { native } from './native.js';
 
 /** Start time of a process, or undefined when it does not exist. */
 export function processStart(pid: number): number | undefined {
@@ -23,6 +24,15 @@ let mine: { pid: number; start: number } | undefined;
 export function selfOwnerMark(): { pid: number; start: number } {
   if (!mine || mine.pid !== process.pid) mine = { pid: process.pid, start: processStart(process.pid) ?? 0 };
   return mine;
+}
+
+/**
+ * A number no other call in this process returns, from any thread or copy of the library (the
+ * addon's process-wide sequence): the part of a name that tells one object from another of the
+ * same owner.
+ */
+export function processSeq(): number {
+  return native().processSeq();
 }
 
 /** `<pid>-<start>` of this process, for names. */

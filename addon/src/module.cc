@@ -4,6 +4,8 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
+
 namespace nsbox {
 AddonData::~AddonData() {
   if (relay) relayFree(relay);
@@ -18,8 +20,17 @@ AddonData::~AddonData() {
   if (mountsFd >= 0) close(mountsFd);
 }
 
+// processSeq() -> n: a number no other call in this process returned, whichever thread or copy
+// of the library asks (the addon is loaded once per process), for the names nsbox gives host
+// objects (`nsbox-<pid>-<start>-<n>`): per-thread counters gave two worker threads one name.
+static Napi::Value ProcessSeq(const Napi::CallbackInfo& info) {
+  static std::atomic<uint32_t> seq{0};
+  return Napi::Number::New(info.Env(), ++seq);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(new AddonData());
+  exports.Set("processSeq", Napi::Function::New(env, ProcessSeq, "processSeq"));
   InitErrors(env, exports);
   InitSpawn(env, exports);
   InitExitWatch(env, exports);

@@ -792,8 +792,27 @@ Napi::Value TtyResize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Closes an fd on a libuv worker thread: the last reference to a namespace tears it down there
+// (an RCU grace period), off the event loop. Node's fs.close would do the same but warns in a
+// worker thread about an fd it did not open.
+class CloseWorker : public Napi::AsyncWorker {
+ public:
+  CloseWorker(Napi::Env env, int fd) : Napi::AsyncWorker(env), fd_(fd) {}
+  void Execute() override { close(fd_); }
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status == napi_cancelled) close(fd_);  // the thread ended before the pool ran it
+    if (status != napi_cancelled && !CanRunJs(env)) { Destroy(); return; }
+    Napi::AsyncWorker::OnWorkComplete(env, status);
+  }
+ private:
+  int fd_;
+};
+
+// closeFd(fd, later?): closes fd now, or with `later` on the thread pool.
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  close(info[0].As<Napi::Number>().Int32Value());
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (info.Length() > 1 && info[1].ToBoolean()) (new CloseWorker(info.Env(), fd))->Queue();
+  else close(fd);
   return info.Env().Undefined();
 }
 

@@ -5,7 +5,7 @@ import { CGroup, spareFits } from './cgroup.js';
 import { cgroupLimitsOf, validateLimits, type Limits, type SandboxLimits } from './limits.js';
 import { returnSpare, takeSpare } from './spares.js';
 import type { CgroupStats, LimitCounters } from './drivers.js';
-import { ownerTag } from '../owner.js';
+import { ownerTag, processSeq } from '../owner.js';
 
 /** Options of {@link prepareSandboxCgroup}. */
 export interface PrepareSandboxCgroupOptions {
@@ -13,7 +13,7 @@ export interface PrepareSandboxCgroupOptions {
   limits: SandboxLimits;
   /** Parent cgroup (path or CGroup); default: the caller's own cgroup. */
   parent?: string | CGroup;
-  /** Name; default `nsbox-<pid>-<start>-<counter>` (the owner's pid and start time: `gc()` removes it once that process is gone). Always contains `nsbox`. */
+  /** Name; default `nsbox-<pid>-<start>-<n>` (n from the process-wide sequence) (the owner's pid and start time: `gc()` removes it once that process is gone). Always contains `nsbox`. */
   name?: string;
   /**
    * @internal Take one of this process's spare cgroups made ahead (lib/cgroup/spares.ts) when
@@ -59,7 +59,6 @@ export interface SandboxCgroup {
   killAndRemove(): Promise<void>;
 }
 
-let counter = 0;
 
 function verdictOf(c: LimitCounters): 'memory' | 'pids' | null {
   if (c.oomKill > 0) return 'memory';
@@ -112,7 +111,7 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   const cgLimits = cgroupLimitsOf(validateLimits(opts.limits));
   let cg: CGroup | undefined;
   if (opts.spare && opts.name === undefined && (opts.parent === undefined || typeof opts.parent === 'string')) cg = await fromSpare(opts.parent, cgLimits as Limits);
-  cg ??= await CGroup.create(opts.name ?? `nsbox-${ownerTag()}-${++counter}`, { parent: opts.parent, limits: cgLimits as Limits });
+  cg ??= await CGroup.create(opts.name ?? `nsbox-${ownerTag()}-${processSeq()}`, { parent: opts.parent, limits: cgLimits as Limits });
   let fd: number | undefined;
   if (cg.version === 2) {
     try {

@@ -16,7 +16,7 @@
 import type { CGroup } from './cgroup.js';
 import { makeSpareCgroup } from './cgroup.js';
 import { detectLayout, type CgroupLayout } from './detect.js';
-import { ownerTag } from '../owner.js';
+import { ownerTag, processSeq } from '../owner.js';
 import { onTeardown } from '../teardown.js';
 
 /** Spares kept per parent (a burst of more concurrent spawns makes the rest the usual way). */
@@ -47,7 +47,6 @@ interface Pool {
 const pools = new Map<string, Pool>();
 const removing = new Set<Promise<void>>();
 const making = new Set<Promise<void>>();
-let counter = 0;
 
 function keyOf(parent: string | undefined): string {
   return parent === undefined ? '' : `/${parent}`;
@@ -95,7 +94,7 @@ async function makeOne(p: Pool): Promise<void> {
   // the teardown record names the directories before they are made (see makeSpareCgroup)
   let drop = () => {};
   try {
-    const { cgroup, controllers } = await makeSpareCgroup(`nsbox-${ownerTag()}-spare-${++counter}`, p.parent, (dirs) => {
+    const { cgroup, controllers } = await makeSpareCgroup(`nsbox-${ownerTag()}-spare-${processSeq()}`, p.parent, (dirs) => {
       drop = onTeardown({ cgroups: dirs });
     });
     const s: Spare = { cgroup, controllers, drop };

@@ -1,6 +1,7 @@
 // Links, addresses and routes in the host's or any network namespace, over rtnetlink.
 import { checkLinkName, checkMac, checkMtu, parseCidr, checkIp } from './addr.js';
 import { netNative, type RawAddr, type RawLink, type RawNetns, type RawRoute } from './native.js';
+import { processSeq } from '../owner.js';
 
 /**
  * A network namespace to act in: a process id (its current namespace), an open namespace
@@ -171,15 +172,15 @@ export function listRoutes(netns?: NetnsRef): RouteInfo[] {
   return netNative().netlinkRoutes(toRawNetns(netns));
 }
 
-let counter = 0;
 /**
- * A fresh link name carrying `nsbox`, the creating pid and a counter:
- * `nsbox` + pid (5 base-36 digits) + counter (4) + `suffix` (1 char) = 15 bytes.
+ * A fresh link name carrying `nsbox`, the creating pid and a number of the process's sequence
+ * (unique across its worker threads and library copies):
+ * `nsbox` + pid (5 base-36 digits) + sequence (4) + `suffix` (1 char) = 15 bytes.
  * {@link parseOwnedName} reads the pid back (for the sweep).
  */
 export function ownedLinkName(suffix: string): string {
-  counter = (counter + 1) % 36 ** 4;
-  return `nsbox${process.pid.toString(36).padStart(5, '0')}${counter.toString(36).padStart(4, '0')}${suffix}`;
+  const n = processSeq() % 36 ** 4;
+  return `nsbox${process.pid.toString(36).padStart(5, '0')}${n.toString(36).padStart(4, '0')}${suffix}`;
 }
 
 /** The owner pid encoded by {@link ownedLinkName}, or undefined for other names. */

@@ -370,7 +370,7 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     };
     // the mount namespace goes now, its teardown on the thread pool (see spawn.cc)
     dropFds();
-    if (out.mntNsFd >= 0) close(out.mntNsFd, () => {});
+    if (out.mntNsFd >= 0) native().closeFd(out.mntNsFd, true);
     if (this.#serveError) throw this.#serveError.error;
     return {
       pid: out.pid,
