@@ -307,7 +307,20 @@ export class V2Driver implements Driver {
       writeLimit(d, 'io.max', `${e.device} ${parts.join(' ')}`, 'io');
     }
     // device rules: a BPF device program of nsbox's (addon/src/cgroup.cc) replaces the one attached before
-    if (r.devices !== undefined) cgNative().cgroupDevices(d, r.devices.flatMap(deviceRuleWords));
+    if (r.devices !== undefined) {
+      try {
+        cgNative().cgroupDevices(d, r.devices.flatMap(deviceRuleWords));
+      } catch (e) {
+        const err = e as NsboxError;
+        if (err.code === 'EPERM' && typeof err.syscall === 'string' && err.syscall.startsWith('bpf(')) {
+          // loading a cgroup device program takes CAP_BPF and CAP_SYS_ADMIN in the initial user
+          // namespace: no delegation gives it to an unprivileged caller
+          err.message = `device rules (limits.devices) on cgroup v2 need a BPF device program, which only root can load (${err.syscall}: EPERM). ` +
+            'Run as root, or leave limits.devices out: the sandbox\'s /dev holds only the safe nodes nsbox gives it (null, zero, full, random, urandom, tty) unless you add devices';
+        }
+        throw err;
+      }
+    }
   }
 
   pids(): number[] {

@@ -51,7 +51,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     const out = await run(asUserIn(SCOPE), `
       const first = ${LIMITED()};
       const second = ${LIMITED()};
-      console.log(JSON.stringify({ first, second, doctor: ${DOCTOR} }));`);
+      const devices = ${LIMITED(", devices: [{ allow: false }]")};
+      console.log(JSON.stringify({ first, second, devices, doctor: ${DOCTOR} }));`);
     for (const r of [out.first, out.second]) {
       expect(r).toMatchObject({ code: 0, stdout: 'ok\n' });
       expect(r.cgroup).toMatch(new RegExp(`^${SERVICE}/app\\.slice/nsbox-`));
@@ -60,6 +61,11 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     expect(readFileSync(`${SCOPE}/cgroup.subtree_control`, 'utf8').trim()).toBe(''); // never touched: it holds the caller
     expect(out.doctor).toMatchObject({ status: 'ok' });
     expect(out.doctor.detail).toContain(`${SERVICE}/app.slice`);
+    // device rules need a BPF program only root can load: refused with what to do (before: a
+    // bare EPERM from bpf(BPF_PROG_LOAD) naming the cgroup's directory); nothing is left (afterAll)
+    expect(out.devices.error).toMatchObject({ name: 'NsboxError', code: 'EPERM', step: 'cgroup-devices' });
+    expect(out.devices.error.message).toMatch(/only root can load.*leave limits\.devices out/);
+    expect(out.devices.error.message).not.toContain(SERVICE);
   });
 
   it('(b) non-root in a root-owned session scope: refused with the fix, naming the delegated subtree it cannot reach', async () => {
