@@ -60,6 +60,9 @@ for (const k of LIVE) {
   console.log(`  child_process  RSS ${kib(c.rss).padStart(7)}   heap ${kib(c.heap).padStart(7)}   external ${kib(c.ext).padStart(6)}`);
   console.log(`  of which V8's young generation grew: nsbox ${kib(n.young)}, child_process ${kib(c.young)} (committed young-generation space; V8 sizes it by the allocation rate, once)`);
   console.log(`  nsbox / child_process RSS ${(n.rss / c.rss).toFixed(2)}x; nsbox RSS per sandbox ${kib(n.rss)} KiB (target <= 64)`);
+  // V8 grows or shrinks its young generation by the allocation rate of the phase, once, not per
+  // process (it was most of the figure above in some runs, and made it negative in others)
+  console.log(`  RSS less the young generation's change: nsbox ${kib(n.rss - n.young)}, child_process ${kib(c.rss - c.young)} KiB per process`);
 }
 
 if (SPAWNS > 0) {
