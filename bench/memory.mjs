@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // bench/memory: what sandboxes cost Node's memory. Run as root after `npm run build`:
-//   node --expose-gc bench/memory.mjs [--live 100,1000] [--spawns 100000] [--every 5000] [--concurrency 4]
+//   node --expose-gc bench/memory.mjs [--live 100,1000] [--spawns 100000] [--every 5000] [--concurrency 4] [--minutes M]
 //
 // 1. Live idle sandboxes: Node's RSS (and heap) grown per sandbox while K sandboxes of
 //    `sleep` run with the default isolation and stdio, beside K idle child_process children
 //    measured the same way in the same run. After a GC each time.
 // 2. Over many spawns: RSS after a GC every --every spawns of /bin/true (default isolation,
 //    --concurrency at once); the addon and the pipeline must leak nothing: the last sample
-//    within 5% of the first one taken after a warm-up of --every spawns. --spawns 0 skips it.
+//    within 5% of the first one taken after a warm-up of --every spawns. --spawns 0 skips it;
+//    --minutes M stops after the sample that passes M minutes (the count reached is printed).
 import { spawn as cpSpawn } from 'node:child_process';
 import v8 from 'node:v8';
 import { spawnIsolated } from '../dist/index.js';
@@ -17,6 +18,7 @@ const LIVE = sarg('live', '100,1000').split(',').map(Number).filter((x) => x > 0
 const SPAWNS = Number(sarg('spawns', '100000'));
 const EVERY = Number(sarg('every', '5000'));
 const CONC = Number(sarg('concurrency', '4'));
+const MINUTES = Number(sarg('minutes', 'Infinity'));
 if (typeof globalThis.gc !== 'function') { console.error('run with node --expose-gc'); process.exit(2); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const youngKiB = () => v8.getHeapSpaceStatistics().filter((x) => x.space_name === 'new_space').reduce((a, x) => a + x.space_size, 0) / 1024;
@@ -58,6 +60,9 @@ for (const k of LIVE) {
   console.log(`  child_process  RSS ${kib(c.rss).padStart(7)}   heap ${kib(c.heap).padStart(7)}   external ${kib(c.ext).padStart(6)}`);
   console.log(`  of which V8's young generation grew: nsbox ${kib(n.young)}, child_process ${kib(c.young)} (committed young-generation space; V8 sizes it by the allocation rate, once)`);
   console.log(`  nsbox / child_process RSS ${(n.rss / c.rss).toFixed(2)}x; nsbox RSS per sandbox ${kib(n.rss)} KiB (target <= 64)`);
+  // V8 grows or shrinks its young generation by the allocation rate of the phase, once, not per
+  // process (it was most of the figure above in some runs, and made it negative in others)
+  console.log(`  RSS less the young generation's change: nsbox ${kib(n.rss - n.young)}, child_process ${kib(c.rss - c.young)} KiB per process`);
 }
 
 if (SPAWNS > 0) {
@@ -75,9 +80,10 @@ if (SPAWNS > 0) {
     const m = await settle();
     samples.push(m.rss);
     console.log(`  ${String(done).padStart(7)} spawns  RSS ${(m.rss / 1048576).toFixed(1).padStart(6)} MiB  heap ${(m.heapUsed / 1048576).toFixed(1).padStart(6)} MiB  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    if (Date.now() - t0 > MINUTES * 60000) { console.log(`  stopped at ${done} spawns: --minutes ${MINUTES} passed`); break; }
   }
   if (samples.length >= 2) {
     const first = samples[0], last = samples[samples.length - 1];
-    console.log(`  last / first (after the warm-up sample): ${(last / first).toFixed(3)} (${(((last - first) / first) * 100).toFixed(1)}%; target within 5%)`);
+    console.log(`  last / first (after the warm-up sample): ${(last / first).toFixed(3)} (${(((last - first) / first) * 100).toFixed(1)}%; target within 5%); samples between ${(Math.min(...samples) / 1048576).toFixed(1)} and ${(Math.max(...samples) / 1048576).toFixed(1)} MiB`);
   }
 }

@@ -10,6 +10,9 @@
 //   bwrap           bwrap --unshare-all with an equivalent read-only view of /usr
 //   unshare+chroot  unshare -fpmuin (no user ns) + chroot into a busybox rootfs
 //   crun            crun run of an OCI bundle (busybox rootfs, no cgroups: --cgroup-manager=disabled)
+//   nsbox@baseline  with --baseline DIR: the default spawn of another checkout of nsbox (its
+//                   dist/ and build/, e.g. the commit before a change), for an A/B in one run
+//   --only a,b      only these runners (names as above)
 //
 // Scenarios: back-to-back, spaced 50 ms apart (cold caches; cgroup/RCU effects show here),
 // and with a large Node heap (--heap-mb; page-table copying shows here for fork-style spawners).
@@ -56,9 +59,13 @@ let crunId = 0;
 let crunHybridWorkaround = false;
 try { crunHybridWorkaround = (await import('node:fs')).readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim() !== ''; } catch { /* not hybrid */ }
 
+const sarg = (name) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : undefined; };
+const BASELINE = sarg('baseline');
+const baseline = BASELINE ? (await import(`${BASELINE.replace(/\/$/, '')}/dist/index.js`)).spawnIsolated : null;
 const runners = {
   child_process: () => run('/bin/true', []),
   nsbox: async () => { const r = await spawnIsolated('/bin/true'); if (r.exitCode !== 0) throw new Error('nsbox: exit ' + r.exitCode); },
+  'nsbox@baseline': baseline ? async () => { const r = await baseline('/bin/true'); if (r.exitCode !== 0) throw new Error('nsbox@baseline: exit ' + r.exitCode); } : null,
   // the cgroup step's cost: the same spawn with limits (its own cgroup, made, filled and removed)
   'nsbox+limits': async () => {
     const r = await spawnIsolated('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
@@ -72,7 +79,8 @@ const runners = {
     ? run('unshare', ['-m', 'sh', '-c', 'umount /sys/fs/cgroup/unified && exec crun "$@"', 'sh', '--cgroup-manager=disabled', 'run', '--bundle', dir, `nsbox-bench-${process.pid}-${crunId++}`])
     : run('crun', ['--cgroup-manager=disabled', 'run', '--bundle', dir, `nsbox-bench-${process.pid}-${crunId++}`])) : null,
 };
-const active = Object.entries(runners).filter(([, f]) => f);
+const ONLY = sarg('only')?.split(',');
+const active = Object.entries(runners).filter(([k, f]) => f && (!ONLY || ONLY.includes(k)));
 
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

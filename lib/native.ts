@@ -63,7 +63,7 @@ export interface NativeAddon {
    * until the child has exec'd) runs on the addon's spawner thread, off the event loop, and
    * `cb` gets the outcome on the loop.
    */
-  spawn(plan: object, ops: Buffer | undefined, template: Buffer | undefined, cb: (err: Error | null, out: SpawnOutput | null) => void): void;
+  spawn(plan: object, ops: Buffer | undefined, template: Buffer | undefined, cb: (err: Error | null, out: SpawnOutput | null) => void, bindings?: object): void;
   /** Closes the view templates the addon keeps (the next spawn of a view builds its own again). */
   dropTemplates(): void;
   /** Starts making a spare network namespace (for sandboxes with Plan.netPremade) unless one is there or on its way. */

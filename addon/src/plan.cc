@@ -111,7 +111,7 @@ bool DecodeTemplateOps(Plan* p, std::vector<Op>* ops) {
   return DecodeOps(p->templateBuf, p->templateLen, p, ops, &bad);
 }
 
-bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi::Value templateBuf) {
+bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi::Value templateBuf, Napi::Value bindingsVal) {
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
   p->netPremade = r.Bool(o, "netPremade", false);
@@ -131,15 +131,17 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
     if (const char* s = r.Str(p, h.As<Napi::Object>(), "uid")) p->newUidMap = s;
     if (const char* s = r.Str(p, h.As<Napi::Object>(), "gid")) p->newGidMap = s;
   }
-  p->cgroupFd = (int)r.Num(o, "cgroupFd", -1);
+  // what the layers acquired for the plan: beside it (the spawn's bindings), or in it
+  Napi::Object b = bindingsVal.IsObject() ? bindingsVal.As<Napi::Object>() : o;
+  p->cgroupFd = (int)r.Num(b, "cgroupFd", -1);
   std::vector<const char*> procs;
-  r.Strings(p, o, "cgroupProcs", &procs);
+  r.Strings(p, b, "cgroupProcs", &procs);
   for (const char* s : procs) if (s) p->cgroupProcs.emplace_back(s);
   std::vector<const char*> tasks;
-  r.Strings(p, o, "cgroupTasks", &tasks);
+  r.Strings(p, b, "cgroupTasks", &tasks);
   for (const char* s : tasks) if (s) p->cgroupTasks.emplace_back(s);
 
-  Napi::Array net = r.Arr(o, "net");
+  Napi::Array net = r.Arr(b, "net");
   for (uint32_t i = 0; i < net.Length() && r.ok; i++) {
     Napi::Object n = net.Get(i).As<Napi::Object>();
     NetHandoffSpec h;

@@ -160,7 +160,7 @@ struct Plan {
 };
 
 // Fills `plan` from a JS object; on a malformed object throws a TypeError and returns false.
-bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf, Napi::Value templateBuf);
+bool DecodePlan(Napi::Env env, Napi::Object obj, Plan* plan, Napi::Value opsBuf, Napi::Value templateBuf, Napi::Value bindings);
 // Decodes the template's ops (Plan::templateBuf) into `ops`, their strings kept in `plan`.
 bool DecodeTemplateOps(Plan* plan, std::vector<Op>* ops);
 

@@ -630,7 +630,7 @@ struct SpawnTask : SpawnerTask {
   }
 };
 
-// spawn(plan, ops?, template?, cb): the plan is read here, on the loop (mistakes throw at
+// spawn(plan, ops?, template?, cb, bindings?): the plan (and the bindings beside it) is read here, on the loop (mistakes throw at
 // once); the rest runs on the spawner thread, and cb(err, out) follows on the loop.
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -645,7 +645,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   TRACE(kTrSpawnEntry);
   auto* t = new SpawnTask();
   Plan& plan = t->plan;
-  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2])) { delete t; return env.Undefined(); }
+  if (!DecodePlan(env, info[0].As<Napi::Object>(), &plan, info[1], info[2], info[4])) { delete t; return env.Undefined(); }
   // the template's encoding points into the caller's buffer: the plan keeps a copy
   if (plan.templateLen > 0) plan.templateBuf = reinterpret_cast<const uint8_t*>(plan.Keep(std::string(reinterpret_cast<const char*>(plan.templateBuf), plan.templateLen)));
   TRACE(kTrPlanDecoded);

@@ -4,7 +4,7 @@ export { buildPlan, forkPlan, needsCgroup, parseStdio, provideEtcFiles, signalNu
 export { encodeOps, encodeTemplate } from './encode.js';
 export { disableViewTemplates, realHost } from './host.js';
 export { FALLBACK_RANGE_START, RANGE_SIZE, REGION_BLOCKS, callerRange, idBlockSource, sandboxIdMaps, subidFix, wantsCallerRange, wantsIdBlock, type IdBlockSource } from './ids.js';
-export { publicError } from './mountpoints.js';
+export { carryMountPointContext, publicError } from './mountpoints.js';
 export { MS, Op, type PlanOp } from './ops.js';
 export type { HostFacts, IdBlock, Plan, PlanInput, PlanSummary, RootOverlay } from './types.js';
 export { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './view.js';

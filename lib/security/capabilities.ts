@@ -64,7 +64,10 @@ function toMask(names: Iterable<string>): bigint {
 
 function fromMask(mask: bigint): CapabilityName[] {
   const out: CapabilityName[] = [];
-  for (let i = 0; i < CAPABILITY_NAMES.length; i++) if ((mask >> BigInt(i)) & 1n) out.push(CAPABILITY_NAMES[i]!);
+  if (mask === 0n) return out;
+  // in two 32-bit halves: no BigInt made per bit (every spawn's plan reports its capabilities)
+  const halves = [Number(mask & 0xffffffffn), Number((mask >> 32n) & 0xffffffffn)];
+  for (let i = 0; i < CAPABILITY_NAMES.length && i < 64; i++) if ((halves[i >> 5]! >>> (i & 31)) & 1) out.push(CAPABILITY_NAMES[i]!);
   return out;
 }
 

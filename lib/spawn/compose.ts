@@ -1,7 +1,7 @@
 // The two functions both spawnIsolated and explain() use: the one frozen plan composed from
 // the base plan and the layers' contributions, and the isolation report made from that plan
 // and the layers' reports (result.isolation and explain().isolation say the same words).
-import { forkPlan, provideEtcFiles, type Plan } from '../plan/index.js';
+import { carryMountPointContext, forkPlan, provideEtcFiles, type Plan } from '../plan/index.js';
 import type { IsolationReport, SpawnIsolatedOptions } from '../plan/options.js';
 import type { Contribution } from './layer.js';
 
@@ -30,7 +30,14 @@ export function envOver(envp: readonly string[], env: Readonly<Record<string, st
 export function composePlan(base: Plan, parts: ReadonlyArray<Contribution | undefined>): Readonly<Plan> {
   const given = parts.filter((c): c is Contribution => c !== undefined);
   if (given.length === 0) return Object.freeze(base);
-  const plan = forkPlan(base);
+  // the op lists are copied only for a contribution that adds ops (etc files): most spawns
+  // get a seccomp program and nothing else
+  let plan: Plan;
+  if (given.some((c) => c.etcFiles)) plan = forkPlan(base);
+  else {
+    plan = { ...base };
+    carryMountPointContext(base, plan);
+  }
   for (const c of given) {
     if (c.seccomp) plan.seccomp = c.seccomp;
     if (c.netPremade === false) plan.netPremade = false;

@@ -65,6 +65,12 @@ export interface Contribution {
 /** One spawn's use of a layer. Every hook is optional. */
 export interface LayerRun {
   resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
+  /**
+   * resolve without waiting, tried before the base plan is built when this layer is the only
+   * one that resolves: the resolved input, or undefined when it cannot now (resolve then runs
+   * as before, and its failure rejects the spawn). Saves building the plan twice.
+   */
+  resolveNow?(input: SpawnInput): SpawnInput | undefined;
   acquire?(plan: Plan, bindings: Bindings): Promise<void>;
   contribute?(plan: Plan): Contribution | undefined;
   /** the sandbox's first process exists (host pid): what must outlive the thread with it is handed to it */

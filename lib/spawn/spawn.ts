@@ -450,7 +450,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     const all = this.all as PassThrough | null;
     let allOpen = (out1 >= 0 ? 1 : 0) + (err2 >= 0 ? 1 : 0) + (out.ttyFd >= 0 ? 1 : 0);
     if (all && allOpen === 0) all.end();
-    if (in0 >= 0) {
+    const stdin = this.stdin as StdinStream | null;
+    if (in0 >= 0 && stdin && !stdin.used && stdin.writableEnded) {
+      // nothing was written and nothing can be (the default stdin nobody took, or one ended
+      // empty): the program reads EOF once this end is closed, with no socket made for it
+      native().closeFd(in0);
+    } else if (in0 >= 0) {
       r.stdinSocket = new Socket({ fd: in0, readable: false, writable: true });
       r.stdinSocket.on('error', () => {}); // EPIPE when the program does not read: not our failure
       (this.stdin as PassThrough).pipe(r.stdinSocket);
@@ -702,13 +707,34 @@ export function spawnIsolated(file: string, args: string[] | undefined, options:
 export function spawnIsolated(file: string, args?: string[], options?: SpawnIsolatedOptions): IsolatedProcess<string>;
 export function spawnIsolated(file: string, args: string[] = [], options: SpawnIsolatedOptions = {}): IsolatedProcess<string | Buffer> {
   const layers = openLayers(options);
-  // an image's rootfs exists only once its layer resolved it: check the rest now, against
-  // a stand-in root, so mistakes still throw before anything is made
-  const resolving = layers.runs.some((r) => r.resolve);
   if (options.image !== undefined && options.rootfs !== undefined) throw new TypeError('options.image and options.rootfs exclude each other');
-  const plan = buildPlan({ file, args, options: resolving && options.image !== undefined ? { ...options, image: undefined } : options });
-  validateRuntimeOptions(options);
-  return new IsolatedProcess<string | Buffer>(plan, options, layers, resolving ? { file, args, options } : undefined);
+  const { plan, input } = basePlan(layers, { file, args, options }, (i, resolving) => {
+    // an image's rootfs exists only once its layer resolved it: check the rest now, against
+    // a stand-in root, so mistakes still throw before anything is made
+    const p = buildPlan(resolving && i.options?.image !== undefined ? { ...i, options: { ...i.options, image: undefined } } : i);
+    validateRuntimeOptions(options);
+    return p;
+  });
+  return new IsolatedProcess<string | Buffer>(plan, options, layers, input);
+}
+
+/**
+ * The base plan of a spawn, and the input its layers still have to resolve (undefined when
+ * none). When the ids layer is the only one that resolves (a root caller's default maps), its
+ * block is taken now and the plan built once, with it; else `build` checks the options
+ * against stand-ins (`resolving`), and #make builds the plan again once the layers resolved.
+ * A mistake in the options throws here, with nothing kept.
+ */
+function basePlan(layers: Layers, input: SpawnInput, build: (input: SpawnInput, resolving: boolean) => Plan): { plan: Plan; input: SpawnInput | undefined } {
+  const resolvers = layers.runs.filter((r) => r.resolve);
+  const now = resolvers.length === 1 ? resolvers[0]!.resolveNow?.(input) : undefined;
+  if (!now) return { plan: build(input, resolvers.length > 0), input: resolvers.length > 0 ? input : undefined };
+  try {
+    return { plan: build(now, false), input: undefined };
+  } catch (e) {
+    void resolvers[0]!.release?.();
+    throw e;
+  }
 }
 
 function validateRuntimeOptions(o: SpawnIsolatedOptions): void {
@@ -859,13 +885,15 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
   const layers = openLayers(options);
   const resolving = layers.runs.some((r) => r.resolve);
   if (resolving && options.image !== undefined) throw new TypeError('options.image is not available for a prepared sandbox yet');
-  const plan: Plan = { ...buildPlan({ file: '/nsbox-prepared', args: [], options: { ...options, init: true } }), serve: true };
-  validateRuntimeOptions(options);
+  const { plan, input } = basePlan(layers, { file: '/nsbox-prepared', args: [], options: { ...options, init: true } }, (i) => {
+    const p: Plan = { ...buildPlan(i), serve: true };
+    validateRuntimeOptions(options);
+    return p;
+  });
   let give!: (r: ServeRequest | null) => void;
   const request = new Promise<ServeRequest | null>((r) => { give = r; });
   let ready!: (fd: number) => void;
   const readyP = new Promise<number>((r) => { ready = r; });
-  const input = resolving ? { file: '/nsbox-prepared', args: [], options: { ...options, init: true } } : undefined;
   const p = new IsolatedProcess<string>(plan, { ...options, init: true }, layers, input, { ready, request });
   const ctlFd = await Promise.race([readyP, p.then(() => { throw new Error('the prepared sandbox ended before it was ready'); })]);
   return new PreparedSandbox(p, ctlFd, give, options);
@@ -904,8 +932,11 @@ export function spawnCreated(file: string, args: string[], options: SpawnIsolate
   const layers = openLayers(o);
   const resolving = layers.runs.some((r) => r.resolve);
   if (resolving && o.image !== undefined) throw new TypeError('options.image is not available for a created sandbox here (Sandbox.create mounts the image itself)');
-  const plan: Plan = { ...buildPlan({ file, args, options: o }), serve: true };
-  validateRuntimeOptions(o);
+  const { plan, input } = basePlan(layers, { file, args, options: o }, (i) => {
+    const p: Plan = { ...buildPlan(i), serve: true };
+    validateRuntimeOptions(o);
+    return p;
+  });
   let give!: (r: ServeRequest | null) => void;
   const requested = new Promise<ServeRequest | null>((r) => { give = r; });
   const ready = (ctlFd: number) => {
@@ -917,7 +948,7 @@ export function spawnCreated(file: string, args: string[], options: SpawnIsolate
       (error: unknown) => give({ error }),
     );
   };
-  const proc: IsolatedProcess<string> = new IsolatedProcess<string>(plan, o, layers, resolving ? { file, args, options: o } : undefined, { ready, request: requested });
+  const proc: IsolatedProcess<string> = new IsolatedProcess<string>(plan, o, layers, input, { ready, request: requested });
   return proc;
 }
 
@@ -951,18 +982,17 @@ function usernsRefused(plan: Readonly<Plan>, err: unknown): unknown {
  * callback: what the caller's code throws in reaction (an unhandled 'error' event) then goes
  * Node's usual uncaught-exception way, source line and all.
  */
-function nativeSpawn(spec: object, ops: Buffer, template?: Buffer): Promise<SpawnOutput> {
+function nativeSpawn(plan: Readonly<Plan>, bindings: Bindings, ops: Buffer, template?: Buffer): Promise<SpawnOutput> {
   return new Promise((resolve, reject) => {
-    native().spawn(spec, ops, template, (err, out) => { setImmediate(() => (err ? reject(err) : resolve(out!))); });
+    native().spawn(plan, ops, template, (err, out) => { setImmediate(() => (err ? reject(err) : resolve(out!))); }, bindings);
   });
 }
 
 async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promise<SpawnOutput> {
   // the addon reads the plan and, beside it, what was acquired for it
-  const spec = { ...plan, ...bindings };
-  if (!plan.template) return nativeSpawn(spec, encodeOps(plan.ops));
+  if (!plan.template) return nativeSpawn(plan, bindings, encodeOps(plan.ops));
   try {
-    const out = await nativeSpawn(spec, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
+    const out = await nativeSpawn(plan, bindings, encodeOps(plan.template.child), encodeTemplate(plan.template.build));
     armTemplateDrop();
     return out;
   } catch (err) {
@@ -970,7 +1000,7 @@ async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promis
     disableViewTemplates();
     native().dropTemplates();
     if (bindings.net.length > 0) throw err;
-    return nativeSpawn(spec, encodeOps(plan.ops));
+    return nativeSpawn(plan, bindings, encodeOps(plan.ops));
   }
 }
 

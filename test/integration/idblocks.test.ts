@@ -91,6 +91,17 @@ describe.skipIf(skip)('id blocks', () => {
     expect(ourClaims()).not.toContain(String(first));
   });
 
+  it('gives the block back when the options are refused after it was lent (the plan is built once, with it)', async () => {
+    const first = rootOf((await spawnIsolated('/bin/cat', ['/proc/self/uid_map'])).stdout)[0];
+    // refused by the planner and by the runtime checks, both after the block was taken
+    expect(() => spawnIsolated('/bin/true', [], { hostname: '' })).toThrow(TypeError);
+    expect(() => spawnIsolated('/bin/true', [], { timeout: -1 })).toThrow(RangeError);
+    const again = rootOf((await spawnIsolated('/bin/cat', ['/proc/self/uid_map'])).stdout)[0];
+    expect(again).toBe(first);
+    const r = await spawnIsolated('/bin/cat', ['/proc/self/uid_map']);
+    expect(r.isolation.uidMap).toEqual([{ inside: 0, outside: first, count: RANGE_SIZE }]);
+  });
+
   it('keeps explicit maps and remapUser as given (no block)', async () => {
     const user = { uidMap: [{ inside: 0, outside: 200000, count: 1000 }], gidMap: [{ inside: 0, outside: 200000, count: 1000 }] };
     const r = await spawnIsolated('/bin/cat', ['/proc/self/uid_map'], { user });

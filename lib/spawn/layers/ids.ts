@@ -21,6 +21,13 @@ export const idsLayer: SpawnLayer = {
         claim = acquireIdBlock(idBlockSource(realHost));
         return { ...input, idBlock: { uid: claim.uid, gid: claim.gid } };
       },
+      resolveNow(input) {
+        // the usual case: a block this thread holds is lent from memory. Any failure (all
+        // blocks in use) is resolve's to report, as a rejection
+        if (claim || !wantsIdBlock(input.options, realHost)) return undefined;
+        try { claim = acquireIdBlock(idBlockSource(realHost)); } catch { return undefined; }
+        return { ...input, idBlock: { uid: claim.uid, gid: claim.gid } };
+      },
       spawned(pid) {
         // a sandbox that outlives this thread keeps its block: the claim names it from now on
         if (claim && opts.parentDeathSignal === false) {
