@@ -3,7 +3,12 @@
 // on this machine (test/integration/egress-internet.ts: a namespace with HTTP servers behind a
 // veth). Run as root:
 //   node --expose-gc bench/egress.mjs [--mb 256] [--conns 200] [--boxes 50] [--steady 8] [--rate 4]
-//                                     [--only throughput,conns,boxes,memory]
+//                                     [--only throughput,conns,boxes,memory] [--boost]
+// --boost      the bench's own session (the fake internet's server with it) and each
+//              throughput sandbox's get an autogroup nice of -20 (/proc/PID/autogroup): on a
+//              machine shared with other sessions they then weigh little (slowed, not stopped),
+//              a stand-in for a quiet machine; without it, under load the wall-clock ratio
+//              favours the path with more processes (see the CPU figures)
 //
 // throughput   curl (busybox wget without curl) of --mb MiB: from the host over the veth
 //              directly (the peer: no proxy, no sandbox), and from inside a sandbox through
@@ -31,7 +36,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { build } from 'esbuild';
 
@@ -40,6 +45,7 @@ const MB = arg('mb', 256);
 const CONNS = arg('conns', 200);
 const BOXES = arg('boxes', 50);
 const STEADY = arg('steady', 8);
+const BOOST = process.argv.includes('--boost');
 // --only throughput,conns,boxes,memory: some parts alone
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1].split(',') : null;
 const want = (part) => !only || only.includes(part);
@@ -105,8 +111,23 @@ class Path {
 }
 const timed = (cmd) => `s=$(date +%s%N); ${cmd} || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 )); times`;
 const onHost = (cmd) => async () => execFileSync('/bin/sh', ['-c', timed(cmd)], { encoding: 'utf8' });
+// --boost: this process's autogroup (its session: the fake internet's server too) and each
+// sandbox's get nice -20, so the other sessions on the machine weigh little beside them (not
+// stopped: a stand-in for a quiet machine on a shared one; root)
+const ppidOf = (q) => { try { return Number(readFileSync(`/proc/${q}/stat`, 'utf8').split(') ')[1].split(' ')[1]); } catch { return 0; } };
+const under = (top) => readdirSync('/proc').filter((q) => /^\d+$/.test(q)).filter((q) => { for (let x = Number(q), i = 0; x > 1 && i < 32; x = ppidOf(x), i++) if (x === top) return true; return false; });
+const boost = (q) => { try { writeFileSync(`/proc/${q}/autogroup`, '-20'); } catch { /* gone */ } };
+if (BOOST) boost('self');
 const inBox = (cmd, network = policy()) => async () => {
-  const r = await spawnIsolated('/bin/sh', ['-c', timed(cmd)], { network });
+  // the shell waits (read) until its sandbox's sessions are boosted; the time is taken after
+  const p = spawnIsolated('/bin/sh', ['-c', `read x; ${timed(cmd)}`], { network, stdio: 'pipe' });
+  await new Promise((r, j) => { p.once('spawn', r); p.catch(j); });
+  if (BOOST) {
+    for (let i = 0; i < 200 && !under(p.pid).some((q) => { try { return readFileSync(`/proc/${q}/comm`, 'utf8').trim() === 'sh'; } catch { return false; } }); i++) await new Promise((r) => setTimeout(r, 5));
+    for (const q of [String(p.pid), ...under(p.pid)]) boost(q);
+  }
+  p.stdin.end('go\n');
+  const r = await p;
   if (r.exitCode !== 0) throw new Error(`${cmd} failed: ${r.stdout}${r.stderr}`);
   return r.stdout;
 };
@@ -130,7 +151,7 @@ for (let i = 0; i < 3; i++) {
   // transparent (root): the program ignores the proxy variables, the nft redirect takes it to the proxy
   if (nft) await p.transparent.run(inBox(tools.http.replace('-s -o', "-s --noproxy '*' -o"), policy({ transparent: true })));
 }
-console.log(`throughput (${MB} MiB with ${CURL ? 'curl' : 'busybox wget'}, best of 3, interleaved; load average ${load0} -> ${loadavg()})`);
+console.log(`throughput (${MB} MiB with ${CURL ? 'curl' : 'busybox wget'}, best of 3, interleaved; load average ${load0} -> ${loadavg()}${BOOST ? '; --boost: autogroups at nice -20' : ''})`);
 line('direct over the veth (host, no proxy)', p.direct, p.direct);
 line('sandbox, plain HTTP through nsbox\'s proxy', p.http, p.direct);
 if (tools.connect) line('sandbox, CONNECT tunnel through the proxy', p.connect, p.direct);
@@ -147,7 +168,7 @@ if (CURL && tls) {
     await h.intercept.run(inBox(`${CURL} -s -o /dev/null ${url}`, policy({ intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { authorization: 'Bearer bench' } }] })));
     if (nft) await h.transparent.run(inBox(`${CURL} -s -k -o /dev/null --noproxy '*' ${url}`, policy({ transparent: true })));
   }
-  console.log(`HTTPS throughput (${MB} MiB with curl, best of 3, interleaved; the fake internet's Node HTTPS server; load average ${load1} -> ${loadavg()})`);
+  console.log(`HTTPS throughput (${MB} MiB with curl, best of 3, interleaved; the fake internet's Node HTTPS server; load average ${load1} -> ${loadavg()}${BOOST ? '; --boost' : ''})`);
   line('direct over the veth (host, no proxy)', h.direct, h.direct);
   line('sandbox, CONNECT tunnel (TLS untouched)', h.connect, h.direct);
   // intercepted: nsbox's figure has the main thread (the TLS work; the sandbox's start with it)
