@@ -3,7 +3,13 @@
 // on this machine (test/integration/egress-internet.ts: a namespace with HTTP servers behind a
 // veth). Run as root:
 //   node --expose-gc bench/egress.mjs [--mb 256] [--conns 200] [--boxes 50] [--steady 8] [--rate 4]
-//                                     [--only throughput,conns,boxes,memory]
+//                                     [--only throughput,conns,boxes,memory] [--boost]
+// --boost      the bench's own session (the fake internet's server with it) and each
+//              throughput sandbox's get an autogroup nice of -20 (/proc/PID/autogroup): on a
+//              machine shared with other sessions they then weigh little (slowed, not stopped),
+//              a stand-in for a quiet machine; without it, under load the wall-clock ratio
+//              favours the path with more processes (see the CPU figures). The throughput part
+//              only: the lag and memory parts run at the usual weight
 //
 // throughput   curl (busybox wget without curl) of --mb MiB: from the host over the veth
 //              directly (the peer: no proxy, no sandbox), and from inside a sandbox through
@@ -11,7 +17,8 @@
 //              goes), and as root a program ignoring the variables (transparent: the nft
 //              redirect); HTTPS when openssl is here: directly, a CONNECT tunnel (untouched), TLS
 //              interception (intercept: true) and the transparent redirect (by SNI); best of 3,
-//              interleaved, timed inside the shell around the download alone
+//              interleaved, timed inside the shell around the download alone; beside each, its
+//              CPU cost per GiB (client, server, nsbox's relay thread, ksoftirqd: see below)
 // lag          this process's event-loop delay (monitorEventLoopDelay, 1 ms resolution), beside
 //              an idle probe (another Node process measuring its own loop over the same window:
 //              on a loaded machine waiting for a core counts as delay too) and the CPU time of
@@ -30,7 +37,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { build } from 'esbuild';
 
@@ -39,6 +46,7 @@ const MB = arg('mb', 256);
 const CONNS = arg('conns', 200);
 const BOXES = arg('boxes', 50);
 const STEADY = arg('steady', 8);
+const BOOST = process.argv.includes('--boost');
 // --only throughput,conns,boxes,memory: some parts alone
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1].split(',') : null;
 const want = (part) => !only || only.includes(part);
@@ -67,61 +75,116 @@ const CURL = ['/usr/bin/curl', '/bin/curl'].find((f) => existsSync(f));
 const policy = (extra = {}) => ({ mode: 'egress', allow: ['allowed.test'], lookup, ...extra });
 
 // ---- throughput ----------------------------------------------------------------------------
+// Beside each wall-clock figure, what the path costs in CPU: seconds per GiB moved, of the
+// client (curl: the shell's `times`, 10 ms ticks), the server (the fake internet's Node
+// process), nsbox (the relay's thread, nsbox-relay: the per-byte work of the proxy; the main
+// thread's per-request work and the sandbox's start are not in it) and the machine's
+// ksoftirqd threads (network work the kernel deferred; other processes' too), summed over the
+// runs. On a loaded machine the wall-clock ratio favours the path with more processes (each
+// gets its share of the cores); the CPU ratio does not: direct's cost over the path's is the
+// share of direct's throughput the path reaches when the cores are the limit.
+const loadavg = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+const readNs = (f) => { try { return Number(readFileSync(f, 'utf8').split(' ')[0]); } catch { return 0; } };
+const taskNamed = (name) => readdirSync('/proc/self/task').filter((t) => { try { return readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === name; } catch { return false; } });
+const ksoftirqd = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('ksoftirqd/'); } catch { return false; } });
+const softPids = ksoftirqd();
+const cpuMarks = (main) => ({
+  server: readNs(`/proc/${inet.pid}/schedstat`) / 1e9,
+  nsbox: [...taskNamed('nsbox-relay'), ...(main ? [String(process.pid)] : [])].reduce((a, t) => a + readNs(`/proc/self/task/${t}/schedstat`), 0) / 1e9,
+  soft: softPids.reduce((a, p) => a + readNs(`/proc/${p}/schedstat`), 0) / 1e9,
+});
+class Path {
+  us = Infinity; runs = 0; client = 0; server = 0; nsbox = 0; soft = 0;
+  /** main: nsbox's figure has this process's main thread too (where intercepted TLS is done; the sandbox's start with it) */
+  constructor(main = false) { this.main = main; }
+  /** one run: `fn` gives the shell's output (the microseconds, then `times`) */
+  async run(fn) {
+    const m0 = cpuMarks(this.main);
+    const out = (await fn()).trim().split('\n');
+    const m1 = cpuMarks(this.main);
+    this.us = Math.min(this.us, Number(out[0]));
+    const t = out[2].trim().split(/\s+/).map((x) => { const m = /(\d+)m([\d.]+)s/.exec(x); return Number(m[1]) * 60 + Number(m[2]); });
+    this.client += t[0] + t[1];
+    this.server += m1.server - m0.server; this.nsbox += m1.nsbox - m0.nsbox; this.soft += m1.soft - m0.soft;
+    this.runs++;
+  }
+  get cost() { return (this.client + this.server + this.nsbox + this.soft) / (this.runs * MB / 1024); }
+}
+const timed = (cmd) => `s=$(date +%s%N); ${cmd} || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 )); times`;
+const onHost = (cmd) => async () => execFileSync('/bin/sh', ['-c', timed(cmd)], { encoding: 'utf8' });
+// --boost: this process's autogroup (its session: the fake internet's server too) and each
+// sandbox's get nice -20, so the other sessions on the machine weigh little beside them (not
+// stopped: a stand-in for a quiet machine on a shared one; root)
+const ppidOf = (q) => { try { return Number(readFileSync(`/proc/${q}/stat`, 'utf8').split(') ')[1].split(' ')[1]); } catch { return 0; } };
+const under = (top) => readdirSync('/proc').filter((q) => /^\d+$/.test(q)).filter((q) => { for (let x = Number(q), i = 0; x > 1 && i < 32; x = ppidOf(x), i++) if (x === top) return true; return false; });
+const boost = (q) => { try { writeFileSync(`/proc/${q}/autogroup`, '-20'); } catch { /* gone */ } };
+if (BOOST) boost('self');
+const inBox = (cmd, network = policy()) => async () => {
+  // the shell waits (read) until its sandbox's sessions are boosted; the time is taken after
+  const p = spawnIsolated('/bin/sh', ['-c', `read x; ${timed(cmd)}`], { network, stdio: 'pipe' });
+  await new Promise((r, j) => { p.once('spawn', r); p.catch(j); });
+  if (BOOST) {
+    for (let i = 0; i < 200 && !under(p.pid).some((q) => { try { return readFileSync(`/proc/${q}/comm`, 'utf8').trim() === 'sh'; } catch { return false; } }); i++) await new Promise((r) => setTimeout(r, 5));
+    for (const q of [String(p.pid), ...under(p.pid)]) boost(q);
+  }
+  p.stdin.end('go\n');
+  const r = await p;
+  if (r.exitCode !== 0) throw new Error(`${cmd} failed: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+};
+const mibs = (p) => (MB / (p.us / 1e6)).toFixed(0).padStart(6);
+const costLine = (p, base) => {
+  const g = p.runs * MB / 1024, f = (x) => (x / g).toFixed(2);
+  return `cpu ${p.cost.toFixed(2)} s/GiB (client ${f(p.client)}, server ${f(p.server)}, nsbox ${f(p.nsbox)}, ksoftirqd ${f(p.soft)})${base && base !== p ? `, direct's ${(100 * base.cost / p.cost).toFixed(0)}%` : ''}`;
+};
+const line = (label, p, base) => console.log(`  ${label.padEnd(44)} ${mibs(p)} MiB/s${base === p ? ' '.repeat(18) : `   ${`${(100 * base.us / p.us).toFixed(0)}% of direct`.padEnd(15)}`}   ${costLine(p, base)}`);
+const nft = api.nftUnavailableReason() === undefined;
 if (want('throughput')) {
-const timed = (cmd) => `s=$(date +%s%N); ${cmd} || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`;
+const load0 = loadavg();
 const tools = CURL
   ? { direct: `${CURL} -s -o /dev/null --noproxy '*' http://203.0.113.10/big/${MB}`, http: `${CURL} -s -o /dev/null http://allowed.test/big/${MB}`, connect: `${CURL} -s -o /dev/null -p http://allowed.test/big/${MB}` }
   : { direct: `${BB} wget -q -Y off -O /dev/null http://203.0.113.10/big/${MB}`, http: `${BB} wget -q -O /dev/null http://allowed.test/big/${MB}` };
-const inBox = async (cmd, network = policy()) => {
-  const r = await spawnIsolated('/bin/sh', ['-c', timed(cmd)], { network });
-  if (r.exitCode !== 0) throw new Error(`${cmd} failed: ${r.stdout}${r.stderr}`);
-  return Number(r.stdout.trim());
-};
-const best = Object.fromEntries(Object.keys(tools).map((k) => [k, Infinity]));
+const p = { direct: new Path(), http: new Path(), connect: new Path(), transparent: new Path() };
 for (let i = 0; i < 3; i++) {
-  best.direct = Math.min(best.direct, Number(execFileSync('/bin/sh', ['-c', timed(tools.direct)], { encoding: 'utf8' }).trim()));
-  best.http = Math.min(best.http, await inBox(tools.http));
-  if (tools.connect) best.connect = Math.min(best.connect, await inBox(tools.connect));
-}
-const mibs = (us) => (MB / (us / 1e6)).toFixed(0);
-const pct = (us) => `${(100 * best.direct / us).toFixed(0)}% of direct`;
-console.log(`throughput (${MB} MiB with ${CURL ? 'curl' : 'busybox wget'}, best of 3, interleaved)`);
-console.log(`  direct over the veth (host, no proxy)        ${mibs(best.direct).padStart(6)} MiB/s`);
-console.log(`  sandbox, plain HTTP through nsbox's proxy    ${mibs(best.http).padStart(6)} MiB/s   ${pct(best.http)}`);
-if (tools.connect) console.log(`  sandbox, CONNECT tunnel through the proxy    ${mibs(best.connect).padStart(6)} MiB/s   ${pct(best.connect)}`);
-const nft = api.nftUnavailableReason() === undefined;
-if (nft) {
+  await p.direct.run(onHost(tools.direct));
+  await p.http.run(inBox(tools.http));
+  if (tools.connect) await p.connect.run(inBox(tools.connect));
   // transparent (root): the program ignores the proxy variables, the nft redirect takes it to the proxy
-  let t = Infinity;
-  for (let i = 0; i < 3; i++) t = Math.min(t, await inBox(tools.http.replace('-s -o', "-s --noproxy '*' -o"), policy({ transparent: true })));
-  console.log(`  sandbox, plain HTTP redirected (transparent) ${mibs(t).padStart(6)} MiB/s   ${pct(t)}`);
+  if (nft) await p.transparent.run(inBox(tools.http.replace('-s -o', "-s --noproxy '*' -o"), policy({ transparent: true })));
 }
+console.log(`throughput (${MB} MiB with ${CURL ? 'curl' : 'busybox wget'}, best of 3, interleaved; load average ${load0} -> ${loadavg()}${BOOST ? '; --boost: autogroups at nice -20' : ''})`);
+line('direct over the veth (host, no proxy)', p.direct, p.direct);
+line('sandbox, plain HTTP through nsbox\'s proxy', p.http, p.direct);
+if (tools.connect) line('sandbox, CONNECT tunnel through the proxy', p.connect, p.direct);
+if (nft) line('sandbox, plain HTTP redirected (transparent)', p.transparent, p.direct);
 if (CURL && tls) {
   // HTTPS: untouched through a CONNECT tunnel, and terminated by nsbox (intercept: true, a header
   // injected, the real server verified against upstreamCa), beside HTTPS from the host directly
   const url = `https://allowed.test/big/${MB}`;
-  const h = { direct: Infinity, connect: Infinity, intercept: Infinity, transparent: Infinity };
+  const h = { direct: new Path(), connect: new Path(), intercept: new Path(true), transparent: new Path() };
+  const load1 = loadavg();
   for (let i = 0; i < 3; i++) {
-    h.direct = Math.min(h.direct, Number(execFileSync('/bin/sh', ['-c', timed(`${CURL} -s -k -o /dev/null --noproxy '*' --resolve allowed.test:443:203.0.113.10 ${url}`)], { encoding: 'utf8' }).trim()));
-    h.connect = Math.min(h.connect, await inBox(`${CURL} -s -k -o /dev/null ${url}`));
-    h.intercept = Math.min(h.intercept, await inBox(`${CURL} -s -o /dev/null ${url}`, policy({ intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { authorization: 'Bearer bench' } }] })));
-    if (nft) h.transparent = Math.min(h.transparent, await inBox(`${CURL} -s -k -o /dev/null --noproxy '*' ${url}`, policy({ transparent: true })));
+    await h.direct.run(onHost(`${CURL} -s -k -o /dev/null --noproxy '*' --resolve allowed.test:443:203.0.113.10 ${url}`));
+    await h.connect.run(inBox(`${CURL} -s -k -o /dev/null ${url}`));
+    await h.intercept.run(inBox(`${CURL} -s -o /dev/null ${url}`, policy({ intercept: true, upstreamCa: tls.cert, inject: [{ host: 'allowed.test', headers: { authorization: 'Bearer bench' } }] })));
+    if (nft) await h.transparent.run(inBox(`${CURL} -s -k -o /dev/null --noproxy '*' ${url}`, policy({ transparent: true })));
   }
-  const hp = (us) => `${(100 * h.direct / us).toFixed(0)}% of direct`;
-  console.log(`HTTPS throughput (${MB} MiB with curl, best of 3, interleaved; the fake internet's Node HTTPS server)`);
-  console.log(`  direct over the veth (host, no proxy)        ${mibs(h.direct).padStart(6)} MiB/s`);
-  console.log(`  sandbox, CONNECT tunnel (TLS untouched)      ${mibs(h.connect).padStart(6)} MiB/s   ${hp(h.connect)}`);
-  console.log(`  sandbox, intercepted (intercept: true)       ${mibs(h.intercept).padStart(6)} MiB/s   ${hp(h.intercept)}`);
-  if (nft) console.log(`  sandbox, redirected by SNI (transparent)     ${mibs(h.transparent).padStart(6)} MiB/s   ${hp(h.transparent)}`);
+  console.log(`HTTPS throughput (${MB} MiB with curl, best of 3, interleaved; the fake internet's Node HTTPS server; load average ${load1} -> ${loadavg()}${BOOST ? '; --boost' : ''})`);
+  line('direct over the veth (host, no proxy)', h.direct, h.direct);
+  line('sandbox, CONNECT tunnel (TLS untouched)', h.connect, h.direct);
+  // intercepted: nsbox's figure has the main thread (the TLS work; the sandbox's start with it)
+  line('sandbox, intercepted (intercept: true)', h.intercept, h.direct);
+  if (nft) line('sandbox, redirected by SNI (transparent)', h.transparent, h.direct);
 }
 }
+// the other parts run at the session's usual weight
+if (BOOST) { try { writeFileSync('/proc/self/autogroup', '0'); } catch { /* as it was */ } }
 
 // ---- event-loop lag ---------------------------------------------------------------------------
 // Beside this process's own figure, a probe: a second Node process on the same machine that
 // does nothing but measure its own event loop over the same window. On a loaded 2-core machine
 // a process waiting for a core counts as loop delay too; the probe shows how much of the
 // figure is that (the machine), and the difference is this process's own work.
-const loadavg = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
 const probe = spawn(process.execPath, ['-e', `
   const { monitorEventLoopDelay } = require('node:perf_hooks');
   let h; require('node:readline').createInterface({ input: process.stdin }).on('line', (l) => {

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -456,6 +457,10 @@ int NetnsSocketsMain(void* arg) {
     s->fds[i] = (int)fd;
     int one = 1;
     if (s->tcp[i]) call(SYS_setsockopt, fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // the connections accepted on it are loopback ones inside the sandbox: no pacing or model
+    // of a path there, only its cost (a host default of bbr paces each burst on a timer, and
+    // the sandbox's reads get smaller); the host's upstream connections keep its default
+    if (s->tcp[i]) call(SYS_setsockopt, fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4);
     struct sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = __builtin_bswap16(s->port[i]);

@@ -35,6 +35,8 @@ export interface LoggedRequest {
 
 export interface FakeInternet {
   requests: LoggedRequest[];
+  /** the server process (the bench reads its CPU time) */
+  pid: number;
   /** waits until a request matching `f` is logged (or 5 s pass) */
   waitFor(f: (r: LoggedRequest) => boolean): Promise<LoggedRequest | undefined>;
   close(): Promise<void>;
@@ -115,6 +117,7 @@ export async function startFakeInternet(tls?: { key: string; cert: string }, reg
   }
   return {
     requests,
+    pid: c.pid!,
     async waitFor(f) {
       for (let i = 0; i < 100; i++) {
         const r = requests.find(f);
