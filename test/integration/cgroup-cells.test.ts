@@ -51,7 +51,8 @@ describe.skipIf(skipV2)('cgroup v2 cells', () => {
     const out = await run(asUserIn(SCOPE), `
       const first = ${LIMITED()};
       const second = ${LIMITED()};
-      const devices = ${LIMITED(", devices: [{ allow: false }]")};
+      const devices = await nsbox.spawnIsolated('/bin/true', [], { limits: { pids: 32, devices: [{ allow: false }] } })
+        .then((r) => ({ code: r.exitCode }), ${ERR});
       console.log(JSON.stringify({ first, second, devices, doctor: ${DOCTOR} }));`);
     for (const r of [out.first, out.second]) {
       expect(r).toMatchObject({ code: 0, stdout: 'ok\n' });
