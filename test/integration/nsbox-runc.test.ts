@@ -238,6 +238,22 @@ describe.skipIf(skip)('nsbox-runc', () => {
       await waitFor(() => state('c6').status === 'stopped');
       expect(readFileSync(`${base}/c6.out`, 'utf8').trim().split(/\s+/)[0]).toBe(String(inode));
       ok(['delete', 'c6']);
+      // net.* sysctls go into the joined namespace (podman's bridge network sets two);
+      // regression: refused as "needs a network namespace of the sandbox's own"
+      const inNs = (k: string) => execFileSync('ip', ['netns', 'exec', name, 'cat', `/proc/sys/${k.replaceAll('.', '/')}`], { encoding: 'utf8' }).trim();
+      const hostPing = readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8');
+      writeConfig(['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start'], (c) => {
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'network' && n.type !== 'user').concat([{ type: 'network', path: `/run/netns/${name}` }]);
+        c.linux.sysctl = { 'net.ipv4.ip_unprivileged_port_start': '80', 'net.ipv4.ping_group_range': '0 0' };
+      });
+      create('c6s');
+      ok(['start', 'c6s']);
+      await waitFor(() => state('c6s').status === 'stopped');
+      expect(readFileSync(`${base}/c6s.out`, 'utf8').trim()).toBe('80');
+      expect(inNs('net.ipv4.ip_unprivileged_port_start')).toBe('80');
+      expect(inNs('net.ipv4.ping_group_range').split(/\s+/)).toEqual(['0', '0']);
+      expect(readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8')).toBe(hostPing);
+      ok(['delete', 'c6s']);
     } finally {
       execFileSync('ip', ['netns', 'delete', name]);
     }
