@@ -1,7 +1,9 @@
 // Start-up time of nsbox-runc beside runc and crun, in one run (root; needs podman, hyperfine
 // and /bin/busybox; run `npm run build` first):
 //  1. `podman run --rm IMG true` with each runtime (podman calls create, start, delete --force);
-//  2. one short command, `state ID` of a running container made by that runtime.
+//  2. one short command, `state ID` of a running container made by that runtime;
+//  3. the runtime alone: `create`, `start`, `delete --force` of one container, one after the
+//     other (what podman calls per `run --rm`, without podman and conmon).
 // A runtime that cannot run a container on this host is left out with its own error (crun
 // refuses cgroup v1 hosts whose v2 hierarchy has controllers: "cgroups in hybrid mode").
 // Usage: node bench/oci-startup.mjs [--runs N] [--nsbox-runc PATH]
@@ -83,6 +85,13 @@ try {
     stateCmds.push([name, `${q(path)} --root ${q(root)} state ${id}`]);
   }
   const stateRuns = hf('state', stateCmds);
+  const cycleCmds = runtimes.map(([name, path]) => {
+    const root = `${work}/root-${name}`;
+    const id = `cycle-${process.pid}-${name}`;
+    const r = (a) => `${q(path)} --root ${q(root)} ${a}`;
+    return [name, `sh -c ${q(`${r(`create --bundle ${q(bundle)} ${id}`)} && ${r(`start ${id}`)} && ${r(`delete --force ${id}`)}`)}`];
+  });
+  const cycleRuns = hf('cycle', cycleCmds);
 
   const row = (r, base) => `${r.command.padEnd(12)} ${(r.mean * 1000).toFixed(1).padStart(8)} ms ± ${(r.stddev * 1000).toFixed(1).padStart(6)}   median ${(r.median * 1000).toFixed(1).padStart(8)} ms   ${base ? `${(r.mean / base.mean).toFixed(2)}× runc` : ''}`;
   const runcOf = (rs) => rs.find((r) => r.command === 'runc');
@@ -90,6 +99,8 @@ try {
   for (const r of podmanRuns) console.log(row(r, runcOf(podmanRuns)));
   console.log(`\nstate ID of a running container (${RUNS} runs each)`);
   for (const r of stateRuns) console.log(row(r, runcOf(stateRuns)));
+  console.log(`\ncreate + start + delete --force, the runtime alone (${RUNS} runs each)`);
+  for (const r of cycleRuns) console.log(row(r, runcOf(cycleRuns)));
   console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${RUNS} runs)`);
 } finally {
   for (const f of cleanups.reverse()) f();
