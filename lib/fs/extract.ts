@@ -128,7 +128,7 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
   const dirModes: Array<[string, number]> = [];
   try {
     const input = await decompress(src);
-    const ex = tarStream().extract();
+    const ex = (await tarStream()).extract();
     const handle = async (h: Header, body: Readable): Promise<void> => {
       const rel = layerPath(h.name);
       const base = posix.basename(rel);
