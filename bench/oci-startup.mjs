@@ -7,7 +7,7 @@
 // A runtime that cannot run a container on this host is left out with its own error (crun
 // refuses cgroup v1 hosts whose v2 hierarchy has controllers: "cgroups in hybrid mode").
 // Usage: node bench/oci-startup.mjs [--runs N] [--nsbox-runc PATH]
-// (default: build/Release/nsbox-runc, the native front end, else dist/nsbox-runc.js)
+// (default: build/Release/nsbox-runc, the native front end, else dist/nsbox-runc.cjs)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 const here = fileURLToPath(new URL('..', import.meta.url));
 const opt = (name, dflt) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
 const RUNS = Number(opt('--runs', 10));
-const nsboxRunc = opt('--nsbox-runc', [`${here}build/Release/nsbox-runc`, `${here}dist/nsbox-runc.js`].find((p) => existsSync(p)));
+const nsboxRunc = opt('--nsbox-runc', [`${here}build/Release/nsbox-runc`, `${here}dist/nsbox-runc.cjs`].find((p) => existsSync(p)));
 
 if (process.geteuid() !== 0) { console.error('bench/oci-startup.mjs needs root'); process.exit(1); }
 for (const [tool, pkg] of [['podman', 'podman'], ['hyperfine', 'hyperfine']]) {

@@ -3,7 +3,7 @@
 // [SIGNAL]`, `start ID` of a container without start hooks, `delete [--force] ID` of one
 // whose removal is only kill + cgroup + state files, `--version`) without starting Node;
 // everything else, and every case this does not recognise or that fails before it changed
-// anything, is handed to the Node runtime (dist/nsbox-runc.js, found relative to this
+// anything, is handed to the Node runtime (dist/nsbox-runc.cjs, found relative to this
 // program: both build/Release/ and prebuilds/<platform>/ are two levels under the package)
 // with the same arguments, which then gives its own answer and error text.
 //
@@ -51,7 +51,7 @@ char** gArgv;
   if (n <= 0) { fprintf(stderr, "nsbox-runc: cannot find itself\n"); _exit(1); }
   self[n] = 0;
   std::string dir(self, strrchr(self, '/') - self);
-  std::string js = dir + "/../../dist/nsbox-runc.js";
+  std::string js = dir + "/../../dist/nsbox-runc.cjs";
   const char* env = getenv("NSBOX_RUNC_JS");
   if (env && *env) js = env;
   std::vector<char*> argv;

@@ -13,10 +13,10 @@ import { isRoot, skipReason, alive, sleep, nsboxCgroupsOf } from '../helpers/hos
 const base = `/run/nsbox-test-runc-${process.pid}`;
 const root = `${base}/root`;
 const bundle = `${base}/bundle`;
-const bin = new URL('../../dist/nsbox-runc.js', import.meta.url).pathname;
+const bin = new URL('../../dist/nsbox-runc.cjs', import.meta.url).pathname;
 const front = new URL('../../build/Release/nsbox-runc', import.meta.url).pathname;
 const skip = skipReason(!isRoot, 'nsbox-runc: needs root (namespaces, cgroups)')
-  || skipReason(!existsSync(bin), 'nsbox-runc: dist/nsbox-runc.js is missing (npm run build:ts)')
+  || skipReason(!existsSync(bin), 'nsbox-runc: dist/nsbox-runc.cjs is missing (npm run build:ts)')
   || skipReason(!existsSync('/bin/busybox'), 'nsbox-runc: /bin/busybox is missing (apt-get install busybox-static) for the test bundle');
 
 /** pids of the nsbox-runc processes run (their cgroups carry them as owner) */

@@ -1,6 +1,6 @@
 // Issue 16, the runtime with podman (Debian's podman 4, conmon): `podman --runtime nsbox-runc`
 // (the native front end build/Release/nsbox-runc when built, as a user of the package gets it,
-// else dist/nsbox-runc.js) runs containers of a busybox image. Skipped with the reason where
+// else dist/nsbox-runc.cjs) runs containers of a busybox image. Skipped with the reason where
 // podman is not installed. Options the runs need on this host, and why:
 //   --cgroup-manager cgroupfs   nsbox-runc refuses --systemd-cgroup
 //   --ulimit nofile/nproc       podman's defaults are above root's hard limits here, and root
@@ -13,13 +13,13 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, 
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
 const front = new URL('../../build/Release/nsbox-runc', import.meta.url).pathname;
-const bin = existsSync(front) ? front : new URL('../../dist/nsbox-runc.js', import.meta.url).pathname;
+const bin = existsSync(front) ? front : new URL('../../dist/nsbox-runc.cjs', import.meta.url).pathname;
 const work = `/tmp/nsbox-test-podman-${process.pid}`;
 const image = `localhost/nsbox-test-bb-${process.pid}`;
 const podmanPath = ['/usr/bin/podman', '/usr/local/bin/podman'].find((p) => existsSync(p));
 const skip = skipReason(!isRoot, 'podman with nsbox-runc: needs root')
   || skipReason(!podmanPath, 'podman with nsbox-runc: podman is not installed (apt-get install podman)')
-  || skipReason(!existsSync(bin) || !existsSync(new URL('../../dist/nsbox-runc.js', import.meta.url).pathname), 'podman with nsbox-runc: dist/nsbox-runc.js is missing (npm run build:ts)')
+  || skipReason(!existsSync(bin) || !existsSync(new URL('../../dist/nsbox-runc.cjs', import.meta.url).pathname), 'podman with nsbox-runc: dist/nsbox-runc.cjs is missing (npm run build:ts)')
   || skipReason(!existsSync('/bin/busybox'), 'podman with nsbox-runc: /bin/busybox is missing (apt-get install busybox-static)');
 
 const BASE = ['--cgroup-manager', 'cgroupfs', '--runtime', bin];
