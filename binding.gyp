@@ -50,7 +50,8 @@
       "libraries!": ["-lpthread"]
     },
     {
-      # nsbox-runc's native front end (addon/runc/front.cc): state, kill and start without Node
+      # nsbox-runc's native front end (addon/runc/front.cc): state, kill, start, delete and
+      # --version without Node; static, so the prebuilt copy (prebuilds/) runs on any libc
       "target_name": "nsbox-runc",
       "type": "executable",
       "sources": ["addon/runc/front.cc"],
@@ -58,7 +59,7 @@
       "cflags_cc!": ["-fexceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-O2", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra"],
       "ldflags!": ["-rdynamic"],
-      "ldflags": ["-s"]
+      "ldflags": ["-s", "-static"]
     }
   ]
 }

@@ -12,7 +12,7 @@
 # $OUT (default a temporary directory, printed at the end).
 #
 # Environment: RUNTIMES="nsbox-runc crun runc" (names or paths), NSBOX_RUNC (default this
-# tree's dist/nsbox-runc.js), TEST_TIMEOUT, OUT.
+# tree's dist/nsbox-runc.cjs), TEST_TIMEOUT, OUT.
 set -u
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,7 +46,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
-NSBOX_RUNC=${NSBOX_RUNC:-$here/dist/nsbox-runc.js}
+NSBOX_RUNC=${NSBOX_RUNC:-$here/dist/nsbox-runc.cjs}
 RUNTIMES=${RUNTIMES:-nsbox-runc crun runc}
 TEST_TIMEOUT=${TEST_TIMEOUT:-120}
 OUT=${OUT:-$(mktemp -d /tmp/oci-conformance.XXXXXX)}

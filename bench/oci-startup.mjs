@@ -1,11 +1,13 @@
 // Start-up time of nsbox-runc beside runc and crun, in one run (root; needs podman, hyperfine
 // and /bin/busybox; run `npm run build` first):
 //  1. `podman run --rm IMG true` with each runtime (podman calls create, start, delete --force);
-//  2. one short command, `state ID` of a running container made by that runtime.
+//  2. one short command, `state ID` of a running container made by that runtime;
+//  3. the runtime alone: `create`, `start`, `delete --force` of one container, one after the
+//     other (what podman calls per `run --rm`, without podman and conmon).
 // A runtime that cannot run a container on this host is left out with its own error (crun
 // refuses cgroup v1 hosts whose v2 hierarchy has controllers: "cgroups in hybrid mode").
 // Usage: node bench/oci-startup.mjs [--runs N] [--nsbox-runc PATH]
-// (default: build/Release/nsbox-runc, the native front end, else dist/nsbox-runc.js)
+// (default: build/Release/nsbox-runc, the native front end, else dist/nsbox-runc.cjs)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -14,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 const here = fileURLToPath(new URL('..', import.meta.url));
 const opt = (name, dflt) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
 const RUNS = Number(opt('--runs', 10));
-const nsboxRunc = opt('--nsbox-runc', [`${here}build/Release/nsbox-runc`, `${here}dist/nsbox-runc.js`].find((p) => existsSync(p)));
+const nsboxRunc = opt('--nsbox-runc', [`${here}build/Release/nsbox-runc`, `${here}dist/nsbox-runc.cjs`].find((p) => existsSync(p)));
 
 if (process.geteuid() !== 0) { console.error('bench/oci-startup.mjs needs root'); process.exit(1); }
 for (const [tool, pkg] of [['podman', 'podman'], ['hyperfine', 'hyperfine']]) {
@@ -55,8 +57,32 @@ try {
     execFileSync('hyperfine', args, { stdio: ['ignore', 'ignore', 'inherit'] });
     return JSON.parse(readFileSync(json, 'utf8')).results;
   };
+  // the long commands: the runtimes take turns, one run each per round (the first of a round
+  // changing), so that the load of a shared machine, which drifts over a minute, falls on all
+  // alike; hyperfine would run all of one command first
+  const interleaved = (cmds) => {
+    const times = cmds.map(() => []);
+    for (let round = -2; round < RUNS; round++) { // two rounds of warm-up
+      for (let k = 0; k < cmds.length; k++) {
+        const i = (k + Math.max(round, 0)) % cmds.length;
+        const [name, argv] = cmds[i];
+        const t0 = process.hrtime.bigint();
+        const r = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+        const t = Number(process.hrtime.bigint() - t0) / 1e9;
+        if (r.status !== 0) throw new Error(`${name}: ${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+        if (round >= 0) times[i].push(t);
+      }
+    }
+    return cmds.map(([name], i) => {
+      const ts = [...times[i]].sort((a, b) => a - b);
+      const mean = ts.reduce((a, b) => a + b, 0) / ts.length;
+      const stddev = Math.sqrt(ts.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(ts.length - 1, 1));
+      const median = ts.length % 2 ? ts[(ts.length - 1) / 2] : (ts[ts.length / 2 - 1] + ts[ts.length / 2]) / 2;
+      return { command: name, mean, stddev, median };
+    });
+  };
   const q = (s) => `'${s.replace(/'/g, "'\\''")}'`;
-  const podmanRuns = hf('podman', runtimes.map(([n, p]) => [n, [...PODMAN, '--runtime', p, ...RUN, image, 'true'].map(q).join(' ')]));
+  const podmanRuns = interleaved(runtimes.map(([n, p]) => [n, [...PODMAN, '--runtime', p, ...RUN, image, 'true']]));
 
   // a running container per runtime, made by the runtime itself from one bundle
   const bundle = `${work}/bundle`;
@@ -83,13 +109,22 @@ try {
     stateCmds.push([name, `${q(path)} --root ${q(root)} state ${id}`]);
   }
   const stateRuns = hf('state', stateCmds);
+  const cycleCmds = runtimes.map(([name, path]) => {
+    const root = `${work}/root-${name}`;
+    const id = `cycle-${process.pid}-${name}`;
+    const r = (a) => `${q(path)} --root ${q(root)} ${a}`;
+    return [name, ['sh', '-c', `${r(`create --bundle ${q(bundle)} ${id}`)} && ${r(`start ${id}`)} && ${r(`delete --force ${id}`)}`]];
+  });
+  const cycleRuns = interleaved(cycleCmds);
 
   const row = (r, base) => `${r.command.padEnd(12)} ${(r.mean * 1000).toFixed(1).padStart(8)} ms ± ${(r.stddev * 1000).toFixed(1).padStart(6)}   median ${(r.median * 1000).toFixed(1).padStart(8)} ms   ${base ? `${(r.mean / base.mean).toFixed(2)}× runc` : ''}`;
   const runcOf = (rs) => rs.find((r) => r.command === 'runc');
-  console.log(`\npodman run --rm IMG true (${RUNS} runs each)`);
+  console.log(`\npodman run --rm IMG true (${RUNS} runs each, the runtimes taking turns)`);
   for (const r of podmanRuns) console.log(row(r, runcOf(podmanRuns)));
   console.log(`\nstate ID of a running container (${RUNS} runs each)`);
   for (const r of stateRuns) console.log(row(r, runcOf(stateRuns)));
+  console.log(`\ncreate + start + delete --force, the runtime alone (${RUNS} runs each, taking turns)`);
+  for (const r of cycleRuns) console.log(row(r, runcOf(cycleRuns)));
   console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${RUNS} runs)`);
 } finally {
   for (const f of cleanups.reverse()) f();

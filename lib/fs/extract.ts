@@ -11,7 +11,8 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { extract as tarExtract, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
+import { tarStream } from './tar.js';
 import { errnoError } from '../errors.js';
 import { fsNative, Kind, O, RESOLVE, RESOLVE_SAFE } from './native.js';
 
@@ -127,7 +128,7 @@ export async function extractLayer(src: Readable, dir: string, opts: ExtractOpti
   const dirModes: Array<[string, number]> = [];
   try {
     const input = await decompress(src);
-    const ex = tarExtract();
+    const ex = (await tarStream()).extract();
     const handle = async (h: Header, body: Readable): Promise<void> => {
       const rel = layerPath(h.name);
       const base = posix.basename(rel);

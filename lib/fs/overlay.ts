@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { pack as tarPack, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
+import { tarStream } from './tar.js';
 
 type Hdr = Partial<Header> & { name: string };
 import { errnoError, NsboxError } from '../errors.js';
@@ -431,7 +432,7 @@ export async function exportUpper(upper: string, dest: Writable, opts: { userxat
   // an idmapped mount's upper dir holds the sandbox's host ids: the layer gets the ids inside
   const uidOf = (id: number) => mapId(opts.idmap?.uidMap, id, true), gidOf = (id: number) => mapId(opts.idmap?.gidMap, id, true);
   const nat = fsNative();
-  const pk = tarPack();
+  const pk = (await tarStream()).pack();
   const done = pipeline(pk, dest);
   const rootFd = nat.fsOpenat2(-100, upper, O.PATH | O.DIRECTORY, 0, RESOLVE.NO_MAGICLINKS, 'export');
   const inodes = new Map<string, string>();

@@ -136,31 +136,38 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   // linux.cgroupsPath is the container's cgroup itself (options.cgroupPath): Sandbox.create
   // makes what is missing of it and destroy removes that again
   const box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
-  writeFront(g, box, config);
+  writeFront(g, box, config, options.network);
   if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
   return 0;
 }
 
 /**
  * `<id>.runc` beside the sandbox's state: what the native front end (addon/runc/front.cc,
- * build/Release/nsbox-runc) needs to answer state, kill and start without Node. Removed by delete.
+ * build/Release/nsbox-runc) needs to answer state, kill, start and delete without Node (its
+ * five lines are described there). Removed by delete.
  */
-function writeFront(g: Globals, box: Sandbox, config: unknown): void {
+function writeFront(g: Globals, box: Sandbox, config: unknown, network: unknown): void {
   const hooks = ((config as { hooks?: Record<string, unknown[]> }).hooks) ?? {};
-  const startHooks = ['startContainer', 'poststart'].some((k) => Array.isArray(hooks[k]) && hooks[k]!.length > 0);
+  const has = (k: string) => Array.isArray(hooks[k]) && hooks[k]!.length > 0;
+  const startHooks = has('startContainer') || has('poststart');
   const p = box.cgroup?.paths as Record<string, string> | undefined;
   const freezer = p?.unified ? `${p.unified}/cgroup.freeze` : p?.freezer ? `${p.freezer}/freezer.state` : '';
   const info = Sandbox.list({ stateDir: g.root }).find((s) => s.id === box.id);
   const fixed = JSON.stringify(stateJson(g, box, info, true)).slice(1, -1);
-  const holderStart = readHolderStart(g, box.id);
-  writeFileSync(frontFile(g, box.id), `${box.pid} ${holderStart} 1 ${startHooks ? 1 : 0}\n${freezer}\n${fixed}\n`, { mode: 0o600 });
+  const st = JSON.parse(readFileSync(`${g.root}/${box.id}.json`, 'utf8')) as { holderStart: number; cgroup: Record<string, string>; cgroupMade?: string[]; image: unknown };
+  // what Sandbox.destroy() of the attached sandbox removes (removeOpenedCgroup): the
+  // directories nsbox made for an exact cgroupsPath, else its own (named nsbox) ones
+  const dirs = [...new Set(Object.values(st.cgroup ?? {}))];
+  const remove = st.cgroupMade ? ['made', ...st.cgroupMade] : ['nsbox', ...dirs.filter((d) => /nsbox/.test(d))];
+  // the front end deletes natively only what destroy() would do no more for: a cgroup, no
+  // image container, no bridge network handed to the holder (nsbox-runc joins, shares the
+  // host's or has none), no poststop hook to run
+  const plainNet = network === 'host' || network === 'none' || (typeof network === 'object' && network !== null && 'join' in network);
+  const nativeDelete = dirs.length > 0 && !st.image && plainNet && !has('poststop') && ![...dirs, ...remove].some((d) => /[\t\n]/.test(d));
+  writeFileSync(frontFile(g, box.id), `${box.pid} ${st.holderStart} 1 ${startHooks ? 1 : 0} ${nativeDelete ? 1 : 0}\n${freezer}\n${fixed}\n${dirs.join('\t')}\n${remove.join('\t')}\n`, { mode: 0o600 });
 }
 
 const frontFile = (g: Globals, id: string) => `${g.root}/${id}.runc`;
-
-function readHolderStart(g: Globals, id: string): number {
-  return (JSON.parse(readFileSync(`${g.root}/${id}.json`, 'utf8')) as { holderStart: number }).holderStart;
-}
 
 async function cmdStart(g: Globals, args: string[]): Promise<number> {
   const box = await attach(g, oneId(args, 'start'));

@@ -240,7 +240,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
 
   // --- sysctls: namespaced ones only (kernel.hostname and kernel.domainname become the
   // hostname and domainname the child sets; the rest are written to the sandbox's /proc/sys)
-  const sysctl = parseSysctl(o.sysctl, ns);
+  const sysctl = parseSysctl(o.sysctl, ns, joined.includes('net'));
   if (sysctl.hostname !== undefined) {
     if (o.hostname !== undefined) fail('options.sysctl', "cannot set 'kernel.hostname' together with options.hostname");
     o = { ...o, hostname: sysctl.hostname };
@@ -579,7 +579,7 @@ interface ParsedSysctl { writes: Array<[string, string]>; hostname?: string; dom
  * them), so that nothing of the host changes: ipc ones with a new ipc namespace, `net.*` with a
  * new network namespace, `kernel.hostname`/`kernel.domainname` with a new uts namespace.
  */
-function parseSysctl(v: unknown, ns: Set<NamespaceType>): ParsedSysctl {
+function parseSysctl(v: unknown, ns: Set<NamespaceType>, joinedNet: boolean): ParsedSysctl {
   const out: ParsedSysctl = { writes: [], net: false };
   if (v === undefined) return out;
   if (!isObject(v)) fail('options.sysctl', "must be an object of strings, e.g. { 'net.ipv4.ip_forward': '1' }");
@@ -595,7 +595,9 @@ function parseSysctl(v: unknown, ns: Set<NamespaceType>): ParsedSysctl {
     if (SYSCTL_IPC.test(k)) {
       if (!ns.has('ipc')) fail(opt, 'needs a new ipc namespace', RangeError);
     } else if (k.startsWith('net.')) {
-      if (!ns.has('net')) fail(opt, "needs a network namespace of the sandbox's own (a new one, not 'host' or joined)", RangeError);
+      // a joined one too (podman's and CNI's): the child writes them after it entered it, and
+      // /proc/sys/net is the namespace of the writer
+      if (!ns.has('net') && !joinedNet) fail(opt, "needs a network namespace of the sandbox's own (a new or a joined one, not 'host')", RangeError);
       out.net = true;
     } else {
       fail(opt, 'is not a namespaced sysctl: only kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.* (with a network namespace of its own), kernel.hostname and kernel.domainname (with a uts namespace) can be set per sandbox', RangeError);

@@ -239,7 +239,7 @@ export interface SpawnIsolatedOptions {
    * Kernel parameters of the sandbox's own namespaces, as OCI's `linux.sysctl`, e.g.
    * `{ 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shmmax': '67108864' }`. Only
    * namespaced ones, as runc allows them: `kernel.shm*`, `kernel.msg*`, `kernel.sem` and
-   * `fs.mqueue.*` (new ipc namespace), `net.*` (a network namespace of the sandbox's own),
+   * `fs.mqueue.*` (new ipc namespace), `net.*` (a new or joined network namespace, not the host's),
    * `kernel.hostname` and `kernel.domainname` (new uts namespace; the same as `hostname` and
    * `domainname`). Any other key is refused with a RangeError naming it. Written to the
    * sandbox's `/proc/sys` once its `/proc` is mounted (needs a new mount namespace). Default none.

@@ -1,5 +1,6 @@
 // Issue 16, the runtime with containerd (Debian's containerd 1.6, `ctr`): `ctr run --runtime
-// io.containerd.runc.v2 --runc-binary dist/nsbox-runc.js`, i.e. containerd's runc shim with
+// io.containerd.runc.v2 --runc-binary build/Release/nsbox-runc` (the native front end, as
+// docs/kubernetes.md advises; dist/nsbox-runc.cjs where it is not built), i.e. containerd's runc shim with
 // the runtime option BinaryName set to nsbox-runc (what a containerd config's
 // `BinaryName = "nsbox-runc"` gives; docs/kubernetes.md). The test starts a containerd of its
 // own (root, state, sockets and runc root under a temporary directory; CRI off), imports an
@@ -11,7 +12,9 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { isRoot, skipReason, sleep } from '../helpers/host.js';
 
-const bin = new URL('../../dist/nsbox-runc.js', import.meta.url).pathname;
+const js = new URL('../../dist/nsbox-runc.cjs', import.meta.url).pathname;
+const front = new URL('../../build/Release/nsbox-runc', import.meta.url).pathname;
+const bin = existsSync(front) ? front : js;
 const work = `/tmp/nsbox-test-ctr-${process.pid}`;
 const sock = `${work}/containerd.sock`;
 const runcRoot = `${work}/runc`;
@@ -23,7 +26,7 @@ const ctrPath = which('ctr');
 const skip = skipReason(!isRoot, 'containerd with nsbox-runc: needs root')
   || skipReason(!containerdPath || !ctrPath, 'containerd with nsbox-runc: containerd is not installed (apt-get install containerd)')
   || skipReason(!which('containerd-shim-runc-v2'), 'containerd with nsbox-runc: containerd-shim-runc-v2 is missing (apt-get install containerd)')
-  || skipReason(!existsSync(bin), 'containerd with nsbox-runc: dist/nsbox-runc.js is missing (npm run build:ts)')
+  || skipReason(!existsSync(js), 'containerd with nsbox-runc: dist/nsbox-runc.cjs is missing (npm run build:ts)')
   || skipReason(!existsSync('/bin/busybox'), 'containerd with nsbox-runc: /bin/busybox is missing (apt-get install busybox-static)');
 
 // the runc shim with nsbox-runc as its binary (the runtime options' BinaryName and Root)

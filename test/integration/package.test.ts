@@ -2,7 +2,7 @@
 // does not run a dependency's scripts unless approved), and a load failure says how to build.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, rmSync, readdirSync, readFileSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isRoot, skipReason } from '../helpers/host.js';
 
@@ -81,11 +81,62 @@ describe.skipIf(skipReason(!isRoot, 'the package test runs a sandbox, which need
     expect(r2.stdout.trim()).toBe('true');
   });
 
+  it.skipIf(!existsSync('/bin/busybox'))('nsbox-runc (bin) runs the native front end the package carries: state, start, delete and --version without Node; Node for the rest', () => {
+    const front = `${app}/node_modules/nsbox/prebuilds/linux-x64/nsbox-runc`;
+    expect(files).toContain('prebuilds/linux-x64/nsbox-runc');
+    expect(files).toContain('bin/nsbox-runc');
+    // static (no PT_INTERP program header): it needs no libc of a given version on the host
+    const elf = readFileSync(front);
+    const phoff = Number(elf.readBigUInt64LE(0x20));
+    const types = Array.from({ length: elf.readUInt16LE(0x38) }, (_, i) => elf.readUInt32LE(phoff + i * elf.readUInt16LE(0x36)));
+    expect(types.length).toBeGreaterThan(0);
+    expect(types).not.toContain(3);
+    const bin = `${app}/node_modules/.bin/nsbox-runc`;
+    const root = `${dir}/runc-root`;
+    const bundle = `${dir}/bundle`;
+    // NSBOX_NODE=/bin/false: a command handed to Node fails, so a success was native
+    const native = (args: string[]) => spawnSync(bin, ['--root', root, ...args], { encoding: 'utf8', cwd: bundle, env: { ...process.env, NSBOX_NODE: '/bin/false' } });
+    const viaNode = (args: string[], stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe']) => spawnSync(bin, ['--root', root, ...args], { encoding: 'utf8', cwd: bundle, stdio: stdio as never });
+    const pkg = JSON.parse(readFileSync(`${app}/node_modules/nsbox/package.json`, 'utf8'));
+    mkdirSync(`${bundle}/rootfs/bin`, { recursive: true });
+    expect(native(['--version'])).toMatchObject({ status: 0, stdout: `nsbox-runc version ${pkg.version}\nspec: 1.0.2\n` });
+    for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${bundle}/rootfs/${d}`, { recursive: true });
+    copyFileSync('/bin/busybox', `${bundle}/rootfs/bin/busybox`);
+    symlinkSync('busybox', `${bundle}/rootfs/bin/sleep`);
+    expect(viaNode(['spec', '--bundle', bundle]).status).toBe(0); // spec is Node's
+    const c = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8'));
+    c.process.terminal = false;
+    c.process.args = ['sleep', '100'];
+    delete c.linux.uidMappings;
+    delete c.linux.gidMappings;
+    writeFileSync(`${bundle}/config.json`, JSON.stringify(c));
+    const out = openSync(`${dir}/create.out`, 'w');
+    const cr = viaNode(['create', '--bundle', bundle, 'pk1'], ['ignore', out, out]);
+    closeSync(out);
+    expect(cr.status, readFileSync(`${dir}/create.out`, 'utf8')).toBe(0);
+    expect(JSON.parse(native(['state', 'pk1']).stdout)).toMatchObject({ id: 'pk1', status: 'created', bundle });
+    expect(native(['start', 'pk1']).status).toBe(0);
+    expect(JSON.parse(native(['state', 'pk1']).stdout)).toMatchObject({ status: 'running' });
+    const del = native(['delete', '--force', 'pk1']);
+    expect(del.status, del.stderr).toBe(0);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
   it('a missing binary says what was tried and how to build', () => {
     rmSync(`${app}/node_modules/nsbox/prebuilds`, { recursive: true });
     const broken = node(['--input-type=module', '-e', "import { spawnIsolated } from 'nsbox'; await spawnIsolated('/bin/true');"]);
     expect(broken.status).not.toBe(0);
     expect(broken.stderr).toMatch(/npm rebuild nsbox/);
     expect(broken.stderr).toMatch(/Tried:/);
+  });
+
+  it('without a front end for the machine, nsbox-runc (bin) runs on Node, and says what to do where Node is missing too', () => {
+    rmSync(`${app}/node_modules/nsbox/prebuilds`, { recursive: true, force: true });
+    const bin = `${app}/node_modules/.bin/nsbox-runc`;
+    const pkg = JSON.parse(readFileSync(`${app}/node_modules/nsbox/package.json`, 'utf8'));
+    expect(spawnSync(bin, ['--version'], { encoding: 'utf8' })).toMatchObject({ status: 0, stdout: `nsbox-runc version ${pkg.version}\nspec: 1.0.2\n` });
+    const none = spawnSync(bin, ['--version'], { encoding: 'utf8', env: { ...process.env, NSBOX_NODE: '/no/such/node' } });
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/^nsbox-runc: this package has no native front end for linux-x64 and Node \('\/no\/such\/node'\) is not found: install Node 20\+ \(or set NSBOX_NODE to its path\), or build the front end \(npm rebuild nsbox\)\n$/);
   });
 });
