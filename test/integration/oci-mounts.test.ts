@@ -165,6 +165,43 @@ describe.skipIf(skipReason(!isRoot, 'oci-mounts: spawnIsolated integration tests
     expect(mine.stdout).toMatch(/size=2048k/);
   });
 
+  it("the caller's mounts are in the mount table in the caller's order, also where they replace nsbox's own points (OCI: config order, as runtime-tools' runtimetest checks it)", async () => {
+    const dir = rootfs('order');
+    mkdirSync(join(dir, 'data2'));
+    // runtime-tools' default config (mqueue, not one of nsbox's own points, between /dev/shm
+    // and /sys), with a tmpfs of the caller's between /proc and /dev and one after /sys
+    const mounts = [
+      { type: 'proc', target: '/proc', source: 'proc', noexec: true },
+      { type: 'tmpfs', target: '/data', source: 'tmpfs' },
+      { type: 'tmpfs', target: '/dev', source: 'tmpfs', options: 'mode=755,size=65536k' },
+      { type: 'devpts', target: '/dev/pts', source: 'devpts', options: 'newinstance,ptmxmode=0666,mode=0620', noexec: true },
+      { type: 'tmpfs', target: '/dev/shm', source: 'shm', options: 'mode=1777,size=65536k', noexec: true },
+      { type: 'mqueue', target: '/dev/mqueue', source: 'mqueue', noexec: true },
+      { type: 'sysfs', target: '/sys', source: 'sysfs', readonly: true, noexec: true },
+      { type: 'tmpfs', target: '/data2', source: 'tmpfs' },
+    ];
+    const order = async (user: boolean, ms: typeof mounts) => {
+      const r = await spawnIsolated('/bin/cat', ['/proc/self/mountinfo'], {
+        rootfs: { path: dir, readonly: true }, mounts: ms,
+        user: user ? { uidMap: [{ inside: 0, outside: 0, count: 65536 }], gidMap: [{ inside: 0, outside: 0, count: 65536 }] } : false,
+      });
+      expect(r.exitCode).toBe(0);
+      // runtimetest's check: each mount found after the one before it (mount point and type)
+      const table = r.stdout.trim().split('\n').map((l) => ({ target: l.split(' ')[4], type: l.split(' - ')[1]!.split(' ')[0] }));
+      let j = 0;
+      return ms.map((m) => {
+        const k = table.slice(j).findIndex((t) => t.target === m.target && t.type === m.type);
+        if (k < 0) return `${m.target} out of order`;
+        j += k + 1;
+        return m.target;
+      });
+    };
+    for (const user of [false, true]) expect(await order(user, mounts)).toEqual(mounts.map((m) => m.target));
+    // with nsbox's own /dev (not given), the caller's /dev/mqueue still goes before its /sys
+    const noDev = mounts.filter((m) => !m.target.startsWith('/dev') || m.target === '/dev/mqueue');
+    expect(await order(false, noDev)).toEqual(noDev.map((m) => m.target));
+  });
+
   it("rootPropagation 'shared' and 'unbindable' are the root's once it is made; 'private' stays the default", async () => {
     const dir = rootfs('prop');
     const rootLine = async (rootPropagation?: 'shared' | 'unbindable') => {
