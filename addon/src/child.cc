@@ -620,6 +620,22 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       break;
     }
     case OpKind::kBind: {
+      if (op.present) {
+        // a mask or read-only path that need not exist: only where the sandbox has it, as it is there
+        long t = OpenIn(ctx, op.b, O_PATH, false);
+        if (t == -ENOENT) break;
+        if (t < 0) DieSys(ctx, t, "bind", "open", op.b);
+        struct stat st;
+        r = call(SYS_fstat, t, &st);
+        call(SYS_close, t);
+        if (r < 0) DieSys(ctx, r, "bind", "fstat", op.b);
+        Op as = op;
+        as.present = false;
+        as.file = !S_ISDIR(st.st_mode);
+        if (!as.file && op.c) as.a = op.c;
+        RunOp(ctx, as);
+        return;
+      }
       const char* what = kOpenTree;
       const bool inRoot = JailRel(ctx, op.b) != nullptr || JailRel(ctx, op.a) != nullptr;
       if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;

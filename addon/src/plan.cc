@@ -99,6 +99,7 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::s
     op.trusted = bits & 16;
     op.netSysfs = bits & 32;
     op.copyUp = bits & 64;
+    op.present = bits & 128;
     if (!str(&op.a, nullptr, false) || !str(&op.b, nullptr, false) || !str(&op.c, nullptr, false) || !str(&op.d, &op.dlen, true)) return false;
     ops->push_back(op);
   }

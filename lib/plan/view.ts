@@ -57,12 +57,27 @@ function underSys(p: string): boolean {
   return p === '/sys' || p.startsWith('/sys/');
 }
 
-/** The masked and read-only paths (those under /sys or the others) that exist on the host, in order. */
-function maskEntries(host: HostFacts, maskedPaths: readonly string[], readonlyPaths: readonly string[], wantSys: boolean): Array<{ path: string; dir: boolean; mask: boolean }> {
-  const out: Array<{ path: string; dir: boolean; mask: boolean }> = [];
+/** Whether a masked or read-only path is the kernel's (in the sandbox's proc or sysfs, looked at on the host). */
+function kernelPath(p: string): boolean {
+  return p.startsWith('/proc/') || p === '/proc' || underSys(p);
+}
+
+/**
+ * The masked and read-only paths (those under /sys or the others), in order. A path of the
+ * kernel's (/proc, /sys) is looked at on the host: one missing there or a symlink is left out.
+ * Any other lies in the rootfs, the default view's host directories or a caller's mount: it is
+ * looked at by the child, inside the root, when it is masked (`present`: left out where the
+ * sandbox has no such path; file or directory as it is there).
+ */
+function maskEntries(host: HostFacts, maskedPaths: readonly string[], readonlyPaths: readonly string[], wantSys: boolean): Array<{ path: string; dir: boolean; mask: boolean; present?: boolean }> {
+  const out: Array<{ path: string; dir: boolean; mask: boolean; present?: boolean }> = [];
   for (const [list, mask] of [[maskedPaths, true], [readonlyPaths, false]] as const) {
     for (const p of list) {
       if (underSys(p) !== wantSys) continue;
+      if (!kernelPath(p)) {
+        out.push({ path: p, dir: false, mask, present: true });
+        continue;
+      }
       const k = host.pathKind(p);
       if (k.kind === 'missing' || k.kind === 'symlink') continue;
       out.push({ path: p, dir: k.kind === 'dir', mask });
@@ -350,7 +365,7 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     const maskOps = (wantSys: boolean) => {
       for (const e of maskEntries(host, s.maskedPaths, s.readonlyPaths, wantSys)) {
         if (!e.mask) {
-          ops.push(readonlyOp(N + e.path, e.dir));
+          ops.push({ ...readonlyOp(N + e.path, e.dir), ...(e.present ? { present: true } : {}) });
           readonly.push(e.path);
           continue;
         }
@@ -363,7 +378,9 @@ function makeView(s: ViewSpec, host: HostFacts): View {
           ops.push({ op: Op.RemountRo, path: MASK_DIR, recursive: false });
           maskDir = true;
         }
-        ops.push({ op: Op.Bind, source: `${MASK_DIR}/${e.dir ? 'dir' : 'file'}`, path: N + e.path, file: !e.dir, recursive: false, flags: 0 });
+        ops.push(e.present
+          ? { op: Op.Bind, source: `${MASK_DIR}/file`, dir: `${MASK_DIR}/dir`, path: N + e.path, file: true, recursive: false, flags: 0, present: true }
+          : { op: Op.Bind, source: `${MASK_DIR}/${e.dir ? 'dir' : 'file'}`, path: N + e.path, file: !e.dir, recursive: false, flags: 0 });
         masked.push(e.path);
       }
     };

@@ -202,6 +202,44 @@ describe.skipIf(skipReason(!isRoot, 'oci-mounts: spawnIsolated integration tests
     expect(await order(false, noDev)).toEqual(noDev.map((m) => m.target));
   });
 
+  it("maskedPaths and readonlyPaths apply to what the sandbox has: the rootfs's own files and directories and those of a caller's mount (not looked up on the host); a missing one is left out", async () => {
+    const dir = rootfs('masks');
+    mkdirSync(join(dir, 'secret-dir/sub'), { recursive: true });
+    writeFileSync(join(dir, 'secret-dir/sub/f'), 'secret\n');
+    writeFileSync(join(dir, 'secret-file'), 'secret\n');
+    mkdirSync(join(dir, 'ro-dir'));
+    writeFileSync(join(dir, 'ro-file'), 'ro\n');
+    // a symlink inside the rootfs: followed there
+    symlinkSync('/secret-file', join(dir, 'link-to-secret'));
+    const script = [
+      'cat /secret-file; echo "file:$?"', 'ls /secret-dir; echo "dir:$?"', 'cat /secret-dir/sub/f; echo "sub:$?"',
+      'echo x > /ro-dir/new; echo "rodir:$?"', 'echo x >> /ro-file; echo "rofile:$?"', 'cat /ro-file',
+      'echo x > /data/w 2>/dev/null; echo "data:$?"', 'ls /missing 2>/dev/null; echo "missing:$?"',
+    ].join('; ');
+    const r = await spawnIsolated('/bin/sh', ['-c', script], {
+      rootfs: { path: dir, readonly: false },
+      mounts: [{ type: 'tmpfs', target: '/data' }],
+      maskedPaths: ['/secret-file', '/secret-dir', '/missing', '/proc/keys'],
+      readonlyPaths: ['/ro-dir', '/ro-file', '/data'],
+    });
+    const out = r.stdout.split('\n');
+    // masked: an empty file, an empty directory
+    expect(out).toContain('file:0');
+    expect(out).not.toContain('secret');
+    expect(out).toContain('dir:0');
+    expect(out).toContain('sub:1');
+    // read-only: the rootfs's directory and file, and the caller's tmpfs
+    expect(out).toEqual(expect.arrayContaining(['rodir:1', 'rofile:1', 'ro', 'data:1', 'missing:1']));
+    // (paths outside /proc and /sys are listed as asked: masked wherever the sandbox has them)
+    expect(r.isolation.maskedPaths).toEqual(['/secret-file', '/secret-dir', '/missing', '/proc/keys']);
+    // the rootfs itself is unchanged, and nothing was made for the missing path
+    expect(readFileSync(join(dir, 'secret-file'), 'utf8')).toBe('secret\n');
+    expect(readdirSync(dir)).not.toContain('missing');
+    // a masked symlink's target (inside the rootfs) is masked
+    const viaLink = await spawnIsolated('/bin/cat', ['/secret-file'], { rootfs: dir, maskedPaths: ['/link-to-secret'] });
+    expect(viaLink.stdout).toBe('');
+  });
+
   it("rootPropagation 'shared' and 'unbindable' are the root's once it is made; 'private' stays the default", async () => {
     const dir = rootfs('prop');
     const rootLine = async (rootPropagation?: 'shared' | 'unbindable') => {
