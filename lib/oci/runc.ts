@@ -231,7 +231,9 @@ async function cmdUpdate(g: Globals, args: string[]): Promise<number> {
     const text = flags.resources === '-' ? readFileSync(0, 'utf8') : readFileSync(resolve(flags.resources), 'utf8');
     try { json = JSON.parse(text); } catch (e) { throw new Error(`update: --resources: ${(e as Error).message}`); }
   }
-  const limits = updateToLimits(flags as Record<string, string>, json);
+  const warnings: string[] = [];
+  const limits = updateToLimits(flags as Record<string, string>, json, warnings);
+  for (const w of warnings) log(g, 'warning', w);
   const box = await attach(g, id);
   if (runcStatus(box) === 'stopped') throw new Error('container not running');
   await box.update({ limits });

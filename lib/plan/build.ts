@@ -261,11 +261,17 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // --- hostname
   let hostname: string | undefined, domainname: string | undefined;
   if (o.hostname !== undefined || o.domainname !== undefined) {
-    if (!ns.has('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a new uts namespace');
+    if (!ns.has('uts') && !joined.includes('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a uts namespace of the sandbox\'s own, new or joined (options.join.uts)');
   }
-  if (ns.has('uts')) {
-    hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
-    if (Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
+  // a new uts namespace gets the hostname 'nsbox' unless given; a joined one (options.join.uts)
+  // keeps its own unless given (then it is set there, for everything in that namespace, as runc does)
+  if (joined.includes('uts') && ns.has('user') && (o.hostname !== undefined || o.domainname !== undefined)) {
+    // a new user namespace owns nothing joined: the kernel would refuse sethostname (EPERM)
+    fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', "cannot be set in a uts namespace joined by options.join.uts from a new user namespace (the joined one is not the sandbox's to change): join its user namespace too, make none (user: false), or leave it out");
+  }
+  if (ns.has('uts') || joined.includes('uts')) {
+    if (ns.has('uts') || o.hostname !== undefined) hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
+    if (hostname !== undefined && Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
     if (o.domainname !== undefined) {
       domainname = str('options.domainname', o.domainname);
       if (Buffer.byteLength(domainname) > 64) fail('options.domainname', 'may be at most 64 bytes', RangeError);
@@ -311,7 +317,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const devices = parseDevices(o.devices, host);
   // a node made by number works only on a /dev in the initial user namespace (a tmpfs a user
   // namespace mounts is nodev to the kernel) and mknod needs CAP_MKNOD there: root, no user namespace
-  const made = devices.findIndex((d) => d.node);
+  const made = devices.findIndex((d) => d.node && d.node.type !== 'p');
   if (made >= 0 && (host.euid !== 0 || ns.has('user') || joined.includes('user'))) {
     fail(`options.devices[${made}]`, host.euid !== 0
       ? 'a device node by number needs root (mknod); bind the host\'s node instead ({ path })'
@@ -443,7 +449,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gid,
       maskedPaths: view.masked,
       readonlyPaths: view.readonly,
-      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type} ${d.node.major}:${d.node.minor})` : d.path),
+      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type === 'p' ? 'fifo' : `${d.node.type} ${d.node.major}:${d.node.minor}`})` : d.path),
       ...relaxedMounts(parsedMounts),
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
@@ -642,7 +648,7 @@ function pathList(option: string, v: unknown, def: string[]): string[] {
   });
 }
 
-function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
   if (v === undefined) return [];
   if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
   return v.map((d, i) => {
@@ -653,8 +659,9 @@ function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target
       checkKeys(opt, d, ['target', 'type', 'major', 'minor', 'mode', 'uid', 'gid']);
       const t = strictAbsPath(`${opt}.target`, d.target);
       if (!t.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${t})`);
-      if (d.type !== 'c' && d.type !== 'b') fail(`${opt}.type`, "must be 'c' or 'b'");
-      const major = uint(`${opt}.major`, d.major, 4095), minor = uint(`${opt}.minor`, d.minor, 1048575);
+      if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p') fail(`${opt}.type`, "must be 'c', 'b' or 'p'");
+      // a FIFO has no device number (any given is not used)
+      const major = d.type === 'p' ? 0 : uint(`${opt}.major`, d.major, 4095), minor = d.type === 'p' ? 0 : uint(`${opt}.minor`, d.minor, 1048575);
       const mode = d.mode === undefined ? 0o666 : uint(`${opt}.mode`, d.mode, 0o7777);
       const uid = d.uid === undefined ? 0 : uint(`${opt}.uid`, d.uid, 0xfffffffe), gid = d.gid === undefined ? 0 : uint(`${opt}.gid`, d.gid, 0xfffffffe);
       return { path: t, target: t, readonly: false, node: { type: d.type, major, minor, mode, uid, gid } };

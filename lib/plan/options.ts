@@ -55,13 +55,16 @@ export interface Mount {
  * A device node made by number in the sandbox's /dev (mknod; OCI `linux.devices`), rather than
  * the host's node bound in. Root and a sandbox without a user namespace (`user: false`) only:
  * elsewhere a TypeError says so (the kernel makes nodes on a user namespace's /dev unusable).
+ * Type `'p'` is a FIFO (no numbers; any sandbox).
  */
 export interface DeviceNode {
   /** Where, under /dev. */
   target: string;
-  type: 'c' | 'b';
-  major: number;
-  minor: number;
+  /** character, block, or a FIFO */
+  type: 'c' | 'b' | 'p';
+  /** c and b only */
+  major?: number;
+  minor?: number;
   /** Permission bits, default 0o666. */
   mode?: number;
   /** Owner, default 0:0. */

@@ -140,7 +140,7 @@ export interface ViewSpec {
   /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
   rootOverlay?: RootOverlay;
   mounts: ParsedMount[];
-  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
+  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
   maskedPaths: string[];
   readonlyPaths: string[];
   /** whether the caller's own option lists replaced the default masked/read-only paths */
@@ -282,10 +282,10 @@ function makeView(s: ViewSpec, host: HostFacts): View {
       for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
       for (const d of s.devices) {
         if (d.node) {
-          // made by number (root, no user namespace: build.ts): the userspace dev_t encoding
+          // made by number (root, no user namespace: build.ts; a FIFO anywhere): the userspace dev_t encoding
           const { type, major, minor, mode, uid, gid } = d.node;
           const dv = ((major & 0xfff) << 8 | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0;
-          ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : 0o60000) | mode, dev: dv });
+          ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : type === 'b' ? 0o60000 : 0o10000) | mode, dev: type === 'p' ? 0 : dv });
           if (uid !== 0 || gid !== 0) ops.push({ op: Op.Chown, path: `${N}${d.target}`, uid, gid });
           continue;
         }

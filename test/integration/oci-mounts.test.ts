@@ -240,6 +240,18 @@ describe.skipIf(skipReason(!isRoot, 'oci-mounts: spawnIsolated integration tests
     expect(viaLink.stdout).toBe('');
   });
 
+  it("devices: type 'p' makes a FIFO with its mode and owner, in a user namespace too (OCI linux.devices type p)", async () => {
+    const dir = rootfs('fifo');
+    for (const user of [false, true]) {
+      const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c "%F %a %u" /dev/ff'], {
+        rootfs: dir, devices: [{ target: '/dev/ff', type: 'p', mode: 0o640, uid: 5 }],
+        user: user ? { uidMap: [{ inside: 0, outside: 0, count: 65536 }], gidMap: [{ inside: 0, outside: 0, count: 65536 }] } : false,
+      });
+      expect(r.stdout).toBe('fifo 640 5\n');
+    }
+    expect(() => explain('/bin/true', [], { devices: [{ target: '/dev/x', type: 'q' as never, major: 1, minor: 1 }] })).toThrow(/options\.devices\[0\]\.type must be 'c', 'b' or 'p'/);
+  });
+
   it("rootPropagation 'shared' and 'unbindable' are the root's once it is made; 'private' stays the default", async () => {
     const dir = rootfs('prop');
     const rootLine = async (rootPropagation?: 'shared' | 'unbindable') => {
