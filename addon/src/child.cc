@@ -782,6 +782,34 @@ void WaitGo(ChildCtx* ctx) {
   }
 }
 
+// The caller's extra fds on 3, 4, ..., kept across exec (as runc's --preserve-fds). The
+// child's own error pipe, and sources sitting in that range but not in their place, are moved
+// above it first (a source on another's target would be overwritten by an earlier dup).
+constexpr size_t kMaxExtraFds = 256;
+void PlaceExtraFds(ChildCtx* ctx, const Plan& p) {
+  const size_t n = p.extraFds.size();
+  const int top = 3 + (int)n;
+  long r;
+  if (n > kMaxExtraFds) DieSys(ctx, -EINVAL, "stdio", "extraFds");
+  if (ctx->errFd < top) {
+    if ((r = call(SYS_fcntl, ctx->errFd, F_DUPFD_CLOEXEC, top)) < 0) DieSys(ctx, r, "stdio", "fcntl");
+    ctx->errFd = (int)r;
+  }
+  int src[kMaxExtraFds];
+  for (size_t i = 0; i < n; i++) {
+    src[i] = p.extraFds[i];
+    if (src[i] < top && src[i] != 3 + (int)i) {
+      if ((r = call(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, top)) < 0) DieSys(ctx, r, "stdio", "fcntl");
+      src[i] = (int)r;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const int to = 3 + (int)i;
+    r = src[i] == to ? call(SYS_fcntl, to, F_SETFD, 0) : call(SYS_dup3, src[i], to, 0);
+    if (r < 0) DieSys(ctx, r, "stdio", "dup3");
+  }
+}
+
 void PlaceStdio(ChildCtx* ctx) {
   int src[3];
   for (int i = 0; i < 3; i++) {
@@ -998,12 +1026,15 @@ long OpenCwd(const Plan& p) {
   if (ctx->restoreAffinity && (r = call(SYS_sched_setaffinity, 0, sizeof(cpu_set_t), ctx->affinity)) < 0) {
     DieSys(ctx, r, "affinity", "sched_setaffinity");
   }
-  // every fd beyond stdio closes at exec (the error pipe too, which is how the parent learns
-  // that exec succeeded)
-  r = call(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // the caller's extra fds on 3, 4, ... (never with nsbox-init: build.ts)
+  const unsigned top = 3 + (unsigned)p.extraFds.size();
+  if (top > 3) PlaceExtraFds(ctx, p);
+  // every other fd closes at exec (the error pipe too, which is how the parent learns that
+  // exec succeeded)
+  r = call(SYS_close_range, top, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r < 0) {
     // kernels before 5.11: mark them one by one
-    for (int fd = 3; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    for (int fd = (int)top; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
   }
   // signals: dispositions were reset at entry; unblock now
   unsigned long none = 0;

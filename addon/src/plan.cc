@@ -245,6 +245,8 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   }
   p->pdeathsig = (int)r.Num(o, "pdeathsig", 9);
   p->umask = (int)r.Num(o, "umask", -1);
+  Napi::Array extra = r.Arr(o, "extraFds");
+  for (uint32_t i = 0; i < extra.Length(); i++) p->extraFds.push_back(extra.Get(i).As<Napi::Number>().Int32Value());
   p->setOomScoreAdj = r.Has(o, "oomScoreAdj");
   p->oomScoreAdj = (int)r.Num(o, "oomScoreAdj", 0);
   if (const char* c = r.Str(p, o, "cwd")) p->cwd = c;

@@ -146,6 +146,7 @@ struct Plan {
   std::vector<sock_filter> seccomp;    // empty = none
   int pdeathsig = 9;
   int umask = -1;                      // set just before exec; -1: the caller's, inherited
+  std::vector<int> extraFds;           // the caller's fds placed on 3, 4, ... in the program (kept across exec)
   bool setOomScoreAdj = false;         // the parent writes oomScoreAdj before "go"
   int oomScoreAdj = 0;
   const char* cwd = "/";

@@ -50,7 +50,7 @@ const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
   'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty', 'nestedUserNamespaces',
-  'viewTemplate', 'sysctl', 'umask', 'oomScoreAdj',
+  'viewTemplate', 'sysctl', 'umask', 'oomScoreAdj', 'extraFds',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -251,6 +251,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   }
   if (sysctl.writes.length > 0 && !ns.has('mount')) fail('options.sysctl', "needs a new mount namespace (the values are written to the sandbox's own /proc/sys)");
   const umask = o.umask === undefined ? undefined : uint('options.umask', o.umask, 0o777);
+  let extraFds: number[] | undefined;
+  if (o.extraFds !== undefined) {
+    if (!Array.isArray(o.extraFds)) fail('options.extraFds', 'must be an array of fds');
+    if (o.extraFds.length > 256) fail('options.extraFds', `may hold at most 256 fds (got ${o.extraFds.length})`, RangeError);
+    extraFds = o.extraFds.map((fd, i) => uint(`options.extraFds[${i}]`, fd, 0x7fffffff));
+  }
   let oomScoreAdj: number | undefined;
   if (o.oomScoreAdj !== undefined) {
     if (typeof o.oomScoreAdj !== 'number' || !Number.isInteger(o.oomScoreAdj)) fail('options.oomScoreAdj', `must be an integer (got ${String(o.oomScoreAdj)})`);
@@ -383,6 +389,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
   if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
+  if (extraFds?.length && init) fail('options.extraFds', 'needs init: false (nsbox-init, pid 1 of a new pid namespace, would not pass them on)');
   if (timeOffsets && !init && !kernelAtLeast(6, 2)) {
     // before 6.2 exec does not enter the time namespace made for children (nsbox-init then
     // starts the program by fork, which does): only the program's own children would see
@@ -426,6 +433,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
     ...(umask !== undefined ? { umask } : {}),
+    ...(extraFds?.length ? { extraFds } : {}),
     ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     init,
     tty: tty !== null,

@@ -251,6 +251,12 @@ export interface SpawnIsolatedOptions {
   /** The program's umask (0 to 0o777), set just before exec. Default: the caller's umask (`process.umask()`), inherited. */
   umask?: number;
   /**
+   * The caller's fds given to the program as fds 3, 4, ... (extraFds[i] becomes 3 + i; as
+   * runc's `--preserve-fds`). Every other fd of the caller is closed at exec. Not with
+   * nsbox-init (`init: false`, or a joined pid namespace as in `Sandbox.exec`). At most 256.
+   */
+  extraFds?: number[];
+  /**
    * The sandbox's `oom_score_adj` (-1000 to 1000; children inherit it), written by nsbox with
    * the caller's privileges before the sandbox starts (the caller's own value stays as it was).
    * Raising it always works; lowering it below the floor the caller inherited (the value last

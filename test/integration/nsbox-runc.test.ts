@@ -299,6 +299,24 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('exec --preserve-fds N: the runtime\'s fds 3 .. 3+N-1 are the process\'s, no other fd reaches it', async () => {
+    writeConfig(['sleep', '100']);
+    create('c12');
+    ok(['start', 'c12']);
+    const three = openSync(`${base}/fd3.out`, 'w'), four = openSync(`${base}/fd4.out`, 'w'), five = openSync(`${base}/fd5.out`, 'w');
+    writeFileSync(`${base}/pf.json`, JSON.stringify({ args: ['sh', '-c', 'echo three >&3; echo four >&4; (echo five >&5) 2>/dev/null || echo no-fd5'], env: ['PATH=/bin'], cwd: '/' }));
+    const r = runc(['exec', '--preserve-fds', '2', '--process', `${base}/pf.json`, 'c12'], { stdio: ['ignore', 'pipe', 'pipe', three, four, five] });
+    for (const fd of [three, four, five]) closeSync(fd);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('no-fd5\n');
+    expect(readFileSync(`${base}/fd3.out`, 'utf8')).toBe('three\n');
+    expect(readFileSync(`${base}/fd4.out`, 'utf8')).toBe('four\n');
+    expect(readFileSync(`${base}/fd5.out`, 'utf8')).toBe('');
+    expect(runc(['exec', '--preserve-fds', 'x', '--process', `${base}/pf.json`, 'c12']).stderr).toMatch(/--preserve-fds must be a number of fds/);
+    ok(['delete', '--force', 'c12']);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('joins a network namespace given by path (as podman and CNI give theirs)', async () => {
     const name = `nsbox-test-runc-${process.pid}`;
     execFileSync('ip', ['netns', 'add', name]);

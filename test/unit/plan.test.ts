@@ -30,6 +30,8 @@ describe('buildPlan: bad input', () => {
     ['a bad rlimit', () => plan({ rlimits: { nofile: { soft: 10, hard: 5 } } }), RangeError, /options.rlimits.nofile soft must not exceed hard/],
     ['a NUL in an argument', () => buildPlan({ file: '/bin/echo', args: ['a\0b'], options: {} }, host()), TypeError, /args\[0\] must not contain a NUL/],
     ['a bad stdio', () => plan({ stdio: 'pipes' }), TypeError, /options.stdio must be/],
+    ['extraFds with nsbox-init', () => plan({ extraFds: [3] }), TypeError, /options\.extraFds needs init: false/],
+    ['a bad extra fd', () => plan({ extraFds: [-1], init: false }), RangeError, /options\.extraFds\[0\]/],
     ['an env name with =', () => plan({ env: { 'A=B': 'x' } }), TypeError, /options.env has an invalid name/],
   ])('rejects %s', (_what, f, Err, msg) => {
     expect(f).toThrow(Err);
