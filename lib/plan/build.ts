@@ -358,6 +358,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ownCgroup: ownCgroup && ns.has('cgroup'),
     nestedUserNamespaces: o.nestedUserNamespaces === true,
     attach: host.euid === 0,
+    attachBinds: host.euid === 0 && (ns.has('user') || joined.includes('user')),
     template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
   }, host, host === realHost);
   let { ops, template } = view;

@@ -150,6 +150,13 @@ export interface ViewSpec {
   nestedUserNamespaces: boolean;
   /** trees are cloned by the caller (root) rather than bound from /oldroot by the child */
   attach: boolean;
+  /**
+   * the caller's bind mounts too (root with a user namespace, new or joined: the sandbox's root
+   * may not reach the source). Without one the child is root and binds them itself, in their
+   * place in the order: a tree cloned before clone has an older mount id, and Linux 6.8+ lists
+   * mountinfo by mount id, so it would show before the mounts made ahead of it in the list.
+   */
+  attachBinds: boolean;
   /** the default view may come from a view template, with this owner of its root (host ids) */
   template: { rootOwner: readonly [number | undefined, number | undefined] | null } | null;
 }
@@ -344,7 +351,7 @@ function makeView(s: ViewSpec, host: HostFacts): View {
       if (m.type === 'bind') {
         // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
         const flags = callerFlags(m) & ~MS.RDONLY;
-        ops.push(s.attach
+        ops.push(s.attachBinds
           ? { op: Op.Attach, source: m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (slave ? MS.SLAVE : 0) }
           : { op: Op.Bind, source: OLD + m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
       } else {
