@@ -620,6 +620,22 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       break;
     }
     case OpKind::kBind: {
+      if (op.present) {
+        // a mask or read-only path that need not exist: only where the sandbox has it, as it is there
+        long t = OpenIn(ctx, op.b, O_PATH, false);
+        if (t == -ENOENT) break;
+        if (t < 0) DieSys(ctx, t, "bind", "open", op.b);
+        struct stat st;
+        r = call(SYS_fstat, t, &st);
+        call(SYS_close, t);
+        if (r < 0) DieSys(ctx, r, "bind", "fstat", op.b);
+        Op as = op;
+        as.present = false;
+        as.file = !S_ISDIR(st.st_mode);
+        if (!as.file && op.c) as.a = op.c;
+        RunOp(ctx, as);
+        return;
+      }
       const char* what = kOpenTree;
       const bool inRoot = JailRel(ctx, op.b) != nullptr || JailRel(ctx, op.a) != nullptr;
       if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;
@@ -763,6 +779,34 @@ void WaitGo(ChildCtx* ctx) {
     if (r == -EINTR) continue;
     if (r == 1) return;
     call(SYS_exit_group, 127);  // parent gone or gave up: nothing to report to
+  }
+}
+
+// The caller's extra fds on 3, 4, ..., kept across exec (as runc's --preserve-fds). The
+// child's own error pipe, and sources sitting in that range but not in their place, are moved
+// above it first (a source on another's target would be overwritten by an earlier dup).
+constexpr size_t kMaxExtraFds = 256;
+void PlaceExtraFds(ChildCtx* ctx, const Plan& p) {
+  const size_t n = p.extraFds.size();
+  const int top = 3 + (int)n;
+  long r;
+  if (n > kMaxExtraFds) DieSys(ctx, -EINVAL, "stdio", "extraFds");
+  if (ctx->errFd < top) {
+    if ((r = call(SYS_fcntl, ctx->errFd, F_DUPFD_CLOEXEC, top)) < 0) DieSys(ctx, r, "stdio", "fcntl");
+    ctx->errFd = (int)r;
+  }
+  int src[kMaxExtraFds];
+  for (size_t i = 0; i < n; i++) {
+    src[i] = p.extraFds[i];
+    if (src[i] < top && src[i] != 3 + (int)i) {
+      if ((r = call(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, top)) < 0) DieSys(ctx, r, "stdio", "fcntl");
+      src[i] = (int)r;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const int to = 3 + (int)i;
+    r = src[i] == to ? call(SYS_fcntl, to, F_SETFD, 0) : call(SYS_dup3, src[i], to, 0);
+    if (r < 0) DieSys(ctx, r, "stdio", "dup3");
   }
 }
 
@@ -982,12 +1026,15 @@ long OpenCwd(const Plan& p) {
   if (ctx->restoreAffinity && (r = call(SYS_sched_setaffinity, 0, sizeof(cpu_set_t), ctx->affinity)) < 0) {
     DieSys(ctx, r, "affinity", "sched_setaffinity");
   }
-  // every fd beyond stdio closes at exec (the error pipe too, which is how the parent learns
-  // that exec succeeded)
-  r = call(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // the caller's extra fds on 3, 4, ... (never with nsbox-init: build.ts)
+  const unsigned top = 3 + (unsigned)p.extraFds.size();
+  if (top > 3) PlaceExtraFds(ctx, p);
+  // every other fd closes at exec (the error pipe too, which is how the parent learns that
+  // exec succeeded)
+  r = call(SYS_close_range, top, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r < 0) {
     // kernels before 5.11: mark them one by one
-    for (int fd = 3; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    for (int fd = (int)top; fd < 65536; fd++) call(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
   }
   // signals: dispositions were reset at entry; unblock now
   unsigned long none = 0;

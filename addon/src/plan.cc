@@ -99,6 +99,7 @@ bool DecodeOps(const uint8_t* b, size_t n, Plan* p, std::vector<Op>* ops, std::s
     op.trusted = bits & 16;
     op.netSysfs = bits & 32;
     op.copyUp = bits & 64;
+    op.present = bits & 128;
     if (!str(&op.a, nullptr, false) || !str(&op.b, nullptr, false) || !str(&op.c, nullptr, false) || !str(&op.d, &op.dlen, true)) return false;
     ops->push_back(op);
   }
@@ -246,6 +247,8 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   }
   p->pdeathsig = (int)r.Num(o, "pdeathsig", 9);
   p->umask = (int)r.Num(o, "umask", -1);
+  Napi::Array extra = r.Arr(o, "extraFds");
+  for (uint32_t i = 0; i < extra.Length(); i++) p->extraFds.push_back(extra.Get(i).As<Napi::Number>().Int32Value());
   p->setOomScoreAdj = r.Has(o, "oomScoreAdj");
   p->oomScoreAdj = (int)r.Num(o, "oomScoreAdj", 0);
   if (const char* c = r.Str(p, o, "cwd")) p->cwd = c;

@@ -55,6 +55,10 @@ struct Op {
                           // namespace it is mounted in), else it is mounted here
   bool copyUp = false;    // kMount (tmpfs): the new mount starts with a copy of the directory
                           // it covers (OCI tmpcopyup)
+  bool present = false;   // kBind: only where the sandbox has b (looked up in the root,
+                          // symlinks followed there; missing: nothing done), as a file or a
+                          // directory as b is there; a directory gets c as its source, not a
+                          // (masks and read-only paths of a rootfs or a caller's mount)
   int fd = -1;           // kAttach: the detached tree the parent opened (closed by it after clone)
 };
 
@@ -142,6 +146,7 @@ struct Plan {
   std::vector<sock_filter> seccomp;    // empty = none
   int pdeathsig = 9;
   int umask = -1;                      // set just before exec; -1: the caller's, inherited
+  std::vector<int> extraFds;           // the caller's fds placed on 3, 4, ... in the program (kept across exec)
   bool setOomScoreAdj = false;         // the parent writes oomScoreAdj before "go"
   int oomScoreAdj = 0;
   const char* cwd = "/";

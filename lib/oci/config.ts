@@ -1,5 +1,7 @@
-// An OCI runtime config (a bundle's config.json) as nsbox Sandbox options. Every field is
-// either applied or refused with an OciConfigError naming it: nothing is silently ignored.
+// An OCI runtime config (a bundle's config.json) as nsbox Sandbox options. Every field of the
+// runtime spec (v1.3.0) is either applied or refused with an OciConfigError naming it; a
+// property the spec does not define is ignored, as the spec requires, with a warning naming it
+// (nsbox-runc logs it): nothing is silently ignored.
 // Where nsbox applies a field in its own way, the comment at the field says how (and
 // README "nsbox-runc" lists it).
 import { existsSync, statSync } from 'node:fs';
@@ -23,11 +25,22 @@ function refuse(field: string, why: string): never {
   throw new OciConfigError(field, why);
 }
 
-/** Checks that `o` has no keys but `known` (each of which the caller handles). */
+/**
+ * Where the properties config.json has beyond the runtime spec go (OCI, config.md
+ * "Extensibility": runtimes may log unknown properties but must otherwise ignore them): a
+ * warning each, which nsbox-runc logs. Set by each entry point of this module.
+ */
+let unknownSink: string[] = [];
+
+/**
+ * Checks that `o` is an object and returns it. `known` lists every property the runtime spec
+ * (v1.3.0) defines there, each of which the caller applies or refuses; any other property is
+ * not the spec's, and is ignored with a warning naming it.
+ */
 function keys(field: string, o: unknown, known: string[]): J {
   if (!isObj(o)) refuse(field, 'must be an object');
   for (const k of Object.keys(o)) {
-    if (!known.includes(k)) refuse(`${field ? `${field}.` : ''}${k}`, 'is not supported by nsbox-runc (refused rather than ignored)');
+    if (!known.includes(k)) unknownSink.push(`config.json: ${field ? `${field}.` : ''}${k}: not a property of the OCI runtime spec nsbox-runc knows (v1.3.0): ignored, as the spec asks`);
   }
   return o;
 }
@@ -52,7 +65,7 @@ const PROPAGATION: Record<string, Mount['propagation']> = {
   private: 'private', rprivate: 'private', shared: 'shared', rshared: 'shared', slave: 'slave', rslave: 'slave', unbindable: 'unbindable', runbindable: 'unbindable',
 };
 
-function mount(field: string, m: unknown, bundle: string): Mount | null {
+function mount(field: string, m: unknown, bundle: string, warnings: string[]): Mount | null {
   const o = keys(field, m, ['destination', 'type', 'source', 'options', 'uidMappings', 'gidMappings']);
   unsupportedUnlessEmpty(`${field}.uidMappings`, o.uidMappings, 'idmapped mounts are not supported by nsbox-runc');
   unsupportedUnlessEmpty(`${field}.gidMappings`, o.gidMappings, 'idmapped mounts are not supported by nsbox-runc');
@@ -65,7 +78,7 @@ function mount(field: string, m: unknown, bundle: string): Mount | null {
   // the flags exactly as given: without nosuid/nodev/noexec a mount allows set-id bits, device
   // files and exec, as with runc (result.isolation.relaxedMounts lists the first two)
   const out: Mount = { type, target: dest, nosuid: false, nodev: false, noexec: false };
-  const data: string[] = [];
+  const data: string[] = [], bindData: string[] = [];
   for (const x of opts) {
     if (x === 'bind' || x === 'rbind' || x === 'rw' || x === 'relatime' || x === 'noatime' || x === 'strictatime') continue;
     if (x === 'ro') out.readonly = true;
@@ -76,9 +89,13 @@ function mount(field: string, m: unknown, bundle: string): Mount | null {
       if (type !== 'tmpfs') refuse(`${field}.options`, `'tmpcopyup' applies to tmpfs mounts only (this one is ${type})`);
       out.copyUp = true;
     } else if (x === 'copy-symlink' || x === 'idmap' || x === 'ridmap') refuse(`${field}.options`, `'${x}' is not supported by nsbox-runc`);
+    else if (isBind && x.includes('=')) bindData.push(x);
     else if (isBind) refuse(`${field}.options`, `'${x}' is not an option of a bind mount nsbox knows`);
     else data.push(x);
   }
+  // a filesystem's own options (mode=, size=...) on a bind: a bind makes no filesystem, and
+  // mount(2) ignores its data, as with runc: left out, with a warning naming them
+  if (bindData.length) warnings.push(`config.json: ${field}.options: ${bindData.map((x) => `'${x}'`).join(', ')} left out: a bind mount has no filesystem options (mount(2) ignores them)`);
   if (isBind) {
     if (typeof o.source !== 'string') refuse(`${field}.source`, 'a bind mount needs a source');
     out.source = resolve(bundle, o.source);
@@ -99,6 +116,7 @@ export function processOptions(field: string, p: unknown, warnings: string[] = [
   args: string[]; terminal: boolean; consoleSize?: { rows: number; cols: number };
   options: Pick<SandboxOptions, 'env' | 'cwd' | 'uid' | 'gid' | 'groups' | 'umask' | 'capabilities' | 'rlimits' | 'allowNewPrivileges' | 'oomScoreAdj'>;
 } {
+  unknownSink = warnings;
   const o = keys(field, p, ['terminal', 'consoleSize', 'user', 'args', 'commandLine', 'env', 'cwd', 'capabilities', 'rlimits', 'noNewPrivileges',
     'apparmorProfile', 'oomScoreAdj', 'selinuxLabel', 'ioPriority', 'scheduler', 'execCPUAffinity']);
   unsupportedUnlessEmpty(`${field}.commandLine`, o.commandLine, 'is for Windows');
@@ -179,7 +197,12 @@ export interface OciSandbox {
  * (needed when `process.terminal` is true). Throws OciConfigError naming the field.
  */
 export function configToSandbox(config: unknown, bundle: string, consoleSocket?: string, warnings: string[] = []): OciSandbox {
-  const c = keys('', config, ['ociVersion', 'root', 'mounts', 'process', 'hostname', 'domainname', 'hooks', 'annotations', 'linux']);
+  unknownSink = warnings;
+  const c = keys('', config, ['ociVersion', 'root', 'mounts', 'process', 'hostname', 'domainname', 'hooks', 'annotations', 'linux',
+    'solaris', 'windows', 'vm', 'zos', 'freebsd']);
+  for (const [k, os] of [['solaris', 'Solaris'], ['windows', 'Windows'], ['vm', 'virtual-machine containers'], ['zos', 'z/OS'], ['freebsd', 'FreeBSD']]) {
+    unsupportedUnlessEmpty(k!, c[k!], `is for ${os}; nsbox-runc runs Linux containers`);
+  }
   if (typeof c.ociVersion !== 'string' || !/^1\./.test(c.ociVersion)) refuse('ociVersion', `must be a 1.x version (got ${String(c.ociVersion)})`);
   const options: OciSandbox['options'] = { keepAlive: true, bundle, annotations: (c.annotations ?? {}) as Record<string, string> };
   const root = keys('root', c.root, ['path', 'readonly']);
@@ -190,26 +213,42 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   options.rootfs = { path: rootfs, readonly: root.readonly === true, tmp: false };
   if (c.process === undefined) refuse('process', 'is needed by create');
   const proc = processOptions('process', c.process, warnings);
+  unknownSink = warnings;
   Object.assign(options, proc.options);
   if (c.hostname !== undefined) options.hostname = c.hostname as string;
   if (c.domainname !== undefined) options.domainname = c.domainname as string;
   if (c.mounts !== undefined) {
     if (!Array.isArray(c.mounts)) refuse('mounts', 'must be an array');
-    options.mounts = c.mounts.map((m, i) => mount(`mounts[${i}]`, m, bundle)).filter((m): m is Mount => m !== null);
+    options.mounts = c.mounts.map((m, i) => mount(`mounts[${i}]`, m, bundle, warnings)).filter((m): m is Mount => m !== null);
   }
-  if (c.hooks !== undefined) options.hooks = c.hooks as OciHooks; // validated by Sandbox.create (TypeError naming options.hooks.<kind>)
-  let namespacesGiven = false;
+  if (c.hooks !== undefined) {
+    // the spec's hook kinds and hook properties (others ignored, with a warning); their values
+    // are validated by Sandbox.create (TypeError naming options.hooks.<kind>)
+    const h = keys('hooks', c.hooks, ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']);
+    const hooks: Record<string, unknown> = {};
+    for (const k of ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']) {
+      if (h[k] === undefined || h[k] === null) continue;
+      if (!Array.isArray(h[k])) refuse(`hooks.${k}`, 'must be an array of hooks');
+      hooks[k] = (h[k] as unknown[]).map((x, i) => {
+        const o = keys(`hooks.${k}[${i}]`, x, ['path', 'args', 'env', 'timeout']);
+        return Object.fromEntries(['path', 'args', 'env', 'timeout'].filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
+      });
+    }
+    options.hooks = hooks as OciHooks;
+  }
   if (c.linux !== undefined) {
     const l = keys('linux', c.linux, ['namespaces', 'uidMappings', 'gidMappings', 'devices', 'cgroupsPath', 'resources', 'sysctl', 'seccomp',
-      'rootfsPropagation', 'maskedPaths', 'readonlyPaths', 'mountLabel', 'intelRdt', 'personality', 'timeOffsets', 'memoryPolicy']);
+      'rootfsPropagation', 'maskedPaths', 'readonlyPaths', 'mountLabel', 'intelRdt', 'personality', 'timeOffsets', 'memoryPolicy', 'netDevices']);
+    unsupportedUnlessEmpty('linux.netDevices', l.netDevices, 'moving host network devices into the container is not supported by nsbox-runc');
     unsupportedUnlessEmpty('linux.mountLabel', l.mountLabel, 'SELinux labels are not supported by nsbox-runc');
     unsupportedUnlessEmpty('linux.intelRdt', l.intelRdt, 'is not supported by nsbox-runc');
     unsupportedUnlessEmpty('linux.personality', l.personality, 'is not supported by nsbox-runc');
     unsupportedUnlessEmpty('linux.memoryPolicy', l.memoryPolicy, 'is not supported by nsbox-runc');
-    if (l.namespaces !== undefined) {
-      namespacesGiven = true;
+    {
+      // OCI: a namespace type not listed is the runtime's own (inherited); no list, none made
       let netJoin: Namespace | undefined;
       const join: Partial<Record<NamespaceType, Namespace>> = {};
+      if (l.namespaces === undefined || l.namespaces === null) l.namespaces = [];
       if (!Array.isArray(l.namespaces)) refuse('linux.namespaces', 'must be an array');
       const ns: Partial<Record<NamespaceType, boolean>> = { pid: false, net: false, mount: false, ipc: false, uts: false, user: false, cgroup: false, time: false };
       l.namespaces.forEach((x, i) => {
@@ -231,6 +270,9 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       else if (!ns.net) options.network = 'host';
       else options.network = 'none';
       if (!ns.user && !join.user) options.user = false;
+      // the rootfs and the mounts are made in a mount namespace of the container's own: made
+      // in the runtime's (as runc does without one) they would change the host's mount table
+      if (!ns.mount && !join.mount) refuse('linux.namespaces', "lists no mount namespace: nsbox-runc makes root.path and mounts in one of the container's own (new or joined), never in the runtime's, which is the host's");
     }
     if (l.uidMappings !== undefined || l.gidMappings !== undefined) {
       const map = (f: string, v: unknown) => (Array.isArray(v) ? v : refuse(f, 'must be an array')).map((x, i) => {
@@ -247,16 +289,16 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
         const d = keys(`linux.devices[${i}]`, x, ['path', 'type', 'major', 'minor', 'fileMode', 'uid', 'gid']);
         const p = d.path as string;
         if (typeof p !== 'string' || !p.startsWith('/dev/')) refuse(`linux.devices[${i}].path`, 'must be a path under /dev');
-        if (d.type !== 'c' && d.type !== 'b' && d.type !== 'u') refuse(`linux.devices[${i}].type`, `must be c, u or b (got ${String(d.type)})`);
+        if (d.type !== 'c' && d.type !== 'b' && d.type !== 'u' && d.type !== 'p') refuse(`linux.devices[${i}].type`, `must be c, u, b or p (got ${String(d.type)})`);
+        const owner = { ...(typeof d.fileMode === 'number' ? { mode: d.fileMode & 0o7777 } : {}), ...(typeof d.uid === 'number' ? { uid: d.uid } : {}), ...(typeof d.gid === 'number' ? { gid: d.gid } : {}) };
+        // a FIFO: made (mknod needs no privilege for one), whatever the namespaces
+        if (d.type === 'p') return { target: p, type: 'p' as const, ...owner };
         let st;
         try { st = statSync(p); } catch { /* not on the host */ }
         const major = st ? Math.floor(st.rdev / 256) & 0xfff : -1, minor = st ? (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) : -1;
         if (st && (d.type === 'b' ? st.isBlockDevice() : st.isCharacterDevice()) && major === d.major && minor === d.minor) return { path: p, readonly: false };
         if (options.user !== false) refuse(`linux.devices[${i}]`, `the host's ${p} is ${st ? 'another node' : 'missing'}, and a node made by number (mknod) needs a container without a user namespace: in one the kernel makes device nodes unusable`);
-        return {
-          target: p, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number,
-          ...(typeof d.fileMode === 'number' ? { mode: d.fileMode & 0o7777 } : {}), ...(typeof d.uid === 'number' ? { uid: d.uid } : {}), ...(typeof d.gid === 'number' ? { gid: d.gid } : {}),
-        };
+        return { target: p, type: d.type === 'b' ? 'b' as const : 'c' as const, major: d.major as number, minor: d.minor as number, ...owner };
       });
     }
     if (l.cgroupsPath !== undefined) {
@@ -272,7 +314,7 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       // as runc and crun: the nodes every container's /dev has (nsbox's standard ones, the
       // terminal's) and linux.devices are allowed after the config's rules
       const std: Array<[number, number | undefined]> = [[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [136, undefined]];
-      const given = Array.isArray(l.devices) ? l.devices as J[] : [];
+      const given = Array.isArray(l.devices) ? (l.devices as J[]).filter((d) => d.type !== 'p') : [];
       options.limits.devices = [
         ...options.limits.devices,
         ...std.map(([major, minor]) => ({ allow: true, type: 'c' as const, major, ...(minor !== undefined ? { minor } : {}), access: 'rwm' })),
@@ -297,9 +339,8 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
       options.timeOffsets = { monotonic: off('monotonic', t.monotonic), boottime: off('boottime', t.boottime) };
     }
   } else {
-    options.seccomp = 'none';
+    refuse('linux.namespaces', "is missing (no linux object), so no mount namespace is listed: nsbox-runc makes root.path and mounts in one of the container's own (new or joined), never in the runtime's, which is the host's");
   }
-  if (!namespacesGiven) refuse('linux.namespaces', 'must be given (nsbox-runc makes exactly the namespaces listed)');
   if (proc.terminal && !consoleSocket) refuse('process.terminal', 'needs --console-socket (nsbox-runc hands the terminal to it)');
   const program: SandboxProgram = { file: proc.args[0]!, args: proc.args.slice(1) };
   if (proc.terminal) program.tty = { consoleSocket: consoleSocket!, ...(proc.consoleSize ?? {}) };
@@ -319,7 +360,8 @@ function size(flag: string, v: string): number {
  * `Sandbox.update`. A value nsbox-runc does not apply is refused naming the flag or field;
  * removing a limit (-1) is refused (nsbox's limits have no "unlimited" value to set).
  */
-export function updateToLimits(flags: Record<string, string | boolean | undefined>, resourcesJson?: unknown): NonNullable<SandboxOptions['limits']> {
+export function updateToLimits(flags: Record<string, string | boolean | undefined>, resourcesJson?: unknown, warnings: string[] = []): NonNullable<SandboxOptions['limits']> {
+  unknownSink = warnings;
   if (resourcesJson !== undefined) return resources(resourcesJson, '--resources');
   const r: { memory?: J; cpu?: J; pids?: J } = {};
   const num = (f: string): number | undefined => {

@@ -238,7 +238,9 @@ async function cmdUpdate(g: Globals, args: string[]): Promise<number> {
     const text = flags.resources === '-' ? readFileSync(0, 'utf8') : readFileSync(resolve(flags.resources), 'utf8');
     try { json = JSON.parse(text); } catch (e) { throw new Error(`update: --resources: ${(e as Error).message}`); }
   }
-  const limits = updateToLimits(flags as Record<string, string>, json);
+  const warnings: string[] = [];
+  const limits = updateToLimits(flags as Record<string, string>, json, warnings);
+  for (const w of warnings) log(g, 'warning', w);
   const box = await attach(g, id);
   if (runcStatus(box) === 'stopped') throw new Error('container not running');
   await box.update({ limits });
@@ -252,7 +254,12 @@ async function cmdExec(g: Globals, args: string[]): Promise<number> {
   }, { p: 'process', d: 'detach', t: 'tty', e: 'env', u: 'user', c: 'cap' });
   const id = rest[0];
   if (!id) throw new UsageError('exec: needs the container id');
-  if (flags['preserve-fds'] !== undefined && flags['preserve-fds'] !== '0') throw new UsageError('exec: --preserve-fds is not supported');
+  // --preserve-fds N: our fds 3 .. 3+N-1 are the process's 3 .. 3+N-1 (as runc's)
+  let preserve = 0;
+  if (flags['preserve-fds'] !== undefined) {
+    if (typeof flags['preserve-fds'] !== 'string' || !/^\d+$/.test(flags['preserve-fds']) || Number(flags['preserve-fds']) > 256) throw new UsageError(`exec: --preserve-fds must be a number of fds, at most 256 (got ${String(flags['preserve-fds'])})`);
+    preserve = Number(flags['preserve-fds']);
+  }
   for (const f of ['process-label', 'apparmor', 'cwd', 'env', 'user', 'cap']) {
     if (flags[f] !== undefined && typeof flags.process === 'string') throw new UsageError(`exec: --${f} with --process: give it in the process file`);
   }
@@ -298,6 +305,7 @@ async function cmdExec(g: Globals, args: string[]): Promise<number> {
   } else {
     opts.stdio = 'inherit';
   }
+  if (preserve > 0) opts.extraFds = Array.from({ length: preserve }, (_, i) => 3 + i);
   const detach = flags.detach === true;
   if (detach) opts.parentDeathSignal = false;
   opts.buffer = false;

@@ -50,7 +50,7 @@ const OPTION_KEYS = [
   'rootfs', 'hostname', 'domainname', 'cwd', 'env', 'uid', 'gid', 'groups', 'namespaces', 'user', 'remapUser',
   'rootPropagation', 'mounts', 'maskedPaths', 'readonlyPaths', 'devices', 'join', 'capabilities', 'allowNewPrivileges', 'rlimits', 'timeOffsets', 'stdio', 'input',
   'encoding', 'buffer', 'all', 'timeout', 'signal', 'killSignal', 'forceKillAfterMs', 'parentDeathSignal', 'init', 'tty', 'nestedUserNamespaces',
-  'viewTemplate', 'sysctl', 'umask', 'oomScoreAdj',
+  'viewTemplate', 'sysctl', 'umask', 'oomScoreAdj', 'extraFds',
   // filled by later layers (cgroups, networking, images, seccomp); validated there
   'limits', 'onOutputLimit', 'cgroup', 'cgroupParent', 'network', 'image', 'seccomp',
 ] as const;
@@ -251,6 +251,12 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   }
   if (sysctl.writes.length > 0 && !ns.has('mount')) fail('options.sysctl', "needs a new mount namespace (the values are written to the sandbox's own /proc/sys)");
   const umask = o.umask === undefined ? undefined : uint('options.umask', o.umask, 0o777);
+  let extraFds: number[] | undefined;
+  if (o.extraFds !== undefined) {
+    if (!Array.isArray(o.extraFds)) fail('options.extraFds', 'must be an array of fds');
+    if (o.extraFds.length > 256) fail('options.extraFds', `may hold at most 256 fds (got ${o.extraFds.length})`, RangeError);
+    extraFds = o.extraFds.map((fd, i) => uint(`options.extraFds[${i}]`, fd, 0x7fffffff));
+  }
   let oomScoreAdj: number | undefined;
   if (o.oomScoreAdj !== undefined) {
     if (typeof o.oomScoreAdj !== 'number' || !Number.isInteger(o.oomScoreAdj)) fail('options.oomScoreAdj', `must be an integer (got ${String(o.oomScoreAdj)})`);
@@ -261,11 +267,17 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // --- hostname
   let hostname: string | undefined, domainname: string | undefined;
   if (o.hostname !== undefined || o.domainname !== undefined) {
-    if (!ns.has('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a new uts namespace');
+    if (!ns.has('uts') && !joined.includes('uts')) fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', 'needs a uts namespace of the sandbox\'s own, new or joined (options.join.uts)');
   }
-  if (ns.has('uts')) {
-    hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
-    if (Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
+  // a new uts namespace gets the hostname 'nsbox' unless given; a joined one (options.join.uts)
+  // keeps its own unless given (then it is set there, for everything in that namespace, as runc does)
+  if (joined.includes('uts') && ns.has('user') && (o.hostname !== undefined || o.domainname !== undefined)) {
+    // a new user namespace owns nothing joined: the kernel would refuse sethostname (EPERM)
+    fail(o.hostname !== undefined ? 'options.hostname' : 'options.domainname', "cannot be set in a uts namespace joined by options.join.uts from a new user namespace (the joined one is not the sandbox's to change): join its user namespace too, make none (user: false), or leave it out");
+  }
+  if (ns.has('uts') || joined.includes('uts')) {
+    if (ns.has('uts') || o.hostname !== undefined) hostname = o.hostname === undefined ? 'nsbox' : str('options.hostname', o.hostname, { nonEmpty: true });
+    if (hostname !== undefined && Buffer.byteLength(hostname) > 64) fail('options.hostname', 'may be at most 64 bytes', RangeError);
     if (o.domainname !== undefined) {
       domainname = str('options.domainname', o.domainname);
       if (Buffer.byteLength(domainname) > 64) fail('options.domainname', 'may be at most 64 bytes', RangeError);
@@ -311,7 +323,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const devices = parseDevices(o.devices, host);
   // a node made by number works only on a /dev in the initial user namespace (a tmpfs a user
   // namespace mounts is nodev to the kernel) and mknod needs CAP_MKNOD there: root, no user namespace
-  const made = devices.findIndex((d) => d.node);
+  const made = devices.findIndex((d) => d.node && d.node.type !== 'p');
   if (made >= 0 && (host.euid !== 0 || ns.has('user') || joined.includes('user'))) {
     fail(`options.devices[${made}]`, host.euid !== 0
       ? 'a device node by number needs root (mknod); bind the host\'s node instead ({ path })'
@@ -346,6 +358,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ownCgroup: ownCgroup && ns.has('cgroup'),
     nestedUserNamespaces: o.nestedUserNamespaces === true,
     attach: host.euid === 0,
+    attachBinds: host.euid === 0 && (ns.has('user') || joined.includes('user')),
     template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
   }, host, host === realHost);
   let { ops, template } = view;
@@ -377,6 +390,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (o.init !== undefined && typeof o.init !== 'boolean') fail('options.init', 'must be a boolean');
   if (o.nestedUserNamespaces !== undefined && typeof o.nestedUserNamespaces !== 'boolean') fail('options.nestedUserNamespaces', 'must be a boolean');
   const init = o.init ?? ns.has('pid');
+  if (extraFds?.length && init) fail('options.extraFds', 'needs init: false (nsbox-init, pid 1 of a new pid namespace, would not pass them on)');
   if (timeOffsets && !init && !kernelAtLeast(6, 2)) {
     // before 6.2 exec does not enter the time namespace made for children (nsbox-init then
     // starts the program by fork, which does): only the program's own children would see
@@ -420,6 +434,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     noNewPrivs: o.allowNewPrivileges !== true,
     pdeathsig,
     ...(umask !== undefined ? { umask } : {}),
+    ...(extraFds?.length ? { extraFds } : {}),
     ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     init,
     tty: tty !== null,
@@ -443,7 +458,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       gid,
       maskedPaths: view.masked,
       readonlyPaths: view.readonly,
-      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type} ${d.node.major}:${d.node.minor})` : d.path),
+      devices: devices.map((d) => d.node ? `${d.target} (${d.node.type === 'p' ? 'fifo' : `${d.node.type} ${d.node.major}:${d.node.minor}`})` : d.path),
       ...relaxedMounts(parsedMounts),
       seccomp: 'none',
       network: !ns.has('net') ? (joined.includes('net') ? 'joined' : 'host') : 'none',
@@ -644,7 +659,7 @@ function pathList(option: string, v: unknown, def: string[]): string[] {
   });
 }
 
-function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
+function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number } }> {
   if (v === undefined) return [];
   if (!Array.isArray(v)) fail('options.devices', "must be an array of host device paths or { path, target?, readonly? }");
   return v.map((d, i) => {
@@ -655,8 +670,9 @@ function parseDevices(v: unknown, host: HostFacts): Array<{ path: string; target
       checkKeys(opt, d, ['target', 'type', 'major', 'minor', 'mode', 'uid', 'gid']);
       const t = strictAbsPath(`${opt}.target`, d.target);
       if (!t.startsWith('/dev/')) fail(`${opt}.target`, `must be under /dev (got ${t})`);
-      if (d.type !== 'c' && d.type !== 'b') fail(`${opt}.type`, "must be 'c' or 'b'");
-      const major = uint(`${opt}.major`, d.major, 4095), minor = uint(`${opt}.minor`, d.minor, 1048575);
+      if (d.type !== 'c' && d.type !== 'b' && d.type !== 'p') fail(`${opt}.type`, "must be 'c', 'b' or 'p'");
+      // a FIFO has no device number (any given is not used)
+      const major = d.type === 'p' ? 0 : uint(`${opt}.major`, d.major, 4095), minor = d.type === 'p' ? 0 : uint(`${opt}.minor`, d.minor, 1048575);
       const mode = d.mode === undefined ? 0o666 : uint(`${opt}.mode`, d.mode, 0o7777);
       const uid = d.uid === undefined ? 0 : uint(`${opt}.uid`, d.uid, 0xfffffffe), gid = d.gid === undefined ? 0 : uint(`${opt}.gid`, d.gid, 0xfffffffe);
       return { path: t, target: t, readonly: false, node: { type: d.type, major, minor, mode, uid, gid } };

@@ -1,10 +1,10 @@
 // The binary form of ops the addon reads (addon/src/plan.cc, DecodeOps): one buffer instead of
 // a dozen property reads per op through N-API. Little-endian; per op: u8 kind, u8 bits
-// (1 readonly, 2 file, 4 recursive, 8 real, 16 trusted, 32 netSysfs, 64 copyUp), u16 0, u32 flags,
+// (1 readonly, 2 file, 4 recursive, 8 real, 16 trusted, 32 netSysfs, 64 copyUp, 128 present), u16 0, u32 flags,
 // u32 mode, then four strings a, b, c, d, each an i32 byte length (-1: absent) and the bytes.
 // Which named field (ops.ts) goes in which slot is decided here and nowhere else:
 //   a: path, or the source for the kinds in PATH_SECOND    b: path for those kinds, else putOld or dir
-//   c: fstype    d: data    flags: flags, a Chown's uid, a Mknod's dev    mode: mode, a Chown's gid
+//   c: fstype, or a Bind's dir    d: data    flags: flags, a Chown's uid, a Mknod's dev    mode: mode, a Chown's gid
 import { Op, type PlanOp } from './ops.js';
 
 /** Kinds whose path is the wire's second string (the first holds what goes there). */
@@ -95,14 +95,14 @@ function encodeOpsInto(ops: readonly PlanOp[], own = false): Buffer {
     const op = ops[i]!;
     const k = op.op;
     buf[off] = k;
-    buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0) | (op.netSysfs ? 32 : 0) | (op.copyUp ? 64 : 0);
+    buf[off + 1] = (op.readonly ? 1 : 0) | (op.file ? 2 : 0) | (op.recursive ?? true ? 4 : 0) | (op.real ? 8 : 0) | (op.trusted ? 16 : 0) | (op.netSysfs ? 32 : 0) | (op.copyUp ? 64 : 0) | (op.present ? 128 : 0);
     buf[off + 2] = 0;
     buf[off + 3] = 0;
     off += 4;
     u32((k === Op.Chown ? op.uid ?? 0 : k === Op.Mknod ? op.dev ?? 0 : op.flags ?? 0) >>> 0);
     u32(k === Op.Chown ? op.gid ?? 0 : op.mode ?? 0o755);
     if (PATH_SECOND[k]) { put(op.source); put(op.path); } else { put(op.path); put(op.putOld ?? op.dir); }
-    put(op.fstype); put(op.data);
+    put(k === Op.Bind ? op.dir : op.fstype); put(op.data);
   }
   return buf.subarray(0, off);
 }

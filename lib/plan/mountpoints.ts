@@ -196,7 +196,8 @@ export function placeMountPoints(plan: Plan): void {
     const t = op.path;
     if (t === undefined || !(t === N || t.startsWith(`${N}/`))) return;
     const sp = t === N ? '/' : t.slice(N.length);
-    if (!op.trusted) need(op, sp, op.file ? 'file' : 'dir', op.real === true);
+    // (a `present` op is made only where its target exists: nothing to place)
+    if (!op.trusted && !op.present) need(op, sp, op.file ? 'file' : 'dir', op.real === true);
     // the layer the op makes
     const writable = sp === '/' ? !c.rootfsReadonly : !op.readonly;
     if (op.op === Op.Attach) layers.push({ at: sp, seq, kind: 'host', host: op.source!, writable, op });

@@ -22,7 +22,7 @@ export const Op = {
  * |---|---|
  * | Mkdir | path, mode |
  * | Mount | source, path, fstype, data (options), flags (with MS.REMOUNT and no source: a remount), copyUp |
- * | Bind | source (a host path under /oldroot or a path already in the view), path, readonly, file, recursive, flags |
+ * | Bind | source (a host path under /oldroot or a path already in the view), path, readonly, file, recursive, flags, present, dir |
  * | Attach | source (a host path the caller clones before clone), path, readonly, file, recursive, flags |
  * | Symlink | source (the link's content), path |
  * | WriteFile | path, data, mode |
@@ -50,7 +50,7 @@ export interface PlanOp {
   data?: string | Uint8Array;
   /** PivotRoot: where the old root goes, relative to the new one */
   putOld?: string;
-  /** MaskOpen: the empty directory masks are bound from */
+  /** MaskOpen: the empty directory masks are bound from; a `present` Bind: the source for a directory target */
   dir?: string;
   /** Chown: the owner */
   uid?: number;
@@ -70,4 +70,10 @@ export interface PlanOp {
   netSysfs?: boolean;
   /** a tmpfs Mount that starts with a copy of the directory it covers (OCI tmpcopyup) */
   copyUp?: boolean;
+  /**
+   * a Bind made only where the sandbox has its target (looked up inside the root, symlinks
+   * followed there; none: nothing is done), as a file or a directory as the target is there;
+   * a directory gets `dir` as its source instead of `source` (masks and read-only paths)
+   */
+  present?: boolean;
 }

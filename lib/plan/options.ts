@@ -55,13 +55,16 @@ export interface Mount {
  * A device node made by number in the sandbox's /dev (mknod; OCI `linux.devices`), rather than
  * the host's node bound in. Root and a sandbox without a user namespace (`user: false`) only:
  * elsewhere a TypeError says so (the kernel makes nodes on a user namespace's /dev unusable).
+ * Type `'p'` is a FIFO (no numbers; any sandbox).
  */
 export interface DeviceNode {
   /** Where, under /dev. */
   target: string;
-  type: 'c' | 'b';
-  major: number;
-  minor: number;
+  /** character, block, or a FIFO */
+  type: 'c' | 'b' | 'p';
+  /** c and b only */
+  major?: number;
+  minor?: number;
   /** Permission bits, default 0o666. */
   mode?: number;
   /** Owner, default 0:0. */
@@ -247,6 +250,12 @@ export interface SpawnIsolatedOptions {
   sysctl?: Record<string, string>;
   /** The program's umask (0 to 0o777), set just before exec. Default: the caller's umask (`process.umask()`), inherited. */
   umask?: number;
+  /**
+   * The caller's fds given to the program as fds 3, 4, ... (extraFds[i] becomes 3 + i; as
+   * runc's `--preserve-fds`). Every other fd of the caller is closed at exec. Not with
+   * nsbox-init (`init: false`, or a joined pid namespace as in `Sandbox.exec`). At most 256.
+   */
+  extraFds?: number[];
   /**
    * The sandbox's `oom_score_adj` (-1000 to 1000; children inherit it), written by nsbox with
    * the caller's privileges before the sandbox starts (the caller's own value stays as it was).

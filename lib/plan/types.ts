@@ -54,6 +54,8 @@ export interface Plan {
   pdeathsig: number;
   /** umask(2) set just before exec; absent: the caller's umask is inherited */
   umask?: number;
+  /** the caller's fds placed on 3, 4, ... in the program */
+  extraFds?: number[];
   /** written to /proc/<pid>/oom_score_adj by the parent (with the caller's privileges) before "go"; absent: inherited */
   oomScoreAdj?: number;
   /** pid 1 is nsbox-init, which forks the program */

@@ -57,12 +57,27 @@ function underSys(p: string): boolean {
   return p === '/sys' || p.startsWith('/sys/');
 }
 
-/** The masked and read-only paths (those under /sys or the others) that exist on the host, in order. */
-function maskEntries(host: HostFacts, maskedPaths: readonly string[], readonlyPaths: readonly string[], wantSys: boolean): Array<{ path: string; dir: boolean; mask: boolean }> {
-  const out: Array<{ path: string; dir: boolean; mask: boolean }> = [];
+/** Whether a masked or read-only path is the kernel's (in the sandbox's proc or sysfs, looked at on the host). */
+function kernelPath(p: string): boolean {
+  return p.startsWith('/proc/') || p === '/proc' || underSys(p);
+}
+
+/**
+ * The masked and read-only paths (those under /sys or the others), in order. A path of the
+ * kernel's (/proc, /sys) is looked at on the host: one missing there or a symlink is left out.
+ * Any other lies in the rootfs, the default view's host directories or a caller's mount: it is
+ * looked at by the child, inside the root, when it is masked (`present`: left out where the
+ * sandbox has no such path; file or directory as it is there).
+ */
+function maskEntries(host: HostFacts, maskedPaths: readonly string[], readonlyPaths: readonly string[], wantSys: boolean): Array<{ path: string; dir: boolean; mask: boolean; present?: boolean }> {
+  const out: Array<{ path: string; dir: boolean; mask: boolean; present?: boolean }> = [];
   for (const [list, mask] of [[maskedPaths, true], [readonlyPaths, false]] as const) {
     for (const p of list) {
       if (underSys(p) !== wantSys) continue;
+      if (!kernelPath(p)) {
+        out.push({ path: p, dir: false, mask, present: true });
+        continue;
+      }
       const k = host.pathKind(p);
       if (k.kind === 'missing' || k.kind === 'symlink') continue;
       out.push({ path: p, dir: k.kind === 'dir', mask });
@@ -125,7 +140,7 @@ export interface ViewSpec {
   /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
   rootOverlay?: RootOverlay;
   mounts: ParsedMount[];
-  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
+  devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
   maskedPaths: string[];
   readonlyPaths: string[];
   /** whether the caller's own option lists replaced the default masked/read-only paths */
@@ -135,6 +150,13 @@ export interface ViewSpec {
   nestedUserNamespaces: boolean;
   /** trees are cloned by the caller (root) rather than bound from /oldroot by the child */
   attach: boolean;
+  /**
+   * the caller's bind mounts too (root with a user namespace, new or joined: the sandbox's root
+   * may not reach the source). Without one the child is root and binds them itself, in their
+   * place in the order: a tree cloned before clone has an older mount id, and Linux 6.8+ lists
+   * mountinfo by mount id, so it would show before the mounts made ahead of it in the list.
+   */
+  attachBinds: boolean;
   /** the default view may come from a view template, with this owner of its root (host ids) */
   template: { rootOwner: readonly [number | undefined, number | undefined] | null } | null;
 }
@@ -194,15 +216,20 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     const N = '/newroot', OLD = '/oldroot';
     // 'shared' is built as 'slave' and 'unbindable' as 'private'; the root gets its own after the pivot
     const slave = s.rootPropagation === 'slave' || s.rootPropagation === 'shared';
-    // the caller's mounts that replace one of the view's own (OWN_POINTS), by target
+    // the caller's mounts that replace one of the view's own (OWN_POINTS), by target (the
+    // first at a target; a later one there goes over it, as the caller's list says)
     const own = new Map<string, ParsedMount>();
     const rootTmp = s.rootfs !== null && host.pathKind(`${s.rootfs}/tmp`).kind !== 'symlink';
-    for (const m of s.mounts) if (OWN_POINTS[m.target] === m.type) own.set(m.target, m);
+    for (const m of s.mounts) if (OWN_POINTS[m.target] === m.type && !own.has(m.target)) own.set(m.target, m);
+    // a caller's /tmp replaces nsbox's only where nsbox makes one (not a rootfs's /tmp that is a symlink)
+    if (s.rootfs && !rootTmp) own.delete('/tmp');
     const ownOp = (target: string, dflt: PlanOp): PlanOp => {
       const m = own.get(target);
       if (!m) return dflt;
       return { ...dflt, op: Op.Mount, source: m.source ?? m.type, fstype: m.type, data: m.options, flags: callerFlags(m), ...(m.copyUp ? { copyUp: true } : {}) };
     };
+    // the ops of the caller's mounts (not those replacing nsbox's): resolved inside the root
+    const callerOps = new Set<PlanOp>();
     ops.push({ op: Op.Propagation, path: '/', flags: MS.REC | (slave ? MS.SLAVE : MS.PRIVATE) });
     // a scratch tmpfs becomes the root for a moment; the host tree stays reachable under /oldroot
     ops.push({ op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' });
@@ -220,41 +247,62 @@ function makeView(s: ViewSpec, host: HostFacts): View {
       ops.push({ op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755' });
       ops.push(...systemDirOps(host, N, OLD));
       for (const [dir, mode] of DEFAULT_TMPFS) {
-        ops.push(ownOp(dir, { op: Op.Mount, source: 'tmpfs', path: N + dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode }));
+        // a caller's /tmp comes where the caller's list has it (the tmp step below)
+        if (dir === '/tmp' && own.has('/tmp')) continue;
+        ops.push({ op: Op.Mount, source: 'tmpfs', path: N + dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
       }
     }
+    // The view's own points, each one step. A step the caller replaces (a mount of its own
+    // there) is made where the caller's list has that mount, among the caller's other mounts,
+    // so that the mount table shows them in the caller's order (OCI: mounts in the order of
+    // config.json's list); nsbox's defaults the caller does not replace are made before the
+    // caller's mounts, as before. A step is always made before a caller's mount at or below
+    // its target, and a step below another (/dev/pts below /dev) after that one.
+    interface Step { target: string; parent?: Step; run: () => void; done?: boolean }
+    const steps: Step[] = [];
+    const step = (target: string, run: () => void, parent?: Step): Step => {
+      const st: Step = { target, run, parent };
+      steps.push(st);
+      return st;
+    };
     // /proc: a fresh one for a new pid namespace
-    if (s.ns.has('pid') || s.joinedPid) {
-      ops.push(ownOp('/proc', { op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true }));
-    } else {
-      const m = own.get('/proc');
-      ops.push({ op: Op.Bind, source: `${OLD}/proc`, path: `${N}/proc`, recursive: true, flags: m ? callerFlags(m) & ~MS.RDONLY : MS.NOSUID | MS.NODEV | MS.NOEXEC, readonly: m?.readonly ?? false, real: true });
-    }
-    // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
-    // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
-    if (s.ns.has('user') && !s.nestedUserNamespaces) {
-      ops.push({ op: Op.WriteFile, path: `${N}/proc/sys/user/max_user_namespaces`, data: '0\n', mode: 0o644 });
-    }
+    step('/proc', () => {
+      if (s.ns.has('pid') || s.joinedPid) {
+        ops.push(ownOp('/proc', { op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true }));
+      } else {
+        const m = own.get('/proc');
+        ops.push({ op: Op.Bind, source: `${OLD}/proc`, path: `${N}/proc`, recursive: true, flags: m ? callerFlags(m) & ~MS.RDONLY : MS.NOSUID | MS.NODEV | MS.NOEXEC, readonly: m?.readonly ?? false, real: true });
+      }
+      // no user namespaces inside the sandbox's own (besides seccomp): its limit is set to 0.
+      // Only ever for a user namespace of the sandbox's own: the file is the host's otherwise.
+      if (s.ns.has('user') && !s.nestedUserNamespaces) {
+        ops.push({ op: Op.WriteFile, path: `${N}/proc/sys/user/max_user_namespaces`, data: '0\n', mode: 0o644 });
+      }
+    });
     // /dev: tmpfs with the harmless nodes bound from the host, a private devpts and shm
     // /proc, /dev and /sys of a rootfs must be real directories: a symlink there is refused
     // (the child resolves every target inside the root, with no symlinks at all for these)
-    ops.push(ownOp('/dev', { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: 'mode=0755,size=64k', real: true }));
-    // no nosuid/noexec remount on these: they are character devices, which nothing can exec
-    // and which carry no set-id bits (it would cost a syscall each per spawn)
-    for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
-    for (const d of s.devices) {
-      if (d.node) {
-        // made by number (root, no user namespace: build.ts): the userspace dev_t encoding
-        const { type, major, minor, mode, uid, gid } = d.node;
-        const dev = ((major & 0xfff) << 8 | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0;
-        ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : 0o60000) | mode, dev });
-        if (uid !== 0 || gid !== 0) ops.push({ op: Op.Chown, path: `${N}${d.target}`, uid, gid });
-        continue;
+    const dev = step('/dev', () => {
+      ops.push(ownOp('/dev', { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: 'mode=0755,size=64k', real: true }));
+      // no nosuid/noexec remount on these: they are character devices, which nothing can exec
+      // and which carry no set-id bits (it would cost a syscall each per spawn)
+      for (const d of DEV_NODES) ops.push({ op: Op.Bind, source: `${OLD}/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+      for (const d of s.devices) {
+        if (d.node) {
+          // made by number (root, no user namespace: build.ts; a FIFO anywhere): the userspace dev_t encoding
+          const { type, major, minor, mode, uid, gid } = d.node;
+          const dv = ((major & 0xfff) << 8 | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0;
+          ops.push({ op: Op.Mknod, path: `${N}${d.target}`, mode: (type === 'c' ? 0o20000 : type === 'b' ? 0o60000 : 0o10000) | mode, dev: type === 'p' ? 0 : dv });
+          if (uid !== 0 || gid !== 0) ops.push({ op: Op.Chown, path: `${N}${d.target}`, uid, gid });
+          continue;
+        }
+        ops.push({ op: Op.Bind, source: `${OLD}${d.path}`, path: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
       }
-      ops.push({ op: Op.Bind, source: `${OLD}${d.path}`, path: `${N}${d.target}`, file: true, recursive: false, readonly: d.readonly, flags: MS.NOSUID | MS.NOEXEC });
+      for (const [l, t] of DEV_LINKS) ops.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
+    });
+    for (const [d, fstype, flags, data] of DEV_MOUNTS) {
+      step(`/dev/${d}`, () => ops.push(ownOp(`/dev/${d}`, { op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data })), dev);
     }
-    for (const [d, fstype, flags, data] of DEV_MOUNTS) ops.push(ownOp(`/dev/${d}`, { op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data }));
-    for (const [l, t] of DEV_LINKS) ops.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
     // /sys: read-only; a fresh sysfs shows the network namespace it is mounted in and needs
     // CAP_SYS_ADMIN over that namespace's owner: one made for the sandbox, or one joined
     // together with the user namespace that owns it (the child has joined both by now). Any
@@ -262,7 +310,7 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     // The addon may make a new namespace beside the child while it builds the rest of the
     // view, so with no caller mounts (which may go under /sys) /sys comes as late as it can:
     // after the masks and read-only paths outside it.
-    const sysOps = () => {
+    const sys = step('/sys', () => {
       const from = ops.length;
       const m = own.get('/sys');
       if (freshSysfs(s)) {
@@ -274,25 +322,36 @@ function makeView(s: ViewSpec, host: HostFacts): View {
       if (s.ownCgroup) ops.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`, !freshSysfs(s)));
       // what nsbox mounts here is its own (a rootfs's /sys is resolved in the root)
       if (!s.rootfs) for (let i = from; i < ops.length; i++) ops[i].trusted = true;
-    };
+    });
     const sysLate = s.mounts.length === 0;
-    if (!sysLate) sysOps();
-    // a rootfs gets a fresh /tmp where it has a real /tmp directory (unless rootfs.tmp is
+    // /tmp: a rootfs gets a fresh one where it has a real /tmp directory (unless rootfs.tmp is
     // false); a /tmp that is a symlink is left as the image made it (it resolves inside the
     // rootfs). The child refuses a /tmp that turned into a symlink since this look. A caller's
-    // tmpfs at /tmp is made here instead, with its own flags.
-    if (rootTmp && (s.rootfsTmp !== false || own.has('/tmp'))) {
-      ops.push(ownOp('/tmp', { op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true }));
+    // tmpfs at /tmp is made here instead, with its own flags (the default view's own /tmp is
+    // made with its other tmpfs directories above).
+    if (s.rootfs ? rootTmp && (s.rootfsTmp !== false || own.has('/tmp')) : own.has('/tmp')) {
+      step('/tmp', () => ops.push(ownOp('/tmp', { op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true })));
     }
-    const callerStart = ops.length;
-    // the caller's mounts
+    const make = (st: Step): void => {
+      if (st.done) return;
+      if (st.parent) make(st.parent);
+      st.done = true;
+      st.run();
+      // the steps below it that the caller does not replace come with it
+      for (const c of steps) if (c.parent === st && !own.has(c.target)) make(c);
+    };
+    const within = (dir: string, p: string) => p === dir || p.startsWith(`${dir}/`);
+    // nsbox's own defaults first (a /sys with no caller mounts at all comes late, below)
+    for (const st of steps) if (!own.has(st.target) && !(st === sys && sysLate)) make(st);
+    // the caller's mounts, in their order, each after the steps at or above its target
     for (const m of s.mounts) {
-      // made in the view's own place (ownOp), unless that place was not made (a rootfs whose /tmp is a symlink)
-      if (own.get(m.target) === m && (m.target !== '/tmp' || !s.rootfs || rootTmp)) continue;
+      for (const st of steps) if (within(st.target, m.target)) make(st);
+      if (own.get(m.target) === m) continue;
+      const from = ops.length;
       if (m.type === 'bind') {
         // root: cloned by the parent, like a rootfs (a source below a 0700 directory)
         const flags = callerFlags(m) & ~MS.RDONLY;
-        ops.push(s.attach
+        ops.push(s.attachBinds
           ? { op: Op.Attach, source: m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags: flags | (slave ? MS.SLAVE : 0) }
           : { op: Op.Bind, source: OLD + m.hostSource, path: N + m.target, readonly: m.readonly, file: m.file, recursive: true, flags });
       } else {
@@ -302,14 +361,18 @@ function makeView(s: ViewSpec, host: HostFacts): View {
         const pf = { shared: MS.SHARED, slave: MS.SLAVE, unbindable: MS.UNBINDABLE, private: MS.PRIVATE }[m.propagation];
         ops.push({ op: Op.Propagation, path: N + m.target, flags: pf });
       }
+      for (let i = from; i < ops.length; i++) callerOps.add(ops[i]);
     }
+    for (const st of steps) if (!(st === sys && sysLate)) make(st);
+    // what comes next (masks and read-only paths, a caller's) is resolved in the root
+    const ownEnd = ops.length;
     // kernel state the sandbox has no business reading (masked: an empty read-only file or
     // directory owned by nsbox, never a path of the rootfs) or changing (read-only)
     let maskDir = false;
     const maskOps = (wantSys: boolean) => {
       for (const e of maskEntries(host, s.maskedPaths, s.readonlyPaths, wantSys)) {
         if (!e.mask) {
-          ops.push(readonlyOp(N + e.path, e.dir));
+          ops.push({ ...readonlyOp(N + e.path, e.dir), ...(e.present ? { present: true } : {}) });
           readonly.push(e.path);
           continue;
         }
@@ -322,12 +385,14 @@ function makeView(s: ViewSpec, host: HostFacts): View {
           ops.push({ op: Op.RemountRo, path: MASK_DIR, recursive: false });
           maskDir = true;
         }
-        ops.push({ op: Op.Bind, source: `${MASK_DIR}/${e.dir ? 'dir' : 'file'}`, path: N + e.path, file: !e.dir, recursive: false, flags: 0 });
+        ops.push(e.present
+          ? { op: Op.Bind, source: `${MASK_DIR}/file`, dir: `${MASK_DIR}/dir`, path: N + e.path, file: true, recursive: false, flags: 0, present: true }
+          : { op: Op.Bind, source: `${MASK_DIR}/${e.dir ? 'dir' : 'file'}`, path: N + e.path, file: !e.dir, recursive: false, flags: 0 });
         masked.push(e.path);
       }
     };
     maskOps(false);
-    if (sysLate) sysOps();
+    make(sys);
     maskOps(true);
     // the root itself read-only (its submounts keep their own flags)
     if (!s.rootfs || s.rootfsReadonly) ops.push({ op: Op.RemountRo, path: N, recursive: false });
@@ -339,7 +404,7 @@ function makeView(s: ViewSpec, host: HostFacts): View {
     for (let i = 0; i < ops.length; i++) {
       const t = ops[i].op === Op.PivotRoot ? undefined : ops[i].path;
       if (t === undefined || !t.startsWith(inRoot)) continue;
-      if ((!s.rootfs && i < callerStart) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
+      if ((!s.rootfs && i < ownEnd && !callerOps.has(ops[i])) || t.startsWith(kernelDirs[0]) || t.startsWith(kernelDirs[1]) || t.startsWith(kernelDirs[2])) ops[i].trusted = true;
     }
     // the final pivot detaches the scratch root and, with it, the host tree under /oldroot
     // (MNT_DETACH takes the whole subtree): one detach, so one RCU grace period, not two

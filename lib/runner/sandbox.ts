@@ -155,10 +155,12 @@ export interface ExecOptions {
   allowNewPrivileges?: boolean;
   rlimits?: SpawnIsolatedOptions['rlimits'];
   seccomp?: SpawnIsolatedOptions['seccomp'];
+  /** The caller's fds given to the process as 3, 4, ... (see spawnIsolated's `extraFds`; runc exec's `--preserve-fds`). */
+  extraFds?: number[];
 }
 
 const EXEC_KEYS = ['env', 'cwd', 'uid', 'gid', 'groups', 'stdio', 'input', 'encoding', 'buffer', 'all', 'tty', 'timeout', 'signal', 'killSignal',
-  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit', 'umask', 'oomScoreAdj', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp'];
+  'forceKillAfterMs', 'parentDeathSignal', 'limits', 'onOutputLimit', 'umask', 'oomScoreAdj', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp', 'extraFds'];
 /** Template keys that exec inherits (same ids, caps, seccomp, rlimits, env, cwd, umask, oom_score_adj). */
 const INHERITED = ['env', 'cwd', 'uid', 'gid', 'groups', 'capabilities', 'allowNewPrivileges', 'rlimits', 'seccomp', 'umask', 'oomScoreAdj'] as const;
 

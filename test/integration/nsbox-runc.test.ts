@@ -91,7 +91,7 @@ beforeAll(() => {
   mkdirSync(`${bundle}/rootfs/bin`, { recursive: true });
   for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${bundle}/rootfs/${d}`, { recursive: true });
   copyFileSync('/bin/busybox', `${bundle}/rootfs/bin/busybox`);
-  for (const a of ['sh', 'echo', 'cat', 'sleep', 'ls', 'id', 'hostname', 'true', 'false', 'ps', 'kill']) symlinkSync('busybox', `${bundle}/rootfs/bin/${a}`);
+  for (const a of ['sh', 'echo', 'cat', 'sleep', 'ls', 'id', 'hostname', 'true', 'false', 'ps', 'kill', 'stat', 'test']) symlinkSync('busybox', `${bundle}/rootfs/bin/${a}`);
 });
 afterAll(() => {
   rmSync(base, { recursive: true, force: true });
@@ -177,7 +177,11 @@ describe.skipIf(skip)('nsbox-runc', () => {
   it('a config.json field nsbox does not apply is refused naming it (stderr and --log json), and nothing is made', () => {
     const cases: Array<[(c: Record<string, any>) => void, RegExp]> = [
       [(c) => { c.linux.resources.blockIO = { weight: 10 }; }, /config\.json: linux\.resources\.blockIO: /],
-      [(c) => { c.someNewField = 1; }, /config\.json: someNewField: .*refused rather than ignored/],
+      [(c) => { c.linux.netDevices = { eth1: {} }; }, /config\.json: linux\.netDevices: moving host network devices/],
+      [(c) => { c.windows = { layerFolders: ['C:\\x'] }; }, /config\.json: windows: is for Windows/],
+      // OCI: a type not listed is the runtime's own; the runtime's mount namespace is the host's
+      [(c) => { delete c.linux.namespaces; }, /config\.json: linux\.namespaces: lists no mount namespace/],
+      [(c) => { c.mounts.push({ destination: '/x', type: 'bind', source: '/etc', options: ['rbind', 'bogus'] }); }, /mounts\[6\]\.options: 'bogus' is not an option of a bind mount/],
       [(c) => { c.process.apparmorProfile = 'docker-default'; }, /process\.apparmorProfile/],
       [(c) => { c.mounts.push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['copy-symlink'] }); }, /mounts\[6\]\.options: 'copy-symlink'/],
       [(c) => { c.linux.namespaces.push({ type: 'ipc', path: `/proc/${process.pid}/ns/uts` }); }, /linux\.namespaces\[7\]\.path: \/proc\/\d+\/ns\/uts is a uts namespace, not ipc/],
@@ -222,6 +226,94 @@ describe.skipIf(skip)('nsbox-runc', () => {
       'CapEff:\t0000000000000020', 'CapBnd:\t0000000000000021', '77', 'runcbox', 'from-host', 'hi', 'ro-root', 'tmp-rw', 'Seccomp:\t2', '',
     ]);
     ok(['delete', 'c4']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("properties the runtime spec does not define are ignored, each with a warning naming it (OCI: Extensibility); a bind's filesystem options (mode=, size=) likewise; a linux.devices FIFO is made", async () => {
+    writeConfig(['sh', '-c', 'test -p /dev/fifo1 && stat -c %a /dev/fifo1; cat /mnt/etc/hostname-copy'], (c) => {
+      c.someNewField = 1;
+      c.process.vendorThing = 'x';
+      c.linux.vendor = { a: 1 };
+      c.hooks = { createRuntime: [{ path: '/bin/true', vendorKey: 1 }], vendorHook: [] };
+      c.mounts.push({ destination: '/mnt/etc', type: 'bind', source: `${base}/etcdir`, options: ['nosuid', 'strictatime', 'mode=755', 'size=1k', 'rbind', 'ro'] });
+      c.linux.devices = [{ path: '/dev/fifo1', type: 'p', major: 8, minor: 666, fileMode: 0o640 }];
+    });
+    mkdirSync(`${base}/etcdir`, { recursive: true });
+    writeFileSync(`${base}/etcdir/hostname-copy`, 'bound\n');
+    rmSync(`${base}/log.json`, { force: true });
+    const out = openSync(`${base}/c9.out`, 'w');
+    const r = runc(['--log', `${base}/log.json`, '--log-format', 'json', 'create', '--bundle', bundle, '--pid-file', `${base}/c9.pid`, 'c9'], { stdio: ['ignore', out, 'pipe'] });
+    closeSync(out);
+    expect(r.status, r.stderr).toBe(0);
+    const warned = readFileSync(`${base}/log.json`, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.level === 'warning').map((l) => l.msg as string);
+    for (const f of ['someNewField', 'process.vendorThing', 'linux.vendor', 'hooks.vendorHook', 'hooks.createRuntime[0].vendorKey']) {
+      expect(warned.some((w) => w.startsWith(`config.json: ${f}: not a property of the OCI runtime spec`)), f).toBe(true);
+    }
+    expect(warned).toContain("config.json: mounts[6].options: 'mode=755', 'size=1k' left out: a bind mount has no filesystem options (mount(2) ignores them)");
+    expect(r.stderr).toMatch(/^warning: config\.json: someNewField: /m);
+    ok(['start', 'c9']);
+    await waitFor(() => state('c9').status === 'stopped');
+    expect(readFileSync(`${base}/c9.out`, 'utf8')).toBe('640\nbound\n');
+    ok(['delete', 'c9']);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('hostname in a uts namespace joined by path is set there (as runc does; runtime-tools linux_ns_path)', async () => {
+    const holder = spawn('unshare', ['--uts', 'sleep', '100'], { stdio: 'ignore' });
+    try {
+      // unshare has switched once its namespace differs from ours
+      await waitFor(() => { try { return readlinkSync(`/proc/${holder.pid}/ns/uts`) !== readlinkSync('/proc/self/ns/uts'); } catch { return false; } });
+      // from a new user namespace the joined one (the host's user namespace owns it) cannot be changed: refused, naming why
+      writeConfig(['hostname'], (c) => {
+        c.hostname = 'joined-uts';
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'uts').concat([{ type: 'uts', path: `/proc/${holder.pid}/ns/uts` }]);
+      });
+      const refused = runc(['create', '--bundle', bundle, 'c10']);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/options\.hostname cannot be set in a uts namespace joined by options\.join\.uts from a new user namespace/);
+      // as the suite's config: no user namespace
+      writeConfig(['hostname'], (c) => {
+        c.hostname = 'joined-uts';
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'uts' && n.type !== 'user').concat([{ type: 'uts', path: `/proc/${holder.pid}/ns/uts` }]);
+      });
+      create('c10');
+      expect(readlinkSync(`/proc/${Number(readFileSync(`${base}/c10.pid`, 'utf8'))}/ns/uts`)).toBe(readlinkSync(`/proc/${holder.pid}/ns/uts`));
+      ok(['start', 'c10']);
+      await waitFor(() => state('c10').status === 'stopped');
+      expect(readFileSync(`${base}/c10.out`, 'utf8')).toBe('joined-uts\n');
+      expect(execFileSync('nsenter', ['-t', String(holder.pid), '-u', 'hostname'], { encoding: 'utf8' })).toBe('joined-uts\n');
+      ok(['delete', 'c10']);
+      // without a hostname, a joined namespace keeps its own
+      writeConfig(['hostname'], (c) => {
+        delete c.hostname;
+        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => n.type !== 'uts' && n.type !== 'user').concat([{ type: 'uts', path: `/proc/${holder.pid}/ns/uts` }]);
+      });
+      create('c11');
+      ok(['start', 'c11']);
+      await waitFor(() => state('c11').status === 'stopped');
+      expect(readFileSync(`${base}/c11.out`, 'utf8')).toBe('joined-uts\n');
+      ok(['delete', 'c11']);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('exec --preserve-fds N: the runtime\'s fds 3 .. 3+N-1 are the process\'s, no other fd reaches it', async () => {
+    writeConfig(['sleep', '100']);
+    create('c12');
+    ok(['start', 'c12']);
+    const three = openSync(`${base}/fd3.out`, 'w'), four = openSync(`${base}/fd4.out`, 'w'), five = openSync(`${base}/fd5.out`, 'w');
+    writeFileSync(`${base}/pf.json`, JSON.stringify({ args: ['sh', '-c', 'echo three >&3; echo four >&4; (echo five >&5) 2>/dev/null || echo no-fd5'], env: ['PATH=/bin'], cwd: '/' }));
+    const r = runc(['exec', '--preserve-fds', '2', '--process', `${base}/pf.json`, 'c12'], { stdio: ['ignore', 'pipe', 'pipe', three, four, five] });
+    for (const fd of [three, four, five]) closeSync(fd);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('no-fd5\n');
+    expect(readFileSync(`${base}/fd3.out`, 'utf8')).toBe('three\n');
+    expect(readFileSync(`${base}/fd4.out`, 'utf8')).toBe('four\n');
+    expect(readFileSync(`${base}/fd5.out`, 'utf8')).toBe('');
+    expect(runc(['exec', '--preserve-fds', 'x', '--process', `${base}/pf.json`, 'c12']).stderr).toMatch(/--preserve-fds must be a number of fds/);
+    ok(['delete', '--force', 'c12']);
     expect(leftovers()).toEqual([]);
   });
 

@@ -165,6 +165,98 @@ describe.skipIf(skipReason(!isRoot, 'oci-mounts: spawnIsolated integration tests
     expect(mine.stdout).toMatch(/size=2048k/);
   });
 
+  it("the caller's mounts are in the mount table in the caller's order, also where they replace nsbox's own points (OCI: config order, as runtime-tools' runtimetest checks it)", async () => {
+    const dir = rootfs('order');
+    mkdirSync(join(dir, 'data2'));
+    // runtime-tools' default config (mqueue, not one of nsbox's own points, between /dev/shm
+    // and /sys), with a tmpfs of the caller's between /proc and /dev and one after /sys
+    const mounts = [
+      { type: 'proc', target: '/proc', source: 'proc', noexec: true },
+      { type: 'tmpfs', target: '/data', source: 'tmpfs' },
+      { type: 'tmpfs', target: '/dev', source: 'tmpfs', options: 'mode=755,size=65536k' },
+      { type: 'devpts', target: '/dev/pts', source: 'devpts', options: 'newinstance,ptmxmode=0666,mode=0620', noexec: true },
+      { type: 'tmpfs', target: '/dev/shm', source: 'shm', options: 'mode=1777,size=65536k', noexec: true },
+      { type: 'mqueue', target: '/dev/mqueue', source: 'mqueue', noexec: true },
+      { type: 'sysfs', target: '/sys', source: 'sysfs', readonly: true, noexec: true },
+      // a bind (cloned by the parent before clone only with a user namespace: an older mount
+      // id, which Linux 6.8+ lists first in mountinfo; user: false binds in order)
+      { type: 'bind', target: '/data3', source: join(dir, 'etc') },
+      { type: 'tmpfs', target: '/data2', source: 'tmpfs' },
+    ];
+    const order = async (user: boolean, ms: typeof mounts) => {
+      const r = await spawnIsolated('/bin/cat', ['/proc/self/mountinfo'], {
+        rootfs: { path: dir, readonly: true }, mounts: ms,
+        user: user ? { uidMap: [{ inside: 0, outside: 0, count: 65536 }], gidMap: [{ inside: 0, outside: 0, count: 65536 }] } : false,
+      });
+      expect(r.exitCode).toBe(0);
+      // runtimetest's check: each mount found after the one before it (mount point and type)
+      const table = r.stdout.trim().split('\n').map((l) => ({ target: l.split(' ')[4], type: l.split(' - ')[1]!.split(' ')[0] }));
+      let j = 0;
+      return ms.map((m) => {
+        const k = table.slice(j).findIndex((t) => t.target === m.target && (m.type === 'bind' || t.type === m.type));
+        if (k < 0) return `${m.target} out of order`;
+        j += k + 1;
+        return m.target;
+      });
+    };
+    expect(await order(false, mounts)).toEqual(mounts.map((m) => m.target));
+    const noBind = mounts.filter((m) => m.type !== 'bind');
+    expect(await order(true, noBind)).toEqual(noBind.map((m) => m.target));
+    // with nsbox's own /dev (not given), the caller's /dev/mqueue still goes before its /sys
+    const noDev = mounts.filter((m) => !m.target.startsWith('/dev') || m.target === '/dev/mqueue');
+    expect(await order(false, noDev)).toEqual(noDev.map((m) => m.target));
+  });
+
+  it("maskedPaths and readonlyPaths apply to what the sandbox has: the rootfs's own files and directories and those of a caller's mount (not looked up on the host); a missing one is left out", async () => {
+    const dir = rootfs('masks');
+    mkdirSync(join(dir, 'secret-dir/sub'), { recursive: true });
+    writeFileSync(join(dir, 'secret-dir/sub/f'), 'secret\n');
+    writeFileSync(join(dir, 'secret-file'), 'secret\n');
+    mkdirSync(join(dir, 'ro-dir'));
+    writeFileSync(join(dir, 'ro-file'), 'ro\n');
+    // a symlink inside the rootfs: followed there
+    symlinkSync('/secret-file', join(dir, 'link-to-secret'));
+    const script = [
+      'cat /secret-file; echo "file:$?"', 'ls /secret-dir; echo "dir:$?"', 'cat /secret-dir/sub/f; echo "sub:$?"',
+      'echo x > /ro-dir/new; echo "rodir:$?"', 'echo x >> /ro-file; echo "rofile:$?"', 'cat /ro-file',
+      'echo x > /data/w 2>/dev/null; echo "data:$?"', 'ls /missing 2>/dev/null; echo "missing:$?"',
+    ].join('; ');
+    const r = await spawnIsolated('/bin/sh', ['-c', script], {
+      rootfs: { path: dir, readonly: false },
+      mounts: [{ type: 'tmpfs', target: '/data' }],
+      maskedPaths: ['/secret-file', '/secret-dir', '/missing', '/proc/keys'],
+      readonlyPaths: ['/ro-dir', '/ro-file', '/data'],
+    });
+    const out = r.stdout.split('\n');
+    // masked: an empty file, an empty directory
+    expect(out).toContain('file:0');
+    expect(out).not.toContain('secret');
+    expect(out).toContain('dir:0');
+    expect(out).toContain('sub:1');
+    // read-only: the rootfs's directory and file, and the caller's tmpfs
+    expect(out).toEqual(expect.arrayContaining(['rodir:1', 'rofile:1', 'ro', 'data:1', 'missing:1']));
+    // (paths outside /proc and /sys are listed as asked: masked wherever the sandbox has them)
+    expect(r.isolation.maskedPaths).toEqual(['/secret-file', '/secret-dir', '/missing', '/proc/keys']);
+    // the rootfs itself is unchanged, and nothing was made for the missing path
+    expect(readFileSync(join(dir, 'secret-file'), 'utf8')).toBe('secret\n');
+    expect(readdirSync(dir)).not.toContain('missing');
+    // a masked symlink's target (inside the rootfs) is masked
+    const viaLink = await spawnIsolated('/bin/cat', ['/secret-file'], { rootfs: dir, maskedPaths: ['/link-to-secret'] });
+    expect(viaLink.stdout).toBe('');
+  });
+
+  it("devices: type 'p' makes a FIFO with its mode and owner, in a user namespace too (OCI linux.devices type p)", async () => {
+    const dir = rootfs('fifo');
+    for (const user of [false, true]) {
+      const r = await spawnIsolated('/bin/sh', ['-c', 'stat -c "%F %a %u" /dev/ff'], {
+        rootfs: dir, devices: [{ target: '/dev/ff', type: 'p', mode: 0o640, uid: 5 }],
+        user: user ? { uidMap: [{ inside: 0, outside: 0, count: 65536 }], gidMap: [{ inside: 0, outside: 0, count: 65536 }] } : false,
+      });
+      expect(r.stdout).toBe('fifo 640 5\n');
+    }
+    expect(() => explain('/bin/true', [], { devices: [{ target: '/dev/x', type: 'q' as never, major: 1, minor: 1 }] })).toThrow(/options\.devices\[0\]\.type must be 'c', 'b' or 'p'/);
+  });
+
   it("rootPropagation 'shared' and 'unbindable' are the root's once it is made; 'private' stays the default", async () => {
     const dir = rootfs('prop');
     const rootLine = async (rootPropagation?: 'shared' | 'unbindable') => {

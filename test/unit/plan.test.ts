@@ -26,10 +26,12 @@ describe('buildPlan: bad input', () => {
     ['an unknown capability', () => plan({ capabilities: ['CAP_FLY'] }), TypeError, /options.capabilities: unknown capability 'CAP_FLY'/],
     ['an unknown option', () => plan({ rootFS: '/x' }), TypeError, /options has an unknown key 'rootFS'/],
     ['an unmapped uid', () => plan({ uid: 70000 }), RangeError, /options.uid 70000 is not mapped/],
-    ['a hostname without a uts namespace', () => plan({ hostname: 'x', namespaces: { uts: false } }), TypeError, /options.hostname needs a new uts namespace/],
+    ['a hostname without a uts namespace', () => plan({ hostname: 'x', namespaces: { uts: false } }), TypeError, /options.hostname needs a uts namespace of the sandbox's own, new or joined/],
     ['a bad rlimit', () => plan({ rlimits: { nofile: { soft: 10, hard: 5 } } }), RangeError, /options.rlimits.nofile soft must not exceed hard/],
     ['a NUL in an argument', () => buildPlan({ file: '/bin/echo', args: ['a\0b'], options: {} }, host()), TypeError, /args\[0\] must not contain a NUL/],
     ['a bad stdio', () => plan({ stdio: 'pipes' }), TypeError, /options.stdio must be/],
+    ['extraFds with nsbox-init', () => plan({ extraFds: [3] }), TypeError, /options\.extraFds needs init: false/],
+    ['a bad extra fd', () => plan({ extraFds: [-1], init: false }), RangeError, /options\.extraFds\[0\]/],
     ['an env name with =', () => plan({ env: { 'A=B': 'x' } }), TypeError, /options.env has an invalid name/],
   ])('rejects %s', (_what, f, Err, msg) => {
     expect(f).toThrow(Err);
