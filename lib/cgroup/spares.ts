@@ -158,16 +158,26 @@ export function removeUsed(remove: () => Promise<void>, parent: string | undefin
 }
 
 /**
- * Removes every spare of this thread now, after the used cgroups whose removal was started;
- * resolves once they are gone.
+ * Removes every spare of this thread now, after the used cgroups whose removal was started,
+ * for every copy of nsbox loaded in the thread; resolves once they are gone.
  */
 export async function releaseSpares(): Promise<void> {
+  await Promise.all([...releasers].map((release) => release()));
+}
+
+async function releaseOwn(): Promise<void> {
   for (;;) {
     for (const p of [...pools.values()]) drain(p);
     if (!removing.size && !making.size) return;
     await Promise.allSettled([...removing, ...making]);
   }
 }
+
+// Every copy of this module in the thread (a process may load nsbox twice: its ESM and CJS
+// builds, or the sources beside the build, as the test suite does) registers its release here,
+// and releaseSpares() of any copy releases them all.
+const releasers: Set<() => Promise<void>> = ((globalThis as Record<symbol, unknown>)[Symbol.for('nsbox.spares.release')] ??= new Set()) as Set<() => Promise<void>>;
+releasers.add(releaseOwn);
 
 /** The spares ready now, per parent (for tests and benches). */
 export function sparesReady(): CGroup[] {

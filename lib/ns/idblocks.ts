@@ -136,6 +136,15 @@ export function acquireIdBlock(source: BlockSource): IdBlockClaim {
 
 /** Gives this thread's free blocks back to the host (all of them, or those idle). */
 export function releaseIdleBlocks(): void {
+  for (const release of releasers) release();
+}
+
+// every copy of this module in the thread registers here (see releaseSpares in
+// lib/cgroup/spares.ts): releaseIdleBlocks() of any copy releases them all
+const releasers: Set<() => void> = ((globalThis as Record<symbol, unknown>)[Symbol.for('nsbox.idblocks.release')] ??= new Set()) as Set<() => void>;
+releasers.add(releaseOwnIdleBlocks);
+
+function releaseOwnIdleBlocks(): void {
   for (const h of [...held.values()]) {
     if (h.inUse) continue;
     held.delete(h.uid);
@@ -153,7 +162,7 @@ function armIdle(): void {
     const left = lastUse + IDLE_MS - performance.now();
     if (left > 0) { idleTimer = setTimeout(check, left); idleTimer.unref(); return; }
     idleTimer = undefined;
-    releaseIdleBlocks();
+    releaseOwnIdleBlocks();
   };
   idleTimer = setTimeout(check, IDLE_MS);
   idleTimer.unref();

@@ -206,6 +206,18 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     expect(ourCgroups()).toEqual([]);
   });
 
+  it('releaseSpares() releases the spares of every copy of nsbox in the thread (dist/ beside the sources)', async () => {
+    // regression: each copy kept its own pool, so the test setup's release (of lib/) left the
+    // spares of dist/ (imported by examples/code-runner in its test's worker) to a killed worker
+    const dist = await import(new URL('../../dist/index.js', import.meta.url).pathname) as typeof import('../../lib/index.js');
+    await releaseSpares();
+    for (let i = 0; i < 2; i++) expect((await dist.spawnIsolated('/bin/true', [], { limits: { pids: 16 } })).exitCode).toBe(0);
+    for (let i = 0; i < 200 && !ourCgroups().some((d) => d.includes('-spare-')); i++) await sleep(20);
+    expect(ourCgroups().some((d) => d.includes('-spare-'))).toBe(true);
+    await releaseSpares();
+    expect(ourCgroups()).toEqual([]);
+  });
+
   it('runs in an existing cgroup and leaves it in place', async () => {
     const cg = await CGroup.create(`nsbox-${process.pid}-existing`, { limits: { pids: 8 } });
     try {
