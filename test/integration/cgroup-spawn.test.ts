@@ -4,7 +4,7 @@ import { describe, it, expect } from 'vitest';
 import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { release } from 'node:os';
-import { spawnIsolated } from '../../lib/index.js';
+import { prepareIsolated, spawnIsolated } from '../../lib/index.js';
 import { CGroup } from '../../lib/cgroup/index.js';
 import { releaseSpares, SPARES, IDLE_MS } from '../../lib/cgroup/spares.js';
 import { isLiveSpare, isRoot, nsboxCgroupsOf, skipReason, sleep, spareOwner } from '../helpers/host.js';
@@ -215,6 +215,17 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     for (let i = 0; i < 200 && !ourCgroups().some((d) => d.includes('-spare-')); i++) await sleep(20);
     expect(ourCgroups().some((d) => d.includes('-spare-'))).toBe(true);
     await releaseSpares();
+    expect(ourCgroups()).toEqual([]);
+  });
+
+  it('a sandbox released without a result (a prepared one destroyed unrun) starts no refill', async () => {
+    // regression: its cgroup's removal made the spares up again, so a process closing a pool and
+    // exiting (examples/code-runner on SIGTERM) exited with the refill's mkdirs under way and
+    // left spares behind
+    await releaseSpares();
+    const p = await prepareIsolated({ limits: { pids: 16 } });
+    await p.destroy();
+    await sleep(500);
     expect(ourCgroups()).toEqual([]);
   });
 

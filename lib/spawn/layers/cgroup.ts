@@ -9,7 +9,7 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import type { CGroup } from '../../cgroup/cgroup.js';
 import { prepareSandboxCgroup, type SandboxCgroup, type SandboxUsage } from '../../cgroup/sandbox.js';
-import { refillSpares, removeUsed } from '../../cgroup/spares.js';
+import { removeUsed } from '../../cgroup/spares.js';
 import { onTeardown } from '../../teardown.js';
 import { validateLimits, wantsCgroup, type SandboxLimits } from '../../cgroup/limits.js';
 import type { Bindings, LayerRun, SpawnLayer } from '../layer.js';
@@ -74,14 +74,10 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
   let sb: SandboxCgroup | undefined;
   let dropTeardown = () => {};
   // a used cgroup is removed, never reused; once it is gone the spares are made up again
-  // (both after the result)
+  // (both after the result; see removeUsed)
   const parent = typeof o.cgroupParent === 'string' ? o.cgroupParent : undefined;
   const spare = o.cgroupParent === undefined || typeof o.cgroupParent === 'string';
   const removeNow = async () => { await sb?.killAndRemove().then(dropTeardown, () => {}); };
-  const remove = async () => {
-    await removeNow();
-    if (spare) refillSpares(parent);
-  };
   // finish started the removal after the result: release does not wait for it
   let removing = false;
   return {
@@ -107,7 +103,10 @@ function openCgroup(o: SpawnIsolatedOptions): CgroupRun | undefined {
       }
       return sb.figures().catch(() => ({ verdict: null, usage: undefined }));
     },
-    release: () => (removing ? undefined : remove()),
+    // a release without a result (a failure, a prepared or pooled sandbox destroyed unrun, a
+    // pool's close) starts no refill: more spawns are not to be expected, and a process closing
+    // its pool and exiting would else exit with the refill's mkdirs under way (left for gc)
+    release: () => (removing ? undefined : removeNow()),
   };
 }
 
