@@ -134,7 +134,7 @@ export function acquireIdBlock(source: BlockSource): IdBlockClaim {
     `all ${source.count} id blocks are in use by live sandboxes (one 64Ki block per sandbox): end some, or give the nsbox user a longer range in /etc/subuid and /etc/subgid (usermod --add-subuids/--add-subgids)`);
 }
 
-/** Gives this thread's free blocks back to the host (all of them, or those idle). */
+/** Gives this thread's free blocks back to the host (those idle; of every copy of nsbox loaded in the thread). */
 export function releaseIdleBlocks(): void {
   for (const release of releasers) release();
 }
