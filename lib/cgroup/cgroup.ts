@@ -233,9 +233,11 @@ export class CGroup extends EventEmitter<CGroupEvents> {
    * made, deepest first (a parent that got other children meanwhile stays). An existing
    * directory is used when it holds no process (and stays on destroy); one with processes is
    * an NsboxError (EBUSY). `madeDirs` lists what nsbox made. Root, or a caller who may make
-   * cgroups there.
+   * cgroups there. `intent(dirs)`, when given, is called with the directories about to be made
+   * (deepest first) before the first of them is, to record them where a cleanup after a crash
+   * finds them (Sandbox.create writes them into its state file for `gc`).
    */
-  static async createAt(path: string, options: { limits?: Limits } = {}): Promise<CGroup> {
+  static async createAt(path: string, options: { limits?: Limits; intent?: (dirs: readonly string[]) => void } = {}): Promise<CGroup> {
     if (typeof path !== 'string' || path === '') throw new TypeError('CGroup.createAt: path must be a non-empty string');
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     if (path.split('/').some((p) => p === '..' || p === '.')) throw new TypeError(`CGroup.createAt: path '${path}' may not contain '.' or '..'`);
@@ -247,8 +249,23 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     rel = (rel ?? path).replace(/^\/*/, '/').replace(/\/+$/, '');
     if (rel === '' || rel === '/') throw new TypeError(`CGroup.createAt: path '${path}' is a hierarchy's root`);
     for (const part of rel.split('/').filter(Boolean)) if (!NAME_RE.test(part)) throw new TypeError(`CGroup.createAt: '${part}' of path '${path}' is not a valid cgroup name (1-200 of A-Z a-z 0-9 . _ @ : + -)`);
+    if (options.intent !== undefined && typeof options.intent !== 'function') throw new TypeError('CGroup.createAt: options.intent must be a function');
     const made: string[] = [];
     const undo = async () => { for (const d of [...made].reverse()) await removeQuiet(d); };
+    // what is missing of the path in every hierarchy, deepest first: handed to `intent` before
+    // the first mkdir, so that a record of it (the sandbox's state file) exists before any of
+    // them does, and gc finds them after a crash in between
+    if (options.intent) {
+      const missing: string[] = [];
+      for (const m of mounts) {
+        let dir = m;
+        for (const part of rel.split('/').filter(Boolean)) {
+          dir = `${dir}/${part}`;
+          if (!existsSync(`${dir}/cgroup.procs`)) missing.push(dir);
+        }
+      }
+      options.intent(missing.reverse());
+    }
     // mkdir -p below `mount`; `level(parent, dir)` runs before each new directory is made
     const makePath = (mount: string, level: (parent: string) => void): string => {
       let dir = mount;

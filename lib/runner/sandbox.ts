@@ -533,7 +533,12 @@ export class Sandbox extends EventEmitter {
         if (options.cgroupPath !== undefined) {
           // the caller's path: nsbox makes what is missing and records it in the state file
           // first, so that destroy() from another process or gc (after a crash) removes it
-          cg = await CGroup.createAt(options.cgroupPath, { limits: cgLimits as Limits });
+          cg = await CGroup.createAt(options.cgroupPath, {
+            limits: cgLimits as Limits,
+            // the directories about to be made, recorded before the first mkdir (a crash
+            // between mkdir and the record would leave them unnamed anywhere)
+            intent: (dirs) => { if (dirs.length) writeFileSync(stateFile, JSON.stringify({ ...reservation, cgroupMade: dirs }), { mode: 0o600 }); },
+          });
           writeFileSync(stateFile, JSON.stringify({ ...reservation, cgroup: cg.paths, cgroupMade: cg.madeDirs }), { mode: 0o600 });
         } else cg = await CGroup.create(`nsbox-sbx-${ownerTag()}-${id.replace(/^nsbox-/, '')}`, { limits: cgLimits as Limits, parent: options.cgroupParent });
       } catch (e) {
