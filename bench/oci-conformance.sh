@@ -8,7 +8,8 @@
 # (validation/NAME/NAME.t) runs once per runtime, one after the other, as root; a test gets
 # TEST_TIMEOUT seconds (default 120). The table shows, per test ("group") and runtime, `pass`
 # (every TAP point ok or skipped), `FAIL` (a point not ok, a wrong plan or a non-zero exit),
-# `skip` (the whole group skipped) with the points passed/total. TAP logs stay in
+# `skip` (the whole group skipped) with the points passed/total; a group that checks a refusal
+# (see `refusal` below) is `pass refused` when the runtime refused the bad value. TAP logs stay in
 # $OUT (default a temporary directory, printed at the end).
 #
 # Environment: RUNTIMES="nsbox-runc crun runc" (names or paths), NSBOX_RUNC (default this
@@ -108,6 +109,24 @@ judge() { # log exitcode
     }' "$1"
 }
 
+# The `*_fail` groups that check a refusal (process_capabilities_fail, process_rlimits_fail)
+# print no TAP at all: they put an unknown capability or rlimit in config.json and call
+# RuntimeInsideValidate; when create (or start) fails they exit 0 silently, and only when the
+# runtime accepts the value do they print the container's TAP and exit 1. So such a group
+# passes when it exits 0 without TAP and the runtime's error (which the test copies to its
+# stderr after "failed to create the container") names the bad value: a runtime that cannot
+# run any container here also exits 0 silently, and is counted `FAIL other` (refused, but not
+# for that value).
+declare -A refusal=([process_capabilities_fail]=CAP_TEST [process_rlimits_fail]=RLIMIT_TEST)
+judge_refusal() { # log errlog exitcode value
+  if [ "$3" = 0 ] && ! grep -qE '^(not )?ok [0-9]+|^1\.\.[0-9]+' "$1" &&
+    grep -qE 'failed to (create|start) the container' "$2"; then
+    if grep -q -- "$4" "$2"; then echo "pass refused"; else echo "FAIL other"; fi
+  else
+    judge "$1" "$3" | awk '{ print "FAIL", $2 "/" $3 }'
+  fi
+}
+
 declare -A passes fails leftovers
 printf '%-36s' "test"; for n in "${names[@]}"; do printf ' %-14s' "$n"; done; echo
 cd "$tools" || exit 2
@@ -123,12 +142,17 @@ for t in "${tests[@]}"; do
     [ $rc = 124 ] && echo "# timed out after ${TEST_TIMEOUT}s" >>"$OUT/$n.$t.err"
     left=$(sweep "$i")
     [ "$left" != 0 ] && { echo "# left $left container(s), force-deleted" >>"$OUT/$n.$t.err"; leftovers[$n]=$(( ${leftovers[$n]:-0} + left )); }
-    read -r st p total < <(judge "$log" $rc)
+    if [ -n "${refusal[$t]:-}" ]; then
+      read -r st cell < <(judge_refusal "$log" "$OUT/$n.$t.err" $rc "${refusal[$t]}")
+    else
+      read -r st p total < <(judge "$log" $rc)
+      cell="$p/$total"
+    fi
     case $st in
       pass|skip) passes[$n]=$(( ${passes[$n]:-0} + 1 )) ;;
       *) fails[$n]=$(( ${fails[$n]:-0} + 1 )) ;;
     esac
-    printf ' %-14s' "$st $p/$total"
+    printf ' %-14s' "$st $cell"
   done
   echo
 done
