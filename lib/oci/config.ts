@@ -455,9 +455,18 @@ function resources(r: unknown, field = 'linux.resources', warnings: string[] = u
     for (const k of ['kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
       if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`${field}.memory.${k}`, 'is not supported by nsbox-runc');
     }
-    if (typeof m.limit === 'number' && m.limit > 0) out.memory = m.limit;
+    const limit = typeof m.limit === 'number' && m.limit > 0 ? m.limit : undefined;
+    if (limit !== undefined) out.memory = limit;
     if (typeof m.reservation === 'number' && m.reservation > 0) out.memoryReservation = m.reservation;
-    if (typeof m.swap === 'number' && m.swap > 0) out.memorySwap = m.swap;
+    // OCI's swap limits memory and swap together (v1 memory.memsw.limit_in_bytes; runc writes
+    // v2 memory.swap.max = swap - limit); nsbox's memorySwap is the swap on top of memory
+    if (m.swap === -1) out.memorySwap = 'max';
+    else if (given(m.swap) && m.swap !== 0) {
+      if (typeof m.swap !== 'number' || !Number.isSafeInteger(m.swap) || m.swap < 0) refuse(`${field}.memory.swap`, `must be a number of bytes or -1 (got ${String(m.swap)})`);
+      if (limit === undefined) refuse(`${field}.memory.swap`, 'needs memory.limit beside it (it limits memory and swap together)');
+      if (m.swap < limit) refuse(`${field}.memory.swap`, `must be at least memory.limit (${limit}): it limits memory and swap together`);
+      out.memorySwap = m.swap - limit;
+    }
   }
   if (o.cpu !== undefined) {
     const c = keys(`${field}.cpu`, o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);

@@ -204,6 +204,18 @@ describe.skipIf(skip)('linux.resources in the cgroup files', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('memory.swap is the limit of memory and swap together, as OCI and runc read it (v1 memory.memsw.limit_in_bytes as given, v2 memory.swap.max = swap - limit)', (ctx) => {
+    if (!v2() && !existsSync(`${detectLayout().v1.find((h) => h.controllers.includes('memory'))!.mount}/memory.memsw.limit_in_bytes`)) {
+      return ctx.skip('oci-resources: swap accounting is off on this host (boot with swapaccount=1)');
+    }
+    withContainer('swap', { memory: { limit: 2 ** 27, swap: 2 ** 28 } }, () => {
+      if (v2()) expect([read('memory', 'memory.max'), read('memory', 'memory.swap.max')]).toEqual([String(2 ** 27), String(2 ** 27)]);
+      else expect([read('memory', 'memory.limit_in_bytes'), read('memory', 'memory.memsw.limit_in_bytes')]).toEqual([String(2 ** 27), String(2 ** 28)]);
+    });
+    refused({ memory: { limit: 2 ** 28, swap: 2 ** 27 } }, /config\.json: linux\.resources\.memory\.swap: must be at least memory\.limit/);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('memory.kernel is ignored with a warning naming it (the kernel no longer enforces it); the container is made', () => {
     withContainer('kmem', { memory: { limit: 2 ** 27, kernel: 2 ** 27 } }, (r) => {
       expect(r.stderr).toMatch(/config\.json: linux\.resources\.memory\.kernel: ignored/);

@@ -60,6 +60,14 @@ describe('linux.resources.blockIO, hugepageLimits, network, memory.kernel', () =
     else if (!have.includes('net_cls')) expect(() => res(r)).toThrow(/\.network\.classID: needs the cgroup v1 net_cls controller/);
     else if (have.includes('net_prio')) expect(res(r)).toEqual({ netClassId: 255, netPriorities: [{ name: 'lo', priority: 10 }] });
   });
+  it('memory.swap limits memory and swap together (OCI, runc): nsbox\'s memorySwap is what it allows on top of the limit', () => {
+    expect(res({ memory: { limit: 2 ** 27, swap: 2 ** 28 } })).toEqual({ memory: 2 ** 27, memorySwap: 2 ** 27 });
+    expect(res({ memory: { limit: 2 ** 27, swap: 2 ** 27 } })).toEqual({ memory: 2 ** 27, memorySwap: 0 });
+    expect(res({ memory: { limit: 2 ** 27, swap: -1 } })).toEqual({ memory: 2 ** 27, memorySwap: 'max' });
+    expect(() => res({ memory: { limit: 2 ** 28, swap: 2 ** 27 } })).toThrow(/\.memory\.swap: must be at least memory\.limit/);
+    expect(() => res({ memory: { swap: 2 ** 27 } })).toThrow(/\.memory\.swap: needs memory\.limit beside it/);
+    expect(updateToLimits({ memory: '128m', 'memory-swap': '256m' })).toEqual({ memory: 2 ** 27, memorySwap: 2 ** 27 });
+  });
   it('memory.kernel is ignored with a warning naming it (the kernel ignores it); kernelTCP is refused', () => {
     const w: string[] = [];
     expect(res({ memory: { limit: 2 ** 26, kernel: 2 ** 26 } }, w)).toEqual({ memory: 2 ** 26 });
