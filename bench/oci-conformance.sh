@@ -2,13 +2,15 @@
 # The OCI runtime-tools validation suite against nsbox-runc, crun and runc in one run.
 #
 #   bash bench/oci-conformance.sh PATH_TO_RUNTIME_TOOLS [TEST_NAME...]
+#   bash bench/oci-conformance.sh --judge TAP_LOG EXIT_CODE [STDERR_LOG VALUE]   (one cell)
 #
 # PATH_TO_RUNTIME_TOOLS is a checkout of github.com/opencontainers/runtime-tools (tested at
 # 260e151) with its validation binaries built (see `build_help` below). Each validation test
 # (validation/NAME/NAME.t) runs once per runtime, one after the other, as root; a test gets
 # TEST_TIMEOUT seconds (default 120). The table shows, per test ("group") and runtime, `pass`
 # (every TAP point ok or skipped), `FAIL` (a point not ok, a wrong plan or a non-zero exit),
-# `skip` (the whole group skipped) with the points passed/total. TAP logs stay in
+# `skip` (the whole group skipped) with the points passed/total; a group that checks a refusal
+# (see `refusal` below) is `pass refused` when the runtime refused the bad value. TAP logs stay in
 # $OUT (default a temporary directory, printed at the end).
 #
 # Environment: RUNTIMES="nsbox-runc crun runc" (names or paths), NSBOX_RUNC (default this
@@ -16,6 +18,47 @@
 set -u
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+
+# One TAP log → "status passed total". A test program may print several TAP streams one after
+# the other (linux_cgroups_cpus: its cases, then "TAP version 13" and the empty-config case,
+# `1..0` where the host lacks the files it compares with): their plans add up.
+judge() { # log exitcode
+  awk -v rc="$2" '
+    /^1\.\.[0-9]+/ { plan += substr($1, 4) + 0; hasplan = 1 }
+    /^ok [0-9]+/ { n++; if ($0 ~ /# [Ss][Kk][Ii][Pp]/) s++; else p++ }
+    /^not ok [0-9]+/ { n++; if ($0 ~ /# TODO/) t++; else f++ }
+    END {
+      st = "pass"
+      if (rc != 0 || f > 0 || !hasplan || n != plan || n == 0) st = "FAIL"
+      else if (s == n) st = "skip"
+      printf "%s %d %d\n", st, p + s + t, (hasplan && plan > n) ? plan : n
+    }' "$1"
+}
+
+# The `*_fail` groups that check a refusal (process_capabilities_fail, process_rlimits_fail)
+# print no TAP at all: they put an unknown capability or rlimit in config.json and call
+# RuntimeInsideValidate; when create (or start) fails they exit 0 silently, and only when the
+# runtime accepts the value do they print the container's TAP and exit 1. So such a group
+# passes when it exits 0 without TAP and the runtime's error (which the test copies to its
+# stderr after "failed to create the container") names the bad value: a runtime that cannot
+# run any container here also exits 0 silently, and is counted `FAIL other` (refused, but not
+# for that value).
+declare -A refusal=([process_capabilities_fail]=CAP_TEST [process_rlimits_fail]=RLIMIT_TEST)
+judge_refusal() { # log errlog exitcode value
+  if [ "$3" = 0 ] && ! grep -qE '^(not )?ok [0-9]+|^1\.\.[0-9]+' "$1" &&
+    grep -qE 'failed to (create|start) the container' "$2"; then
+    if grep -q -- "$4" "$2"; then echo "pass refused"; else echo "FAIL other"; fi
+  else
+    judge "$1" "$3" | awk '{ print "FAIL", $2 "/" $3 }'
+  fi
+}
+
+# `--judge LOG RC [ERRLOG VALUE]`: the cell one log gets (a refusal group's with ERRLOG and the
+# value it must name), without running anything (test/unit/oci-conformance-judge.test.ts)
+if [ "${1:-}" = --judge ]; then
+  if [ $# -ge 5 ]; then judge_refusal "$2" "$4" "$3" "$5"; else judge "$2" "$3"; fi
+  exit 0
+fi
 
 build_help() {
   cat >&2 <<EOF
@@ -94,20 +137,6 @@ else
   for t in "$tools"/validation/*/*.t; do tests+=("$(basename "$t" .t)"); done
 fi
 
-# One TAP log → "status passed total".
-judge() { # log exitcode
-  awk -v rc="$2" '
-    /^1\.\.[0-9]+/ { plan = substr($1, 4) + 0; hasplan = 1 }
-    /^ok [0-9]+/ { n++; if ($0 ~ /# [Ss][Kk][Ii][Pp]/) s++; else p++ }
-    /^not ok [0-9]+/ { n++; if ($0 ~ /# TODO/) t++; else f++ }
-    END {
-      st = "pass"
-      if (rc != 0 || f > 0 || !hasplan || n != plan || n == 0) st = "FAIL"
-      else if (s == n) st = "skip"
-      printf "%s %d %d\n", st, p + s + t, (hasplan && plan > n) ? plan : n
-    }' "$1"
-}
-
 declare -A passes fails leftovers
 printf '%-36s' "test"; for n in "${names[@]}"; do printf ' %-14s' "$n"; done; echo
 cd "$tools" || exit 2
@@ -123,12 +152,17 @@ for t in "${tests[@]}"; do
     [ $rc = 124 ] && echo "# timed out after ${TEST_TIMEOUT}s" >>"$OUT/$n.$t.err"
     left=$(sweep "$i")
     [ "$left" != 0 ] && { echo "# left $left container(s), force-deleted" >>"$OUT/$n.$t.err"; leftovers[$n]=$(( ${leftovers[$n]:-0} + left )); }
-    read -r st p total < <(judge "$log" $rc)
+    if [ -n "${refusal[$t]:-}" ]; then
+      read -r st cell < <(judge_refusal "$log" "$OUT/$n.$t.err" $rc "${refusal[$t]}")
+    else
+      read -r st p total < <(judge "$log" $rc)
+      cell="$p/$total"
+    fi
     case $st in
       pass|skip) passes[$n]=$(( ${passes[$n]:-0} + 1 )) ;;
       *) fails[$n]=$(( ${fails[$n]:-0} + 1 )) ;;
     esac
-    printf ' %-14s' "$st $p/$total"
+    printf ' %-14s' "$st $cell"
   done
   echo
 done

@@ -9,7 +9,7 @@ import {
   V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, rmdirRetry, readOpt, readPids, v2ControllersFor, v2Enable,
   type CgroupStats, type Driver, type LimitCounters, type CgroupPlacement,
 } from './drivers.js';
-import { validateLimits, type Limits, type ResolvedLimits } from './limits.js';
+import { hugePageSizes, validateLimits, type Limits, type ResolvedLimits } from './limits.js';
 
 export type { CgroupStats } from './drivers.js';
 export type { CgroupMode } from './detect.js';
@@ -121,6 +121,20 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   }
 
   /**
+   * The controllers nsbox can apply limits with here: v2, those of the cgroup2 root; v1 and
+   * hybrid, those of the v1 hierarchies (`devices`, `hugetlb`, `net_cls`, `net_prio` where
+   * mounted as v1).
+   */
+  static controllers(): string[] {
+    return availableControllers();
+  }
+
+  /** The huge page sizes of this host as `limits.hugetlb` names them (`'2MB'`, `'1GB'`). */
+  static hugePageSizes(): string[] {
+    return hugePageSizes();
+  }
+
+  /**
    * Creates a cgroup (named `nsbox-<name>` unless `name` already contains `nsbox`) and
    * applies `limits`. Bad limits reject with TypeError/RangeError before anything is created;
    * a limit the host cannot apply rejects with an NsboxError naming the controller, and the
@@ -165,7 +179,7 @@ export class CGroup extends EventEmitter<CGroupEvents> {
       if (r !== null) rel = r;
     }
     const dirs: Record<string, string> = {};
-    for (const h of [...layout.v1, ...(layout.v1Devices ? [layout.v1Devices] : [])]) {
+    for (const h of [...layout.v1, ...(layout.v1Devices ? [layout.v1Devices] : []), ...Object.values(layout.v1Extra ?? {})]) {
       const d = h.mount + (rel.startsWith('/') ? rel : '/' + rel).replace(/\/+$/, '');
       if (existsSync(`${d}/cgroup.procs`)) for (const c of h.controllers) dirs[c] = d;
     }
@@ -737,11 +751,47 @@ async function createV2(layout: CgroupLayout, name: string, limits: ResolvedLimi
   return CGroup.fromDriver(drv, name);
 }
 
-/** The v1 hierarchies a cgroup gets a directory in: nsbox's, and devices for device rules. */
+/** Controllers of {@link V1_EXTRA} a limit needs, with the limit's name. */
+const V1_EXTRA_FOR: Array<[keyof ResolvedLimits, string]> = [['hugetlb', 'hugetlb'], ['netClassId', 'net_cls'], ['netPriorities', 'net_prio']];
+
+/**
+ * The v1 hierarchies a cgroup gets a directory in: nsbox's, devices for device rules, and
+ * hugetlb, net_cls, net_prio for a limit of theirs (a hierarchy mounted with one of nsbox's
+ * controllers gets one directory, with the controllers of both).
+ */
 function v1Hierarchies(layout: CgroupLayout, limits: ResolvedLimits): CgroupLayout['v1'] {
-  if (limits.devices === undefined) return layout.v1;
-  if (!layout.v1Devices) throw errnoError(19, 'cgroup-devices', 'open', '/sys/fs/cgroup/devices', 'device rules need the cgroup v1 devices controller, and no hierarchy has it mounted');
-  return [...layout.v1, layout.v1Devices];
+  const out = [...layout.v1];
+  if (limits.devices !== undefined) {
+    if (!layout.v1Devices) throw errnoError(19, 'cgroup-devices', 'open', '/sys/fs/cgroup/devices', 'device rules need the cgroup v1 devices controller, and no hierarchy has it mounted');
+    out.push(layout.v1Devices);
+  }
+  for (const [key, c] of V1_EXTRA_FOR) {
+    if (limits[key] === undefined) continue;
+    const h = layout.v1Extra?.[c];
+    if (!h) {
+      const e = errnoError(19, `cgroup-${c}`, 'open', `/sys/fs/cgroup/${c}`, `no cgroup v1 hierarchy has the ${c} controller mounted`);
+      e.message = `limits.${key}: cgroup controller '${c}' cannot apply this limit: no cgroup v1 hierarchy has it mounted${layout.mode === 'hybrid' ? ' (on this hybrid host it may be bound to the cgroup2 hierarchy, which nsbox does not place cgroups in)' : ''}`;
+      throw e;
+    }
+    const i = out.findIndex((x) => x.mount === h.mount);
+    if (i < 0) out.push(h);
+    else if (!out[i]!.controllers.includes(c)) out[i] = { ...out[i]!, controllers: [...new Set([...out[i]!.controllers, ...h.controllers])] };
+  }
+  return out;
+}
+
+/**
+ * The cgroup controllers nsbox can apply limits with on this host: v2, those of the cgroup2
+ * root; v1 and hybrid, those of the v1 hierarchies nsbox uses (with devices, hugetlb,
+ * net_cls, net_prio where mounted as v1).
+ */
+export function availableControllers(): string[] {
+  const layout = detectLayout();
+  if (layout.mode === 'v2') return (readOpt(`${layout.v2Mount}/cgroup.controllers`) ?? '').trim().split(/\s+/).filter(Boolean);
+  const c = new Set(layout.v1.flatMap((h) => h.controllers));
+  if (layout.v1Devices) c.add('devices');
+  for (const k of Object.keys(layout.v1Extra ?? {})) c.add(k);
+  return [...c];
 }
 
 function checkV1Limits(limits: ResolvedLimits): void {
@@ -880,8 +930,9 @@ export async function makeSpareCgroup(name: string, parent: string | undefined, 
  * Throws what create() throws for limits the host never takes (v1 memorySwap without memory).
  */
 export function spareFits(limits: ResolvedLimits, controllers: Set<string> | undefined): boolean {
-  // device rules: v1 needs the devices hierarchy, which a spare has no directory in
-  if (limits.devices !== undefined) return false;
+  // device rules: v1 needs the devices hierarchy, which a spare has no directory in; so do the
+  // limits of v1's hugetlb, net_cls and net_prio hierarchies
+  if (limits.devices !== undefined || limits.hugetlb !== undefined || limits.netClassId !== undefined || limits.netPriorities !== undefined) return false;
   if (controllers === undefined) {
     checkV1Limits(limits);
     return true;

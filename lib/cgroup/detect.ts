@@ -27,10 +27,19 @@ export interface CgroupLayout {
   v1: V1Hierarchy[];
   /** v1/hybrid: the devices hierarchy, used only for a cgroup with device rules (`limits.devices`) */
   v1Devices?: V1Hierarchy;
+  /**
+   * v1/hybrid: the hierarchies of {@link V1_EXTRA} controllers mounted as v1, by controller,
+   * used only for a cgroup with such a limit (`limits.hugetlb`, `netClassId`, `netPriorities`);
+   * `controllers` lists the extra controllers of that hierarchy
+   */
+  v1Extra?: Record<string, V1Hierarchy>;
 }
 
 /** v1 controllers nsbox creates a directory for. */
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'freezer', 'blkio'];
+
+/** v1 controllers nsbox makes a directory in only for a cgroup with a limit of theirs. */
+export const V1_EXTRA = ['hugetlb', 'net_cls', 'net_prio'];
 
 function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -79,12 +88,14 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
   const own = parseProcCgroup(procCgroup);
   const v1: V1Hierarchy[] = [];
   let devices: V1Hierarchy | undefined;
+  const extra: Record<string, V1Hierarchy> = {};
   const seen = new Set<string>();
   for (const m of mounts) {
     if (m.fstype !== 'cgroup') continue;
     const ctrls = m.superOpts.filter((o) => V1_CONTROLLERS.includes(o) || o === 'devices' || o === 'hugetlb' || o === 'net_cls' || o === 'net_prio' || o === 'perf_event' || o === 'rdma' || o === 'misc');
     const used = ctrls.filter((c) => V1_CONTROLLERS.includes(c));
-    if (used.length === 0 && !ctrls.includes('devices')) continue;
+    const extras = ctrls.filter((c) => V1_EXTRA.includes(c));
+    if (used.length === 0 && !ctrls.includes('devices') && extras.length === 0) continue;
     const key = ctrls.slice().sort().join(',');
     if (seen.has(key)) continue; // the same hierarchy mounted twice
     // /proc/self/cgroup lists the hierarchy by its controllers in kernel order
@@ -95,6 +106,7 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
     if (path === undefined) continue;
     seen.add(key);
     if (ctrls.includes('devices') && used.length === 0) devices = { controllers: ['devices'], mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) };
+    for (const c of extras) extra[c] = { controllers: extras, mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) };
     if (used.length) v1.push({ controllers: used, mount: m.mountPoint, ownDir: join(m.mountPoint, m.root, path) });
   }
   // cgroup2: the first mount point, and there the last mount (the one in sight: a container
@@ -104,7 +116,7 @@ export function layoutFrom(mountinfo: string, procCgroup: string): CgroupLayout 
   const inside = (m: MountEntry) => !m.root.startsWith('/..');
   const first = c2s.find(inside) ?? c2s[0];
   const c2 = first && ([...c2s].reverse().find((m) => m.mountPoint === first.mountPoint && inside(m)) ?? first);
-  const layout: CgroupLayout = { mode: v1.length ? (c2 ? 'hybrid' : 'v1') : 'v2', v1, ...(v1.length && devices ? { v1Devices: devices } : {}) };
+  const layout: CgroupLayout = { mode: v1.length ? (c2 ? 'hybrid' : 'v1') : 'v2', v1, ...(v1.length && devices ? { v1Devices: devices } : {}), ...(v1.length && Object.keys(extra).length ? { v1Extra: extra } : {}) };
   if (c2) {
     layout.v2Mount = c2.mountPoint;
     const p = own.get('');

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
 import type { ResolvedDeviceRule, ResolvedLimits } from './limits.js';
-import { weightToShares } from './limits.js';
+import { blkioToIoWeight, sharesToWeight, weightToShares } from './limits.js';
 import { cgNative, type NativeCgroupWatch } from './native.js';
 
 /** Resource usage of a cgroup; the same shape on both versions, null where one lacks a figure. */
@@ -135,6 +135,27 @@ function writeLimit(dir: string, file: string, value: string, controller: string
   }
 }
 
+/**
+ * Runs the writes of one limit; an NsboxError from them gets `limits.<key>: ` in front of its
+ * message, so that a refusal names the limit (the kernel's knobs, where the limit and the file
+ * are not the same word).
+ */
+function forKey(key: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof NsboxError && !e.message.startsWith('limits.')) e.message = `limits.${key}: ${e.message}`;
+    throw e;
+  }
+}
+
+/** A limit cgroup v2 has no file for: an NsboxError (ENOTSUP) naming the limit. */
+function notOnV2(key: string, dir: string, what: string): NsboxError {
+  const e = errnoError(95, 'cgroup-v2', 'open', dir, `cgroup v2 has no ${what}`);
+  e.message = `limits.${key}: cgroup v2 has no ${what}`;
+  return e;
+}
+
 function writeProcs(paths: string[], pid: number): void {
   for (const p of paths) {
     try {
@@ -226,6 +247,9 @@ export function v2ControllersFor(r: ResolvedLimits): string[] {
   if (r.cpuset !== undefined || r.cpusetMems !== undefined) c.add('cpuset');
   if (r.pids !== undefined) c.add('pids');
   if (r.ioWeight !== undefined || r.ioMax !== undefined) c.add('io');
+  if (r.cpuMax !== undefined || r.cpuShares !== undefined || r.cpuRealtime !== undefined) c.add('cpu');
+  if (r.blkioWeight !== undefined || r.blkioLeafWeight !== undefined || r.blkioWeightDevice !== undefined) c.add('io');
+  if (r.hugetlb !== undefined) c.add('hugetlb');
   return [...c];
 }
 
@@ -303,9 +327,33 @@ export class V2Driver implements Driver {
       else throw missingController('io', `${d}/io.weight`, 'neither io.weight (iocost) nor io.bfq.weight (BFQ) exists');
     }
     for (const e of r.ioMax ?? []) {
-      const parts = (['rbps', 'wbps', 'riops', 'wiops'] as const).filter((k) => e[k] !== undefined).map((k) => `${k}=${e[k]}`);
-      writeLimit(d, 'io.max', `${e.device} ${parts.join(' ')}`, 'io');
+      const parts = (['rbps', 'wbps', 'riops', 'wiops'] as const).filter((k) => e[k] !== undefined).map((k) => `${k}=${e[k] === 0 ? 'max' : e[k]}`);
+      forKey('ioMax', () => writeLimit(d, 'io.max', `${e.device} ${parts.join(' ')}`, 'io'));
     }
+    // the kernel's own knobs (OCI linux.resources): as given, or converted as runc and crun do
+    if (r.cpuMax !== undefined) {
+      const m = r.cpuMax;
+      forKey('cpuMax', () => {
+        const quota = m.quota ?? (readOpt(`${d}/cpu.max`) ?? 'max').trim().split(/\s+/)[0];
+        writeLimit(d, 'cpu.max', m.period !== undefined ? `${quota} ${m.period}` : String(quota), 'cpu');
+      });
+    }
+    if (r.cpuShares !== undefined) forKey('cpuShares', () => writeLimit(d, 'cpu.weight', String(sharesToWeight(r.cpuShares!)), 'cpu'));
+    if (r.cpuRealtime !== undefined) throw notOnV2('cpuRealtime', d, 'realtime CPU bandwidth (v1 cpu.rt_runtime_us, cpu.rt_period_us)');
+    if (r.blkioLeafWeight !== undefined || r.blkioWeightDevice?.some((x) => x.leafWeight !== undefined)) throw notOnV2(r.blkioLeafWeight !== undefined ? 'blkioLeafWeight' : 'blkioWeightDevice', d, 'leaf weights (v1 blkio.leaf_weight, CFQ)');
+    if (r.blkioWeight !== undefined || r.blkioWeightDevice !== undefined) {
+      forKey(r.blkioWeight !== undefined ? 'blkioWeight' : 'blkioWeightDevice', () => {
+        // BFQ takes the v1 range as it is; iocost's io.weight the converted value
+        const bfq = existsSync(`${d}/io.bfq.weight`);
+        if (!bfq && !existsSync(`${d}/io.weight`)) throw missingController('io', `${d}/io.weight`, 'neither io.bfq.weight (BFQ) nor io.weight (iocost) exists');
+        const [file, conv] = bfq ? ['io.bfq.weight', (w: number) => w] : ['io.weight', blkioToIoWeight];
+        if (r.blkioWeight !== undefined) writeLimit(d, file, bfq ? String(r.blkioWeight) : `default ${conv(r.blkioWeight)}`, 'io');
+        for (const x of r.blkioWeightDevice ?? []) if (x.weight !== undefined) writeLimit(d, file, `${x.device} ${conv(x.weight)}`, 'io');
+      });
+    }
+    for (const [size, v] of Object.entries(r.hugetlb ?? {})) forKey('hugetlb', () => writeLimit(d, `hugetlb.${size}.max`, String(v), 'hugetlb'));
+    if (r.netClassId !== undefined) throw notOnV2('netClassId', d, 'net_cls controller (net_cls.classid)');
+    if (r.netPriorities !== undefined) throw notOnV2('netPriorities', d, 'net_prio controller (net_prio.ifpriomap)');
     // device rules: a BPF device program of nsbox's (addon/src/cgroup.cc) replaces the one attached before
     if (r.devices !== undefined) {
       try {
@@ -540,8 +588,72 @@ export class V1Driver implements Driver {
       const d = this.need('blkio', 'blkio.throttle.read_bps_device');
       const files = { rbps: 'read_bps_device', wbps: 'write_bps_device', riops: 'read_iops_device', wiops: 'write_iops_device' } as const;
       for (const k of ['rbps', 'wbps', 'riops', 'wiops'] as const) {
-        if (e[k] !== undefined) writeLimit(d, `blkio.throttle.${files[k]}`, `${e.device} ${e[k]}`, 'blkio');
+        if (e[k] !== undefined) forKey('ioMax', () => writeLimit(d, `blkio.throttle.${files[k]}`, `${e.device} ${e[k]}`, 'blkio'));
       }
+    }
+    // the kernel's own knobs (OCI linux.resources), written as given
+    if (r.cpuMax !== undefined) {
+      const m = r.cpuMax;
+      forKey('cpuMax', () => {
+        const d = this.need('cpu', 'cpu.cfs_quota_us');
+        const quota = m.quota === undefined ? undefined : m.quota === 'max' ? '-1' : String(m.quota);
+        const period = m.period === undefined ? undefined : String(m.period);
+        // the kernel checks each write against the other value and the parent's: when one
+        // order is refused (EINVAL), the other
+        const write = (a: [string, string | undefined], b: [string, string | undefined]) => {
+          if (a[1] !== undefined) writeLimit(d, a[0], a[1], 'cpu');
+          if (b[1] !== undefined) writeLimit(d, b[0], b[1], 'cpu');
+        };
+        try {
+          write(['cpu.cfs_period_us', period], ['cpu.cfs_quota_us', quota]);
+        } catch {
+          write(['cpu.cfs_quota_us', quota], ['cpu.cfs_period_us', period]);
+        }
+      });
+    }
+    if (r.cpuShares !== undefined) forKey('cpuShares', () => writeLimit(this.need('cpu', 'cpu.shares'), 'cpu.shares', String(r.cpuShares), 'cpu'));
+    if (r.cpuRealtime !== undefined) {
+      const rt = r.cpuRealtime;
+      forKey('cpuRealtime', () => {
+        const d = this.need('cpu', 'cpu.rt_runtime_us');
+        if (!existsSync(`${d}/cpu.rt_runtime_us`)) throw missingController('cpu', `${d}/cpu.rt_runtime_us`, 'cpu.rt_runtime_us does not exist: the kernel is built without CONFIG_RT_GROUP_SCHED');
+        if (rt.period !== undefined) writeLimit(d, 'cpu.rt_period_us', String(rt.period), 'cpu');
+        try {
+          if (rt.runtime !== undefined) writeLimit(d, 'cpu.rt_runtime_us', String(rt.runtime), 'cpu');
+        } catch (e) {
+          // the kernel hands realtime runtime down the tree: a new cgroup's parent (0 unless
+          // set) must have it to give
+          if (e instanceof NsboxError && e.code === 'EINVAL') e.message += ` (a cgroup's realtime runtime comes out of its parent's: ${dirname(d)}/cpu.rt_runtime_us must allow it)`;
+          throw e;
+        }
+      });
+    }
+    if (r.blkioWeight !== undefined || r.blkioLeafWeight !== undefined || r.blkioWeightDevice !== undefined) {
+      const d = this.need('blkio', 'blkio.weight');
+      // CFQ (before Linux 5.0) has blkio.weight, leaf weights and per-device files; BFQ one
+      // file for the default and per-device weights; the values are the same range (10..1000)
+      const cfq = existsSync(`${d}/blkio.weight`);
+      const bfq = existsSync(`${d}/blkio.bfq.weight`);
+      const weightFile = (): string => {
+        if (cfq) return 'blkio.weight';
+        if (bfq) return 'blkio.bfq.weight';
+        throw missingController('blkio', `${d}/blkio.weight`, 'neither blkio.weight (CFQ) nor blkio.bfq.weight (BFQ) exists: no block device here uses an I/O scheduler with weights');
+      };
+      if (r.blkioWeight !== undefined) forKey('blkioWeight', () => writeLimit(d, weightFile(), String(r.blkioWeight), 'blkio'));
+      if (r.blkioLeafWeight !== undefined) forKey('blkioLeafWeight', () => writeLimit(d, 'blkio.leaf_weight', String(r.blkioLeafWeight), 'blkio'));
+      for (const x of r.blkioWeightDevice ?? []) {
+        forKey('blkioWeightDevice', () => {
+          if (x.weight !== undefined) writeLimit(d, cfq ? 'blkio.weight_device' : weightFile(), `${x.device} ${x.weight}`, 'blkio');
+          if (x.leafWeight !== undefined) writeLimit(d, 'blkio.leaf_weight_device', `${x.device} ${x.leafWeight}`, 'blkio');
+        });
+      }
+    }
+    for (const [size, v] of Object.entries(r.hugetlb ?? {})) {
+      forKey('hugetlb', () => writeLimit(this.need('hugetlb', `hugetlb.${size}.limit_in_bytes`), `hugetlb.${size}.limit_in_bytes`, String(v), 'hugetlb'));
+    }
+    if (r.netClassId !== undefined) forKey('netClassId', () => writeLimit(this.need('net_cls', 'net_cls.classid'), 'net_cls.classid', String(r.netClassId), 'net_cls'));
+    for (const p of r.netPriorities ?? []) {
+      forKey('netPriorities', () => writeLimit(this.need('net_prio', 'net_prio.ifpriomap'), 'net_prio.ifpriomap', `${p.name} ${p.priority}`, 'net_prio'));
     }
   }
 

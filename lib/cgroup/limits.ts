@@ -1,7 +1,7 @@
 // One limits vocabulary for cgroup v1 and v2, validated in TypeScript before anything is
 // created. validateLimits() reads only sysfs facts (online CPUs and memory nodes, device
 // numbers); it creates nothing.
-import { statSync, readFileSync } from 'node:fs';
+import { statSync, readFileSync, readdirSync } from 'node:fs';
 import { pageSize } from './native.js';
 
 /** A byte count: a number, or a string such as `'256M'`, `'1.5G'`, `'4096'`, `'64KiB'`. */
@@ -44,8 +44,38 @@ export interface Limits {
   pids?: number | 'max';
   /** Relative I/O weight 1..10000 (v2 `io.weight`/`io.bfq.weight`; v1 `blkio.bfq.weight`/`blkio.weight`, scaled). */
   ioWeight?: number;
-  /** Per-device bandwidth and IOPS caps. */
+  /** Per-device bandwidth and IOPS caps (a value of 0: no cap for that figure). */
   ioMax?: IoMaxEntry[];
+  // -- the kernel's own knobs, written as given (OCI `linux.resources` uses them) -------------
+  /**
+   * CFS bandwidth exactly: `quota` µs of CPU time per `period` µs (v1 `cpu.cfs_quota_us` and
+   * `cpu.cfs_period_us`; v2 `cpu.max` "quota period"). `quota` `'max'`: no cap. Either may be
+   * left out (the cgroup's value stays). Not with `cpus`, which sets the same files.
+   */
+  cpuMax?: { quota?: number | 'max'; period?: number };
+  /**
+   * v1 `cpu.shares` exactly, 2..262144; on v2 `cpu.weight` from it by the conversion runc and
+   * crun use (1 + (shares - 2) × 9999 / 262142). Not with `cpuWeight`.
+   */
+  cpuShares?: number;
+  /** Realtime bandwidth, µs (v1 `cpu.rt_runtime_us`, `cpu.rt_period_us`; a kernel with CONFIG_RT_GROUP_SCHED). cgroup v2 has none. */
+  cpuRealtime?: { runtime?: number; period?: number };
+  /**
+   * Block I/O weight as the v1 controller takes it, 10..1000: v1 `blkio.weight` (CFQ), else
+   * `blkio.bfq.weight`; v2 `io.bfq.weight` as given, else `io.weight` converted as runc and crun
+   * do (1 + (weight - 10) × 9999 / 990). Not with `ioWeight`.
+   */
+  blkioWeight?: number;
+  /** v1 `blkio.leaf_weight`, 10..1000 (CFQ, gone since Linux 5.0; cgroup v2 has none). */
+  blkioLeafWeight?: number;
+  /** Per-device weights (`'major:minor'` or a device path), 10..1000: v1 `blkio.weight_device`/`blkio.leaf_weight_device` (CFQ) or `blkio.bfq.weight`; v2 `io.bfq.weight`, else `io.weight` converted. */
+  blkioWeightDevice?: { device: string; weight?: number; leafWeight?: number }[];
+  /** HugeTLB caps, page size (`'2MB'`, `'1GB'`, as the kernel names them) to bytes: v1 `hugetlb.<size>.limit_in_bytes`, v2 `hugetlb.<size>.max`. */
+  hugetlb?: Record<string, number>;
+  /** v1 `net_cls.classid` (cgroup v2 has no net_cls). */
+  netClassId?: number;
+  /** v1 `net_prio.ifpriomap`: a priority per interface of the writer's network namespace (cgroup v2 has no net_prio). */
+  netPriorities?: { name: string; priority: number }[];
   /**
    * Device access rules (OCI `linux.resources.devices`): in order, a later rule that matches
    * an access wins; what no rule matches is denied. v1: the `devices` controller
@@ -109,6 +139,15 @@ export interface ResolvedLimits {
   ioWeight?: number;
   ioMax?: ResolvedIoMax[];
   devices?: ResolvedDeviceRule[];
+  cpuMax?: { quota?: number | 'max'; period?: number };
+  cpuShares?: number;
+  cpuRealtime?: { runtime?: number; period?: number };
+  blkioWeight?: number;
+  blkioLeafWeight?: number;
+  blkioWeightDevice?: { device: string; weight?: number; leafWeight?: number }[];
+  hugetlb?: Record<string, number>;
+  netClassId?: number;
+  netPriorities?: { name: string; priority: number }[];
   wallTimeMs?: number;
   cpuTimeMs?: number;
   outputBytes?: number;
@@ -116,7 +155,8 @@ export interface ResolvedLimits {
 
 const CGROUP_KEYS = [
   'memory', 'memorySwap', 'memoryReservation', 'cpus', 'cpuWeight', 'cpuset', 'cpusetMems', 'pids',
-  'ioWeight', 'ioMax', 'devices',
+  'ioWeight', 'ioMax', 'devices', 'cpuMax', 'cpuShares', 'cpuRealtime', 'blkioWeight', 'blkioLeafWeight', 'blkioWeightDevice',
+  'hugetlb', 'netClassId', 'netPriorities',
 ] as const;
 const SPAWN_KEYS = ['wallTimeMs', 'cpuTimeMs', 'outputBytes'] as const;
 
@@ -292,7 +332,7 @@ export function validateLimits(limits: unknown, options: ValidateOptions = {}): 
         if (k === 'device') continue;
         if (k !== 'rbps' && k !== 'wbps' && k !== 'riops' && k !== 'wiops') throw new TypeError(`${name}.${k} is not known (rbps, wbps, riops, wiops)`);
         if (o[k] === undefined) continue;
-        out[k] = intIn(o[k], `${name}.${k}`, 1, Number.MAX_SAFE_INTEGER);
+        out[k] = intIn(o[k], `${name}.${k}`, 0, Number.MAX_SAFE_INTEGER);
         any = true;
       }
       if (!any) throw new TypeError(`${name} needs at least one of rbps, wbps, riops, wiops`);
@@ -313,6 +353,65 @@ export function validateLimits(limits: unknown, options: ValidateOptions = {}): 
       const access = o.access ?? 'rwm';
       if (typeof access !== 'string' || !/^[rwm]+$/.test(access)) throw new TypeError(`${name}.access must be letters of 'rwm'`);
       return { allow: o.allow, type, major: num('major'), minor: num('minor'), access: ['r', 'w', 'm'].filter((c) => access.includes(c)).join('') };
+    });
+  }
+  if (has('cpuMax')) {
+    if (has('cpus')) throw new TypeError('limits.cpuMax and limits.cpus set the same CPU bandwidth: give one');
+    const o = plainObject(l.cpuMax, 'limits.cpuMax', ['quota', 'period']);
+    const c: { quota?: number | 'max'; period?: number } = {};
+    // the kernel's ranges: period 1 ms .. 1 s, quota at least 1 ms
+    if (o.period !== undefined) c.period = intIn(o.period, 'limits.cpuMax.period', 1000, 1000000);
+    if (o.quota !== undefined) c.quota = o.quota === 'max' || o.quota === Infinity ? 'max' : intIn(o.quota, 'limits.cpuMax.quota', 1000, Number.MAX_SAFE_INTEGER);
+    if (c.period === undefined && c.quota === undefined) throw new TypeError('limits.cpuMax needs quota or period');
+    r.cpuMax = Object.freeze(c);
+  }
+  if (has('cpuShares')) {
+    if (has('cpuWeight')) throw new TypeError('limits.cpuShares and limits.cpuWeight set the same CPU weight: give one');
+    r.cpuShares = intIn(l.cpuShares, 'limits.cpuShares', 2, 262144);
+  }
+  if (has('cpuRealtime')) {
+    const o = plainObject(l.cpuRealtime, 'limits.cpuRealtime', ['runtime', 'period']);
+    const c: { runtime?: number; period?: number } = {};
+    if (o.period !== undefined) c.period = intIn(o.period, 'limits.cpuRealtime.period', 1, 2 ** 31 - 1);
+    if (o.runtime !== undefined) c.runtime = intIn(o.runtime, 'limits.cpuRealtime.runtime', -1, 2 ** 31 - 1);
+    if (c.period === undefined && c.runtime === undefined) throw new TypeError('limits.cpuRealtime needs runtime or period');
+    r.cpuRealtime = Object.freeze(c);
+  }
+  if (has('blkioWeight')) {
+    if (has('ioWeight')) throw new TypeError('limits.blkioWeight and limits.ioWeight set the same I/O weight: give one');
+    r.blkioWeight = intIn(l.blkioWeight, 'limits.blkioWeight', 10, 1000);
+  }
+  if (has('blkioLeafWeight')) r.blkioLeafWeight = intIn(l.blkioLeafWeight, 'limits.blkioLeafWeight', 10, 1000);
+  if (has('blkioWeightDevice')) {
+    if (!Array.isArray(l.blkioWeightDevice)) throw new TypeError('limits.blkioWeightDevice must be an array of { device, weight?, leafWeight? }');
+    r.blkioWeightDevice = l.blkioWeightDevice.map((e: unknown, i: number) => {
+      const name = `limits.blkioWeightDevice[${i}]`;
+      const o = plainObject(e, name, ['device', 'weight', 'leafWeight']);
+      const out: { device: string; weight?: number; leafWeight?: number } = { device: resolveDevice(o.device, `${name}.device`) };
+      if (o.weight !== undefined) out.weight = intIn(o.weight, `${name}.weight`, 10, 1000);
+      if (o.leafWeight !== undefined) out.leafWeight = intIn(o.leafWeight, `${name}.leafWeight`, 10, 1000);
+      if (out.weight === undefined && out.leafWeight === undefined) throw new TypeError(`${name} needs weight or leafWeight`);
+      return out;
+    });
+  }
+  if (has('hugetlb')) {
+    const o = plainObject(l.hugetlb, 'limits.hugetlb');
+    const sizes = hugePageSizes();
+    const out: Record<string, number> = {};
+    for (const [size, v] of Object.entries(o)) {
+      if (!sizes.includes(size)) throw new RangeError(`limits.hugetlb: this host has no huge pages of size '${size}' (it has: ${sizes.join(', ') || 'none'})`);
+      out[size] = intIn(v, `limits.hugetlb['${size}']`, 0, Number.MAX_SAFE_INTEGER);
+    }
+    r.hugetlb = Object.freeze(out);
+  }
+  if (has('netClassId')) r.netClassId = intIn(l.netClassId, 'limits.netClassId', 0, 0xffffffff);
+  if (has('netPriorities')) {
+    if (!Array.isArray(l.netPriorities)) throw new TypeError('limits.netPriorities must be an array of { name, priority }');
+    r.netPriorities = l.netPriorities.map((e: unknown, i: number) => {
+      const name = `limits.netPriorities[${i}]`;
+      const o = plainObject(e, name, ['name', 'priority']);
+      if (typeof o.name !== 'string' || !/^[^\s/]{1,15}$/.test(o.name)) throw new TypeError(`${name}.name must be a network interface name`);
+      return { name: o.name, priority: intIn(o.priority, `${name}.priority`, 0, 0xffffffff) };
     });
   }
   if (!options.cgroupOnly) {
@@ -342,6 +441,42 @@ export function wantsCgroup(r: ResolvedLimits): boolean {
 /** True when some cgroup-enforced limit is present (spawn-only keys do not count). */
 export function hasCgroupLimits(r: ResolvedLimits): boolean {
   return CGROUP_KEYS.some((k) => r[k] !== undefined);
+}
+
+/** An object with only `known` keys (any key when omitted); TypeError naming `name` otherwise. */
+function plainObject(v: unknown, name: string, known?: string[]): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`${name} must be an object`);
+  if (known) for (const k of Object.keys(v)) if (!known.includes(k)) throw new TypeError(`${name}.${k} is not known (${known.join(', ')})`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * The huge page sizes of this host as cgroup files name them (`'2MB'`, `'1GB'`, `'64KB'`),
+ * from /sys/kernel/mm/hugepages; none without hugetlbfs support.
+ */
+export function hugePageSizes(): string[] {
+  let names: string[] = [];
+  try { names = readdirSync('/sys/kernel/mm/hugepages'); } catch { /* no huge pages */ }
+  const out: string[] = [];
+  for (const n of names) {
+    const m = /^hugepages-(\d+)kB$/.exec(n);
+    if (!m) continue;
+    let kb = Number(m[1]);
+    let unit = 0;
+    while (kb >= 1024 && kb % 1024 === 0 && unit < 2) { kb /= 1024; unit++; }
+    out.push(`${kb}${['KB', 'MB', 'GB'][unit]}`);
+  }
+  return out;
+}
+
+/** v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), the conversion runc and crun use. */
+export function sharesToWeight(shares: number): number {
+  return Math.floor(1 + ((shares - 2) * 9999) / 262142);
+}
+
+/** v1 `blkio.weight` (10..1000) to v2 `io.weight` (1..10000), the conversion runc and crun use. */
+export function blkioToIoWeight(weight: number): number {
+  return Math.floor(1 + ((weight - 10) * 9999) / 990);
 }
 
 /** v2 `cpu.weight` (1..10000) to v1 `cpu.shares` (2..262144), the OCI runtimes' mapping inverted. */

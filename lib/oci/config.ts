@@ -6,7 +6,7 @@
 // README "nsbox-runc" lists it).
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { Namespace, Seccomp, type Mount, type SandboxOptions, type SandboxProgram, type OciHooks, type NamespaceType } from '../index.js';
+import { CGroup, Namespace, Seccomp, type Mount, type SandboxOptions, type SandboxProgram, type OciHooks, type NamespaceType } from '../index.js';
 
 /** A config.json field nsbox refuses or cannot read; `field` is its JSON path (e.g. `linux.resources.blockIO`). */
 export class OciConfigError extends Error {
@@ -348,6 +348,27 @@ export function configToSandbox(config: unknown, bundle: string, consoleSocket?:
   return { options, program, terminal: proc.terminal, rootfs };
 }
 
+/** nsbox's limits the OCI translation sets, and the linux.resources field each comes from. */
+const LIMIT_FIELDS: Record<string, string> = {
+  cpuMax: 'cpu.quota/period', cpuShares: 'cpu.shares', cpuRealtime: 'cpu.realtimeRuntime/realtimePeriod', cpuset: 'cpu.cpus', cpusetMems: 'cpu.mems',
+  blkioWeight: 'blockIO.weight', blkioLeafWeight: 'blockIO.leafWeight', blkioWeightDevice: 'blockIO.weightDevice', ioMax: 'blockIO.throttle*',
+  hugetlb: 'hugepageLimits', netClassId: 'network.classID', netPriorities: 'network.priorities',
+  memory: 'memory.limit', memorySwap: 'memory.swap', memoryReservation: 'memory.reservation', pids: 'pids.limit', devices: 'devices',
+};
+
+/**
+ * An error of Sandbox.create for config.json's limits: a cgroup refusal that names nsbox's
+ * limit (`limits.blkioWeight: ...`, where the host's controller lacks the file) gets the
+ * config.json field in front. Other errors are returned as they are.
+ */
+export function ociLimitError(e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  const m = /^limits\.(\w+)/.exec(e.message);
+  const f = m && LIMIT_FIELDS[m[1]!];
+  if (f) e.message = `config.json: linux.resources.${f}: ${e.message}`;
+  return e;
+}
+
 /** A size as runc's flags take it: bytes, or with a k/m/g/t suffix (binary). */
 function size(flag: string, v: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
@@ -363,7 +384,7 @@ function size(flag: string, v: string): number {
 export function updateToLimits(flags: Record<string, string | boolean | undefined>, resourcesJson?: unknown, warnings: string[] = []): NonNullable<SandboxOptions['limits']> {
   unknownSink = warnings;
   if (resourcesJson !== undefined) return resources(resourcesJson, '--resources');
-  const r: { memory?: J; cpu?: J; pids?: J } = {};
+  const r: { memory?: J; cpu?: J; pids?: J; blockIO?: J } = {};
   const num = (f: string): number | undefined => {
     const v = flags[f];
     if (v === undefined) return undefined;
@@ -381,9 +402,12 @@ export function updateToLimits(flags: Record<string, string | boolean | undefine
   set('memory', 'limit', sz('memory'));
   set('memory', 'reservation', sz('memory-reservation'));
   set('memory', 'swap', sz('memory-swap'));
-  for (const f of ['kernel-memory', 'kernel-memory-tcp', 'cpu-rt-period', 'cpu-rt-runtime', 'cpu-burst', 'cpu-idle', 'blkio-weight']) {
+  for (const f of ['kernel-memory', 'kernel-memory-tcp', 'cpu-burst', 'cpu-idle']) {
     if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'is not supported by nsbox-runc');
   }
+  set('cpu', 'realtimePeriod', num('cpu-rt-period'));
+  set('cpu', 'realtimeRuntime', num('cpu-rt-runtime'));
+  if (flags['blkio-weight'] !== undefined) (r as J).blockIO = { weight: num('blkio-weight') };
   set('cpu', 'period', num('cpu-period'));
   set('cpu', 'quota', num('cpu-quota'));
   set('cpu', 'shares', num('cpu-share'));
@@ -391,20 +415,24 @@ export function updateToLimits(flags: Record<string, string | boolean | undefine
   set('cpu', 'mems', flags['cpuset-mems']);
   set('pids', 'limit', num('pids-limit'));
   for (const f of ['l3-cache-schema', 'mem-bw-schema']) if (flags[f] !== undefined) throw new OciConfigError(`--${f}`, 'Intel RDT is not supported by nsbox-runc');
-  // a period alone keeps the quota: nsbox sets both, so it needs the quota
-  if (r.cpu?.period !== undefined && r.cpu.quota === undefined) throw new OciConfigError('--cpu-period', 'give --cpu-quota with it (nsbox sets a CPU limit as both)');
   return resources(r, 'update');
 }
 
 /** linux.resources as nsbox limits (cgroup limits of the sandbox). */
-function resources(r: unknown, field = 'linux.resources'): NonNullable<SandboxOptions['limits']> {
+function resources(r: unknown, field = 'linux.resources', warnings: string[] = unknownSink): NonNullable<SandboxOptions['limits']> {
   const o = keys(field, r, ['devices', 'memory', 'cpu', 'pids', 'blockIO', 'hugepageLimits', 'network', 'rdma', 'unified']);
   const out: NonNullable<SandboxOptions['limits']> = {};
-  unsupportedUnlessEmpty(`${field}.hugepageLimits`, o.hugepageLimits, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty(`${field}.network`, o.network, 'is not supported by nsbox-runc');
   unsupportedUnlessEmpty(`${field}.rdma`, o.rdma, 'is not supported by nsbox-runc');
   unsupportedUnlessEmpty(`${field}.unified`, o.unified, 'is not supported by nsbox-runc');
-  unsupportedUnlessEmpty(`${field}.blockIO`, o.blockIO, 'is not supported by nsbox-runc');
+  // a limit whose controller this host lacks is refused here, naming the field (the cgroup
+  // would refuse it too, naming nsbox's limit)
+  const v2 = CGroup.mode() === 'v2';
+  let have: string[] | undefined;
+  const need = (f: string, controller: string) => {
+    have ??= CGroup.controllers();
+    if (!have.includes(controller)) refuse(f, `needs the cgroup ${v2 ? 'v2' : 'v1'} ${controller} controller, which this host does not ${v2 ? 'have in its cgroup2 hierarchy' : 'mount as a v1 hierarchy'}`);
+  };
+  const given = (v: unknown) => v !== undefined && v !== null;
   if (o.devices !== undefined) {
     // the device cgroup, as given (limits.devices: v1 devices controller, v2 BPF program)
     if (!Array.isArray(o.devices)) refuse(`${field}.devices`, 'must be an array');
@@ -421,25 +449,135 @@ function resources(r: unknown, field = 'linux.resources'): NonNullable<SandboxOp
   }
   if (o.memory !== undefined) {
     const m = keys(`${field}.memory`, o.memory, ['limit', 'reservation', 'swap', 'kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']);
-    for (const k of ['kernel', 'kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
+    // kernel memory limits: Linux 6.x takes a write to memory.kmem.limit_in_bytes and ignores it
+    // (deprecated since 5.4), cgroup v2 has none; runc ignores the field too
+    if (given(m.kernel)) warnings.push(`config.json: ${field}.memory.kernel: ignored (the kernel no longer enforces kernel memory limits: memory.kmem.limit_in_bytes is deprecated, cgroup v2 has none)`);
+    for (const k of ['kernelTCP', 'swappiness', 'disableOOMKiller', 'useHierarchy', 'checkBeforeUpdate']) {
       if (m[k] !== undefined && m[k] !== false && !(k === 'swappiness' && m[k] === 0)) refuse(`${field}.memory.${k}`, 'is not supported by nsbox-runc');
     }
-    if (typeof m.limit === 'number' && m.limit > 0) out.memory = m.limit;
+    const limit = typeof m.limit === 'number' && m.limit > 0 ? m.limit : undefined;
+    if (limit !== undefined) out.memory = limit;
     if (typeof m.reservation === 'number' && m.reservation > 0) out.memoryReservation = m.reservation;
-    if (typeof m.swap === 'number' && m.swap > 0) out.memorySwap = m.swap;
+    // OCI's swap limits memory and swap together (v1 memory.memsw.limit_in_bytes; runc writes
+    // v2 memory.swap.max = swap - limit); nsbox's memorySwap is the swap on top of memory
+    if (m.swap === -1) out.memorySwap = 'max';
+    else if (given(m.swap) && m.swap !== 0) {
+      if (typeof m.swap !== 'number' || !Number.isSafeInteger(m.swap) || m.swap < 0) refuse(`${field}.memory.swap`, `must be a number of bytes or -1 (got ${String(m.swap)})`);
+      if (limit === undefined) refuse(`${field}.memory.swap`, 'needs memory.limit beside it (it limits memory and swap together)');
+      if (m.swap < limit) refuse(`${field}.memory.swap`, `must be at least memory.limit (${limit}): it limits memory and swap together`);
+      out.memorySwap = m.swap - limit;
+    }
   }
   if (o.cpu !== undefined) {
     const c = keys(`${field}.cpu`, o.cpu, ['shares', 'quota', 'burst', 'period', 'realtimeRuntime', 'realtimePeriod', 'cpus', 'mems', 'idle']);
-    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle']) if (c[k] !== undefined && c[k] !== 0) refuse(`${field}.cpu.${k}`, 'is not supported by nsbox-runc');
-    if (typeof c.quota === 'number' && c.quota > 0) out.cpus = c.quota / (typeof c.period === 'number' && c.period > 0 ? c.period : 100000);
-    else if (c.period !== undefined && c.quota === undefined) refuse(`${field}.cpu.period`, 'without quota is not supported by nsbox-runc');
-    if (typeof c.shares === 'number' && c.shares > 0) out.cpuWeight = Math.max(1, Math.min(10000, Math.round(1 + ((c.shares - 2) * 9999) / 262142)));
+    for (const k of ['burst', 'idle']) if (c[k] !== undefined && c[k] !== null && c[k] !== 0) refuse(`${field}.cpu.${k}`, 'is not supported by nsbox-runc');
+    const int = (k: string, lo: number, hi: number): number | undefined => {
+      const v = c[k];
+      if (v === undefined || v === null || v === 0) return undefined; // 0: not set (runc's reading)
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) refuse(`${field}.cpu.${k}`, `must be an integer from ${lo} to ${hi} (got ${String(v)})`);
+      return v;
+    };
+    // the kernel's files as given (limits.cpuMax: v1 cfs_quota_us/cfs_period_us, v2 cpu.max);
+    // quota -1: no cap
+    const quota = int('quota', -1, Number.MAX_SAFE_INTEGER), period = int('period', 1000, 1000000);
+    if (quota !== undefined && quota !== -1 && quota < 1000) refuse(`${field}.cpu.quota`, `must be at least 1000 µs, or -1 for no cap (got ${quota})`);
+    if (quota !== undefined || period !== undefined) {
+      need(`${field}.cpu`, 'cpu');
+      out.cpuMax = { ...(quota !== undefined ? { quota: quota === -1 ? 'max' as const : quota } : {}), ...(period !== undefined ? { period } : {}) };
+    }
+    // v1 cpu.shares as given; v2 cpu.weight converted as runc and crun do
+    const shares = int('shares', 2, 262144);
+    if (shares !== undefined) { need(`${field}.cpu.shares`, 'cpu'); out.cpuShares = shares; }
+    const rtRuntime = int('realtimeRuntime', -1, 2 ** 31 - 1), rtPeriod = int('realtimePeriod', 1, 2 ** 31 - 1);
+    if (rtRuntime !== undefined || rtPeriod !== undefined) {
+      const f = `${field}.cpu.${rtRuntime !== undefined ? 'realtimeRuntime' : 'realtimePeriod'}`;
+      if (v2) refuse(f, 'cgroup v2 has no realtime CPU bandwidth (cpu.rt_runtime_us is cgroup v1\'s)');
+      need(f, 'cpu');
+      out.cpuRealtime = { ...(rtRuntime !== undefined ? { runtime: rtRuntime } : {}), ...(rtPeriod !== undefined ? { period: rtPeriod } : {}) };
+    }
     if (typeof c.cpus === 'string' && c.cpus !== '') out.cpuset = c.cpus;
     if (typeof c.mems === 'string' && c.mems !== '') out.cpusetMems = c.mems;
   }
   if (o.pids !== undefined) {
     const p = keys(`${field}.pids`, o.pids, ['limit']);
     if (typeof p.limit === 'number' && p.limit > 0) out.pids = p.limit;
+  }
+  if (given(o.blockIO)) {
+    // v1 blkio / v2 io, the values as given (weights 10..1000: v1's range; v2 converts them)
+    const f = `${field}.blockIO`;
+    const b = keys(f, o.blockIO, ['weight', 'leafWeight', 'weightDevice', 'throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice']);
+    const weight = (k: string, v: unknown): number | undefined => {
+      if (v === undefined || v === null || v === 0) return undefined;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 10 || v > 1000) refuse(k, `must be an integer from 10 to 1000 (got ${String(v)})`);
+      return v;
+    };
+    const dev = (k: string, d: J): string => {
+      if (typeof d.major !== 'number' || typeof d.minor !== 'number' || !Number.isInteger(d.major) || !Number.isInteger(d.minor) || d.major < 0 || d.minor < 0) refuse(k, 'needs major and minor numbers');
+      return `${d.major}:${d.minor}`;
+    };
+    const list = (k: string): unknown[] => (b[k] === undefined || b[k] === null ? [] : Array.isArray(b[k]) ? b[k] as unknown[] : refuse(`${f}.${k}`, 'must be an array'));
+    const w = weight(`${f}.weight`, b.weight), lw = weight(`${f}.leafWeight`, b.leafWeight);
+    if (w !== undefined || lw !== undefined || list('weightDevice').length || ['throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice'].some((k) => list(k).length)) need(f, v2 ? 'io' : 'blkio');
+    if (lw !== undefined && v2) refuse(`${f}.leafWeight`, 'cgroup v2 has no leaf weights (v1 blkio.leaf_weight, of the CFQ scheduler)');
+    if (w !== undefined) out.blkioWeight = w;
+    if (lw !== undefined) out.blkioLeafWeight = lw;
+    const wd = list('weightDevice').map((x, i) => {
+      const k = `${f}.weightDevice[${i}]`;
+      const d = keys(k, x, ['major', 'minor', 'weight', 'leafWeight']);
+      const e = { device: dev(k, d), weight: weight(`${k}.weight`, d.weight), leafWeight: weight(`${k}.leafWeight`, d.leafWeight) };
+      if (e.leafWeight !== undefined && v2) refuse(`${k}.leafWeight`, 'cgroup v2 has no leaf weights (v1 blkio.leaf_weight_device, of the CFQ scheduler)');
+      return Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)) as { device: string; weight?: number; leafWeight?: number };
+    }).filter((e) => e.weight !== undefined || e.leafWeight !== undefined);
+    if (wd.length) out.blkioWeightDevice = wd;
+    // throttles: one ioMax entry per device (a rate of 0 removes that cap)
+    const max = new Map<string, Record<string, number | string>>();
+    for (const [k, io] of [['throttleReadBpsDevice', 'rbps'], ['throttleWriteBpsDevice', 'wbps'], ['throttleReadIOPSDevice', 'riops'], ['throttleWriteIOPSDevice', 'wiops']] as const) {
+      list(k).forEach((x, i) => {
+        const d = keys(`${f}.${k}[${i}]`, x, ['major', 'minor', 'rate']);
+        const device = dev(`${f}.${k}[${i}]`, d);
+        if (typeof d.rate !== 'number' || !Number.isSafeInteger(d.rate) || d.rate < 0) refuse(`${f}.${k}[${i}].rate`, `must be a non-negative integer (got ${String(d.rate)})`);
+        const e = max.get(device) ?? { device };
+        e[io] = d.rate;
+        max.set(device, e);
+      });
+    }
+    if (max.size) out.ioMax = [...max.values()] as unknown as NonNullable<typeof out.ioMax>;
+  }
+  if (given(o.hugepageLimits)) {
+    // v1 hugetlb.<size>.limit_in_bytes / v2 hugetlb.<size>.max, as given
+    const f = `${field}.hugepageLimits`;
+    if (!Array.isArray(o.hugepageLimits)) refuse(f, 'must be an array');
+    const sizes = CGroup.hugePageSizes();
+    const h: Record<string, number> = {};
+    o.hugepageLimits.forEach((x, i) => {
+      const e = keys(`${f}[${i}]`, x, ['pageSize', 'limit']);
+      if (typeof e.pageSize !== 'string' || !sizes.includes(e.pageSize)) refuse(`${f}[${i}].pageSize`, `this host has no huge pages of size ${String(e.pageSize)} (it has: ${sizes.join(', ') || 'none'})`);
+      if (typeof e.limit !== 'number' || !Number.isSafeInteger(e.limit) || e.limit < 0) refuse(`${f}[${i}].limit`, `must be a number of bytes (got ${String(e.limit)})`);
+      h[e.pageSize] = e.limit;
+    });
+    if (Object.keys(h).length) { need(f, 'hugetlb'); out.hugetlb = h; }
+  }
+  if (given(o.network)) {
+    // v1 net_cls.classid and net_prio.ifpriomap, as given (cgroup v2 has neither)
+    const f = `${field}.network`;
+    const n = keys(f, o.network, ['classID', 'priorities']);
+    if (given(n.classID)) {
+      if (v2) refuse(`${f}.classID`, 'cgroup v2 has no net_cls controller (net_cls.classid is cgroup v1\'s)');
+      if (typeof n.classID !== 'number' || !Number.isInteger(n.classID) || n.classID < 0 || n.classID > 0xffffffff) refuse(`${f}.classID`, `must be a 32-bit class id (got ${String(n.classID)})`);
+      need(`${f}.classID`, 'net_cls');
+      out.netClassId = n.classID;
+    }
+    if (given(n.priorities) && !(Array.isArray(n.priorities) && n.priorities.length === 0)) {
+      if (v2) refuse(`${f}.priorities`, 'cgroup v2 has no net_prio controller (net_prio.ifpriomap is cgroup v1\'s)');
+      if (!Array.isArray(n.priorities)) refuse(`${f}.priorities`, 'must be an array');
+      need(`${f}.priorities`, 'net_prio');
+      out.netPriorities = n.priorities.map((x, i) => {
+        const p = keys(`${f}.priorities[${i}]`, x, ['name', 'priority']);
+        if (typeof p.name !== 'string' || p.name === '') refuse(`${f}.priorities[${i}].name`, 'must be an interface name');
+        if (typeof p.priority !== 'number' || !Number.isInteger(p.priority) || p.priority < 0) refuse(`${f}.priorities[${i}].priority`, `must be a non-negative integer (got ${String(p.priority)})`);
+        return { name: p.name, priority: p.priority };
+      });
+    }
   }
   return out;
 }

@@ -5,7 +5,7 @@ import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
-import { configToSandbox, OciConfigError, processOptions, updateToLimits } from './config.js';
+import { configToSandbox, ociLimitError, OciConfigError, processOptions, updateToLimits } from './config.js';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 const OCI_VERSION = '1.0.2';
@@ -34,7 +34,8 @@ commands:
   ps [--format table|json] ID
   list [--format table|json]
   pause ID / resume ID
-  update [--resources FILE|-] [--memory N] [--memory-swap N] [--memory-reservation N] [--cpu-quota N --cpu-period N] [--cpu-share N] [--cpuset-cpus L] [--cpuset-mems L] [--pids-limit N] ID
+  update [--resources FILE|-] [--memory N] [--memory-swap N] [--memory-reservation N] [--cpu-quota N] [--cpu-period N] [--cpu-share N]
+         [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpuset-cpus L] [--cpuset-mems L] [--pids-limit N] [--blkio-weight N] ID
   features
   spec [--bundle DIR]
   --version
@@ -135,7 +136,12 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   for (const w of warnings) log(g, 'warning', w);
   // linux.cgroupsPath is the container's cgroup itself (options.cgroupPath): Sandbox.create
   // makes what is missing of it and destroy removes that again
-  const box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  let box: Sandbox;
+  try {
+    box = await Sandbox.create({ ...options, id, stateDir: g.root, program });
+  } catch (e) {
+    throw ociLimitError(e); // a limit the host's controller cannot take: named as config.json's field
+  }
   writeFront(g, box, config, options.network);
   if (typeof flags['pid-file'] === 'string') writeFileSync(resolve(flags['pid-file']), String(box.pid));
   return 0;
@@ -243,7 +249,7 @@ async function cmdUpdate(g: Globals, args: string[]): Promise<number> {
   for (const w of warnings) log(g, 'warning', w);
   const box = await attach(g, id);
   if (runcStatus(box) === 'stopped') throw new Error('container not running');
-  await box.update({ limits });
+  try { await box.update({ limits }); } catch (e) { throw ociLimitError(e); }
   return 0;
 }
 

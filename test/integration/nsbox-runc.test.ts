@@ -176,7 +176,7 @@ describe.skipIf(skip)('nsbox-runc', () => {
 
   it('a config.json field nsbox does not apply is refused naming it (stderr and --log json), and nothing is made', () => {
     const cases: Array<[(c: Record<string, any>) => void, RegExp]> = [
-      [(c) => { c.linux.resources.blockIO = { weight: 10 }; }, /config\.json: linux\.resources\.blockIO: /],
+      [(c) => { c.linux.resources.rdma = { mlx5_0: { hcaHandles: 3 } }; }, /config\.json: linux\.resources\.rdma: /],
       [(c) => { c.linux.netDevices = { eth1: {} }; }, /config\.json: linux\.netDevices: moving host network devices/],
       [(c) => { c.windows = { layerFolders: ['C:\\x'] }; }, /config\.json: windows: is for Windows/],
       // OCI: a type not listed is the runtime's own; the runtime's mount namespace is the host's
@@ -466,9 +466,9 @@ describe.skipIf(skip)('nsbox-runc', () => {
     writeFileSync(`${base}/res.json`, JSON.stringify({ pids: { limit: 55 } }));
     ok(['update', '--resources', `${base}/res.json`, 'c6']);
     expect(readFileSync(`${dir('pids')}/pids.max`, 'utf8').trim()).toBe('55');
-    const bad = runc(['update', '--blkio-weight', '10', 'c6']);
+    const bad = runc(['update', '--cpu-burst', '10', 'c6']);
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/--blkio-weight: is not supported by nsbox-runc/);
+    expect(bad.stderr).toMatch(/--cpu-burst: is not supported by nsbox-runc/);
     ok(['delete', '--force', 'c6']);
     expect(existsSync(dir('pids'))).toBe(false);
     expect(existsSync(dir('pids', `/nsbox-runc-test-${process.pid}`))).toBe(false);

@@ -48,3 +48,48 @@ describe('V1Driver', () => {
     expect(readFileSync(`${cpu}/cpu.cfs_quota_us`, 'utf8')).toBe('');
   });
 });
+
+describe('the kernel\'s own knobs, as given (OCI linux.resources; issue 16)', () => {
+  const lim = (l: object) => validateLimits(l, { cgroupOnly: true });
+  it('v1: cfs period and quota, shares, realtime, blkio weights and throttles, net_cls/net_prio, hugetlb to their files as given', () => {
+    const cpu = dir('v1x/cpu/c', ['cgroup.procs', 'tasks', 'cpu.cfs_quota_us', 'cpu.cfs_period_us', 'cpu.shares', 'cpu.rt_runtime_us', 'cpu.rt_period_us']);
+    const blk = dir('v1x/blkio/c', ['cgroup.procs', 'tasks', 'blkio.weight', 'blkio.leaf_weight', 'blkio.weight_device', 'blkio.leaf_weight_device', 'blkio.throttle.read_bps_device']);
+    const net = dir('v1x/net_cls,net_prio/c', ['cgroup.procs', 'tasks', 'net_cls.classid', 'net_prio.ifpriomap']);
+    const huge = dir('v1x/hugetlb/c', ['cgroup.procs', 'tasks', 'hugetlb.2MB.limit_in_bytes']);
+    const drv = new V1Driver({ cpu, blkio: blk, net_cls: net, net_prio: net, hugetlb: huge });
+    drv.apply(lim({ cpuMax: { quota: 200000, period: 500000 }, cpuShares: 2048, cpuRealtime: { runtime: 950000, period: 1000000 }, blkioWeight: 500, blkioLeafWeight: 300,
+      blkioWeightDevice: [{ device: '8:0', weight: 400, leafWeight: 200 }], ioMax: [{ device: '8:0', rbps: 102400 }], netClassId: 255, netPriorities: [{ name: 'lo', priority: 10 }] }));
+    const f = (d: string, n: string) => readFileSync(`${d}/${n}`, 'utf8');
+    expect([f(cpu, 'cpu.cfs_quota_us'), f(cpu, 'cpu.cfs_period_us'), f(cpu, 'cpu.shares'), f(cpu, 'cpu.rt_runtime_us'), f(cpu, 'cpu.rt_period_us')]).toEqual(['200000', '500000', '2048', '950000', '1000000']);
+    expect([f(blk, 'blkio.weight'), f(blk, 'blkio.leaf_weight'), f(blk, 'blkio.weight_device'), f(blk, 'blkio.leaf_weight_device'), f(blk, 'blkio.throttle.read_bps_device')]).toEqual(['500', '300', '8:0 400', '8:0 200', '8:0 102400']);
+    expect([f(net, 'net_cls.classid'), f(net, 'net_prio.ifpriomap')]).toEqual(['255', 'lo 10']);
+    drv.apply({ hugetlb: { '2MB': 2 ** 31 } } as never); // (resolved form: the host may have no 2MB pages)
+    expect(f(huge, 'hugetlb.2MB.limit_in_bytes')).toBe(String(2 ** 31));
+    drv.apply(lim({ cpuMax: { quota: 'max' } }));
+    expect(f(cpu, 'cpu.cfs_quota_us')).toBe('-1');
+  });
+  it('v1: a limit whose file or hierarchy is missing is an NsboxError naming the limit', () => {
+    const blk = dir('v1y/blkio/c', ['cgroup.procs', 'tasks']);
+    const drv = new V1Driver({ blkio: blk });
+    expect(() => drv.apply(lim({ blkioWeight: 500 }))).toThrow(/^limits\.blkioWeight: cgroup controller 'blkio' cannot apply this limit: neither blkio\.weight \(CFQ\) nor blkio\.bfq\.weight/);
+    expect(() => drv.apply(lim({ netClassId: 1 }))).toThrow(/^limits\.netClassId: .*no cgroup v1 hierarchy with the net_cls controller/);
+    expect(() => drv.apply(lim({ cpuShares: 100 }))).toThrow(/^limits\.cpuShares: .*cpu controller/);
+  });
+  it('v2: cpu.max "quota period", cpu.weight from shares, io weights converted (or BFQ as given), hugetlb.<size>.max; v1-only knobs refused naming the limit', () => {
+    const d = dir('v2x/c', ['cgroup.procs', 'cpu.max', 'cpu.weight', 'io.weight', 'io.max', 'hugetlb.2MB.max']);
+    const drv = new V2Driver(d);
+    drv.apply(lim({ cpuMax: { quota: 50000, period: 500000 }, cpuShares: 1024, blkioWeight: 500, ioMax: [{ device: '8:0', rbps: 0, wiops: 7 }] }));
+    const f = (n: string) => readFileSync(`${d}/${n}`, 'utf8');
+    expect([f('cpu.max'), f('cpu.weight'), f('io.weight'), f('io.max')]).toEqual(['50000 500000', '39', 'default 4950', '8:0 rbps=max wiops=7']);
+    drv.apply(lim({ cpuMax: { period: 250000 } })); // the quota the file has stays
+    expect(f('cpu.max')).toBe('50000 250000');
+    drv.apply({ hugetlb: { '2MB': 1024 } } as never);
+    expect(f('hugetlb.2MB.max')).toBe('1024');
+    expect(() => drv.apply(lim({ cpuRealtime: { runtime: 1000 } }))).toThrow(/^limits\.cpuRealtime: cgroup v2 has no realtime CPU bandwidth/);
+    expect(() => drv.apply(lim({ blkioLeafWeight: 100 }))).toThrow(/^limits\.blkioLeafWeight: cgroup v2 has no leaf weights/);
+    expect(() => drv.apply(lim({ netClassId: 1 }))).toThrow(/^limits\.netClassId: cgroup v2 has no net_cls/);
+    const bfq = dir('v2y/c', ['cgroup.procs', 'io.bfq.weight']);
+    new V2Driver(bfq).apply(lim({ blkioWeight: 500 }));
+    expect(readFileSync(`${bfq}/io.bfq.weight`, 'utf8')).toBe('500');
+  });
+});

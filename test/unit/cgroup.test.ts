@@ -1,7 +1,7 @@
 // Pure parts of the cgroup area: limits validation and layout detection from file text.
 import { describe, expect, it } from 'vitest';
 import { parseByteSize, validateLimits } from '../../lib/cgroup/limits.js';
-import { parseIdList, weightToShares, onlineCpus } from '../../lib/cgroup/limits.js';
+import { parseIdList, weightToShares, onlineCpus, sharesToWeight, blkioToIoWeight, hugePageSizes } from '../../lib/cgroup/limits.js';
 import { layoutFrom } from '../../lib/cgroup/detect.js';
 
 describe('parseByteSize', () => {
@@ -98,5 +98,50 @@ describe('layoutFrom', () => {
   });
   it('fails with ENOENT when nothing is mounted', () => {
     expect(() => layoutFrom('', '')).toThrow(/no cgroup/);
+  });
+});
+
+describe('the kernel\'s own knobs (OCI linux.resources; issue 16)', () => {
+  it('validates cpuMax, cpuShares, cpuRealtime, blkio weights, hugetlb and net_cls/net_prio, naming the option', () => {
+    const r = validateLimits({
+      cpuMax: { quota: 50000, period: 500000 }, cpuShares: 2048, cpuRealtime: { runtime: 950000, period: 1000000 },
+      blkioWeight: 500, blkioLeafWeight: 300, blkioWeightDevice: [{ device: '8:0', weight: 500, leafWeight: 300 }],
+      netClassId: 255, netPriorities: [{ name: 'lo', priority: 10 }], ioMax: [{ device: '8:0', rbps: 0, wbps: 1 }],
+    });
+    expect(r).toMatchObject({ cpuMax: { quota: 50000, period: 500000 }, cpuShares: 2048, cpuRealtime: { runtime: 950000, period: 1000000 }, blkioWeight: 500, netClassId: 255 });
+    expect(r.ioMax).toEqual([{ device: '8:0', rbps: 0, wbps: 1 }]);
+    expect(validateLimits({ cpuMax: { quota: 'max' } }).cpuMax).toEqual({ quota: 'max' });
+    expect(() => validateLimits({ cpuMax: { quota: 50000 }, cpus: 1 })).toThrow(/limits\.cpuMax and limits\.cpus/);
+    expect(() => validateLimits({ cpuMax: { period: 999 } })).toThrow(/limits\.cpuMax\.period must be between 1000 and 1000000/);
+    expect(() => validateLimits({ cpuMax: {} })).toThrow(/limits\.cpuMax needs quota or period/);
+    expect(() => validateLimits({ cpuMax: { quota: 5000, burst: 1 } })).toThrow(/limits\.cpuMax\.burst is not known/);
+    expect(() => validateLimits({ cpuShares: 1 })).toThrow(/limits\.cpuShares must be between 2 and 262144/);
+    expect(() => validateLimits({ cpuShares: 1024, cpuWeight: 100 })).toThrow(/limits\.cpuShares and limits\.cpuWeight/);
+    expect(() => validateLimits({ blkioWeight: 5 })).toThrow(/limits\.blkioWeight must be between 10 and 1000/);
+    expect(() => validateLimits({ blkioWeight: 500, ioWeight: 100 })).toThrow(/limits\.blkioWeight and limits\.ioWeight/);
+    expect(() => validateLimits({ blkioWeightDevice: [{ device: '8:0' }] })).toThrow(/limits\.blkioWeightDevice\[0\] needs weight or leafWeight/);
+    expect(() => validateLimits({ hugetlb: { '3MB': 1 } })).toThrow(/limits\.hugetlb: this host has no huge pages of size '3MB'/);
+    expect(() => validateLimits({ netPriorities: [{ name: 'a/b', priority: 1 }] })).toThrow(/limits\.netPriorities\[0\]\.name/);
+  });
+  it('converts cpu.shares and blkio.weight to the v2 weights as runc and crun do', () => {
+    expect(sharesToWeight(2)).toBe(1);
+    expect(sharesToWeight(1024)).toBe(39);
+    expect(sharesToWeight(262144)).toBe(10000);
+    expect(blkioToIoWeight(10)).toBe(1);
+    expect(blkioToIoWeight(500)).toBe(4950);
+    expect(blkioToIoWeight(1000)).toBe(10000);
+  });
+  it('lists the huge page sizes as cgroup files name them', () => {
+    for (const s of hugePageSizes()) expect(s).toMatch(/^\d+(KB|MB|GB)$/);
+  });
+  it('records v1 hugetlb, net_cls and net_prio hierarchies apart (used only for their limits)', () => {
+    const mi = `${MI_HYBRID}\n42 31 0:40 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio\n43 31 0:41 / /sys/fs/cgroup/hugetlb rw - cgroup cgroup rw,hugetlb`;
+    const l = layoutFrom(mi, `${PC_HYBRID}\n10:net_cls,net_prio:/x\n11:hugetlb:/`);
+    expect(l.v1.map((h) => h.mount)).not.toContain('/sys/fs/cgroup/hugetlb');
+    expect(l.v1Extra).toEqual({
+      net_cls: { controllers: ['net_cls', 'net_prio'], mount: '/sys/fs/cgroup/net_cls,net_prio', ownDir: '/sys/fs/cgroup/net_cls,net_prio/x' },
+      net_prio: { controllers: ['net_cls', 'net_prio'], mount: '/sys/fs/cgroup/net_cls,net_prio', ownDir: '/sys/fs/cgroup/net_cls,net_prio/x' },
+      hugetlb: { controllers: ['hugetlb'], mount: '/sys/fs/cgroup/hugetlb', ownDir: '/sys/fs/cgroup/hugetlb' },
+    });
   });
 });
