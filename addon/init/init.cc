@@ -16,7 +16,9 @@
 //
 // A created sandbox (Sandbox.create with `program`, lib/runner/sandbox.ts) sends the same
 // strings with two fds instead of four: RECORDFD (a file of the state directory) and LISTENFD
-// (a listening unix stream socket bound in the state directory). The program is not run yet:
+// (a listening unix stream socket bound in the state directory), then the caller's extra fds
+// (`program.extraFds`, OCI `create --preserve-fds`), which the program gets as 3, 4, ... The
+// header's fourth word says which: 0 for a run, 1 + 2 * (number of extra fds) for a created one. The program is not run yet:
 // init waits for one connection on LISTENFD that sends a byte (the sandbox's start, from any
 // process that may reach the socket), then runs the program with init's own fds 0..2 (the
 // caller's, or the terminal's slave) and that connection as its error pipe (EOF once it has
@@ -88,6 +90,20 @@ long ParseNum(const char* s) {
   __builtin_unreachable();
 }
 
+// Reports a failure before the exec on the error pipe, as the spawn core does, and exits.
+[[noreturn]] void Fail(int errFd, long err, const char* step, const char* syscall, const char* path) {
+  nsbox::ChildMsg m;
+  m.kind = 1;
+  m.pid = 0;
+  m.err.err = (int)-err;
+  nsbox::CopyStr(m.err.step, sizeof m.err.step, step);
+  nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, syscall);
+  nsbox::CopyStr(m.err.path, sizeof m.err.path, path);
+  call(SYS_write, errFd, &m, sizeof m);
+  Exit(127);
+}
+
+
 [[noreturn]] void ExecProgram(int errFd, bool tty, char** cand, long n, char** argv, char** envp) {
   unsigned long none = 0;
   call(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
@@ -104,31 +120,27 @@ long ParseNum(const char* s) {
     bestPath = cand[i];
     break;
   }
-  nsbox::ChildMsg m;
-  m.kind = 1;
-  m.pid = 0;
-  m.err.err = (int)-best;
-  nsbox::CopyStr(m.err.step, sizeof m.err.step, "exec");
-  nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, "execve");
-  nsbox::CopyStr(m.err.path, sizeof m.err.path, bestPath);
-  call(SYS_write, errFd, &m, sizeof m);
-  Exit(127);
+  Fail(errFd, best, "exec", "execve", bestPath);
 }
 
-// A run request: u32 nCand, argc, envc; then cwd, the candidates, argv and env, each
-// NUL-terminated, back to back.
+// A run request: u32 nCand, argc, envc, kind (0: a run; 1 + 2 * its extra fds: a created
+// sandbox); then cwd, the candidates, argv and env, each NUL-terminated, back to back.
 constexpr size_t kReqMax = 1 << 20;
 char gReq[kReqMax];
 constexpr long kMaxStrings = 32768;
+// a created sandbox's extra fds: what one SCM_RIGHTS message can carry (SCM_MAX_FD, 253) with
+// its two own
+constexpr long kMaxExtraFds = 251;
+int gExtra[kMaxExtraFds];
 char* gPtrs[kMaxStrings + 3];
 
 struct OpenHow { unsigned long long flags, mode, resolve; };
 
 // Returns the number of fds received (4: a run; 2: a created sandbox's record and listening
-// socket), or -1.
-long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** argv, char*** envp) {
+// socket, its extra fds in gExtra and their number in *extra), or -1.
+long ReceiveRun(int ctl, int fds[4], long* extra, char** cwd, char*** cand, long* n, char*** argv, char*** envp) {
   struct iovec iov{gReq, kReqMax - 1};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE((2 + kMaxExtraFds) * sizeof(int))];
   struct msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -136,17 +148,23 @@ long ReceiveRun(int ctl, int fds[4], char** cwd, char*** cand, long* n, char*** 
   msg.msg_controllen = sizeof cbuf;
   long got;
   do { got = call(SYS_recvmsg, ctl, &msg, MSG_CMSG_CLOEXEC); } while (got == -EINTR);
-  if (got <= 12) return -1;
+  if (got <= 16 || (msg.msg_flags & MSG_CTRUNC)) return -1;
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
   if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
-  long nfds = c->cmsg_len == CMSG_LEN(4 * sizeof(int)) ? 4 : c->cmsg_len == CMSG_LEN(2 * sizeof(int)) ? 2 : 0;
-  if (!nfds) return -1;
-  memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
-  gReq[got] = 0;
   unsigned* h = reinterpret_cast<unsigned*>(gReq);
+  const bool created = h[3] & 1;
+  const long more = created ? (long)(h[3] >> 1) : 0;
+  if (more > kMaxExtraFds) return -1;
+  const long nfds = created ? 2 : 4;
+  if (c->cmsg_len != CMSG_LEN((nfds + more) * sizeof(int))) return -1;
+  const int* in = reinterpret_cast<const int*>(CMSG_DATA(c));
+  memcpy(fds, in, nfds * sizeof(int));
+  memcpy(gExtra, in + nfds, more * sizeof(int));
+  *extra = more;
+  gReq[got] = 0;
   long nc = h[0], ac = h[1], ec = h[2];
   if (nc < 1 || ac < 1 || nc + ac + ec + 3 > kMaxStrings) return -1;
-  char* p = gReq + 12;
+  char* p = gReq + 16;
   char* end = gReq + got;
   auto next = [&]() -> char* {
     char* s = p;
@@ -218,6 +236,7 @@ struct ProgramStart {
   bool tty;
   const char* cwd;   // serve mode: the run's working directory, else null
   int* runFds;       // serve mode: the run's error pipe, stdin, stdout, stderr
+  long nExtra;       // a created sandbox: gExtra's fds, the program's 3, 4, ...
   char** cand;
   long n;
   char** argv;
@@ -226,12 +245,34 @@ struct ProgramStart {
 alignas(16) char gStack[64 * 1024];
 
 int ProgramChild(void* arg) {
+  // our memory is init's (vfork): only locals and the stack change here
   const ProgramStart* s = static_cast<const ProgramStart*>(arg);
-  call(SYS_fcntl, s->errFd, F_SETFD, FD_CLOEXEC);
+  int errFd = s->errFd;
+  call(SYS_fcntl, errFd, F_SETFD, FD_CLOEXEC);
   call(SYS_close, s->statusFd);
   if (s->runFds[1] >= 0) {
     for (int i = 0; i < 3; i++) call(SYS_dup3, s->runFds[i + 1], i, 0);
     for (int i = 1; i < 4; i++) if (s->runFds[i] > 2) call(SYS_close, s->runFds[i]);
+  }
+  if (s->nExtra > 0) {
+    // the extra fds onto 3, 4, ...: every source (and the error pipe) first moved above that
+    // range, so that placing one never overwrites another still to be placed
+    const int top = 3 + (int)s->nExtra;
+    if (errFd < top) {
+      long d = call(SYS_fcntl, errFd, F_DUPFD_CLOEXEC, top);
+      if (d < 0) Exit(127);
+      errFd = (int)d;
+    }
+    int moved[kMaxExtraFds];
+    for (long i = 0; i < s->nExtra; i++) {
+      long d = call(SYS_fcntl, gExtra[i], F_DUPFD_CLOEXEC, top);
+      if (d < 0) Fail(errFd, d, "stdio", "fcntl", "extraFds");
+      moved[i] = (int)d;
+    }
+    for (long i = 0; i < s->nExtra; i++) {
+      long r = call(SYS_dup3, moved[i], 3 + (int)i, 0);
+      if (r < 0) Fail(errFd, r, "stdio", "dup3", "extraFds");
+    }
   }
   if (s->cwd) {
     // the working directory, looked up without magic links (as the spawn core does)
@@ -243,19 +284,9 @@ int ProgramChild(void* arg) {
     // here: init holds no directory fd (only its pipes, sockets and the exit record file).
     const char* failed = d < 0 ? "openat2" : "chdir";
     if (d == -ENOSYS || d == -EPERM) { r = call(SYS_chdir, s->cwd); failed = "chdir"; }
-    if (r < 0) {
-      nsbox::ChildMsg m;
-      m.kind = 1;
-      m.pid = 0;
-      m.err.err = (int)-r;
-      nsbox::CopyStr(m.err.step, sizeof m.err.step, "cwd");
-      nsbox::CopyStr(m.err.syscall, sizeof m.err.syscall, failed);
-      nsbox::CopyStr(m.err.path, sizeof m.err.path, s->cwd);
-      call(SYS_write, s->errFd, &m, sizeof m);
-      Exit(127);
-    }
+    if (r < 0) Fail(errFd, r, "cwd", failed, s->cwd);
   }
-  ExecProgram(s->errFd, s->tty, s->cand, s->n, s->argv, s->envp);
+  ExecProgram(errFd, s->tty, s->cand, s->n, s->argv, s->envp);
 }
 
 extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
@@ -273,6 +304,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   char** progArgv = argv + 5 + n;
   const char* cwd = nullptr;
   int runFds[4] = {-1, -1, -1, -1};
+  long nExtra = 0;
   long recordFd = -1;
 
   call(SYS_prctl, PR_SET_NAME, "nsbox-init", 0, 0, 0);
@@ -286,7 +318,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
     // prepared: the spawn is complete once this is closed; then wait for the one run
     call(SYS_close, errFd);
     char* c;
-    long got = ReceiveRun((int)ctl, runFds, &c, &cand, &n, &progArgv, &envp);
+    long got = ReceiveRun((int)ctl, runFds, &nExtra, &c, &cand, &n, &progArgv, &envp);
     if (got < 0) Exit(0);
     call(SYS_close, ctl);
     cwd = c;
@@ -308,7 +340,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
       call(SYS_pwrite64, recordFd, "run", 4, 0);
     }
   }
-  ProgramStart start{(int)errFd, (int)statusFd, tty == 1, cwd, runFds, cand, n, progArgv, envp};
+  ProgramStart start{(int)errFd, (int)statusFd, tty == 1, cwd, runFds, nExtra, cand, n, progArgv, envp};
   // vfork: we sleep until the program has exec'd (or failed), sharing our memory meanwhile
   long prog = init_clone_vm(CLONE_VM | CLONE_VFORK | SIGCHLD, gStack + sizeof gStack, ProgramChild, &start);
   // EINVAL: we are not yet in the time namespace made for our children (timeOffsets on a
@@ -317,6 +349,7 @@ extern "C" [[noreturn]] void nsbox_init_main(long* sp) {
   if (prog == -EINVAL) prog = init_clone_vm(SIGCHLD, gStack + sizeof gStack, ProgramChild, &start);
   call(SYS_close, errFd);
   for (int i = 1; i < 4; i++) if (runFds[i] >= 0) call(SYS_close, runFds[i]);
+  for (long i = 0; i < nExtra; i++) call(SYS_close, gExtra[i]);
   if (prog < 0) Exit(127);
 
   // pid 1 of the sandbox's own pid namespace (not a sandbox that joined another's): then

@@ -719,7 +719,7 @@ Napi::Value ServeRun(const Napi::CallbackInfo& info) {
     p.stdioKind[i] = (StdioKind)x.Get("kind").As<Napi::Number>().Int32Value();
     p.stdioFd[i] = x.Get("fd").As<Napi::Number>().Int32Value();
   }
-  std::string req(12, '\0');
+  std::string req(16, '\0');  // counts, then kind 0: a run (addon/init/init.cc)
   auto strings = [&](const char* key) -> uint32_t {
     Napi::Array a = o.Get(key).As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) { req += a.Get(i).As<Napi::String>().Utf8Value(); req.push_back('\0'); }

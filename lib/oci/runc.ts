@@ -120,11 +120,19 @@ function readConfig(bundle: string): Record<string, unknown> | undefined {
   try { return JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')) as Record<string, unknown>; } catch { return undefined; }
 }
 
+/** `--preserve-fds N` (create: at most 251, what nsbox-init takes in one message; exec: 256). */
+function preserveFds(v: string | boolean | undefined, cmd: 'create' | 'exec'): number {
+  if (v === undefined) return 0;
+  const max = cmd === 'create' ? 251 : 256;
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) > max) throw new UsageError(`${cmd}: --preserve-fds must be a number of fds, at most ${max} (got ${String(v)})`);
+  return Number(v);
+}
+
 async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const { flags, rest } = parseFlags(args, { bundle: 'value', 'pid-file': 'value', 'console-socket': 'value', 'no-pivot': 'bool', 'no-new-keyring': 'bool', 'preserve-fds': 'value' }, { b: 'bundle' });
   const id = oneId(rest, 'create');
   if (flags['no-pivot']) throw new UsageError('create: --no-pivot is not supported (nsbox always pivots into the root)');
-  if (flags['preserve-fds'] !== undefined && flags['preserve-fds'] !== '0') throw new UsageError('create: --preserve-fds is not supported');
+  const preserve = preserveFds(flags['preserve-fds'], 'create');
   const bundle = resolve(typeof flags.bundle === 'string' ? flags.bundle : '.');
   let config: unknown;
   try { config = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')); } catch (e) {
@@ -133,6 +141,8 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const consoleSocket = typeof flags['console-socket'] === 'string' ? resolve(flags['console-socket']) : undefined;
   const warnings: string[] = [];
   const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
+  // runc's --preserve-fds: the runtime's own fds 3 .. 3+N-1 become the container process's
+  if (preserve > 0) program.extraFds = Array.from({ length: preserve }, (_, i) => 3 + i);
   for (const w of warnings) log(g, 'warning', w);
   // linux.cgroupsPath is the container's cgroup itself (options.cgroupPath): Sandbox.create
   // makes what is missing of it and destroy removes that again
@@ -261,11 +271,7 @@ async function cmdExec(g: Globals, args: string[]): Promise<number> {
   const id = rest[0];
   if (!id) throw new UsageError('exec: needs the container id');
   // --preserve-fds N: our fds 3 .. 3+N-1 are the process's 3 .. 3+N-1 (as runc's)
-  let preserve = 0;
-  if (flags['preserve-fds'] !== undefined) {
-    if (typeof flags['preserve-fds'] !== 'string' || !/^\d+$/.test(flags['preserve-fds']) || Number(flags['preserve-fds']) > 256) throw new UsageError(`exec: --preserve-fds must be a number of fds, at most 256 (got ${String(flags['preserve-fds'])})`);
-    preserve = Number(flags['preserve-fds']);
-  }
+  const preserve = preserveFds(flags['preserve-fds'], 'exec');
   for (const f of ['process-label', 'apparmor', 'cwd', 'env', 'user', 'cap']) {
     if (flags[f] !== undefined && typeof flags.process === 'string') throw new UsageError(`exec: --${f} with --process: give it in the process file`);
   }

@@ -110,6 +110,12 @@ export interface SandboxProgram {
    * and controlling terminal.
    */
   tty?: { consoleSocket: string; rows?: number; cols?: number };
+  /**
+   * The creator's fds given to the program as 3, 4, ... (`extraFds[i]` becomes 3 + i; OCI
+   * `create --preserve-fds`): pid 1 holds copies from the create on (the creator may close
+   * its own), and places them when the program starts. At most 251.
+   */
+  extraFds?: number[];
 }
 
 /** What {@link Sandbox.exitStatus} gives: how the program ended (or the signal that ended a sandbox before it started). */
@@ -435,7 +441,7 @@ export class Sandbox extends EventEmitter {
     let program: SandboxProgram | undefined;
     if (o.program !== undefined) {
       if (o.holder !== undefined) fail('options.program', 'and options.holder exclude each other (the program is pid 1\'s)');
-      checkOptions('options.program', o.program, ['file', 'args', 'stdio', 'tty']);
+      checkOptions('options.program', o.program, ['file', 'args', 'stdio', 'tty', 'extraFds']);
       const pg = o.program;
       if (typeof pg.file !== 'string' || pg.file === '') fail('options.program.file', 'must be a non-empty string');
       if (pg.args !== undefined && (!Array.isArray(pg.args) || pg.args.some((a) => typeof a !== 'string'))) fail('options.program.args', 'must be an array of strings');
@@ -448,7 +454,12 @@ export class Sandbox extends EventEmitter {
         if (typeof pg.tty.consoleSocket !== 'string' || !pg.tty.consoleSocket.startsWith('/')) fail('options.program.tty.consoleSocket', 'must be the absolute path of a listening unix socket');
         if (pg.stdio !== undefined) fail('options.program.stdio', 'and options.program.tty exclude each other (the terminal is its stdio)');
       }
-      program = { file: pg.file, args: pg.args ?? [], ...(pg.stdio !== undefined ? { stdio: pg.stdio } : {}), ...(pg.tty ? { tty: { ...pg.tty } } : {}) };
+      if (pg.extraFds !== undefined) {
+        if (!Array.isArray(pg.extraFds)) fail('options.program.extraFds', 'must be an array of fds');
+        if (pg.extraFds.length > 251) throw new RangeError(`options.program.extraFds may hold at most 251 fds (got ${pg.extraFds.length})`);
+        pg.extraFds.forEach((fd, i) => { if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) fail(`options.program.extraFds[${i}]`, 'must be an open fd (an integer >= 0)'); });
+      }
+      program = { file: pg.file, args: pg.args ?? [], ...(pg.stdio !== undefined ? { stdio: pg.stdio } : {}), ...(pg.tty ? { tty: { ...pg.tty } } : {}), ...(pg.extraFds?.length ? { extraFds: [...pg.extraFds] } : {}) };
       holderFile = program.file;
       holderArgs = program.args!;
     }
@@ -577,14 +588,14 @@ export class Sandbox extends EventEmitter {
       delete spawnOpts.cgroupParent;
       // a created sandbox: pid 1 waits for its start on a socket of the state directory and
       // records the program's exit in a file beside it (see spawnCreated)
-      let lifeFds: { record: number; listen: number } | undefined;
+      let lifeFds: { record: number; listen: number; extra?: number[] } | undefined;
       if (program) {
         const record = openSync(`${stateDir}/${id}.exit`, 'wx', 0o600);
         undo.push(() => rmSync(`${stateDir}/${id}.exit`, { force: true }));
         let listen: number;
         try { listen = native().unixListen(`${stateDir}/${id}.sock`, 0o600); } catch (e) { closeSync(record); throw e; }
         undo.push(() => rmSync(`${stateDir}/${id}.sock`, { force: true }));
-        lifeFds = { record, listen };
+        lifeFds = { record, listen, ...(program.extraFds ? { extra: program.extraFds } : {}) };
       }
       let holder: IsolatedProcess;
       try {

@@ -900,14 +900,17 @@ export async function prepareIsolated(options: SpawnIsolatedOptions = {}): Promi
 }
 
 /**
- * nsbox-init's run request (see addon/init/init.cc, ReceiveRun): u32 counts of the exec
- * candidates, argv and env, then the working directory and those strings, each NUL-terminated.
+ * nsbox-init's request of a created sandbox (see addon/init/init.cc, ReceiveRun): u32 counts
+ * of the exec candidates, argv and env, the kind (1 + 2 * the number of extra fds that follow
+ * the record and the listening socket), then the working directory and those strings, each
+ * NUL-terminated. (A pool's run request is the addon's serveRun, kind 0.)
  */
-function runRequest(p: Pick<Plan, 'cwd' | 'exec' | 'argv' | 'envp'>): Buffer {
-  const head = Buffer.alloc(12);
+function createdRequest(p: Pick<Plan, 'cwd' | 'exec' | 'argv' | 'envp'>, extraFds: number): Buffer {
+  const head = Buffer.alloc(16);
   head.writeUInt32LE(p.exec.length, 0);
   head.writeUInt32LE(p.argv.length, 4);
   head.writeUInt32LE(p.envp.length, 8);
+  head.writeUInt32LE(1 + 2 * extraFds, 12);
   const body = [p.cwd, ...p.exec, ...p.argv, ...p.envp].map((x) => `${x}\0`).join('');
   return Buffer.concat([head, Buffer.from(body)]);
 }
@@ -918,11 +921,12 @@ function runRequest(p: Pick<Plan, 'cwd' | 'exec' | 'argv' | 'envp'>): Buffer {
  * now, as a spawn would: PATH candidates, env, cwd) until a start arrives on `fds.listen` (a
  * listening unix socket; see addon/init/init.cc). The program then runs with pid 1's own stdio
  * (`options.stdio`: fds, 'inherit' or 'ignore'; or the terminal of `options.tty.consoleSocket`)
- * and its raw wait status is also written to `fds.record`. The process returned is pid 1's:
+ * and its raw wait status is also written to `fds.record`; `fds.extra` (at most 251) become the
+ * program's fds 3, 4, ... (OCI `create --preserve-fds`). The process returned is pid 1's:
  * 'spawn' once it waits for the start; its result once the program (and so the sandbox) ends.
  * The caller keeps its fds (init has its own copies once 'spawn' came).
  */
-export function spawnCreated(file: string, args: string[], options: SpawnIsolatedOptions, fds: { record: number; listen: number }): IsolatedProcess<string> {
+export function spawnCreated(file: string, args: string[], options: SpawnIsolatedOptions, fds: { record: number; listen: number; extra?: number[] }): IsolatedProcess<string> {
   if (options.tty !== undefined && options.tty !== false && (typeof options.tty !== 'object' || !options.tty.consoleSocket)) {
     throw new TypeError('options.tty of a created sandbox must be { consoleSocket } (its terminal goes to whoever listens there)');
   }
@@ -942,8 +946,9 @@ export function spawnCreated(file: string, args: string[], options: SpawnIsolate
   const ready = (ctlFd: number) => {
     // the program's environment with what the layers set (an egress policy's proxy variables), known now
     const layerEnv = proc._layerEnv;
-    const request = runRequest(layerEnv ? { ...plan, envp: envOver(plan.envp, layerEnv) } : plan);
-    sendFds(ctlFd, [fds.record, fds.listen], request).then(
+    const extra = fds.extra ?? [];
+    const request = createdRequest(layerEnv ? { ...plan, envp: envOver(plan.envp, layerEnv) } : plan, extra.length);
+    sendFds(ctlFd, [fds.record, fds.listen, ...extra], request).then(
       () => give({ stdio: [-1, -1, -1], options: {} }),
       (error: unknown) => give({ error }),
     );

@@ -127,6 +127,33 @@ describe.skipIf(skip)('created sandbox (Sandbox.create with program)', () => {
     await expect(box.start()).rejects.toMatchObject({ code: 'ESRCH' });
   });
 
+  it('program.extraFds: the creator\'s fds are the program\'s 3, 4, ... when it starts (the creator closed its own), and no other fd reaches it', async () => {
+    // fds of the creator numbered well above and within 3 .. 5, so that placing them crosses
+    // pid 1's own fds
+    const files = ['x3', 'x4', 'x5'].map((n) => `${base}/${n}.out`);
+    mkdirSync(base, { recursive: true });
+    const held = Array.from({ length: 12 }, () => openSync('/dev/null', 'r'));
+    const fds = files.map((f) => openSync(f, 'w'));
+    let box: Sandbox | undefined;
+    try {
+      box = await Sandbox.create({ stateDir, id: 'c7', program: {
+        file: '/bin/sh',
+        args: ['-c', 'echo three >&3; echo four >&4; echo five >&5; for n in 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do [ -e /proc/self/fd/$n ] && echo "fd $n" >&3; done; true'],
+        extraFds: [fds[0]!, fds[1]!, fds[2]!],
+      } });
+      for (const fd of fds) closeSync(fd);
+      await box.start();
+      await box.wait();
+      expect(box.exitStatus()).toEqual({ exitCode: 0, signal: null });
+      expect(files.map((f) => readFileSync(f, 'utf8'))).toEqual(['three\n', 'four\n', 'five\n']);
+    } finally {
+      await box?.destroy();
+      for (const fd of held) closeSync(fd);
+    }
+    await expect(Sandbox.create({ stateDir, program: { file: 'x', extraFds: [-1] } })).rejects.toThrow(/options.program.extraFds\[0\]/);
+    await expect(Sandbox.create({ stateDir, program: { file: 'x', extraFds: Array(252).fill(0) } })).rejects.toThrow(RangeError);
+  });
+
   it('a program that cannot be run: start rejects with step exec, the exit is 127', async () => {
     await using box = await Sandbox.create({ stateDir, id: 'c4', program: { file: '/nonexistent/prog' } });
     const e = await box.start().then(() => null, (x: unknown) => x);

@@ -317,6 +317,24 @@ describe.skipIf(skip)('nsbox-runc', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('create --preserve-fds N: the runtime\'s fds 3 .. 3+N-1 are the container process\'s at start, no other fd reaches it', async () => {
+    writeConfig(['sh', '-c', 'echo three >&3; echo four >&4; (echo five >&5) 2>/dev/null || echo no-fd5 >&3']);
+    const three = openSync(`${base}/cfd3.out`, 'w'), four = openSync(`${base}/cfd4.out`, 'w'), five = openSync(`${base}/cfd5.out`, 'w');
+    const out = openSync(`${base}/c13.out`, 'w');
+    const r = runc(['create', '--bundle', bundle, '--preserve-fds', '2', 'c13'], { stdio: ['ignore', out, out, three, four, five] });
+    // the runtime's copies are gone with it: pid 1 holds its own until the start
+    for (const fd of [three, four, five, out]) closeSync(fd);
+    expect(r.status, readFileSync(`${base}/c13.out`, 'utf8')).toBe(0);
+    ok(['start', 'c13']);
+    await waitFor(() => state('c13').status === 'stopped');
+    expect(readFileSync(`${base}/cfd3.out`, 'utf8')).toBe('three\nno-fd5\n');
+    expect(readFileSync(`${base}/cfd4.out`, 'utf8')).toBe('four\n');
+    expect(readFileSync(`${base}/cfd5.out`, 'utf8')).toBe('');
+    ok(['delete', 'c13']);
+    expect(runc(['create', '--bundle', bundle, '--preserve-fds', '252', 'c14']).stderr).toMatch(/--preserve-fds must be a number of fds, at most 251/);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('joins a network namespace given by path (as podman and CNI give theirs)', async () => {
     const name = `nsbox-test-runc-${process.pid}`;
     execFileSync('ip', ['netns', 'add', name]);
