@@ -201,6 +201,7 @@ struct TemplateBuild {
   const std::vector<Op>* ops;  // decoded from Plan::templateBuf (DecodeTemplateOps)
   int errFd;
   int nsFd;
+  int watchFd;  // the namespace's mounts file (poll: POLLPRI when a mount of it comes or goes), or -1
 };
 int TemplateMain(void* arg);
 

@@ -338,8 +338,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // from a view template: the addon builds its read-only part once, in a mount namespace of
   // its own, and each sandbox gets a copy (view.ts, templateView).
   if (o.viewTemplate !== undefined && typeof o.viewTemplate !== 'boolean') fail('options.viewTemplate', 'must be a boolean');
-  const defaultView = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
-  const useTemplate = defaultView && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  // So may a root caller's rootfs with nothing else in its view (view.ts, rootfsTemplateView)
+  const plainView = parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
+  const defaultView = !rootfsPath && plainView;
+  const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && !input.rootForOne && host.euid === 0;
+  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
   const view = planView({
     ns,
     joinedPid: joined.includes('pid'),
@@ -477,7 +480,13 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       rootGid: gidMaps ? outsideOf(gidMaps, 0) : joined.includes('user') ? undefined : host.egid,
       callerMounts: parsedMounts.map((m) => ({ target: m.target, source: m.source, resolved: m.hostSource })),
     });
+    const opsBefore = plan.ops.length;
     placeMountPoints(plan);
+    // a rootfs that needs mount points made (or mirrored): the whole view each time
+    if (plan.template?.rootfs && plan.ops.length !== opsBefore) {
+      plan.template = undefined;
+      plan.netPremade = false;
+    }
   }
   return plan;
 }
@@ -504,6 +513,11 @@ function checkEtcName(name: string): void {
  * Does nothing when the sandbox has no mount namespace of its own.
  */
 export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
+  // a rootfs's template has no /run of nsbox's to write them on: the whole view instead
+  if (plan.template?.rootfs) {
+    plan.template = undefined;
+    plan.netPremade = false;
+  }
   if (plan.template) {
     // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked
     const ops: PlanOp[] = [];

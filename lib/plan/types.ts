@@ -26,7 +26,7 @@ export interface Plan {
    * encoding), and the ops the child runs instead of `ops` in a copy of it. `ops` stays the
    * fallback when the template cannot be used.
    */
-  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
   /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
   netPremade: boolean;
   hostname?: string;
@@ -89,6 +89,8 @@ export interface PlanInput {
   imageRoot?: boolean;
   /** the root is this overlay, mounted by the child inside the sandbox's user namespace (an unprivileged caller's image; options.rootfs is its empty merged dir) */
   rootOverlay?: RootOverlay;
+  /** options.rootfs was made for this one sandbox (an image's container): no view template of it (it would serve one sandbox) */
+  rootForOne?: boolean;
 }
 
 /** Host paths of an overlay the child mounts as the sandbox's root (looked up under /oldroot), with userxattr. */
@@ -117,6 +119,8 @@ export interface HostFacts {
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
   /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
   viewTemplates?(): boolean;
+  /** a directory's identity (device and inode, symlinks followed), or null: a rootfs's view template is keyed by it */
+  dirId?(path: string): string | null;
   /** a host path with the host's symlinks resolved (a caller's bind source) */
   realPath?(path: string): string;
   /** a directory's mode, owner and entries (for mount points missing in it), or null */

@@ -163,7 +163,8 @@ export interface ViewSpec {
 
 export interface View {
   ops: PlanOp[];
-  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  /** `rootfs`: a caller's rootfs (not shared between views; see rootfsTemplateView) */
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
   masked: string[];
   readonly: string[];
 }
@@ -460,7 +461,8 @@ function cgroupViewOps(host: HostFacts, CG: string, overHost = false): PlanOp[] 
  * and read-only paths), devpts and shm, its sysfs (and cgroup). No pivot: entering the copy
  * makes its root the sandbox's.
  */
-function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[] } {
+function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[]; rootfs?: true } | undefined {
+  if (v.rootfs) return rootfsTemplateView(host, v);
   const N = '/newroot', OLD = '/oldroot';
   const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
   const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
@@ -511,6 +513,11 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
     { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
   ];
   for (const [dir, mode] of DEFAULT_TMPFS) c.push({ op: Op.Mount, source: 'tmpfs', path: dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
+  return { build: b, child: templateChild(host, v, c) };
+}
+
+/** What a sandbox does in its copy of a view template after its own tmpfs mounts `c`: proc, /dev's mounts, sysfs, the masks. */
+function templateChild(host: HostFacts, v: ViewSpec, c: PlanOp[]): PlanOp[] {
   c.push({ op: Op.Mount, source: 'proc', path: '/proc', fstype: 'proc', flags: PROC_FLAGS });
   if (!v.nestedUserNamespaces) c.push({ op: Op.WriteFile, path: '/proc/sys/user/max_user_namespaces', data: '0\n', mode: 0o644 });
   for (const [d, fstype, flags, data] of DEV_MOUNTS) c.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `/dev/${d}`, fstype, flags, data });
@@ -524,5 +531,71 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
   if (v.ownCgroup) c.push(...cgroupViewOps(host, '/sys/fs/cgroup'));
   masks(true);
   for (const op of c) op.trusted = true;
-  return { build: b, child: c };
+  return c;
+}
+
+/**
+ * A caller's directory root (`rootfs`, root callers) as a view template: the rootfs bound (its
+ * content stays live: a bind, not a copy), read-only unless the caller asked for a writable
+ * one, with nsbox's /dev, the masks' sources on its /proc and the hidden proc and sysfs, as in
+ * the default view's template (the hidden instances sit on a small tmpfs of nsbox's at /dev,
+ * under /dev's own: nothing is made in the caller's directory). Per sandbox, as in a fresh
+ * view: /tmp (where the rootfs has a real /tmp and rootfs.tmp is not false), proc, /dev's
+ * mounts, sysfs, the masks.
+ *
+ * Only for a rootfs whose /proc, /dev and /sys (and /tmp where one is mounted) are real
+ * directories: nothing to make in it. The template is keyed by its build ops, which carry the
+ * rootfs's path and the identity (device and inode) of its directory, so a directory put in
+ * its place is a new template; a mount point of the template removed from the rootfs (the
+ * kernel then detaches it in every namespace) drops the template (addon, EnsureTemplate).
+ * The child resolves its targets by name: in the copy the rootfs is its root already, so no
+ * path, symlinks included, leads out of it.
+ */
+function rootfsTemplateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[]; rootfs: true } | undefined {
+  const rootfs = v.rootfs!;
+  const id = host.dirId?.(rootfs);
+  if (!id || v.rootOverlay) return undefined;
+  const tmp = host.pathKind(`${rootfs}/tmp`).kind;
+  const wantTmp = tmp !== 'symlink' && v.rootfsTmp !== false;
+  for (const d of ['proc', 'dev', 'sys', ...(wantTmp ? ['tmp'] : [])]) if (host.pathKind(`${rootfs}/${d}`).kind !== 'dir') return undefined;
+  const N = '/newroot', OLD = '/oldroot';
+  const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
+  const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
+  const t = (op: PlanOp): PlanOp => ({ ...op, trusted: true });
+  // in the rootfs: resolved inside it, no symlinks on the way
+  const r = (op: PlanOp): PlanOp => ({ ...op, real: true });
+  const b: PlanOp[] = [
+    t({ op: Op.Propagation, path: '/', flags: MS.REC | MS.PRIVATE }),
+    t({ op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' }),
+    t({ op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }), t({ op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 }),
+    t({ op: Op.PivotRoot, path: '/tmp', putOld: OLD.slice(1) }),
+    // data: the directory's identity, for the key only (a bind has no data)
+    t({ op: Op.Bind, source: OLD + rootfs, path: N, recursive: true, flags: 0, data: `nsbox-root=${id}` }),
+    // the hidden proc and sysfs on a tmpfs of ours, then /dev over them
+    r({ op: Op.Mount, source: 'nsbox-hide', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' }),
+    t({ op: Op.Mkdir, path: `${N}/dev/proc`, mode: 0o755 }), t({ op: Op.Mkdir, path: `${N}/dev/sys`, mode: 0o755 }),
+    t({ op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS }),
+    t({ op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS }),
+    t({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC }),
+    t({ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }),
+  ];
+  for (const d of DEV_NODES) b.push(t({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] }));
+  for (const [d] of DEV_MOUNTS) b.push(t({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 }));
+  for (const [l, target] of DEV_LINKS) b.push(t({ op: Op.Symlink, source: target, path: `${N}/dev/${l}` }));
+  b.push(
+    t({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC }),
+    // the masks' sources, on the rootfs's /proc (the sandbox's proc covers them)
+    r({ op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS }),
+    t({ op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 }),
+    t({ op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 }),
+    t({ op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS }),
+  );
+  if (v.rootfsReadonly) b.push(t({ op: Op.RemountRo, path: N, recursive: false }));
+  b.push(t({ op: Op.PivotRoot, path: N }));
+  const c: PlanOp[] = [
+    { op: Op.LoopbackUp },
+    { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
+  ];
+  if (wantTmp) c.push({ op: Op.Mount, source: 'tmpfs', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777' });
+  return { build: b, child: templateChild(host, v, c), rootfs: true };
 }

@@ -3,11 +3,13 @@
 // what it cannot undo whatever capabilities it keeps, and when they are (not) used.
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readlinkSync, rmdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
 import { ranError, runFresh } from '../helpers/proc.js';
 import { isRoot, mountTable, skipReason, sleep } from '../helpers/host.js';
+import { busyboxRootfs, removeScratch, scratch } from './fs-helpers.js';
 
 const sh = (script: string, options: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], options);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -140,5 +142,80 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
   it('leaves nothing on the host: no template mount in its mount table', async () => {
     await sh('true');
     expect(mountTable().join('\n')).not.toMatch(/nsbox-(root|dev|mask|base)/);
+  });
+});
+
+// A root caller's rootfs (lib/plan/view.ts rootfsTemplateView): the rootfs bound in a template,
+// kept by its path and its directory's identity; a mount of the template removed on the host
+// drops it (addon, EnsureTemplate: the template namespace's mounts file is polled).
+describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers only (they need CAP_SYS_ADMIN in the initial user namespace)'))('view template of a rootfs', () => {
+  const makeRootfs = (dir: string) => {
+    busyboxRootfs(dir);
+    for (const d of ['proc', 'dev', 'sys', 'tmp']) mkdirSync(join(dir, d));
+    return dir;
+  };
+
+  it('serves a rootfs with real /proc, /dev, /sys and /tmp: its content live, the root read-only, /tmp per sandbox, the same isolation as the whole view', async () => {
+    const rootfs = makeRootfs(join(scratch('tplroot'), 'rootfs'));
+    try {
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).not.toBeNull();
+      const probe = 'stat -c %y /dev; cat /marker 2>&1; touch /x 2>&1 | grep -c "Read-only"; ls /tmp; echo mine > /tmp/f; test -c /dev/null && echo null';
+      writeFileSync(join(rootfs, 'marker'), 'one\n');
+      const a = await sh(probe, { rootfs });
+      writeFileSync(join(rootfs, 'marker'), 'two\n'); // bound, not copied: the next one sees it
+      const b = await sh(probe, { rootfs });
+      const [la, lb] = [a.stdout.trim().split('\n'), b.stdout.trim().split('\n')];
+      expect(lb[0]).toBe(la[0]); // the same template (its /dev)
+      expect(la.slice(1)).toEqual(['one', '1', 'null']); // an empty /tmp of its own
+      expect(lb.slice(1)).toEqual(['two', '1', 'null']); // the first one's /tmp/f is not here
+      const full = await sh('true', { rootfs, viewTemplate: false });
+      expect(a.isolation).toEqual({ ...full.isolation, uidMap: a.isolation.uidMap, gidMap: a.isolation.gidMap });
+      // a writable rootfs: writes reach the caller's directory, as with the whole view
+      chmodSync(rootfs, 0o777); // the sandbox's root is an unprivileged host id
+      const w = await sh('echo w > /written && echo ok', { rootfs: { path: rootfs, readonly: false } });
+      expect(w.stdout + w.stderr).toBe('ok\n');
+      expect(readFileSync(join(rootfs, 'written'), 'utf8')).toBe('w\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('a directory put in place of the rootfs gets a template of its own', async () => {
+    const base = scratch('tplswap');
+    const rootfs = makeRootfs(join(base, 'rootfs'));
+    try {
+      writeFileSync(join(rootfs, 'marker'), 'old\n');
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('old\n');
+      renameSync(rootfs, join(base, 'aside')); // no mount point of the template goes: no event
+      makeRootfs(rootfs);
+      writeFileSync(join(rootfs, 'marker'), 'new\n');
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('new\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('is made again when one of its mount points is removed on the host (the kernel detaches the mount in the template)', async () => {
+    const rootfs = makeRootfs(join(scratch('tplrm'), 'rootfs'));
+    try {
+      expect((await sh('test -c /dev/null && echo null', { rootfs })).stdout).toBe('null\n');
+      rmdirSync(join(rootfs, 'dev'));
+      mkdirSync(join(rootfs, 'dev'));
+      expect((await sh('test -c /dev/null && echo null; ls /dev | wc -l', { rootfs })).stdout).toBe('null\n13\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('a rootfs without a /dev (made on a mirror) or a caller mount: the whole view each time', async () => {
+    const rootfs = busyboxRootfs(join(scratch('tplnodev'), 'rootfs'));
+    try {
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).toBeNull();
+      expect((await sh('test -c /dev/null && echo null', { rootfs })).stdout).toBe('null\n');
+      const full = makeRootfs(join(scratch('tplmnt'), 'rootfs'));
+      expect(explain('/bin/true', [], { rootfs: full, mounts: [{ type: 'tmpfs', target: '/work' }] }).templateSteps).toBeNull();
+    } finally {
+      removeScratch();
+    }
   });
 });
