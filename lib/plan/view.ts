@@ -483,26 +483,10 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
     }
   }
   b.push({ op: Op.Mkdir, path: `${N}/sys`, mode: 0o755 });
-  // the masks' sources, under the sandbox's proc
-  b.push(
-    { op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS },
-    { op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 },
-    { op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 },
-    { op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS },
-  );
+  b.push(...maskSourceOps(N));
   // the hidden proc and sysfs, then /dev over them
+  b.push(...hiddenProcSysOps(N), ...devSkeletonOps(N, own));
   b.push(
-    { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
-    { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
-    { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` },
-  );
-  // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
-  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
-  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
-  for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
-  for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
-  b.push(
-    { op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC },
     { op: Op.Mount, path: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
     { op: Op.PivotRoot, path: N },
   );
@@ -514,6 +498,36 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
   ];
   for (const [dir, mode] of DEFAULT_TMPFS) c.push({ op: Op.Mount, source: 'tmpfs', path: dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
   return { build: b, child: templateChild(host, v, c) };
+}
+
+/** A template's masks' sources: an empty file and directory on a small read-only tmpfs at the root's /proc (the sandbox's proc covers it). */
+function maskSourceOps(N: string): PlanOp[] {
+  return [
+    { op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS },
+    { op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 },
+    { op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 },
+    { op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS },
+  ];
+}
+
+/** The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under /dev's tmpfs. */
+function hiddenProcSysOps(N: string): PlanOp[] {
+  return [
+    { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
+    { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
+  ];
+}
+
+/** A template's /dev: nsbox's tmpfs (owned by the sandbox's root: `own`) with its nodes, links and mount points, then read-only. */
+function devSkeletonOps(N: string, own: string): PlanOp[] {
+  const b: PlanOp[] = [{ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }];
+  // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
+  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
+  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
+  for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
+  for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
+  b.push({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC });
+  return b;
 }
 
 /** What a sandbox does in its copy of a view template after its own tmpfs mounts `c`: proc, /dev's mounts, sysfs, the masks. */
@@ -574,22 +588,13 @@ function rootfsTemplateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; ch
     // the hidden proc and sysfs on a tmpfs of ours, then /dev over them
     r({ op: Op.Mount, source: 'nsbox-hide', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' }),
     t({ op: Op.Mkdir, path: `${N}/dev/proc`, mode: 0o755 }), t({ op: Op.Mkdir, path: `${N}/dev/sys`, mode: 0o755 }),
-    t({ op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS }),
-    t({ op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS }),
+    ...hiddenProcSysOps(N).map(t),
     t({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC }),
-    t({ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }),
+    ...devSkeletonOps(N, own).map(t),
   ];
-  for (const d of DEV_NODES) b.push(t({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] }));
-  for (const [d] of DEV_MOUNTS) b.push(t({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 }));
-  for (const [l, target] of DEV_LINKS) b.push(t({ op: Op.Symlink, source: target, path: `${N}/dev/${l}` }));
-  b.push(
-    t({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC }),
-    // the masks' sources, on the rootfs's /proc (the sandbox's proc covers them)
-    r({ op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS }),
-    t({ op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 }),
-    t({ op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 }),
-    t({ op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS }),
-  );
+  // the masks' sources, on the rootfs's /proc (its mount resolved in the rootfs; the rest is ours)
+  const [maskTmpfs, ...maskRest] = maskSourceOps(N);
+  b.push(r(maskTmpfs!), ...maskRest.map(t));
   if (v.rootfsReadonly) b.push(t({ op: Op.RemountRo, path: N, recursive: false }));
   b.push(t({ op: Op.PivotRoot, path: N }));
   const c: PlanOp[] = [
