@@ -341,7 +341,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // So may a root caller's rootfs with nothing else in its view (view.ts, rootfsTemplateView)
   const plainView = parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
   const defaultView = !rootfsPath && plainView;
-  const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && !input.rootForOne && host.euid === 0;
+  const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && host.euid === 0;
   const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
   const view = planView({
     ns,

@@ -89,8 +89,6 @@ export interface PlanInput {
   imageRoot?: boolean;
   /** the root is this overlay, mounted by the child inside the sandbox's user namespace (an unprivileged caller's image; options.rootfs is its empty merged dir) */
   rootOverlay?: RootOverlay;
-  /** options.rootfs was made for this one sandbox (an image's container): no view template of it (it would serve one sandbox) */
-  rootForOne?: boolean;
 }
 
 /** Host paths of an overlay the child mounts as the sandbox's root (looked up under /oldroot), with userxattr. */

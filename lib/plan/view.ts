@@ -548,6 +548,16 @@ function templateChild(host: HostFacts, v: ViewSpec, c: PlanOp[]): PlanOp[] {
   return c;
 }
 
+/** Rootfs directories (path and identity) planned lately, with when: a template is made for one seen before (ROOTFS_SEEN_MS), not for a root that serves one sandbox. */
+const rootfsSeen = new Map<string, number>();
+const ROOTFS_SEEN_MS = 30_000;
+function seenBefore(key: string): boolean {
+  const now = performance.now(), at = rootfsSeen.get(key);
+  if (rootfsSeen.size >= 256) for (const [k, t] of rootfsSeen) if (now - t >= ROOTFS_SEEN_MS) rootfsSeen.delete(k);
+  rootfsSeen.set(key, now);
+  return at !== undefined && now - at < ROOTFS_SEEN_MS;
+}
+
 /**
  * A caller's directory root (`rootfs`, root callers) as a view template: the rootfs bound (its
  * content stays live: a bind, not a copy), read-only unless the caller asked for a writable
@@ -558,7 +568,8 @@ function templateChild(host: HostFacts, v: ViewSpec, c: PlanOp[]): PlanOp[] {
  * mounts, sysfs, the masks.
  *
  * Only for a rootfs whose /proc, /dev and /sys (and /tmp where one is mounted) are real
- * directories: nothing to make in it. The template is keyed by its build ops, which carry the
+ * directories (nothing to make in it), from its second sandbox on (within 30 s): a root
+ * made for one sandbox gets no template. The template is keyed by its build ops, which carry the
  * rootfs's path and the identity (device and inode) of its directory, so a directory put in
  * its place is a new template; a mount point of the template removed from the rootfs (the
  * kernel then detaches it in every namespace) drops the template (addon, EnsureTemplate).
@@ -568,7 +579,7 @@ function templateChild(host: HostFacts, v: ViewSpec, c: PlanOp[]): PlanOp[] {
 function rootfsTemplateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[]; rootfs: true } | undefined {
   const rootfs = v.rootfs!;
   const id = host.dirId?.(rootfs);
-  if (!id || v.rootOverlay) return undefined;
+  if (!id || v.rootOverlay || !seenBefore(`${rootfs}\0${id}`)) return undefined;
   const tmp = host.pathKind(`${rootfs}/tmp`).kind;
   const wantTmp = tmp !== 'symlink' && v.rootfsTmp !== false;
   for (const d of ['proc', 'dev', 'sys', ...(wantTmp ? ['tmp'] : [])]) if (host.pathKind(`${rootfs}/${d}`).kind !== 'dir') return undefined;

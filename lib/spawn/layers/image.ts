@@ -135,7 +135,7 @@ export const imageLayer: SpawnLayer = {
         // sandbox that is to outlive the thread
         const dir = join(spec.store.root, container.id);
         if (opts.parentDeathSignal !== false) dropTeardown = onTeardown({ mounts: [root, ...(spec.tmpfsSize !== undefined ? [dir] : [])], dirs: spec.keep ? [] : [dir] });
-        return applyImageConfig({ ...input, rootForOne: true }, root, config);
+        return applyImageConfig(input, root, config);
       },
       async release() {
         if (!container) return;
