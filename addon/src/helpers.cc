@@ -415,7 +415,7 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
-  TemplateBuild b{&ops, ep[1], -1, -1};
+  TemplateBuild b{&ops, ep[1], -1, -1, -1, nullptr};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
   long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {
@@ -426,6 +426,9 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   ssize_t n = read(ep[0], &m, sizeof m);
   close(ep[0]);
   close(ep[1]);
+  // what a builder that failed left in our table (its context is on the helper stack, still ours)
+  if (b.selfFd >= 0) close(b.selfFd);
+  if (hp > 0 && b.ctx && b.ctx->rootFd >= 0) close(b.ctx->rootFd);
   if (hp < 0) return Fail(e, (int)-hp, "template", "clone3");
   if (n == (ssize_t)sizeof m && m.kind == 1) {
     if (b.nsFd >= 0) close(b.nsFd);

@@ -3,7 +3,7 @@
 // what it cannot undo whatever capabilities it keeps, and when they are (not) used.
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
@@ -210,6 +210,26 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
       rmdirSync(join(rootfs, 'dev'));
       mkdirSync(join(rootfs, 'dev'));
       expect((await sh('test -c /dev/null && echo null; ls /dev | wc -l', { rootfs })).stdout).toBe('null\n13\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('templates made and evicted over and over leave no fd behind (the builder closes what it resolved in the rootfs)', async () => {
+    // 10 roots, each seen twice a round: more templates than the addon keeps (8), so each
+    // round makes and evicts them again. Before the fix each build left its rootfs fd open
+    const base = scratch('tplfds');
+    const roots = Array.from({ length: 10 }, (_, i) => makeRootfs(join(base, `r${i}`)));
+    const fds = () => readdirSync('/proc/self/fd').length;
+    try {
+      const round = async () => { for (const rootfs of roots) expect((await sh('true', { rootfs })).exitCode).toBe(0); };
+      await round();
+      await round();
+      const after2 = fds();
+      await round();
+      await round();
+      await round();
+      expect(fds() - after2).toBeLessThan(6);
     } finally {
       removeScratch();
     }
