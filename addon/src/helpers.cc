@@ -380,17 +380,18 @@ void DropTemplates(AddonData* d) {
   DropSpare(d);
 }
 
-// The view template: a mount namespace holding the read-only part of a default view or of a
-// root caller's rootfs view (root
+// The view template: a mount namespace holding the read-only part of a default view (root
 // tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
-// user namespace mount its own), built once by running the ops of `plan.templateBuf` in a helper of
+// user namespace mount its own) or of a root caller's rootfs (the rootfs bound, and the same
+// /dev, masks' sources and hidden instances), built once by running the ops of `plan.templateBuf` in a helper of
 // ours. Sandboxes of that view start in a copy of it (LaunchInTemplate) instead of building
 // the view each time.
 // Kept by the ops' encoding (for a rootfs: its path and its directory's device and inode,
 // lib/plan/view.ts); all are dropped when the host's mount table changes (their binds would no
 // longer show what a fresh view would), one when a mount of its own went (its mount point
 // removed on the host: the kernel detaches the mount in every namespace), and all by
-// dropTemplates() (nsbox calls it when spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
+// dropTemplates() (nsbox calls it when spawns stop for a while). Returns the namespace's fd,
+// or -errno with `e` filled.
 constexpr size_t kMaxTemplates = 8;
 
 int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
