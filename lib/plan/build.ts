@@ -368,7 +368,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (sysctl.writes.length > 0) {
     // not the shared default view any more: copies of its lists, the views cached stay as they are
     ops = placeSysctls(ops, N_ROOT, sysctl.writes);
-    if (template) template = { build: template.build, child: placeSysctls(template.child, '', sysctl.writes) };
+    if (template) template = { ...template, child: placeSysctls(template.child, '', sysctl.writes) };
   }
 
   // --- stdio
@@ -480,13 +480,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       rootGid: gidMaps ? outsideOf(gidMaps, 0) : joined.includes('user') ? undefined : host.egid,
       callerMounts: parsedMounts.map((m) => ({ target: m.target, source: m.source, resolved: m.hostSource })),
     });
-    const opsBefore = plan.ops.length;
-    placeMountPoints(plan);
-    // a rootfs that needs mount points made (or mirrored): the whole view each time
-    if (plan.template?.rootfs && plan.ops.length !== opsBefore) {
-      plan.template = undefined;
-      plan.netPremade = false;
-    }
+    // a rootfs's template was made only for one with every mount point of its view there (its
+    // /proc, /dev, /sys and /tmp: view.ts, rootfsTemplateView), so the pass would find nothing
+    // to make: skipped, it reads the rootfs's directories on every spawn (~0.1 ms); it runs
+    // again if ops are added (provideEtcFiles, which also drops the template)
+    if (!plan.template?.rootfs) placeMountPoints(plan);
   }
   return plan;
 }
@@ -496,7 +494,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
  * lists with stay as they were), for the pipeline to compose the final plan from.
  */
 export function forkPlan(plan: Plan, extra: Partial<Plan> = {}): Plan {
-  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { build: plan.template.build, child: [...plan.template.child] } } : {}) };
+  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { ...plan.template, child: [...plan.template.child] } } : {}) };
   carryMountPointContext(plan, p);
   return p;
 }

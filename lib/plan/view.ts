@@ -170,7 +170,7 @@ export interface View {
 }
 
 /** Default views by key (see planView), with when they were made. */
-const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[] }; masked: string[]; readonly: string[] }>();
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true }; masked: string[]; readonly: string[] }>();
 const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
 
 /**
@@ -180,28 +180,33 @@ const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 
  * its own array of them).
  */
 export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
-  const defaultView = !s.rootfs && s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
-  const key = shared && defaultView
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}`
+  const plain = s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
+  const defaultView = !s.rootfs && plain;
+  // a rootfs's view with a template is kept too, by the rootfs's path and directory identity
+  // (and, as the default view's host facts, for a second: what its directories are)
+  const rootfsId = shared && plain && s.rootfs && s.template && !s.rootOverlay ? host.dirId?.(s.rootfs) : undefined;
+  const key = shared && (defaultView || rootfsId)
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && performance.now() - cached.at < 1000) {
     return {
       ops: [...cached.ops],
-      template: cached.template && { build: cached.template.build, child: [...cached.template.child] },
+      template: cached.template && { ...cached.template, child: [...cached.template.child] },
       masked: [...cached.masked],
       readonly: [...cached.readonly],
     };
   }
   const v = makeView(s, host);
-  if (key === undefined) return v;
-  const template = v.template && { build: shareOps(v.template.build), child: shareOps(v.template.child) };
+  // a rootfs's first view has no template (rootfsTemplateView): not kept, the next one may
+  if (key === undefined || (rootfsId && !v.template)) return v;
+  const template = v.template && { ...v.template, build: shareOps(v.template.build), child: shareOps(v.template.child) };
   const ops = shareOps(v.ops);
   // keys differ by the template's root owner, i.e. per id block: stale views are dropped
   // before the map grows past a few dozen
   if (viewCache.size >= 64) for (const [k, e] of viewCache) if (performance.now() - e.at >= 1000) viewCache.delete(k);
   viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
-  return { ops: [...ops], template: template && { build: template.build, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
+  return { ops: [...ops], template: template && { ...template, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
 }
 
 /** Whether the view mounts a sysfs of the sandbox's own network namespace at /sys (else the host's /sys is bound). */

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
+import { spawnIsolated, explain, Namespace, Bridge } from '../../lib/index.js';
 import { ranError, runFresh } from '../helpers/proc.js';
 import { isRoot, mountTable, skipReason, sleep } from '../helpers/host.js';
 import { busyboxRootfs, removeScratch, scratch } from './fs-helpers.js';
@@ -231,6 +231,27 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
       await round();
       expect(fds() - after2).toBeLessThan(6);
     } finally {
+      removeScratch();
+    }
+  });
+
+  it('a rootfs with /etc files of a network (a bridge): the whole view, nothing written into the rootfs', async () => {
+    // the pipeline copies the plan to add the files (forkPlan): the copy must still say its
+    // template is a rootfs's, else the files went to the rootfs's own /run (written there for
+    // a writable one). Before the fix: /run/.nsbox-etc-hosts in the caller's directory
+    const rootfs = makeRootfs(join(scratch('tpletc'), 'rootfs'));
+    mkdirSync(join(rootfs, 'run'), { mode: 0o777 });
+    chmodSync(join(rootfs, 'run'), 0o777);
+    const name = `nsbox${process.pid.toString(36)}t`;
+    const br = Bridge.create(name, { address: '10.93.9.1/24' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await sh('cat /etc/hosts', { rootfs: { path: rootfs, readonly: false }, network: { bridge: br, address: `10.93.9.${10 + i}`, hostname: 'tplhost' } });
+        expect(r.stdout + r.stderr).toContain('tplhost');
+      }
+      expect(readdirSync(join(rootfs, 'run'))).toEqual([]);
+    } finally {
+      await br.destroy();
       removeScratch();
     }
   });
