@@ -6,6 +6,7 @@
 //   child_process   child_process.spawn('/bin/true') (no isolation: the floor)
 //   nsbox           spawnIsolated('/bin/true') with the default isolation (user, pid, mount,
 //                   uts, ipc, net, cgroup namespaces; pivot_root into the default view; no caps)
+//   nsbox-full      the same with viewTemplate: false (the view built whole each time)
 //   nsbox+limits    the same with limits { memory, pids, cpus } (its own cgroup per spawn)
 //   bwrap           bwrap --unshare-all with an equivalent read-only view of /usr
 //   unshare+chroot  unshare -fpmuin (no user ns) + chroot into a busybox rootfs
@@ -13,6 +14,15 @@
 //   nsbox@baseline  with --baseline DIR: the default spawn of another checkout of nsbox (its
 //                   dist/ and build/, e.g. the commit before a change), for an A/B in one run
 //   --only a,b      only these runners (names as above)
+//   --case C        what nsbox and bwrap start /bin/true in (one case per run):
+//                     default  nsbox's default view; bwrap the read-only /usr view above
+//                     rootfs   a caller's directory root (the busybox rootfs, read-only):
+//                              nsbox { rootfs }, bwrap --ro-bind ROOTFS / (+ /proc /dev /tmp)
+//                     image    nsbox { image } (a busybox image in a LayerStore, made from the
+//                              same rootfs: an overlay per sandbox); bwrap as in rootfs
+//                     nonroot  the default case as uid 65534 (the script runs itself again
+//                              under `runuser -u nobody`): unprivileged nsbox beside
+//                              unprivileged bwrap (crun and unshare+chroot need root: left out)
 //
 // Scenarios: back-to-back, spaced 50 ms apart (cold caches; cgroup/RCU effects show here),
 // and with a large Node heap (--heap-mb; page-table copying shows here for fork-style spawners).
@@ -37,7 +47,20 @@ function run(cmd, args) {
   });
 }
 
-// a busybox rootfs for crun and chroot
+const sarg = (name) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : undefined; };
+const CASE = sarg('case') ?? 'default';
+if (!['default', 'rootfs', 'image', 'nonroot'].includes(CASE)) { console.error(`--case: default, rootfs, image or nonroot, not ${CASE}`); process.exit(2); }
+if (CASE === 'nonroot' && process.getuid() === 0) {
+  // the same script as nobody (dist/ and build/ must be readable by it)
+  const argv = process.argv.slice(2);
+  argv[argv.indexOf('--case') + 1] = 'default';
+  const r = (await import('node:child_process')).spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, ...process.execArgv, process.argv[1], ...argv, '--nonroot-run'], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+const ROOT = process.getuid() === 0;
+const caseName = process.argv.includes('--nonroot-run') ? `nonroot (uid ${process.getuid()})` : CASE;
+
+// a busybox rootfs for crun and chroot (and the rootfs and image cases)
 const dir = mkdtempSync('/tmp/nsbox-bench-');
 const rootfs = `${dir}/rootfs`;
 for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(`${rootfs}/${d}`, { recursive: true });
@@ -52,6 +75,24 @@ if (has('crun')) {
   spec.root = { path: 'rootfs', readonly: true };
   writeFileSync(`${dir}/config.json`, JSON.stringify(spec));
 }
+// the image case: the same busybox tree as a one-layer image in a store of its own
+let image;
+if (CASE === 'image') {
+  const { LayerStore } = await import('../dist/index.js');
+  execFileSync('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-cf', `${dir}/layer.tar`, '.']);
+  const { createHash } = await import('node:crypto');
+  const { readFileSync } = await import('node:fs');
+  mkdirSync(`${dir}/img/layer`, { recursive: true });
+  execFileSync('mv', [`${dir}/layer.tar`, `${dir}/img/layer/layer.tar`]);
+  const diff = createHash('sha256').update(readFileSync(`${dir}/img/layer/layer.tar`)).digest('hex');
+  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [`sha256:${diff}`] } });
+  const cid = createHash('sha256').update(config).digest('hex');
+  writeFileSync(`${dir}/img/${cid}.json`, config);
+  writeFileSync(`${dir}/img/manifest.json`, JSON.stringify([{ Config: `${cid}.json`, RepoTags: ['busybox:latest'], Layers: ['layer/layer.tar'] }]));
+  const store = LayerStore.open(`${dir}/store`);
+  await store.importImage(`${dir}/img`);
+  image = { store, ref: 'busybox:latest' };
+}
 let crunId = 0;
 // crun refuses hybrid hosts whose cgroup2 mount has any controller ("drop all controllers from
 // cgroupv2"; here: hugetlb). Then it runs in a private mount ns without that mount, which adds
@@ -59,23 +100,27 @@ let crunId = 0;
 let crunHybridWorkaround = false;
 try { crunHybridWorkaround = (await import('node:fs')).readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim() !== ''; } catch { /* not hybrid */ }
 
-const sarg = (name) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : undefined; };
 const BASELINE = sarg('baseline');
 const baseline = BASELINE ? (await import(`${BASELINE.replace(/\/$/, '')}/dist/index.js`)).spawnIsolated : null;
+const nsboxOpts = CASE === 'rootfs' ? { rootfs } : CASE === 'image' ? { image } : {};
+const bwrapRoot = CASE === 'rootfs' || CASE === 'image'
+  ? ['--ro-bind', rootfs, '/']
+  : ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin', '--ro-bind', '/etc', '/etc'];
 const runners = {
   child_process: () => run('/bin/true', []),
-  nsbox: async () => { const r = await spawnIsolated('/bin/true'); if (r.exitCode !== 0) throw new Error('nsbox: exit ' + r.exitCode); },
-  'nsbox@baseline': baseline ? async () => { const r = await baseline('/bin/true'); if (r.exitCode !== 0) throw new Error('nsbox@baseline: exit ' + r.exitCode); } : null,
+  nsbox: async () => { const r = await spawnIsolated('/bin/true', [], nsboxOpts); if (r.exitCode !== 0) throw new Error('nsbox: exit ' + r.exitCode); },
+  // the same view built whole each time (no view template): the template's gain, in one run
+  'nsbox-full': async () => { const r = await spawnIsolated('/bin/true', [], { ...nsboxOpts, viewTemplate: false }); if (r.exitCode !== 0) throw new Error('nsbox-full: exit ' + r.exitCode); },
+  'nsbox@baseline': baseline ? async () => { const r = await baseline('/bin/true', [], nsboxOpts); if (r.exitCode !== 0) throw new Error('nsbox@baseline: exit ' + r.exitCode); } : null,
   // the cgroup step's cost: the same spawn with limits (its own cgroup, made, filled and removed)
-  'nsbox+limits': async () => {
+  'nsbox+limits': CASE !== 'default' || !ROOT ? null : async () => {
     const r = await spawnIsolated('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
     if (r.exitCode !== 0) throw new Error('nsbox+limits: exit ' + r.exitCode);
   },
-  bwrap: has('bwrap') ? () => run('bwrap', ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin',
-    '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin', '--ro-bind', '/etc', '/etc',
+  bwrap: has('bwrap') ? () => run('bwrap', ['--unshare-all', '--die-with-parent', ...bwrapRoot,
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--', '/bin/true']) : null,
-  'unshare+chroot': has('unshare') ? () => run('unshare', ['-fpmuin', '--mount-proc=' + rootfs + '/proc', '--', 'chroot', rootfs, '/bin/true']) : null,
-  crun: has('crun') ? () => (crunHybridWorkaround
+  'unshare+chroot': ROOT && CASE === 'default' && has('unshare') ? () => run('unshare', ['-fpmuin', '--mount-proc=' + rootfs + '/proc', '--', 'chroot', rootfs, '/bin/true']) : null,
+  crun: ROOT && CASE === 'default' && has('crun') ? () => (crunHybridWorkaround
     ? run('unshare', ['-m', 'sh', '-c', 'umount /sys/fs/cgroup/unified && exec crun "$@"', 'sh', '--cgroup-manager=disabled', 'run', '--bundle', dir, `nsbox-bench-${process.pid}-${crunId++}`])
     : run('crun', ['--cgroup-manager=disabled', 'run', '--bundle', dir, `nsbox-bench-${process.pid}-${crunId++}`])) : null,
 };
@@ -110,7 +155,7 @@ function table(s) {
 const results = [];
 try {
   results.push(await scenario('back-to-back', N, 0));
-  results.push(await scenario('spaced 50 ms apart', SPACED, 50));
+  if (SPACED > 0) results.push(await scenario('spaced 50 ms apart', SPACED, 50)); // --spaced 0 skips it
   if (HEAP_MB > 0) {
     const keep = [];
     for (let i = 0; i < HEAP_MB; i++) keep.push(new Array(1 << 17).fill(i + 0.5)); // ~1 MB of doubles each
@@ -121,7 +166,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 const info = `node ${process.version}, kernel ${execFileSync('uname', ['-r']).toString().trim()}, ${(await import('node:os')).cpus().length} cpus`;
-console.log(`## bench/spawn — ${new Date().toISOString()} — ${info}\n`);
+console.log(`## bench/spawn — case ${caseName} — ${new Date().toISOString()} — ${info}, load ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
 if (crunHybridWorkaround && runners.crun) console.log('crun ran via `unshare -m sh -c "umount /sys/fs/cgroup/unified; exec crun ..."` (hybrid host; adds ~1 ms)\n');
 for (const s of results) console.log(`${table(s)}\n`);
 if (process.argv.includes('--json')) console.log(JSON.stringify(results.map(({ samples: _s, ...r }) => r)));

@@ -1131,17 +1131,28 @@ int TemplateMain(void* arg) {
   ctx.errFd = b->errFd;
   ctx.rootFd = -1;
   ctx.maskFd[0] = ctx.maskFd[1] = -1;
-  // the namespace's fd is opened at the end through this directory: the new root has no /proc
-  long nsDir = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (nsDir < 0) DieSys(&ctx, nsDir, "template", "open", "/proc/thread-self/ns");
+  // the namespace's fd and its mounts file are opened at the end through this directory: the
+  // new root has no /proc
+  b->ctx = &ctx;
+  long self = call(SYS_openat, AT_FDCWD, "/proc/thread-self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (self < 0) DieSys(&ctx, self, "template", "open", "/proc/thread-self");
+  b->selfFd = (int)self;
   long r = call(SYS_unshare, CLONE_NEWNS);
-  if (r < 0) { call(SYS_close, nsDir); DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)"); }
+  if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
   for (const Op& op : *b->ops) RunOp(&ctx, op);
-  r = call(SYS_openat, (int)nsDir, "mnt", O_RDONLY | O_CLOEXEC);
+  // the rootfs's fd of ops resolved in it (RootFd): in our caller's table too
+  if (ctx.rootFd >= 0) { call(SYS_close, ctx.rootFd); ctx.rootFd = -1; }
+  r = call(SYS_openat, (int)self, "ns/mnt", O_RDONLY | O_CLOEXEC);
+  // the mounts file of the namespace we are in now: it polls POLLPRI once a mount of it is made
+  // or goes (the kernel detaches one whose mount point was removed in another namespace, e.g.
+  // a rootfs's /dev removed on the host); no mount is made in it after this
+  long w = r < 0 ? -1 : call(SYS_openat, (int)self, "mounts", O_RDONLY | O_CLOEXEC);
   // CLONE_FILES: the directory's fd is in the caller's table, closed here (else one stays per template)
-  call(SYS_close, nsDir);
+  call(SYS_close, self);
+  b->selfFd = -1;
   if (r < 0) DieSys(&ctx, r, "template", "open", "ns/mnt");
   b->nsFd = (int)r;
+  b->watchFd = w < 0 ? -1 : (int)w;
   call(SYS_exit, 0);
   return 0;
 }

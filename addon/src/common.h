@@ -120,8 +120,10 @@ struct AddonData {
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
   // helpers.cc: view templates (mount namespace fds) by the encoding of the ops that built
-  // them, newest last; /proc/self/mounts, polled to drop them when the host's mounts change
-  std::vector<std::pair<std::string, int>> templates;
+  // them, newest last, each with its namespace's mounts file (polled: a mount of it went, see
+  // EnsureTemplate); /proc/self/mounts, polled to drop them when the host's mounts change
+  struct ViewTemplate { std::string key; int nsFd; int watchFd; };
+  std::vector<ViewTemplate> templates;
   int mountsFd = -1;
   // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;

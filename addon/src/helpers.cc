@@ -375,19 +375,23 @@ long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args
 }
 
 void DropTemplates(AddonData* d) {
-  for (auto& t : d->templates) close(t.second);
+  for (auto& t : d->templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   d->templates.clear();
   DropSpare(d);
 }
 
 // The view template: a mount namespace holding the read-only part of a default view (root
 // tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
-// user namespace mount its own), built once by running the ops of `plan.templateBuf` in a helper of
+// user namespace mount its own) or of a root caller's rootfs (the rootfs bound, and the same
+// /dev, masks' sources and hidden instances), built once by running the ops of `plan.templateBuf` in a helper of
 // ours. Sandboxes of that view start in a copy of it (LaunchInTemplate) instead of building
 // the view each time.
-// Kept by the ops' encoding; all are dropped when the host's mount table changes (their binds
-// would no longer show what a fresh view would), and by dropTemplates() (nsbox calls it when
-// spawns stop for a while). Returns the namespace's fd, or -errno with `e` filled.
+// Kept by the ops' encoding (for a rootfs: its path and its directory's device and inode,
+// lib/plan/view.ts); all are dropped when the host's mount table changes (their binds would no
+// longer show what a fresh view would), one when a mount of its own went (its mount point
+// removed on the host: the kernel detaches the mount in every namespace), and all by
+// dropTemplates() (nsbox calls it when spawns stop for a while). Returns the namespace's fd,
+// or -errno with `e` filled.
 constexpr size_t kMaxTemplates = 8;
 
 int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
@@ -396,15 +400,23 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
     struct pollfd pf{d->mountsFd, POLLPRI, 0};
     if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
   }
-  for (auto& t : d->templates) {
-    if (t.first.size() == p.templateLen && std::memcmp(t.first.data(), p.templateBuf, p.templateLen) == 0) return t.second;
+  for (auto it = d->templates.begin(); it != d->templates.end(); ++it) {
+    if (it->key.size() != p.templateLen || std::memcmp(it->key.data(), p.templateBuf, p.templateLen) != 0) continue;
+    // a mount of the template itself went since it was built (its mount point removed on the
+    // host, which detaches it in every namespace): built again. Else it serves.
+    struct pollfd tf{it->watchFd, POLLPRI, 0};
+    if (it->watchFd < 0 || poll(&tf, 1, 0) == 0 || !(tf.revents & (POLLPRI | POLLERR))) return it->nsFd;
+    close(it->nsFd);
+    close(it->watchFd);
+    d->templates.erase(it);
+    break;
   }
   std::vector<Op> ops;
   if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
   if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
-  TemplateBuild b{&ops, ep[1], -1};
+  TemplateBuild b{&ops, ep[1], -1, -1, -1, nullptr};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
   long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {
@@ -415,9 +427,13 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   ssize_t n = read(ep[0], &m, sizeof m);
   close(ep[0]);
   close(ep[1]);
+  // what a builder that failed left in our table (its context is on the helper stack, still ours)
+  if (b.selfFd >= 0) close(b.selfFd);
+  if (hp > 0 && b.ctx && b.ctx->rootFd >= 0) close(b.ctx->rootFd);
   if (hp < 0) return Fail(e, (int)-hp, "template", "clone3");
   if (n == (ssize_t)sizeof m && m.kind == 1) {
     if (b.nsFd >= 0) close(b.nsFd);
+    if (b.watchFd >= 0) close(b.watchFd);
     *e = m.err;
     CopyStr(e->step, sizeof e->step, "template");
     return -e->err;
@@ -427,10 +443,11 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   // own, and the template's root belongs to the block's root): as many as sandboxes usually
   // run at once in one process; the oldest goes first
   if (d->templates.size() >= kMaxTemplates) {
-    close(d->templates.front().second);
+    close(d->templates.front().nsFd);
+    if (d->templates.front().watchFd >= 0) close(d->templates.front().watchFd);
     d->templates.erase(d->templates.begin());
   }
-  d->templates.emplace_back(std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd);
+  d->templates.push_back({std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd, b.watchFd});
   return b.nsFd;
 }
 

@@ -16,7 +16,7 @@ AddonData::~AddonData() {
   if (netStack) munmap(netStack, kHelperStackSize);
   if (socketsStack) munmap(socketsStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);
-  for (auto& t : templates) close(t.second);
+  for (auto& t : templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   if (mountsFd >= 0) close(mountsFd);
 }
 

@@ -201,6 +201,12 @@ struct TemplateBuild {
   const std::vector<Op>* ops;  // decoded from Plan::templateBuf (DecodeTemplateOps)
   int errFd;
   int nsFd;
+  int watchFd;  // the namespace's mounts file (poll: POLLPRI when a mount of it comes or goes), or -1
+  // what the builder opens for itself in our fd table (CLONE_FILES): its /proc/thread-self and
+  // its context (rootFd, the root of ops resolved in the rootfs). It closes them when done;
+  // after a failure (it exits at once) the caller closes what is left (EnsureTemplate)
+  int selfFd;
+  ChildCtx* ctx;
 };
 int TemplateMain(void* arg);
 

@@ -338,8 +338,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   // from a view template: the addon builds its read-only part once, in a mount namespace of
   // its own, and each sandbox gets a copy (view.ts, templateView).
   if (o.viewTemplate !== undefined && typeof o.viewTemplate !== 'boolean') fail('options.viewTemplate', 'must be a boolean');
-  const defaultView = !rootfsPath && parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
-  const useTemplate = defaultView && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  // So may a root caller's rootfs with nothing else in its view (view.ts, rootfsTemplateView)
+  const plainView = parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
+  const defaultView = !rootfsPath && plainView;
+  const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && host.euid === 0;
+  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
   const view = planView({
     ns,
     joinedPid: joined.includes('pid'),
@@ -365,7 +368,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (sysctl.writes.length > 0) {
     // not the shared default view any more: copies of its lists, the views cached stay as they are
     ops = placeSysctls(ops, N_ROOT, sysctl.writes);
-    if (template) template = { build: template.build, child: placeSysctls(template.child, '', sysctl.writes) };
+    if (template) template = { ...template, child: placeSysctls(template.child, '', sysctl.writes) };
   }
 
   // --- stdio
@@ -477,7 +480,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       rootGid: gidMaps ? outsideOf(gidMaps, 0) : joined.includes('user') ? undefined : host.egid,
       callerMounts: parsedMounts.map((m) => ({ target: m.target, source: m.source, resolved: m.hostSource })),
     });
-    placeMountPoints(plan);
+    // a rootfs's template was made only for one with every mount point of its view there (its
+    // /proc, /dev, /sys and /tmp: view.ts, rootfsTemplateView), so the pass would find nothing
+    // to make: skipped, it reads the rootfs's directories on every spawn (~0.1 ms); it runs
+    // again if ops are added (provideEtcFiles, which also drops the template)
+    if (!plan.template?.rootfs) placeMountPoints(plan);
   }
   return plan;
 }
@@ -487,7 +494,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
  * lists with stay as they were), for the pipeline to compose the final plan from.
  */
 export function forkPlan(plan: Plan, extra: Partial<Plan> = {}): Plan {
-  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { build: plan.template.build, child: [...plan.template.child] } } : {}) };
+  const p: Plan = { ...plan, ...extra, ops: [...plan.ops], ...(plan.template ? { template: { ...plan.template, child: [...plan.template.child] } } : {}) };
   carryMountPointContext(plan, p);
   return p;
 }
@@ -504,6 +511,11 @@ function checkEtcName(name: string): void {
  * Does nothing when the sandbox has no mount namespace of its own.
  */
 export function provideEtcFiles(plan: Plan, files: Record<string, string>): void {
+  // a rootfs's template has no /run of nsbox's to write them on: the whole view instead
+  if (plan.template?.rootfs) {
+    plan.template = undefined;
+    plan.netPremade = false;
+  }
   if (plan.template) {
     // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked
     const ops: PlanOp[] = [];

@@ -1,6 +1,6 @@
 // Facts of the host the planner reads (ids, capabilities, cgroup layout, what host paths
 // are, /etc/subuid), with their caches: rarely changing ones are read at most once a second.
-import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { release as osRelease, userInfo } from 'node:os';
 import { findIdMapHelpers, subordinateRange } from '../util/idmap.js';
 import { Capabilities } from '../security/capabilities.js';
@@ -50,6 +50,12 @@ export const realHost: HostFacts = {
   ownsNamespace(user, ns) {
     // NS_GET_USERNS on the joined namespace's fd, compared with the joined user namespace
     try { return ns.ownerInode !== undefined && ns.ownerInode === user.inode; } catch { return false; }
+  },
+  dirId(path) {
+    try {
+      const st = statSync(path, { bigint: true });
+      return st.isDirectory() ? `${st.dev}:${st.ino}` : null;
+    } catch { return null; }
   },
   viewTemplates() {
     if (templatesOff) return false;

@@ -26,7 +26,7 @@ export interface Plan {
    * encoding), and the ops the child runs instead of `ops` in a copy of it. `ops` stays the
    * fallback when the template cannot be used.
    */
-  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
   /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
   netPremade: boolean;
   hostname?: string;
@@ -117,6 +117,8 @@ export interface HostFacts {
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
   /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
   viewTemplates?(): boolean;
+  /** a directory's identity (device and inode, symlinks followed), or null: a rootfs's view template is keyed by it */
+  dirId?(path: string): string | null;
   /** a host path with the host's symlinks resolved (a caller's bind source) */
   realPath?(path: string): string;
   /** a directory's mode, owner and entries (for mount points missing in it), or null */

@@ -163,13 +163,14 @@ export interface ViewSpec {
 
 export interface View {
   ops: PlanOp[];
-  template?: { build: readonly PlanOp[]; child: PlanOp[] };
+  /** `rootfs`: a caller's rootfs (not shared between views; see rootfsTemplateView) */
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
   masked: string[];
   readonly: string[];
 }
 
 /** Default views by key (see planView), with when they were made. */
-const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[] }; masked: string[]; readonly: string[] }>();
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true }; masked: string[]; readonly: string[] }>();
 const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
 
 /**
@@ -179,28 +180,33 @@ const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 
  * its own array of them).
  */
 export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
-  const defaultView = !s.rootfs && s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
-  const key = shared && defaultView
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}`
+  const plain = s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
+  const defaultView = !s.rootfs && plain;
+  // a rootfs's view with a template is kept too, by the rootfs's path and directory identity
+  // (and, as the default view's host facts, for a second: what its directories are)
+  const rootfsId = shared && plain && s.rootfs && s.template && !s.rootOverlay ? host.dirId?.(s.rootfs) : undefined;
+  const key = shared && (defaultView || rootfsId)
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && performance.now() - cached.at < 1000) {
     return {
       ops: [...cached.ops],
-      template: cached.template && { build: cached.template.build, child: [...cached.template.child] },
+      template: cached.template && { ...cached.template, child: [...cached.template.child] },
       masked: [...cached.masked],
       readonly: [...cached.readonly],
     };
   }
   const v = makeView(s, host);
-  if (key === undefined) return v;
-  const template = v.template && { build: shareOps(v.template.build), child: shareOps(v.template.child) };
+  // a rootfs's first view has no template (rootfsTemplateView): not kept, the next one may
+  if (key === undefined || (rootfsId && !v.template)) return v;
+  const template = v.template && { ...v.template, build: shareOps(v.template.build), child: shareOps(v.template.child) };
   const ops = shareOps(v.ops);
   // keys differ by the template's root owner, i.e. per id block: stale views are dropped
   // before the map grows past a few dozen
   if (viewCache.size >= 64) for (const [k, e] of viewCache) if (performance.now() - e.at >= 1000) viewCache.delete(k);
   viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
-  return { ops: [...ops], template: template && { build: template.build, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
+  return { ops: [...ops], template: template && { ...template, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
 }
 
 /** Whether the view mounts a sysfs of the sandbox's own network namespace at /sys (else the host's /sys is bound). */
@@ -460,7 +466,8 @@ function cgroupViewOps(host: HostFacts, CG: string, overHost = false): PlanOp[] 
  * and read-only paths), devpts and shm, its sysfs (and cgroup). No pivot: entering the copy
  * makes its root the sandbox's.
  */
-function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[] } {
+function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[]; rootfs?: true } | undefined {
+  if (v.rootfs) return rootfsTemplateView(host, v);
   const N = '/newroot', OLD = '/oldroot';
   const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
   const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
@@ -481,26 +488,10 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
     }
   }
   b.push({ op: Op.Mkdir, path: `${N}/sys`, mode: 0o755 });
-  // the masks' sources, under the sandbox's proc
-  b.push(
-    { op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS },
-    { op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 },
-    { op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 },
-    { op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS },
-  );
+  b.push(...maskSourceOps(N));
   // the hidden proc and sysfs, then /dev over them
+  b.push(...hiddenProcSysOps(N), ...devSkeletonOps(N, own));
   b.push(
-    { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
-    { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
-    { op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` },
-  );
-  // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
-  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
-  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
-  for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
-  for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
-  b.push(
-    { op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC },
     { op: Op.Mount, path: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
     { op: Op.PivotRoot, path: N },
   );
@@ -511,6 +502,41 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
     { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
   ];
   for (const [dir, mode] of DEFAULT_TMPFS) c.push({ op: Op.Mount, source: 'tmpfs', path: dir, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: mode });
+  return { build: b, child: templateChild(host, v, c) };
+}
+
+/** A template's masks' sources: an empty file and directory on a small read-only tmpfs at the root's /proc (the sandbox's proc covers it). */
+function maskSourceOps(N: string): PlanOp[] {
+  return [
+    { op: Op.Mount, source: 'nsbox-mask', path: `${N}/proc`, fstype: 'tmpfs', flags: PROC_FLAGS, data: MASK_TMPFS },
+    { op: Op.WriteFile, path: `${N}/proc/file`, data: '', mode: 0o444 },
+    { op: Op.Mkdir, path: `${N}/proc/dir`, mode: 0o555 },
+    { op: Op.Mount, path: `${N}/proc`, flags: MS.REMOUNT | MS.RDONLY | PROC_FLAGS },
+  ];
+}
+
+/** The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under /dev's tmpfs. */
+function hiddenProcSysOps(N: string): PlanOp[] {
+  return [
+    { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
+    { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
+  ];
+}
+
+/** A template's /dev: nsbox's tmpfs (owned by the sandbox's root: `own`) with its nodes, links and mount points, then read-only. */
+function devSkeletonOps(N: string, own: string): PlanOp[] {
+  const b: PlanOp[] = [{ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }];
+  // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
+  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
+  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
+  for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
+  for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
+  b.push({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC });
+  return b;
+}
+
+/** What a sandbox does in its copy of a view template after its own tmpfs mounts `c`: proc, /dev's mounts, sysfs, the masks. */
+function templateChild(host: HostFacts, v: ViewSpec, c: PlanOp[]): PlanOp[] {
   c.push({ op: Op.Mount, source: 'proc', path: '/proc', fstype: 'proc', flags: PROC_FLAGS });
   if (!v.nestedUserNamespaces) c.push({ op: Op.WriteFile, path: '/proc/sys/user/max_user_namespaces', data: '0\n', mode: 0o644 });
   for (const [d, fstype, flags, data] of DEV_MOUNTS) c.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `/dev/${d}`, fstype, flags, data });
@@ -524,5 +550,73 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
   if (v.ownCgroup) c.push(...cgroupViewOps(host, '/sys/fs/cgroup'));
   masks(true);
   for (const op of c) op.trusted = true;
-  return { build: b, child: c };
+  return c;
+}
+
+/** Rootfs directories (path and identity) planned lately, with when: a template is made for one seen before (ROOTFS_SEEN_MS), not for a root that serves one sandbox. */
+const rootfsSeen = new Map<string, number>();
+const ROOTFS_SEEN_MS = 30_000;
+function seenBefore(key: string): boolean {
+  const now = performance.now(), at = rootfsSeen.get(key);
+  if (rootfsSeen.size >= 256) for (const [k, t] of rootfsSeen) if (now - t >= ROOTFS_SEEN_MS) rootfsSeen.delete(k);
+  rootfsSeen.set(key, now);
+  return at !== undefined && now - at < ROOTFS_SEEN_MS;
+}
+
+/**
+ * A caller's directory root (`rootfs`, root callers) as a view template: the rootfs bound (its
+ * content stays live: a bind, not a copy), read-only unless the caller asked for a writable
+ * one, with nsbox's /dev, the masks' sources on its /proc and the hidden proc and sysfs, as in
+ * the default view's template (the hidden instances sit on a small tmpfs of nsbox's at /dev,
+ * under /dev's own: nothing is made in the caller's directory). Per sandbox, as in a fresh
+ * view: /tmp (where the rootfs has a real /tmp and rootfs.tmp is not false), proc, /dev's
+ * mounts, sysfs, the masks.
+ *
+ * Only for a rootfs whose /proc, /dev and /sys (and /tmp where one is mounted) are real
+ * directories (nothing to make in it), from its second sandbox on (within 30 s): a root
+ * made for one sandbox gets no template. The template is keyed by its build ops, which carry the
+ * rootfs's path and the identity (device and inode) of its directory, so a directory put in
+ * its place is a new template; a mount point of the template removed from the rootfs (the
+ * kernel then detaches it in every namespace) drops the template (addon, EnsureTemplate).
+ * The child resolves its targets by name: in the copy the rootfs is its root already, so no
+ * path, symlinks included, leads out of it.
+ */
+function rootfsTemplateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: PlanOp[]; rootfs: true } | undefined {
+  const rootfs = v.rootfs!;
+  const id = host.dirId?.(rootfs);
+  if (!id || v.rootOverlay || !seenBefore(`${rootfs}\0${id}`)) return undefined;
+  const tmp = host.pathKind(`${rootfs}/tmp`).kind;
+  const wantTmp = tmp !== 'symlink' && v.rootfsTmp !== false;
+  for (const d of ['proc', 'dev', 'sys', ...(wantTmp ? ['tmp'] : [])]) if (host.pathKind(`${rootfs}/${d}`).kind !== 'dir') return undefined;
+  const N = '/newroot', OLD = '/oldroot';
+  const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
+  const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
+  const t = (op: PlanOp): PlanOp => ({ ...op, trusted: true });
+  // in the rootfs: resolved inside it, no symlinks on the way
+  const r = (op: PlanOp): PlanOp => ({ ...op, real: true });
+  const b: PlanOp[] = [
+    t({ op: Op.Propagation, path: '/', flags: MS.REC | MS.PRIVATE }),
+    t({ op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' }),
+    t({ op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }), t({ op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 }),
+    t({ op: Op.PivotRoot, path: '/tmp', putOld: OLD.slice(1) }),
+    // data: the directory's identity, for the key only (a bind has no data)
+    t({ op: Op.Bind, source: OLD + rootfs, path: N, recursive: true, flags: 0, data: `nsbox-root=${id}` }),
+    // the hidden proc and sysfs on a tmpfs of ours, then /dev over them
+    r({ op: Op.Mount, source: 'nsbox-hide', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' }),
+    t({ op: Op.Mkdir, path: `${N}/dev/proc`, mode: 0o755 }), t({ op: Op.Mkdir, path: `${N}/dev/sys`, mode: 0o755 }),
+    ...hiddenProcSysOps(N).map(t),
+    t({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC }),
+    ...devSkeletonOps(N, own).map(t),
+  ];
+  // the masks' sources, on the rootfs's /proc (its mount resolved in the rootfs; the rest is ours)
+  const [maskTmpfs, ...maskRest] = maskSourceOps(N);
+  b.push(r(maskTmpfs!), ...maskRest.map(t));
+  if (v.rootfsReadonly) b.push(t({ op: Op.RemountRo, path: N, recursive: false }));
+  b.push(t({ op: Op.PivotRoot, path: N }));
+  const c: PlanOp[] = [
+    { op: Op.LoopbackUp },
+    { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
+  ];
+  if (wantTmp) c.push({ op: Op.Mount, source: 'tmpfs', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777' });
+  return { build: b, child: templateChild(host, v, c), rootfs: true };
 }

@@ -3,11 +3,13 @@
 // what it cannot undo whatever capabilities it keeps, and when they are (not) used.
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readlinkSync, rmdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnIsolated, explain, Namespace } from '../../lib/index.js';
+import { spawnIsolated, explain, Namespace, Bridge } from '../../lib/index.js';
 import { ranError, runFresh } from '../helpers/proc.js';
 import { isRoot, mountTable, skipReason, sleep } from '../helpers/host.js';
+import { busyboxRootfs, removeScratch, scratch } from './fs-helpers.js';
 
 const sh = (script: string, options: Parameters<typeof spawnIsolated>[2] = {}) => spawnIsolated('/bin/sh', ['-c', script], options);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -140,5 +142,131 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
   it('leaves nothing on the host: no template mount in its mount table', async () => {
     await sh('true');
     expect(mountTable().join('\n')).not.toMatch(/nsbox-(root|dev|mask|base)/);
+  });
+});
+
+// A root caller's rootfs (lib/plan/view.ts rootfsTemplateView): the rootfs bound in a template,
+// kept by its path and its directory's identity; a mount of the template removed on the host
+// drops it (addon, EnsureTemplate: the template namespace's mounts file is polled).
+describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers only (they need CAP_SYS_ADMIN in the initial user namespace)'))('view template of a rootfs', () => {
+  const makeRootfs = (dir: string) => {
+    busyboxRootfs(dir);
+    for (const d of ['proc', 'dev', 'sys', 'tmp']) mkdirSync(join(dir, d));
+    return dir;
+  };
+
+  it('serves a rootfs with real /proc, /dev, /sys and /tmp: its content live, the root read-only, /tmp per sandbox, the same isolation as the whole view', async () => {
+    const rootfs = makeRootfs(join(scratch('tplroot'), 'rootfs'));
+    try {
+      // the first sandbox of a root gets the whole view (a root made for one sandbox gets no
+      // template); from the second one on, a template
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).toBeNull();
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).not.toBeNull();
+      const probe = 'stat -c %y /dev; cat /marker 2>&1; touch /x 2>&1 | grep -c "Read-only"; ls /tmp; echo mine > /tmp/f; test -c /dev/null && echo null';
+      writeFileSync(join(rootfs, 'marker'), 'one\n');
+      const a = await sh(probe, { rootfs });
+      writeFileSync(join(rootfs, 'marker'), 'two\n'); // bound, not copied: the next one sees it
+      const b = await sh(probe, { rootfs });
+      const [la, lb] = [a.stdout.trim().split('\n'), b.stdout.trim().split('\n')];
+      expect(lb[0]).toBe(la[0]); // the same template (its /dev)
+      expect(la.slice(1)).toEqual(['one', '1', 'null']); // an empty /tmp of its own
+      expect(lb.slice(1)).toEqual(['two', '1', 'null']); // the first one's /tmp/f is not here
+      const full = await sh('true', { rootfs, viewTemplate: false });
+      expect(a.isolation).toEqual({ ...full.isolation, uidMap: a.isolation.uidMap, gidMap: a.isolation.gidMap });
+      // a writable rootfs: writes reach the caller's directory, as with the whole view
+      chmodSync(rootfs, 0o777); // the sandbox's root is an unprivileged host id
+      const w = await sh('echo w > /written && echo ok', { rootfs: { path: rootfs, readonly: false } });
+      expect(w.stdout + w.stderr).toBe('ok\n');
+      expect(readFileSync(join(rootfs, 'written'), 'utf8')).toBe('w\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('a directory put in place of the rootfs gets a template of its own', async () => {
+    const base = scratch('tplswap');
+    const rootfs = makeRootfs(join(base, 'rootfs'));
+    try {
+      writeFileSync(join(rootfs, 'marker'), 'old\n');
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('old\n');
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('old\n'); // the template's
+      const again = makeRootfs(join(base, 'other')); // another directory, seen twice at the path below
+      writeFileSync(join(again, 'marker'), 'new\n');
+      renameSync(rootfs, join(base, 'aside')); // no mount point of the template goes: no event
+      renameSync(again, rootfs);
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('new\n');
+      expect((await sh('cat /marker', { rootfs })).stdout).toBe('new\n'); // a template of its own
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).not.toBeNull();
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('is made again when one of its mount points is removed on the host (the kernel detaches the mount in the template)', async () => {
+    const rootfs = makeRootfs(join(scratch('tplrm'), 'rootfs'));
+    try {
+      for (let i = 0; i < 2; i++) expect((await sh('test -c /dev/null && echo null', { rootfs })).stdout).toBe('null\n');
+      expect(explain('/bin/true', [], { rootfs }).templateSteps).not.toBeNull();
+      rmdirSync(join(rootfs, 'dev'));
+      mkdirSync(join(rootfs, 'dev'));
+      expect((await sh('test -c /dev/null && echo null; ls /dev | wc -l', { rootfs })).stdout).toBe('null\n13\n');
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('templates made and evicted over and over leave no fd behind (the builder closes what it resolved in the rootfs)', async () => {
+    // 10 roots, each seen twice a round: more templates than the addon keeps (8), so each
+    // round makes and evicts them again. Before the fix each build left its rootfs fd open
+    const base = scratch('tplfds');
+    const roots = Array.from({ length: 10 }, (_, i) => makeRootfs(join(base, `r${i}`)));
+    const fds = () => readdirSync('/proc/self/fd').length;
+    try {
+      const round = async () => { for (const rootfs of roots) expect((await sh('true', { rootfs })).exitCode).toBe(0); };
+      await round();
+      await round();
+      const after2 = fds();
+      await round();
+      await round();
+      await round();
+      expect(fds() - after2).toBeLessThan(6);
+    } finally {
+      removeScratch();
+    }
+  });
+
+  it('a rootfs with /etc files of a network (a bridge): the whole view, nothing written into the rootfs', async () => {
+    // the pipeline copies the plan to add the files (forkPlan): the copy must still say its
+    // template is a rootfs's, else the files went to the rootfs's own /run (written there for
+    // a writable one). Before the fix: /run/.nsbox-etc-hosts in the caller's directory
+    const rootfs = makeRootfs(join(scratch('tpletc'), 'rootfs'));
+    mkdirSync(join(rootfs, 'run'), { mode: 0o777 });
+    chmodSync(join(rootfs, 'run'), 0o777);
+    const name = `nsbox${process.pid.toString(36)}t`;
+    const br = Bridge.create(name, { address: '10.93.9.1/24' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await sh('cat /etc/hosts', { rootfs: { path: rootfs, readonly: false }, network: { bridge: br, address: `10.93.9.${10 + i}`, hostname: 'tplhost' } });
+        expect(r.stdout + r.stderr).toContain('tplhost');
+      }
+      expect(readdirSync(join(rootfs, 'run'))).toEqual([]);
+    } finally {
+      await br.destroy();
+      removeScratch();
+    }
+  });
+
+  it('a rootfs without a /dev (made on a mirror) or a caller mount: the whole view each time', async () => {
+    const rootfs = busyboxRootfs(join(scratch('tplnodev'), 'rootfs'));
+    try {
+      for (let i = 0; i < 2; i++) expect(explain('/bin/true', [], { rootfs }).templateSteps).toBeNull();
+      expect((await sh('test -c /dev/null && echo null', { rootfs })).stdout).toBe('null\n');
+      const full = makeRootfs(join(scratch('tplmnt'), 'rootfs'));
+      for (let i = 0; i < 2; i++) expect(explain('/bin/true', [], { rootfs: full, mounts: [{ type: 'tmpfs', target: '/work' }] }).templateSteps).toBeNull();
+      expect(explain('/bin/true', [], { rootfs: full }).templateSteps).toBeNull(); // seen once
+      expect(explain('/bin/true', [], { rootfs: full }).templateSteps).not.toBeNull();
+    } finally {
+      removeScratch();
+    }
   });
 });
