@@ -7,7 +7,9 @@
 //    measured the same way in the same run. After a GC each time.
 // 2. Over many spawns: RSS after a GC every --every spawns of /bin/true (default isolation,
 //    --concurrency at once); the addon and the pipeline must leak nothing: the last sample
-//    within 5% of the first one taken after a warm-up of --every spawns. --spawns 0 skips it;
+//    within 5% of the first one taken after a warm-up of --every spawns, and the least-squares
+//    trend through all samples within 5% (RSS moves both ways by more than that between samples
+//    with what V8 and malloc keep committed: a leak is a trend). --spawns 0 skips it;
 //    --minutes M stops after the sample that passes M minutes (the count reached is printed).
 import { spawn as cpSpawn } from 'node:child_process';
 import v8 from 'node:v8';
@@ -85,5 +87,15 @@ if (SPAWNS > 0) {
   if (samples.length >= 2) {
     const first = samples[0], last = samples[samples.length - 1];
     console.log(`  last / first (after the warm-up sample): ${(last / first).toFixed(3)} (${(((last - first) / first) * 100).toFixed(1)}%; target within 5%); samples between ${(Math.min(...samples) / 1048576).toFixed(1)} and ${(Math.max(...samples) / 1048576).toFixed(1)} MiB`);
+  }
+  if (samples.length >= 3) {
+    // RSS after a GC also moves with what V8 and malloc keep committed, up and down by more than
+    // 5% between two samples; a leak is a trend. The least-squares line through every sample:
+    // its rise over the run, against its own start (the same 5% target), beside the pair above.
+    const n = samples.length, xs = samples.map((_, i) => i);
+    const mx = (n - 1) / 2, my = samples.reduce((a, b) => a + b, 0) / n;
+    const slope = xs.reduce((a, x, i) => a + (x - mx) * (samples[i] - my), 0) / xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+    const start = my - slope * mx, rise = slope * (n - 1);
+    console.log(`  trend (least squares over ${n} samples): ${(rise / 1048576).toFixed(2)} MiB over the run, ${((rise / start) * 100).toFixed(1)}% of its start (target within 5%); ${(slope / EVERY).toFixed(1)} bytes per spawn`);
   }
 }
