@@ -7,11 +7,11 @@
 //
 // Why it is safe to use: the cache lives where the code lives, made by the same build, and is
 // used only when it is as trusted as the bundle (same owner, writable by no one who cannot
-// write the bundle). It is used only for the bundle it was made from (the header names the
-// bundle's size and mtime, the Node version and the machine), and V8 itself refuses a cache of
-// another V8 version or other V8 flags (the script is then compiled as without one). Nothing
-// writes it at run time: a cache the runtime (root) wrote where it runs would be a persistent
-// file whose forgery runs code as root.
+// write the bundle). It is used only for the bundle it was made from (the file carries a copy
+// of it, compared byte for byte, and names the Node version and the machine), and V8 itself
+// refuses a cache of another V8 version or other V8 flags (the script is then compiled as
+// without one). Nothing writes it at run time: a cache the runtime (root) wrote where it runs
+// would be a persistent file whose forgery runs code as root.
 import { Script } from 'node:vm';
 
 export const BUNDLE = 'nsbox-runc-bundle.cjs';
