@@ -9,7 +9,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     shims: true,
-    clean: ['!cli.js', '!cli.js.map', '!nsbox-runc.cjs', '!nsbox-runc.cjs.map'], // everything but the other configs' output
+    clean: ['!cli.js', '!cli.js.map', '!nsbox-runc.cjs', '!nsbox-runc.cjs.map', '!nsbox-runc-*'], // everything but the other configs' output
     sourcemap: true,
     splitting: false,
   },
@@ -21,17 +21,20 @@ export default defineConfig([
     external: ['./index.js'],
     target: 'node20',
     platform: 'node',
-    clean: ['!index.*', '!nsbox-runc.*'], // everything but the other configs' output (so also an old cli.cjs)
+    clean: ['!index.*', '!nsbox-runc.*', '!nsbox-runc-*'], // everything but the other configs' output (so also an old cli.cjs)
     sourcemap: true,
     splitting: false,
   },
   {
-    // `nsbox-runc` (lib/oci/): one CommonJS file carrying its own copy of the library, so the
-    // Node start of every `create` (the native front end hands it the commands it does not answer
-    // itself) compiles one script rather than loading two ES modules: `--version` took ~50 ms less
-    // CPU here (docs/oci-runtime.md). Nothing imports it as a module, so its own NsboxError class
-    // is not seen by library users. tar-stream and node-gyp-build stay dependencies (required).
-    entry: { 'nsbox-runc': 'lib/oci/bin.ts' },
+    // `nsbox-runc` (lib/oci/): one CommonJS file carrying its own copy of the library
+    // (nsbox-runc-bundle.cjs), so the Node start of every `create` (the native front end hands it
+    // the commands it does not answer itself) compiles one script rather than loading two ES
+    // modules: `--version` took ~50 ms less CPU here (docs/oci-runtime.md). Nothing imports it
+    // as a module, so its own NsboxError class is not seen by library users. tar-stream and
+    // node-gyp-build stay dependencies (required). The entry Node runs, nsbox-runc.cjs
+    // (lib/oci/load.ts), compiles it with the V8 code cache that nsbox-runc-cache.cjs
+    // (lib/oci/make-cache.ts) makes after the build (lib/oci/codecache.ts says why that is safe).
+    entry: { 'nsbox-runc': 'lib/oci/load.ts', 'nsbox-runc-bundle': 'lib/oci/bin.ts', 'nsbox-runc-cache': 'lib/oci/make-cache.ts' },
     format: ['cjs'],
     target: 'node20',
     platform: 'node',
@@ -39,5 +42,9 @@ export default defineConfig([
     clean: false,
     sourcemap: true,
     splitting: false,
+    onSuccess: 'node dist/nsbox-runc-cache.cjs',
+    // import() as require(): the entry runs the bundle as a vm.Script, and a script V8 took
+    // from a code cache cannot reach Node's dynamic import callback (Node 20)
+    esbuildOptions(o) { o.supported = { ...o.supported, 'dynamic-import': false }; },
   },
 ]);

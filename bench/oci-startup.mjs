@@ -24,6 +24,7 @@ for (const [tool, pkg] of [['podman', 'podman'], ['hyperfine', 'hyperfine']]) {
 }
 if (!existsSync('/bin/busybox')) { console.error('bench/oci-startup.mjs needs /bin/busybox (apt-get install busybox-static)'); process.exit(1); }
 
+const loadAtStart = loadavg();
 const work = mkdtempSync(`/tmp/nsbox-bench-oci-${process.pid}-`);
 const image = `localhost/nsbox-bench-oci-${process.pid}`;
 const PODMAN = ['podman', '--cgroup-manager', 'cgroupfs'];
@@ -55,7 +56,7 @@ try {
     const args = ['-N', '--warmup', '2', '--runs', String(RUNS), '--export-json', json];
     for (const [name, cmd] of cmds) args.push('-n', name, cmd);
     execFileSync('hyperfine', args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    return JSON.parse(readFileSync(json, 'utf8')).results;
+    return JSON.parse(readFileSync(json, 'utf8')).results.map((r) => stats(r.command, r.times));
   };
   // the long commands: the runtimes take turns, one run each per round (the first of a round
   // changing), so that the load of a shared machine, which drifts over a minute, falls on all
@@ -73,14 +74,14 @@ try {
         if (round >= 0) times[i].push(t);
       }
     }
-    return cmds.map(([name], i) => {
-      const ts = [...times[i]].sort((a, b) => a - b);
-      const mean = ts.reduce((a, b) => a + b, 0) / ts.length;
-      const stddev = Math.sqrt(ts.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(ts.length - 1, 1));
-      const median = ts.length % 2 ? ts[(ts.length - 1) / 2] : (ts[ts.length / 2 - 1] + ts[ts.length / 2]) / 2;
-      return { command: name, mean, stddev, median };
-    });
+    return cmds.map(([name], i) => stats(name, times[i]));
   };
+  // p50 and p99 (nearest rank: with fewer than 100 runs p99 is the slowest run) and the mean
+  function stats(command, times) {
+    const ts = [...times].sort((a, b) => a - b);
+    const rank = (p) => ts[Math.min(ts.length - 1, Math.ceil((p / 100) * ts.length) - 1)];
+    return { command, mean: ts.reduce((a, b) => a + b, 0) / ts.length, p50: rank(50), p99: rank(99) };
+  }
   const q = (s) => `'${s.replace(/'/g, "'\\''")}'`;
   const podmanRuns = interleaved(runtimes.map(([n, p]) => [n, [...PODMAN, '--runtime', p, ...RUN, image, 'true']]));
 
@@ -117,7 +118,8 @@ try {
   });
   const cycleRuns = interleaved(cycleCmds);
 
-  const row = (r, base) => `${r.command.padEnd(12)} ${(r.mean * 1000).toFixed(1).padStart(8)} ms ± ${(r.stddev * 1000).toFixed(1).padStart(6)}   median ${(r.median * 1000).toFixed(1).padStart(8)} ms   ${base ? `${(r.mean / base.mean).toFixed(2)}× runc` : ''}`;
+  const ms = (t) => `${(t * 1000).toFixed(1).padStart(7)} ms`;
+  const row = (r, base) => `${r.command.padEnd(12)} p50 ${ms(r.p50)}   p99 ${ms(r.p99)}   mean ${ms(r.mean)}   ${base ? `p50 ${(r.p50 / base.p50).toFixed(2)}× runc, p99 ${(r.p99 / base.p99).toFixed(2)}×` : ''}`;
   const runcOf = (rs) => rs.find((r) => r.command === 'runc');
   console.log(`\npodman run --rm IMG true (${RUNS} runs each, the runtimes taking turns)`);
   for (const r of podmanRuns) console.log(row(r, runcOf(podmanRuns)));
@@ -125,7 +127,7 @@ try {
   for (const r of stateRuns) console.log(row(r, runcOf(stateRuns)));
   console.log(`\ncreate + start + delete --force, the runtime alone (${RUNS} runs each, taking turns)`);
   for (const r of cycleRuns) console.log(row(r, runcOf(cycleRuns)));
-  console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${RUNS} runs)`);
+  console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end (${RUNS} runs)`);
 } finally {
   for (const f of cleanups.reverse()) f();
   rmSync(work, { recursive: true, force: true });

@@ -4,13 +4,12 @@
 // layer (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, addon/src/fs.cc fsLayerCreate), so
 // a symlink in the layer can never carry a later entry outside it; `..` names are refused.
 // The diff id is the sha256 of the uncompressed tar stream.
-import { createHash } from 'node:crypto';
+import { createHash, zlib } from '../util/builtins.js';
 import { close, fchmod, fchmodSync, fchown, futimes, write } from 'node:fs';
 import { posix } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
 import type { Header } from 'tar-stream';
 import { tarStream } from './tar.js';
 import { errnoError } from '../errors.js';
@@ -91,7 +90,7 @@ async function decompress(src: Readable): Promise<Readable> {
   })(), { objectMode: false, highWaterMark: 1 << 20 });
   if (first[0] === 0x1f && first[1] === 0x8b) {
     const pt = new PassThrough({ highWaterMark: 1 << 20 });
-    pipeline(rest, zlib.createGunzip(), pt).catch((e) => pt.destroy(e));
+    pipeline(rest, zlib().createGunzip(), pt).catch((e) => pt.destroy(e));
     return pt;
   }
   if (first.length >= 4 && first.readUInt32LE(0) === 0xfd2fb528) {

@@ -18,7 +18,7 @@
 // so the same layer imported twice is stored once. Container layers have random ids and an
 // `<id>-init` layer below them holding /etc/hosts, /etc/hostname, /etc/resolv.conf and the
 // mount points the runtime needs, as Docker's `-init` layer does.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from '../util/builtins.js';
 import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { userInfo } from 'node:os';

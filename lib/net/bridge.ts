@@ -1,5 +1,5 @@
 // A Linux bridge: the host side of a sandbox network (like docker0).
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../util/builtins.js';
 import { checkLinkName, checkMac, checkMtu, parseCidr, type Cidr } from './addr.js';
 import { netNative } from './native.js';
 import { VethPair } from './veth.js';

@@ -12,7 +12,8 @@
 // the Node thread that spawned it (parent-death signal) and on release; pasta exits when its
 // target is gone; slirp4netns exits when its exit fd (a pipe from Node) closes. So a killed
 // Node process leaves no helper behind.
-import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnChild as cpSpawn } from '../util/builtins.js';
 import { accessSync, closeSync, constants as fsConstants, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';

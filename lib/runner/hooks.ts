@@ -2,7 +2,7 @@
 // the running of host hooks with the OCI state JSON on stdin. Where each kind runs (the host,
 // or inside the sandbox) is Sandbox's business (lib/runner/sandbox.ts); this file runs one
 // list of host programs.
-import { spawn } from 'node:child_process';
+import { spawnChild as spawn } from '../util/builtins.js';
 import { errnoError, NsboxError } from '../errors.js';
 import { fail, isObject } from '../util/validate.js';
 

@@ -11,7 +11,7 @@ import { native } from '../native.js';
 import { signalName } from '../util/sys.js';
 import { checkHooks, envObject, hookError, runHooks, type OciHook, type OciHooks, type OciState } from './hooks.js';
 import { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../util/builtins.js';
 import { SIGNALS } from '../util/sys.js';
 import { spawnIsolated, spawnCreated, IsolatedProcess } from '../spawn/spawn.js';
 import { ENV_OVER } from '../spawn/compose.js';

@@ -2,7 +2,7 @@
 // host (`nsbox doctor --self-test`, `sandboxSelfTest()`): the same attacks test/security/
 // runs in CI, written with the host's shell tools so no compiler is needed. Each probe prints
 // one line the check reads; anything else counts as "got through".
-import { spawn as cpSpawn } from 'node:child_process';
+import { spawnChild as cpSpawn } from '../util/builtins.js';
 import { closeSync, openSync, constants as fsConstants } from 'node:fs';
 import { spawnIsolated } from '../spawn/spawn.js';
 import type { SpawnIsolatedOptions } from '../plan/options.js';

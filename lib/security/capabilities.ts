@@ -184,11 +184,11 @@ function lastCap(): number {
 export const Capabilities = {
   /** All names, index = number. */
   names: CAPABILITY_NAMES,
-  /** `'net_raw'`, `'cap_net_raw'`, `'CAP_NET_RAW'` → `'CAP_NET_RAW'`; TypeError for an unknown name. */
+  /** `'net_raw'`, `'cap_net_raw'`, `'CAP_NET_RAW'` -> `'CAP_NET_RAW'`; TypeError for an unknown name. */
   normalize,
-  /** Name → number. */
+  /** Name -> number. */
   number: (name: string): number => BY_NAME.get(normalize(name))!,
-  /** Number → name (undefined beyond the known list). */
+  /** Number -> name (undefined beyond the known list). */
   name: (n: number): CapabilityName | undefined => CAPABILITY_NAMES[n],
   toMask,
   fromMask,

@@ -85,6 +85,10 @@ describe.skipIf(skipReason(!isRoot, 'the package test runs a sandbox, which need
     const front = `${app}/node_modules/nsbox/prebuilds/linux-x64/nsbox-runc`;
     expect(files).toContain('prebuilds/linux-x64/nsbox-runc');
     expect(files).toContain('bin/nsbox-runc');
+    // the Node side's code cache, made by prepack for this Node, is usable where npm put it
+    // (npm gives every file the same mtime: the cache names its bundle by a copy of it)
+    expect(files).toContain('dist/nsbox-runc-bundle.cache');
+    expect(spawnSync(process.execPath, [`${app}/node_modules/nsbox/dist/nsbox-runc-cache.cjs`, '--check'], { encoding: 'utf8' }).stdout).toBe('accepted\n');
     // static (no PT_INTERP program header): it needs no libc of a given version on the host
     const elf = readFileSync(front);
     const phoff = Number(elf.readBigUInt64LE(0x20));

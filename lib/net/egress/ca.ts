@@ -4,7 +4,8 @@
 // Node has no X.509 builder, so the certificates are put together here in DER (RFC 5280,
 // only what a CA and a TLS server certificate need) and signed with node:crypto. The private
 // keys never leave this process; the sandbox gets the CA's certificate only.
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, sign } from '../../util/builtins.js';
 import { isIP } from 'node:net';
 
 // --- DER ------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 // port, and this address. Default deny; deny rules win over allow rules; the protected ranges
 // (loopback, private, link-local with the cloud metadata address, multicast, the host's own
 // addresses) are reached only when an address rule lists them with `allowPrivate: true`.
-import { X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { fail, isObject } from '../../util/validate.js';
+import { crypto } from '../../util/builtins.js';
 
 /** A host an egress rule names. */
 export interface EgressRule {
@@ -355,7 +355,7 @@ export function validateEgress(o: Record<string, unknown>, what = 'options.netwo
     if (!intercept) fail(`${what}.upstreamCa`, `is for TLS interception only (give ${what}.intercept: true)`);
     if (typeof o.upstreamCa !== 'string' || !/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(o.upstreamCa)) fail(`${what}.upstreamCa`, 'must be PEM certificates (a string with -----BEGIN CERTIFICATE-----)');
     if (/PRIVATE KEY/.test(o.upstreamCa)) fail(`${what}.upstreamCa`, 'must hold certificates only, not a private key');
-    try { new X509Certificate(o.upstreamCa); } catch { fail(`${what}.upstreamCa`, 'is not a valid PEM certificate', RangeError); }
+    try { new (crypto().X509Certificate)(o.upstreamCa); } catch { fail(`${what}.upstreamCa`, 'is not a valid PEM certificate', RangeError); }
   }
   return {
     allow, deny, inject, socks: o.socks !== false, intercept, transparent: o.transparent === true,

@@ -8,10 +8,9 @@
 // request inside gets the headers, and goes out over a TLS connection of this process that
 // verifies the real server.
 import { EventEmitter } from 'node:events';
-import { lookup as dnsLookup } from 'node:dns/promises';
-import { createServer as createHttpServer, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { createSecureContext, TLSSocket } from 'node:tls';
+import type { IncomingMessage, OutgoingHttpHeaders, Server as HttpServer, ServerResponse } from 'node:http';
+import type { RequestOptions } from 'node:https';
+import { createHttpServer, createSecureContext, dnsLookup, httpsRequest, tls as tlsModule } from '../../util/builtins.js';
 import { SandboxCa } from './ca.js';
 import { connect as netConnect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
@@ -361,7 +360,7 @@ export class EgressService extends EventEmitter {
       e.bytesOut += client.bytesRead - from.read;
       e.bytesIn += client.bytesWritten - from.written;
     });
-    const tls = new TLSSocket(client, { isServer: true, secureContext: createSecureContext(this.ca!.leaf(target.host)), ALPNProtocols: ['http/1.1'] });
+    const tls = new (tlsModule().TLSSocket)(client, { isServer: true, secureContext: createSecureContext(this.ca!.leaf(target.host)), ALPNProtocols: ['http/1.1'] });
     tls.on('error', () => client.destroy());
     this.#intercepted.set(tls, { target, addresses, port, key });
     if (!this.#inner) {

@@ -5,7 +5,7 @@
 // child before "go" (Bindings.net), puts /etc/hosts and /etc/resolv.conf in, and removes it
 // all after exit. A sandbox that may outlive the thread (parentDeathSignal: false) has them
 // handed over to its pid 1 once it runs (`spawned`). User-mode networking is ./usernet.ts.
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../../util/builtins.js';
 import { prepareSandboxNetwork, validateNetworkOption, type NetworkOption, type PreparedNetwork } from '../../net/network.js';
 import type { UserNetworkOption } from '../../net/usernet.js';
 import { onTeardown } from '../../teardown.js';
