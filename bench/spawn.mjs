@@ -12,6 +12,7 @@
 //   crun            crun run of an OCI bundle (busybox rootfs, no cgroups: --cgroup-manager=disabled)
 //   nsbox@baseline  with --baseline DIR: the default spawn of another checkout of nsbox (its
 //                   dist/ and build/, e.g. the commit before a change), for an A/B in one run
+//   nsbox+limits@baseline  the same with limits
 //   --only a,b      only these runners (names as above)
 //
 // Scenarios: back-to-back, spaced 50 ms apart (cold caches; cgroup/RCU effects show here),
@@ -71,6 +72,10 @@ const runners = {
     const r = await spawnIsolated('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
     if (r.exitCode !== 0) throw new Error('nsbox+limits: exit ' + r.exitCode);
   },
+  'nsbox+limits@baseline': baseline ? async () => {
+    const r = await baseline('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
+    if (r.exitCode !== 0) throw new Error('nsbox+limits@baseline: exit ' + r.exitCode);
+  } : null,
   bwrap: has('bwrap') ? () => run('bwrap', ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin',
     '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin', '--ro-bind', '/etc', '/etc',
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--', '/bin/true']) : null,
