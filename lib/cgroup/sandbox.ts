@@ -126,8 +126,8 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   let last: { stats: CgroupStats; counters: LimitCounters } | undefined;
   // settle() saw the cgroup empty and read its figures: with no process inside, nothing can
   // change them any more (nsbox puts no process into a used cgroup, and the sandbox's own view
-  // of the cgroup filesystem is read-only), so they are not read again, and the removal does
-  // not kill and read again first (its destroy({ kill: true }) still looks in every hierarchy)
+  // of the cgroup filesystem is read-only), so they are not read again, and the removal is
+  // rmdir alone (which refuses a cgroup with a task: then the kill and removal as before)
   let settled = false;
   const snapshot = async () => {
     if (settled && last) return last;
@@ -176,10 +176,12 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
       sb.closeCloneFd();
       removed ??= (async () => {
         if (cg.destroyed) return;
-        if (!settled) {
-          await cg.kill();
-          await snapshot().catch(() => {});
+        if (settled) {
+          await cg._removeEmpty();
+          return;
         }
+        await cg.kill();
+        await snapshot().catch(() => {});
         await cg.destroy({ kill: true });
       })().catch((e: NodeJS.ErrnoException) => {
         removed = undefined; // let a later call try again
