@@ -174,7 +174,12 @@ export interface View {
  * what it gave, as JSON).
  */
 const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[] }; masked: string[]; readonly: string[]; facts: HostRead[] }>();
-type HostRead = [key: PropertyKey, args: unknown[] | null, result: string];
+type HostRead = [key: PropertyKey, args: unknown[] | null, result: string | null];
+
+/** A host fact as text to compare; null when it cannot be told (then the view is made again). */
+function factText(v: unknown): string | null {
+  try { return JSON.stringify(v) ?? 'undefined'; } catch { return null; }
+}
 
 /** `host`, noting every property read and method call (and what it gave) in `log`. */
 function recordingHost(host: HostFacts, log: HostRead[]): HostFacts {
@@ -182,12 +187,12 @@ function recordingHost(host: HostFacts, log: HostRead[]): HostFacts {
     get(target, key) {
       const v: unknown = Reflect.get(target, key, target);
       if (typeof v !== 'function') {
-        log.push([key, null, JSON.stringify(v) ?? 'undefined']);
+        log.push([key, null, factText(v)]);
         return v;
       }
       return (...args: unknown[]) => {
         const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
-        log.push([key, args, JSON.stringify(out) ?? 'undefined']);
+        log.push([key, args, factText(out)]);
         return out;
       };
     },
@@ -200,7 +205,7 @@ function factsHold(host: HostFacts, facts: readonly HostRead[]): boolean {
   for (const [key, args, was] of facts) {
     const v = h[key];
     const now = args === null ? v : typeof v === 'function' ? (v as (...a: unknown[]) => unknown).apply(host, args) : undefined;
-    if ((JSON.stringify(now) ?? 'undefined') !== was) return false;
+    if (was === null || factText(now) !== was) return false;
   }
   return true;
 }
