@@ -13,6 +13,7 @@
 //   crun            crun run of an OCI bundle (busybox rootfs, no cgroups: --cgroup-manager=disabled)
 //   nsbox@baseline  with --baseline DIR: the default spawn of another checkout of nsbox (its
 //                   dist/ and build/, e.g. the commit before a change), for an A/B in one run
+//   nsbox+limits@baseline  the same with limits
 //   --only a,b      only these runners (names as above)
 //   --case C        what nsbox and bwrap start /bin/true in (one case per run):
 //                     default  nsbox's default view; bwrap the read-only /usr view above
@@ -117,6 +118,10 @@ const runners = {
     const r = await spawnIsolated('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
     if (r.exitCode !== 0) throw new Error('nsbox+limits: exit ' + r.exitCode);
   },
+  'nsbox+limits@baseline': baseline ? async () => {
+    const r = await baseline('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });
+    if (r.exitCode !== 0) throw new Error('nsbox+limits@baseline: exit ' + r.exitCode);
+  } : null,
   bwrap: has('bwrap') ? () => run('bwrap', ['--unshare-all', '--die-with-parent', ...bwrapRoot,
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--', '/bin/true']) : null,
   'unshare+chroot': ROOT && CASE === 'default' && has('unshare') ? () => run('unshare', ['-fpmuin', '--mount-proc=' + rootfs + '/proc', '--', 'chroot', rootfs, '/bin/true']) : null,

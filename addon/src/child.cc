@@ -53,6 +53,20 @@ constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4, kAttr
 
 size_t Len(const char* s) { size_t n = 0; while (s && s[n]) n++; return n; }
 
+// Whether `path` is strictly below the directory `dir` (both absolute, normalized).
+bool Below(const char* path, const char* dir) {
+  size_t i = 0;
+  for (; dir[i]; i++) if (path[i] != dir[i]) return false;
+  return path[i] == '/' && path[i + 1] != 0;
+}
+
+bool IsTmpfs(const char* fstype) {
+  const char* t = "tmpfs";
+  size_t i = 0;
+  for (; t[i]; i++) if (!fstype || fstype[i] != t[i]) return false;
+  return fstype[i] == 0;
+}
+
 // Sends the failure to the parent and exits. Never returns.
 [[noreturn]] void Die(ChildCtx* ctx, const Err& e) {
   ChildMsg m;
@@ -595,6 +609,14 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       // made beside the child: enter it first (a fresh sysfs shows the namespace it is mounted in)
       if (op.netSysfs && ctx->asyncNet && !ctx->netJoined) JoinNet(ctx);
       if (!JailRel(ctx, op.b)) {
+        // in a view template's copy the mount point is there (the template made it): one
+        // lookup, not an mkdir that fails with EEXIST and then the mount; made only if missing
+        const bool fresh = ctx->freshTmpfs && Below(op.b, ctx->freshTmpfs);
+        if (ctx->inTemplate && IsTmpfs(op.c)) ctx->freshTmpfs = op.b;
+        if (ctx->inTemplate && !op.copyUp && !fresh && (r = call(SYS_mount, op.a, op.b, op.c, op.flags, op.d)) != -ENOENT) {
+          if (r < 0) DieSys(ctx, r, "mount", "mount", op.b);
+          break;
+        }
         if ((r = MkdirP(op.b, 0755)) < 0) DieSys(ctx, r, "mount", "mkdir", op.b);
         long under = -1;
         if (op.copyUp && (under = call(SYS_openat, AT_FDCWD, op.b, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) DieSys(ctx, under, "mount", "open", op.b);
@@ -640,11 +662,15 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       const bool inRoot = JailRel(ctx, op.b) != nullptr || JailRel(ctx, op.a) != nullptr;
       if (inRoot && (r = BindIn(ctx, op, &what)) >= 0) break;
       if (inRoot && !(r == -ENOSYS && what == kOpenTree)) DieSys(ctx, r, "bind", what, what == kOpenTree ? op.a : op.b);
-      // outside the root, or no open_tree (kernels before 5.2): by name
-      r = op.file ? TouchFile(op.b) : MkdirP(op.b, 0755);
-      if (r < 0) DieSys(ctx, r, "bind", op.file ? "open" : "mkdir", op.b);
-      if ((r = call(SYS_mount, op.a, op.b, nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr)) < 0)
-        DieSys(ctx, r, "bind", "mount", op.a);
+      // outside the root, or no open_tree (kernels before 5.2): by name (in a view template's
+      // copy the target is there: the bind first, the target made only if it is missing)
+      r = ctx->inTemplate && !(ctx->freshTmpfs && Below(op.b, ctx->freshTmpfs)) ? call(SYS_mount, op.a, op.b, nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr) : -ENOENT;
+      if (r == -ENOENT) {
+        r = op.file ? TouchFile(op.b) : MkdirP(op.b, 0755);
+        if (r < 0) DieSys(ctx, r, "bind", op.file ? "open" : "mkdir", op.b);
+        r = call(SYS_mount, op.a, op.b, nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr);
+      }
+      if (r < 0) DieSys(ctx, r, "bind", "mount", op.a);
       if ((r = Restrict(op.b, op.readonly, op.flags, op.recursive)) < 0) DieSys(ctx, r, "bind", "mount_setattr", op.b);
       break;
     }

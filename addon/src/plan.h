@@ -190,6 +190,8 @@ struct ChildCtx {
   bool restoreAffinity;       // the parent pinned us to its CPU for the setup: put this back
   const cpu_set_t* affinity;  // the caller's CPU set
   int maskFd[2];  // kMaskOpen: O_PATH fds of the template's empty file and directory
+  bool inTemplate;  // started in a view template's copy: its mount points exist (mount first, mkdir on ENOENT)
+  const char* freshTmpfs;  // ... except below a tmpfs this child mounted (its cgroup mounts): mkdir first there
   bool netPremade;  // born in a network namespace made ahead, lo up (NetSpare): no LoopbackUp
   int sysfsFd;      // ... and its sysfs, a detached mount the sysfs op moves into place; or -1
 };

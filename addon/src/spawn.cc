@@ -380,6 +380,8 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     return Fail(&e, er, "network", "socketpair");
   }
   ctx.asyncNet = asyncNet;
+  ctx.inTemplate = templ;
+  ctx.freshTmpfs = nullptr;
   ctx.maskFd[0] = ctx.maskFd[1] = -1;
   ctx.netFd = f.net[0];
   ctx.closeFds[2] = f.net[1];

@@ -474,6 +474,26 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     this.removeAllListeners('empty');
   }
 
+  /**
+   * @internal Removes a cgroup already seen empty (a settled sandbox's: lib/cgroup/sandbox.ts),
+   * without the kill and the look into every hierarchy that destroy({ kill: true }) makes first:
+   * rmdir itself refuses a cgroup that has a task, and then that full destroy runs.
+   */
+  async _removeEmpty(): Promise<void> {
+    if (this.destroyedFlag) return;
+    this.endWatch();
+    try {
+      if (this.made) await removeMade(this.made);
+      else await this.driver.remove();
+    } catch {
+      await this.destroy({ kill: true });
+      return;
+    }
+    this.destroyedFlag = true;
+    this.removeAllListeners('oom');
+    this.removeAllListeners('empty');
+  }
+
   /** `await using cg = await CGroup.create(...)`: owned groups are killed and removed, opened ones only unwatched. */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.owned) await this.destroy({ kill: true });

@@ -124,7 +124,13 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   let removed: Promise<void> | undefined;
   // figures taken after the kill and before rmdir, so verdict()/usage() still answer afterwards
   let last: { stats: CgroupStats; counters: LimitCounters } | undefined;
+  // settle() saw the cgroup empty and read its figures: with no process inside, nothing can
+  // change them any more (nsbox puts no process into a used cgroup, and the sandbox's own view
+  // of the cgroup filesystem is read-only), so they are not read again, and the removal is
+  // rmdir alone (which refuses a cgroup with a task: then the kill and removal as before)
+  let settled = false;
   const snapshot = async () => {
+    if (settled && last) return last;
     if (!cg.destroyed) last = { stats: await cg._finalStats(), counters: await cg.counters() };
     if (!last) throw new Error('nsbox: the sandbox cgroup was removed before its usage was read');
     return last;
@@ -164,12 +170,16 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
       if (cg.destroyed) return;
       // a sandbox whose pid 1 was reaped is empty: one look, the full kill only when not
       if (!cg._emptyAtAGlance()) await cg.kill();
-      await snapshot().catch(() => {});
+      await snapshot().then(() => { settled = !cg.destroyed; }, () => {});
     },
     killAndRemove() {
       sb.closeCloneFd();
       removed ??= (async () => {
         if (cg.destroyed) return;
+        if (settled) {
+          await cg._removeEmpty();
+          return;
+        }
         await cg.kill();
         await snapshot().catch(() => {});
         await cg.destroy({ kill: true });

@@ -132,7 +132,9 @@ function readDirInfo(path: string): DirInfo | null {
 
 function lstatKind(path: string): ReturnType<HostFacts['pathKind']> {
   try {
-    const st = lstatSync(path);
+    // a missing path answers without an exception (making one costs more than the lstat)
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return { kind: 'missing' };
     if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
     if (st.isDirectory()) return { kind: 'dir' };
     if (st.isFile()) return { kind: 'file' };

@@ -169,15 +169,56 @@ export interface View {
   readonly: string[];
 }
 
-/** Default views by key (see planView), with when they were made. */
-const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true }; masked: string[]; readonly: string[] }>();
+/**
+ * Default views by key (see planView), with when they were made or last checked, and the host
+ * facts they were made from (each read of `host`: the property or method, its arguments, and
+ * what it gave, as JSON).
+ */
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true }; masked: string[]; readonly: string[]; facts: HostRead[] }>();
+type HostRead = [key: PropertyKey, args: unknown[] | null, result: string | null];
+
+/** A host fact as text to compare; null when it cannot be told (then the view is made again). */
+function factText(v: unknown): string | null {
+  try { return JSON.stringify(v) ?? 'undefined'; } catch { return null; }
+}
+
+/** `host`, noting every property read and method call (and what it gave) in `log`. */
+function recordingHost(host: HostFacts, log: HostRead[]): HostFacts {
+  return new Proxy(host, {
+    get(target, key) {
+      const v: unknown = Reflect.get(target, key, target);
+      if (typeof v !== 'function') {
+        log.push([key, null, factText(v)]);
+        return v;
+      }
+      return (...args: unknown[]) => {
+        const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
+        log.push([key, args, factText(out)]);
+        return out;
+      };
+    },
+  });
+}
+
+/** Whether every host fact a cached view was made from reads the same now. */
+function factsHold(host: HostFacts, facts: readonly HostRead[]): boolean {
+  const h = host as unknown as Record<PropertyKey, unknown>;
+  for (const [key, args, was] of facts) {
+    const v = h[key];
+    const now = args === null ? v : typeof v === 'function' ? (v as (...a: unknown[]) => unknown).apply(host, args) : undefined;
+    if (was === null || factText(now) !== was) return false;
+  }
+  return true;
+}
 const NS_ORDER: NamespaceType[] = ['user', 'pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'time'];
 
 /**
  * The view's ops. The default view (no rootfs, caller mounts, devices or own mask lists)
  * depends only on which namespaces are made or joined, a few flags and host facts kept for a
- * second: with `shared`, its ops are made once a second and shared (frozen; each view gets
- * its own array of them).
+ * second: with `shared`, its ops are made once and shared (frozen; each view gets its own
+ * array of them). A cached view older than a second is used again only after the host facts it
+ * was made from were read again and found the same (a few lstat calls: a spawn after a pause
+ * does not make the whole view again, about 0.5 ms of cold JavaScript).
  */
 export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   const plain = s.mounts.length === 0 && s.devices.length === 0 && !s.ownPathLists;
@@ -189,7 +230,7 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
     ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
-  if (cached && performance.now() - cached.at < 1000) {
+  if (cached && (performance.now() - cached.at < 1000 || (factsHold(host, cached.facts) && (cached.at = performance.now())))) {
     return {
       ops: [...cached.ops],
       template: cached.template && { ...cached.template, child: [...cached.template.child] },
@@ -197,7 +238,8 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
       readonly: [...cached.readonly],
     };
   }
-  const v = makeView(s, host);
+  const facts: HostRead[] = [];
+  const v = makeView(s, key === undefined ? host : recordingHost(host, facts));
   // a rootfs's first view has no template (rootfsTemplateView): not kept, the next one may
   if (key === undefined || (rootfsId && !v.template)) return v;
   const template = v.template && { ...v.template, build: shareOps(v.template.build), child: shareOps(v.template.child) };
@@ -205,7 +247,7 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   // keys differ by the template's root owner, i.e. per id block: stale views are dropped
   // before the map grows past a few dozen
   if (viewCache.size >= 64) for (const [k, e] of viewCache) if (performance.now() - e.at >= 1000) viewCache.delete(k);
-  viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly] });
+  viewCache.set(key, { at: performance.now(), ops, template, masked: [...v.masked], readonly: [...v.readonly], facts });
   return { ops: [...ops], template: template && { ...template, child: [...template.child] }, masked: v.masked, readonly: v.readonly };
 }
 

@@ -60,7 +60,8 @@ export function within(maps: readonly IdMap[], allowed: readonly IdMap[]): boole
 /** newuidmap and newgidmap (setuid helpers of Debian's uidmap / shadow-utils), when installed. */
 export function findIdMapHelpers(): { uid: string; gid: string } | null {
   const find = (n: string) => ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'].map((d) => `${d}/${n}`).find((f) => {
-    try { return statSync(f).isFile(); } catch { return false; }
+    // a missing file answers without an exception (looked for again every second)
+    try { return statSync(f, { throwIfNoEntry: false })?.isFile() ?? false; } catch { return false; }
   });
   const uid = find('newuidmap'), gid = find('newgidmap');
   return uid && gid ? { uid, gid } : null;

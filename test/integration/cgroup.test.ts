@@ -186,6 +186,25 @@ describe.skipIf(skip)('CGroup on this kernel', () => {
     expect(leftovers(sb.cgroup.name)).toEqual([]);
   });
 
+  it('removes a settled sandbox cgroup by rmdir alone; one that got a task after settle is still killed and removed', async () => {
+    const sb = await prepareSandboxCgroup({ limits: { pids: 8 }, name: uniq() });
+    await sb.settle();
+    // a task moved in after it was seen empty, where the one look at a glance does not see it
+    // (v1: a hierarchy other than pids and memory)
+    const procs = sb.procsPaths.find((p) => !/\/(pids|memory)\//.test(p)) ?? sb.procsPaths[0]!;
+    const c = runIn([procs], '/bin/sleep 100');
+    await until(() => readFileSync(procs, 'utf8').trim() !== '');
+    await sb.killAndRemove();
+    expect((await exited(c)).signal).toBe('SIGKILL');
+    expect(leftovers(sb.cgroup.name)).toEqual([]);
+    // an empty one: removed, its figures still answer
+    const sb2 = await prepareSandboxCgroup({ limits: { pids: 8 }, name: uniq() });
+    await sb2.settle();
+    await sb2.killAndRemove();
+    expect(leftovers(sb2.cgroup.name)).toEqual([]);
+    expect(await sb2.verdict()).toBe(null);
+  });
+
   it('emits empty when the last task leaves', async () => {
     await using cg = await CGroup.create(uniq());
     const empty = once(cg, 'empty');

@@ -1,6 +1,7 @@
 // Issue 2, item 5: the planner rejects bad options before anything exists, and plans what
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi, afterEach } from 'vitest';
+import { planView, type ViewSpec } from '../../lib/plan/view.js';
 import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, idBlockSource, wantsIdBlock, REGION_BLOCKS, type HostFacts } from '../../lib/plan/index.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
@@ -352,6 +353,46 @@ describe('buildPlan: the default view is made once a second and shared', () => {
     expect(nested.ops.some((op) => op.path?.endsWith('max_user_namespaces'))).toBe(false);
     expect(b.ops.some((op) => op.path?.endsWith('max_user_namespaces'))).toBe(true);
     expect(buildPlan({ file: '/bin/true', args: [], options: { maskedPaths: [] } }).summary.maskedPaths).toEqual([]);
+  });
+});
+
+describe('planView: a cached default view older than a second', () => {
+  // a spec no other test shares a cache key with (unbindable propagation, no uts namespace)
+  const spec = (): ViewSpec => ({
+    ns: new Set(['user', 'pid', 'mount', 'ipc', 'net', 'cgroup']), joinedPid: false, joinedMount: false, joinedOwnNet: false,
+    rootPropagation: 'unbindable', rootfs: null, rootfsReadonly: true, mounts: [], devices: [], maskedPaths: [...DEFAULT_MASKED_PATHS],
+    readonlyPaths: [], ownPathLists: false, ownCgroup: false, nestedUserNamespaces: false, attach: true, attachBinds: true, template: null,
+  });
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('is used again when the host facts it was made from read the same, and made again when one changed', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    let lib64: ReturnType<HostFacts['pathKind']> = { kind: 'symlink', target: 'usr/lib64' };
+    let reads = 0;
+    const base = host();
+    const h = host({ pathKind: (p) => { reads++; return p === '/lib64' ? lib64 : base.pathKind(p); } });
+    const a = planView(spec(), h, true);
+    expect(a.ops.find((op) => op.path === '/newroot/lib64')).toMatchObject({ op: Op.Symlink, source: 'usr/lib64' });
+    // within the second: neither made again nor checked
+    reads = 0;
+    const b = planView(spec(), h, true);
+    expect(reads).toBe(0);
+    expect(b.ops.every((op, i) => op === a.ops[i])).toBe(true);
+    // after it: the facts read again (not the view made again: the same shared ops)
+    vi.advanceTimersByTime(1500);
+    const c = planView(spec(), h, true);
+    expect(reads).toBeGreaterThan(0);
+    expect(c.ops.every((op, i) => op === a.ops[i])).toBe(true);
+    // and checked again only a second later
+    reads = 0;
+    planView(spec(), h, true);
+    expect(reads).toBe(0);
+    // a fact that changed: the view is made again from it
+    lib64 = { kind: 'dir' };
+    vi.advanceTimersByTime(1500);
+    const d = planView(spec(), h, true);
+    expect(d.ops.find((op) => op.path === '/newroot/lib64')).toMatchObject({ op: Op.Bind, readonly: true });
+    expect(d.ops[0]).not.toBe(a.ops[0]);
   });
 });
 

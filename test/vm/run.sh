@@ -19,7 +19,8 @@
 # VM_TIMEOUT (seconds, default 1800), VM_MEM (MiB, default 1024), VM_SMP (default nproc<=8),
 # VM_KERNEL (6.1, the default, or 5.10), VM_KERNEL_PKG (a specific linux-image-* package from
 # the host's sources), VM_TESTS (test files instead of the kernel's set, space separated),
-# VM_VERBOSE=1 (stream the guest console). Extra arguments are passed to vitest. Exit status: the tests'; 124 timeout; 125 VM failure.
+# VM_VERBOSE=1 (stream the guest console), VM_CMD (a shell command run in the checkout instead of
+# vitest, e.g. a bench: VM_CMD='node bench/spawn.mjs --only nsbox+limits,bwrap --heap-mb 0'). Extra arguments are passed to vitest. Exit status: the tests'; 124 timeout; 125 VM failure.
 set -euo pipefail
 
 PROG=test-vm
@@ -212,10 +213,15 @@ for t in "${TESTS[@]}"; do [ -e "$ROOT/$t" ] || die "no $t in $ROOT"; done
   [ -z "$mc" ] || printf 'export NSBOX_MATRIX_CELLS=%q\n' "$mc"
   printf 'cd -- %q || exit 125\n' "$ROOT"
   printf 'echo "guest: $(uname -r), $(nproc) vCPU, cgroup $(cat /proc/self/cgroup)" >&2\n'
-  # a roomier timeout: JavaScript runs about 10x slower under TCG
-  printf 'exec %q %q run --testTimeout=300000 --hookTimeout=300000' "$NODE" "$VITEST"
-  printf ' %q' "${TESTS[@]}" "$@"
-  printf '\n'
+  if [ -n "${VM_CMD:-}" ]; then
+    # a command instead of the tests (a bench: VM_CMD='node bench/spawn.mjs --limits-v2')
+    printf 'exec bash -c %q\n' "$VM_CMD"
+  else
+    # a roomier timeout: JavaScript runs about 10x slower under TCG
+    printf 'exec %q %q run --testTimeout=300000 --hookTimeout=300000' "$NODE" "$VITEST"
+    printf ' %q' "${TESTS[@]}" "$@"
+    printf '\n'
+  fi
 } > "$IR/job/job.sh"
 q() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
 {
