@@ -1,11 +1,16 @@
 // bench/breakdown --pool: where the time of pool.run('/bin/true') goes, beside a cold
 // spawnIsolated('/bin/true') with the same limits, from timestamps taken at the addon's entry
-// points (wrapped here) and at the JS steps. Run as root:
-//   node bench/breakdown.mjs --pool [--n 200] [--spaced 20] [--size 4]
+// points (wrapped here) and at the JS steps. Then what bounds the pool's throughput: runs of
+// pool.run at concurrency C (--concurrency, default 8) and, per run, the CPU of this process
+// (its main thread's busy time, ELU, and all its threads), of the whole machine (/proc/stat:
+// everything running, so only meaningful on a quiet machine), and how busy the spawner thread
+// was (the sum of the addon spawns' call -> callback times over the wall time: a sandbox's
+// blocking part runs there, one at a time). Run as root:
+//   node bench/breakdown.mjs --pool [--n 200] [--spaced 20] [--size 4] [--concurrency 8]
 import { createRequire } from 'node:module';
 
 const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? Number(process.argv[i + 1]) : def; };
-const N = arg('n', 200), SPACED = arg('spaced', 20), SIZE = arg('size', 4);
+const N = arg('n', 200), SPACED = arg('spaced', 20), SIZE = arg('size', 4), CONC = arg('concurrency', 8);
 const addonPath = process.env.NSBOX_ADDON ?? new URL('../build/Release/nsbox.node', import.meta.url).pathname;
 process.env.NSBOX_ADDON = addonPath;
 const addon = createRequire(import.meta.url)(addonPath);
@@ -13,13 +18,20 @@ const now = () => Number(process.hrtime.bigint()) / 1e3; // µs
 let marks = {};
 const mark = (k) => { if (!(k in marks)) marks[k] = now(); };
 // the addon's entry points a run goes through, first call of each per run
+// spawner: the addon spawns' call -> callback times, summed (the throughput section)
+const spawner = { busyMs: 0, n: 0 };
 for (const name of ['spawn', 'serveRun', 'serveRunAsync']) {
   const f = addon[name];
   if (typeof f !== 'function') continue;
   addon[name] = function (...a) {
     mark(`${name}:call`);
-    const cb = a[a.length - 1];
-    if (typeof cb === 'function') a[a.length - 1] = (...r) => { mark(`${name}:done`); return cb(...r); };
+    const t0 = performance.now();
+    // the callback is the first function argument (spawn's is not the last)
+    const i = a.findIndex((x) => typeof x === 'function');
+    if (i >= 0) {
+      const cb = a[i];
+      a[i] = (...r) => { mark(`${name}:done`); if (name === 'spawn') { spawner.busyMs += performance.now() - t0; spawner.n++; } return cb(...r); };
+    }
     try { return f.apply(this, a); } finally { mark(`${name}:return`); }
   };
 }
@@ -82,6 +94,7 @@ try {
   await pool.close();
   (await import('node:fs')).rmSync(stateDir, { recursive: true, force: true });
 }
+
 const med = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[s.length >> 1] : NaN; };
 const p99 = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] : NaN; };
 console.log(`bench/breakdown --pool: medians of ${N} runs each, interleaved${SPACED ? `, ${SPACED} ms apart` : ''} (µs); limits ${JSON.stringify(limits)}\n`);
@@ -96,3 +109,46 @@ for (const [name, c] of Object.entries(cases)) {
   const tot = use.map((r) => r.resolved - r.call);
   console.log(`| **total** | **${med(tot).toFixed(0)}** | ${p99(tot).toFixed(0)} |\n`);
 }
+
+// --- throughput: what bounds it
+const { readFileSync } = await import('node:fs');
+const busyJiffies = () => {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return f.reduce((a, b) => a + b, 0) - f[3] - f[4]; // all but idle and iowait
+};
+console.log('');
+const tpool = createPool({ size: SIZE, template: { limits, stateDir } });
+let tp;
+try {
+  await tpool.warm();
+  spawner.busyMs = 0;
+  spawner.n = 0;
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
+  const j0 = busyJiffies();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: CONC }, async () => {
+    while (next < N) {
+      next++;
+      const r = await tpool.run('/bin/true');
+      if (r.exitCode !== 0) throw new Error(r.stderr);
+    }
+  }));
+  const wall = performance.now() - t0;
+  const elu = performance.eventLoopUtilization(elu0);
+  const cpu = process.cpuUsage(cpu0);
+  const machineMs = ((busyJiffies() - j0) * 1000) / 100; // USER_HZ
+  tp = { wall, elu, cpu, machineMs, misses: tpool.stats.misses };
+} finally {
+  await tpool.close();
+  (await import('node:fs')).rmSync(stateDir, { recursive: true, force: true });
+}
+const per = (ms) => `${(ms / N).toFixed(2)}`;
+console.log(`| pool.run('/bin/true') at concurrency ${CONC}, pool size ${SIZE}, ${N} runs | per run |\n|---|---:|`);
+console.log(`| throughput | ${(N / (tp.wall / 1000)).toFixed(0)} runs/s (${tp.misses} runs waited for a sandbox) |`);
+console.log(`| wall time | ${per(tp.wall)} ms |`);
+console.log(`| main thread busy (ELU ${tp.elu.utilization.toFixed(2)}) | ${per(tp.elu.active)} ms |`);
+console.log(`| this process, all threads (user + system) | ${per((tp.cpu.user + tp.cpu.system) / 1000)} ms |`);
+console.log(`| the whole machine (/proc/stat: sandboxes, kernel workers, and anything else running) | ${per(tp.machineMs)} ms |`);
+console.log(`| spawner thread busy (${spawner.n} spawns, ${((spawner.busyMs / tp.wall) * 100).toFixed(0)}% of the wall time) | ${per(spawner.busyMs)} ms |`);
