@@ -48,7 +48,7 @@ describe.skipIf(skip)('created sandbox (Sandbox.create with program)', () => {
       const out = openSync(${JSON.stringify(outFile)}, 'w');
       const b = await Sandbox.create({ stateDir: ${JSON.stringify(stateDir)}, id: 'c1', keepAlive: true, hostname: 'made',
         limits: { pids: 32 },
-        program: { file: 'sh', args: ['-c', 'echo "out $(hostname) $$"; echo err >&2; read x; echo "got $x"; exit 7'], stdio: ['ignore', out, out] } });
+        program: { file: 'sh', args: ['-c', 'echo "out $(hostname) $$"; echo err >&2; sleep 0.5; read x; echo "got $x"; exit 7'], stdio: ['ignore', out, out] } });
       console.log(b.pid);`));
     expect(pid).toBeGreaterThan(1);
     expect(alive(pid)).toBe(true);
@@ -68,7 +68,8 @@ describe.skipIf(skip)('created sandbox (Sandbox.create with program)', () => {
     await expect(box.start()).rejects.toMatchObject({ code: 'EBUSY' });
     // the program runs as pid 1's child, with the creator's fds; stdin was 'ignore' (EOF)
     await waitFor(() => !alive(pid));
-    // (pid 4: the exec above had 2 and 3)
+    // (pid 4: the exec above had 2 and 3; the sleep, 5, keeps it running past the status read
+    // above: without it the program could end before that read under load)
     expect(readFileSync(outFile, 'utf8')).toBe('out made 4\nerr\ngot \n');
     expect(box.status).toBe('exited');
     expect(box.exitStatus()).toEqual({ exitCode: 7, signal: null });
