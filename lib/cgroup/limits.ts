@@ -126,8 +126,11 @@ export interface ResolvedIoMax {
   wiops?: number;
 }
 
+/** The limits whose validated form is the given one (the kernel's values, exactly as given). */
+type ExactLimits = Pick<Limits, 'cpuMax' | 'cpuShares' | 'cpuRealtime' | 'blkioWeight' | 'blkioLeafWeight' | 'blkioWeightDevice' | 'hugetlb' | 'netClassId' | 'netPriorities'>;
+
 /** Validated limits: sizes in bytes, `'max'` for "no limit", devices as `major:minor`. */
-export interface ResolvedLimits {
+export interface ResolvedLimits extends ExactLimits {
   memory?: number | 'max';
   memorySwap?: number | 'max';
   memoryReservation?: number | 'max';
@@ -139,15 +142,6 @@ export interface ResolvedLimits {
   ioWeight?: number;
   ioMax?: ResolvedIoMax[];
   devices?: ResolvedDeviceRule[];
-  cpuMax?: { quota?: number | 'max'; period?: number };
-  cpuShares?: number;
-  cpuRealtime?: { runtime?: number; period?: number };
-  blkioWeight?: number;
-  blkioLeafWeight?: number;
-  blkioWeightDevice?: { device: string; weight?: number; leafWeight?: number }[];
-  hugetlb?: Record<string, number>;
-  netClassId?: number;
-  netPriorities?: { name: string; priority: number }[];
   wallTimeMs?: number;
   cpuTimeMs?: number;
   outputBytes?: number;
