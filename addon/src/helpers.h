@@ -57,8 +57,8 @@ long StartNetMaker(AddonData* d, NetMaker* m);
 // Waits for it; 0, or -errno when the child could not be told.
 int FinishNetMaker(long hp, const NetMaker& m);
 
-// The spare network namespace (NetSpare): starts making one unless one is there or on its
-// way; takes it if it is ready (never waits). FreeSpare is in common.h.
+// The spare network namespaces (NetSpare, up to two kept): starts making one unless two are
+// there or one is on its way; takes one if one is ready (never waits). FreeSpare is in common.h.
 void StartSpare(AddonData* d);
 bool TakeSpare(AddonData* d, int* netFd, int* sysFd);
 
