@@ -3,7 +3,10 @@
 //  1. `podman run --rm IMG true` with each runtime (podman calls create, start, delete --force);
 //  2. one short command, `state ID` of a running container made by that runtime;
 //  3. the runtime alone: `create`, `start`, `delete --force` of one container, one after the
-//     other (what podman calls per `run --rm`, without podman and conmon).
+//     other (what podman calls per `run --rm`, without podman and conmon), with the bundle of
+//     `nsbox-runc spec` (no seccomp profile, `sleep` left running for `delete --force`), and
+//     again with the config.json podman gave the runtime (its seccomp profile, cgroupsPath and
+//     mounts; the program `true`), taken by a wrapper around nsbox-runc for one podman run.
 // A runtime that cannot run a container on this host is left out with its own error (crun
 // refuses cgroup v1 hosts whose v2 hierarchy has controllers: "cgroups in hybrid mode").
 // Usage: node bench/oci-startup.mjs [--runs N] [--nsbox-runc PATH]
@@ -118,6 +121,27 @@ try {
   });
   const cycleRuns = interleaved(cycleCmds);
 
+  // podman's own config.json: a wrapper runtime keeps a copy of it for one `podman run`
+  const wrapper = `${work}/capture-runtime`;
+  writeFileSync(wrapper, `#!/bin/sh\nprev=\nfor a in "$@"; do [ "$prev" = --bundle ] && cp "$a/config.json" ${q(`${work}/podman-config.json`)}; prev=$a; done\nexec ${q(nsboxRunc)} "$@"\n`, { mode: 0o755 });
+  execFileSync(PODMAN[0], [...PODMAN.slice(1), '--runtime', wrapper, ...RUN, image, 'true'], { stdio: 'ignore' });
+  const pbundle = `${work}/pbundle`;
+  rootfs(`${pbundle}/rootfs`);
+  const pc = JSON.parse(readFileSync(`${work}/podman-config.json`, 'utf8'));
+  pc.root = { path: 'rootfs', readonly: false };
+  pc.linux.cgroupsPath = `/nsbox-bench-oci-${process.pid}`;
+  // podman's bind mounts of files in its container's directory are gone with it
+  pc.mounts = pc.mounts.filter((m) => !(m.type === 'bind' && !existsSync(m.source)));
+  if (!pc.mounts.some((m) => m.destination === '/dev/shm')) pc.mounts.push({ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] });
+  writeFileSync(`${pbundle}/config.json`, JSON.stringify(pc));
+  const pcycleRuns = interleaved(runtimes.map(([name, path]) => {
+    const root = `${work}/root-${name}`;
+    const id = `pcycle-${process.pid}-${name}`;
+    cleanups.push(() => spawnSync(path, ['--root', root, 'delete', '--force', id], { stdio: 'ignore' }));
+    const r = (a) => `${q(path)} --root ${q(root)} ${a}`;
+    return [name, ['sh', '-c', `${r(`create --bundle ${q(pbundle)} ${id}`)} && ${r(`start ${id}`)} && ${r(`delete --force ${id}`)}`]];
+  }));
+
   const ms = (t) => `${(t * 1000).toFixed(1).padStart(7)} ms`;
   const row = (r, base) => `${r.command.padEnd(12)} p50 ${ms(r.p50)}   p99 ${ms(r.p99)}   mean ${ms(r.mean)}   ${base ? `p50 ${(r.p50 / base.p50).toFixed(2)}× runc, p99 ${(r.p99 / base.p99).toFixed(2)}×` : ''}`;
   const runcOf = (rs) => rs.find((r) => r.command === 'runc');
@@ -127,6 +151,8 @@ try {
   for (const r of stateRuns) console.log(row(r, runcOf(stateRuns)));
   console.log(`\ncreate + start + delete --force, the runtime alone (${RUNS} runs each, taking turns)`);
   for (const r of cycleRuns) console.log(row(r, runcOf(cycleRuns)));
+  console.log(`\nthe same with the config.json podman gave the runtime (${RUNS} runs each, taking turns)`);
+  for (const r of pcycleRuns) console.log(row(r, runcOf(pcycleRuns)));
   console.log(`\nnsbox-runc: ${nsboxRunc}; load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end (${RUNS} runs)`);
 } finally {
   for (const f of cleanups.reverse()) f();
