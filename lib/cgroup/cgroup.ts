@@ -381,9 +381,9 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   }
 
   /** @internal Writes limits validated already (a spare taken for a sandbox: lib/cgroup/spares.ts). */
-  _apply(r: ResolvedLimits): void {
+  _apply(r: ResolvedLimits, fresh = false): void {
     this.alive('update');
-    this.driver.apply(r);
+    this.driver.apply(r, fresh);
   }
 
   /** Moves a process (never the caller) into this cgroup, in every hierarchy. */

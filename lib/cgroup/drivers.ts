@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
 import type { ResolvedDeviceRule, ResolvedLimits } from './limits.js';
-import { blkioToIoWeight, sharesToWeight, weightToShares } from './limits.js';
+import { blkioToIoWeight, forgetOnlineCpus, sharesToWeight, weightToShares } from './limits.js';
 import { cgNative, type NativeCgroupWatch } from './native.js';
 
 /** Resource usage of a cgroup; the same shape on both versions, null where one lacks a figure. */
@@ -65,7 +65,11 @@ export interface Driver {
   procsPaths(): string[];
   /** How a new process is put into this cgroup before it runs its program (see {@link CgroupPlacement}). */
   placement(): CgroupPlacement;
-  apply(r: ResolvedLimits): void;
+  /**
+   * Writes the limits. `fresh`: the cgroup was just made and nothing was written into it (a
+   * spare), so its files hold the kernel's defaults and writes of those values are skipped.
+   */
+  apply(r: ResolvedLimits, fresh?: boolean): void;
   pids(): number[];
   populated(): boolean;
   /** One file's look at whether anything is inside (v1: one hierarchy, which every task of a sandbox joins with the others). */
@@ -129,6 +133,8 @@ function writeLimit(dir: string, file: string, value: string, controller: string
     writeFileSync(path, value);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
+    // the online CPUs may have changed since they were read (limits.ts caches them)
+    if (controller === 'cpuset') forgetOnlineCpus();
     if (err.code === 'ENOENT') throw missingController(controller, path, `${file} does not exist: controller missing, not enabled or not delegated`);
     const x = errnoError(Math.abs(err.errno ?? 5), `cgroup-${controller}`, 'write', path, `controller ${controller}: writing '${value}' to ${file} was refused`);
     throw x;
@@ -236,6 +242,8 @@ function ioBytesV1(text: string | null): [number | null, number | null] {
 }
 
 const CFS_PERIOD = 100000;
+/** cpu.cfs_period_us of a new cgroup (the kernel's default_cfs_period(), 100 ms) */
+const KERNEL_CFS_PERIOD = 100000;
 
 // ------------------------------------------------------------------ v2
 
@@ -527,7 +535,7 @@ export class V1Driver implements Driver {
     return { intoDir: undefined, tasks: this.uniqueDirs().map((d) => `${d}/tasks`), procs: this.procsPaths() };
   }
 
-  apply(r: ResolvedLimits): void {
+  apply(r: ResolvedLimits, fresh = false): void {
     const unl = (v: number | 'max') => (v === 'max' ? '-1' : String(v));
     if (r.devices !== undefined) {
       // the list replaces what was there: everything denied (or allowed, by a last wildcard
@@ -561,7 +569,8 @@ export class V1Driver implements Driver {
         }
       } else if (r.memory !== undefined) {
         // without a swap limit, keep memsw unlimited so it never blocks the new memory limit
-        if (existsSync(`${d}/memory.memsw.limit_in_bytes`) && r.memory !== 'max') {
+        // (a fresh cgroup's memsw is unlimited: nothing to check)
+        if (!fresh && existsSync(`${d}/memory.memsw.limit_in_bytes`) && r.memory !== 'max') {
           const cur = num(readOpt(`${d}/memory.memsw.limit_in_bytes`)) ?? Infinity;
           if (cur < r.memory) writeLimit(d, 'memory.memsw.limit_in_bytes', '-1', 'memory');
         }
@@ -571,7 +580,8 @@ export class V1Driver implements Driver {
     if (r.memoryReservation !== undefined) writeLimit(this.need('memory', 'memory.soft_limit_in_bytes'), 'memory.soft_limit_in_bytes', unl(r.memoryReservation), 'memory');
     if (r.cpus !== undefined) {
       const d = this.need('cpu', 'cpu.cfs_quota_us');
-      writeLimit(d, 'cpu.cfs_period_us', String(CFS_PERIOD), 'cpu');
+      // a fresh cgroup's period is the kernel's default, 100 ms (CFS_PERIOD)
+      if (!fresh || CFS_PERIOD !== KERNEL_CFS_PERIOD) writeLimit(d, 'cpu.cfs_period_us', String(CFS_PERIOD), 'cpu');
       writeLimit(d, 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(r.cpus * CFS_PERIOD))), 'cpu');
     }
     if (r.cpuWeight !== undefined) writeLimit(this.need('cpu', 'cpu.shares'), 'cpu.shares', String(weightToShares(r.cpuWeight)), 'cpu');

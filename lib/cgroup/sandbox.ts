@@ -90,7 +90,8 @@ async function fromSpare(parent: string | undefined, limits: Limits): Promise<CG
     return undefined;
   }
   try {
-    s.cgroup._apply(r);
+    // nothing was written into a spare since its mkdir: its files hold the kernel's defaults
+    s.cgroup._apply(r, true);
   } catch (e) {
     // half-made: removed as create() removes a cgroup whose limits were refused
     await s.cgroup.destroy({ kill: true }).then(s.drop, () => {});
