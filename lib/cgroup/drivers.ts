@@ -76,7 +76,8 @@ export interface Driver {
   emptyAtAGlance(): boolean;
   /** `lean`: only what a spawn's result reports (cpu user/system, memory and pids peaks, OOM kills); the rest null. */
   stats(lean?: boolean): CgroupStats;
-  counters(): LimitCounters;
+  /** `from`: stats read just now, whose OOM kill count is taken instead of reading its file again. */
+  counters(from?: CgroupStats): LimitCounters;
   cpuUsageUs(): number | null;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
@@ -274,9 +275,14 @@ function words(text: string | null): string[] {
  */
 export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<string, string> {
   const failed = new Map<string, string>();
+  // each file read once for all of ctrls (a refill asks for four); what this loop enables is added
+  let enabled: string[] | undefined;
+  let available: string[] | undefined;
   for (const c of ctrls) {
-    if (words(readOpt(`${dir}/cgroup.subtree_control`)).includes(c)) continue;
-    if (!words(readOpt(`${dir}/cgroup.controllers`)).includes(c)) {
+    enabled ??= words(readOpt(`${dir}/cgroup.subtree_control`));
+    if (enabled.includes(c)) continue;
+    available ??= words(readOpt(`${dir}/cgroup.controllers`));
+    if (!available.includes(c)) {
       if (dir === mount) {
         failed.set(c, `the kernel has no ${c} controller in this cgroup2 hierarchy`);
         continue;
@@ -289,6 +295,7 @@ export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<strin
     }
     try {
       writeFileSync(`${dir}/cgroup.subtree_control`, `+${c}`);
+      enabled.push(c);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       failed.set(c, code === 'EBUSY'
@@ -422,9 +429,9 @@ export class V2Driver implements Driver {
     };
   }
 
-  counters(): LimitCounters {
+  counters(from?: CgroupStats): LimitCounters {
     return {
-      oomKill: kv(readOpt(`${this.dir}/memory.events`)).oom_kill ?? 0,
+      oomKill: from ? (from.oomKill ?? 0) : (kv(readOpt(`${this.dir}/memory.events`)).oom_kill ?? 0),
       pidsMax: kv(readOpt(`${this.dir}/pids.events`)).max ?? 0,
     };
   }
@@ -723,11 +730,11 @@ export class V1Driver implements Driver {
     };
   }
 
-  counters(): LimitCounters {
+  counters(from?: CgroupStats): LimitCounters {
     const mem = this.d('memory');
     const pids = this.d('pids');
     return {
-      oomKill: mem ? (kv(readOpt(`${mem}/memory.oom_control`)).oom_kill ?? 0) : 0,
+      oomKill: from ? (from.oomKill ?? 0) : mem ? (kv(readOpt(`${mem}/memory.oom_control`)).oom_kill ?? 0) : 0,
       pidsMax: pids ? (kv(readOpt(`${pids}/pids.events`)).max ?? 0) : 0,
     };
   }

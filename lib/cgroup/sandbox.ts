@@ -132,7 +132,7 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   let settled = false;
   const snapshot = async () => {
     if (settled && last) return last;
-    if (!cg.destroyed) last = { stats: await cg._finalStats(), counters: await cg.counters() };
+    if (!cg.destroyed) last = await cg._finalFigures();
     if (!last) throw new Error('nsbox: the sandbox cgroup was removed before its usage was read');
     return last;
   };
