@@ -381,9 +381,9 @@ export class CGroup extends EventEmitter<CGroupEvents> {
   }
 
   /** @internal Writes limits validated already (a spare taken for a sandbox: lib/cgroup/spares.ts). */
-  _apply(r: ResolvedLimits): void {
+  _apply(r: ResolvedLimits, fresh = false): void {
     this.alive('update');
-    this.driver.apply(r);
+    this.driver.apply(r, fresh);
   }
 
   /** Moves a process (never the caller) into this cgroup, in every hierarchy. */
@@ -405,10 +405,11 @@ export class CGroup extends EventEmitter<CGroupEvents> {
     return this.driver.stats();
   }
 
-  /** @internal The figures a spawn's result reports, and no more (fewer files to read). */
-  async _finalStats(): Promise<CgroupStats> {
+  /** @internal The figures a spawn's result reports, and no more (fewer files to read), with the limit counters (the OOM kill count read once for both). */
+  async _finalFigures(): Promise<{ stats: CgroupStats; counters: LimitCounters }> {
     this.alive('stats');
-    return this.driver.stats(true);
+    const stats = this.driver.stats(true);
+    return { stats, counters: this.driver.counters(stats) };
   }
 
   /** @internal Whether the cgroup is empty, from one file (see Driver.emptyAtAGlance); a removed one is. */

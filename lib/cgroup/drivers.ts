@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { NsboxError, errnoError, fromNodeError } from '../errors.js';
 import type { ResolvedDeviceRule, ResolvedLimits } from './limits.js';
-import { blkioToIoWeight, sharesToWeight, weightToShares } from './limits.js';
+import { blkioToIoWeight, forgetOnlineCpus, sharesToWeight, weightToShares } from './limits.js';
 import { cgNative, type NativeCgroupWatch } from './native.js';
 
 /** Resource usage of a cgroup; the same shape on both versions, null where one lacks a figure. */
@@ -65,14 +65,19 @@ export interface Driver {
   procsPaths(): string[];
   /** How a new process is put into this cgroup before it runs its program (see {@link CgroupPlacement}). */
   placement(): CgroupPlacement;
-  apply(r: ResolvedLimits): void;
+  /**
+   * Writes the limits. `fresh`: the cgroup was just made and nothing was written into it (a
+   * spare), so its files hold the kernel's defaults and writes of those values are skipped.
+   */
+  apply(r: ResolvedLimits, fresh?: boolean): void;
   pids(): number[];
   populated(): boolean;
   /** One file's look at whether anything is inside (v1: one hierarchy, which every task of a sandbox joins with the others). */
   emptyAtAGlance(): boolean;
   /** `lean`: only what a spawn's result reports (cpu user/system, memory and pids peaks, OOM kills); the rest null. */
   stats(lean?: boolean): CgroupStats;
-  counters(): LimitCounters;
+  /** `from`: stats read just now, whose OOM kill count is taken instead of reading its file again. */
+  counters(from?: CgroupStats): LimitCounters;
   cpuUsageUs(): number | null;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
@@ -129,6 +134,8 @@ function writeLimit(dir: string, file: string, value: string, controller: string
     writeFileSync(path, value);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
+    // the online CPUs may have changed since they were read (limits.ts caches them)
+    if (controller === 'cpuset') forgetOnlineCpus();
     if (err.code === 'ENOENT') throw missingController(controller, path, `${file} does not exist: controller missing, not enabled or not delegated`);
     const x = errnoError(Math.abs(err.errno ?? 5), `cgroup-${controller}`, 'write', path, `controller ${controller}: writing '${value}' to ${file} was refused`);
     throw x;
@@ -236,6 +243,8 @@ function ioBytesV1(text: string | null): [number | null, number | null] {
 }
 
 const CFS_PERIOD = 100000;
+/** cpu.cfs_period_us of a new cgroup (the kernel's default_cfs_period(), 100 ms) */
+const KERNEL_CFS_PERIOD = 100000;
 
 // ------------------------------------------------------------------ v2
 
@@ -266,9 +275,14 @@ function words(text: string | null): string[] {
  */
 export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<string, string> {
   const failed = new Map<string, string>();
+  // each file read once for all of ctrls (a refill asks for four); what this loop enables is added
+  let enabled: string[] | undefined;
+  let available: string[] | undefined;
   for (const c of ctrls) {
-    if (words(readOpt(`${dir}/cgroup.subtree_control`)).includes(c)) continue;
-    if (!words(readOpt(`${dir}/cgroup.controllers`)).includes(c)) {
+    enabled ??= words(readOpt(`${dir}/cgroup.subtree_control`));
+    if (enabled.includes(c)) continue;
+    available ??= words(readOpt(`${dir}/cgroup.controllers`));
+    if (!available.includes(c)) {
       if (dir === mount) {
         failed.set(c, `the kernel has no ${c} controller in this cgroup2 hierarchy`);
         continue;
@@ -281,6 +295,7 @@ export function v2Enable(dir: string, mount: string, ctrls: string[]): Map<strin
     }
     try {
       writeFileSync(`${dir}/cgroup.subtree_control`, `+${c}`);
+      enabled.push(c);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       failed.set(c, code === 'EBUSY'
@@ -414,9 +429,9 @@ export class V2Driver implements Driver {
     };
   }
 
-  counters(): LimitCounters {
+  counters(from?: CgroupStats): LimitCounters {
     return {
-      oomKill: kv(readOpt(`${this.dir}/memory.events`)).oom_kill ?? 0,
+      oomKill: from ? (from.oomKill ?? 0) : (kv(readOpt(`${this.dir}/memory.events`)).oom_kill ?? 0),
       pidsMax: kv(readOpt(`${this.dir}/pids.events`)).max ?? 0,
     };
   }
@@ -527,7 +542,7 @@ export class V1Driver implements Driver {
     return { intoDir: undefined, tasks: this.uniqueDirs().map((d) => `${d}/tasks`), procs: this.procsPaths() };
   }
 
-  apply(r: ResolvedLimits): void {
+  apply(r: ResolvedLimits, fresh = false): void {
     const unl = (v: number | 'max') => (v === 'max' ? '-1' : String(v));
     if (r.devices !== undefined) {
       // the list replaces what was there: everything denied (or allowed, by a last wildcard
@@ -561,7 +576,8 @@ export class V1Driver implements Driver {
         }
       } else if (r.memory !== undefined) {
         // without a swap limit, keep memsw unlimited so it never blocks the new memory limit
-        if (existsSync(`${d}/memory.memsw.limit_in_bytes`) && r.memory !== 'max') {
+        // (a fresh cgroup's memsw is unlimited: nothing to check)
+        if (!fresh && existsSync(`${d}/memory.memsw.limit_in_bytes`) && r.memory !== 'max') {
           const cur = num(readOpt(`${d}/memory.memsw.limit_in_bytes`)) ?? Infinity;
           if (cur < r.memory) writeLimit(d, 'memory.memsw.limit_in_bytes', '-1', 'memory');
         }
@@ -571,7 +587,8 @@ export class V1Driver implements Driver {
     if (r.memoryReservation !== undefined) writeLimit(this.need('memory', 'memory.soft_limit_in_bytes'), 'memory.soft_limit_in_bytes', unl(r.memoryReservation), 'memory');
     if (r.cpus !== undefined) {
       const d = this.need('cpu', 'cpu.cfs_quota_us');
-      writeLimit(d, 'cpu.cfs_period_us', String(CFS_PERIOD), 'cpu');
+      // a fresh cgroup's period is the kernel's default, 100 ms (CFS_PERIOD)
+      if (!fresh || CFS_PERIOD !== KERNEL_CFS_PERIOD) writeLimit(d, 'cpu.cfs_period_us', String(CFS_PERIOD), 'cpu');
       writeLimit(d, 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(r.cpus * CFS_PERIOD))), 'cpu');
     }
     if (r.cpuWeight !== undefined) writeLimit(this.need('cpu', 'cpu.shares'), 'cpu.shares', String(weightToShares(r.cpuWeight)), 'cpu');
@@ -713,11 +730,11 @@ export class V1Driver implements Driver {
     };
   }
 
-  counters(): LimitCounters {
+  counters(from?: CgroupStats): LimitCounters {
     const mem = this.d('memory');
     const pids = this.d('pids');
     return {
-      oomKill: mem ? (kv(readOpt(`${mem}/memory.oom_control`)).oom_kill ?? 0) : 0,
+      oomKill: from ? (from.oomKill ?? 0) : mem ? (kv(readOpt(`${mem}/memory.oom_control`)).oom_kill ?? 0) : 0,
       pidsMax: pids ? (kv(readOpt(`${pids}/pids.events`)).max ?? 0) : 0,
     };
   }

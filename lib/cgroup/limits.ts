@@ -229,9 +229,22 @@ function readList(path: string, fallback: string): number[] {
   return parseIdList(text) ?? [];
 }
 
-/** CPUs online now (`/sys/devices/system/cpu/online`). */
-export function onlineCpus(): number[] {
-  return readList('/sys/devices/system/cpu/online', '0');
+// the online CPUs change rarely (hotplug): read at most once a second, and again before a
+// value is refused on their account (see validateLimits) or after a cpuset write failed
+let cpusCache: { ids: number[]; at: number } | undefined;
+
+/** CPUs online (`/sys/devices/system/cpu/online`), read at most once a second unless `fresh`. */
+export function onlineCpus(fresh = false): number[] {
+  const now = Date.now();
+  if (fresh || !cpusCache || now - cpusCache.at >= 1000 || now < cpusCache.at) {
+    cpusCache = { ids: readList('/sys/devices/system/cpu/online', '0'), at: now };
+  }
+  return cpusCache.ids;
+}
+
+/** Drops the cached online CPUs (a cpuset write was refused: the set may have changed). */
+export function forgetOnlineCpus(): void {
+  cpusCache = undefined;
 }
 
 /** Memory nodes online now (`/sys/devices/system/node/online`, `'0'` without NUMA sysfs). */
@@ -305,12 +318,20 @@ export function validateLimits(limits: unknown, options: ValidateOptions = {}): 
   if (has('cpus')) {
     const c = l.cpus;
     if (typeof c !== 'number') throw new TypeError(`limits.cpus must be a number of cores, got ${typeof c}`);
-    const n = onlineCpus().length || 1;
+    let n = onlineCpus().length || 1;
+    if (c > n) n = onlineCpus(true).length || 1;
     if (!Number.isFinite(c) || c < 0.01 || c > n) throw new RangeError(`limits.cpus must be between 0.01 and ${n} (online CPUs), got ${c}`);
     r.cpus = c;
   }
   if (has('cpuWeight')) r.cpuWeight = intIn(l.cpuWeight, 'limits.cpuWeight', 1, 10000);
-  if (has('cpuset')) r.cpuset = idList(l.cpuset, 'limits.cpuset', onlineCpus(), 'CPU');
+  if (has('cpuset')) {
+    try {
+      r.cpuset = idList(l.cpuset, 'limits.cpuset', onlineCpus(), 'CPU');
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      r.cpuset = idList(l.cpuset, 'limits.cpuset', onlineCpus(true), 'CPU');
+    }
+  }
   if (has('cpusetMems')) r.cpusetMems = idList(l.cpusetMems, 'limits.cpusetMems', onlineMemoryNodes(), 'memory node');
   if (has('pids')) r.pids = l.pids === 'max' || l.pids === Infinity ? 'max' : intIn(l.pids, 'limits.pids', 1, 4194304);
   if (has('ioWeight')) r.ioWeight = intIn(l.ioWeight, 'limits.ioWeight', 1, 10000);

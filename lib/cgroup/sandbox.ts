@@ -90,7 +90,8 @@ async function fromSpare(parent: string | undefined, limits: Limits): Promise<CG
     return undefined;
   }
   try {
-    s.cgroup._apply(r);
+    // nothing was written into a spare since its mkdir: its files hold the kernel's defaults
+    s.cgroup._apply(r, true);
   } catch (e) {
     // half-made: removed as create() removes a cgroup whose limits were refused
     await s.cgroup.destroy({ kill: true }).then(s.drop, () => {});
@@ -131,7 +132,7 @@ export async function prepareSandboxCgroup(opts: PrepareSandboxCgroupOptions): P
   let settled = false;
   const snapshot = async () => {
     if (settled && last) return last;
-    if (!cg.destroyed) last = { stats: await cg._finalStats(), counters: await cg.counters() };
+    if (!cg.destroyed) last = await cg._finalFigures();
     if (!last) throw new Error('nsbox: the sandbox cgroup was removed before its usage was read');
     return last;
   };

@@ -129,6 +129,27 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     else expect(lines).toContain('pids');
   });
 
+  it('a spare cgroup gets the same limit files as a cgroup made for the limits (a fresh spare skips writes of kernel defaults)', async () => {
+    // the sandbox reads its own cgroup's files (read-only view at /sys/fs/cgroup)
+    const files = CGroup.mode() === 'v2'
+      ? ['cpu.max', 'memory.max', 'memory.swap.max', 'pids.max']
+      : ['cpu/cpu.cfs_period_us', 'cpu/cpu.cfs_quota_us', 'memory/memory.limit_in_bytes', 'memory/memory.memsw.limit_in_bytes', 'pids/pids.max'];
+    const script = files.map((f) => `echo "${f} $(cat /sys/fs/cgroup/${f} 2>/dev/null || echo absent)"`).join('; ');
+    const limits = { memory: '64M', pids: 32, cpus: 0.5 };
+    await releaseSpares();
+    const made = await sh(script, { limits });
+    expect(made.isolation.cgroup).not.toMatch(/-spare-\d+$/);
+    // the refill is asynchronous (slow under qemu): until a spawn takes a spare
+    let spare = await sh(script, { limits });
+    for (let i = 0; i < 100 && !/-spare-\d+$/.test(spare.isolation.cgroup!); i++) {
+      await sleep(100);
+      spare = await sh(script, { limits });
+    }
+    expect(spare.isolation.cgroup).toMatch(/-spare-\d+$/);
+    expect(spare.stdout).toBe(made.stdout);
+    expect(made.stdout).toMatch(CGroup.mode() === 'v2' ? /cpu\.max 50000 100000/ : /cpu\.cfs_period_us 100000\n.*cpu\.cfs_quota_us 50000/);
+  }, 60_000);
+
   it('rejects bad limits before any cgroup exists', async () => {
     await expectNothingButSpares();
     const before = ourCgroups();
