@@ -25,6 +25,7 @@ struct Dir {
   int p[2] = {-1, -1};
   size_t inPipe = 0;
   bool eof = false, shut = false;
+  bool grown = false;  // the pipe made larger (kChunk) once this direction filled it
   uint64_t bytes = 0;
 };
 
@@ -54,6 +55,12 @@ struct RelayLoop {
 };
 
 constexpr size_t kChunk = 1 << 18;
+// A new pipe's size (16 pages). A relay's pipes start so and are made kChunk only once a direction
+// fills one: pipes count against the user's pipe-user-pages-soft (16384 pages by default, for a
+// caller without CAP_SYS_RESOURCE/CAP_SYS_ADMIN), and past it every new pipe of that user, the
+// relay's and anyone else's, gets a single page. Idle and small tunnels (most of them) now cost
+// 32 pages each instead of 128.
+constexpr size_t kDefaultPipe = 1 << 16;
 constexpr uint64_t kTurn = 8u << 20;  // bytes one relay moves before the others get a turn
 
 // Moves what is ready in one direction; 0 (would block, or done), 1 (its turn is over, more
@@ -78,7 +85,14 @@ int PumpDir(Dir& d, uint64_t* budget) {
       return 0;
     }
     ssize_t n = splice(d.src, nullptr, d.p[1], nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) { d.inPipe += (size_t)n; continue; }
+    if (n > 0) {
+      d.inPipe += (size_t)n;
+      if (!d.grown && (size_t)n >= kDefaultPipe) {
+        d.grown = true;
+        fcntl(d.p[1], F_SETPIPE_SZ, (int)kChunk);  // a bulk transfer: a larger pipe where allowed
+      }
+      continue;
+    }
     if (n == 0) { d.eof = true; continue; }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) return 0;
@@ -236,8 +250,7 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   int e = 0;
   if (r->a < 0 || r->b < 0) e = errno;
   for (Dir* d : {&r->ab, &r->ba}) {
-    if (!e && pipe2(d->p, O_CLOEXEC | O_NONBLOCK) < 0) e = errno;
-    if (!e) fcntl(d->p[1], F_SETPIPE_SZ, (int)kChunk);  // a larger pipe where allowed
+    if (!e && pipe2(d->p, O_CLOEXEC | O_NONBLOCK) < 0) e = errno;  // kDefaultPipe: grown on use
   }
   if (e) {
     if (r->a >= 0) close(r->a);
