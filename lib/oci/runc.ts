@@ -6,6 +6,16 @@ import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
 import { configToSandbox, ociLimitError, OciConfigError, processOptions, updateToLimits } from './config.js';
+import { seccompProgram } from './seccomp-cache.js';
+import { primeSeccompProgram } from '../security/seccomp/option.js';
+import type { SeccompProfile } from '../security/seccomp/profile.js';
+
+/**
+ * The build's id (a hash of the library's sources, set by the build: tsup.config.ts), which
+ * the seccomp program cache (./seccomp-cache.ts) is keyed on; none when run from the sources.
+ */
+declare const NSBOX_BUILD_ID: string | undefined;
+const BUILD_ID = typeof NSBOX_BUILD_ID === 'string' ? NSBOX_BUILD_ID : undefined;
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 const OCI_VERSION = '1.0.2';
@@ -141,6 +151,7 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const consoleSocket = typeof flags['console-socket'] === 'string' ? resolve(flags['console-socket']) : undefined;
   const warnings: string[] = [];
   const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
+  useSeccompCache(g, config, options.seccomp);
   // runc's --preserve-fds: the runtime's own fds 3 .. 3+N-1 become the container process's
   if (preserve > 0) program.extraFds = Array.from({ length: preserve }, (_, i) => 3 + i);
   for (const w of warnings) log(g, 'warning', w);
@@ -184,6 +195,18 @@ function writeFront(g: Globals, box: Sandbox, config: unknown, network: unknown)
 }
 
 const frontFile = (g: Globals, id: string) => `${g.root}/${id}.runc`;
+
+/**
+ * The compiled program of config.json's seccomp profile from the root's cache
+ * (./seccomp-cache.ts), compiled and kept there when it has none: given to the profile object
+ * (validated by fromOCI as always), so the spawn does not compile it again.
+ */
+function useSeccompCache(g: Globals, config: unknown, profile: unknown): void {
+  const sc = ((config as { linux?: { seccomp?: unknown } } | undefined)?.linux)?.seccomp;
+  if (sc === undefined || profile === null || typeof profile !== 'object') return;
+  const p = profile as SeccompProfile;
+  primeSeccompProgram(p, seccompProgram(g.root, BUILD_ID, JSON.stringify(sc), () => Seccomp.compile(p)));
+}
 
 async function cmdStart(g: Globals, args: string[]): Promise<number> {
   const box = await attach(g, oneId(args, 'start'));
@@ -311,6 +334,7 @@ async function cmdExec(g: Globals, args: string[]): Promise<number> {
   const cfg = readConfig(box.ociState().bundle);
   const sc = (cfg?.linux as Record<string, unknown> | undefined)?.seccomp;
   opts.seccomp = sc !== undefined ? Seccomp.fromOCI(sc) : 'none';
+  useSeccompCache(g, cfg, opts.seccomp);
   if (terminal) {
     if (typeof flags['console-socket'] !== 'string') throw new UsageError('exec: a terminal needs --console-socket');
     opts.tty = { consoleSocket: resolve(flags['console-socket']) };
