@@ -179,9 +179,9 @@ function writeFront(g: Globals, box: Sandbox, config: unknown, network: unknown)
   const startHooks = has('startContainer') || has('poststart');
   const p = box.cgroup?.paths as Record<string, string> | undefined;
   const freezer = p?.unified ? `${p.unified}/cgroup.freeze` : p?.freezer ? `${p.freezer}/freezer.state` : '';
-  const info = Sandbox.list({ stateDir: g.root }).find((s) => s.id === box.id);
-  const fixed = JSON.stringify(stateJson(g, box, info, true)).slice(1, -1);
-  const st = JSON.parse(readFileSync(`${g.root}/${box.id}.json`, 'utf8')) as { holderStart: number; cgroup: Record<string, string>; cgroupMade?: string[]; image: unknown };
+  const st = JSON.parse(readFileSync(`${g.root}/${box.id}.json`, 'utf8')) as { holderStart: number; cgroup: Record<string, string>; cgroupMade?: string[]; image: unknown; created?: string };
+  // (its `created` as Sandbox.list gives it, without reading every container's state)
+  const fixed = JSON.stringify(stateJson(g, box, { created: st.created ?? '' } as SandboxInfo, true)).slice(1, -1);
   // what Sandbox.destroy() of the attached sandbox removes (removeOpenedCgroup): the
   // directories nsbox made for an exact cgroupsPath, else its own (named nsbox) ones
   const dirs = [...new Set(Object.values(st.cgroup ?? {}))];
