@@ -17,7 +17,8 @@ import type { SeccompProfile } from '../security/seccomp/profile.js';
 declare const NSBOX_BUILD_ID: string | undefined;
 const BUILD_ID = typeof NSBOX_BUILD_ID === 'string' ? NSBOX_BUILD_ID : undefined;
 
-const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+/** The package's version (read when asked: create, the common call, does not need it). */
+const version = (): string => (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 const OCI_VERSION = '1.0.2';
 const DEFAULT_ROOT = '/run/nsbox-runc';
 
@@ -398,7 +399,7 @@ function cmdFeatures(): number {
       apparmor: { enabled: false },
       selinux: { enabled: false },
     },
-    annotations: { 'org.nsbox.runc.version': VERSION },
+    annotations: { 'org.nsbox.runc.version': version() },
   };
   process.stdout.write(`${JSON.stringify(f, null, 2)}\n`);
   return 0;
@@ -463,7 +464,7 @@ export async function main(argv: string[]): Promise<number> {
     if (flags['systemd-cgroup']) throw new UsageError('--systemd-cgroup is not supported: nsbox-runc manages cgroups itself (cgroupfs); configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs")');
     if (flags.rootless !== undefined && flags.rootless !== 'false' && flags.rootless !== 'auto') throw new UsageError('--rootless: only auto or false');
     if (flags.version || rest[0] === 'version') {
-      process.stdout.write(`nsbox-runc version ${VERSION}\nspec: ${OCI_VERSION}\n`);
+      process.stdout.write(`nsbox-runc version ${version()}\nspec: ${OCI_VERSION}\n`);
       return 0;
     }
     const [cmd, ...args] = rest;
