@@ -1,4 +1,23 @@
 import { defineConfig } from 'tsup';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+
+// The build's id: a hash of the library's sources (lib/), which nsbox-runc's seccomp program
+// cache (lib/oci/seccomp-cache.ts) is keyed on, so that a program compiled by one build is
+// never used by another
+function buildId(): string {
+  const h = createHash('sha256');
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) h.update(`${p}\0`).update(readFileSync(p)).update('\0');
+    }
+  };
+  walk('lib');
+  h.update(readFileSync('package.json'));
+  return h.digest('hex').slice(0, 32);
+}
 
 export default defineConfig([
   {
@@ -43,6 +62,7 @@ export default defineConfig([
     sourcemap: true,
     splitting: false,
     onSuccess: 'node dist/nsbox-runc-cache.cjs',
+    define: { NSBOX_BUILD_ID: JSON.stringify(buildId()) },
     // import() as require(): the entry runs the bundle as a vm.Script, and a script V8 took
     // from a code cache cannot reach Node's dynamic import callback (Node 20)
     esbuildOptions(o) { o.supported = { ...o.supported, 'dynamic-import': false }; },

@@ -134,8 +134,16 @@ export function native(): NativeAddon {
     } else {
       const root = packageRoot();
       tried.push(`${root}/build/Release/nsbox.node`, `${root}/prebuilds/${process.platform}-${process.arch}/*.node`);
-      const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-      addon = load(root);
+      // a source build's addon where node-gyp-build would take it first (build/Release, no
+      // PREBUILDS_ONLY or NSBOX_PREBUILD): loading node-gyp-build and its search of the package
+      // cost ~1.7 ms of every Node start (nsbox-runc's create, docs/oci-runtime.md)
+      const release = `${root}/build/Release/nsbox.node`;
+      if (!process.env.PREBUILDS_ONLY && !process.env.NSBOX_PREBUILD && existsSync(release)) {
+        addon = require(release) as NativeAddon;
+      } else {
+        const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+        addon = load(root);
+      }
     }
   } catch (err) {
     const e = new Error(

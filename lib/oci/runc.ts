@@ -6,8 +6,19 @@ import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { Sandbox, NsboxError, Seccomp, type ExecOptions, type SandboxInfo } from '../index.js';
 import { configToSandbox, ociLimitError, OciConfigError, processOptions, updateToLimits } from './config.js';
+import { seccompProgram } from './seccomp-cache.js';
+import { primeSeccompProgram } from '../security/seccomp/option.js';
+import type { SeccompProfile } from '../security/seccomp/profile.js';
 
-const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+/**
+ * The build's id (a hash of the library's sources, set by the build: tsup.config.ts), which
+ * the seccomp program cache (./seccomp-cache.ts) is keyed on; none when run from the sources.
+ */
+declare const NSBOX_BUILD_ID: string | undefined;
+const BUILD_ID = typeof NSBOX_BUILD_ID === 'string' ? NSBOX_BUILD_ID : undefined;
+
+/** The package's version (read when asked: create, the common call, does not need it). */
+const version = (): string => (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 const OCI_VERSION = '1.0.2';
 const DEFAULT_ROOT = '/run/nsbox-runc';
 
@@ -141,6 +152,7 @@ async function cmdCreate(g: Globals, args: string[]): Promise<number> {
   const consoleSocket = typeof flags['console-socket'] === 'string' ? resolve(flags['console-socket']) : undefined;
   const warnings: string[] = [];
   const { options, program } = configToSandbox(config, bundle, consoleSocket, warnings);
+  useSeccompCache(g, config, options.seccomp);
   // runc's --preserve-fds: the runtime's own fds 3 .. 3+N-1 become the container process's
   if (preserve > 0) program.extraFds = Array.from({ length: preserve }, (_, i) => 3 + i);
   for (const w of warnings) log(g, 'warning', w);
@@ -168,9 +180,9 @@ function writeFront(g: Globals, box: Sandbox, config: unknown, network: unknown)
   const startHooks = has('startContainer') || has('poststart');
   const p = box.cgroup?.paths as Record<string, string> | undefined;
   const freezer = p?.unified ? `${p.unified}/cgroup.freeze` : p?.freezer ? `${p.freezer}/freezer.state` : '';
-  const info = Sandbox.list({ stateDir: g.root }).find((s) => s.id === box.id);
-  const fixed = JSON.stringify(stateJson(g, box, info, true)).slice(1, -1);
-  const st = JSON.parse(readFileSync(`${g.root}/${box.id}.json`, 'utf8')) as { holderStart: number; cgroup: Record<string, string>; cgroupMade?: string[]; image: unknown };
+  const st = JSON.parse(readFileSync(`${g.root}/${box.id}.json`, 'utf8')) as { holderStart: number; cgroup: Record<string, string>; cgroupMade?: string[]; image: unknown; created?: string };
+  // (its `created` as Sandbox.list gives it, without reading every container's state)
+  const fixed = JSON.stringify(stateJson(g, box, { created: st.created ?? '' } as SandboxInfo, true)).slice(1, -1);
   // what Sandbox.destroy() of the attached sandbox removes (removeOpenedCgroup): the
   // directories nsbox made for an exact cgroupsPath, else its own (named nsbox) ones
   const dirs = [...new Set(Object.values(st.cgroup ?? {}))];
@@ -184,6 +196,18 @@ function writeFront(g: Globals, box: Sandbox, config: unknown, network: unknown)
 }
 
 const frontFile = (g: Globals, id: string) => `${g.root}/${id}.runc`;
+
+/**
+ * The compiled program of config.json's seccomp profile from the root's cache
+ * (./seccomp-cache.ts), compiled and kept there when it has none: given to the profile object
+ * (validated by fromOCI as always), so the spawn does not compile it again.
+ */
+function useSeccompCache(g: Globals, config: unknown, profile: unknown): void {
+  const sc = ((config as { linux?: { seccomp?: unknown } } | undefined)?.linux)?.seccomp;
+  if (sc === undefined || profile === null || typeof profile !== 'object') return;
+  const p = profile as SeccompProfile;
+  primeSeccompProgram(p, seccompProgram(g.root, BUILD_ID, JSON.stringify(sc), () => Seccomp.compile(p)));
+}
 
 async function cmdStart(g: Globals, args: string[]): Promise<number> {
   const box = await attach(g, oneId(args, 'start'));
@@ -311,6 +335,7 @@ async function cmdExec(g: Globals, args: string[]): Promise<number> {
   const cfg = readConfig(box.ociState().bundle);
   const sc = (cfg?.linux as Record<string, unknown> | undefined)?.seccomp;
   opts.seccomp = sc !== undefined ? Seccomp.fromOCI(sc) : 'none';
+  useSeccompCache(g, cfg, opts.seccomp);
   if (terminal) {
     if (typeof flags['console-socket'] !== 'string') throw new UsageError('exec: a terminal needs --console-socket');
     opts.tty = { consoleSocket: resolve(flags['console-socket']) };
@@ -374,7 +399,7 @@ function cmdFeatures(): number {
       apparmor: { enabled: false },
       selinux: { enabled: false },
     },
-    annotations: { 'org.nsbox.runc.version': VERSION },
+    annotations: { 'org.nsbox.runc.version': version() },
   };
   process.stdout.write(`${JSON.stringify(f, null, 2)}\n`);
   return 0;
@@ -439,7 +464,7 @@ export async function main(argv: string[]): Promise<number> {
     if (flags['systemd-cgroup']) throw new UsageError('--systemd-cgroup is not supported: nsbox-runc manages cgroups itself (cgroupfs); configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs")');
     if (flags.rootless !== undefined && flags.rootless !== 'false' && flags.rootless !== 'auto') throw new UsageError('--rootless: only auto or false');
     if (flags.version || rest[0] === 'version') {
-      process.stdout.write(`nsbox-runc version ${VERSION}\nspec: ${OCI_VERSION}\n`);
+      process.stdout.write(`nsbox-runc version ${version()}\nspec: ${OCI_VERSION}\n`);
       return 0;
     }
     const [cmd, ...args] = rest;

@@ -89,7 +89,7 @@ const nsCgroups = () => (v2 ? ['/sys/fs/cgroup'] : readdirSync('/sys/fs/cgroup')
 function leftovers(): string[] {
   const out: string[] = [];
   // the shim gives nsbox-runc --root <runc root>/<namespace>
-  try { out.push(...readdirSync(`${runcRoot}/${ns}`).map((f) => `state: ${f}`)); } catch { /* none */ }
+  try { out.push(...readdirSync(`${runcRoot}/${ns}`).filter((f) => f !== '.seccomp-cache').map((f) => `state: ${f}`)); } catch { /* none */ }
   for (const d of nsCgroups()) {
     try { out.push(...readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `cgroup: ${d}/${e.name}`)); } catch { /* none */ }
   }

@@ -74,7 +74,7 @@ function writeConfig(args: string[], edit: (c: Record<string, any>) => void = ()
 
 function leftovers(): string[] {
   const out = nsboxCgroupsOf([process.pid, ...runs]).map((c) => `cgroup: ${c}`);
-  try { out.push(...readdirSync(root).map((f) => `state: ${f}`)); } catch { /* none */ }
+  try { out.push(...readdirSync(root).filter((f) => f !== '.seccomp-cache').map((f) => `state: ${f}`)); } catch { /* none */ }
   return out;
 }
 

@@ -45,7 +45,7 @@ function ok(args: string[]): string {
 /** What nsbox-runc left: its state files, the libpod cgroups it made, network namespaces. */
 function leftovers(): string[] {
   const out: string[] = netns().filter((n) => !netnsBefore.includes(n)).map((n) => `netns: ${n}`);
-  try { out.push(...readdirSync('/run/nsbox-runc').map((f) => `state: ${f}`)); } catch { /* none */ }
+  try { out.push(...readdirSync('/run/nsbox-runc').filter((f) => f !== '.seccomp-cache').map((f) => `state: ${f}`)); } catch { /* none */ }
   // find's status is 1 when another process's cgroup goes while it walks: its list is still whole
   const cg = (spawnSync('find', ['/sys/fs/cgroup', '-maxdepth', '3', '-path', '*libpod_parent/libpod-*'], { encoding: 'utf8' }).stdout ?? '').trim();
   if (cg) out.push(...cg.split('\n').map((l) => `cgroup: ${l}`));

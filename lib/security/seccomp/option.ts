@@ -48,6 +48,17 @@ export function resolveSeccompOption(opt: SeccompOption | undefined, option = 's
   return prog;
 }
 
+/**
+ * Gives a deep-frozen profile its compiled program without compiling it here (nsbox-runc's
+ * cache of programs, lib/oci/seccomp-cache.ts, compiled it from the same profile text with the
+ * same build). Returns false, and keeps nothing, for a profile that is not deep-frozen.
+ */
+export function primeSeccompProgram(profile: SeccompProfile, program: Buffer): boolean {
+  if (!deepFrozen(profile)) return false;
+  compiled.set(profile, program);
+  return true;
+}
+
 /** A short description of what `opt` installs. */
 export function summarizeSeccompOption(opt: SeccompOption | undefined): SeccompSummary {
   if (opt === 'none') return { profile: 'none', instructions: 0 };
