@@ -18,6 +18,7 @@ import { LAYERS, type CgroupRun } from './layers/index.js';
 import { composePlan, contributedEnv, envOver, ENV_OVER, isolationReport } from './compose.js';
 import { sendFds } from '../net/fdpass.js';
 import type { EgressControl } from './layers/egress.js';
+import { imageTemplateFailed } from './layers/image.js';
 import type { EgressDeniedEvent } from '../net/egress/service.js';
 
 
@@ -1002,6 +1003,9 @@ async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promis
     return out;
   } catch (err) {
     if (!(err instanceof NsboxError) || err.step !== 'template') throw err;
+    // an image's template view has no whole view to fall back on (its ops are empty): the
+    // image layer keeps to containers for this store from now on (imageTemplateFailed)
+    if (plan.template.image) { imageTemplateFailed(); throw err; }
     disableViewTemplates();
     native().dropTemplates();
     if (bindings.net.length > 0) throw err;

@@ -4,15 +4,18 @@
 // (writable), the image config's Env / WorkingDir / User applied under the caller's options,
 // and the command taken from Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts
 // and removes the container (unless `keep`), after exit or failed setup.
+import { statfsSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { errnoError } from '../../errors.js';
 import { readFile } from '../../fs/files.js';
-import { Container, LayerStore, refString } from '../../fs/store.js';
+import { fsNative } from '../../fs/native.js';
+import { userNsFd } from '../../fs/overlay.js';
+import { Container, hostResolvConf, LayerStore, refString } from '../../fs/store.js';
 import { IMAGE_COMMAND, type ImageConfig } from '../../fs/image.js';
 import { byteSize, checkOptions, fail } from '../../util/validate.js';
 import { onTeardown } from '../../teardown.js';
-import { DEFAULT_PATH, realHost, sandboxIdMaps } from '../../plan/index.js';
+import { buildPlan, DEFAULT_PATH, ImageTemplateUnfit, kernelAtLeast, realHost, sandboxIdMaps, type ImageTemplate } from '../../plan/index.js';
 import type { ImageSpec, SpawnIsolatedOptions } from '../../plan/options.js';
 import type { SpawnInput, SpawnLayer } from '../layer.js';
 
@@ -91,6 +94,69 @@ export async function applyImageConfig(input: SpawnInput, root: string, config: 
   return { ...input, file, args, options: o };
 }
 
+// ---- an ephemeral image of a root caller as a view template (no container) ----------------
+
+const OVERLAY_MAGIC = 0x794c7630;
+/** Filesystems (by device) of layer directories: whether an idmapped mount of them can be stacked under two overlays. */
+const layerFsOk = new Map<string, boolean>();
+/** A template view of an image failed to build here: containers from then on. */
+let templatesRefused = false;
+let hostsCache: { resolv: string; at: number } | undefined;
+
+/** /etc/resolv.conf as the init layer gets it, read again after a second. */
+function resolvConf(): string {
+  const now = performance.now();
+  if (!hostsCache || now - hostsCache.at > 1000) hostsCache = { resolv: hostResolvConf(), at: now };
+  return hostsCache.resolv;
+}
+
+/**
+ * The inputs of a spawn whose root is the image as a view template (PlanInput.imageTemplate,
+ * view.ts imageTemplateView), or undefined where it cannot be: not root, `keep`, Linux before
+ * 6.6 (user xattrs on the tmpfs of the writable layer), a layer's filesystem that takes no
+ * idmapped mount or is itself an overlay (a third level), options that call for a whole view
+ * (buildPlan refuses: ImageTemplateUnfit), or after such a template failed in this process.
+ */
+function templateInput(spec: ReturnType<typeof validateSpec>, input: SpawnInput, hostname: string | undefined): { input: SpawnInput; config: ImageConfig; lookIn: string[] } | undefined {
+  if (spec.keep || realHost.euid !== 0 || !kernelAtLeast(6, 6) || templatesRefused || process.env.NSBOX_IMAGE_TEMPLATE === '0') return undefined;
+  if (input.options.viewTemplate === false) return undefined;
+  const maps = sandboxIdMaps(input.options, realHost, input.idBlock);
+  if (!maps) return undefined;
+  const root = spec.store._imageRoot(spec.ref);
+  if (root.layers.length === 0) return undefined;
+  const fd = userNsFd(maps);
+  for (const l of root.layers) {
+    const dev = l.id.slice(0, l.id.indexOf(':'));
+    let ok = layerFsOk.get(dev);
+    if (ok === undefined) {
+      ok = statfsSync(l.path).type !== OVERLAY_MAGIC && fsNative().fsIdmapProbe(l.path, fd) === 0;
+      layerFsOk.set(dev, ok);
+    }
+    if (!ok) return undefined;
+  }
+  const name = hostname ?? 'nsbox';
+  const image: ImageTemplate = {
+    layers: root.layers,
+    userNsFd: fd,
+    etc: {
+      hostname: `${name}\n`,
+      hosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${name}\n`,
+      'resolv.conf': resolvConf(),
+    },
+    etcMode: root.etcMode,
+    dirs: root.dirs,
+    tmp: root.tmp,
+    ...(spec.tmpfsSize !== undefined ? { tmpfsSize: spec.tmpfsSize } : {}),
+    rootfs: root.layers[0]!.path,
+  };
+  return { input: { ...input, imageTemplate: image }, config: root.config, lookIn: root.layers.map((l) => l.path) };
+}
+
+/** A template view of an image failed to build: images get containers in this process from now on. */
+export function imageTemplateFailed(): void {
+  templatesRefused = true;
+}
+
 /**
  * The image layer: `options.image` (`{ store, ref, keep?, tmpfsSize? }`). The image's config
  * applies, the caller's options override it: `env` is merged over the image's Env (PATH and
@@ -110,6 +176,19 @@ export const imageLayer: SpawnLayer = {
       report: () => (realHost.euid !== 0 && (container ? container.store._squashed(container.image) : spec.store._squashed(spec.store.image(spec.ref).id)) ? { imageOwners: 'squashed' as const } : {}),
       async resolve(input) {
         const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
+        // a root caller's ephemeral sandbox: the image as a view template, nothing on the host
+        const t = templateInput(spec, input, hostname);
+        if (t) {
+          const next = await applyImageConfig(t.input, '/', t.config, t.lookIn);
+          const o = { ...next.options, rootfs: undefined };
+          const ti = { ...next, options: o };
+          try {
+            buildPlan(ti);
+            return ti;
+          } catch (e) {
+            if (!(e instanceof ImageTemplateUnfit)) throw e;
+          }
+        }
         const config = spec.store.image(spec.ref).config;
         container = await spec.store.createContainer(spec.ref, {
           name: `nsbox-run-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
