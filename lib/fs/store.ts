@@ -659,6 +659,9 @@ export class LayerStore {
   _imageRoot(ref: ImageRef): ImageRoot {
     const s = this.#readShared();
     const id = this.#findImage(s, ref);
+    // the same state file as last time: the same layer directories (they change only with it)
+    const last = this.#lastRoot.get(id);
+    if (last && last.state === s) return last.root;
     const im = s.images[id];
     const dirs = [...im.layers].reverse().map((l) => join(this.root, l, 'diff'));
     const layers = dirs.map((path) => {
@@ -680,10 +683,18 @@ export class LayerStore {
       if (this.#roots.size >= 32) this.#roots.clear();
       this.#roots.set(key, r);
     }
+    if (this.#lastRoot.size >= 32) this.#lastRoot.clear();
+    this.#lastRoot.set(id, { state: s, root: r });
     return r;
   }
 
   #roots = new Map<string, ImageRoot>();
+  #lastRoot = new Map<string, { state: State; root: ImageRoot }>();
+
+  /** @internal Whether `ref` names an image of the store (RangeError naming it when not). */
+  _checkImage(ref: ImageRef, option = 'ref'): void {
+    this.#findImage(this.#readShared(), ref, option);
+  }
 
   /** A container by name. */
   container(name: string): Container {

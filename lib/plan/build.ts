@@ -77,6 +77,22 @@ export function parseStdio(v: SpawnIsolatedOptions['stdio']): [StdioOption, Stdi
  * mistake; creates nothing.
  */
 export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
+  // an image's template input: the image layer builds it once to see that it fits (it throws
+  // ImageTemplateUnfit where not), the pipeline then takes that plan instead of a second build
+  if (input.imageTemplate === undefined || host !== realHost) return makePlan(input, host);
+  const made = checkedImagePlans.get(input);
+  if (made) {
+    checkedImagePlans.delete(input);
+    return made;
+  }
+  const p = makePlan(input, host);
+  checkedImagePlans.set(input, p);
+  return p;
+}
+
+const checkedImagePlans = new WeakMap<PlanInput, Plan>();
+
+function makePlan(input: PlanInput, host: HostFacts): Plan {
   const { file, args } = input;
   let o = input.options ?? {};
   if (!isObject(o)) fail('options', 'must be an object');

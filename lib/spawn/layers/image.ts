@@ -28,7 +28,7 @@ function validateSpec(v: unknown): { ref: string; keep: boolean; store: LayerSto
   if (s.keep !== undefined && typeof s.keep !== 'boolean') fail('options.image.keep', 'must be a boolean');
   const tmpfsSize = s.tmpfsSize === undefined ? undefined : byteSize('options.image.tmpfsSize', s.tmpfsSize);
   try {
-    s.store.image(ref);
+    s.store._checkImage(ref);
   } catch (e) {
     if (e instanceof RangeError) throw new RangeError(`options.image.ref: no image '${ref}' in the store at ${s.store.root}`);
     throw e;
