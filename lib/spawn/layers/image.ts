@@ -1,9 +1,11 @@
 // The image layer: `options.image`, validated when spawnIsolated is called (a bad value throws
-// before anything is made). In `resolve` (before cgroups and network) an ephemeral container of
-// the image is created and mounted, and the inputs are rebuilt: rootfs = its merged dir
-// (writable), the image config's Env / WorkingDir / User applied under the caller's options,
-// and the command taken from Entrypoint + Cmd when `file` is IMAGE_COMMAND. `release` unmounts
-// and removes the container (unless `keep`), after exit or failed setup.
+// before anything is made). In `resolve` (before cgroups and network) the inputs are rebuilt:
+// the image config's Env / WorkingDir / User applied under the caller's options, and the
+// command taken from Entrypoint + Cmd when `file` is IMAGE_COMMAND. A root caller's ephemeral
+// sandbox gets the image as a view template (PlanInput.imageTemplate, view.ts
+// imageTemplateView: nothing made on the host); otherwise an ephemeral container of the image
+// is created and mounted (rootfs = its merged dir, writable), and `release` unmounts and removes
+// it (unless `keep`), after exit or failed setup.
 import { statfsSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
