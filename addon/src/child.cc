@@ -797,10 +797,11 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       if (tree < 0) DieSys(ctx, tree, "idmap", "open_tree", op.a);
       constexpr uint64_t kAttrIdmap = 0x00100000;
       MountAttr a{kAttrIdmap | kAttrNodev | (op.readonly ? kAttrRdonly : 0), 0, 0, (uint64_t)op.flags};
+      const char* what = "mount_setattr";
       r = call(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &a, sizeof a);
-      if (r == 0) r = call(SYS_move_mount, tree, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH);
+      if (r == 0) { what = "move_mount"; r = call(SYS_move_mount, tree, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH); }
       call(SYS_close, tree);
-      if (r < 0) DieSys(ctx, r, "idmap", "mount_setattr", op.a);
+      if (r < 0) DieSys(ctx, r, "idmap", what, op.a);
       break;
     }
     case OpKind::kMoveRoot: {

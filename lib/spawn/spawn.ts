@@ -1003,8 +1003,8 @@ async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promis
     return out;
   } catch (err) {
     if (!(err instanceof NsboxError) || err.step !== 'template') throw err;
-    // an image's template view has no whole view to fall back on (its ops are empty): the
-    // image layer keeps to containers for this store from now on (imageTemplateFailed)
+    // an image's template view has no whole view to fall back on (its ops are empty): this
+    // spawn fails, and the image layer makes containers in this process from now on
     if (plan.template.image) { imageTemplateFailed(); throw err; }
     disableViewTemplates();
     native().dropTemplates();
