@@ -73,6 +73,12 @@ async function resolveUser(roots: string[], user: string): Promise<{ uid: number
 
 /** The inputs spawnIsolated runs with, given a mounted image root and its config. */
 export async function applyImageConfig(input: SpawnInput, root: string, config: ImageConfig, lookIn: string[] = [root]): Promise<SpawnInput> {
+  const ids = input.options.uid === undefined && config.User ? await resolveUser(lookIn, config.User) : undefined;
+  return configured(input, root, config, ids);
+}
+
+/** applyImageConfig once the image's User is looked up (`ids`; none where it has none or options.uid is given). */
+function configured(input: SpawnInput, root: string, config: ImageConfig, ids: { uid: number; gid?: number; home?: string } | undefined): SpawnInput {
   const o: SpawnIsolatedOptions = { ...input.options, image: undefined, rootfs: { path: root, readonly: false } };
   let file = input.file, args = input.args;
   if (file === IMAGE_COMMAND) {
@@ -80,8 +86,6 @@ export async function applyImageConfig(input: SpawnInput, root: string, config: 
     if (argv.length === 0) throw new TypeError('file: the image has no Entrypoint or Cmd to run (give a program instead of IMAGE_COMMAND)');
     [file, ...args] = argv;
   }
-  let ids: { uid: number; gid?: number; home?: string } | undefined;
-  if (o.uid === undefined && config.User) ids = await resolveUser(lookIn, config.User);
   if (ids) {
     o.uid = ids.uid;
     if (o.gid === undefined && ids.gid !== undefined) o.gid = ids.gid;
@@ -154,6 +158,24 @@ function templateInput(spec: ReturnType<typeof validateSpec>, input: SpawnInput,
   return { input: { ...input, imageTemplate: image }, config: root.config, lookIn: root.layers.map((l) => l.path) };
 }
 
+/** The sandbox's hostname as the init layer's files take it (a valid one, else none: 'nsbox'). */
+function hostnameOf(input: SpawnInput): string | undefined {
+  const h = input.options.hostname;
+  return typeof h === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(h) ? h : undefined;
+}
+
+/** The image's template input, configured, without a rootfs: itself where its plan can be built (buildPlan keeps that plan for the pipeline), else undefined (a container then). */
+function fitting(next: SpawnInput): SpawnInput | undefined {
+  const ti = { ...next, options: { ...next.options, rootfs: undefined } };
+  try {
+    buildPlan(ti);
+    return ti;
+  } catch (e) {
+    if (e instanceof ImageTemplateUnfit) return undefined;
+    throw e;
+  }
+}
+
 /** A template view of an image failed to build: images get containers in this process from now on. */
 export function imageTemplateFailed(): void {
   templatesRefused = true;
@@ -172,24 +194,33 @@ export const imageLayer: SpawnLayer = {
     const spec = validateSpec(opts.image);
     let container: Container | undefined;
     let dropTeardown = () => {};
+    let resolved = false;
     return {
       // an unprivileged caller without a subordinate range: the layers were extracted without
       // their owners (store.ts rootless); with one they kept them (subids.ts), as root's do
       report: () => (realHost.euid !== 0 && (container ? container.store._squashed(container.image) : spec.store._squashed(spec.store.image(spec.ref).id)) ? { imageOwners: 'squashed' as const } : {}),
+      // a root caller's ephemeral sandbox, the image's User needing no lookup: its view
+      // template, before the base plan is built (it is built once, with it)
+      resolveNow(input) {
+        if (resolved) return undefined;
+        const t = templateInput(spec, input, hostnameOf(input));
+        if (!t || (input.options.uid === undefined && t.config.User)) return undefined;
+        try {
+          const ti = fitting(configured(t.input, '/', t.config, undefined));
+          if (ti) resolved = true;
+          return ti;
+        } catch {
+          return undefined; // a mistake: resolve rejects the spawn with it, as before
+        }
+      },
       async resolve(input) {
-        const hostname = typeof input.options.hostname === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9.-]{0,63}$/.test(input.options.hostname) ? input.options.hostname : undefined;
+        if (resolved) return undefined;
+        const hostname = hostnameOf(input);
         // a root caller's ephemeral sandbox: the image as a view template, nothing on the host
         const t = templateInput(spec, input, hostname);
         if (t) {
-          const next = await applyImageConfig(t.input, '/', t.config, t.lookIn);
-          const o = { ...next.options, rootfs: undefined };
-          const ti = { ...next, options: o };
-          try {
-            buildPlan(ti);
-            return ti;
-          } catch (e) {
-            if (!(e instanceof ImageTemplateUnfit)) throw e;
-          }
+          const ti = fitting(await applyImageConfig(t.input, '/', t.config, t.lookIn));
+          if (ti) return ti;
         }
         const config = spec.store.image(spec.ref).config;
         container = await spec.store.createContainer(spec.ref, {
