@@ -102,8 +102,11 @@ let crunHybridWorkaround = false;
 try { crunHybridWorkaround = (await import('node:fs')).readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim() !== ''; } catch { /* not hybrid */ }
 
 const BASELINE = sarg('baseline');
-const baseline = BASELINE ? (await import(`${BASELINE.replace(/\/$/, '')}/dist/index.js`)).spawnIsolated : null;
+const baselineLib = BASELINE ? await import(`${BASELINE.replace(/\/$/, '')}/dist/index.js`) : null;
+const baseline = baselineLib?.spawnIsolated ?? null;
 const nsboxOpts = CASE === 'rootfs' ? { rootfs } : CASE === 'image' ? { image } : {};
+// the baseline's own LayerStore class on the same store (its image option checks the class)
+const baselineOpts = CASE === 'image' && baselineLib ? { image: { store: baselineLib.LayerStore.open(`${dir}/store`), ref: image.ref } } : nsboxOpts;
 const bwrapRoot = CASE === 'rootfs' || CASE === 'image'
   ? ['--ro-bind', rootfs, '/']
   : ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin', '--ro-bind', '/etc', '/etc'];
@@ -112,7 +115,7 @@ const runners = {
   nsbox: async () => { const r = await spawnIsolated('/bin/true', [], nsboxOpts); if (r.exitCode !== 0) throw new Error('nsbox: exit ' + r.exitCode); },
   // the same view built whole each time (no view template): the template's gain, in one run
   'nsbox-full': async () => { const r = await spawnIsolated('/bin/true', [], { ...nsboxOpts, viewTemplate: false }); if (r.exitCode !== 0) throw new Error('nsbox-full: exit ' + r.exitCode); },
-  'nsbox@baseline': baseline ? async () => { const r = await baseline('/bin/true', [], nsboxOpts); if (r.exitCode !== 0) throw new Error('nsbox@baseline: exit ' + r.exitCode); } : null,
+  'nsbox@baseline': baseline ? async () => { const r = await baseline('/bin/true', [], baselineOpts); if (r.exitCode !== 0) throw new Error('nsbox@baseline: exit ' + r.exitCode); } : null,
   // the cgroup step's cost: the same spawn with limits (its own cgroup, made, filled and removed)
   'nsbox+limits': CASE !== 'default' || !ROOT ? null : async () => {
     const r = await spawnIsolated('/bin/true', [], { limits: { memory: '64M', pids: 32, cpus: 1 } });

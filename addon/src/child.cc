@@ -792,6 +792,31 @@ void RunOp(ChildCtx* ctx, const Op& op) {
       if (r < 0) DieSys(ctx, r, "mask", "move_mount", op.b);
       break;
     }
+    case OpKind::kIdmapBind: {
+      long tree = call(SYS_open_tree, AT_FDCWD, op.a, OPEN_TREE_CLONE | O_CLOEXEC);
+      if (tree < 0) DieSys(ctx, tree, "idmap", "open_tree", op.a);
+      constexpr uint64_t kAttrIdmap = 0x00100000;
+      MountAttr a{kAttrIdmap | kAttrNodev | (op.readonly ? kAttrRdonly : 0), 0, 0, (uint64_t)op.flags};
+      const char* what = "mount_setattr";
+      r = call(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &a, sizeof a);
+      if (r == 0) { what = "move_mount"; r = call(SYS_move_mount, tree, "", AT_FDCWD, op.b, MOVE_MOUNT_F_EMPTY_PATH); }
+      call(SYS_close, tree);
+      if (r < 0) DieSys(ctx, r, "idmap", what, op.a);
+      break;
+    }
+    case OpKind::kMoveRoot: {
+      // the namespace file first: once the mount is moved, "/" still leads to the old root
+      long ns = call(SYS_openat, AT_FDCWD, op.b, O_RDONLY | O_CLOEXEC);
+      if (ns < 0) DieSys(ctx, ns, "pivot", "open", op.b);
+      if ((r = call(SYS_mount, op.a, "/", nullptr, MS_MOVE, nullptr)) < 0) DieSys(ctx, r, "pivot", "mount", op.a);
+      // entering a mount namespace takes as root the mount on top of its root: the one moved there
+      r = call(SYS_setns, ns, CLONE_NEWNS);
+      call(SYS_close, ns);
+      if (r < 0) DieSys(ctx, r, "pivot", "setns(CLONE_NEWNS)", op.a);
+      if ((r = call(SYS_chdir, "/")) < 0) DieSys(ctx, r, "pivot", "chdir", "/");
+      if (ctx->rootFd >= 0) { call(SYS_close, ctx->rootFd); ctx->rootFd = -1; }
+      break;
+    }
     default:
       DieSys(ctx, -EINVAL, "plan", "none");
   }

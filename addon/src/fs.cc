@@ -892,9 +892,22 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// fsIdmapProbe(path, usernsFd) -> 0, or the errno with which an idmapped clone of path's
+// mount was refused (the filesystem or the kernel cannot). The clone is never attached.
+Napi::Value IdmapProbe(const Napi::CallbackInfo& info) {
+  std::string path = Str(info[0]);
+  int usernsFd = info[1].As<Napi::Number>().Int32Value();
+  UniqueFd t(static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | O_CLOEXEC)));
+  if (!t.valid()) return Napi::Number::New(info.Env(), errno);
+  MountAttrArg attr{MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)usernsFd};
+  if (syscall(SYS_mount_setattr, t.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) return Napi::Number::New(info.Env(), errno);
+  return Napi::Number::New(info.Env(), 0);
+}
+
 }  // namespace
 
 void InitFs(Napi::Env env, Napi::Object exports) {
+  exports.Set("fsIdmapProbe", Napi::Function::New(env, IdmapProbe, "fsIdmapProbe"));
   exports.Set("fsOverlayMount", Napi::Function::New(env, OverlayMountNew, "fsOverlayMount"));
   exports.Set("fsUserNs", Napi::Function::New(env, FsUserNs, "fsUserNs"));
   exports.Set("fsSubidOps", Napi::Function::New(env, FsSubidOps, "fsSubidOps"));

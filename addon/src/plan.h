@@ -32,6 +32,12 @@ enum class OpKind : int {
   kAttach = 17,      // a = host path, b = target: the parent (as the caller, before clone)
                      // clones a's tree (open_tree, private, readonly/flags set on it); the
                      // child moves it onto b. For a rootfs the sandbox's root could not reach.
+  kIdmapBind = 18,   // a = source, b = target (exists): a's mount cloned (not its submounts),
+                     // idmapped through the user namespace fd in flags, read-only, nodev, and
+                     // moved onto b. A view template's builder only (root, initial namespace)
+  kMoveRoot = 19,    // a = a mount point, b = a mount namespace file (opened first): a's mount
+                     // moved onto "/", then that namespace (the child's own) entered again, so
+                     // the root is the mount now on top of "/" (an image's view template)
 };
 
 struct Op {

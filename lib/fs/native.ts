@@ -37,6 +37,8 @@ export interface FsNative {
   fsOverlayMount(o: OverlayNativeOptions): boolean;
   /** fd of a new user namespace with these maps (uid_map/gid_map text), for idmapped mounts */
   fsUserNs(uidMap: string, gidMap: string): number;
+  /** 0, or the errno with which an idmapped clone of the mount at `path` was refused (never attached) */
+  fsIdmapProbe(path: string, usernsFd: number): number;
   /**
    * Runs `ops` in a new user namespace mapped by newuidmap/newgidmap (helpers and map texts):
    * null, or the first failure.

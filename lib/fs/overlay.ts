@@ -136,7 +136,8 @@ export function mapId(maps: readonly IdMap[] | undefined, id: number, back = fal
 // One user namespace per set of maps, made once and kept for the process's life: its fd is
 // all an idmapped mount needs.
 const userNsFds = new Map<string, number>();
-function userNsFd(idmap: NonNullable<Parsed['idmap']>): number {
+/** @internal The fd of this process's user namespace with these maps (made once, kept). */
+export function userNsFd(idmap: { uidMap: IdMap[]; gidMap: IdMap[] }): number {
   const u = formatMaps(idmap.uidMap), g = formatMaps(idmap.gidMap);
   let fd = userNsFds.get(`${u}|${g}`);
   if (fd === undefined) userNsFds.set(`${u}|${g}`, (fd = fsNative().fsUserNs(u, g)));

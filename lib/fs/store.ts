@@ -19,7 +19,7 @@
 // `<id>-init` layer below them holding /etc/hosts, /etc/hostname, /etc/resolv.conf and the
 // mount points the runtime needs, as Docker's `-init` layer does.
 import { createHash, randomBytes } from '../util/builtins.js';
-import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { userInfo } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
@@ -284,6 +284,27 @@ export class LayerStore {
 
   #statePath() { return join(this.root, 'nsbox-store.json'); }
 
+  /** the state as last read outside the lock, by the identity of the file it came from (read-only) */
+  #snapshot: { key: string; state: State } | undefined;
+
+  /**
+   * The state for reading only (never changed or written back): parsed again only when the
+   * file was replaced since (every write renames a new file over it: a new inode).
+   */
+  #readShared(): State {
+    let key: string;
+    try {
+      const st = statSync(this.#statePath(), { bigint: true });
+      key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`;
+    } catch {
+      return this.#read();
+    }
+    if (this.#snapshot?.key === key) return this.#snapshot.state;
+    const state = this.#read();
+    this.#snapshot = { key, state };
+    return state;
+  }
+
   #read(): State {
     try {
       const s = JSON.parse(readFileSync(this.#statePath(), 'utf8')) as State;
@@ -503,7 +524,7 @@ export class LayerStore {
 
   /** The image `ref` (name[:tag], id or unique id prefix, or an {@link ImageInfo} of this store). */
   image(ref: ImageRef): ImageInfo {
-    const s = this.#read();
+    const s = this.#readShared();
     return this.#imageInfo(s, this.#findImage(s, ref));
   }
 
@@ -626,6 +647,53 @@ export class LayerStore {
         throw e;
       }
     });
+  }
+
+  /**
+   * @internal What a sandbox's root of image `ref` is made of, without a container (the image
+   * layer's view template, lib/plan/view.ts imageTemplateView): its layer directories, top
+   * first, with their identities (a layer imported again is a new directory, so a new
+   * template), and what the init layer must add (mount points the image lacks, its /etc's
+   * mode). Kept per image and layer identities; read again when the store's file changes.
+   */
+  _imageRoot(ref: ImageRef): ImageRoot {
+    const s = this.#readShared();
+    const id = this.#findImage(s, ref);
+    // the same state file as last time: the same layer directories (they change only with it)
+    const last = this.#lastRoot.get(id);
+    if (last && last.state === s) return last.root;
+    const im = s.images[id];
+    const dirs = [...im.layers].reverse().map((l) => join(this.root, l, 'diff'));
+    const layers = dirs.map((path) => {
+      const st = statSync(path, { bigint: true });
+      return { path, id: `${st.dev}:${st.ino}` };
+    });
+    const key = `${id}|${layers.map((l) => l.id).join(',')}`;
+    let r = this.#roots.get(key);
+    if (!r) {
+      const missing: Array<[string, number]> = [];
+      for (const [d, mode] of [['proc', 0o555], ['sys', 0o555], ['dev', 0o755], ['tmp', 0o1777]] as const) {
+        const below = lowerHas(dirs, d, false);
+        if (below?.isDirectory() || (below && d === 'tmp')) continue;
+        missing.push([d, mode]);
+      }
+      const tmp = lowerHas(dirs, 'tmp', false);
+      const etc = lowerHas(dirs, 'etc', false);
+      r = { id, layers, config: im.config.config ?? {}, dirs: missing, tmp: !tmp || tmp.isDirectory(), etcMode: etc ? etc.mode & 0o7777 : null, squashed: im.layers.some((l) => s.layers[l]?.squashed === true) };
+      if (this.#roots.size >= 32) this.#roots.clear();
+      this.#roots.set(key, r);
+    }
+    if (this.#lastRoot.size >= 32) this.#lastRoot.clear();
+    this.#lastRoot.set(id, { state: s, root: r });
+    return r;
+  }
+
+  #roots = new Map<string, ImageRoot>();
+  #lastRoot = new Map<string, { state: State; root: ImageRoot }>();
+
+  /** @internal Whether `ref` names an image of the store (RangeError naming it when not). */
+  _checkImage(ref: ImageRef, option = 'ref'): void {
+    this.#findImage(this.#readShared(), ref, option);
   }
 
   /** A container by name. */
@@ -765,7 +833,8 @@ function fsChmod(p: string, mode: number) {
   chmodSync(p, mode);
 }
 
-function hostResolvConf(): string {
+/** @internal The host's /etc/resolv.conf for a sandbox (loopback resolvers dropped). */
+export function hostResolvConf(): string {
   try {
     const t = readFileSync('/etc/resolv.conf', 'utf8');
     // a loopback resolver of the host is not reachable from a sandbox's network namespace
@@ -780,6 +849,20 @@ function hostResolvConf(): string {
 export function isMountPoint(p: string): boolean {
   const esc = p.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === esc);
+}
+
+/** @internal See LayerStore._imageRoot. */
+export interface ImageRoot {
+  id: string;
+  /** layer directories (diff), top first, with `dev:ino` */
+  layers: ReadonlyArray<{ path: string; id: string }>;
+  config: ImageConfig;
+  /** mount points to make (name, mode) */
+  dirs: ReadonlyArray<readonly [string, number]>;
+  /** /tmp is a directory (or missing: made) */
+  tmp: boolean;
+  etcMode: number | null;
+  squashed: boolean;
 }
 
 /** User namespace maps a container's layers are idmapped through (see Container.mount). */

@@ -77,6 +77,22 @@ export function parseStdio(v: SpawnIsolatedOptions['stdio']): [StdioOption, Stdi
  * mistake; creates nothing.
  */
 export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
+  // an image's template input: the image layer builds it once to see that it fits (it throws
+  // ImageTemplateUnfit where not), the pipeline then takes that plan instead of a second build
+  if (input.imageTemplate === undefined || host !== realHost) return makePlan(input, host);
+  const made = checkedImagePlans.get(input);
+  if (made) {
+    checkedImagePlans.delete(input);
+    return made;
+  }
+  const p = makePlan(input, host);
+  checkedImagePlans.set(input, p);
+  return p;
+}
+
+const checkedImagePlans = new WeakMap<PlanInput, Plan>();
+
+function makePlan(input: PlanInput, host: HostFacts): Plan {
   const { file, args } = input;
   let o = input.options ?? {};
   if (!isObject(o)) fail('options', 'must be an object');
@@ -343,6 +359,10 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const defaultView = !rootfsPath && plainView;
   const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && host.euid === 0;
   const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  // an image's template view (view.ts, imageTemplateView) has no whole view beside it: the
+  // image layer asks for it only where it fits, and makes a container instead when this throws
+  const image = input.imageTemplate;
+  if (image && (!useTemplate || host.euid !== 0 || !uidMaps || !gidMaps)) throw new ImageTemplateUnfit();
   const view = planView({
     ns,
     joinedPid: joined.includes('pid'),
@@ -353,6 +373,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     rootfsReadonly,
     rootfsTmp,
     rootOverlay: input.rootOverlay,
+    image,
     mounts: parsedMounts,
     devices,
     maskedPaths,
@@ -368,7 +389,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   if (sysctl.writes.length > 0) {
     // not the shared default view any more: copies of its lists, the views cached stay as they are
     ops = placeSysctls(ops, N_ROOT, sysctl.writes);
-    if (template) template = { ...template, child: placeSysctls(template.child, '', sysctl.writes) };
+    if (template) template = { ...template, child: placeSysctls(template.child, template.image ? N_ROOT : '', sysctl.writes) };
   }
 
   // --- stdio
@@ -453,7 +474,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
       joined,
       uidMap: uidMaps,
       gidMap: gidMaps,
-      rootfs: rootfsPath,
+      rootfs: image ? image.rootfs : rootfsPath,
       capabilities: Capabilities.fromMask(caps.any),
       ...(caps.sets ? { capabilitySets: caps.sets } : {}),
       noNewPrivs: o.allowNewPrivileges !== true,
@@ -484,9 +505,14 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     // /proc, /dev, /sys and /tmp: view.ts, rootfsTemplateView), so the pass would find nothing
     // to make: skipped, it reads the rootfs's directories on every spawn (~0.1 ms); it runs
     // again if ops are added (provideEtcFiles, which also drops the template)
-    if (!plan.template?.rootfs) placeMountPoints(plan);
+    if (!plan.template?.rootfs && !plan.template?.image) placeMountPoints(plan);
   }
   return plan;
+}
+
+/** buildPlan's refusal of an image's template view where the options call for a whole view (the image layer then makes a container). */
+export class ImageTemplateUnfit extends Error {
+  constructor() { super('nsbox internal: this spawn cannot use an image template view'); }
 }
 
 /**
@@ -515,6 +541,22 @@ export function provideEtcFiles(plan: Plan, files: Record<string, string>): void
   if (plan.template?.rootfs) {
     plan.template = undefined;
     plan.netPremade = false;
+  }
+  if (plan.template?.image) {
+    // an image's template view: written on the sandbox's writable layer's tmpfs (/rw, outside
+    // its root), bound read-only in the new root before it becomes the root, unlinked
+    const ops: PlanOp[] = [];
+    for (const [name, text] of Object.entries(files)) {
+      checkEtcName(name);
+      const tmp = `/rw/.nsbox-etc-${name.replace(/\//g, '_')}`;
+      ops.push({ op: Op.WriteFile, path: tmp, data: text, mode: 0o644, trusted: true });
+      ops.push({ op: Op.Bind, source: tmp, path: `${N_ROOT}/etc/${name}`, file: true, readonly: true, recursive: false, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+      ops.push({ op: Op.Unlink, path: tmp, trusted: true });
+    }
+    const child = plan.template.child;
+    const at = child.findIndex((op) => op.op === Op.MoveRoot);
+    child.splice(at < 0 ? child.length : at, 0, ...ops);
+    return;
   }
   if (plan.template) {
     // in a copy of the view template: written on the sandbox's fresh /run, bound, unlinked

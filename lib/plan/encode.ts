@@ -4,12 +4,13 @@
 // u32 mode, then four strings a, b, c, d, each an i32 byte length (-1: absent) and the bytes.
 // Which named field (ops.ts) goes in which slot is decided here and nowhere else:
 //   a: path, or the source for the kinds in PATH_SECOND    b: path for those kinds, else putOld or dir
-//   c: fstype, or a Bind's dir    d: data    flags: flags, a Chown's uid, a Mknod's dev    mode: mode, a Chown's gid
+//   c: fstype, or a Bind's dir    d: data    flags: flags, a Chown's uid, a Mknod's dev, an IdmapBind's fd
+//   mode: mode, a Chown's gid
 import { Op, type PlanOp } from './ops.js';
 
 /** Kinds whose path is the wire's second string (the first holds what goes there). */
 const PATH_SECOND: boolean[] = [];
-for (const k of [Op.Mount, Op.Bind, Op.Attach, Op.Symlink, Op.Propagation, Op.RemountRo, Op.Umount, Op.MaskBind]) PATH_SECOND[k] = true;
+for (const k of [Op.Mount, Op.Bind, Op.Attach, Op.Symlink, Op.Propagation, Op.RemountRo, Op.Umount, Op.MaskBind, Op.IdmapBind]) PATH_SECOND[k] = true;
 
 /** A shared view's op array, by its first op (encodeOps recognises a plan made of one). */
 const viewOf = new WeakMap<PlanOp, readonly PlanOp[]>();
@@ -99,7 +100,7 @@ function encodeOpsInto(ops: readonly PlanOp[], own = false): Buffer {
     buf[off + 2] = 0;
     buf[off + 3] = 0;
     off += 4;
-    u32((k === Op.Chown ? op.uid ?? 0 : k === Op.Mknod ? op.dev ?? 0 : op.flags ?? 0) >>> 0);
+    u32((k === Op.Chown ? op.uid ?? 0 : k === Op.Mknod ? op.dev ?? 0 : k === Op.IdmapBind ? op.fd ?? -1 : op.flags ?? 0) >>> 0);
     u32(k === Op.Chown ? op.gid ?? 0 : op.mode ?? 0o755);
     if (PATH_SECOND[k]) { put(op.source); put(op.path); } else { put(op.path); put(op.putOld ?? op.dir); }
     put(k === Op.Bind ? op.dir : op.fstype); put(op.data);

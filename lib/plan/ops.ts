@@ -12,7 +12,7 @@ export const MS = {
 export const Op = {
   Mkdir: 1, Mount: 2, Bind: 3, Symlink: 4, WriteFile: 5, Propagation: 6, RemountRo: 7,
   PivotRoot: 8, Chmod: 9, Umount: 10, LoopbackUp: 11, Chown: 12, MaskOpen: 13, MaskBind: 14,
-  Unlink: 15, Mknod: 16, Attach: 17,
+  Unlink: 15, Mknod: 16, Attach: 17, IdmapBind: 18, MoveRoot: 19,
 } as const;
 
 /**
@@ -37,6 +37,8 @@ export const Op = {
  * | MaskBind | path, file |
  * | Unlink | path, flags |
  * | Mknod | path, mode, dev |
+ * | IdmapBind | source, path, fd (a user namespace), readonly; data: for the template's key only |
+ * | MoveRoot | path (the mount moved onto /), dir (the mount namespace file opened first) |
  */
 export interface PlanOp {
   op: number;
@@ -57,6 +59,8 @@ export interface PlanOp {
   gid?: number;
   /** Mknod: the device number, major << 8 | minor */
   dev?: number;
+  /** IdmapBind: the fd of the user namespace whose maps the mount takes (this process's) */
+  fd?: number;
   flags?: number;
   mode?: number;
   readonly?: boolean;

@@ -26,7 +26,7 @@ export interface Plan {
    * encoding), and the ops the child runs instead of `ops` in a copy of it. `ops` stays the
    * fallback when the template cannot be used.
    */
-  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true; image?: true };
   /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
   netPremade: boolean;
   hostname?: string;
@@ -89,6 +89,34 @@ export interface PlanInput {
   imageRoot?: boolean;
   /** the root is this overlay, mounted by the child inside the sandbox's user namespace (an unprivileged caller's image; options.rootfs is its empty merged dir) */
   rootOverlay?: RootOverlay;
+  /**
+   * a root caller's ephemeral image as a view template (view.ts, imageTemplateView): no
+   * options.rootfs; the plan is built with the template or not at all (buildPlan throws)
+   */
+  imageTemplate?: ImageTemplate;
+}
+
+/**
+ * An image's root as a view template: its layers idmapped once (per id block) with an init
+ * layer, read-only, in the template; per sandbox a writable layer on a tmpfs of its own.
+ */
+export interface ImageTemplate {
+  /** the image's layer directories (their diff), top first, with their identity (`dev:ino`) */
+  layers: ReadonlyArray<{ path: string; id: string }>;
+  /** a user namespace with the sandbox's maps (this process's fd): the layers are idmapped through it */
+  userNsFd: number;
+  /** the init layer's files under /etc (hostname, hosts, resolv.conf) */
+  etc: Readonly<Record<string, string>>;
+  /** mode of the image's /etc (kept by the init layer's), or null where it has none */
+  etcMode: number | null;
+  /** mount points the image lacks (made in the init layer), with their modes */
+  dirs: ReadonlyArray<readonly [string, number]>;
+  /** the image's /tmp is a directory: a fresh tmpfs there, as on a rootfs */
+  tmp: boolean;
+  /** the writable layer's tmpfs size in bytes (default: the kernel's, half of RAM) */
+  tmpfsSize?: number;
+  /** what result.isolation.rootfs says: the image's top layer directory */
+  rootfs: string;
 }
 
 /** Host paths of an overlay the child mounts as the sandbox's root (looked up under /oldroot), with userxattr. */

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { NamespaceType } from '../ns/namespace.js';
 import { shareOps } from './encode.js';
 import { MS, Op, type PlanOp } from './ops.js';
-import type { HostFacts, RootOverlay } from './types.js';
+import type { HostFacts, ImageTemplate, RootOverlay } from './types.js';
 
 /** Host system directories the default view shows read-only (missing ones are skipped, symlinks copied). */
 export const DEFAULT_RO_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -139,6 +139,8 @@ export interface ViewSpec {
   rootfsTmp?: boolean;
   /** the rootfs is this overlay, mounted by the child (PlanInput.rootOverlay) */
   rootOverlay?: RootOverlay;
+  /** a root caller's image as a view template (PlanInput.imageTemplate; needs `template`) */
+  image?: ImageTemplate;
   mounts: ParsedMount[];
   devices: Array<{ path: string; target: string; readonly: boolean; node?: { type: 'c' | 'b' | 'p'; major: number; minor: number; mode: number; uid: number; gid: number } }>;
   maskedPaths: string[];
@@ -164,7 +166,7 @@ export interface ViewSpec {
 export interface View {
   ops: PlanOp[];
   /** `rootfs`: a caller's rootfs (not shared between views; see rootfsTemplateView) */
-  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true };
+  template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true; image?: true };
   masked: string[];
   readonly: string[];
 }
@@ -174,7 +176,7 @@ export interface View {
  * facts they were made from (each read of `host`: the property or method, its arguments, and
  * what it gave, as JSON).
  */
-const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true }; masked: string[]; readonly: string[]; facts: HostRead[] }>();
+const viewCache = new Map<string, { at: number; ops: readonly PlanOp[]; template?: { build: readonly PlanOp[]; child: readonly PlanOp[]; rootfs?: true; image?: true }; masked: string[]; readonly: string[]; facts: HostRead[] }>();
 type HostRead = [key: PropertyKey, args: unknown[] | null, result: string | null];
 
 /** A host fact as text to compare; null when it cannot be told (then the view is made again). */
@@ -226,8 +228,10 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   // a rootfs's view with a template is kept too, by the rootfs's path and directory identity
   // (and, as the default view's host facts, for a second: what its directories are)
   const rootfsId = shared && plain && s.rootfs && s.template && !s.rootOverlay ? host.dirId?.(s.rootfs) : undefined;
-  const key = shared && (defaultView || rootfsId)
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
+  // an image's template view: by everything it is made of (the layers' identities among it)
+  const imageKey = shared && s.image && plain && s.template ? JSON.stringify(s.image) : undefined;
+  const key = shared && (defaultView || rootfsId || imageKey)
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}${imageKey ? `|i${imageKey}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && (performance.now() - cached.at < 1000 || (factsHold(host, cached.facts) && (cached.at = performance.now())))) {
@@ -257,6 +261,7 @@ export function freshSysfs(s: Pick<ViewSpec, 'ns' | 'joinedOwnNet'>): boolean {
 }
 
 function makeView(s: ViewSpec, host: HostFacts): View {
+  if (s.image) return imageTemplateView(host, s);
   const ops: PlanOp[] = [];
   const masked: string[] = [];
   const readonly: string[] = [];
@@ -661,4 +666,109 @@ function rootfsTemplateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; ch
   ];
   if (wantTmp) c.push({ op: Op.Mount, source: 'tmpfs', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777' });
   return { build: b, child: templateChild(host, v, c), rootfs: true };
+}
+
+/**
+ * A root caller's image as a view template (PlanInput.imageTemplate): nothing of it is made on
+ * the host, neither once nor per sandbox.
+ *
+ * The template (built once per image, id block, hostname and tmpfs size, in a mount namespace
+ * of its own): on a small tmpfs root, each layer of the image bound at /l/<i>, idmapped with the
+ * sandbox's maps (a file of the image's root belongs to the sandbox's root), an init layer on a
+ * tmpfs of its own (/etc/hostname, /etc/hosts, /etc/resolv.conf, the mount points the image
+ * lacks, owned by the sandbox's root), and the read-only overlay of them all at /newroot
+ * (mounted by root in the initial user namespace: the layers' trusted.overlay metadata counts,
+ * as in the host's overlay of a container); nsbox's /dev over the hidden proc and sysfs, and the
+ * masks' sources at /proc, as in the other templates.
+ *
+ * Per sandbox, in its copy: a tmpfs at /rw (the writable layer, `tmpfsSize`), the sandbox's own
+ * overlay over /newroot (the image, read-only) with its upper and work dirs there (userxattr:
+ * mounted in the sandbox's user namespace), then in it nsbox's /dev (a bind of the template's),
+ * /tmp, proc, devpts, shm, sysfs, the masks, all resolved inside the new root; at the end that
+ * overlay is moved onto / and the namespace entered again (MoveRoot), so it is the root. The
+ * template's tree stays below it, covered, every mount of it locked; the writable layer goes with
+ * the sandbox's mount namespace. Linux 6.6 (user xattrs on tmpfs); the layers' filesystem must
+ * take idmapped mounts (the image layer checks both before it asks for this view).
+ */
+function imageTemplateView(host: HostFacts, v: ViewSpec): View {
+  const im = v.image!;
+  const N = '/newroot', OLD = '/oldroot';
+  const [ru, rg] = v.template?.rootOwner ?? [undefined, undefined];
+  const own = ru !== undefined && rg !== undefined ? `,uid=${ru},gid=${rg}` : '';
+  const mine = (path: string): PlanOp[] => (ru !== undefined && rg !== undefined ? [{ op: Op.Chown, path, uid: ru, gid: rg }] : []);
+  const init = `${N}/l/init`;
+  const b: PlanOp[] = [
+    { op: Op.Propagation, path: '/', flags: MS.REC | MS.PRIVATE },
+    { op: Op.Mount, source: 'nsbox-base', path: '/tmp', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' },
+    { op: Op.Mkdir, path: `/tmp${N}`, mode: 0o755 }, { op: Op.Mkdir, path: `/tmp${OLD}`, mode: 0o755 },
+    { op: Op.PivotRoot, path: '/tmp', putOld: OLD.slice(1) },
+    { op: Op.Mount, source: 'nsbox-root', path: N, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=0755,size=64k' },
+    { op: Op.Mkdir, path: `${N}/newroot`, mode: 0o755 }, { op: Op.Mkdir, path: `${N}/rw`, mode: 0o755 },
+  ];
+  im.layers.forEach((l, i) => {
+    b.push({ op: Op.Mkdir, path: `${N}/l/${i}`, mode: 0o755 });
+    // data: the directory's identity, for the template's key only (a layer imported again is a new directory)
+    b.push({ op: Op.IdmapBind, source: OLD + l.path, path: `${N}/l/${i}`, fd: im.userNsFd, readonly: true, data: `nsbox-layer=${l.id}` });
+  });
+  b.push({ op: Op.Mount, source: 'nsbox-init', path: init, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: `mode=0755,size=256k${own}` });
+  b.push({ op: Op.Mkdir, path: `${init}/etc`, mode: 0o755 });
+  if (im.etcMode !== null) b.push({ op: Op.Chmod, path: `${init}/etc`, mode: im.etcMode & 0o7777 });
+  b.push(...mine(`${init}/etc`));
+  for (const [name, text] of Object.entries(im.etc)) {
+    b.push({ op: Op.WriteFile, path: `${init}/etc/${name}`, data: text, mode: 0o644 }, ...mine(`${init}/etc/${name}`));
+  }
+  for (const [d, mode] of im.dirs) {
+    b.push({ op: Op.Mkdir, path: `${init}/${d}`, mode: 0o755 }, { op: Op.Chmod, path: `${init}/${d}`, mode }, ...mine(`${init}/${d}`));
+  }
+  b.push({ op: Op.Mount, path: init, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV });
+  const lower = [init, ...im.layers.map((_, i) => `${N}/l/${i}`)].join(':');
+  b.push({ op: Op.Mount, source: 'nsbox-image', path: `${N}${N}`, fstype: 'overlay', flags: MS.RDONLY | MS.NODEV, data: `lowerdir=${lower},redirect_dir=off,metacopy=off,index=off` });
+  // the hidden proc and sysfs on a tmpfs of ours, then nsbox's /dev over them; the masks' sources
+  b.push(
+    { op: Op.Mount, source: 'nsbox-hide', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=0755,size=16k' },
+    { op: Op.Mkdir, path: `${N}/dev/proc`, mode: 0o755 }, { op: Op.Mkdir, path: `${N}/dev/sys`, mode: 0o755 },
+    ...hiddenProcSysOps(N),
+    { op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC },
+    ...devSkeletonOps(N, own),
+    ...maskSourceOps(N),
+    { op: Op.RemountRo, path: N, recursive: false },
+    { op: Op.PivotRoot, path: N },
+  );
+  for (const op of b) op.trusted = true;
+
+  // per sandbox
+  const c: PlanOp[] = [
+    { op: Op.LoopbackUp },
+    { op: Op.MaskOpen, path: '/proc/file', dir: '/proc/dir' },
+    { op: Op.Mount, source: 'nsbox-layer', path: '/rw', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: `mode=0755${im.tmpfsSize !== undefined ? `,size=${im.tmpfsSize}` : ''}` },
+    { op: Op.Mkdir, path: '/rw/upper', mode: 0o755 }, { op: Op.Mkdir, path: '/rw/work', mode: 0o700 },
+    { op: Op.Mount, source: 'nsbox-image', path: N, fstype: 'overlay', flags: MS.NODEV, data: `lowerdir=${N},upperdir=/rw/upper,workdir=/rw/work,userxattr` },
+  ];
+  for (const op of c) op.trusted = true;
+  // in the sandbox's root from here on: resolved in it (its /dev, /proc, /sys are real
+  // directories, the init layer's where the image has none)
+  const first = c.length;
+  c.push({ op: Op.Bind, source: '/dev', path: `${N}/dev`, recursive: true, flags: 0, real: true });
+  for (const [d, fstype, flags, data] of DEV_MOUNTS) c.push({ op: Op.Mount, source: d === 'pts' ? 'devpts' : d, path: `${N}/dev/${d}`, fstype, flags, data });
+  if (im.tmp) c.push({ op: Op.Mount, source: 'tmpfs', path: `${N}/tmp`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV, data: 'mode=1777', real: true });
+  c.push({ op: Op.Mount, source: 'proc', path: `${N}/proc`, fstype: 'proc', flags: PROC_FLAGS, real: true });
+  if (!v.nestedUserNamespaces) c.push({ op: Op.WriteFile, path: `${N}/proc/sys/user/max_user_namespaces`, data: '0\n', mode: 0o644 });
+  const masked: string[] = [], readonly: string[] = [];
+  const masks = (wantSys: boolean) => {
+    for (const e of maskEntries(host, v.maskedPaths, v.readonlyPaths, wantSys)) {
+      c.push(e.mask ? { op: Op.MaskBind, path: N + e.path, file: !e.dir } : readonlyOp(N + e.path, e.dir));
+      (e.mask ? masked : readonly).push(e.path);
+    }
+  };
+  masks(false);
+  c.push({ op: Op.Mount, source: 'sysfs', path: `${N}/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS, netSysfs: true, real: true });
+  if (v.ownCgroup) c.push(...cgroupViewOps(host, `${N}/sys/fs/cgroup`));
+  masks(true);
+  // what lies in nsbox's /dev, the fresh proc and sysfs is nsbox's: by name (as in makeView)
+  for (let i = first; i < c.length; i++) {
+    const t = c[i]!.path ?? '';
+    if (t.startsWith(`${N}/dev/`) || t.startsWith(`${N}/proc/`) || t.startsWith(`${N}/sys/`)) c[i]!.trusted = true;
+  }
+  c.push({ op: Op.MoveRoot, path: N, dir: `${N}/proc/self/ns/mnt`, trusted: true });
+  return { ops: [], template: { build: b, child: c, image: true }, masked, readonly };
 }

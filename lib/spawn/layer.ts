@@ -66,9 +66,10 @@ export interface Contribution {
 export interface LayerRun {
   resolve?(input: SpawnInput): Promise<SpawnInput | undefined>;
   /**
-   * resolve without waiting, tried before the base plan is built when this layer is the only
-   * one that resolves: the resolved input, or undefined when it cannot now (resolve then runs
-   * as before, and its failure rejects the spawn). Saves building the plan twice.
+   * resolve without waiting, tried before the base plan is built (the layers that resolve in
+   * their order, while each can): the resolved input, or undefined when it cannot now (resolve
+   * then runs as before, and its failure rejects the spawn; a layer that resolved now returns
+   * nothing from it). Saves building the plan twice and the wait.
    */
   resolveNow?(input: SpawnInput): SpawnInput | undefined;
   acquire?(plan: Plan, bindings: Bindings): Promise<void>;

@@ -18,6 +18,7 @@ import { LAYERS, type CgroupRun } from './layers/index.js';
 import { composePlan, contributedEnv, envOver, ENV_OVER, isolationReport } from './compose.js';
 import { sendFds } from '../net/fdpass.js';
 import type { EgressControl } from './layers/egress.js';
+import { imageTemplateFailed } from './layers/image.js';
 import type { EgressDeniedEvent } from '../net/egress/service.js';
 
 
@@ -727,12 +728,21 @@ export function spawnIsolated(file: string, args: string[] = [], options: SpawnI
  */
 function basePlan(layers: Layers, input: SpawnInput, build: (input: SpawnInput, resolving: boolean) => Plan): { plan: Plan; input: SpawnInput | undefined } {
   const resolvers = layers.runs.filter((r) => r.resolve);
-  const now = resolvers.length === 1 ? resolvers[0]!.resolveNow?.(input) : undefined;
-  if (!now) return { plan: build(input, resolvers.length > 0), input: resolvers.length > 0 ? input : undefined };
+  if (resolvers.length === 0) return { plan: build(input, false), input: undefined };
+  // each layer that resolves, in order, as far as they can now (the ids layer's block from
+  // memory, then an image's view template): the inputs resolved so far go on to #make, whose
+  // resolve steps do the rest (a layer that resolved already returns nothing there)
+  let cur = input, done = 0;
+  for (const r of resolvers) {
+    const next = r.resolveNow?.(cur);
+    if (!next) break;
+    cur = next;
+    done++;
+  }
   try {
-    return { plan: build(now, false), input: undefined };
+    return done === resolvers.length ? { plan: build(cur, false), input: undefined } : { plan: build(cur, true), input: cur };
   } catch (e) {
-    void resolvers[0]!.release?.();
+    for (const r of resolvers.slice(0, done)) void r.release?.();
     throw e;
   }
 }
@@ -1002,6 +1012,9 @@ async function spawnNativeOnce(plan: Readonly<Plan>, bindings: Bindings): Promis
     return out;
   } catch (err) {
     if (!(err instanceof NsboxError) || err.step !== 'template') throw err;
+    // an image's template view has no whole view to fall back on (its ops are empty): this
+    // spawn fails, and the image layer makes containers in this process from now on
+    if (plan.template.image) { imageTemplateFailed(); throw err; }
     disableViewTemplates();
     native().dropTemplates();
     if (bindings.net.length > 0) throw err;

@@ -63,7 +63,9 @@ function child(port: number | undefined, seconds = 60): { proc: ReturnType<typeo
     const m = await import(${JSON.stringify(DIST)});
     const store = m.LayerStore.open(${JSON.stringify(storeRoot)});
     process.stdout.write('ready\\n');
-    const p = m.spawnIsolated('/bin/sleep', ['${seconds}'], { image: { store, ref: 'bb:gc' }, limits: { memory: '64M', pids: 32 }, network: ${network} });
+    // viewTemplate: false: the image's container path (a root caller's ephemeral image is
+    // otherwise a view template, which makes nothing on the host: image-template.test.ts)
+    const p = m.spawnIsolated('/bin/sleep', ['${seconds}'], { image: { store, ref: 'bb:gc' }, limits: { memory: '64M', pids: 32 }, network: ${network}, viewTemplate: false });
     p.on('spawn', () => process.stdout.write('spawned\\n'));
     p.catch((e) => process.stderr.write('child: ' + e.message + '\\n'));
     setInterval(() => {}, 1000);`;

@@ -155,7 +155,9 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
       let store;
       if (wd.image) {
         store = m.LayerStore.open(wd.storeRoot + '/s');
-        ps.push(m.spawnIsolated('/bin/sleep', ['60'], { image: { store, ref: wd.image }, limits: { memory: '64M' } }));
+        // the container path (viewTemplate: false); the template path makes nothing to remove
+        ps.push(m.spawnIsolated('/bin/sleep', ['60'], { image: { store, ref: wd.image }, limits: { memory: '64M' }, viewTemplate: false }));
+        ps.push(m.spawnIsolated('/bin/sleep', ['60'], { image: { store, ref: wd.image } }));
       }
       for (const p of ps) p.catch(() => {});
       await Promise.all(ps.map((p) => new Promise((res, rej) => { p.once('spawn', res); p.then(() => rej(new Error('exited')), rej); })));
@@ -165,7 +167,7 @@ describe.skipIf(skip)("a thread's teardown kills, reaps and removes its sandboxe
       parentPort.postMessage({ pids: [...ps.map((p) => p.pid), prepared.pid], cgroups, dirs, bridge: wd.bridge, storeRoot: wd.storeRoot && wd.storeRoot + '/s' });
     `, { bridge: br!.name, storeRoot, image }));
     expectClean(r);
-    expect(r.out.info.pids).toHaveLength(image ? 5 : 4);
+    expect(r.out.info.pids).toHaveLength(image ? 6 : 4);
     expect(r.out.info.cgroups.length).toBeGreaterThanOrEqual(image ? 3 : 2);
     if (image) expect(r.out.info.dirs).toHaveLength(1);
   });

@@ -2,7 +2,7 @@
 // the README promises. Pure: a fake HostFacts stands in for the host (no kernel involved).
 import { describe, it, expect, vi, afterEach } from 'vitest';
 import { planView, type ViewSpec } from '../../lib/plan/view.js';
-import { buildPlan, encodeOps, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, idBlockSource, wantsIdBlock, REGION_BLOCKS, type HostFacts } from '../../lib/plan/index.js';
+import { buildPlan, encodeOps, ImageTemplateUnfit, Op, DEFAULT_MASKED_PATHS, FALLBACK_RANGE_START, provideEtcFiles, sandboxIdMaps, idBlockSource, wantsIdBlock, REGION_BLOCKS, type HostFacts } from '../../lib/plan/index.js';
 
 const host = (over: Partial<HostFacts> = {}): HostFacts => ({
   euid: 0,
@@ -159,6 +159,49 @@ describe('buildPlan: defaults', () => {
     expect(p.netPremade).toBe(true);
     // the full view stays as the fallback
     expect(p.ops.at(-1)).toMatchObject({ op: Op.PivotRoot, path: '/newroot' });
+  });
+
+  it("makes a root caller's image a view template: layers idmapped and the init layer in the template, the writable overlay per sandbox moved onto /; refused (ImageTemplateUnfit) where a whole view is needed", () => {
+    const h = host({ viewTemplates: () => true });
+    const imageTemplate = {
+      layers: [{ path: '/store/b/diff', id: '1:2' }, { path: '/store/a/diff', id: '1:3' }], userNsFd: 42,
+      etc: { hostname: 'box\n', hosts: '127.0.1.1\tbox\n', 'resolv.conf': '' }, etcMode: 0o755, dirs: [['proc', 0o555]] as Array<[string, number]>,
+      tmp: true, tmpfsSize: 8 << 20, rootfs: '/store/b/diff',
+    };
+    const p = (options: object) => buildPlan({ file: '/bin/true', args: [], options, imageTemplate, idBlock: { uid: 100000, gid: 100000 } }, h);
+    const pl = p({});
+    expect(pl.template?.image).toBe(true);
+    // no whole view beside it: nothing to fall back on, and nothing of the host's tree per sandbox
+    expect(pl.ops).toEqual([]);
+    expect(pl.summary.rootfs).toBe('/store/b/diff');
+    const build = pl.template!.build, child = pl.template!.child;
+    expect(build.filter((o) => o.op === Op.IdmapBind)).toMatchObject([
+      { source: '/oldroot/store/b/diff', path: '/newroot/l/0', fd: 42, readonly: true, data: 'nsbox-layer=1:2' },
+      { source: '/oldroot/store/a/diff', path: '/newroot/l/1', fd: 42, readonly: true, data: 'nsbox-layer=1:3' },
+    ]);
+    // the init layer above the image's, owned by the sandbox's root; one read-only overlay of them
+    expect(build.find((o) => o.fstype === 'overlay')).toMatchObject({ path: '/newroot/newroot', flags: 1 | 4, data: expect.stringMatching(/^lowerdir=\/newroot\/l\/init:\/newroot\/l\/0:\/newroot\/l\/1,/) });
+    expect(build.find((o) => o.op === Op.WriteFile && o.path === '/newroot/l/init/etc/hostname')?.data).toBe('box\n');
+    expect(build.filter((o) => o.op === Op.Chown).every((o) => o.uid === 100000 && o.gid === 100000)).toBe(true);
+    // per sandbox: the writable layer on its own tmpfs, the overlay, then the move onto /
+    expect(child.find((o) => o.source === 'nsbox-layer')).toMatchObject({ path: '/rw', fstype: 'tmpfs', data: `mode=0755,size=${8 << 20}` });
+    expect(child.find((o) => o.fstype === 'overlay')).toMatchObject({ path: '/newroot', data: 'lowerdir=/newroot,upperdir=/rw/upper,workdir=/rw/work,userxattr' });
+    expect(child.at(-1)).toMatchObject({ op: Op.MoveRoot, path: '/newroot', dir: '/newroot/proc/self/ns/mnt' });
+    expect(child.some((o) => o.op === Op.PivotRoot || [o.source, o.path].some((x) => x?.startsWith('/oldroot')))).toBe(false);
+    expect(child.filter((o) => o.op === Op.MaskBind).map((o) => o.path)).toEqual(DEFAULT_MASKED_PATHS.map((m) => `/newroot${m}`));
+    // mount points in the image are resolved in its root (no symlink leads out of it)
+    for (const at of ['/newroot/dev', '/newroot/proc', '/newroot/sys', '/newroot/tmp']) expect(child.find((o) => o.path === at && o.op !== Op.MaskBind)).toMatchObject({ real: true });
+    expect(child.find((o) => o.path === '/newroot/dev')?.trusted).toBeFalsy();
+    // files the network layer provides go into the new root before the move
+    const q = { ...pl, template: { ...pl.template!, child: [...child] } };
+    provideEtcFiles(q, { hosts: 'x' });
+    expect(q.template.child.slice(-4).map((o) => o.op)).toEqual([Op.WriteFile, Op.Bind, Op.Unlink, Op.MoveRoot]);
+    expect(q.template.child.at(-3)).toMatchObject({ source: '/rw/.nsbox-etc-hosts', path: '/newroot/etc/hosts', readonly: true });
+    // a whole view is needed: refused, the image layer makes a container instead
+    expect(() => p({ mounts: [{ type: 'tmpfs', target: '/scratch' }] })).toThrow(ImageTemplateUnfit);
+    expect(() => p({ viewTemplate: false })).toThrow(ImageTemplateUnfit);
+    expect(() => p({ user: false })).toThrow(ImageTemplateUnfit);
+    expect(() => buildPlan({ file: '/bin/true', args: [], options: {}, imageTemplate }, host())).toThrow(ImageTemplateUnfit);
   });
 
   it('keeps the full view (no template) for a rootfs, caller mounts, joined namespaces, no user or network namespace of its own; no spare network namespace with capabilities', () => {
