@@ -1163,7 +1163,10 @@ int TemplateMain(void* arg) {
   long self = call(SYS_openat, AT_FDCWD, "/proc/thread-self", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (self < 0) DieSys(&ctx, self, "template", "open", "/proc/thread-self");
   b->selfFd = (int)self;
-  long r = call(SYS_unshare, CLONE_NEWNS);
+  long r;
+  // an unprivileged caller's template is made in nsbox's own user namespace (EnsureHolder)
+  if (b->userFd >= 0 && (r = call(SYS_setns, b->userFd, CLONE_NEWUSER)) < 0) DieSys(&ctx, r, "template", "setns(CLONE_NEWUSER)");
+  r = call(SYS_unshare, CLONE_NEWNS);
   if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
   for (const Op& op : *b->ops) RunOp(&ctx, op);
   // the rootfs's fd of ops resolved in it (RootFd): in our caller's table too

@@ -342,7 +342,11 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
   const plainView = parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
   const defaultView = !rootfsPath && plainView;
   const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && host.euid === 0;
-  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  // An unprivileged caller's default view too, made in a user namespace of nsbox's own that
+  // maps its own uid and gid (Plan.holder): so only with those alone mapped, setgroups denied
+  const ownOnly = (m: IdMap[] | null, id: number) => m !== null && m.length === 1 && m[0].outside === id && m[0].count === 1;
+  const holder = defaultView && host.euid !== 0 && !idMapHelpers && setgroupsDeny && ownOnly(uidMaps, host.euid) && ownOnly(gidMaps, host.egid) && (host.holderTemplates?.() ?? false);
+  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (holder || (host.viewTemplates?.() ?? false));
   const view = planView({
     ns,
     joinedPid: joined.includes('pid'),
@@ -362,7 +366,7 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     nestedUserNamespaces: o.nestedUserNamespaces === true,
     attach: host.euid === 0,
     attachBinds: host.euid === 0 && (ns.has('user') || joined.includes('user')),
-    template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
+    template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null, ...(holder ? { holder: true as const } : {}) } : null,
   }, host, host === realHost);
   let { ops, template } = view;
   if (sysctl.writes.length > 0) {
@@ -417,7 +421,10 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     ...(idMapHelpers ? { idMapHelpers } : {}),
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
-    netPremade: template !== undefined && caps.any === 0n && !sysctl.net,
+    // (not an unprivileged caller's, whose spare would belong to nsbox's own user namespace:
+    // the caller could not join it from outside, as Sandbox.exec does; see Plan.holder)
+    netPremade: template !== undefined && caps.any === 0n && !sysctl.net && !holder,
+    ...(template !== undefined && holder ? { holder: true as const } : {}),
     stdio,
     ops,
     template,

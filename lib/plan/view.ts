@@ -158,7 +158,7 @@ export interface ViewSpec {
    */
   attachBinds: boolean;
   /** the default view may come from a view template, with this owner of its root (host ids) */
-  template: { rootOwner: readonly [number | undefined, number | undefined] | null } | null;
+  template: { rootOwner: readonly [number | undefined, number | undefined] | null; holder?: true } | null;
 }
 
 export interface View {
@@ -227,7 +227,7 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   // (and, as the default view's host facts, for a second: what its directories are)
   const rootfsId = shared && plain && s.rootfs && s.template && !s.rootOverlay ? host.dirId?.(s.rootfs) : undefined;
   const key = shared && (defaultView || rootfsId)
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}${s.template.holder ? 'h' : ''}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && (performance.now() - cached.at < 1000 || (factsHold(host, cached.facts) && (cached.at = performance.now())))) {
@@ -532,7 +532,7 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
   b.push({ op: Op.Mkdir, path: `${N}/sys`, mode: 0o755 });
   b.push(...maskSourceOps(N));
   // the hidden proc and sysfs, then /dev over them
-  b.push(...hiddenProcSysOps(N), ...devSkeletonOps(N, own));
+  b.push(...hiddenProcSysOps(N, v.template?.holder), ...devSkeletonOps(N, own, v.template?.holder));
   b.push(
     { op: Op.Mount, path: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
     { op: Op.PivotRoot, path: N },
@@ -557,8 +557,19 @@ function maskSourceOps(N: string): PlanOp[] {
   ];
 }
 
-/** The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under /dev's tmpfs. */
-function hiddenProcSysOps(N: string): PlanOp[] {
+/**
+ * The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under
+ * /dev's tmpfs. In nsbox's own user namespace (`holder`, an unprivileged caller's) it may mount
+ * neither (the host's pid and network namespaces are not its own): the host's, bound whole
+ * (with what is mounted on them, as a sandbox's own view would see them), count as well.
+ */
+function hiddenProcSysOps(N: string, holder?: true): PlanOp[] {
+  if (holder) {
+    return [
+      { op: Op.Bind, source: '/oldroot/proc', path: `${N}/dev/proc`, recursive: true, flags: PROC_FLAGS },
+      { op: Op.Bind, source: '/oldroot/sys', path: `${N}/dev/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC },
+    ];
+  }
   return [
     { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
     { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
@@ -566,11 +577,14 @@ function hiddenProcSysOps(N: string): PlanOp[] {
 }
 
 /** A template's /dev: nsbox's tmpfs (owned by the sandbox's root: `own`) with its nodes, links and mount points, then read-only. */
-function devSkeletonOps(N: string, own: string): PlanOp[] {
+function devSkeletonOps(N: string, own: string, holder?: true): PlanOp[] {
   const b: PlanOp[] = [{ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }];
   // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
-  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
-  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
+  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more).
+  // In nsbox's own user namespace (`holder`) nodes would not work there: the host's, bound, as
+  // in an unprivileged caller's own view
+  if (holder) for (const d of DEV_NODES) b.push({ op: Op.Bind, source: `/oldroot/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+  else for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
   for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
   for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
   b.push({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC });
