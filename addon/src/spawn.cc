@@ -484,8 +484,9 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     else if (m.kind == 1) { failed = true; e = m.err; }
   }
   if (!failed && holderMapErr) {
+    // step 'template': the caller turns templates off and spawns with the whole view
     failed = true;
-    Fail(&e, holderMapErr, holderMapFile, "write");
+    Fail(&e, holderMapErr, "template", "write", holderMapFile);
   }
   if (failed) {
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
