@@ -392,8 +392,8 @@ int LauncherMain(void* arg) {
   Launch* l = static_cast<Launch*>(arg);
   TRACE(kTrLaunchEntry);
   LaunchMaps* m = l->maps;
-  // nsbox's own user namespace first: it owns the template and the spare, and the child's user
-  // namespace is made in it, as its child
+  // nsbox's own user namespace first: it owns the template, and the child's user namespace is
+  // made in it, as its child
   long r = m ? call(SYS_setns, m->userFd, CLONE_NEWUSER) : 0;
   if (r == 0) r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
   if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
@@ -452,7 +452,7 @@ void DropTemplates(AddonData* d) {
 
 // A mount namespace can be entered, and so copied for a sandbox, only with CAP_SYS_ADMIN over
 // the user namespace that owns it. An unprivileged caller has that only over user namespaces
-// it made: so its view templates (and spare network namespaces) are made in one of nsbox's,
+// it made: so its view templates are made in one of nsbox's,
 // made here once per environment, and each sandbox's user namespace is made in it too, as its
 // child (LaunchInTemplate), whose copy of the template is then locked as a root caller's is.
 // It maps the caller's own uid and gid to themselves (setgroups denied, as in an unprivileged
@@ -495,7 +495,8 @@ int EnsureHolder(AddonData* d, Err* e) {
     unsigned id = k == 1 ? geteuid() : getegid();
     int n = k == 0 ? snprintf(map, sizeof map, "deny") : snprintf(map, sizeof map, "%u %u 1\n", id, id);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, map, (size_t)n) != n) err = errno ? errno : EIO;
+    ssize_t w = fd < 0 ? -1 : write(fd, map, (size_t)n);
+    if (w != n) err = w < 0 ? errno : EIO;
     if (fd >= 0) close(fd);
   }
   if (!err) {
