@@ -247,6 +247,7 @@ struct NetSpare {
   void* stack = nullptr;     // kHelperStackSize
   int avoidCpu = -1;         // the CPU of the thread that started it: the maker moves off it
   cpu_set_t cpus;            // that thread's CPU set
+  int userFd = -1;           // nsbox's own user namespace to make it in (EnsureHolder), or -1
 };
 
 namespace {
@@ -259,7 +260,13 @@ int SpareMain(void* arg) {
     CPU_CLR(s->avoidCpu, &away);
     call(SYS_sched_setaffinity, 0, sizeof away, &away);
   }
-  long r = call(SYS_unshare, CLONE_NEWNET), net = -1, fs = -1, mnt = -1;
+  long r = 0, net = -1, fs = -1, mnt = -1;
+  // an unprivileged caller's spare belongs to nsbox's own user namespace (EnsureHolder), like its
+  // templates: entered first, with a mount namespace of its own there (fsmount wants one that
+  // namespace owns; a copy of ours, whose sysfs is visible, as a new sysfs needs)
+  if (s->userFd >= 0) r = call(SYS_setns, s->userFd, CLONE_NEWUSER);
+  if (s->userFd >= 0 && r == 0) r = call(SYS_unshare, CLONE_NEWNS);
+  if (r == 0) r = call(SYS_unshare, CLONE_NEWNET);
   if (r == 0) r = net = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (r >= 0) r = sys::LoopbackUp();
   if (r >= 0) r = fs = call(SYS_fsopen, "sysfs", FSOPEN_CLOEXEC);
@@ -311,6 +318,7 @@ void StartSpare(AddonData* d) {
   if (!MapHelperStack(&s->stack)) return;  // its own: it runs while others do
   s->err = 0;
   s->netFd = s->sysFd = -1;
+  s->userFd = d->holderFd;
   int here = sched_getcpu();
   s->avoidCpu = sched_getaffinity(0, sizeof s->cpus, &s->cpus) == 0 && CPU_COUNT(&s->cpus) >= 2 && here >= 0 && CPU_ISSET(here, &s->cpus) ? here : -1;
   long hp = CloneHelper(s->stack, CLONE_FILES, SpareMain, s);
@@ -392,8 +400,8 @@ int LauncherMain(void* arg) {
   Launch* l = static_cast<Launch*>(arg);
   TRACE(kTrLaunchEntry);
   LaunchMaps* m = l->maps;
-  // nsbox's own user namespace first: it owns the template, and the child's user namespace is
-  // made in it, as its child
+  // nsbox's own user namespace first: it owns the template and the spare, and the child's user
+  // namespace is made in it, as its child
   long r = m ? call(SYS_setns, m->userFd, CLONE_NEWUSER) : 0;
   if (r == 0) r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
   if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
@@ -452,7 +460,7 @@ void DropTemplates(AddonData* d) {
 
 // A mount namespace can be entered, and so copied for a sandbox, only with CAP_SYS_ADMIN over
 // the user namespace that owns it. An unprivileged caller has that only over user namespaces
-// it made: so its view templates are made in one of nsbox's,
+// it made: so its view templates (and spare network namespaces) are made in one of nsbox's,
 // made here once per environment, and each sandbox's user namespace is made in it too, as its
 // child (LaunchInTemplate), whose copy of the template is then locked as a root caller's is.
 // It maps the caller's own uid and gid to themselves (setgroups denied, as in an unprivileged
@@ -510,6 +518,8 @@ int EnsureHolder(AddonData* d, Err* e) {
   while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
   close(pp[0]);
   if (err) return Fail(e, err, "template", step);
+  // spares made before it are not in it: a sandbox made in it could not enter them
+  DropSpare(d);
   return d->holderFd;
 }
 

@@ -100,6 +100,9 @@ struct Plan {
   bool twoStage = false;               // joins present: stage 1 joins, stage 2 is the sandbox
   bool newPidAtStage2 = false;
   std::vector<Join> joins;             // user first, mount last
+  bool netOwnerFirst = false;          // an unprivileged caller joining a network namespace owned by
+                                       // another user namespace than the joined one (a spare of
+                                       // nsbox's, Plan.holder): its owner and it are entered first
   // --- parent side, before "go"
   std::string uidMap, gidMap;          // empty = do not write
   bool setgroupsDeny = false;

@@ -415,15 +415,19 @@ export function buildPlan(input: PlanInput, host: HostFacts = realHost): Plan {
     twoStage,
     newPidAtStage2: twoStage && ns.has('pid'),
     joins,
+    // an unprivileged caller joining a user namespace and a network namespace it does not own
+    // (a spare of nsbox's, made in nsbox's user namespace): the network namespace's owner and
+    // it are entered first (addon, Stage1), where that owner can be
+    ...(host.euid !== 0 && joinNs?.net !== undefined && joinNs.user !== undefined && !joinedOwnNet ? { netOwnerFirst: true as const } : {}),
     uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
     gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
     setgroupsDeny,
     ...(idMapHelpers ? { idMapHelpers } : {}),
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
-    // (not an unprivileged caller's, whose spare would belong to nsbox's own user namespace:
-    // the caller could not join it from outside, as Sandbox.exec does; see Plan.holder)
-    netPremade: template !== undefined && caps.any === 0n && !sysctl.net && !holder,
+    // (an unprivileged caller's belongs to nsbox's own user namespace, Plan.holder; joined
+    // through it: netOwnerFirst)
+    netPremade: template !== undefined && caps.any === 0n && !sysctl.net,
     ...(template !== undefined && holder ? { holder: true as const } : {}),
     stdio,
     ops,

@@ -34,6 +34,8 @@ export interface Plan {
    * (addon/src/helpers.cc, EnsureHolder). Only with the caller's own ids mapped.
    */
   holder?: true;
+  /** An unprivileged caller joins a network namespace whose owner is not the joined user namespace: that owner and the network namespace are entered first, where it can (a spare made in nsbox's user namespace, see `holder`). */
+  netOwnerFirst?: true;
   /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
   netPremade: boolean;
   hostname?: string;

@@ -116,6 +116,32 @@ print(os.fstat(fd).st_ino, os.fstat(parent).st_ino, os.fstat(grand).st_ino, os.s
     expect(grand).toBe(caller);
   });
 
+  it('a sandbox keeping no capabilities gets a network namespace made ahead in nsbox\'s user namespace (lo up, out of its reach), which the caller joins with its user namespace', () => {
+    const out = asNobody(`
+      const { execFileSync } = await import('node:child_process');
+      const parentOf = (pid) => Number(execFileSync('/usr/bin/python3', ['-c', \`import fcntl, os; fd = os.open('/proc/\${pid}/ns/user', os.O_RDONLY); print(os.fstat(fcntl.ioctl(fd, 0xb702)).st_ino)\`]).toString());
+      let seen;
+      for (let i = 0; i < 20 && !seen; i++) {
+        await new Promise((r) => setTimeout(r, 50)); // a spare is made once a sandbox that used one has exited
+        const p = nsbox.spawnIsolated('/bin/sh', ['-c', 'read x; cat /sys/class/net/lo/operstate; ip link set lo down 2>/dev/null || echo refused'], { stdio: 'pipe' });
+        await new Promise((r) => p.once('spawn', r));
+        const user = nsbox.Namespace.ofProcess(p.pid, 'user'), net = nsbox.Namespace.ofProcess(p.pid, 'net');
+        if (net.ownerInode !== user.inode) {
+          const joined = await nsbox.spawnIsolated('/bin/sh', ['-c', 'cat /sys/class/net/lo/operstate; readlink /proc/self/ns/net'], { join: { user, net } });
+          seen = { owner: net.ownerInode, parent: parentOf(p.pid), net: net.inode, joined: joined.stdout + joined.stderr };
+        }
+        user.close(); net.close();
+        p.stdin.end('\\n');
+        const r = await p;
+        if (seen) seen.out = r.stdout;
+      }
+      console.log(JSON.stringify(seen ?? null));`);
+    expect(out).not.toBeNull();
+    expect(out.owner).toBe(out.parent);
+    expect(out.out).toBe('unknown\nrefused\n');
+    expect(out.joined).toBe(`unknown\nnet:[${out.net}]\n`);
+  });
+
   it.skipIf(!!cannotBuild())('the escape battery\'s attacks fail in its sandboxes', () => {
     scratch = mkdtempSync(join(tmpdir(), 'nsbox-escape-nonroot-'));
     chmodSync(scratch, 0o755);
