@@ -227,7 +227,8 @@ int FinishNetMaker(long hp, const NetMaker& m) {
 // A spare network namespace, made ahead by a helper of ours while nothing waits for it, with
 // lo up and a detached sysfs instance of it. Making one takes ~0.6 ms (the kernel's per-netns
 // setup: sysctl tables, loopback, IPv6), the longest single step of a spawn. A spare belongs
-// to our user namespace, not to the sandbox's, so the sandbox has no capability over it: only
+// to our user namespace (an unprivileged caller's: to nsbox's own, EnsureHolder, where its
+// sandboxes' user namespaces are made), not to the sandbox's, so the sandbox has no capability over it: only
 // a sandbox that keeps no capabilities gets one (plan.netPremade), where nothing can tell the
 // difference. It enters it at birth (the launcher joins it before clone3); its /sys is the
 // detached sysfs, moved into place (it could not mount one itself).
