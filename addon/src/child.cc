@@ -1183,7 +1183,10 @@ int TemplateMain(void* arg) {
   long r;
   // an unprivileged caller's template is made in nsbox's own user namespace (EnsureHolder)
   if (b->userFd >= 0 && (r = call(SYS_setns, b->userFd, CLONE_NEWUSER)) < 0) DieSys(&ctx, r, "template", "setns(CLONE_NEWUSER)");
-  r = call(SYS_unshare, CLONE_NEWNS);
+  // ... with a network namespace of its own there, whose sysfs it may mount (the hidden one: the
+  // host's, bound, would bring every mount below it into each copy). It lives as long as that
+  // sysfs, i.e. the template
+  r = call(SYS_unshare, CLONE_NEWNS | (b->userFd >= 0 ? CLONE_NEWNET : 0));
   if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
   for (const Op& op : *b->ops) RunOp(&ctx, op);
   // the rootfs's fd of ops resolved in it (RootFd): in our caller's table too

@@ -559,15 +559,15 @@ function maskSourceOps(N: string): PlanOp[] {
 
 /**
  * The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under
- * /dev's tmpfs. In nsbox's own user namespace (`holder`, an unprivileged caller's) it may mount
- * neither (the host's pid and network namespaces are not its own): the host's, bound whole
- * (with what is mounted on them, as a sandbox's own view would see them), count as well.
+ * /dev's tmpfs. In nsbox's own user namespace (`holder`, an unprivileged caller's) it may not
+ * mount a proc (the host's pid namespace is not its own): the host's, bound whole, counts as
+ * well; its sysfs is that of a network namespace the builder makes there (addon, TemplateMain).
  */
 function hiddenProcSysOps(N: string, holder?: true): PlanOp[] {
   if (holder) {
     return [
       { op: Op.Bind, source: '/oldroot/proc', path: `${N}/dev/proc`, recursive: true, flags: PROC_FLAGS },
-      { op: Op.Bind, source: '/oldroot/sys', path: `${N}/dev/sys`, readonly: true, recursive: true, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC },
+      { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
     ];
   }
   return [
