@@ -42,6 +42,10 @@
 #define AT_RECURSIVE 0x8000
 #endif
 
+#ifndef NS_GET_USERNS
+#define NS_GET_USERNS _IO(0xb7, 0x1)
+#endif
+
 namespace nsbox {
 namespace {
 
@@ -1123,7 +1127,20 @@ int Stage2Entry(void* arg) {
 [[noreturn]] void Stage1(ChildCtx* ctx) {
   const Plan& p = *ctx->plan;
   long r;
+  int netFirst = -1;
+  if (p.netOwnerFirst) {
+    // the network namespace belongs to the user namespace the sandbox's was made in (nsbox's
+    // own, whose owner we are): entered from there, before the sandbox's user namespace, from
+    // which it could not be. Where that cannot be done, the joins below go on as always
+    for (const Join& j : p.joins) if (j.nstype == CLONE_NEWNET) netFirst = j.fd;
+    long owner = netFirst < 0 ? -1 : call(SYS_ioctl, netFirst, NS_GET_USERNS);
+    r = owner < 0 ? owner : call(SYS_setns, owner, CLONE_NEWUSER);
+    if (owner >= 0) call(SYS_close, owner);
+    if (r < 0) netFirst = -1;
+    else if ((r = call(SYS_setns, netFirst, CLONE_NEWNET)) < 0) DieSys(ctx, r, "join", "setns", "net");
+  }
   for (const Join& j : p.joins) {
+    if (j.fd == netFirst && j.nstype == CLONE_NEWNET) continue;
     if ((r = call(SYS_setns, j.fd, j.nstype)) < 0) {
       const char* t = j.nstype == CLONE_NEWUSER ? "user" : j.nstype == CLONE_NEWNET ? "net" : j.nstype == CLONE_NEWNS ? "mnt"
                     : j.nstype == CLONE_NEWPID ? "pid" : j.nstype == CLONE_NEWUTS ? "uts" : j.nstype == CLONE_NEWIPC ? "ipc"
@@ -1188,7 +1205,13 @@ int TemplateMain(void* arg) {
   long self = call(SYS_openat, AT_FDCWD, "/proc/thread-self", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (self < 0) DieSys(&ctx, self, "template", "open", "/proc/thread-self");
   b->selfFd = (int)self;
-  long r = call(SYS_unshare, CLONE_NEWNS);
+  long r;
+  // an unprivileged caller's template is made in nsbox's own user namespace (EnsureHolder)
+  if (b->userFd >= 0 && (r = call(SYS_setns, b->userFd, CLONE_NEWUSER)) < 0) DieSys(&ctx, r, "template", "setns(CLONE_NEWUSER)");
+  // ... with a network namespace of its own there, whose sysfs it may mount (the hidden one: the
+  // host's, bound, would bring every mount below it into each copy). It lives as long as that
+  // sysfs, i.e. the template
+  r = call(SYS_unshare, CLONE_NEWNS | (b->userFd >= 0 ? CLONE_NEWNET : 0));
   if (r < 0) DieSys(&ctx, r, "template", "unshare(CLONE_NEWNS)");
   for (const Op& op : *b->ops) RunOp(&ctx, op);
   // the rootfs's fd of ops resolved in it (RootFd): in our caller's table too

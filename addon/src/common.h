@@ -125,6 +125,10 @@ struct AddonData {
   struct ViewTemplate { std::string key; int nsFd; int watchFd; };
   std::vector<ViewTemplate> templates;
   int mountsFd = -1;
+  // helpers.cc: nsbox's own user namespace (EnsureHolder), where an unprivileged caller's
+  // templates, spares and sandboxes' user namespaces are made, and /proc, through which its
+  // launcher writes their id maps; dropped with the templates
+  int holderFd = -1, procFd = -1;
   // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
   // relay.cc: the egress proxy's splice relays (a thread and its epoll set), and how to stop them

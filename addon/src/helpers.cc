@@ -227,7 +227,8 @@ int FinishNetMaker(long hp, const NetMaker& m) {
 // A spare network namespace, made ahead by a helper of ours while nothing waits for it, with
 // lo up and a detached sysfs instance of it. Making one takes ~0.6 ms (the kernel's per-netns
 // setup: sysctl tables, loopback, IPv6), the longest single step of a spawn. A spare belongs
-// to our user namespace, not to the sandbox's, so the sandbox has no capability over it: only
+// to our user namespace (an unprivileged caller's: to nsbox's own, EnsureHolder, where its
+// sandboxes' user namespaces are made), not to the sandbox's, so the sandbox has no capability over it: only
 // a sandbox that keeps no capabilities gets one (plan.netPremade), where nothing can tell the
 // difference. It enters it at birth (the launcher joins it before clone3); its /sys is the
 // detached sysfs, moved into place (it could not mount one itself).
@@ -247,6 +248,7 @@ struct NetSpare {
   void* stack = nullptr;     // kHelperStackSize
   int avoidCpu = -1;         // the CPU of the thread that started it: the maker moves off it
   cpu_set_t cpus;            // that thread's CPU set
+  int userFd = -1;           // nsbox's own user namespace to make it in (EnsureHolder), or -1
 };
 
 namespace {
@@ -259,7 +261,13 @@ int SpareMain(void* arg) {
     CPU_CLR(s->avoidCpu, &away);
     call(SYS_sched_setaffinity, 0, sizeof away, &away);
   }
-  long r = call(SYS_unshare, CLONE_NEWNET), net = -1, fs = -1, mnt = -1;
+  long r = 0, net = -1, fs = -1, mnt = -1;
+  // an unprivileged caller's spare belongs to nsbox's own user namespace (EnsureHolder), like its
+  // templates: entered first, with a mount namespace of its own there (fsmount wants one that
+  // namespace owns; a copy of ours, whose sysfs is visible, as a new sysfs needs)
+  if (s->userFd >= 0) r = call(SYS_setns, s->userFd, CLONE_NEWUSER);
+  if (s->userFd >= 0 && r == 0) r = call(SYS_unshare, CLONE_NEWNS);
+  if (r == 0) r = call(SYS_unshare, CLONE_NEWNET);
   if (r == 0) r = net = call(SYS_openat, AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (r >= 0) r = sys::LoopbackUp();
   if (r >= 0) r = fs = call(SYS_fsopen, "sysfs", FSOPEN_CLOEXEC);
@@ -311,6 +319,7 @@ void StartSpare(AddonData* d) {
   if (!MapHelperStack(&s->stack)) return;  // its own: it runs while others do
   s->err = 0;
   s->netFd = s->sysFd = -1;
+  s->userFd = d->holderFd;
   int here = sched_getcpu();
   s->avoidCpu = sched_getaffinity(0, sizeof s->cpus, &s->cpus) == 0 && CPU_COUNT(&s->cpus) >= 2 && here >= 0 && CPU_ISSET(here, &s->cpus) ? here : -1;
   long hp = CloneHelper(s->stack, CLONE_FILES, SpareMain, s);
@@ -364,15 +373,38 @@ struct Launch {
   int netFd;     // a spare network namespace to be born in, or -1
   struct clone_args* args;
   ChildCtx* ctx;
+  LaunchMaps* maps;  // an unprivileged caller's (EnsureHolder): entered, maps written; or null
   long pid;      // the child's, or -errno of clone3
   int setnsErr;  // errno of setns into the template (no child then)
 };
+
+// Writes `len` bytes of `data` to /proc/<pid>/<file> (through procFd): 0 or -errno.
+long WriteProcFile(int procFd, long pid, const char* file, const char* data, size_t len) {
+  char path[48];
+  char digits[24];
+  int n = 0, k = 0;
+  do { digits[n++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && n < (int)sizeof digits);
+  while (n > 0) path[k++] = digits[--n];
+  path[k++] = '/';
+  for (const char* c = file; *c && k < (int)sizeof path - 1; c++) path[k++] = *c;
+  path[k] = 0;
+  long fd = call(SYS_openat, procFd, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fd;
+  long r;
+  do { r = call(SYS_write, fd, data, len); } while (r == -EINTR);
+  call(SYS_close, fd);
+  return r < 0 ? r : (size_t)r == len ? 0 : -EIO;
+}
 
 // Runs as the helper (CLONE_VM, so only raw syscalls): enters the template, clones the child.
 int LauncherMain(void* arg) {
   Launch* l = static_cast<Launch*>(arg);
   TRACE(kTrLaunchEntry);
-  long r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
+  LaunchMaps* m = l->maps;
+  // nsbox's own user namespace first: it owns the template and the spare, and the child's user
+  // namespace is made in it, as its child
+  long r = m ? call(SYS_setns, m->userFd, CLONE_NEWUSER) : 0;
+  if (r == 0) r = call(SYS_setns, l->templateFd, CLONE_NEWNS);
   if (r == 0 && l->netFd >= 0) r = call(SYS_setns, l->netFd, CLONE_NEWNET);
   TRACE(kTrLaunchSetns);
   if (r < 0) {
@@ -380,6 +412,16 @@ int LauncherMain(void* arg) {
   } else {
     l->pid = nsbox_clone3(l->args, sizeof *l->args, ChildMain, l->ctx);
     TRACE(kTrLaunchCloned);
+    if (m && l->pid > 0) {
+      // the child's id maps, by us: only a process of its parent user namespace (ours now) may
+      // open them for writing. They map ids of that namespace, where the caller's own uid and
+      // gid are themselves (EnsureHolder): the same lines as the caller would write
+      r = 0;
+      if (m->setgroupsDeny) { m->failedAt = "setgroups"; r = WriteProcFile(m->procFd, l->pid, "setgroups", "deny", 4); }
+      if (r == 0) { m->failedAt = "uid_map"; r = WriteProcFile(m->procFd, l->pid, "uid_map", m->uidMap, m->uidLen); }
+      if (r == 0) { m->failedAt = "gid_map"; r = WriteProcFile(m->procFd, l->pid, "gid_map", m->gidMap, m->gidLen); }
+      m->err = (int)-r;
+    }
   }
   call(SYS_exit, 0);
   return 0;
@@ -388,9 +430,16 @@ int LauncherMain(void* arg) {
 }  // namespace
 
 // Returns the child's pid or -errno; *setnsErr is set when the template could not be entered.
-long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr) {
+long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps) {
   if (!HelperStack(d)) return -ENOMEM;
-  Launch l{templateFd, netFd, args, ctx, -EPROTO, 0};
+  if (maps) {
+    if (d->holderFd < 0 || d->procFd < 0) return -EPROTO;  // EnsureTemplate made them
+    maps->userFd = d->holderFd;
+    maps->procFd = d->procFd;
+    maps->err = 0;
+    maps->failedAt = "uid_map";
+  }
+  Launch l{templateFd, netFd, args, ctx, maps, -EPROTO, 0};
   long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
   TRACE(kTrLaunchBack);
   if (hp < 0) return hp;
@@ -404,7 +453,78 @@ void DropTemplates(AddonData* d) {
   for (auto& t : d->templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   d->templates.clear();
   DropSpare(d);
+  // nsbox's own user namespace goes with what it held (made again by the next template)
+  if (d->holderFd >= 0) { close(d->holderFd); d->holderFd = -1; }
 }
+
+// ---- nsbox's own user namespace (an unprivileged caller's templates) -----------------------
+
+// A mount namespace can be entered, and so copied for a sandbox, only with CAP_SYS_ADMIN over
+// the user namespace that owns it. An unprivileged caller has that only over user namespaces
+// it made: so its view templates (and spare network namespaces) are made in one of nsbox's,
+// made here once per environment, and each sandbox's user namespace is made in it too, as its
+// child (LaunchInTemplate), whose copy of the template is then locked as a root caller's is.
+// It maps the caller's own uid and gid to themselves (setgroups denied, as in an unprivileged
+// sandbox): the sandbox's maps keep their lines, and its ids are the caller's as before. A
+// sandbox has no capability in it (it is the parent of the sandbox's), nor over what it owns;
+// only the caller (its owner) and our helpers that enter it do. Its fd is ours only: closed by
+// DropTemplates and with the environment, and then nothing of it lives on but the sandboxes
+// made in it.
+namespace {
+
+// Runs as the helper (CLONE_VM, in the new user namespace): waits until the parent has written
+// its maps and opened it (EOF on the pipe), then exits.
+int HolderMain(void* arg) {
+  int fd = *static_cast<int*>(arg);
+  char c;
+  while (call(SYS_read, fd, &c, 1) == -EINTR) {}
+  call(SYS_exit, 0);
+  return 0;
+}
+
+int EnsureHolder(AddonData* d, Err* e) {
+  if (d->procFd < 0) {
+    d->procFd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (d->procFd < 0) return Fail(e, errno, "template", "open", "/proc");
+  }
+  if (d->holderFd >= 0) return d->holderFd;
+  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  int pp[2];
+  if (pipe2(pp, O_CLOEXEC) < 0) return Fail(e, errno, "template", "pipe2");
+  int readFd = pp[0];
+  // CLONE_FILES: one table, so our close of the write end is the helper's EOF
+  long hp = CloneHelper(d->netStack, CLONE_NEWUSER | CLONE_FILES, HolderMain, &readFd);
+  if (hp < 0) { close(pp[0]); close(pp[1]); return Fail(e, (int)-hp, "template", "clone3"); }
+  char path[64], map[64];
+  const char* step = "setgroups";
+  int err = 0;
+  for (int k = 0; k < 3 && !err; k++) {
+    step = k == 0 ? "setgroups" : k == 1 ? "uid_map" : "gid_map";
+    snprintf(path, sizeof path, "/proc/%ld/%s", hp, step);
+    unsigned id = k == 1 ? geteuid() : getegid();
+    int n = k == 0 ? snprintf(map, sizeof map, "deny") : snprintf(map, sizeof map, "%u %u 1\n", id, id);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t w = fd < 0 ? -1 : write(fd, map, (size_t)n);
+    if (w != n) err = w < 0 ? errno : EIO;
+    if (fd >= 0) close(fd);
+  }
+  if (!err) {
+    step = "ns/user";
+    snprintf(path, sizeof path, "/proc/%ld/ns/user", hp);
+    d->holderFd = open(path, O_RDONLY | O_CLOEXEC);
+    if (d->holderFd < 0) err = errno;
+  }
+  close(pp[1]);
+  siginfo_t si;
+  while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
+  close(pp[0]);
+  if (err) return Fail(e, err, "template", step);
+  // spares made before it are not in it: a sandbox made in it could not enter them
+  DropSpare(d);
+  return d->holderFd;
+}
+
+}  // namespace
 
 // The view template: a mount namespace holding the read-only part of a default view (root
 // tmpfs, /usr and /etc, /dev, the masks' sources, hidden proc and sysfs instances that let a
@@ -440,9 +560,11 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   std::vector<Op> ops;
   if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
   if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  int userFd = -1;
+  if (p.holder && (userFd = EnsureHolder(d, e)) < 0) return userFd;
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
-  TemplateBuild b{&ops, ep[1], -1, -1, -1, nullptr};
+  TemplateBuild b{&ops, userFd, ep[1], -1, -1, -1, nullptr};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
   long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {

@@ -66,10 +66,23 @@ bool TakeSpare(AddonData* d, int* netFd, int* sysFd);
 // `e` filled. DropTemplates closes them all (and the spare).
 int EnsureTemplate(AddonData* d, Plan& p, Err* e);
 void DropTemplates(AddonData* d);
+// An unprivileged caller's sandbox (Plan::holder): the launcher enters nsbox's own user
+// namespace first and writes the child's id maps (the caller cannot: it is not in the child's
+// parent user namespace). In: the maps; out: err (errno, 0 when written) and the file.
+struct LaunchMaps {
+  const char* uidMap;
+  size_t uidLen;
+  const char* gidMap;
+  size_t gidLen;
+  bool setgroupsDeny;
+  int userFd, procFd;     // filled by LaunchInTemplate
+  int err;                // out
+  const char* failedAt;   // out: "setgroups", "uid_map" or "gid_map"
+};
 // Makes the sandbox child inside the template's mount namespace (and in `netFd`'s network
 // namespace, when >= 0): the child's pid or -errno; *setnsErr is set when the template could
-// not be entered.
-long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr);
+// not be entered. With `maps`, in nsbox's own user namespace (see LaunchMaps).
+long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps = nullptr);
 
 // Sockets made inside another network namespace (the egress policy's listeners, see
 // lib/net/egress/listen.ts): a CLONE_VM|CLONE_FILES helper enters `userFd`'s user namespace

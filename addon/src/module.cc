@@ -18,6 +18,8 @@ AddonData::~AddonData() {
   if (initFd >= 0) close(initFd);
   for (auto& t : templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   if (mountsFd >= 0) close(mountsFd);
+  if (holderFd >= 0) close(holderFd);
+  if (procFd >= 0) close(procFd);
 }
 
 // processSeq() -> n: a number no other call in this process returned, whichever thread or copy

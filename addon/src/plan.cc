@@ -116,6 +116,8 @@ bool DecodePlan(Napi::Env env, Napi::Object o, Plan* p, Napi::Value opsBuf, Napi
   Reader r{env};
   p->cloneFlags = (unsigned long long)r.Num(o, "cloneFlags", 0);
   p->netPremade = r.Bool(o, "netPremade", false);
+  p->holder = r.Bool(o, "holder", false);
+  p->netOwnerFirst = r.Bool(o, "netOwnerFirst", false);
   p->unshareFlags = (unsigned long long)r.Num(o, "unshareFlags", 0);
   p->lateUnshare = (unsigned long long)r.Num(o, "lateUnshare", 0);
   p->twoStage = r.Bool(o, "twoStage", false);

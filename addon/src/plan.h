@@ -106,6 +106,9 @@ struct Plan {
   bool twoStage = false;               // joins present: stage 1 joins, stage 2 is the sandbox
   bool newPidAtStage2 = false;
   std::vector<Join> joins;             // user first, mount last
+  bool netOwnerFirst = false;          // an unprivileged caller joining a network namespace owned by
+                                       // another user namespace than the joined one (a spare of
+                                       // nsbox's, Plan.holder): its owner and it are entered first
   // --- parent side, before "go"
   std::string uidMap, gidMap;          // empty = do not write
   bool setgroupsDeny = false;
@@ -117,6 +120,10 @@ struct Plan {
   std::vector<int> cgroupTaskFds;      // v1 `tasks` files opened by the parent: the child
                                        // writes "0" to each (see spawn.cc)
   std::vector<NetHandoffSpec> net;     // links handed to the child before "go"
+  bool holder = false;                 // an unprivileged caller's view template: the template,
+                                       // the spares and the sandbox's user namespace are made in
+                                       // nsbox's own user namespace (helpers.cc, EnsureHolder),
+                                       // whose launcher writes uidMap/gidMap (never newuidmap)
   bool netPremade = false;             // the network namespace may be a spare made ahead (owned
                                        // by our user namespace): a sandbox with no capabilities
   // --- stdio, as the child will see them on 0..2
@@ -207,6 +214,7 @@ struct ChildCtx {
 // namespace in `nsFd` (the fd table is shared). Failures go to errFd as a ChildMsg.
 struct TemplateBuild {
   const std::vector<Op>* ops;  // decoded from Plan::templateBuf (DecodeTemplateOps)
+  int userFd;   // nsbox's own user namespace to build it in (EnsureHolder), or -1
   int errFd;
   int nsFd;
   int watchFd;  // the namespace's mounts file (poll: POLLPRI when a mount of it comes or goes), or -1

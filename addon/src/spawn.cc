@@ -406,6 +406,8 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
   TRACE(kTrClone);
   long pid;
   int launchErr = 0;
+  int holderMapErr = 0;
+  const char* holderMapFile = nullptr;
   if (templ) {
     // made by a launcher standing in the template's mount namespace, as our child
     // (CLONE_PARENT, which wants exit_signal 0: reaped with __WALL). No clone(2) fallback:
@@ -413,7 +415,14 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     // our CPU for the launch, so that launcher and child start there, was tried: slower.)
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
-    pid = LaunchInTemplate(d, templateFd, spareNet, &args, &ctx, &launchErr);
+    // an unprivileged caller's: in nsbox's own user namespace, whose launcher writes the maps
+    LaunchMaps maps{plan.uidMap.data(), plan.uidMap.size(), plan.gidMap.data(), plan.gidMap.size(), plan.setgroupsDeny, -1, -1, 0, nullptr};
+    pid = LaunchInTemplate(d, templateFd, spareNet, &args, &ctx, &launchErr, plan.holder ? &maps : nullptr);
+    if (plan.holder && pid > 0) {
+      if (maps.err) holderMapErr = maps.err, holderMapFile = maps.failedAt;
+      plan.uidMap.clear();  // written: ParentSteps has none left to write
+      plan.gidMap.clear();
+    }
   } else if (intoCgroup && NoCloneIntoCgroupForTests()) {
     pid = -E2BIG;  // what kernels 5.3 to 5.6 answer: their clone_args end before `cgroup`
   } else {
@@ -473,6 +482,11 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     while ((n = read(f.err[0], &m, sizeof m)) < 0 && errno == EINTR) {}
     if (n != (ssize_t)sizeof m) { failed = true; Fail(&e, EPROTO, "handshake", "read"); }
     else if (m.kind == 1) { failed = true; e = m.err; }
+  }
+  if (!failed && holderMapErr) {
+    // step 'template': the caller turns templates off and spawns with the whole view
+    failed = true;
+    Fail(&e, holderMapErr, "template", "write", holderMapFile);
   }
   if (failed) {
     call(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);

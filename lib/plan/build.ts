@@ -358,7 +358,11 @@ function makePlan(input: PlanInput, host: HostFacts): Plan {
   const plainView = parsedMounts.length === 0 && devices.length === 0 && o.maskedPaths === undefined && o.readonlyPaths === undefined;
   const defaultView = !rootfsPath && plainView;
   const rootfsView = rootfsPath !== null && plainView && !input.rootOverlay && host.euid === 0;
-  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (host.viewTemplates?.() ?? false);
+  // An unprivileged caller's default view too, made in a user namespace of nsbox's own that
+  // maps its own uid and gid (Plan.holder): so only with those alone mapped, setgroups denied
+  const ownOnly = (m: IdMap[] | null, id: number) => m !== null && m.length === 1 && m[0].outside === id && m[0].count === 1;
+  const holder = defaultView && host.euid !== 0 && !idMapHelpers && setgroupsDeny && ownOnly(uidMaps, host.euid) && ownOnly(gidMaps, host.egid) && (host.holderTemplates?.() ?? false);
+  const useTemplate = (defaultView || rootfsView) && o.viewTemplate !== false && rootProp === 'private' && joins.length === 0 && ns.has('user') && ns.has('mount') && ns.has('pid') && ns.has('net') && (holder || (host.viewTemplates?.() ?? false));
   // an image's template view (view.ts, imageTemplateView) has no whole view beside it: the
   // image layer asks for it only where it fits, and makes a container instead when this throws
   const image = input.imageTemplate;
@@ -383,7 +387,7 @@ function makePlan(input: PlanInput, host: HostFacts): Plan {
     nestedUserNamespaces: o.nestedUserNamespaces === true,
     attach: host.euid === 0,
     attachBinds: host.euid === 0 && (ns.has('user') || joined.includes('user')),
-    template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null } : null,
+    template: useTemplate ? { rootOwner: uidMaps && gidMaps ? [outsideOf(uidMaps, 0), outsideOf(gidMaps, 0)] as const : null, ...(holder ? { holder: true as const } : {}) } : null,
   }, host, host === realHost);
   let { ops, template } = view;
   if (sysctl.writes.length > 0) {
@@ -432,13 +436,20 @@ function makePlan(input: PlanInput, host: HostFacts): Plan {
     twoStage,
     newPidAtStage2: twoStage && ns.has('pid'),
     joins,
+    // an unprivileged caller joining a user namespace and a network namespace it does not own
+    // (a spare of nsbox's, made in nsbox's user namespace): the network namespace's owner and
+    // it are entered first (addon, Stage1), where that owner can be
+    ...(host.euid !== 0 && joinNs?.net !== undefined && joinNs.user !== undefined && !joinedOwnNet ? { netOwnerFirst: true as const } : {}),
     uidMap: uidMaps ? formatMaps(uidMaps) : undefined,
     gidMap: gidMaps ? formatMaps(gidMaps) : undefined,
     setgroupsDeny,
     ...(idMapHelpers ? { idMapHelpers } : {}),
     // the network namespace may be a spare nsbox made ahead, owned by nsbox's user namespace:
     // only where nothing inside could tell (a view template, no capabilities kept)
+    // (an unprivileged caller's belongs to nsbox's own user namespace, Plan.holder; joined
+    // through it: netOwnerFirst)
     netPremade: template !== undefined && caps.any === 0n && !sysctl.net,
+    ...(template !== undefined && holder ? { holder: true as const } : {}),
     stdio,
     ops,
     template,

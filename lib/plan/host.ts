@@ -62,9 +62,17 @@ export const realHost: HostFacts = {
     if (templatesOk === undefined) templatesOk = initialNamespaceRoot() && process.env.NSBOX_VIEW_TEMPLATE !== '0';
     return templatesOk;
   },
+  holderTemplates() {
+    if (templatesOff) return false;
+    // any other caller on 5.8 or later (as for root's); where it cannot make a user namespace
+    // the first template fails and templates are turned off (spawn.ts)
+    if (holderOk === undefined) holderOk = !initialNamespaceRoot() && kernelAtLeast(5, 8) && process.env.NSBOX_VIEW_TEMPLATE !== '0';
+    return holderOk;
+  },
 };
 
 let templatesOk: boolean | undefined;
+let holderOk: boolean | undefined;
 let templatesOff = false;
 /** Turns view templates off for this process (after one failed: the full view is made each time instead). */
 export function disableViewTemplates(): void { templatesOff = true; }

@@ -229,9 +229,10 @@ export interface SpawnIsolatedOptions {
    */
   nestedUserNamespaces?: boolean;
   /**
-   * Whether a default view may come from nsbox's view template (root callers only; see
-   * README, "The view template"): a locked copy of a read-only skeleton built once, with a
-   * read-only `/dev`, and for a sandbox keeping no capabilities a network namespace made ahead.
+   * Whether a default view may come from nsbox's view template (see README, "The view
+   * template"; a non-root caller's is made in a user namespace of nsbox's own): a locked copy
+   * of a read-only skeleton built once, with a read-only `/dev`, and for a sandbox keeping no
+   * capabilities a network namespace made ahead.
    * `false` builds the whole view for this sandbox (a writable `/dev`). Default `true`; the
    * environment variable `NSBOX_VIEW_TEMPLATE=0` turns it off for the process.
    */

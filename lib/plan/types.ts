@@ -27,6 +27,15 @@ export interface Plan {
    * fallback when the template cannot be used.
    */
   template?: { build: readonly PlanOp[]; child: PlanOp[]; rootfs?: true; image?: true };
+  /**
+   * An unprivileged caller's template: built in a user namespace of nsbox's own (made once per
+   * thread, mapping the caller's uid and gid to themselves), in which the sandbox's user
+   * namespace is made as its child and its maps written by the addon's launcher
+   * (addon/src/helpers.cc, EnsureHolder). Only with the caller's own ids mapped.
+   */
+  holder?: true;
+  /** An unprivileged caller joins a network namespace whose owner is not the joined user namespace: that owner and the network namespace are entered first, where it can (a spare made in nsbox's user namespace, see `holder`). */
+  netOwnerFirst?: true;
   /** The new network namespace may be one made ahead by nsbox (lo up), owned by nsbox's user namespace rather than the sandbox's: for sandboxes that keep no capabilities. */
   netPremade: boolean;
   hostname?: string;
@@ -145,6 +154,8 @@ export interface HostFacts {
   pathKind(path: string): { kind: 'missing' | 'dir' | 'file' | 'other' } | { kind: 'symlink'; target: string };
   /** whether default views may come from a view template (root with full capabilities in the initial user namespace) */
   viewTemplates?(): boolean;
+  /** whether an unprivileged caller's default views may come from a view template made in a user namespace of nsbox's own (Plan.holder) */
+  holderTemplates?(): boolean;
   /** a directory's identity (device and inode, symlinks followed), or null: a rootfs's view template is keyed by it */
   dirId?(path: string): string | null;
   /** a host path with the host's symlinks resolved (a caller's bind source) */

@@ -160,7 +160,7 @@ export interface ViewSpec {
    */
   attachBinds: boolean;
   /** the default view may come from a view template, with this owner of its root (host ids) */
-  template: { rootOwner: readonly [number | undefined, number | undefined] | null } | null;
+  template: { rootOwner: readonly [number | undefined, number | undefined] | null; holder?: true } | null;
 }
 
 export interface View {
@@ -231,7 +231,7 @@ export function planView(s: ViewSpec, host: HostFacts, shared: boolean): View {
   // an image's template view: by everything it is made of (the layers' identities among it)
   const imageKey = shared && s.image && plain && s.template ? JSON.stringify(s.image) : undefined;
   const key = shared && (defaultView || rootfsId || imageKey)
-    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}${imageKey ? `|i${imageKey}` : ''}`
+    ? `${NS_ORDER.map((t) => (s.ns.has(t) ? 1 : 0)).join('')}${s.joinedPid ? 1 : 0}${s.joinedMount ? 1 : 0}${s.joinedOwnNet ? 1 : 0}|${s.ownCgroup}|${s.nestedUserNamespaces}|${s.rootPropagation}|${s.template ? `t${s.template.rootOwner}${s.template.holder ? 'h' : ''}` : ''}${rootfsId ? `|r${s.rootfsReadonly}${s.rootfsTmp}${s.attach}|${rootfsId}|${s.rootfs}` : ''}${imageKey ? `|i${imageKey}` : ''}`
     : undefined;
   const cached = key === undefined ? undefined : viewCache.get(key);
   if (cached && (performance.now() - cached.at < 1000 || (factsHold(host, cached.facts) && (cached.at = performance.now())))) {
@@ -537,7 +537,7 @@ function templateView(host: HostFacts, v: ViewSpec): { build: PlanOp[]; child: P
   b.push({ op: Op.Mkdir, path: `${N}/sys`, mode: 0o755 });
   b.push(...maskSourceOps(N));
   // the hidden proc and sysfs, then /dev over them
-  b.push(...hiddenProcSysOps(N), ...devSkeletonOps(N, own));
+  b.push(...hiddenProcSysOps(N, v.template?.holder), ...devSkeletonOps(N, own, v.template?.holder));
   b.push(
     { op: Op.Mount, path: N, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV },
     { op: Op.PivotRoot, path: N },
@@ -562,8 +562,19 @@ function maskSourceOps(N: string): PlanOp[] {
   ];
 }
 
-/** The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under /dev's tmpfs. */
-function hiddenProcSysOps(N: string): PlanOp[] {
+/**
+ * The hidden proc and sysfs a template keeps at /dev/proc and /dev/sys (templateView), under
+ * /dev's tmpfs. In nsbox's own user namespace (`holder`, an unprivileged caller's) it may not
+ * mount a proc (the host's pid namespace is not its own): the host's, bound whole, counts as
+ * well; its sysfs is that of a network namespace the builder makes there (addon, TemplateMain).
+ */
+function hiddenProcSysOps(N: string, holder?: true): PlanOp[] {
+  if (holder) {
+    return [
+      { op: Op.Bind, source: '/oldroot/proc', path: `${N}/dev/proc`, recursive: true, flags: PROC_FLAGS },
+      { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
+    ];
+  }
   return [
     { op: Op.Mount, source: 'proc', path: `${N}/dev/proc`, fstype: 'proc', flags: PROC_FLAGS },
     { op: Op.Mount, source: 'sysfs', path: `${N}/dev/sys`, fstype: 'sysfs', flags: SYSFS_FLAGS },
@@ -571,11 +582,14 @@ function hiddenProcSysOps(N: string): PlanOp[] {
 }
 
 /** A template's /dev: nsbox's tmpfs (owned by the sandbox's root: `own`) with its nodes, links and mount points, then read-only. */
-function devSkeletonOps(N: string, own: string): PlanOp[] {
+function devSkeletonOps(N: string, own: string, holder?: true): PlanOp[] {
   const b: PlanOp[] = [{ op: Op.Mount, source: 'nsbox-dev', path: `${N}/dev`, fstype: 'tmpfs', flags: MS.NOSUID | MS.NOEXEC, data: `mode=0755,size=64k${own}` }];
   // the nodes themselves, not binds of the host's: six mounts fewer in every copy (the
-  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more)
-  for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
+  // superblock is ours, in the initial user namespace, so they work; nothing inside can make more).
+  // In nsbox's own user namespace (`holder`) nodes would not work there: the host's, bound, as
+  // in an unprivileged caller's own view
+  if (holder) for (const d of DEV_NODES) b.push({ op: Op.Bind, source: `/oldroot/dev/${d}`, path: `${N}/dev/${d}`, file: true, recursive: false, flags: 0 });
+  else for (const d of DEV_NODES) b.push({ op: Op.Mknod, path: `${N}/dev/${d}`, mode: 0o20666, dev: DEV_NUMBERS[d] });
   for (const [d] of DEV_MOUNTS) b.push({ op: Op.Mkdir, path: `${N}/dev/${d}`, mode: 0o755 });
   for (const [l, t] of DEV_LINKS) b.push({ op: Op.Symlink, source: t, path: `${N}/dev/${l}` });
   b.push({ op: Op.Mount, path: `${N}/dev`, flags: MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NOEXEC });

@@ -221,6 +221,46 @@ describe('buildPlan: defaults', () => {
   });
 });
 
+describe('buildPlan: an unprivileged caller\'s view template (issue 17)', () => {
+  const h = host({ euid: 1000, egid: 1000, holderTemplates: () => true });
+  const p = (options: object, hh: HostFacts = h) => buildPlan({ file: '/bin/true', args: [], options }, hh);
+
+  it('is made in nsbox\'s own user namespace (Plan.holder) with the caller\'s own ids alone mapped, setgroups denied; /dev nodes and the hidden proc bound from the host', () => {
+    const t = p({});
+    expect(t.template).toBeDefined();
+    expect(t.holder).toBe(true);
+    expect(t.netPremade).toBe(true);
+    expect(t.uidMap).toBe('0 1000 1\n');
+    expect(t.setgroupsDeny).toBe(true);
+    const build = t.template!.build;
+    expect(build.some((o) => o.op === Op.Mknod)).toBe(false);
+    expect(build.filter((o) => o.op === Op.Bind && o.source === '/oldroot/dev/null')).toHaveLength(1);
+    expect(build.filter((o) => o.op === Op.Bind && o.source === '/oldroot/proc').map((o) => o.path)).toEqual(['/newroot/dev/proc']);
+    expect(build.some((o) => o.op === Op.Mount && o.fstype === 'proc')).toBe(false);
+    expect(build.filter((o) => o.op === Op.Mount && o.fstype === 'sysfs').map((o) => o.path)).toEqual(['/newroot/dev/sys']);
+    // a map of the caller's own id to another id inside is kept as it is
+    expect(p({ user: { uidMap: [{ inside: 5, outside: 1000, count: 1 }], gidMap: [{ inside: 5, outside: 1000, count: 1 }] }, uid: 5 })).toMatchObject({ holder: true, uidMap: '5 1000 1\n' });
+  });
+
+  it('not with a subordinate range in use, with templates off, for root, or without a default view', () => {
+    const sub = host({ euid: 1000, egid: 1000, holderTemplates: () => true, subordinate: () => ({ start: 100000, count: 65536 }) });
+    expect(p({ user: { uidMap: [{ inside: 0, outside: 100000, count: 10 }], gidMap: [{ inside: 0, outside: 100000, count: 10 }] } }, sub).template).toBeUndefined();
+    expect(p({}, host({ euid: 1000, egid: 1000 })).template).toBeUndefined();
+    expect(p({}, host({ euid: 1000, egid: 1000, holderTemplates: () => false })).template).toBeUndefined();
+    expect(p({}, host({ holderTemplates: () => true })).holder).toBeUndefined();
+    expect(p({ mounts: [{ type: 'tmpfs', target: '/scratch' }] }).template).toBeUndefined();
+    expect(p({ viewTemplate: false }).holder).toBeUndefined();
+  });
+
+  it('joining a user and a network namespace the joined user namespace does not own: the network namespace\'s owner and it are entered first (Plan.netOwnerFirst)', () => {
+    const user = { type: 'user', fd: 3 } as never, net = { type: 'net', fd: 4 } as never;
+    expect(p({ join: { user, net } }, host({ euid: 1000, egid: 1000, ownsNamespace: () => false })).netOwnerFirst).toBe(true);
+    expect(p({ join: { user, net } }, host({ euid: 1000, egid: 1000, ownsNamespace: () => true })).netOwnerFirst).toBeUndefined();
+    expect(p({ join: { user, net } }, host({ ownsNamespace: () => false })).netOwnerFirst).toBeUndefined();
+    expect(p({ join: { net } }, host({ euid: 1000, egid: 1000, ownsNamespace: () => false })).netOwnerFirst).toBeUndefined();
+  });
+});
+
 describe('buildPlan: hardening and runner options (issues 6, 7)', () => {
   const kinds = (p: string) => (p === '/proc/acpi' || p === '/sys/firmware' ? { kind: 'dir' as const } : p === '/proc/kcore' || p === '/proc/sched_debug' ? { kind: 'missing' as const } : p.startsWith('/proc/') ? { kind: 'file' as const } : p === '/bin' ? { kind: 'symlink' as const, target: 'usr/bin' } : { kind: 'dir' as const });
   const h = host({ pathKind: (p) => (p === '/dev/fuse' ? { kind: 'other' } : p === '/dev/nope' ? { kind: 'missing' } : kinds(p)) });
