@@ -93,6 +93,7 @@ export interface Driver {
 
 /** Reads a cgroup file, null when it does not exist. */
 export function readOpt(path: string): string | null {
+  if (recording) throw new Error('nsbox: a recorded limit write depends on a read (recordLimitWrites)');
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
@@ -127,9 +128,41 @@ function missingController(controller: string, file: string, why: string): Nsbox
   return e;
 }
 
+/** Where {@link recordLimitWrites} collects the writes instead of making them. */
+let recording: Array<[string, string]> | undefined;
+
+/**
+ * The writes `apply(r, fresh)` of `drv` would make, in order, as [path, value], without making
+ * them; undefined when `r` has a limit whose writes depend on what is read from the cgroup or
+ * on which files exist (v1 swap, weights, the kernel's own knobs, device rules...), or on
+ * whether an earlier write was refused. For the limits taken here `apply` only writes, each
+ * value a function of the limit alone: written in this order into a cgroup just made, they
+ * give the files `apply(r, true)` gives it (the spare pool writes them ahead, lib/cgroup/spares.ts).
+ */
+export function recordLimitWrites(drv: Driver, r: ResolvedLimits): Array<[string, string]> | undefined {
+  const simple = drv.version === 2 ? PLAIN_WRITES_V2 : PLAIN_WRITES_V1;
+  for (const k of Object.keys(r) as (keyof ResolvedLimits)[]) if (r[k] !== undefined && !simple.has(k)) return undefined;
+  const out: Array<[string, string]> = [];
+  recording = out;
+  try {
+    drv.apply(r, true);
+  } finally {
+    recording = undefined;
+  }
+  return out;
+}
+
+/** Limits whose `apply` on a fresh cgroup is plain writes (see recordLimitWrites). */
+const PLAIN_WRITES_V1: ReadonlySet<string> = new Set(['memory', 'memoryReservation', 'cpus', 'cpuWeight', 'cpuset', 'cpusetMems', 'pids', 'cpuShares']);
+const PLAIN_WRITES_V2: ReadonlySet<string> = new Set(['memory', 'memorySwap', 'memoryReservation', 'cpus', 'cpuWeight', 'cpuset', 'cpusetMems', 'pids', 'cpuShares']);
+
 /** Writes a limit file; a missing file or a kernel refusal becomes an NsboxError naming the controller. */
 function writeLimit(dir: string, file: string, value: string, controller: string): void {
   const path = `${dir}/${file}`;
+  if (recording) {
+    recording.push([path, value]);
+    return;
+  }
   try {
     writeFileSync(path, value);
   } catch (e) {
