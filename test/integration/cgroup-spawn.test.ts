@@ -223,6 +223,20 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     }
   }, 60_000);
 
+  it('kills what is left in the cgroup after the program exits (no pid namespace: its background child lives on)', async () => {
+    // the finish step's first look (v1: pids.current, v2: cgroup.events) sees the child and
+    // kills the cgroup's tasks before the figures are read
+    const r = await sh('sleep 30 >/dev/null 2>&1 & echo $!', { limits: { pids: 16 }, namespaces: { pid: false } });
+    expect(r.exitCode).toBe(0);
+    const pid = Number(r.stdout.trim());
+    expect(pid).toBeGreaterThan(0);
+    // the host's view of that pid (the sandbox shares the pid namespace), at the result: dead
+    // (gone, or a zombie its new parent has not reaped yet), not killed later by the removal
+    const state = () => { try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0]; } catch { return 'gone'; } };
+    expect(['gone', 'Z', 'X']).toContain(state());
+    await expectNothingButSpares([r.isolation.cgroup]);
+  });
+
   it('rejects bad limits before any cgroup exists', async () => {
     await expectNothingButSpares();
     const before = ourCgroups();
