@@ -128,6 +128,7 @@ async function makeOne(p: Pool, profile: Profile | undefined): Promise<void> {
   p.making++;
   // the teardown record names the directories before they are made (see makeSpareCgroup)
   let drop = () => {};
+  let fresh = false;
   try {
     const { cgroup, controllers, written } = await makeSpareCgroup(`nsbox-${ownerTag()}-spare-${processSeq()}`, p.parent, (dirs) => {
       drop = onTeardown({ cgroups: dirs });
@@ -141,9 +142,11 @@ async function makeOne(p: Pool, profile: Profile | undefined): Promise<void> {
     // nothing is left (makeSpareCgroup removed what it made)
     drop();
     if (e instanceof SpareLimitsRefused && profile) {
-      // these limits are written by their spawns, which report the refusal
+      // these limits are written by their spawns, which report the refusal: a fresh spare
+      // instead (awaited here, so releaseSpares waits for it too)
       p.refused.add(profile.key);
       if (p.profile?.key === profile.key) p.profile = undefined;
+      fresh = true;
     } else {
       // the usual path makes the sandbox's cgroup and reports what stands in the way
       p.failedAt = Date.now();
@@ -151,6 +154,7 @@ async function makeOne(p: Pool, profile: Profile | undefined): Promise<void> {
   } finally {
     p.making--;
   }
+  if (fresh && pools.get(keyOf(p.parent)) === p) await makeOne(p, undefined);
 }
 
 /**
