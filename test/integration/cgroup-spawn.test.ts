@@ -263,15 +263,16 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
   }, 300_000);
 
   it('uses each spare cgroup once, with fresh counters, and removes spares after 2 s unused', async () => {
-    // none of an earlier test's (spares written with other limits are not for these)
-    await releaseSpares();
     // the first spawn may make its cgroup; its removal makes the spares
     const first = await sh('true', { limits: { pids: 16 } });
     await expectNothingButSpares([first.isolation.cgroup]);
-    // the refill is asynchronous (slow under qemu): wait until two spares are there, both
-    // sandboxes below must take one of these
-    for (let i = 0; i < 500 && ourCgroups().length < 2; i++) await sleep(20);
-    const ready = new Set(ourCgroups().map((d) => d.slice(d.lastIndexOf('/') + 1)));
+    // the refill is asynchronous (slow under qemu): wait until two fresh spares are there (a
+    // spare written ahead with an earlier test's limits is not for these), both sandboxes below
+    // must take one of these
+    const fresh = () => ourCgroups().filter((d) => /-spare-\d+$/.test(d) && (CGroup.mode() === 'v2' || /\/pids\//.test(d)))
+      .filter((d) => { try { return readFileSync(`${d}/pids.max`, 'utf8').trim() === 'max'; } catch { return false; } });
+    for (let i = 0; i < 500 && fresh().length < 2; i++) await sleep(20);
+    const ready = new Set(fresh().map((d) => d.slice(d.lastIndexOf('/') + 1)));
     expect(ready.size).toBeGreaterThanOrEqual(2);
     // a fork bomb fills one, then a quiet sandbox gets another: its figures are its own
     const bomb = await sh('i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; wait', { limits: { pids: 24, wallTimeMs: 20_000 } });
