@@ -1,5 +1,6 @@
 // cgroup events on the event loop. Everything else about cgroups (mkdir, limits, stats) is
 // plain file I/O done in TypeScript; the addon supplies what Node's fs cannot:
+//  - cgroupBatch: a spare cgroup's mkdirs and writes as one job on the thread pool
 //  - v1: an eventfd registered through cgroup.event_control for memory.oom_control
 //  - v2: an inotify descriptor on memory.events / cgroup.events (kernfs_notify -> IN_MODIFY)
 //  - CgroupWatch: a uv_poll on such a descriptor that drains it and calls back
@@ -353,9 +354,126 @@ Napi::Value DeviceProgramIds(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// cgroupBatch(ops): a spare cgroup made and filled off the event loop (lib/cgroup/spares.ts).
+// `ops` is a flat list of [kind, path, value] triples run in order on a libuv worker thread:
+//   'm' mkdir(path)   'w' write value to path   'c' copy: the file `value` (trimmed) to path,
+//   when not empty (a v1 cpuset's cpus and mems from its parent)
+// Stops at the first failure. Resolves to [index of the failed op or -1, errno]. Like Node's fs
+// requests, the work finishes before the environment's cleanup hooks run (the teardown record
+// of the directories, registered before, then removes them).
+namespace {
+struct BatchOp {
+  char kind;
+  std::string path;
+  std::string value;
+};
+
+int WriteAll(const std::string& path, const char* data, size_t len) {
+  int fd;
+  do fd = open(path.c_str(), O_WRONLY | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  ssize_t n;
+  do n = write(fd, data, len); while (n < 0 && errno == EINTR);
+  int err = n < 0 ? errno : (size_t)n != len ? EIO : 0;
+  close(fd);
+  return err;
+}
+
+int RunOp(const BatchOp& op) {
+  switch (op.kind) {
+    case 'm':
+      return mkdir(op.path.c_str(), 0777) < 0 ? errno : 0;  // as Node's fs.mkdir: the umask applies
+    case 'w':
+      return WriteAll(op.path, op.value.data(), op.value.size());
+    case 'c': {
+      int fd;
+      do fd = open(op.value.c_str(), O_RDONLY | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+      if (fd < 0) return errno;
+      char buf[4096];
+      ssize_t n;
+      do n = read(fd, buf, sizeof buf - 1); while (n < 0 && errno == EINTR);
+      int err = n < 0 ? errno : 0;
+      close(fd);
+      if (err) return err;
+      size_t len = (size_t)n;
+      while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\t')) len--;
+      return len == 0 ? 0 : WriteAll(op.path, buf, len);
+    }
+    default:
+      return EINVAL;
+  }
+}
+
+class BatchWorker : public Napi::AsyncWorker {
+ public:
+  BatchWorker(Napi::Env env, std::vector<BatchOp> ops)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ops_(std::move(ops)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    for (size_t i = 0; i < ops_.size(); i++) {
+      int err = RunOp(ops_[i]);
+      if (err) { failed_ = (int)i; errno_ = err; return; }
+    }
+  }
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    // a worker that is being torn down: nobody waits for the promise any more
+    if (status != napi_cancelled && !CanRunJs(env)) { Destroy(); return; }
+    Napi::AsyncWorker::OnWorkComplete(env, status);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Array out = Napi::Array::New(env, 2);
+    out.Set(0u, Napi::Number::New(env, failed_));
+    out.Set(1u, Napi::Number::New(env, errno_));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<BatchOp> ops_;
+  int failed_ = -1;
+  int errno_ = 0;
+};
+
+Napi::Value Batch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    Napi::TypeError::New(env, "cgroupBatch(ops: string[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array a = info[0].As<Napi::Array>();
+  uint32_t n = a.Length();
+  if (n % 3 != 0) {
+    Napi::TypeError::New(env, "cgroupBatch: ops are [kind, path, value] triples").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<BatchOp> ops;
+  ops.reserve(n / 3);
+  for (uint32_t i = 0; i < n; i += 3) {
+    Napi::Value k = a.Get(i), p = a.Get(i + 1), v = a.Get(i + 2);
+    if (!k.IsString() || !p.IsString() || !v.IsString()) {
+      Napi::TypeError::New(env, "cgroupBatch: ops must be strings").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    std::string kind = k.As<Napi::String>().Utf8Value();
+    if (kind.size() != 1 || (kind[0] != 'm' && kind[0] != 'w' && kind[0] != 'c')) {
+      Napi::TypeError::New(env, "cgroupBatch: kind must be 'm', 'w' or 'c'").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    ops.push_back(BatchOp{kind[0], p.As<Napi::String>().Utf8Value(), v.As<Napi::String>().Utf8Value()});
+  }
+  auto* w = new BatchWorker(env, std::move(ops));
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+}  // namespace
+
 void InitCgroup(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupDevices", Napi::Function::New(env, Devices, "cgroupDevices"));
   exports.Set("cgroupDeviceProgramIds", Napi::Function::New(env, DeviceProgramIds, "cgroupDeviceProgramIds"));
+  exports.Set("cgroupBatch", Napi::Function::New(env, Batch, "cgroupBatch"));
   exports.Set("cgroupPageSize", Napi::Function::New(env, PageSize, "cgroupPageSize"));
   exports.Set("cgroupEventfd", Napi::Function::New(env, Eventfd, "cgroupEventfd"));
   exports.Set("cgroupInotify", Napi::Function::New(env, Inotify, "cgroupInotify"));

@@ -1,15 +1,16 @@
 // CGroup: one interface over the v1 and v2 drivers, detected once.
 import { EventEmitter } from 'node:events';
 import { accessSync, constants, existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { mkdir as mkdirAsync, readFile as readFileAsync, rmdir as rmdirAsync, writeFile as writeFileAsync } from 'node:fs/promises';
+import { rmdir as rmdirAsync } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { errnoError, fromNodeError, NsboxError } from '../errors.js';
 import { detectLayout, forgetLayout, type CgroupMode, type CgroupLayout } from './detect.js';
 import {
-  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, rmdirRetry, readOpt, readPids, v2ControllersFor, v2Enable,
+  V1Driver, V2Driver, V2_WANTED, attach, mkdirCg, recordLimitWrites, rmdirRetry, readOpt, readPids, v2ControllersFor, v2Enable,
   type CgroupStats, type Driver, type LimitCounters, type CgroupPlacement,
 } from './drivers.js';
 import { hugePageSizes, validateLimits, type Limits, type ResolvedLimits } from './limits.js';
+import { cgNative } from './native.js';
 
 export type { CgroupStats } from './drivers.js';
 export type { CgroupMode } from './detect.js';
@@ -898,51 +899,77 @@ function hasChildDir(d: string): boolean {
   try { return readdirSync(d, { withFileTypes: true }).some((e) => e.isDirectory()); } catch { return false; }
 }
 
+/** A spare's limit writes were refused (see {@link makeSpareCgroup}); nothing of it is left. */
+export class SpareLimitsRefused extends Error {}
+
 /**
  * @internal An empty cgroup made ahead for a later sandbox (the spare pool, lib/cgroup/spares.ts):
  * made where {@link CGroup.create} would make it (the caller's own cgroup per hierarchy, or
- * `parent`), with the same checks and no limits; its directories are made on the thread pool,
- * the v1 hierarchies side by side. v2: `controllers` are those its parent gives it. `before`
- * gets the directories' paths before any is made, for the caller's teardown record: a thread
- * that ends while the mkdirs are on the thread pool then still removes them (Node finishes or
- * cancels a thread's fs requests before its cleanup hooks run, but runs no JS after them).
+ * `parent`), with the same checks; its directories are made (and a v1 cpuset's cpus and mems
+ * copied from its parent) by one job on the thread pool (the addon's `cgroupBatch`). With
+ * `limits` whose writes {@link recordLimitWrites} can list (and, on v2, whose controllers the
+ * parent gives), the same job writes them after the mkdirs, in the order `apply(limits, true)`
+ * writes them: `written` says so. Writes refused reject with {@link SpareLimitsRefused}, after
+ * the directories are removed. v2: `controllers` are those its parent gives it. `before` gets
+ * the directories' paths before any is made, for the caller's teardown record: a thread that
+ * ends while the job runs still removes them (Node finishes a thread's thread-pool work before
+ * its cleanup hooks run, but runs no JS after them).
  */
-export async function makeSpareCgroup(name: string, parent: string | undefined, before: (dirs: string[]) => void): Promise<{ cgroup: CGroup; controllers: Set<string> | undefined }> {
+export async function makeSpareCgroup(name: string, parent: string | undefined, before: (dirs: string[]) => void, limits?: ResolvedLimits): Promise<{ cgroup: CGroup; controllers: Set<string> | undefined; written: boolean }> {
   const layout = detectLayout();
   const none: ResolvedLimits = {};
-  const made: string[] = [];
-  const mk = async (dir: string) => {
-    try { await mkdirAsync(dir); } catch (e) { throw fromNodeError(e, 'cgroup-create'); }
-    made.push(dir);
-  };
-  try {
-    if (layout.mode === 'v2') {
-      const pdir = v2ParentDir(layout, name, none, parent);
-      const failed = v2Enable(pdir, layout.v2Mount!, V2_WANTED);
-      before([`${pdir}/${name}`]);
-      await mk(`${pdir}/${name}`);
-      return { cgroup: CGroup.fromDriver(new V2Driver(`${pdir}/${name}`), name), controllers: new Set(V2_WANTED.filter((c) => !failed.has(c))) };
-    }
-    const dirs: Record<string, string> = {};
+  const ops: string[] = [];
+  let drv: Driver;
+  let controllers: Set<string> | undefined;
+  let dirs: string[];
+  if (layout.mode === 'v2') {
+    const pdir = v2ParentDir(layout, name, none, parent);
+    const failed = v2Enable(pdir, layout.v2Mount!, V2_WANTED);
+    controllers = new Set(V2_WANTED.filter((c) => !failed.has(c)));
+    dirs = [`${pdir}/${name}`];
+    ops.push('m', dirs[0]!, '');
+    drv = new V2Driver(dirs[0]!);
+  } else {
+    const byCtrl: Record<string, string> = {};
     const parents = v1Parents(layout, none, parent);
-    before(parents.map((p) => `${p.dir}/${name}`));
-    await Promise.all(parents.map(async (p) => {
+    dirs = parents.map((p) => `${p.dir}/${name}`);
+    for (const p of parents) {
       const dir = `${p.dir}/${name}`;
-      await mk(dir);
-      for (const c of p.controllers) dirs[c] = dir;
+      ops.push('m', dir, '');
+      for (const c of p.controllers) byCtrl[c] = dir;
       // a v1 cpuset starts empty and refuses tasks until cpus and mems are set: the parent's
-      if (p.controllers.includes('cpuset')) {
-        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-          const v = (await readFileAsync(`${p.dir}/${f}`, 'utf8')).trim();
-          if (v) await writeFileAsync(`${dir}/${f}`, v);
-        }
-      }
-    }));
-    return { cgroup: CGroup.fromDriver(new V1Driver(dirs), name), controllers: undefined };
+      if (p.controllers.includes('cpuset')) for (const f of ['cpuset.cpus', 'cpuset.mems']) ops.push('c', `${dir}/${f}`, `${p.dir}/${f}`);
+    }
+    drv = new V1Driver(byCtrl);
+  }
+  const made = ops.length / 3;
+  let writes: Array<[string, string]> | undefined;
+  if (limits && Object.keys(limits).length && spareFitsQuiet(limits, controllers)) {
+    try { writes = recordLimitWrites(drv, limits); } catch { writes = undefined; }
+    for (const [path, value] of writes ?? []) ops.push('w', path, value);
+  }
+  before(dirs);
+  let failedAt: number, errno: number;
+  try {
+    [failedAt, errno] = await cgNative().cgroupBatch(ops);
   } catch (e) {
-    await Promise.all(made.map((d) => rmdirAsync(d).catch(() => {})));
+    await Promise.all(dirs.map((d) => rmdirAsync(d).catch(() => {})));
     throw e;
   }
+  if (failedAt >= 0) {
+    // the directories the job made: every 'm' before the failed op
+    const mk = [];
+    for (let i = 0; i < Math.min(failedAt, made); i++) if (ops[i * 3] === 'm') mk.push(ops[i * 3 + 1]!);
+    await Promise.all(mk.map((d) => rmdirAsync(d).catch(() => {})));
+    const path = ops[failedAt * 3 + 1]!;
+    if (failedAt >= made) throw new SpareLimitsRefused(`${path}: ${errno}`);
+    throw errnoError(errno, 'cgroup-create', ops[failedAt * 3] === 'm' ? 'mkdir' : 'write', path);
+  }
+  return { cgroup: CGroup.fromDriver(drv, name), controllers, written: writes !== undefined };
+}
+
+function spareFitsQuiet(limits: ResolvedLimits, controllers: Set<string> | undefined): boolean {
+  try { return spareFits(limits, controllers); } catch { return false; }
 }
 
 /**

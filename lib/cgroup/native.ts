@@ -15,6 +15,12 @@ export interface CgroupNative {
   CgroupWatch: new (fd: number, cb: (errno: number | null) => void) => NativeCgroupWatch;
   /** v2: attaches a device program of these rules (five numbers each) in place of the ones attached to dir */
   cgroupDevices(dir: string, rules: number[]): void;
+  /**
+   * Runs [kind, path, value] triples in order on the thread pool ('m' mkdir, 'w' write value,
+   * 'c' copy the file named by value, trimmed, when not empty); stops at the first failure.
+   * Resolves to [index of the failed op or -1, errno].
+   */
+  cgroupBatch(ops: string[]): Promise<[number, number]>;
   /** the ids of the device programs attached to dir */
   cgroupDeviceProgramIds(dir: string): number[];
 }

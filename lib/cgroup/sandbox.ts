@@ -1,9 +1,10 @@
 // The cgroup step of spawnIsolated: make the sandbox's cgroup, hand the spawner what it
 // needs to put the child inside before exec, and answer "which limit fired, what was used".
 import { closeSync, constants, openSync } from 'node:fs';
-import { CGroup, spareFits } from './cgroup.js';
-import { cgroupLimitsOf, validateLimits, type Limits, type SandboxLimits } from './limits.js';
-import { returnSpare, takeSpare } from './spares.js';
+import { CGroup, makeSpareCgroup, spareFits } from './cgroup.js';
+import { cgroupLimitsOf, validateLimits, type Limits, type ResolvedLimits, type SandboxLimits } from './limits.js';
+import { profileOf, returnSpare, takeSpare } from './spares.js';
+import { onTeardown } from '../teardown.js';
 import type { CgroupStats, LimitCounters } from './drivers.js';
 import { ownerTag, processSeq } from '../owner.js';
 
@@ -75,10 +76,11 @@ function usageOf(s: CgroupStats): SandboxUsage {
  * as a cgroup made for them would (then CGroup.create makes one and reports what is wrong).
  */
 async function fromSpare(parent: string | undefined, limits: Limits): Promise<CGroup | undefined> {
-  const s = takeSpare(parent);
-  if (!s) return undefined;
-  let fits: boolean;
   const r = validateLimits(limits, { cgroupOnly: true });
+  const profile = profileOf(r);
+  const s = takeSpare(parent, profile);
+  if (!s) return missed(parent, r);
+  let fits: boolean;
   try {
     fits = spareFits(r, s.controllers);
   } catch (e) {
@@ -88,6 +90,11 @@ async function fromSpare(parent: string | undefined, limits: Limits): Promise<CG
   if (!fits) {
     returnSpare(parent, s);
     return undefined;
+  }
+  // written ahead with exactly these limits (the same writes, in the order _apply makes them)
+  if (s.written === profile.key) {
+    s.drop();
+    return s.cgroup;
   }
   try {
     // nothing was written into a spare since its mkdir: its files hold the kernel's defaults
@@ -100,6 +107,35 @@ async function fromSpare(parent: string | undefined, limits: Limits): Promise<CG
   // from here it is this sandbox's (its own teardown record is the caller's)
   s.drop();
   return s.cgroup;
+}
+
+/**
+ * No spare was ready: the sandbox's cgroup made as a spare is (mkdirs, and the limits when they
+ * are plain writes, by one job on the thread pool, not on the event loop), named as
+ * CGroup.create names it. Undefined when that fails in any way (nothing of it left): then
+ * CGroup.create makes it on the usual path and reports what stands in the way.
+ */
+async function missed(parent: string | undefined, r: ResolvedLimits): Promise<CGroup | undefined> {
+  // limits of hierarchies a spare has no directory in (see spareFits): the usual path
+  if (r.devices !== undefined || r.hugetlb !== undefined || r.netClassId !== undefined || r.netPriorities !== undefined) return undefined;
+  let drop = () => {};
+  let made: Awaited<ReturnType<typeof makeSpareCgroup>>;
+  try {
+    made = await makeSpareCgroup(`nsbox-${ownerTag()}-${processSeq()}`, parent, (dirs) => { drop = onTeardown({ cgroups: dirs }); }, r);
+  } catch {
+    drop();
+    return undefined;
+  }
+  const { cgroup, controllers, written } = made;
+  try {
+    if (!spareFits(r, controllers)) throw new Error('does not fit');
+    if (!written) cgroup._apply(r, true);
+  } catch {
+    await cgroup.destroy({ kill: true }).then(drop, () => {});
+    return undefined;
+  }
+  drop();
+  return cgroup;
 }
 
 /**

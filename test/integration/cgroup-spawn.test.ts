@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { release } from 'node:os';
 import { prepareIsolated, spawnIsolated } from '../../lib/index.js';
 import { CGroup } from '../../lib/cgroup/index.js';
-import { releaseSpares, SPARES, IDLE_MS } from '../../lib/cgroup/spares.js';
+import { releaseSpares, MAX_SPARES, IDLE_MS } from '../../lib/cgroup/spares.js';
 import { isLiveSpare, isRoot, nsboxCgroupsOf, skipReason, sleep, spareOwner } from '../helpers/host.js';
 
 // the kernel keeps a peak figure: v2 memory.peak since 5.19 (v1 always), pids.peak since 6.1
@@ -43,7 +43,7 @@ function ourCgroups(): string[] {
  * cgroup, named in result.isolation.cgroup, is removed just after the result, off the critical
  * path: waited for, 10 s at most, with nothing called), and else only spares made ahead for the
  * next limited spawn: named nsbox-<pid>-<start>-spare-<n> for this live process, empty, at most
- * SPARES of them. Their removal is checked below (teardown, idle, releaseSpares) and in
+ * MAX_SPARES of them. Their removal is checked below (teardown, idle, releaseSpares) and in
  * cgroup-gc.test.ts (gc).
  */
 async function expectNothingButSpares(sandboxCgroups: (string | null | undefined)[] = []): Promise<void> {
@@ -54,7 +54,7 @@ async function expectNothingButSpares(sandboxCgroups: (string | null | undefined
   expect(leftover()).toEqual([]);
   const spares = ourCgroups();
   for (const d of spares) expect(spareOwner(d)?.pid).toBe(process.pid);
-  expect(new Set(spares.map(name)).size).toBeLessThanOrEqual(SPARES);
+  expect(new Set(spares.map(name)).size).toBeLessThanOrEqual(MAX_SPARES);
 }
 
 describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsolated limits (cgroup ${CGroup.mode()})`, () => {
@@ -150,6 +150,96 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     expect(made.stdout).toMatch(CGroup.mode() === 'v2' ? /cpu\.max 50000 100000/ : /cpu\.cfs_period_us 100000\n.*cpu\.cfs_quota_us 50000/);
   }, 60_000);
 
+  it('limits asked twice in a row are written into the spares ahead, with the files CGroup.create gives', async () => {
+    const v2 = CGroup.mode() === 'v2';
+    const files = v2
+      ? ['cpu.max', 'memory.max', 'memory.swap.max', 'memory.low', 'pids.max', 'cpu.weight']
+      : ['cpu/cpu.cfs_period_us', 'cpu/cpu.cfs_quota_us', 'cpu/cpu.shares', 'memory/memory.limit_in_bytes', 'memory/memory.memsw.limit_in_bytes', 'memory/memory.soft_limit_in_bytes', 'pids/pids.max'];
+    const script = files.map((f) => `echo "${f} $(cat /sys/fs/cgroup/${f} 2>/dev/null || echo absent)"`).join('; ');
+    const limits = { memory: '48M', pids: 24, cpus: 0.25, memoryReservation: '16M', cpuWeight: 200 };
+    // what a cgroup made for these limits holds
+    const ref = await CGroup.create(`nsbox-${process.pid}-ref`, { limits });
+    const expected = files.map((f) => {
+      const [ctrl, file] = v2 ? ['', f] : f.split('/') as [string, string];
+      const dir = v2 ? ref.path : ref.paths[ctrl]!;
+      let v = 'absent';
+      try { v = readFileSync(`${dir}/${file}`, 'utf8').trim(); } catch { /* absent */ }
+      return `${f} ${v}\n`;
+    }).join('');
+    await ref.destroy({ kill: true });
+    await releaseSpares();
+    const quota = v2 ? 'cpu.max' : 'cpu.cfs_quota_us';
+    const want = v2 ? '25000 100000' : '25000';
+    const written = () => ourCgroups().filter((d) => /-spare-\d+$/.test(d) && (v2 || /\/cpu\//.test(d)))
+      .filter((d) => { try { return readFileSync(`${d}/${quota}`, 'utf8').trim() === want; } catch { return false; } });
+    // the first has no spare; from the second on (the same limits again) the spares made after
+    // a result hold them, once the fresh ones made before are used (the refill is
+    // asynchronous, slow under qemu)
+    for (let i = 0; i < 50 && !written().length; i++) {
+      await sh('true', { limits });
+      for (let j = 0; j < 10 && !written().length; j++) await sleep(50);
+    }
+    expect(written().length).toBeGreaterThan(0);
+    // a spare is used once: the one taken is one of these (or newer), with the same files
+    const r = await sh(script, { limits });
+    expect(r.isolation.cgroup).toMatch(/-spare-\d+$/);
+    expect(r.stdout).toBe(expected);
+    // other limits never get a spare written with these
+    const other = await sh(script, { limits: { pids: 24 } });
+    expect(other.stdout).toMatch(v2 ? /cpu\.max max 100000/ : /cpu\.cfs_quota_us -1/);
+    await expectNothingButSpares([r.isolation.cgroup, other.isolation.cgroup]);
+  }, 60_000);
+
+  it.skipIf(CGroup.mode() === 'v2')('v1: limits the kernel refuses are refused on every spawn with an NsboxError naming the file, also once the pool would write them ahead, and nothing is left', async () => {
+    // cgroup v1 refuses a cfs quota above its parent's (EINVAL); v2 takes it (the parent's caps it)
+    const parentPath = `/nsbox-${process.pid}-0-quota-parent`;
+    const parent = await CGroup.createAt(parentPath, { limits: { cpus: 0.5 } });
+    try {
+      await releaseSpares();
+      const refused = async () => {
+        const e = await spawnIsolated('/bin/true', [], { limits: { cpus: 1 }, cgroupParent: parentPath }).catch((x: unknown) => x) as { code?: string; step?: string; path?: string };
+        expect(e.code).toBe('EINVAL');
+        expect(e.step).toBe('cgroup-cpu');
+        expect(e.path).toMatch(/cpu\.cfs_quota_us$/);
+      };
+      // the refused limits asked twice in a row while a sandbox runs: its result's refill is
+      // made with them written ahead (refused by the kernel: none is made), then the spawns
+      // after it (from the fresh spares left, or made) are refused as before
+      for (let round = 0; round < 2; round++) {
+        const running = spawnIsolated('/bin/sleep', ['0.3'], { limits: { cpus: 0.25 }, cgroupParent: parentPath });
+        await sleep(50);
+        await refused();
+        await refused();
+        expect((await running).exitCode).toBe(0);
+        await sleep(200);
+        await refused();
+      }
+      // what fits is still taken (from a fresh spare)
+      const ok = await spawnIsolated('/bin/true', [], { limits: { cpus: 0.25 }, cgroupParent: parentPath });
+      expect(ok.exitCode).toBe(0);
+      await releaseSpares();
+      for (let i = 0; i < 100 && ourCgroups().some((d) => !d.endsWith('-quota-parent')); i++) await sleep(50);
+      expect(ourCgroups().filter((d) => !d.endsWith('-quota-parent'))).toEqual([]);
+    } finally {
+      await releaseSpares();
+      await parent.destroy({ kill: true });
+    }
+  }, 60_000);
+
+  it('kills what is left in the cgroup after the program exits (no pid namespace: its background child lives on)', async () => {
+    // the finish step's first look (v1: pids.current, v2: cgroup.events) sees the child and
+    // kills the cgroup's tasks before the figures are read
+    const r = await sh('sleep 30 >/dev/null 2>&1 & echo $!', { limits: { pids: 16 }, namespaces: { pid: false } });
+    expect(r.exitCode).toBe(0);
+    const pid = Number(r.stdout.trim());
+    expect(pid).toBeGreaterThan(0);
+    // the host's view of that pid (the sandbox shares the pid namespace), at the result: dead
+    // (gone, or a zombie its new parent has not reaped yet), not killed later by the removal
+    const state = () => { try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0]; } catch { return 'gone'; } };
+    expect(['gone', 'Z', 'X']).toContain(state());
+    await expectNothingButSpares([r.isolation.cgroup]);
+  });
+
   it('rejects bad limits before any cgroup exists', async () => {
     await expectNothingButSpares();
     const before = ourCgroups();
@@ -176,10 +266,13 @@ describe.skipIf(skipReason(!isRoot, 'cgroup spawn tests need root'))(`spawnIsola
     // the first spawn may make its cgroup; its removal makes the spares
     const first = await sh('true', { limits: { pids: 16 } });
     await expectNothingButSpares([first.isolation.cgroup]);
-    // the refill is asynchronous (slow under qemu): wait until two spares are there, both
-    // sandboxes below must take one of these
-    for (let i = 0; i < 500 && ourCgroups().length < 2; i++) await sleep(20);
-    const ready = new Set(ourCgroups().map((d) => d.slice(d.lastIndexOf('/') + 1)));
+    // the refill is asynchronous (slow under qemu): wait until two fresh spares are there (a
+    // spare written ahead with an earlier test's limits is not for these), both sandboxes below
+    // must take one of these
+    const fresh = () => ourCgroups().filter((d) => /-spare-\d+$/.test(d) && (CGroup.mode() === 'v2' || /\/pids\//.test(d)))
+      .filter((d) => { try { return readFileSync(`${d}/pids.max`, 'utf8').trim() === 'max'; } catch { return false; } });
+    for (let i = 0; i < 500 && fresh().length < 2; i++) await sleep(20);
+    const ready = new Set(fresh().map((d) => d.slice(d.lastIndexOf('/') + 1)));
     expect(ready.size).toBeGreaterThanOrEqual(2);
     // a fork bomb fills one, then a quiet sandbox gets another: its figures are its own
     const bomb = await sh('i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; wait', { limits: { pids: 24, wallTimeMs: 20_000 } });

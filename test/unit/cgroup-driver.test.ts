@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { V1Driver, V2Driver } from '../../lib/cgroup/drivers.js';
+import { V1Driver, V2Driver, recordLimitWrites } from '../../lib/cgroup/drivers.js';
 import { validateLimits } from '../../lib/cgroup/limits.js';
 
 const root = mkdtempSync(join(tmpdir(), 'nsbox-unit-cgroup-'));
@@ -46,6 +46,59 @@ describe('V1Driver', () => {
     drv.apply(validateLimits({ memory: '32M' }, { cgroupOnly: true }));
     expect(readFileSync(`${mem}/memory.limit_in_bytes`, 'utf8')).toBe(String(32 * 2 ** 20));
     expect(readFileSync(`${cpu}/cpu.cfs_quota_us`, 'utf8')).toBe('');
+  });
+});
+
+describe('recordLimitWrites: the writes a spare is made with ahead (lib/cgroup/spares.ts)', () => {
+  const lim = (l: object) => validateLimits(l, { cgroupOnly: true });
+  const plain = { memory: '48M', memoryReservation: '16M', cpus: 0.25, cpuWeight: 200, cpuset: '0', cpusetMems: '0', pids: 24 };
+  it('lists exactly what apply(r, true) writes into a fresh cgroup, in its order (v1 and v2)', () => {
+    const v1files = { memory: ['memory.limit_in_bytes', 'memory.soft_limit_in_bytes', 'memory.memsw.limit_in_bytes'], cpu: ['cpu.cfs_quota_us', 'cpu.cfs_period_us', 'cpu.shares'], cpuset: ['cpuset.cpus', 'cpuset.mems'], pids: ['pids.max'] };
+    const make = (tag: string) => Object.fromEntries(Object.entries(v1files).map(([c, f]) => [c, dir(`rec1-${tag}/${c}/x`, ['cgroup.procs', 'tasks', ...f])]));
+    const a = make('a');
+    const b = make('b');
+    const writes = recordLimitWrites(new V1Driver(a), lim(plain))!;
+    // recording wrote nothing
+    for (const d of Object.values(a)) for (const f of Object.values(v1files).flat()) { try { expect(readFileSync(`${d}/${f}`, 'utf8')).toBe(''); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; } }
+    for (const [path, value] of writes) writeFileSync(path, value);
+    new V1Driver(b).apply(lim(plain), true);
+    const read = (dirs: Record<string, string>) => Object.entries(v1files).flatMap(([c, fs]) => fs.map((f) => { try { return `${c}/${f}=${readFileSync(`${dirs[c]}/${f}`, 'utf8')}`; } catch { return `${c}/${f} absent`; } }));
+    expect(read(a)).toEqual(read(b));
+    expect(writes.map(([p]) => p.slice(p.lastIndexOf('/') + 1))).toEqual(['memory.limit_in_bytes', 'memory.soft_limit_in_bytes', 'cpu.cfs_quota_us', 'cpu.shares', 'cpuset.cpus', 'cpuset.mems', 'pids.max']);
+    const v2f = ['cgroup.procs', 'memory.max', 'memory.low', 'memory.swap.max', 'cpu.max', 'cpu.weight', 'cpuset.cpus', 'cpuset.mems', 'pids.max'];
+    const c = dir('rec2-a/x', v2f);
+    const d = dir('rec2-b/x', v2f);
+    for (const [path, value] of recordLimitWrites(new V2Driver(c), lim({ ...plain, memorySwap: 0 }))!) writeFileSync(path, value);
+    new V2Driver(d).apply(lim({ ...plain, memorySwap: 0 }));
+    for (const f of v2f) expect(`${f}=${readFileSync(`${c}/${f}`, 'utf8')}`).toBe(`${f}=${readFileSync(`${d}/${f}`, 'utf8')}`);
+  });
+  it('lists nothing for limits whose writes depend on reads, existing files or a refused order', () => {
+    const cpu = dir('rec3/cpu/x', ['cgroup.procs', 'tasks', 'cpu.cfs_quota_us']);
+    const mem = dir('rec3/memory/x', ['cgroup.procs', 'tasks', 'memory.limit_in_bytes']);
+    const drv = new V1Driver({ cpu, memory: mem });
+    for (const l of [{ memory: '32M', memorySwap: '32M' }, { cpuMax: { quota: 1000 } }, { ioWeight: 100 }, { blkioWeight: 100 }, { cpuRealtime: { runtime: 1 } }]) {
+      expect(recordLimitWrites(drv, lim(l))).toBeUndefined();
+    }
+    expect(recordLimitWrites(new V2Driver(cpu), lim({ ioWeight: 100 }))).toBeUndefined();
+  });
+});
+
+describe('V1Driver figures', () => {
+  it('cpu user and system from cpuacct.usage_all (summed per CPU); emptiness from pids.current', () => {
+    const acct = dir('fig/cpuacct/x', ['cgroup.procs', 'tasks']);
+    const pids = dir('fig/pids/x', ['cgroup.procs', 'tasks']);
+    writeFileSync(`${acct}/cpuacct.usage_all`, 'cpu user system\n0 1500000 2000000\n1 500000 0\n');
+    writeFileSync(`${acct}/cpuacct.usage_user`, '7');
+    writeFileSync(`${pids}/pids.current`, '0\n');
+    // cgroup.procs would say otherwise: pids.current is what is read
+    writeFileSync(`${pids}/cgroup.procs`, '123\n');
+    const drv = new V1Driver({ cpuacct: acct, pids });
+    const st = drv.stats(true);
+    expect(st.cpuUserMs).toBe(2);
+    expect(st.cpuSystemMs).toBe(2);
+    expect(drv.emptyAtAGlance()).toBe(true);
+    writeFileSync(`${pids}/pids.current`, '1\n');
+    expect(drv.emptyAtAGlance()).toBe(false);
   });
 });
 
