@@ -85,9 +85,9 @@ void* MapHelperStack(void** slot) {
   return *slot;
 }
 
-// The stack of the helpers that run while we wait or one at a time (network maker, template
-// builder, launcher)
-void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
+// The calling spawner thread's stack for the helpers that run while it waits or one at a time
+// (network maker, template builder, launcher)
+void* HelperStack(SpawnStacks* st) { return MapHelperStack(&st->helper); }
 
 // Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
 // __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
@@ -112,17 +112,22 @@ long CloneHelper(void* stack, unsigned long long flags, int (*fn)(void*), void* 
 
 }  // namespace
 
-// One child stack per environment, reused: a spawn returns only after its child has exec'd
-// or died, so the stack is free again by then. Freed with the environment (~AddonData).
-void* ChildStack(AddonData* d) {
-  if (!d->childStack) {
+// One child stack per spawner thread, reused: a spawn returns only after its child has exec'd
+// or died, so the stack is free again by then. Freed when the thread ends (FreeSpawnStacks).
+void* ChildStack(SpawnStacks* st) {
+  if (!st->child) {
     void* s = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (s == MAP_FAILED) return nullptr;
     mprotect(s, 4096, PROT_NONE);  // guard page
-    d->childStack = s;
-    d->childStackSize = kChildStackSize;
+    st->child = s;
   }
-  return d->childStack;
+  return st->child;
+}
+
+void FreeSpawnStacks(SpawnStacks* st) {
+  if (st->child) munmap(st->child, kChildStackSize);
+  if (st->helper) munmap(st->helper, kHelperStackSize);
+  st->child = st->helper = nullptr;
 }
 
 // ---- the network namespace made beside the child (NetMaker, helpers.h) ----------------------
@@ -198,14 +203,13 @@ int NetMakerMain(void* arg) {
 // Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
 // while we write the id maps and the child builds its view. Returns its pid, or -errno (then
 // the child has been told why on its channel).
-long StartNetMaker(AddonData* d, NetMaker* m) {
-  HelperStack(d);
+long StartNetMaker(SpawnStacks* st, NetMaker* m) {
   long hp = -ENOMEM;
-  if (d->netStack) {
+  if (HelperStack(st)) {
     // CLONE_FILES: the helper sends on our end of the channel; reaped by FinishNetMaker
     TRACE(kTrHelperClone);
     TRACE_CPU(kTrParentCpu);
-    hp = CloneHelper(d->netStack, CLONE_FILES, NetMakerMain, m);
+    hp = CloneHelper(st->helper, CLONE_FILES, NetMakerMain, m);
   }
   if (hp < 0) m->sendErr = (int)-SendNetReady(m->sock, (int)-hp, kNetClone, -1);
   return hp;
@@ -304,6 +308,7 @@ void ReapSpare(NetSpare* s, bool wait) {
 
 // Starts making a spare unless kSpares are there or one is on its way.
 void StartSpare(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   if (!d->spare) d->spare = new NetSpare();
   NetSpare* s = d->spare;
   ReapSpare(s, false);
@@ -319,6 +324,7 @@ void StartSpare(AddonData* d) {
 
 // Takes a spare if one is ready (never waits for one being made).
 bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   NetSpare* s = d->spare;
   if (!s) return false;
   ReapSpare(s, false);
@@ -330,6 +336,8 @@ bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
   return true;
 }
 
+namespace {
+// under d->viewMu
 void DropSpare(AddonData* d) {
   NetSpare* s = d->spare;
   if (!s) return;
@@ -342,7 +350,10 @@ void DropSpare(AddonData* d) {
   s->ready = 0;
 }
 
+}  // namespace
+
 void FreeSpare(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   if (!d->spare) return;
   DropSpare(d);
   if (d->spare->stack) munmap(d->spare->stack, kHelperStackSize);
@@ -388,10 +399,10 @@ int LauncherMain(void* arg) {
 }  // namespace
 
 // Returns the child's pid or -errno; *setnsErr is set when the template could not be entered.
-long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr) {
-  if (!HelperStack(d)) return -ENOMEM;
+long LaunchInTemplate(SpawnStacks* st, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr) {
+  if (!HelperStack(st)) return -ENOMEM;
   Launch l{templateFd, netFd, args, ctx, -EPROTO, 0};
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
+  long hp = CloneHelper(st->helper, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
   TRACE(kTrLaunchBack);
   if (hp < 0) return hp;
   siginfo_t si;
@@ -400,10 +411,18 @@ long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args
   return l.pid;
 }
 
-void DropTemplates(AddonData* d) {
+namespace {
+// under d->viewMu
+void DropTemplatesLocked(AddonData* d) {
   for (auto& t : d->templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   d->templates.clear();
   DropSpare(d);
+}
+}  // namespace
+
+void DropTemplates(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
+  DropTemplatesLocked(d);
 }
 
 // The view template: a mount namespace holding the read-only part of a default view (root
@@ -420,11 +439,12 @@ void DropTemplates(AddonData* d) {
 // or -errno with `e` filled.
 constexpr size_t kMaxTemplates = 8;
 
-int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
+namespace {
+int EnsureTemplateLocked(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
   if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
   if (d->mountsFd >= 0) {
     struct pollfd pf{d->mountsFd, POLLPRI, 0};
-    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
+    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplatesLocked(d);
   }
   for (auto it = d->templates.begin(); it != d->templates.end(); ++it) {
     if (it->key.size() != p.templateLen || std::memcmp(it->key.data(), p.templateBuf, p.templateLen) != 0) continue;
@@ -439,12 +459,12 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   }
   std::vector<Op> ops;
   if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
-  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  if (!HelperStack(st)) return Fail(e, ENOMEM, "template", "mmap");
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
   TemplateBuild b{&ops, ep[1], -1, -1, -1, nullptr};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
+  long hp = CloneHelper(st->helper, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {
     siginfo_t si;
     while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
@@ -475,6 +495,17 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   }
   d->templates.push_back({std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd, b.watchFd});
   return b.nsFd;
+}
+}  // namespace
+
+int EnsureTemplate(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
+  int fd = EnsureTemplateLocked(d, st, p, e);
+  if (fd < 0) return fd;
+  // ours: another spawner thread may close the template's own fd (dropped, or the oldest of
+  // kMaxTemplates) while this one launches into it
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return dup >= 0 ? dup : Fail(e, errno, "template", "fcntl");
 }
 
 
