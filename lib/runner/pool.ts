@@ -23,7 +23,7 @@ export interface PoolOptions {
   size: number;
   /** Options every sandbox is made with (as {@link Sandbox.create}; `id` and `keepAlive` are not allowed). */
   template?: Omit<SandboxOptions, 'id' | 'keepAlive'>;
-  /** How many sandboxes are made at once while refilling. Default 1 (the refill should not starve the runs). */
+  /** How many sandboxes are made at once while refilling. Default 2 (the addon makes them side by side; more starve the runs of CPU). */
   refillConcurrency?: number;
 }
 
@@ -286,7 +286,7 @@ export function createPool(options: PoolOptions): Pool {
   const { size } = options;
   if (typeof size !== 'number' || !Number.isInteger(size)) throw new TypeError(`options.size must be an integer (got ${String(size)})`);
   if (size < 1 || size > 256) throw new RangeError(`options.size must be between 1 and 256 (got ${size})`);
-  const rc = options.refillConcurrency ?? 1;
+  const rc = options.refillConcurrency ?? 2;
   if (typeof rc !== 'number' || !Number.isInteger(rc) || rc < 1 || rc > 64) throw new RangeError(`options.refillConcurrency must be an integer 1-64 (got ${String(rc)})`);
   const template = options.template ?? {};
   if (typeof template !== 'object' || template === null || Array.isArray(template)) throw new TypeError('options.template must be an object');
