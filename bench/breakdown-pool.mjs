@@ -3,9 +3,10 @@
 // points (wrapped here) and at the JS steps. Then what bounds the pool's throughput: runs of
 // pool.run at concurrency C (--concurrency, default 8) and, per run, the CPU of this process
 // (its main thread's busy time, ELU, and all its threads), of the whole machine (/proc/stat:
-// everything running, so only meaningful on a quiet machine), and how busy the spawner thread
-// was (the sum of the addon spawns' call -> callback times over the wall time: a sandbox's
-// blocking part runs there, one at a time). Run as root:
+// everything running, so only meaningful on a quiet machine), and how long the addon's spawns
+// were under way (the sum of their call -> callback times over the wall time: a sandbox's
+// blocking part runs on a spawner thread, several side by side, so it passes 100% when they
+// overlap). Run as root:
 //   node bench/breakdown.mjs --pool [--n 200] [--spaced 20] [--size 4] [--concurrency 8]
 import { createRequire } from 'node:module';
 
@@ -151,4 +152,4 @@ console.log(`| wall time | ${per(tp.wall)} ms |`);
 console.log(`| main thread busy (ELU ${tp.elu.utilization.toFixed(2)}) | ${per(tp.elu.active)} ms |`);
 console.log(`| this process, all threads (user + system) | ${per((tp.cpu.user + tp.cpu.system) / 1000)} ms |`);
 console.log(`| the whole machine (/proc/stat: sandboxes, kernel workers, and anything else running) | ${per(tp.machineMs)} ms |`);
-console.log(`| spawner thread busy (${spawner.n} spawns, ${((spawner.busyMs / tp.wall) * 100).toFixed(0)}% of the wall time) | ${per(spawner.busyMs)} ms |`);
+console.log(`| addon spawns under way, summed (${spawner.n} spawns, ${((spawner.busyMs / tp.wall) * 100).toFixed(0)}% of the wall time; several at once on the spawner threads) | ${per(spawner.busyMs)} ms |`);

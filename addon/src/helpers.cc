@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <algorithm>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -437,7 +438,11 @@ void DropTemplates(AddonData* d) {
 // removed on the host: the kernel detaches the mount in every namespace), and all by
 // dropTemplates() (nsbox calls it when spawns stop for a while). Returns the namespace's fd,
 // or -errno with `e` filled.
-constexpr size_t kMaxTemplates = 8;
+// One per view and id block in use: a root caller's sandboxes each have a block of their own
+// (the lowest free one), so N sandboxes at once cycle through about N blocks. Fewer templates
+// than that, and every spawn built one (at concurrency 16 with 8 kept: a build per spawn, half
+// the throughput). The least recently used goes first.
+constexpr size_t kMaxTemplates = 32;
 
 namespace {
 int EnsureTemplateLocked(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
@@ -451,7 +456,10 @@ int EnsureTemplateLocked(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
     // a mount of the template itself went since it was built (its mount point removed on the
     // host, which detaches it in every namespace): built again. Else it serves.
     struct pollfd tf{it->watchFd, POLLPRI, 0};
-    if (it->watchFd < 0 || poll(&tf, 1, 0) == 0 || !(tf.revents & (POLLPRI | POLLERR))) return it->nsFd;
+    if (it->watchFd < 0 || poll(&tf, 1, 0) == 0 || !(tf.revents & (POLLPRI | POLLERR))) {
+      std::rotate(it, it + 1, d->templates.end());  // the most recently used last
+      return d->templates.back().nsFd;
+    }
     close(it->nsFd);
     close(it->watchFd);
     d->templates.erase(it);
@@ -485,9 +493,8 @@ int EnsureTemplateLocked(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
     return -e->err;
   }
   if (b.nsFd < 0) return Fail(e, EPROTO, "template", "clone3");
-  // one per view and id block in use (a root caller's sandboxes each have a block of their
-  // own, and the template's root belongs to the block's root): as many as sandboxes usually
-  // run at once in one process; the oldest goes first
+  // one per view and id block in use (the template's root belongs to the block's root): the
+  // least recently used goes first (kMaxTemplates)
   if (d->templates.size() >= kMaxTemplates) {
     close(d->templates.front().nsFd);
     if (d->templates.front().watchFd >= 0) close(d->templates.front().watchFd);
