@@ -574,10 +574,10 @@ int SpawnCore(AddonData* d, SpawnStacks* st, Plan& plan, SpawnResult* out, Err& 
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
-  // set the mm's dumpable flag to fs.suid_dumpable. Put Node's back (as it was at load) once
-  // no other such child is in flight (after the oom_score_adj, which it may have to itself).
+  // set the mm's dumpable flag to fs.suid_dumpable. Node's is put back (as it was at load)
+  // once no other such child is in flight (vm.End, after the oom_score_adj, which it may have
+  // to itself; on failure once the child is reaped).
   RestoreOomScoreAdj(oomHeld);
-  vm.End();
   if (failed && ttyMaster >= 0) { close(ttyMaster); ttyMaster = -1; }
   if (failed) {
     if (pidfd >= 0) {
@@ -588,6 +588,7 @@ int SpawnCore(AddonData* d, SpawnStacks* st, Plan& plan, SpawnResult* out, Err& 
     f.CloseAll();
     return -(e.err ? e.err : EPROTO);
   }
+  vm.End();
   // Hold the sandbox's mount namespace: when its last process exits, the kernel would tear it
   // down inside that exit (an RCU grace period, ~0.3 ms here) before it reports the exit.
   // With this fd open the exit is reported at once; nsbox closes the fd afterwards off the

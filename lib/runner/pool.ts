@@ -120,8 +120,10 @@ export class Pool extends EventEmitter {
         this.#creating--;
         this.#stats.createErrors++;
         this.#failures++;
-        // the waiters get the error; the pool backs off before trying again
-        for (const w of this.#waiters.splice(0)) w.reject(err);
+        // the waiters get the error, unless another sandbox being made may still serve them (a
+        // template that allows one sandbox at a time, e.g. a fixed address, fails the second of
+        // two refills side by side); the pool backs off before trying again
+        if (this.#creating === 0) for (const w of this.#waiters.splice(0)) w.reject(err);
         if (this.listenerCount('error') > 0) this.emit('error', err);
         const delay = Math.min(5000, 50 * 2 ** Math.min(this.#failures, 7));
         this.#retry = setTimeout(() => { this.#retry = undefined; this.#fill(); }, delay);
@@ -134,7 +136,10 @@ export class Pool extends EventEmitter {
   #prepare(): Promise<PreparedSandbox> {
     const opts = this.#prepared!;
     return prepareIsolated(opts).catch((e: unknown) => {
-      if (!this.#optionalCgroup || !(e instanceof NsboxError) || !e.step?.startsWith('cgroup')) throw e;
+      if (!(e instanceof NsboxError) || !e.step?.startsWith('cgroup')) throw e;
+      // refills side by side: another one dropped the cgroup meanwhile
+      if (this.#prepared !== opts) return prepareIsolated(this.#prepared!);
+      if (!this.#optionalCgroup) throw e;
       this.#optionalCgroup = false;
       const { pids: _p, ...rest } = opts.limits ?? {};
       this.#prepared = { ...opts, limits: Object.keys(rest).length ? rest : undefined };
