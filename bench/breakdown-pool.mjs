@@ -1,11 +1,13 @@
 // bench/breakdown --pool: where the time of pool.run('/bin/true') goes, beside a cold
 // spawnIsolated('/bin/true') with the same limits, from timestamps taken at the addon's entry
-// points (wrapped here) and at the JS steps. Then what bounds the pool's throughput: runs of
-// pool.run at concurrency C (--concurrency, default 8) and, per run, the CPU of this process
-// (its main thread's busy time, ELU, and all its threads), of the whole machine (/proc/stat:
-// everything running, so only meaningful on a quiet machine), and how busy the spawner thread
-// was (the sum of the addon spawns' call -> callback times over the wall time: a sandbox's
-// blocking part runs there, one at a time). Run as root:
+// points (wrapped here) and at the JS steps. Then what bounds the throughput: runs of pool.run,
+// and of a cold spawnIsolated without a cgroup, at concurrency C (--concurrency, default 8) and,
+// per run, the CPU of this process (its main thread's busy time, ELU, and all its threads), of
+// the whole machine (/proc/stat:
+// everything running, so only meaningful on a quiet machine), and how long the addon's spawns
+// were under way (the sum of their call -> callback times over the wall time: a sandbox's
+// blocking part runs on a spawner thread, several side by side, so it passes 100% when they
+// overlap; NSBOX_SPAWNER_THREADS=1 in the environment: one spawner thread, as before). Run as root:
 //   node bench/breakdown.mjs --pool [--n 200] [--spaced 20] [--size 4] [--concurrency 8]
 import { createRequire } from 'node:module';
 
@@ -117,10 +119,8 @@ const busyJiffies = () => {
   return f.reduce((a, b) => a + b, 0) - f[3] - f[4]; // all but idle and iowait
 };
 console.log('');
-const tpool = createPool({ size: SIZE, template: { limits, stateDir } });
-let tp;
-try {
-  await tpool.warm();
+// runs `one` at concurrency CONC, N times; what it cost per run
+async function throughput(one) {
   spawner.busyMs = 0;
   spawner.n = 0;
   const elu0 = performance.eventLoopUtilization();
@@ -131,7 +131,7 @@ try {
   await Promise.all(Array.from({ length: CONC }, async () => {
     while (next < N) {
       next++;
-      const r = await tpool.run('/bin/true');
+      const r = await one();
       if (r.exitCode !== 0) throw new Error(r.stderr);
     }
   }));
@@ -139,16 +139,28 @@ try {
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
   const machineMs = ((busyJiffies() - j0) * 1000) / 100; // USER_HZ
-  tp = { wall, elu, cpu, machineMs, misses: tpool.stats.misses };
+  return { wall, elu, cpu, machineMs, spawnMs: spawner.busyMs, spawns: spawner.n };
+}
+const per = (ms) => `${(ms / N).toFixed(2)}`;
+function table(title, tp, extra = '') {
+  console.log(`| ${title} at concurrency ${CONC}, ${N} runs | per run |\n|---|---:|`);
+  console.log(`| throughput | ${(N / (tp.wall / 1000)).toFixed(0)} runs/s${extra} |`);
+  console.log(`| wall time | ${per(tp.wall)} ms |`);
+  console.log(`| main thread busy (ELU ${tp.elu.utilization.toFixed(2)}) | ${per(tp.elu.active)} ms |`);
+  console.log(`| this process, all threads (user + system) | ${per((tp.cpu.user + tp.cpu.system) / 1000)} ms |`);
+  console.log(`| the whole machine (/proc/stat: sandboxes, kernel workers, and anything else running; ${((tp.machineMs / tp.wall)).toFixed(2)} CPUs busy) | ${per(tp.machineMs)} ms |`);
+  console.log(`| addon spawns under way, summed (${tp.spawns} spawns, ${((tp.spawnMs / tp.wall) * 100).toFixed(0)}% of the wall time; several at once on the spawner threads) | ${per(tp.spawnMs)} ms |`);
+}
+const tpool = createPool({ size: SIZE, template: { limits, stateDir } });
+let tp;
+try {
+  await tpool.warm();
+  tp = await throughput(() => tpool.run('/bin/true'));
+  tp.misses = tpool.stats.misses;
 } finally {
   await tpool.close();
   (await import('node:fs')).rmSync(stateDir, { recursive: true, force: true });
 }
-const per = (ms) => `${(ms / N).toFixed(2)}`;
-console.log(`| pool.run('/bin/true') at concurrency ${CONC}, pool size ${SIZE}, ${N} runs | per run |\n|---|---:|`);
-console.log(`| throughput | ${(N / (tp.wall / 1000)).toFixed(0)} runs/s (${tp.misses} runs waited for a sandbox) |`);
-console.log(`| wall time | ${per(tp.wall)} ms |`);
-console.log(`| main thread busy (ELU ${tp.elu.utilization.toFixed(2)}) | ${per(tp.elu.active)} ms |`);
-console.log(`| this process, all threads (user + system) | ${per((tp.cpu.user + tp.cpu.system) / 1000)} ms |`);
-console.log(`| the whole machine (/proc/stat: sandboxes, kernel workers, and anything else running) | ${per(tp.machineMs)} ms |`);
-console.log(`| spawner thread busy (${spawner.n} spawns, ${((spawner.busyMs / tp.wall) * 100).toFixed(0)}% of the wall time) | ${per(spawner.busyMs)} ms |`);
+table(`pool.run('/bin/true'), pool size ${SIZE}`, tp, ` (${tp.misses} runs waited for a sandbox)`);
+console.log('');
+table("spawnIsolated('/bin/true') (cold, no cgroup)", await throughput(() => spawnIsolated('/bin/true')));

@@ -2,7 +2,7 @@
 // bench/pool: latency of pool.run('/bin/true') (a warm single-use sandbox: exec into it, then
 // destroy it in the background) beside a cold spawnIsolated('/bin/true') and bwrap from Node,
 // interleaved in one run; then throughput of pool.run at concurrency 2 and 8.
-// Run as root after `npm run build:ts`:  node bench/pool.mjs [--n 200] [--size 4] [--spaced 30]
+// Run as root after `npm run build:ts`:  node bench/pool.mjs [--n 200] [--size 4] [--spaced 30] [--refill 2]
 //
 // Same isolation on the nsbox sides: user, pid, mount, uts, ipc, net, cgroup namespaces, the
 // default view, no caps, the default seccomp filter, nsbox-init as pid 1. A pool sandbox always
@@ -23,7 +23,8 @@ const has = (cmd) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { s
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const stateDir = `/run/nsbox-bench-pool-${process.pid}`;
-const pool = createPool({ size: SIZE, template: { limits, stateDir }, refillConcurrency: 1 });
+const REFILL = arg('refill', 2); // the pool's default
+const pool = createPool({ size: SIZE, template: { limits, stateDir }, refillConcurrency: REFILL });
 
 const cp = () => new Promise((resolve, reject) => {
   const p = cpSpawn('/bin/true', [], { stdio: 'ignore' });
@@ -86,7 +87,7 @@ async function throughput(name, run, concurrency, total) {
   }));
   const sec = (performance.now() - t0) / 1000;
   const rate = total / sec;
-  console.log(`${name.padEnd(32)} concurrency ${String(concurrency).padStart(2)}: ${rate.toFixed(0).padStart(5)} runs/s, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms${name === 'pool.run' ? ` (pool size ${SIZE}; includes waiting for refills)` : ''}`);
+  console.log(`${name.padEnd(32)} concurrency ${String(concurrency).padStart(2)}: ${rate.toFixed(0).padStart(5)} runs/s, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms${name === 'pool.run' ? ` (pool size ${SIZE}, refillConcurrency ${REFILL}; includes waiting for refills)` : ''}`);
   return rate;
 }
 

@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <unistd.h>
 
 #include "msg.h"
@@ -109,13 +110,19 @@ class UniqueFd {
 // Stack of the short CLONE_VM helpers (network namespace, idmap user namespace).
 constexpr size_t kHelperStackSize = 64 * 1024;
 
+// The stacks one spawner thread's spawns run their CLONE_VM child and helpers on (helpers.cc):
+// each thread has its own, made on first use and freed when the thread ends (spawner.cc), so
+// spawns on different threads never share one.
+struct SpawnStacks {
+  void* child = nullptr;   // kChildStackSize (helpers.h)
+  void* helper = nullptr;  // kHelperStackSize: net maker, launcher, template builder
+};
+void FreeSpawnStacks(SpawnStacks* s);
+
 // Per-environment state (the addon works in worker threads: no static mutable state).
 struct Watch;
 struct AddonData {
   Napi::FunctionReference errorClass;  // NsboxError, handed over from JS at init
-  void* childStack = nullptr;          // helpers.cc: reused stack for CLONE_VM children
-  size_t childStackSize = 0;
-  void* netStack = nullptr;            // helpers.cc: stack of the helper that makes a network namespace (kHelperStackSize)
   void* socketsStack = nullptr;        // helpers.cc: stack of MakeNetnsSockets' helper, which runs on the event loop (kHelperStackSize)
   Watch* watches = nullptr;            // exit_watch.cc: live pidfd watches (intrusive list)
   int initFd = -1;                     // init_blob.cc: sealed memfd holding nsbox-init
@@ -131,6 +138,9 @@ struct AddonData {
   int holderFd = -1, procFd = -1;
   // helpers.cc: a spare network namespace made ahead by a helper of ours (NetSpare)
   struct NetSpare* spare = nullptr;
+  // helpers.cc: the templates, mountsFd and the spare are shared by the spawner threads
+  // (spawner.cc): touched only under this lock
+  std::mutex viewMu;
   // relay.cc: the egress proxy's splice relays (a thread and its epoll set), and how to stop them
   void* relay = nullptr;
   void (*relayFree)(void*) = nullptr;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <algorithm>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -85,9 +86,9 @@ void* MapHelperStack(void** slot) {
   return *slot;
 }
 
-// The stack of the helpers that run while we wait or one at a time (network maker, template
-// builder, launcher)
-void* HelperStack(AddonData* d) { return MapHelperStack(&d->netStack); }
+// The calling spawner thread's stack for the helpers that run while it waits or one at a time
+// (network maker, template builder, launcher)
+void* HelperStack(SpawnStacks* st) { return MapHelperStack(&st->helper); }
 
 // Starts `fn` as a helper of ours on `stack`: CLONE_VM plus `flags`, exit_signal 0 (reaped with
 // __WALL, no SIGCHLD for Node to see), every signal blocked while it starts (it keeps the mask;
@@ -112,17 +113,22 @@ long CloneHelper(void* stack, unsigned long long flags, int (*fn)(void*), void* 
 
 }  // namespace
 
-// One child stack per environment, reused: a spawn returns only after its child has exec'd
-// or died, so the stack is free again by then. Freed with the environment (~AddonData).
-void* ChildStack(AddonData* d) {
-  if (!d->childStack) {
+// One child stack per spawner thread, reused: a spawn returns only after its child has exec'd
+// or died, so the stack is free again by then. Freed when the thread ends (FreeSpawnStacks).
+void* ChildStack(SpawnStacks* st) {
+  if (!st->child) {
     void* s = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (s == MAP_FAILED) return nullptr;
     mprotect(s, 4096, PROT_NONE);  // guard page
-    d->childStack = s;
-    d->childStackSize = kChildStackSize;
+    st->child = s;
   }
-  return d->childStack;
+  return st->child;
+}
+
+void FreeSpawnStacks(SpawnStacks* st) {
+  if (st->child) munmap(st->child, kChildStackSize);
+  if (st->helper) munmap(st->helper, kHelperStackSize);
+  st->child = st->helper = nullptr;
 }
 
 // ---- the network namespace made beside the child (NetMaker, helpers.h) ----------------------
@@ -198,14 +204,13 @@ int NetMakerMain(void* arg) {
 // Starts the helper that makes the network namespace beside the child (see NetMaker); it runs
 // while we write the id maps and the child builds its view. Returns its pid, or -errno (then
 // the child has been told why on its channel).
-long StartNetMaker(AddonData* d, NetMaker* m) {
-  HelperStack(d);
+long StartNetMaker(SpawnStacks* st, NetMaker* m) {
   long hp = -ENOMEM;
-  if (d->netStack) {
+  if (HelperStack(st)) {
     // CLONE_FILES: the helper sends on our end of the channel; reaped by FinishNetMaker
     TRACE(kTrHelperClone);
     TRACE_CPU(kTrParentCpu);
-    hp = CloneHelper(d->netStack, CLONE_FILES, NetMakerMain, m);
+    hp = CloneHelper(st->helper, CLONE_FILES, NetMakerMain, m);
   }
   if (hp < 0) m->sendErr = (int)-SendNetReady(m->sock, (int)-hp, kNetClone, -1);
   return hp;
@@ -312,6 +317,7 @@ void ReapSpare(NetSpare* s, bool wait) {
 
 // Starts making a spare unless kSpares are there or one is on its way.
 void StartSpare(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   if (!d->spare) d->spare = new NetSpare();
   NetSpare* s = d->spare;
   ReapSpare(s, false);
@@ -328,6 +334,7 @@ void StartSpare(AddonData* d) {
 
 // Takes a spare if one is ready (never waits for one being made).
 bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   NetSpare* s = d->spare;
   if (!s) return false;
   ReapSpare(s, false);
@@ -339,6 +346,8 @@ bool TakeSpare(AddonData* d, int* netFd, int* sysFd) {
   return true;
 }
 
+namespace {
+// under d->viewMu
 void DropSpare(AddonData* d) {
   NetSpare* s = d->spare;
   if (!s) return;
@@ -351,7 +360,10 @@ void DropSpare(AddonData* d) {
   s->ready = 0;
 }
 
+}  // namespace
+
 void FreeSpare(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
   if (!d->spare) return;
   DropSpare(d);
   if (d->spare->stack) munmap(d->spare->stack, kHelperStackSize);
@@ -430,17 +442,24 @@ int LauncherMain(void* arg) {
 }  // namespace
 
 // Returns the child's pid or -errno; *setnsErr is set when the template could not be entered.
-long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps) {
-  if (!HelperStack(d)) return -ENOMEM;
+long LaunchInTemplate(AddonData* d, SpawnStacks* st, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps) {
+  if (!HelperStack(st)) return -ENOMEM;
+  UniqueFd holder;
   if (maps) {
-    if (d->holderFd < 0 || d->procFd < 0) return -EPROTO;  // EnsureTemplate made them
-    maps->userFd = d->holderFd;
+    {
+      // a copy: another spawner thread may drop the templates (and this) meanwhile
+      std::lock_guard<std::mutex> lock(d->viewMu);
+      if (d->holderFd < 0 || d->procFd < 0) return -EPROTO;  // EnsureTemplate made them
+      holder.reset(fcntl(d->holderFd, F_DUPFD_CLOEXEC, 3));
+    }
+    if (holder.get() < 0) return -errno;
+    maps->userFd = holder.get();
     maps->procFd = d->procFd;
     maps->err = 0;
     maps->failedAt = "uid_map";
   }
   Launch l{templateFd, netFd, args, ctx, maps, -EPROTO, 0};
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
+  long hp = CloneHelper(st->helper, CLONE_VFORK | CLONE_FILES, LauncherMain, &l);
   TRACE(kTrLaunchBack);
   if (hp < 0) return hp;
   siginfo_t si;
@@ -449,12 +468,20 @@ long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args
   return l.pid;
 }
 
-void DropTemplates(AddonData* d) {
+namespace {
+// under d->viewMu
+void DropTemplatesLocked(AddonData* d) {
   for (auto& t : d->templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }
   d->templates.clear();
   DropSpare(d);
   // nsbox's own user namespace goes with what it held (made again by the next template)
   if (d->holderFd >= 0) { close(d->holderFd); d->holderFd = -1; }
+}
+}  // namespace
+
+void DropTemplates(AddonData* d) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
+  DropTemplatesLocked(d);
 }
 
 // ---- nsbox's own user namespace (an unprivileged caller's templates) -----------------------
@@ -482,18 +509,19 @@ int HolderMain(void* arg) {
   return 0;
 }
 
-int EnsureHolder(AddonData* d, Err* e) {
+// under d->viewMu
+int EnsureHolder(AddonData* d, SpawnStacks* st, Err* e) {
   if (d->procFd < 0) {
     d->procFd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (d->procFd < 0) return Fail(e, errno, "template", "open", "/proc");
   }
   if (d->holderFd >= 0) return d->holderFd;
-  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  if (!HelperStack(st)) return Fail(e, ENOMEM, "template", "mmap");
   int pp[2];
   if (pipe2(pp, O_CLOEXEC) < 0) return Fail(e, errno, "template", "pipe2");
   int readFd = pp[0];
   // CLONE_FILES: one table, so our close of the write end is the helper's EOF
-  long hp = CloneHelper(d->netStack, CLONE_NEWUSER | CLONE_FILES, HolderMain, &readFd);
+  long hp = CloneHelper(st->helper, CLONE_NEWUSER | CLONE_FILES, HolderMain, &readFd);
   if (hp < 0) { close(pp[0]); close(pp[1]); return Fail(e, (int)-hp, "template", "clone3"); }
   char path[64], map[64];
   const char* step = "setgroups";
@@ -538,20 +566,28 @@ int EnsureHolder(AddonData* d, Err* e) {
 // removed on the host: the kernel detaches the mount in every namespace), and all by
 // dropTemplates() (nsbox calls it when spawns stop for a while). Returns the namespace's fd,
 // or -errno with `e` filled.
-constexpr size_t kMaxTemplates = 8;
+// One per view and id block in use: a root caller's sandboxes each have a block of their own
+// (the lowest free one), so N sandboxes at once cycle through about N blocks. Fewer templates
+// than that, and every spawn built one (at concurrency 16 with 8 kept: a build per spawn, half
+// the throughput). The least recently used goes first.
+constexpr size_t kMaxTemplates = 32;
 
-int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
+namespace {
+int EnsureTemplateLocked(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
   if (d->mountsFd < 0) d->mountsFd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
   if (d->mountsFd >= 0) {
     struct pollfd pf{d->mountsFd, POLLPRI, 0};
-    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplates(d);
+    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLPRI | POLLERR))) DropTemplatesLocked(d);
   }
   for (auto it = d->templates.begin(); it != d->templates.end(); ++it) {
     if (it->key.size() != p.templateLen || std::memcmp(it->key.data(), p.templateBuf, p.templateLen) != 0) continue;
     // a mount of the template itself went since it was built (its mount point removed on the
     // host, which detaches it in every namespace): built again. Else it serves.
     struct pollfd tf{it->watchFd, POLLPRI, 0};
-    if (it->watchFd < 0 || poll(&tf, 1, 0) == 0 || !(tf.revents & (POLLPRI | POLLERR))) return it->nsFd;
+    if (it->watchFd < 0 || poll(&tf, 1, 0) == 0 || !(tf.revents & (POLLPRI | POLLERR))) {
+      std::rotate(it, it + 1, d->templates.end());  // the most recently used last
+      return d->templates.back().nsFd;
+    }
     close(it->nsFd);
     close(it->watchFd);
     d->templates.erase(it);
@@ -559,14 +595,14 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   }
   std::vector<Op> ops;
   if (!DecodeTemplateOps(&p, &ops)) return Fail(e, EINVAL, "template", "decode");
-  if (!HelperStack(d)) return Fail(e, ENOMEM, "template", "mmap");
+  if (!HelperStack(st)) return Fail(e, ENOMEM, "template", "mmap");
   int userFd = -1;
-  if (p.holder && (userFd = EnsureHolder(d, e)) < 0) return userFd;
+  if (p.holder && (userFd = EnsureHolder(d, st, e)) < 0) return userFd;
   int ep[2];
   if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) return Fail(e, errno, "template", "pipe2");
   TemplateBuild b{&ops, userFd, ep[1], -1, -1, -1, nullptr};
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the namespace's fd lands in our table
-  long hp = CloneHelper(d->netStack, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
+  long hp = CloneHelper(st->helper, CLONE_VFORK | CLONE_FILES, TemplateMain, &b);
   if (hp > 0) {
     siginfo_t si;
     while (call(SYS_waitid, P_PID, hp, &si, WEXITED | __WALL, nullptr) == -EINTR) {}
@@ -587,9 +623,8 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
     return -e->err;
   }
   if (b.nsFd < 0) return Fail(e, EPROTO, "template", "clone3");
-  // one per view and id block in use (a root caller's sandboxes each have a block of their
-  // own, and the template's root belongs to the block's root): as many as sandboxes usually
-  // run at once in one process; the oldest goes first
+  // one per view and id block in use (the template's root belongs to the block's root): the
+  // least recently used goes first (kMaxTemplates)
   if (d->templates.size() >= kMaxTemplates) {
     close(d->templates.front().nsFd);
     if (d->templates.front().watchFd >= 0) close(d->templates.front().watchFd);
@@ -597,6 +632,17 @@ int EnsureTemplate(AddonData* d, Plan& p, Err* e) {
   }
   d->templates.push_back({std::string(reinterpret_cast<const char*>(p.templateBuf), p.templateLen), b.nsFd, b.watchFd});
   return b.nsFd;
+}
+}  // namespace
+
+int EnsureTemplate(AddonData* d, SpawnStacks* st, Plan& p, Err* e) {
+  std::lock_guard<std::mutex> lock(d->viewMu);
+  int fd = EnsureTemplateLocked(d, st, p, e);
+  if (fd < 0) return fd;
+  // ours: another spawner thread may close the template's own fd (dropped, or the oldest of
+  // kMaxTemplates) while this one launches into it
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return dup >= 0 ? dup : Fail(e, errno, "template", "fcntl");
 }
 
 
@@ -644,7 +690,7 @@ int MakeNetnsSockets(AddonData* d, NetnsSockets* s, Err* e) {
   s->err = 0;
   s->failedAt = -1;
   // a stack of its own: this runs on the event loop, while the spawner thread (spawner.cc) may
-  // be using netStack for a spawn's helpers at the same moment
+  // be using their stacks for a spawn's helpers at the same moment
   if (!MapHelperStack(&d->socketsStack)) return Fail(e, ENOMEM, "egress", "mmap");
   // CLONE_VFORK: we sleep until it is done; CLONE_FILES: the sockets land in our table
   long hp = CloneHelper(d->socketsStack, CLONE_VFORK | CLONE_FILES, NetnsSocketsMain, s);

@@ -33,8 +33,9 @@ extern "C" long nsbox_clone3(void* args, size_t size, int (*fn)(void*), void* ar
 
 // The stack of a sandbox's CLONE_VM child (ChildMain)
 constexpr size_t kChildStackSize = 256 * 1024;
-// That stack, made once per environment (a guard page at its low end), or null.
-void* ChildStack(AddonData* d);
+// That stack of the calling spawner thread, made on first use (a guard page at its low end),
+// or null.
+void* ChildStack(SpawnStacks* st);
 
 // The network namespace of a sandbox is the costliest one to create (~0.6 ms here: sysctl
 // tables, the loopback device). Made inside clone3 it would delay everything else; instead
@@ -53,18 +54,20 @@ struct NetMaker {
   int sendErr;         // errno of the send to the child; -1: nothing was sent
 };
 // Starts the maker; returns its pid, or -errno (then the child has been told why).
-long StartNetMaker(AddonData* d, NetMaker* m);
+long StartNetMaker(SpawnStacks* st, NetMaker* m);
 // Waits for it; 0, or -errno when the child could not be told.
 int FinishNetMaker(long hp, const NetMaker& m);
 
 // The spare network namespaces (NetSpare, up to two kept): starts making one unless two are
 // there or one is on its way; takes one if one is ready (never waits). FreeSpare is in common.h.
+// Any spawner thread (under d->viewMu).
 void StartSpare(AddonData* d);
 bool TakeSpare(AddonData* d, int* netFd, int* sysFd);
 
-// The view template for `p.templateBuf`, built once: its mount namespace's fd, or -errno with
-// `e` filled. DropTemplates closes them all (and the spare).
-int EnsureTemplate(AddonData* d, Plan& p, Err* e);
+// The view template for `p.templateBuf`, built once: a duplicate of its mount namespace's fd
+// (the caller's to close: another thread may drop the template meanwhile), or -errno with `e`
+// filled. DropTemplates closes them all (and the spare). Both under d->viewMu.
+int EnsureTemplate(AddonData* d, SpawnStacks* st, Plan& p, Err* e);
 void DropTemplates(AddonData* d);
 // An unprivileged caller's sandbox (Plan::holder): the launcher enters nsbox's own user
 // namespace first and writes the child's id maps (the caller cannot: it is not in the child's
@@ -82,7 +85,7 @@ struct LaunchMaps {
 // Makes the sandbox child inside the template's mount namespace (and in `netFd`'s network
 // namespace, when >= 0): the child's pid or -errno; *setnsErr is set when the template could
 // not be entered. With `maps`, in nsbox's own user namespace (see LaunchMaps).
-long LaunchInTemplate(AddonData* d, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps = nullptr);
+long LaunchInTemplate(AddonData* d, SpawnStacks* st, int templateFd, int netFd, struct clone_args* args, ChildCtx* ctx, int* setnsErr, LaunchMaps* maps = nullptr);
 
 // Sockets made inside another network namespace (the egress policy's listeners, see
 // lib/net/egress/listen.ts): a CLONE_VM|CLONE_FILES helper enters `userFd`'s user namespace

@@ -12,8 +12,6 @@ AddonData::~AddonData() {
   StopSpawner(this, false);  // normally done by the environment's cleanup already
   FreeSpare(this);
   FreeTeardown(this);
-  if (childStack) munmap(childStack, childStackSize);
-  if (netStack) munmap(netStack, kHelperStackSize);
   if (socketsStack) munmap(socketsStack, kHelperStackSize);
   if (initFd >= 0) close(initFd);
   for (auto& t : templates) { close(t.nsFd); if (t.watchFd >= 0) close(t.watchFd); }

@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <atomic>
 #include <mutex>
+#include <shared_mutex>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -142,9 +143,9 @@ int ParentSteps(const Plan& p, pid_t pid, bool placedInCgroup, Err* e) {
 // sandbox never does. The kernel gives the value to every process sharing the target's mm, so
 // while the CLONE_VM child shares ours Node gets it too: Node's own value is kept when the
 // first such spawn starts and put back when the last one in flight (worker threads may spawn
-// at once) has seen its child exec (as RestoreDumpable does for the dumpable flag). Process-wide,
+// at once) has seen its child exec (as VmChild does for the dumpable flag). Process-wide,
 // as the value is. Two-stage children have an mm of their own; the restore is then a no-op.
-// (A CLONE_VM child of another thread's spawn, in flight at that moment, takes the value too.)
+// No CLONE_VM child of another spawn is in flight meanwhile (VmChild: it would take the value).
 std::mutex oomMu;
 int oomInFlight = 0;
 std::string oomSaved;
@@ -177,11 +178,41 @@ void RestoreOomScoreAdj(bool held) {
 }
 
 // Node's dumpable setting as it was when the addon loaded (process-wide, like the mm).
+// A CLONE_VM child that changes its ids sets the mm's flag to fs.suid_dumpable; it is put back
+// once no such child is in flight (spawner threads of this and other environments spawn at
+// once): a child that has not exec'd yet shares Node's memory, and keeps the flag as its own
+// uid change left it until then. Counted like the oom_score_adj above.
+// A spawn that writes an oom_score_adj (SetOomScoreAdj) would give its value to every other
+// CLONE_VM child in flight, which keeps it across its exec: such a spawn has its child alone
+// (vmLock exclusive; the others hold it shared while theirs is in flight).
 std::atomic<int> initialDumpable{-1};
-void RestoreDumpable() {
-  int d = initialDumpable.load();
-  if (d >= 0 && prctl(PR_GET_DUMPABLE) != d) prctl(PR_SET_DUMPABLE, d);
-}
+std::shared_mutex vmLock;
+std::mutex vmMu;
+int vmInFlight = 0;  // under vmMu
+struct VmChild {
+  bool on = false, alone = false;
+  void Begin(bool exclusive) {
+    if (exclusive) vmLock.lock(); else vmLock.lock_shared();
+    alone = exclusive;
+    std::lock_guard<std::mutex> lock(vmMu);
+    vmInFlight++;
+    on = true;
+  }
+  // after the child has exec'd or died (or was never made), and its oom_score_adj is undone
+  void End() {
+    if (!on) return;
+    on = false;
+    {
+      std::lock_guard<std::mutex> lock(vmMu);
+      if (--vmInFlight == 0) {
+        int d = initialDumpable.load();
+        if (d >= 0 && prctl(PR_GET_DUMPABLE) != d) prctl(PR_SET_DUMPABLE, d);
+      }
+    }
+    if (alone) vmLock.unlock(); else vmLock.unlock_shared();
+  }
+  ~VmChild() { End(); }
+};
 
 void Reap(int pidfd) {
   siginfo_t si;
@@ -280,7 +311,7 @@ struct SpawnResult {
 // runs on the environment's spawner thread (spawner.cc) while the event loop goes on. `plan`
 // was decoded on the loop (DecodePlan), nsbox-init's memfd opened there too (plan.initFd).
 // Fills `out`, or returns -errno with `e` filled; on failure nothing it made is left.
-int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
+int SpawnCore(AddonData* d, SpawnStacks* st, Plan& plan, SpawnResult* out, Err& e) {
   std::vector<UniqueFd> attachFds;  // the child has its own copies; ours close on return
   for (Op& op : plan.ops) {
     if (op.kind != OpKind::kAttach) continue;
@@ -293,10 +324,11 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
   // with user, mount and pid namespaces of its own, so that its copy is locked
   const bool templ = plan.templateLen > 0 && !plan.twoStage &&
                      (plan.cloneFlags & (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID)) == (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID);
-  int templateFd = -1;
+  UniqueFd templateFd;  // a duplicate: ours until the launch is done
   if (templ) {
-    templateFd = EnsureTemplate(d, plan, &e);
-    if (templateFd < 0) return -e.err;
+    int fd = EnsureTemplate(d, st, plan, &e);
+    if (fd < 0) return -e.err;
+    templateFd.reset(fd);
   }
   Fds f;
   if (MakeStdio(plan, &f, &e) < 0) { f.CloseAll(); return -e.err; }
@@ -345,7 +377,7 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     procFd.reset(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
     plan.procFd = procFd.get();
   }
-  void* stack = ChildStack(d);
+  void* stack = ChildStack(st);
   if (!stack) { f.CloseAll(); return Fail(&e, ENOMEM, "clone", "mmap"); }
 
   ChildCtx ctx{};
@@ -400,6 +432,8 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     args.cgroup = (uint64_t)plan.cgroupFd;
   }
 
+  VmChild vm;  // a child sharing our mm: counted until it has exec'd
+  if (!plan.twoStage) vm.Begin(plan.setOomScoreAdj);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -417,7 +451,7 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     args.exit_signal = 0;
     // an unprivileged caller's: in nsbox's own user namespace, whose launcher writes the maps
     LaunchMaps maps{plan.uidMap.data(), plan.uidMap.size(), plan.gidMap.data(), plan.gidMap.size(), plan.setgroupsDeny, -1, -1, 0, nullptr};
-    pid = LaunchInTemplate(d, templateFd, spareNet, &args, &ctx, &launchErr, plan.holder ? &maps : nullptr);
+    pid = LaunchInTemplate(d, st, templateFd.get(), spareNet, &args, &ctx, &launchErr, plan.holder ? &maps : nullptr);
     if (plan.holder && pid > 0) {
       if (maps.err) holderMapErr = maps.err, holderMapFile = maps.failedAt;
       plan.uidMap.clear();  // written: ParentSteps has none left to write
@@ -440,6 +474,7 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   f.CloseChildSide();
   // the child has its own copies
+  templateFd.reset();
   if (spareNet >= 0) close(spareNet);
   if (spareSys >= 0) close(spareSys);
   if (pid < 0) {
@@ -462,7 +497,7 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     int here = sched_getcpu();
     nm.avoidCpu = here >= 0 && CPU_ISSET(here, &nm.cpus) ? here : -1;
     nm.sendErr = -1;
-    helper = StartNetMaker(d, &nm);
+    helper = StartNetMaker(st, &nm);
     if (nm.avoidCpu >= 0) {
       // and the child (asleep until "go", wherever it was made) wakes up here; it takes back
       // the caller's CPU set before exec
@@ -553,8 +588,9 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
   close(f.go[1]); f.go[1] = -1;
   close(f.err[0]); f.err[0] = -1;
   // The CLONE_VM child shared our mm until exec (or death, seen as EOF above); its uid change
-  // set the mm's dumpable flag to fs.suid_dumpable. Put Node's back (as it was at load).
-  if (!plan.twoStage) RestoreDumpable();
+  // set the mm's dumpable flag to fs.suid_dumpable. Node's is put back (as it was at load)
+  // once no other such child is in flight (vm.End, after the oom_score_adj, which it may have
+  // to itself; on failure once the child is reaped).
   RestoreOomScoreAdj(oomHeld);
   if (failed && ttyMaster >= 0) { close(ttyMaster); ttyMaster = -1; }
   if (failed) {
@@ -566,6 +602,7 @@ int SpawnCore(AddonData* d, Plan& plan, SpawnResult* out, Err& e) {
     f.CloseAll();
     return -(e.err ? e.err : EPROTO);
   }
+  vm.End();
   // Hold the sandbox's mount namespace: when its last process exits, the kernel would tear it
   // down inside that exit (an RCU grace period, ~0.3 ms here) before it reports the exit.
   // With this fd open the exit is reported at once; nsbox closes the fd afterwards off the
@@ -599,7 +636,7 @@ struct SpawnTask : SpawnerTask {
   napi_async_context async = nullptr;
   napi_env env = nullptr;
 
-  void Run(AddonData* d) override { rc = SpawnCore(d, plan, &out, e); }
+  void Run(AddonData* d, SpawnStacks* st) override { rc = SpawnCore(d, st, plan, &out, e); }
 
   // cb(err, null) or cb(null, { pid, pidfd, ... })
   void Done(napi_env raw) override {

@@ -1,4 +1,4 @@
-// The spawner thread (see spawner.h): a queue in, a queue out, a uv_async_t to wake the loop.
+// The spawner threads (see spawner.h): a queue in, a queue out, a uv_async_t to wake the loop.
 #include "spawner.h"
 
 #include <pthread.h>
@@ -9,17 +9,19 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace nsbox {
 
 struct Spawner {
   napi_env env = nullptr;
   AddonData* d = nullptr;
-  std::thread thread;
+  std::vector<std::thread> threads;  // grown and joined on the loop thread only
   std::mutex mu;
   std::condition_variable cv;
   std::deque<SpawnerTask*> in, out;  // under mu
   bool stop = false;                 // under mu
+  int idle = 0;                      // threads waiting for a task (under mu)
   uv_async_t* async = nullptr;       // closed by StopSpawner; freed in its close callback
   int pending = 0;                   // tasks submitted and not done (loop thread only)
 };
@@ -33,16 +35,21 @@ void ThreadMain(Spawner* s) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   prctl(PR_SET_NAME, "nsbox-spawner");
+  // this thread's child and helper stacks: free once it ends, as every child it made has
+  // exec'd or died by the end of its task
+  SpawnStacks stacks;
   for (;;) {
     SpawnerTask* t;
     {
       std::unique_lock<std::mutex> lock(s->mu);
+      s->idle++;
       s->cv.wait(lock, [s] { return s->stop || !s->in.empty(); });
-      if (s->stop) return;
+      s->idle--;
+      if (s->stop) break;
       t = s->in.front();
       s->in.pop_front();
     }
-    t->Run(s->d);
+    t->Run(s->d, &stacks);
     t->ran = true;
     {
       std::lock_guard<std::mutex> lock(s->mu);
@@ -50,6 +57,7 @@ void ThreadMain(Spawner* s) {
     }
     uv_async_send(s->async);
   }
+  FreeSpawnStacks(&stacks);
 }
 
 // Raw N-API (see exit_watch.cc): the environment may be on its way out.
@@ -73,10 +81,21 @@ void OnDone(uv_async_t* h) {
   if (s->pending == 0 && s->async) uv_unref(reinterpret_cast<uv_handle_t*>(s->async));
 }
 
+// kMaxSpawnerThreads; NSBOX_SPAWNER_THREADS=n (1..kMaxSpawnerThreads) when the addon loads
+// sets another limit (bench/ compares them)
+int MaxThreads() {
+  static const int n = [] {
+    const char* v = getenv("NSBOX_SPAWNER_THREADS");
+    int k = v ? atoi(v) : 0;
+    return k >= 1 && k <= kMaxSpawnerThreads ? k : kMaxSpawnerThreads;
+  }();
+  return n;
+}
+
 struct FnTask : SpawnerTask {
   void (*fn)(AddonData*);
   explicit FnTask(void (*f)(AddonData*)) : fn(f) {}
-  void Run(AddonData* d) override { fn(d); }
+  void Run(AddonData* d, SpawnStacks*) override { fn(d); }
   void Done(napi_env) override {}
 };
 
@@ -94,14 +113,17 @@ void SpawnerSubmit(napi_env env, AddonData* d, SpawnerTask* t) {
     uv_async_init(loop, s->async, OnDone);
     s->async->data = s;
     uv_unref(reinterpret_cast<uv_handle_t*>(s->async));
-    s->thread = std::thread(ThreadMain, s);
     d->spawner = s;
   }
   if (s->pending++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(s->async));
+  bool more;
   {
     std::lock_guard<std::mutex> lock(s->mu);
     s->in.push_back(t);
+    // every thread busy (or none yet): one more, up to the limit
+    more = s->idle < (int)s->in.size() && s->threads.size() < (size_t)MaxThreads();
   }
+  if (more) s->threads.emplace_back(ThreadMain, s);
   s->cv.notify_one();
 }
 
@@ -118,9 +140,9 @@ void StopSpawner(AddonData* d, bool closeHandle) {
     std::lock_guard<std::mutex> lock(s->mu);
     s->stop = true;
   }
-  s->cv.notify_one();
-  if (s->thread.joinable()) s->thread.join();
-  // the thread is gone (its sandboxes got their parent-death signal); what is left is dropped
+  s->cv.notify_all();
+  for (std::thread& th : s->threads) if (th.joinable()) th.join();
+  // the threads are gone (its sandboxes got their parent-death signal); what is left is dropped
   for (SpawnerTask* t : s->out) { t->Drop(); delete t; }
   for (SpawnerTask* t : s->in) { t->Drop(); delete t; }
   s->out.clear();

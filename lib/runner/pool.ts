@@ -23,7 +23,7 @@ export interface PoolOptions {
   size: number;
   /** Options every sandbox is made with (as {@link Sandbox.create}; `id` and `keepAlive` are not allowed). */
   template?: Omit<SandboxOptions, 'id' | 'keepAlive'>;
-  /** How many sandboxes are made at once while refilling. Default 1 (the refill should not starve the runs). */
+  /** How many sandboxes are made at once while refilling. Default 2 (the addon makes them side by side; more starve the runs of CPU). */
   refillConcurrency?: number;
 }
 
@@ -120,8 +120,10 @@ export class Pool extends EventEmitter {
         this.#creating--;
         this.#stats.createErrors++;
         this.#failures++;
-        // the waiters get the error; the pool backs off before trying again
-        for (const w of this.#waiters.splice(0)) w.reject(err);
+        // the waiters get the error, unless another sandbox being made may still serve them (a
+        // template that allows one sandbox at a time, e.g. a fixed address, fails the second of
+        // two refills side by side); the pool backs off before trying again
+        if (this.#creating === 0) for (const w of this.#waiters.splice(0)) w.reject(err);
         if (this.listenerCount('error') > 0) this.emit('error', err);
         const delay = Math.min(5000, 50 * 2 ** Math.min(this.#failures, 7));
         this.#retry = setTimeout(() => { this.#retry = undefined; this.#fill(); }, delay);
@@ -134,7 +136,10 @@ export class Pool extends EventEmitter {
   #prepare(): Promise<PreparedSandbox> {
     const opts = this.#prepared!;
     return prepareIsolated(opts).catch((e: unknown) => {
-      if (!this.#optionalCgroup || !(e instanceof NsboxError) || !e.step?.startsWith('cgroup')) throw e;
+      if (!(e instanceof NsboxError) || !e.step?.startsWith('cgroup')) throw e;
+      // refills side by side: another one dropped the cgroup meanwhile
+      if (this.#prepared !== opts) return prepareIsolated(this.#prepared!);
+      if (!this.#optionalCgroup) throw e;
       this.#optionalCgroup = false;
       const { pids: _p, ...rest } = opts.limits ?? {};
       this.#prepared = { ...opts, limits: Object.keys(rest).length ? rest : undefined };
@@ -286,7 +291,7 @@ export function createPool(options: PoolOptions): Pool {
   const { size } = options;
   if (typeof size !== 'number' || !Number.isInteger(size)) throw new TypeError(`options.size must be an integer (got ${String(size)})`);
   if (size < 1 || size > 256) throw new RangeError(`options.size must be between 1 and 256 (got ${size})`);
-  const rc = options.refillConcurrency ?? 1;
+  const rc = options.refillConcurrency ?? 2;
   if (typeof rc !== 'number' || !Number.isInteger(rc) || rc < 1 || rc > 64) throw new RangeError(`options.refillConcurrency must be an integer 1-64 (got ${String(rc)})`);
   const template = options.template ?? {};
   if (typeof template !== 'object' || template === null || Array.isArray(template)) throw new TypeError('options.template must be an object');

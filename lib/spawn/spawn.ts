@@ -544,8 +544,12 @@ export class IsolatedProcess<T extends string | Buffer = string> extends EventEm
     }
     if (o.signal) {
       const onAbort = () => { this.#canceled = true; this.#limit('canceled'); };
-      o.signal.addEventListener('abort', onAbort, { once: true });
-      this.#cleanup.push(() => o.signal!.removeEventListener('abort', onAbort));
+      // aborted while the spawn was under way (after the last look before it): no event comes
+      if (o.signal.aborted) onAbort();
+      else {
+        o.signal.addEventListener('abort', onAbort, { once: true });
+        this.#cleanup.push(() => o.signal!.removeEventListener('abort', onAbort));
+      }
     }
     queueMicrotask(() => this.emit('spawn'));
     return exited;

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { hostname as hostHostname } from 'node:os';
 import { spawnIsolated, Namespace, NsboxError } from '../../lib/index.js';
 import { FALLBACK_RANGE_START, REGION_BLOCKS } from '../../lib/plan/index.js';
+import { native } from '../../lib/native.js';
 import { isRoot, skipReason, mountTable, fdCount, sleep } from '../helpers/host.js';
 
 /** Waits for 'ready' on stdout; fails if the sandbox ends first. */
@@ -252,6 +253,21 @@ describe.skipIf(!isRoot)('spawnIsolated: timeouts, streams, concurrency', () => 
     expect(e.name).toBe('AbortError');
   });
 
+  it('an abort while the addon makes the sandbox kills it once it is there', async () => {
+    // aborted from inside the addon's spawn call: after the pipeline's last look at the signal,
+    // before the exit watch listens to it. Before the fix the sandbox ran on (sleep 30)
+    const ac = new AbortController();
+    const addon = native() as unknown as { spawn: (...a: unknown[]) => unknown };
+    const spawn = addon.spawn;
+    addon.spawn = (...a: unknown[]) => { addon.spawn = spawn; ac.abort(); return spawn(...a); };
+    try {
+      const r = await sh('sleep 30', { signal: ac.signal });
+      expect(r).toMatchObject({ isCanceled: true, timedOut: false, signal: 'SIGKILL' });
+    } finally {
+      addon.spawn = spawn;
+    }
+  });
+
   it('delivers 50 MB of stdout intact and feeds stdin', async () => {
     const size = 50 * 1024 * 1024;
     const r = await spawnIsolated('/bin/sh', ['-c', `head -c ${size} /dev/zero | tr '\\0' 'x'`], { encoding: 'buffer' } as never) as unknown as { stdout: Buffer };
@@ -271,6 +287,9 @@ describe.skipIf(!isRoot)('spawnIsolated: timeouts, streams, concurrency', () => 
   });
 
   it('runs 200 concurrent sandboxes with correct results and returns to the fd baseline', async () => {
+    // the view templates the addon keeps (two fds each, one per id block used: up to 32) are
+    // a cache, dropped before each count (on a spawner thread: the sleep lets it run)
+    native().dropTemplates();
     await sleep(100);
     const base = fdCount();
     const all = await Promise.all(Array.from({ length: 200 }, (_, i) => sh(`echo ${i}; exit ${i % 7}`)));
@@ -278,6 +297,8 @@ describe.skipIf(!isRoot)('spawnIsolated: timeouts, streams, concurrency', () => 
       expect(r.stdout).toBe(`${i}\n`);
       expect(r.exitCode).toBe(i % 7);
     });
+    await sleep(100); // (the spare network namespaces asked for after the exits are made first)
+    native().dropTemplates();
     await sleep(100);
     expect(fdCount()).toBeLessThanOrEqual(base);
   });

@@ -65,7 +65,8 @@ describe.skipIf(skipReason(!isRoot, 'needs root'))('sandboxes made on the spawne
       const { spawnIsolated } = await import(${JSON.stringify(dist)});
       const ps = [1, 2, 3].map(() => spawnIsolated('/bin/sleep', ['60']));
       await new Promise((r) => setTimeout(r, 0));
-      for (const x of ps) await new Promise((r) => x.once('spawn', r));
+      // (listened to at once: spawns finish side by side, in any order)
+      await Promise.all(ps.map((x) => new Promise((r) => x.once('spawn', r))));
       console.log(JSON.stringify(ps.map((x) => x.pid)));
       setInterval(() => {}, 1000);`);
     const pids = JSON.parse(await p.line()) as number[];
@@ -100,6 +101,26 @@ describe.skipIf(skipReason(!isRoot, 'needs root'))('sandboxes made on the spawne
     const out = JSON.parse(await p.line());
     expect(await p.closed, p.stderr()).toBe(0);
     expect(out.children).toEqual([]);
+  });
+
+  it('spawns asked at once are made side by side, on more than one spawner thread; all die with the process', async () => {
+    const p = node(`${CHILDREN}
+      const { spawnIsolated } = await import(${JSON.stringify(dist)});
+      const ps = Array.from({ length: 8 }, () => spawnIsolated('/bin/sleep', ['60']));
+      await Promise.all(ps.map((x) => new Promise((r) => x.once('spawn', r))));
+      const spawners = readdirSync('/proc/self/task').filter((t) => readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim() === 'nsbox-spawner');
+      console.log(JSON.stringify({ pids: ps.map((x) => x.pid), spawners: spawners.length, children: children().length }));
+      setInterval(() => {}, 1000);`);
+    const out = JSON.parse(await p.line()) as { pids: number[]; spawners: number; children: number };
+    expect(out.pids).toHaveLength(8);
+    expect(new Set(out.pids).size).toBe(8);
+    expect(out.children).toBe(8);
+    expect(out.spawners).toBeGreaterThan(1);
+    p.c.kill('SIGKILL');
+    await p.closed;
+    for (const pid of out.pids) expect(await gone(pid)).toBe(true);
+    const dead = p.c.pid!;
+    sweepIdBlocks((pid) => pid === dead);
   });
 
   it('a worker that ends on its own after its sandboxes ran: nothing left, and the main thread spawns on', async () => {

@@ -143,6 +143,28 @@ print(sorted(os.listdir('/proc')))`], { capabilities: ['CAP_SYS_ADMIN'], seccomp
     await sh('true');
     expect(mountTable().join('\n')).not.toMatch(/nsbox-(root|dev|mask|base)/);
   });
+
+  it('12 sandboxes at once, round after round: the template of each id block in use is kept, not built again', async () => {
+    // each running sandbox has an id block of its own, and a template per block: with fewer
+    // kept than blocks in use (8 before), every spawn of the next round built one again
+    const templates = () => new Set(readdirSync('/proc/self/fd').flatMap((f) => {
+      try { const l = readlinkSync(`/proc/self/fd/${f}`); return l.startsWith('mnt:') ? [l] : []; } catch { return []; }
+    }));
+    const round = async () => {
+      const ps = Array.from({ length: 12 }, () => sh('read x', { stdio: ['pipe', 'ignore', 'ignore'] }));
+      await Promise.all(ps.map((p) => new Promise((res) => p.once('spawn', res))));
+      for (const p of ps) p.stdin!.end('\n');
+      for (const p of ps) expect((await p).exitCode).toBe(0);
+      await sleep(100); // the sandboxes' own mount namespaces are let go off the loop
+    };
+    await round();
+    const first = templates();
+    await round();
+    await round();
+    const third = templates();
+    expect(first.size).toBeGreaterThanOrEqual(12);
+    expect([...first].filter((t) => !third.has(t))).toEqual([]);
+  });
 });
 
 // A root caller's rootfs (lib/plan/view.ts rootfsTemplateView): the rootfs bound in a template,
@@ -216,10 +238,10 @@ describe.skipIf(skipReason(!isRoot, 'view templates are made for root callers on
   });
 
   it('templates made and evicted over and over leave no fd behind (the builder closes what it resolved in the rootfs)', async () => {
-    // 10 roots, each seen twice a round: more templates than the addon keeps (8), so each
-    // round makes and evicts them again. Before the fix each build left its rootfs fd open
+    // 34 roots, one after the other: more templates than the addon keeps (32), so each round
+    // makes and evicts them again. Before the fix each build left its rootfs fd open
     const base = scratch('tplfds');
-    const roots = Array.from({ length: 10 }, (_, i) => makeRootfs(join(base, `r${i}`)));
+    const roots = Array.from({ length: 34 }, (_, i) => makeRootfs(join(base, `r${i}`)));
     const fds = () => readdirSync('/proc/self/fd').length;
     try {
       const round = async () => { for (const rootfs of roots) expect((await sh('true', { rootfs })).exitCode).toBe(0); };
